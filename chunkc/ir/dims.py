@@ -1,0 +1,63 @@
+"""Dimension records: how each output axis of an op relates to its input axes.
+
+For every output axis an op states one :class:`AxisFlow`:
+
+``carry``  slicing the output along this axis needs only the matching slice of
+           each listed input axis (``sources``); every input not listed is used
+           whole.  ``ratio`` is input extent per output extent along the axis
+           (1 for elementwise ops; 64 for the head axis of ``[L, 768] -> [L, 12, 64]``).
+``mix``    the op computes across this axis (softmax's axis, cumsum, a conv's
+           spatial axes): the axis cannot be chunked through this op.
+``new``    the axis comes from no input axis (arange, full, the K axis of a new
+           broadcast): it cannot be chunked through this op either.
+
+Input axes that no output axis lists are reduced or contracted.  Chunk-flow
+search reads only these records: it never asks which op it is looking at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+AxisKind = Literal["carry", "mix", "new"]
+
+
+@dataclass(frozen=True)
+class AxisSource:
+    input: int  # index into node.inputs
+    axis: int  # axis of that input
+    ratio: Fraction = Fraction(1)  # input extent / output extent along the axis
+
+    def __str__(self) -> str:
+        r = "" if self.ratio == 1 else f"*{self.ratio}"
+        return f"in{self.input}.{self.axis}{r}"
+
+
+@dataclass(frozen=True)
+class AxisFlow:
+    kind: AxisKind
+    sources: tuple[AxisSource, ...] = ()
+
+    @property
+    def chunkable(self) -> bool:
+        return self.kind == "carry"
+
+    def __str__(self) -> str:
+        if self.kind != "carry":
+            return self.kind
+        return "carry(" + ", ".join(str(s) for s in self.sources) + ")"
+
+
+MIX = AxisFlow("mix")
+NEW = AxisFlow("new")
+
+
+def carry(*sources: tuple) -> AxisFlow:
+    """``carry((0, 1), (1, 1))``: the axis carries input 0 axis 1 and input 1 axis 1."""
+    return AxisFlow("carry", tuple(AxisSource(s[0], s[1], Fraction(s[2]) if len(s) > 2 else Fraction(1)) for s in sources))
+
+
+OutputDims = tuple[AxisFlow, ...]  # one per axis of one output
+DimRecord = tuple[OutputDims, ...]  # one per output of the node

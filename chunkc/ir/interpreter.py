@@ -1,0 +1,67 @@
+"""The reference interpreter: runs a graph with each op's NumPy reference,
+freeing every value after its last use (so its live set is the schedule's)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ChunkcError
+from .graph import Graph, Node, Value
+from .registry import concrete_attrs, has_symbolic_attrs
+
+
+def last_uses(graph: Graph) -> dict[Node, list[Value]]:
+    """For each node, the values whose last reader it is (graph outputs never die)."""
+    last: dict[Value, Node] = {}
+    for node in graph.nodes:
+        for v in node.inputs:
+            last[v] = node
+    keep = set(graph.outputs)
+    dying: dict[Node, list[Value]] = {n: [] for n in graph.nodes}
+    for v, node in last.items():
+        if v not in keep:
+            dying[node].append(v)
+    for node in graph.nodes:  # outputs nobody reads die at once
+        for o in node.outputs:
+            if o not in last and o not in keep:
+                dying[node].append(o)
+    return dying
+
+
+def run_node(node: Node, args: Sequence[Any], xp=np, bindings: Mapping[str, int] | None = None) -> tuple:
+    attrs = concrete_attrs(node.attrs, bindings or {}) if has_symbolic_attrs(node.attrs) else node.attrs
+    try:
+        out = node.op.reference(xp, *args, **attrs)
+    except ChunkcError:
+        raise
+    except Exception as exc:  # name the node, keep the cause
+        shapes = ", ".join(str(getattr(a, "shape", "?")) for a in args)
+        raise ChunkcError(f"node {node.name} ({node.op.name}) failed on inputs of shapes {shapes}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def interpret(graph: Graph, *inputs, xp=np, on_node: Callable[[Node, dict], None] | None = None) -> list:
+    """Run ``graph`` on ``inputs`` (arrays, in graph-input order); return its outputs."""
+    bindings = graph.bind_sizes(inputs)  # checks ranks and solves symbolic sizes
+    env: dict[Value, Any] = {}
+    for v, a in zip(graph.inputs, inputs):
+        env[v] = xp.asarray(a)
+    for c in graph.constants:
+        if c.data is None:
+            raise ChunkcError(f"constant %{c.name} has no data (a shape-only graph from text); "
+                              "load its weights with chunkc.load(path) or pass weights= to the parser")
+        env[c] = xp.asarray(c.data)
+    dying = last_uses(graph)
+    for node in graph.nodes:
+        results = run_node(node, [env[v] for v in node.inputs], xp, bindings)
+        for o, r in zip(node.outputs, results):
+            env[o] = r
+        if on_node is not None:
+            on_node(node, env)
+        for v in dying[node]:
+            if v.producer is not None:
+                env.pop(v, None)
+    return [env[v] for v in graph.outputs]

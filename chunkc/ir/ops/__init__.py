@@ -1,0 +1,3 @@
+"""Importing this package registers every op record (one module per family)."""
+
+from . import elementwise, linalg, reduce, shape  # noqa: F401

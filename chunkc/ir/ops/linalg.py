@@ -1,0 +1,198 @@
+"""Contractions: matmul (NumPy semantics, batched and broadcast), bmm, linear,
+addmm and einsum.  Rows carry the left operand, columns carry the right one,
+batch axes carry both; the contracted axis is reduced.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..dims import AxisFlow, AxisSource, DimRecord, NEW
+from ..registry import OpDef, REQUIRED, register
+from ..sizes import Size, sizes_equal
+from ..types import TensorType
+from ._common import broadcast_dims, broadcast_shapes, fail, require_rank, require_same, result_dtype, shape_str
+
+
+def _matmul_parts(op: str, a: TensorType, b: TensorType):
+    if a.rank == 0 or b.rank == 0:
+        raise fail(op, f"operands must have rank >= 1, got {a} and {b}")
+    a_shape = ((1,) + a.shape) if a.rank == 1 else a.shape
+    b_shape = (b.shape + (1,)) if b.rank == 1 else b.shape
+    if not sizes_equal(a_shape[-1], b_shape[-2]):
+        raise fail(op, f"contracted sizes differ: input 0 {shape_str(a.shape)} and input 1 {shape_str(b.shape)}")
+    batch = broadcast_shapes(op, [TensorType(a.dtype, a_shape[:-2]), TensorType(b.dtype, b_shape[:-2])])
+    out = batch + ((a_shape[-2],) if a.rank > 1 else ()) + ((b_shape[-1],) if b.rank > 1 else ())
+    return batch, out, a_shape[-1]
+
+
+def _matmul_infer(ins, attrs):
+    a, b = ins
+    _, out, _ = _matmul_parts("matmul", a, b)
+    return (TensorType(result_dtype(ins), out),)
+
+
+def _matmul_dims(ins, attrs, outs) -> DimRecord:
+    a, b = ins
+    out = outs[0]
+    nbatch = out.rank - (a.rank > 1) - (b.rank > 1)
+    batch_types = [TensorType(a.dtype, a.shape[:-2]), TensorType(b.dtype, b.shape[:-2])]
+    flows = list(broadcast_dims(batch_types, TensorType(out.dtype, out.shape[:nbatch])))
+    if a.rank > 1:
+        flows.append(AxisFlow("carry", (AxisSource(0, a.rank - 2),)))
+    if b.rank > 1:
+        flows.append(AxisFlow("carry", (AxisSource(1, b.rank - 1),)))
+    return (tuple(flows),)
+
+
+def _matmul_flops(ins, attrs, outs) -> Size:
+    _, _, k = _matmul_parts("matmul", ins[0], ins[1])
+    return 2 * outs[0].numel() * k
+
+
+register(OpDef(name="matmul", infer=_matmul_infer, dims=_matmul_dims, flops=_matmul_flops,
+               reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2),
+               doc="matmul(a, b): NumPy matmul semantics, batch axes broadcast."))
+
+
+def _bmm_infer(ins, attrs):
+    require_rank("bmm", ins[0], 3, "input 0")
+    require_rank("bmm", ins[1], 3, "input 1")
+    require_same("bmm", ins[0].shape[0], ins[1].shape[0], "batch sizes")
+    return _matmul_infer(ins, attrs)
+
+
+register(OpDef(name="bmm", infer=_bmm_infer, dims=_matmul_dims, flops=_matmul_flops,
+               reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2),
+               doc="bmm(a[B,M,K], b[B,K,N]) -> [B,M,N]."))
+
+
+def _linear_infer(ins, attrs):
+    x, w = ins[0], ins[1]
+    require_rank("linear", w, 2, "weight (input 1)")
+    if x.rank < 1:
+        raise fail("linear", f"input must have rank >= 1, got {x}")
+    require_same("linear", x.shape[-1], w.shape[1], f"input features {x} vs weight {w}")
+    if len(ins) == 3:
+        require_rank("linear", ins[2], 1, "bias (input 2)")
+        require_same("linear", ins[2].shape[0], w.shape[0], f"bias {ins[2]} vs weight {w}")
+    return (TensorType(result_dtype(ins), x.shape[:-1] + (w.shape[0],)),)
+
+
+def _linear_dims(ins, attrs, outs) -> DimRecord:
+    x = ins[0]
+    flows = [AxisFlow("carry", (AxisSource(0, k),)) for k in range(x.rank - 1)]
+    last = [AxisSource(1, 0)] + ([AxisSource(2, 0)] if len(ins) == 3 else [])
+    flows.append(AxisFlow("carry", tuple(last)))
+    return (tuple(flows),)
+
+
+def _linear_ref(xp, x, w, b=None):
+    y = xp.matmul(x, w.T)
+    return y + b if b is not None else y
+
+
+register(OpDef(name="linear", infer=_linear_infer, dims=_linear_dims, reference=_linear_ref, num_inputs=(2, 3),
+               flops=lambda ins, a, outs: 2 * outs[0].numel() * ins[0].shape[-1],
+               doc="linear(x[..., K], w[N, K], b[N]?) -> x @ w.T + b (PyTorch's layout)."))
+
+
+def _addmm_infer(ins, attrs):
+    bias, a, b = ins
+    require_rank("addmm", a, 2, "input 1")
+    require_rank("addmm", b, 2, "input 2")
+    _, out, _ = _matmul_parts("addmm", a, b)
+    shape = broadcast_shapes("addmm", [bias, TensorType(a.dtype, out)])
+    if len(shape) != 2 or not all(sizes_equal(x, y) for x, y in zip(shape, out)):
+        raise fail("addmm", f"bias {bias} does not broadcast to {shape_str(out)}")
+    return (TensorType(result_dtype(ins), out),)
+
+
+def _addmm_dims(ins, attrs, outs) -> DimRecord:
+    bias, a, b = ins
+    bias_flows = broadcast_dims([bias], outs[0])
+    rows = ((AxisSource(1, 0),) + (bias_flows[0].sources if bias_flows[0].kind == "carry" else ()))
+    cols = ((AxisSource(2, 1),) + tuple(AxisSource(0, s.axis) for s in bias_flows[1].sources))
+    return ((AxisFlow("carry", rows), AxisFlow("carry", cols)),)
+
+
+def _addmm_ref(xp, bias, a, b, beta=1.0, alpha=1.0):
+    return (beta * bias + alpha * xp.matmul(a, b)).astype(xp.result_type(bias, a, b), copy=False)
+
+
+register(OpDef(name="addmm", infer=_addmm_infer, dims=_addmm_dims, reference=_addmm_ref, num_inputs=(3, 3),
+               attrs={"beta": 1.0, "alpha": 1.0},
+               flops=lambda ins, a, outs: 2 * outs[0].numel() * ins[1].shape[1],
+               doc="addmm(bias, a[M,K], b[K,N]) -> beta*bias + alpha*(a @ b)."))
+
+
+# -- einsum -------------------------------------------------------------------
+
+_EQ = re.compile(r"^[a-zA-Z,]*->[a-zA-Z]*$")
+
+
+def _parse_einsum(eq: str, ins):
+    eq = eq.replace(" ", "")
+    if not _EQ.match(eq):
+        raise fail("einsum", f"equation {eq!r} must look like 'ij,jk->ik' (explicit output, no ellipsis)")
+    lhs, out = eq.split("->")
+    terms = lhs.split(",")
+    if len(terms) != len(ins):
+        raise fail("einsum", f"equation {eq!r} names {len(terms)} operands, got {len(ins)} inputs")
+    sizes: dict[str, Size] = {}
+    for i, (term, t) in enumerate(zip(terms, ins)):
+        if len(term) != t.rank:
+            raise fail("einsum", f"operand {i} {t} has rank {t.rank} but term {term!r} has {len(term)} letters")
+        for letter, s in zip(term, t.shape):
+            if letter in sizes and not sizes_equal(sizes[letter], s):
+                if isinstance(s, int) and s == 1:
+                    continue
+                if isinstance(sizes[letter], int) and sizes[letter] == 1:
+                    sizes[letter] = s
+                    continue
+                raise fail("einsum", f"letter {letter!r} has sizes {sizes[letter]} and {s}")
+            sizes.setdefault(letter, s)
+    for letter in out:
+        if letter not in sizes:
+            raise fail("einsum", f"output letter {letter!r} appears in no operand")
+    if len(set(out)) != len(out):
+        raise fail("einsum", f"output {out!r} repeats a letter")
+    return terms, out, sizes
+
+
+def _einsum_infer(ins, attrs):
+    terms, out, sizes = _parse_einsum(attrs["equation"], ins)
+    return (TensorType(result_dtype(ins), tuple(sizes[c] for c in out)),)
+
+
+def _einsum_dims(ins, attrs, outs) -> DimRecord:
+    terms, out, sizes = _parse_einsum(attrs["equation"], ins)
+    flows = []
+    for letter, size in zip(out, outs[0].shape):
+        sources = []
+        mixed = False
+        for i, (term, t) in enumerate(zip(terms, ins)):
+            if term.count(letter) > 1:
+                mixed = True
+            if letter in term:
+                axis = term.index(letter)
+                s = t.shape[axis]
+                if isinstance(s, int) and s == 1 and not (isinstance(size, int) and size == 1):
+                    continue
+                sources.append(AxisSource(i, axis))
+        flows.append(NEW if (mixed or not sources) else AxisFlow("carry", tuple(sources)))
+    return (tuple(flows),)
+
+
+def _einsum_flops(ins, attrs, outs) -> Size:
+    terms, out, sizes = _parse_einsum(attrs["equation"], ins)
+    total: Size = 2 if len(ins) > 1 else 1
+    for s in sizes.values():
+        total = total * s
+    return total
+
+
+register(OpDef(name="einsum", infer=_einsum_infer, dims=_einsum_dims, flops=_einsum_flops,
+               reference=lambda xp, *xs, equation: xp.einsum(equation, *xs, optimize=True),
+               num_inputs=(1, None), attrs={"equation": REQUIRED},
+               doc="einsum(*xs, equation='bqd,bkd->bqk'): explicit output, no ellipsis."))

@@ -1,0 +1,330 @@
+"""Shape ops: reshape, permute, expand, squeeze, unsqueeze, slice, contiguous.
+
+These are views where the layout allows it (``view_strides``), so memory
+estimation can tell an alias from a copy.  Reshape records which output axis
+is the *outer factor* of a split or merged input axis: that axis carries, with
+the ratio of the inner factors.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Sequence
+
+import sympy
+
+from ..dims import AxisFlow, AxisSource, DimRecord, MIX, NEW
+from ..registry import OpDef, REQUIRED, register
+from ..sizes import Size, normalize, product, ratio, sizes_equal
+from ..types import TensorType
+from ._common import fail, norm_axes, norm_axis, shape_str
+
+
+def _is_one(s: Size) -> bool:
+    return isinstance(s, int) and s == 1
+
+
+def contiguous_strides(shape: Sequence[Size]) -> tuple[Size, ...]:
+    strides, acc = [], 1
+    for s in reversed(shape):
+        strides.append(acc)
+        acc = normalize(acc * s)
+    return tuple(reversed(strides))
+
+
+def is_contiguous(shape: Sequence[Size], strides: Sequence[Size]) -> bool:
+    want = contiguous_strides(shape)
+    return all(_is_one(s) or sizes_equal(a, b) for s, a, b in zip(shape, strides, want))
+
+
+# -- reshape --------------------------------------------------------------------
+
+
+def resolve_shape(op: str, t: TensorType, shape) -> tuple[Size, ...]:
+    shape = tuple(normalize(s) for s in shape)
+    holes = [k for k, s in enumerate(shape) if isinstance(s, int) and s == -1]
+    if len(holes) > 1:
+        raise fail(op, f"target shape {shape} has more than one -1")
+    known = product(s for s in shape if not (isinstance(s, int) and s == -1))
+    numel = t.numel()
+    if holes:
+        q = sympy.sympify(numel) / sympy.sympify(known)
+        q = sympy.simplify(q)
+        if not (q.is_integer or (q.is_Integer)):
+            raise fail(op, f"cannot reshape {t} into {shape}: {numel} elements do not divide by {known}")
+        shape = tuple(normalize(q) if k == holes[0] else s for k, s in enumerate(shape))
+    shape = tuple(normalize(s) for s in shape)
+    if not sizes_equal(product(shape), numel):
+        raise fail(op, f"cannot reshape {t} into {shape_str(shape)}: element counts differ")
+    return shape
+
+
+def _reshape_infer(ins, attrs):
+    return (ins[0].with_shape(resolve_shape("reshape", ins[0], attrs["shape"])),)
+
+
+def reshape_groups(in_shape, out_shape):
+    """Pair minimal blocks of input and output axes with equal products.
+
+    Size-1 axes are skipped.  Yields (input axes, output axes); a block whose
+    products cannot be matched ends the pairing (the rest are left unpaired).
+    """
+    ins = [k for k, s in enumerate(in_shape) if not _is_one(s)]
+    outs = [k for k, s in enumerate(out_shape) if not _is_one(s)]
+    groups, i, j = [], 0, 0
+    while i < len(ins) and j < len(outs):
+        gi, go = [ins[i]], [outs[j]]
+        pi, po = in_shape[ins[i]], out_shape[outs[j]]
+        i, j = i + 1, j + 1
+        for _ in range(len(ins) + len(outs)):
+            r = ratio(pi, po)
+            if r == 1 or sizes_equal(pi, po):
+                break
+            if r is not None and r < 1 and i < len(ins):
+                gi.append(ins[i]); pi = normalize(pi * in_shape[ins[i]]); i += 1
+            elif r is not None and r > 1 and j < len(outs):
+                go.append(outs[j]); po = normalize(po * out_shape[outs[j]]); j += 1
+            else:
+                return groups  # symbolic mismatch: stop pairing
+        else:
+            return groups
+        groups.append((tuple(gi), tuple(go)))
+    return groups
+
+
+def _reshape_dims(ins, attrs, outs) -> DimRecord:
+    t, out = ins[0], outs[0]
+    flows: list[AxisFlow] = [NEW if _is_one(s) else MIX for s in out.shape]
+    for gi, go in reshape_groups(t.shape, out.shape):
+        in_inner = product(t.shape[k] for k in gi[1:])
+        out_inner = product(out.shape[k] for k in go[1:])
+        r = ratio(out_inner, in_inner)
+        if r is not None:
+            flows[go[0]] = AxisFlow("carry", (AxisSource(0, gi[0], r),))
+    return (tuple(flows),)
+
+
+def _reshape_strides(ins, attrs, strides):
+    t = ins[0]
+    out_shape = resolve_shape("reshape", t, attrs["shape"])
+    if is_contiguous(t.shape, strides):
+        return contiguous_strides(out_shape)
+    return None  # NumPy and PyTorch copy here
+
+
+register(OpDef(name="reshape", infer=_reshape_infer, dims=_reshape_dims, view_strides=_reshape_strides,
+               reference=lambda xp, x, shape: xp.reshape(x, tuple(int(s) for s in shape)),
+               attrs={"shape": REQUIRED}, size_attrs=("shape",), flops=lambda *a: 0,
+               doc="reshape(x, shape=(B, L, 12, 64)); one -1 allowed; a view when x is contiguous."))
+
+
+# -- permute --------------------------------------------------------------------
+
+
+def _perm(op, t, dims):
+    dims = tuple(norm_axis(op, d, t.rank, "dim") for d in dims)
+    if sorted(dims) != list(range(t.rank)):
+        raise fail(op, f"dims {dims} is not a permutation of {t.rank} axes of {t}")
+    return dims
+
+
+def _permute_infer(ins, attrs):
+    t = ins[0]
+    dims = _perm("permute", t, attrs["dims"])
+    return (t.with_shape(tuple(t.shape[d] for d in dims)),)
+
+
+def _permute_dims(ins, attrs, outs) -> DimRecord:
+    dims = _perm("permute", ins[0], attrs["dims"])
+    return (tuple(AxisFlow("carry", (AxisSource(0, d),)) for d in dims),)
+
+
+register(OpDef(name="permute", infer=_permute_infer, dims=_permute_dims,
+               view_strides=lambda ins, attrs, strides: tuple(strides[d] for d in _perm("permute", ins[0], attrs["dims"])),
+               reference=lambda xp, x, dims: xp.transpose(x, dims), attrs={"dims": REQUIRED}, flops=lambda *a: 0,
+               doc="permute(x, dims=(0, 2, 1, 3)): a view."))
+
+
+# -- expand ---------------------------------------------------------------------
+
+
+def _expand_infer(ins, attrs):
+    t = ins[0]
+    shape = tuple(normalize(s) for s in attrs["shape"])
+    if len(shape) < t.rank:
+        raise fail("expand", f"cannot expand {t} to fewer axes {shape}")
+    lead = len(shape) - t.rank
+    out = list(shape[:lead])
+    for s, target in zip(t.shape, shape[lead:]):
+        if isinstance(target, int) and target == -1:
+            out.append(s)
+        elif _is_one(s) or sizes_equal(s, target):
+            out.append(target)
+        else:
+            raise fail("expand", f"cannot expand {t} to {shape_str(shape)}: size {s} is not 1")
+    if any(isinstance(s, int) and s < 0 for s in out):
+        raise fail("expand", f"bad target shape {shape}")
+    return (t.with_shape(tuple(out)),)
+
+
+def _expand_dims(ins, attrs, outs) -> DimRecord:
+    t, out = ins[0], outs[0]
+    lead = out.rank - t.rank
+    flows = [NEW] * lead
+    for k, s in enumerate(t.shape):
+        o = out.shape[lead + k]
+        flows.append(NEW if (_is_one(s) and not _is_one(o)) else AxisFlow("carry", (AxisSource(0, k),)))
+    return (tuple(flows),)
+
+
+def _expand_strides(ins, attrs, strides):
+    t = ins[0]
+    out = _expand_infer(ins, attrs)[0]
+    lead = out.rank - t.rank
+    return (0,) * lead + tuple(0 if (_is_one(s) and not _is_one(o)) else st
+                               for s, o, st in zip(t.shape, out.shape[lead:], strides))
+
+
+def _expand_ref(xp, x, shape):
+    lead = len(shape) - x.ndim
+    target = tuple(int(s) if not (isinstance(s, int) and s == -1) else x.shape[k - lead] for k, s in enumerate(shape))
+    return xp.broadcast_to(x, target)
+
+
+register(OpDef(name="expand", infer=_expand_infer, dims=_expand_dims, view_strides=_expand_strides,
+               reference=_expand_ref, attrs={"shape": REQUIRED}, size_attrs=("shape",), flops=lambda *a: 0,
+               doc="expand(x, shape=...): broadcast size-1 axes (and new leading ones); a view."))
+
+
+# -- squeeze / unsqueeze ----------------------------------------------------------
+
+
+def _squeeze_axes(t: TensorType, axes) -> tuple[int, ...]:
+    if axes is None:
+        return tuple(k for k, s in enumerate(t.shape) if _is_one(s))
+    return tuple(k for k in norm_axes("squeeze", axes, t.rank) if _is_one(t.shape[k]))
+
+
+def _squeeze_infer(ins, attrs):
+    t = ins[0]
+    axes = _squeeze_axes(t, attrs["axes"])
+    return (t.with_shape(tuple(s for k, s in enumerate(t.shape) if k not in axes)),)
+
+
+def _squeeze_dims(ins, attrs, outs) -> DimRecord:
+    t = ins[0]
+    axes = _squeeze_axes(t, attrs["axes"])
+    return (tuple(AxisFlow("carry", (AxisSource(0, k),)) for k in range(t.rank) if k not in axes),)
+
+
+register(OpDef(name="squeeze", infer=_squeeze_infer, dims=_squeeze_dims,
+               view_strides=lambda ins, attrs, st: tuple(s for k, s in enumerate(st) if k not in _squeeze_axes(ins[0], attrs["axes"])),
+               reference=lambda xp, x, axes: xp.reshape(x, tuple(s for k, s in enumerate(x.shape)
+                                                                if not (s == 1 and (axes is None or k in tuple(a % x.ndim for a in ((axes,) if isinstance(axes, int) else axes)))))),
+               attrs={"axes": None}, flops=lambda *a: 0,
+               doc="squeeze(x, axes=None): drop size-1 axes (those of `axes` that have size 1)."))
+
+
+def _unsqueeze_axis(t: TensorType, axis: int) -> int:
+    return norm_axis("unsqueeze", axis, t.rank + 1)
+
+
+def _unsqueeze_infer(ins, attrs):
+    t = ins[0]
+    a = _unsqueeze_axis(t, attrs["axis"])
+    return (t.with_shape(t.shape[:a] + (1,) + t.shape[a:]),)
+
+
+def _unsqueeze_dims(ins, attrs, outs) -> DimRecord:
+    t = ins[0]
+    a = _unsqueeze_axis(t, attrs["axis"])
+    flows = [AxisFlow("carry", (AxisSource(0, k),)) for k in range(t.rank)]
+    flows.insert(a, NEW)
+    return (tuple(flows),)
+
+
+def _unsqueeze_strides(ins, attrs, st):
+    t = ins[0]
+    a = _unsqueeze_axis(t, attrs["axis"])
+    inner = normalize(st[a] * t.shape[a]) if a < t.rank else 1
+    return tuple(st[:a]) + (inner,) + tuple(st[a:])
+
+
+register(OpDef(name="unsqueeze", infer=_unsqueeze_infer, dims=_unsqueeze_dims, view_strides=_unsqueeze_strides,
+               reference=lambda xp, x, axis: xp.expand_dims(x, axis), attrs={"axis": REQUIRED}, flops=lambda *a: 0,
+               doc="unsqueeze(x, axis=k): insert a size-1 axis; a view."))
+
+
+# -- slice ------------------------------------------------------------------------
+
+
+def _slice_bounds(t: TensorType, attrs):
+    axis = norm_axis("slice", attrs["axis"], t.rank)
+    size = t.shape[axis]
+    start, end, step = attrs["start"], attrs["end"], attrs["step"]
+    if not isinstance(step, int) or step < 1:
+        raise fail("slice", f"step must be a positive int, got {step!r}")
+    return axis, size, start, end, step
+
+
+def _clip(v, size, default):
+    if v is None:
+        return default
+    if isinstance(v, int) and isinstance(size, int):
+        if v < 0:
+            v += size
+        return max(0, min(v, size))
+    if isinstance(v, int) and v < 0:
+        return normalize(size + v)
+    if isinstance(v, int) and not isinstance(size, int):
+        return v  # assumed within range of the symbolic size
+    return normalize(v)
+
+
+def _slice_infer(ins, attrs):
+    t = ins[0]
+    axis, size, start, end, step = _slice_bounds(t, attrs)
+    s = _clip(start, size, 0)
+    e = _clip(end, size, size)
+    if isinstance(end, int) and end >= 2**62:  # PyTorch's "to the end" sentinel
+        e = size
+    length = normalize(sympy.ceiling((sympy.sympify(e) - sympy.sympify(s)) / step)) if step > 1 else normalize(e - s)
+    if isinstance(length, int) and length < 0:
+        length = 0
+    return (t.with_shape(t.shape[:axis] + (length,) + t.shape[axis + 1:]),)
+
+
+def _slice_dims(ins, attrs, outs) -> DimRecord:
+    t = ins[0]
+    axis = norm_axis("slice", attrs["axis"], t.rank)
+    return (tuple(MIX if k == axis else AxisFlow("carry", (AxisSource(0, k),)) for k in range(t.rank)),)
+
+
+def _slice_ref(xp, x, axis, start, end, step):
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(None if start is None else int(start), None if end is None else int(end), step)
+    return x[tuple(index)]
+
+
+register(OpDef(name="slice", infer=_slice_infer, dims=_slice_dims,
+               view_strides=lambda ins, attrs, st: tuple(normalize(s * attrs["step"]) if k == norm_axis("slice", attrs["axis"], ins[0].rank) else s
+                                                        for k, s in enumerate(st)),
+               reference=_slice_ref, attrs={"axis": REQUIRED, "start": None, "end": None, "step": 1},
+               size_attrs=("start", "end"),
+               flops=lambda *a: 0, doc="slice(x, axis=, start=, end=, step=1): a view; negative bounds count from the end."))
+
+
+# -- contiguous -------------------------------------------------------------------
+
+
+register(OpDef(name="contiguous", infer=lambda ins, attrs: (ins[0],),
+               dims=lambda ins, attrs, outs: (tuple(AxisFlow("carry", (AxisSource(0, k),)) for k in range(ins[0].rank)),),
+               view_strides=lambda ins, attrs, st: tuple(st) if is_contiguous(ins[0].shape, st) else None,
+               reference=lambda xp, x: xp.ascontiguousarray(x), flops=lambda *a: 0,
+               doc="contiguous(x): x itself when already contiguous, else a contiguous copy."))
+
+register(OpDef(name="copy", infer=lambda ins, attrs: (ins[0],),
+               dims=lambda ins, attrs, outs: (tuple(AxisFlow("carry", (AxisSource(0, k),)) for k in range(ins[0].rank)),),
+               reference=lambda xp, x: x.copy(), flops=lambda *a: 0, doc="copy(x): a fresh contiguous copy."))
+
+__all__ = ["contiguous_strides", "is_contiguous", "resolve_shape", "reshape_groups", "Fraction"]

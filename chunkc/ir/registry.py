@@ -1,0 +1,168 @@
+"""The op registry: one record per op, looked up by name, never dispatched on.
+
+A record (:class:`OpDef`) holds everything chunkc knows about an op:
+
+* ``infer``      shape and dtype inference, run when a node is built; it raises
+                 :class:`~chunkc.errors.IRError` naming the op, input and sizes;
+* ``dims``       the dimension record (see :mod:`chunkc.ir.dims`);
+* ``flops``      a FLOP count (defaults to one per output element);
+* ``view``       whether output 0 aliases input 0's storage (no new memory);
+* ``reference``  the NumPy implementation, written against an array module
+                 ``xp`` so that the NumPy/CuPy backend can call it too;
+* ``attrs``      the attribute names with their defaults (``REQUIRED`` if none).
+
+Passes ask the record; unknown ops are built as ``opaque`` nodes whose record
+says that no axis carries through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from ..errors import IRError
+from .dims import DimRecord, MIX, NEW, AxisFlow
+from .sizes import Size
+from .types import TensorType
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+InferFn = Callable[[Sequence[TensorType], Mapping[str, Any]], tuple[TensorType, ...]]
+DimsFn = Callable[[Sequence[TensorType], Mapping[str, Any], Sequence[TensorType]], DimRecord]
+FlopsFn = Callable[[Sequence[TensorType], Mapping[str, Any], Sequence[TensorType]], Size]
+
+
+def _default_flops(ins, attrs, outs) -> Size:
+    total: Size = 0
+    for o in outs:
+        total = total + o.numel()
+    return total
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    infer: InferFn
+    dims: DimsFn
+    reference: Callable[..., Any] | None
+    num_inputs: tuple[int, int | None] = (1, 1)
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    flops: FlopsFn = _default_flops
+    # Views: given input 0's strides (in elements), the strides of output 0 when it
+    # aliases input 0's storage, or None when the op must allocate (reshape of a
+    # non-contiguous input). Ops without it always allocate a fresh contiguous output.
+    view_strides: Callable[..., tuple | None] | None = None
+    num_outputs: int | None = 1  # None: decided by infer (split, chunk)
+    # Temporary bytes the backends' kernels allocate beyond the outputs (in elements
+    # of the output dtype), e.g. a reduction's intermediate; None means none.
+    workspace: FlopsFn | None = None
+    size_attrs: tuple[str, ...] = ()  # attributes holding sizes or tuples of sizes ("L" -> symbol L)
+    doc: str = ""
+
+    @property
+    def may_alias(self) -> bool:
+        return self.view_strides is not None
+
+    def bind_attrs(self, given: Mapping[str, Any], node_name: str = "") -> dict[str, Any]:
+        """Fill defaults and refuse unknown or missing attributes."""
+        where = f"op {self.name}" + (f" (node {node_name})" if node_name else "")
+        unknown = set(given) - set(self.attrs)
+        if unknown:
+            raise IRError(f"{where}: unknown attribute(s) {sorted(unknown)}; known: {sorted(self.attrs)}")
+        out = {}
+        for key, default in self.attrs.items():
+            if key in given:
+                out[key] = _normalize_sizes(given[key]) if key in self.size_attrs else given[key]
+            elif default is REQUIRED:
+                raise IRError(f"{where}: missing required attribute {key!r}")
+            else:
+                out[key] = default
+        return out
+
+    def check_arity(self, n: int, node_name: str = "") -> None:
+        lo, hi = self.num_inputs
+        if n < lo or (hi is not None and n > hi):
+            want = f"{lo}" if lo == hi else f"{lo} to {hi if hi is not None else 'any number of'}"
+            where = f"op {self.name}" + (f" (node {node_name})" if node_name else "")
+            raise IRError(f"{where}: takes {want} inputs, got {n}")
+
+
+def _normalize_sizes(value):
+    from .sizes import normalize
+    if isinstance(value, (tuple, list)):
+        return tuple(_normalize_sizes(v) for v in value)
+    if value is None:
+        return None
+    return normalize(value)
+
+
+def concrete_attrs(attrs: Mapping[str, Any], bindings: Mapping[str, int]) -> dict[str, Any]:
+    """Attributes with every symbolic size evaluated (for running a node)."""
+    import sympy
+    from .sizes import evaluate
+
+    def conv(v):
+        if isinstance(v, tuple):
+            return tuple(conv(x) for x in v)
+        if isinstance(v, sympy.Basic):
+            return evaluate(v, bindings)
+        return v
+    return {k: conv(v) for k, v in attrs.items()}
+
+
+def has_symbolic_attrs(attrs: Mapping[str, Any]) -> bool:
+    import sympy
+
+    def sym(v):
+        return any(sym(x) for x in v) if isinstance(v, tuple) else isinstance(v, sympy.Basic)
+    return any(sym(v) for v in attrs.values())
+
+
+_REGISTRY: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    if op.name in _REGISTRY:
+        raise ValueError(f"op {op.name!r} registered twice")
+    _REGISTRY[op.name] = op
+    return op
+
+
+def lookup(name: str) -> OpDef:
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise IRError(f"unknown op {name!r}; build it with op='opaque' and target={name!r} to keep it as a barrier") from None
+
+
+def has_op(name: str) -> bool:
+    _ensure_loaded()
+    return name in _REGISTRY
+
+
+def all_ops() -> dict[str, OpDef]:
+    _ensure_loaded()
+    return dict(_REGISTRY)
+
+
+def _ensure_loaded() -> None:
+    from . import ops  # noqa: F401  (registers every op on import)
+
+
+def barrier_dims(ins, attrs, outs) -> DimRecord:
+    """No axis carries through: the safe default for ops chunkc does not model."""
+    return tuple(tuple(NEW for _ in o.shape) for o in outs)
+
+
+def all_mix(ins, attrs, outs) -> DimRecord:
+    return tuple(tuple(MIX for _ in o.shape) for o in outs)
+
+
+__all__ = ["OpDef", "REQUIRED", "register", "lookup", "has_op", "all_ops", "barrier_dims", "all_mix", "AxisFlow"]

@@ -1,0 +1,246 @@
+"""Sizes: a dimension is an ``int`` or a symbolic integer expression (sympy).
+
+Symbols are positive integers (``L``, ``B``); expressions such as ``4*L`` or
+``L//16`` survive shape inference, so one graph serves many input sizes.
+
+Text never reaches ``eval``: :func:`parse_size` walks a restricted Python AST.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+from typing import Mapping, Union
+
+import sympy
+
+Size = Union[int, sympy.Expr]
+Shape = tuple  # tuple[Size, ...]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@functools.lru_cache(maxsize=None)
+def sym(name: str) -> sympy.Symbol:
+    """The symbolic size called ``name`` (a positive integer)."""
+    if not _NAME.match(name):
+        raise ValueError(f"symbolic size name {name!r} must be an identifier")
+    return sympy.Symbol(name, integer=True, positive=True)
+
+
+def normalize(size) -> Size:
+    """An int stays an int; a string becomes a symbol; a constant expression an int."""
+    if isinstance(size, bool):
+        raise TypeError(f"a size must be an int or a symbolic expression, not {size!r}")
+    if isinstance(size, int):
+        return size
+    if isinstance(size, str):
+        return parse_size(size)
+    if hasattr(size, "__index__") and not isinstance(size, sympy.Basic):
+        return int(size)
+    if isinstance(size, sympy.Basic):
+        expr = sympy.sympify(size)
+        if expr.is_Integer:
+            return int(expr)
+        if expr.is_Number:
+            raise TypeError(f"size {size} is not an integer")
+        return expr
+    raise TypeError(f"a size must be an int or a symbolic expression, not {type(size).__name__} {size!r}")
+
+
+def is_static(size: Size) -> bool:
+    return isinstance(size, int)
+
+
+def free_symbols(size: Size) -> frozenset[str]:
+    if isinstance(size, int):
+        return frozenset()
+    return frozenset(s.name for s in size.free_symbols)
+
+
+def sizes_equal(a: Size, b: Size) -> bool:
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    if isinstance(a, int) or isinstance(b, int):
+        return False if sympy.sympify(a) - sympy.sympify(b) != 0 else True
+    return a == b or sympy.simplify(a - b) == 0
+
+
+def evaluate(size: Size, bindings: Mapping[str, int] | None = None) -> int:
+    """The integer value of ``size`` given values for its symbols."""
+    if isinstance(size, int):
+        return size
+    return _evaluate_cached(size, tuple(sorted((bindings or {}).items())))
+
+
+@functools.lru_cache(maxsize=65536)
+def _evaluate_cached(size: sympy.Expr, bindings: tuple) -> int:
+    values = dict(bindings)
+    missing = [s.name for s in size.free_symbols if s.name not in values]
+    if missing:
+        raise KeyError(f"no value given for symbolic size(s) {', '.join(sorted(missing))} in {format_size(size)}")
+    result = size.subs({sym(k): v for k, v in values.items() if sym(k) in size.free_symbols})
+    if not result.is_Integer:
+        raise ValueError(f"size {format_size(size)} is not an integer for {values}")
+    return int(result)
+
+
+def product(sizes) -> Size:
+    out: Size = 1
+    for s in sizes:
+        out = out * s
+    return normalize(out)
+
+
+def floordiv(a: Size, b: Size) -> Size:
+    if isinstance(a, int) and isinstance(b, int):
+        return a // b
+    return normalize(sympy.floor(sympy.sympify(a) / sympy.sympify(b)))
+
+
+def ceildiv(a: Size, b: Size) -> Size:
+    if isinstance(a, int) and isinstance(b, int):
+        return -(-a // b)
+    return normalize(sympy.ceiling(sympy.sympify(a) / sympy.sympify(b)))
+
+
+# ---------------------------------------------------------------------------
+# Text form: ``4*L``, ``L//16``, ``(H*W)//256``, ``max(L, 8)``.
+
+
+def format_size(size: Size) -> str:
+    if isinstance(size, int):
+        return str(size)
+    return _fmt(size, 0)
+
+
+# precedence: 0 sum, 1 product, 2 atom
+def _fmt(e: sympy.Expr, outer: int) -> str:
+    if e.is_Integer:
+        return str(int(e)) if int(e) >= 0 or outer == 0 else f"({int(e)})"
+    if e.is_Symbol:
+        return e.name
+    if isinstance(e, sympy.Add):
+        terms = sorted(e.args, key=sympy.default_sort_key)
+        text = _fmt(terms[0], 0)
+        for t in terms[1:]:
+            coeff, rest = t.as_coeff_Mul()
+            if coeff.is_Number and coeff < 0:
+                text += " - " + _fmt(-t, 1)
+            else:
+                text += " + " + _fmt(t, 1)
+        return f"({text})" if outer > 0 else text
+    if isinstance(e, sympy.Mul):
+        num, den = e.as_numer_denom()
+        if den != 1:
+            raise ValueError(f"size {e} is not an integer expression")
+        coeff, rest = e.as_coeff_Mul()
+        factors = sorted(sympy.Mul.make_args(rest), key=sympy.default_sort_key)
+        parts = [_fmt(f, 2) for f in factors]
+        if coeff != 1:
+            parts.insert(0, _fmt(coeff, 2))
+        text = "*".join(parts)
+        return f"({text})" if outer > 1 else text
+    if isinstance(e, sympy.floor):
+        num, den = e.args[0].as_numer_denom()
+        return _wrap(f"{_fmt(num, 2)}//{_fmt(den, 2)}", outer)
+    if isinstance(e, sympy.ceiling):
+        num, den = e.args[0].as_numer_denom()
+        return f"ceildiv({_fmt(num, 0)}, {_fmt(den, 0)})"
+    if isinstance(e, sympy.Mod):
+        return _wrap(f"{_fmt(e.args[0], 2)}%{_fmt(e.args[1], 2)}", outer)
+    if isinstance(e, sympy.Pow) and e.exp.is_Integer and e.exp > 0:
+        return _wrap("*".join([_fmt(e.base, 2)] * int(e.exp)), outer)
+    if isinstance(e, (sympy.Max, sympy.Min)):
+        name = "max" if isinstance(e, sympy.Max) else "min"
+        args = sorted(e.args, key=sympy.default_sort_key)
+        return f"{name}({', '.join(_fmt(a, 0) for a in args)})"
+    raise ValueError(f"size expression {e} cannot be written in chunkc's size syntax")
+
+
+def _wrap(text: str, outer: int) -> str:
+    return f"({text})" if outer > 1 else text
+
+
+def parse_size(text: str) -> Size:
+    """Parse ``4*L``, ``L//16``, ``max(L, 8)``... without evaluating any code."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"bad size expression {text!r}: {exc.msg}") from None
+    return normalize(_build(tree.body, text))
+
+
+def _build(node: ast.AST, text: str):
+    if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
+        return sympy.Integer(node.value)
+    if isinstance(node, ast.Name):
+        return sym(node.id)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_build(node.operand, text)
+    if isinstance(node, ast.BinOp):
+        a, b = _build(node.left, text), _build(node.right, text)
+        if isinstance(node.op, ast.Add):
+            return a + b
+        if isinstance(node.op, ast.Sub):
+            return a - b
+        if isinstance(node.op, ast.Mult):
+            return a * b
+        if isinstance(node.op, ast.FloorDiv):
+            return sympy.floor(a / b)
+        if isinstance(node.op, ast.Mod):
+            return sympy.Mod(a, b)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+        args = [_build(a, text) for a in node.args]
+        if node.func.id == "max" and args:
+            return sympy.Max(*args)
+        if node.func.id == "min" and args:
+            return sympy.Min(*args)
+        if node.func.id == "ceildiv" and len(args) == 2:
+            return sympy.ceiling(args[0] / args[1])
+    raise ValueError(f"bad size expression {text!r}: only integers, names, + - * // % max min ceildiv are allowed")
+
+
+def bind_symbols(declared: Size, actual: int, bindings: dict[str, int], where: str) -> None:
+    """Solve ``declared == actual`` for one unknown symbol, or check consistency."""
+    if isinstance(declared, int):
+        if declared != actual:
+            raise ValueError(f"{where}: expected size {declared}, got {actual}")
+        return
+    unknown = [s for s in declared.free_symbols if s.name not in bindings]
+    if not unknown:
+        value = evaluate(declared, bindings)
+        if value != actual:
+            raise ValueError(f"{where}: expected {format_size(declared)} = {value}, got {actual}")
+        return
+    if len(unknown) > 1:
+        return  # solved later from another dimension
+    s = unknown[0]
+    known = declared.subs({sym(k): v for k, v in bindings.items()})
+    if known == s:
+        bindings[s.name] = actual
+        return
+    for cand in sympy.solve(sympy.Eq(known, actual), s):
+        if cand.is_Integer and cand > 0:
+            bindings[s.name] = int(cand)
+            return
+    raise ValueError(f"{where}: no positive integer {s.name} makes {format_size(declared)} equal {actual}")
+
+
+def ratio(a: Size, b: Size):
+    """``a / b`` as an exact rational when it is a constant, else ``None``."""
+    from fractions import Fraction
+
+    if isinstance(a, int) and isinstance(b, int):
+        return Fraction(a, b) if b else None
+    q = sympy.simplify(sympy.sympify(a) / sympy.sympify(b))
+    if q.is_Rational:
+        return Fraction(int(q.p), int(q.q))
+    return None
+
+
+__all__ = [
+    "Size", "sym", "normalize", "is_static", "free_symbols", "sizes_equal", "evaluate",
+    "product", "floordiv", "ceildiv", "format_size", "parse_size", "bind_symbols", "ratio",
+]

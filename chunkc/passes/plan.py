@@ -1,0 +1,90 @@
+"""Chunk plans: which spans of the schedule run in a loop over slices of one axis.
+
+A :class:`ChunkRegion` names the nodes that run inside one loop (contiguous in
+``Plan.graph``'s schedule), the chunk axis of every value that is sliced in it,
+and the chunk size.  Every chunked value's axis has ``unit * extent`` elements;
+iteration ``k`` covers units ``[k*chunk, min((k+1)*chunk, extent))``, that is
+elements ``[k*chunk*unit, ...)`` of each chunked value.
+
+Region inputs (read inside, produced outside) are sliced when they appear in
+``chunked``, else used whole.  Region outputs (produced inside, read after the
+loop or graph outputs) are all chunked: they are preallocated in full before
+the loop and written slice by slice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ..ir.graph import Graph, Node, Value
+from ..ir.sizes import Size, evaluate, format_size
+
+
+@dataclass(frozen=True)
+class ChunkedValue:
+    value: str  # value name
+    axis: int  # the axis sliced
+    unit: int = 1  # elements of the axis per chunk unit
+
+
+@dataclass(frozen=True)
+class ChunkRegion:
+    nodes: tuple[str, ...]  # node names run inside the loop, in schedule order
+    chunked: tuple[ChunkedValue, ...]  # every sliced value: sliced inputs, intermediates, outputs
+    outputs: tuple[str, ...]  # values written into preallocated full buffers
+    extent: Size  # chunk units in all (e.g. L)
+    chunk_size: Size  # units per iteration (an int, or an expression of the symbols)
+
+    def axis_of(self, value: str) -> ChunkedValue | None:
+        for c in self.chunked:
+            if c.value == value:
+                return c
+        return None
+
+    def chunk_map(self) -> dict[str, ChunkedValue]:
+        return {c.value: c for c in self.chunked}
+
+    def region_inputs(self, graph: Graph) -> list[Value]:
+        """Values read inside the loop and produced before it, in first-use order."""
+        inside = set(self.nodes)
+        seen: dict[Value, None] = {}
+        for n in graph.nodes:
+            if n.name in inside:
+                for v in n.inputs:
+                    if v.producer is None or v.producer.name not in inside:
+                        seen.setdefault(v, None)
+        return list(seen)
+
+    def region_nodes(self, graph: Graph) -> list[Node]:
+        inside = set(self.nodes)
+        return [n for n in graph.nodes if n.name in inside]
+
+    def num_chunks(self, sizes: Mapping[str, int] | None = None) -> int:
+        e, c = evaluate(self.extent, sizes), evaluate(self.chunk_size, sizes)
+        return -(-e // max(c, 1))
+
+    def with_chunk_size(self, chunk_size: Size) -> "ChunkRegion":
+        return ChunkRegion(self.nodes, self.chunked, self.outputs, self.extent, chunk_size)
+
+    def describe(self) -> str:
+        axes = ", ".join(f"%{c.value}@{c.axis}" + (f"x{c.unit}" if c.unit != 1 else "") for c in self.chunked)
+        return (f"nodes {self.nodes[0]}..{self.nodes[-1]} ({len(self.nodes)}), chunk {format_size(self.chunk_size)} "
+                f"of {format_size(self.extent)}; axes {axes}")
+
+
+@dataclass
+class Plan:
+    """Regions over ``graph`` (a reordered copy of the user's graph, when reordering moved nodes)."""
+
+    graph: Graph
+    regions: tuple[ChunkRegion, ...] = ()
+    sizes: dict[str, int] = field(default_factory=dict)  # sizes the plan was chosen for
+    budget_bytes: int | None = None
+    estimated_peak_bytes: int | None = None
+    unchunked_peak_bytes: int | None = None
+    notes: list[str] = field(default_factory=list)  # one line per decision, for the report
+
+    def region_of(self) -> dict[str, int]:
+        """Node name -> index of the region that runs it."""
+        return {name: i for i, r in enumerate(self.regions) for name in r.nodes}
