@@ -30,8 +30,11 @@ def last_uses(graph: Graph) -> dict[Node, list[Value]]:
     return dying
 
 
-def run_node(node: Node, args: Sequence[Any], xp=np, bindings: Mapping[str, int] | None = None) -> tuple:
-    attrs = concrete_attrs(node.attrs, bindings or {}) if has_symbolic_attrs(node.attrs) else node.attrs
+def run_node(node: Node, args: Sequence[Any], xp=np, bindings: Mapping[str, int] | None = None,
+             attrs: Mapping[str, Any] | None = None) -> tuple:
+    """Run one node's NumPy reference; ``attrs`` overrides the node's (already concrete) attributes."""
+    if attrs is None:
+        attrs = concrete_attrs(node.attrs, bindings or {}) if has_symbolic_attrs(node.attrs) else node.attrs
     try:
         out = node.op.reference(xp, *args, **attrs)
     except ChunkcError:

@@ -63,6 +63,9 @@ class OpDef:
     # of the output dtype), e.g. a reduction's intermediate; None means none.
     workspace: FlopsFn | None = None
     size_attrs: tuple[str, ...] = ()  # attributes holding sizes or tuples of sizes ("L" -> symbol L)
+    # The attribute that states output 0's shape (reshape, expand): inside a chunk
+    # loop, code generators replace its chunked axis entry by the chunk's length.
+    shape_attr: str | None = None
     doc: str = ""
 
     @property

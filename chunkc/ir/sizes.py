@@ -41,12 +41,22 @@ def normalize(size) -> Size:
         return int(size)
     if isinstance(size, sympy.Basic):
         expr = sympy.sympify(size)
+        if expr.has(sympy.Min, sympy.Max):
+            # sympy may factor Min(Max(2, L), Max(3, L)) into Max(L, Min(2, 3)) and leave the
+            # inner Min unevaluated; rebuilding bottom-up gives one canonical form.
+            expr = _rebuild(expr)
         if expr.is_Integer:
             return int(expr)
         if expr.is_Number:
             raise TypeError(f"size {size} is not an integer")
         return expr
     raise TypeError(f"a size must be an int or a symbolic expression, not {type(size).__name__} {size!r}")
+
+
+def _rebuild(e: sympy.Basic) -> sympy.Basic:
+    if not e.args:
+        return e
+    return e.func(*[_rebuild(a) for a in e.args])
 
 
 def is_static(size: Size) -> bool:
@@ -122,8 +132,15 @@ def _fmt(e: sympy.Expr, outer: int) -> str:
     if e.is_Symbol:
         return e.name
     if isinstance(e, sympy.Add):
-        terms = sorted(e.args, key=sympy.default_sort_key)
-        text = _fmt(terms[0], 0)
+        # symbolic terms first, the constant last: ``L - 1`` rather than ``-1 + L``
+        terms = sorted(e.args, key=lambda t: (t.is_Number, sympy.default_sort_key(t)))
+        first = terms[0]
+        if first.as_coeff_Mul()[0] < 0 and not first.is_Number:
+            # unary minus binds tighter than // and % in the text: -(B//L), but -2*L
+            neg = -first
+            text = "-" + _fmt(neg, 1 if isinstance(neg, (sympy.Mul, sympy.Symbol)) else 2)
+        else:
+            text = _fmt(first, 0)
         for t in terms[1:]:
             coeff, rest = t.as_coeff_Mul()
             if coeff.is_Number and coeff < 0:
@@ -134,6 +151,8 @@ def _fmt(e: sympy.Expr, outer: int) -> str:
     if isinstance(e, sympy.Mul):
         num, den = e.as_numer_denom()
         if den != 1:
+            if e.is_integer:  # sympy's Max(4, 2*B)/2: exact, so floor division spells it
+                return _wrap(f"{_fmt(num, 2)}//{_fmt(den, 2)}", outer)
             raise ValueError(f"size {e} is not an integer expression")
         coeff, rest = e.as_coeff_Mul()
         factors = sorted(sympy.Mul.make_args(rest), key=sympy.default_sort_key)

@@ -73,6 +73,17 @@ class ChunkRegion:
                 f"of {format_size(self.extent)}; axes {axes}")
 
 
+@dataclass(frozen=True)
+class RegionStats:
+    """What the selection pass expected of one region, at the plan's sizes."""
+
+    peak_before: int  # highest live bytes in the span, unchunked
+    peak_after: int  # the same, chunked
+    iterations: int
+    extra_seconds: float  # cost model's overhead
+    hoisted: tuple[str, ...] = ()  # nodes moved before the loop
+
+
 @dataclass
 class Plan:
     """Regions over ``graph`` (a reordered copy of the user's graph, when reordering moved nodes)."""
@@ -83,7 +94,9 @@ class Plan:
     budget_bytes: int | None = None
     estimated_peak_bytes: int | None = None
     unchunked_peak_bytes: int | None = None
+    estimated_slowdown: float | None = None  # cost model's time ratio chunked / unchunked
     notes: list[str] = field(default_factory=list)  # one line per decision, for the report
+    stats: tuple[RegionStats, ...] = ()  # one per region, when chosen by autochunk
 
     def region_of(self) -> dict[str, int]:
         """Node name -> index of the region that runs it."""

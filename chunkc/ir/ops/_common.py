@@ -115,3 +115,66 @@ def result_dtype(types: Sequence[TensorType]) -> DType:
     for t in types[1:]:
         d = promote(d, t.dtype)
     return d
+
+
+# -- attribute checks shared by the families ------------------------------------
+
+
+def is_one(s: Size) -> bool:
+    return isinstance(s, int) and s == 1
+
+
+def require_int_dtype(op: str, t: TensorType, what: str) -> None:
+    if t.dtype not in (DType.int64, DType.int32, DType.int16, DType.int8, DType.uint8):
+        raise fail(op, f"{what} must hold integers (i64 or i32), got {t}")
+
+
+def int_tuple(op: str, name: str, value, length: int, minimum: int = 0) -> tuple[int, ...]:
+    """``value`` as a tuple of ``length`` ints, each at least ``minimum``."""
+    if not isinstance(value, tuple) or len(value) != length or \
+            not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value):
+        raise fail(op, f"{name} must be a tuple of {length} ints >= {minimum} (one per spatial axis), got {value!r}")
+    return value
+
+
+def pairs(op: str, name: str, value, length: int, allow_negative: bool = False) -> tuple[tuple[Size, Size], ...]:
+    """``value`` as ``length`` (begin, end) pairs of sizes (ints >= 0 unless negative ones are allowed)."""
+    ok = isinstance(value, tuple) and len(value) == length and all(isinstance(p, tuple) and len(p) == 2 for p in value)
+    if ok:
+        for p in value:
+            for v in p:
+                if isinstance(v, bool) or not (isinstance(v, int) or hasattr(v, "free_symbols")):
+                    ok = False
+                elif isinstance(v, int) and v < 0 and not allow_negative:
+                    ok = False
+    if not ok:
+        sign = "" if allow_negative else " >= 0"
+        raise fail(op, f"{name} must be a tuple of {length} (begin, end) pairs of ints{sign}, got {value!r}")
+    return value
+
+
+def optional_float(op: str, name: str, value, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise fail(op, f"{name} must be a number, got {value!r}")
+
+
+def one_of(op: str, name: str, value, choices: Sequence) -> None:
+    if value not in choices:
+        raise fail(op, f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")
+
+
+def quiet(xp):
+    """Silence NumPy's overflow/invalid warnings (inf and nan are the intended results)."""
+    import contextlib
+    return xp.errstate(all="ignore") if hasattr(xp, "errstate") else contextlib.nullcontext()
+
+
+def array_result_dtype(*arrays):
+    """The NumPy dtype chunkc's promotion gives for these arrays (PyTorch's rule, not NumPy's)."""
+    from ..dtypes import dtype as to_dtype, promote
+    d = to_dtype(arrays[0].dtype)
+    for a in arrays[1:]:
+        d = promote(d, to_dtype(a.dtype))
+    return d.numpy

@@ -3,6 +3,10 @@ comparisons, ``where``, ``masked_fill``, ``cast`` and ``clamp``.
 
 Every output axis carries the matching axis of each input that is not
 broadcast from size 1 (see :func:`broadcast_dims`).
+
+The NumPy references allocate their output once and work in place on it
+(``out=`` and augmented assignment), so an op's peak is its output; the few
+that need a temporary declare it as ``workspace``.
 """
 
 from __future__ import annotations
@@ -10,18 +14,21 @@ from __future__ import annotations
 import math
 
 from ..dims import DimRecord
-from ..dtypes import DType, dtype as to_dtype
+from ..dtypes import DType, dtype as to_dtype, promote
 from ..registry import OpDef, REQUIRED, register
+from ..sizes import ceildiv
 from ..types import TensorType
-from ._common import broadcast_dims, broadcast_shapes, fail, result_dtype
-from .special import erf
+from ._common import broadcast_dims, broadcast_shapes, fail, one_of, optional_float, quiet, result_dtype
+from .special import erf, erf_
+
+CARRIES = " Carries: every axis (inputs broadcast along an axis are used whole)."
 
 
-def _unary_infer(name, float_only=False):
+def _unary_infer(name, float_only=False, out_dtype=None):
     def infer(ins, attrs):
         if float_only and not ins[0].dtype.is_floating:
             raise fail(name, f"input must be floating point, got {ins[0]}")
-        return (ins[0],)
+        return (ins[0].with_dtype(out_dtype) if out_dtype else ins[0],)
     return infer
 
 
@@ -29,85 +36,253 @@ def _bcast_dims(ins, attrs, outs) -> DimRecord:
     return (broadcast_dims(ins, outs[0]),)
 
 
-def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, doc: str = "") -> OpDef:
+def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, doc: str = "",
+          out_dtype: DType | None = None, check=None, workspace=None) -> OpDef:
+    infer = _unary_infer(name, float_only, out_dtype)
+    if check is not None:
+        base = infer
+
+        def infer(ins, attrs):  # noqa: F811 (attribute checks before the shape rule)
+            check(attrs)
+            return base(ins, attrs)
     return register(OpDef(
-        name=name, infer=_unary_infer(name, float_only), dims=_bcast_dims, reference=fn,
-        attrs=attrs or {}, flops=lambda ins, a, outs: flops * outs[0].numel(), doc=doc,
+        name=name, infer=infer, dims=_bcast_dims, reference=fn, attrs=attrs or {}, workspace=workspace,
+        flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(x).") + CARRIES,
     ))
+
+
+# -- lean kernels: one fresh array, then in place ----------------------------------
 
 
 def _gelu(xp, x, approximate="none"):
     if approximate == "tanh":
-        c = math.sqrt(2.0 / math.pi)
-        return (0.5 * x * (1.0 + xp.tanh(c * (x + 0.044715 * x * x * x)))).astype(x.dtype)
-    return (0.5 * x * (1.0 + erf(xp, x / math.sqrt(2.0)))).astype(x.dtype)
+        out = xp.multiply(x, x)
+        out *= x
+        out *= 0.044715
+        out += x
+        out *= math.sqrt(2.0 / math.pi)
+        xp.tanh(out, out=out)
+    else:
+        out = xp.multiply(x, 1.0 / math.sqrt(2.0))
+        erf_(xp, out)
+    out += 1.0
+    out *= x
+    out *= 0.5
+    return out
 
 
 def _sigmoid(xp, x):
-    return (1.0 / (1.0 + xp.exp(-x))).astype(x.dtype)
+    out = xp.negative(x)
+    with quiet(xp):
+        xp.exp(out, out=out)
+    out += 1.0
+    xp.reciprocal(out, out=out)
+    return out
 
 
-unary("neg", lambda xp, x: -x, float_only=False)
+def _silu(xp, x):
+    out = _sigmoid(xp, x)
+    out *= x
+    return out
+
+
+def _rsqrt(xp, x):
+    out = xp.sqrt(x)
+    with quiet(xp):
+        xp.reciprocal(out, out=out)
+    return out
+
+
+def _reciprocal(xp, x):
+    with quiet(xp):
+        return xp.reciprocal(x)
+
+
+def _leaky_relu(xp, x, negative_slope=0.01):
+    out = xp.multiply(x, negative_slope)
+    # for x >= 0 the result is x, else slope*x: the larger of the two when slope <= 1
+    (xp.maximum if negative_slope <= 1 else xp.minimum)(out, x, out=out)
+    return out
+
+
+def _elu(xp, x, alpha=1.0):
+    out = xp.minimum(x, 0)
+    xp.expm1(out, out=out)
+    out *= alpha
+    if 0 <= alpha <= 1:
+        xp.maximum(out, x, out=out)  # alpha*(e^x - 1) >= x for x <= 0 when alpha <= 1
+    else:
+        xp.copyto(out, x, where=x > 0)  # a bool temporary (declared as workspace)
+    return out
+
+
+def _elu_workspace(ins, attrs, outs):
+    if 0 <= attrs["alpha"] <= 1:
+        return 0
+    return ceildiv(outs[0].numel(), outs[0].dtype.itemsize)
+
+
+def _softplus(xp, x, beta=1.0, threshold=20.0):
+    out = xp.multiply(x, beta)
+    xp.minimum(out, threshold, out=out)  # exp cannot overflow
+    xp.exp(out, out=out)
+    xp.log1p(out, out=out)
+    out /= beta
+    # where beta*x > threshold the result is x, which is then the larger value
+    xp.maximum(out, x, out=out)
+    return out
+
+
+def _softplus_check(attrs):
+    optional_float("softplus", "beta", attrs["beta"], allow_none=False)
+    optional_float("softplus", "threshold", attrs["threshold"], allow_none=False)
+    if not attrs["beta"] > 0:
+        raise fail("softplus", f"beta must be > 0, got {attrs['beta']}")
+
+
+def _hardsigmoid(xp, x):
+    out = xp.add(x, 3.0)
+    xp.clip(out, 0.0, 6.0, out=out)
+    out /= 6.0
+    return out
+
+
+def _hardswish(xp, x):
+    out = xp.add(x, 3.0)
+    xp.clip(out, 0.0, 6.0, out=out)
+    out *= x
+    out /= 6.0
+    return out
+
+
+def _mish(xp, x):
+    with quiet(xp):
+        out = xp.exp(x)
+    xp.log1p(out, out=out)
+    xp.tanh(out, out=out)
+    out *= x
+    return out
+
+
+def _relu(xp, x):
+    return xp.maximum(x, x.dtype.type(0))
+
+
+def _log_like(fn):
+    def ref(xp, x):
+        with quiet(xp):
+            return fn(xp, x)
+    return ref
+
+
+unary("neg", lambda xp, x: xp.negative(x), float_only=False, doc="neg(x) = -x.")
 unary("abs", lambda xp, x: xp.abs(x), float_only=False)
-unary("exp", lambda xp, x: xp.exp(x), flops=4)
-unary("log", lambda xp, x: xp.log(x), flops=4)
-unary("sqrt", lambda xp, x: xp.sqrt(x), flops=2)
-unary("rsqrt", lambda xp, x: (1.0 / xp.sqrt(x)).astype(x.dtype), flops=3)
-unary("reciprocal", lambda xp, x: (1.0 / x).astype(x.dtype))
+unary("exp", _log_like(lambda xp, x: xp.exp(x)), flops=4)
+unary("log", _log_like(lambda xp, x: xp.log(x)), flops=4)
+unary("sqrt", _log_like(lambda xp, x: xp.sqrt(x)), flops=2)
+unary("rsqrt", _rsqrt, flops=3, doc="rsqrt(x) = 1/sqrt(x).")
+unary("reciprocal", _reciprocal, doc="reciprocal(x) = 1/x.")
 unary("sin", lambda xp, x: xp.sin(x), flops=4)
 unary("cos", lambda xp, x: xp.cos(x), flops=4)
+unary("tan", lambda xp, x: xp.tan(x), flops=4)
+unary("atan", lambda xp, x: xp.arctan(x), flops=4)
 unary("tanh", lambda xp, x: xp.tanh(x), flops=4)
 unary("erf", lambda xp, x: erf(xp, x), flops=8)
+unary("log1p", _log_like(lambda xp, x: xp.log1p(x)), flops=4, doc="log1p(x) = log(1 + x), accurate near 0.")
+unary("expm1", _log_like(lambda xp, x: xp.expm1(x)), flops=4, doc="expm1(x) = exp(x) - 1, accurate near 0.")
 unary("sigmoid", _sigmoid, flops=4)
-unary("relu", lambda xp, x: xp.maximum(x, 0).astype(x.dtype), float_only=False)
+unary("relu", _relu, float_only=False)
 unary("gelu", _gelu, flops=8, attrs={"approximate": "none"},
-      doc="GELU; approximate='tanh' uses the tanh formula.")
-unary("silu", lambda xp, x: (x * _sigmoid(xp, x)).astype(x.dtype), flops=5)
+      check=lambda a: one_of("gelu", "approximate", a["approximate"], ("none", "tanh")),
+      doc="gelu(x, approximate='none'|'tanh'): x*Phi(x); 'tanh' uses the tanh formula.")
+unary("silu", _silu, flops=5, doc="silu(x) = x*sigmoid(x).")
+unary("leaky_relu", _leaky_relu, flops=2, attrs={"negative_slope": 0.01},
+      check=lambda a: optional_float("leaky_relu", "negative_slope", a["negative_slope"], allow_none=False),
+      doc="leaky_relu(x, negative_slope=0.01): x if x >= 0 else slope*x.")
+unary("elu", _elu, flops=5, attrs={"alpha": 1.0}, workspace=_elu_workspace,
+      check=lambda a: optional_float("elu", "alpha", a["alpha"], allow_none=False),
+      doc="elu(x, alpha=1.0): x if x > 0 else alpha*(exp(x) - 1).")
+unary("softplus", _softplus, flops=6, attrs={"beta": 1.0, "threshold": 20.0}, check=_softplus_check,
+      doc="softplus(x, beta=1, threshold=20): log(1 + exp(beta*x))/beta; x where beta*x > threshold.")
+unary("hardsigmoid", _hardsigmoid, flops=3, doc="hardsigmoid(x) = clip(x + 3, 0, 6)/6.")
+unary("hardswish", _hardswish, flops=4, doc="hardswish(x) = x*clip(x + 3, 0, 6)/6.")
+unary("mish", _mish, flops=10, doc="mish(x) = x*tanh(log(1 + exp(x))).")
 unary("floor", lambda xp, x: xp.floor(x))
+unary("ceil", lambda xp, x: xp.ceil(x))
+unary("round", lambda xp, x: xp.rint(x), doc="round(x): to the nearest integer, halves to even (as PyTorch).")
 unary("sign", lambda xp, x: xp.sign(x), float_only=False)
-unary("logical_not", lambda xp, x: xp.logical_not(x), float_only=False)
+unary("isnan", lambda xp, x: xp.isnan(x), float_only=False, out_dtype=DType.bool, doc="isnan(x) -> bool.")
+unary("isinf", lambda xp, x: xp.isinf(x), float_only=False, out_dtype=DType.bool, doc="isinf(x) -> bool.")
+unary("logical_not", lambda xp, x: xp.logical_not(x), float_only=False, out_dtype=DType.bool,
+      doc="logical_not(x) -> bool.")
 
 
-def _binary_infer(name, compare=False, logical=False):
+# -- binary -------------------------------------------------------------------------
+
+
+def _binary_infer(name, bool_out=False):
     def infer(ins, attrs):
         shape = broadcast_shapes(name, ins)
-        if compare or logical:
+        if bool_out:
             return (TensorType(DType.bool, shape),)
         return (TensorType(result_dtype(ins), shape),)
     return infer
 
 
-def _same_dtype(fn):
+def _promoted(xp, a, b):
+    return promote(to_dtype(a.dtype), to_dtype(b.dtype)).numpy
+
+
+def _arith(ufunc: str):
+    """``ufunc(a, b)`` computed in chunkc's promoted dtype (PyTorch's rule, not NumPy's)."""
     def ref(xp, a, b):
-        out = fn(xp, a, b)
-        dt = xp.result_type(a, b)
-        return out.astype(dt, copy=False) if hasattr(out, "astype") else xp.asarray(out, dtype=dt)
+        f = getattr(xp, ufunc)
+        dt = _promoted(xp, a, b)
+        with quiet(xp):
+            if a.dtype == dt and b.dtype == dt:
+                return f(a, b)
+            return f(a, b, dtype=dt)
     return ref
 
 
-def binary(name: str, fn, compare: bool = False, logical: bool = False, flops: int = 1) -> OpDef:
+def _div(xp, a, b):
+    dt = _promoted(xp, a, b)
+    with quiet(xp):
+        if dt.kind == "f":
+            return xp.true_divide(a, b) if a.dtype == dt and b.dtype == dt else xp.true_divide(a, b, dtype=dt)
+        return xp.trunc(xp.true_divide(a, b)).astype(dt)  # integers: truncate toward zero (ONNX Div)
+
+
+def binary(name: str, fn, bool_out: bool = False, flops: int = 1, doc: str = "") -> OpDef:
     return register(OpDef(
-        name=name, infer=_binary_infer(name, compare, logical), dims=_bcast_dims,
-        reference=fn if (compare or logical) else _same_dtype(fn), num_inputs=(2, 2),
-        flops=lambda ins, a, outs: flops * outs[0].numel(),
+        name=name, infer=_binary_infer(name, bool_out), dims=_bcast_dims, reference=fn, num_inputs=(2, 2),
+        flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(a, b).") + CARRIES,
     ))
 
 
-binary("add", lambda xp, a, b: a + b)
-binary("sub", lambda xp, a, b: a - b)
-binary("mul", lambda xp, a, b: a * b)
-binary("div", lambda xp, a, b: a / b)
-binary("pow", lambda xp, a, b: xp.power(a, b), flops=4)
-binary("maximum", lambda xp, a, b: xp.maximum(a, b))
-binary("minimum", lambda xp, a, b: xp.minimum(a, b))
-binary("eq", lambda xp, a, b: a == b, compare=True)
-binary("ne", lambda xp, a, b: a != b, compare=True)
-binary("lt", lambda xp, a, b: a < b, compare=True)
-binary("le", lambda xp, a, b: a <= b, compare=True)
-binary("gt", lambda xp, a, b: a > b, compare=True)
-binary("ge", lambda xp, a, b: a >= b, compare=True)
-binary("logical_and", lambda xp, a, b: xp.logical_and(a, b), logical=True)
-binary("logical_or", lambda xp, a, b: xp.logical_or(a, b), logical=True)
+def _cmp(ufunc: str):
+    return lambda xp, a, b: getattr(xp, ufunc)(a, b)
+
+
+binary("add", _arith("add"))
+binary("sub", _arith("subtract"))
+binary("mul", _arith("multiply"))
+binary("div", _div, doc="div(a, b): true division; integers truncate toward zero.")
+binary("pow", _arith("power"), flops=4)
+binary("maximum", _arith("maximum"), doc="maximum(a, b): elementwise, NaN propagates.")
+binary("minimum", _arith("minimum"), doc="minimum(a, b): elementwise, NaN propagates.")
+binary("fmod", _arith("fmod"), doc="fmod(a, b): remainder with the sign of a (C fmod, torch.fmod).")
+binary("remainder", _arith("remainder"), doc="remainder(a, b): remainder with the sign of b (Python %).")
+binary("floor_divide", _arith("floor_divide"), doc="floor_divide(a, b) = floor(a / b).")
+for _name in ("eq", "ne", "lt", "le", "gt", "ge"):
+    binary(_name, _cmp({"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal",
+                        "gt": "greater", "ge": "greater_equal"}[_name]), bool_out=True, doc=f"{_name}(a, b) -> bool.")
+binary("logical_and", _cmp("logical_and"), bool_out=True, doc="logical_and(a, b) -> bool.")
+binary("logical_or", _cmp("logical_or"), bool_out=True, doc="logical_or(a, b) -> bool.")
+binary("logical_xor", _cmp("logical_xor"), bool_out=True, doc="logical_xor(a, b) -> bool.")
+
+
+# -- where, masked_fill, cast, clamp ------------------------------------------------------
 
 
 def _where_infer(ins, attrs):
@@ -118,17 +293,19 @@ def _where_infer(ins, attrs):
 
 
 def _where_ref(xp, cond, a, b):
-    return xp.where(cond, a, b).astype(xp.result_type(a, b), copy=False)
+    dt = _promoted(xp, a, b)
+    return xp.where(cond, a if a.dtype == dt else a.astype(dt), b if b.dtype == dt else b.astype(dt))
 
 
 register(OpDef(name="where", infer=_where_infer, dims=_bcast_dims, reference=_where_ref, num_inputs=(3, 3),
-               doc="where(cond, a, b): a where cond holds, else b; all three broadcast."))
+               doc="where(cond, a, b): a where cond holds, else b; all three broadcast." + CARRIES))
 
 
 def _masked_fill_infer(ins, attrs):
     x, mask = ins
     if mask.dtype != DType.bool:
         raise fail("masked_fill", f"mask (input 1) must be bool, got {mask}")
+    optional_float("masked_fill", "value", attrs["value"], allow_none=False)
     shape = broadcast_shapes("masked_fill", ins)
     if len(shape) != x.rank or any(a is not b and a != b for a, b in zip(shape, x.shape)):
         raise fail("masked_fill", f"mask {mask} must broadcast to the input's shape {x}")
@@ -136,35 +313,44 @@ def _masked_fill_infer(ins, attrs):
 
 
 def _masked_fill_ref(xp, x, mask, value):
-    return xp.where(mask, xp.asarray(value, dtype=x.dtype), x)
+    with quiet(xp):
+        return xp.where(mask, xp.asarray(value).astype(x.dtype), x)
 
 
 register(OpDef(name="masked_fill", infer=_masked_fill_infer, dims=_bcast_dims, reference=_masked_fill_ref,
                num_inputs=(2, 2), attrs={"value": REQUIRED},
-               doc="masked_fill(x, mask, value=v): v where mask holds, else x."))
+               doc="masked_fill(x, mask, value=v): v where mask holds, else x." + CARRIES))
 
 
 def _cast_infer(ins, attrs):
-    return (ins[0].with_dtype(to_dtype(attrs["dtype"])),)
+    try:
+        dt = to_dtype(attrs["dtype"])
+    except TypeError as exc:
+        raise fail("cast", str(exc)) from None
+    return (ins[0].with_dtype(dt),)
 
 
 def _cast_ref(xp, x, dtype):
-    return x.astype(to_dtype(dtype).numpy)
+    with quiet(xp):
+        return x.astype(to_dtype(dtype).numpy)
 
 
 register(OpDef(name="cast", infer=_cast_infer, dims=_bcast_dims, reference=_cast_ref, attrs={"dtype": REQUIRED},
-               doc="cast(x, dtype=f16): convert the element type."))
+               flops=lambda *a: 0, doc="cast(x, dtype=f16): convert the element type (a fresh array)." + CARRIES))
 
 
 def _clamp_ref(xp, x, min=None, max=None):
-    return xp.clip(x, min, max).astype(x.dtype, copy=False)
+    t = x.dtype.type
+    return xp.clip(x, None if min is None else t(min), None if max is None else t(max))
 
 
 def _clamp_infer(ins, attrs):
     if attrs["min"] is None and attrs["max"] is None:
         raise fail("clamp", "give min, max or both")
+    optional_float("clamp", "min", attrs["min"])
+    optional_float("clamp", "max", attrs["max"])
     return (ins[0],)
 
 
 register(OpDef(name="clamp", infer=_clamp_infer, dims=_bcast_dims, reference=_clamp_ref,
-               attrs={"min": None, "max": None}, doc="clamp(x, min=, max=): clip to a range."))
+               attrs={"min": None, "max": None}, doc="clamp(x, min=, max=): clip to a range." + CARRIES))

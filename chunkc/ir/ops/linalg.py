@@ -11,7 +11,7 @@ from ..dims import AxisFlow, AxisSource, DimRecord, NEW
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, sizes_equal
 from ..types import TensorType
-from ._common import broadcast_dims, broadcast_shapes, fail, require_rank, require_same, result_dtype, shape_str
+from ._common import array_result_dtype, broadcast_dims, broadcast_shapes, fail, require_rank, require_same, result_dtype, shape_str
 
 
 def _matmul_parts(op: str, a: TensorType, b: TensorType):
@@ -52,7 +52,8 @@ def _matmul_flops(ins, attrs, outs) -> Size:
 
 register(OpDef(name="matmul", infer=_matmul_infer, dims=_matmul_dims, flops=_matmul_flops,
                reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2),
-               doc="matmul(a, b): NumPy matmul semantics, batch axes broadcast."))
+               doc="matmul(a, b): NumPy matmul semantics, batch axes broadcast. "
+                   "Carries: batch axes (from the inputs not broadcast), rows from a, columns from b."))
 
 
 def _bmm_infer(ins, attrs):
@@ -64,7 +65,7 @@ def _bmm_infer(ins, attrs):
 
 register(OpDef(name="bmm", infer=_bmm_infer, dims=_matmul_dims, flops=_matmul_flops,
                reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2),
-               doc="bmm(a[B,M,K], b[B,K,N]) -> [B,M,N]."))
+               doc="bmm(a[B,M,K], b[B,K,N]) -> [B,M,N]. Carries: B from a and b, M from a, N from b."))
 
 
 def _linear_infer(ins, attrs):
@@ -89,12 +90,15 @@ def _linear_dims(ins, attrs, outs) -> DimRecord:
 
 def _linear_ref(xp, x, w, b=None):
     y = xp.matmul(x, w.T)
-    return y + b if b is not None else y
+    if b is not None:
+        y += b  # in place: the output is the only full-size array
+    return y
 
 
 register(OpDef(name="linear", infer=_linear_infer, dims=_linear_dims, reference=_linear_ref, num_inputs=(2, 3),
                flops=lambda ins, a, outs: 2 * outs[0].numel() * ins[0].shape[-1],
-               doc="linear(x[..., K], w[N, K], b[N]?) -> x @ w.T + b (PyTorch's layout)."))
+               doc="linear(x[..., K], w[N, K], b[N]?) -> x @ w.T + b (PyTorch's layout). "
+                   "Carries: the leading axes of x; N from w (and b)."))
 
 
 def _addmm_infer(ins, attrs):
@@ -117,13 +121,25 @@ def _addmm_dims(ins, attrs, outs) -> DimRecord:
 
 
 def _addmm_ref(xp, bias, a, b, beta=1.0, alpha=1.0):
-    return (beta * bias + alpha * xp.matmul(a, b)).astype(xp.result_type(bias, a, b), copy=False)
+    y = xp.matmul(a, b)
+    if alpha != 1:
+        y *= alpha
+    if beta == 1:
+        y += bias
+    elif beta != 0:  # beta == 0 ignores bias (NaN included), as PyTorch does
+        y += xp.multiply(bias, beta)  # a bias-sized temporary (declared as workspace)
+    return y
+
+
+def _addmm_workspace(ins, attrs, outs) -> Size:
+    return ins[0].numel() if attrs["beta"] not in (0, 1) else 0
 
 
 register(OpDef(name="addmm", infer=_addmm_infer, dims=_addmm_dims, reference=_addmm_ref, num_inputs=(3, 3),
-               attrs={"beta": 1.0, "alpha": 1.0},
+               attrs={"beta": 1.0, "alpha": 1.0}, workspace=_addmm_workspace,
                flops=lambda ins, a, outs: 2 * outs[0].numel() * ins[1].shape[1],
-               doc="addmm(bias, a[M,K], b[K,N]) -> beta*bias + alpha*(a @ b)."))
+               doc="addmm(bias, a[M,K], b[K,N]) -> beta*bias + alpha*(a @ b). "
+                   "Carries: M from a, N from b (and bias where it is not broadcast)."))
 
 
 # -- einsum -------------------------------------------------------------------
@@ -184,6 +200,33 @@ def _einsum_dims(ins, attrs, outs) -> DimRecord:
     return (tuple(flows),)
 
 
+def _einsum_ref(xp, *xs, equation):
+    dt = array_result_dtype(*xs)
+    if len(xs) <= 2:
+        # one pass, no intermediates: the output is the only allocation
+        return xp.einsum(equation, *xs, dtype=dt, casting="unsafe")
+    out = xp.einsum(equation, *xs, optimize=True)  # pairwise contractions (intermediates)
+    return xp.ascontiguousarray(out, dtype=dt)
+
+
+def _einsum_workspace(ins, attrs, outs) -> Size:
+    # three or more operands contract pairwise; bound the intermediates by the largest operand
+    if len(ins) <= 2:
+        return 0
+    biggest: Size = 0
+    for t in ins:
+        biggest = t.numel() if biggest == 0 else sympy_max(biggest, t.numel())
+    return biggest
+
+
+def sympy_max(a: Size, b: Size) -> Size:
+    if isinstance(a, int) and isinstance(b, int):
+        return max(a, b)
+    import sympy
+    from ..sizes import normalize
+    return normalize(sympy.Max(a, b))
+
+
 def _einsum_flops(ins, attrs, outs) -> Size:
     terms, out, sizes = _parse_einsum(attrs["equation"], ins)
     total: Size = 2 if len(ins) > 1 else 1
@@ -193,6 +236,7 @@ def _einsum_flops(ins, attrs, outs) -> Size:
 
 
 register(OpDef(name="einsum", infer=_einsum_infer, dims=_einsum_dims, flops=_einsum_flops,
-               reference=lambda xp, *xs, equation: xp.einsum(equation, *xs, optimize=True),
+               reference=_einsum_ref, workspace=_einsum_workspace,
                num_inputs=(1, None), attrs={"equation": REQUIRED},
-               doc="einsum(*xs, equation='bqd,bkd->bqk'): explicit output, no ellipsis."))
+               doc="einsum(*xs, equation='bqd,bkd->bqk'): explicit output, no ellipsis. "
+                   "Carries: each output letter from the operands that hold it (not broadcast, not repeated)."))

@@ -1,7 +1,11 @@
-"""Reductions (several axes, keepdim), softmax/log_softmax and cumsum.
+"""Reductions (several axes, keepdim), argmax/argmin, softmax/log_softmax, cumsum.
 
 Kept axes carry; reduced axes disappear (or stay as size-1 ``mix`` axes with
 ``keepdim``); softmax-like ops keep their shape and mix their one axis.
+
+Integer and bool inputs of ``sum``, ``prod`` and ``cumsum`` give int64, as in
+PyTorch.  float16 sums accumulate in float32 (a temporary the size of the
+output, declared as workspace).
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from ..dtypes import DType
 from ..registry import OpDef, register
 from ..sizes import Size, product
 from ..types import TensorType
-from ._common import fail, identity_dims, norm_axes, norm_axis
+from ._common import fail, identity_dims, norm_axes, norm_axis, quiet
+
+KEPT = " Carries: every axis that is not reduced."
 
 
 def _reduced_shape(op, t: TensorType, attrs):
@@ -34,35 +40,105 @@ def _reduce_dims(ins, attrs, outs) -> DimRecord:
     return (tuple(flows),)
 
 
-def reduction(name: str, fn, out_dtype=None, float_only=False, doc=""):
+def _axes_of(x, axes) -> tuple[int, ...]:
+    if axes is None:
+        return tuple(range(x.ndim))
+    return tuple(a % max(x.ndim, 1) for a in (axes if isinstance(axes, tuple) else (axes,)))
+
+
+def _acc(dtype):
+    """The accumulation dtype for a float result: float32 for float16."""
+    return "float32" if dtype == "float16" else dtype
+
+
+def _sum(xp, x, ax, kd, dt):
+    return _reduce_into(xp, xp.add, x, ax, kd, dt)
+
+
+def _reduce_into(xp, ufunc, x, ax, kd, dt):
+    acc = _acc(dt)
+    res = ufunc.reduce(x, axis=ax, keepdims=kd, dtype=acc)
+    return res if res.dtype == dt else res.astype(dt)
+
+
+def _mean(xp, x, ax, kd, dt):
+    out = _reduce_into(xp, xp.add, x, ax, kd, dt)
+    n = 1
+    for a in ax:
+        n *= x.shape[a]
+    with quiet(xp):
+        out /= n
+    return xp.asarray(out)
+
+
+def _var(xp, x, ax, kd, dt, correction=1):
+    # one input-sized temporary (x - mean), declared as workspace
+    n = 1
+    for a in ax:
+        n *= x.shape[a]
+    mean = xp.mean(x, axis=ax, keepdims=True, dtype=_acc(dt))
+    d = xp.subtract(x, mean, dtype=dt)
+    del mean
+    xp.square(d, out=d)
+    out = _reduce_into(xp, xp.add, d, ax, kd, dt)
+    del d
+    with quiet(xp):
+        out /= max(n - correction, 0)
+    return xp.asarray(out)
+
+
+def _f16_acc_workspace(ins, attrs, outs) -> Size:
+    # the float32 accumulator of a float16 reduction, in float16 elements
+    return 2 * outs[0].numel() if outs[0].dtype == DType.float16 else 0
+
+
+def _var_workspace(ins, attrs, outs) -> Size:
+    return ins[0].numel() + _f16_acc_workspace(ins, attrs, outs)
+
+
+def reduction(name: str, fn, out_dtype=None, float_only=False, int64_for_ints=False, workspace=None, doc=""):
+    def dtype_of(t: TensorType) -> DType:
+        if out_dtype is not None:
+            return out_dtype
+        if int64_for_ints and not t.dtype.is_floating:
+            return DType.int64
+        return t.dtype
+
     def infer(ins, attrs):
         t = ins[0]
         if float_only and not t.dtype.is_floating:
             raise fail(name, f"input must be floating point, got {t}")
+        if name == "var" and (isinstance(attrs["correction"], bool) or not isinstance(attrs["correction"], int)):
+            raise fail(name, f"correction must be an int, got {attrs['correction']!r}")
         _, shape = _reduced_shape(name, t, attrs)
-        return (TensorType(out_dtype or t.dtype, shape),)
+        return (TensorType(dtype_of(t), shape),)
 
     def ref(xp, x, axes, keepdim, **kw):
-        ax = tuple(range(x.ndim)) if axes is None else tuple(a % max(x.ndim, 1) for a in (axes if isinstance(axes, tuple) else (axes,)))
-        out = fn(xp, x, ax, keepdim, **kw)
-        return xp.asarray(out) if out_dtype is not None else xp.asarray(out).astype(x.dtype, copy=False)
+        dt = out_dtype.numpy if out_dtype is not None else (
+            xp.dtype("int64") if int64_for_ints and x.dtype.kind in "biu" else x.dtype)
+        out = fn(xp, x, _axes_of(x, axes), keepdim, str(xp.dtype(dt)), **kw)
+        return xp.asarray(out)
 
     attrs = {"axes": None, "keepdim": False}
     if name == "var":
         attrs["correction"] = 1
-    return register(OpDef(name=name, infer=infer, dims=_reduce_dims, reference=ref, attrs=attrs,
-                          flops=lambda ins, a, outs: ins[0].numel(), doc=doc))
+    return register(OpDef(name=name, infer=infer, dims=_reduce_dims, reference=ref, attrs=attrs, workspace=workspace,
+                          flops=lambda ins, a, outs: ins[0].numel(), doc=doc + KEPT))
 
 
-reduction("sum", lambda xp, x, ax, kd: xp.sum(x, axis=ax, keepdims=kd))
-reduction("mean", lambda xp, x, ax, kd: xp.mean(x, axis=ax, keepdims=kd), float_only=True)
-reduction("amax", lambda xp, x, ax, kd: xp.max(x, axis=ax, keepdims=kd))
-reduction("amin", lambda xp, x, ax, kd: xp.min(x, axis=ax, keepdims=kd))
-reduction("prod", lambda xp, x, ax, kd: xp.prod(x, axis=ax, keepdims=kd))
-reduction("any", lambda xp, x, ax, kd: xp.any(x, axis=ax, keepdims=kd), out_dtype=DType.bool)
-reduction("all", lambda xp, x, ax, kd: xp.all(x, axis=ax, keepdims=kd), out_dtype=DType.bool)
-reduction("var", lambda xp, x, ax, kd, correction=1: xp.var(x, axis=ax, keepdims=kd, ddof=correction),
-          float_only=True, doc="var(x, axes=, keepdim=, correction=1)")
+_AX = "(x, axes=None|int|tuple, keepdim=False)"
+reduction("sum", _sum, int64_for_ints=True, workspace=_f16_acc_workspace, doc=f"sum{_AX}; integers sum to i64.")
+reduction("mean", _mean, float_only=True, workspace=_f16_acc_workspace, doc=f"mean{_AX}.")
+reduction("amax", lambda xp, x, ax, kd, dt: xp.max(x, axis=ax, keepdims=kd), doc=f"amax{_AX}.")
+reduction("amin", lambda xp, x, ax, kd, dt: xp.min(x, axis=ax, keepdims=kd), doc=f"amin{_AX}.")
+reduction("prod", lambda xp, x, ax, kd, dt: _reduce_into(xp, xp.multiply, x, ax, kd, dt), int64_for_ints=True,
+          workspace=_f16_acc_workspace, doc=f"prod{_AX}; integers multiply to i64.")
+reduction("any", lambda xp, x, ax, kd, dt: xp.any(x, axis=ax, keepdims=kd), out_dtype=DType.bool,
+          doc=f"any{_AX} -> bool.")
+reduction("all", lambda xp, x, ax, kd, dt: xp.all(x, axis=ax, keepdims=kd), out_dtype=DType.bool,
+          doc=f"all{_AX} -> bool.")
+reduction("var", _var, float_only=True, workspace=_var_workspace,
+          doc="var(x, axes=None|int|tuple, keepdim=False, correction=1): divides by n - correction.")
 
 
 def _arg_infer(name):
@@ -88,18 +164,27 @@ def _arg_dims(ins, attrs, outs) -> DimRecord:
     return (tuple(flows),)
 
 
-for _name, _fn in (("argmax", "argmax"), ("argmin", "argmin")):
+def _arg_ref(fn: str):
+    def ref(xp, x, axis, keepdim):
+        out = getattr(xp, fn)(x, axis=axis, keepdims=keepdim)
+        return xp.asarray(out).astype("int64", copy=False)
+    return ref
+
+
+for _name in ("argmax", "argmin"):
     register(OpDef(name=_name, infer=_arg_infer(_name), dims=_arg_dims, attrs={"axis": -1, "keepdim": False},
-                   reference=(lambda f: lambda xp, x, axis, keepdim: getattr(xp, f)(x, axis=axis, keepdims=keepdim).astype("int64"))(_fn),
-                   flops=lambda ins, a, outs: ins[0].numel()))
+                   reference=_arg_ref(_name), flops=lambda ins, a, outs: ins[0].numel(),
+                   doc=f"{_name}(x, axis=-1, keepdim=False) -> i64; the first index on ties." + KEPT))
 
 
-def _along_axis_infer(name, float_only=True):
+def _along_axis_infer(name, float_only=True, int64_for_ints=False):
     def infer(ins, attrs):
         t = ins[0]
         if float_only and not t.dtype.is_floating:
             raise fail(name, f"input must be floating point, got {t}")
         norm_axis(name, attrs["axis"], t.rank)
+        if int64_for_ints and not t.dtype.is_floating:
+            return (t.with_dtype(DType.int64),)
         return (t,)
     return infer
 
@@ -110,24 +195,44 @@ def _along_axis_dims(ins, attrs, outs) -> DimRecord:
 
 
 def _softmax(xp, x, axis):
-    m = xp.max(x, axis=axis, keepdims=True)
-    e = xp.exp(x - m)
-    return (e / xp.sum(e, axis=axis, keepdims=True)).astype(x.dtype, copy=False)
+    out = xp.subtract(x, xp.max(x, axis=axis, keepdims=True))
+    xp.exp(out, out=out)
+    out /= xp.sum(out, axis=axis, keepdims=True)
+    return out
 
 
 def _log_softmax(xp, x, axis):
+    # out = x - (max + log(sum(exp(x - max)))), computed without a second full-size array
     m = xp.max(x, axis=axis, keepdims=True)
-    s = x - m
-    return (s - xp.log(xp.sum(xp.exp(s), axis=axis, keepdims=True))).astype(x.dtype, copy=False)
+    out = xp.subtract(x, m)
+    xp.exp(out, out=out)
+    s = xp.sum(out, axis=axis, keepdims=True)
+    with quiet(xp):
+        xp.log(s, out=s)
+    s += m
+    del m
+    xp.subtract(x, s, out=out)
+    return out
 
 
+def _softmax_workspace(ins, attrs, outs) -> Size:
+    # the max and the sum along the axis (kept dims) live beside the output
+    t = ins[0]
+    axis = norm_axis("softmax", attrs["axis"], t.rank)
+    return 2 * product(s for k, s in enumerate(t.shape) if k != axis)
+
+
+_ALONG = " Carries: every axis but `axis`."
 register(OpDef(name="softmax", infer=_along_axis_infer("softmax"), dims=_along_axis_dims, reference=_softmax,
-               attrs={"axis": -1}, flops=lambda ins, a, outs: 5 * outs[0].numel()))
+               attrs={"axis": -1}, flops=lambda ins, a, outs: 5 * outs[0].numel(), workspace=_softmax_workspace,
+               doc="softmax(x, axis=-1)." + _ALONG))
 register(OpDef(name="log_softmax", infer=_along_axis_infer("log_softmax"), dims=_along_axis_dims,
-               reference=_log_softmax, attrs={"axis": -1}, flops=lambda ins, a, outs: 5 * outs[0].numel()))
-register(OpDef(name="cumsum", infer=_along_axis_infer("cumsum", float_only=False), dims=_along_axis_dims,
-               reference=lambda xp, x, axis: xp.cumsum(x, axis=axis).astype(x.dtype, copy=False),
-               attrs={"axis": -1}))
+               reference=_log_softmax, attrs={"axis": -1}, flops=lambda ins, a, outs: 5 * outs[0].numel(),
+               workspace=_softmax_workspace, doc="log_softmax(x, axis=-1)." + _ALONG))
+register(OpDef(name="cumsum", infer=_along_axis_infer("cumsum", float_only=False, int64_for_ints=True),
+               dims=_along_axis_dims,
+               reference=lambda xp, x, axis: xp.cumsum(x, axis=axis, dtype=x.dtype if x.dtype.kind == "f" else "int64"),
+               attrs={"axis": -1}, doc="cumsum(x, axis=-1); integers sum to i64." + _ALONG))
 
 
 def reduced_numel(t: TensorType, axes) -> Size:

@@ -114,8 +114,9 @@ def _reshape_strides(ins, attrs, strides):
 
 register(OpDef(name="reshape", infer=_reshape_infer, dims=_reshape_dims, view_strides=_reshape_strides,
                reference=lambda xp, x, shape: xp.reshape(x, tuple(int(s) for s in shape)),
-               attrs={"shape": REQUIRED}, size_attrs=("shape",), flops=lambda *a: 0,
-               doc="reshape(x, shape=(B, L, 12, 64)); one -1 allowed; a view when x is contiguous."))
+               attrs={"shape": REQUIRED}, size_attrs=("shape",), shape_attr="shape", flops=lambda *a: 0,
+               doc="reshape(x, shape=(B, L, 12, 64)); one -1 allowed; a view when x is contiguous. "
+                   "Carries: the outer axis of each group of split or merged axes (with the ratio of the inner sizes)."))
 
 
 # -- permute --------------------------------------------------------------------
@@ -142,7 +143,7 @@ def _permute_dims(ins, attrs, outs) -> DimRecord:
 register(OpDef(name="permute", infer=_permute_infer, dims=_permute_dims,
                view_strides=lambda ins, attrs, strides: tuple(strides[d] for d in _perm("permute", ins[0], attrs["dims"])),
                reference=lambda xp, x, dims: xp.transpose(x, dims), attrs={"dims": REQUIRED}, flops=lambda *a: 0,
-               doc="permute(x, dims=(0, 2, 1, 3)): a view."))
+               doc="permute(x, dims=(0, 2, 1, 3)): a view. Carries: every axis, from its permuted source."))
 
 
 # -- expand ---------------------------------------------------------------------
@@ -192,8 +193,9 @@ def _expand_ref(xp, x, shape):
 
 
 register(OpDef(name="expand", infer=_expand_infer, dims=_expand_dims, view_strides=_expand_strides,
-               reference=_expand_ref, attrs={"shape": REQUIRED}, size_attrs=("shape",), flops=lambda *a: 0,
-               doc="expand(x, shape=...): broadcast size-1 axes (and new leading ones); a view."))
+               reference=_expand_ref, attrs={"shape": REQUIRED}, size_attrs=("shape",), shape_attr="shape", flops=lambda *a: 0,
+               doc="expand(x, shape=...): broadcast size-1 axes (and new leading ones); a view. "
+                   "Carries: the axes that are not broadcast."))
 
 
 # -- squeeze / unsqueeze ----------------------------------------------------------
@@ -222,7 +224,8 @@ register(OpDef(name="squeeze", infer=_squeeze_infer, dims=_squeeze_dims,
                reference=lambda xp, x, axes: xp.reshape(x, tuple(s for k, s in enumerate(x.shape)
                                                                 if not (s == 1 and (axes is None or k in tuple(a % x.ndim for a in ((axes,) if isinstance(axes, int) else axes)))))),
                attrs={"axes": None}, flops=lambda *a: 0,
-               doc="squeeze(x, axes=None): drop size-1 axes (those of `axes` that have size 1)."))
+               doc="squeeze(x, axes=None): drop size-1 axes (those of `axes` that have size 1); a view. "
+                   "Carries: every remaining axis."))
 
 
 def _unsqueeze_axis(t: TensorType, axis: int) -> int:
@@ -252,7 +255,7 @@ def _unsqueeze_strides(ins, attrs, st):
 
 register(OpDef(name="unsqueeze", infer=_unsqueeze_infer, dims=_unsqueeze_dims, view_strides=_unsqueeze_strides,
                reference=lambda xp, x, axis: xp.expand_dims(x, axis), attrs={"axis": REQUIRED}, flops=lambda *a: 0,
-               doc="unsqueeze(x, axis=k): insert a size-1 axis; a view."))
+               doc="unsqueeze(x, axis=k): insert a size-1 axis; a view. Carries: every axis of x."))
 
 
 # -- slice ------------------------------------------------------------------------
@@ -311,7 +314,8 @@ register(OpDef(name="slice", infer=_slice_infer, dims=_slice_dims,
                                                         for k, s in enumerate(st)),
                reference=_slice_ref, attrs={"axis": REQUIRED, "start": None, "end": None, "step": 1},
                size_attrs=("start", "end"),
-               flops=lambda *a: 0, doc="slice(x, axis=, start=, end=, step=1): a view; negative bounds count from the end."))
+               flops=lambda *a: 0, doc="slice(x, axis=, start=, end=, step=1): a view; negative bounds count from the end. "
+                   "Carries: every axis but `axis`."))
 
 
 # -- contiguous -------------------------------------------------------------------
@@ -321,10 +325,10 @@ register(OpDef(name="contiguous", infer=lambda ins, attrs: (ins[0],),
                dims=lambda ins, attrs, outs: (tuple(AxisFlow("carry", (AxisSource(0, k),)) for k in range(ins[0].rank)),),
                view_strides=lambda ins, attrs, st: tuple(st) if is_contiguous(ins[0].shape, st) else None,
                reference=lambda xp, x: xp.ascontiguousarray(x), flops=lambda *a: 0,
-               doc="contiguous(x): x itself when already contiguous, else a contiguous copy."))
+               doc="contiguous(x): x itself when already contiguous, else a contiguous copy. Carries: every axis."))
 
 register(OpDef(name="copy", infer=lambda ins, attrs: (ins[0],),
                dims=lambda ins, attrs, outs: (tuple(AxisFlow("carry", (AxisSource(0, k),)) for k in range(ins[0].rank)),),
-               reference=lambda xp, x: x.copy(), flops=lambda *a: 0, doc="copy(x): a fresh contiguous copy."))
+               reference=lambda xp, x: x.copy(), flops=lambda *a: 0, doc="copy(x): a fresh contiguous copy. Carries: every axis."))
 
 __all__ = ["contiguous_strides", "is_contiguous", "resolve_shape", "reshape_groups", "Fraction"]

@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 
-def erf(xp, x):
+def _special(xp):
     if xp.__name__ == "cupy":
         import cupyx.scipy.special as special
     else:
         import scipy.special as special
-    return special.erf(x).astype(x.dtype, copy=False)
+    return special
+
+
+def erf(xp, x):
+    """A fresh array erf(x) of x's dtype."""
+    out = xp.empty_like(x, order="C") if x.dtype.kind == "f" else xp.empty(x.shape, "float64")
+    _special(xp).erf(x, out=out)
+    return out
+
+
+def erf_(xp, x):
+    """erf in place on the floating-point array ``x``."""
+    _special(xp).erf(x, out=x)
+    return x

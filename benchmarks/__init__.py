@@ -1,0 +1,1 @@
+"""Benchmarks for chunkc: a model zoo (benchmarks.models) and benchmark scripts."""

@@ -1,0 +1,64 @@
+"""The `ModelCase` record every zoo factory returns, and helpers for torch.export dims."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch.export import Dim
+
+# torch.export specializes an example size of 0 or 1, so symbolic sizes start at 2.
+MIN_DIM = 2
+
+
+def make_dim(name: str, min_size: int, max_size: int, multiple: int = 1) -> Any:
+    """A torch.export dim for sizes in [min_size, max_size] that are multiples of `multiple`.
+
+    With multiple > 1 the result is the derived dim `multiple * Dim(name)`: its root symbol
+    `name` counts units of `multiple` (the export then knows, e.g., that an image side is
+    divisible by the total downsampling stride).
+    """
+    if multiple == 1:
+        return Dim(name, min=max(min_size, MIN_DIM), max=max_size)
+    if min_size % multiple or max_size % multiple:
+        raise ValueError(f"dim {name!r}: bounds {min_size}..{max_size} are not multiples of {multiple}")
+    root = Dim(name, min=max(min_size // multiple, MIN_DIM), max=max_size // multiple)
+    return multiple * root
+
+
+@dataclass
+class ModelCase:
+    """A model of the zoo, with everything needed to run, export and benchmark it.
+
+    `size` below is the real dynamic extent (sequence length, image side, residue count).
+    """
+
+    name: str
+    module: torch.nn.Module  # eval mode, float32, deterministic random weights
+    make_inputs: Callable[[int], tuple]  # size -> positional args of module
+    dynamic_shapes: Callable[[], Any]  # -> a fresh torch.export dynamic_shapes spec for make_inputs
+    dynamic_name: str  # name of the torch.export root Dim (the symbol in exported shapes)
+    test_sizes: tuple[int, int]  # two small sizes for tests (seconds per run)
+    bench_sizes: tuple[int, ...]  # sizes for benchmarks
+    size_multiple: int = 1  # size = size_multiple * <dynamic_name symbol>
+    min_size: int = MIN_DIM  # bounds accepted by dynamic_shapes() (inclusive)
+    max_size: int = 4096
+    description: str = ""
+    config: dict[str, Any] = field(default_factory=dict)  # the factory's arguments, for reports
+
+    def example_inputs(self) -> tuple:
+        """Inputs at the first test size (the export example)."""
+        return self.make_inputs(self.test_sizes[0])
+
+    def symbol_value(self, size: int) -> int:
+        """Value of the `dynamic_name` symbol for a real size."""
+        if size % self.size_multiple:
+            raise ValueError(f"{self.name}: size {size} is not a multiple of {self.size_multiple}")
+        return size // self.size_multiple
+
+    def check_size(self, size: int) -> None:
+        """Raise ValueError when `size` is outside what the module and the export accept."""
+        if not self.min_size <= size <= self.max_size:
+            raise ValueError(f"{self.name}: size {size} outside [{self.min_size}, {self.max_size}]")
+        self.symbol_value(size)

@@ -1,0 +1,110 @@
+"""The NumPy/CuPy backend: one generator whose code takes its array module as a parameter.
+
+The generated source defines a class; ``Program(xp, weights)`` keeps the array
+module and the weights (moved to ``xp`` once), and calling it runs the graph::
+
+    class Program_mlp:
+        def __init__(self, xp, weights):
+            self.xp = xp
+            self.w1 = xp.asarray(weights['w1'])
+
+        def __call__(self, x):
+            xp = self.xp
+            L = x.shape[1]
+            h = ref.linear(xp, x, self.w1)  # linear -> f32[L, 3072]
+            ...
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ChunkcError
+from ..ir.dtypes import DType
+from ..ir.graph import Graph
+from ..passes.plan import Plan
+from .array_lowering import array_rules
+from .codegen import Dialect, GeneratedFunction, generate
+from .header import describe_signature, source_header
+from .runtime import array_module, load_source
+
+
+class ArrayDialect(Dialect):
+    name = "numpy/cupy"
+    reserved = frozenset({"xp", "ref", "self"})
+    reserved_attrs = frozenset({"xp"})
+
+    def __init__(self):
+        self.rules = array_rules()
+
+    def dtype(self, dt: DType) -> str:
+        if dt == DType.bfloat16:
+            raise ChunkcError("the numpy/cupy backend has no bfloat16; cast to float32 or use backend='torch'")
+        return f"xp.{dt.numpy.name}"
+
+    def dtype_literal(self, dt: DType) -> str:
+        return repr(dt.short)  # references accept chunkc's dtype names
+
+    def empty(self, shape: str, dt: DType) -> str:
+        return f"xp.empty({shape}, dtype={self.dtype(dt)})"
+
+    def prologue(self, gen) -> list[str]:
+        return ["xp = self.xp"]
+
+
+def class_name(graph: Graph) -> str:
+    return f"Program_{graph.name}"
+
+
+def emit_array_source(graph: Graph, plan: Plan | None = None) -> str:
+    fn = generate(graph, plan, ArrayDialect())
+    return _wrap(fn)
+
+
+def _wrap(fn: GeneratedFunction) -> str:
+    lines = source_header(fn, "numpy/cupy")
+    lines += ["from chunkc.backends.runtime import references as ref", ""]
+    lines += fn.helpers + ([""] if fn.helpers else [])
+    lines += ["", f"class {class_name(fn.graph)}:"]
+    lines += [f'    """{describe_signature(fn)}"""', ""]
+    lines += ["    def __init__(self, xp, weights):", "        self.xp = xp"]
+    for attr, value in fn.constants:
+        lines.append(f"        self.{attr} = xp.asarray(weights[{attr!r}])  # {value.type}")
+    lines += ["", f"    def __call__(self{''.join(', ' + p for p in fn.params)}):"]
+    lines += ["        " + line for line in fn.body]
+    return "\n".join(lines) + "\n"
+
+
+def compile_array(graph: Graph, plan: Plan | None = None, backend: str = "numpy", **options: Any):
+    """Generate the program and instantiate it on ``numpy`` or ``cupy``."""
+    if options:
+        raise ChunkcError(f"backend {backend!r}: unknown option(s) {sorted(options)}")
+    xp = array_module(backend)
+    fn = generate(graph, plan, ArrayDialect())
+    source = _wrap(fn)
+    module = load_source(source, f"chunkc_{backend}_{fn.graph.name}")
+    weights = {}
+    for attr, value in fn.constants:
+        if value.data is None:
+            raise ChunkcError(f"constant %{value.name} has no data (a shape-only graph); load its weights first")
+        weights[attr] = value.data
+    program = getattr(module, class_name(fn.graph))(xp, weights)
+    program.chunkc_source = source
+    return program
+
+
+__all__ = ["ArrayDialect", "emit_array_source", "compile_array"]
+
+
+def write_array_program(graph: Graph, plan: Plan | None, path) -> list[str]:
+    """Write the source to ``path`` and the weights beside it (``.npz``, keyed by attribute)."""
+    import pathlib
+
+    import numpy as np
+
+    path = pathlib.Path(path)
+    fn = generate(graph, plan, ArrayDialect())
+    path.write_text(_wrap(fn))
+    weights_path = path.with_suffix(".npz")
+    np.savez(weights_path, **{attr: value.data for attr, value in fn.constants})
+    return [str(path), str(weights_path)]

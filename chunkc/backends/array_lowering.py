@@ -1,0 +1,45 @@
+"""Lowering table of the NumPy/CuPy backend: one rule per op.
+
+Every op runs its registered reference through the runtime
+(``ref.softmax(xp, h, axis=-1)``), so the generated code works with any array
+module that follows NumPy.  Ops whose attributes hold a shape (``reshape``,
+``expand``) take it from the node's output type instead, so that inside a chunk
+loop the chunk axis has the chunk's length.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from ..ir.registry import all_ops
+from .codegen import NodeContext, Rule
+
+
+def reference_call(ctx: NodeContext, **overrides: str) -> str:
+    """``ref.<op>(xp, *args, attr=value, ...)``; ``overrides`` replace attribute text."""
+    parts = ["xp", *ctx.args]
+    for key in ctx.attrs:
+        parts.append(f"{key}={overrides[key] if key in overrides else ctx.attr(key)}")
+    return f"ref.{ctx.op}({', '.join(parts)})"
+
+
+def _default(ctx: NodeContext) -> str:
+    return reference_call(ctx)
+
+
+def _shape_from_output(ctx: NodeContext) -> str:
+    return reference_call(ctx, shape=ctx.out_shape(0))
+
+
+_SPECIAL: dict[str, Rule] = {
+    "reshape": _shape_from_output,
+    "expand": _shape_from_output,
+}
+
+
+def array_rules() -> Mapping[str, Rule]:
+    """The table for every op registered now (references are looked up at run time)."""
+    return {name: _SPECIAL.get(name, _default) for name, op in all_ops().items() if op.reference is not None}
+
+
+__all__ = ["array_rules", "reference_call"]

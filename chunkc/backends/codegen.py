@@ -1,0 +1,526 @@
+"""The code generator shared by every backend.
+
+It walks the schedule of ``plan.graph`` (or of the graph itself when there is no
+plan) and emits one Python statement per node, by asking the backend's lowering
+table (one rule per op name) for the expression that computes the node.  Around
+that it handles what every backend needs:
+
+* size variables bound at entry from input shapes (``L = x.shape[1]``);
+* identifiers: sanitized names, prefixed where they could clash (:mod:`.names`);
+* ``del`` after each value's last use, so that the live set, and therefore the
+  peak, is the one :mod:`chunkc.passes.memory` estimates;
+* chunk loops: outputs preallocated in full, the chunk size computed at run
+  time, region inputs sliced with basic indexing (views), a shorter last chunk,
+  each output slice written into its buffer, loop temporaries deleted.
+
+A backend is a :class:`Dialect`: its rules, the names its code reserves, how it
+spells a dtype and an empty buffer, and the statements that open a call.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import sympy
+
+from ..errors import ChunkcError, UnsupportedOpError
+from ..ir.dtypes import DType
+from ..ir.graph import Graph, Node, Value
+from ..ir.sizes import Size, evaluate, format_size, free_symbols, sizes_equal
+from ..passes.plan import ChunkedValue, ChunkRegion, Plan
+from .names import Namer, check_identifier
+from .pyexpr import SizeRenderer, literal, tuple_literal
+
+Rule = Callable[["NodeContext"], str]
+
+# Loop variables of chunk regions; regions run one after another, so they are reused.
+EXTENT, CHUNK, START, STOP = "extent", "chunk", "start", "stop"
+
+
+class Dialect(abc.ABC):
+    """What a backend tells the shared generator."""
+
+    name: str = ""
+    rules: Mapping[str, Rule] = {}
+    reserved: frozenset[str] = frozenset()  # local names its code uses (xp, torch, F, ...)
+    reserved_attrs: frozenset[str] = frozenset()  # attribute names of its program object
+
+    @abc.abstractmethod
+    def dtype(self, dt: DType) -> str:
+        """Source text for a dtype (``torch.float32``, ``xp.float32``)."""
+
+    @abc.abstractmethod
+    def empty(self, shape: str, dt: DType) -> str:
+        """An uninitialized buffer of ``shape`` (source text of a tuple)."""
+
+    def dtype_literal(self, dt: DType) -> str:
+        """A dtype given as an attribute value (``cast(x, dtype=f16)``)."""
+        return self.dtype(dt)
+
+    def prologue(self, gen: "Generator") -> list[str]:
+        """Statements run first in each call (before the size bindings)."""
+        return []
+
+
+@dataclass
+class GeneratedFunction:
+    """The body of the generated call, ready for a backend to wrap."""
+
+    graph: Graph
+    plan: Plan | None
+    params: list[str]  # identifiers of the graph inputs, in order
+    body: list[str]  # statements, indented relative to the function body
+    constants: list[tuple[str, Value]]  # (attribute name, constant) for each weight the body reads
+    helpers: list[str] = field(default_factory=list)  # module-level statements the rules asked for
+
+
+@dataclass
+class _Scope:
+    """The chunk region being emitted."""
+
+    index: int
+    region: ChunkRegion
+    chunk: dict[Value, ChunkedValue]
+
+
+class NodeContext:
+    """What a lowering rule sees of one node: argument expressions, attributes, shapes."""
+
+    def __init__(self, gen: "Generator", node: Node):
+        self.gen = gen
+        self.node = node
+
+    # -- inputs --------------------------------------------------------------------
+    @property
+    def op(self) -> str:
+        return self.node.op.name
+
+    @property
+    def args(self) -> list[str]:
+        return [self.arg(i) for i in range(len(self.node.inputs))]
+
+    def arg(self, i: int) -> str:
+        return self.gen.expr_of(self.node.inputs[i])
+
+    def num_inputs(self) -> int:
+        return len(self.node.inputs)
+
+    def in_type(self, i: int):
+        return self.node.inputs[i].type
+
+    def out_type(self, i: int = 0):
+        return self.node.outputs[i].type
+
+    def scalar(self, i: int) -> str | None:
+        """A Python literal for input ``i`` when it is a 0-d float/int/bool weight, else None."""
+        v = self.node.inputs[i]
+        if not v.is_constant or v.data is None or v.rank != 0 or v.dtype == DType.bfloat16:
+            return None
+        item = v.data.item()
+        if isinstance(item, (bool, int, float)):
+            return self.lit(item)
+        return None
+
+    # -- attributes ----------------------------------------------------------------
+    @property
+    def attrs(self) -> Mapping:
+        return self.node.attrs
+
+    def attr(self, key: str) -> str:
+        return self.lit(self.node.attrs[key])
+
+    def lit(self, value) -> str:
+        return literal(value, self.gen.sizes, self.gen.dialect.dtype_literal, f"node {self.node.name} ({self.op})")
+
+    def size(self, s: Size) -> str:
+        return self.gen.sizes.render(s)
+
+    def dtype(self, dt: DType) -> str:
+        return self.gen.dialect.dtype(dt)
+
+    # -- shapes (the chunk axis of a value in the current region is the chunk's length) ---
+    def shape(self, value: Value) -> list[str]:
+        return self.gen.shape_exprs(value)
+
+    def out_shape(self, i: int = 0) -> str:
+        return tuple_literal(self.shape(self.node.outputs[i])) if self.node.outputs[i].rank else "()"
+
+    def in_shape(self, i: int) -> str:
+        v = self.node.inputs[i]
+        return tuple_literal(self.shape(v)) if v.rank else "()"
+
+    # -- module-level helpers --------------------------------------------------------
+    def helper(self, hint: str, rhs: str) -> str:
+        """A module-level ``name = rhs`` (deduplicated); returns ``name``."""
+        return self.gen.helper(hint, rhs)
+
+    def fail(self, message: str) -> ChunkcError:
+        return UnsupportedOpError(f"{self.gen.dialect.name} backend, node {self.node.name} ({self.op}): {message}")
+
+
+class Generator:
+    """Emits the body of one call of the graph (see the module docstring)."""
+
+    def __init__(self, graph: Graph, plan: Plan | None, dialect: Dialect):
+        self.graph = plan.graph if plan is not None else graph
+        self.plan = plan
+        self.dialect = dialect
+        self.lines: list[str] = []
+        self.depth = 0
+        self.scope: _Scope | None = None
+        self.helpers: dict[str, str] = {}  # rhs -> name
+        self.helper_lines: list[str] = []
+        if plan is not None:
+            _check_same_signature(graph, plan.graph)
+        self.regions = list(plan.regions) if plan is not None else []
+        self.region_of: dict[str, int] = {}
+        for i, r in enumerate(self.regions):
+            for name in r.nodes:
+                if name in self.region_of:
+                    raise ChunkcError(f"plan: node {name} is in regions {self.region_of[name]} and {i}; "
+                                      "regions must not overlap")
+                self.region_of[name] = i
+
+        self.namer = Namer(set(dialect.reserved) | {EXTENT, CHUNK, START, STOP})
+        self.attr_namer = Namer(dialect.reserved_attrs)
+        self.symbols = self._name_symbols()
+        self.sizes = SizeRenderer(self.symbols)
+        self.names: dict[Value, str] = {}  # value -> identifier of its full value
+        self.constants: dict[Value, str] = {}  # constant -> attribute name
+        self.used_constants: dict[Value, None] = {}
+        self.params = [self._name_value(v) for v in self.graph.inputs]
+        for c in self.graph.constants:
+            self.constants[c] = self.attr_namer.claim(c.name, prefix="w_")
+        for n in self.graph.nodes:
+            for o in n.outputs:
+                self._name_value(o)
+        self.inner: dict[Value, str] = {}  # overrides inside a region: slices and output chunks
+        self.by_name = {v.name: v for v in self.graph.values()}
+        _check_regions(self.graph, self.regions, self.by_name)
+
+    # -- names -----------------------------------------------------------------------
+    def _name_symbols(self) -> dict[str, str]:
+        names: set[str] = set(self.graph.symbols())
+        for r in self.regions:
+            names |= free_symbols(r.extent) | free_symbols(r.chunk_size)
+        for n in self.graph.nodes:
+            for key in n.op.size_attrs:
+                for s in _flatten(n.attrs.get(key)):
+                    if isinstance(s, sympy.Basic):
+                        names |= {x.name for x in s.free_symbols}
+        return {s: self.namer.claim(s, prefix="size_") for s in sorted(names)}
+
+    def _name_value(self, v: Value) -> str:
+        name = self.namer.claim(v.name)
+        self.names[v] = name
+        return name
+
+    def expr_of(self, v: Value) -> str:
+        if v in self.inner:
+            return self.inner[v]
+        if v.is_constant:
+            self.used_constants[v] = None
+            return f"self.{self.constants[v]}"
+        return self.names[v]
+
+    def helper(self, hint: str, rhs: str) -> str:
+        if rhs not in self.helpers:
+            name = self.namer.claim(hint, prefix="h_")
+            self.helpers[rhs] = name
+            self.helper_lines.append(f"{name} = {rhs}")
+        return self.helpers[rhs]
+
+    # -- shapes ----------------------------------------------------------------------
+    def shape_exprs(self, v: Value) -> list[str]:
+        out = [self.sizes.render(s) for s in v.shape]
+        if self.scope is not None and v in self.scope.chunk:
+            c = self.scope.chunk[v]
+            length = f"{STOP} - {START}"
+            out[c.axis] = length if c.unit == 1 else f"{c.unit} * ({length})"
+        return out
+
+    def type_text(self, v: Value) -> str:
+        dims = [format_size(s) for s in v.shape]
+        if self.scope is not None and v in self.scope.chunk:
+            c = self.scope.chunk[v]
+            dims[c.axis] = CHUNK if c.unit == 1 else f"{c.unit}*{CHUNK}"
+        return f"{v.dtype.short}[{', '.join(dims)}]"
+
+    # -- emission --------------------------------------------------------------------
+    def emit(self, line: str) -> None:
+        self.lines.append("    " * self.depth + line)
+
+    def generate(self) -> GeneratedFunction:
+        for line in self.dialect.prologue(self):
+            self.emit(line)
+        self._bind_sizes()
+        steps = self._steps()
+        dying = _top_level_deaths(self.graph, steps, self.regions, self.by_name)
+        for k, step in enumerate(steps):
+            if isinstance(step, int):
+                self._emit_region(step)
+            else:
+                self._emit_node(step)
+            dead = [self.names[v] for v in dying[k]]
+            if dead:
+                self.emit(f"del {', '.join(dead)}")
+        outs = [self.expr_of(v) for v in self.graph.outputs]
+        if len(outs) == 1:
+            self.emit(f"return {outs[0]}")
+        else:
+            self.emit(f"return {tuple_literal(outs) if outs else '()'}")
+        constants = [(self.constants[c], c) for c in self.graph.constants if c in self.used_constants]
+        return GeneratedFunction(self.graph, self.plan, self.params, self.lines, constants, self.helper_lines)
+
+    def _steps(self) -> list:
+        """The schedule with each region folded into one step (its index)."""
+        steps: list = []
+        seen: set[int] = set()
+        for pos, n in enumerate(self.graph.nodes):
+            r = self.region_of.get(n.name)
+            if r is None:
+                steps.append(n)
+            elif r not in seen:
+                seen.add(r)
+                steps.append(r)
+        return steps
+
+    def _bind_sizes(self) -> None:
+        for sym_name, text in _size_bindings(self.graph, self.params, self.symbols):
+            self.emit(f"{self.symbols[sym_name]} = {text}")
+
+    def _node_statement(self, node: Node, targets: list[str]) -> None:
+        rule = self.dialect.rules.get(node.op.name)
+        if rule is None:
+            raise UnsupportedOpError(f"{self.dialect.name} backend has no lowering for op {node.op.name} "
+                                     f"(node {node.name}); add one to its lowering table")
+        expr = rule(NodeContext(self, node))
+        if len(targets) == 1 and node.op.num_outputs == 1:
+            lhs = targets[0]
+        else:
+            lhs = ", ".join(targets) + ("," if len(targets) == 1 else "")
+        types = ", ".join(self.type_text(o) for o in node.outputs)
+        self.emit(f"{lhs} = {expr}  # {node.op.name} -> {types}")
+
+    def _emit_node(self, node: Node) -> None:
+        self._node_statement(node, [self.names[o] for o in node.outputs])
+
+    # -- chunk regions ----------------------------------------------------------------
+    def _emit_region(self, index: int) -> None:
+        region = self.regions[index]
+        g = self.graph
+        nodes = region.region_nodes(g)
+        chunk = {self.by_name[c.value]: c for c in region.chunked}
+        inputs = region.region_inputs(g)
+        outputs = [self.by_name[name] for name in region.outputs]
+        sliced = [v for v in inputs if v in chunk]
+
+        axes = ", ".join(f"%{v.name} axis {chunk[v].axis}" for v in sliced) or "no sliced input"
+        self.emit(f"# chunk region {index}: {len(nodes)} nodes ({nodes[0].name} .. {nodes[-1].name}), "
+                  f"{format_size(region.extent)} units in chunks of {format_size(region.chunk_size)}; sliced: {axes}")
+        self.emit(f"{EXTENT} = {self.sizes.render(region.extent)}")
+        self.emit(f"{CHUNK} = {self._chunk_size_expr(region)}")
+        for v in outputs:
+            shape = tuple_literal([self.sizes.render(s) for s in v.shape]) if v.rank else "()"
+            self.emit(f"{self.names[v]} = {self.dialect.empty(shape, v.dtype)}  # output buffer {v.type}")
+        self.emit(f"for {START} in range(0, {EXTENT}, {CHUNK}):")
+        self.depth += 1
+        self.scope = _Scope(index, region, chunk)
+        self.emit(f"{STOP} = min({START} + {CHUNK}, {EXTENT})")
+        for v in sliced:
+            name = self.namer.claim(f"{self.names.get(v) or self.constants[v]}_chunk")
+            self.emit(f"{name} = {_slice(self.expr_of(v), chunk[v])}  # view of {self.type_text(v)}")
+            self.inner[v] = name
+        out_set = set(outputs)
+        for v in outputs:
+            self.inner[v] = self.namer.claim(f"{self.names[v]}_chunk")
+        inner_deaths = _inner_deaths(nodes, sliced, out_set)
+        for k, node in enumerate(nodes):
+            self._node_statement(node, [self.inner.get(o, self.names[o]) for o in node.outputs])
+            for o in node.outputs:
+                if o in out_set:
+                    self.emit(f"{_slice(self.names[o], chunk[o])} = {self.inner[o]}")
+            dead = [self.inner.get(v, self.names.get(v)) for v in inner_deaths[k]]
+            if dead:
+                self.emit(f"del {', '.join(dead)}")
+        self.depth -= 1
+        for v in sliced + outputs:
+            self.inner.pop(v, None)
+        self.scope = None
+
+    def _chunk_size_expr(self, region: ChunkRegion) -> str:
+        size, extent = region.chunk_size, region.extent
+        if isinstance(size, int) and isinstance(extent, int):
+            return str(max(1, min(size, extent)))
+        return f"max(1, min({self.sizes.render(size)}, {EXTENT}))"
+
+
+# ---------------------------------------------------------------------------
+# Helpers (pure functions over the IR).
+
+
+def _flatten(value):
+    if isinstance(value, tuple):
+        for v in value:
+            yield from _flatten(v)
+    elif value is not None:
+        yield value
+
+
+def _slice(base: str, c: ChunkedValue) -> str:
+    lo, hi = (START, STOP) if c.unit == 1 else (f"{c.unit} * {START}", f"{c.unit} * {STOP}")
+    return f"{base}[{':, ' * c.axis}{lo}:{hi}]"
+
+
+def _check_same_signature(graph: Graph, planned: Graph) -> None:
+    if graph is planned:
+        return
+    a = [v.name for v in graph.inputs]
+    b = [v.name for v in planned.inputs]
+    if a != b or len(graph.outputs) != len(planned.outputs):
+        raise ChunkcError(f"plan was made for a graph with inputs {b} and {len(planned.outputs)} outputs, "
+                          f"not graph {graph.name} with inputs {a} and {len(graph.outputs)} outputs")
+
+
+def _check_regions(graph: Graph, regions: Sequence[ChunkRegion], values: Mapping[str, Value]) -> None:
+    """Refuse plans the loop emission cannot honour, naming the region and value at fault."""
+    position = {n.name: k for k, n in enumerate(graph.nodes)}
+    users = graph.users()
+    graph_outputs = set(graph.outputs)
+    for i, r in enumerate(regions):
+        where = f"plan region {i} ({r.describe() if r.nodes else 'empty'})"
+        if not r.nodes:
+            raise ChunkcError(f"{where}: a region needs at least one node")
+        for name in r.nodes:
+            if name not in position:
+                raise ChunkcError(f"{where}: node {name} is not in graph {graph.name}")
+        pos = sorted(position[name] for name in r.nodes)
+        if pos != list(range(pos[0], pos[0] + len(pos))):
+            raise ChunkcError(f"{where}: its nodes are not contiguous in the schedule; reorder the graph first")
+        inside = set(r.nodes)
+        for c in r.chunked:
+            v = values.get(c.value)
+            if v is None:
+                raise ChunkcError(f"{where}: chunked value %{c.value} is not in the graph")
+            if not 0 <= c.axis < v.rank:
+                raise ChunkcError(f"{where}: axis {c.axis} of %{c.value} {v.type} is out of range")
+            if c.unit < 1:
+                raise ChunkcError(f"{where}: %{c.value} has unit {c.unit}; units are positive")
+            if not sizes_equal(v.shape[c.axis], sympy.sympify(r.extent) * c.unit):
+                raise ChunkcError(f"{where}: %{c.value} {v.type} axis {c.axis} has size {format_size(v.shape[c.axis])}, "
+                                  f"but the region covers {format_size(r.extent)} units of {c.unit}")
+        chunked = {c.value for c in r.chunked}
+        for n in graph.nodes:
+            if n.name not in inside:
+                continue
+            for o in n.outputs:
+                if o.name not in chunked:
+                    raise ChunkcError(f"{where}: node {n.name} ({n.op.name}) output %{o.name} is not chunked; "
+                                      "work that does not depend on the chunk must be moved before the loop")
+                needed = o in graph_outputs or any(u.name not in inside for u in users[o])
+                if needed and o.name not in r.outputs:
+                    raise ChunkcError(f"{where}: %{o.name} is read after the loop but is not a region output")
+        for name in r.outputs:
+            v = values.get(name)
+            if v is None or v.producer is None or v.producer.name not in inside:
+                raise ChunkcError(f"{where}: output %{name} is not produced inside the region")
+
+
+def _top_level_deaths(graph: Graph, steps: list, regions: Sequence[ChunkRegion],
+                      values: Mapping[str, Value]) -> list[list[Value]]:
+    """For each step, the node values (not graph outputs) whose last reader it is."""
+    last: dict[Value, int] = {}
+    produced_at: dict[Value, int] = {}
+    for k, step in enumerate(steps):
+        if isinstance(step, int):
+            r = regions[step]
+            for v in r.region_inputs(graph):
+                last[v] = k
+            for name in r.outputs:
+                produced_at[values[name]] = k
+        else:
+            for v in step.inputs:
+                last[v] = k
+            for o in step.outputs:
+                produced_at[o] = k
+    keep = set(graph.outputs)
+    dying: list[list[Value]] = [[] for _ in steps]
+    for v, k in produced_at.items():  # values nobody reads die at once
+        if v not in last and v not in keep:
+            dying[k].append(v)
+    for v, k in last.items():
+        if v.producer is not None and v not in keep:
+            dying[k].append(v)
+    return dying
+
+
+def _inner_deaths(nodes: list[Node], sliced: list[Value], outputs: set[Value]) -> list[list[Value]]:
+    """Inside one iteration: the slices and chunk temporaries whose last reader each node is."""
+    last: dict[Value, int] = {}
+    for k, n in enumerate(nodes):
+        for v in n.inputs:
+            last[v] = k
+    local = set(sliced)
+    for n in nodes:
+        local.update(n.outputs)
+    dying: list[list[Value]] = [[] for _ in nodes]
+    for k, n in enumerate(nodes):
+        for o in n.outputs:
+            if o not in last:
+                dying[k].append(o)  # unread (or written to its buffer only): free now
+    for v, k in last.items():
+        if v in local:
+            dying[k].append(v)
+    # slices never read would be odd, but free them with the first node anyway
+    for v in sliced:
+        if v not in last:
+            dying[0].append(v)
+    return dying
+
+
+def _size_bindings(graph: Graph, params: list[str], symbols: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``(symbol, source text)`` binding each symbol from an input shape, in dependency order."""
+    known: dict[str, str] = {}
+    order: list[tuple[str, str]] = []
+    axes = [(param, k, s) for v, param in zip(graph.inputs, params) for k, s in enumerate(v.shape)
+            if not isinstance(s, int)]
+    for param, k, s in axes:  # direct bindings first: L = x.shape[1]
+        if s.is_Symbol and s.name not in known:
+            known[s.name] = f"{param}.shape[{k}]"
+            order.append((s.name, known[s.name]))
+    progress = True
+    while progress:
+        progress = False
+        for param, k, s in axes:
+            unknown = [x for x in s.free_symbols if x.name not in known]
+            if len(unknown) != 1:
+                continue
+            target = unknown[0]
+            dim = sympy.Symbol("_chunkc_dim", integer=True, positive=True)
+            solutions = [sol for sol in sympy.solve(sympy.Eq(s, dim), target) if not sol.free_symbols - (s.free_symbols | {dim})]
+            if not solutions:
+                continue
+            renderer = SizeRenderer({**{n: symbols[n] for n in known}, dim.name: f"{param}.shape[{k}]"})
+            try:
+                text = renderer.render(solutions[0])
+            except ChunkcError:
+                continue
+            known[target.name] = text
+            order.append((target.name, text))
+            progress = True
+    missing = sorted(set(symbols) - set(known))
+    if missing:
+        raise ChunkcError(f"graph {graph.name}: size(s) {', '.join(missing)} cannot be determined from the input "
+                          f"shapes ({', '.join(f'%{v.name}: {v.type}' for v in graph.inputs)})")
+    return order
+
+
+def generate(graph: Graph, plan: Plan | None, dialect: Dialect) -> GeneratedFunction:
+    """Emit the body of one call of ``graph`` chunked by ``plan``."""
+    return Generator(graph, plan, dialect).generate()
+
+
+__all__ = ["Dialect", "GeneratedFunction", "Generator", "NodeContext", "Rule", "generate", "check_identifier",
+           "EXTENT", "CHUNK", "START", "STOP"]

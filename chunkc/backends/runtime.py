@@ -1,0 +1,62 @@
+"""The small runtime that generated NumPy/CuPy code imports.
+
+Generated array code calls each op's reference implementation (the one the
+interpreter runs) as ``ref.<op>(xp, *arrays, **attrs)``, so the same source runs
+on NumPy and on CuPy: the array module ``xp`` is a parameter of the program.
+"""
+
+from __future__ import annotations
+
+import importlib
+import linecache
+import types
+from typing import Any
+
+from ..errors import ChunkcError, UnsupportedOpError
+from ..ir.registry import lookup
+
+
+class References:
+    """``references.softmax`` is the NumPy reference of op ``softmax`` (looked up once)."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        op = lookup(name)
+        if op.reference is None:
+            raise UnsupportedOpError(f"op {name} has no array reference; the numpy/cupy backends cannot run it")
+        setattr(self, name, op.reference)
+        return op.reference
+
+
+references = References()
+
+
+def array_module(name: str) -> Any:
+    """The array module of a backend name: ``numpy`` or ``cupy`` (checked for a GPU)."""
+    if name == "numpy":
+        import numpy
+        return numpy
+    if name == "cupy":
+        try:
+            cupy = importlib.import_module("cupy")
+        except ImportError:
+            raise ChunkcError("backend 'cupy' needs CuPy: pip install cupy-cuda12x (and an NVIDIA GPU)") from None
+        if not cupy.is_available():
+            raise ChunkcError("backend 'cupy': CuPy is installed but no CUDA device is available")
+        return cupy
+    raise ChunkcError(f"unknown array backend {name!r}; use 'numpy' or 'cupy'")
+
+
+def load_source(source: str, module_name: str) -> types.ModuleType:
+    """Run generated ``source`` as a fresh module whose lines tracebacks and pdb can show."""
+    filename = f"<chunkc:{module_name}:{abs(hash(source)):x}>"
+    module = types.ModuleType(module_name)
+    module.__file__ = filename
+    code = compile(source, filename, "exec")
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    exec(code, module.__dict__)  # our own generated code; it holds no text from the model
+    return module
+
+
+__all__ = ["References", "references", "array_module", "load_source"]

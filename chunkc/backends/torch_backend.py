@@ -1,0 +1,147 @@
+"""The PyTorch backend: source of an ``nn.Module`` that holds the graph's weights.
+
+The generated class registers each weight the code reads as a buffer and runs
+the graph in ``forward(self, *inputs)``; it can be read, saved (source plus
+``state_dict``) and loaded back::
+
+    m = chunkc.compile(graph, plan, backend="torch")
+    chunkc.backends.save_module(m, "model_chunked.py")   # + model_chunked.pt
+    m2 = chunkc.backends.load_module("model_chunked.py")
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ChunkcError
+from ..ir.dtypes import DType
+from ..ir.graph import Graph
+from ..passes.plan import Plan
+from .codegen import Dialect, GeneratedFunction, generate
+from .header import describe_signature, source_header
+from .pyexpr import tuple_literal
+from .runtime import load_source
+from .torch_lowering import torch_dtype, torch_rules
+
+GRAD_MODES = {"inference": "torch.inference_mode()", "no_grad": "torch.no_grad()"}
+
+
+class TorchDialect(Dialect):
+    name = "torch"
+    reserved = frozenset({"torch", "F", "rt", "self", "device", "load", "os"})
+
+    def __init__(self):
+        self.rules = torch_rules()
+        # weights become attributes of an nn.Module: never shadow one of its members
+        self.reserved_attrs = frozenset(dir(torch.nn.Module)) | {"chunkc_source"}
+
+    def dtype(self, dt: DType) -> str:
+        return torch_dtype(dt)
+
+    def empty(self, shape: str, dt: DType) -> str:
+        return f"torch.empty({shape}, dtype={self.dtype(dt)}, device=device)"
+
+    def prologue(self, gen) -> list[str]:
+        if not gen.regions:
+            return []
+        if gen.params:
+            return [f"device = {gen.params[0]}.device"]
+        if gen.constants:
+            return ["device = next(self.buffers()).device"]
+        return ["device = torch.device('cpu')"]
+
+
+def class_name(graph: Graph) -> str:
+    return f"Chunked_{graph.name}"
+
+
+def emit_torch_source(graph: Graph, plan: Plan | None = None, grad_mode: str = "inference") -> str:
+    return _wrap(generate(graph, plan, TorchDialect()), grad_mode)
+
+
+def _wrap(fn: GeneratedFunction, grad_mode: str) -> str:
+    if grad_mode not in GRAD_MODES:
+        raise ChunkcError(f"torch backend: grad_mode must be one of {sorted(GRAD_MODES)}, got {grad_mode!r}")
+    name = class_name(fn.graph)
+    lines = source_header(fn, "torch")
+    lines += ["import os", "", "import torch", "import torch.nn.functional as F", "",
+              "from chunkc.backends import torch_runtime as rt", ""]
+    lines += fn.helpers + ([""] if fn.helpers else [])
+    lines += ["", f"class {name}(torch.nn.Module):", f'    """{describe_signature(fn)}"""', "",
+              "    def __init__(self):", "        super().__init__()"]
+    for attr, value in fn.constants:
+        shape = tuple_literal([str(s) for s in value.type.concrete_shape()]) if value.rank else "()"
+        lines.append(f"        self.register_buffer({attr!r}, torch.empty({shape}, dtype={torch_dtype(value.dtype)}))")
+    lines += ["", f"    @{GRAD_MODES[grad_mode]}", f"    def forward(self{''.join(', ' + p for p in fn.params)}):"]
+    lines += ["        " + line for line in fn.body]
+    lines += ["", "",
+              "def load(weights=None, map_location=None):",
+              f'    """A {name} with the weights saved beside this file (same name, .pt)."""',
+              f"    module = {name}()",
+              "    path = weights if weights is not None else os.path.splitext(__file__)[0] + '.pt'",
+              "    module.load_state_dict(torch.load(path, map_location=map_location, weights_only=True), assign=True)",
+              "    return module.eval()"]
+    return "\n".join(lines) + "\n"
+
+
+def _weight(value) -> torch.Tensor:
+    if value.data is None:
+        raise ChunkcError(f"constant %{value.name} has no data (a shape-only graph); load its weights first")
+    arr = np.asarray(value.data)
+    if not arr.flags.writeable or not arr.flags.c_contiguous:
+        arr = np.array(arr, copy=True, order="C")
+    return torch.from_numpy(arr)
+
+
+def compile_torch(graph: Graph, plan: Plan | None = None, grad_mode: str = "inference",
+                  device: Any = None) -> torch.nn.Module:
+    """Generate the module's source, run it, and load the graph's weights into it."""
+    fn = generate(graph, plan, TorchDialect())
+    source = _wrap(fn, grad_mode)
+    module = load_source(source, f"chunkc_torch_{fn.graph.name}")
+    model = getattr(module, class_name(fn.graph))()
+    state = {attr: _weight(value) for attr, value in fn.constants}
+    model.load_state_dict(state, assign=True)
+    model.chunkc_source = source
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def save_module(module: torch.nn.Module, path) -> list[str]:
+    """Write ``module``'s source to ``path`` and its ``state_dict`` beside it (``.pt``)."""
+    source = getattr(module, "chunkc_source", None)
+    if source is None:
+        raise ChunkcError("save_module takes a module made by chunkc.compile(..., backend='torch')")
+    path = pathlib.Path(path)
+    if path.suffix != ".py":
+        raise ChunkcError(f"save_module: {path} should end in .py (the weights go to {path.stem}.pt)")
+    path.write_text(source)
+    weights = path.with_suffix(".pt")
+    torch.save(module.state_dict(), weights)
+    return [str(path), str(weights)]
+
+
+def load_module(path, map_location=None) -> torch.nn.Module:
+    """Import a source file written by :func:`save_module` and load its weights."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise ChunkcError(f"load_module: {path} does not exist")
+    name = f"chunkc_loaded_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    module = mod.load(map_location=map_location)
+    module.chunkc_source = path.read_text()
+    return module
+
+
+__all__ = ["TorchDialect", "emit_torch_source", "compile_torch", "save_module", "load_module", "class_name"]

@@ -1,0 +1,375 @@
+"""Lowering table of the PyTorch backend: one rule per op, keyed by op name.
+
+A rule gets a :class:`~chunkc.backends.codegen.NodeContext` and returns the
+expression that computes the node (a sequence for ops with several outputs).
+Rules use the leanest PyTorch call for each op (``F.linear``, ``F.softmax``,
+``F.layer_norm``, ``F.scaled_dot_product_attention``...), so that the unchunked
+program allocates what eager PyTorch allocates.
+
+Where PyTorch's type promotion or result dtype differs from chunkc's (a 0-d
+tensor of a wider type, an integer sum), the rule converts so that the result
+has the IR's dtype.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import torch
+
+from ..ir.dtypes import DType
+from .codegen import NodeContext, Rule
+from .pyexpr import tuple_literal
+from .torch_runtime import parse_target
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(*names: str):
+    def deco(fn: Rule) -> Rule:
+        for name in names:
+            if name in RULES:
+                raise ValueError(f"torch lowering for {name} defined twice")
+            RULES[name] = fn
+        return fn
+    return deco
+
+
+def torch_dtype(dt: DType) -> str:
+    return f"torch.{dt.name}"
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _torch_promotes_to(dtypes_and_ranks: tuple) -> DType:
+    """The dtype PyTorch computes a promoting op in (0-d tensors weigh less than others)."""
+    dt, rank = None, 0
+    for name, r in dtypes_and_ranks:
+        t = torch.empty((0,) * r, dtype=getattr(torch, name))
+        if dt is None:
+            dt, rank = t.dtype, r
+            continue
+        dt = torch.result_type(torch.empty((0,) * rank, dtype=dt), t)
+        rank = max(rank, r)
+    return DType[str(dt).removeprefix("torch.")]
+
+
+def operands(ctx: NodeContext, indices, out: DType, inline_scalars: bool = False, strict: bool = False) -> list[str]:
+    """Argument text for a promoting op, converted so that the op computes in ``out``.
+
+    ``strict``: the PyTorch call wants every operand in ``out`` (matmul, linear).
+    With ``inline_scalars``, a 0-d weight of the same dtype as the other operand
+    and the result is written as a Python number (``x * 0.125``).
+    """
+    types = [ctx.in_type(i) for i in indices]
+    key = tuple((t.dtype.name, t.rank) for t in types)
+    cast_needed = strict or _torch_promotes_to(key) != out
+    texts = []
+    for i, t in zip(indices, types):
+        others = [u for j, u in zip(indices, types) if j != i]
+        if inline_scalars and t.dtype == out and all(u.dtype == out and u.rank > 0 for u in others):
+            lit = ctx.scalar(i)
+            if lit is not None:
+                texts.append(lit)
+                continue
+        text = ctx.arg(i)
+        if cast_needed and t.dtype != out:
+            text = f"{text}.to({torch_dtype(out)})"
+        texts.append(text)
+    return texts
+
+
+def _call(fn: str) -> Rule:
+    return lambda ctx: f"{fn}({', '.join(ctx.args)})"
+
+
+def _dims(ctx: NodeContext, axes) -> tuple[int, ...]:
+    rank = ctx.in_type(0).rank
+    if axes is None:
+        return tuple(range(rank))
+    if isinstance(axes, int):
+        axes = (axes,)
+    return tuple(sorted({a % rank for a in axes})) if rank else ()
+
+
+def _kw(**kwargs: str | None) -> str:
+    return "".join(f", {k}={v}" for k, v in kwargs.items() if v is not None)
+
+
+# -- elementwise ----------------------------------------------------------------------
+
+_UNARY = {
+    "abs": "torch.abs", "exp": "torch.exp", "log": "torch.log", "sqrt": "torch.sqrt", "rsqrt": "torch.rsqrt",
+    "reciprocal": "torch.reciprocal", "sin": "torch.sin", "cos": "torch.cos", "tan": "torch.tan",
+    "atan": "torch.atan", "tanh": "torch.tanh", "erf": "torch.erf", "log1p": "torch.log1p",
+    "expm1": "torch.expm1", "sigmoid": "torch.sigmoid", "relu": "torch.relu", "silu": "F.silu",
+    "hardsigmoid": "F.hardsigmoid", "hardswish": "F.hardswish", "mish": "F.mish", "floor": "torch.floor",
+    "ceil": "torch.ceil", "round": "torch.round", "sign": "torch.sign", "isnan": "torch.isnan",
+    "isinf": "torch.isinf", "logical_not": "torch.logical_not", "neg": "torch.neg",
+    # registered with the ONNX importer's extra ops
+    "asin": "torch.asin", "acos": "torch.acos", "asinh": "torch.asinh", "acosh": "torch.acosh",
+    "atanh": "torch.atanh", "sinh": "torch.sinh", "cosh": "torch.cosh", "bitwise_not": "torch.bitwise_not",
+}
+for _name, _fn in _UNARY.items():
+    rule(_name)(_call(_fn))
+
+
+@rule("gelu")
+def _gelu(ctx):
+    approx = ctx.attrs["approximate"]
+    return f"F.gelu({ctx.arg(0)})" if approx == "none" else f"F.gelu({ctx.arg(0)}, approximate={ctx.attr('approximate')})"
+
+
+@rule("leaky_relu")
+def _leaky_relu(ctx):
+    return f"F.leaky_relu({ctx.arg(0)}, {ctx.attr('negative_slope')})"
+
+
+@rule("elu")
+def _elu(ctx):
+    return f"F.elu({ctx.arg(0)}, {ctx.attr('alpha')})"
+
+
+@rule("softplus")
+def _softplus(ctx):
+    return f"F.softplus({ctx.arg(0)}, beta={ctx.attr('beta')}, threshold={ctx.attr('threshold')})"
+
+
+def _operator(symbol: str) -> Rule:
+    def lower(ctx):
+        a, b = operands(ctx, (0, 1), ctx.out_type().dtype, inline_scalars=True)
+        return f"{a} {symbol} {b}"
+    return lower
+
+
+def _function(fn: str) -> Rule:
+    def lower(ctx):
+        a, b = operands(ctx, (0, 1), ctx.out_type().dtype)
+        return f"{fn}({a}, {b})"
+    return lower
+
+
+rule("add")(_operator("+"))
+rule("sub")(_operator("-"))
+rule("mul")(_operator("*"))
+rule("pow")(_operator("**"))
+rule("maximum")(_function("torch.maximum"))
+rule("minimum")(_function("torch.minimum"))
+rule("fmod")(_function("torch.fmod"))
+rule("remainder")(_function("torch.remainder"))
+rule("floor_divide")(_function("torch.floor_divide"))
+
+
+@rule("div")
+def _div(ctx):
+    out = ctx.out_type().dtype
+    if out.is_floating:
+        return _operator("/")(ctx)
+    a, b = operands(ctx, (0, 1), out)
+    return f"torch.div({a}, {b}, rounding_mode='trunc')"
+
+
+def _compare(symbol: str) -> Rule:
+    def lower(ctx):
+        ta, tb = ctx.in_type(0), ctx.in_type(1)
+        a, b = ctx.arg(0), ctx.arg(1)
+        if ta.dtype == tb.dtype:  # a 0-d weight of the same type may be a plain number
+            if tb.rank > 0 and ctx.scalar(0) is not None:
+                a = ctx.scalar(0)
+            elif ta.rank > 0 and ctx.scalar(1) is not None:
+                b = ctx.scalar(1)
+        return f"{a} {symbol} {b}"
+    return lower
+
+
+for _name, _sym in (("eq", "=="), ("ne", "!="), ("lt", "<"), ("le", "<="), ("gt", ">"), ("ge", ">=")):
+    rule(_name)(_compare(_sym))
+for _name in ("logical_and", "logical_or", "logical_xor", "bitwise_and", "bitwise_or", "bitwise_xor"):
+    rule(_name)(_call(f"torch.{_name}"))
+
+
+@rule("where")
+def _where(ctx):
+    a, b = operands(ctx, (1, 2), ctx.out_type().dtype)
+    return f"torch.where({ctx.arg(0)}, {a}, {b})"
+
+
+@rule("masked_fill")
+def _masked_fill(ctx):
+    return f"{ctx.arg(0)}.masked_fill({ctx.arg(1)}, {ctx.attr('value')})"
+
+
+@rule("cast")
+def _cast(ctx):
+    if ctx.in_type(0).dtype == ctx.out_type().dtype:
+        return f"{ctx.arg(0)}.clone()"  # a cast always makes a fresh tensor in the IR
+    return f"{ctx.arg(0)}.to({torch_dtype(ctx.out_type().dtype)})"
+
+
+@rule("clamp")
+def _clamp(ctx):
+    return f"torch.clamp({ctx.arg(0)}{_kw(min=ctx.attr('min') if ctx.attrs['min'] is not None else None, max=ctx.attr('max') if ctx.attrs['max'] is not None else None)})"
+
+
+# -- contractions ---------------------------------------------------------------------
+
+
+def _contraction(fn: str, indices=None) -> Rule:
+    def lower(ctx):
+        idx = tuple(range(ctx.num_inputs())) if indices is None else indices
+        args = operands(ctx, idx, ctx.out_type().dtype, strict=True)
+        return f"{fn}({', '.join(args)})"
+    return lower
+
+
+rule("matmul")(_contraction("torch.matmul"))
+rule("bmm")(_contraction("torch.bmm"))
+rule("linear")(_contraction("F.linear"))
+
+
+@rule("addmm")
+def _addmm(ctx):
+    args = operands(ctx, (0, 1, 2), ctx.out_type().dtype, strict=True)
+    beta = ctx.attr("beta") if ctx.attrs["beta"] != 1 else None
+    alpha = ctx.attr("alpha") if ctx.attrs["alpha"] != 1 else None
+    return f"torch.addmm({', '.join(args)}{_kw(beta=beta, alpha=alpha)})"
+
+
+@rule("einsum")
+def _einsum(ctx):
+    args = operands(ctx, tuple(range(ctx.num_inputs())), ctx.out_type().dtype, strict=True)
+    return f"torch.einsum({ctx.attr('equation')}, {', '.join(args)})"
+
+
+# -- reductions ---------------------------------------------------------------------------
+
+
+def _reduction(fn: str, fix_dtype: bool = False) -> Rule:
+    def lower(ctx):
+        x, out = ctx.arg(0), ctx.out_type().dtype
+        dims = _dims(ctx, ctx.attrs["axes"])
+        if not dims:  # nothing to reduce: a fresh copy (torch would reduce every axis)
+            return f"{x}.to({torch_dtype(out)}, copy=True)"
+        extra = ""
+        if "correction" in ctx.attrs:
+            extra = f", correction={ctx.attr('correction')}"
+        text = f"{fn}({x}, dim={tuple_literal([str(d) for d in dims])}{extra}, keepdim={ctx.attr('keepdim')})"
+        if fix_dtype and not ctx.in_type(0).dtype.is_floating:
+            text += f".to({torch_dtype(out)})"  # torch sums integers and bools as int64
+        return text
+    return lower
+
+
+rule("sum")(_reduction("torch.sum", fix_dtype=True))
+rule("mean")(_reduction("torch.mean"))
+rule("amax")(_reduction("torch.amax"))
+rule("amin")(_reduction("torch.amin"))
+rule("any")(_reduction("torch.any"))
+rule("all")(_reduction("torch.all"))
+rule("var")(_reduction("torch.var"))
+
+
+@rule("prod")
+def _prod(ctx):
+    x, out = ctx.arg(0), ctx.out_type().dtype
+    dims = _dims(ctx, ctx.attrs["axes"])
+    fix = "" if ctx.in_type(0).dtype.is_floating else f".to({torch_dtype(out)})"
+    if not dims:
+        return f"{x}.to({torch_dtype(out)}, copy=True)"
+    if len(dims) == 1:
+        return f"torch.prod({x}, dim={dims[0]}, keepdim={ctx.attr('keepdim')}){fix}"
+    return f"rt.prod({x}, {tuple_literal([str(d) for d in dims])}, {ctx.attr('keepdim')}){fix}"
+
+
+@rule("argmax", "argmin")
+def _arg(ctx):
+    return f"torch.{ctx.op}({ctx.arg(0)}, dim={ctx.attr('axis')}, keepdim={ctx.attr('keepdim')})"
+
+
+@rule("softmax", "log_softmax")
+def _softmax(ctx):
+    return f"F.{ctx.op}({ctx.arg(0)}, dim={ctx.attr('axis')})"
+
+
+@rule("cumsum")
+def _cumsum(ctx):
+    dt = ctx.in_type(0).dtype
+    fix = "" if dt.is_floating else f", dtype={torch_dtype(ctx.out_type().dtype)}"
+    return f"torch.cumsum({ctx.arg(0)}, dim={ctx.attr('axis')}{fix})"
+
+
+# -- shapes ------------------------------------------------------------------------------
+
+
+@rule("reshape")
+def _reshape(ctx):
+    return f"{ctx.arg(0)}.reshape({ctx.out_shape(0)})"
+
+
+@rule("expand")
+def _expand(ctx):
+    return f"{ctx.arg(0)}.expand({ctx.out_shape(0)})"
+
+
+@rule("permute")
+def _permute(ctx):
+    return f"{ctx.arg(0)}.permute({ctx.attr('dims')})"
+
+
+@rule("squeeze")
+def _squeeze(ctx):
+    t, axes = ctx.in_type(0), ctx.attrs["axes"]
+    candidates = range(t.rank) if axes is None else _dims(ctx, axes)
+    dims = [k for k in candidates if isinstance(t.shape[k], int) and t.shape[k] == 1]
+    if not dims:
+        return f"{ctx.arg(0)}.view_as({ctx.arg(0)})"  # nothing to drop: a view, as in the IR
+    return f"{ctx.arg(0)}.squeeze({tuple_literal([str(d) for d in dims])})"
+
+
+@rule("unsqueeze")
+def _unsqueeze(ctx):
+    return f"{ctx.arg(0)}.unsqueeze({ctx.attr('axis')})"
+
+
+def _bound(ctx: NodeContext, value) -> str:
+    return "" if value is None else ctx.lit(value)
+
+
+@rule("slice")
+def _slice(ctx):
+    t = ctx.in_type(0)
+    axis = ctx.attrs["axis"] % t.rank
+    step = ctx.attrs["step"]
+    index = f"{_bound(ctx, ctx.attrs['start'])}:{_bound(ctx, ctx.attrs['end'])}" + (f":{step}" if step != 1 else "")
+    return f"{ctx.arg(0)}[{':, ' * axis}{index}]"
+
+
+@rule("contiguous")
+def _contiguous(ctx):
+    return f"{ctx.arg(0)}.contiguous()"
+
+
+@rule("copy")
+def _copy(ctx):
+    return f"{ctx.arg(0)}.clone(memory_format=torch.contiguous_format)"
+
+
+# -- opaque ------------------------------------------------------------------------------
+
+
+@rule("opaque")
+def _opaque(ctx):
+    target = ctx.attrs["target"]
+    ns, name, overload = parse_target(target)  # validated at generation time, and again at load
+    op = ctx.helper(f"op_{name}", f"rt.torch_op({target!r})")
+    return f"{op}({', '.join(ctx.args)})"
+
+
+def torch_rules() -> dict[str, Callable]:
+    return dict(RULES)
+
+
+__all__ = ["RULES", "rule", "torch_rules", "torch_dtype", "operands"]

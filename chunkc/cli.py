@@ -1,0 +1,158 @@
+"""The ``chunkc`` command line.
+
+    chunkc opt model.cir -p 'autochunk{budget=0.2}' --sizes L=2048   # like mlir-opt
+    chunkc compile model.onnx --budget 30% --backend torch --sizes seq=4096 -o model_chunked.py
+    chunkc dot model.cir --budget 30% --sizes L=2048 -o graph.svg
+    chunkc passes                                                    # list the passes
+
+Models are read by suffix: ``.cir`` (chunkc text IR, weights beside it in
+``.cir.npz`` when present) or ``.onnx``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import ChunkcError
+
+
+def _sizes(items: list[str] | None) -> dict[str, int]:
+    out = {}
+    for item in items or []:
+        for part in item.split(","):
+            if "=" not in part:
+                raise ChunkcError(f"--sizes takes NAME=VALUE pairs, got {part!r}")
+            name, value = part.split("=", 1)
+            try:
+                out[name.strip()] = int(value)
+            except ValueError:
+                raise ChunkcError(f"--sizes {name}: {value!r} is not an integer") from None
+    return out
+
+
+def _budget(text: str):
+    text = text.strip()
+    if text.endswith("%"):
+        return float(text[:-1]) / 100.0
+    for suffix, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10), ("B", 1)):
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * scale)
+    value = float(text)
+    return value if value <= 1.0 else int(value)
+
+
+def load_model(path: str):
+    p = Path(path)
+    if not p.exists():
+        raise ChunkcError(f"{path}: no such file")
+    if p.suffix == ".onnx":
+        from . import from_onnx
+        return from_onnx(str(p))
+    from .ir.serialize import load
+    return load(str(p))
+
+
+def _cmd_opt(args) -> int:
+    from .ir.printer import print_graph
+    from .passes.manager import PassManager
+    from .passes.report import plan_report
+    graph = load_model(args.model)
+    pm = PassManager.parse(args.passes, verify_each=not args.no_verify, dump_dir=args.dump_dir)
+    graph, ctx = pm.run(graph, sizes=_sizes(args.sizes))
+    out = print_graph(graph)
+    if ctx.plan is not None:
+        out += "\n" + plan_report(ctx.plan)
+    if "memory" in ctx.analyses:
+        rep = ctx.analyses["memory"]
+        out += f"\n# estimated peak: {rep.peak_bytes} bytes at node {rep.peak_node}\n"
+    _write(out, args.output)
+    return 0
+
+
+def _cmd_compile(args) -> int:
+    from . import autochunk
+    from .backends import emit_source
+    from .passes.report import plan_report
+    graph = load_model(args.model)
+    plan = None
+    if args.budget is not None:
+        plan = autochunk(graph, _budget(args.budget), sizes=_sizes(args.sizes))
+        print(plan_report(plan), file=sys.stderr)
+    _write(emit_source(graph, plan=plan, backend=args.backend), args.output)
+    return 0
+
+
+def _cmd_dot(args) -> int:
+    from . import autochunk
+    from .viz.dot import render_dot, to_dot
+    graph = load_model(args.model)
+    sizes = _sizes(args.sizes)
+    plan = autochunk(graph, _budget(args.budget), sizes=sizes) if args.budget else None
+    source = to_dot(graph, plan=plan, sizes=sizes)
+    if args.output:
+        print(f"wrote {render_dot(source, args.output)}")
+    else:
+        sys.stdout.write(source)
+    return 0
+
+
+def _cmd_passes(args) -> int:
+    import dataclasses
+    from .passes.manager import available_passes
+    for name, cls in sorted(available_passes().items()):
+        opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls))
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        print(f"{name}{{{opts}}}  {doc}" if opts else f"{name}  {doc}")
+    return 0
+
+
+def _write(text: str, path: str | None) -> None:
+    if path:
+        Path(path).write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chunkc", description="Automatic chunking for activation memory.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("opt", help="run passes on a model and print the IR and the plan")
+    p.add_argument("model")
+    p.add_argument("-p", "--passes", default="autochunk", help="pipeline, e.g. 'dce,autochunk{budget=0.2}'")
+    p.add_argument("--sizes", action="append", help="symbolic sizes, e.g. L=2048")
+    p.add_argument("--dump-dir", help="write the IR after every pass into this folder")
+    p.add_argument("--no-verify", action="store_true", help="do not verify after each pass")
+    p.add_argument("-o", "--output")
+    p.set_defaults(fn=_cmd_opt)
+
+    p = sub.add_parser("compile", help="generate chunked source for a model")
+    p.add_argument("model")
+    p.add_argument("--budget", help="bytes (e.g. 512MiB) or a percentage of the unchunked peak (e.g. 30%%)")
+    p.add_argument("--backend", default="torch", choices=["torch", "numpy", "cupy"])
+    p.add_argument("--sizes", action="append")
+    p.add_argument("-o", "--output")
+    p.set_defaults(fn=_cmd_compile)
+
+    p = sub.add_parser("dot", help="Graphviz dump of the graph and its chunk regions")
+    p.add_argument("model")
+    p.add_argument("--budget")
+    p.add_argument("--sizes", action="append")
+    p.add_argument("-o", "--output", help=".dot, .svg or .png")
+    p.set_defaults(fn=_cmd_dot)
+
+    p = sub.add_parser("passes", help="list the available passes and their options")
+    p.set_defaults(fn=_cmd_passes)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except ChunkcError as exc:
+        print(f"chunkc: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Convolutions: conv and conv_transpose, 1-D/2-D/3-D by rank, with groups.
+
+``conv(x[N, C, *S], w[O, C/groups, *K], b[O]?)``: the batch axis carries from
+x; the output-channel axis carries from w (and b) when ``groups == 1`` (with
+groups, a slice of output channels needs its group's input channels, and the
+sliced op would need another ``groups``); a spatial axis carries only when its
+windows tile the input (see :mod:`._window`), e.g. a 1x1 or a patchify conv.
+
+The references loop over kernel offsets: for each, one batched matmul over
+channels on a strided view of the input, added into the output, so that the
+only temporaries are one input slab and one output slab per batch item.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from ..dims import AxisSource, DimRecord, MIX
+from ..registry import OpDef, register
+from ..sizes import Size, format_size, normalize, product, sizes_equal
+from ..types import TensorType
+from ._common import array_result_dtype, carry_from, fail, int_tuple, require_float, result_dtype
+from ._window import Window, gather_ranges, output_size, scatter_ranges, spatial_flow, window
+
+_WIN_ATTRS = {"stride": None, "padding": None, "dilation": None, "groups": 1}
+
+
+def _divides(g: int, n: Size) -> bool:
+    return not isinstance(n, int) or n % g == 0
+
+
+def _common_checks(op: str, ins) -> tuple[TensorType, TensorType, int]:
+    x, w = ins[0], ins[1]
+    require_float(op, x, "input 0")
+    require_float(op, w, "weight (input 1)")
+    if x.rank not in (3, 4, 5):
+        raise fail(op, f"input 0 must be [N, C, *spatial] with 1 to 3 spatial axes, got {x}")
+    if w.rank != x.rank:
+        raise fail(op, f"weight (input 1) {w} must have the rank of input 0 {x} ({x.rank})")
+    if not all(isinstance(k, int) for k in w.shape[2:]):
+        raise fail(op, f"weight (input 1) {w} must have static kernel sizes")
+    return x, w, x.rank - 2
+
+
+def _groups(op: str, groups) -> int:
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise fail(op, f"groups must be a positive int, got {groups!r}")
+    return groups
+
+
+def _check_bias(op: str, ins, channels: Size) -> None:
+    if len(ins) == 3:
+        b = ins[2]
+        if b.rank != 1 or not sizes_equal(b.shape[0], channels):
+            raise fail(op, f"bias (input 2) must have shape [{format_size(channels)}], got {b}")
+
+
+# -- conv -----------------------------------------------------------------------------------
+
+
+def _conv_parts(ins, attrs) -> tuple[Window, tuple[Size, ...]]:
+    x, w, nsp = _common_checks("conv", ins)
+    g = _groups("conv", attrs["groups"])
+    win = window("conv", nsp, tuple(w.shape[2:]),
+                 attrs["stride"], attrs["padding"], attrs["dilation"])
+    c, o = x.shape[1], w.shape[0]
+    if not _divides(g, c) or not _divides(g, o):
+        raise fail("conv", f"groups={g} must divide the input channels {format_size(c)} of {x} "
+                           f"and the output channels {format_size(o)} of weight {w}")
+    if not sizes_equal(normalize(w.shape[1] * g), c):
+        raise fail("conv", f"weight {w} has {format_size(w.shape[1])} input channels per group; input {x} with "
+                           f"groups={g} needs {format_size(c)}/{g}")
+    _check_bias("conv", ins, o)
+    out = tuple(output_size("conv", x.shape[2 + a], win, a, what=f"input {x}: ") for a in range(nsp))
+    return win, (x.shape[0], o) + out
+
+
+def _conv_infer(ins, attrs):
+    _, shape = _conv_parts(ins, attrs)
+    return (TensorType(result_dtype(ins), shape),)
+
+
+def _conv_dims(ins, attrs, outs) -> DimRecord:
+    win, shape = _conv_parts(ins, attrs)
+    x = ins[0]
+    flows = [carry_from(AxisSource(0, 0))]
+    flows.append(carry_from(*(AxisSource(i, 0) for i in range(1, len(ins)))) if attrs["groups"] == 1 else MIX)
+    for a in range(win.rank):
+        flows.append(spatial_flow(2 + a, x.shape[2 + a], shape[2 + a], win, a) or MIX)
+    return (tuple(flows),)
+
+
+def _conv_flops(ins, attrs, outs) -> Size:
+    w = ins[1]
+    return 2 * outs[0].numel() * product(w.shape[1:])
+
+
+def _conv_workspace(ins, attrs, outs) -> Size:
+    # one input slab [C, *out_spatial] and one output slab [O, *out_spatial] for one batch item
+    o = outs[0]
+    return normalize((ins[0].shape[1] + o.shape[1]) * product(o.shape[2:]))
+
+
+def _init_output(xp, shape, dt, b):
+    if b is None:
+        return xp.zeros(shape, dt)
+    out = xp.empty(shape, dt)
+    out[...] = b[(slice(None),) + (None,) * (len(shape) - 2)]
+    return out
+
+
+def _conv_ref(xp, x, w, b=None, stride=None, padding=None, dilation=None, groups=1):
+    nsp = x.ndim - 2
+    win = window("conv", nsp, tuple(w.shape[2:]), stride, padding, dilation)
+    n, c = x.shape[:2]
+    o = w.shape[0]
+    out_sp = tuple(output_size("conv", x.shape[2 + a], win, a) for a in range(nsp))
+    dt = array_result_dtype(*(a for a in (x, w, b) if a is not None))
+    out = _init_output(xp, (n, o) + out_sp, dt, b)
+    cells = 1
+    for s in out_sp:
+        cells *= s
+    slab_in = xp.empty(c * cells, dt)
+    slab_out = xp.empty(o * cells, dt)
+    wg = w.reshape((groups, o // groups, c // groups) + tuple(w.shape[2:]))
+    for offset in itertools.product(*(range(k) for k in w.shape[2:])):
+        ranges = gather_ranges(x.shape[2:], out_sp, offset, win)
+        if ranges is None:
+            continue
+        dst, src = ranges
+        sub = tuple(r.stop - r.start for r in dst)
+        p = 1
+        for s in sub:
+            p *= s
+        w_off = wg[(slice(None),) * 3 + offset]  # [G, O/G, C/G]
+        xs = slab_in[:c * p].reshape((c,) + sub)
+        ys = slab_out[:o * p].reshape(groups, o // groups, p)
+        for i in range(n):
+            xs[...] = x[(i, slice(None)) + src]
+            xp.matmul(w_off, xs.reshape(groups, c // groups, p), out=ys)
+            out[(i, slice(None)) + dst] += ys.reshape((o,) + sub)
+    return out
+
+
+register(OpDef(
+    name="conv", infer=_conv_infer, dims=_conv_dims, reference=_conv_ref, num_inputs=(2, 3), attrs=_WIN_ATTRS,
+    flops=_conv_flops, workspace=_conv_workspace,
+    doc="conv(x[N, C, *S], w[O, C/groups, *K], b[O]?, stride=None, padding=None, dilation=None, groups=1): "
+        "cross-correlation with 1 to 3 spatial axes; stride/dilation are tuples per spatial axis (None: 1), "
+        "padding a tuple of (begin, end) pairs (None: 0). Carries: N from x; O from w (and b) when groups == 1; "
+        "a spatial axis whose windows tile the input without padding (ratio stride)."))
+
+
+# -- conv_transpose ---------------------------------------------------------------------------
+
+
+def _conv_t_parts(ins, attrs) -> tuple[Window, tuple[int, ...], tuple[Size, ...]]:
+    x, w, nsp = _common_checks("conv_transpose", ins)
+    g = _groups("conv_transpose", attrs["groups"])
+    win = window("conv_transpose", nsp, tuple(w.shape[2:]),
+                 attrs["stride"], attrs["padding"], attrs["dilation"])
+    op = attrs["output_padding"]
+    op = int_tuple("conv_transpose", "output_padding", (0,) * nsp if op is None else op, nsp)
+    for a in range(nsp):
+        if op[a] >= max(win.stride[a], win.dilation[a]):
+            raise fail("conv_transpose", f"output_padding {op} must be smaller than stride or dilation on each axis")
+    c, o = x.shape[1], normalize(w.shape[1] * g)
+    if not sizes_equal(w.shape[0], c):
+        raise fail("conv_transpose", f"weight {w} must have {format_size(c)} input channels (axis 0) for input {x}")
+    if not _divides(g, c):
+        raise fail("conv_transpose", f"groups={g} must divide the input channels {format_size(c)} of {x}")
+    _check_bias("conv_transpose", ins, o)
+    out = []
+    for a in range(nsp):
+        pb, pe = win.padding[a]
+        size = normalize((x.shape[2 + a] - 1) * win.stride[a] - pb - pe + win.effective(a) + op[a])
+        if isinstance(size, int) and size < 1:
+            raise fail("conv_transpose", f"spatial axis {a} of input {x} gives an output of size {size}")
+        out.append(size)
+    return win, op, (x.shape[0], o) + tuple(out)
+
+
+def _conv_t_infer(ins, attrs):
+    _, _, shape = _conv_t_parts(ins, attrs)
+    return (TensorType(result_dtype(ins), shape),)
+
+
+def _conv_t_dims(ins, attrs, outs) -> DimRecord:
+    win, op, shape = _conv_t_parts(ins, attrs)
+    x = ins[0]
+    flows = [carry_from(AxisSource(0, 0))]
+    if attrs["groups"] == 1:
+        flows.append(carry_from(AxisSource(1, 1), *((AxisSource(2, 0),) if len(ins) == 3 else ())))
+    else:
+        flows.append(MIX)
+    for a in range(win.rank):
+        flows.append(spatial_flow(2 + a, x.shape[2 + a], shape[2 + a], win, a, transposed=True,
+                                  output_padding=op[a]) or MIX)
+    return (tuple(flows),)
+
+
+def _conv_t_workspace(ins, attrs, outs) -> Size:
+    # one output-channel slab over the input's spatial positions, per batch item
+    return normalize(outs[0].shape[1] * product(ins[0].shape[2:]))
+
+
+def _conv_t_ref(xp, x, w, b=None, stride=None, padding=None, output_padding=None, dilation=None, groups=1):
+    nsp = x.ndim - 2
+    win = window("conv_transpose", nsp, tuple(w.shape[2:]), stride, padding, dilation)
+    op = output_padding or (0,) * nsp
+    n, c = x.shape[:2]
+    og = w.shape[1]
+    o = og * groups
+    out_sp = tuple((x.shape[2 + a] - 1) * win.stride[a] - int(win.padding[a][0]) - int(win.padding[a][1])
+                   + win.effective(a) + op[a] for a in range(nsp))
+    dt = array_result_dtype(*(a for a in (x, w, b) if a is not None))
+    out = _init_output(xp, (n, o) + out_sp, dt, b)
+    cells = 1
+    for s in x.shape[2:]:
+        cells *= s
+    ys = xp.empty(o * cells, dt).reshape(groups, og, cells)
+    wg = w.reshape((groups, c // groups, og) + tuple(w.shape[2:]))
+    for offset in itertools.product(*(range(k) for k in w.shape[2:])):
+        ranges = scatter_ranges(x.shape[2:], out_sp, offset, win)
+        if ranges is None:
+            continue
+        src, dst = ranges
+        w_off = wg[(slice(None),) * 3 + offset].swapaxes(-1, -2)  # [G, O/G, C/G]
+        for i in range(n):
+            xp.matmul(w_off, x[i].reshape(groups, c // groups, cells), out=ys)
+            out[(i, slice(None)) + dst] += ys.reshape((o,) + tuple(x.shape[2:]))[(slice(None),) + src]
+    return out
+
+
+register(OpDef(
+    name="conv_transpose", infer=_conv_t_infer, dims=_conv_t_dims, reference=_conv_t_ref, num_inputs=(2, 3),
+    attrs={**_WIN_ATTRS, "output_padding": None}, workspace=_conv_t_workspace,
+    flops=lambda ins, a, outs: 2 * ins[0].numel() * product(ins[1].shape[1:]),
+    doc="conv_transpose(x[N, C, *S], w[C, O/groups, *K], b[O]?, stride, padding, output_padding, dilation, "
+        "groups=1): the adjoint of conv; output size (S-1)*stride - pad_begin - pad_end + dilation*(K-1) "
+        "+ output_padding + 1. Carries: N from x; O from w (and b) when groups == 1; a spatial axis whose "
+        "kernel exactly fills one stride without padding (ratio 1/stride)."))

@@ -1,0 +1,242 @@
+"""Ops the ONNX importer needs beyond the core op set.
+
+* ``size_tensor(; values, shape, dtype)``: a tensor holding (possibly symbolic)
+  sizes, evaluated at run time: what an ONNX ``Shape`` becomes when its result
+  is used as data rather than as a shape.
+* inverse and hyperbolic trigonometry (asin, acos, asinh, acosh, atanh, sinh, cosh);
+* bitwise ops on integers (bitwise_and/or/xor/not, shift_left, shift_right);
+* ``gather_nd(data, indices; batch_dims)`` and the scatter family
+  (``scatter_elements``, ``scatter_nd``, with an optional reduction).
+
+Elementwise ops carry every axis; the indexing ops mix (or, for the leading
+batch axes, carry) theirs.  This module is registered by importing it
+(``frontends.onnx`` does; see docs/frontend_onnx.md).
+"""
+
+from __future__ import annotations
+
+from ..dims import AxisFlow, AxisSource, DimRecord, MIX, NEW
+from ..dtypes import DType, dtype as to_dtype
+from ..registry import _REGISTRY, OpDef, REQUIRED, register
+from ..types import TensorType
+from ._common import broadcast_dims, broadcast_shapes, fail, norm_axis, result_dtype, require_same
+
+
+def _register(op: OpDef) -> OpDef:
+    # a core op family may come to define the same op; its definition then wins
+    return _REGISTRY[op.name] if op.name in _REGISTRY else register(op)
+
+
+# -- size_tensor ------------------------------------------------------------------
+
+
+def _size_tensor_infer(ins, attrs):
+    values, shape = attrs["values"], tuple(attrs["shape"])
+    n = 1
+    for s in shape:
+        if not isinstance(s, int) or s < 0:
+            raise fail("size_tensor", f"shape must hold non-negative ints, got {shape}")
+        n *= s
+    if len(values) != n:
+        raise fail("size_tensor", f"{len(values)} values do not fill shape {shape}")
+    return (TensorType(to_dtype(attrs["dtype"]), shape),)
+
+
+def _size_tensor_ref(xp, values, shape, dtype):
+    return xp.asarray([int(v) for v in values], dtype=to_dtype(dtype).numpy).reshape(tuple(shape))
+
+
+_register(OpDef(name="size_tensor", infer=_size_tensor_infer, num_inputs=(0, 0),
+                dims=lambda ins, attrs, outs: (tuple(NEW for _ in outs[0].shape),),
+                reference=_size_tensor_ref, attrs={"values": REQUIRED, "shape": (), "dtype": DType.int64},
+                size_attrs=("values",), flops=lambda *a: 0,
+                doc="size_tensor(values=(L, 12), shape=(2,), dtype=i64): a tensor of sizes evaluated at run time."))
+
+
+# -- elementwise --------------------------------------------------------------------
+
+
+def _same_dims(ins, attrs, outs) -> DimRecord:
+    return (broadcast_dims(ins, outs[0]),)
+
+
+def _unary(name: str, fn, float_only: bool = True, flops: int = 4) -> None:
+    def infer(ins, attrs):
+        if float_only and not ins[0].dtype.is_floating:
+            raise fail(name, f"input must be floating point, got {ins[0]}")
+        if not float_only and ins[0].dtype.is_floating:
+            raise fail(name, f"input must be an integer or bool tensor, got {ins[0]}")
+        return (ins[0],)
+    _register(OpDef(name=name, infer=infer, dims=_same_dims, reference=fn,
+                    flops=lambda ins, a, outs: flops * outs[0].numel()))
+
+
+_unary("asin", lambda xp, x: xp.arcsin(x))
+_unary("acos", lambda xp, x: xp.arccos(x))
+_unary("asinh", lambda xp, x: xp.arcsinh(x))
+_unary("acosh", lambda xp, x: xp.arccosh(x))
+_unary("atanh", lambda xp, x: xp.arctanh(x))
+_unary("sinh", lambda xp, x: xp.sinh(x))
+_unary("cosh", lambda xp, x: xp.cosh(x))
+_unary("bitwise_not", lambda xp, x: xp.invert(x), float_only=False, flops=1)
+
+
+def _int_binary(name: str, fn) -> None:
+    def infer(ins, attrs):
+        for i, t in enumerate(ins):
+            if t.dtype.is_floating:
+                raise fail(name, f"input {i} must be an integer or bool tensor, got {t}")
+        return (TensorType(result_dtype(ins), broadcast_shapes(name, ins)),)
+
+    def ref(xp, a, b):
+        return fn(xp, a, b).astype(xp.result_type(a, b), copy=False)
+    _register(OpDef(name=name, infer=infer, dims=_same_dims, reference=ref, num_inputs=(2, 2),
+                    flops=lambda ins, a, outs: outs[0].numel()))
+
+
+_int_binary("bitwise_and", lambda xp, a, b: xp.bitwise_and(a, b))
+_int_binary("bitwise_or", lambda xp, a, b: xp.bitwise_or(a, b))
+_int_binary("bitwise_xor", lambda xp, a, b: xp.bitwise_xor(a, b))
+_int_binary("shift_left", lambda xp, a, b: xp.left_shift(a, b))
+_int_binary("shift_right", lambda xp, a, b: xp.right_shift(a, b))
+
+
+# -- gather_nd ----------------------------------------------------------------------
+
+
+def _gather_nd_parts(data: TensorType, idx: TensorType, b: int):
+    if idx.rank < 1 or not isinstance(idx.shape[-1], int):
+        raise fail("gather_nd", f"indices must have rank >= 1 and a static last axis, got {idx}")
+    k = idx.shape[-1]
+    if not 0 <= b < min(data.rank, idx.rank):
+        raise fail("gather_nd", f"batch_dims {b} out of range for data {data} and indices {idx}")
+    if b + k > data.rank:
+        raise fail("gather_nd", f"indices {idx} index {k} axes of data {data} after {b} batch axes")
+    for a in range(b):
+        require_same("gather_nd", data.shape[a], idx.shape[a], f"batch axis {a}")
+    return k, idx.shape[:-1] + data.shape[b + k:]
+
+
+def _gather_nd_infer(ins, attrs):
+    data, idx = ins
+    if idx.dtype not in (DType.int64, DType.int32):
+        raise fail("gather_nd", f"indices must be int32 or int64, got {idx}")
+    _, shape = _gather_nd_parts(data, idx, attrs["batch_dims"])
+    return (TensorType(data.dtype, shape),)
+
+
+def _gather_nd_dims(ins, attrs, outs) -> DimRecord:
+    b = attrs["batch_dims"]
+    flows = [AxisFlow("carry", (AxisSource(0, a), AxisSource(1, a))) for a in range(b)]
+    flows += [MIX] * (outs[0].rank - b)
+    return (tuple(flows),)
+
+
+def _gather_nd_ref(xp, data, indices, batch_dims):
+    b = batch_dims
+    batch_shape = data.shape[:b]
+    nb = 1
+    for s in batch_shape:
+        nb *= s
+    d = data.reshape((nb,) + data.shape[b:])
+    idx = indices.reshape((nb,) + indices.shape[b:])
+    k = idx.shape[-1]
+    out = []
+    for n in range(nb):
+        ix = idx[n].reshape(-1, k)
+        dims = d.shape[1:1 + k]
+        ix = xp.where(ix < 0, ix + xp.asarray(dims, dtype=ix.dtype), ix)
+        picked = d[n][tuple(ix[:, j] for j in range(k))]
+        out.append(picked.reshape(idx.shape[1:-1] + d.shape[1 + k:]))
+    return xp.stack(out).reshape(indices.shape[:-1] + data.shape[b + k:])
+
+
+_register(OpDef(name="gather_nd", infer=_gather_nd_infer, dims=_gather_nd_dims, reference=_gather_nd_ref,
+                num_inputs=(2, 2), attrs={"batch_dims": 0},
+                doc="gather_nd(data, indices, batch_dims=0): ONNX GatherND."))
+
+
+# -- scatter ------------------------------------------------------------------------
+
+_REDUCTIONS = ("none", "add", "mul", "max", "min")
+
+
+def _check_reduction(op, r):
+    if r not in _REDUCTIONS:
+        raise fail(op, f"reduction must be one of {_REDUCTIONS}, got {r!r}")
+
+
+def _scatter_elements_infer(ins, attrs):
+    data, idx, upd = ins
+    _check_reduction("scatter_elements", attrs["reduction"])
+    norm_axis("scatter_elements", attrs["axis"], data.rank)
+    if idx.rank != data.rank or upd.rank != data.rank:
+        raise fail("scatter_elements", f"data {data}, indices {idx} and updates {upd} must have one rank")
+    for a, b in zip(idx.shape, upd.shape):
+        require_same("scatter_elements", a, b, "indices and updates shapes")
+    return (data,)
+
+
+def _apply_reduction(xp, out, index, upd, reduction):
+    if reduction == "none":
+        out[index] = upd
+    elif reduction == "add":
+        xp.add.at(out, index, upd)
+    elif reduction == "mul":
+        xp.multiply.at(out, index, upd)
+    elif reduction == "max":
+        xp.maximum.at(out, index, upd)
+    else:
+        xp.minimum.at(out, index, upd)
+
+
+def _scatter_elements_ref(xp, data, indices, updates, axis, reduction):
+    out = data.copy()
+    axis = axis % data.ndim
+    idx = xp.where(indices < 0, indices + data.shape[axis], indices)
+    grid = list(xp.indices(indices.shape, sparse=True))
+    grid[axis] = idx
+    _apply_reduction(xp, out, tuple(grid), updates, reduction)
+    return out
+
+
+def _scatter_dims(ins, attrs, outs) -> DimRecord:
+    return (tuple(MIX for _ in outs[0].shape),)
+
+
+_register(OpDef(name="scatter_elements", infer=_scatter_elements_infer, dims=_scatter_dims,
+                reference=_scatter_elements_ref, num_inputs=(3, 3), attrs={"axis": 0, "reduction": "none"},
+                doc="scatter_elements(data, indices, updates, axis=0, reduction='none'): ONNX ScatterElements."))
+
+
+def _scatter_nd_infer(ins, attrs):
+    data, idx, upd = ins
+    _check_reduction("scatter_nd", attrs["reduction"])
+    if idx.rank < 1 or not isinstance(idx.shape[-1], int) or idx.shape[-1] > data.rank:
+        raise fail("scatter_nd", f"indices {idx} must end in a static axis of at most rank(data) = {data.rank}")
+    want = idx.shape[:-1] + data.shape[idx.shape[-1]:]
+    if upd.rank != len(want):
+        raise fail("scatter_nd", f"updates {upd} must have shape {want}")
+    for a, b in zip(upd.shape, want):
+        require_same("scatter_nd", a, b, "updates shape")
+    return (data,)
+
+
+def _scatter_nd_ref(xp, data, indices, updates, reduction):
+    out = data.copy()
+    k = indices.shape[-1]
+    ix = indices.reshape(-1, k)
+    ix = xp.where(ix < 0, ix + xp.asarray(data.shape[:k], dtype=ix.dtype), ix)
+    upd = updates.reshape((ix.shape[0],) + data.shape[k:])
+    if reduction == "none":
+        for n in range(ix.shape[0]):  # later updates win, as in the ONNX reference
+            out[tuple(ix[n])] = upd[n]
+    else:
+        _apply_reduction(xp, out, tuple(ix[:, j] for j in range(k)), upd, reduction)
+    return out
+
+
+_register(OpDef(name="scatter_nd", infer=_scatter_nd_infer, dims=_scatter_dims, reference=_scatter_nd_ref,
+                num_inputs=(3, 3), attrs={"reduction": "none"},
+                doc="scatter_nd(data, indices, updates, reduction='none'): ONNX ScatterND."))
+

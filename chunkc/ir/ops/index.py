@@ -1,0 +1,107 @@
+"""Indexing: take (numpy.take, ONNX Gather), gather (torch.gather, ONNX
+GatherElements) and embedding.
+
+Axes of the result that come from the index tensor carry from it; the other
+axes carry from the data; the indexed axis of the data is read whole.
+"""
+
+from __future__ import annotations
+
+from ..dims import AxisSource, DimRecord, MIX
+from ..registry import OpDef, REQUIRED, register
+from ..sizes import format_size, sizes_equal
+from ..types import TensorType
+from ._common import carry_from, fail, norm_axis, require_int_dtype, require_rank
+
+
+# -- take -------------------------------------------------------------------------------
+
+
+def _take_infer(ins, attrs):
+    x, idx = ins
+    if x.rank == 0:
+        raise fail("take", f"cannot index a 0-d input {x}")
+    require_int_dtype("take", idx, "indices (input 1)")
+    axis = norm_axis("take", attrs["axis"], x.rank)
+    return (x.with_shape(x.shape[:axis] + idx.shape + x.shape[axis + 1:]),)
+
+
+def _take_dims(ins, attrs, outs) -> DimRecord:
+    x, idx = ins
+    axis = norm_axis("take", attrs["axis"], x.rank)
+    flows = [carry_from(AxisSource(0, k)) for k in range(axis)]
+    flows += [carry_from(AxisSource(1, j)) for j in range(idx.rank)]
+    flows += [carry_from(AxisSource(0, k)) for k in range(axis + 1, x.rank)]
+    return (tuple(flows),)
+
+
+register(OpDef(name="take", infer=_take_infer, dims=_take_dims, num_inputs=(2, 2), attrs={"axis": 0},
+               reference=lambda xp, x, indices, axis: xp.take(x, indices, axis=axis), flops=lambda *a: 0,
+               doc="take(x, indices, axis=0): x's `axis` replaced by the indices' axes (negative indices count "
+                   "from the end). Carries: the index axes from indices, the other axes from x."))
+
+
+# -- gather -------------------------------------------------------------------------------
+
+
+def _gather_infer(ins, attrs):
+    x, idx = ins
+    require_int_dtype("gather", idx, "index (input 1)")
+    if idx.rank != x.rank:
+        raise fail("gather", f"index (input 1) {idx} must have the rank of input 0 {x}")
+    axis = norm_axis("gather", attrs["axis"], x.rank)
+    for k, (a, b) in enumerate(zip(x.shape, idx.shape)):
+        if k != axis and isinstance(a, int) and isinstance(b, int) and b > a:
+            raise fail("gather", f"index {idx} is larger than input {x} along axis {k}: {b} > {a}")
+        if k != axis and not (isinstance(a, int) and isinstance(b, int)) and not sizes_equal(a, b):
+            raise fail("gather", f"index {idx} and input {x} differ along axis {k} "
+                                 f"({format_size(b)} vs {format_size(a)}); symbolic sizes must match")
+    return (x.with_shape(idx.shape),)
+
+
+def _gather_dims(ins, attrs, outs) -> DimRecord:
+    x, idx = ins
+    axis = norm_axis("gather", attrs["axis"], x.rank)
+    flows = []
+    for k in range(x.rank):
+        if k == axis:
+            flows.append(carry_from(AxisSource(1, k)))  # x is read whole along the gathered axis
+        elif sizes_equal(x.shape[k], idx.shape[k]):
+            flows.append(carry_from(AxisSource(0, k), AxisSource(1, k)))
+        else:
+            flows.append(MIX)  # the index covers a prefix of x: a slice would shift it
+    return (tuple(flows),)
+
+
+def _gather_ref(xp, x, index, axis):
+    axis %= x.ndim
+    crop = tuple(slice(None) if k == axis else slice(0, index.shape[k]) for k in range(x.ndim))
+    return xp.take_along_axis(x[crop], index, axis=axis)
+
+
+register(OpDef(name="gather", infer=_gather_infer, dims=_gather_dims, reference=_gather_ref, num_inputs=(2, 2),
+               attrs={"axis": REQUIRED}, flops=lambda *a: 0,
+               doc="gather(x, index, axis): out[i][j] = x[index[i][j]][j] along `axis` (torch.gather); "
+                   "index has x's rank and is no larger off `axis`. Carries: `axis` from index; "
+                   "the other axes from index and x where their sizes match."))
+
+
+# -- embedding ------------------------------------------------------------------------------
+
+
+def _embedding_infer(ins, attrs):
+    w, ids = ins
+    require_rank("embedding", w, 2, "weight (input 0)")
+    require_int_dtype("embedding", ids, "ids (input 1)")
+    return (TensorType(w.dtype, ids.shape + (w.shape[1],)),)
+
+
+def _embedding_dims(ins, attrs, outs) -> DimRecord:
+    w, ids = ins
+    return (tuple(carry_from(AxisSource(1, k)) for k in range(ids.rank)) + (carry_from(AxisSource(0, 1)),),)
+
+
+register(OpDef(name="embedding", infer=_embedding_infer, dims=_embedding_dims, num_inputs=(2, 2),
+               reference=lambda xp, weight, ids: xp.take(weight, ids, axis=0), flops=lambda *a: 0,
+               doc="embedding(weight[V, D], ids) -> [*ids.shape, D] (= take(weight, ids, axis=0)). "
+                   "Carries: the id axes from ids, D from weight."))

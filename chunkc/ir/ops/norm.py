@@ -1,0 +1,232 @@
+"""Normalizations: layer_norm, rms_norm, group_norm, batch_norm (inference).
+
+Statistics are taken over some axes (which therefore mix) and applied to every
+element; the other axes carry.  Optional affine inputs come last and are
+positional: ``layer_norm(x, weight)`` or ``layer_norm(x, weight, bias)``.
+
+References copy ``x`` once into the output and normalize it in place; the
+per-row statistics are small (accumulated in float32 for float16 inputs).
+"""
+
+from __future__ import annotations
+
+from ..dims import AxisSource, DimRecord, MIX
+from ..registry import OpDef, REQUIRED, register
+from ..sizes import Size, product, sizes_equal
+from ..types import TensorType
+from ._common import array_result_dtype, carry_from, fail, optional_float, require_float, result_dtype, shape_str
+
+
+def _acc(xp, dt):
+    return xp.dtype("float32") if dt == xp.dtype("float16") else dt
+
+
+def _check_affine(op: str, ins, first: int, want: tuple[Size, ...], names=("weight", "bias")) -> None:
+    for i, name in zip(range(first, len(ins)), names):
+        t = ins[i]
+        require_float(op, t, f"{name} (input {i})")
+        if t.rank != len(want) or not all(sizes_equal(a, b) for a, b in zip(t.shape, want)):
+            raise fail(op, f"{name} (input {i}) must have shape {shape_str(want)}, got {t}")
+
+
+def _fresh_copy(xp, x, dt):
+    out = xp.empty(x.shape, dt)
+    out[...] = x
+    return out
+
+
+def _normalize_rows(xp, flat, eps):
+    """Normalize each row of the 2-D-or-more view ``flat`` over its last axis, in place."""
+    acc = _acc(xp, flat.dtype)
+    n = flat.shape[-1]
+    mean = xp.mean(flat, axis=-1, keepdims=True, dtype=acc)
+    flat -= mean
+    del mean
+    var = xp.einsum("...i,...i->...", flat, flat, dtype=acc)[..., None]
+    var /= n
+    var += eps
+    xp.sqrt(var, out=var)
+    flat /= var
+
+
+def _stats_workspace(rows: Size, outs, count: int = 2) -> Size:
+    # ``count`` statistics per row (mean and variance), in the accumulation dtype
+    per = 2 if outs[0].dtype.itemsize == 2 else 1
+    return count * per * rows
+
+
+# -- layer_norm ---------------------------------------------------------------------------
+
+
+def _num_axes(op: str, x: TensorType, k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= x.rank:
+        raise fail(op, f"num_axes must be an int in [1, {x.rank}] for input {x}, got {k!r}")
+    return k
+
+
+def _layer_norm_infer(ins, attrs):
+    x = ins[0]
+    require_float("layer_norm", x, "input 0")
+    k = _num_axes("layer_norm", x, attrs["num_axes"])
+    optional_float("layer_norm", "eps", attrs["eps"], allow_none=False)
+    _check_affine("layer_norm", ins, 1, x.shape[x.rank - k:])
+    return (TensorType(result_dtype(ins), x.shape),)
+
+
+def _leading_carry(x: TensorType, n: int, mixed: int) -> tuple:
+    """Axes ``0..n-1`` carry from input 0, the remaining ``mixed`` axes mix."""
+    return tuple(carry_from(AxisSource(0, k)) for k in range(n)) + (MIX,) * mixed
+
+
+def _layer_norm_dims(ins, attrs, outs) -> DimRecord:
+    x, k = ins[0], attrs["num_axes"]
+    return (_leading_carry(x, x.rank - k, k),)
+
+
+def _layer_norm_ref(xp, x, weight=None, bias=None, num_axes=1, eps=1e-5):
+    dt = array_result_dtype(*(a for a in (x, weight, bias) if a is not None))
+    out = _fresh_copy(xp, x, dt)
+    lead = x.shape[:x.ndim - num_axes]
+    _normalize_rows(xp, out.reshape(lead + (-1,)), eps)
+    if weight is not None:
+        out *= weight
+    if bias is not None:
+        out += bias
+    return out
+
+
+register(OpDef(
+    name="layer_norm", infer=_layer_norm_infer, dims=_layer_norm_dims, reference=_layer_norm_ref,
+    num_inputs=(1, 3), attrs={"num_axes": 1, "eps": 1e-5},
+    workspace=lambda ins, a, outs: _stats_workspace(product(ins[0].shape[:ins[0].rank - a["num_axes"]]), outs),
+    flops=lambda ins, a, outs: 8 * outs[0].numel(),
+    doc="layer_norm(x, weight?, bias?, num_axes=1, eps=1e-5): normalize over the last num_axes axes; "
+        "weight and bias have their shape. Carries: every other axis of x."))
+
+
+# -- rms_norm -----------------------------------------------------------------------------
+
+
+def _rms_norm_infer(ins, attrs):
+    x = ins[0]
+    require_float("rms_norm", x, "input 0")
+    k = _num_axes("rms_norm", x, attrs["num_axes"])
+    optional_float("rms_norm", "eps", attrs["eps"])
+    _check_affine("rms_norm", ins, 1, x.shape[x.rank - k:], names=("weight",))
+    return (TensorType(result_dtype(ins), x.shape),)
+
+
+def _rms_norm_ref(xp, x, weight=None, num_axes=1, eps=None):
+    dt = array_result_dtype(*(a for a in (x, weight) if a is not None))
+    if eps is None:
+        eps = float(xp.finfo(dt).eps)  # PyTorch's default
+    acc = _acc(xp, dt)
+    lead = x.shape[:x.ndim - num_axes]
+    xf = x.reshape(lead + (-1,))
+    ms = xp.einsum("...i,...i->...", xf, xf, dtype=acc)[..., None]
+    ms /= xf.shape[-1]
+    ms += eps
+    xp.sqrt(ms, out=ms)
+    out = xp.divide(xf, ms, dtype=dt).reshape(x.shape)
+    if weight is not None:
+        out *= weight
+    return out
+
+
+register(OpDef(
+    name="rms_norm", infer=_rms_norm_infer, dims=_layer_norm_dims, reference=_rms_norm_ref,
+    num_inputs=(1, 2), attrs={"num_axes": 1, "eps": None},
+    workspace=lambda ins, a, outs: _stats_workspace(product(ins[0].shape[:ins[0].rank - a["num_axes"]]), outs, 1),
+    flops=lambda ins, a, outs: 4 * outs[0].numel(),
+    doc="rms_norm(x, weight?, num_axes=1, eps=None): x / sqrt(mean(x^2) + eps) * weight over the last "
+        "num_axes axes; eps=None is the dtype's machine epsilon (as PyTorch). Carries: every other axis of x."))
+
+
+# -- group_norm ---------------------------------------------------------------------------
+
+
+def _group_norm_infer(ins, attrs):
+    x = ins[0]
+    require_float("group_norm", x, "input 0")
+    if x.rank < 2:
+        raise fail("group_norm", f"input must have rank >= 2 ([N, C, ...]), got {x}")
+    g = attrs["num_groups"]
+    if isinstance(g, bool) or not isinstance(g, int) or g < 1:
+        raise fail("group_norm", f"num_groups must be a positive int, got {g!r}")
+    c = x.shape[1]
+    if isinstance(c, int) and c % g:
+        raise fail("group_norm", f"{c} channels of input {x} do not split into {g} groups")
+    optional_float("group_norm", "eps", attrs["eps"], allow_none=False)
+    _check_affine("group_norm", ins, 1, (c,))
+    return (TensorType(result_dtype(ins), x.shape),)
+
+
+def _group_norm_dims(ins, attrs, outs) -> DimRecord:
+    # a slice of channels is normalized with its whole group: the channel axis mixes
+    return (_leading_carry(ins[0], 1, ins[0].rank - 1),)
+
+
+def _group_norm_ref(xp, x, weight=None, bias=None, num_groups=1, eps=1e-5):
+    dt = array_result_dtype(*(a for a in (x, weight, bias) if a is not None))
+    out = _fresh_copy(xp, x, dt)
+    _normalize_rows(xp, out.reshape(x.shape[0], num_groups, -1), eps)
+    per_channel = (slice(None),) + (None,) * (x.ndim - 2)
+    if weight is not None:
+        out *= weight[per_channel]
+    if bias is not None:
+        out += bias[per_channel]
+    return out
+
+
+register(OpDef(
+    name="group_norm", infer=_group_norm_infer, dims=_group_norm_dims, reference=_group_norm_ref,
+    num_inputs=(1, 3), attrs={"num_groups": REQUIRED, "eps": 1e-5},
+    workspace=lambda ins, a, outs: _stats_workspace(ins[0].shape[0] * a["num_groups"], outs),
+    flops=lambda ins, a, outs: 8 * outs[0].numel(),
+    doc="group_norm(x[N, C, ...], weight[C]?, bias[C]?, num_groups, eps=1e-5): normalize each group of "
+        "C/num_groups channels over its channels and spatial axes. Carries: N."))
+
+
+# -- batch_norm ---------------------------------------------------------------------------
+
+
+def _batch_norm_infer(ins, attrs):
+    x = ins[0]
+    require_float("batch_norm", x, "input 0")
+    if x.rank < 2:
+        raise fail("batch_norm", f"input must have rank >= 2 ([N, C, ...]), got {x}")
+    optional_float("batch_norm", "eps", attrs["eps"], allow_none=False)
+    _check_affine("batch_norm", ins, 1, (x.shape[1],), names=("running_mean", "running_var", "weight", "bias"))
+    return (TensorType(result_dtype(ins), x.shape),)
+
+
+def _batch_norm_dims(ins, attrs, outs) -> DimRecord:
+    x = ins[0]
+    flows = [carry_from(AxisSource(0, k)) for k in range(x.rank)]
+    flows[1] = carry_from(*(AxisSource(i, 0 if i else 1) for i in range(len(ins))))
+    return (tuple(flows),)
+
+
+def _batch_norm_ref(xp, x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
+    dt = array_result_dtype(*(a for a in (x, running_mean, running_var, weight, bias) if a is not None))
+    acc = _acc(xp, dt)
+    scale = xp.add(running_var, eps, dtype=acc)
+    xp.sqrt(scale, out=scale)
+    xp.reciprocal(scale, out=scale)
+    if weight is not None:
+        scale *= weight
+    shift = xp.multiply(running_mean, scale, dtype=acc)
+    xp.negative(shift, out=shift)
+    if bias is not None:
+        shift += bias
+    per_channel = (slice(None),) + (None,) * (x.ndim - 2)
+    out = xp.multiply(x, scale[per_channel], dtype=dt)
+    out += shift[per_channel]
+    return out
+
+
+register(OpDef(
+    name="batch_norm", infer=_batch_norm_infer, dims=_batch_norm_dims, reference=_batch_norm_ref,
+    num_inputs=(3, 5), attrs={"eps": 1e-5}, flops=lambda ins, a, outs: 2 * outs[0].numel(),
+    doc="batch_norm(x[N, C, ...], running_mean[C], running_var[C], weight[C]?, bias[C]?, eps=1e-5): "
+        "inference-mode batch norm over channel axis 1. Carries: every axis (C also from the per-channel inputs)."))

@@ -1,0 +1,79 @@
+"""Save and load a graph: the text form in ``path``, the weights in ``path + ".npz"``.
+
+The ``.npz`` holds one array per constant that has data, keyed by the
+constant's name (names are identifiers), written with ``np.savez`` and read
+with ``allow_pickle=False``: loading never runs code from the file.
+
+NumPy has no bfloat16, so a bf16 constant (held as an ``ml_dtypes`` array) is
+stored as float32, which is exact; the text keeps its ``bf16`` type and a
+comment at the top of the file says so.  :func:`load` casts it back, which
+needs ``ml_dtypes``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import IRError
+from .dtypes import DType
+from .graph import Graph
+from .parser import attach_weights, parse_graph
+from .printer import print_graph
+
+
+def weights_path(path) -> Path:
+    return Path(os.fspath(path) + ".npz")
+
+
+def save(graph: Graph, path) -> None:
+    """Write ``graph`` as text to ``path`` and its constants' data to ``path + ".npz"``."""
+    arrays: dict[str, np.ndarray] = {}
+    widened: list[str] = []
+    for c in graph.constants:
+        if c.data is None:
+            continue
+        data = np.asarray(c.data)
+        if c.dtype == DType.bfloat16:
+            data = data.astype(np.float32)
+            widened.append(c.name)
+        elif data.dtype.hasobject:
+            raise IRError(f"constant %{c.name} holds Python objects ({data.dtype}); only numeric data can be saved")
+        arrays[c.name] = data
+    header = f"# chunkc IR; constant data in {weights_path(path).name}\n"
+    if widened:
+        header += "# bf16 constants stored as f32 in the .npz: " + ", ".join("%" + n for n in widened) + "\n"
+    Path(path).write_text(header + print_graph(graph))
+    with open(weights_path(path), "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load(path) -> Graph:
+    """Read a graph written by :func:`save` (text in ``path``, data in ``path + ".npz"``)."""
+    text = Path(path).read_text()
+    wpath = weights_path(path)
+    if not wpath.exists():
+        raise IRError(f"{path}: its constant data {wpath} is missing; "
+                      "use chunkc.parse_graph(text) for a shape-only graph")
+    graph = parse_graph(text)
+    with np.load(wpath, allow_pickle=False) as npz:
+        weights = {name: npz[name] for name in npz.files}
+    for c in graph.constants:
+        if c.dtype == DType.bfloat16 and c.name in weights:
+            weights[c.name] = _to_bfloat16(weights[c.name], c.name, wpath)
+    attach_weights(graph, weights)
+    return graph
+
+
+def _to_bfloat16(arr: np.ndarray, name: str, where: Path) -> np.ndarray:
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise IRError(f"{where}: constant %{name} is bf16 (stored as f32); loading it needs the "
+                      "ml_dtypes package (pip install ml_dtypes)") from None
+    return arr.astype(ml_dtypes.bfloat16)
+
+
+__all__ = ["save", "load", "weights_path"]

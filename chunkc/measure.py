@@ -1,0 +1,275 @@
+"""Measure the activation memory of one call: the peak of bytes allocated during
+``fn(*args)``, inputs and weights excluded, outputs included.
+
+The measurement is independent of the estimate (chunkc.passes.memory); each array
+library is measured by its own allocator:
+
+* NumPy   -- ``tracemalloc``: NumPy reports every array buffer to tracemalloc in
+             its own domain (``np.lib.tracemalloc_domain``).  The peak is taken
+             over all domains (tracemalloc keeps one peak counter), so Python
+             objects made during the call count too; they are a few KiB, and the
+             snapshot filtered on NumPy's domain separates what the call keeps.
+* PyTorch, CPU -- a ``TorchDispatchMode`` sees every ATen op and the tensors it
+             returns.  It keeps the set of live storages: a storage that an op
+             returns and that is neither one of the op's own inputs' storages nor
+             known already is new, counted until the storage is freed (a weakref
+             finalizer on the storage object).  Input, parameter and buffer
+             storages seed the set, so a view or slice of them is free.
+             Temporaries that a kernel allocates and frees inside one op are not
+             seen.
+* PyTorch, CUDA -- the caching allocator's own counters:
+             ``max_memory_allocated`` after ``reset_peak_memory_stats``, minus the
+             bytes allocated before the call (block sizes, rounded to 512 bytes).
+* CuPy    -- a ``cupy.cuda.MemoryHook`` counting bytes taken from and returned to
+             the memory pool (rounded sizes), whatever allocator sits under it.
+"""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+DEVICES = ("numpy", "cpu", "cuda", "cupy")
+
+
+def measure_peak(fn: Callable, *args, device: str | None = None, weights: Iterable[Any] = ()) -> int:
+    """Bytes allocated at the peak of one call ``fn(*args)`` above what existed before it.
+
+    ``device`` is ``"numpy"``, ``"cpu"`` (PyTorch), ``"cuda"`` or ``"cupy"``; by
+    default it is read from the arrays in ``args`` and, for a ``torch.nn.Module``,
+    its parameters.  ``weights``: more tensors whose storages are not activation
+    memory (PyTorch CPU only: the other methods count allocations, not storages).
+    """
+    device = device or detect_device(fn, args)
+    if device == "numpy":
+        return _measure_numpy(fn, args)
+    if device == "cpu":
+        return _measure_torch_cpu(fn, args, weights)
+    if device == "cuda":
+        return _measure_cuda(fn, args)
+    if device == "cupy":
+        return _measure_cupy(fn, args)
+    raise ValueError(f"measure_peak: unknown device {device!r}; use one of {', '.join(DEVICES)}")
+
+
+def detect_device(fn: Callable, args: tuple) -> str:
+    """``"numpy"`` unless the arguments (or a module's parameters) are torch or CuPy arrays."""
+    arrays = list(_leaves(args))
+    torch = _torch_if_loaded()
+    if torch is not None and isinstance(fn, torch.nn.Module):
+        arrays.extend(fn.parameters())
+        arrays.extend(fn.buffers())
+    for a in arrays:
+        if torch is not None and isinstance(a, torch.Tensor):
+            return "cuda" if a.is_cuda else "cpu"
+        if type(a).__module__.startswith("cupy"):
+            return "cupy"
+    return "numpy"
+
+
+def _leaves(obj) -> Iterable[Any]:
+    if isinstance(obj, (list, tuple)):
+        for x in obj:
+            yield from _leaves(x)
+    elif isinstance(obj, dict):
+        for x in obj.values():
+            yield from _leaves(x)
+    else:
+        yield obj
+
+
+def _torch_if_loaded():
+    import sys
+    return sys.modules.get("torch")
+
+
+# -- NumPy ----------------------------------------------------------------------------------
+
+
+def _measure_numpy(fn: Callable, args: tuple) -> int:
+    gc.collect()
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        result = fn(*args)
+        peak = tracemalloc.get_traced_memory()[1]
+        del result
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    return max(int(peak - before), 0)
+
+
+def numpy_bytes_in_use() -> int:
+    """Bytes of NumPy array buffers alive now (tracemalloc must be tracing)."""
+    snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)])
+    return sum(t.size for t in snap.traces)
+
+
+# -- PyTorch on the CPU ------------------------------------------------------------------------
+
+
+@dataclass
+class StorageTracker:
+    """Live storages allocated while the mode is active, and their peak."""
+
+    live: int = 0
+    peak: int = 0
+    known: dict[int, int] = field(default_factory=dict)  # storage data_ptr -> bytes counted (0: external)
+    _finalizers: list = field(default_factory=list)
+
+    def seed(self, tensors: Iterable[Any]) -> None:
+        import torch
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                ptr = t.untyped_storage().data_ptr()
+                if ptr:
+                    self.known[ptr] = 0
+
+    def observe(self, outputs, inputs) -> None:
+        import torch
+        own = {t.untyped_storage().data_ptr() for t in _leaves(inputs) if isinstance(t, torch.Tensor)}
+        for t in _leaves(outputs):
+            if not isinstance(t, torch.Tensor) or t.device.type != "cpu" or t.is_meta:
+                continue
+            storage = t.untyped_storage()
+            ptr, nbytes = storage.data_ptr(), storage.nbytes()
+            if not ptr:
+                continue
+            if ptr in self.known:
+                counted = self.known[ptr]
+                if counted and nbytes != counted:  # resized in place
+                    self._count(nbytes - counted)
+                    self.known[ptr] = nbytes
+                continue
+            if ptr in own:  # an alias of an input the seed did not name (a weight in a closure)
+                self.known[ptr] = 0
+                continue
+            self.known[ptr] = nbytes
+            self._count(nbytes)
+            self._finalizers.append(weakref.finalize(storage, self._release, ptr))
+
+    def _count(self, n: int) -> None:
+        self.live += n
+        self.peak = max(self.peak, self.live)
+
+    def _release(self, ptr: int) -> None:
+        self.live -= self.known.pop(ptr, 0)
+
+    def detach(self) -> None:
+        for f in self._finalizers:
+            f.detach()
+        self._finalizers.clear()
+
+
+def _tracking_mode(tracker: StorageTracker):
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Mode(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            tracker.observe(out, (args, kwargs))
+            return out
+
+    return _Mode()
+
+
+def _weights_of(fn, extra: Iterable[Any]) -> list:
+    import torch
+    found = list(extra)
+    if isinstance(fn, torch.nn.Module):
+        found.extend(fn.parameters())
+        found.extend(fn.buffers())
+    for attr in ("parameters", "weights", "constants"):  # compiled callables may expose their weights
+        obj = getattr(fn, attr, None)
+        if obj is None or isinstance(fn, torch.nn.Module):
+            continue
+        if callable(obj):
+            try:
+                obj = obj()
+            except TypeError:
+                continue
+        found.extend(_leaves(obj if not isinstance(obj, dict) else list(obj.values())))
+    return found
+
+
+def _measure_torch_cpu(fn: Callable, args: tuple, weights: Iterable[Any]) -> int:
+    import torch
+    gc.collect()
+    tracker = StorageTracker()
+    tracker.seed(_leaves(args))
+    tracker.seed(_weights_of(fn, weights))
+    try:
+        with torch.no_grad(), _tracking_mode(tracker):
+            result = fn(*args)
+        del result
+    finally:
+        tracker.detach()
+    return tracker.peak
+
+
+# -- CUDA and CuPy -------------------------------------------------------------------------------
+
+
+def _measure_cuda(fn: Callable, args: tuple) -> int:
+    import torch
+    gc.collect()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    with torch.no_grad():
+        result = fn(*args)
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated()
+    del result
+    return max(int(peak - before), 0)
+
+
+class PoolCounter:
+    """Counts bytes handed out by a CuPy memory pool (the hook methods CuPy calls)."""
+
+    name = "chunkc_pool_counter"
+
+    def __init__(self):
+        self.live = 0
+        self.peak = 0
+        self._sizes: dict[int, int] = {}
+
+    def malloc_postprocess(self, **kw) -> None:
+        self._sizes[kw["mem_ptr"]] = kw["mem_size"]
+        self.live += kw["mem_size"]
+        self.peak = max(self.peak, self.live)
+
+    def free_postprocess(self, **kw) -> None:
+        self.live -= self._sizes.pop(kw["mem_ptr"], 0)
+
+
+def _measure_cupy(fn: Callable, args: tuple) -> int:
+    import cupy
+    from cupy.cuda import memory_hook
+
+    class _Hook(PoolCounter, memory_hook.MemoryHook):
+        def __init__(self):
+            PoolCounter.__init__(self)
+
+        # MemoryHook's other callbacks do nothing by default
+    gc.collect()
+    cupy.cuda.Device().synchronize()
+    hook = _Hook()
+    with hook:
+        result = fn(*args)
+        cupy.cuda.Device().synchronize()
+    del result
+    return hook.peak
+
+
+__all__ = ["measure_peak", "detect_device", "StorageTracker", "PoolCounter", "numpy_bytes_in_use", "DEVICES"]

@@ -1,0 +1,479 @@
+"""Memory estimation: liveness over the schedule, with or without a chunk plan.
+
+The model (docs/memory.md has the long form):
+
+* A node's outputs are allocated when it runs; a storage is freed after the last
+  use of every value that aliases it.  Graph outputs are never freed; graph
+  inputs and constants (weights) cost nothing.
+* Views cost nothing: when an op's record has ``view_strides`` and it returns
+  strides for the input's layout, the output shares input 0's storage.  Strides
+  are tracked per value, so a reshape of a permuted value is a copy.
+* ``workspace`` (temporaries a kernel needs beyond its outputs) counts during
+  its node only.  Peak during a node = live before it + its new outputs + its
+  workspace; its dead values are freed after it.
+* With a plan, each region is a loop: its outputs are allocated in full before
+  the loop; every value read by the loop and produced before it stays live until
+  the loop ends; inside an iteration a chunked value costs ``chunk/extent`` of
+  its full size (the full chunk, not the shorter last one); sliced region inputs
+  are views; each chunk result lives until its last use inside the loop (when it
+  has been written into its output buffer); region-internal values are gone
+  after the loop.
+
+Every storage becomes one interval ``[alloc, free]`` of schedule positions, and
+the timeline is a difference array over those intervals.  :class:`MemoryModel`
+precomputes everything that does not depend on the plan (sizes, strides, views,
+uses), so that :meth:`MemoryModel.peak` can score thousands of candidate plans.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ChunkcError
+from ..ir.graph import Graph, Node, Value
+from ..ir.registry import concrete_attrs, has_symbolic_attrs
+from ..ir.sizes import evaluate, format_size
+from ..ir.types import TensorType
+from .plan import ChunkRegion, Plan
+
+EXTERNAL = -1  # alias root of graph inputs and constants: costs nothing
+INTERNAL = -2  # a region-internal value: it has no storage outside its loop
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One schedule step.  For a region's nodes the bytes are those of one
+    iteration (the largest chunk); the region's last node reports its live bytes
+    after the loop has ended."""
+
+    node: str
+    op: str
+    live_bytes: int  # live after the node
+    peak_bytes: int  # the most live during the node (outputs and workspace included)
+    region: int | None  # index into plan.regions, or None
+
+
+@dataclass
+class MemoryReport:
+    peak_bytes: int
+    peak_node: str
+    peak_index: int  # position of peak_node in the schedule
+    timeline: list[TimelineEntry]
+    live_at_peak: dict[str, int]  # storages live during the peak step (by the value that allocated them), largest first
+    sizes: dict[str, int]
+    regions: tuple[tuple[int, int], ...] = ()  # schedule span [start, end] of each plan region
+
+    def format(self, top: int = 8) -> str:
+        """A short human-readable summary (peak, where, what is live)."""
+        lines = [f"peak {format_bytes(self.peak_bytes)} during node {self.peak_node} "
+                 f"(step {self.peak_index} of {len(self.timeline)})"]
+        if self.sizes:
+            lines[0] += " for " + ", ".join(f"{k}={v}" for k, v in sorted(self.sizes.items()))
+        for name, nbytes in list(self.live_at_peak.items())[:top]:
+            lines.append(f"  {format_bytes(nbytes):>10}  {name}")
+        if len(self.live_at_peak) > top:
+            rest = sum(list(self.live_at_peak.values())[top:])
+            lines.append(f"  {format_bytes(rest):>10}  ({len(self.live_at_peak) - top} more)")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def format_bytes(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, int] | None = None) -> MemoryReport:
+    """Estimate the activation memory of one call of ``graph`` (chunked by ``plan``).
+
+    With a plan, the estimate reads ``plan.graph``'s schedule (reordering may have
+    moved nodes); ``sizes`` defaults to ``plan.sizes``.
+    """
+    if plan is not None:
+        graph = plan.graph
+        if sizes is None:
+            sizes = plan.sizes
+    return MemoryModel(graph, sizes).report(plan)
+
+
+# -- layout helpers -------------------------------------------------------------------
+
+
+def _contiguous(shape: Sequence[int]) -> tuple[int, ...]:
+    out, acc = [], 1
+    for s in reversed(shape):
+        out.append(acc)
+        acc *= s
+    return tuple(reversed(out))
+
+
+def _is_contiguous(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    return all(s == 1 or a == b for s, a, b in zip(shape, strides, _contiguous(shape)))
+
+
+def _split_view_result(result, n_out: int) -> list[tuple[int, ...] | None]:
+    """``view_strides`` returns output 0's strides, or one entry per output for a
+    multi-output op whose outputs all alias input 0 (split)."""
+    if result is None:
+        return [None] * n_out
+    if n_out == 1:
+        return [tuple(int(s) for s in result)]
+    return [None if r is None else tuple(int(s) for s in r) for r in result]
+
+
+@dataclass
+class _Region:
+    index: int
+    start: int
+    end: int
+    region: ChunkRegion
+    chunk_elems: dict[int, tuple[int, int]]  # value id -> (axis, elements of the axis per iteration)
+    outputs: frozenset[int]
+
+
+@dataclass
+class _Intervals:
+    """Storages of one plan as intervals of schedule positions (free == N: never)."""
+
+    nbytes: list[int] = field(default_factory=list)
+    alloc: list[int] = field(default_factory=list)
+    free: list[int] = field(default_factory=list)
+    owner: list[int] = field(default_factory=list)  # value id that allocated it
+    kind: list[str] = field(default_factory=list)  # "" | "chunk" | "buffer"
+
+    def add(self, nbytes: int, pos: int, free: int, owner: int, kind: str = "") -> int:
+        self.nbytes.append(nbytes)
+        self.alloc.append(pos)
+        self.free.append(free)
+        self.owner.append(owner)
+        self.kind.append(kind)
+        return len(self.nbytes) - 1
+
+
+class MemoryModel:
+    """Everything about ``graph`` at ``sizes`` that no plan changes, precomputed once.
+
+    ``model.peak(plan)`` returns the estimated peak bytes; ``model.report(plan)`` the
+    full :class:`MemoryReport`.  Plans must use ``graph``'s schedule (a reordered
+    copy gets its own model, built on demand and cached).
+    """
+
+    def __init__(self, graph: Graph, sizes: Mapping[str, int] | None = None):
+        self.graph = graph
+        self.sizes = _normalize_sizes(graph, sizes)
+        self.nodes: list[Node] = list(graph.nodes)
+        self.order = tuple(n.name for n in self.nodes)
+        self.pos = {name: i for i, name in enumerate(self.order)}
+        self._others: dict[tuple[str, ...], MemoryModel] = {}
+        self._chunk_view_cache: dict[tuple, tuple[int, ...] | None] = {}
+        self._build()
+        self._base = self._intervals([])  # the unchunked schedule
+
+    # -- precomputation ---------------------------------------------------------------
+    def _build(self) -> None:
+        b = self.sizes
+        values: list[Value] = list(self.graph.inputs) + list(self.graph.constants)
+        for n in self.nodes:
+            values.extend(n.outputs)
+        self.values = values
+        self.vid = {v: i for i, v in enumerate(values)}
+        self.vname = {v.name: i for i, v in enumerate(values)}
+        V = len(values)
+        self.prod = [-1] * V
+        self.shape: list[tuple[int, ...]] = []
+        self.nbytes: list[int] = []
+        self.strides: list[tuple[int, ...]] = [()] * V
+        self.parent = [-1] * V  # the value whose storage this one views
+        self.users: list[list[int]] = [[] for _ in range(V)]
+        for i, v in enumerate(values):
+            try:
+                shape = tuple(evaluate(s, b) for s in v.shape)
+            except (KeyError, ValueError) as exc:
+                raise ChunkcError(f"estimate_memory: %{v.name}: {exc}") from None
+            self.shape.append(shape)
+            n = v.dtype.itemsize
+            for s in shape:
+                n *= s
+            self.nbytes.append(n)
+            if v.producer is None:
+                data = getattr(v, "data", None)
+                if data is not None and data.ndim == len(shape) and data.itemsize:
+                    self.strides[i] = tuple(st // data.itemsize for st in data.strides)
+                else:
+                    self.strides[i] = _contiguous(shape)
+        self.node_in: list[list[int]] = []
+        self.node_out: list[list[int]] = []
+        self.ws = [0] * len(self.nodes)
+        for p, node in enumerate(self.nodes):
+            ins = [self.vid[v] for v in node.inputs]
+            outs = [self.vid[v] for v in node.outputs]
+            self.node_in.append(ins)
+            self.node_out.append(outs)
+            for u in dict.fromkeys(ins):
+                self.users[u].append(p)
+            for o in outs:
+                self.prod[o] = p
+                self.strides[o] = _contiguous(self.shape[o])
+            if node.op.view_strides is None and node.op.workspace is None:
+                continue
+            types = [TensorType(self.values[u].dtype, self.shape[u]) for u in ins]
+            otypes = [TensorType(self.values[o].dtype, self.shape[o]) for o in outs]
+            attrs = concrete_attrs(node.attrs, b) if has_symbolic_attrs(node.attrs) else node.attrs
+            if node.op.view_strides is not None and ins:
+                try:
+                    res = node.op.view_strides(types, attrs, self.strides[ins[0]])
+                except Exception as exc:  # a record that cannot answer: say which
+                    raise ChunkcError(f"estimate_memory: node {node.name} ({node.op.name}): its view_strides "
+                                      f"failed on {', '.join(map(str, types))}: {exc}") from exc
+                for o, st in zip(outs, _split_view_result(res, len(outs))):
+                    if st is not None:
+                        self.parent[o] = ins[0]
+                        self.strides[o] = st
+            if node.op.workspace is not None:
+                elems = evaluate(node.op.workspace(types, attrs, otypes), b)
+                self.ws[p] = int(elems) * (otypes[0].dtype.itemsize if otypes else 1)
+        self.last = [self.users[i][-1] if self.users[i] else self.prod[i] for i in range(V)]
+        self.is_out = [False] * V
+        for v in self.graph.outputs:
+            self.is_out[self.vid[v]] = True
+
+    # -- plans -----------------------------------------------------------------------------
+    def _model_for(self, plan: Plan | None) -> "MemoryModel":
+        if plan is None or plan.graph is self.graph:
+            return self
+        order = tuple(n.name for n in plan.graph.nodes)
+        if order == self.order:
+            return self
+        if order not in self._others:
+            self._others[order] = MemoryModel(plan.graph, self.sizes)
+        return self._others[order]
+
+    def _regions(self, plan: Plan | None) -> list[_Region]:
+        if plan is None:
+            return []
+        out = []
+        taken: dict[int, int] = {}
+        for k, r in enumerate(plan.regions):
+            where = f"plan region {k} ({r.describe()})"
+            try:
+                positions = sorted(self.pos[name] for name in r.nodes)
+            except KeyError as exc:
+                raise ChunkcError(f"{where}: node {exc.args[0]} is not in graph {self.graph.name}") from None
+            if not positions:
+                raise ChunkcError(f"{where}: has no nodes")
+            start, end = positions[0], positions[-1]
+            if end - start + 1 != len(positions):
+                gap = next(self.order[p] for p in range(start, end + 1) if p not in set(positions))
+                raise ChunkcError(f"{where}: its nodes are not contiguous in the schedule; node {gap} lies "
+                                  "between them (reorder the graph or split the region)")
+            for p in positions:
+                if p in taken:
+                    raise ChunkcError(f"{where}: node {self.order[p]} is also in region {taken[p]}")
+                taken[p] = k
+            try:
+                chunk = evaluate(r.chunk_size, self.sizes)
+            except (KeyError, ValueError) as exc:
+                raise ChunkcError(f"{where}: chunk size: {exc}") from None
+            elems: dict[int, tuple[int, int]] = {}
+            for c in r.chunked:
+                if c.value not in self.vname:
+                    raise ChunkcError(f"{where}: chunked value %{c.value} is not in graph {self.graph.name}")
+                v = self.vname[c.value]
+                if not 0 <= c.axis < len(self.shape[v]):
+                    raise ChunkcError(f"{where}: %{c.value} has no axis {c.axis} (type {self.values[v].type})")
+                elems[v] = (c.axis, min(max(chunk, 1) * c.unit, self.shape[v][c.axis]))
+            outs = frozenset(self.vname[o] for o in r.outputs if o in self.vname)
+            out.append(_Region(k, start, end, r, elems, outs))
+        return out
+
+    def _chunk_bytes(self, v: int, reg: _Region) -> int:
+        if v not in reg.chunk_elems:
+            return self.nbytes[v]
+        axis, elems = reg.chunk_elems[v]
+        size = self.shape[v][axis]
+        return self.nbytes[v] // size * elems if size else 0
+
+    def _chunk_shape(self, v: int, reg: _Region) -> tuple[int, ...]:
+        if v not in reg.chunk_elems:
+            return self.shape[v]
+        axis, elems = reg.chunk_elems[v]
+        s = list(self.shape[v])
+        s[axis] = elems
+        return tuple(s)
+
+    def _chunk_view(self, v: int, reg: _Region, cstrides: dict[int, tuple[int, ...]]) -> tuple[int, ...] | None:
+        """Strides of ``v`` inside ``reg``'s loop when it is still a view there, else None.
+
+        The op is asked again with the chunk shapes and the chunk's layout (a slice
+        of a contiguous value is not contiguous); its ``shape_attr`` (a reshape
+        target) is given the chunk's output shape, as the code generators do.  When
+        the record still cannot answer for chunk shapes, the full-size answer stands.
+        """
+        par = self.parent[v]
+        p = self.prod[v]
+        node = self.nodes[p]
+        ins = self.node_in[p]
+        in_shapes = tuple(self._chunk_shape(u, reg) for u in ins)
+        par_strides = cstrides.get(par, self.strides[par])
+        key = (v, in_shapes, par_strides)
+        if key in self._chunk_view_cache:
+            return self._chunk_view_cache[key]
+        types = [TensorType(self.values[u].dtype, s) for u, s in zip(ins, in_shapes)]
+        attrs = concrete_attrs(node.attrs, self.sizes) if has_symbolic_attrs(node.attrs) else node.attrs
+        shape_attr = getattr(node.op, "shape_attr", None)
+        if shape_attr:  # the attribute that states the output shape names the chunk's length in the loop
+            attrs = {**attrs, shape_attr: self._chunk_shape(self.node_out[p][0], reg)}
+        try:
+            res = _split_view_result(node.op.view_strides(types, attrs, par_strides), len(self.node_out[p]))
+            st = res[self.node_out[p].index(v)]
+        except Exception:
+            full_contig = _is_contiguous(self.shape[v], self.strides[v])
+            in_contig = _is_contiguous(in_shapes[0], par_strides)
+            st = _contiguous(self._chunk_shape(v, reg)) if (full_contig and in_contig) else self.strides[v]
+        self._chunk_view_cache[key] = st
+        return st
+
+    def _intervals(self, regions: list[_Region]) -> tuple[_Intervals, list[int]]:
+        """Every storage of the plan as an interval, and the workspace bytes per step."""
+        N = len(self.nodes)
+        iv = _Intervals()
+        region_at = [-1] * N
+        end_of = list(range(N))
+        for reg in regions:
+            for p in range(reg.start, reg.end + 1):
+                region_at[p] = reg.index
+                end_of[p] = reg.end
+        by_index = {reg.index: reg for reg in regions}
+        ws = list(self.ws)
+        root = [EXTERNAL] * len(self.values)
+        croot: dict[int, int] = {}  # chunk world: value -> storage (EXTERNAL for inputs and weights)
+        cstrides: dict[int, tuple[int, ...]] = {}
+        prod, parent, last, is_out, nbytes = self.prod, self.parent, self.last, self.is_out, self.nbytes
+        for v in range(len(self.values)):
+            p = prod[v]
+            if p < 0:
+                continue
+            r = region_at[p]
+            lastpos = N if is_out[v] else end_of[last[v]]
+            if r < 0:
+                par = parent[v]
+                if par >= 0:
+                    rt = root[par]
+                    if rt == INTERNAL:
+                        self._leak(by_index[region_at[prod[par]]], par)
+                    root[v] = rt
+                    if rt >= 0 and iv.free[rt] < lastpos:
+                        iv.free[rt] = lastpos
+                else:
+                    root[v] = iv.add(nbytes[v], p, lastpos, v)
+                continue
+            reg = by_index[r]
+            if (lastpos > reg.end or is_out[v]) and v not in reg.outputs:
+                self._leak(reg, v)
+            # inside the loop: a chunk of v, a view or a fresh chunk storage
+            st = self._chunk_view(v, reg, cstrides) if parent[v] >= 0 else None
+            if st is not None:
+                par = parent[v]
+                cstrides[v] = st
+                if region_at[prod[par]] == r:
+                    crt = croot[par]
+                else:  # a view of a value from before the loop (a slice of a region input)
+                    crt = root[par]
+                    if crt == INTERNAL:
+                        self._leak(by_index[region_at[prod[par]]], par)
+            else:
+                crt = iv.add(self._chunk_bytes(v, reg), p, p, v, "chunk")
+                cstrides[v] = _contiguous(self._chunk_shape(v, reg))
+            croot[v] = crt
+            if crt >= 0:
+                in_loop = last[v] if last[v] <= reg.end else self._last_before(v, reg.end)
+                until = in_loop if iv.kind[crt] == "chunk" else reg.end  # a storage from before the loop lives through it
+                if iv.free[crt] < until:
+                    iv.free[crt] = until
+            if v in reg.outputs:
+                root[v] = iv.add(nbytes[v], reg.start, lastpos, v, "buffer")
+            else:
+                root[v] = INTERNAL
+        for reg in regions:  # workspace scales with the chunk of the node's first output
+            for p in range(reg.start, reg.end + 1):
+                if ws[p] and self.node_out[p]:
+                    o = self.node_out[p][0]
+                    ws[p] = ws[p] * self._chunk_bytes(o, reg) // max(nbytes[o], 1)
+        return iv, ws
+
+    def _last_before(self, v: int, end: int) -> int:
+        users = self.users[v]
+        k = bisect.bisect_right(users, end)
+        return users[k - 1] if k else self.prod[v]
+
+    def _leak(self, reg: _Region, v: int):
+        raise ChunkcError(f"plan region {reg.index} ({reg.region.describe()}): value %{self.values[v].name} is produced "
+                          "inside the loop and used after it, but is not one of the region's outputs")
+
+    # -- results ----------------------------------------------------------------------------
+    def _curves(self, iv: _Intervals, ws: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(peak during each step, live after each step)."""
+        N = len(self.nodes)
+        size = np.asarray(iv.nbytes, dtype=np.float64)
+        alloc = np.asarray(iv.alloc, dtype=np.int64)
+        free = np.asarray(iv.free, dtype=np.int64)
+        delta = np.bincount(alloc, size, minlength=N + 2) - np.bincount(free + 1, size, minlength=N + 2)
+        during = np.cumsum(delta)[:N]
+        freed = np.bincount(free, size, minlength=N + 1)[:N]
+        return (np.rint(during).astype(np.int64) + np.asarray(ws, dtype=np.int64),
+                np.rint(during - freed).astype(np.int64))
+
+    def peak(self, plan: Plan | None = None) -> int:
+        """The estimated peak bytes of one call under ``plan`` (the fast path)."""
+        model = self._model_for(plan)
+        iv, ws = model._base if not (plan and plan.regions) else model._intervals(model._regions(plan))
+        if not model.nodes:
+            return 0
+        return int(model._curves(iv, ws)[0].max())
+
+    def report(self, plan: Plan | None = None) -> MemoryReport:
+        model = self._model_for(plan)
+        if model is not self:
+            return model.report(plan)
+        regions = self._regions(plan)
+        iv, ws = self._intervals(regions) if regions else self._base
+        if not self.nodes:
+            return MemoryReport(0, "", -1, [], {}, dict(self.sizes))
+        during, after = self._curves(iv, ws)
+        region_at = {p: reg.index for reg in regions for p in range(reg.start, reg.end + 1)}
+        timeline = [TimelineEntry(n.name, n.op.name, int(after[p]), int(during[p]), region_at.get(p))
+                    for p, n in enumerate(self.nodes)]
+        i = int(np.argmax(during))
+        live: dict[str, int] = {}
+        for k in range(len(iv.nbytes)):
+            if iv.alloc[k] <= i <= iv.free[k] and iv.nbytes[k]:
+                name = self.values[iv.owner[k]].name + (f" [{iv.kind[k]}]" if iv.kind[k] else "")
+                live[name] = live.get(name, 0) + iv.nbytes[k]
+        if ws[i]:
+            live[f"workspace of {self.nodes[i].name}"] = ws[i]
+        live = dict(sorted(live.items(), key=lambda kv: -kv[1]))
+        return MemoryReport(int(during[i]), self.nodes[i].name, i, timeline, live, dict(self.sizes),
+                            tuple((reg.start, reg.end) for reg in regions))
+
+
+def _normalize_sizes(graph: Graph, sizes: Mapping | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for k, v in (sizes or {}).items():
+        out[getattr(k, "name", str(k))] = int(v)
+    missing = sorted(graph.symbols() - set(out))
+    if missing:
+        raise ChunkcError(f"estimate_memory: graph {graph.name} has symbolic sizes {', '.join(missing)}; "
+                          f"pass sizes={{{', '.join(repr(m) + ': ...' for m in missing)}}} "
+                          "(or graph.bind_sizes(inputs))")
+    return out
+
+
+__all__ = ["MemoryModel", "MemoryReport", "TimelineEntry", "estimate_memory", "format_bytes"]

@@ -1,0 +1,41 @@
+"""A readable plan report: each region's span, axes, chunk size, memory and cost."""
+
+from __future__ import annotations
+
+from ..ir.sizes import evaluate, format_size
+from .plan import Plan
+
+
+def _mib(n: int | None) -> str:
+    return "?" if n is None else f"{n / 2**20:.2f} MiB"
+
+
+def plan_report(plan: Plan) -> str:
+    lines = [f"# chunk plan for graph {plan.graph.name} at sizes "
+             f"{', '.join(f'{k}={v}' for k, v in sorted(plan.sizes.items())) or '(static)'}"]
+    lines.append(f"#   budget {_mib(plan.budget_bytes)}; unchunked peak {_mib(plan.unchunked_peak_bytes)}; "
+                 f"estimated peak {_mib(plan.estimated_peak_bytes)}"
+                 + (f"; estimated time x{plan.estimated_slowdown:.3f}" if plan.estimated_slowdown else ""))
+    if not plan.regions:
+        lines.append("#   no regions")
+    for k, region in enumerate(plan.regions):
+        stats = plan.stats[k] if k < len(plan.stats) else None
+        chunk = region.chunk_size
+        concrete = ""
+        try:
+            concrete = f" (= {evaluate(chunk, plan.sizes)})" if not isinstance(chunk, int) else ""
+        except KeyError:
+            pass
+        lines.append(f"# region {k}: {len(region.nodes)} nodes {region.nodes[0]} .. {region.nodes[-1]}; "
+                     f"chunk {format_size(chunk)}{concrete} of {format_size(region.extent)}")
+        if stats is not None:
+            lines.append(f"#   memory in span {_mib(stats.peak_before)} -> {_mib(stats.peak_after)}; "
+                         f"{stats.iterations} iterations; estimated overhead {stats.extra_seconds * 1e3:.2f} ms")
+            if stats.hoisted:
+                lines.append(f"#   hoisted before the loop: {', '.join(stats.hoisted)}")
+        axes = ", ".join(f"%{c.value}[{c.axis}]" + (f"x{c.unit}" if c.unit != 1 else "") for c in region.chunked)
+        lines.append(f"#   chunked values: {axes}")
+        lines.append(f"#   outputs: {', '.join('%' + o for o in region.outputs)}")
+    for note in plan.notes:
+        lines.append(f"# note: {note}")
+    return "\n".join(lines) + "\n"

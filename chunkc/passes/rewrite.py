@@ -1,0 +1,44 @@
+"""Rebuild a graph node by node, letting a rule replace any node.
+
+    def rule(node, inputs, g):          # inputs: the node's inputs in the new graph
+        if node.op.name == "gelu":      # a pattern keyed by op, as in MLIR rewrites
+            return (O.mul(inputs[0], O.sigmoid(inputs[0] * 1.702)),)
+        return None                     # keep the node as it is
+
+    new_graph = rebuild(graph, rule)
+
+The new graph keeps names (fresh ones for new nodes) and the schedule order,
+with replacement nodes placed where the replaced node was.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from ..ir.graph import Graph, Node, Value
+
+Rule = Callable[[Node, Sequence[Value], Graph], Sequence[Value] | None]
+
+
+def rebuild(graph: Graph, rule: Rule, keep: Callable[[Node], bool] | None = None) -> Graph:
+    """Copy ``graph``; ``rule`` may return replacement outputs for a node; ``keep`` may drop nodes."""
+    g = Graph(graph.name)
+    vmap: dict[Value, Value] = {}
+    for v in graph.inputs:
+        vmap[v] = g.add_input(v.name, v.dtype, v.shape)
+    for v in graph.constants:
+        vmap[v] = g.add_constant(v.name, v.data, type=v.type) if v.data is None else g.add_constant(v.name, v.data)
+    for node in graph.nodes:
+        if keep is not None and not keep(node):
+            continue
+        inputs = [vmap[v] for v in node.inputs]
+        replaced = rule(node, inputs, g)
+        if replaced is None:
+            new = g.add_node(node.op, inputs, node.attrs, name=node.name,
+                             output_names=[o.name for o in node.outputs])
+            replaced = new.outputs
+        if len(replaced) != len(node.outputs):
+            raise ValueError(f"rewrite of node {node.name} returned {len(replaced)} values for {len(node.outputs)} outputs")
+        vmap.update(zip(node.outputs, replaced))
+    g.set_outputs(*[vmap[v] for v in graph.outputs])
+    return g

@@ -1,0 +1,239 @@
+"""Chunk-flow search: legal chunk regions ending at a node, found bottom-up.
+
+A region is a span ``[start, end]`` of the schedule.  Fix the end node and the
+axis along which its output is chunked, then walk the schedule backwards.  Each
+node met either
+
+* runs **in the loop**: some consumer in the span needs a slice of its output,
+  so its dimension record must *carry* that axis; the record then says which
+  input axes are sliced (with their ratio), every other input is used whole; or
+* is **hoisted** before the loop: nobody in the loop needs a slice of it, so it
+  is computed whole, from whole inputs only.
+
+A node that must be both (one consumer wants a slice, another the whole value)
+ends the walk: no span that contains it is legal.  Every node the walk passes
+gives a legal start, so one walk yields all regions ending at ``end`` — in time
+linear in the span.  The walk reads only dimension records (``node.dims()``),
+never op names.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Iterator
+
+from ..ir.graph import Graph, Node, Value
+from ..ir.sizes import Size, normalize, ratio, sizes_equal
+from .plan import ChunkedValue, ChunkRegion
+
+WHOLE = None  # requirement: the value is used whole
+
+
+class Candidate:
+    """A legal region before a chunk size is chosen (indices into the schedule)."""
+
+    __slots__ = ("start", "end", "loop", "hoisted", "outputs", "extent", "_sliced", "_req", "_scale", "_chunked")
+
+    def __init__(self, start: int, end: int, loop: tuple[int, ...], hoisted: tuple[int, ...],
+                 outputs: tuple[Value, ...], extent: Size, sliced: tuple[Value, ...],
+                 requirements: dict, scale: int):
+        self.start, self.end = start, end
+        self.loop = loop  # node indices run in the loop, ascending
+        self.hoisted = hoisted  # node indices moved before the loop, ascending
+        self.outputs = outputs  # values written into full buffers
+        self.extent = extent  # chunk units in all
+        # the walk's requirement table only grows, so a snapshot of its keys suffices
+        self._sliced, self._req, self._scale = sliced, requirements, scale
+        self._chunked = None
+
+    @property
+    def chunked(self) -> tuple[tuple[Value, int, int], ...]:
+        """(value, axis, unit) for every sliced value."""
+        if self._chunked is None:
+            self._chunked = tuple((v, self._req[v][0], int(self._req[v][1] * self._scale)) for v in self._sliced)
+        return self._chunked
+
+    def to_region(self, graph: Graph, chunk_size: Size) -> ChunkRegion:
+        return ChunkRegion(
+            nodes=tuple(graph.nodes[i].name for i in self.loop),
+            chunked=tuple(ChunkedValue(v.name, axis, unit) for v, axis, unit in self.chunked),
+            outputs=tuple(v.name for v in self.outputs),
+            extent=self.extent,
+            chunk_size=chunk_size,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Candidate {self.start}..{self.end}: {len(self.loop)} in loop, {len(self.hoisted)} hoisted>"
+
+
+class GraphIndex:
+    """Schedule positions, uses and dimension records of a graph, computed once."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.position = {n: i for i, n in enumerate(graph.nodes)}
+        self.uses: dict[Value, list[tuple[int, int]]] = {v: [] for v in graph.values()}
+        for i, n in enumerate(graph.nodes):
+            for k, v in enumerate(n.inputs):
+                self.uses[v].append((i, k))
+        outputs = set(graph.outputs)
+        self.last_use = {v: (len(graph.nodes) if v in outputs else max((i for i, _ in u), default=-1))
+                         for v, u in self.uses.items()}
+        self._dims: dict[int, tuple] = {}
+
+    def dims(self, i: int):
+        rec = self._dims.get(i)
+        if rec is None:
+            rec = self._dims[i] = self.graph.nodes[i].dims()
+        return rec
+
+    def producer_index(self, v: Value) -> int:
+        return -1 if v.producer is None else self.position[v.producer]
+
+
+class _Conflict(Exception):
+    """The walk cannot include the current node."""
+
+
+def _input_requirements(node: Node, rec, out_reqs: dict[int, tuple[int, Fraction]]) -> dict[int, object]:
+    """Per input position: (axis, unit) to slice, or WHOLE, for the given output slicing."""
+    needs: dict[int, object] | None = None
+    for k, (axis, unit) in out_reqs.items():
+        flow = rec[k][axis]
+        if flow.kind != "carry":
+            raise _Conflict(f"{node.name} {flow.kind}es output axis {axis}")
+        this: dict[int, object] = {i: WHOLE for i in range(len(node.inputs))}
+        for s in flow.sources:
+            r = s.ratio
+            this[s.input] = (s.axis, unit if r == 1 else unit * r)
+        if needs is not None and needs != this:
+            raise _Conflict(f"outputs of {node.name} need different input slices")
+        needs = this
+    assert needs is not None
+    # one value used at two positions must be used the same way
+    by_value: dict[Value, object] = {}
+    for i, req in needs.items():
+        v = node.inputs[i]
+        if v in by_value and by_value[v] != req:
+            raise _Conflict(f"{node.name} uses %{v.name} both sliced and whole")
+        by_value[v] = req
+    return needs
+
+
+def _match_output_axes(node: Node, rec, reqs: dict[int, tuple[int, Fraction]],
+                       want: list[int]) -> dict[int, tuple[int, Fraction]]:
+    """For a multi-output node: the axis of each escaping output that slices the same inputs."""
+    k0, (a0, u0) = next(iter(reqs.items()))
+    base = {s.input: (s.axis, u0 * s.ratio) for s in rec[k0][a0].sources}
+    out = dict(reqs)
+    for k in want:
+        for a, flow in enumerate(rec[k]):
+            if flow.kind != "carry" or not flow.sources:
+                continue
+            if not all(s.input in base and base[s.input][0] == s.axis for s in flow.sources):
+                continue
+            units = {base[s.input][1] / s.ratio for s in flow.sources}
+            if len(units) == 1:
+                out[k] = (a, units.pop())
+                break
+        else:
+            raise _Conflict(f"output {k} of {node.name} leaves the region but no axis of it follows the chunk")
+    return out
+
+
+def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
+                 max_nodes: int | None = None) -> Iterator[Candidate]:
+    """Yield every legal region ``[start, end]`` whose end output is chunked along ``axis``.
+
+    Regions come from the shortest to the longest.  ``min_start`` bounds the
+    walk (the end of a region already chosen); ``max_nodes`` bounds its length.
+    """
+    graph = index.graph
+    end_node = graph.nodes[end]
+    if len(end_node.outputs) != 1 or not (0 <= axis < end_node.outputs[0].rank):
+        return
+    end_out = end_node.outputs[0]
+    chunk_req: dict[Value, tuple[int, Fraction | int]] = {end_out: (axis, 1)}
+    sliced: list[Value] = [end_out]  # chunk_req's keys in insertion order (append-only)
+    whole_loop: set[Value] = set()  # read whole by a loop node
+    whole_hoisted: set[Value] = set()  # read by a hoisted node
+    loop: list[int] = []
+    hoisted: list[int] = []
+    outputs: list[Value] = [end_out]
+    scale = 1  # lcm of the units' denominators
+    lowest = max(min_start, 0 if max_nodes is None else end - max_nodes + 1)
+    position = index.position
+
+    for i in range(end, lowest - 1, -1):
+        node = graph.nodes[i]
+        try:
+            reqs = {k: chunk_req[o] for k, o in enumerate(node.outputs) if o in chunk_req}
+            if not reqs:
+                # Nobody in the loop needs a slice: compute it whole, before the loop.
+                whole_hoisted.update(node.inputs)
+                hoisted.append(i)
+                continue  # a span starting at a hoisted node equals one starting after it
+            if any(o in whole_loop or o in whole_hoisted for o in node.outputs):
+                raise _Conflict(f"%{node.name} is needed both sliced and whole")
+            rec = index.dims(i)
+            escaping = [k for k, o in enumerate(node.outputs) if index.last_use[o] > end and k not in reqs]
+            if escaping:
+                reqs = _match_output_axes(node, rec, reqs, escaping)
+            in_reqs = _input_requirements(node, rec, reqs)
+            for k, req in reqs.items():
+                o = node.outputs[k]
+                if o not in chunk_req:
+                    chunk_req[o] = req
+                    sliced.append(o)
+                if index.last_use[o] > end and o is not end_out:
+                    outputs.append(o)
+            for pos, req in in_reqs.items():
+                v = node.inputs[pos]
+                if req is WHOLE:
+                    if v in chunk_req:
+                        raise _Conflict(f"%{v.name} is needed both sliced and whole")
+                    whole_loop.add(v)
+                elif v in chunk_req:
+                    if chunk_req[v] != req:
+                        raise _Conflict(f"%{v.name} is needed along two different axes")
+                else:
+                    if v in whole_loop:
+                        raise _Conflict(f"%{v.name} is needed both sliced and whole")
+                    chunk_req[v] = req
+                    sliced.append(v)
+                    if not isinstance(req[1], int):
+                        scale = math.lcm(scale, req[1].denominator)
+            loop.append(i)
+        except _Conflict:
+            return
+        yield Candidate(
+            start=i, end=end, loop=tuple(reversed(loop)), hoisted=tuple(reversed(hoisted)),
+            outputs=tuple(sorted(outputs, key=lambda v: position[v.producer])),
+            extent=end_out.shape[axis] if scale == 1 else _divide(end_out.shape[axis], Fraction(scale)),
+            sliced=tuple(sliced), requirements=chunk_req, scale=scale,
+        )
+
+
+def _divide(size: Size, unit: Fraction) -> Size:
+    if unit == 1:
+        return size
+    return normalize(size * unit.denominator / unit.numerator) if not isinstance(size, int) \
+        else int(Fraction(size) / unit)
+
+
+def candidate_axes(node: Node) -> list[int]:
+    """Output axes worth chunking along: not of static size 1."""
+    if len(node.outputs) != 1:
+        return []
+    return [a for a, s in enumerate(node.outputs[0].shape) if not (isinstance(s, int) and s <= 1)]
+
+
+def consistent_extent(c: Candidate) -> bool:
+    """Every sliced value's axis has ``unit * extent`` elements."""
+    for v, axis, unit in c.chunked:
+        if not sizes_equal(v.shape[axis], normalize(c.extent * unit)):
+            r = ratio(v.shape[axis], c.extent)
+            if r is None or r != unit:
+                return False
+    return True

@@ -1,0 +1,80 @@
+"""Constant, Identity, Dropout (inference), Cast and CastLike."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import numpy_helper
+
+from chunkc.ir.dtypes import DType
+
+from .. import folding as F
+from ..types import to_dtype
+from .registry import converter
+
+
+def tensor_to_array(ctx, tensor, what: str) -> tuple[np.ndarray, DType]:
+    dt = to_dtype(tensor.data_type, f"{ctx.node.describe()}: {what}")
+    if tensor.data_location == 1:  # TensorProto.EXTERNAL
+        raise ctx.fail(f"{what} keeps its data in an external file; chunkc reads self-contained models only")
+    arr = numpy_helper.to_array(tensor)
+    return np.asarray(arr).astype(dt.numpy, copy=False), dt
+
+
+@converter("Constant")
+def constant(ctx, node):
+    attrs = node.attrs
+    if "value" in attrs:
+        data, dt = tensor_to_array(ctx, attrs["value"], "value")
+    elif "value_float" in attrs:
+        data, dt = np.asarray(attrs["value_float"], np.float32), DType.float32
+    elif "value_floats" in attrs:
+        data, dt = np.asarray(attrs["value_floats"], np.float32), DType.float32
+    elif "value_int" in attrs:
+        data, dt = np.asarray(attrs["value_int"], np.int64), DType.int64
+    elif "value_ints" in attrs:
+        data, dt = np.asarray(attrs["value_ints"], np.int64), DType.int64
+    else:
+        given = ", ".join(sorted(attrs)) or "none"
+        raise ctx.fail(f"only numeric constants are supported (value, value_float(s), value_int(s)); got {given}")
+    ctx.set_known(0, data, dt)
+
+
+@converter("Identity")
+def identity(ctx, node):
+    ctx.forward(0, 0)
+
+
+@converter("Dropout")
+def dropout(ctx, node):
+    training = ctx.known(2) if ctx.has(2) else None
+    if ctx.has(2) and training is None:
+        raise ctx.fail("training_mode is computed at run time; chunkc imports inference graphs")
+    ratio = ctx.known(1) if ctx.has(1) else node.attr("ratio", 0.5)
+    if training is not None and bool(np.asarray(training).reshape(-1)[0]) and float(np.asarray(ratio).reshape(-1)[0]) != 0:
+        raise ctx.fail("dropout in training mode is random; chunkc imports inference graphs (training_mode=False)")
+    ctx.forward(0, 0)
+    if node.has_output(1):
+        ctx.set(1, ctx.op("full_like", ctx.value(0), value=True, dtype=DType.bool))
+
+
+def _cast_target(ctx, node) -> DType:
+    if node.op_type == "CastLike":
+        return ctx.dtype(1)
+    return to_dtype(int(node.attr("to")), f"{node.describe()}: attribute to")
+
+
+def _cast_fold(ctx, arrays):
+    dt = _cast_target(ctx, ctx.node)
+    a = arrays[0]
+    if F.is_symbolic(a):
+        if dt == DType.bool:
+            return None
+        return [(F.as_integers(a), dt)]
+    with np.errstate(all="ignore"):
+        return [(a.astype(dt.numpy), dt)]
+
+
+@converter("Cast", "CastLike", fold=_cast_fold)
+def cast(ctx, node):
+    dt = _cast_target(ctx, node)
+    ctx.set(0, ctx.op("cast", ctx.value(0), dtype=dt))

@@ -1,0 +1,3 @@
+"""Importing this module registers every converter family."""
+
+from . import constant, elementwise, linalg, nn, reduce, resize, shape, tensor  # noqa: F401

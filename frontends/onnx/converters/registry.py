@@ -1,0 +1,53 @@
+"""The converter table: one entry per (domain, op type), looked up, never matched by name.
+
+A converter is a small function ``fn(ctx, node)`` that reads the current
+node's inputs through the :class:`~frontends.onnx.context.ImportContext` and
+sets its outputs.  An optional ``fold(ctx, arrays)`` computes the outputs at
+import time when every input is known and small (shape arithmetic); it returns
+``None`` to decline, and the node is then converted to IR ops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+Fold = Callable[..., "list | None"]
+
+
+@dataclass(frozen=True)
+class Converter:
+    domain: str
+    op_type: str
+    fn: Callable
+    fold: Fold | None = None
+    min_opset: int = 1  # earliest opset of the domain this converter follows
+
+
+CONVERTERS: dict[tuple[str, str], Converter] = {}
+
+
+def converter(*op_types: str, domain: str = "", fold: Fold | None = None, min_opset: int = 1):
+    """Register ``fn`` for each op type of ``domain``."""
+    def deco(fn):
+        for op_type in op_types:
+            key = (domain, op_type)
+            if key in CONVERTERS:
+                raise ValueError(f"ONNX converter for {domain or 'ai.onnx'}::{op_type} registered twice")
+            CONVERTERS[key] = Converter(domain, op_type, fn, fold, min_opset)
+        return fn
+    return deco
+
+
+def lookup(domain: str, op_type: str) -> Converter | None:
+    _load()
+    return CONVERTERS.get(("" if domain == "ai.onnx" else domain, op_type))
+
+
+def supported_op_types(domain: str = "") -> list[str]:
+    _load()
+    return sorted(op for d, op in CONVERTERS if d == domain)
+
+
+def _load() -> None:
+    from . import families  # noqa: F401  (registers every converter)

@@ -1,0 +1,191 @@
+"""torch.export's symbolic sizes -> chunkc sizes named after the user's ``Dim``\\ s.
+
+torch.export names the symbols of dynamic dimensions ``s0``, ``s27``...; the
+user wrote ``Dim("L")``.  The export's shape environment remembers both: every
+symbol has *sources* (``L['x'].size()[1]``, or for a root ``Dim`` a constant
+source called ``L``) and ``source_name_to_debug_name`` maps a source to the
+text the user gave (``L``, or ``2*L`` for a derived dim).  :class:`SymbolMap`
+solves each torch symbol for the user's names, so ``4*s27`` becomes ``4*L``.
+
+Symbols nobody named (``Dim.AUTO``) are called ``<input>_dim<axis>``; unbacked
+symbols (data-dependent sizes, from ``.item()`` or ``nonzero``) have no
+chunkc equivalent and are refused by :meth:`SymbolMap.size`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+import sympy
+import torch
+from torch.utils._sympy import functions as tfn
+
+from chunkc.ir.graph import sanitize_name
+from chunkc.ir.sizes import Size, normalize, parse_size, sym
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SymbolicValueError(ValueError):
+    """A torch symbolic value that chunkc cannot express (data-dependent, float)."""
+
+
+class SymbolMap:
+    """Maps torch.export's sympy symbols to chunkc size symbols."""
+
+    def __init__(self, shape_env=None):
+        self.table: dict[sympy.Symbol, sympy.Expr] = {}
+        self._used_names: dict[str, sympy.Expr] = {}
+        if shape_env is not None:
+            self._from_shape_env(shape_env)
+
+    # -- construction ---------------------------------------------------------
+    def _from_shape_env(self, env) -> None:
+        from torch._dynamo.source import ConstantSource, TensorPropertySource
+
+        debug = dict(getattr(env, "source_name_to_debug_name", {}) or {})
+        replacements = dict(getattr(env, "replacements", {}) or {})
+        var_to_sources = dict(getattr(env, "var_to_sources", {}) or {})
+        fallback: dict[sympy.Symbol, str] = {}
+        # Root dims first (constant sources carry the user's name directly), then
+        # the sources whose debug name is an expression of a root (derived dims).
+        for s, sources in var_to_sources.items():
+            for src in sources:
+                if isinstance(src, ConstantSource) and _IDENT.match(src.name):
+                    self._bind(s, sym(src.name))
+        for s, sources in var_to_sources.items():
+            for src in sources:
+                text = debug.get(src.name)
+                if text is None:
+                    if isinstance(src, TensorPropertySource) and s not in fallback:
+                        base = getattr(src.base, "local_name", None) or getattr(src.base, "name", "x")
+                        fallback[s] = f"{sanitize_name(str(base))}_dim{src.idx}"
+                    continue
+                try:
+                    user = parse_size(text)
+                except ValueError:
+                    continue
+                self._solve(replacements.get(s, s), user)
+        for s, name in fallback.items():
+            if s not in self.table and replacements.get(s, s) == s:
+                self._bind(s, sym(self._fresh(name)))
+
+    def _fresh(self, name: str) -> str:
+        base, k = name, 1
+        while name in self._used_names:
+            name, k = f"{base}_{k}", k + 1
+        return name
+
+    def _bind(self, s: sympy.Symbol, expr: sympy.Expr) -> None:
+        if s in self.table:
+            return
+        if isinstance(expr, sympy.Symbol):
+            owner = self._used_names.get(expr.name)
+            if owner is not None and owner != s:  # two different torch symbols asked for one name
+                expr = sym(self._fresh(expr.name))
+            self._used_names[expr.name] = s
+        self.table[s] = expr
+
+    def _solve(self, torch_expr: sympy.Expr, user: Size) -> None:
+        """Solve ``torch_expr == user`` for the one torch symbol not yet mapped."""
+        if isinstance(user, int):
+            return
+        unknown = [s for s in torch_expr.free_symbols if s not in self.table]
+        if len(unknown) != 1:
+            return
+        s = unknown[0]
+        known = torch_expr.subs({k: v for k, v in self.table.items() if k in torch_expr.free_symbols})
+        if known == s and isinstance(user, sympy.Symbol):
+            self._bind(s, user)
+            return
+        try:
+            sols = sympy.solve(sympy.Eq(known, user), s)
+        except (NotImplementedError, TypeError):
+            return
+        for cand in sols:
+            if cand.free_symbols and all(f.is_integer for f in cand.free_symbols):
+                self._bind(s, sympy.simplify(cand))
+                return
+
+    # -- translation ------------------------------------------------------------
+    def size(self, value: Any, where: str = "") -> Size:
+        """An int, SymInt or torch sympy expression as a chunkc size."""
+        if isinstance(value, bool):
+            raise SymbolicValueError(f"{where}: expected a size, got the bool {value}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, torch.SymInt):
+            hint = value.node.expr
+            return normalize(self.expr(hint, where))
+        if isinstance(value, sympy.Basic):
+            return normalize(self.expr(value, where))
+        raise SymbolicValueError(f"{where}: expected a size, got {type(value).__name__} {value!r}")
+
+    def scalar(self, value: Any, where: str = "") -> Any:
+        """A SymInt/SymFloat/SymBool as an int/size, float or bool; plain numbers pass."""
+        if isinstance(value, (bool, int, float)) or value is None:
+            return value
+        if isinstance(value, torch.SymBool):
+            e = value.node.expr
+            if e in (sympy.true, sympy.false):
+                return bool(e)
+            raise SymbolicValueError(f"{where}: a condition on symbolic sizes ({e}) is not a chunkc value")
+        if isinstance(value, torch.SymFloat):
+            e = self.expr(value.node.expr, where)
+            if e.free_symbols:
+                raise SymbolicValueError(f"{where}: the float {e} depends on symbolic sizes; chunkc scalars "
+                                         "must be constants (compute it from static sizes)")
+            return float(e)
+        return self.size(value, where)
+
+    def expr(self, e: sympy.Basic, where: str = "") -> sympy.Expr:
+        unknown = [s for s in e.free_symbols if s not in self.table]
+        if unknown:
+            names = ", ".join(sorted(str(s) for s in unknown))
+            raise SymbolicValueError(
+                f"{where}: size {e} uses {names}, a data-dependent or unnamed size (from .item(), nonzero, "
+                "masked indexing...); chunkc sizes must come from the inputs' dynamic dims")
+        return _translate(e, self.table)
+
+    def names(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in self.table.items()}
+
+
+def _translate(e: sympy.Basic, table: dict) -> sympy.Expr:
+    if isinstance(e, sympy.Symbol):
+        return table[e]
+    if e.is_Number or not e.args:
+        return e
+    args = [_translate(a, table) for a in e.args]
+    for cls, build in _FUNCS:
+        if isinstance(e, cls):
+            return build(*args)
+    if isinstance(e, (sympy.Add, sympy.Mul, sympy.Pow, sympy.Max, sympy.Min, sympy.floor, sympy.ceiling, sympy.Mod)):
+        return e.func(*args)
+    raise SymbolicValueError(f"size expression {e} uses {type(e).__name__}, which chunkc sizes cannot express")
+
+
+def _floordiv(a, b):
+    return sympy.floor(a / b)
+
+
+_FUNCS: Iterable = (
+    (tfn.FloorDiv, _floordiv),
+    (tfn.CleanDiv, lambda a, b: a / b),
+    (tfn.CeilDiv, lambda a, b: sympy.ceiling(a / b)),
+    (tfn.ModularIndexing, lambda x, d, m: sympy.Mod(sympy.floor(x / d), m)),
+    (tfn.Mod, sympy.Mod),
+    (tfn.PythonMod, sympy.Mod),
+    (tfn.Max, sympy.Max),
+    (tfn.Min, sympy.Min),
+    (tfn.IntTrueDiv, lambda a, b: a / b),
+    (tfn.FloatTrueDiv, lambda a, b: a / b),
+    (tfn.FloorToInt, sympy.floor),
+    (tfn.CeilToInt, sympy.ceiling),
+    (tfn.TruncToInt, lambda a: sympy.sign(a) * sympy.floor(sympy.Abs(a))),
+    (tfn.ToFloat, lambda a: a),
+    (tfn.Identity, lambda a: a),
+    (tfn.PowByNatural, lambda a, b: a ** b),
+    (tfn.OpaqueUnaryFn_sqrt, sympy.sqrt),
+)
