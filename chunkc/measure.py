@@ -5,10 +5,12 @@ The measurement is independent of the estimate (chunkc.passes.memory); each arra
 library is measured by its own allocator:
 
 * NumPy   -- ``tracemalloc``: NumPy reports every array buffer to tracemalloc in
-             its own domain (``np.lib.tracemalloc_domain``).  The peak is taken
-             over all domains (tracemalloc keeps one peak counter), so Python
-             objects made during the call count too; they are a few KiB, and the
-             snapshot filtered on NumPy's domain separates what the call keeps.
+             its own domain (``np.lib.tracemalloc_domain``).  tracemalloc keeps a
+             single peak counter over all domains, so the Python objects made
+             during the call count too: a few KiB, against MiB of arrays.  (A
+             snapshot can be filtered on NumPy's domain, but a snapshot shows the
+             present, never the peak.)  Run ``fn`` once before measuring when its
+             first call imports modules or fills caches.
 * PyTorch, CPU -- a ``TorchDispatchMode`` sees every ATen op and the tensors it
              returns.  It keeps the set of live storages: a storage that an op
              returns and that is neither one of the op's own inputs' storages nor
@@ -26,6 +28,7 @@ library is measured by its own allocator:
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import tracemalloc
 import weakref
@@ -55,6 +58,20 @@ def measure_peak(fn: Callable, *args, device: str | None = None, weights: Iterab
     if device == "cupy":
         return _measure_cupy(fn, args)
     raise ValueError(f"measure_peak: unknown device {device!r}; use one of {', '.join(DEVICES)}")
+
+
+@contextlib.contextmanager
+def _quiet_gc():
+    """Collect garbage first (so that it is not freed mid-call and mistaken for the
+    call's own frees) and keep the cyclic collector out of the call."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def detect_device(fn: Callable, args: tuple) -> str:
@@ -92,26 +109,20 @@ def _torch_if_loaded():
 
 
 def _measure_numpy(fn: Callable, args: tuple) -> int:
-    gc.collect()
     was_tracing = tracemalloc.is_tracing()
     if not was_tracing:
         tracemalloc.start()
     try:
-        before = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        result = fn(*args)
-        peak = tracemalloc.get_traced_memory()[1]
-        del result
+        with _quiet_gc():
+            before = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            result = fn(*args)
+            peak = tracemalloc.get_traced_memory()[1]
+            del result
     finally:
         if not was_tracing:
             tracemalloc.stop()
     return max(int(peak - before), 0)
-
-
-def numpy_bytes_in_use() -> int:
-    """Bytes of NumPy array buffers alive now (tracemalloc must be tracing)."""
-    snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)])
-    return sum(t.size for t in snap.traces)
 
 
 # -- PyTorch on the CPU ------------------------------------------------------------------------
@@ -119,50 +130,51 @@ def numpy_bytes_in_use() -> int:
 
 @dataclass
 class StorageTracker:
-    """Live storages allocated while the mode is active, and their peak."""
+    """Live storages allocated while the mode is active, and their peak.
+
+    Storages are keyed by their Python object, which PyTorch keeps alive (and so
+    its ``id`` stable) for as long as the storage lives; a finalizer on it fires
+    when the storage is freed.
+    """
 
     live: int = 0
     peak: int = 0
-    known: dict[int, int] = field(default_factory=dict)  # storage data_ptr -> bytes counted (0: external)
+    known: dict[int, int] = field(default_factory=dict)  # id(storage) -> bytes counted (0: external)
     _finalizers: list = field(default_factory=list)
 
     def seed(self, tensors: Iterable[Any]) -> None:
         import torch
         for t in tensors:
             if isinstance(t, torch.Tensor):
-                ptr = t.untyped_storage().data_ptr()
-                if ptr:
-                    self.known[ptr] = 0
+                self.known[id(t.untyped_storage())] = 0
 
     def observe(self, outputs, inputs) -> None:
         import torch
-        own = {t.untyped_storage().data_ptr() for t in _leaves(inputs) if isinstance(t, torch.Tensor)}
+        own = {id(t.untyped_storage()) for t in _leaves(inputs) if isinstance(t, torch.Tensor)}
         for t in _leaves(outputs):
             if not isinstance(t, torch.Tensor) or t.device.type != "cpu" or t.is_meta:
                 continue
             storage = t.untyped_storage()
-            ptr, nbytes = storage.data_ptr(), storage.nbytes()
-            if not ptr:
-                continue
-            if ptr in self.known:
-                counted = self.known[ptr]
+            key, nbytes = id(storage), storage.nbytes()
+            if key in self.known:
+                counted = self.known[key]
                 if counted and nbytes != counted:  # resized in place
                     self._count(nbytes - counted)
-                    self.known[ptr] = nbytes
+                    self.known[key] = nbytes
                 continue
-            if ptr in own:  # an alias of an input the seed did not name (a weight in a closure)
-                self.known[ptr] = 0
+            if key in own:  # an alias of an input the seed did not name (a weight in a closure)
+                self.known[key] = 0
                 continue
-            self.known[ptr] = nbytes
+            self.known[key] = nbytes
             self._count(nbytes)
-            self._finalizers.append(weakref.finalize(storage, self._release, ptr))
+            self._finalizers.append(weakref.finalize(storage, self._release, key))
 
     def _count(self, n: int) -> None:
         self.live += n
         self.peak = max(self.peak, self.live)
 
-    def _release(self, ptr: int) -> None:
-        self.live -= self.known.pop(ptr, 0)
+    def _release(self, key: int) -> None:
+        self.live -= self.known.pop(key, 0)
 
     def detach(self) -> None:
         for f in self._finalizers:
@@ -184,34 +196,24 @@ def _tracking_mode(tracker: StorageTracker):
 
 
 def _weights_of(fn, extra: Iterable[Any]) -> list:
+    """Tensors that are weights: a module's parameters and buffers, and those given."""
     import torch
     found = list(extra)
     if isinstance(fn, torch.nn.Module):
         found.extend(fn.parameters())
         found.extend(fn.buffers())
-    for attr in ("parameters", "weights", "constants"):  # compiled callables may expose their weights
-        obj = getattr(fn, attr, None)
-        if obj is None or isinstance(fn, torch.nn.Module):
-            continue
-        if callable(obj):
-            try:
-                obj = obj()
-            except TypeError:
-                continue
-        found.extend(_leaves(obj if not isinstance(obj, dict) else list(obj.values())))
     return found
 
 
 def _measure_torch_cpu(fn: Callable, args: tuple, weights: Iterable[Any]) -> int:
     import torch
-    gc.collect()
     tracker = StorageTracker()
     tracker.seed(_leaves(args))
     tracker.seed(_weights_of(fn, weights))
     try:
-        with torch.no_grad(), _tracking_mode(tracker):
+        with _quiet_gc(), torch.no_grad(), _tracking_mode(tracker):
             result = fn(*args)
-        del result
+            del result
     finally:
         tracker.detach()
     return tracker.peak
@@ -222,15 +224,14 @@ def _measure_torch_cpu(fn: Callable, args: tuple, weights: Iterable[Any]) -> int
 
 def _measure_cuda(fn: Callable, args: tuple) -> int:
     import torch
-    gc.collect()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    before = torch.cuda.memory_allocated()
-    with torch.no_grad():
+    with _quiet_gc(), torch.no_grad():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
         result = fn(*args)
-    torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated()
-    del result
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+        del result
     return max(int(peak - before), 0)
 
 
@@ -262,14 +263,15 @@ def _measure_cupy(fn: Callable, args: tuple) -> int:
             PoolCounter.__init__(self)
 
         # MemoryHook's other callbacks do nothing by default
-    gc.collect()
-    cupy.cuda.Device().synchronize()
+
     hook = _Hook()
-    with hook:
-        result = fn(*args)
+    with _quiet_gc():
         cupy.cuda.Device().synchronize()
-    del result
+        with hook:
+            result = fn(*args)
+            cupy.cuda.Device().synchronize()
+        del result
     return hook.peak
 
 
-__all__ = ["measure_peak", "detect_device", "StorageTracker", "PoolCounter", "numpy_bytes_in_use", "DEVICES"]
+__all__ = ["measure_peak", "detect_device", "StorageTracker", "PoolCounter", "DEVICES"]

@@ -37,6 +37,7 @@ Rule = Callable[["NodeContext"], str]
 
 # Loop variables of chunk regions; regions run one after another, so they are reused.
 EXTENT, CHUNK, START, STOP = "extent", "chunk", "start", "stop"
+DEVICE = "device"  # where new tensors go: bound at entry by backends that place tensors
 
 
 class Dialect(abc.ABC):
@@ -60,7 +61,7 @@ class Dialect(abc.ABC):
         return self.dtype(dt)
 
     def prologue(self, gen: "Generator") -> list[str]:
-        """Statements run first in each call (before the size bindings)."""
+        """Statements run first in each call (asked for once the body is generated)."""
         return []
 
 
@@ -156,6 +157,11 @@ class NodeContext:
         """A module-level ``name = rhs`` (deduplicated); returns ``name``."""
         return self.gen.helper(hint, rhs)
 
+    def device(self) -> str:
+        """The variable holding the device new tensors go to (bound at entry when used)."""
+        self.gen.needs_device = True
+        return DEVICE
+
     def fail(self, message: str) -> ChunkcError:
         return UnsupportedOpError(f"{self.gen.dialect.name} backend, node {self.node.name} ({self.op}): {message}")
 
@@ -183,7 +189,8 @@ class Generator:
                                       "regions must not overlap")
                 self.region_of[name] = i
 
-        self.namer = Namer(set(dialect.reserved) | {EXTENT, CHUNK, START, STOP})
+        self.needs_device = False
+        self.namer = Namer(set(dialect.reserved) | {EXTENT, CHUNK, START, STOP, DEVICE})
         self.attr_namer = Namer(dialect.reserved_attrs)
         self.symbols = self._name_symbols()
         self.sizes = SizeRenderer(self.symbols)
@@ -253,8 +260,6 @@ class Generator:
         self.lines.append("    " * self.depth + line)
 
     def generate(self) -> GeneratedFunction:
-        for line in self.dialect.prologue(self):
-            self.emit(line)
         self._bind_sizes()
         steps = self._steps()
         dying = _top_level_deaths(self.graph, steps, self.regions, self.by_name)
@@ -271,6 +276,7 @@ class Generator:
             self.emit(f"return {outs[0]}")
         else:
             self.emit(f"return {tuple_literal(outs) if outs else '()'}")
+        self.lines[:0] = self.dialect.prologue(self)  # after the body: it may depend on what the body used
         constants = [(self.constants[c], c) for c in self.graph.constants if c in self.used_constants]
         return GeneratedFunction(self.graph, self.plan, self.params, self.lines, constants, self.helper_lines)
 
@@ -325,6 +331,7 @@ class Generator:
         for v in outputs:
             shape = tuple_literal([self.sizes.render(s) for s in v.shape]) if v.rank else "()"
             self.emit(f"{self.names[v]} = {self.dialect.empty(shape, v.dtype)}  # output buffer {v.type}")
+        self.needs_device = True
         self.emit(f"for {START} in range(0, {EXTENT}, {CHUNK}):")
         self.depth += 1
         self.scope = _Scope(index, region, chunk)
@@ -346,8 +353,8 @@ class Generator:
             if dead:
                 self.emit(f"del {', '.join(dead)}")
         self.depth -= 1
-        for v in sliced + outputs:
-            self.inner.pop(v, None)
+        for v in sliced + outputs:  # the loop's own names are free again for the next loop
+            self.namer.release(self.inner.pop(v))
         self.scope = None
 
     def _chunk_size_expr(self, region: ChunkRegion) -> str:
@@ -523,4 +530,4 @@ def generate(graph: Graph, plan: Plan | None, dialect: Dialect) -> GeneratedFunc
 
 
 __all__ = ["Dialect", "GeneratedFunction", "Generator", "NodeContext", "Rule", "generate", "check_identifier",
-           "EXTENT", "CHUNK", "START", "STOP"]
+           "EXTENT", "CHUNK", "START", "STOP", "DEVICE"]

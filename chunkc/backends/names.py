@@ -37,6 +37,10 @@ class Namer:
         self.taken.add(name)
         return name
 
+    def release(self, name: str) -> None:
+        """Give back a name whose scope ended (a chunk loop's temporaries)."""
+        self.taken.discard(name)
+
     def reserve(self, name: str) -> str:
         """Claim ``name`` exactly (backend-chosen names); fails if it is taken."""
         check_identifier(name)

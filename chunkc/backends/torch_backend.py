@@ -34,7 +34,7 @@ GRAD_MODES = {"inference": "torch.inference_mode()", "no_grad": "torch.no_grad()
 
 class TorchDialect(Dialect):
     name = "torch"
-    reserved = frozenset({"torch", "F", "rt", "self", "device", "load", "os"})
+    reserved = frozenset({"torch", "F", "rt", "self", "device", "load"})
 
     def __init__(self):
         self.rules = torch_rules()
@@ -48,12 +48,12 @@ class TorchDialect(Dialect):
         return f"torch.empty({shape}, dtype={self.dtype(dt)}, device=device)"
 
     def prologue(self, gen) -> list[str]:
-        if not gen.regions:
+        if not gen.needs_device:
             return []
         if gen.params:
             return [f"device = {gen.params[0]}.device"]
-        if gen.constants:
-            return ["device = next(self.buffers()).device"]
+        if gen.used_constants:
+            return [f"device = {gen.expr_of(next(iter(gen.used_constants)))}.device"]
         return ["device = torch.device('cpu')"]
 
 
@@ -70,7 +70,7 @@ def _wrap(fn: GeneratedFunction, grad_mode: str) -> str:
         raise ChunkcError(f"torch backend: grad_mode must be one of {sorted(GRAD_MODES)}, got {grad_mode!r}")
     name = class_name(fn.graph)
     lines = source_header(fn, "torch")
-    lines += ["import os", "", "import torch", "import torch.nn.functional as F", "",
+    lines += ["import torch", "import torch.nn.functional as F", "",
               "from chunkc.backends import torch_runtime as rt", ""]
     lines += fn.helpers + ([""] if fn.helpers else [])
     lines += ["", f"class {name}(torch.nn.Module):", f'    """{describe_signature(fn)}"""', "",
@@ -84,7 +84,7 @@ def _wrap(fn: GeneratedFunction, grad_mode: str) -> str:
               "def load(weights=None, map_location=None):",
               f'    """A {name} with the weights saved beside this file (same name, .pt)."""',
               f"    module = {name}()",
-              "    path = weights if weights is not None else os.path.splitext(__file__)[0] + '.pt'",
+              "    path = weights if weights is not None else __file__.rsplit('.', 1)[0] + '.pt'",
               "    module.load_state_dict(torch.load(path, map_location=map_location, weights_only=True), assign=True)",
               "    return module.eval()"]
     return "\n".join(lines) + "\n"

@@ -357,6 +357,156 @@ def _copy(ctx):
     return f"{ctx.arg(0)}.clone(memory_format=torch.contiguous_format)"
 
 
+# -- normalization ------------------------------------------------------------------------
+
+
+def _optional(args: list[str], n: int) -> list[str]:
+    return args + ["None"] * (n - len(args))
+
+
+@rule("layer_norm", "rms_norm")
+def _layer_norm(ctx):
+    args = operands(ctx, tuple(range(ctx.num_inputs())), ctx.out_type().dtype, strict=True)
+    k = ctx.attrs["num_axes"]
+    shape = tuple_literal(ctx.shape(ctx.node.inputs[0])[-k:])
+    if ctx.op == "layer_norm":
+        x, w, b = _optional(args, 3)
+        return f"F.layer_norm({x}, {shape}, {w}, {b}, eps={ctx.attr('eps')})"
+    x, w = _optional(args, 2)
+    return f"F.rms_norm({x}, {shape}, {w}, eps={ctx.attr('eps')})"
+
+
+@rule("group_norm")
+def _group_norm(ctx):
+    x, w, b = _optional(operands(ctx, tuple(range(ctx.num_inputs())), ctx.out_type().dtype, strict=True), 3)
+    return f"F.group_norm({x}, {ctx.attr('num_groups')}, {w}, {b}, eps={ctx.attr('eps')})"
+
+
+@rule("batch_norm")
+def _batch_norm(ctx):
+    x, mean, var, w, b = _optional(operands(ctx, tuple(range(ctx.num_inputs())), ctx.out_type().dtype, strict=True), 5)
+    return f"F.batch_norm({x}, {mean}, {var}, {w}, {b}, training=False, eps={ctx.attr('eps')})"
+
+
+# -- joining, splitting, indexing ---------------------------------------------------------
+
+
+@rule("concat")
+def _concat(ctx):
+    args = operands(ctx, tuple(range(ctx.num_inputs())), ctx.out_type().dtype)
+    return f"torch.cat([{', '.join(args)}], dim={ctx.attr('axis')})"
+
+
+@rule("stack")
+def _stack(ctx):
+    args = operands(ctx, tuple(range(ctx.num_inputs())), ctx.out_type().dtype)
+    return f"torch.stack([{', '.join(args)}], dim={ctx.attr('axis')})"
+
+
+@rule("split")
+def _split(ctx):
+    sizes = ", ".join(ctx.size(s) for s in ctx.attrs["sizes"])
+    return f"torch.split({ctx.arg(0)}, [{sizes}], dim={ctx.attr('axis')})"
+
+
+@rule("take")
+def _take(ctx):
+    axis = ctx.attrs["axis"] % ctx.in_type(0).rank
+    return f"{ctx.arg(0)}[{':, ' * axis}{ctx.arg(1)}]"
+
+
+@rule("gather")
+def _gather(ctx):
+    index = ctx.arg(1) if ctx.in_type(1).dtype == DType.int64 else f"{ctx.arg(1)}.to(torch.int64)"
+    return f"torch.gather({ctx.arg(0)}, {ctx.attr('axis')}, {index})"
+
+
+@rule("embedding")
+def _embedding(ctx):
+    return f"F.embedding({ctx.arg(1)}, {ctx.arg(0)})"
+
+
+@rule("gather_nd")
+def _gather_nd(ctx):
+    return f"rt.gather_nd({ctx.arg(0)}, {ctx.arg(1)}, {ctx.attr('batch_dims')})"
+
+
+@rule("scatter_elements")
+def _scatter_elements(ctx):
+    return f"rt.scatter_elements({', '.join(ctx.args)}, {ctx.attr('axis')}, {ctx.attr('reduction')})"
+
+
+@rule("scatter_nd")
+def _scatter_nd(ctx):
+    return f"rt.scatter_nd({', '.join(ctx.args)}, {ctx.attr('reduction')})"
+
+
+@rule("shift_left", "shift_right")
+def _shift(ctx):
+    fn = "torch.bitwise_left_shift" if ctx.op == "shift_left" else "torch.bitwise_right_shift"
+    a, b = operands(ctx, (0, 1), ctx.out_type().dtype)
+    return f"{fn}({a}, {b})"
+
+
+@rule("size_tensor")
+def _size_tensor(ctx):
+    values = tuple_literal([ctx.size(v) for v in ctx.attrs["values"]]) if ctx.attrs["values"] else "()"
+    dtype = torch_dtype(ctx.out_type().dtype)
+    return f"torch.tensor({values}, dtype={dtype}, device={ctx.device()}).reshape({ctx.out_shape(0)})"
+
+
+# -- windows: convolutions -----------------------------------------------------------------
+
+
+def _window_attrs(ctx, nsp: int):
+    a = ctx.attrs
+    stride = tuple(a.get("stride") or (1,) * nsp)
+    dilation = tuple(a.get("dilation") or (1,) * nsp)
+    padding = tuple(tuple(p) for p in (a.get("padding") or ((0, 0),) * nsp))
+    return stride, dilation, padding
+
+
+def _symmetric(padding) -> bool:
+    return all(b == e for b, e in padding)
+
+
+def pad_spec(ctx, pairs) -> str:
+    """``F.pad``'s flat list (last axis first) for (begin, end) pairs of the trailing axes."""
+    flat = []
+    for b, e in reversed(pairs):
+        flat += [ctx.size(b), ctx.size(e)]
+    return tuple_literal(flat)
+
+
+@rule("conv")
+def _conv(ctx):
+    nsp = ctx.in_type(0).rank - 2
+    stride, dilation, padding = _window_attrs(ctx, nsp)
+    args = _optional(operands(ctx, tuple(range(ctx.num_inputs())), ctx.out_type().dtype, strict=True), 3)
+    x = args[0]
+    if _symmetric(padding):
+        pad = ctx.lit(tuple(b for b, _ in padding))
+    else:  # PyTorch pads both sides alike: pad first, then convolve without padding
+        x = f"F.pad({x}, {pad_spec(ctx, padding)})"
+        pad = ctx.lit((0,) * nsp)
+    return (f"F.conv{nsp}d({x}, {args[1]}, {args[2]}, stride={ctx.lit(stride)}, padding={pad}, "
+            f"dilation={ctx.lit(dilation)}, groups={ctx.attr('groups')})")
+
+
+@rule("conv_transpose")
+def _conv_transpose(ctx):
+    nsp = ctx.in_type(0).rank - 2
+    stride, dilation, padding = _window_attrs(ctx, nsp)
+    out_pad = tuple(ctx.attrs.get("output_padding") or (0,) * nsp)
+    x, w, b = _optional(operands(ctx, tuple(range(ctx.num_inputs())), ctx.out_type().dtype, strict=True), 3)
+    if _symmetric(padding):
+        return (f"F.conv_transpose{nsp}d({x}, {w}, {b}, stride={ctx.lit(stride)}, "
+                f"padding={ctx.lit(tuple(p for p, _ in padding))}, output_padding={ctx.lit(out_pad)}, "
+                f"groups={ctx.attr('groups')}, dilation={ctx.lit(dilation)})")
+    return (f"rt.conv_transpose({x}, {w}, {b}, {ctx.lit(stride)}, {ctx.lit(padding)}, {ctx.lit(out_pad)}, "
+            f"{ctx.attr('groups')}, {ctx.lit(dilation)})")
+
+
 # -- opaque ------------------------------------------------------------------------------
 
 

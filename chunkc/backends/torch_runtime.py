@@ -42,3 +42,67 @@ def prod(x: torch.Tensor, dims: tuple[int, ...], keepdim: bool) -> torch.Tensor:
 
 
 __all__ = ["parse_target", "torch_op", "prod"]
+
+
+def _wrap_negative(index: torch.Tensor, size) -> torch.Tensor:
+    return torch.where(index < 0, index + size, index)
+
+
+def gather_nd(data: torch.Tensor, indices: torch.Tensor, batch_dims: int) -> torch.Tensor:
+    """ONNX GatherND: ``indices[..., :k]`` pick elements (or slices) of ``data`` after ``batch_dims`` axes."""
+    b, k = batch_dims, indices.shape[-1]
+    batch = data.shape[:b]
+    d = data.reshape((-1,) + tuple(data.shape[b:]))
+    idx = indices.reshape((d.shape[0], -1, k)).to(torch.int64)
+    sizes = torch.tensor(d.shape[1:1 + k], dtype=torch.int64, device=idx.device)
+    idx = _wrap_negative(idx, sizes)
+    rows = torch.arange(d.shape[0], device=idx.device).unsqueeze(1)
+    picked = d[(rows,) + tuple(idx[..., j] for j in range(k))]
+    return picked.reshape(tuple(batch) + tuple(indices.shape[b:-1]) + tuple(data.shape[b + k:]))
+
+
+_SCATTER_REDUCE = {"mul": "prod", "max": "amax", "min": "amin"}
+
+
+def scatter_elements(data, indices, updates, axis: int, reduction: str) -> torch.Tensor:
+    """ONNX ScatterElements (torch.scatter with negative indices and reductions)."""
+    index = _wrap_negative(indices.to(torch.int64), data.shape[axis])
+    if reduction == "none":
+        return data.scatter(axis, index, updates)
+    if reduction == "add":
+        return data.scatter_add(axis, index, updates)
+    return data.scatter_reduce(axis, index, updates, _SCATTER_REDUCE[reduction], include_self=True)
+
+
+def scatter_nd(data, indices, updates, reduction: str) -> torch.Tensor:
+    """ONNX ScatterND: write (or reduce) ``updates`` at the positions ``indices[..., :k]``."""
+    k = indices.shape[-1]
+    lead = data.shape[:k]
+    flat = data.reshape((-1,) + tuple(data.shape[k:])).clone()
+    ix = indices.reshape(-1, k).to(torch.int64)
+    ix = _wrap_negative(ix, torch.tensor(lead, dtype=torch.int64, device=ix.device))
+    linear = torch.zeros(ix.shape[0], dtype=torch.int64, device=ix.device)
+    for j in range(k):
+        linear = linear * lead[j] + ix[:, j]
+    upd = updates.reshape((ix.shape[0],) + tuple(data.shape[k:]))
+    if reduction == "none":
+        for n in range(ix.shape[0]):  # later updates win, as in the ONNX reference
+            flat[linear[n]] = upd[n]
+    elif reduction == "add":
+        flat.index_add_(0, linear, upd)
+    else:
+        flat.index_reduce_(0, linear, upd, _SCATTER_REDUCE[reduction], include_self=True)
+    return flat.reshape(data.shape)
+
+
+def conv_transpose(x, w, b, stride, padding, output_padding, groups, dilation) -> torch.Tensor:
+    """A transposed convolution with (begin, end) padding pairs that may differ."""
+    import torch.nn.functional as F
+    nsp = x.dim() - 2
+    fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[nsp - 1]
+    full = fn(x, w, b, stride=stride, padding=0, output_padding=output_padding, groups=groups, dilation=dilation)
+    index = (slice(None), slice(None)) + tuple(slice(pb, full.shape[2 + a] - pe) for a, (pb, pe) in enumerate(padding))
+    return full[index].contiguous()
+
+
+__all__ += ["gather_nd", "scatter_elements", "scatter_nd", "conv_transpose"]

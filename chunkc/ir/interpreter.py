@@ -43,7 +43,8 @@ def run_node(node: Node, args: Sequence[Any], xp=np, bindings: Mapping[str, int]
         shapes = ", ".join(str(getattr(a, "shape", "?")) for a in args)
         raise ChunkcError(f"node {node.name} ({node.op.name}) failed on inputs of shapes {shapes}: "
                           f"{type(exc).__name__}: {exc}") from exc
-    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+    # NumPy ufuncs return scalars for 0-d arrays: keep every value an array
+    return tuple(xp.asarray(o) for o in out) if isinstance(out, (tuple, list)) else (xp.asarray(out),)
 
 
 def interpret(graph: Graph, *inputs, xp=np, on_node: Callable[[Node, dict], None] | None = None) -> list:

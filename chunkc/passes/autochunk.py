@@ -25,7 +25,7 @@ from ..ir.graph import Graph
 from ..ir.sizes import evaluate
 from .cost import Machine, TimeModel
 from .plan import Plan, RegionStats
-from .region_memory import ValueFacts, baseline_timeline, region_memory
+from .region_memory import ValueFacts, baseline_timeline, chunk_expression, region_memory
 from .reorder import apply_regions
 from .search import Candidate, GraphIndex, candidate_axes, walk_regions
 
@@ -155,6 +155,15 @@ class _Search:
                 hoisted=tuple(self.graph.nodes[i].name for i in cand.hoisted)))
         return tuple(out)
 
+    def symbolic_chunks(self, chosen, regions, target: int):
+        """Regions whose chunk sizes are expressions of the symbolic sizes (see chunk_expression)."""
+        out = []
+        for (cand, chunk), region in zip(chosen, regions):
+            expr = chunk_expression(self.facts, self.index, cand, self.memory(cand), target)
+            ok = expr is not None and evaluate(expr, self.sizes) <= chunk
+            out.append(region.with_chunk_size(expr) if ok else region)
+        return tuple(out)
+
     def lowest_reachable(self) -> tuple[int, int]:
         """Greedy: the lowest peak reachable with the smallest chunks (for the error message)."""
         state = _State([], np.array(self.during, dtype=np.int64), [])
@@ -254,6 +263,7 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None, **op
         report = estimate_memory(new_graph, plan=candidate, sizes=sizes)
         candidate.estimated_peak_bytes = report.peak_bytes
         if report.peak_bytes <= budget_bytes:
+            candidate.regions = search.symbolic_chunks(chosen, regions, target)
             slowdown = search.times.slowdown(state.cost)
             candidate.notes.append(f"{len(regions)} region(s); estimated peak {report.peak_bytes} B "
                                    f"<= budget {budget_bytes} B; estimated time x{slowdown:.3f}; "

@@ -63,6 +63,16 @@ class ValueFacts:
             birth = index.producer_index(v)
             self.death[o] = max(self.death.get(o, -1), last if last >= 0 else birth, birth)
         self.n = n
+        self.symbolic = bool(graph.symbols())
+        self._index = index
+        self._born = None
+
+    def live_before(self, step: int) -> list[Value]:
+        """Storages produced before ``step`` and still live when it starts."""
+        if self._born is None:
+            self._born = sorted((self._index.producer_index(o), o.name, o) for o in self.death
+                                if o.producer is not None and self.nbytes[o])
+        return [o for b, _, o in self._born if b < step <= self.death[o]]
 
     def out_bytes(self, i: int) -> int:
         return sum(self.nbytes[o] for o in self.graph.nodes[i].outputs)
@@ -124,7 +134,7 @@ def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before:
         out = facts.out_bytes(i)
         fixed_peak = max(fixed_peak, running + out + facts.workspace[i])
         running += out  # hoisted values are read by the loop: live until it ends
-    running += sum(facts.nbytes[facts.owner[v]] if facts.owner[v] is v else 0 for v in cand.outputs)
+    running += sum(v.type.nbytes(facts.sizes) for v in cand.outputs)  # buffers are fresh, even for views
     fixed_peak = max(fixed_peak, running)
     loop_set = set(cand.loop)
     # last in-loop use of each storage produced in the loop
@@ -149,3 +159,104 @@ def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before:
             if last_in_loop.get(owner) == i:
                 chunk_live -= facts.nbytes[owner]
     return RegionMemory(fixed_peak=fixed_peak, steps=tuple(steps), extent=max(extent, 1))
+
+
+class _Poly:
+    """Symbolic byte counts as {monomial: coefficient}: sums stay cheap, sympy is built once."""
+
+    def __init__(self):
+        self.terms: dict = {}
+        self._cache: dict = {}
+
+    def add_value(self, v: Value, times: int = 1) -> None:
+        key = (v.type.shape, v.dtype.itemsize)
+        parts = self._cache.get(key)
+        if parts is None:
+            import sympy
+            parts = self._cache[key] = sympy.expand(sympy.sympify(v.type.numel()) * v.dtype.itemsize).as_coefficients_dict()
+        for mono, coeff in parts.items():
+            self.terms[mono] = self.terms.get(mono, 0) + coeff * times
+
+    def add_number(self, n: int) -> None:
+        import sympy
+        self.terms[sympy.Integer(1)] = self.terms.get(sympy.Integer(1), 0) + n
+
+    def expr(self):
+        import sympy
+        return sympy.Add(*[c * m for m, c in self.terms.items() if c])
+
+    def copy(self) -> "_Poly":
+        p = _Poly()
+        p.terms, p._cache = dict(self.terms), self._cache
+        return p
+
+
+def chunk_expression(facts: ValueFacts, index: GraphIndex, cand: Candidate, rm: RegionMemory,
+                     target: int, keep: int = 3):
+    """The chunk size as an expression of the symbolic sizes, solved at run time.
+
+    The affine model ``A_i + B_i * chunk / extent <= target`` is rebuilt with
+    symbolic byte counts for the ``keep`` steps that bind at the planning sizes,
+    so one compiled program picks, at every size, the largest chunk that keeps
+    the region within ``target`` (at least 1, at most the extent).
+    """
+    import sympy
+
+    if not facts.symbolic:
+        return None
+    chunk_now = rm.largest_chunk(target)
+    binding = sorted(((target - a) * rm.extent / b if b else float("inf"), i) for i, a, b in rm.steps)[:keep]
+    graph = facts.graph
+    fixed = _Poly()
+    # live bytes before the span: storages born before it and dying at or after its start
+    for o in facts.live_before(cand.start):
+        fixed.add_value(o)
+    for i in cand.hoisted:
+        for o in graph.nodes[i].outputs:
+            if facts.nbytes[o]:
+                fixed.add_value(o)
+    for v in cand.outputs:
+        fixed.add_value(v)
+    fixed_expr = fixed.expr()
+    extent = sympy.sympify(cand.extent)
+    bounds = []
+    steps = {i for i, _, _ in rm.steps}
+    for _, i in binding:
+        if i not in steps:
+            continue
+        variable = _symbolic_chunk_live(facts, index, cand, i, fixed)
+        variable.add_number(facts.workspace[i])
+        var_expr = variable.expr()
+        if var_expr == 0:
+            continue
+        bounds.append(sympy.floor((target - fixed_expr) * extent / var_expr, evaluate=False))
+    if not bounds:
+        return None
+    # evaluate=False: sympy's Min/Max simplification is slow and gains nothing here
+    expr = sympy.Max(1, sympy.Min(extent, *bounds, evaluate=False), evaluate=False)
+    expr = sympy.ceiling(extent / sympy.ceiling(extent / expr, evaluate=False), evaluate=False)  # balanced chunks
+    if chunk_now is not None and evaluate(expr, facts.sizes) > chunk_now:
+        return None  # the symbolic model disagrees with the numeric one: keep the number
+    return expr
+
+
+def _symbolic_chunk_live(facts: ValueFacts, index: GraphIndex, cand: Candidate, step: int, like: _Poly) -> _Poly:
+    """Full bytes of the loop values live while ``step`` runs (scaled by chunk/extent at run time)."""
+    graph = facts.graph
+    loop_set = set(cand.loop)
+    last_in_loop: dict[Value, int] = {}
+    for i in cand.loop:
+        for v in graph.nodes[i].inputs:
+            if index.producer_index(v) in loop_set:
+                last_in_loop[facts.owner[v]] = i
+    total = like.copy()
+    total.terms = {}
+    for i in cand.loop:
+        if i > step:
+            break
+        for o in graph.nodes[i].outputs:
+            if facts.owner[o] is not o or not facts.nbytes[o]:
+                continue
+            if i == step or last_in_loop.get(o, -1) >= step:
+                total.add_value(o)
+    return total

@@ -38,9 +38,9 @@ class DynamicValueError(UnsupportedOpError):
     may bind it (``from_onnx(..., constant_inputs={name: array})``).
     """
 
-    def __init__(self, message: str, graph_input: str | None = None):
+    def __init__(self, message: str, graph_inputs: tuple[str, ...] = ()):
         super().__init__(message)
-        self.graph_input = graph_input
+        self.graph_inputs = graph_inputs  # the ONNX graph inputs the value is computed from
 
 
 @dataclass
@@ -142,6 +142,7 @@ class ImportContext:
     opsets: dict[str, int]
     inferred: dict[str, onnx.TypeProto] = field(default_factory=dict)  # ONNX shape inference results
     graph_inputs: set[str] = field(default_factory=set)  # ONNX names of graph inputs
+    producers: dict[str, OnnxNode] = field(default_factory=dict)  # ONNX name -> the node writing it
     env: dict[str, Slot] = field(default_factory=dict)
     node: OnnxNode | None = None
     _scalars: dict[tuple, Value] = field(default_factory=dict)
@@ -202,13 +203,32 @@ class ImportContext:
         data = self.known(i)
         if data is None:
             name = self.input_name(i)
-            is_input = name in self.graph_inputs
-            hint = (f"graph input {label(name)} feeds it: bind it with from_onnx(..., constant_inputs={{{name!r}: array}})"
-                    if is_input else "it must be computable at import time (from constants and shapes)")
+            sources = self.upstream_inputs(name)
+            if sources:
+                listed = ", ".join(label(s) for s in sources)
+                hint = (f"it is computed from graph input(s) {listed}: bind them with "
+                        "from_onnx(..., constant_inputs={name: array})")
+            else:
+                hint = "it must be computable at import time (from constants and shapes)"
             raise DynamicValueError(f"{self.node.describe()}: {what} (input {i}, {label(name)}) must be known at "
-                                    f"import time, but is computed at run time; {hint}",
-                                    graph_input=name if is_input else None)
+                                    f"import time, but is computed at run time; {hint}", graph_inputs=sources)
         return data
+
+    def upstream_inputs(self, name: str) -> tuple[str, ...]:
+        """The graph inputs whose values ``name`` depends on (through the ONNX nodes)."""
+        found: list[str] = []
+        seen: set[str] = set()
+        stack = [name]
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            if n in self.graph_inputs:
+                found.append(n)
+            elif n in self.producers:
+                stack.extend(x for x in self.producers[n].inputs if x)
+        return tuple(sorted(found))
 
     def static_sizes(self, i: int, what: str) -> tuple[Size, ...]:
         """A known integer vector (or scalar) as a tuple of sizes (ints or symbolic)."""
@@ -277,6 +297,10 @@ class ImportContext:
     def set_known(self, i: int, data: np.ndarray, dtype: DType) -> None:
         if self.node.has_output(i):
             self.env[self.node.outputs[i]] = Slot(known=make_known(data, dtype))
+
+    def keep_dtype(self, value: Value, dtype: DType) -> Value:
+        """``value`` cast to ``dtype`` when an IR op widened it (integer sums give i64)."""
+        return value if value.dtype == dtype else self.op("cast", value, dtype=dtype)
 
     def fail(self, message: str) -> UnsupportedOpError:
         return UnsupportedOpError(f"{self.node.describe()}: {message}")

@@ -30,6 +30,8 @@ def module_path(node: fx.Node) -> str:
     if not stack:
         return ""
     path, cls = list(stack.values())[-1]
+    if not path:
+        return ""  # the root module: the source line says enough
     if not isinstance(cls, str):
         cls = getattr(cls, "__name__", str(cls))
     short = cls.rsplit(".", 1)[-1]

@@ -50,8 +50,6 @@ def export_program(module: torch.nn.Module, args: tuple, kwargs: dict | None, dy
     """``torch.export.export`` (non-strict), with failures as :class:`ExportError`."""
     if not isinstance(args, tuple):
         args = (args,) if not isinstance(args, list) else tuple(args)
-    if isinstance(module, torch.nn.Module) and module.training:
-        module.eval()  # dropout and batch-norm statistics: inference semantics
     try:
         return torch.export.export(module, args, kwargs=kwargs or None, dynamic_shapes=dynamic_shapes, strict=strict)
     except Exception as exc:  # torch raises many types; keep its message whole

@@ -46,10 +46,8 @@ def identity(ctx, node):
 
 @converter("Dropout")
 def dropout(ctx, node):
-    training = ctx.known(2) if ctx.has(2) else None
-    if ctx.has(2) and training is None:
-        raise ctx.fail("training_mode is computed at run time; chunkc imports inference graphs")
-    ratio = ctx.known(1) if ctx.has(1) else node.attr("ratio", 0.5)
+    training = ctx.static(2, "training_mode") if ctx.has(2) else None
+    ratio = ctx.static(1, "ratio") if ctx.has(1) else node.attr("ratio", 0.5)
     if training is not None and bool(np.asarray(training).reshape(-1)[0]) and float(np.asarray(ratio).reshape(-1)[0]) != 0:
         raise ctx.fail("dropout in training mode is random; chunkc imports inference graphs (training_mode=False)")
     ctx.forward(0, 0)
@@ -74,7 +72,7 @@ def _cast_fold(ctx, arrays):
         return [(a.astype(dt.numpy), dt)]
 
 
-@converter("Cast", "CastLike", fold=_cast_fold)
+@converter("Cast", "CastLike", fold=_cast_fold, fold_inputs=(0,))
 def cast(ctx, node):
     dt = _cast_target(ctx, node)
     ctx.set(0, ctx.op("cast", ctx.value(0), dtype=dt))

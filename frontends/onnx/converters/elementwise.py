@@ -242,8 +242,6 @@ def _mod_fold(ctx, arrays):
 def mod(ctx, node):
     a, b = ctx.value(0), ctx.value(1)
     fmod = int(node.attr("fmod", 0))
-    if not fmod and a.dtype.is_floating:
-        raise ctx.fail("fmod=0 is defined for integers only (ONNX requires fmod=1 for floating point)")
     ctx.set(0, ctx.op("fmod" if fmod else "remainder", a, b))
 
 
@@ -282,6 +280,8 @@ def variadic(ctx, node):
     out = values[0]
     for v in values[1:]:
         out = ctx.op(op, out, v)
+    if node.op_type in ("Sum", "Mean"):
+        out = ctx.keep_dtype(out, values[0].dtype)
     if node.op_type == "Mean" and len(values) > 1:
         out = ctx.op("div", out, ctx.scalar(float(len(values)), out.dtype))
     elif len(values) == 1:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from chunkc.ir.sizes import Size, product
 
 from .registry import converter
@@ -95,17 +97,86 @@ def conv_transpose(ctx, node):
                       groups=int(node.attr("group", 1))))
 
 
+def _fits_torch_padding(kernel, dilations, pairs) -> bool:
+    """PyTorch-style pooling pads each side by at most half the (dilated) window."""
+    return all(max(p) <= ((k - 1) * d + 1) // 2 for k, d, p in zip(kernel, dilations, pairs))
+
+
+def pooled_sizes(spatial, kernel, strides, dilations, pairs, ceil_mode: bool) -> list[int]:
+    """ONNX's output sizes; with ceil_mode, a window must start inside the input or its left padding."""
+    out = []
+    for n, k, s, d, (b, e) in zip(spatial, kernel, strides, dilations, pairs):
+        span = (k - 1) * d + 1
+        q = (n + b + e - span) / s + 1
+        size = math.ceil(q) if ceil_mode else math.floor(q)
+        if ceil_mode and (size - 1) * s >= n + b:
+            size -= 1
+        out.append(max(size, 0))
+    return out
+
+
+def _pad_for_windows(ctx, x, pairs, out, kernel, strides, dilations, value):
+    """Pad (or crop) x so that valid windows of the given geometry give exactly ``out`` positions."""
+    spatial = x.shape[2:]
+    full = [(0, 0), (0, 0)]
+    for n, o, k, s, d, (b, _) in zip(spatial, out, kernel, strides, dilations, pairs):
+        need = (o - 1) * s + (k - 1) * d + 1 if o > 0 else b
+        full.append((b, need - n - b))
+    for a, (b, e) in enumerate(full):
+        if e < 0:
+            x = ctx.op("slice", x, axis=a, start=0, end=x.shape[a] + e, step=1)
+    pads = tuple((b, max(e, 0)) for b, e in full)
+    if any(b or e for b, e in pads):
+        x = ctx.op("pad", x, pads=pads, mode="constant", value=value)
+    return x
+
+
+def window_pool(ctx, x, kind: str, kernel, strides, dilations, pairs, ceil_mode: bool,
+                count_include_pad: bool = False, p: float = 2.0):
+    """Pooling exactly as ONNX defines it, for the geometries PyTorch-style pooling refuses
+    (large pads, dilated average pools): explicit padding, then a max pool, or a depthwise
+    convolution with a ones kernel (the window sums) divided by each window's element count."""
+    spatial = x.shape[2:]
+    if not all(isinstance(n, int) for n in spatial) or not isinstance(x.shape[1], int):
+        raise ctx.fail(f"this pooling geometry needs static channel and spatial sizes, got {x.type}")
+    out = pooled_sizes(spatial, kernel, strides, dilations, pairs, ceil_mode)
+    zeros = ((0, 0),) * len(kernel)
+    if kind == "max":
+        low = -math.inf if x.dtype.is_floating else int(np.iinfo(x.dtype.numpy).min)
+        padded = _pad_for_windows(ctx, x, pairs, out, kernel, strides, dilations, low)
+        return ctx.op("max_pool", padded, kernel=tuple(kernel), stride=tuple(strides), padding=zeros,
+                      dilation=tuple(dilations), ceil_mode=False)
+    source = x if kind == "avg" else ctx.op("pow", ctx.op("abs", x), ctx.scalar(p, x.dtype))
+    padded = _pad_for_windows(ctx, source, pairs, out, kernel, strides, dilations, 0.0)
+    channels = x.shape[1]
+    ones = ctx.const(np.ones((channels, 1) + tuple(kernel)), dtype=x.dtype, name=ctx.node.hint + "_window")
+    sums = ctx.op("conv", padded, ones, stride=tuple(strides), padding=zeros, dilation=tuple(dilations),
+                  groups=channels)
+    if kind == "lp":
+        return ctx.op("pow", sums, ctx.scalar(1.0 / p, x.dtype))
+    counts = np.ones((), dtype=np.float64)
+    for n, o, k, s, d, (b, e) in zip(spatial, out, kernel, strides, dilations, pairs):
+        starts = np.arange(o) * s - b
+        taps = starts[:, None] + np.arange(k) * d
+        lo, hi = (-b, n + e) if count_include_pad else (0, n)
+        counts = np.multiply.outer(counts, ((taps >= lo) & (taps < hi)).sum(axis=1))
+    counts = ctx.const(np.maximum(counts, 1), dtype=x.dtype, name=ctx.node.hint + "_counts")
+    return ctx.op("div", sums, counts)
+
+
 @converter("MaxPool")
 def max_pool(ctx, node):
     if node.has_output(1):
         raise ctx.fail("the Indices output is not supported")
-    if int(node.attr("storage_order", 0)):
-        raise ctx.fail("storage_order=1 only matters for Indices, which is not supported")
     x = ctx.value(0)
     kernel = tuple(int(k) for k in node.attr("kernel_shape"))
     strides, dilations, pairs = window_params(ctx, node, x.shape[2:], kernel)
+    ceil_mode = bool(node.attr("ceil_mode", 0))
+    if not _fits_torch_padding(kernel, dilations, pairs):
+        ctx.set(0, window_pool(ctx, x, "max", kernel, strides, dilations, pairs, ceil_mode))
+        return
     ctx.set(0, ctx.op("max_pool", x, kernel=kernel, stride=strides, padding=pairs, dilation=dilations,
-                      ceil_mode=bool(node.attr("ceil_mode", 0))))
+                      ceil_mode=ceil_mode))
 
 
 @converter("AveragePool")
@@ -113,27 +184,21 @@ def avg_pool(ctx, node):
     x = ctx.value(0)
     kernel = tuple(int(k) for k in node.attr("kernel_shape"))
     strides, dilations, pairs = window_params(ctx, node, x.shape[2:], kernel)
-    if any(d != 1 for d in dilations):
-        raise ctx.fail(f"dilations {dilations} are not supported for average pooling")
-    ctx.set(0, ctx.op("avg_pool", x, kernel=kernel, stride=strides, padding=pairs,
-                      ceil_mode=bool(node.attr("ceil_mode", 0)),
-                      count_include_pad=bool(node.attr("count_include_pad", 0))))
+    ceil_mode, include = bool(node.attr("ceil_mode", 0)), bool(node.attr("count_include_pad", 0))
+    if any(d != 1 for d in dilations) or not _fits_torch_padding(kernel, dilations, pairs):
+        ctx.set(0, window_pool(ctx, x, "avg", kernel, strides, dilations, pairs, ceil_mode, include))
+        return
+    ctx.set(0, ctx.op("avg_pool", x, kernel=kernel, stride=strides, padding=pairs, ceil_mode=ceil_mode,
+                      count_include_pad=include))
 
 
 @converter("LpPool")
 def lp_pool(ctx, node):
-    # (sum over the window of |x|^p)^(1/p): zero padding adds nothing to the sum
     x = ctx.value(0)
-    p = float(node.attr("p", 2))
     kernel = tuple(int(k) for k in node.attr("kernel_shape"))
     strides, dilations, pairs = window_params(ctx, node, x.shape[2:], kernel)
-    if any(d != 1 for d in dilations) or int(node.attr("ceil_mode", 0)):
-        raise ctx.fail("dilations and ceil_mode are not supported for LpPool")
-    powered = ctx.op("pow", ctx.op("abs", x), ctx.scalar(p, x.dtype))
-    mean = ctx.op("avg_pool", powered, kernel=kernel, stride=strides, padding=pairs, ceil_mode=False,
-                  count_include_pad=True)
-    total = ctx.op("mul", mean, ctx.scalar(float(math.prod(kernel)), x.dtype))
-    ctx.set(0, ctx.op("pow", total, ctx.scalar(1.0 / p, x.dtype)))
+    ctx.set(0, window_pool(ctx, x, "lp", kernel, strides, dilations, pairs, bool(node.attr("ceil_mode", 0)),
+                           p=float(node.attr("p", 2))))
 
 
 @converter("GlobalAveragePool", "GlobalMaxPool")
@@ -148,11 +213,23 @@ def global_pool(ctx, node):
 
 @converter("BatchNormalization")
 def batch_norm(ctx, node):
-    if int(node.attr("training_mode", 0)) or any(node.has_output(i) for i in (1, 2)):
-        raise ctx.fail("training mode (batch statistics, running-stat outputs) is not supported; "
-                       "export the model in eval mode")
     x, scale, bias, mean, var = (ctx.value(i) for i in range(5))
-    ctx.set(0, ctx.op("batch_norm", x, mean, var, scale, bias, eps=float(node.attr("epsilon", 1e-5))))
+    eps = float(node.attr("epsilon", 1e-5))
+    training = int(node.attr("training_mode", 0))
+    if not training:
+        if any(node.has_output(i) for i in (1, 2)):
+            raise ctx.fail("running-statistics outputs exist only in training mode (training_mode=1)")
+        ctx.set(0, ctx.op("batch_norm", x, mean, var, scale, bias, eps=eps))
+        return
+    # training mode: normalize with the batch's statistics and update the running ones
+    axes = (0,) + tuple(range(2, x.rank))
+    batch_mean = ctx.op("mean", x, axes=axes)
+    batch_var = ctx.op("var", x, axes=axes, correction=0)
+    ctx.set(0, ctx.op("batch_norm", x, batch_mean, batch_var, scale, bias, eps=eps))
+    momentum = float(node.attr("momentum", 0.9))
+    m, rest = ctx.scalar(momentum, x.dtype), ctx.scalar(1.0 - momentum, x.dtype)
+    ctx.set(1, ctx.op("add", ctx.op("mul", mean, m), ctx.op("mul", batch_mean, rest)))
+    ctx.set(2, ctx.op("add", ctx.op("mul", var, m), ctx.op("mul", batch_var, rest)))
 
 
 @converter("InstanceNormalization")

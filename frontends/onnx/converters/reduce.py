@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from chunkc.ir.dtypes import DType
 from chunkc.ir.sizes import product
 
 from .. import folding as F
@@ -70,9 +71,12 @@ def reduce(ctx, node):
     out_shape = tuple(1 if k in all_axes else s for k, s in enumerate(x.shape) if keep or k not in all_axes)
     reduced = product(x.shape[k] for k in all_axes)
     if isinstance(reduced, int) and reduced == 0:
+        if x.dtype == DType.bool:  # max is "any", min is "all"
+            empty_value = {"ReduceMax": False, "ReduceMin": True}.get(node.op_type, empty_value)
         ctx.set(0, ctx.graph.op("full", shape=out_shape, value=empty_value, dtype=x.dtype, name=node.hint))
         return
     op = node.op_type
+    dtype = x.dtype
     if op == "ReduceLogSumExp":
         m = ctx.op("amax", x, axes=axes, keepdim=True)
         s = ctx.op("sum", ctx.op("exp", ctx.op("sub", x, m)), axes=axes, keepdim=keep)
@@ -88,7 +92,7 @@ def reduce(ctx, node):
         y = ctx.op("sqrt", y)
     elif op == "ReduceLogSum":
         y = ctx.op("log", y)
-    ctx.set(0, y)
+    ctx.set(0, ctx.keep_dtype(y, dtype))
 
 
 @converter("Softmax", "LogSoftmax")

@@ -21,20 +21,20 @@ class Converter:
     op_type: str
     fn: Callable
     fold: Fold | None = None
-    min_opset: int = 1  # earliest opset of the domain this converter follows
+    fold_inputs: tuple[int, ...] | None = None  # inputs fold reads (None: all of them)
 
 
 CONVERTERS: dict[tuple[str, str], Converter] = {}
 
 
-def converter(*op_types: str, domain: str = "", fold: Fold | None = None, min_opset: int = 1):
+def converter(*op_types: str, domain: str = "", fold: Fold | None = None, fold_inputs: tuple[int, ...] | None = None):
     """Register ``fn`` for each op type of ``domain``."""
     def deco(fn):
         for op_type in op_types:
             key = (domain, op_type)
             if key in CONVERTERS:
                 raise ValueError(f"ONNX converter for {domain or 'ai.onnx'}::{op_type} registered twice")
-            CONVERTERS[key] = Converter(domain, op_type, fn, fold, min_opset)
+            CONVERTERS[key] = Converter(domain, op_type, fn, fold, fold_inputs)
         return fn
     return deco
 

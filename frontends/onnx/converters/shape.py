@@ -235,7 +235,10 @@ def depth_to_space(ctx, node):
     b = int(node.attr("blocksize"))
     n, c, h, w = x.shape
     c2 = normalize(c // b // b) if isinstance(c, int) else F.trunc_div(F.trunc_div(c, b), b)
-    if node.attr("mode", "DCR") == "DCR":
+    mode = node.attr("mode", "DCR")
+    if mode not in ("DCR", "CRD"):
+        raise ctx.fail(f"mode={mode!r} is not DCR or CRD")
+    if mode == "DCR":
         y = ctx.op("reshape", x, shape=(n, b, b, c2, h, w))
         y = ctx.op("permute", y, dims=(0, 3, 4, 1, 5, 2))
     else:
@@ -253,6 +256,9 @@ def space_to_depth(ctx, node):
     n, c, h, w = x.shape
     h2 = h // b if isinstance(h, int) else F.trunc_div(h, b)
     w2 = w // b if isinstance(w, int) else F.trunc_div(w, b)
+    mode = node.attr("mode", "DCR")
+    if mode not in ("DCR", "CRD"):
+        raise ctx.fail(f"mode={mode!r} is not DCR or CRD")
     y = ctx.op("reshape", x, shape=(n, c, h2, b, w2, b))
-    y = ctx.op("permute", y, dims=(0, 3, 5, 1, 2, 4))
+    y = ctx.op("permute", y, dims=(0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4))
     ctx.set(0, ctx.op("reshape", y, shape=(n, normalize(c * b * b), h2, w2)))

@@ -357,15 +357,18 @@ def trilu(ctx, node):
 
 @converter("TopK")
 def topk(ctx, node):
+    # a stable ascending sort of the key keeps ONNX's order for ties (the lower index first)
     x = ctx.value(0)
-    if ctx.opset < 10:
-        k = int(node.attr("k"))
-    else:
-        k = ctx.static_sizes(1, "K")[0]
+    k = int(node.attr("k")) if ctx.opset < 10 else ctx.static_sizes(1, "K")[0]
     axis = norm_axis(ctx, int(node.attr("axis", -1)), x.rank)
-    values, indices = ctx.op("topk", x, k=k, axis=axis, largest=bool(node.attr("largest", 1)),
-                             sorted=bool(node.attr("sorted", 1)))
-    ctx.set(0, values)
+    key = x
+    if bool(node.attr("largest", 1)):
+        if not x.dtype.is_floating and x.dtype in (DType.uint8, DType.bool):
+            key = ctx.op("cast", x, dtype=DType.int64)
+        key = ctx.op("neg", key)
+    _, order = ctx.op("sort", key, axis=axis, descending=False)
+    indices = ctx.op("slice", order, axis=axis, start=0, end=k, step=1)
+    ctx.set(0, ctx.op("gather", x, indices, axis=axis))
     ctx.set(1, indices)
 
 
@@ -380,6 +383,7 @@ def cumsum(ctx, node):
         pads = tuple((1, 0) if k == axis else (0, 0) for k in range(x.rank))
         s = ctx.op("pad", s, pads=pads, mode="constant", value=0.0)
         s = ctx.op("slice", s, axis=axis, start=0, end=-1, step=1)
+    s = ctx.keep_dtype(s, x.dtype)
     ctx.set(0, ctx.op("flip", s, axes=(axis,)) if reverse else s)
 
 

@@ -307,7 +307,7 @@ def clamp(cx: Ctx, a: Args):
 # -- casts, copies and no-ops ---------------------------------------------------------------
 
 
-@converts(aten._to_copy, aten.to, aten.type_as, aten._to_dim_order_copy)
+@converts(aten._to_copy, aten.to, aten.type_as)
 def to_copy(cx: Ctx, a: Args):
     return cx.cast(a.self, cx.out_dtype())
 

@@ -1,0 +1,166 @@
+"""scaled_dot_product_attention(q[..., L, E], k[..., S, E], v[..., S, Ev], mask?)
+-> [..., L, Ev]: softmax(q @ k^T * scale + mask) @ v, as PyTorch's
+``F.scaled_dot_product_attention`` (bool mask: True attends; float mask: added;
+``is_causal``: query i attends keys j <= i; a fully masked row gives zeros).
+
+Dims: batch axes carry from each of q, k, v and the mask that is not broadcast
+along them; the query axis carries from q (and the mask's query axis) only
+without ``is_causal``, since a causal mask depends on absolute positions; the
+value axis carries from v; E and S are contracted.
+
+The reference holds one scores array ``[..., L, S]`` (declared as workspace),
+works on it in place, and allocates only the output besides.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..dims import AxisSource, DimRecord, MIX
+from ..dtypes import DType
+from ..registry import OpDef, register
+from ..sizes import Size, format_size, normalize, product, sizes_equal
+from ..types import TensorType
+from ._common import (array_result_dtype, broadcast_dims, broadcast_shapes, carry_from, fail, optional_float,
+                      require_float, result_dtype)
+
+_NAMES = ("q", "k", "v", "mask")
+
+
+def _mask_2d(mask: TensorType) -> TensorType:
+    """The mask with at least two axes (a 1-D mask broadcasts over queries)."""
+    return mask if mask.rank >= 2 else mask.with_shape((1,) * (2 - mask.rank) + mask.shape)
+
+
+def _parts(ins, attrs):
+    q, k, v = ins[:3]
+    for i, t in enumerate(ins[:3]):
+        require_float("scaled_dot_product_attention", t, f"{_NAMES[i]} (input {i})")
+        if t.rank < 2:
+            raise fail("scaled_dot_product_attention", f"{_NAMES[i]} (input {i}) must have rank >= 2, got {t}")
+    if not sizes_equal(q.shape[-1], k.shape[-1]):
+        raise fail("scaled_dot_product_attention",
+                   f"q {q} and k {k} must share their last (embedding) axis: {format_size(q.shape[-1])} != "
+                   f"{format_size(k.shape[-1])}")
+    if not sizes_equal(k.shape[-2], v.shape[-2]):
+        raise fail("scaled_dot_product_attention",
+                   f"k {k} and v {v} must share their key axis (-2): {format_size(k.shape[-2])} != "
+                   f"{format_size(v.shape[-2])}")
+    batches = [TensorType(t.dtype, t.shape[:-2]) for t in (q, k, v)]
+    mask = None
+    if len(ins) == 4:
+        mask = _mask_2d(ins[3])
+        if ins[3].dtype != DType.bool and not ins[3].dtype.is_floating:
+            raise fail("scaled_dot_product_attention", f"mask (input 3) must be bool or floating point, got {ins[3]}")
+        if attrs["is_causal"]:
+            raise fail("scaled_dot_product_attention", "give either a mask or is_causal=True, not both")
+        batches.append(TensorType(mask.dtype, mask.shape[:-2]))
+        scores = TensorType(q.dtype, (q.shape[-2], k.shape[-2]))
+        tail = broadcast_shapes("scaled_dot_product_attention",
+                                [TensorType(mask.dtype, mask.shape[-2:]), scores])
+        if not all(sizes_equal(a, b) for a, b in zip(tail, scores.shape)):
+            raise fail("scaled_dot_product_attention",
+                       f"mask (input 3) {ins[3]} must broadcast to the scores' [L, S] = "
+                       f"[{format_size(q.shape[-2])}, {format_size(k.shape[-2])}]")
+    if not isinstance(attrs["is_causal"], bool):
+        raise fail("scaled_dot_product_attention", f"is_causal must be a bool, got {attrs['is_causal']!r}")
+    optional_float("scaled_dot_product_attention", "scale", attrs["scale"])
+    batch = broadcast_shapes("scaled_dot_product_attention", batches)
+    return batches, mask, batch
+
+
+def _sdpa_infer(ins, attrs):
+    _, _, batch = _parts(ins, attrs)
+    q, v = ins[0], ins[2]
+    return (TensorType(result_dtype(ins[:3]), batch + (q.shape[-2], v.shape[-1])),)
+
+
+def _sdpa_dims(ins, attrs, outs) -> DimRecord:
+    batches, mask, batch = _parts(ins, attrs)
+    out = outs[0]
+    flows = list(broadcast_dims(batches, TensorType(out.dtype, batch)))
+    q, v = ins[0], ins[2]
+    if attrs["is_causal"]:
+        flows.append(MIX)
+    else:
+        sources = [AxisSource(0, q.rank - 2)]
+        if mask is not None and ins[3].rank >= 2 and sizes_equal(ins[3].shape[-2], q.shape[-2]):
+            sources.append(AxisSource(3, ins[3].rank - 2))
+        flows.append(carry_from(*sources))
+    flows.append(carry_from(AxisSource(2, v.rank - 1)))
+    return (tuple(flows),)
+
+
+def _rows(ins) -> Size:
+    """Query rows of the scores: the broadcast batch of q and k times L."""
+    q, k = ins[0], ins[1]
+    qk = broadcast_shapes("scaled_dot_product_attention",
+                          [TensorType(q.dtype, q.shape[:-2]), TensorType(k.dtype, k.shape[:-2])])
+    return normalize(product(qk) * q.shape[-2])
+
+
+def _scores_numel(ins) -> Size:
+    return normalize(_rows(ins) * ins[1].shape[-2])
+
+
+def _sdpa_workspace(ins, attrs, outs) -> Size:
+    # the scores, plus the row maxima and sums beside them
+    return normalize(_scores_numel(ins) + 2 * _rows(ins))
+
+
+def _sdpa_flops(ins, attrs, outs) -> Size:
+    n = _scores_numel(ins)
+    return normalize(2 * n * ins[0].shape[-1] + 2 * n * ins[2].shape[-1] + 5 * n)
+
+
+def _sdpa_ref(xp, q, k, v, mask=None, is_causal=False, scale=None):
+    dt = array_result_dtype(q, k, v)
+    scores = xp.matmul(q, xp.swapaxes(k, -1, -2))
+    if scores.dtype != dt:
+        scores = scores.astype(dt)
+    scores *= 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    n_q, n_k = scores.shape[-2:]
+    if is_causal:
+        for i in range(min(n_q, n_k - 1)):
+            scores[..., i, i + 1:] = -xp.inf
+    elif mask is not None:
+        _apply_mask(xp, scores, mask)
+    # softmax over keys, in place; a row with no key to attend to gives zeros (PyTorch's safe softmax)
+    m = xp.max(scores, axis=-1, keepdims=True)
+    m[xp.isneginf(m)] = 0
+    scores -= m
+    del m
+    xp.exp(scores, out=scores)
+    s = xp.sum(scores, axis=-1, keepdims=True)
+    s[s == 0] = 1
+    scores /= s
+    del s
+    out = xp.matmul(scores, v)
+    return out if out.dtype == dt else out.astype(dt)
+
+
+def _apply_mask(xp, scores, mask):
+    if mask.ndim < 2:
+        mask = mask.reshape((1,) * (2 - mask.ndim) + mask.shape)
+    if xp.broadcast_shapes(scores.shape, mask.shape) != scores.shape:
+        raise ValueError(f"mask {mask.shape} broadcasts beyond the scores {scores.shape}")
+    if mask.dtype != bool:
+        scores += mask
+        return
+    # masked positions get -inf; negate the bool mask a block of query rows at a time
+    rows = mask.shape[-2]
+    step = max(1, rows // 16)
+    for start in range(0, rows, step):
+        block = slice(start, min(start + step, rows)) if rows > 1 else slice(None)
+        xp.copyto(scores[..., block, :], -xp.inf, where=xp.logical_not(mask[..., block, :]))
+        if rows == 1:
+            break
+
+
+register(OpDef(
+    name="scaled_dot_product_attention", infer=_sdpa_infer, dims=_sdpa_dims, reference=_sdpa_ref,
+    num_inputs=(3, 4), attrs={"is_causal": False, "scale": None}, workspace=_sdpa_workspace, flops=_sdpa_flops,
+    doc="scaled_dot_product_attention(q[..., L, E], k[..., S, E], v[..., S, Ev], mask?, is_causal=False, "
+        "scale=None) -> [..., L, Ev]; scale None is 1/sqrt(E); a bool mask marks the keys to attend, a float "
+        "mask is added; batch axes broadcast. Carries: batch axes (from every input not broadcast), L from q "
+        "and the mask unless is_causal, Ev from v."))

@@ -1,0 +1,238 @@
+"""Reordering ops: flip, roll, tile, topk and sort.
+
+Axes that an op reorders or repeats mix (output rows come from elsewhere in
+the input); every other axis carries.  ``topk`` and ``sort`` return
+``(values, indices)``, both carrying the axes they do not sort.
+"""
+
+from __future__ import annotations
+
+from ..dims import AxisSource, DimRecord, MIX, NEW
+from ..dtypes import DType
+from ..registry import OpDef, REQUIRED, register
+from ..sizes import Size, ceildiv, format_size, normalize
+from ..types import TensorType
+from ._common import carry_from, fail, is_one, norm_axes, norm_axis
+
+
+def _carry_except(rank: int, mixed) -> tuple:
+    return tuple(MIX if k in mixed else carry_from(AxisSource(0, k)) for k in range(rank))
+
+
+# -- flip -----------------------------------------------------------------------------------------
+
+
+def _flip_axes(x: TensorType, axes) -> tuple[int, ...]:
+    if axes is None:
+        raise fail("flip", "give the axes to flip (an int or a tuple)")
+    return norm_axes("flip", axes, x.rank)
+
+
+def _flip_infer(ins, attrs):
+    _flip_axes(ins[0], attrs["axes"])
+    return (ins[0],)
+
+
+register(OpDef(
+    name="flip", infer=_flip_infer,
+    dims=lambda ins, a, outs: (_carry_except(ins[0].rank, _flip_axes(ins[0], a["axes"])),),
+    reference=lambda xp, x, axes: xp.flip(x, axis=axes).copy(), attrs={"axes": REQUIRED}, flops=lambda *a: 0,
+    doc="flip(x, axes): reverse the order along `axes` (a copy, as in PyTorch). Carries: every other axis."))
+
+
+# -- roll -----------------------------------------------------------------------------------------
+
+
+def _roll_parts(x: TensorType, attrs) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """(shifts, axes), or None for a roll of the flattened tensor (axes=None)."""
+    shifts, axes = attrs["shifts"], attrs["axes"]
+    shifts = (shifts,) if isinstance(shifts, int) and not isinstance(shifts, bool) else shifts
+    if not isinstance(shifts, tuple) or not shifts or \
+            not all(isinstance(s, int) and not isinstance(s, bool) for s in shifts):
+        raise fail("roll", f"shifts must be an int or a tuple of ints, got {attrs['shifts']!r}")
+    if axes is None:
+        if len(shifts) != 1:
+            raise fail("roll", f"without axes, give one shift for the flattened input, got {shifts}")
+        return None
+    axes = (axes,) if isinstance(axes, int) else axes
+    if not isinstance(axes, tuple) or len(axes) != len(shifts):
+        raise fail("roll", f"axes {attrs['axes']!r} must match shifts {shifts} one to one")
+    return shifts, tuple(norm_axis("roll", a, x.rank) for a in axes)
+
+
+def _roll_infer(ins, attrs):
+    _roll_parts(ins[0], attrs)
+    return (ins[0],)
+
+
+def _roll_dims(ins, attrs, outs) -> DimRecord:
+    x = ins[0]
+    parts = _roll_parts(x, attrs)
+    if parts is None:
+        return ((MIX,) * x.rank,)
+    total: dict[int, int] = {}
+    for s, a in zip(*parts):
+        total[a] = total.get(a, 0) + s
+    mixed = {a for a, s in total.items() if not (isinstance(x.shape[a], int) and s % max(x.shape[a], 1) == 0)}
+    return (_carry_except(x.rank, mixed),)
+
+
+def _roll_ref(xp, x, shifts, axes=None):
+    if axes is None:
+        return xp.roll(x, shifts if isinstance(shifts, int) else shifts[0])
+    return xp.roll(x, shifts, axis=axes)
+
+
+register(OpDef(
+    name="roll", infer=_roll_infer, dims=_roll_dims, reference=_roll_ref, attrs={"shifts": REQUIRED, "axes": None},
+    flops=lambda *a: 0,
+    doc="roll(x, shifts, axes=None): rotate along axes (torch.roll; axes=None rolls the flattened input). "
+        "Carries: every axis not rotated."))
+
+
+# -- tile -----------------------------------------------------------------------------------------
+
+
+def _tile_parts(x: TensorType, repeats) -> tuple[int, tuple[int, ...]]:
+    """(number of new leading axes, repeats for every output axis)."""
+    if not isinstance(repeats, tuple) or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0
+                                                  for r in repeats):
+        raise fail("tile", f"repeats must be a tuple of ints >= 0, got {repeats!r}")
+    lead = max(0, len(repeats) - x.rank)
+    reps = (1,) * (x.rank + lead - len(repeats)) + repeats
+    return lead, reps
+
+
+def _tile_infer(ins, attrs):
+    x = ins[0]
+    lead, reps = _tile_parts(x, attrs["repeats"])
+    shape = (1,) * lead + x.shape
+    return (x.with_shape(tuple(normalize(s * r) for s, r in zip(shape, reps))),)
+
+
+def _tile_dims(ins, attrs, outs) -> DimRecord:
+    x = ins[0]
+    lead, reps = _tile_parts(x, attrs["repeats"])
+    flows = [NEW] * lead
+    for k, s in enumerate(x.shape):
+        r = reps[lead + k]
+        flows.append(carry_from(AxisSource(0, k)) if r == 1 else (NEW if is_one(s) else MIX))
+    return (tuple(flows),)
+
+
+def _tile_ref(xp, x, repeats):
+    if all(r == 1 for r in repeats):
+        return xp.array(x, copy=True, order="C", ndmin=max(len(repeats), x.ndim))
+    return xp.tile(x, repeats)
+
+
+register(OpDef(
+    name="tile", infer=_tile_infer, dims=_tile_dims, reference=_tile_ref, attrs={"repeats": REQUIRED},
+    flops=lambda *a: 0,
+    doc="tile(x, repeats): repeat the whole tensor along each axis (torch.tile; missing leading repeats are "
+        "1, extra ones add axes). Carries: every axis repeated once."))
+
+
+# -- topk / sort --------------------------------------------------------------------------------------
+
+
+def _topk_parts(x: TensorType, attrs) -> tuple[int, Size]:
+    if x.rank == 0:
+        raise fail("topk", f"input must have rank >= 1, got {x}")
+    axis = norm_axis("topk", attrs["axis"], x.rank)
+    k = attrs["k"]
+    if isinstance(k, bool) or not isinstance(k, int) and not hasattr(k, "free_symbols"):
+        raise fail("topk", f"k must be a size, got {k!r}")
+    if isinstance(k, int) and (k < 0 or (isinstance(x.shape[axis], int) and k > x.shape[axis])):
+        raise fail("topk", f"k={k} is out of range for axis {axis} of input {x} (size {format_size(x.shape[axis])})")
+    for name in ("largest", "sorted"):
+        if not isinstance(attrs[name], bool):
+            raise fail("topk", f"{name} must be a bool, got {attrs[name]!r}")
+    return axis, k
+
+
+def _topk_infer(ins, attrs):
+    x = ins[0]
+    axis, k = _topk_parts(x, attrs)
+    shape = x.shape[:axis] + (k,) + x.shape[axis + 1:]
+    return (x.with_shape(shape), TensorType(DType.int64, shape))
+
+
+def _sorted_dims(axis_of):
+    def dims(ins, attrs, outs) -> DimRecord:
+        one = _carry_except(ins[0].rank, {axis_of(ins[0], attrs)})
+        return (one, one)
+    return dims
+
+
+def _topk_ref(xp, x, k, axis=-1, largest=True, sorted=True):
+    axis %= x.ndim
+    n = x.shape[axis]
+    k = int(k)
+    if k == 0:
+        shape = x.shape[:axis] + (0,) + x.shape[axis + 1:]
+        return xp.empty(shape, x.dtype), xp.empty(shape, "int64")
+    part = xp.argpartition(x, n - k if largest else k - 1, axis=axis)
+    keep = [slice(None)] * x.ndim
+    keep[axis] = slice(n - k, n) if largest else slice(0, k)
+    idx = part[tuple(keep)]
+    values = xp.take_along_axis(x, idx, axis=axis)
+    if not sorted:
+        return values, xp.ascontiguousarray(idx)
+    order = xp.argsort(values, axis=axis, kind="stable")
+    if largest:
+        order = xp.flip(order, axis=axis)
+    return xp.take_along_axis(values, order, axis=axis), xp.take_along_axis(idx, order, axis=axis)
+
+
+def _topk_workspace(ins, attrs, outs) -> Size:
+    # argpartition's int64 array over the whole input; sorting adds an index array and a values copy
+    isz = outs[0].dtype.itemsize
+    extra = normalize(8 * ins[0].numel() + (outs[0].numel() * (8 + isz) if attrs["sorted"] else 0))
+    return ceildiv(extra, isz)
+
+
+register(OpDef(
+    name="topk", infer=_topk_infer, dims=_sorted_dims(lambda x, a: norm_axis("topk", a["axis"], x.rank)),
+    reference=_topk_ref, num_outputs=2, workspace=_topk_workspace, size_attrs=("k",),
+    attrs={"k": REQUIRED, "axis": -1, "largest": True, "sorted": True},
+    doc="topk(x, k, axis=-1, largest=True, sorted=True) -> (values, i64 indices): the k largest (or smallest) "
+        "along `axis`. Carries: every other axis (both outputs)."))
+
+
+def _sort_infer(ins, attrs):
+    x = ins[0]
+    if x.rank == 0:
+        raise fail("sort", f"input must have rank >= 1, got {x}")
+    norm_axis("sort", attrs["axis"], x.rank)
+    if not isinstance(attrs["descending"], bool):
+        raise fail("sort", f"descending must be a bool, got {attrs['descending']!r}")
+    return (x, x.with_dtype(DType.int64))
+
+
+def _reverse_inplace(xp, a, axis):
+    """Reverse ``a`` along ``axis`` in place, swapping blocks (a temporary of 1/32 of ``a`` at most)."""
+    v = xp.moveaxis(a, axis, -1)
+    n = v.shape[-1]
+    half = n // 2
+    step = max(1, half // 16)
+    for s in range(0, half, step):
+        e = min(s + step, half)
+        lo, hi = v[..., s:e], v[..., n - e:n - s][..., ::-1]
+        tmp = lo.copy()
+        lo[...] = hi
+        hi[...] = tmp
+
+
+def _sort_ref(xp, x, axis=-1, descending=False):
+    idx = xp.argsort(x, axis=axis, kind="stable")
+    if descending:
+        _reverse_inplace(xp, idx, axis)  # equal values then come in reverse order (PyTorch's is unspecified)
+    return xp.take_along_axis(x, idx, axis=axis), idx
+
+
+register(OpDef(
+    name="sort", infer=_sort_infer, dims=_sorted_dims(lambda x, a: norm_axis("sort", a["axis"], x.rank)),
+    reference=_sort_ref, num_outputs=2, attrs={"axis": -1, "descending": False},
+    flops=lambda ins, a, outs: ins[0].numel(),
+    doc="sort(x, axis=-1, descending=False) -> (values, i64 indices). Carries: every other axis (both outputs)."))

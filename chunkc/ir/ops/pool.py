@@ -1,0 +1,192 @@
+"""Pooling: max_pool, avg_pool and adaptive_avg_pool over the last 1 to 3 axes.
+
+The spatial axes are the last ``len(kernel)`` axes; every leading axis (batch,
+channels) carries.  A spatial axis carries too when its windows tile the
+input (kernel <= stride, no padding, input = stride * output; see
+:mod:`._window`).  Adaptive pooling's spatial axes mix (a slice would need
+another ``output_size``).
+
+The references visit each kernel offset once and fold a strided view of the
+input into the output in place: the output is the only allocation.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from ..dims import AxisSource, DimRecord, MIX
+from ..registry import OpDef, REQUIRED, register
+from ..sizes import Size, product
+from ..types import TensorType
+from ._common import carry_from, fail, require_float
+from ._window import Window, gather_ranges, output_size, spatial_flow, window
+
+
+def _nsp(op: str, x: TensorType, kernel) -> int:
+    if not isinstance(kernel, tuple) or not 1 <= len(kernel) <= 3:
+        raise fail(op, f"kernel must be a tuple of 1 to 3 ints (one per spatial axis), got {kernel!r}")
+    if x.rank <= len(kernel):
+        raise fail(op, f"input {x} needs at least one axis (batch or channels) before its "
+                       f"{len(kernel)} spatial axes")
+    return len(kernel)
+
+
+def _pool_parts(op: str, ins, attrs) -> tuple[Window, int, tuple[Size, ...]]:
+    x = ins[0]
+    nsp = _nsp(op, x, attrs["kernel"])
+    win = window(op, nsp, attrs["kernel"], attrs["stride"], attrs["padding"], attrs.get("dilation"),
+                 stride_default=attrs["kernel"])
+    for a in range(nsp):
+        limit = win.effective(a) // 2
+        for p in win.padding[a]:
+            if not isinstance(p, int) or p > limit:
+                raise fail(op, f"padding {win.padding[a]} on spatial axis {a} must be ints at most half the "
+                               f"kernel's extent ({limit})")
+    if not isinstance(attrs["ceil_mode"], bool):
+        raise fail(op, f"ceil_mode must be a bool, got {attrs['ceil_mode']!r}")
+    lead = x.rank - nsp
+    out = tuple(output_size(op, x.shape[lead + a], win, a, attrs["ceil_mode"], what=f"input {x}: ")
+                for a in range(nsp))
+    return win, lead, x.shape[:lead] + out
+
+
+def _pool_infer(op: str):
+    def infer(ins, attrs):
+        _, _, shape = _pool_parts(op, ins, attrs)
+        if op == "avg_pool":
+            require_float(op, ins[0], "input 0")
+        return (ins[0].with_shape(shape),)
+    return infer
+
+
+def _pool_dims(op: str):
+    def dims(ins, attrs, outs) -> DimRecord:
+        win, lead, shape = _pool_parts(op, ins, attrs)
+        x = ins[0]
+        flows = [carry_from(AxisSource(0, k)) for k in range(lead)]
+        for a in range(win.rank):
+            flows.append(spatial_flow(lead + a, x.shape[lead + a], shape[lead + a], win, a) or MIX)
+        return (tuple(flows),)
+    return dims
+
+
+def _concrete(op: str, x, attrs) -> tuple[Window, int, tuple[int, ...]]:
+    nsp = len(attrs["kernel"])
+    win = window(op, nsp, attrs["kernel"], attrs["stride"], attrs["padding"], attrs.get("dilation"),
+                 stride_default=attrs["kernel"])
+    lead = x.ndim - nsp
+    out = tuple(output_size(op, x.shape[lead + a], win, a, attrs["ceil_mode"]) for a in range(nsp))
+    return win, lead, out
+
+
+def _offsets(win: Window):
+    return itertools.product(*(range(k) for k in win.kernel))
+
+
+# -- max_pool -----------------------------------------------------------------------------------
+
+
+def _max_pool_ref(xp, x, kernel, stride=None, padding=None, dilation=None, ceil_mode=False):
+    win, lead, out_sp = _concrete("max_pool", x, dict(kernel=kernel, stride=stride, padding=padding,
+                                                      dilation=dilation, ceil_mode=ceil_mode))
+    low = -xp.inf if x.dtype.kind == "f" else (xp.iinfo(x.dtype).min if x.dtype.kind in "iu" else False)
+    out = xp.full(x.shape[:lead] + out_sp, low, dtype=x.dtype)
+    keep = (slice(None),) * lead
+    for offset in _offsets(win):
+        ranges = gather_ranges(x.shape[lead:], out_sp, offset, win)
+        if ranges is not None:
+            dst = out[keep + ranges[0]]
+            xp.maximum(dst, x[keep + ranges[1]], out=dst)  # NaN propagates, as in PyTorch
+    return out
+
+
+_WINDOW_DOC = ("kernel, stride (None: kernel), padding (begin, end) pairs (None: 0; at most half the kernel), "
+               "ceil_mode=False")
+register(OpDef(
+    name="max_pool", infer=_pool_infer("max_pool"), dims=_pool_dims("max_pool"), reference=_max_pool_ref,
+    attrs={"kernel": REQUIRED, "stride": None, "padding": None, "dilation": None, "ceil_mode": False},
+    flops=lambda ins, a, outs: outs[0].numel() * product(a["kernel"]),
+    doc=f"max_pool(x[..., *S], {_WINDOW_DOC}, dilation=None): the maximum of each window over the last "
+        "len(kernel) axes; padding never wins. Carries: every leading axis; a spatial axis whose windows tile "
+        "the input (ratio stride)."))
+
+
+# -- avg_pool -----------------------------------------------------------------------------------
+
+
+def _avg_divisors(n_in: int, n_out: int, k: int, s: int, pb: int, pe: int, include_pad: bool) -> list[int]:
+    """PyTorch's divisor per output position along one axis."""
+    out = []
+    for o in range(n_out):
+        start = o * s - pb
+        end = min(start + k, n_in + pe)
+        out.append(end - start if include_pad else min(end, n_in) - max(start, 0))
+    return out
+
+
+def _avg_pool_ref(xp, x, kernel, stride=None, padding=None, ceil_mode=False, count_include_pad=True):
+    win, lead, out_sp = _concrete("avg_pool", x, dict(kernel=kernel, stride=stride, padding=padding,
+                                                      ceil_mode=ceil_mode))
+    out = xp.zeros(x.shape[:lead] + out_sp, dtype=x.dtype)
+    keep = (slice(None),) * lead
+    for offset in _offsets(win):
+        ranges = gather_ranges(x.shape[lead:], out_sp, offset, win)
+        if ranges is not None:
+            out[keep + ranges[0]] += x[keep + ranges[1]]
+    nsp = len(out_sp)
+    for a in range(nsp):  # the divisor is a product over axes: divide axis by axis, in place
+        pb, pe = win.padding[a]
+        d = _avg_divisors(x.shape[lead + a], out_sp[a], win.kernel[a], win.stride[a], pb, pe, count_include_pad)
+        out /= xp.asarray(d, dtype=x.dtype).reshape((-1,) + (1,) * (nsp - 1 - a))
+    return out
+
+
+register(OpDef(
+    name="avg_pool", infer=_pool_infer("avg_pool"), dims=_pool_dims("avg_pool"), reference=_avg_pool_ref,
+    attrs={"kernel": REQUIRED, "stride": None, "padding": None, "ceil_mode": False, "count_include_pad": True},
+    flops=lambda ins, a, outs: outs[0].numel() * product(a["kernel"]),
+    doc=f"avg_pool(x[..., *S], {_WINDOW_DOC}, count_include_pad=True): the mean of each window (PyTorch's "
+        "divisor). Carries: every leading axis; a spatial axis whose windows tile the input (ratio stride)."))
+
+
+# -- adaptive_avg_pool ------------------------------------------------------------------------------
+
+
+def _adaptive_infer(ins, attrs):
+    x = ins[0]
+    size = attrs["output_size"]
+    require_float("adaptive_avg_pool", x, "input 0")
+    if not isinstance(size, tuple) or not 1 <= len(size) <= 3 or \
+            any(isinstance(s, int) and s < 1 for s in size):
+        raise fail("adaptive_avg_pool", f"output_size must be a tuple of 1 to 3 positive sizes, got {size!r}")
+    if x.rank <= len(size):
+        raise fail("adaptive_avg_pool", f"input {x} needs at least one axis before its {len(size)} spatial axes")
+    return (x.with_shape(x.shape[:x.rank - len(size)] + size),)
+
+
+def _adaptive_dims(ins, attrs, outs) -> DimRecord:
+    x, nsp = ins[0], len(attrs["output_size"])
+    return (tuple(carry_from(AxisSource(0, k)) for k in range(x.rank - nsp)) + (MIX,) * nsp,)
+
+
+def _adaptive_ref(xp, x, output_size):
+    nsp = len(output_size)
+    lead = x.ndim - nsp
+    out = xp.empty(x.shape[:lead] + tuple(output_size), dtype=x.dtype)
+    spans = []
+    for a, n_out in enumerate(output_size):
+        n_in = x.shape[lead + a]  # window i covers [floor(i*in/out), ceil((i+1)*in/out))
+        spans.append([(i, slice(i * n_in // n_out, -(-(i + 1) * n_in // n_out))) for i in range(n_out)])
+    axes = tuple(range(lead, x.ndim))
+    keep = (slice(None),) * lead
+    for cell in itertools.product(*spans):
+        index = tuple(i for i, _ in cell)
+        xp.mean(x[keep + tuple(s for _, s in cell)], axis=axes, out=out[keep + index])
+    return out
+
+
+register(OpDef(
+    name="adaptive_avg_pool", infer=_adaptive_infer, dims=_adaptive_dims, reference=_adaptive_ref,
+    attrs={"output_size": REQUIRED}, size_attrs=("output_size",), flops=lambda ins, a, outs: ins[0].numel(),
+    doc="adaptive_avg_pool(x[..., *S], output_size): window i of an axis covers [floor(i*S/out), "
+        "ceil((i+1)*S/out)). Carries: every leading axis."))

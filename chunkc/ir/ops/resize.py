@@ -1,0 +1,214 @@
+"""Resizing: interpolate (nearest, nearest_exact, linear) and pad.
+
+``interpolate`` resizes the last ``len(size)`` axes; the leading axes (batch,
+channels) carry, the resized axes mix (a slice of the output would need
+another ``size``).  Source positions follow PyTorch exactly, in float32:
+
+* nearest (PyTorch's legacy rule): ``floor(o * (in/out))``;
+* nearest_exact: ``floor((o + 0.5) * (in/out))``;
+* linear (bi/trilinear by rank): ``(o + 0.5) * (in/out) - 0.5`` clamped at 0, or
+  ``o * (in-1)/(out-1)`` with ``align_corners``.
+
+``pad`` pads (or, with negative constant pads, crops) every axis; unpadded axes carry.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from ..dims import AxisSource, DimRecord, MIX
+from ..registry import OpDef, REQUIRED, register
+from ..sizes import Size, normalize, product
+from ._common import carry_from, fail, one_of, optional_float, pairs
+
+_MODES = ("nearest", "nearest_exact", "linear")
+
+
+# -- interpolate --------------------------------------------------------------------------------
+
+
+def _interp_infer(ins, attrs):
+    x = ins[0]
+    size, mode = attrs["size"], attrs["mode"]
+    one_of("interpolate", "mode", mode, _MODES)
+    if not isinstance(size, tuple) or not 1 <= len(size) <= 3 or any(isinstance(s, int) and s < 1 for s in size):
+        raise fail("interpolate", f"size must be a tuple of 1 to 3 positive output sizes, got {size!r}")
+    if x.rank <= len(size):
+        raise fail("interpolate", f"input {x} needs at least one axis (batch or channels) before its "
+                                  f"{len(size)} resized axes")
+    if not isinstance(attrs["align_corners"], bool):
+        raise fail("interpolate", f"align_corners must be a bool, got {attrs['align_corners']!r}")
+    if attrs["align_corners"] and mode != "linear":
+        raise fail("interpolate", f"align_corners=True applies only to mode 'linear', not {mode!r}")
+    if mode == "linear" and not x.dtype.is_floating:
+        raise fail("interpolate", f"mode 'linear' needs a floating-point input, got {x}")
+    return (x.with_shape(x.shape[:x.rank - len(size)] + size),)
+
+
+def _interp_dims(ins, attrs, outs) -> DimRecord:
+    x, nsp = ins[0], len(attrs["size"])
+    return (tuple(carry_from(AxisSource(0, k)) for k in range(x.rank - nsp)) + (MIX,) * nsp,)
+
+
+def nearest_index(n_in: int, n_out: int, exact: bool) -> np.ndarray:
+    scale = np.float32(n_in) / np.float32(n_out)
+    o = np.arange(n_out, dtype=np.float32)
+    if exact:
+        o += np.float32(0.5)
+    return np.minimum(np.floor(o * scale).astype(np.int64), n_in - 1)
+
+
+def linear_weights(n_in: int, n_out: int, align_corners: bool):
+    """(i0, i1, lambda): output o = (1 - lambda[o]) * x[i0[o]] + lambda[o] * x[i1[o]]."""
+    o = np.arange(n_out, dtype=np.float32)
+    if align_corners:
+        scale = np.float32(n_in - 1) / np.float32(n_out - 1) if n_out > 1 else np.float32(0)
+        src = o * scale
+    else:
+        scale = np.float32(n_in) / np.float32(n_out)
+        src = np.maximum(scale * (o + np.float32(0.5)) - np.float32(0.5), np.float32(0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    lam = np.clip(src - i0.astype(np.float32), 0, 1).astype(np.float32)
+    i1 = np.where(i0 < n_in - 1, i0 + 1, i0)
+    return i0, i1, lam
+
+
+def _interp_ref(xp, x, size, mode="nearest", align_corners=False):
+    nsp = len(size)
+    lead = x.ndim - nsp
+    if mode != "linear":
+        index = []
+        for a, n_out in enumerate(size):
+            idx = nearest_index(x.shape[lead + a], int(n_out), mode == "nearest_exact")
+            index.append(xp.asarray(idx.reshape((-1,) + (1,) * (nsp - 1 - a))))
+        return x[(Ellipsis,) + tuple(index)]  # one fancy-indexing gather: the output only
+    return _linear(xp, x, tuple(int(s) for s in size), align_corners)
+
+
+def _linear(xp, x, size, align_corners):
+    nsp, lead = len(size), x.ndim - len(size)
+    w = [linear_weights(x.shape[lead + a], size[a], align_corners) for a in range(nsp)]
+    lead_shape = x.shape[:lead]
+    out = xp.empty(lead_shape + size, dtype=x.dtype)
+    if nsp == 1:  # one output position at a time: a temporary of the leading axes only
+        i0, i1, lam = w[0]
+        tmp = xp.empty(lead_shape, dtype=x.dtype)
+        for o in range(size[0]):
+            xp.multiply(x[..., int(i0[o])], float(1 - lam[o]), out=out[..., o])
+            xp.multiply(x[..., int(i1[o])], float(lam[o]), out=tmp)
+            out[..., o] += tmp
+        return out
+    # one output row (all axes but the last fixed) at a time: blend the 2^(d-1) input rows, then
+    # interpolate that row along the last axis
+    acc = xp.empty(lead_shape + (x.shape[-1],), dtype=x.dtype)
+    tmp = xp.empty_like(acc)
+    b0 = xp.empty(lead_shape + (size[-1],), dtype=x.dtype)
+    b1 = xp.empty_like(b0)
+    i0w, i1w, lw = (xp.asarray(v) for v in w[-1])
+    one_minus_lw = (1 - lw).astype(x.dtype)
+    lw = lw.astype(x.dtype)
+    for cell in itertools.product(*(range(s) for s in size[:-1])):
+        for n, corner in enumerate(itertools.product((0, 1), repeat=nsp - 1)):
+            weight, index = 1.0, []
+            for a, (o, c) in enumerate(zip(cell, corner)):
+                i0, i1, lam = w[a]
+                weight *= float(lam[o]) if c else float(1 - lam[o])
+                index.append(int(i1[o] if c else i0[o]))
+            row = x[(Ellipsis,) + tuple(index) + (slice(None),)]
+            xp.multiply(row, weight, out=acc if n == 0 else tmp)
+            if n:
+                acc += tmp
+        xp.take(acc, i0w, axis=-1, out=b0, mode="clip")
+        b0 *= one_minus_lw
+        xp.take(acc, i1w, axis=-1, out=b1, mode="clip")
+        b1 *= lw
+        xp.add(b0, b1, out=out[(Ellipsis,) + cell + (slice(None),)])
+    return out
+
+
+def _interp_workspace(ins, attrs, outs) -> Size:
+    if attrs["mode"] != "linear":
+        return 0
+    x, nsp = ins[0], len(attrs["size"])
+    lead = product(x.shape[:x.rank - nsp])
+    if nsp == 1:
+        return lead
+    return normalize(2 * lead * (x.shape[-1] + attrs["size"][-1]))
+
+
+register(OpDef(
+    name="interpolate", infer=_interp_infer, dims=_interp_dims, reference=_interp_ref,
+    attrs={"size": REQUIRED, "mode": "nearest", "align_corners": False}, size_attrs=("size",),
+    workspace=_interp_workspace,
+    flops=lambda ins, a, outs: outs[0].numel() * (1 if a["mode"] != "linear" else 2 ** (len(a["size"]) + 1)),
+    doc="interpolate(x[..., *S], size, mode='nearest'|'nearest_exact'|'linear', align_corners=False): resize "
+        "the last len(size) axes to `size` (PyTorch's rules; 'linear' is bi/trilinear by len(size)). "
+        "Carries: every leading axis."))
+
+
+# -- pad -------------------------------------------------------------------------------------------
+
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def _pad_infer(ins, attrs):
+    x = ins[0]
+    mode = attrs["mode"]
+    one_of("pad", "mode", mode, _PAD_MODES)
+    optional_float("pad", "value", attrs["value"], allow_none=False)
+    pads = pairs("pad", "pads", attrs["pads"], x.rank, allow_negative=(mode == "constant"))
+    shape = []
+    for k, (s, (b, e)) in enumerate(zip(x.shape, pads)):
+        n = normalize(s + b + e)
+        if isinstance(n, int) and n < 0:
+            raise fail("pad", f"pads {(b, e)} crop axis {k} of input {x} below size 0")
+        if mode != "constant" and isinstance(s, int) and (b, e) != (0, 0):
+            limit = {"reflect": s - 1, "circular": s, "replicate": None}[mode]
+            if s < 1 or (limit is not None and any(isinstance(p, int) and p > limit for p in (b, e))):
+                raise fail("pad", f"{mode} pads {(b, e)} on axis {k} of input {x} must be at most {limit}")
+        shape.append(n)
+    return (x.with_shape(tuple(shape)),)
+
+
+def _pad_dims(ins, attrs, outs) -> DimRecord:
+    return (tuple(carry_from(AxisSource(0, k)) if tuple(p) == (0, 0) else MIX
+                  for k, p in enumerate(attrs["pads"])),)
+
+
+def _pad_ref(xp, x, pads, mode="constant", value=0.0):
+    pads = tuple((int(b), int(e)) for b, e in pads)
+    shape = tuple(s + b + e for s, (b, e) in zip(x.shape, pads))
+    if mode == "constant":
+        out = xp.full(shape, value, dtype=x.dtype)
+        dst, src = [], []
+        for s, (b, e) in zip(x.shape, pads):
+            lo, hi = max(-b, 0), s - max(-e, 0)  # the part of x that survives cropping
+            if hi <= lo:
+                return out
+            dst.append(slice(max(b, 0), max(b, 0) + hi - lo))
+            src.append(slice(lo, hi))
+        out[tuple(dst)] = x[tuple(src)]
+        return out
+    out = xp.empty(shape, dtype=x.dtype)
+    out[tuple(slice(b, b + s) for s, (b, _) in zip(x.shape, pads))] = x
+    for k, (n, (b, e)) in enumerate(zip(x.shape, pads)):
+        # fill axis k's pads from its centre, over the full extent of every other axis (earlier axes
+        # are complete; later axes' pads are rewritten when their turn comes)
+        def row(i):
+            return out[(slice(None),) * k + (i,)]
+        for j in range(b):
+            row(j)[...] = row(b + {"reflect": b - j, "replicate": 0, "circular": (n - b + j) % n}[mode])
+        for j in range(e):
+            row(b + n + j)[...] = row(b + {"reflect": n - 2 - j, "replicate": n - 1, "circular": j % n}[mode])
+    return out
+
+
+register(OpDef(
+    name="pad", infer=_pad_infer, dims=_pad_dims, reference=_pad_ref,
+    attrs={"pads": REQUIRED, "mode": "constant", "value": 0.0}, size_attrs=("pads",), flops=lambda *a: 0,
+    doc="pad(x, pads=((begin, end), ...) one pair per axis, mode='constant'|'reflect'|'replicate'|'circular', "
+        "value=0.0): negative constant pads crop. Carries: every axis padded by (0, 0)."))
+
+__all__ = ["nearest_index", "linear_weights"]

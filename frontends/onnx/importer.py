@@ -1,0 +1,259 @@
+"""``from_onnx``: an ONNX model to a chunkc Graph.
+
+Steps: read and check the model (load.py, validate.py, onnx.checker), run
+ONNX shape inference (for opaque nodes and as a cross-check of outputs),
+declare graph inputs with symbolic sizes from ``dim_param``, keep
+initializers and ``Constant`` nodes as known values, convert node by node
+through the converter table, fold small shape computations, and finally drop
+the IR nodes no output needs (shape arithmetic that was folded) and verify.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from chunkc.errors import ChunkcError, IRError, UnsupportedOpError
+from chunkc.ir.graph import Graph
+from chunkc.ir.sizes import format_size
+from chunkc.ir.verifier import verify
+
+from . import folding as F
+from .context import FOLD_LIMIT, ImportContext, Known, Slot, label, make_known
+from .converters import lookup
+from .load import load_model, refuse_external_data
+from .types import identifier, shape_from_type, to_dtype
+from .validate import check_subgraphs, check_supported, topological_nodes
+
+MIN_OPSET = 13
+
+
+def from_onnx(model_or_path, *, opaque_unknown: bool = False, constant_inputs: Mapping[str, np.ndarray] | None = None,
+              check: bool = True, name: str | None = None) -> Graph:
+    """Import an ONNX model (a ModelProto, serialized bytes or a path) as a chunkc Graph.
+
+    ``opaque_unknown``: keep ops without a converter as ``opaque`` barrier nodes typed by
+    ONNX shape inference, instead of refusing the model.
+    ``constant_inputs``: graph inputs to bind to fixed arrays at import (they become constants).
+    ``check``: run ``onnx.checker`` on the model first.
+    """
+    loaded = load_model(model_or_path)
+    model, source = loaded.model, loaded.source
+    refuse_external_data(model, source)
+    model = _upgrade_opset(model, source)
+    nodes = topological_nodes(model.graph, source)
+    opaque_nodes = []
+    if opaque_unknown:
+        opaque_nodes = [n for n in nodes if lookup(n.domain, n.op_type) is None]
+        check_subgraphs(opaque_nodes, source)
+    else:
+        check_supported(nodes, source)
+    if check:
+        _run_checker(model, source, custom_ok=bool(opaque_nodes))
+    inferred = _infer_types(model, source, required=bool(opaque_nodes))
+    graph = Graph(identifier(name or model.graph.name or "onnx"))
+    ctx = ImportContext(graph=graph, opsets=_opsets(model))
+    constant_inputs = dict(constant_inputs or {})
+    _declare_inputs(ctx, model.graph, constant_inputs, source)
+    ctx.inferred = inferred
+    ctx.producers = {out: n for n in nodes for out in n.outputs if out}
+    for node in nodes:
+        ctx.node = node
+        _convert(ctx, node, source)
+    ctx.node = None
+    outputs = []
+    for out in model.graph.output:
+        outputs.append(ctx.materialize(out.name))
+    graph.set_outputs(*outputs)
+    prune(graph)
+    _check_outputs(graph, model.graph, source)
+    try:
+        verify(graph)
+    except IRError as exc:
+        raise ChunkcError(f"{source}: the imported graph does not verify: {exc}") from None
+    return graph
+
+
+# -- model-level steps ---------------------------------------------------------------------
+
+
+def _opsets(model: onnx.ModelProto) -> dict[str, int]:
+    return {("" if o.domain in ("", "ai.onnx") else o.domain): int(o.version) for o in model.opset_import}
+
+
+def _upgrade_opset(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
+    version = _opsets(model).get("", MIN_OPSET)
+    if version >= MIN_OPSET:
+        return model
+    try:
+        from onnx import version_converter
+        return version_converter.convert_version(model, MIN_OPSET)
+    except Exception as exc:  # the converter raises assorted errors
+        raise UnsupportedOpError(f"{source}: opset {version} is older than {MIN_OPSET}, and ONNX's version "
+                                 f"converter could not upgrade it: {str(exc).splitlines()[0][:300]}") from None
+
+
+def _run_checker(model: onnx.ModelProto, source: str, custom_ok: bool) -> None:
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        text = str(exc).strip().splitlines()
+        message = " ".join(t.strip() for t in text[:6])[:600]
+        if custom_ok and ("No Op registered" in message or "domain" in message.lower()):
+            return
+        raise ChunkcError(f"{source}: the ONNX checker refuses the model: {message}") from None
+
+
+def _infer_types(model: onnx.ModelProto, source: str, required: bool) -> dict[str, onnx.TypeProto]:
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as exc:
+        if required:
+            raise ChunkcError(f"{source}: ONNX shape inference failed, and opaque nodes need it for their "
+                              f"result types: {str(exc).splitlines()[0][:300]}") from None
+        return {}
+    out = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        out[vi.name] = vi.type
+    return out
+
+
+def _declare_inputs(ctx: ImportContext, g: onnx.GraphProto, constant_inputs: dict, source: str) -> None:
+    initialized = {init.name for init in g.initializer}
+    for init in g.initializer:
+        dt = to_dtype(init.data_type, f"{source}: initializer {label(init.name)}")
+        try:
+            data = numpy_helper.to_array(init)
+        except Exception as exc:
+            raise ChunkcError(f"{source}: initializer {label(init.name)} cannot be read: {exc}") from None
+        ctx.env[init.name] = Slot(known=make_known(np.asarray(data), dt))
+    for inp in g.input:
+        if inp.name in initialized:
+            continue  # an input with a default value (IR version < 4): kept as the constant
+        where = f"{source}: graph input {label(inp.name)}"
+        if not inp.type.HasField("tensor_type"):
+            raise UnsupportedOpError(f"{where} is not a tensor (sequences, maps and optionals are not supported)")
+        dt = to_dtype(inp.type.tensor_type.elem_type, where)
+        if inp.name in constant_inputs:
+            ctx.env[inp.name] = Slot(known=make_known(np.asarray(constant_inputs.pop(inp.name)), dt))
+            continue
+        shape = shape_from_type(inp.type, identifier(inp.name))
+        if shape is None:
+            raise UnsupportedOpError(f"{where} has no shape; give it one (dims or dim_param names)")
+        ctx.env[inp.name] = Slot(value=ctx.graph.add_input(identifier(inp.name), dt, shape))
+        ctx.graph_inputs.add(inp.name)
+    if constant_inputs:
+        raise ChunkcError(f"{source}: constant_inputs names {sorted(constant_inputs)}, which are not graph inputs")
+
+
+# -- one node ---------------------------------------------------------------------------------
+
+
+def _convert(ctx: ImportContext, node, source: str) -> None:
+    conv = lookup(node.domain, node.op_type)
+    try:
+        if conv is None:
+            _opaque(ctx, node)
+            return
+        if conv.fold is not None and _try_fold(ctx, node, conv):
+            return
+        conv.fn(ctx, node)
+    except UnsupportedOpError as exc:
+        raise _with_source(exc, source) from None
+    except (ChunkcError, ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, OverflowError) as exc:
+        text = str(exc)
+        prefix = node.describe()
+        message = text if text.startswith(prefix) else f"{prefix}: {text}"
+        raise ChunkcError(f"{source}: {message}") from None
+    for k, out in enumerate(node.outputs):
+        if out and out not in ctx.env:
+            raise ChunkcError(f"{source}: {node.describe()}: output {k} {label(out)} is not produced by this importer "
+                              "(an optional output that is not supported)")
+
+
+def _with_source(exc: UnsupportedOpError, source: str) -> UnsupportedOpError:
+    new = type(exc)(f"{source}: {exc}")
+    new.__dict__.update(exc.__dict__)
+    return new
+
+
+def _try_fold(ctx: ImportContext, node, conv) -> bool:
+    arrays = []
+    for i in range(len(node.inputs)):
+        if not ctx.has(i) or (conv.fold_inputs is not None and i not in conv.fold_inputs):
+            arrays.append(None)
+            continue
+        k = ctx.slot(node.inputs[i]).known
+        if k is None or k.data.size > FOLD_LIMIT:
+            return False
+        arrays.append(k.data)
+    if not any(a is not None for a in arrays):
+        return False
+    try:
+        results = conv.fold(ctx, arrays)
+    except (F.Undecided, TypeError, ArithmeticError):
+        return False
+    if results is None:
+        return False
+    for k, (data, dt) in enumerate(results):
+        ctx.set_known(k, np.asarray(data), dt)
+    return True
+
+
+def _opaque(ctx: ImportContext, node) -> None:
+    result_types = []
+    for out in node.outputs:
+        t = ctx.inferred.get(out)
+        if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+            raise UnsupportedOpError(f"{node.describe()}: ONNX shape inference gave no tensor type for output "
+                                     f"{label(out)}, so it cannot become an opaque node")
+        dt = to_dtype(t.tensor_type.elem_type, f"{node.describe()}: output {label(out)}")
+        shape = shape_from_type(t, identifier(out))
+        result_types.append(f"{dt.short}[{', '.join(format_size(s) for s in shape)}]")
+    inputs = [ctx.value(i) for i in range(len(node.inputs)) if ctx.has(i)]
+    op = f"{identifier(node.domain) + '.' if node.domain else ''}{identifier(node.op_type)}"
+    outs = ctx.op("opaque", *inputs, target=f"onnx::{op}", result_types=tuple(result_types))
+    ctx.set_all(outs if isinstance(outs, tuple) else (outs,))
+
+
+# -- after conversion ----------------------------------------------------------------------------
+
+
+def prune(graph: Graph) -> None:
+    """Drop nodes and constants that no graph output depends on."""
+    live = set(graph.outputs)
+    kept = []
+    for node in reversed(graph.nodes):
+        if any(o in live for o in node.outputs):
+            kept.append(node)
+            live.update(node.inputs)
+    graph.nodes = kept[::-1]
+    graph.constants = [c for c in graph.constants if c in live]
+
+
+def _check_outputs(graph: Graph, g: onnx.GraphProto, source: str) -> None:
+    """Each output's dtype and rank (and static sizes) must match what the model declares."""
+    for value, out in zip(graph.outputs, g.output):
+        t = out.type.tensor_type
+        if not out.type.HasField("tensor_type"):
+            continue
+        if t.elem_type:
+            dt = to_dtype(t.elem_type, f"{source}: graph output {label(out.name)}")
+            if dt != value.dtype:
+                raise ChunkcError(f"{source}: graph output {label(out.name)} is declared {dt.short} but imports "
+                                  f"as {value.type}")
+        if t.HasField("shape"):
+            dims = t.shape.dim
+            if len(dims) != value.rank:
+                raise ChunkcError(f"{source}: graph output {label(out.name)} is declared with rank {len(dims)} "
+                                  f"but imports as {value.type}")
+            for d, s in zip(dims, value.shape):
+                if d.WhichOneof("value") == "dim_value" and isinstance(s, int) and d.dim_value != s:
+                    raise ChunkcError(f"{source}: graph output {label(out.name)} is declared "
+                                      f"{[x.dim_value or x.dim_param for x in dims]} but imports as {value.type}")
+
+
+__all__ = ["from_onnx", "prune", "Known"]

@@ -1,0 +1,131 @@
+"""Checks run before conversion; each error names the node and what would fix it.
+
+* every name is defined once (graph inputs, initializers, node outputs);
+* every node input is defined (a missing initializer is the usual cause);
+* the nodes form no cycle (the schedule is recomputed by a topological sort,
+  so a model whose nodes are merely listed out of order still imports);
+* every op has a converter (or ``opaque_unknown`` is set): one
+  UnsupportedOpError lists every unsupported op type with its count and the
+  first node of each.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+import onnx
+
+from chunkc.errors import ChunkcError, UnsupportedOpError
+
+from .context import OnnxNode, label
+from .converters import lookup
+
+_MAX_LISTED = 12
+
+
+def defined_names(graph: onnx.GraphProto) -> dict[str, str]:
+    """Name -> what defines it, for graph inputs and initializers; refuses duplicates."""
+    defined: dict[str, str] = {}
+    for init in graph.initializer:
+        if init.name in defined:
+            raise ChunkcError(f"initializer {label(init.name)} is defined twice")
+        defined[init.name] = "initializer"
+    for init in graph.sparse_initializer:
+        raise UnsupportedOpError(f"sparse initializer {label(init.values.name)} is not supported; densify it")
+    for inp in graph.input:
+        if inp.name in defined and defined[inp.name] != "initializer":
+            raise ChunkcError(f"graph input {label(inp.name)} is declared twice")
+        defined.setdefault(inp.name, "graph input")
+    return defined
+
+
+def topological_nodes(graph: onnx.GraphProto, source: str) -> list[OnnxNode]:
+    """The nodes in a valid schedule (the file's order where it is one); refuses cycles and undefined inputs."""
+    nodes = [OnnxNode(n, i) for i, n in enumerate(graph.node)]
+    defined = defined_names(graph)
+    producer: dict[str, OnnxNode] = {}
+    for node in nodes:
+        for out in node.outputs:
+            if not out:
+                continue
+            if out in producer or out in defined:
+                first = producer[out].describe() if out in producer else f"the {defined[out]}"
+                raise ChunkcError(f"{source}: {node.describe()} writes {label(out)}, which {first} already defines; "
+                                  "every tensor name must be assigned once")
+            producer[out] = node
+    for node in nodes:
+        for name in node.inputs:
+            if name and name not in producer and name not in defined:
+                raise ChunkcError(f"{source}: {node.describe()} reads {label(name)}, which no node, graph input or "
+                                  "initializer defines (a missing initializer?); add it or remove the node")
+    for out in graph.output:
+        if out.name not in producer and out.name not in defined:
+            raise ChunkcError(f"{source}: graph output {label(out.name)} is defined by no node, input or initializer")
+    # Kahn's algorithm, taking nodes in file order whenever they are ready
+    waiting = {id(n): sum(1 for x in set(n.inputs) if x in producer) for n in nodes}
+    readers: dict[str, list[OnnxNode]] = defaultdict(list)
+    for n in nodes:
+        for x in set(n.inputs):
+            if x in producer:
+                readers[x].append(n)
+    import heapq
+    ready = [(n.index, n) for n in nodes if waiting[id(n)] == 0]
+    heapq.heapify(ready)
+    order: list[OnnxNode] = []
+    while ready:
+        _, n = heapq.heappop(ready)
+        order.append(n)
+        for out in n.outputs:
+            for r in readers.get(out, ()):
+                waiting[id(r)] -= 1
+                if waiting[id(r)] == 0:
+                    heapq.heappush(ready, (r.index, r))
+    if len(order) != len(nodes):
+        stuck = [n for n in nodes if waiting[id(n)] > 0]
+        cycle = _find_cycle(stuck, producer)
+        path = " -> ".join(label(n.name) for n in cycle)
+        raise ChunkcError(f"{source}: the graph has a cycle through nodes {path}; ONNX graphs must be acyclic "
+                          f"(first node on it: {cycle[0].describe()})")
+    return order
+
+
+def _find_cycle(stuck: list[OnnxNode], producer: dict[str, OnnxNode]) -> list[OnnxNode]:
+    stuck_ids = {id(n) for n in stuck}
+    node = stuck[0]
+    seen: dict[int, int] = {}
+    path: list[OnnxNode] = []
+    while id(node) not in seen:
+        seen[id(node)] = len(path)
+        path.append(node)
+        preds = [producer[x] for x in node.inputs if x in producer and id(producer[x]) in stuck_ids]
+        node = preds[0]
+    cycle = path[seen[id(node)]:]
+    cycle.reverse()
+    return cycle + [cycle[0]]
+
+
+def check_supported(nodes: list[OnnxNode], source: str) -> list[OnnxNode]:
+    """Refuse every op without a converter in one error; return the unsupported nodes."""
+    missing = [n for n in nodes if lookup(n.domain, n.op_type) is None]
+    if missing:
+        counts = Counter((n.domain, n.op_type) for n in missing)
+        first: dict[tuple[str, str], OnnxNode] = {}
+        for n in missing:
+            first.setdefault((n.domain, n.op_type), n)
+        parts = []
+        for (domain, op), k in counts.most_common(_MAX_LISTED):
+            name = f"{domain}::{op}" if domain else op
+            parts.append(f"{label(name)} x{k} (first: node {label(first[(domain, op)].name)})")
+        more = f", and {len(counts) - _MAX_LISTED} more" if len(counts) > _MAX_LISTED else ""
+        raise UnsupportedOpError(
+            f"{source}: {len(counts)} unsupported op type(s): {', '.join(parts)}{more}. "
+            "Pass opaque_unknown=True to keep them as opaque barrier nodes (typed by ONNX shape inference)")
+    return missing
+
+
+def check_subgraphs(nodes: list[OnnxNode], source: str) -> None:
+    for n in nodes:
+        for a in n.proto.attribute:
+            if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+                raise UnsupportedOpError(f"{source}: {n.describe()} holds a subgraph (attribute {label(a.name)}); "
+                                         "control flow is not supported")

@@ -1,0 +1,416 @@
+"""The importer: an exported, decomposed FX graph -> a chunkc Graph.
+
+One walk over the FX nodes in order (their order becomes the schedule):
+
+* placeholders become graph inputs (the user's tensors, in order) or
+  constants (parameters, buffers, lifted tensor constants; created on first use);
+* nodes whose value is a Python number or a ``SymInt`` (``sym_size``,
+  ``operator.mul`` on sizes) become chunkc sizes, read from the export's own
+  symbolic value, so ``4*s0`` arrives as ``4*L``;
+* every ATen call goes to its converter (looked up by overload packet); its
+  results are checked against the shapes and dtypes torch computed;
+* a call no converter maps is recorded (op, count, first source line) and built
+  as an ``opaque`` barrier so the walk goes on and finds every unmapped op at
+  once.  Unless ``opaque_unknown=True`` the import then fails listing them all.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx as fx
+
+from chunkc.errors import ChunkcError, IRError, UnsupportedOpError
+from chunkc.ir.graph import Graph, Value, sanitize_name
+from chunkc.ir.sizes import evaluate, format_size, free_symbols, sizes_equal
+from chunkc.ir.types import TensorType
+from chunkc.ir.verifier import verify
+
+from . import converters
+from .context import Args, Ctx, NotConvertible, bind_schema
+from .diagnostics import aten_target, module_path, op_name, source_line
+from .dtypes import to_chunkc
+from .export import decompose, export_program
+from .symbols import SymbolicValueError, SymbolMap
+
+aten = torch.ops.aten
+
+# Ops that only check or constrain at run time; they produce nothing chunkc needs.
+_SKIP = frozenset({
+    aten._assert_scalar.default, aten._assert_tensor_metadata.default, aten.sym_constrain_range.default,
+    aten.sym_constrain_range_for_size.default, aten._assert_async.default, aten._assert_async.msg,
+    aten._functional_assert_async.msg, aten._functional_sym_constrain_range.default,
+    aten._functional_sym_constrain_range_for_size.default,
+})
+
+
+class _Poisoned:
+    """The value of a node that could not be built (its error is already recorded)."""
+
+
+POISON = _Poisoned()
+
+
+@dataclass
+class _Lazy:
+    """A parameter, buffer or tensor constant; becomes a graph constant when first used."""
+    name: str
+    tensor: torch.Tensor
+    value: Value | None = None
+
+
+@dataclass
+class Unmapped:
+    op: str
+    count: int = 0
+    first_source: str = ""
+    first_module: str = ""
+    reasons: list[str] = field(default_factory=list)
+    blocking: bool = False  # could not be kept as an opaque node either (no tensor result, unbacked sizes)
+
+    def describe(self) -> str:
+        where = self.first_source + (f" [{self.first_module}]" if self.first_module else "")
+        why = ", ".join(dict.fromkeys(self.reasons))
+        return f"  {self.op} x{self.count} (first at {where}): {why}"
+
+
+def from_torch(module, args=(), kwargs=None, dynamic_shapes=None, *, opaque_unknown: bool = False,
+               strict: bool = False, name: str | None = None) -> Graph:
+    """Import ``module`` (or an ``ExportedProgram``) into a chunkc Graph.
+
+    ``args``, ``kwargs`` and ``dynamic_shapes`` go to ``torch.export.export``
+    (non-strict unless ``strict=True``).  Dimensions given as
+    ``torch.export.Dim("L")`` become the symbolic size ``L``.  With
+    ``opaque_unknown=True`` ops chunkc cannot map are kept as ``opaque``
+    barriers (the PyTorch backend runs them) instead of failing the import.
+    """
+    if isinstance(module, torch.export.ExportedProgram):
+        ep, label = module, name or "exported_program"
+    else:
+        ep, label = export_program(module, args, kwargs, dynamic_shapes, strict), name or type(module).__name__
+    ep = decompose(ep, label)
+    return import_program(ep, opaque_unknown=opaque_unknown, name=label)
+
+
+def import_program(ep: torch.export.ExportedProgram, *, opaque_unknown: bool = False, name: str = "main") -> Graph:
+    """Import an already decomposed ExportedProgram (see :func:`from_torch`)."""
+    return _Importer(ep, name, opaque_unknown).run()
+
+
+class _Importer:
+    def __init__(self, ep: torch.export.ExportedProgram, name: str, opaque_unknown: bool):
+        self.ep = ep
+        self.graph = Graph(name)
+        self.opaque_unknown = opaque_unknown
+        self.env: dict[fx.Node, Any] = {}
+        self.unmapped: dict[str, Unmapped] = {}
+        self.symbols = SymbolMap(_shape_env(ep))
+        self.label = name
+
+    # -- the walk ------------------------------------------------------------------
+    def run(self) -> Graph:
+        specs = {s.arg.name: s for s in self.ep.graph_signature.input_specs if hasattr(s.arg, "name")}
+        for node in self.ep.graph.nodes:
+            if node.op == "placeholder":
+                self._placeholder(node, specs.get(node.name))
+            elif node.op == "call_function":
+                self._call(node)
+            elif node.op == "output":
+                self._outputs(node)
+            elif node.op == "get_attr":
+                self.env[node] = POISON  # submodules of higher-order ops; their users are reported
+        if self.unmapped and (not self.opaque_unknown or any(u.blocking for u in self.unmapped.values())):
+            raise UnsupportedOpError(self._unmapped_message())
+        self._drop_unused_constants()
+        verify(self.graph)
+        return self.graph
+
+    def _placeholder(self, node: fx.Node, spec) -> None:
+        from torch.export.graph_signature import InputKind
+
+        val = node.meta.get("val")
+        kind = spec.kind if spec is not None else InputKind.USER_INPUT
+        if kind == InputKind.USER_INPUT:
+            if isinstance(val, torch.Tensor):
+                shape = tuple(self._size(s, f"input {node.name}") for s in val.shape)
+                self.env[node] = self.graph.add_input(node.name, to_chunkc(val.dtype, f"input {node.name}"), shape)
+            else:
+                self.env[node] = self.symbols.scalar(val, f"input {node.name}") if val is not None else None
+            return
+        if kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
+            target = spec.target
+            tensor = self.ep.state_dict.get(target) if target in self.ep.state_dict else self.ep.constants.get(target)
+            if not isinstance(tensor, torch.Tensor):
+                raise ChunkcError(f"{self.label}: {kind.name.lower()} {target!r} is not a tensor ({type(tensor).__name__})")
+            self.env[node] = _Lazy(target, tensor)
+            return
+        self.env[node] = POISON  # tokens, custom objects: their users are reported
+
+    def _call(self, node: fx.Node) -> None:
+        target = node.target
+        if target in _SKIP:
+            return
+        if target is operator.getitem:
+            self._getitem(node)
+            return
+        val = node.meta.get("val")
+        if any(self.env.get(a) is POISON for a in node.all_input_nodes):
+            self.env[node] = POISON  # a consequence of an op already reported
+            return
+        if not isinstance(val, (torch.Tensor, list, tuple)) and val is not None:
+            try:  # a size or a number (sym_size, operator.mul on SymInts, ...)
+                self.env[node] = self.symbols.scalar(val, node.name)
+            except SymbolicValueError as exc:
+                self._record(node, str(exc))
+                self.env[node] = POISON
+            return
+        conv = converters.lookup(target)
+        if conv is None:
+            self._unmapped(node, "no converter for this op")
+            return
+        n_nodes, n_consts = len(self.graph.nodes), len(self.graph.constants)
+        try:
+            fx_args = bind_schema(target, node.args, node.kwargs)
+            values = {k: self._arg(v) for k, v in fx_args.items()}
+            if _contains_poison(values):
+                self.env[node] = POISON
+                return
+            used = {u.args[1] for u in node.users if u.target is operator.getitem}
+            cx = Ctx(self.graph, node, fx_args, self._out_types(node), used)
+            result = self._check(cx, conv(cx, Args(values, op_name(target))))
+        except (NotConvertible, SymbolicValueError, IRError) as exc:
+            del self.graph.nodes[n_nodes:]  # drop what the converter built before it gave up
+            del self.graph.constants[n_consts:]
+            reason = str(exc) if not isinstance(exc, IRError) else f"chunkc refused the mapping: {exc}"
+            self._unmapped(node, reason)
+            return
+        self.env[node] = result
+
+    def _getitem(self, node: fx.Node) -> None:
+        src, index = node.args
+        value = self.env.get(src)
+        if value is POISON:
+            self.env[node] = POISON
+            return
+        item = value[index]
+        if item is None:
+            raise ChunkcError(f"{self.label}: node {node.name} reads output {index} of {src.name}, "
+                              "which its converter does not produce")
+        self.env[node] = item
+
+    def _outputs(self, node: fx.Node) -> None:
+        from torch.export.graph_signature import OutputKind
+
+        flat = node.args[0]
+        flat = flat if isinstance(flat, (list, tuple)) else [flat]
+        kinds = [s.kind for s in self.ep.graph_signature.output_specs]
+        outs = []
+        for i, arg in enumerate(flat):
+            if i < len(kinds) and kinds[i] != OutputKind.USER_OUTPUT:
+                continue  # buffer mutations and the like are not results of the call
+            v = self._arg(arg) if isinstance(arg, fx.Node) else None
+            if isinstance(v, Value):
+                outs.append(v)
+        if not outs and not self.unmapped:
+            raise ChunkcError(f"{self.label}: the module returns no tensor")
+        self.graph.set_outputs(*outs)
+
+    # -- arguments and results ---------------------------------------------------------
+    def _arg(self, a: Any) -> Any:
+        if isinstance(a, fx.Node):
+            v = self.env.get(a, POISON)
+            if isinstance(v, _Lazy):
+                if v.value is None:
+                    v.value = self._constant(v)
+                return v.value
+            return v
+        if isinstance(a, (list, tuple)):
+            return type(a)(self._arg(x) for x in a)
+        if isinstance(a, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+            return self.symbols.scalar(a)
+        return a
+
+    def _constant(self, lazy: _Lazy) -> Value:
+        t = lazy.tensor.detach().cpu()
+        if t.dtype == torch.bfloat16:
+            raise NotConvertible(f"weight {lazy.name!r} is bfloat16, which NumPy cannot hold; "
+                                 "import the float32 model and cast the graph")
+        to_chunkc(t.dtype, f"weight {lazy.name}")
+        return self.graph.add_constant(sanitize_name(lazy.name), np.ascontiguousarray(t.numpy()))
+
+    def _size(self, s: Any, where: str):
+        return self.symbols.size(s, where)
+
+    def _out_types(self, node: fx.Node) -> list[TensorType | None]:
+        val = node.meta.get("val")
+        vals = list(val) if isinstance(val, (list, tuple)) else [val]
+        out = []
+        for v in vals:
+            if isinstance(v, torch.Tensor):
+                shape = tuple(self._size(s, node.name) for s in v.shape)
+                out.append(TensorType(to_chunkc(v.dtype, node.name), shape))
+            else:
+                out.append(None)
+        return out
+
+    def _check(self, cx: Ctx, result: Any) -> Any:
+        """Cast to torch's dtype where chunkc's promotion differs; refuse a wrong shape."""
+        single = not isinstance(result, (tuple, list))
+        results = [result] if single else list(result)
+        if not single and len(results) != len(cx.out_types):
+            raise NotConvertible(f"converter returned {len(results)} outputs, torch has {len(cx.out_types)}")
+        fixed = []
+        for i, (r, want) in enumerate(zip(results, cx.out_types)):
+            if r is None or want is None:
+                fixed.append(r)
+                continue
+            if not isinstance(r, Value):
+                raise NotConvertible(f"converter returned {type(r).__name__} for output {i}")
+            if not _same_shape(r.shape, want.shape):
+                raise NotConvertible(f"chunkc computed {r.type} for output {i}, torch computed {want} "
+                                     "(a converter bug: please report it with this message)")
+            fixed.append(cx.cast(r, want.dtype))
+        return fixed[0] if single else tuple(fixed)
+
+    # -- unmapped ops ------------------------------------------------------------------------
+    def _record(self, node: fx.Node, reason: str) -> None:
+        key = op_name(node.target)
+        entry = self.unmapped.get(key)
+        if entry is None:
+            entry = self.unmapped[key] = Unmapped(key, 0, source_line(node), module_path(node))
+        entry.count += 1
+        entry.reasons.append(reason)
+
+    def _unmapped(self, node: fx.Node, reason: str) -> None:
+        self._record(node, reason)
+        self.env[node] = self._opaque(node)
+        if self.env[node] is POISON:
+            self.unmapped[op_name(node.target)].blocking = True
+
+    def _opaque(self, node: fx.Node) -> Any:
+        """An ``opaque`` barrier node the PyTorch backend runs with the original ATen op."""
+        try:
+            out_types = self._out_types(node)
+        except (SymbolicValueError, ChunkcError) as exc:
+            self._no_opaque(node, exc)
+            return POISON
+        if not out_types or any(t is None for t in out_types):
+            return POISON
+        inputs: list[Value] = []
+        template = self._call_template(node, inputs)
+        if template is POISON:
+            return POISON
+        attrs = {"target": aten_target(node.target), "result_types": tuple(str(t) for t in out_types)}
+        extra = _opaque_call_attr()
+        if extra is not None:
+            attrs[extra] = template
+        try:
+            n = self.graph.add_node("opaque", inputs, attrs, name=node.name)
+        except IRError as exc:
+            self._no_opaque(node, exc)
+            return POISON
+        outs = n.outputs
+        single = not isinstance(node.meta.get("val"), (list, tuple))
+        return outs[0] if single else tuple(outs)
+
+    def _no_opaque(self, node: fx.Node, exc: Exception) -> None:
+        entry = self.unmapped[op_name(node.target)]
+        entry.reasons.append("nor as an opaque node" if str(exc) in entry.reasons else f"nor as an opaque node: {exc}")
+
+    def _call_template(self, node: fx.Node, inputs: list[Value]) -> Any:
+        """The call's arguments with tensors replaced by their input position (for the backend)."""
+        def walk(a):
+            if isinstance(a, fx.Node):
+                v = self._arg(a)
+                if v is POISON:
+                    raise _PoisonFound
+                if isinstance(v, Value):
+                    inputs.append(v)
+                    return ("tensor", len(inputs) - 1)
+                return v
+            if isinstance(a, (list, tuple)):
+                return tuple(walk(x) for x in a)
+            return a
+        try:
+            args = tuple(walk(a) for a in node.args)
+            kwargs = tuple((k, walk(v)) for k, v in node.kwargs.items())
+        except _PoisonFound:
+            return POISON
+        return (args, kwargs)
+
+    def _unmapped_message(self) -> str:
+        total = sum(u.count for u in self.unmapped.values())
+        lines = [f"chunkc.from_torch({self.label}): {len(self.unmapped)} ATen op(s) have no chunkc mapping "
+                 f"({total} call(s)):"]
+        lines += [u.describe() for u in sorted(self.unmapped.values(), key=lambda u: -u.count)]
+        if any(u.blocking for u in self.unmapped.values()):
+            lines.append("Some of them cannot be kept as opaque barriers either (their result sizes depend on "
+                         "data, or they return no tensor): rewrite those lines.")
+        else:
+            lines.append("Pass opaque_unknown=True to keep them as opaque barriers (the PyTorch backend runs "
+                         "them; chunking does not cross them), or rewrite those lines with supported ops.")
+        return "\n".join(lines)
+
+    def _drop_unused_constants(self) -> None:
+        used = {v for n in self.graph.nodes for v in n.inputs} | set(self.graph.outputs)
+        self.graph.constants = [c for c in self.graph.constants if c in used]
+
+
+class _PoisonFound(Exception):
+    pass
+
+
+def _opaque_call_attr() -> str | None:
+    """The opaque op's attribute for non-tensor call arguments, when the op record has one."""
+    from chunkc.ir.registry import has_op, lookup
+    if not has_op("opaque"):
+        return None
+    attrs = lookup("opaque").attrs
+    for name in ("call", "args", "arguments"):
+        if name in attrs:
+            return name
+    return None
+
+
+def _contains_poison(values: dict) -> bool:
+    def bad(v):
+        if v is POISON:
+            return True
+        if isinstance(v, (list, tuple)):
+            return any(bad(x) for x in v)
+        return False
+    return any(bad(v) for v in values.values())
+
+
+def _same_shape(a, b) -> bool:
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if sizes_equal(x, y):
+            continue
+        # sympy may not prove equal forms equal (floor((L-1)/2)+1 vs ceiling(L/2)): compare values
+        names = sorted(free_symbols(x) | free_symbols(y))
+        try:
+            if not all(evaluate(x, dict.fromkeys(names, n)) == evaluate(y, dict.fromkeys(names, n))
+                       for n in (2, 3, 5, 8, 13, 64, 1000)):
+                return False
+        except (ValueError, KeyError, TypeError):
+            return False
+    return True
+
+
+def _shape_env(ep: torch.export.ExportedProgram):
+    for node in ep.graph.nodes:
+        val = node.meta.get("val")
+        mode = getattr(val, "fake_mode", None)
+        if mode is not None and mode.shape_env is not None:
+            return mode.shape_env
+    return None
+
+
+__all__ = ["from_torch", "import_program", "Unmapped", "format_size"]

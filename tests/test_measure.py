@@ -1,0 +1,183 @@
+"""measure_peak: bytes allocated during one call, inputs and weights excluded, on
+NumPy (tracemalloc), PyTorch CPU (storage tracking), CUDA and CuPy."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from chunkc.measure import PoolCounter, StorageTracker, detect_device, measure_peak
+
+MiB = 2**20
+SLACK = 64 * 1024  # Python objects made during a call (tracemalloc counts them too)
+
+
+def _near(measured: int, expected: int) -> bool:
+    return expected <= measured <= expected + SLACK
+
+
+# -- NumPy ----------------------------------------------------------------------------------
+
+
+def test_numpy_peak_counts_temporaries_alive_together():
+    x = np.ones((1024, 256), np.float32)  # 1 MiB
+
+    def f(x):
+        a = x * 2
+        b = a + 1  # a and b live together: 2 MiB
+        del a
+        c = np.exp(b)  # b and c: 2 MiB
+        del b
+        return c
+
+    assert _near(measure_peak(f, x), 2 * MiB)
+
+
+def test_numpy_inputs_and_views_of_them_are_free():
+    x = np.ones((1024, 256), np.float32)
+    assert measure_peak(lambda x: x[:, :128].T.reshape(128, 1024, order="F"), x) < SLACK
+    assert _near(measure_peak(lambda x: x[:512] + 1, x), MiB // 2)
+
+
+def test_numpy_freed_result_still_counts_at_peak():
+    def f():
+        big = np.zeros(4 * MiB, np.uint8)
+        big[0] = 1
+        del big
+        return np.zeros(MiB, np.uint8)
+
+    assert _near(measure_peak(f), 4 * MiB)
+
+
+def test_numpy_is_the_default_device():
+    assert detect_device(lambda: None, (np.ones(3), 2.0)) == "numpy"
+    assert detect_device(lambda: None, ()) == "numpy"
+
+
+# -- PyTorch on the CPU ------------------------------------------------------------------------
+
+
+def test_torch_cpu_counts_live_storages():
+    x = torch.ones(1024, 256)
+
+    def f(x):
+        a = x * 2
+        b = a + 1
+        del a
+        return torch.exp(b)
+
+    assert measure_peak(f, x) == 2 * MiB
+
+
+def test_torch_views_and_in_place_ops_are_not_new_memory():
+    x = torch.ones(1024, 256)
+
+    def f(x):
+        y = x[:, :128].t()  # a view of the input: free
+        z = y.contiguous()  # a copy: 0.5 MiB
+        z.mul_(2)  # in place: nothing new
+        return z.view(-1)  # a view of z: nothing new
+
+    assert measure_peak(f, x) == MiB // 2
+
+
+def test_torch_module_parameters_and_buffers_are_weights():
+    lin = torch.nn.Linear(256, 1024)
+    lin.register_buffer("scale", torch.ones(1024))
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = lin
+
+        def forward(self, x):
+            w = self.lin.weight[:512]  # a slice of a weight: free
+            return self.lin(x) * self.lin.scale + (x @ w.t()).sum()
+
+    x = torch.ones(256, 256)
+    peak = measure_peak(M(), x)
+    out = 256 * 1024 * 4
+    # linear's output, the product, then the sum's operand ([256, 512]) while both live
+    assert out * 2 <= peak <= out * 2 + 256 * 512 * 4 + 4096
+    assert detect_device(M(), (x,)) == "cpu"
+
+
+def test_torch_weights_in_closures_are_not_counted_through_views():
+    w = torch.ones(4096, 256)  # 4 MiB, captured by the closure, not passed
+    x = torch.ones(16, 256)
+    assert measure_peak(lambda x: x @ w[:1024].t(), x) == 16 * 1024 * 4
+
+
+def test_torch_freed_temporaries_count_at_the_peak_only():
+    def f(x):
+        for _ in range(3):
+            t = torch.empty(MiB, dtype=torch.uint8)
+            del t
+        return torch.empty(10, dtype=torch.uint8)
+
+    assert measure_peak(f, torch.ones(1)) == MiB
+
+
+def test_storage_tracker_follows_resize():
+    tracker = StorageTracker()
+    t = torch.empty(10, dtype=torch.uint8)
+    tracker.observe(t, ())
+    assert tracker.live == 10
+    t.resize_(100)
+    tracker.observe(t, (t,))
+    assert tracker.live == 100 and tracker.peak == 100
+    del t
+    assert tracker.live == 0
+    tracker.detach()
+
+
+# -- CUDA and CuPy ---------------------------------------------------------------------------
+
+
+def test_pool_counter_tracks_pool_mallocs_and_frees():
+    c = PoolCounter()
+    c.malloc_postprocess(device_id=0, size=1000, mem_size=1024, mem_ptr=1, pmem_id=1)
+    c.malloc_postprocess(device_id=0, size=10, mem_size=512, mem_ptr=2, pmem_id=2)
+    c.free_postprocess(device_id=0, mem_size=1024, mem_ptr=1, pmem_id=1)
+    c.malloc_postprocess(device_id=0, size=100, mem_size=512, mem_ptr=3, pmem_id=3)
+    assert (c.live, c.peak) == (1024, 1536)
+
+
+def test_unknown_device_is_refused():
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        measure_peak(lambda: None, device="tpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_peak_from_the_allocator():
+    x = torch.ones(1024, 256, device="cuda")
+
+    def f(x):
+        a = x * 2
+        b = a + 1
+        del a
+        return torch.exp(b)
+
+    assert detect_device(f, (x,)) == "cuda"
+    assert measure_peak(f, x) == 2 * MiB
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is None, reason="needs CuPy and a GPU")
+def test_cupy_peak_from_the_pool():
+    import cupy
+
+    x = cupy.ones((1024, 256), cupy.float32)
+
+    def f(x):
+        a = x * 2
+        b = a + 1
+        del a
+        return cupy.exp(b)
+
+    assert detect_device(f, (x,)) == "cupy"
+    assert measure_peak(f, x) == 2 * MiB
