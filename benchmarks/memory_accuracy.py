@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 import chunkc
+from chunkc.ir.sizes import evaluate
 from chunkc.passes.memory import MemoryModel, format_bytes
 
 START, END = "<!-- memory-accuracy:start -->", "<!-- memory-accuracy:end -->"
@@ -93,8 +94,8 @@ def measure_model(name: str, factory: Callable, sizes: tuple[int, ...], budget: 
         plans: list[tuple[str, object]] = [("unchunked", None)]
         try:
             plan = chunkc.autochunk(graph, budget, sizes=bindings)
-            chunks = ", ".join(chunkc.ir.format_size(r.chunk_size) for r in plan.regions)
-            plans.append((f"chunked: {len(plan.regions)} region(s), chunk {chunks}", plan))
+            chunks = ", ".join(f"{evaluate(r.chunk_size, bindings)}/{evaluate(r.extent, bindings)}" for r in plan.regions)
+            plans.append((f"chunked: {len(plan.regions)} region(s), chunks {chunks}", plan))
         except Exception as exc:
             rows.append(Row(case.name, size, f"chunked at {budget:.0%}", note=f"autochunk failed: {_short(exc)}"))
         for label, plan in plans:

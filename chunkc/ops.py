@@ -34,7 +34,7 @@ def apply(op: str, *args, name: str | None = None, **attrs):
     for a in args:
         if isinstance(a, Value):
             inputs.append(a)
-        elif isinstance(a, (int, float, bool, np.number)):
+        elif isinstance(a, (int, float, bool, np.number, np.bool_)):
             inputs.append(scalar(graph, a, values[0].dtype))
         else:
             raise IRError(f"op {op}: input {a!r} is neither a Value nor a number")
@@ -44,12 +44,26 @@ def apply(op: str, *args, name: str | None = None, **attrs):
 
 def scalar(graph: Graph, value, dtype) -> Value:
     """A 0-d constant; booleans stay bool, numbers take ``dtype`` when it is numeric."""
-    if isinstance(value, bool):
-        return graph.add_constant("scalar", np.asarray(value))
-    dt = dtype.numpy if dtype.name != "bool" else np.dtype("float32")
-    if not np.issubdtype(dt, np.floating) and isinstance(value, float):
+    if isinstance(value, (bool, np.bool_)):
+        return graph.add_constant("scalar", np.asarray(bool(value)))
+    if dtype.name == "bool":
         dt = np.dtype("float32")
+    elif dtype.name == "bfloat16":
+        dt = _bfloat16()
+    else:
+        dt = dtype.numpy
+    if not np.issubdtype(dt, np.floating) and isinstance(value, (float, np.floating)) and dtype.name != "bfloat16":
+        dt = np.dtype("float32")  # a float never truncates to an int constant
     return graph.add_constant("scalar", np.asarray(value, dtype=dt))
+
+
+def _bfloat16() -> np.dtype:
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise IRError("a Python number next to a bf16 value needs the ml_dtypes package for a bf16 constant; "
+                      "build the constant with graph.add_constant instead") from None
+    return np.dtype(ml_dtypes.bfloat16)
 
 
 def transpose(x: Value, dim0: int, dim1: int, name: str | None = None) -> Value:

@@ -35,7 +35,8 @@ from chunkc.ir.sizes import Size, format_size, sizes_equal
 
 settings.register_profile("chunkc", deadline=None, max_examples=40, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.load_profile("chunkc")
+if settings.get_current_profile_name() == "default":  # a profile chosen on the command line wins
+    settings.load_profile("chunkc")
 
 SYMBOLS = ("B", "L")
 STATIC_SIZES = (2, 3, 4, 6)

@@ -72,6 +72,14 @@ def test_doc_example_round_trips_through_text(doc_example):
     np.testing.assert_array_equal(chunkc.interpret(back, doc_example["x"])[0], doc_example["y"])
 
 
+def test_doc_text_form_example_round_trips():
+    text = _doc_block("example: text_form")
+    g = chunkc.parse_graph(text)
+    chunkc.verify(g)
+    assert chunkc.print_graph(g) == text
+    assert g.node("split").outputs[1].name == "b"
+
+
 @settings(max_examples=60)
 @given(random_graphs(max_nodes=12))
 def test_builder_never_builds_a_graph_the_verifier_rejects(case):
@@ -103,6 +111,18 @@ def test_python_numbers_become_constants_of_the_other_dtype():
     assert (i * 0.5).dtype == DType.float32  # a float scalar never truncates to int
     m = O.logical_and(O.gt(x, 0.0), True)
     assert m.dtype == DType.bool and m.producer.inputs[1].data.dtype == np.bool_
+    # NumPy scalars behave like the Python numbers they hold
+    assert (i * np.float32(0.5)).producer.inputs[1].data == 0.5
+    assert O.logical_or(m, np.bool_(False)).producer.inputs[1].data.dtype == np.bool_
+
+
+def test_python_numbers_next_to_bf16_values_make_bf16_constants():
+    pytest.importorskip("ml_dtypes")
+    g = Graph("bf")
+    x = g.add_input("x", "bf16", (3,))
+    y = x * 2
+    assert y.dtype == DType.bfloat16 and y.producer.inputs[1].dtype == DType.bfloat16
+    chunkc.verify(g)
 
 
 def test_operator_sugar_builds_the_named_ops():

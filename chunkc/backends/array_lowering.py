@@ -20,7 +20,10 @@ def reference_call(ctx: NodeContext, **overrides: str) -> str:
     parts = ["xp", *ctx.args]
     for key in ctx.attrs:
         parts.append(f"{key}={overrides[key] if key in overrides else ctx.attr(key)}")
-    return f"ref.{ctx.op}({', '.join(parts)})"
+    call = f"ref.{ctx.op}({', '.join(parts)})"
+    if ctx.node.op.num_outputs != 1 and len(ctx.node.outputs) == 1:
+        call += "[0]"  # references of multi-output ops return a sequence even when it has one value
+    return call
 
 
 def _default(ctx: NodeContext) -> str:

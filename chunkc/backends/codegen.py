@@ -33,6 +33,8 @@ from ..passes.plan import ChunkedValue, ChunkRegion, Plan
 from .names import Namer, check_identifier
 from .pyexpr import SizeRenderer, literal, tuple_literal
 
+# A rule returns the expression computing a node: its value when the node has one
+# output, a sequence of its values when it has several.
 Rule = Callable[["NodeContext"], str]
 
 # Loop variables of chunk regions; regions run one after another, so they are reused.
@@ -302,11 +304,8 @@ class Generator:
         if rule is None:
             raise UnsupportedOpError(f"{self.dialect.name} backend has no lowering for op {node.op.name} "
                                      f"(node {node.name}); add one to its lowering table")
-        expr = rule(NodeContext(self, node))
-        if len(targets) == 1 and node.op.num_outputs == 1:
-            lhs = targets[0]
-        else:
-            lhs = ", ".join(targets) + ("," if len(targets) == 1 else "")
+        expr = rule(NodeContext(self, node))  # one value for one output, else a sequence
+        lhs = ", ".join(targets)
         types = ", ".join(self.type_text(o) for o in node.outputs)
         self.emit(f"{lhs} = {expr}  # {node.op.name} -> {types}")
 

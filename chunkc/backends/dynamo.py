@@ -6,9 +6,10 @@ Dynamo hands the backend an FX ``GraphModule`` whose placeholders are the
 model's tensors (inputs, and with inlined nn.Modules its parameters and
 buffers) and, once it has seen two sizes, symbolic ints.  The backend wraps the
 GraphModule in a module that takes the tensors only (each symbolic int is read
-from a tensor's shape), imports that through the PyTorch frontend
-(``chunkc.from_torch``, i.e. ``torch.export``), plans the chunks for the sizes at
-hand, and runs the generated torch module.  Parameters and buffers arrive as
+from a tensor's shape).  At the first call it imports that through the PyTorch
+frontend (``chunkc.from_torch``, i.e. ``torch.export``), plans the chunks for
+the sizes of that call, and from then on runs the generated torch module; with
+symbolic sizes the generated code serves every size dynamo sends it.  Parameters and buffers arrive as
 graph inputs: they are not activation memory, and they are used whole unless
 the plan slices them.
 
@@ -17,6 +18,8 @@ The generated code runs under ``torch.no_grad`` (inference only).
 
 from __future__ import annotations
 
+import inspect
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -34,16 +37,25 @@ class DynamoStats:
     sources: list = field(default_factory=list)  # the generated source of each
 
 
-class _TensorsOnly(torch.nn.Module):
+class DynamoGraph(torch.nn.Module):
     """Calls ``gm`` with its symbolic-int arguments read from tensor shapes."""
 
-    def __init__(self, gm: torch.fx.GraphModule, layout: Sequence[tuple[str, int, int]]):
+    def __init__(self, gm: torch.fx.GraphModule, layout: Sequence[tuple[str, int, int]], names: Sequence[str]):
         super().__init__()
         self.gm = gm
         # per placeholder: ("tensor", index among tensors, 0) or ("size", tensor index, dim) or ("int", value, 0)
         self.layout = list(layout)
+        # torch.export names the graph inputs after forward's signature: use the placeholders' names
+        call = self.call
 
-    def forward(self, *tensors):
+        def forward(*tensors):
+            return call(*tensors)
+
+        forward.__signature__ = inspect.Signature(
+            [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
+        self.forward = forward
+
+    def call(self, *tensors):
         args = []
         for kind, a, b in self.layout:
             if kind == "tensor":
@@ -96,6 +108,22 @@ def _layout(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]):
     return layout, tensors, dynamic
 
 
+def _input_names(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> list[str]:
+    """Readable, unique names for the tensor placeholders (``L_x_`` -> ``x``)."""
+    names: list[str] = []
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    for node, ex in zip(placeholders, example_inputs):
+        if not isinstance(ex, torch.Tensor):
+            continue
+        name = re.sub(r"[^A-Za-z0-9_]", "_", node.name)
+        name = re.sub(r"^[lL]_", "", name).strip("_") or "arg"
+        name = name.replace("self_modules_", "").replace("_parameters_", "_").replace("_buffers_", "_")
+        if name[0].isdigit() or name in names:
+            name = f"arg{len(names)}_{name}"
+        names.append(name)
+    return names
+
+
 def _find_dim(sym, tensor_meta) -> tuple[int, int] | None:
     for t, meta in enumerate(tensor_meta):
         if not isinstance(meta, torch.Tensor):
@@ -104,14 +132,6 @@ def _find_dim(sym, tensor_meta) -> tuple[int, int] | None:
             if isinstance(s, torch.SymInt) and str(s.node.expr) == str(sym.node.expr):
                 return t, d
     return None
-
-
-def _concrete(t: torch.Tensor) -> torch.Tensor:
-    """A real tensor with ``t``'s shape (dynamo may pass fake ones)."""
-    from torch._subclasses.fake_tensor import is_fake
-    if is_fake(t):
-        return torch.zeros([int(s) for s in t.shape], dtype=t.dtype)
-    return t.detach()
 
 
 def dynamo_backend(budget=None, **options: Any) -> Callable:
@@ -124,33 +144,39 @@ def dynamo_backend(budget=None, **options: Any) -> Callable:
     stats: DynamoStats | None = options.pop("stats", None)
 
     def backend(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]):
-        import chunkc
-        from .torch_backend import compile_torch
-
         layout, tensors, dynamic = _layout(gm, example_inputs)
-        wrapper = _TensorsOnly(gm, layout)
-        args = tuple(_concrete(t) for t in tensors)
-        has_dynamic = any(dynamic)
-        graph = chunkc.from_torch(wrapper, args, dynamic_shapes=tuple(dynamic) if has_dynamic else None)
-        plan = None
-        if budget is not None:
-            sizes = graph.bind_sizes(args)  # reads shapes only
-            plan = chunkc.autochunk(graph, budget, sizes=sizes, **options)
-        module = compile_torch(graph, plan, grad_mode="no_grad")
-        if tensors:
-            module.to(tensors[0].device)
-        if stats is not None:
-            stats.graphs += 1
-            stats.plans.append(plan)
-            stats.sources.append(module.chunkc_source)
-        n_out = len(graph.outputs)
         positions = [i for i, (kind, _, _) in enumerate(layout) if kind == "tensor"]
+        state: dict[str, Any] = {}
+
+        def build(args: tuple):
+            # Runs at the first call, outside dynamo's tracing: torch.export inside the backend
+            # callback would mix its guards into the frame dynamo is compiling.
+            import chunkc
+            from .torch_backend import compile_torch
+
+            wrapper = DynamoGraph(gm, layout, _input_names(gm, example_inputs))
+            dyn = tuple(dynamic) if any(dynamic) else None
+            graph = chunkc.from_torch(wrapper, args, dynamic_shapes=dyn)
+            plan = None
+            if budget is not None:
+                plan = chunkc.autochunk(graph, budget, sizes=graph.bind_sizes(args), **options)
+            module = compile_torch(graph, plan, grad_mode="no_grad")
+            if args:
+                module.to(args[0].device)
+            if stats is not None:
+                stats.graphs += 1
+                stats.plans.append(plan)
+                stats.sources.append(module.chunkc_source)
+            state["module"], state["outputs"] = module, len(graph.outputs)
 
         def run(*call_args):
-            result = module(*[call_args[i] for i in positions])
-            return (result,) if n_out == 1 else tuple(result)
+            tensors_now = tuple(call_args[i] for i in positions)
+            if "module" not in state:
+                build(tensors_now)
+            result = state["module"](*tensors_now)
+            return (result,) if state["outputs"] == 1 else tuple(result)
 
-        run.chunkc_module = module
+        run.chunkc_state = state
         return run
 
     return backend

@@ -1,7 +1,8 @@
 """Lowering table of the PyTorch backend: one rule per op, keyed by op name.
 
 A rule gets a :class:`~chunkc.backends.codegen.NodeContext` and returns the
-expression that computes the node (a sequence for ops with several outputs).
+expression that computes the node: its value when the node has one output, a
+sequence of values when it has several.
 Rules use the leanest PyTorch call for each op (``F.linear``, ``F.softmax``,
 ``F.layer_norm``, ``F.scaled_dot_product_attention``...), so that the unchunked
 program allocates what eager PyTorch allocates.
@@ -21,7 +22,7 @@ import torch
 from ..ir.dtypes import DType
 from .codegen import NodeContext, Rule
 from .pyexpr import tuple_literal
-from .torch_runtime import parse_target
+from .torch_runtime import parse_target, torch_op
 
 RULES: dict[str, Rule] = {}
 
@@ -406,7 +407,8 @@ def _stack(ctx):
 @rule("split")
 def _split(ctx):
     sizes = ", ".join(ctx.size(s) for s in ctx.attrs["sizes"])
-    return f"torch.split({ctx.arg(0)}, [{sizes}], dim={ctx.attr('axis')})"
+    call = f"torch.split({ctx.arg(0)}, [{sizes}], dim={ctx.attr('axis')})"
+    return call if len(ctx.node.outputs) > 1 else f"{call}[0]"
 
 
 @rule("take")
@@ -507,13 +509,159 @@ def _conv_transpose(ctx):
             f"{ctx.attr('groups')}, {ctx.lit(dilation)})")
 
 
+# -- windows: pooling, resizing, padding ------------------------------------------------------
+
+
+@rule("max_pool", "avg_pool")
+def _pool(ctx):
+    x, a = ctx.in_type(0), ctx.attrs
+    nsp = len(a["kernel"])
+    stride = tuple(a["stride"] or a["kernel"])
+    padding = tuple(tuple(p) for p in (a["padding"] or ((0, 0),) * nsp))
+    lead = x.rank - nsp
+    if lead in (1, 2) and _symmetric(padding):
+        pad = ctx.lit(tuple(b for b, _ in padding))
+        common = f"{ctx.arg(0)}, {ctx.attr('kernel')}, stride={ctx.lit(stride)}, padding={pad}"
+        if ctx.op == "max_pool":
+            dilation = tuple(a["dilation"] or (1,) * nsp)
+            return f"F.max_pool{nsp}d({common}, dilation={ctx.lit(dilation)}, ceil_mode={ctx.attr('ceil_mode')})"
+        return (f"F.avg_pool{nsp}d({common}, ceil_mode={ctx.attr('ceil_mode')}, "
+                f"count_include_pad={ctx.attr('count_include_pad')})")
+    out_size = ctx.lit(ctx.out_type().shape[lead:])
+    if ctx.op == "max_pool":
+        dilation = tuple(a["dilation"] or (1,) * nsp)
+        return (f"rt.max_pool({ctx.arg(0)}, {ctx.attr('kernel')}, {ctx.lit(stride)}, {ctx.lit(padding)}, "
+                f"{ctx.lit(dilation)}, {ctx.attr('ceil_mode')}, {out_size})")
+    return (f"rt.avg_pool({ctx.arg(0)}, {ctx.attr('kernel')}, {ctx.lit(stride)}, {ctx.lit(padding)}, "
+            f"{ctx.attr('ceil_mode')}, {ctx.attr('count_include_pad')}, {out_size})")
+
+
+@rule("adaptive_avg_pool")
+def _adaptive_avg_pool(ctx):
+    nsp = len(ctx.attrs["output_size"])
+    if ctx.in_type(0).rank - nsp in (1, 2):
+        return f"F.adaptive_avg_pool{nsp}d({ctx.arg(0)}, {ctx.attr('output_size')})"
+    return f"rt.adaptive_avg_pool({ctx.arg(0)}, {ctx.attr('output_size')})"
+
+
+_INTERP_MODES = {"nearest": "nearest", "nearest_exact": "nearest-exact"}
+
+
+@rule("interpolate")
+def _interpolate(ctx):
+    size, mode = ctx.attrs["size"], ctx.attrs["mode"]
+    nsp = len(size)
+    if mode == "linear":
+        torch_mode = ("linear", "bilinear", "trilinear")[nsp - 1]
+        extra = f", align_corners={ctx.attr('align_corners')}"
+    else:
+        torch_mode, extra = _INTERP_MODES[mode], ""
+    call = f"size={ctx.attr('size')}, mode={torch_mode!r}{extra}"
+    if ctx.in_type(0).rank == nsp + 2:
+        return f"F.interpolate({ctx.arg(0)}, {call})"
+    return f"rt.interpolate({ctx.arg(0)}, {nsp}, {call})"
+
+
+@rule("pad")
+def _pad(ctx):
+    pads = tuple(tuple(p) for p in ctx.attrs["pads"])
+    mode = ctx.attrs["mode"]
+    if mode == "constant":
+        first = next((k for k, p in enumerate(pads) if tuple(p) != (0, 0)), len(pads))
+        if first == len(pads):
+            return f"{ctx.arg(0)}.clone()"  # nothing to pad: a fresh copy, as in the IR
+        return f"F.pad({ctx.arg(0)}, {pad_spec(ctx, pads[first:])}, value={ctx.attr('value')})"
+    return f"rt.pad({ctx.arg(0)}, {ctx.lit(pads)}, {ctx.attr('mode')})"
+
+
+# -- creation, masking, reordering ---------------------------------------------------------------
+
+
+@rule("arange")
+def _arange(ctx):
+    a = ctx.attrs
+    return (f"torch.arange({ctx.attr('start')}, {ctx.attr('end')}, {ctx.attr('step')}, "
+            f"dtype={torch_dtype(ctx.out_type().dtype)}, device={ctx.device()})")
+
+
+@rule("full")
+def _full(ctx):
+    return (f"torch.full({ctx.out_shape(0)}, {ctx.attr('value')}, dtype={torch_dtype(ctx.out_type().dtype)}, "
+            f"device={ctx.device()})")
+
+
+@rule("full_like")
+def _full_like(ctx):
+    return f"torch.full_like({ctx.arg(0)}, {ctx.attr('value')}, dtype={torch_dtype(ctx.out_type().dtype)})"
+
+
+@rule("triu", "tril")
+def _tri(ctx):
+    return f"torch.{ctx.op}({ctx.arg(0)}, diagonal={ctx.attr('diagonal')})"
+
+
+@rule("flip")
+def _flip(ctx):
+    return f"torch.flip({ctx.arg(0)}, {ctx.lit(_dims(ctx, ctx.attrs['axes']))})"
+
+
+@rule("roll")
+def _roll(ctx):
+    axes = ctx.attrs["axes"]
+    if axes is None:
+        shifts = ctx.attrs["shifts"]
+        return f"torch.roll({ctx.arg(0)}, {ctx.lit(shifts if isinstance(shifts, int) else shifts[0])})"
+    return f"torch.roll({ctx.arg(0)}, {ctx.attr('shifts')}, {ctx.attr('axes')})"
+
+
+@rule("tile")
+def _tile(ctx):
+    return f"torch.tile({ctx.arg(0)}, {ctx.attr('repeats')})"
+
+
+@rule("topk")
+def _topk(ctx):
+    return (f"torch.topk({ctx.arg(0)}, {ctx.attr('k')}, dim={ctx.attr('axis')}, largest={ctx.attr('largest')}, "
+            f"sorted={ctx.attr('sorted')})")
+
+
+@rule("sort")
+def _sort(ctx):
+    return f"torch.sort({ctx.arg(0)}, dim={ctx.attr('axis')}, descending={ctx.attr('descending')}, stable=True)"
+
+
+# -- attention -----------------------------------------------------------------------------------
+
+
+@rule("scaled_dot_product_attention")
+def _sdpa(ctx):
+    out = ctx.out_type().dtype
+    q, k, v = operands(ctx, (0, 1, 2), out, strict=True)
+    extra = ""
+    if ctx.num_inputs() == 4:
+        mask = ctx.arg(3)
+        mt = ctx.in_type(3).dtype
+        if mt != DType.bool and mt != out:
+            mask = f"{mask}.to({torch_dtype(out)})"
+        extra += f", attn_mask={mask}"
+    if ctx.attrs["is_causal"]:
+        extra += ", is_causal=True"
+    if ctx.attrs["scale"] is not None:
+        extra += f", scale={ctx.attr('scale')}"
+    return f"F.scaled_dot_product_attention({q}, {k}, {v}{extra})"
+
+
 # -- opaque ------------------------------------------------------------------------------
 
 
 @rule("opaque")
 def _opaque(ctx):
     target = ctx.attrs["target"]
-    ns, name, overload = parse_target(target)  # validated at generation time, and again at load
+    ns, name, overload = parse_target(target)  # validated here, and again when the module loads
+    returns = len(torch_op(target)._schema.returns)
+    if returns != len(ctx.node.outputs):
+        raise ctx.fail(f"target {target} returns {returns} value(s) but the node declares "
+                       f"{len(ctx.node.outputs)} result type(s)")
     op = ctx.helper(f"op_{name}", f"rt.torch_op({target!r})")
     return f"{op}({', '.join(ctx.args)})"
 

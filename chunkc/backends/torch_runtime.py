@@ -106,3 +106,82 @@ def conv_transpose(x, w, b, stride, padding, output_padding, groups, dilation) -
 
 
 __all__ += ["gather_nd", "scatter_elements", "scatter_nd", "conv_transpose"]
+
+
+def _flat_lead(x: torch.Tensor, nsp: int, lead_dims: int = 1) -> torch.Tensor:
+    """``x[..., *S]`` with its leading axes merged into ``lead_dims`` axes (the layouts F.* accept)."""
+    return x.reshape((-1,) + (1,) * (lead_dims - 1) + tuple(x.shape[x.dim() - nsp:]))
+
+
+def _unflat(y: torch.Tensor, x: torch.Tensor, nsp: int) -> torch.Tensor:
+    return y.reshape(tuple(x.shape[:x.dim() - nsp]) + tuple(y.shape[y.dim() - nsp:]))
+
+
+def _pad_flat(pairs) -> list:
+    flat = []
+    for b, e in reversed(tuple(pairs)):
+        flat += [int(b), int(e)]
+    return flat
+
+
+def _crop(y: torch.Tensor, out_size) -> torch.Tensor:
+    nsp = len(out_size)
+    return y[(Ellipsis,) + tuple(slice(0, int(s)) for s in out_size)] if tuple(y.shape[-nsp:]) != tuple(out_size) else y
+
+
+def max_pool(x, kernel, stride, padding, dilation, ceil_mode, out_size) -> torch.Tensor:
+    """Max pooling over the last ``len(kernel)`` axes, any leading axes, any (begin, end) padding."""
+    import torch.nn.functional as F
+    nsp = len(kernel)
+    fn = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[nsp - 1]
+    flat = _flat_lead(x, nsp)
+    if any(b or e for b, e in padding):  # padding never wins a max
+        flat = F.pad(flat, _pad_flat(padding), value=float("-inf") if x.is_floating_point() else int(
+            torch.iinfo(x.dtype).min))
+    y = fn(flat, kernel, stride=stride, padding=0, dilation=dilation, ceil_mode=ceil_mode)
+    return _unflat(_crop(y, out_size), x, nsp).contiguous()
+
+
+def avg_pool(x, kernel, stride, padding, ceil_mode, count_include_pad, out_size) -> torch.Tensor:
+    """Average pooling with PyTorch's divisors, any leading axes, any (begin, end) padding."""
+    import torch.nn.functional as F
+    nsp = len(kernel)
+    fn = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[nsp - 1]
+    flat = _flat_lead(x, nsp)
+    pads = _pad_flat(padding)
+    padded = F.pad(flat, pads) if any(pads) else flat
+    y = fn(padded, kernel, stride=stride, padding=0, ceil_mode=ceil_mode, count_include_pad=True)
+    if not count_include_pad and any(pads):
+        # the same windows over a mask of real elements: the ratio divides by the real count
+        mask = F.pad(torch.ones((1,) + tuple(flat.shape[1:]), dtype=x.dtype, device=x.device), pads)
+        y = y / fn(mask, kernel, stride=stride, padding=0, ceil_mode=ceil_mode, count_include_pad=True)
+    return _unflat(_crop(y, out_size), x, nsp).contiguous()
+
+
+def adaptive_avg_pool(x, output_size) -> torch.Tensor:
+    import torch.nn.functional as F
+    nsp = len(output_size)
+    fn = (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)[nsp - 1]
+    return _unflat(fn(_flat_lead(x, nsp), output_size), x, nsp)
+
+
+def interpolate(x, nsp: int, **kwargs) -> torch.Tensor:
+    """F.interpolate on ``x[..., *S]`` with any number of leading axes."""
+    import torch.nn.functional as F
+    return _unflat(F.interpolate(_flat_lead(x, nsp, 2), **kwargs), x, nsp)
+
+
+def pad(x, pairs, mode: str) -> torch.Tensor:
+    """Reflect, replicate or circular padding of the trailing padded axes (at most 3)."""
+    import torch.nn.functional as F
+    first = next((k for k, p in enumerate(pairs) if tuple(p) != (0, 0)), len(pairs))
+    nsp = len(pairs) - first
+    if nsp == 0:
+        return x.clone()
+    if nsp > 3:
+        raise ChunkcError(f"pad: PyTorch pads at most 3 trailing axes in mode {mode!r}, got {nsp}")
+    y = F.pad(_flat_lead(x, nsp), _pad_flat(pairs[first:]), mode=mode)
+    return _unflat(y, x, nsp)
+
+
+__all__ += ["max_pool", "avg_pool", "adaptive_avg_pool", "interpolate", "pad"]

@@ -49,6 +49,8 @@ def normalize(size) -> Size:
             return int(expr)
         if expr.is_Number:
             raise TypeError(f"size {size} is not an integer")
+        if expr.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan):
+            raise ValueError(f"size {size} is undefined (a division by zero?)")
         return expr
     raise TypeError(f"a size must be an int or a symbolic expression, not {type(size).__name__} {size!r}")
 

@@ -18,8 +18,8 @@ class TensorType:
         object.__setattr__(self, "dtype", to_dtype(self.dtype))
         shape = tuple(normalize(s) for s in self.shape)
         for s in shape:
-            if isinstance(s, int) and s < 0:
-                raise ValueError(f"negative size {s} in shape {shape}")
+            if (s < 0) if isinstance(s, int) else bool(s.is_negative):
+                raise ValueError(f"negative size {format_size(s)} in shape {shape}")
         object.__setattr__(self, "shape", shape)
 
     @property

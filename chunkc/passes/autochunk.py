@@ -26,6 +26,7 @@ from ..ir.sizes import evaluate
 from .cost import Machine, TimeModel
 from .plan import Plan, RegionStats
 from .region_memory import ValueFacts, baseline_timeline, chunk_expression, region_memory
+from .builtin import explicit_causal_mask
 from .reorder import apply_regions
 from .search import Candidate, GraphIndex, candidate_axes, walk_regions
 
@@ -250,6 +251,7 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None, **op
     if unchunked.peak_bytes <= budget_bytes:
         plan.notes.append("the unchunked graph already meets the budget")
         return plan
+    graph = explicit_causal_mask(graph)  # lets causal attention chunk its queries
     search = _Search(graph, sizes, opts)
     target = budget_bytes
     for attempt in range(4):

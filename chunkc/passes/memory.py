@@ -120,12 +120,13 @@ def _is_contiguous(shape: Sequence[int], strides: Sequence[int]) -> bool:
 
 
 def _split_view_result(result, n_out: int) -> list[tuple[int, ...] | None]:
-    """``view_strides`` returns output 0's strides, or one entry per output for a
-    multi-output op whose outputs all alias input 0 (split)."""
+    """Per output, its strides when it aliases input 0.  ``view_strides`` returns one
+    strides tuple (shared by every output: split keeps the input's strides), or,
+    for a multi-output op, one entry per output (None for an output that copies)."""
     if result is None:
         return [None] * n_out
-    if n_out == 1:
-        return [tuple(int(s) for s in result)]
+    if n_out == 1 or all(not isinstance(r, (tuple, list)) and r is not None for r in result):
+        return [tuple(int(s) for s in result)] * n_out
     return [None if r is None else tuple(int(s) for s in r) for r in result]
 
 
@@ -173,7 +174,7 @@ class MemoryModel:
         self.order = tuple(n.name for n in self.nodes)
         self.pos = {name: i for i, name in enumerate(self.order)}
         self._others: dict[tuple[str, ...], MemoryModel] = {}
-        self._chunk_view_cache: dict[tuple, tuple[int, ...] | None] = {}
+        self._chunk_view_cache: dict[tuple, object] = {}  # answers of op records for chunk shapes
         self._build()
         self._base = self._intervals([])  # the unchunked schedule
 
@@ -327,10 +328,7 @@ class MemoryModel:
         if key in self._chunk_view_cache:
             return self._chunk_view_cache[key]
         types = [TensorType(self.values[u].dtype, s) for u, s in zip(ins, in_shapes)]
-        attrs = concrete_attrs(node.attrs, self.sizes) if has_symbolic_attrs(node.attrs) else node.attrs
-        shape_attr = getattr(node.op, "shape_attr", None)
-        if shape_attr:  # the attribute that states the output shape names the chunk's length in the loop
-            attrs = {**attrs, shape_attr: self._chunk_shape(self.node_out[p][0], reg)}
+        attrs = self._chunk_attrs(p, reg)
         try:
             res = _split_view_result(node.op.view_strides(types, attrs, par_strides), len(self.node_out[p]))
             st = res[self.node_out[p].index(v)]
@@ -340,6 +338,32 @@ class MemoryModel:
             st = _contiguous(self._chunk_shape(v, reg)) if (full_contig and in_contig) else self.strides[v]
         self._chunk_view_cache[key] = st
         return st
+
+    def _chunk_attrs(self, p: int, reg: _Region) -> dict:
+        node = self.nodes[p]
+        attrs = concrete_attrs(node.attrs, self.sizes) if has_symbolic_attrs(node.attrs) else node.attrs
+        shape_attr = getattr(node.op, "shape_attr", None)
+        if shape_attr:  # the attribute that states the output shape names the chunk's length in the loop
+            attrs = {**attrs, shape_attr: self._chunk_shape(self.node_out[p][0], reg)}
+        return attrs
+
+    def _chunk_workspace(self, p: int, reg: _Region) -> int:
+        """The node's workspace for the chunk shapes (the record is asked again); if it
+        cannot answer, the full workspace scaled like the node's first output."""
+        ins, outs = self.node_in[p], self.node_out[p]
+        shapes = tuple(self._chunk_shape(u, reg) for u in ins + outs)
+        key = ("workspace", p, shapes)
+        if key not in self._chunk_view_cache:
+            types = [TensorType(self.values[u].dtype, s) for u, s in zip(ins + outs, shapes)]
+            try:
+                elems = evaluate(self.nodes[p].op.workspace(types[:len(ins)], self._chunk_attrs(p, reg),
+                                                            types[len(ins):]), self.sizes)
+                ws = int(elems) * types[len(ins)].dtype.itemsize
+            except Exception:
+                o = outs[0]
+                ws = self.ws[p] * self._chunk_bytes(o, reg) // max(self.nbytes[o], 1)
+            self._chunk_view_cache[key] = ws
+        return self._chunk_view_cache[key]
 
     def _intervals(self, regions: list[_Region]) -> tuple[_Intervals, list[int]]:
         """Every storage of the plan as an interval, and the workspace bytes per step."""
@@ -402,11 +426,10 @@ class MemoryModel:
                 root[v] = iv.add(nbytes[v], reg.start, lastpos, v, "buffer")
             else:
                 root[v] = INTERNAL
-        for reg in regions:  # workspace scales with the chunk of the node's first output
+        for reg in regions:
             for p in range(reg.start, reg.end + 1):
-                if ws[p] and self.node_out[p]:
-                    o = self.node_out[p][0]
-                    ws[p] = ws[p] * self._chunk_bytes(o, reg) // max(nbytes[o], 1)
+                if ws[p]:
+                    ws[p] = self._chunk_workspace(p, reg)
         return iv, ws
 
     def _last_before(self, v: int, end: int) -> int:

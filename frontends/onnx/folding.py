@@ -54,7 +54,13 @@ def _sym(v):
 def elementwise(fn, *arrays) -> np.ndarray:
     """Apply a scalar function elementwise with NumPy broadcasting (object arrays)."""
     objs = [to_object(a) for a in arrays]
-    return np.frompyfunc(fn, len(objs), 1)(*objs).astype(object).reshape(np.broadcast_shapes(*(o.shape for o in objs)))
+    shape = np.broadcast_shapes(*(o.shape for o in objs))
+    result = np.frompyfunc(fn, len(objs), 1)(*objs)  # a bare object for 0-d inputs
+    if isinstance(result, np.ndarray):
+        return result.astype(object).reshape(shape)
+    out = np.empty((), dtype=object)
+    out[()] = result
+    return out
 
 
 def trunc_div(a, b):

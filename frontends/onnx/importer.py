@@ -214,8 +214,9 @@ def _opaque(ctx: ImportContext, node) -> None:
         shape = shape_from_type(t, identifier(out))
         result_types.append(f"{dt.short}[{', '.join(format_size(s) for s in shape)}]")
     inputs = [ctx.value(i) for i in range(len(node.inputs)) if ctx.has(i)]
-    op = f"{identifier(node.domain) + '.' if node.domain else ''}{identifier(node.op_type)}"
-    outs = ctx.op("opaque", *inputs, target=f"onnx::{op}", result_types=tuple(result_types))
+    namespace = identifier(f"onnx_{node.domain}") if node.domain else "onnx"
+    target = f"{namespace}::{identifier(node.op_type)}"
+    outs = ctx.op("opaque", *inputs, target=target, result_types=tuple(result_types))
     ctx.set_all(outs if isinstance(outs, tuple) else (outs,))
 
 

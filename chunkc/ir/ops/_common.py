@@ -178,3 +178,8 @@ def array_result_dtype(*arrays):
     for a in arrays[1:]:
         d = promote(d, to_dtype(a.dtype))
     return d.numpy
+
+
+def fresh(xp, result):
+    """A ufunc's result as an array that in-place ops can write (0-d inputs give NumPy scalars)."""
+    return result if isinstance(result, xp.ndarray) else xp.asarray(result)

@@ -21,7 +21,7 @@ from ..dtypes import DType
 from ..registry import OpDef, register
 from ..sizes import Size, format_size, normalize, product, sizes_equal
 from ..types import TensorType
-from ._common import (array_result_dtype, broadcast_dims, broadcast_shapes, carry_from, fail, optional_float,
+from ._common import (array_result_dtype, broadcast_dims, broadcast_shapes, carry_from, fail, is_one, optional_float,
                       require_float, result_dtype)
 
 _NAMES = ("q", "k", "v", "mask")
@@ -55,13 +55,11 @@ def _parts(ins, attrs):
         if attrs["is_causal"]:
             raise fail("scaled_dot_product_attention", "give either a mask or is_causal=True, not both")
         batches.append(TensorType(mask.dtype, mask.shape[:-2]))
-        scores = TensorType(q.dtype, (q.shape[-2], k.shape[-2]))
-        tail = broadcast_shapes("scaled_dot_product_attention",
-                                [TensorType(mask.dtype, mask.shape[-2:]), scores])
-        if not all(sizes_equal(a, b) for a, b in zip(tail, scores.shape)):
-            raise fail("scaled_dot_product_attention",
-                       f"mask (input 3) {ins[3]} must broadcast to the scores' [L, S] = "
-                       f"[{format_size(q.shape[-2])}, {format_size(k.shape[-2])}]")
+        for m, want in zip(mask.shape[-2:], (q.shape[-2], k.shape[-2])):
+            if not (is_one(m) or sizes_equal(m, want)):
+                raise fail("scaled_dot_product_attention",
+                           f"mask (input 3) {ins[3]} must broadcast to the scores' [L, S] = "
+                           f"[{format_size(q.shape[-2])}, {format_size(k.shape[-2])}]")
     if not isinstance(attrs["is_causal"], bool):
         raise fail("scaled_dot_product_attention", f"is_causal must be a bool, got {attrs['is_causal']!r}")
     optional_float("scaled_dot_product_attention", "scale", attrs["scale"])

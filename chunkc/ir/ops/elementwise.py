@@ -18,7 +18,7 @@ from ..dtypes import DType, dtype as to_dtype, promote
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import ceildiv
 from ..types import TensorType
-from ._common import broadcast_dims, broadcast_shapes, fail, one_of, optional_float, quiet, result_dtype
+from ._common import broadcast_dims, broadcast_shapes, fail, fresh, one_of, optional_float, quiet, result_dtype
 from .special import erf, erf_
 
 CARRIES = " Carries: every axis (inputs broadcast along an axis are used whole)."
@@ -56,14 +56,14 @@ def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, do
 
 def _gelu(xp, x, approximate="none"):
     if approximate == "tanh":
-        out = xp.multiply(x, x)
+        out = fresh(xp, xp.multiply(x, x))
         out *= x
         out *= 0.044715
         out += x
         out *= math.sqrt(2.0 / math.pi)
         xp.tanh(out, out=out)
     else:
-        out = xp.multiply(x, 1.0 / math.sqrt(2.0))
+        out = fresh(xp, xp.multiply(x, 1.0 / math.sqrt(2.0)))
         erf_(xp, out)
     out += 1.0
     out *= x
@@ -72,7 +72,7 @@ def _gelu(xp, x, approximate="none"):
 
 
 def _sigmoid(xp, x):
-    out = xp.negative(x)
+    out = fresh(xp, xp.negative(x))
     with quiet(xp):
         xp.exp(out, out=out)
     out += 1.0
@@ -87,7 +87,7 @@ def _silu(xp, x):
 
 
 def _rsqrt(xp, x):
-    out = xp.sqrt(x)
+    out = fresh(xp, xp.sqrt(x))
     with quiet(xp):
         xp.reciprocal(out, out=out)
     return out
@@ -99,14 +99,14 @@ def _reciprocal(xp, x):
 
 
 def _leaky_relu(xp, x, negative_slope=0.01):
-    out = xp.multiply(x, negative_slope)
+    out = fresh(xp, xp.multiply(x, negative_slope))
     # for x >= 0 the result is x, else slope*x: the larger of the two when slope <= 1
     (xp.maximum if negative_slope <= 1 else xp.minimum)(out, x, out=out)
     return out
 
 
 def _elu(xp, x, alpha=1.0):
-    out = xp.minimum(x, 0)
+    out = fresh(xp, xp.minimum(x, 0))
     xp.expm1(out, out=out)
     out *= alpha
     if 0 <= alpha <= 1:
@@ -117,20 +117,22 @@ def _elu(xp, x, alpha=1.0):
 
 
 def _elu_workspace(ins, attrs, outs):
-    if 0 <= attrs["alpha"] <= 1:
-        return 0
-    return ceildiv(outs[0].numel(), outs[0].dtype.itemsize)
+    return 0 if 0 <= attrs["alpha"] <= 1 else _bool_workspace(ins, attrs, outs)
 
 
 def _softplus(xp, x, beta=1.0, threshold=20.0):
-    out = xp.multiply(x, beta)
+    out = fresh(xp, xp.multiply(x, beta))
+    linear = out > threshold  # where beta*x > threshold the result is x (a bool temporary: workspace)
     xp.minimum(out, threshold, out=out)  # exp cannot overflow
     xp.exp(out, out=out)
     xp.log1p(out, out=out)
     out /= beta
-    # where beta*x > threshold the result is x, which is then the larger value
-    xp.maximum(out, x, out=out)
+    xp.copyto(out, x, where=linear)
     return out
+
+
+def _bool_workspace(ins, attrs, outs):
+    return ceildiv(outs[0].numel(), outs[0].dtype.itemsize)
 
 
 def _softplus_check(attrs):
@@ -141,14 +143,14 @@ def _softplus_check(attrs):
 
 
 def _hardsigmoid(xp, x):
-    out = xp.add(x, 3.0)
+    out = fresh(xp, xp.add(x, 3.0))
     xp.clip(out, 0.0, 6.0, out=out)
     out /= 6.0
     return out
 
 
 def _hardswish(xp, x):
-    out = xp.add(x, 3.0)
+    out = fresh(xp, xp.add(x, 3.0))
     xp.clip(out, 0.0, 6.0, out=out)
     out *= x
     out /= 6.0
@@ -157,7 +159,7 @@ def _hardswish(xp, x):
 
 def _mish(xp, x):
     with quiet(xp):
-        out = xp.exp(x)
+        out = fresh(xp, xp.exp(x))
     xp.log1p(out, out=out)
     xp.tanh(out, out=out)
     out *= x
@@ -203,6 +205,7 @@ unary("elu", _elu, flops=5, attrs={"alpha": 1.0}, workspace=_elu_workspace,
       check=lambda a: optional_float("elu", "alpha", a["alpha"], allow_none=False),
       doc="elu(x, alpha=1.0): x if x > 0 else alpha*(exp(x) - 1).")
 unary("softplus", _softplus, flops=6, attrs={"beta": 1.0, "threshold": 20.0}, check=_softplus_check,
+      workspace=_bool_workspace,
       doc="softplus(x, beta=1, threshold=20): log(1 + exp(beta*x))/beta; x where beta*x > threshold.")
 unary("hardsigmoid", _hardsigmoid, flops=3, doc="hardsigmoid(x) = clip(x + 3, 0, 6)/6.")
 unary("hardswish", _hardswish, flops=4, doc="hardswish(x) = x*clip(x + 3, 0, 6)/6.")

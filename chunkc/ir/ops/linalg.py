@@ -204,8 +204,11 @@ def _einsum_ref(xp, *xs, equation):
     dt = array_result_dtype(*xs)
     if len(xs) <= 2:
         # one pass, no intermediates: the output is the only allocation
-        return xp.einsum(equation, *xs, dtype=dt, casting="unsafe")
-    out = xp.einsum(equation, *xs, optimize=True)  # pairwise contractions (intermediates)
+        out = xp.einsum(equation, *xs, dtype=dt, casting="unsafe")
+    else:
+        out = xp.einsum(equation, *xs, optimize=True)  # pairwise contractions (intermediates)
+    if any(xp.may_share_memory(out, x) for x in xs):  # a transpose or a diagonal is a view: copy
+        return xp.array(out, dtype=dt, order="C", copy=True)
     return xp.ascontiguousarray(out, dtype=dt)
 
 

@@ -78,13 +78,19 @@ def linear_weights(n_in: int, n_out: int, align_corners: bool):
 def _interp_ref(xp, x, size, mode="nearest", align_corners=False):
     nsp = len(size)
     lead = x.ndim - nsp
-    if mode != "linear":
-        index = []
-        for a, n_out in enumerate(size):
-            idx = nearest_index(x.shape[lead + a], int(n_out), mode == "nearest_exact")
-            index.append(xp.asarray(idx.reshape((-1,) + (1,) * (nsp - 1 - a))))
-        return x[(Ellipsis,) + tuple(index)]  # one fancy-indexing gather: the output only
-    return _linear(xp, x, tuple(int(s) for s in size), align_corners)
+    size = tuple(int(s) for s in size)
+    if mode == "linear":
+        return _linear(xp, x, size, align_corners)
+    index = [nearest_index(x.shape[lead + a], size[a], mode == "nearest_exact") for a in range(nsp)]
+    last = xp.asarray(index[-1])
+    if nsp == 1:
+        return xp.take(x, last, axis=-1)
+    # one output row at a time, gathered straight into the (C-contiguous) output
+    out = xp.empty(x.shape[:lead] + size, dtype=x.dtype)
+    for cell in itertools.product(*(range(s) for s in size[:-1])):
+        row = x[(Ellipsis,) + tuple(int(index[a][o]) for a, o in enumerate(cell)) + (slice(None),)]
+        xp.take(row, last, axis=-1, out=out[(Ellipsis,) + cell + (slice(None),)], mode="clip")
+    return out
 
 
 def _linear(xp, x, size, align_corners):

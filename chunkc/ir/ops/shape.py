@@ -214,9 +214,12 @@ def _squeeze_infer(ins, attrs):
 
 
 def _squeeze_dims(ins, attrs, outs) -> DimRecord:
+    # the op drops the named axes (all with axes=None) that have size 1 *at run time*: a chunk of
+    # length 1 of a named axis would be dropped too, so only the axes not named carry
     t = ins[0]
     axes = _squeeze_axes(t, attrs["axes"])
-    return (tuple(AxisFlow("carry", (AxisSource(0, k),)) for k in range(t.rank) if k not in axes),)
+    named = range(t.rank) if attrs["axes"] is None else norm_axes("squeeze", attrs["axes"], t.rank)
+    return (tuple(MIX if k in named else AxisFlow("carry", (AxisSource(0, k),)) for k in range(t.rank) if k not in axes),)
 
 
 register(OpDef(name="squeeze", infer=_squeeze_infer, dims=_squeeze_dims,
@@ -225,7 +228,8 @@ register(OpDef(name="squeeze", infer=_squeeze_infer, dims=_squeeze_dims,
                                                                 if not (s == 1 and (axes is None or k in tuple(a % x.ndim for a in ((axes,) if isinstance(axes, int) else axes)))))),
                attrs={"axes": None}, flops=lambda *a: 0,
                doc="squeeze(x, axes=None): drop size-1 axes (those of `axes` that have size 1); a view. "
-                   "Carries: every remaining axis."))
+                   "Carries: the axes not named in `axes` (with axes=None none: a chunk of length 1 of a named "
+                   "axis would be dropped too)."))
 
 
 def _unsqueeze_axis(t: TensorType, axis: int) -> int:

@@ -7,6 +7,7 @@ spatial sizes (symbolic sizes are fine at stride 1).
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -164,14 +165,55 @@ def window_pool(ctx, x, kind: str, kernel, strides, dilations, pairs, ceil_mode:
     return ctx.op("div", sums, counts)
 
 
+def max_pool_with_indices(ctx, x, kernel, strides, dilations, pairs, ceil_mode: bool, column_major: bool):
+    """MaxPool's (values, indices): every window tap as a strided slice, stacked; the first maximum
+    wins, and its position comes from a table of flat input indices computed at import."""
+    if not all(isinstance(s, int) for s in x.shape):
+        raise ctx.fail(f"the Indices output needs a static input shape, got {x.type}")
+    spatial = x.shape[2:]
+    out = pooled_sizes(spatial, kernel, strides, dilations, pairs, ceil_mode)
+    low = -math.inf if x.dtype.is_floating else int(np.iinfo(x.dtype.numpy).min)
+    padded = _pad_for_windows(ctx, x, pairs, out, kernel, strides, dilations, low)
+    offsets = list(itertools.product(*(range(k) for k in kernel)))
+    taps = []
+    table = np.zeros((len(offsets),) + tuple(out), dtype=np.int64)
+    strides_flat = np.cumprod((1,) + tuple(spatial[::-1]))[:-1][::-1]  # row-major strides of the input
+    if column_major:
+        strides_flat = np.cumprod((1,) + tuple(spatial))[:-1]
+    for t, offset in enumerate(offsets):
+        tap = padded
+        flat = np.zeros(tuple(out), dtype=np.int64)
+        for a, (o, s, d, n) in enumerate(zip(offset, strides, dilations, out)):
+            tap = ctx.op("slice", tap, axis=2 + a, start=o * d, end=o * d + (n - 1) * s + 1, step=s)
+            pos = np.arange(n) * s + o * d - pairs[a][0]  # position in the unpadded input
+            shape = [1] * len(out)
+            shape[a] = n
+            flat = flat + pos.reshape(shape) * int(strides_flat[a])
+        taps.append(ctx.op("unsqueeze", tap, axis=0))
+        table[t] = flat
+    stacked = ctx.op("concat", *taps, axis=0) if len(taps) > 1 else taps[0]
+    values = ctx.op("amax", stacked, axes=(0,))
+    best = ctx.op("argmax", stacked, axis=0, keepdim=True)
+    n, c = x.shape[0], x.shape[1]
+    table_v = ctx.const(table.reshape((len(offsets), 1, 1) + tuple(out)), name=ctx.node.hint + "_taps")
+    table_v = ctx.op("expand", table_v, shape=(len(offsets), n, c) + tuple(out))
+    local = ctx.op("reshape", ctx.op("gather", table_v, best, axis=0), shape=(n, c) + tuple(out))
+    base = (np.arange(n * c, dtype=np.int64) * int(np.prod(spatial))).reshape((n, c) + (1,) * len(out))
+    return values, ctx.op("add", local, ctx.const(base, name=ctx.node.hint + "_base"))
+
+
 @converter("MaxPool")
 def max_pool(ctx, node):
-    if node.has_output(1):
-        raise ctx.fail("the Indices output is not supported")
     x = ctx.value(0)
     kernel = tuple(int(k) for k in node.attr("kernel_shape"))
     strides, dilations, pairs = window_params(ctx, node, x.shape[2:], kernel)
     ceil_mode = bool(node.attr("ceil_mode", 0))
+    if node.has_output(1):
+        values, indices = max_pool_with_indices(ctx, x, kernel, strides, dilations, pairs, ceil_mode,
+                                                bool(node.attr("storage_order", 0)))
+        ctx.set(0, values)
+        ctx.set(1, indices)
+        return
     if not _fits_torch_padding(kernel, dilations, pairs):
         ctx.set(0, window_pool(ctx, x, "max", kernel, strides, dilations, pairs, ceil_mode))
         return

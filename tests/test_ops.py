@@ -1,0 +1,275 @@
+"""Every registered op against the op database (tests/opdb.py).
+
+Per sample of every op:
+
+(a) the inferred output types equal the independent reference's shapes and dtypes;
+(b) chunkc's NumPy reference, run through a one-node graph by ``chunkc.interpret``,
+    matches the independent reference (PyTorch or NumPy);
+(c) the dimension record holds by execution: for every output axis that carries,
+    a slice of the output equals the op run on the matching slices of the listed
+    inputs (the other inputs whole);
+(d) every registered op has samples (the failure names the ones that lack them);
+(e) views alias: when ``view_strides`` gives strides, the NumPy output shares input 0's
+    memory with those strides; otherwise it is a fresh C-contiguous array;
+(f) memory: the NumPy reference's traced peak is its fresh outputs plus its declared
+    workspace, within 5% (the memory estimator counts exactly these).
+"""
+
+from __future__ import annotations
+
+import math
+import tracemalloc
+import zlib
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import chunkc
+from chunkc.ir import Graph, TensorType
+from chunkc.ir.dtypes import dtype as to_dtype
+from chunkc.ir.ops.shape import contiguous_strides
+from chunkc.ir.registry import all_ops
+from chunkc.ir.sizes import evaluate
+from opdb import TOL, OpInfo, Sample, all_infos
+
+OPS = all_ops()
+INFOS = all_infos()
+COVERED = sorted(name for name in INFOS if name in OPS)
+
+
+def rng_for(name: str) -> np.random.Generator:
+    return np.random.default_rng(zlib.crc32(name.encode()))
+
+
+def build(name: str, inputs, attrs) -> tuple[Graph, "chunkc.Node"]:
+    g = Graph(name)
+    values = [g.add_input(f"x{i}", a.dtype, a.shape) for i, a in enumerate(inputs)]
+    node = g.add_node(name, values, attrs)
+    g.set_outputs(*node.outputs)
+    return g, node
+
+
+def run(name: str, inputs, attrs) -> list[np.ndarray]:
+    g, _ = build(name, inputs, attrs)
+    return chunkc.interpret(g, *inputs)
+
+
+def as_tuple(x) -> tuple:
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def assert_close(actual, expected, info: OpInfo | None = None, what: str = "") -> None:
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}shape {actual.shape} != {expected.shape}"
+    if actual.dtype.kind in "biu" and expected.dtype.kind in "biu":
+        np.testing.assert_array_equal(actual, expected, err_msg=what)
+        return
+    rtol, atol = {**TOL, **(info.tol if info else {})}.get(actual.dtype.name, TOL["float32"])
+    np.testing.assert_allclose(actual.astype("float64"), expected.astype("float64"), rtol=rtol, atol=atol,
+                               equal_nan=True, err_msg=what)
+
+
+def samples_of(name: str) -> list[Sample]:
+    return INFOS[name].samples(rng_for(name))
+
+
+# -- (a) types and (b) values ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", COVERED)
+def test_matches_reference(name):
+    info = INFOS[name]
+    for sample in samples_of(name):
+        g, node = build(name, sample.inputs, sample.attrs)
+        if info.raises is not None:
+            with pytest.raises(info.raises, match=name):
+                chunkc.interpret(g, *sample.inputs)
+            continue
+        got = chunkc.interpret(g, *sample.inputs)
+        want = as_tuple(info.ref(*sample.inputs, **sample.attrs))
+        assert len(want) == len(node.outputs) == len(got), f"{sample}: number of outputs"
+        for k, (out, a, w) in enumerate(zip(node.outputs, got, want)):
+            w = np.asarray(w)
+            expected = TensorType(to_dtype(w.dtype), w.shape)
+            assert out.type == expected, f"{sample}: output {k} inferred {out.type}, reference gives {expected}"
+            assert (a.dtype, a.shape) == (out.type.dtype.numpy, tuple(out.shape)), \
+                f"{sample}: output {k} of the NumPy reference is {a.dtype}{list(a.shape)}, inferred {out.type}"
+        if info.compare is not None:
+            info.compare(got, [np.asarray(w) for w in want], sample)
+        else:
+            for k, (a, w) in enumerate(zip(got, want)):
+                assert_close(a, w, info, f"{name} {sample} output {k}: ")
+
+
+# -- (c) the dimension record, by execution ------------------------------------------------------------------
+
+
+def pick_slice(n: int, ratios) -> tuple[int, int] | None:
+    """A proper sub-range [a, b) of an output axis of size n whose input ranges [a*r, b*r) are whole
+    elements for every ratio r; None when only the whole axis qualifies (the axis is then skipped)."""
+    q = 1
+    for r in ratios:
+        q = q * Fraction(r).denominator // math.gcd(q, Fraction(r).denominator)
+    if n % q:
+        return None
+    units = n // q
+    if units >= 3:
+        return q, n - q
+    if units == 2:
+        return q, n
+    return None
+
+
+def test_pick_slice_respects_ratios():
+    assert pick_slice(8, [Fraction(1)]) == (1, 7)
+    assert pick_slice(8, [Fraction(1, 2), Fraction(3)]) == (2, 6)  # 2*1/2 and 6*1/2 are whole
+    assert pick_slice(4, [Fraction(1, 2)]) == (2, 4)
+    assert pick_slice(2, [Fraction(1, 2)]) is None  # only the whole axis: skipped
+    assert pick_slice(6, [Fraction(1, 4)]) is None  # 6/4 elements: not a valid carry extent
+
+
+def _slice_axis(a: np.ndarray, axis: int, lo: int, hi: int) -> np.ndarray:
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(lo, hi)
+    return np.ascontiguousarray(a[tuple(index)])
+
+
+@pytest.mark.parametrize("name", COVERED)
+def test_dims_by_execution(name):
+    info = INFOS[name]
+    if info.raises is not None:
+        return
+    checked = 0
+    for sample in samples_of(name):
+        g, node = build(name, sample.inputs, sample.attrs)
+        full = chunkc.interpret(g, *sample.inputs)
+        for j, flows in enumerate(node.dims()):
+            for axis, flow in enumerate(flows):
+                n = full[j].shape[axis]
+                if flow.kind != "carry" or n <= 1:
+                    continue
+                for src in flow.sources:
+                    extent = sample.inputs[src.input].shape[src.axis]
+                    assert extent == n * src.ratio, (
+                        f"{sample}: output {j} axis {axis} (size {n}) carries {src}, whose input axis has "
+                        f"{extent} elements, not {n} * {src.ratio}")
+                span = pick_slice(n, [s.ratio for s in flow.sources])
+                if span is None:
+                    continue
+                a, b = span
+                sliced = list(sample.inputs)
+                for src in flow.sources:
+                    lo, hi = a * src.ratio, b * src.ratio
+                    assert lo.denominator == hi.denominator == 1
+                    sliced[src.input] = _slice_axis(sliced[src.input], src.axis, int(lo), int(hi))
+                attrs = info.sliced_attrs(sample.attrs, j, axis, b - a) if info.sliced_attrs else sample.attrs
+                got = run(name, sliced, attrs)[j]
+                want = _slice_axis(full[j], axis, a, b)
+                assert_close(got, want, info, f"{name} {sample}: output {j} axis {axis} claims {flow}; "
+                                              f"rows [{a}, {b}) differ: ")
+                checked += 1
+    # ops whose every axis mixes or is new check nothing here; the others must check something
+    carries = any(f.kind == "carry" for s in samples_of(name) for flows in build(name, s.inputs, s.attrs)[1].dims()
+                  for f in flows)
+    assert checked or not carries, f"{name}: no carried axis was long enough to slice; add a larger sample"
+
+
+# -- (d) completeness ----------------------------------------------------------------------------------------------
+
+
+def test_every_op_has_samples():
+    missing = sorted(set(OPS) - set(INFOS))
+    assert not missing, (f"{len(missing)} registered op(s) have no samples in the op database: {', '.join(missing)}; "
+                         "add an OpInfo to tests/opdb.py (or to a tests/opdb_<name>.py module's OPINFOS)")
+    empty = sorted(name for name in COVERED if not samples_of(name))
+    assert not empty, f"op infos without samples: {empty}"
+
+
+def test_no_stale_op_infos():
+    stale = sorted(set(INFOS) - set(OPS))
+    assert not stale, f"op infos for ops that are not registered: {stale}"
+
+
+# -- (e) views -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", COVERED)
+def test_views_alias_and_copies_are_fresh(name):
+    info, op = INFOS[name], OPS[name]
+    if info.raises is not None:
+        return
+    for sample in samples_of(name):
+        inputs = [np.ascontiguousarray(a) for a in sample.inputs]
+        _, node = build(name, inputs, sample.attrs)
+        outs = as_tuple(op.reference(np, *inputs, **node.attrs))
+        strides = None
+        if op.view_strides is not None:
+            strides = op.view_strides([v.type for v in node.inputs], node.attrs, contiguous_strides(inputs[0].shape))
+        for k, o in enumerate(outs):
+            if o.size == 0:
+                continue
+            if strides is not None:
+                assert np.shares_memory(o, inputs[0]), f"{sample}: output {k} is declared a view but is a copy"
+                if k == 0:
+                    got = tuple(s // o.itemsize for s in o.strides)
+                    for axis, (size, want, have) in enumerate(zip(o.shape, strides, got)):
+                        assert size == 1 or int(evaluate(want)) == have, \
+                            f"{sample}: view strides {strides} declared, NumPy has {got} (axis {axis})"
+            else:
+                for i, a in enumerate(inputs):
+                    assert not np.shares_memory(o, a), f"{sample}: output {k} aliases input {i} without view_strides"
+                assert o.flags.c_contiguous or o.ndim == 0, f"{sample}: output {k} is not C-contiguous"
+
+
+# -- (f) memory --------------------------------------------------------------------------------------------------------
+
+MEMORY_OPS = sorted(name for name in COVERED if INFOS[name].big is not None)
+
+
+def traced_peak(fn) -> tuple[int, object]:
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        result = fn()
+        return tracemalloc.get_traced_memory()[1] - base, result
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("name", MEMORY_OPS)
+def test_reference_memory_matches_declaration(name):
+    op = OPS[name]
+    for sample in INFOS[name].big(rng_for(name)):
+        g, node = build(name, sample.inputs, sample.attrs)
+        call = lambda: op.reference(np, *sample.inputs, **node.attrs)  # noqa: E731
+        call()  # warm caches (imports, BLAS buffers) outside the measurement
+        peak, outs = traced_peak(call)
+        outs = as_tuple(outs)
+        fresh = sum(o.nbytes for o in outs if not any(np.shares_memory(o, a) for a in sample.inputs))
+        ws = op.workspace([v.type for v in node.inputs], node.attrs, [v.type for v in node.outputs]) \
+            if op.workspace is not None else 0
+        expected = fresh + int(evaluate(ws)) * node.outputs[0].dtype.itemsize
+        # NumPy's ufunc iterator buffers up to three operands of getbufsize() elements on strided views
+        slack = 3 * np.getbufsize() * max(a.itemsize for a in outs + tuple(sample.inputs)) + 8 * 1024
+        assert abs(peak - expected) <= 0.05 * expected + slack, (
+            f"{name} {sample}: traced peak {peak} bytes, declared {expected} "
+            f"(outputs {fresh} + workspace {expected - fresh})")
+
+
+# -- docs ---------------------------------------------------------------------------------------------------------------
+
+
+def test_ops_doc_is_current():
+    import pathlib
+
+    from chunkc.ir.ops.doc import ops_markdown
+    path = pathlib.Path(__file__).parent.parent / "docs" / "ops.md"
+    assert path.read_text() == ops_markdown(), "docs/ops.md is stale: run `python -m chunkc.ir.ops.doc > docs/ops.md`"
+
+
+def test_core_ops_document_their_dims():
+    undocumented = sorted(name for name, op in OPS.items()
+                          if not op.infer.__module__.split(".")[-1].startswith("extra_") and "Carries:" not in op.doc)
+    assert not undocumented, f"ops whose doc does not say which axes carry ('Carries: ...'): {undocumented}"
