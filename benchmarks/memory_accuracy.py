@@ -21,7 +21,7 @@ import platform
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -29,7 +29,7 @@ import numpy as np
 
 import chunkc
 from chunkc.ir.sizes import evaluate
-from chunkc.passes.memory import MemoryModel, format_bytes
+from chunkc.passes.memory import MemoryModel, estimate_memory, format_bytes
 
 START, END = "<!-- memory-accuracy:start -->", "<!-- memory-accuracy:end -->"
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -54,15 +54,15 @@ class Row:
     model: str
     size: int
     plan: str
-    estimate: int | None = None
-    measured: dict[str, int | None] | None = None
+    estimate: dict[str, int | None] = field(default_factory=dict)  # backend -> bytes
+    measured: dict[str, int | None] = field(default_factory=dict)
     note: str = ""
 
     def error(self, backend: str) -> float | None:
-        m = (self.measured or {}).get(backend)
-        if m is None or self.estimate is None or m == 0:
+        m, e = self.measured.get(backend), self.estimate.get(backend)
+        if m is None or e is None or m == 0:
             return None
-        return self.estimate / m - 1.0
+        return e / m - 1.0
 
 
 def _measure(graph, plan, backend: str, inputs: tuple) -> int:
@@ -99,18 +99,19 @@ def measure_model(name: str, factory: Callable, sizes: tuple[int, ...], budget: 
         except Exception as exc:
             rows.append(Row(case.name, size, f"chunked at {budget:.0%}", note=f"autochunk failed: {_short(exc)}"))
         for label, plan in plans:
-            row = Row(case.name, size, label, measured={})
-            try:
-                row.estimate = (chunkc.estimate_memory(graph, sizes=bindings) if plan is None
-                                else chunkc.estimate_memory(plan.graph, plan, sizes=bindings)).peak_bytes
-            except Exception as exc:
-                row.note = f"estimate failed: {_short(exc)}"
+            row = Row(case.name, size, label)
+            notes = []
             for backend in BACKENDS:
+                try:
+                    row.estimate[backend] = (estimate_memory(graph, sizes=bindings, backend=backend) if plan is None else
+                                             estimate_memory(plan.graph, plan, sizes=bindings, backend=backend)).peak_bytes
+                except Exception as exc:
+                    notes.append(f"{backend} estimate: {_short(exc)}")
                 try:
                     row.measured[backend] = _measure(graph, plan, backend, inputs)
                 except Exception as exc:
-                    row.measured[backend] = None
-                    row.note += f"{backend}: {_short(exc)} "
+                    notes.append(f"{backend}: {_short(exc)}")
+            row.note = "; ".join(notes)
             rows.append(row)
     return rows
 
@@ -131,7 +132,7 @@ def time_gpt2_estimate() -> str:
     again = (time.perf_counter() - t0) / 20
     return (f"24-layer GPT-2-sized graph ({len(graph.nodes)} nodes, L=1024, estimated peak "
             f"{format_bytes(report.peak_bytes)}): `estimate_memory` {first * 1e3:.0f} ms; "
-            f"`MemoryModel.peak` afterwards {again * 1e3:.1f} ms per plan.")
+            f"`MemoryModel.peak()` on the built model {again * 1e3:.1f} ms per call.")
 
 
 def _cell(value: int | None) -> str:
@@ -148,16 +149,19 @@ def render(rows: list[Row], timing: str | None, command: str) -> str:
              f"Python {platform.python_version()}, NumPy {np.__version__}"
              + _torch_version() + ".", "",
              "Activation memory: the peak of bytes allocated during one call, inputs and weights excluded, "
-             "outputs included. *Estimate*: `chunkc.estimate_memory`; *measured*: `chunkc.measure_peak` "
+             "outputs included. *Estimate*: `estimate_memory(..., backend=)` (the NumPy references declare "
+             "workspace that PyTorch's kernels do not need); *measured*: `chunkc.measure_peak` "
              "around the code `chunkc.compile` generates (NumPy through tracemalloc, PyTorch CPU through "
              "storage tracking; see docs/memory.md). Chunked rows use `chunkc.autochunk(graph, "
              f"{BUDGET})`. Error = estimate / measured − 1; the bar is ±5%.", "",
-             "| model | size | plan | estimate MiB | NumPy MiB | error | PyTorch MiB | error | note |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| model | size | plan | NumPy estimate MiB | NumPy measured MiB | error "
+             "| PyTorch estimate MiB | PyTorch measured MiB | error | note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        m = r.measured or {}
-        lines.append(f"| {r.model} | {r.size} | {r.plan} | {_cell(r.estimate)} | {_cell(m.get('numpy'))} | "
-                     f"{_err(r.error('numpy'))} | {_cell(m.get('torch'))} | {_err(r.error('torch'))} | {r.note.strip()} |")
+        e, m = r.estimate, r.measured
+        lines.append(f"| {r.model} | {r.size} | {r.plan} | {_cell(e.get('numpy'))} | {_cell(m.get('numpy'))} | "
+                     f"{_err(r.error('numpy'))} | {_cell(e.get('torch'))} | {_cell(m.get('torch'))} | "
+                     f"{_err(r.error('torch'))} | {r.note.strip()} |")
     errors = [abs(e) for r in rows for b in BACKENDS if (e := r.error(b)) is not None]
     if errors:
         within = sum(e <= 0.05 for e in errors)

@@ -39,10 +39,11 @@ def from_onnx(model_or_path, **options) -> Graph:
     return _impl(model_or_path, **options)
 
 
-def estimate_memory(graph: Graph, plan: Plan | None = None, sizes=None):
-    """Liveness over the schedule: ``.peak_bytes``, ``.peak_node``, ``.timeline``."""
+def estimate_memory(graph: Graph, plan: Plan | None = None, sizes=None, **options):
+    """Liveness over the schedule: ``.peak_bytes``, ``.peak_node``, ``.timeline``
+    (``backend="torch"`` leaves out the NumPy kernels' workspace)."""
     from .passes.memory import estimate_memory as _impl
-    return _impl(graph, plan=plan, sizes=sizes)
+    return _impl(graph, plan=plan, sizes=sizes, **options)
 
 
 def measure_peak(fn, *args, **kwargs) -> int:

@@ -35,8 +35,6 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-import numpy as np
-
 DEVICES = ("numpy", "cpu", "cuda", "cupy")
 
 
@@ -75,10 +73,12 @@ def _quiet_gc():
 
 
 def detect_device(fn: Callable, args: tuple) -> str:
-    """``"numpy"`` unless the arguments (or a module's parameters) are torch or CuPy arrays."""
+    """``"numpy"`` unless the arguments (or a module's parameters) are torch or CuPy
+    arrays, or ``fn`` is a ``torch.nn.Module``."""
     arrays = list(_leaves(args))
     torch = _torch_if_loaded()
-    if torch is not None and isinstance(fn, torch.nn.Module):
+    is_module = torch is not None and isinstance(fn, torch.nn.Module)
+    if is_module:
         arrays.extend(fn.parameters())
         arrays.extend(fn.buffers())
     for a in arrays:
@@ -86,7 +86,7 @@ def detect_device(fn: Callable, args: tuple) -> str:
             return "cuda" if a.is_cuda else "cpu"
         if type(a).__module__.startswith("cupy"):
             return "cupy"
-    return "numpy"
+    return "cpu" if is_module else "numpy"  # a module without tensors (it makes its own) runs on the CPU
 
 
 def _leaves(obj) -> Iterable[Any]:
@@ -145,8 +145,8 @@ class StorageTracker:
     def seed(self, tensors: Iterable[Any]) -> None:
         import torch
         for t in tensors:
-            if isinstance(t, torch.Tensor):
-                self.known[id(t.untyped_storage())] = 0
+            if isinstance(t, torch.Tensor) and id(t.untyped_storage()) not in self.known:
+                self._track(t.untyped_storage(), 0)
 
     def observe(self, outputs, inputs) -> None:
         import torch
@@ -162,12 +162,16 @@ class StorageTracker:
                     self._count(nbytes - counted)
                     self.known[key] = nbytes
                 continue
-            if key in own:  # an alias of an input the seed did not name (a weight in a closure)
-                self.known[key] = 0
-                continue
-            self.known[key] = nbytes
-            self._count(nbytes)
-            self._finalizers.append(weakref.finalize(storage, self._release, key))
+            # an alias of an input the seed did not name (a weight in a closure) is not new
+            self._track(storage, 0 if key in own else nbytes)
+
+    def _track(self, storage, nbytes: int) -> None:
+        """Remember ``storage`` (counting ``nbytes``) until it is freed; forgetting it
+        then matters, as a later storage may get the same id."""
+        key = id(storage)
+        self.known[key] = nbytes
+        self._count(nbytes)
+        self._finalizers.append(weakref.finalize(storage, self._release, key))
 
     def _count(self, n: int) -> None:
         self.live += n

@@ -10,9 +10,10 @@ In the style of Thunder's OpInfo (``thunder/tests/opinfos.py``): one
   op (``torch.nn.functional`` or ``torch``), NumPy otherwise.  It returns an
   array-like or a tuple of them, in the dtype the op should produce;
 * optional hooks: ``compare`` (for results with an unspecified order),
-  ``sliced_attrs`` (attributes that hold the size of a carried axis, such as
-  reshape's target shape, rewritten for a slice), ``big`` (larger samples for
-  the memory test), ``raises`` (the NumPy reference must refuse, as opaque's).
+  ``sliced_attrs`` (attributes to rewrite for a slice of a carried axis, beyond
+  the op's ``shape_attr``, which the test rewrites as code generators do),
+  ``big`` (larger samples for the memory test), ``raises`` (the NumPy
+  reference must refuse, as opaque's).
 
 Extending it: ops registered by ``chunkc/ir/ops/extra_*.py`` modules get their
 entries in a module ``tests/opdb_<anything>.py`` that defines a list
@@ -493,14 +494,6 @@ add(OpInfo("cumsum", _cumsum_samples, torch_ref(lambda x, axis: torch.cumsum(x, 
 # -- shape ops ----------------------------------------------------------------------------------------------
 
 
-def _shape_attr_for_slice(attrs, out, axis, length):
-    """reshape/expand: the target shape holds the size of every output axis."""
-    shape = list(attrs["shape"])  # one entry per output axis
-    if not (isinstance(shape[axis], int) and shape[axis] == -1):
-        shape[axis] = length
-    return {**attrs, "shape": tuple(shape)}
-
-
 def _reshape_samples(rng):
     return [S(rnd(rng, (2, 3, 4)), shape=(6, 4)), S(rnd(rng, (6, 8)), shape=(6, 2, 4), desc="split an axis"),
             S(rnd(rng, (2, 3, 4)), shape=(2, -1)), S(rnd(rng, (4, 6)), shape=(2, 12), desc="split and merge"),
@@ -508,14 +501,13 @@ def _reshape_samples(rng):
             S(rnd(rng, (6, 4)), shape=(24,)), S(rnd(rng, (1,)), shape=())]
 
 
-add(OpInfo("reshape", _reshape_samples, torch_ref(lambda x, shape: x.reshape(shape)),
-           sliced_attrs=_shape_attr_for_slice))
+add(OpInfo("reshape", _reshape_samples, torch_ref(lambda x, shape: x.reshape(shape))))
 add(OpInfo("permute", lambda rng: [S(rnd(rng, (2, 3, 4)), dims=(2, 0, 1)), S(rnd(rng, (2, 3)), dims=(-1, 0)),
                                    S(ints(rng, (2, 3, 4, 5)), dims=(0, 2, 1, 3))],
            torch_ref(lambda x, dims: x.permute(dims))))
 add(OpInfo("expand", lambda rng: [S(rnd(rng, (3, 1)), shape=(3, 4)), S(rnd(rng, (3, 1)), shape=(2, 3, 5)),
                                   S(rnd(rng, (1, 4)), shape=(3, -1)), S(rnd(rng, ()), shape=(2, 2))],
-           torch_ref(lambda x, shape: x.expand(shape)), sliced_attrs=_shape_attr_for_slice))
+           torch_ref(lambda x, shape: x.expand(shape))))
 
 
 def _squeeze_ref(x, axes=None):
@@ -540,7 +532,9 @@ def _slice_ref(x, axis, start=None, end=None, step=1):
 
 add(OpInfo("slice", lambda rng: [S(rnd(rng, (5, 6)), axis=1, start=1, end=4), S(rnd(rng, (5, 6)), axis=0, start=-3),
                                  S(rnd(rng, (5, 6, 2)), axis=-2, start=0, end=6, step=2),
-                                 S(rnd(rng, (7,)), axis=0, end=-2, step=3)], _slice_ref))
+                                 S(rnd(rng, (7,)), axis=0, end=-2, step=3),
+                                 S(rnd(rng, (4, 5)), axis=1, start=0, end=2**63 - 1, desc="the whole axis: carries")],
+           _slice_ref))
 
 
 def _strided(rng):
@@ -948,6 +942,7 @@ def _sdpa_samples(rng):
             S(q, rnd(rng, (B, 1, S_, E)), rnd(rng, (B, 1, S_, 3)), desc="shared k/v across heads"),
             S(rnd(rng, (L, E)), rnd(rng, (S_, E)), rnd(rng, (S_, E)), desc="no batch"),
             S(q, k, v, np.zeros((B, 1, 1, S_), bool) | (np.arange(S_) < 4), desc="key padding mask"),
+            S(q, k, v, np.arange(L)[:, None] != 2, desc="a fully masked query row gives zeros"),
             S(rnd(rng, (2, 4, 8), "float16"), rnd(rng, (2, 6, 8), "float16"), rnd(rng, (2, 6, 8), "float16"))]
 
 

@@ -155,10 +155,13 @@ def _(s):
             O.var(x, axes=(0, 2), keepdim=True), O.argmax(x, axis=1, keepdim=True), O.argmin(x, axis=-1))
 
 
-@sample("softmax", "log_softmax", "cumsum")
+@sample("softmax", "log_softmax", "cumsum", "cumprod")
 def _(s):
-    x, i = s.inp("f32", (2, L, 4)), s.inp("i32", (L, 4), 0, 5, name="i")
-    return O.softmax(x, axis=1), O.log_softmax(x, axis=-1), O.cumsum(x, axis=1), O.cumsum(i, axis=0)
+    x, i = s.inp("f32", (2, L, 4), 0.5, 1.5), s.inp("i32", (L, 4), 0, 5, name="i")
+    out = [O.softmax(x, axis=1), O.log_softmax(x, axis=-1), O.cumsum(x, axis=1), O.cumsum(i, axis=0)]
+    if "cumprod" in all_ops():
+        out += [s.graph.op("cumprod", x, axis=1), s.graph.op("cumprod", i, axis=0)]
+    return tuple(out)
 
 
 @sample("reshape", "permute", "expand", "squeeze", "unsqueeze", "slice", "contiguous", "copy")
@@ -280,6 +283,7 @@ def _(s):
     out = []
     if "size_tensor" in all_ops():
         out.append(g.op("size_tensor", values=(L, 12, 2 * L, 1), shape=(2, 2)))
+        out.append(g.op("size_tensor", values=(L - 1,), shape=()))
     if "gather_nd" in all_ops():
         idx = s.const(np.array([[0, 1], [-1, 3], [1, 0]], np.int64), "idx")
         out.append(g.op("gather_nd", x, idx))
@@ -473,4 +477,36 @@ def test_dynamo_backend_matches_eager():
             x = torch.randn(2, n, 16)
             torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
     assert stats.graphs >= 1 and "F.linear" in stats.sources[0]
+    torch._dynamo.reset()
+
+
+class TinyAttention(torch.nn.Module):
+    def __init__(self, d: int = 32, heads: int = 4):
+        super().__init__()
+        self.qkv, self.o, self.heads = torch.nn.Linear(d, 3 * d), torch.nn.Linear(d, d), heads
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=-1)
+        q, k, v = (t.reshape(b, n, self.heads, d // self.heads).transpose(1, 2) for t in (q, k, v))
+        s = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // self.heads), dim=-1)
+        return self.o((s @ v).transpose(1, 2).reshape(b, n, d))
+
+
+@pytest.mark.skipif(not _frontend_ready(), reason="frontends.pytorch.from_torch is not available yet")
+def test_dynamo_backend_chunks_under_a_budget():
+    """dynamic=True: one compiled graph with a symbolic length, chunked, serves several lengths."""
+    from chunkc.backends.dynamo import DynamoStats
+    torch.manual_seed(0)
+    model = TinyAttention().eval()
+    stats = DynamoStats()
+    compiled = torch.compile(model, backend=chunkc.dynamo_backend(budget=0.3, stats=stats, progress=False),
+                             dynamic=True)
+    with torch.no_grad():
+        for n in (128, 77):
+            x = torch.randn(1, n, 32)
+            torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
+    assert stats.graphs == 1 and stats.plans[0].regions
+    assert "for start in range(0, extent, chunk):" in stats.sources[0]
+    assert "x_dim1 = x.shape[1]" in stats.sources[0]
     torch._dynamo.reset()

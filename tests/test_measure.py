@@ -103,6 +103,7 @@ def test_torch_module_parameters_and_buffers_are_weights():
     # linear's output, the product, then the sum's operand ([256, 512]) while both live
     assert out * 2 <= peak <= out * 2 + 256 * 512 * 4 + 4096
     assert detect_device(M(), (x,)) == "cpu"
+    assert detect_device(torch.nn.Identity(), ()) == "cpu"  # a module makes torch tensors
 
 
 def test_torch_weights_in_closures_are_not_counted_through_views():
@@ -131,6 +132,19 @@ def test_storage_tracker_follows_resize():
     assert tracker.live == 100 and tracker.peak == 100
     del t
     assert tracker.live == 0
+    tracker.detach()
+
+
+def test_storage_tracker_forgets_freed_storages():
+    """A storage's id may be reused after it is freed: a forgotten entry would hide
+    a later allocation."""
+    tracker = StorageTracker()
+    a = torch.empty(10)  # not seeded
+    v = a[2:]
+    tracker.observe(v, (a,))  # an alias of an input: not new
+    assert tracker.live == 0 and len(tracker.known) == 1
+    del a, v
+    assert tracker.known == {}
     tracker.detach()
 
 

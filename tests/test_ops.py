@@ -129,6 +129,18 @@ def test_pick_slice_respects_ratios():
     assert pick_slice(6, [Fraction(1, 4)]) is None  # 6/4 elements: not a valid carry extent
 
 
+def chunk_attrs(op, attrs: dict, output: int, axis: int, length: int) -> dict:
+    """The attributes for a slice, as code generators rewrite them: the op's ``shape_attr`` (one entry
+    per axis of output 0, e.g. reshape's target) names the slice's length on the sliced axis."""
+    key = op.shape_attr
+    if key is None or output != 0 or key not in attrs:
+        return attrs
+    shape = list(attrs[key])
+    if not (isinstance(shape[axis], int) and shape[axis] == -1):
+        shape[axis] = length
+    return {**attrs, key: tuple(shape)}
+
+
 def _slice_axis(a: np.ndarray, axis: int, lo: int, hi: int) -> np.ndarray:
     index = [slice(None)] * a.ndim
     index[axis] = slice(lo, hi)
@@ -163,7 +175,9 @@ def test_dims_by_execution(name):
                     lo, hi = a * src.ratio, b * src.ratio
                     assert lo.denominator == hi.denominator == 1
                     sliced[src.input] = _slice_axis(sliced[src.input], src.axis, int(lo), int(hi))
-                attrs = info.sliced_attrs(sample.attrs, j, axis, b - a) if info.sliced_attrs else sample.attrs
+                attrs = chunk_attrs(OPS[name], sample.attrs, j, axis, b - a)
+                if info.sliced_attrs is not None:
+                    attrs = info.sliced_attrs(attrs, j, axis, b - a)
                 got = run(name, sliced, attrs)[j]
                 want = _slice_axis(full[j], axis, a, b)
                 assert_close(got, want, info, f"{name} {sample}: output {j} axis {axis} claims {flow}; "
@@ -273,3 +287,81 @@ def test_core_ops_document_their_dims():
     undocumented = sorted(name for name, op in OPS.items()
                           if not op.infer.__module__.split(".")[-1].startswith("extra_") and "Carries:" not in op.doc)
     assert not undocumented, f"ops whose doc does not say which axes carry ('Carries: ...'): {undocumented}"
+
+
+# -- symbolic sizes ---------------------------------------------------------------------------------------------------
+
+from chunkc.ir.ops.opaque import parse_type  # noqa: E402
+from chunkc.ir.sizes import sym  # noqa: E402
+
+SYMBOLIC = [
+    # (op, input types, attrs, bindings to run at)
+    ("conv", ["f32[B, 3, H, W]", "f32[8, 3, 3, 3]"], {"stride": (2, 2), "padding": ((1, 1), (1, 0))}, {"B": 2, "H": 9, "W": 8}),
+    ("conv", ["f32[1, 4, L]", "f32[4, 1, 4]"], {"stride": (4,), "groups": 4}, {"L": 12}),
+    ("conv_transpose", ["f32[1, 4, H, W]", "f32[4, 2, 3, 3]"], {"stride": (2, 2), "padding": ((1, 1), (1, 1)),
+                                                                "output_padding": (1, 1)}, {"H": 5, "W": 3}),
+    ("max_pool", ["f32[B, 3, H, W]"], {"kernel": (3, 3), "stride": (2, 2), "padding": ((1, 1), (1, 1))}, {"B": 1, "H": 9, "W": 6}),
+    ("avg_pool", ["f32[2, H]"], {"kernel": (2,), "ceil_mode": True, "stride": (1,)}, {"H": 5}),
+    ("adaptive_avg_pool", ["f32[B, 3, H, W]"], {"output_size": (2, 3)}, {"B": 2, "H": 7, "W": 9}),
+    ("interpolate", ["f32[1, 2, H, W]"], {"size": ("2*H", "W + 1"), "mode": "linear"}, {"H": 3, "W": 4}),
+    ("concat", ["f32[B, L, 4]", "f32[B, S, 4]"], {"axis": 1}, {"B": 2, "L": 3, "S": 5}),
+    ("split", ["f32[B, L + S]"], {"sizes": ("L", "S"), "axis": 1}, {"B": 2, "L": 3, "S": 4}),
+    ("stack", ["f32[L, 4]", "f32[L, 4]"], {"axis": 1}, {"L": 3}),
+    ("pad", ["f32[B, L]"], {"pads": ((0, 0), (1, "P"))}, {"B": 2, "L": 3, "P": 2}),
+    ("arange", [], {"end": sym("L"), "start": 1}, {"L": 6}),
+    ("arange", [], {"end": sym("L"), "step": 2}, {"L": 7}),
+    ("full", [], {"shape": ("B", "L"), "value": 0.5}, {"B": 2, "L": 3}),
+    ("scaled_dot_product_attention", ["f32[B, 2, L, 8]", "f32[B, 2, S, 8]", "f32[B, 2, S, 4]", "bool[L, S]"], {},
+     {"B": 1, "L": 3, "S": 5}),
+    ("layer_norm", ["f32[B, L, 8]", "f32[8]"], {}, {"B": 2, "L": 3}),
+    ("take", ["f32[V, D]", "i64[B, L]"], {"axis": 0}, {"V": 4, "D": 3, "B": 2, "L": 5}),
+    ("tile", ["f32[B, L]"], {"repeats": (1, 2)}, {"B": 2, "L": 3}),
+    ("topk", ["f32[B, L]"], {"k": 2}, {"B": 2, "L": 5}),
+    ("triu", ["f32[L, L]"], {}, {"L": 4}),
+    ("group_norm", ["f32[B, 4, L]"], {"num_groups": 2}, {"B": 2, "L": 3}),
+]
+
+
+@pytest.mark.parametrize("op,types,attrs,bindings", SYMBOLIC, ids=[f"{c[0]}-{i}" for i, c in enumerate(SYMBOLIC)])
+def test_symbolic_shapes_infer_and_run(op, types, attrs, bindings):
+    g = Graph("sym")
+    values = []
+    for i, text in enumerate(types):
+        t = parse_type(text)
+        values.append(g.add_input(f"x{i}", t.dtype, t.shape))
+    node = g.add_node(op, values, attrs)
+    g.set_outputs(*node.outputs)
+    assert any(not isinstance(s, int) for o in node.outputs for s in o.shape), "the sample should stay symbolic"
+    for name in bindings:  # symbols that only attributes hold are bound through an unused input each
+        g.add_input(f"size_{name}", "f32", (name,))
+    rng = np.random.default_rng(0)
+    arrays = []
+    for v in g.inputs:
+        shape = tuple(evaluate(s, bindings) for s in v.shape)
+        if v.dtype.name == "bool":
+            arrays.append(rng.random(shape) < 0.7)
+        elif v.dtype.is_floating:
+            arrays.append(rng.standard_normal(shape).astype(v.dtype.numpy))
+        else:
+            arrays.append(rng.integers(0, 3, shape).astype(v.dtype.numpy))
+    outs = chunkc.interpret(g, *arrays)
+    for o, a in zip(node.outputs, outs):
+        assert tuple(a.shape) == tuple(evaluate(s, bindings) for s in o.shape), f"{o.type} at {bindings}: {a.shape}"
+
+
+def test_interpolate_source_positions_match_pytorch_exactly():
+    """Index rules at every size pair up to 30 -> 70, against F.interpolate on an arange (ties included)."""
+    import torch
+    import torch.nn.functional as F
+
+    from chunkc.ir.ops.resize import linear_weights, nearest_index
+    for n_in in range(1, 31):
+        x = torch.arange(n_in, dtype=torch.float32).reshape(1, 1, n_in)
+        for n_out in range(1, 71):
+            for exact, mode in ((False, "nearest"), (True, "nearest-exact")):
+                want = F.interpolate(x, size=n_out, mode=mode)[0, 0].numpy().astype(np.int64)
+                np.testing.assert_array_equal(nearest_index(n_in, n_out, exact), want, err_msg=f"{mode} {n_in}->{n_out}")
+            for ac in (False, True):
+                want = F.interpolate(x, size=n_out, mode="linear", align_corners=ac)[0, 0].numpy()
+                i0, i1, lam = linear_weights(n_in, n_out, ac)
+                np.testing.assert_allclose((1 - lam) * i0 + lam * i1, want, atol=1e-5, err_msg=f"linear {n_in}->{n_out}")

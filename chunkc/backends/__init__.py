@@ -27,24 +27,34 @@ def compile(graph: Graph, plan: Plan | None = None, backend: str = "torch", **op
     ``numpy`` / ``cupy``: a program object over that array module.
     One output is returned as is, several as a tuple.
     """
+    _check_options(backend, options)
     if backend == "torch":
         from .torch_backend import compile_torch
         return compile_torch(graph, plan, **options)
-    if backend in ("numpy", "cupy"):
-        from .array_backend import compile_array
-        return compile_array(graph, plan, backend, **options)
-    raise ChunkcError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    from .array_backend import compile_array
+    return compile_array(graph, plan, backend, **options)
+
+
+OPTIONS = {"torch": ("grad_mode", "device"), "numpy": (), "cupy": ()}
+
+
+def _check_options(backend: str, options: dict) -> None:
+    if backend not in OPTIONS:
+        raise ChunkcError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    unknown = sorted(set(options) - set(OPTIONS[backend]))
+    if unknown:
+        known = ", ".join(OPTIONS[backend]) or "none"
+        raise ChunkcError(f"backend {backend!r}: unknown option(s) {', '.join(unknown)} (its options: {known})")
 
 
 def emit_source(graph: Graph, plan: Plan | None = None, backend: str = "torch", **options: Any) -> str:
-    """The generated Python source, without running it."""
+    """The generated Python source, without running it (torch option: ``grad_mode``)."""
+    _check_options(backend, {k: v for k, v in options.items() if k != "device"})
     if backend == "torch":
         from .torch_backend import emit_torch_source
-        return emit_torch_source(graph, plan, **options)
-    if backend in ("numpy", "cupy"):
-        from .array_backend import emit_array_source
-        return emit_array_source(graph, plan)
-    raise ChunkcError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        return emit_torch_source(graph, plan, **{k: v for k, v in options.items() if k == "grad_mode"})
+    from .array_backend import emit_array_source
+    return emit_array_source(graph, plan)
 
 
 def save_module(module, path) -> None:

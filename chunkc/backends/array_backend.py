@@ -17,8 +17,6 @@ module and the weights (moved to ``xp`` once), and calling it runs the graph::
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..errors import ChunkcError
 from ..ir.dtypes import DType
 from ..ir.graph import Graph
@@ -32,7 +30,7 @@ from .runtime import array_module, load_source
 class ArrayDialect(Dialect):
     name = "numpy/cupy"
     reserved = frozenset({"xp", "ref", "self"})
-    reserved_attrs = frozenset({"xp"})
+    reserved_attrs = frozenset({"xp", "chunkc_source"})
 
     def __init__(self):
         self.rules = array_rules()
@@ -75,10 +73,8 @@ def _wrap(fn: GeneratedFunction) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compile_array(graph: Graph, plan: Plan | None = None, backend: str = "numpy", **options: Any):
+def compile_array(graph: Graph, plan: Plan | None = None, backend: str = "numpy"):
     """Generate the program and instantiate it on ``numpy`` or ``cupy``."""
-    if options:
-        raise ChunkcError(f"backend {backend!r}: unknown option(s) {sorted(options)}")
     xp = array_module(backend)
     fn = generate(graph, plan, ArrayDialect())
     source = _wrap(fn)

@@ -21,16 +21,19 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
 import sympy
 
 from ..errors import ChunkcError, UnsupportedOpError
 from ..ir.dtypes import DType
 from ..ir.graph import Graph, Node, Value
-from ..ir.sizes import Size, evaluate, format_size, free_symbols, sizes_equal
+from ..ir.sizes import Size, format_size, free_symbols
 from ..passes.plan import ChunkedValue, ChunkRegion, Plan
+from .bindings import size_bindings
+from .liveness import inner_deaths, top_level_deaths
 from .names import Namer, check_identifier
+from .plan_check import check_regions, check_same_signature
 from .pyexpr import SizeRenderer, literal, tuple_literal
 
 # A rule returns the expression computing a node: its value when the node has one
@@ -181,7 +184,7 @@ class Generator:
         self.helpers: dict[str, str] = {}  # rhs -> name
         self.helper_lines: list[str] = []
         if plan is not None:
-            _check_same_signature(graph, plan.graph)
+            check_same_signature(graph, plan.graph)
         self.regions = list(plan.regions) if plan is not None else []
         self.region_of: dict[str, int] = {}
         for i, r in enumerate(self.regions):
@@ -207,7 +210,7 @@ class Generator:
                 self._name_value(o)
         self.inner: dict[Value, str] = {}  # overrides inside a region: slices and output chunks
         self.by_name = {v.name: v for v in self.graph.values()}
-        _check_regions(self.graph, self.regions, self.by_name)
+        check_regions(self.graph, self.regions, self.by_name)
 
     # -- names -----------------------------------------------------------------------
     def _name_symbols(self) -> dict[str, str]:
@@ -264,7 +267,7 @@ class Generator:
     def generate(self) -> GeneratedFunction:
         self._bind_sizes()
         steps = self._steps()
-        dying = _top_level_deaths(self.graph, steps, self.regions, self.by_name)
+        dying = top_level_deaths(self.graph, steps, self.regions, self.by_name)
         for k, step in enumerate(steps):
             if isinstance(step, int):
                 self._emit_region(step)
@@ -286,7 +289,7 @@ class Generator:
         """The schedule with each region folded into one step (its index)."""
         steps: list = []
         seen: set[int] = set()
-        for pos, n in enumerate(self.graph.nodes):
+        for n in self.graph.nodes:
             r = self.region_of.get(n.name)
             if r is None:
                 steps.append(n)
@@ -296,7 +299,7 @@ class Generator:
         return steps
 
     def _bind_sizes(self) -> None:
-        for sym_name, text in _size_bindings(self.graph, self.params, self.symbols):
+        for sym_name, text in size_bindings(self.graph, self.params, self.symbols):
             self.emit(f"{self.symbols[sym_name]} = {text}")
 
     def _node_statement(self, node: Node, targets: list[str]) -> None:
@@ -323,8 +326,10 @@ class Generator:
         sliced = [v for v in inputs if v in chunk]
 
         axes = ", ".join(f"%{v.name} axis {chunk[v].axis}" for v in sliced) or "no sliced input"
+        size = format_size(region.chunk_size)
+        size = size if len(size) <= 32 else "a size computed from the input sizes"
         self.emit(f"# chunk region {index}: {len(nodes)} nodes ({nodes[0].name} .. {nodes[-1].name}), "
-                  f"{format_size(region.extent)} units in chunks of {format_size(region.chunk_size)}; sliced: {axes}")
+                  f"{format_size(region.extent)} units in chunks of {size}; sliced: {axes}")
         self.emit(f"{EXTENT} = {self.sizes.render(region.extent)}")
         self.emit(f"{CHUNK} = {self._chunk_size_expr(region)}")
         for v in outputs:
@@ -342,13 +347,13 @@ class Generator:
         out_set = set(outputs)
         for v in outputs:
             self.inner[v] = self.namer.claim(f"{self.names[v]}_chunk")
-        inner_deaths = _inner_deaths(nodes, sliced, out_set)
+        dying = inner_deaths(nodes, sliced, out_set)
         for k, node in enumerate(nodes):
             self._node_statement(node, [self.inner.get(o, self.names[o]) for o in node.outputs])
             for o in node.outputs:
                 if o in out_set:
                     self.emit(f"{_slice(self.names[o], chunk[o])} = {self.inner[o]}")
-            dead = [self.inner.get(v, self.names.get(v)) for v in inner_deaths[k]]
+            dead = [self.inner.get(v, self.names.get(v)) for v in dying[k]]
             if dead:
                 self.emit(f"del {', '.join(dead)}")
         self.depth -= 1
@@ -378,149 +383,6 @@ def _flatten(value):
 def _slice(base: str, c: ChunkedValue) -> str:
     lo, hi = (START, STOP) if c.unit == 1 else (f"{c.unit} * {START}", f"{c.unit} * {STOP}")
     return f"{base}[{':, ' * c.axis}{lo}:{hi}]"
-
-
-def _check_same_signature(graph: Graph, planned: Graph) -> None:
-    if graph is planned:
-        return
-    a = [v.name for v in graph.inputs]
-    b = [v.name for v in planned.inputs]
-    if a != b or len(graph.outputs) != len(planned.outputs):
-        raise ChunkcError(f"plan was made for a graph with inputs {b} and {len(planned.outputs)} outputs, "
-                          f"not graph {graph.name} with inputs {a} and {len(graph.outputs)} outputs")
-
-
-def _check_regions(graph: Graph, regions: Sequence[ChunkRegion], values: Mapping[str, Value]) -> None:
-    """Refuse plans the loop emission cannot honour, naming the region and value at fault."""
-    position = {n.name: k for k, n in enumerate(graph.nodes)}
-    users = graph.users()
-    graph_outputs = set(graph.outputs)
-    for i, r in enumerate(regions):
-        where = f"plan region {i} ({r.describe() if r.nodes else 'empty'})"
-        if not r.nodes:
-            raise ChunkcError(f"{where}: a region needs at least one node")
-        for name in r.nodes:
-            if name not in position:
-                raise ChunkcError(f"{where}: node {name} is not in graph {graph.name}")
-        pos = sorted(position[name] for name in r.nodes)
-        if pos != list(range(pos[0], pos[0] + len(pos))):
-            raise ChunkcError(f"{where}: its nodes are not contiguous in the schedule; reorder the graph first")
-        inside = set(r.nodes)
-        for c in r.chunked:
-            v = values.get(c.value)
-            if v is None:
-                raise ChunkcError(f"{where}: chunked value %{c.value} is not in the graph")
-            if not 0 <= c.axis < v.rank:
-                raise ChunkcError(f"{where}: axis {c.axis} of %{c.value} {v.type} is out of range")
-            if c.unit < 1:
-                raise ChunkcError(f"{where}: %{c.value} has unit {c.unit}; units are positive")
-            if not sizes_equal(v.shape[c.axis], sympy.sympify(r.extent) * c.unit):
-                raise ChunkcError(f"{where}: %{c.value} {v.type} axis {c.axis} has size {format_size(v.shape[c.axis])}, "
-                                  f"but the region covers {format_size(r.extent)} units of {c.unit}")
-        chunked = {c.value for c in r.chunked}
-        for n in graph.nodes:
-            if n.name not in inside:
-                continue
-            for o in n.outputs:
-                if o.name not in chunked:
-                    raise ChunkcError(f"{where}: node {n.name} ({n.op.name}) output %{o.name} is not chunked; "
-                                      "work that does not depend on the chunk must be moved before the loop")
-                needed = o in graph_outputs or any(u.name not in inside for u in users[o])
-                if needed and o.name not in r.outputs:
-                    raise ChunkcError(f"{where}: %{o.name} is read after the loop but is not a region output")
-        for name in r.outputs:
-            v = values.get(name)
-            if v is None or v.producer is None or v.producer.name not in inside:
-                raise ChunkcError(f"{where}: output %{name} is not produced inside the region")
-
-
-def _top_level_deaths(graph: Graph, steps: list, regions: Sequence[ChunkRegion],
-                      values: Mapping[str, Value]) -> list[list[Value]]:
-    """For each step, the node values (not graph outputs) whose last reader it is."""
-    last: dict[Value, int] = {}
-    produced_at: dict[Value, int] = {}
-    for k, step in enumerate(steps):
-        if isinstance(step, int):
-            r = regions[step]
-            for v in r.region_inputs(graph):
-                last[v] = k
-            for name in r.outputs:
-                produced_at[values[name]] = k
-        else:
-            for v in step.inputs:
-                last[v] = k
-            for o in step.outputs:
-                produced_at[o] = k
-    keep = set(graph.outputs)
-    dying: list[list[Value]] = [[] for _ in steps]
-    for v, k in produced_at.items():  # values nobody reads die at once
-        if v not in last and v not in keep:
-            dying[k].append(v)
-    for v, k in last.items():
-        if v.producer is not None and v not in keep:
-            dying[k].append(v)
-    return dying
-
-
-def _inner_deaths(nodes: list[Node], sliced: list[Value], outputs: set[Value]) -> list[list[Value]]:
-    """Inside one iteration: the slices and chunk temporaries whose last reader each node is."""
-    last: dict[Value, int] = {}
-    for k, n in enumerate(nodes):
-        for v in n.inputs:
-            last[v] = k
-    local = set(sliced)
-    for n in nodes:
-        local.update(n.outputs)
-    dying: list[list[Value]] = [[] for _ in nodes]
-    for k, n in enumerate(nodes):
-        for o in n.outputs:
-            if o not in last:
-                dying[k].append(o)  # unread (or written to its buffer only): free now
-    for v, k in last.items():
-        if v in local:
-            dying[k].append(v)
-    # slices never read would be odd, but free them with the first node anyway
-    for v in sliced:
-        if v not in last:
-            dying[0].append(v)
-    return dying
-
-
-def _size_bindings(graph: Graph, params: list[str], symbols: Mapping[str, str]) -> list[tuple[str, str]]:
-    """``(symbol, source text)`` binding each symbol from an input shape, in dependency order."""
-    known: dict[str, str] = {}
-    order: list[tuple[str, str]] = []
-    axes = [(param, k, s) for v, param in zip(graph.inputs, params) for k, s in enumerate(v.shape)
-            if not isinstance(s, int)]
-    for param, k, s in axes:  # direct bindings first: L = x.shape[1]
-        if s.is_Symbol and s.name not in known:
-            known[s.name] = f"{param}.shape[{k}]"
-            order.append((s.name, known[s.name]))
-    progress = True
-    while progress:
-        progress = False
-        for param, k, s in axes:
-            unknown = [x for x in s.free_symbols if x.name not in known]
-            if len(unknown) != 1:
-                continue
-            target = unknown[0]
-            dim = sympy.Symbol("_chunkc_dim", integer=True, positive=True)
-            solutions = [sol for sol in sympy.solve(sympy.Eq(s, dim), target) if not sol.free_symbols - (s.free_symbols | {dim})]
-            if not solutions:
-                continue
-            renderer = SizeRenderer({**{n: symbols[n] for n in known}, dim.name: f"{param}.shape[{k}]"})
-            try:
-                text = renderer.render(solutions[0])
-            except ChunkcError:
-                continue
-            known[target.name] = text
-            order.append((target.name, text))
-            progress = True
-    missing = sorted(set(symbols) - set(known))
-    if missing:
-        raise ChunkcError(f"graph {graph.name}: size(s) {', '.join(missing)} cannot be determined from the input "
-                          f"shapes ({', '.join(f'%{v.name}: {v.type}' for v in graph.inputs)})")
-    return order
 
 
 def generate(graph: Graph, plan: Plan | None, dialect: Dialect) -> GeneratedFunction:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 
@@ -37,13 +37,22 @@ class DynamoStats:
     sources: list = field(default_factory=list)  # the generated source of each
 
 
+@dataclass(frozen=True)
+class ArgSource:
+    """Where one placeholder of dynamo's graph gets its value from the tensors alone."""
+
+    kind: Literal["tensor", "size", "int"]
+    tensor: int = 0  # index among the tensor placeholders ("tensor", "size")
+    axis: int = 0  # the axis whose size it is ("size")
+    value: int = 0  # a constant ("int")
+
+
 class DynamoGraph(torch.nn.Module):
     """Calls ``gm`` with its symbolic-int arguments read from tensor shapes."""
 
-    def __init__(self, gm: torch.fx.GraphModule, layout: Sequence[tuple[str, int, int]], names: Sequence[str]):
+    def __init__(self, gm: torch.fx.GraphModule, layout: Sequence[ArgSource], names: Sequence[str]):
         super().__init__()
         self.gm = gm
-        # per placeholder: ("tensor", index among tensors, 0) or ("size", tensor index, dim) or ("int", value, 0)
         self.layout = list(layout)
         # torch.export names the graph inputs after forward's signature: use the placeholders' names
         call = self.call
@@ -57,55 +66,65 @@ class DynamoGraph(torch.nn.Module):
 
     def call(self, *tensors):
         args = []
-        for kind, a, b in self.layout:
-            if kind == "tensor":
-                args.append(tensors[a])
-            elif kind == "size":
-                args.append(tensors[a].shape[b])
+        for src in self.layout:
+            if src.kind == "tensor":
+                args.append(tensors[src.tensor])
+            elif src.kind == "size":
+                args.append(tensors[src.tensor].shape[src.axis])
             else:
-                args.append(a)
+                args.append(src.value)
         return self.gm(*args)
 
 
-def _layout(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]):
-    """Where each placeholder comes from, and torch.export dynamic shapes for the tensors."""
+MAX_DIM = 1 << 30  # upper bound given to torch.export for a dynamic axis (an unbounded Dim is not needed)
+
+
+def _layout(gm: torch.fx.GraphModule, example_inputs: Sequence[Any], names: Sequence[str]):
+    """Where each placeholder comes from, and torch.export dynamic shapes for the tensors.
+
+    Axes that share one dynamo symbol share one ``Dim``, named after the first tensor axis
+    that has it (``x_dim1``): the chunkc graph's size symbol gets that name.
+    """
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != len(example_inputs):
         raise ChunkcError(f"dynamo backend: {len(placeholders)} placeholders but {len(example_inputs)} example inputs")
-    tensors: list[torch.Tensor] = []
-    tensor_meta: list[Any] = []
-    for node, ex in zip(placeholders, example_inputs):
-        if isinstance(ex, torch.Tensor):
-            tensors.append(ex)
-            tensor_meta.append(node.meta.get("example_value"))
-    layout, dynamic = [], [dict() for _ in tensors]
+    tensor_meta = [node.meta.get("example_value") for node, ex in zip(placeholders, example_inputs)
+                   if isinstance(ex, torch.Tensor)]
+    dims: dict[str, Any] = {}
+    dynamic: list[dict[int, Any]] = [dict() for _ in tensor_meta]
+    for t, meta in enumerate(tensor_meta):  # every tensor axis whose traced size is symbolic stays dynamic
+        if not isinstance(meta, torch.Tensor):
+            continue
+        for d, s in enumerate(meta.shape):
+            if isinstance(s, torch.SymInt):
+                expr = _resolved(s)
+                if expr.is_Integer:  # dynamo marked it dynamic, but the model fixed it (a weight's size)
+                    continue
+                key = str(expr)
+                if key not in dims:
+                    simple = expr.is_Symbol
+                    dims[key] = torch.export.Dim(f"{names[t]}_dim{d}", min=2, max=MAX_DIM) if simple \
+                        else torch.export.Dim.DYNAMIC
+                dynamic[t][d] = dims[key]
+    layout: list[ArgSource] = []
     k = 0
     for node, ex in zip(placeholders, example_inputs):
         if isinstance(ex, torch.Tensor):
-            layout.append(("tensor", k, 0))
+            layout.append(ArgSource("tensor", tensor=k))
             k += 1
             continue
         if isinstance(ex, torch.SymInt) or isinstance(node.meta.get("example_value"), torch.SymInt):
-            sym = node.meta.get("example_value", ex)
-            found = _find_dim(sym, tensor_meta)
+            found = _find_dim(node.meta.get("example_value", ex), tensor_meta)
             if found is None:
                 raise ChunkcError(f"dynamo backend: symbolic size {node.name} is not the size of any tensor "
                                   "axis; compile with dynamic=False")
-            t, d = found
-            layout.append(("size", t, d))
-            dynamic[t][d] = torch.export.Dim.DYNAMIC
+            layout.append(ArgSource("size", tensor=found[0], axis=found[1]))
             continue
         if isinstance(ex, int) and not isinstance(ex, bool):
-            layout.append(("int", int(ex), 0))
+            layout.append(ArgSource("int", value=int(ex)))
             continue
         raise ChunkcError(f"dynamo backend: placeholder {node.name} of type {type(ex).__name__} is not supported")
-    # every tensor axis whose traced size is symbolic stays dynamic
-    for t, meta in enumerate(tensor_meta):
-        if isinstance(meta, torch.Tensor):
-            for d, s in enumerate(meta.shape):
-                if isinstance(s, torch.SymInt):
-                    dynamic[t][d] = torch.export.Dim.DYNAMIC
-    return layout, tensors, dynamic
+    return layout, dynamic
 
 
 def _input_names(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> list[str]:
@@ -124,12 +143,19 @@ def _input_names(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> lis
     return names
 
 
+def _resolved(s: torch.SymInt):
+    """The sympy expression of a SymInt after the shape environment's replacements (``s1 -> 32``)."""
+    node = s.node
+    env = getattr(node, "shape_env", None)
+    return env.replace(node.expr) if env is not None else node.expr
+
+
 def _find_dim(sym, tensor_meta) -> tuple[int, int] | None:
     for t, meta in enumerate(tensor_meta):
         if not isinstance(meta, torch.Tensor):
             continue
         for d, s in enumerate(meta.shape):
-            if isinstance(s, torch.SymInt) and str(s.node.expr) == str(sym.node.expr):
+            if isinstance(s, torch.SymInt) and str(_resolved(s)) == str(_resolved(sym)):
                 return t, d
     return None
 
@@ -144,8 +170,9 @@ def dynamo_backend(budget=None, **options: Any) -> Callable:
     stats: DynamoStats | None = options.pop("stats", None)
 
     def backend(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]):
-        layout, tensors, dynamic = _layout(gm, example_inputs)
-        positions = [i for i, (kind, _, _) in enumerate(layout) if kind == "tensor"]
+        names = _input_names(gm, example_inputs)
+        layout, dynamic = _layout(gm, example_inputs, names)
+        positions = [i for i, src in enumerate(example_inputs) if isinstance(src, torch.Tensor)]
         state: dict[str, Any] = {}
 
         def build(args: tuple):
@@ -154,7 +181,7 @@ def dynamo_backend(budget=None, **options: Any) -> Callable:
             import chunkc
             from .torch_backend import compile_torch
 
-            wrapper = DynamoGraph(gm, layout, _input_names(gm, example_inputs))
+            wrapper = DynamoGraph(gm, layout, names)
             dyn = tuple(dynamic) if any(dynamic) else None
             graph = chunkc.from_torch(wrapper, args, dynamic_shapes=dyn)
             plan = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..ir.sizes import format_size
 from .codegen import GeneratedFunction
 
 
@@ -30,7 +31,10 @@ def source_header(fn: GeneratedFunction, backend: str) -> list[str]:
                                                          ("unchunked peak", plan.unchunked_peak_bytes)) if n is not None]
         lines.append(f"# {len(plan.regions)} chunk region(s)" + (f"; {', '.join(known)}" if known else "") + ".")
         for i, r in enumerate(plan.regions):
-            lines.append(f"#   region {i}: {r.describe()}")
+            size = format_size(r.chunk_size)
+            size = size if len(size) <= 32 else "computed at run time"
+            lines.append(f"#   region {i}: {len(r.nodes)} nodes {r.nodes[0]} .. {r.nodes[-1]}, "
+                         f"{format_size(r.extent)} units, chunk {size}")
     return lines + [""]
 
 

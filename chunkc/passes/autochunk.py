@@ -40,6 +40,7 @@ class SearchOptions:
     max_stages: int = 512
     machine: Machine = Machine()
     progress: bool = True  # show a progress bar when the search runs longer than a second
+    backend: str | None = None  # the backend the plan is for ("torch" drops NumPy kernels' workspace)
 
 
 @dataclass
@@ -80,7 +81,7 @@ class _Search:
         self.sizes = sizes
         self.options = options
         self.index = GraphIndex(graph)
-        self.facts = ValueFacts(graph, self.index, sizes)
+        self.facts = ValueFacts(graph, self.index, sizes, options.backend)
         self.before, self.during = baseline_timeline(self.facts)
         self.times = TimeModel(graph, sizes, options.machine)
         self._walk_cache: dict[tuple[int, int], list[Candidate]] = {}
@@ -244,7 +245,7 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None, **op
     opts = SearchOptions(**options)
     sizes = resolve_sizes(graph, sizes)
     started = time.perf_counter()
-    unchunked = estimate_memory(graph, sizes=sizes)
+    unchunked = estimate_memory(graph, sizes=sizes, backend=opts.backend)
     budget_bytes = resolve_budget(budget, unchunked.peak_bytes)
     plan = Plan(graph=graph, sizes=sizes, budget_bytes=budget_bytes,
                 estimated_peak_bytes=unchunked.peak_bytes, unchunked_peak_bytes=unchunked.peak_bytes)
@@ -262,7 +263,7 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None, **op
         new_graph, regions = apply_regions(graph, chosen)
         candidate = Plan(graph=new_graph, regions=regions, sizes=sizes, budget_bytes=budget_bytes,
                          unchunked_peak_bytes=unchunked.peak_bytes, stats=search.stats(chosen))
-        report = estimate_memory(new_graph, plan=candidate, sizes=sizes)
+        report = estimate_memory(new_graph, plan=candidate, sizes=sizes, backend=opts.backend)
         candidate.estimated_peak_bytes = report.peak_bytes
         if report.peak_bytes <= budget_bytes:
             candidate.regions = search.symbolic_chunks(chosen, regions, target)

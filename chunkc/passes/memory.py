@@ -36,10 +36,11 @@ import numpy as np
 from ..errors import ChunkcError
 from ..ir.graph import Graph, Node, Value
 from ..ir.registry import concrete_attrs, has_symbolic_attrs
-from ..ir.sizes import evaluate, format_size
+from ..ir.sizes import evaluate
 from ..ir.types import TensorType
 from .plan import ChunkRegion, Plan
 
+ARRAY_BACKENDS = frozenset({"numpy", "cupy"})  # whose kernels are the op references that declare workspace
 EXTERNAL = -1  # alias root of graph inputs and constants: costs nothing
 INTERNAL = -2  # a region-internal value: it has no storage outside its loop
 
@@ -91,17 +92,35 @@ def format_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, int] | None = None) -> MemoryReport:
+def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, int] | None = None,
+                    backend: str | None = None) -> MemoryReport:
     """Estimate the activation memory of one call of ``graph`` (chunked by ``plan``).
 
     With a plan, the estimate reads ``plan.graph``'s schedule (reordering may have
-    moved nodes); ``sizes`` defaults to ``plan.sizes``.
+    moved nodes); ``sizes`` defaults to ``plan.sizes``.  ``backend`` ("numpy",
+    "cupy", "torch") says whose kernels run: an op's declared ``workspace`` counts
+    only for the backends it applies to (see :func:`workspace_applies`); None
+    counts every declared workspace (an upper bound).
     """
     if plan is not None:
         graph = plan.graph
         if sizes is None:
             sizes = plan.sizes
-    return MemoryModel(graph, sizes).report(plan)
+    return MemoryModel(graph, sizes, backend=backend).report(plan)
+
+
+def workspace_applies(op, backend: str | None) -> bool:
+    """Whether ``op``'s declared workspace is allocated by ``backend``'s kernel.
+
+    An op record may list the backends in ``workspace_backends``; without it the
+    workspace describes the NumPy/CuPy reference (the PyTorch backend calls ATen
+    kernels, whose temporaries are their own)."""
+    if op.workspace is None:
+        return False
+    if backend is None:
+        return True
+    backends = getattr(op, "workspace_backends", None)
+    return backend in (ARRAY_BACKENDS if backends is None else backends)
 
 
 # -- layout helpers -------------------------------------------------------------------
@@ -167,14 +186,15 @@ class MemoryModel:
     copy gets its own model, built on demand and cached).
     """
 
-    def __init__(self, graph: Graph, sizes: Mapping[str, int] | None = None):
+    def __init__(self, graph: Graph, sizes: Mapping[str, int] | None = None, backend: str | None = None):
         self.graph = graph
         self.sizes = _normalize_sizes(graph, sizes)
+        self.backend = backend
         self.nodes: list[Node] = list(graph.nodes)
         self.order = tuple(n.name for n in self.nodes)
         self.pos = {name: i for i, name in enumerate(self.order)}
         self._others: dict[tuple[str, ...], MemoryModel] = {}
-        self._chunk_view_cache: dict[tuple, object] = {}  # answers of op records for chunk shapes
+        self._chunk_answers: dict[tuple, object] = {}  # answers of op records for chunk shapes
         self._build()
         self._base = self._intervals([])  # the unchunked schedule
 
@@ -223,7 +243,8 @@ class MemoryModel:
             for o in outs:
                 self.prod[o] = p
                 self.strides[o] = _contiguous(self.shape[o])
-            if node.op.view_strides is None and node.op.workspace is None:
+            has_ws = workspace_applies(node.op, self.backend)
+            if node.op.view_strides is None and not has_ws:
                 continue
             types = [TensorType(self.values[u].dtype, self.shape[u]) for u in ins]
             otypes = [TensorType(self.values[o].dtype, self.shape[o]) for o in outs]
@@ -238,7 +259,7 @@ class MemoryModel:
                     if st is not None:
                         self.parent[o] = ins[0]
                         self.strides[o] = st
-            if node.op.workspace is not None:
+            if has_ws:
                 elems = evaluate(node.op.workspace(types, attrs, otypes), b)
                 self.ws[p] = int(elems) * (otypes[0].dtype.itemsize if otypes else 1)
         self.last = [self.users[i][-1] if self.users[i] else self.prod[i] for i in range(V)]
@@ -254,7 +275,7 @@ class MemoryModel:
         if order == self.order:
             return self
         if order not in self._others:
-            self._others[order] = MemoryModel(plan.graph, self.sizes)
+            self._others[order] = MemoryModel(plan.graph, self.sizes, self.backend)
         return self._others[order]
 
     def _regions(self, plan: Plan | None) -> list[_Region]:
@@ -325,8 +346,8 @@ class MemoryModel:
         in_shapes = tuple(self._chunk_shape(u, reg) for u in ins)
         par_strides = cstrides.get(par, self.strides[par])
         key = (v, in_shapes, par_strides)
-        if key in self._chunk_view_cache:
-            return self._chunk_view_cache[key]
+        if key in self._chunk_answers:
+            return self._chunk_answers[key]
         types = [TensorType(self.values[u].dtype, s) for u, s in zip(ins, in_shapes)]
         attrs = self._chunk_attrs(p, reg)
         try:
@@ -336,7 +357,7 @@ class MemoryModel:
             full_contig = _is_contiguous(self.shape[v], self.strides[v])
             in_contig = _is_contiguous(in_shapes[0], par_strides)
             st = _contiguous(self._chunk_shape(v, reg)) if (full_contig and in_contig) else self.strides[v]
-        self._chunk_view_cache[key] = st
+        self._chunk_answers[key] = st
         return st
 
     def _chunk_attrs(self, p: int, reg: _Region) -> dict:
@@ -353,7 +374,7 @@ class MemoryModel:
         ins, outs = self.node_in[p], self.node_out[p]
         shapes = tuple(self._chunk_shape(u, reg) for u in ins + outs)
         key = ("workspace", p, shapes)
-        if key not in self._chunk_view_cache:
+        if key not in self._chunk_answers:
             types = [TensorType(self.values[u].dtype, s) for u, s in zip(ins + outs, shapes)]
             try:
                 elems = evaluate(self.nodes[p].op.workspace(types[:len(ins)], self._chunk_attrs(p, reg),
@@ -362,8 +383,8 @@ class MemoryModel:
             except Exception:
                 o = outs[0]
                 ws = self.ws[p] * self._chunk_bytes(o, reg) // max(self.nbytes[o], 1)
-            self._chunk_view_cache[key] = ws
-        return self._chunk_view_cache[key]
+            self._chunk_answers[key] = ws
+        return self._chunk_answers[key]
 
     def _intervals(self, regions: list[_Region]) -> tuple[_Intervals, list[int]]:
         """Every storage of the plan as an interval, and the workspace bytes per step."""
@@ -456,11 +477,18 @@ class MemoryModel:
 
     def peak(self, plan: Plan | None = None) -> int:
         """The estimated peak bytes of one call under ``plan`` (the fast path)."""
+        return self.peak_step(plan)[0]
+
+    def peak_step(self, plan: Plan | None = None) -> tuple[int, int]:
+        """The estimated peak bytes and the schedule position of the node where it occurs
+        (in ``plan.graph``'s schedule)."""
         model = self._model_for(plan)
         iv, ws = model._base if not (plan and plan.regions) else model._intervals(model._regions(plan))
         if not model.nodes:
-            return 0
-        return int(model._curves(iv, ws)[0].max())
+            return 0, -1
+        during = model._curves(iv, ws)[0]
+        i = int(np.argmax(during))
+        return int(during[i]), i
 
     def report(self, plan: Plan | None = None) -> MemoryReport:
         model = self._model_for(plan)
@@ -499,4 +527,4 @@ def _normalize_sizes(graph: Graph, sizes: Mapping | None) -> dict[str, int]:
     return out
 
 
-__all__ = ["MemoryModel", "MemoryReport", "TimelineEntry", "estimate_memory", "format_bytes"]
+__all__ = ["MemoryModel", "MemoryReport", "TimelineEntry", "estimate_memory", "format_bytes", "workspace_applies"]

@@ -21,51 +21,40 @@ from .search import Candidate, GraphIndex
 
 
 class ValueFacts:
-    """Bytes, storage owner and death step of every value, at concrete sizes."""
+    """Bytes, storage owner and death step of every value, at concrete sizes.
 
-    def __init__(self, graph: Graph, index: GraphIndex, sizes: Mapping[str, int]):
-        from ..ir.ops.shape import contiguous_strides
+    Built on the full estimator's model (:class:`chunkc.passes.memory.MemoryModel`),
+    so views, strides and workspace are judged exactly as the final check judges them.
+    """
+
+    def __init__(self, graph: Graph, index: GraphIndex, sizes: Mapping[str, int], backend: str | None = None):
+        from .memory import MemoryModel
 
         self.graph = graph
         self.sizes = dict(sizes)
+        self.model = MemoryModel(graph, sizes, backend=backend)
+        m = self.model
         self.nbytes: dict[Value, int] = {}
         self.owner: dict[Value, Value] = {}  # the value whose storage this one uses
-        strides: dict[Value, tuple] = {}
-        for v in list(graph.inputs) + list(graph.constants):
-            self.nbytes[v] = 0  # inputs and weights are not activation memory
-            self.owner[v] = v
-            strides[v] = contiguous_strides(v.shape)
-        self.workspace: list[int] = []
-        for node in graph.nodes:
-            aliased = None
-            if node.op.view_strides is not None and node.inputs:
-                try:
-                    aliased = node.op.view_strides([v.type for v in node.inputs], node.attrs, strides[node.inputs[0]])
-                except Exception:  # a layout the rule cannot describe: assume a copy
-                    aliased = None
-            for k, o in enumerate(node.outputs):
-                if aliased is not None:
-                    self.nbytes[o] = 0
-                    self.owner[o] = self.owner[node.inputs[0]]
-                    strides[o] = tuple(aliased) if k == 0 else contiguous_strides(o.shape)
-                else:
-                    self.nbytes[o] = o.type.nbytes(sizes)
-                    self.owner[o] = o
-                    strides[o] = contiguous_strides(o.shape)
-            ws = node.op.workspace([v.type for v in node.inputs], node.attrs, [o.type for o in node.outputs]) \
-                if node.op.workspace is not None else 0
-            self.workspace.append(evaluate(ws, sizes) * node.outputs[0].dtype.itemsize if ws else 0)
+        for k, v in enumerate(m.values):
+            root = k
+            while m.parent[root] != -1:
+                root = m.parent[root]
+            self.owner[v] = m.values[root]
+            self.nbytes[v] = 0 if (v.producer is None or root != k) else m.nbytes[k]
+        self.workspace: list[int] = list(m.ws)
         # a storage dies after the last use of any value that aliases it
-        n = len(graph.nodes)
+        self.n = len(graph.nodes)
         self.death: dict[Value, int] = {}
         for v, last in index.last_use.items():
             o = self.owner[v]
             birth = index.producer_index(v)
             self.death[o] = max(self.death.get(o, -1), last if last >= 0 else birth, birth)
-        self.n = n
         self.symbolic = bool(graph.symbols())
         self._index = index
         self._born = None
+        self._out_bytes = None
+        self._ws_cache: dict = {}
 
     def live_before(self, step: int) -> list[Value]:
         """Storages produced before ``step`` and still live when it starts."""
@@ -75,23 +64,35 @@ class ValueFacts:
         return [o for b, _, o in self._born if b < step <= self.death[o]]
 
     def out_bytes(self, i: int) -> int:
-        return sum(self.nbytes[o] for o in self.graph.nodes[i].outputs)
+        if self._out_bytes is None:
+            self._out_bytes = [sum(self.nbytes[o] for o in n.outputs) for n in self.graph.nodes]
+        return self._out_bytes[i]
+
+    def chunk_workspace(self, i: int, axes: Mapping[Value, tuple[int, int]]) -> int:
+        """Node ``i``'s workspace in bytes when every chunked value holds one chunk unit."""
+        from ..ir.types import TensorType
+
+        node = self.graph.nodes[i]
+        values = list(node.inputs) + list(node.outputs)
+        key = (i, tuple(axes.get(v) for v in values))
+        if key not in self._ws_cache:
+            def chunk_type(v):
+                shape = list(v.type.concrete_shape(self.sizes))
+                if v in axes:
+                    axis, unit = axes[v]
+                    shape[axis] = unit
+                return TensorType(v.dtype, tuple(shape))
+            ws = node.op.workspace([chunk_type(v) for v in node.inputs], node.attrs,
+                                   [chunk_type(o) for o in node.outputs])
+            self._ws_cache[key] = evaluate(ws, self.sizes) * node.outputs[0].dtype.itemsize if ws else 0
+        return self._ws_cache[key]
 
 
 def baseline_timeline(facts: ValueFacts) -> tuple[list[int], list[int]]:
-    """(live bytes before each step, peak bytes during each step) for the unchunked schedule."""
-    dying: list[list[Value]] = [[] for _ in range(facts.n + 1)]
-    for owner, d in facts.death.items():
-        if owner.producer is not None and d < facts.n:
-            dying[d].append(owner)
-    before, during = [], []
-    live = 0
-    for i in range(facts.n):
-        before.append(live)
-        out = facts.out_bytes(i)
-        during.append(live + out + facts.workspace[i])
-        live += out
-        live -= sum(facts.nbytes[v] for v in dying[i])
+    """(live bytes before each step, peak bytes during each step) of the unchunked schedule."""
+    timeline = facts.model.report(None).timeline
+    during = [e.peak_bytes for e in timeline]
+    before = [0] + [e.live_bytes for e in timeline[:-1]]
     return before, during
 
 
@@ -146,10 +147,16 @@ def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before:
                 last_in_loop[o] = i
     steps = []
     chunk_live = 0
+    axes = {v: (axis, unit) for v, axis, unit in cand.chunked}
     for i in cand.loop:
         node = graph.nodes[i]
         out = facts.out_bytes(i)
-        steps.append((i, running, chunk_live + out + facts.workspace[i]))
+        # workspace need not scale with the chunk (a conv's input-channel part does not):
+        # take it exactly at chunk 1 and at the full extent, affine in between
+        ws_full = facts.workspace[i]
+        ws_one = facts.chunk_workspace(i, axes) if ws_full else 0
+        slope = (ws_full - ws_one) / max(extent - 1, 1)
+        steps.append((i, running + ws_one - int(slope), chunk_live + out + int(slope * extent)))
         chunk_live += out
         for o in node.outputs:
             if facts.owner[o] is o and o not in last_in_loop:

@@ -19,19 +19,21 @@ _BEFORE, _AFTER, _REGION, _BUDGET = "#7f7f7f", "#1f77b4", "#ffbf7f", "#d62728"
 
 
 def plot_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, int] | None = None,
-                path: str | Path = "memory.png", title: str | None = None, dpi: int = 120) -> Path:
+                path: str | Path = "memory.png", title: str | None = None, dpi: int = 120,
+                backend: str | None = None) -> Path:
     """Write the memory timeline of ``graph`` (and of ``plan``, when given) as a PNG; return its path.
 
     The curves are the bytes live during each node (its outputs and workspace
     included); the shaded area under each is what stays live after the node.
+    ``backend`` is passed to :func:`~chunkc.passes.memory.estimate_memory`.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     if sizes is None and plan is not None:
         sizes = plan.sizes
-    before = estimate_memory(graph, sizes=sizes)
-    after = estimate_memory(plan.graph, plan, sizes=sizes) if plan is not None else None
+    before = estimate_memory(graph, sizes=sizes, backend=backend)
+    after = estimate_memory(plan.graph, plan, sizes=sizes, backend=backend) if plan is not None else None
     top = max(before.peak_bytes, after.peak_bytes if after else 0, (plan.budget_bytes or 0) if plan else 0)
     unit, scale = next((u, s) for u, s in _UNITS if top >= s or s == 1)
 

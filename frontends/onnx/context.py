@@ -20,12 +20,13 @@ import numpy as np
 import onnx
 import sympy
 
-from chunkc.errors import ChunkcError, IRError, UnsupportedOpError
+from chunkc.errors import ChunkcError, UnsupportedOpError
 from chunkc.ir.dtypes import DType
 from chunkc.ir.graph import Graph, Value
 from chunkc.ir.sizes import Size, normalize
 from chunkc.ir.types import TensorType
 
+from .node import OnnxNode, label
 from .types import identifier
 
 FOLD_LIMIT = 4096  # folding at import handles small (shape-sized) tensors only
@@ -65,87 +66,19 @@ class Slot:
     known: Known | None = None
 
 
-def label(name: str, limit: int = 80) -> str:
-    """A name from the model, quoted and escaped for messages (never for code)."""
-    text = repr(str(name))
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
-
-
-@dataclass
-class OnnxNode:
-    proto: onnx.NodeProto
-    index: int  # position in the ONNX graph
-
-    @property
-    def op_type(self) -> str:
-        return self.proto.op_type
-
-    @property
-    def domain(self) -> str:
-        return self.proto.domain if self.proto.domain not in ("ai.onnx",) else ""
-
-    @property
-    def inputs(self) -> Sequence[str]:
-        return self.proto.input
-
-    @property
-    def outputs(self) -> Sequence[str]:
-        return self.proto.output
-
-    @property
-    def name(self) -> str:
-        """The node's name, or its first output's name, or its position."""
-        return self.proto.name or (self.proto.output[0] if self.proto.output and self.proto.output[0] else f"node{self.index}")
-
-    @property
-    def hint(self) -> str:
-        return identifier(self.name)
-
-    def describe(self) -> str:
-        op = f"{self.domain}::{self.op_type}" if self.domain else self.op_type
-        return f"ONNX node {label(self.name)} ({label(op)[1:-1]})"
-
-    def has_input(self, i: int) -> bool:
-        return i < len(self.proto.input) and self.proto.input[i] != ""
-
-    def has_output(self, i: int) -> bool:
-        return i < len(self.proto.output) and self.proto.output[i] != ""
-
-    @property
-    def attrs(self) -> dict[str, Any]:
-        out = {}
-        for a in self.proto.attribute:
-            out[a.name] = _attr_value(a)
-        return out
-
-    def attr(self, key: str, default: Any = None) -> Any:
-        for a in self.proto.attribute:
-            if a.name == key:
-                return _attr_value(a)
-        return default
-
-
-def _attr_value(a: onnx.AttributeProto) -> Any:
-    if a.ref_attr_name:
-        raise UnsupportedOpError(f"attribute {label(a.name)} refers to a function attribute; only graphs are imported")
-    value = onnx.helper.get_attribute_value(a)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, list) and value and isinstance(value[0], bytes):
-        return [v.decode("utf-8", errors="replace") for v in value]
-    return value
-
-
 @dataclass
 class ImportContext:
     graph: Graph
     opsets: dict[str, int]
-    inferred: dict[str, onnx.TypeProto] = field(default_factory=dict)  # ONNX shape inference results
+    infer_types: Any = None  # () -> {name: TypeProto}: ONNX shape inference, run once on demand
     graph_inputs: set[str] = field(default_factory=set)  # ONNX names of graph inputs
     producers: dict[str, OnnxNode] = field(default_factory=dict)  # ONNX name -> the node writing it
     env: dict[str, Slot] = field(default_factory=dict)
     node: OnnxNode | None = None
+    opaque_unknown: bool = False
+    run_subgraph: Any = None  # converts a GraphProto's nodes in place (set by the importer)
     _scalars: dict[tuple, Value] = field(default_factory=dict)
+    _inferred: dict[str, onnx.TypeProto] | None = None
 
     # -- the current node's inputs -----------------------------------------------
     @property
@@ -215,7 +148,8 @@ class ImportContext:
         return data
 
     def upstream_inputs(self, name: str) -> tuple[str, ...]:
-        """The graph inputs whose values ``name`` depends on (through the ONNX nodes)."""
+        """The graph inputs whose *values* ``name`` depends on (through the ONNX nodes; Shape and
+        Size read only shapes, so the walk stops there)."""
         found: list[str] = []
         seen: set[str] = set()
         stack = [name]
@@ -227,7 +161,11 @@ class ImportContext:
             if n in self.graph_inputs:
                 found.append(n)
             elif n in self.producers:
-                stack.extend(x for x in self.producers[n].inputs if x)
+                from .validate import outer_references
+                node = self.producers[n]
+                if node.op_type in ("Shape", "Size") and not node.domain:
+                    continue
+                stack.extend(x for x in list(node.inputs) + sorted(outer_references(node.proto)) if x)
         return tuple(sorted(found))
 
     def static_sizes(self, i: int, what: str) -> tuple[Size, ...]:
@@ -247,6 +185,28 @@ class ImportContext:
         if data.dtype == object:
             raise DynamicValueError(f"{self.node.describe()}: {what} must be static numbers, got symbolic values")
         return tuple(float(v) for v in np.asarray(data).reshape(-1))
+
+    def inferred_type(self, name: str) -> onnx.TypeProto | None:
+        """The type ONNX's own shape inference (with data propagation) gives ``name``."""
+        if self._inferred is None:
+            self._inferred = self.infer_types() if self.infer_types is not None else {}
+        return self._inferred.get(name)
+
+    def inferred_shape(self, i: int) -> tuple[Size, ...] | None:
+        """Output ``i``'s shape from ONNX shape inference, when every size is known here: an int,
+        or an expression of the graph's own symbols (ONNX's fresh ``unk__`` names are not)."""
+        from .types import shape_from_type
+        t = self.inferred_type(self.node.outputs[i]) if self.node.has_output(i) else None
+        if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+            return None
+        if any(d.WhichOneof("value") is None for d in t.tensor_type.shape.dim):
+            return None
+        shape = shape_from_type(t, "inferred")
+        known = self.graph.symbols()
+        from chunkc.ir.sizes import free_symbols
+        if any(not free_symbols(s) <= known for s in shape):
+            return None
+        return shape
 
     # -- building -------------------------------------------------------------------
     def op(self, op: str, *inputs: Value, **attrs) -> Value | tuple[Value, ...]:

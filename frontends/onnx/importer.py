@@ -1,11 +1,15 @@
 """``from_onnx``: an ONNX model to a chunkc Graph.
 
-Steps: read and check the model (load.py, validate.py, onnx.checker), run
-ONNX shape inference (for opaque nodes and as a cross-check of outputs),
-declare graph inputs with symbolic sizes from ``dim_param``, keep
-initializers and ``Constant`` nodes as known values, convert node by node
-through the converter table, fold small shape computations, and finally drop
-the IR nodes no output needs (shape arithmetic that was folded) and verify.
+Steps: read the model (load.py), upgrade an opset older than 13 with ONNX's
+version converter, check its structure (validate.py: duplicate names, undefined
+inputs, cycles; the schedule is a topological sort) and run ``onnx.checker``;
+expand ops that ONNX defines by a function body (functions.py); refuse ops
+without a converter (or keep them as opaque nodes typed by ONNX shape
+inference); declare graph inputs with symbolic sizes from ``dim_param``; keep
+initializers and ``Constant`` nodes as known values; convert node by node
+through the converter table, folding small shape computations; finally drop
+the IR nodes no output needs (shape arithmetic that was folded), check the
+outputs against the model's declared types, and verify.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from chunkc.ir.sizes import format_size
 from chunkc.ir.verifier import verify
 
 from . import folding as F
-from .context import FOLD_LIMIT, ImportContext, Known, Slot, label, make_known
+from .context import FOLD_LIMIT, ImportContext, Slot, make_known
+from .node import OnnxNode, label
 from .converters import lookup
+from .functions import expand_functions, with_nodes
 from .load import load_model, refuse_external_data
 from .types import identifier, shape_from_type, to_dtype
 from .validate import check_subgraphs, check_supported, topological_nodes
@@ -43,22 +49,13 @@ def from_onnx(model_or_path, *, opaque_unknown: bool = False, constant_inputs: M
     loaded = load_model(model_or_path)
     model, source = loaded.model, loaded.source
     refuse_external_data(model, source)
-    model = _upgrade_opset(model, source)
-    nodes = topological_nodes(model.graph, source)
-    opaque_nodes = []
-    if opaque_unknown:
-        opaque_nodes = [n for n in nodes if lookup(n.domain, n.op_type) is None]
-        check_subgraphs(opaque_nodes, source)
-    else:
-        check_supported(nodes, source)
-    if check:
-        _run_checker(model, source, custom_ok=bool(opaque_nodes))
-    inferred = _infer_types(model, source, required=bool(opaque_nodes))
+    model, nodes = prepare(model, source, check=check, opaque_unknown=opaque_unknown)
     graph = Graph(identifier(name or model.graph.name or "onnx"))
-    ctx = ImportContext(graph=graph, opsets=_opsets(model))
+    ctx = ImportContext(graph=graph, opsets=_opsets(model), opaque_unknown=opaque_unknown)
+    ctx.run_subgraph = lambda g: _convert_subgraph(ctx, g, source)
     constant_inputs = dict(constant_inputs or {})
     _declare_inputs(ctx, model.graph, constant_inputs, source)
-    ctx.inferred = inferred
+    ctx.infer_types = lambda: _infer_types(model, source)
     ctx.producers = {out: n for n in nodes for out in n.outputs if out}
     for node in nodes:
         ctx.node = node
@@ -78,6 +75,27 @@ def from_onnx(model_or_path, *, opaque_unknown: bool = False, constant_inputs: M
 
 
 # -- model-level steps ---------------------------------------------------------------------
+
+
+def prepare(model: onnx.ModelProto, source: str, check: bool = True,
+            opaque_unknown: bool = False, census: bool = True) -> tuple[onnx.ModelProto, list]:
+    """Upgrade an old opset, check the graph's structure, expand function-defined ops, refuse
+    unsupported ones (``census``), run ``onnx.checker``; return the model and its nodes in
+    schedule order."""
+    model = _upgrade_opset(model, source)
+    order = topological_nodes(model.graph, source)  # structural errors name the file's own nodes
+    if [n.index for n in order] != list(range(len(order))):  # listed out of order: keep a sorted copy
+        model = with_nodes(model, [n.proto for n in order])
+    original = model
+    model = expand_functions(model, source)
+    nodes = topological_nodes(model.graph, source)
+    if opaque_unknown:
+        check_subgraphs([n for n in nodes if lookup(n.domain, n.op_type) is None], source)
+    elif census:
+        check_supported(nodes, source)
+    if check:
+        _run_checker(original, source, custom_ok=opaque_unknown)
+    return model, nodes
 
 
 def _opsets(model: onnx.ModelProto) -> dict[str, int]:
@@ -107,14 +125,14 @@ def _run_checker(model: onnx.ModelProto, source: str, custom_ok: bool) -> None:
         raise ChunkcError(f"{source}: the ONNX checker refuses the model: {message}") from None
 
 
-def _infer_types(model: onnx.ModelProto, source: str, required: bool) -> dict[str, onnx.TypeProto]:
+def _infer_types(model: onnx.ModelProto, source: str) -> dict[str, onnx.TypeProto]:
+    """ONNX's shape inference (with data propagation): the result types of opaque nodes, and the
+    targets of Reshape/Expand nodes whose shapes chunkc cannot fold."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception as exc:
-        if required:
-            raise ChunkcError(f"{source}: ONNX shape inference failed, and opaque nodes need it for their "
-                              f"result types: {str(exc).splitlines()[0][:300]}") from None
-        return {}
+        raise ChunkcError(f"{source}: ONNX shape inference failed, and opaque nodes need it for their "
+                          f"result types: {str(exc).splitlines()[0][:300]}") from None
     out = {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
         out[vi.name] = vi.type
@@ -156,15 +174,20 @@ def _convert(ctx: ImportContext, node, source: str) -> None:
     conv = lookup(node.domain, node.op_type)
     try:
         if conv is None:
+            if not ctx.opaque_unknown:  # (top-level nodes were all checked; this is inside a subgraph)
+                raise UnsupportedOpError(f"{node.describe()}: op type {label(node.op_type)} is not supported; "
+                                         "pass opaque_unknown=True to keep it as an opaque node")
             _opaque(ctx, node)
             return
         if conv.fold is not None and _try_fold(ctx, node, conv):
             return
         conv.fn(ctx, node)
     except UnsupportedOpError as exc:
-        raise _with_source(exc, source) from None
-    except (ChunkcError, ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, OverflowError) as exc:
-        text = str(exc)
+        raise exc if str(exc).startswith(source) else _with_source(exc, source) from None
+    except Exception as exc:  # any other failure still names the node (a malformed file must not crash us)
+        text = str(exc) if isinstance(exc, ChunkcError) else f"{type(exc).__name__}: {exc}"
+        if text.startswith(source):  # raised inside a subgraph, already located
+            raise ChunkcError(text) from None
         prefix = node.describe()
         message = text if text.startswith(prefix) else f"{prefix}: {text}"
         raise ChunkcError(f"{source}: {message}") from None
@@ -172,6 +195,22 @@ def _convert(ctx: ImportContext, node, source: str) -> None:
         if out and out not in ctx.env:
             raise ChunkcError(f"{source}: {node.describe()}: output {k} {label(out)} is not produced by this importer "
                               "(an optional output that is not supported)")
+
+
+def _convert_subgraph(ctx: ImportContext, g: onnx.GraphProto, source: str) -> None:
+    """Convert a subgraph's nodes into the current graph (its outer references are in scope)."""
+    outer = ctx.node
+    for init in g.initializer:
+        dt = to_dtype(init.data_type, f"{source}: initializer {label(init.name)}")
+        ctx.env[init.name] = Slot(known=make_known(np.asarray(numpy_helper.to_array(init)), dt))
+    nodes = [OnnxNode(proto, i) for i, proto in enumerate(g.node)]
+    ctx.producers.update({out: n for n in nodes for out in n.outputs if out})
+    try:
+        for node in nodes:
+            ctx.node = node
+            _convert(ctx, node, source)
+    finally:
+        ctx.node = outer
 
 
 def _with_source(exc: UnsupportedOpError, source: str) -> UnsupportedOpError:
@@ -206,7 +245,7 @@ def _try_fold(ctx: ImportContext, node, conv) -> bool:
 def _opaque(ctx: ImportContext, node) -> None:
     result_types = []
     for out in node.outputs:
-        t = ctx.inferred.get(out)
+        t = ctx.inferred_type(out)
         if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
             raise UnsupportedOpError(f"{node.describe()}: ONNX shape inference gave no tensor type for output "
                                      f"{label(out)}, so it cannot become an opaque node")
@@ -257,4 +296,4 @@ def _check_outputs(graph: Graph, g: onnx.GraphProto, source: str) -> None:
                                       f"{[x.dim_value or x.dim_param for x in dims]} but imports as {value.type}")
 
 
-__all__ = ["from_onnx", "prune", "Known"]
+__all__ = ["from_onnx", "prepare", "prune"]

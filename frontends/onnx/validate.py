@@ -17,7 +17,7 @@ import onnx
 
 from chunkc.errors import ChunkcError, UnsupportedOpError
 
-from .context import OnnxNode, label
+from .node import OnnxNode, label
 from .converters import lookup
 
 _MAX_LISTED = 12
@@ -61,13 +61,14 @@ def topological_nodes(graph: onnx.GraphProto, source: str) -> list[OnnxNode]:
     for out in graph.output:
         if out.name not in producer and out.name not in defined:
             raise ChunkcError(f"{source}: graph output {label(out.name)} is defined by no node, input or initializer")
-    # Kahn's algorithm, taking nodes in file order whenever they are ready
-    waiting = {id(n): sum(1 for x in set(n.inputs) if x in producer) for n in nodes}
+    # Kahn's algorithm, taking nodes in file order whenever they are ready; a node holding a
+    # subgraph also waits for the outer values its subgraph reads
+    needs = {id(n): {x for x in set(n.inputs) | outer_references(n.proto) if x in producer} for n in nodes}
+    waiting = {id(n): len(needs[id(n)]) for n in nodes}
     readers: dict[str, list[OnnxNode]] = defaultdict(list)
     for n in nodes:
-        for x in set(n.inputs):
-            if x in producer:
-                readers[x].append(n)
+        for x in needs[id(n)]:
+            readers[x].append(n)
     import heapq
     ready = [(n.index, n) for n in nodes if waiting[id(n)] == 0]
     heapq.heapify(ready)
@@ -89,6 +90,21 @@ def topological_nodes(graph: onnx.GraphProto, source: str) -> list[OnnxNode]:
     return order
 
 
+def outer_references(node: onnx.NodeProto) -> set[str]:
+    """Names a node's subgraphs read from the enclosing scope (empty for ordinary nodes)."""
+    out: set[str] = set()
+    for a in node.attribute:
+        graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+        for g in graphs:
+            local = {i.name for i in g.input} | {i.name for i in g.initializer}
+            for n in g.node:
+                local.update(x for x in n.output if x)
+            for n in g.node:
+                out.update(x for x in list(n.input) + sorted(outer_references(n)) if x and x not in local)
+            out.update(o.name for o in g.output if o.name not in local)
+    return out
+
+
 def _find_cycle(stuck: list[OnnxNode], producer: dict[str, OnnxNode]) -> list[OnnxNode]:
     stuck_ids = {id(n) for n in stuck}
     node = stuck[0]
@@ -97,7 +113,8 @@ def _find_cycle(stuck: list[OnnxNode], producer: dict[str, OnnxNode]) -> list[On
     while id(node) not in seen:
         seen[id(node)] = len(path)
         path.append(node)
-        preds = [producer[x] for x in node.inputs if x in producer and id(producer[x]) in stuck_ids]
+        preds = [producer[x] for x in list(node.inputs) + sorted(outer_references(node.proto))
+                 if x in producer and id(producer[x]) in stuck_ids]
         node = preds[0]
     cycle = path[seen[id(node)]:]
     cycle.reverse()

@@ -15,15 +15,17 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+import sympy
 import torch
 import torch.fx as fx
 
 from chunkc.ir.dtypes import DType
 from chunkc.ir.graph import Graph, Value
-from chunkc.ir.sizes import Size, normalize
+from chunkc.ir.sizes import Size
 from chunkc.ir.types import TensorType
 
 from .dtypes import to_chunkc
+from .symbols import SymbolicFloat
 
 
 class NotConvertible(Exception):
@@ -116,10 +118,6 @@ class Ctx:
         """Like :meth:`op`, always returning the tuple of outputs (split with one piece)."""
         return self.graph.add_node(opname, inputs, attrs, name=self.node.name).outputs
 
-    def raw(self, opname: str, *inputs: Value, **attrs) -> Value:
-        """Like :meth:`op` for an op with no inputs (arange, full)."""
-        return self.graph.add_node(opname, inputs, attrs, name=self.node.name).outputs[0]
-
     def const(self, value: Any, dtype: DType) -> Value:
         """A constant (0-d for a number) of ``dtype``."""
         arr = np.asarray(value, dtype=dtype.numpy)
@@ -135,16 +133,47 @@ class Ctx:
             return self.const(x, dtype)
         if isinstance(x, torch.Tensor):
             return self.const(x.detach().cpu().numpy(), dtype or to_chunkc(x.dtype))
+        if isinstance(x, SymbolicFloat):
+            return self.symbolic_float(x.expr, dtype or DType.float32)
         if x is not None and hasattr(x, "free_symbols"):
             return self.size_tensor(x, dtype or DType.int64)
         raise NotConvertible(f"argument {x!r} ({type(x).__name__}) is not a tensor or a number")
 
     def size_tensor(self, size: Size, dtype: DType) -> Value:
         """A 0-d tensor holding a symbolic size, evaluated at run time."""
-        import chunkc.ir.ops.extra_onnx  # noqa: F401  (registers size_tensor)
         v = self.graph.add_node("size_tensor", (), {"values": (size,), "shape": (), "dtype": DType.int64},
                                 name=f"{self.node.name}_size").outputs[0]
         return self.cast(v, dtype)
+
+    def symbolic_float(self, expr, dtype: DType) -> Value:
+        """A 0-d float tensor computing ``expr`` (a float expression of sizes) at run time:
+        integer-valued parts become ``size_tensor`` nodes, the rest float arithmetic."""
+        if not dtype.is_floating:
+            dtype = DType.float32
+        if expr.is_Number:
+            return self.const(float(expr), dtype)
+        if expr.is_integer:
+            return self.size_tensor(expr, dtype)
+        def node(op: str, *xs: Value) -> Value:
+            return self.graph.add_node(op, xs, {}, name=f"{self.node.name}_sym").outputs[0]
+
+        if isinstance(expr, sympy.Pow):
+            base = self.symbolic_float(expr.base, dtype)
+            if expr.exp == -1:
+                return node("reciprocal", base)
+            if expr.exp == sympy.Rational(1, 2):
+                return node("sqrt", base)
+            return node("pow", base, self.symbolic_float(expr.exp, dtype))
+        args = [self.symbolic_float(a, dtype) for a in expr.args]
+        if isinstance(expr, (sympy.Add, sympy.Mul)):
+            out = args[0]
+            for v in args[1:]:
+                out = node("add" if isinstance(expr, sympy.Add) else "mul", out, v)
+            return out
+        for cls, op in ((sympy.floor, "floor"), (sympy.ceiling, "ceil")):
+            if isinstance(expr, cls):
+                return node(op, args[0])
+        raise NotConvertible(f"the float {expr} of symbolic sizes uses {type(expr).__name__}")
 
     def cast(self, v: Value, dtype: DType | None) -> Value:
         if dtype is None or v.dtype == dtype:
@@ -188,7 +217,3 @@ def _fake_or_number(x: Any) -> Any:
     if isinstance(x, (bool, int, float)):
         return x
     return None
-
-
-def as_sizes(values: Sequence[Any]) -> tuple[Size, ...]:
-    return tuple(normalize(v) for v in values)

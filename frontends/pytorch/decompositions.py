@@ -17,10 +17,12 @@ Why keep them whole:
 * ``linear`` and ``matmul`` stay contractions with their batch axes intact,
   instead of ``view -> mm -> _unsafe_view`` chains that hide the sequence axis
   inside a merged ``B*L`` axis.
-* two decompositions fail on torch 2.13: decomposing GPT-2's
-  ``scaled_dot_product_attention`` to core ATen hits a ``view`` of
-  non-contiguous strides, and the fully decomposed ``group_norm`` on a
-  channels-last input fails at run time.  Keeping both whole avoids both.
+* full decomposition breaks models on torch 2.13: the fully decomposed diffusers
+  UNet fails at run time (``native_group_norm``: "Expected X.is_contiguous(memory_format)",
+  fed a non-contiguous tensor by the decomposed attention).  Decomposing GPT-2's
+  ``scaled_dot_product_attention`` to core ATen is reported to hit a ``view`` of
+  non-contiguous strides (not reproduced with the zoo's GPT-2 on transformers 5.23).
+  Keeping ``group_norm`` and ``scaled_dot_product_attention`` whole avoids both.
 * ``adaptive_avg_pool2d``, ``upsample_*``, ``pad``, ``roll``, ``triu``/``tril``,
   ``masked_fill``, ``stack``, ``tile`` and the activations map one-to-one to
   chunkc ops; their decompositions produce ``as_strided``, index arithmetic or
@@ -53,14 +55,21 @@ PRESERVED: tuple[Preserved, ...] = tuple(
     _keep([aten.linear.default, aten.matmul.default, aten.einsum.default],
           "contractions keep their batch axes (no view/mm/_unsafe_view chains)")
     + _keep([aten.layer_norm.default, aten.group_norm.default, aten.rms_norm.default],
-            "one normalization record; group_norm's decomposition fails on channels-last input")
+            "one normalization record; the decomposed group_norm fails at run time in the UNet "
+            "(native_group_norm fed a non-contiguous tensor)")
+    + _keep([aten.instance_norm.default], "becomes group_norm with one channel per group (its decomposition "
+            "is a training-mode batch norm over a reshaped batch)")
     + _keep([aten.scaled_dot_product_attention.default, aten._scaled_dot_product_flash_attention_for_cpu.default],
-            "fused attention chunks along queries without the score matrix; the decomposition fails on GPT-2")
+            "fused attention chunks along queries without the L x L scores; its decomposition hands "
+            "non-contiguous tensors to later ops")
     + _keep([aten.softmax.int, aten.log_softmax.int], "one op that mixes one axis")
     + _keep([aten.silu.default, aten.hardswish.default, aten.hardsigmoid.default, aten.mish.default,
              aten.softplus.default], "activations are single chunkc ops")
-    + _keep([aten.pad.default, aten.upsample_nearest2d.default, aten.adaptive_avg_pool2d.default],
-            "map one-to-one (their decompositions use as_strided or index arithmetic)")
+    + _keep([aten.pad.default, aten.adaptive_avg_pool2d.default, aten.upsample_nearest1d.default,
+             aten.upsample_nearest2d.default, aten.upsample_nearest3d.default, aten.upsample_linear1d.default,
+             aten.upsample_linear1d.vec, aten.upsample_bilinear2d.default, aten.upsample_trilinear3d.default,
+             aten.upsample_trilinear3d.vec],
+            "map one-to-one (their decompositions use as_strided or index arithmetic on float sizes)")
     + _keep([aten.masked_fill.Scalar, aten.masked_fill.Tensor, aten.triu.default, aten.tril.default,
              aten.roll.default, aten.stack.default, aten.tile.default],
             "map one-to-one to chunkc ops")

@@ -27,13 +27,13 @@ _HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
      "forward returns no cache objects"),
     (("Constraints violated", "specialized", "specialize"),
      "a dynamic dimension was fixed or limited by the model's code: widen or narrow the Dim's min/max "
-     "as torch suggests above, express related sizes as derived dims (2*L), or make that dimension static"),
+     "as torch suggests below, express related sizes as derived dims (2*L), or make that dimension static"),
     (("data-dependent", "Could not guard on data-dependent", "GuardOnDataDependentSymNode",
       "Could not extract specialized integer"),
      "the model branches on tensor values (data-dependent control flow, .item(), nonzero or boolean "
      "masking); rewrite it with torch.where/torch.cond or make that value a Python constant"),
     (("mismatch between the structure of `inputs` and `dynamic_shapes`", "dynamic_shapes"),
-     "dynamic_shapes must mirror the inputs: one entry per positional argument and keyword "
+     "dynamic_shapes must mirror the inputs passed: one entry per positional argument and keyword given "
      "(None for inputs with no dynamic dimension), e.g. {'input_ids': {1: Dim('L')}, 'use_cache': None}"),
     (("Unsupported", "graph break", "torch._dynamo"),
      "the forward uses Python torch.export cannot trace; chunkc exports with strict=False, which "

@@ -17,17 +17,15 @@ One walk over the FX nodes in order (their order becomes the schedule):
 from __future__ import annotations
 
 import operator
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.fx as fx
 
 from chunkc.errors import ChunkcError, IRError, UnsupportedOpError
 from chunkc.ir.graph import Graph, Value, sanitize_name
-from chunkc.ir.sizes import evaluate, format_size, free_symbols, sizes_equal
+from chunkc.ir.sizes import evaluate, free_symbols, sizes_equal
 from chunkc.ir.types import TensorType
 from chunkc.ir.verifier import verify
 
@@ -35,7 +33,8 @@ from . import converters
 from .context import Args, Ctx, NotConvertible, bind_schema
 from .diagnostics import aten_target, module_path, op_name, source_line
 from .dtypes import to_chunkc
-from .export import decompose, export_program
+from .export import ExportError, decompose, export_program
+from .guards import pinned_dims
 from .symbols import SymbolicValueError, SymbolMap
 
 aten = torch.ops.aten
@@ -109,11 +108,20 @@ class _Importer:
         self.opaque_unknown = opaque_unknown
         self.env: dict[fx.Node, Any] = {}
         self.unmapped: dict[str, Unmapped] = {}
-        self.symbols = SymbolMap(_shape_env(ep))
+        self.shape_env = _shape_env(ep)
+        self.symbols = SymbolMap(self.shape_env)
         self.label = name
 
     # -- the walk ------------------------------------------------------------------
     def run(self) -> Graph:
+        pinned = pinned_dims(self.shape_env, self.symbols)
+        if pinned:
+            raise ExportError(
+                f"chunkc.from_torch({self.label}): torch.export accepted the dynamic dims but the model's "
+                "code only works at the example size:\n"
+                + "\n".join(f"  - {p.dim} must equal {p.value} (guard {p.guard})" for p in pinned)
+                + "\nWhat to change: make that dimension static (drop it from dynamic_shapes), or change the "
+                "code that ties it to a fixed size (a position table, a hard-coded shape).")
         specs = {s.arg.name: s for s in self.ep.graph_signature.input_specs if hasattr(s.arg, "name")}
         for node in self.ep.graph.nodes:
             if node.op == "placeholder":
@@ -183,10 +191,16 @@ class _Importer:
             used = {u.args[1] for u in node.users if u.target is operator.getitem}
             cx = Ctx(self.graph, node, fx_args, self._out_types(node), used)
             result = self._check(cx, conv(cx, Args(values, op_name(target))))
-        except (NotConvertible, SymbolicValueError, IRError) as exc:
+        except (NotConvertible, SymbolicValueError, IRError, TypeError, ValueError, KeyError, IndexError,
+                AttributeError) as exc:
             del self.graph.nodes[n_nodes:]  # drop what the converter built before it gave up
             del self.graph.constants[n_consts:]
-            reason = str(exc) if not isinstance(exc, IRError) else f"chunkc refused the mapping: {exc}"
+            if isinstance(exc, (NotConvertible, SymbolicValueError)):
+                reason = str(exc)
+            elif isinstance(exc, IRError):
+                reason = f"chunkc refused the mapping: {exc}"
+            else:  # a converter that did not foresee these arguments
+                reason = f"the converter failed on these arguments ({type(exc).__name__}: {exc})"
             self._unmapped(node, reason)
             return
         self.env[node] = result
@@ -241,7 +255,7 @@ class _Importer:
             raise NotConvertible(f"weight {lazy.name!r} is bfloat16, which NumPy cannot hold; "
                                  "import the float32 model and cast the graph")
         to_chunkc(t.dtype, f"weight {lazy.name}")
-        return self.graph.add_constant(sanitize_name(lazy.name), np.ascontiguousarray(t.numpy()))
+        return self.graph.add_constant(sanitize_name(lazy.name), t.contiguous().numpy().copy())
 
     def _size(self, s: Any, where: str):
         return self.symbols.size(s, where)
@@ -300,15 +314,17 @@ class _Importer:
             self._no_opaque(node, exc)
             return POISON
         if not out_types or any(t is None for t in out_types):
+            self._no_opaque(node, ChunkcError("it returns something other than tensors"))
             return POISON
-        inputs: list[Value] = []
-        template = self._call_template(node, inputs)
-        if template is POISON:
+        if _has_non_tensor_arguments(node):
+            self._no_opaque(node, ChunkcError(
+                "the opaque op records tensor inputs only, and this call also passes non-default "
+                "non-tensor arguments the backend would lose"))
+            return POISON
+        inputs = self._tensor_inputs(node)
+        if inputs is POISON:
             return POISON
         attrs = {"target": aten_target(node.target), "result_types": tuple(str(t) for t in out_types)}
-        extra = _opaque_call_attr()
-        if extra is not None:
-            attrs[extra] = template
         try:
             n = self.graph.add_node("opaque", inputs, attrs, name=node.name)
         except IRError as exc:
@@ -322,26 +338,23 @@ class _Importer:
         entry = self.unmapped[op_name(node.target)]
         entry.reasons.append("nor as an opaque node" if str(exc) in entry.reasons else f"nor as an opaque node: {exc}")
 
-    def _call_template(self, node: fx.Node, inputs: list[Value]) -> Any:
-        """The call's arguments with tensors replaced by their input position (for the backend)."""
-        def walk(a):
+    def _tensor_inputs(self, node: fx.Node) -> Any:
+        """The call's tensor arguments in order (positional, then keyword, lists flattened)."""
+        inputs: list[Value] = []
+
+        def walk(a) -> bool:
             if isinstance(a, fx.Node):
                 v = self._arg(a)
                 if v is POISON:
-                    raise _PoisonFound
+                    return False
                 if isinstance(v, Value):
                     inputs.append(v)
-                    return ("tensor", len(inputs) - 1)
-                return v
-            if isinstance(a, (list, tuple)):
-                return tuple(walk(x) for x in a)
-            return a
-        try:
-            args = tuple(walk(a) for a in node.args)
-            kwargs = tuple((k, walk(v)) for k, v in node.kwargs.items())
-        except _PoisonFound:
+            elif isinstance(a, (list, tuple)):
+                return all(walk(x) for x in a)
+            return True
+        if not all(walk(a) for a in list(node.args) + list(node.kwargs.values())):
             return POISON
-        return (args, kwargs)
+        return inputs
 
     def _unmapped_message(self) -> str:
         total = sum(u.count for u in self.unmapped.values())
@@ -361,20 +374,24 @@ class _Importer:
         self.graph.constants = [c for c in self.graph.constants if c in used]
 
 
-class _PoisonFound(Exception):
-    pass
-
-
-def _opaque_call_attr() -> str | None:
-    """The opaque op's attribute for non-tensor call arguments, when the op record has one."""
-    from chunkc.ir.registry import has_op, lookup
-    if not has_op("opaque"):
-        return None
-    attrs = lookup("opaque").attrs
-    for name in ("call", "args", "arguments"):
-        if name in attrs:
-            return name
-    return None
+def _has_non_tensor_arguments(node: fx.Node) -> bool:
+    """Whether the call passes a non-tensor argument other than its schema default."""
+    target = node.target
+    if not isinstance(target, torch._ops.OpOverload):
+        return bool(node.kwargs) or any(not isinstance(a, fx.Node) for a in node.args)
+    bound = bind_schema(target, node.args, node.kwargs)
+    for arg in target._schema.arguments:
+        value = bound.get(arg.name)
+        if isinstance(value, fx.Node) and isinstance(value.meta.get("val"), torch.Tensor):
+            continue
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, fx.Node) for v in value):
+            continue
+        if value is None or (arg.has_default_value() and value == arg.default_value):
+            continue
+        if arg.name in ("device", "layout", "pin_memory", "memory_format"):
+            continue
+        return True
+    return False
 
 
 def _contains_poison(values: dict) -> bool:
@@ -413,4 +430,4 @@ def _shape_env(ep: torch.export.ExportedProgram):
     return None
 
 
-__all__ = ["from_torch", "import_program", "Unmapped", "format_size"]
+__all__ = ["from_torch", "import_program", "Unmapped"]

@@ -15,6 +15,7 @@ chunkc equivalent and are refused by :meth:`SymbolMap.size`.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import sympy
@@ -25,10 +26,22 @@ from chunkc.ir.graph import sanitize_name
 from chunkc.ir.sizes import Size, normalize, parse_size, sym
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_UNBOUNDED = 2**62
 
 
 class SymbolicValueError(ValueError):
     """A torch symbolic value that chunkc cannot express (data-dependent, float)."""
+
+
+@dataclass(frozen=True)
+class SymbolicFloat:
+    """A float computed from symbolic sizes (``(L - 1)/2``): not a chunkc attribute,
+    but converters can turn it into a 0-d tensor computed at run time."""
+
+    expr: sympy.Expr
+
+    def __float__(self) -> float:
+        raise SymbolicValueError(f"the float {self.expr} depends on symbolic sizes; this argument must be a constant")
 
 
 class SymbolMap:
@@ -36,9 +49,12 @@ class SymbolMap:
 
     def __init__(self, shape_env=None):
         self.table: dict[sympy.Symbol, sympy.Expr] = {}
+        self.ranges: dict[str, tuple[int, int]] = {}  # chunkc symbol -> (min, max) from the Dim
         self._used_names: dict[str, sympy.Expr] = {}
+        self._simplified: dict[sympy.Expr, Size] = {}
         if shape_env is not None:
             self._from_shape_env(shape_env)
+            self._ranges_from(shape_env)
 
     # -- construction ---------------------------------------------------------
     def _from_shape_env(self, env) -> None:
@@ -70,6 +86,12 @@ class SymbolMap:
         for s, name in fallback.items():
             if s not in self.table and replacements.get(s, s) == s:
                 self._bind(s, sym(self._fresh(name)))
+
+    def _ranges_from(self, env) -> None:
+        for s, vr in dict(getattr(env, "var_to_range", {}) or {}).items():
+            target = self.table.get(s)
+            if isinstance(target, sympy.Symbol):
+                self.ranges.setdefault(target.name, (bound(vr.lower, 1), bound(vr.upper, _UNBOUNDED)))
 
     def _fresh(self, name: str) -> str:
         base, k = name, 1
@@ -116,10 +138,9 @@ class SymbolMap:
         if isinstance(value, int):
             return value
         if isinstance(value, torch.SymInt):
-            hint = value.node.expr
-            return normalize(self.expr(hint, where))
+            return self.simplify(normalize(self.expr(value.node.expr, where)))
         if isinstance(value, sympy.Basic):
-            return normalize(self.expr(value, where))
+            return self.simplify(normalize(self.expr(value, where)))
         raise SymbolicValueError(f"{where}: expected a size, got {type(value).__name__} {value!r}")
 
     def scalar(self, value: Any, where: str = "") -> Any:
@@ -134,8 +155,7 @@ class SymbolMap:
         if isinstance(value, torch.SymFloat):
             e = self.expr(value.node.expr, where)
             if e.free_symbols:
-                raise SymbolicValueError(f"{where}: the float {e} depends on symbolic sizes; chunkc scalars "
-                                         "must be constants (compute it from static sizes)")
+                return SymbolicFloat(e)  # e.g. (L - 1)/2: usable as a tensor operand (see Ctx.tensor)
             return float(e)
         return self.size(value, where)
 
@@ -148,8 +168,49 @@ class SymbolMap:
                 "masked indexing...); chunkc sizes must come from the inputs' dynamic dims")
         return _translate(e, self.table)
 
+    def simplify(self, size: Size) -> Size:
+        """A size with one symbol, checked at every value of that symbol's ``Dim`` range,
+        replaced by a constant or ``a*L + b`` when it equals one there.
+
+        torch's shapes keep unsimplified floor divisions (``4*((8*h + 1)//(2*h))``, which
+        is 16): sympy cannot prove such identities, but they hold for every allowed value of
+        ``h``, which the check enumerates (up to 2**16 values).
+        """
+        if isinstance(size, int) or len(size.free_symbols) != 1 or size.is_polynomial():
+            return size
+        if size in self._simplified:
+            return self._simplified[size]
+        (s,) = size.free_symbols
+        lo, hi = self.ranges.get(s.name, (1, _UNBOUNDED))
+        hi = min(hi, lo + 2**16 - 1)
+        out: Size = size
+        try:
+            import numpy as np
+            fn = sympy.lambdify(s, size, modules="numpy")
+            xs = np.arange(lo, hi + 1, dtype=np.int64)
+            ys = np.broadcast_to(np.asarray(fn(xs)), xs.shape)
+            if np.all(ys == ys[0]):
+                out = int(ys[0])
+            elif len(xs) > 1:
+                a, b = ys[1] - ys[0], ys[0] - (ys[1] - ys[0]) * lo
+                if float(a).is_integer() and float(b).is_integer() and np.all(ys == a * xs + b):
+                    out = normalize(int(a) * s + int(b))
+        except (TypeError, ValueError, ZeroDivisionError, NameError, OverflowError):
+            out = size
+        self._simplified[size] = out
+        return out
+
     def names(self) -> dict[str, str]:
         return {str(k): str(v) for k, v in self.table.items()}
+
+
+def bound(value, default: int) -> int:
+    """An end of a torch value range as an int (``int_oo`` and friends give ``default``)."""
+    try:
+        v = int(value)
+    except (TypeError, ValueError, OverflowError, AttributeError):
+        return default
+    return v if abs(v) < _UNBOUNDED else default
 
 
 def _translate(e: sympy.Basic, table: dict) -> sympy.Expr:

@@ -122,11 +122,3 @@ def scatter_ranges(in_sizes: Sequence[int], out_sizes: Sequence[int], offset: Se
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def concrete_window(win_attrs: dict, nsp: int, stride_default=None) -> Window:
-    """The Window of concrete attributes, without checks (the node was checked when built)."""
-    k = win_attrs["kernel"]
-    return Window(tuple(k), tuple(win_attrs.get("stride") or stride_default or (1,) * nsp),
-                  tuple(win_attrs.get("dilation") or (1,) * nsp),
-                  tuple(tuple(int(v) for v in p) for p in (win_attrs.get("padding") or ((0, 0),) * nsp)))

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..dims import AxisSource, DimRecord, MIX
 from ..dtypes import DType
 from ..registry import OpDef, register
@@ -140,7 +142,7 @@ def _sdpa_ref(xp, q, k, v, mask=None, is_causal=False, scale=None):
 def _apply_mask(xp, scores, mask):
     if mask.ndim < 2:
         mask = mask.reshape((1,) * (2 - mask.ndim) + mask.shape)
-    if xp.broadcast_shapes(scores.shape, mask.shape) != scores.shape:
+    if np.broadcast_shapes(scores.shape, mask.shape) != scores.shape:
         raise ValueError(f"mask {mask.shape} broadcasts beyond the scores {scores.shape}")
     if mask.dtype != bool:
         scores += mask

@@ -5,6 +5,7 @@
   is used as data rather than as a shape.
 * inverse and hyperbolic trigonometry (asin, acos, asinh, acosh, atanh, sinh, cosh);
 * bitwise ops on integers (bitwise_and/or/xor/not, shift_left, shift_right);
+* ``cumprod(x; axis)``, the product counterpart of ``cumsum``;
 * ``gather_nd(data, indices; batch_dims)`` and the scatter family
   (``scatter_elements``, ``scatter_nd``, with an optional reduction).
 
@@ -99,6 +100,24 @@ _int_binary("bitwise_or", lambda xp, a, b: xp.bitwise_or(a, b))
 _int_binary("bitwise_xor", lambda xp, a, b: xp.bitwise_xor(a, b))
 _int_binary("shift_left", lambda xp, a, b: xp.left_shift(a, b))
 _int_binary("shift_right", lambda xp, a, b: xp.right_shift(a, b))
+
+
+# -- cumprod ------------------------------------------------------------------------
+
+
+def _cumprod_infer(ins, attrs):
+    norm_axis("cumprod", attrs["axis"], ins[0].rank)
+    return (ins[0],)
+
+
+def _cumprod_dims(ins, attrs, outs) -> DimRecord:
+    axis = norm_axis("cumprod", attrs["axis"], ins[0].rank)
+    return (tuple(MIX if k == axis else AxisFlow("carry", (AxisSource(0, k),)) for k in range(ins[0].rank)),)
+
+
+_register(OpDef(name="cumprod", infer=_cumprod_infer, dims=_cumprod_dims,
+                reference=lambda xp, x, axis: xp.cumprod(x, axis=axis).astype(x.dtype, copy=False),
+                attrs={"axis": -1}, doc="cumprod(x, axis=-1): running product along an axis (keeps the dtype)."))
 
 
 # -- gather_nd ----------------------------------------------------------------------

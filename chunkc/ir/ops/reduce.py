@@ -52,17 +52,17 @@ def _acc(dtype):
 
 
 def _sum(xp, x, ax, kd, dt):
-    return _reduce_into(xp, xp.add, x, ax, kd, dt)
+    return _reduce_into(xp, xp.sum, x, ax, kd, dt)
 
 
-def _reduce_into(xp, ufunc, x, ax, kd, dt):
-    acc = _acc(dt)
-    res = ufunc.reduce(x, axis=ax, keepdims=kd, dtype=acc)
+def _reduce_into(xp, fn, x, ax, kd, dt):
+    """``fn`` (xp.sum or xp.prod) accumulated in float32 for float16, returned in ``dt``."""
+    res = fn(x, axis=ax, keepdims=kd, dtype=_acc(dt))
     return res if res.dtype == dt else res.astype(dt)
 
 
 def _mean(xp, x, ax, kd, dt):
-    out = _reduce_into(xp, xp.add, x, ax, kd, dt)
+    out = _reduce_into(xp, xp.sum, x, ax, kd, dt)
     n = 1
     for a in ax:
         n *= x.shape[a]
@@ -77,10 +77,10 @@ def _var(xp, x, ax, kd, dt, correction=1):
     for a in ax:
         n *= x.shape[a]
     mean = xp.mean(x, axis=ax, keepdims=True, dtype=_acc(dt))
-    d = xp.subtract(x, mean, dtype=dt)
+    d = xp.asarray(xp.subtract(x, mean, dtype=dt))  # a 0-d input gives a NumPy scalar
     del mean
     xp.square(d, out=d)
-    out = _reduce_into(xp, xp.add, d, ax, kd, dt)
+    out = _reduce_into(xp, xp.sum, d, ax, kd, dt)
     del d
     with quiet(xp):
         out /= max(n - correction, 0)
@@ -131,7 +131,7 @@ reduction("sum", _sum, int64_for_ints=True, workspace=_f16_acc_workspace, doc=f"
 reduction("mean", _mean, float_only=True, workspace=_f16_acc_workspace, doc=f"mean{_AX}.")
 reduction("amax", lambda xp, x, ax, kd, dt: xp.max(x, axis=ax, keepdims=kd), doc=f"amax{_AX}.")
 reduction("amin", lambda xp, x, ax, kd, dt: xp.min(x, axis=ax, keepdims=kd), doc=f"amin{_AX}.")
-reduction("prod", lambda xp, x, ax, kd, dt: _reduce_into(xp, xp.multiply, x, ax, kd, dt), int64_for_ints=True,
+reduction("prod", lambda xp, x, ax, kd, dt: _reduce_into(xp, xp.prod, x, ax, kd, dt), int64_for_ints=True,
           workspace=_f16_acc_workspace, doc=f"prod{_AX}; integers multiply to i64.")
 reduction("any", lambda xp, x, ax, kd, dt: xp.any(x, axis=ax, keepdims=kd), out_dtype=DType.bool,
           doc=f"any{_AX} -> bool.")

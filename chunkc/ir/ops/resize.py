@@ -52,27 +52,47 @@ def _interp_dims(ins, attrs, outs) -> DimRecord:
     return (tuple(carry_from(AxisSource(0, k)) for k in range(x.rank - nsp)) + (MIX,) * nsp,)
 
 
-def nearest_index(n_in: int, n_out: int, exact: bool) -> np.ndarray:
+def _source_position(n_in: int, n_out: int, align_corners: bool) -> np.ndarray:
+    """PyTorch's ``area_pixel_compute_source_index`` on CPU, rounding where it rounds: a float32 scale;
+    with align_corners ``scale * o`` in float32, else ``scale * (o + 0.5) - 0.5`` in float64 rounded once
+    to float32, clamped at 0."""
+    o = np.arange(n_out)
+    if align_corners:
+        scale = np.float32(n_in - 1) / np.float32(n_out - 1) if n_out > 1 else np.float32(0)
+        return o.astype(np.float32) * scale
     scale = np.float32(n_in) / np.float32(n_out)
-    o = np.arange(n_out, dtype=np.float32)
+    src = (np.float64(scale) * (o + 0.5) - 0.5).astype(np.float32)
+    return np.maximum(src, np.float32(0))
+
+
+def nearest_index(n_in: int, n_out: int, exact: bool) -> np.ndarray:
+    """Source index per output position: legacy ``floor(o * scale)``, or nearest_exact's
+    ``floor(src + 0.5)`` (the sum in float64, rounded to float32 before the floor, as ``floorf`` does)."""
     if exact:
-        o += np.float32(0.5)
-    return np.minimum(np.floor(o * scale).astype(np.int64), n_in - 1)
+        src = (_source_position(n_in, n_out, False).astype(np.float64) + 0.5).astype(np.float32)
+    else:
+        src = np.arange(n_out, dtype=np.float32) * (np.float32(n_in) / np.float32(n_out))
+    return np.minimum(np.floor(src).astype(np.int64), n_in - 1)
 
 
 def linear_weights(n_in: int, n_out: int, align_corners: bool):
     """(i0, i1, lambda): output o = (1 - lambda[o]) * x[i0[o]] + lambda[o] * x[i1[o]]."""
-    o = np.arange(n_out, dtype=np.float32)
-    if align_corners:
-        scale = np.float32(n_in - 1) / np.float32(n_out - 1) if n_out > 1 else np.float32(0)
-        src = o * scale
-    else:
-        scale = np.float32(n_in) / np.float32(n_out)
-        src = np.maximum(scale * (o + np.float32(0.5)) - np.float32(0.5), np.float32(0))
+    if n_in == n_out:  # PyTorch copies
+        o = np.arange(n_out)
+        return o, o, np.zeros(n_out, np.float32)
+    src = _source_position(n_in, n_out, align_corners)
     i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
     lam = np.clip(src - i0.astype(np.float32), 0, 1).astype(np.float32)
     i1 = np.where(i0 < n_in - 1, i0 + 1, i0)
     return i0, i1, lam
+
+
+def take_into(xp, a, index, out):
+    """``out[...] = take(a, index, axis=-1)`` without a temporary (NumPy buffers ``out`` unless mode='clip')."""
+    if xp.__name__ == "numpy":
+        xp.take(a, index, axis=-1, out=out, mode="clip")
+    else:
+        xp.take(a, index, axis=-1, out=out)
 
 
 def _interp_ref(xp, x, size, mode="nearest", align_corners=False):
@@ -89,7 +109,7 @@ def _interp_ref(xp, x, size, mode="nearest", align_corners=False):
     out = xp.empty(x.shape[:lead] + size, dtype=x.dtype)
     for cell in itertools.product(*(range(s) for s in size[:-1])):
         row = x[(Ellipsis,) + tuple(int(index[a][o]) for a, o in enumerate(cell)) + (slice(None),)]
-        xp.take(row, last, axis=-1, out=out[(Ellipsis,) + cell + (slice(None),)], mode="clip")
+        take_into(xp, row, last, out[(Ellipsis,) + cell + (slice(None),)])
     return out
 
 
@@ -126,9 +146,9 @@ def _linear(xp, x, size, align_corners):
             xp.multiply(row, weight, out=acc if n == 0 else tmp)
             if n:
                 acc += tmp
-        xp.take(acc, i0w, axis=-1, out=b0, mode="clip")
+        take_into(xp, acc, i0w, b0)
         b0 *= one_minus_lw
-        xp.take(acc, i1w, axis=-1, out=b1, mode="clip")
+        take_into(xp, acc, i1w, b1)
         b1 *= lw
         xp.add(b0, b1, out=out[(Ellipsis,) + cell + (slice(None),)])
     return out

@@ -109,7 +109,43 @@ def _reshape_strides(ins, attrs, strides):
     out_shape = resolve_shape("reshape", t, attrs["shape"])
     if is_contiguous(t.shape, strides):
         return contiguous_strides(out_shape)
-    return None  # NumPy and PyTorch copy here
+    if all(isinstance(s, int) for s in tuple(t.shape) + tuple(out_shape) + tuple(strides)):
+        return nocopy_reshape_strides(t.shape, strides, out_shape)
+    return None  # a symbolic, non-contiguous layout: assume the copy NumPy and PyTorch may make
+
+
+def nocopy_reshape_strides(old_shape, old_strides, new_shape):
+    """Strides of a reshape that NumPy and PyTorch do as a view, or None when they copy.
+
+    Groups of old and new axes with equal products must each stand on a run of old
+    axes that is contiguous within itself (stride = next stride * next size).
+    """
+    old = [(s, st) for s, st in zip(old_shape, old_strides) if s != 1]
+    if 0 in new_shape:
+        return contiguous_strides(new_shape)
+    new_strides = [0] * len(new_shape)
+    oi = ni = 0
+    while ni < len(new_shape) and oi < len(old):
+        new_prod, old_prod = new_shape[ni], old[oi][0]
+        nj, oj = ni + 1, oi + 1
+        while new_prod != old_prod:
+            if new_prod < old_prod:
+                new_prod *= new_shape[nj]
+                nj += 1
+            else:
+                old_prod *= old[oj][0]
+                oj += 1
+        for k in range(oi, oj - 1):  # the old group must be one contiguous run
+            if old[k][1] != old[k + 1][0] * old[k + 1][1]:
+                return None
+        new_strides[nj - 1] = old[oj - 1][1]
+        for k in range(nj - 1, ni, -1):
+            new_strides[k - 1] = new_strides[k] * new_shape[k]
+        ni, oi = nj, oj
+    last = new_strides[ni - 1] if ni else 1
+    for k in range(ni, len(new_shape)):  # trailing size-1 axes
+        new_strides[k] = last
+    return tuple(new_strides)
 
 
 register(OpDef(name="reshape", infer=_reshape_infer, dims=_reshape_dims, view_strides=_reshape_strides,
@@ -302,9 +338,12 @@ def _slice_infer(ins, attrs):
 
 
 def _slice_dims(ins, attrs, outs) -> DimRecord:
+    # the sliced axis mixes (its rows shift by `start`), unless the slice keeps the whole axis
+    # (``x[:, 0:2**63-1]`` in exported graphs): then a chunk of it is sliced whole too, and it carries
     t = ins[0]
     axis = norm_axis("slice", attrs["axis"], t.rank)
-    return (tuple(MIX if k == axis else AxisFlow("carry", (AxisSource(0, k),)) for k in range(t.rank)),)
+    whole = attrs["step"] == 1 and sizes_equal(outs[0].shape[axis], t.shape[axis])
+    return (tuple(MIX if k == axis and not whole else AxisFlow("carry", (AxisSource(0, k),)) for k in range(t.rank)),)
 
 
 def _slice_ref(xp, x, axis, start, end, step):
@@ -319,7 +358,7 @@ register(OpDef(name="slice", infer=_slice_infer, dims=_slice_dims,
                reference=_slice_ref, attrs={"axis": REQUIRED, "start": None, "end": None, "step": 1},
                size_attrs=("start", "end"),
                flops=lambda *a: 0, doc="slice(x, axis=, start=, end=, step=1): a view; negative bounds count from the end. "
-                   "Carries: every axis but `axis`."))
+                   "Carries: every axis but `axis` (and `axis` too when the slice keeps all of it)."))
 
 
 # -- contiguous -------------------------------------------------------------------
@@ -328,7 +367,7 @@ register(OpDef(name="slice", infer=_slice_infer, dims=_slice_dims,
 register(OpDef(name="contiguous", infer=lambda ins, attrs: (ins[0],),
                dims=lambda ins, attrs, outs: (tuple(AxisFlow("carry", (AxisSource(0, k),)) for k in range(ins[0].rank)),),
                view_strides=lambda ins, attrs, st: tuple(st) if is_contiguous(ins[0].shape, st) else None,
-               reference=lambda xp, x: xp.ascontiguousarray(x), flops=lambda *a: 0,
+               reference=lambda xp, x: xp.ascontiguousarray(x).reshape(x.shape), flops=lambda *a: 0,
                doc="contiguous(x): x itself when already contiguous, else a contiguous copy. Carries: every axis."))
 
 register(OpDef(name="copy", infer=lambda ins, attrs: (ins[0],),

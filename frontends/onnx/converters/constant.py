@@ -1,4 +1,4 @@
-"""Constant, Identity, Dropout (inference), Cast and CastLike."""
+"""Constant, Identity, Dropout, Cast and CastLike, and If with a condition known at import."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from onnx import numpy_helper
 from chunkc.ir.dtypes import DType
 
 from .. import folding as F
+from ..node import label
 from ..types import to_dtype
 from .registry import converter
 
@@ -34,7 +35,7 @@ def constant(ctx, node):
     elif "value_ints" in attrs:
         data, dt = np.asarray(attrs["value_ints"], np.int64), DType.int64
     else:
-        given = ", ".join(sorted(attrs)) or "none"
+        given = ", ".join(label(a) for a in sorted(attrs)) or "none"
         raise ctx.fail(f"only numeric constants are supported (value, value_float(s), value_int(s)); got {given}")
     ctx.set_known(0, data, dt)
 
@@ -76,3 +77,18 @@ def _cast_fold(ctx, arrays):
 def cast(ctx, node):
     dt = _cast_target(ctx, node)
     ctx.set(0, ctx.op("cast", ctx.value(0), dtype=dt))
+
+
+@converter("If")
+def if_(ctx, node):
+    """An If whose condition is known at import: the taken branch's nodes, inlined."""
+    cond = np.asarray(ctx.static(0, "cond")).reshape(-1)
+    if cond.size != 1 or cond.dtype == object:
+        raise ctx.fail(f"the condition must be one boolean, got {cond!r}")
+    branch = node.attr("then_branch" if bool(cond[0]) else "else_branch")
+    if len(branch.output) != len(node.outputs):
+        raise ctx.fail(f"the branch has {len(branch.output)} outputs, the node {len(node.outputs)}")
+    ctx.run_subgraph(branch)
+    for i, out in enumerate(branch.output):
+        if node.has_output(i):
+            ctx.env[node.outputs[i]] = ctx.slot(out.name)

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from chunkc.errors import UnsupportedOpError
+
+from ..node import label
 
 COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
                     "asymmetric", "tf_half_pixel_for_nn", "tf_crop_and_resize")
@@ -34,7 +37,6 @@ class ResampleSpec:
 
     @classmethod
     def from_node(cls, node, opset: int) -> "ResampleSpec":
-        from ..context import label
         mode = str(node.attr("mode", "nearest"))
         default_ct = "half_pixel" if opset >= 11 else "asymmetric"
         spec = cls(mode=mode, coordinate_mode=str(node.attr("coordinate_transformation_mode", default_ct)),
@@ -43,7 +45,6 @@ class ResampleSpec:
                    exclude_outside=bool(node.attr("exclude_outside", 0)),
                    extrapolation_value=float(node.attr("extrapolation_value", 0.0)),
                    antialias=bool(node.attr("antialias", 0)))
-        from chunkc.errors import UnsupportedOpError
         if spec.mode not in ("nearest", "linear", "cubic"):
             raise UnsupportedOpError(f"{node.describe()}: mode={label(spec.mode)} is not nearest, linear or cubic")
         if spec.coordinate_mode not in COORDINATE_MODES:

@@ -14,6 +14,7 @@ from chunkc.ir.dtypes import DType
 from chunkc.ir.sizes import Size, normalize, product, sizes_equal
 
 from .. import folding as F
+from ..context import DynamicValueError
 from .registry import converter
 
 
@@ -74,9 +75,23 @@ def _reshape_fold(ctx, arrays):
     return [(data.reshape(resolved), ctx.dtype(0))]
 
 
+def shape_or_inferred(ctx, i: int, what: str):
+    """A shape input's known value, or else the output shape ONNX's own shape inference gives."""
+    try:
+        return ctx.static_sizes(i, what), False
+    except DynamicValueError as exc:
+        # only for shapes computed from constants and shapes: a graph input's value must be bound
+        inferred = None if exc.graph_inputs else ctx.inferred_shape(0)
+        if inferred is None:
+            raise
+        return inferred, True
+
+
 @converter("Reshape", fold=_reshape_fold)
 def reshape(ctx, node):
-    target = reshape_target(ctx, ctx.shape(0), ctx.static_sizes(1, "shape"), bool(node.attr("allowzero", 0)))
+    target, inferred = shape_or_inferred(ctx, 1, "shape")
+    if not inferred:
+        target = reshape_target(ctx, ctx.shape(0), target, bool(node.attr("allowzero", 0)))
     ctx.set(0, ctx.op("reshape", ctx.value(0), shape=target))
 
 
@@ -217,7 +232,8 @@ def _expand_fold(ctx, arrays):
 @converter("Expand", fold=_expand_fold)
 def expand(ctx, node):
     x = ctx.value(0)
-    out = broadcast_to_target(ctx, x.shape, ctx.static_sizes(1, "shape"))
+    target, inferred = shape_or_inferred(ctx, 1, "shape")
+    out = target if inferred else broadcast_to_target(ctx, x.shape, target)
     if len(out) == x.rank and all(sizes_equal(a, b) for a, b in zip(out, x.shape)):
         ctx.set(0, ctx.op("copy", x))
     else:

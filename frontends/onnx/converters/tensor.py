@@ -149,9 +149,10 @@ def slice_axis(ctx, x, axis: int, start: Size, end: Size, step: int):
             return x
         return ctx.op("slice", x, axis=axis, start=s, end=e, step=step)
     if not (isinstance(dim, int) and isinstance(start, int) and isinstance(end, int)):
-        if isinstance(start, int) and isinstance(end, int) and start in (-1,) or (isinstance(start, int) and start >= INT_BIG):
-            if isinstance(end, int) and end <= -INT_BIG and step == -1:
-                return ctx.op("flip", x, axes=(axis,))
+        full_reversal = (step == -1 and isinstance(start, int) and (start == -1 or start >= INT_BIG)
+                         and isinstance(end, int) and end <= -INT_BIG)
+        if full_reversal:
+            return ctx.op("flip", x, axes=(axis,))
         raise ctx.fail(f"a negative step {step} on axis {axis} of symbolic size {dim} is supported only as a full reversal")
     s, e, st = slice(start, end, step).indices(dim)
     picked = range(s, e, st)
@@ -372,19 +373,61 @@ def topk(ctx, node):
     ctx.set(1, indices)
 
 
-@converter("CumSum")
-def cumsum(ctx, node):
+@converter("CumSum", "CumProd")
+def cumulative(ctx, node):
     x = ctx.value(0)
     axis = norm_axis(ctx, ctx.static_ints(1, "axis")[0], x.rank)
     reverse, exclusive = int(node.attr("reverse", 0)), int(node.attr("exclusive", 0))
+    op, identity = ("cumsum", 0.0) if node.op_type == "CumSum" else ("cumprod", 1.0)
     y = ctx.op("flip", x, axes=(axis,)) if reverse else x
-    s = ctx.op("cumsum", y, axis=axis)
-    if exclusive:  # shift by one: pad a zero in front and drop the last element
+    s = ctx.op(op, y, axis=axis)
+    if exclusive:  # shift by one: pad the identity in front and drop the last element
         pads = tuple((1, 0) if k == axis else (0, 0) for k in range(x.rank))
-        s = ctx.op("pad", s, pads=pads, mode="constant", value=0.0)
+        s = ctx.op("pad", s, pads=pads, mode="constant", value=identity)
         s = ctx.op("slice", s, axis=axis, start=0, end=-1, step=1)
     s = ctx.keep_dtype(s, x.dtype)
     ctx.set(0, ctx.op("flip", s, axes=(axis,)) if reverse else s)
+
+
+def _axis_vector(ctx, v, axis: int, rank: int):
+    """A 1-D value reshaped to lie along ``axis`` of a rank-``rank`` tensor."""
+    return ctx.op("reshape", v, shape=tuple(v.shape[0] if k == axis else 1 for k in range(rank)))
+
+
+@converter("ReverseSequence")
+def reverse_sequence(ctx, node):
+    # out[b, t] = x[b, len[b] - 1 - t] for t < len[b], else x[b, t]: a gather along the time axis
+    x = ctx.value(0)
+    batch, time = int(node.attr("batch_axis", 1)), int(node.attr("time_axis", 0))
+    lens = _axis_vector(ctx, ctx.op("cast", ctx.value(1), dtype=DType.int64), batch, x.rank)
+    t = ctx.graph.op("arange", start=0, end=x.shape[time], step=1, dtype=DType.int64, name=node.hint)
+    t = _axis_vector(ctx, t, time, x.rank)
+    flipped = ctx.op("sub", ctx.op("sub", lens, ctx.scalar(1, DType.int64)), t)
+    index = ctx.op("where", ctx.op("lt", t, lens), flipped, t)
+    ctx.set(0, ctx.op("gather", x, ctx.op("expand", index, shape=x.shape), axis=time))
+
+
+@converter("TensorScatter")
+def tensor_scatter(ctx, node):
+    # write update[b] into cache[b] from write_indices[b] on along `axis` (wrapping when circular)
+    cache, update = ctx.value(0), ctx.value(1)
+    axis = norm_axis(ctx, int(node.attr("axis", -2)), cache.rank)
+    mode = node.attr("mode", "linear")
+    if mode not in ("linear", "circular"):
+        raise ctx.fail(f"mode={mode!r} is not 'linear' or 'circular'")
+    if axis == 0:
+        raise ctx.fail("axis 0 is the batch axis; the sequence axis must come after it")
+    steps = ctx.graph.op("arange", start=0, end=update.shape[axis], step=1, dtype=DType.int64, name=node.hint)
+    pos = _axis_vector(ctx, steps, axis, cache.rank)
+    if ctx.has(2):
+        pos = ctx.op("add", pos, _axis_vector(ctx, ctx.op("cast", ctx.value(2), dtype=DType.int64), 0, cache.rank))
+    if mode == "circular":
+        length = cache.shape[axis]
+        size = ctx.scalar(length, DType.int64) if isinstance(length, int) else \
+            ctx.op("size_tensor", values=(length,), shape=(), dtype=DType.int64)
+        pos = ctx.op("remainder", pos, size)
+    index = ctx.op("expand", pos, shape=update.shape)
+    ctx.set(0, ctx.op("scatter_elements", cache, index, update, axis=axis, reduction="none"))
 
 
 @converter("ArgMax", "ArgMin")

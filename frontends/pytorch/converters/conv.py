@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from chunkc.ir.sizes import normalize
+
 from ..context import Args, Ctx
 from . import converts
 
@@ -77,9 +79,24 @@ def max_pool(cx: Ctx, a: Args):
     dilation = _spatial(a.get("dilation"), n, [1])
     if len(cx.out_types) > 1 and cx.output_used(1):
         raise cx.fail("the indices of max pooling (output 1) are used")
-    y = cx.op("max_pool", x, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
-              ceil_mode=bool(a.get("ceil_mode", False)))
+    ceil_mode = bool(a.get("ceil_mode", False))
+    if ceil_mode and any(not isinstance(s, int) for s in x.shape[2:]):
+        x, padding = _ceil_as_padding(cx, x, kernel, stride, padding, dilation)
+        ceil_mode = False
+    y = cx.op("max_pool", x, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
     return (y, None) if len(cx.out_types) > 1 else y
+
+
+def _ceil_as_padding(cx: Ctx, x, kernel, stride, padding, dilation):
+    """ceil_mode on a symbolic size: pad the end with -inf up to the extent torch's own
+    (symbolic) output size needs, then pool in floor mode; max pooling ignores -inf."""
+    out_sizes = cx.out.shape[2:]
+    pairs = [(0, 0), (0, 0)]
+    for n_in, n_out, k, s, (lo, hi), d in zip(x.shape[2:], out_sizes, kernel, stride, padding, dilation):
+        extra = normalize((n_out - 1) * s + d * (k - 1) + 1 - (n_in + lo + hi))
+        pairs.append((lo, normalize(hi + extra)))
+    padded = cx.op("pad", x, pads=tuple(pairs), mode="constant", value=float("-inf"))
+    return padded, tuple((0, 0) for _ in kernel)
 
 
 @converts(aten.avg_pool1d, aten.avg_pool2d, aten.avg_pool3d)

@@ -19,7 +19,7 @@ def _fill(cx: Ctx, shape, value):
     if not isinstance(value, (bool, int, float)):
         raise cx.fail(f"fill value {value!r} is not a number (a tensor or a symbolic size)")
     value = bool(value) if dt.name == "bool" else float(value) if dt.is_floating else int(value)
-    return cx.raw("full", shape=tuple(shape), value=value, dtype=dt)
+    return cx.op("full", shape=tuple(shape), value=value, dtype=dt)
 
 
 _ZEROS_ONES = {aten.zeros: 0, aten.ones: 1, aten.empty: 0, aten.new_zeros: 0, aten.new_ones: 1,
@@ -62,4 +62,4 @@ def arange(cx: Ctx, a: Args):
     for v in (start, end, step):
         if not isinstance(v, (int, float)) and not hasattr(v, "free_symbols"):
             raise cx.fail(f"arange bound {v!r} is neither a number nor a size")
-    return cx.raw("arange", start=start, end=end, step=step, dtype=cx.out_dtype())
+    return cx.op("arange", start=start, end=end, step=step, dtype=cx.out_dtype())

@@ -102,7 +102,6 @@ _BITWISE = {aten.bitwise_and: "bitwise_and", aten.bitwise_or: "bitwise_or", aten
 def logical(cx: Ctx, a: Args):
     packet = cx.node.target.overloadpacket
     if packet in _BITWISE and cx.out_dtype() != DType.bool:
-        import chunkc.ir.ops.extra_onnx  # noqa: F401  (registers the integer bitwise ops)
         dt = cx.out_dtype()
         return cx.op(_BITWISE[packet], cx.tensor(a.self, dt), cx.tensor(a.other, dt))
     x, y = cx.tensor(a.self, DType.bool), cx.tensor(a.other, DType.bool)
@@ -112,7 +111,6 @@ def logical(cx: Ctx, a: Args):
 @converts(aten.logical_not, aten.bitwise_not)
 def logical_not(cx: Ctx, a: Args):
     if cx.out_dtype() != DType.bool:
-        import chunkc.ir.ops.extra_onnx  # noqa: F401
         return cx.op("bitwise_not", a.self)
     return cx.op("logical_not", cx.tensor(a.self, DType.bool))
 
@@ -138,7 +136,6 @@ def unary(cx: Ctx, a: Args):
 
 @converts(*_EXTRA_UNARY)
 def unary_extra(cx: Ctx, a: Args):
-    import chunkc.ir.ops.extra_onnx  # noqa: F401  (registers inverse and hyperbolic trigonometry)
     return cx.op(_EXTRA_UNARY[cx.node.target.overloadpacket], cx.tensor(a.self, cx.out_dtype()))
 
 

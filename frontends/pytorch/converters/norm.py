@@ -56,14 +56,39 @@ def group_norm(cx: Ctx, a: Args):
 @converts(aten.batch_norm, aten._native_batch_norm_legit_no_training, aten._native_batch_norm_legit,
           aten.native_batch_norm, aten._native_batch_norm_legit_functional)
 def batch_norm(cx: Ctx, a: Args):
-    if a.get("training", False):
-        raise cx.fail("batch norm in training mode (call module.eval() before importing)")
-    mean, var = a.get("running_mean"), a.get("running_var")
-    if mean is None or var is None:
-        raise cx.fail("batch norm without running statistics (track_running_stats=False) normalizes "
-                      "with batch statistics; chunkc's batch_norm is the inference form")
     _stats_unused(cx)
-    y = cx.op("batch_norm", a.input, mean, var, *_affine(cx, a.get("weight"), a.get("bias")), eps=float(a.eps))
+    x, weight, bias = a.input, a.get("weight"), a.get("bias")
+    mean, var = a.get("running_mean"), a.get("running_var")
+    if a.get("training", False) or mean is None or var is None:
+        y = _batch_statistics_norm(cx, x, weight, bias, float(a.eps))
+    else:
+        y = cx.op("batch_norm", x, mean, var, *_affine(cx, weight, bias), eps=float(a.eps))
     if cx.node.target.overloadpacket is aten.batch_norm:
         return y
     return (y,) + (None,) * (len(cx.out_types) - 1)
+
+
+def _batch_statistics_norm(cx: Ctx, x, weight, bias, eps: float):
+    """Batch norm with the batch's own statistics (training mode, or no running stats;
+    instance norm decomposes to this): normalize over every axis but the channels (1)."""
+    axes = tuple(k for k in range(x.rank) if k != 1)
+    mean = cx.op("mean", x, axes=axes, keepdim=True)
+    var = cx.op("var", x, axes=axes, keepdim=True, correction=0)
+    y = cx.op("mul", cx.op("sub", x, mean), cx.op("rsqrt", cx.op("add", var, cx.const(eps, x.dtype))))
+    shape = (x.shape[1],) + (1,) * (x.rank - 2)
+    if weight is not None:
+        y = cx.op("mul", y, cx.op("reshape", weight, shape=shape))
+    if bias is not None:
+        y = cx.op("add", y, cx.op("reshape", bias, shape=shape))
+    return y
+
+
+@converts(aten.instance_norm)
+def instance_norm(cx: Ctx, a: Args):
+    x = a.input
+    if not a.get("use_input_stats", True):  # running statistics: batch norm in inference form
+        return cx.op("batch_norm", x, a.running_mean, a.running_var, *_affine(cx, a.get("weight"), a.get("bias")),
+                     eps=float(a.eps))
+    # per-sample, per-channel statistics: group norm with one channel per group
+    return cx.op("group_norm", x, *_affine(cx, a.get("weight"), a.get("bias")), num_groups=int(x.shape[1]),
+                 eps=float(a.eps))

@@ -1,0 +1,87 @@
+"""One ONNX node as the importer sees it: names, inputs, outputs, decoded attributes.
+
+Names from the file are only ever shown through :func:`label` (a quoted, escaped,
+shortened ``repr``), so quotes and newlines in a model stay inert in messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import onnx
+
+from chunkc.errors import UnsupportedOpError
+
+from .types import identifier
+
+
+def label(name: str, limit: int = 80) -> str:
+    """A name from the model, quoted and escaped for messages (never for code)."""
+    text = repr(str(name))
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+@dataclass
+class OnnxNode:
+    proto: onnx.NodeProto
+    index: int  # position in the ONNX graph
+
+    @property
+    def op_type(self) -> str:
+        return self.proto.op_type
+
+    @property
+    def domain(self) -> str:
+        return self.proto.domain if self.proto.domain not in ("ai.onnx",) else ""
+
+    @property
+    def inputs(self) -> Sequence[str]:
+        return self.proto.input
+
+    @property
+    def outputs(self) -> Sequence[str]:
+        return self.proto.output
+
+    @property
+    def name(self) -> str:
+        """The node's name, or its first output's name, or its position."""
+        return self.proto.name or (self.proto.output[0] if self.proto.output and self.proto.output[0] else f"node{self.index}")
+
+    @property
+    def hint(self) -> str:
+        return identifier(self.name)
+
+    def describe(self) -> str:
+        op = f"{self.domain}::{self.op_type}" if self.domain else self.op_type
+        return f"ONNX node {label(self.name)} ({label(op)[1:-1]})"
+
+    def has_input(self, i: int) -> bool:
+        return i < len(self.proto.input) and self.proto.input[i] != ""
+
+    def has_output(self, i: int) -> bool:
+        return i < len(self.proto.output) and self.proto.output[i] != ""
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        out = {}
+        for a in self.proto.attribute:
+            out[a.name] = _attr_value(a)
+        return out
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        for a in self.proto.attribute:
+            if a.name == key:
+                return _attr_value(a)
+        return default
+
+
+def _attr_value(a: onnx.AttributeProto) -> Any:
+    if a.ref_attr_name:
+        raise UnsupportedOpError(f"attribute {label(a.name)} refers to a function attribute; only graphs are imported")
+    value = onnx.helper.get_attribute_value(a)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [v.decode("utf-8", errors="replace") for v in value]
+    return value
