@@ -491,6 +491,13 @@ add(OpInfo("cumsum", _cumsum_samples, torch_ref(lambda x, axis: torch.cumsum(x, 
            big=lambda rng: [S(rnd(rng, (64, 256, 64)), axis=1)]))
 
 
+def _cumprod_samples(rng):
+    return [S(rnd(rng, (3, 4, 5)), axis=1), S(rnd(rng, (3, 4)), axis=-1), S(ints(rng, (3, 4), dtype="int32"), axis=0)]
+
+
+add(OpInfo("cumprod", _cumprod_samples, torch_ref(lambda x, axis: torch.cumprod(x, dim=axis).to(x.dtype))))
+
+
 # -- shape ops ----------------------------------------------------------------------------------------------
 
 

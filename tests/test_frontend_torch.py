@@ -283,6 +283,18 @@ def test_less_common_converters_match_eager():
     check_matches_eager(Misc(), make, (6, 10), ({2: 2 * L}, {1: 2 * L}))
 
 
+def test_advanced_indexing_adjacent_and_not_with_negative_indices():
+    class M(torch.nn.Module):
+        def forward(self, x, i):
+            return x[i, :, i % 3], x[:, i, i % 3], x[..., -1][i]
+
+    idx = torch.tensor([[0, -1], [2, 4]])
+
+    def make(n):
+        return torch.randn(5, n, 3, generator=torch.Generator().manual_seed(n)), idx
+    check_matches_eager(M(), make, (6, 9), ({1: Dim("L", min=5, max=64)}, None))
+
+
 def test_symbolic_scalars_as_tensor_operands():
     class M(torch.nn.Module):
         def forward(self, x):
@@ -533,3 +545,15 @@ def test_docs_list_the_current_converter_table():
     text = docs.DOC.read_text()
     assert docs.render(text) == text, "docs/frontend_torch.md is stale: run python -m frontends.pytorch.docs"
     assert "`aten.scaled_dot_product_attention`" in docs.supported_ops_markdown()
+
+
+def test_sizes_are_simplified_over_the_dim_range():
+    from frontends.pytorch.symbols import SymbolMap
+
+    m = SymbolMap()
+    h = sym("h")
+    m.ranges["h"] = (2, 16)
+    assert m.simplify(4 * sympy.floor((8 * h + 1) / (2 * h))) == 16  # Swin's window count
+    assert m.simplify(sympy.floor(8 * h ** 2 / h) + sympy.Mod(4 * h, 2)) == 8 * h
+    floor_half = sympy.floor(h / 2)
+    assert m.simplify(floor_half) == floor_half  # not linear: kept

@@ -12,6 +12,7 @@ from a model can reach generated code as anything but a plain name.
 
 from __future__ import annotations
 
+import keyword
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -31,7 +32,7 @@ _ATTR_SCALARS = (bool, int, float, str, type(None), DType)
 def sanitize_name(name: str) -> str:
     """Turn any text into an identifier (letters, digits, underscore)."""
     text = _IDENT_BAD.sub("_", str(name))[:64] or "v"
-    if text[0].isdigit():
+    if text[0].isdigit() or keyword.iskeyword(text) or keyword.issoftkeyword(text):
         text = "v" + text
     return text
 

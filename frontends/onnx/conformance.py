@@ -38,19 +38,11 @@ from .types import elem_type_name, is_supported_elem_type
 # Cases that are in scope but fail, each with its reason.  Keep this list tiny.
 _RANDOM = ("training-mode Dropout with ratio > 0 is random (the expected output comes from NumPy's generator); "
            "chunkc imports inference graphs and refuses it with UnsupportedOpError")
-_FP16_CONV = ("float16 Conv: chunkc's conv reference accumulates kernel taps in float16 (chunkc/ir/ops/conv.py), "
-              "ONNX's reference in float32; outputs differ by 1-2 float16 ulps, just over rtol=1e-3")
-_EINSUM_0D = ("chunkc's einsum reference returns shape (1,) for a 0-d result (np.ascontiguousarray promotes 0-d "
-              "arrays; chunkc/ir/ops/linalg.py _einsum_ref)")
 KNOWN_FAILURES: dict[str, str] = {
     "test_training_dropout": _RANDOM,
     "test_training_dropout_mask": _RANDOM,
     "test_training_dropout_default": _RANDOM,
     "test_training_dropout_default_mask": _RANDOM,
-    "test_causal_conv_with_state_silu_fp16": _FP16_CONV,
-    "test_causal_conv_with_state_silu_fp16_expanded": _FP16_CONV,
-    "test_einsum_inner_prod": _EINSUM_0D,
-    "test_einsum_scalar": _EINSUM_0D,
 }
 
 

@@ -15,6 +15,8 @@ from google.protobuf.message import DecodeError
 
 from chunkc.errors import ChunkcError, UnsupportedOpError
 
+from .node import label
+
 
 @dataclass
 class LoadedModel:
@@ -24,7 +26,7 @@ class LoadedModel:
 
 def load_model(model_or_path) -> LoadedModel:
     if isinstance(model_or_path, onnx.ModelProto):
-        return LoadedModel(model_or_path, f"<ModelProto {_label(model_or_path.graph.name or 'unnamed')}>")
+        return LoadedModel(model_or_path, f"<ModelProto {label(model_or_path.graph.name or 'unnamed')}>")
     if isinstance(model_or_path, (bytes, bytearray, memoryview)):
         return LoadedModel(_parse(bytes(model_or_path), "<bytes>"), "<bytes>")
     if isinstance(model_or_path, (str, os.PathLike)):
@@ -36,11 +38,6 @@ def load_model(model_or_path) -> LoadedModel:
             raise ChunkcError(f"cannot read ONNX file {path!r}: {exc.strerror or exc}") from None
         return LoadedModel(_parse(data, path), path)
     raise TypeError(f"from_onnx takes an onnx.ModelProto, bytes or a path, not {type(model_or_path).__name__}")
-
-
-def _label(name: str) -> str:
-    from .context import label
-    return label(name)
 
 
 def _parse(data: bytes, source: str) -> onnx.ModelProto:

@@ -28,7 +28,7 @@ class PinnedDim:
 def pinned_dims(shape_env, symbols: SymbolMap) -> list[PinnedDim]:
     if shape_env is None:
         return []
-    hints = dict(getattr(shape_env, "backed_var_to_val", None) or getattr(shape_env, "var_to_val", {}) or {})
+    hints = dict(shape_env.backed_var_to_val if hasattr(shape_env, "backed_var_to_val") else shape_env.var_to_val)
     ranges = dict(getattr(shape_env, "var_to_range", {}) or {})
     replacements = dict(getattr(shape_env, "replacements", {}) or {})
     out: list[PinnedDim] = []

@@ -10,6 +10,12 @@ solves each torch symbol for the user's names, so ``4*s27`` becomes ``4*L``.
 Symbols nobody named (``Dim.AUTO``) are called ``<input>_dim<axis>``; unbacked
 symbols (data-dependent sizes, from ``.item()`` or ``nonzero``) have no
 chunkc equivalent and are refused by :meth:`SymbolMap.size`.
+
+torch's own simplifier leaves floor divisions such as ``4*((8*h + 1)//(2*h))``
+(always 16); :meth:`SymbolMap.simplify` checks a one-symbol size at every value
+of the ``Dim``'s range and replaces it by a constant or ``a*h + b``.  Floats
+computed from sizes (``(L - 1)/2``) become :class:`SymbolicFloat`, which a
+converter can turn into a run-time tensor but never into an attribute.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class SymbolMap:
         self.ranges: dict[str, tuple[int, int]] = {}  # chunkc symbol -> (min, max) from the Dim
         self._used_names: dict[str, sympy.Expr] = {}
         self._simplified: dict[sympy.Expr, Size] = {}
+        self._replacements: dict = dict(getattr(shape_env, "replacements", {}) or {}) if shape_env is not None else {}
         if shape_env is not None:
             self._from_shape_env(shape_env)
             self._ranges_from(shape_env)
@@ -160,6 +167,10 @@ class SymbolMap:
         return self.size(value, where)
 
     def expr(self, e: sympy.Basic, where: str = "") -> sympy.Expr:
+        for _ in range(4):  # symbols torch replaced after the value was built (s94 -> 2*s38)
+            if all(s in self.table for s in e.free_symbols) or not self._replacements:
+                break
+            e = e.xreplace(self._replacements)
         unknown = [s for s in e.free_symbols if s not in self.table]
         if unknown:
             names = ", ".join(sorted(str(s) for s in unknown))

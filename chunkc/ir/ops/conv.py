@@ -115,7 +115,9 @@ def _conv_ref(xp, x, w, b=None, stride=None, padding=None, dilation=None, groups
     n, c = x.shape[:2]
     o = w.shape[0]
     out_sp = tuple(output_size("conv", x.shape[2 + a], win, a) for a in range(nsp))
-    dt = array_result_dtype(*(a for a in (x, w, b) if a is not None))
+    result_dt = array_result_dtype(*(a for a in (x, w, b) if a is not None))
+    # float16 sums accumulate in float32 (as PyTorch and ONNX do), cast once at the end
+    dt = xp.dtype("float32") if result_dt == xp.dtype("float16") else result_dt
     out = _init_output(xp, (n, o) + out_sp, dt, b)
     cells = 1
     for s in out_sp:
@@ -139,7 +141,7 @@ def _conv_ref(xp, x, w, b=None, stride=None, padding=None, dilation=None, groups
             xs[...] = x[(i, slice(None)) + src]
             xp.matmul(w_off, xs.reshape(groups, c // groups, p), out=ys)
             out[(i, slice(None)) + dst] += ys.reshape((o,) + sub)
-    return out
+    return out if dt == result_dt else out.astype(result_dt)
 
 
 register(OpDef(
@@ -213,7 +215,9 @@ def _conv_t_ref(xp, x, w, b=None, stride=None, padding=None, output_padding=None
     o = og * groups
     out_sp = tuple((x.shape[2 + a] - 1) * win.stride[a] - int(win.padding[a][0]) - int(win.padding[a][1])
                    + win.effective(a) + op[a] for a in range(nsp))
-    dt = array_result_dtype(*(a for a in (x, w, b) if a is not None))
+    result_dt = array_result_dtype(*(a for a in (x, w, b) if a is not None))
+    # float16 sums accumulate in float32 (as PyTorch and ONNX do), cast once at the end
+    dt = xp.dtype("float32") if result_dt == xp.dtype("float16") else result_dt
     out = _init_output(xp, (n, o) + out_sp, dt, b)
     cells = 1
     for s in x.shape[2:]:

@@ -51,7 +51,7 @@ _register(OpDef(name="size_tensor", infer=_size_tensor_infer, num_inputs=(0, 0),
                 dims=lambda ins, attrs, outs: (tuple(NEW for _ in outs[0].shape),),
                 reference=_size_tensor_ref, attrs={"values": REQUIRED, "shape": (), "dtype": DType.int64},
                 size_attrs=("values",), flops=lambda *a: 0,
-                doc="size_tensor(values=(L, 12), shape=(2,), dtype=i64): a tensor of sizes evaluated at run time."))
+                doc="size_tensor(values=(L, 12), shape=(2,), dtype=i64): a tensor of sizes evaluated at run time. Carries: no axis."))
 
 
 # -- elementwise --------------------------------------------------------------------
@@ -69,7 +69,9 @@ def _unary(name: str, fn, float_only: bool = True, flops: int = 4) -> None:
             raise fail(name, f"input must be an integer or bool tensor, got {ins[0]}")
         return (ins[0],)
     _register(OpDef(name=name, infer=infer, dims=_same_dims, reference=fn,
-                    flops=lambda ins, a, outs: flops * outs[0].numel()))
+                    flops=lambda ins, a, outs: flops * outs[0].numel(),
+                    doc=f"{name}(x): elementwise ({'floating point' if float_only else 'integer or bool'}). "
+                        "Carries: every axis."))
 
 
 _unary("asin", lambda xp, x: xp.arcsin(x))
@@ -92,7 +94,9 @@ def _int_binary(name: str, fn) -> None:
     def ref(xp, a, b):
         return fn(xp, a, b).astype(xp.result_type(a, b), copy=False)
     _register(OpDef(name=name, infer=infer, dims=_same_dims, reference=ref, num_inputs=(2, 2),
-                    flops=lambda ins, a, outs: outs[0].numel()))
+                    flops=lambda ins, a, outs: outs[0].numel(),
+                    doc=f"{name}(a, b): elementwise on integers or bools, broadcasting. "
+                        "Carries: every axis not broadcast from size 1."))
 
 
 _int_binary("bitwise_and", lambda xp, a, b: xp.bitwise_and(a, b))
@@ -117,7 +121,8 @@ def _cumprod_dims(ins, attrs, outs) -> DimRecord:
 
 _register(OpDef(name="cumprod", infer=_cumprod_infer, dims=_cumprod_dims,
                 reference=lambda xp, x, axis: xp.cumprod(x, axis=axis).astype(x.dtype, copy=False),
-                attrs={"axis": -1}, doc="cumprod(x, axis=-1): running product along an axis (keeps the dtype)."))
+                attrs={"axis": -1}, doc="cumprod(x, axis=-1): running product along an axis (keeps the dtype). "
+                    "Carries: every axis but `axis`."))
 
 
 # -- gather_nd ----------------------------------------------------------------------
@@ -172,7 +177,7 @@ def _gather_nd_ref(xp, data, indices, batch_dims):
 
 _register(OpDef(name="gather_nd", infer=_gather_nd_infer, dims=_gather_nd_dims, reference=_gather_nd_ref,
                 num_inputs=(2, 2), attrs={"batch_dims": 0},
-                doc="gather_nd(data, indices, batch_dims=0): ONNX GatherND."))
+                doc="gather_nd(data, indices, batch_dims=0): ONNX GatherND. Carries: the leading batch_dims axes."))
 
 
 # -- scatter ------------------------------------------------------------------------
@@ -225,7 +230,7 @@ def _scatter_dims(ins, attrs, outs) -> DimRecord:
 
 _register(OpDef(name="scatter_elements", infer=_scatter_elements_infer, dims=_scatter_dims,
                 reference=_scatter_elements_ref, num_inputs=(3, 3), attrs={"axis": 0, "reduction": "none"},
-                doc="scatter_elements(data, indices, updates, axis=0, reduction='none'): ONNX ScatterElements."))
+                doc="scatter_elements(data, indices, updates, axis=0, reduction='none'): ONNX ScatterElements. Carries: no axis."))
 
 
 def _scatter_nd_infer(ins, attrs):
@@ -257,5 +262,5 @@ def _scatter_nd_ref(xp, data, indices, updates, reduction):
 
 _register(OpDef(name="scatter_nd", infer=_scatter_nd_infer, dims=_scatter_dims, reference=_scatter_nd_ref,
                 num_inputs=(3, 3), attrs={"reduction": "none"},
-                doc="scatter_nd(data, indices, updates, reduction='none'): ONNX ScatterND."))
+                doc="scatter_nd(data, indices, updates, reduction='none'): ONNX ScatterND. Carries: no axis."))
 

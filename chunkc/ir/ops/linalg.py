@@ -209,7 +209,7 @@ def _einsum_ref(xp, *xs, equation):
         out = xp.einsum(equation, *xs, optimize=True)  # pairwise contractions (intermediates)
     if any(xp.may_share_memory(out, x) for x in xs):  # a transpose or a diagonal is a view: copy
         return xp.array(out, dtype=dt, order="C", copy=True)
-    return xp.ascontiguousarray(out, dtype=dt)
+    return xp.asarray(out, dtype=dt, order="C")  # ascontiguousarray would make a 0-d result 1-d
 
 
 def _einsum_workspace(ins, attrs, outs) -> Size:

@@ -38,14 +38,11 @@ def index(cx: Ctx, a: Args):
         return cx.op("take", x, cx.cast(indices[pos[0]], DType.int64), axis=pos[0])
     # Several index tensors: bring the indexed axes together (first, when torch would put
     # the result there because they are not adjacent), merge them, take a linear index.
-    adjacent = pos == list(range(pos[0], pos[0] + len(pos)))
-    if not adjacent:
+    idx_list = [indices[k] for k in pos]
+    if pos != list(range(pos[0], pos[0] + len(pos))):  # not adjacent: torch puts the result first
         rest = [k for k in range(x.rank) if k not in pos]
         x = cx.op("permute", x, dims=tuple(pos + rest))
         pos = list(range(len(pos)))
-        idx_list = [indices[k] for k in sorted(k for k, ix in enumerate(indices) if ix is not None)]
-    else:
-        idx_list = [indices[k] for k in pos]
     first = pos[0]
     sizes = [x.shape[first + i] for i in range(len(pos))]
     linear = None
