@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import os
 import platform
 import statistics
 import sys
@@ -143,12 +144,13 @@ def run(quick: bool = False, pairs: int = 7, models: list[str] | None = None) ->
     return rows
 
 
-def render(rows: list[Row], command: str) -> str:
+def render(rows: list[Row], command: str, load: tuple[float, float]) -> str:
     date = datetime.date.today().isoformat()
     lines = [START, "", "## Speed of the generated PyTorch code (CPU)", "",
              f"`{command}` on {date}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-             f"{torch.get_num_threads()} threads. Ratios are medians of interleaved A/B pairs (B/A; below 1 means B "
-             "is faster), with their range.", "",
+             f"{torch.get_num_threads()} threads; load average {load[0]:.1f} before and {load[1]:.1f} after the run "
+             f"on {os.cpu_count()} cores (other work on the machine widens the ranges). Ratios are medians of "
+             "interleaved A/B pairs (B/A; below 1 means B is faster), with their range.", "",
              "| question | model | size | B/A (median) | range | A s | B s | activation memory | note |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -178,10 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", help="comma-separated subset: transformer,gpt2,evoformer")
     parser.add_argument("--print", action="store_true", help="print the section instead of writing it")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]
     rows = run(args.quick, args.pairs, args.models.split(",") if args.models else None)
+    load = (load_before, os.getloadavg()[0])
     command = "python -m benchmarks.backend_speed" + (" --quick" if args.quick else "") + \
         (f" --pairs {args.pairs}" if args.pairs != 7 else "") + (f" --models {args.models}" if args.models else "")
-    text = render(rows, command)
+    text = render(rows, command, load)
     if args.print:
         print(text)
     else:

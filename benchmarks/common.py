@@ -100,30 +100,42 @@ def time_call(fn: Callable, args: tuple, clock: Clock = time.perf_counter) -> fl
     return t
 
 
-def round_robin(fns: Mapping[str, Callable], args: tuple, rounds: int, warmup: int = 1,
-                clock: Clock = time.perf_counter) -> dict[str, Ratio]:
-    """Interleaved timing of several variants of one computation.
+def round_robin_times(fns: Mapping[str, Callable], args: tuple, rounds: int, warmup: int = 1,
+                      clock: Clock = time.perf_counter) -> dict[str, list[float]]:
+    """Interleaved timing of several variants of one computation: seconds per round.
 
-    Each round runs every variant once; the order rotates from round to round so that no
-    variant always follows the same neighbour.  The first variant is the reference: for
-    every other one the result is the median over rounds of t(variant) / t(reference),
-    both measured in the same round.  ``warmup`` untimed rounds come first.
+    Each round runs every variant once; the order rotates from round to round (and is
+    reversed every other cycle) so that no variant always follows the same neighbour.
+    ``warmup`` untimed rounds come first.  Compare two variants with :func:`ratio`.
     """
     names = list(fns)
-    if len(names) < 2:
-        raise ValueError("round_robin: needs a reference and at least one variant")
     for _ in range(warmup):
         for name in names:
             time_call(fns[name], args, clock)
-    ratios: dict[str, list[float]] = {n: [] for n in names[1:]}
+    times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
+        k = r % len(names)
+        order = names[k:] + names[:k]
         if (r // len(names)) % 2:
             order.reverse()
-        times = {name: time_call(fns[name], args, clock) for name in order}
-        for name in names[1:]:
-            ratios[name].append(times[name] / times[names[0]])
-    return {name: Ratio.of(values) for name, values in ratios.items()}
+        for name in order:
+            times[name].append(time_call(fns[name], args, clock))
+    return times
+
+
+def ratio(times: Mapping[str, Sequence[float]], reference: str, variant: str) -> Ratio:
+    """Median over rounds of t(variant) / t(reference), both from the same round."""
+    return Ratio.of([b / a for a, b in zip(times[reference], times[variant])])
+
+
+def round_robin(fns: Mapping[str, Callable], args: tuple, rounds: int, warmup: int = 1,
+                clock: Clock = time.perf_counter) -> dict[str, Ratio]:
+    """:func:`round_robin_times`, then every variant against the first (the reference)."""
+    names = list(fns)
+    if len(names) < 2:
+        raise ValueError("round_robin: needs a reference and at least one variant")
+    times = round_robin_times(fns, args, rounds, warmup, clock)
+    return {name: ratio(times, names[0], name) for name in names[1:]}
 
 
 def interleaved_ratio(a: Callable, b: Callable, args: tuple, pairs: int, warmup: int = 1,
@@ -209,6 +221,16 @@ def short_error(exc: BaseException, limit: int = 220) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def plan_error(exc: BaseException, reference_bytes: int | None = None) -> str:
+    """A table cell for a failed plan: for an infeasible budget, the lowest peak chunkc
+    reaches (an estimate) and the node holding it; otherwise the error itself."""
+    lowest = getattr(exc, "lowest_peak_bytes", None)
+    if lowest is None:
+        return short_error(exc)
+    share = f" = {pct(lowest / reference_bytes)} of the unchunked peak" if reference_bytes else ""
+    return f"infeasible: lowest reachable ≈ {mib(lowest)} MiB{share}, at `{getattr(exc, 'peak_node', '')}`"
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -267,7 +289,7 @@ def write_section(name: str, body: str, settings: Settings, seconds: float | Non
 INTRO = """# Benchmarks
 
 Every figure below was produced by the scripts in `benchmarks/`; none is typed in by hand.
-Reproduce everything with one command (about 40 minutes on a 2-core CPU):
+Reproduce everything with one command (sized to finish in about 40 minutes on a 2-core CPU):
 
 ```bash
 ./run.sh bench                      # = python -m benchmarks
@@ -277,6 +299,7 @@ python -m benchmarks --quick        # a smoke run with small sizes: not figures 
 
 Each section is rewritten in place between `<!-- name:start -->` and `<!-- name:end -->`
 markers and says which command produced it, when (UTC) and on what machine.
+{last_run}
 
 | section | question |
 |---|---|
@@ -304,11 +327,17 @@ How things are measured, everywhere:
 """
 
 INTRO_START, INTRO_END = markers("intro")
+LAST_START, LAST_END = markers("last-run")
 
 
-def ensure_intro(text: str) -> str:
-    """Put the intro (between intro markers) at the top of ``text``, or refresh it there."""
-    block = f"{INTRO_START}\n{INTRO.strip()}\n{INTRO_END}"
+def ensure_intro(text: str, last_run: str | None = None) -> str:
+    """Put the intro (between intro markers) at the top of ``text``, or refresh it there.
+
+    The intro's line about the last full run is kept unless ``last_run`` replaces it."""
+    if last_run is None and LAST_START in text and LAST_END in text:
+        last_run = text.split(LAST_START, 1)[1].split(LAST_END, 1)[0].strip()
+    last = f"{LAST_START}\n{last_run or 'No full run of the suite is recorded yet.'}\n{LAST_END}"
+    block = f"{INTRO_START}\n{INTRO.strip().format(last_run=last)}\n{INTRO_END}"
     if INTRO_START in text and INTRO_END in text:
         head, rest = text.split(INTRO_START, 1)
         return head + block + rest.split(INTRO_END, 1)[1]
@@ -316,6 +345,14 @@ def ensure_intro(text: str) -> str:
     if body.startswith("# Benchmarks"):
         body = body[len("# Benchmarks"):]
     return block + "\n\n" + body.lstrip("\n")
+
+
+def record_full_run(settings: Settings, seconds: float) -> None:
+    """Note in the intro how long the last run of every section took."""
+    text = settings.doc.read_text() if settings.doc.exists() else "# Benchmarks\n"
+    line = (f"Last full run: `{settings.command}` took {seconds / 60:.0f} min, finished {utc_now()}; "
+            f"{machine_line(settings.threads)}.")
+    settings.doc.write_text(ensure_intro(text, line))
 
 
 # --------------------------------------------------------------------------- plots

@@ -153,17 +153,24 @@ def test_hostile_names_are_sanitized(backend):
     np.testing.assert_allclose(run(compile_graph(g, plan, backend), backend, [x])[0], ref, **TOL)
 
 
-def test_reserved_and_keyword_names_are_prefixed():
+def test_reserved_and_builtin_names_are_prefixed():
     g = chunkc.Graph("kw")
-    x = g.add_input("lambda", "f32", (3,))
+    x = g.add_input("F", "f32", (3,))
     y = O.exp(x, name="torch")
     z = O.neg(y, name="range")
-    g.set_outputs(O.add(z, x, name="self"))
+    w = O.add(z, x, name="self")
+    g.set_outputs(O.mul(w, 1.0, name="start"))
     src = emit_source(g, None, "torch")
-    assert "def forward(self, v_lambda):" in src
-    assert "v_torch = torch.exp(v_lambda)" in src and "v_range = torch.neg(v_torch)" in src
+    assert "def forward(self, v_F):" in src
+    assert "v_torch = torch.exp(v_F)" in src and "v_range = torch.neg(v_torch)" in src
+    assert "v_self = v_range + v_F" in src and "v_start = v_self * 1.0" in src
     out = compile_graph(g, None, "torch")(torch.ones(3))
     np.testing.assert_allclose(out.numpy(), 1 - np.e, rtol=1e-6)
+    from chunkc.backends.names import Namer
+    namer = Namer()
+    kw = namer.claim("lambda")
+    assert kw != "lambda" and kw.isidentifier() and namer.claim("_x") == "v__x" and namer.claim("x") == "x"
+    assert namer.claim("x") == "v_x" and namer.claim("x") == "v_x_1"
 
 
 # -- plans the generator refuses ----------------------------------------------------------

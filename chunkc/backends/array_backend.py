@@ -17,6 +17,10 @@ module and the weights (moved to ``xp`` once), and calling it runs the graph::
 
 from __future__ import annotations
 
+import pathlib
+
+import numpy as np
+
 from ..errors import ChunkcError
 from ..ir.dtypes import DType
 from ..ir.graph import Graph
@@ -89,18 +93,14 @@ def compile_array(graph: Graph, plan: Plan | None = None, backend: str = "numpy"
     return program
 
 
-__all__ = ["ArrayDialect", "emit_array_source", "compile_array"]
-
-
 def write_array_program(graph: Graph, plan: Plan | None, path) -> list[str]:
     """Write the source to ``path`` and the weights beside it (``.npz``, keyed by attribute)."""
-    import pathlib
-
-    import numpy as np
-
     path = pathlib.Path(path)
     fn = generate(graph, plan, ArrayDialect())
     path.write_text(_wrap(fn))
     weights_path = path.with_suffix(".npz")
     np.savez(weights_path, **{attr: value.data for attr, value in fn.constants})
     return [str(path), str(weights_path)]
+
+
+__all__ = ["ArrayDialect", "emit_array_source", "compile_array", "write_array_program"]

@@ -2,9 +2,9 @@
 
 Every op runs its registered reference through the runtime
 (``ref.softmax(xp, h, axis=-1)``), so the generated code works with any array
-module that follows NumPy.  Ops whose attributes hold a shape (``reshape``,
-``expand``) take it from the node's output type instead, so that inside a chunk
-loop the chunk axis has the chunk's length.
+module that follows NumPy.  An op whose record names a ``shape_attr`` (reshape,
+expand) gets that attribute from the node's output type instead, so that inside
+a chunk loop the chunk axis has the chunk's length.
 """
 
 from __future__ import annotations
@@ -27,22 +27,15 @@ def reference_call(ctx: NodeContext, **overrides: str) -> str:
 
 
 def _default(ctx: NodeContext) -> str:
+    shape_attr = ctx.node.op.shape_attr
+    if shape_attr is not None:  # the attribute that states the output's shape: give the chunk's shape
+        return reference_call(ctx, **{shape_attr: ctx.out_shape(0)})
     return reference_call(ctx)
-
-
-def _shape_from_output(ctx: NodeContext) -> str:
-    return reference_call(ctx, shape=ctx.out_shape(0))
-
-
-_SPECIAL: dict[str, Rule] = {
-    "reshape": _shape_from_output,
-    "expand": _shape_from_output,
-}
 
 
 def array_rules() -> Mapping[str, Rule]:
     """The table for every op registered now (references are looked up at run time)."""
-    return {name: _SPECIAL.get(name, _default) for name, op in all_ops().items() if op.reference is not None}
+    return {name: _default for name, op in all_ops().items() if op.reference is not None}
 
 
 __all__ = ["array_rules", "reference_call"]

@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 
+import networkx as nx
 import onnx
 
 from chunkc.errors import ChunkcError, UnsupportedOpError
@@ -61,33 +62,21 @@ def topological_nodes(graph: onnx.GraphProto, source: str) -> list[OnnxNode]:
     for out in graph.output:
         if out.name not in producer and out.name not in defined:
             raise ChunkcError(f"{source}: graph output {label(out.name)} is defined by no node, input or initializer")
-    # Kahn's algorithm, taking nodes in file order whenever they are ready; a node holding a
-    # subgraph also waits for the outer values its subgraph reads
-    needs = {id(n): {x for x in set(n.inputs) | outer_references(n.proto) if x in producer} for n in nodes}
-    waiting = {id(n): len(needs[id(n)]) for n in nodes}
-    readers: dict[str, list[OnnxNode]] = defaultdict(list)
+    # networkx's lexicographic topological sort takes nodes in file order whenever they are
+    # ready; a node holding a subgraph also waits for the outer values its subgraph reads
+    deps = nx.DiGraph()
+    deps.add_nodes_from(n.index for n in nodes)
     for n in nodes:
-        for x in needs[id(n)]:
-            readers[x].append(n)
-    import heapq
-    ready = [(n.index, n) for n in nodes if waiting[id(n)] == 0]
-    heapq.heapify(ready)
-    order: list[OnnxNode] = []
-    while ready:
-        _, n = heapq.heappop(ready)
-        order.append(n)
-        for out in n.outputs:
-            for r in readers.get(out, ()):
-                waiting[id(r)] -= 1
-                if waiting[id(r)] == 0:
-                    heapq.heappush(ready, (r.index, r))
-    if len(order) != len(nodes):
-        stuck = [n for n in nodes if waiting[id(n)] > 0]
-        cycle = _find_cycle(stuck, producer)
-        path = " -> ".join(label(n.name) for n in cycle)
+        for x in set(n.inputs) | outer_references(n.proto):
+            if x in producer:
+                deps.add_edge(producer[x].index, n.index)
+    try:
+        return [nodes[i] for i in nx.lexicographical_topological_sort(deps)]
+    except nx.NetworkXUnfeasible:
+        cycle = [nodes[u] for u, _ in nx.find_cycle(deps)]
+        path = " -> ".join(label(n.name) for n in cycle + cycle[:1])
         raise ChunkcError(f"{source}: the graph has a cycle through nodes {path}; ONNX graphs must be acyclic "
-                          f"(first node on it: {cycle[0].describe()})")
-    return order
+                          f"(first node on it: {cycle[0].describe()})") from None
 
 
 def outer_references(node: onnx.NodeProto) -> set[str]:
@@ -103,22 +92,6 @@ def outer_references(node: onnx.NodeProto) -> set[str]:
                 out.update(x for x in list(n.input) + sorted(outer_references(n)) if x and x not in local)
             out.update(o.name for o in g.output if o.name not in local)
     return out
-
-
-def _find_cycle(stuck: list[OnnxNode], producer: dict[str, OnnxNode]) -> list[OnnxNode]:
-    stuck_ids = {id(n) for n in stuck}
-    node = stuck[0]
-    seen: dict[int, int] = {}
-    path: list[OnnxNode] = []
-    while id(node) not in seen:
-        seen[id(node)] = len(path)
-        path.append(node)
-        preds = [producer[x] for x in list(node.inputs) + sorted(outer_references(node.proto))
-                 if x in producer and id(producer[x]) in stuck_ids]
-        node = preds[0]
-    cycle = path[seen[id(node)]:]
-    cycle.reverse()
-    return cycle + [cycle[0]]
 
 
 def check_supported(nodes: list[OnnxNode], source: str) -> list[OnnxNode]:

@@ -1,0 +1,128 @@
+"""The benchmark suite's machinery: section rewriting, interleaved timing, size search."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from benchmarks import common as C
+from benchmarks.max_length import largest_measured, longest
+
+
+def test_replace_section_keeps_the_other_sections_byte_for_byte():
+    text = ("# Benchmarks\n\nintro\n\n<!-- backend-speed:start -->\nB old\n<!-- backend-speed:end -->\n\n"
+            "<!-- memory-speed:start -->\nM old\n<!-- memory-speed:end -->\ntail\n")
+    out = C.replace_section(text, "memory-speed", "M new")
+    assert out == text.replace("M old", "M new")
+    assert C.replace_section(out, "memory-speed", "M old") == text
+
+
+def test_new_sections_go_in_the_documented_order():
+    text = "# B\n\n<!-- backend-speed:start -->\nB\n<!-- backend-speed:end -->\n"
+    out = C.replace_section(text, "max-length", "X")
+    assert out.index("max-length:start") < out.index("backend-speed:start")
+    out = C.replace_section(out, "memory-speed", "M")
+    assert out.index("memory-speed:start") < out.index("max-length:start") < out.index("backend-speed:start")
+    out = C.replace_section(out, "some-new-thing", "N")  # unknown names go last
+    assert out.rstrip().endswith("<!-- some-new-thing:end -->")
+    assert out.count("max-length:start") == 1
+
+
+def test_intro_is_added_once_and_refreshed_in_place():
+    text = "# Benchmarks\n\n<!-- backend-speed:start -->\nB\n<!-- backend-speed:end -->\n"
+    once = C.ensure_intro(text)
+    assert once.startswith("<!-- intro:start -->\n# Benchmarks")
+    assert once.count("# Benchmarks") == 1 and "<!-- backend-speed:start -->\nB\n" in once
+    assert C.ensure_intro(once) == once
+    stale = once.replace("Every figure below", "Old words")
+    assert C.ensure_intro(stale) == once
+
+
+def test_write_section_stamps_command_date_and_machine(tmp_path):
+    settings = C.Settings(command="python -m benchmarks memory-speed", doc=tmp_path / "b.md", img=tmp_path)
+    C.write_section("memory-speed", "## Title\n\nbody", settings, seconds=90)
+    text = (tmp_path / "b.md").read_text()
+    section = text.split("<!-- memory-speed:start -->")[1].split("<!-- memory-speed:end -->")[0]
+    assert "`python -m benchmarks memory-speed`" in section and "UTC" in section
+    assert "cores" in section and "1.5 min" in section
+
+
+class FakeClock:
+    """A clock that only moves when a fake workload says so."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def work(self, seconds_iter):
+        it = iter(seconds_iter)
+
+        def fn():
+            self.now += next(it)
+        return fn
+
+
+def test_round_robin_ratios_are_per_round_medians_against_the_reference():
+    clock = FakeClock()
+    fns = {"ref": clock.work(itertools.repeat(2.0)),
+           "fast": clock.work(itertools.repeat(1.0)),
+           "noisy": clock.work(itertools.cycle([3.0, 3.0, 100.0]))}
+    times = C.round_robin_times(fns, (), rounds=5, warmup=1, clock=clock)
+    assert {k: len(v) for k, v in times.items()} == {"ref": 5, "fast": 5, "noisy": 5}
+    ratios = C.round_robin(fns, (), rounds=5, warmup=1, clock=clock)
+    assert ratios["fast"].median == pytest.approx(0.5)
+    assert ratios["noisy"].median == pytest.approx(1.5)  # the outlier does not move the median
+    assert ratios["noisy"].high == pytest.approx(50.0)
+
+
+def test_round_robin_rotates_the_order():
+    calls = []
+    fns = {n: (lambda n=n: calls.append(n)) for n in "abc"}
+    C.round_robin_times(fns, (), rounds=6, warmup=0)
+    rounds = [tuple(calls[i:i + 3]) for i in range(0, 18, 3)]
+    assert rounds[:3] == [("a", "b", "c"), ("b", "c", "a"), ("c", "a", "b")]
+    assert rounds[3] == ("c", "b", "a")  # reversed on the second cycle
+    assert {r[0] for r in rounds} == {"a", "b", "c"}
+
+
+def test_interleaved_ratio_is_b_over_a():
+    clock = FakeClock()
+    r = C.interleaved_ratio(clock.work(itertools.repeat(4.0)), clock.work(itertools.repeat(5.0)), (), pairs=3,
+                            clock=clock)
+    assert r.median == pytest.approx(1.25) and r.rounds == 3
+
+
+@pytest.mark.parametrize("threshold", [1, 2, 3, 7, 8, 9, 100, 1000, 4095])
+def test_longest_finds_the_last_size_that_fits(threshold):
+    probes = []
+
+    def fits(n):
+        probes.append(n)
+        return n <= threshold
+
+    assert longest(fits, 1, 4096) == threshold
+    assert len(probes) <= 2 * 13  # doubling then bisection: logarithmic
+
+
+def test_longest_stops_at_the_cap_and_rejects_a_start_that_does_not_fit():
+    assert longest(lambda n: True, 3, 100) == 100
+    with pytest.raises(ValueError, match="does not fit"):
+        longest(lambda n: n < 5, 10, 100)
+
+
+def test_largest_measured_trusts_a_proposal_that_fits_and_bisects_one_that_does_not():
+    assert largest_measured(lambda n: True, 100, 400) == (400, 1)
+    assert largest_measured(lambda n: True, 100, 100) == (100, 0)
+    n, tries = largest_measured(lambda n: n <= 300, 100, 400)
+    assert 297 <= n <= 300 and tries > 1  # to 1% of the size
+
+
+def test_plan_error_names_the_floor_for_an_infeasible_budget():
+    from chunkc.errors import InfeasibleBudgetError
+    exc = InfeasibleBudgetError("no plan", lowest_peak_bytes=3 * 2**20, peak_node="softmax_1")
+    assert C.plan_error(exc, 12 * 2**20) == ("infeasible: lowest reachable ≈ 3.0 MiB = 25% of the unchunked "
+                                             "peak, at `softmax_1`")
+    assert C.plan_error(RuntimeError("bad | thing\nmore")) == "RuntimeError: bad / thing"
