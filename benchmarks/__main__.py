@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sections", nargs="*", metavar="section", help="any of: " + ", ".join(names))
     parser.add_argument("--quick", action="store_true", help="small sizes and 2 rounds (a smoke run)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every timing (default 1)")
-    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per comparison (default 5; quick 2)")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per comparison (default 7; quick 2)")
     parser.add_argument("--doc", type=Path, default=C.DOC, help="the markdown file to update")
     parser.add_argument("--list", action="store_true", help="list the sections and exit")
     args = parser.parse_args(argv)
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(names)}")
     chosen = [n for n in names if n in args.sections] if args.sections else names
-    settings = C.Settings(threads=args.threads, rounds=args.rounds or (2 if args.quick else 5),
+    settings = C.Settings(threads=args.threads, rounds=args.rounds or (2 if args.quick else 7),
                           quick=args.quick, command=_command(argv), doc=args.doc.resolve(),
                           img=args.doc.resolve().parent / "img")
     C.set_threads(settings.threads)

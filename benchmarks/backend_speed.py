@@ -178,13 +178,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     parser.add_argument("--pairs", type=int, default=7)
     parser.add_argument("--models", help="comma-separated subset: transformer,gpt2,evoformer")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's); 1 resists other load on a shared machine")
     parser.add_argument("--print", action="store_true", help="print the section instead of writing it")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
     rows = run(args.quick, args.pairs, args.models.split(",") if args.models else None)
     load = (load_before, os.getloadavg()[0])
     command = "python -m benchmarks.backend_speed" + (" --quick" if args.quick else "") + \
-        (f" --pairs {args.pairs}" if args.pairs != 7 else "") + (f" --models {args.models}" if args.models else "")
+        (f" --pairs {args.pairs}" if args.pairs != 7 else "") + (f" --models {args.models}" if args.models else "") + \
+        (f" --threads {args.threads}" if args.threads else "")
     text = render(rows, command, load)
     if args.print:
         print(text)

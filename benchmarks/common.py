@@ -42,7 +42,7 @@ SECTION_ORDER = ("memory-speed", "max-length", "expert-chunking", "fused-attenti
 @dataclass(frozen=True)
 class Settings:
     threads: int = 1  # torch.set_num_threads for every timing
-    rounds: int = 5  # timed rounds (pairs) after the warm-up
+    rounds: int = 7  # timed rounds (pairs) after the warm-up
     quick: bool = False  # small sizes and few rounds: a smoke run, not figures to quote
     command: str = "python -m benchmarks"
     doc: Path = DOC
@@ -274,13 +274,33 @@ def replace_section(text: str, name: str, body: str, order: Sequence[str] = SECT
     return text.rstrip("\n") + "\n\n" + block + "\n"
 
 
+def order_sections(text: str, order: Sequence[str] = SECTION_ORDER) -> str:
+    """The known sections moved, unchanged, into ``order`` right after the intro; any other
+    text stays after them."""
+    blocks: dict[str, str] = {}
+    for name in order:
+        start, end = markers(name)
+        if start in text and end in text:
+            head, rest = text.split(start, 1)
+            body, tail = rest.split(end, 1)
+            blocks[name] = start + body + end
+            text = head.rstrip("\n") + "\n\n" + tail.lstrip("\n")
+    if INTRO_END in text:
+        head, tail = text.split(INTRO_END, 1)
+        head += INTRO_END
+    else:
+        head, tail = "", text
+    parts = [head.strip("\n")] + [blocks[n] for n in order if n in blocks] + [tail.strip("\n")]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
 def write_section(name: str, body: str, settings: Settings, seconds: float | None = None) -> Path:
     """Rewrite section ``name`` of the doc (created with its intro if missing), stamped."""
     doc = settings.doc
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     text = ensure_intro(text)
     full = body.rstrip("\n") + "\n\n" + stamp(settings.command, settings.threads, seconds)
-    text = replace_section(text, name, full)
+    text = order_sections(replace_section(text, name, full))
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
     return doc

@@ -126,3 +126,14 @@ def test_plan_error_names_the_floor_for_an_infeasible_budget():
     assert C.plan_error(exc, 12 * 2**20) == ("infeasible: lowest reachable ≈ 3.0 MiB = 25% of the unchunked "
                                              "peak, at `softmax_1`")
     assert C.plan_error(RuntimeError("bad | thing\nmore")) == "RuntimeError: bad / thing"
+
+
+def test_order_sections_moves_sections_unchanged_into_the_documented_order():
+    intro = C.ensure_intro("# Benchmarks\n")
+    text = (intro + "\n\n<!-- memory-accuracy:start -->\nA\n\n<!-- memory-accuracy:end -->\n\n"
+            "<!-- compile-speed:start -->\nC\n<!-- compile-speed:end -->\n\n"
+            "<!-- memory-speed:start -->\nM\n<!-- memory-speed:end -->\n")
+    out = C.order_sections(text)
+    assert out.index("memory-speed:start") < out.index("compile-speed:start") < out.index("memory-accuracy:start")
+    assert "<!-- memory-accuracy:start -->\nA\n\n<!-- memory-accuracy:end -->" in out
+    assert out.startswith(intro.rstrip("\n")) and C.order_sections(out) == out

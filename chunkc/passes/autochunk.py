@@ -86,6 +86,7 @@ class _Search:
         self.times = TimeModel(graph, sizes, options.machine)
         self._walk_cache: dict[tuple[int, int], list[Candidate]] = {}
         self._time_cache: dict[tuple[int, int], float] = {}
+        self._tier: dict[tuple[int, int], int | None] = {}  # (candidate, chunk) -> cache tier it fits
         self._memory_cache: dict[int, object] = {}
 
     def candidates(self, p: int, spans: list[tuple[int, int]]):
@@ -113,6 +114,18 @@ class _Search:
             rm = self._memory_cache[id(cand)] = region_memory(self.facts, self.index, cand, self.before)
         return rm
 
+    def best_chunk(self, cand: Candidate, largest: int) -> tuple[int, float]:
+        """The cheapest chunk no larger than ``largest`` (balanced: equal iterations)."""
+        extent = evaluate(cand.extent, self.sizes)
+        best = None
+        for chunk, tier in self.times.chunk_options(cand, largest):
+            chunk = -(-extent // -(-extent // chunk))
+            cost = self.overhead(cand, chunk)
+            if best is None or cost < best[1]:
+                best = (chunk, cost, tier)
+        self._tier[(id(cand), best[0])] = best[2]
+        return best[0], best[1]
+
     def overhead(self, cand: Candidate, chunk: int) -> float:
         key = (id(cand), chunk)
         t = self._time_cache.get(key)
@@ -128,14 +141,14 @@ class _Search:
         scored = []
         for cand in self.candidates(state.peak_index, state.spans):
             rm = self.memory(cand)
-            chunk = rm.largest_chunk(target)
-            if chunk is None:
+            largest = rm.largest_chunk(target)
+            if largest is None:
                 continue
-            chunk = -(-rm.extent // -(-rm.extent // chunk))  # same iterations, balanced chunks
+            chunk, cost = self.best_chunk(cand, largest)
             outside = max(prefix[cand.start - 1] if cand.start > 0 else 0,
                           suffix[cand.end + 1] if cand.end + 1 < len(during) else 0)
             peak = max(int(outside), rm.peak(chunk))
-            scored.append((state.cost + self.overhead(cand, chunk), peak, len(scored), cand, chunk))
+            scored.append((state.cost + cost, peak, len(scored), cand, chunk))
         scored.sort(key=lambda t: t[:3])
         return [self._child(state, cand, chunk, cost) for cost, _, _, cand, chunk in scored[: self.options.per_state]]
 
@@ -161,7 +174,8 @@ class _Search:
         """Regions whose chunk sizes are expressions of the symbolic sizes (see chunk_expression)."""
         out = []
         for (cand, chunk), region in zip(chosen, regions):
-            expr = chunk_expression(self.facts, self.index, cand, self.memory(cand), target)
+            expr = chunk_expression(self.facts, self.index, cand, self.memory(cand), target,
+                                    tier_bytes=self._tier.get((id(cand), chunk)))
             ok = expr is not None and evaluate(expr, self.sizes) <= chunk
             out.append(region.with_chunk_size(expr) if ok else region)
         return tuple(out)

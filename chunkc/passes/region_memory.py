@@ -199,13 +199,15 @@ class _Poly:
 
 
 def chunk_expression(facts: ValueFacts, index: GraphIndex, cand: Candidate, rm: RegionMemory,
-                     target: int, keep: int = 3):
+                     target: int, keep: int = 3, tier_bytes: int | None = None):
     """The chunk size as an expression of the symbolic sizes, solved at run time.
 
     The affine model ``A_i + B_i * chunk / extent <= target`` is rebuilt with
     symbolic byte counts for the ``keep`` steps that bind at the planning sizes,
     so one compiled program picks, at every size, the largest chunk that keeps
-    the region within ``target`` (at least 1, at most the extent).
+    the region within ``target`` (at least 1, at most the extent).  With
+    ``tier_bytes`` (the selection chose a chunk that keeps every loop tensor in
+    a cache tier), the largest loop tensor's chunk is also kept within it.
     """
     import sympy
 
@@ -237,6 +239,11 @@ def chunk_expression(facts: ValueFacts, index: GraphIndex, cand: Candidate, rm: 
         if var_expr == 0:
             continue
         bounds.append(sympy.floor((target - fixed_expr) * extent / var_expr, evaluate=False))
+    if tier_bytes is not None:
+        biggest = max((o for i in cand.loop for o in graph.nodes[i].outputs), key=lambda o: facts.nbytes[o])
+        one = _Poly()
+        one.add_value(biggest)
+        bounds.append(sympy.floor(tier_bytes * extent / one.expr(), evaluate=False))
     if not bounds:
         return None
     # evaluate=False: sympy's Min/Max simplification is slow and gains nothing here
