@@ -148,7 +148,7 @@ def render(rows: list[Row], command: str, load: tuple[float, float]) -> str:
     date = datetime.date.today().isoformat()
     lines = [START, "", "## Speed of the generated PyTorch code (CPU)", "",
              f"`{command}` on {date}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-             f"{torch.get_num_threads()} threads; load average {load[0]:.1f} before and {load[1]:.1f} after the run "
+             f"{torch.get_num_threads()} intra-op thread(s); load average {load[0]:.1f} before and {load[1]:.1f} after the run "
              f"on {os.cpu_count()} cores (other work on the machine widens the ranges). Ratios are medians of "
              "interleaved A/B pairs (B/A; below 1 means B is faster), with their range.", "",
              "| question | model | size | B/A (median) | range | A s | B s | activation memory | note |",

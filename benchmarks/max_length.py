@@ -22,7 +22,7 @@ from . import common as C
 
 NAME = "max-length"
 # base size (the budget is the unchunked peak there), quick base, largest size searched
-BASE = {"gpt2": (2048, 256, 16384), "transformer": (2048, 256, 16384), "vit": (768, 256, 2048),
+BASE = {"gpt2": (2048, 256, 16384), "transformer": (2048, 256, 65536), "vit": (768, 256, 2048),
         "evoformer": (192, 48, 1024), "unet": (64, 32, 512)}
 
 
@@ -33,7 +33,7 @@ def models() -> dict[str, C.BenchModel]:
     out = {"gpt2": found["gpt2"],
            "transformer": C.BenchModel(
                "transformer", "pre-LN transformer (no mask)",
-               lambda: zoo.transformer(n_layer=2, d=256, heads=4, attn="eager", causal=False),
+               lambda: zoo.transformer(n_layer=2, d=256, heads=4, attn="eager", causal=False, max_len=65536),
                "L", "benchmarks.models.transformer, 2 layers, d 256, 4 heads, eager attention, no mask")}
     out.update({k: found[k] for k in ("vit", "evoformer", "unet")})
     return out
@@ -100,6 +100,7 @@ class Side:
 class Result:
     model: C.BenchModel
     base: int
+    cap: int = 0  # the largest size searched
     budget: int = 0
     unchunked: Side = field(default_factory=Side)
     chunked: Side = field(default_factory=Side)
@@ -115,7 +116,7 @@ def measure_model(model: C.BenchModel, base: int, cap: int) -> Result:
     import chunkc
     res = Result(model, base)
     case = model.case()
-    cap = min(cap, case.max_size)
+    cap = res.cap = min(cap, case.max_size)
     graph = C.import_case(case)
     unit = case.size_multiple
     symbol = case.dynamic_name
@@ -219,9 +220,10 @@ def render(results: list[Result], settings: C.Settings, plot: str | None) -> str
             continue
         u, c = r.unchunked, r.chunked
         extra = f" (pixels {r.ratio() ** 2:.1f}×)" if r.model.size_name == "image side" and r.ratio() else ""
+        at_cap = "≥ " if c.size >= r.cap else ""  # the search stopped at the largest size it tries
         rows.append([r.model.label, r.model.config, f"{r.model.size_name} = {r.base}", C.mib(r.budget),
-                     f"{u.size} ({C.mib(u.measured)} MiB)", f"{c.size} ({C.mib(c.measured)} MiB; {c.plan})",
-                     f"**{r.ratio():.2f}×**{extra}" if r.ratio() else "–",
+                     f"{u.size} ({C.mib(u.measured)} MiB)", f"{at_cap}{c.size} ({C.mib(c.measured)} MiB; {c.plan})",
+                     f"**{at_cap}{r.ratio():.2f}×**{extra}" if r.ratio() else "–",
                      f"×{c.slowdown:.2f}" if c.slowdown else "–",
                      f"proposed {u.proposed} / {c.proposed}; {u.probes} + {c.probes} probes, "
                      f"{u.measurements} + {c.measurements} runs"])

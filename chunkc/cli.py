@@ -73,14 +73,19 @@ def _cmd_opt(args) -> int:
 
 def _cmd_compile(args) -> int:
     from . import autochunk
-    from .backends import emit_source
+    from .backends import emit_source, write_program
     from .passes.report import plan_report
     graph = load_model(args.model)
     plan = None
     if args.budget is not None:
-        plan = autochunk(graph, _budget(args.budget), sizes=_sizes(args.sizes))
+        plan = autochunk(graph, _budget(args.budget), sizes=_sizes(args.sizes),
+                         backend=args.backend if args.backend == "torch" else None)
         print(plan_report(plan), file=sys.stderr)
-    _write(emit_source(graph, plan=plan, backend=args.backend), args.output)
+    if args.output:  # the source and, beside it, its weights
+        for path in write_program(graph, plan, args.backend, args.output):
+            print(f"wrote {path}", file=sys.stderr)
+    else:
+        sys.stdout.write(emit_source(graph, plan=plan, backend=args.backend))
     return 0
 
 

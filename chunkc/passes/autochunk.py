@@ -280,7 +280,11 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None, **op
         report = estimate_memory(new_graph, plan=candidate, sizes=sizes, backend=opts.backend)
         candidate.estimated_peak_bytes = report.peak_bytes
         if report.peak_bytes <= budget_bytes:
-            candidate.regions = search.symbolic_chunks(chosen, regions, target)
+            symbolic = search.symbolic_chunks(chosen, regions, target)
+            if symbolic != regions:  # run-time chunks (never larger at these sizes): estimate again
+                candidate.regions = symbolic
+                report = estimate_memory(new_graph, plan=candidate, sizes=sizes, backend=opts.backend)
+                candidate.estimated_peak_bytes = report.peak_bytes
             slowdown = search.times.slowdown(state.cost)
             candidate.notes.append(f"{len(regions)} region(s); estimated peak {report.peak_bytes} B "
                                    f"<= budget {budget_bytes} B; estimated time x{slowdown:.3f}; "
