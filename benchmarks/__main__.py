@@ -13,7 +13,9 @@ benchmarks.backend_speed and benchmarks.memory_accuracy, which this driver runs)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import sys
 import time
 import traceback
@@ -55,10 +57,23 @@ def _run_own(name: str, settings: C.Settings) -> list[str]:
 
 
 def _run_delegated(name: str, settings: C.Settings) -> list[str]:
+    """Run a section another module writes.  It writes docs/benchmarks.md itself; for another
+    --doc it prints its section, which is put into that file here."""
     try:
         module = importlib.import_module(DELEGATED[name])
         argv = ["--quick"] if settings.quick and name == "backend-speed" else []
-        code = module.main(argv)
+        if settings.doc == C.DOC:
+            code = module.main(argv)
+        else:
+            buffer = io.StringIO()
+            with contextlib.redirect_stdout(buffer):
+                code = module.main(argv + ["--print"])
+            start, end = C.markers(name)
+            text = buffer.getvalue()
+            if start in text and end in text:
+                body = text.split(start, 1)[1].split(end, 1)[0]
+                doc = settings.doc.read_text() if settings.doc.exists() else "# Benchmarks\n"
+                settings.doc.write_text(C.order_sections(C.replace_section(C.ensure_intro(doc), name, body)))
     except Exception as exc:
         traceback.print_exc()
         return [f"{name}: {C.short_error(exc)}"]

@@ -319,6 +319,7 @@ python -m benchmarks --quick        # a smoke run with small sizes: not figures 
 
 Each section is rewritten in place between `<!-- name:start -->` and `<!-- name:end -->`
 markers and says which command produced it, when (UTC) and on what machine.
+
 {last_run}
 
 | section | question |

@@ -71,8 +71,9 @@ def _plot(rows: list[Row], settings: C.Settings) -> str | None:
     xs = [r.layers for r in done]
     ax.plot(xs, [r.median for r in done], "o-", label="autochunk (search + selection)")
     ax.plot(xs, [r.import_s for r in done], "s--", color="tab:grey", label="import (torch.export + frontend)")
-    first = done[0]
-    ax.plot(xs, [first.median * x / first.layers for x in xs], ":", color="tab:green", label="linear in layers")
+    anchor = next((r for r in done if r.layers == 24), done[-1])
+    ax.plot(xs, [anchor.median * x / anchor.layers for x in xs], ":", color="tab:green",
+            label=f"linear in layers (through {anchor.layers})")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks(xs)

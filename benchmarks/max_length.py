@@ -181,8 +181,8 @@ def _plot(results: list[Result], settings: C.Settings) -> str | None:
     done = [r for r in results if r.ratio()]
     if not done:
         return None
-    fig, ax = C.new_figure(6.4, 3.6)
-    names = [f"{r.model.label}\n({r.model.size_name})" for r in done]
+    fig, ax = C.new_figure(7.5, 3.8)
+    names = [f"{r.model.label.replace(' (', chr(10) + '(')}\n[{r.model.size_name}]" for r in done]
     xs = range(len(done))
     ax.bar([x - 0.2 for x in xs], [1.0] * len(done), width=0.4, label="unchunked", color="tab:grey")
     ax.bar([x + 0.2 for x in xs], [r.ratio() for r in done], width=0.4, label="chunkc", color="tab:blue")

@@ -41,6 +41,7 @@ class BudgetRow:
     label: str = ""  # how the budget was chosen, when not a round fraction
     plan: str = ""
     estimate: int | None = None
+    est_slowdown: float | None = None  # the cost model's time ratio for the plan
     measured: int | None = None
     ratio: C.Ratio | None = None
     diff: float | None = None
@@ -106,6 +107,7 @@ def measure_model(model: C.BenchModel, size: int, settings: C.Settings, budgets:
         try:
             plan = C.plan_under(graph, row.budget_bytes, sizes)
             row.plan, row.estimate = C.plan_summary(plan, sizes), plan.estimated_peak_bytes
+            row.est_slowdown = plan.estimated_slowdown
             fn = C.compile_torch(graph, plan)
             row.diff = C.max_abs_diff(fn(*args), want)  # also the warm-up call
             row.measured = C.measure(fn, args)
@@ -198,17 +200,19 @@ def _model_table(res: ModelResult) -> list[str]:
                 f"{C.pct(res.floor / res.unchunked)} of the unchunked peak, held at `{res.floor_node}`."
                 if res.floor else "No floor found below a 1-byte budget."), ""]
     rows = [["100%", C.mib(res.unchunked), "unchunked", C.mib(res.unchunked_estimate), C.mib(res.unchunked),
-             "100%", "1 (reference)", "–"]]
+             "100%", "1 (reference)", "–", "–"]]
     for r in res.rows:
         if r.error and r.measured is None:
-            rows.append([_budget_cell(r), C.mib(r.budget_bytes), r.error, "–", "–", "–", "–", "–"])
+            rows.append([_budget_cell(r), C.mib(r.budget_bytes), r.error, "–", "–", "–", "–", "–", "–"])
             continue
         over = " **over budget**" if r.measured is not None and r.measured > r.budget_bytes else ""
         rows.append([_budget_cell(r), C.mib(r.budget_bytes), r.plan, C.mib(r.estimate),
                      C.mib(r.measured) + over, C.pct(r.measured / res.unchunked, 1),
-                     r.ratio.cell() if r.ratio else "–", f"{r.diff:.1e}" if r.diff is not None else "–"])
+                     r.ratio.cell() if r.ratio else "–",
+                     f"×{r.est_slowdown:.2f}" if r.est_slowdown is not None else "–",
+                     f"{r.diff:.1e}" if r.diff is not None else "–"])
     lines += C.table(["budget", "budget MiB", "plan", "estimate MiB", "measured MiB", "measured / unchunked",
-                      "time chunked / unchunked", "max abs diff"], rows)
+                      "time chunked / unchunked", "cost model's estimate", "max abs diff"], rows)
     return lines + [""]
 
 
@@ -273,8 +277,9 @@ def render(results: list[ModelResult], settings: C.Settings, plot: str | None,
              "*measured* its `chunkc.measure_peak`; *time* is the median over "
              f"{settings.rounds} rounds of t(chunked) / t(unchunked), all programs of a model timed in "
              "rotating order each round after a warm-up round, range in brackets.  *max abs diff* "
-             "compares the chunked output with the unchunked one.  A budget chunkc cannot meet shows "
-             "its error.", ""]
+             "compares the chunked output with the unchunked one; *cost model's estimate* is the slowdown "
+             "chunkc's selection predicted for the plan (`plan.estimated_slowdown`).  A budget chunkc "
+             "cannot meet shows the lowest peak it can reach instead.", ""]
     if plot:
         lines += [f"![memory against speed]({plot})", ""]
     lines += _acceptance(results)

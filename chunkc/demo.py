@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from chunkc.viz.plot import plot_memory
 
     torch.manual_seed(0)
+    torch.set_num_threads(1)  # timings on a shared 2-core machine are only stable on one thread
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.model == "gpt2":
