@@ -243,3 +243,39 @@ register(OpDef(name="einsum", infer=_einsum_infer, dims=_einsum_dims, flops=_ein
                num_inputs=(1, None), attrs={"equation": REQUIRED},
                doc="einsum(*xs, equation='bqd,bkd->bqk'): explicit output, no ellipsis. "
                    "Carries: each output letter from the operands that hold it (not broadcast, not repeated)."))
+
+
+def explicit_einsum_equation(equation: str, ranks: list[int]) -> str:
+    """``'...ij,...jk'`` -> ``'abij,abjk->abik'``: the ellipsis expanded and the output
+    made explicit (implicit output: the ellipsis axes, then letters seen once, sorted),
+    the form the ``einsum`` op takes.  Shared by the PyTorch and ONNX importers."""
+    import string
+
+    eq = equation.replace(" ", "")
+    lhs, arrow, out = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(ranks):
+        raise fail("einsum", f"equation {equation!r} names {len(terms)} operands, got {len(ranks)} inputs")
+    used = set(c for c in eq if c.isalpha())
+    free = [c for c in string.ascii_letters if c not in used]
+    ell_rank = max((r - len(t.replace("...", "")) for t, r in zip(terms, ranks) if "..." in t), default=0)
+    if ell_rank > len(free):
+        raise fail("einsum", f"equation {equation!r} has too many axes under its ellipsis")
+    ell = "".join(free[:ell_rank])
+    new_terms = []
+    for term, rank in zip(terms, ranks):
+        if "..." in term:
+            k = rank - len(term.replace("...", ""))
+            term = term.replace("...", ell[ell_rank - k:] if k else "")
+        new_terms.append(term)
+    if not all(c.isalpha() for t in new_terms for c in t):
+        raise fail("einsum", f"equation {equation!r} is not a valid einsum equation")
+    if arrow:
+        out = out.replace("...", ell)
+    else:
+        counts: dict[str, int] = {}
+        for t in new_terms:
+            for c in t:
+                counts[c] = counts.get(c, 0) + 1
+        out = ell + "".join(sorted(c for c, n in counts.items() if n == 1 and c not in ell))
+    return ",".join(new_terms) + "->" + out

@@ -7,8 +7,9 @@ explicit form (ellipses expanded into letters, implicit outputs spelled out).
 """
 
 from __future__ import annotations
+from chunkc.errors import IRError
+from chunkc.ir.ops.linalg import explicit_einsum_equation
 
-import string
 
 from .registry import converter
 
@@ -42,44 +43,11 @@ def gemm(ctx, node):
     ctx.set(0, y)
 
 
-def explicit_equation(ctx, equation: str, ranks: list[int]) -> str:
-    """``'...ij,...jk'`` -> ``'abij,abjk->abik'``: explicit output, no ellipsis."""
-    eq = equation.replace(" ", "")
-    lhs, arrow, out = eq.partition("->")
-    terms = lhs.split(",")
-    if len(terms) != len(ranks):
-        raise ctx.fail(f"equation {equation!r} names {len(terms)} operands, got {len(ranks)} inputs")
-    used = set(c for c in eq if c.isalpha())
-    free = [c for c in string.ascii_letters if c not in used]
-    ell_rank = 0
-    for term, rank in zip(terms, ranks):
-        if "..." in term:
-            ell_rank = max(ell_rank, rank - len(term.replace("...", "")))
-    if ell_rank > len(free):
-        raise ctx.fail(f"equation {equation!r} has too many axes under its ellipsis")
-    ell = "".join(free[:ell_rank])
-    new_terms = []
-    for term, rank in zip(terms, ranks):
-        if "..." in term:
-            k = rank - len(term.replace("...", ""))
-            term = term.replace("...", ell[ell_rank - k:] if k else "")
-        new_terms.append(term)
-    for t in new_terms:
-        if not all(c.isalpha() for c in t):
-            raise ctx.fail(f"equation {equation!r} is not a valid einsum equation")
-    if arrow:
-        out = out.replace("...", ell)
-    else:  # implicit output: the ellipsis axes, then letters that appear once, sorted
-        counts: dict[str, int] = {}
-        for t in new_terms:
-            for c in t:
-                counts[c] = counts.get(c, 0) + 1
-        out = ell + "".join(sorted(c for c, n in counts.items() if n == 1 and c not in ell))
-    return ",".join(new_terms) + "->" + out
-
-
 @converter("Einsum")
 def einsum(ctx, node):
     values = [ctx.value(i) for i in range(len(node.inputs)) if ctx.has(i)]
-    equation = explicit_equation(ctx, str(node.attr("equation")), [v.rank for v in values])
+    try:
+        equation = explicit_einsum_equation(str(node.attr("equation")), [v.rank for v in values])
+    except IRError as exc:
+        raise ctx.fail(str(exc).removeprefix("op einsum: ")) from None
     ctx.set(0, ctx.op("einsum", *values, equation=equation))

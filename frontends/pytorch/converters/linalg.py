@@ -1,8 +1,8 @@
 """Contractions: mm, bmm, matmul, linear, addmm, baddbmm, einsum."""
 
 from __future__ import annotations
+from chunkc.ir.ops.linalg import explicit_einsum_equation
 
-import string
 
 import torch
 
@@ -57,31 +57,7 @@ def baddbmm(cx: Ctx, a: Args):
 def einsum(cx: Ctx, a: Args):
     xs = list(a.tensors)
     dt = cx.out_dtype()
-    eq = explicit_equation(a.equation, [x.rank for x in xs])
+    eq = explicit_einsum_equation(a.equation, [x.rank for x in xs])
     return cx.op("einsum", *[cx.tensor(x, dt) for x in xs], equation=eq)
 
 
-def explicit_equation(equation: str, ranks: list[int]) -> str:
-    """torch's einsum equation with ``...`` expanded and the output made explicit."""
-    eq = equation.replace(" ", "")
-    lhs, arrow, out = eq.partition("->")
-    terms = lhs.split(",")
-    used = set(c for c in eq if c.isalpha())
-    free = [c for c in string.ascii_letters if c not in used]
-    n_ell = max((r - len(t.replace("...", "")) for t, r in zip(terms, ranks) if "..." in t), default=0)
-    ell = "".join(free[:n_ell])
-    new_terms = []
-    for t, r in zip(terms, ranks):
-        if "..." in t:
-            k = r - len(t.replace("...", ""))
-            t = t.replace("...", ell[n_ell - k:] if k else "")
-        new_terms.append(t)
-    if arrow:
-        out = out.replace("...", ell)
-    else:  # implicit output: broadcast letters first, then letters seen once, sorted
-        counts: dict[str, int] = {}
-        for t in new_terms:
-            for c in t:
-                counts[c] = counts.get(c, 0) + 1
-        out = ell + "".join(sorted(c for c, n in counts.items() if n == 1 and c not in ell))
-    return ",".join(new_terms) + "->" + out
