@@ -16,7 +16,12 @@ setup() {
     if ! "$PY" -c 'import chunkc, frontends, onnx, onnxruntime, transformers, diffusers, hypothesis, xdist' 2>/dev/null; then
         "$PY" -m pip install -q -e '.[torch,onnx,models,dev]'
     fi
-    "$PY" -m pip show torch | grep -q '^Version: 2.13.0' || { echo "torch is not 2.13.0: see README" >&2; exit 1; }
+    # (read the whole output first: grep -q closing the pipe early fails under pipefail)
+    torch_info=$("$PY" -m pip show torch 2>/dev/null || true)
+    case "$torch_info" in
+        *"Version: 2.13.0"*) ;;
+        *) echo "torch is not 2.13.0: see README" >&2; exit 1 ;;
+    esac
     if ! command -v dot >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         (apt-get update -qq && apt-get install -y -qq graphviz) >/dev/null 2>&1 \
             || echo "note: could not install graphviz; .dot files are still written" >&2
