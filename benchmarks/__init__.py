@@ -1,1 +1,1 @@
-"""Benchmarks for chunkc: a model zoo (benchmarks.models) and benchmark scripts."""
+"""Benchmarks for chunkc: a model zoo (chunkc.zoo) and benchmark scripts."""

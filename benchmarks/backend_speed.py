@@ -1,6 +1,6 @@
 """Speed of the generated PyTorch code, CPU, interleaved A/B timing.
 
-Two questions, on models of the zoo (benchmarks.models):
+Two questions, on models of the zoo (chunkc.zoo):
 
 1. Does the unchunked generated program run as fast as eager PyTorch?
    A = the eager module, B = ``chunkc.compile(graph, backend="torch")``.
@@ -94,7 +94,7 @@ def _eager(module: torch.nn.Module) -> Callable:
 
 
 def _models(quick: bool):
-    from benchmarks import models as zoo
+    from chunkc import zoo
     if quick:
         return {"transformer": (zoo.transformer, 512, 1024), "gpt2": (zoo.gpt2, 512, 1024),
                 "evoformer": (zoo.evoformer, 64, 96)}

@@ -413,7 +413,7 @@ class BenchModel:
 
     key: str  # "gpt2", "vit", "evoformer", "unet"
     label: str  # for tables
-    factory: Callable[[], Any]  # -> benchmarks.models.ModelCase
+    factory: Callable[[], Any]  # -> chunkc.zoo.ModelCase
     size_name: str  # "L", "image side", "N"
     config: str  # the model's size, for the tables
 
@@ -426,7 +426,7 @@ def unet_explicit_attention(**kwargs):
     paper's UNet), instead of its default fused scaled_dot_product_attention."""
     from diffusers.models.attention_processor import Attention, AttnProcessor
 
-    from benchmarks.models import unet
+    from chunkc.zoo import unet
     case = unet(**kwargs)
     for m in case.module.modules():
         if isinstance(m, Attention):
@@ -438,7 +438,7 @@ def unet_explicit_attention(**kwargs):
 
 def bench_models() -> dict[str, BenchModel]:
     """The four models of the paper's evaluation, sized for a 2-core CPU."""
-    from benchmarks import models as zoo
+    from chunkc import zoo
     return {
         "gpt2": BenchModel(
             "gpt2", "GPT-2 (prefill)",

@@ -42,7 +42,7 @@ class Row:
 
 def measure(layers: int, repeats: int) -> Row:
     import chunkc
-    from benchmarks.models import gpt2
+    from chunkc.zoo import gpt2
     row = Row(layers)
     case = gpt2(n_layer=layers, n_embd=768, n_head=12)
     t0 = time.perf_counter()

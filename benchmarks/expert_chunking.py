@@ -1,6 +1,6 @@
 """Against expert chunking: the Evoformer block chunked by hand the way OpenFold does it
 (``chunk_layer`` style: attention, transitions and the outer product mean over slices of a
-batch-like axis; ``benchmarks.models.evoformer_chunked(c)``), against chunkc at the same memory.
+batch-like axis; ``chunkc.zoo.evoformer_chunked(c)``), against chunkc at the same memory.
 
 OpenFold tunes its chunk size by taking the largest one that fits the memory available, so for
 a memory limit equal to the hand-chunked peak at chunk size c, c is the tuned choice.  For each
@@ -66,7 +66,7 @@ class Result:
 
 
 def measure(size: int, chunks: tuple[int, ...], settings: C.Settings) -> Result:
-    from benchmarks.models import evoformer, evoformer_chunked
+    from chunkc.zoo import evoformer, evoformer_chunked
     base = evoformer(max_res=1024)
     res = Result(size, C.bench_models()["evoformer"].config)
     graph = C.import_case(base)
@@ -150,7 +150,7 @@ def _chunk_cell(res: Result, p: Point) -> str:
 
 def render(res: Result, settings: C.Settings, plot: str | None) -> str:
     lines = ["## Against expert chunking", "",
-             f"The Evoformer: {res.config}; N = {res.size}.  *Hand*: `benchmarks.models.evoformer_chunked(c)`, the block "
+             f"The Evoformer: {res.config}; N = {res.size}.  *Hand*: `chunkc.zoo.evoformer_chunked(c)`, the block "
              "chunked the way OpenFold's `chunk_layer` does it (row/column attention, triangle attention, "
              "the outer product mean and both transitions over slices of c rows; triangle multiplication "
              "whole), eager PyTorch.  OpenFold's tuner takes the largest chunk size that fits the memory, "

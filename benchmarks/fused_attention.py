@@ -32,7 +32,7 @@ class FusedCase:
 
 
 def cases() -> dict[str, FusedCase]:
-    from benchmarks import models as zoo
+    from chunkc import zoo
     gpt = dict(n_layer=2, n_embd=256, n_head=4, n_positions=16384)
     tr = dict(n_layer=2, d=256, heads=4)
     vit = dict(n_layer=2, hidden=256, heads=8, patch=16, max_side=2048)
@@ -43,7 +43,7 @@ def cases() -> dict[str, FusedCase]:
                           lambda: zoo.gpt2(attn="eager", **gpt), 4096, 1024),
         "transformer": FusedCase(C.BenchModel("transformer", "pre-LN transformer, SDPA",
                                               lambda: zoo.transformer(attn="sdpa", **tr), "L",
-                                              "benchmarks.models.transformer, 2 layers, d 256, 4 heads, "
+                                              "chunkc.zoo.transformer, 2 layers, d 256, 4 heads, "
                                               "F.scaled_dot_product_attention, no mask"),
                                  lambda: zoo.transformer(attn="eager", **tr), 4096, 1024),
         "transformer_causal": FusedCase(C.BenchModel("transformer_causal", "pre-LN transformer, causal SDPA",

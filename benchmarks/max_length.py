@@ -28,13 +28,13 @@ BASE = {"gpt2": (2048, 256, 16384), "transformer": (2048, 256, 65536), "vit": (7
 
 def models() -> dict[str, C.BenchModel]:
     """The four benchmark models, and a 1-D model without a materialized mask beside GPT-2."""
-    from benchmarks import models as zoo
+    from chunkc import zoo
     found = C.bench_models()
     out = {"gpt2": found["gpt2"],
            "transformer": C.BenchModel(
                "transformer", "pre-LN transformer (no mask)",
                lambda: zoo.transformer(n_layer=2, d=256, heads=4, attn="eager", causal=False, max_len=65536),
-               "L", "benchmarks.models.transformer, 2 layers, d 256, 4 heads, eager attention, no mask")}
+               "L", "chunkc.zoo.transformer, 2 layers, d 256, 4 heads, eager attention, no mask")}
     out.update({k: found[k] for k in ("vit", "evoformer", "unet")})
     return out
 

@@ -39,7 +39,7 @@ BUDGET = 0.5  # chunked rows: autochunk to half the unchunked estimated peak
 
 def _zoo() -> dict[str, Callable]:
     """Factories of the models measured, with their two sizes (small enough for a 2-core CPU)."""
-    from benchmarks import models as zoo
+    from chunkc import zoo
     return {
         "transformer": (zoo.transformer, (512, 1024)),
         "gpt2": (zoo.gpt2, (512, 1024)),
@@ -118,7 +118,7 @@ def measure_model(name: str, factory: Callable, sizes: tuple[int, ...], budget: 
 
 def time_gpt2_estimate() -> str:
     """Time the estimate on a 24-layer GPT-2-sized export (n_embd 768, 12 heads)."""
-    from benchmarks import models as zoo
+    from chunkc import zoo
     case = zoo.gpt2(n_layer=24, n_embd=768, n_head=12)
     graph = chunkc.from_torch(case.module, case.example_inputs(), dynamic_shapes=case.dynamic_shapes())
     bindings = graph.bind_sizes(tuple(t.numpy() for t in case.make_inputs(1024)))

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import chunkc
-    from benchmarks.models import evoformer, gpt2
+    from chunkc.zoo import evoformer, gpt2
     from chunkc.backends import emit_source
     from chunkc.cli import _budget
     from chunkc.passes.report import plan_report

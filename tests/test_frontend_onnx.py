@@ -391,7 +391,7 @@ ZOO = [("gpt2", True), ("vit", False), ("vit", True), ("unet", False), ("unet", 
 @pytest.mark.slow
 @pytest.mark.parametrize("factory, dynamo", ZOO, ids=[f"{f}-{'dynamo' if d else 'legacy'}" for f, d in ZOO])
 def test_zoo_exports_match_onnxruntime(factory, dynamo):
-    models = pytest.importorskip("benchmarks.models")
+    models = pytest.importorskip("chunkc.zoo")
     case = getattr(models, factory)()
     m = export_torch(case.module, case.example_inputs(), dynamo, _zoo_dynamic(case))
     g = from_onnx(m)

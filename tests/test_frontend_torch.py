@@ -474,7 +474,7 @@ def test_dim_pinned_by_a_guard_is_reported():
 
 
 def _zoo(name, **kw):
-    models = pytest.importorskip("benchmarks.models")
+    models = pytest.importorskip("chunkc.zoo")
     return getattr(models, name)(**kw)
 
 

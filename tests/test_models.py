@@ -10,7 +10,7 @@ from typing import Callable
 import pytest
 import torch
 
-from benchmarks.models import (
+from chunkc.zoo import (
     EvoformerConfig,
     ModelCase,
     chunk_apply,
@@ -22,7 +22,7 @@ from benchmarks.models import (
     unet,
     vit,
 )
-from benchmarks.models.evoformer import GatedAttention, OuterProductMean, TriangleAttention, TriangleMultiplication
+from chunkc.zoo.evoformer import GatedAttention, OuterProductMean, TriangleAttention, TriangleMultiplication
 
 slow = pytest.mark.slow
 
