@@ -30,10 +30,9 @@ from ..ir.dtypes import DType
 from ..ir.graph import Graph, Node, Value
 from ..ir.sizes import Size, format_size, free_symbols
 from ..passes.plan import ChunkedValue, ChunkRegion, Plan
+from ..passes.plan_index import PlanIndex, RegionView, check_same_signature
 from .bindings import size_bindings
-from .liveness import inner_deaths, top_level_deaths
 from .names import Namer, check_identifier
-from .plan_check import check_regions, check_same_signature
 from .pyexpr import SizeRenderer, literal, tuple_literal
 
 # A rule returns the expression computing a node: its value when the node has one
@@ -86,9 +85,11 @@ class GeneratedFunction:
 class _Scope:
     """The chunk region being emitted."""
 
-    index: int
-    region: ChunkRegion
-    chunk: dict[Value, ChunkedValue]
+    view: RegionView
+
+    @property
+    def chunk(self) -> dict[Value, ChunkedValue]:
+        return self.view.chunk
 
 
 class NodeContext:
@@ -108,7 +109,14 @@ class NodeContext:
         return [self.arg(i) for i in range(len(self.node.inputs))]
 
     def arg(self, i: int) -> str:
+        if self._reads_whole(i):
+            return self.gen.whole_expr_of(self.node.inputs[i])
         return self.gen.expr_of(self.node.inputs[i])
+
+    def _reads_whole(self, i: int) -> bool:
+        """Input ``i`` is a region input that this loop node reads whole, though others slice it."""
+        scope = self.gen.scope
+        return scope is not None and self.node.inputs[i] in scope.chunk and not scope.view.reads_slice(self.node, i)
 
     def num_inputs(self) -> int:
         return len(self.node.inputs)
@@ -155,7 +163,8 @@ class NodeContext:
 
     def in_shape(self, i: int) -> str:
         v = self.node.inputs[i]
-        return tuple_literal(self.shape(v)) if v.rank else "()"
+        shape = self.gen.shape_exprs(v, whole=self._reads_whole(i))
+        return tuple_literal(shape) if v.rank else "()"
 
     # -- module-level helpers --------------------------------------------------------
     def helper(self, hint: str, rhs: str) -> str:
@@ -185,14 +194,8 @@ class Generator:
         self.helper_lines: list[str] = []
         if plan is not None:
             check_same_signature(graph, plan.graph)
-        self.regions = list(plan.regions) if plan is not None else []
-        self.region_of: dict[str, int] = {}
-        for i, r in enumerate(self.regions):
-            for name in r.nodes:
-                if name in self.region_of:
-                    raise ChunkcError(f"plan: node {name} is in regions {self.region_of[name]} and {i}; "
-                                      "regions must not overlap")
-                self.region_of[name] = i
+        self.index = PlanIndex.build(self.graph, plan)
+        self.regions = [view.region for view in self.index.regions]
 
         self.needs_device = False
         self.namer = Namer(set(dialect.reserved) | {EXTENT, CHUNK, START, STOP, DEVICE})
@@ -209,8 +212,6 @@ class Generator:
             for o in n.outputs:
                 self._name_value(o)
         self.inner: dict[Value, str] = {}  # overrides inside a region: slices and output chunks
-        self.by_name = {v.name: v for v in self.graph.values()}
-        check_regions(self.graph, self.regions, self.by_name)
 
     # -- names -----------------------------------------------------------------------
     def _name_symbols(self) -> dict[str, str]:
@@ -232,6 +233,10 @@ class Generator:
     def expr_of(self, v: Value) -> str:
         if v in self.inner:
             return self.inner[v]
+        return self.whole_expr_of(v)
+
+    def whole_expr_of(self, v: Value) -> str:
+        """The full value (never a loop's slice of it)."""
         if v.is_constant:
             self.used_constants[v] = None
             return f"self.{self.constants[v]}"
@@ -245,9 +250,9 @@ class Generator:
         return self.helpers[rhs]
 
     # -- shapes ----------------------------------------------------------------------
-    def shape_exprs(self, v: Value) -> list[str]:
+    def shape_exprs(self, v: Value, whole: bool = False) -> list[str]:
         out = [self.sizes.render(s) for s in v.shape]
-        if self.scope is not None and v in self.scope.chunk:
+        if self.scope is not None and v in self.scope.chunk and not whole:
             c = self.scope.chunk[v]
             length = f"{STOP} - {START}"
             out[c.axis] = length if c.unit == 1 else f"{c.unit} * ({length})"
@@ -266,10 +271,10 @@ class Generator:
 
     def generate(self) -> GeneratedFunction:
         self._bind_sizes()
-        steps = self._steps()
-        dying = top_level_deaths(self.graph, steps, self.regions, self.by_name)
+        steps = self.index.steps
+        dying = self.index.top_level_deaths()
         for k, step in enumerate(steps):
-            if isinstance(step, int):
+            if isinstance(step, RegionView):
                 self._emit_region(step)
             else:
                 self._emit_node(step)
@@ -284,19 +289,6 @@ class Generator:
         self.lines[:0] = self.dialect.prologue(self)  # after the body: it may depend on what the body used
         constants = [(self.constants[c], c) for c in self.graph.constants if c in self.used_constants]
         return GeneratedFunction(self.graph, self.plan, self.params, self.lines, constants, self.helper_lines)
-
-    def _steps(self) -> list:
-        """The schedule with each region folded into one step (its index)."""
-        steps: list = []
-        seen: set[int] = set()
-        for n in self.graph.nodes:
-            r = self.region_of.get(n.name)
-            if r is None:
-                steps.append(n)
-            elif r not in seen:
-                seen.add(r)
-                steps.append(r)
-        return steps
 
     def _bind_sizes(self) -> None:
         for sym_name, text in size_bindings(self.graph, self.params, self.symbols):
@@ -316,14 +308,9 @@ class Generator:
         self._node_statement(node, [self.names[o] for o in node.outputs])
 
     # -- chunk regions ----------------------------------------------------------------
-    def _emit_region(self, index: int) -> None:
-        region = self.regions[index]
-        g = self.graph
-        nodes = region.region_nodes(g)
-        chunk = {self.by_name[c.value]: c for c in region.chunked}
-        inputs = region.region_inputs(g)
-        outputs = [self.by_name[name] for name in region.outputs]
-        sliced = [v for v in inputs if v in chunk]
+    def _emit_region(self, view: RegionView) -> None:
+        region, index, nodes, chunk = view.region, view.index, view.nodes, view.chunk
+        outputs, sliced = view.outputs, view.sliced
 
         axes = ", ".join(f"%{v.name} axis {chunk[v].axis}" for v in sliced) or "no sliced input"
         size = format_size(region.chunk_size)
@@ -338,7 +325,7 @@ class Generator:
         self.needs_device = True
         self.emit(f"for {START} in range(0, {EXTENT}, {CHUNK}):")
         self.depth += 1
-        self.scope = _Scope(index, region, chunk)
+        self.scope = _Scope(view)
         self.emit(f"{STOP} = min({START} + {CHUNK}, {EXTENT})")
         for v in sliced:
             name = self.namer.claim(f"{self.names.get(v) or self.constants[v]}_chunk")
@@ -347,7 +334,7 @@ class Generator:
         out_set = set(outputs)
         for v in outputs:
             self.inner[v] = self.namer.claim(f"{self.names[v]}_chunk")
-        dying = inner_deaths(nodes, sliced, out_set)
+        dying = view.inner_deaths()
         for k, node in enumerate(nodes):
             self._node_statement(node, [self.inner.get(o, self.names[o]) for o in node.outputs])
             for o in node.outputs:

@@ -9,25 +9,8 @@ import numpy as np
 
 from ..errors import ChunkcError
 from .graph import Graph, Node, Value
+from .liveness import node_deaths
 from .registry import concrete_attrs, has_symbolic_attrs
-
-
-def last_uses(graph: Graph) -> dict[Node, list[Value]]:
-    """For each node, the values whose last reader it is (graph outputs never die)."""
-    last: dict[Value, Node] = {}
-    for node in graph.nodes:
-        for v in node.inputs:
-            last[v] = node
-    keep = set(graph.outputs)
-    dying: dict[Node, list[Value]] = {n: [] for n in graph.nodes}
-    for v, node in last.items():
-        if v not in keep:
-            dying[node].append(v)
-    for node in graph.nodes:  # outputs nobody reads die at once
-        for o in node.outputs:
-            if o not in last and o not in keep:
-                dying[node].append(o)
-    return dying
 
 
 def run_node(node: Node, args: Sequence[Any], xp=np, bindings: Mapping[str, int] | None = None,
@@ -58,14 +41,12 @@ def interpret(graph: Graph, *inputs, xp=np, on_node: Callable[[Node, dict], None
             raise ChunkcError(f"constant %{c.name} has no data (a shape-only graph from text); "
                               "load its weights with chunkc.load(path) or pass weights= to the parser")
         env[c] = xp.asarray(c.data)
-    dying = last_uses(graph)
-    for node in graph.nodes:
+    for node, dying in zip(graph.nodes, node_deaths(graph)):
         results = run_node(node, [env[v] for v in node.inputs], xp, bindings)
         for o, r in zip(node.outputs, results):
             env[o] = r
         if on_node is not None:
             on_node(node, env)
-        for v in dying[node]:
-            if v.producer is not None:
-                env.pop(v, None)
+        for v in dying:
+            env.pop(v, None)
     return [env[v] for v in graph.outputs]

@@ -16,7 +16,8 @@ from ..ir.graph import Value
 from ..ir.interpreter import run_node
 from ..ir.registry import concrete_attrs
 from ..ir.sizes import evaluate
-from .plan import ChunkRegion, Plan
+from .plan import Plan
+from .plan_index import PlanIndex, RegionView
 
 
 def _take(array, axis: int, start: int, stop: int):
@@ -28,19 +29,20 @@ def _take(array, axis: int, start: int, stop: int):
 def interpret_plan(plan: Plan, *inputs: Any, chunk_sizes: Sequence[int] | None = None, xp=np) -> list:
     """Outputs of ``plan.graph`` run chunked; ``chunk_sizes`` overrides each region's chunk."""
     graph = plan.graph
+    index = PlanIndex.build(graph, plan)
     bindings = graph.bind_sizes(inputs)
     env: dict[Value, Any] = {v: xp.asarray(a) for v, a in zip(graph.inputs, inputs)}
     env.update({c: xp.asarray(c.data) for c in graph.constants})
-    first = {r.nodes[0]: k for k, r in enumerate(plan.regions)}
-    in_region = plan.region_of()
-    for node in graph.nodes:
-        k = first.get(node.name)
-        if k is not None:
-            chunk = chunk_sizes[k] if chunk_sizes is not None else evaluate(plan.regions[k].chunk_size, bindings)
-            _run_region(graph, plan.regions[k], env, bindings, chunk, xp)
-        elif node.name not in in_region:
-            for o, r in zip(node.outputs, run_node(node, [env[v] for v in node.inputs], xp, bindings)):
+    for step, dying in zip(index.steps, index.top_level_deaths()):
+        if isinstance(step, RegionView):
+            k = step.index
+            chunk = chunk_sizes[k] if chunk_sizes is not None else evaluate(step.region.chunk_size, bindings)
+            _run_region(step, env, bindings, chunk, xp)
+        else:
+            for o, r in zip(step.outputs, run_node(step, [env[v] for v in step.inputs], xp, bindings)):
                 env[o] = r
+        for v in dying:
+            env.pop(v, None)
     return [env[v] for v in graph.outputs]
 
 
@@ -57,24 +59,23 @@ def chunk_attrs(node, axes, bindings, length: int) -> dict:
     return attrs
 
 
-def _run_region(graph, region: ChunkRegion, env: dict, bindings, chunk: int, xp) -> None:
-    axes = region.chunk_map()
-    nodes = region.region_nodes(graph)
-    inputs = region.region_inputs(graph)
-    outputs = [graph.value(name) for name in region.outputs]
-    extent = evaluate(region.extent, bindings)
-    buffers = {v: xp.empty(v.type.concrete_shape(bindings), dtype=v.dtype.numpy) for v in outputs}
+def _run_region(view: RegionView, env: dict, bindings, chunk: int, xp) -> None:
+    axes = view.region.chunk_map()
+    extent = evaluate(view.region.extent, bindings)
+    buffers = {v: xp.empty(v.type.concrete_shape(bindings), dtype=v.dtype.numpy) for v in view.outputs}
     for start in range(0, extent, max(chunk, 1)):
         stop = min(start + chunk, extent)
         local: dict[Value, Any] = {}
-        for v in inputs:
-            c = axes.get(v.name)
-            local[v] = env[v] if c is None else _take(env[v], c.axis, start * c.unit, stop * c.unit)
-        for node in nodes:
+        for v in view.sliced:
+            c = view.chunk[v]
+            local[v] = _take(env[v], c.axis, start * c.unit, stop * c.unit)
+        for node in view.nodes:
             attrs = chunk_attrs(node, axes, bindings, stop - start)
-            for o, r in zip(node.outputs, run_node(node, [local[v] for v in node.inputs], xp, bindings, attrs)):
+            args = [local[v] if view.reads_slice(node, i) or v.producer in view.nodes else env[v]
+                    for i, v in enumerate(node.inputs)]
+            for o, r in zip(node.outputs, run_node(node, args, xp, bindings, attrs)):
                 local[o] = r
-        for v in outputs:
-            c = axes[v.name]
+        for v in view.outputs:
+            c = view.chunk[v]
             _take(buffers[v], c.axis, start * c.unit, stop * c.unit)[...] = local[v]
     env.update(buffers)

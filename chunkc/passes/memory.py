@@ -39,6 +39,7 @@ from ..ir.registry import concrete_attrs, has_symbolic_attrs
 from ..ir.sizes import evaluate
 from ..ir.types import TensorType
 from .plan import ChunkRegion, Plan
+from .plan_index import PlanIndex
 
 ARRAY_BACKENDS = frozenset({"numpy", "cupy"})  # whose kernels are the op references that declare workspace
 EXTERNAL = -1  # alias root of graph inputs and constants: costs nothing
@@ -192,7 +193,6 @@ class MemoryModel:
         self.backend = backend
         self.nodes: list[Node] = list(graph.nodes)
         self.order = tuple(n.name for n in self.nodes)
-        self.pos = {name: i for i, name in enumerate(self.order)}
         self._others: dict[tuple[str, ...], MemoryModel] = {}
         self._chunk_answers: dict[tuple, object] = {}  # answers of op records for chunk shapes
         self._build()
@@ -206,7 +206,6 @@ class MemoryModel:
             values.extend(n.outputs)
         self.values = values
         self.vid = {v: i for i, v in enumerate(values)}
-        self.vname = {v.name: i for i, v in enumerate(values)}
         V = len(values)
         self.prod = [-1] * V
         self.shape: list[tuple[int, ...]] = []
@@ -282,38 +281,18 @@ class MemoryModel:
         if plan is None:
             return []
         out = []
-        taken: dict[int, int] = {}
-        for k, r in enumerate(plan.regions):
-            where = f"plan region {k} ({r.describe()})"
-            try:
-                positions = sorted(self.pos[name] for name in r.nodes)
-            except KeyError as exc:
-                raise ChunkcError(f"{where}: node {exc.args[0]} is not in graph {self.graph.name}") from None
-            if not positions:
-                raise ChunkcError(f"{where}: has no nodes")
-            start, end = positions[0], positions[-1]
-            if end - start + 1 != len(positions):
-                gap = next(self.order[p] for p in range(start, end + 1) if p not in set(positions))
-                raise ChunkcError(f"{where}: its nodes are not contiguous in the schedule; node {gap} lies "
-                                  "between them (reorder the graph or split the region)")
-            for p in positions:
-                if p in taken:
-                    raise ChunkcError(f"{where}: node {self.order[p]} is also in region {taken[p]}")
-                taken[p] = k
+        for view in PlanIndex.build(self.graph, plan).regions:
+            r = view.region
             try:
                 chunk = evaluate(r.chunk_size, self.sizes)
             except (KeyError, ValueError) as exc:
-                raise ChunkcError(f"{where}: chunk size: {exc}") from None
+                raise ChunkcError(f"plan region {view.index} ({r.describe()}): chunk size: {exc}") from None
             elems: dict[int, tuple[int, int]] = {}
-            for c in r.chunked:
-                if c.value not in self.vname:
-                    raise ChunkcError(f"{where}: chunked value %{c.value} is not in graph {self.graph.name}")
-                v = self.vname[c.value]
-                if not 0 <= c.axis < len(self.shape[v]):
-                    raise ChunkcError(f"{where}: %{c.value} has no axis {c.axis} (type {self.values[v].type})")
-                elems[v] = (c.axis, min(max(chunk, 1) * c.unit, self.shape[v][c.axis]))
-            outs = frozenset(self.vname[o] for o in r.outputs if o in self.vname)
-            out.append(_Region(k, start, end, r, elems, outs))
+            for v, c in view.chunk.items():
+                u = self.vid[v]
+                elems[u] = (c.axis, min(max(chunk, 1) * c.unit, self.shape[u][c.axis]))
+            outs = frozenset(self.vid[o] for o in view.outputs)
+            out.append(_Region(view.index, view.start, view.end, r, elems, outs))
         return out
 
     def _chunk_bytes(self, v: int, reg: _Region) -> int:

@@ -14,7 +14,7 @@ the loop and written slice by slice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from ..ir.graph import Graph, Node, Value
@@ -35,6 +35,9 @@ class ChunkRegion:
     outputs: tuple[str, ...]  # values written into preallocated full buffers
     extent: Size  # chunk units in all (e.g. L)
     chunk_size: Size  # units per iteration (an int, or an expression of the symbols)
+    # (node, input position) pairs of loop nodes that read a chunked region input whole
+    # (a value computed before the loop that the loop needs both sliced and whole)
+    whole_reads: tuple[tuple[str, int], ...] = ()
 
     def axis_of(self, value: str) -> ChunkedValue | None:
         for c in self.chunked:
@@ -65,7 +68,7 @@ class ChunkRegion:
         return -(-e // max(c, 1))
 
     def with_chunk_size(self, chunk_size: Size) -> "ChunkRegion":
-        return ChunkRegion(self.nodes, self.chunked, self.outputs, self.extent, chunk_size)
+        return replace(self, chunk_size=chunk_size)
 
     def describe(self) -> str:
         axes = ", ".join(f"%{c.value}@{c.axis}" + (f"x{c.unit}" if c.unit != 1 else "") for c in self.chunked)

@@ -1,0 +1,203 @@
+"""What a plan means for its graph's schedule, worked out once for every consumer.
+
+A :class:`PlanIndex` folds each region of a plan into one step of the schedule
+(a chunk loop) and says, for every region, which values it slices, which it
+reads whole, which it writes into full buffers, and when each value dies —
+at the top level, where the loop is one step that reads its region inputs for
+its whole duration, and inside one iteration.  It also checks that the plan can
+be run as loops, with errors that name the region and the value at fault.
+
+The reference interpreter of plans, the code generators and the memory
+estimator all read plans through it, so that what runs, what is emitted and
+what is estimated are the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Mapping
+
+import sympy
+
+from ..errors import ChunkcError
+from ..ir.graph import Graph, Node, Value
+from ..ir.liveness import deaths
+from ..ir.sizes import format_size, sizes_equal
+from .plan import ChunkedValue, ChunkRegion, Plan
+
+
+@dataclass
+class RegionView:
+    """One region of a plan as a loop over ``graph``'s schedule."""
+
+    index: int
+    region: ChunkRegion
+    start: int  # schedule position of its first node
+    end: int  # schedule position of its last node
+    nodes: list[Node]
+    chunk: dict[Value, ChunkedValue]  # every value sliced in the loop
+    inputs: list[Value]  # read inside, produced before the loop (first-use order)
+    outputs: list[Value]  # written slice by slice into buffers allocated before the loop
+    whole_reads: frozenset[tuple[str, int]] = frozenset()  # (node, input position) read whole though chunked
+
+    @cached_property
+    def sliced(self) -> list[Value]:
+        """Region inputs read as slices (views made at the top of each iteration)."""
+        return [v for v in self.inputs if v in self.chunk and self._sliced_somewhere(v)]
+
+    def _sliced_somewhere(self, v: Value) -> bool:
+        return any(u is v and (n.name, k) not in self.whole_reads for n in self.nodes for k, u in enumerate(n.inputs))
+
+    def reads_slice(self, node: Node, position: int) -> bool:
+        """Whether ``node`` (in the loop) reads its input ``position`` as a slice."""
+        return node.inputs[position] in self.chunk and (node.name, position) not in self.whole_reads
+
+    def inner_deaths(self) -> list[list[Value]]:
+        """For each loop node, the slices and chunk values that die right after it in an iteration."""
+        local = set(self.sliced)
+        for n in self.nodes:
+            local.update(n.outputs)
+        steps = [([v for k, v in enumerate(n.inputs) if v in local and (v.producer is not None and v.producer in
+                                                                         self._node_set or self.reads_slice(n, k))],
+                  n.outputs) for n in self.nodes]
+        out = deaths(steps, owned=lambda v: v in local)
+        for v in self.sliced:  # a slice nobody reads (cannot happen for a valid plan) dies at once
+            if not any(v in group for group in out):
+                out[0].append(v)
+        return out
+
+    @cached_property
+    def _node_set(self) -> frozenset[Node]:
+        return frozenset(self.nodes)
+
+
+@dataclass
+class PlanIndex:
+    """``plan`` over ``graph`` (normally ``plan.graph``): regions as loops, steps, deaths."""
+
+    graph: Graph
+    plan: Plan | None
+    regions: list[RegionView] = field(default_factory=list)
+    region_of: dict[Node, int] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, graph: Graph, plan: Plan | None) -> "PlanIndex":
+        index = cls(graph, plan)
+        if plan is None or not plan.regions:
+            return index
+        position = {n.name: i for i, n in enumerate(graph.nodes)}
+        values = {v.name: v for v in graph.values()}
+        for k, r in enumerate(plan.regions):
+            index.regions.append(_view(graph, k, r, position, values, index.region_of))
+        _check_outputs(graph, index.regions)
+        return index
+
+    @cached_property
+    def steps(self) -> list[Node | RegionView]:
+        """The schedule with each region folded into one step."""
+        out: list[Node | RegionView] = []
+        seen: set[int] = set()
+        for n in self.graph.nodes:
+            k = self.region_of.get(n)
+            if k is None:
+                out.append(n)
+            elif k not in seen:
+                seen.add(k)
+                out.append(self.regions[k])
+        return out
+
+    def top_level_deaths(self) -> list[list[Value]]:
+        """For each step, the node values (never graph outputs) that die right after it."""
+        return deaths([(s.inputs, s.outputs) for s in self.steps], keep=set(self.graph.outputs))
+
+
+def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], values: Mapping[str, Value],
+          region_of: dict[Node, int]) -> RegionView:
+    where = f"plan region {k} ({r.describe() if r.nodes else 'empty'})"
+    if not r.nodes:
+        raise ChunkcError(f"{where}: a region needs at least one node")
+    for name in r.nodes:
+        if name not in position:
+            raise ChunkcError(f"{where}: node {name} is not in graph {graph.name}")
+    pos = sorted(position[name] for name in r.nodes)
+    if pos != list(range(pos[0], pos[0] + len(pos))):
+        gap = next(graph.nodes[p].name for p in range(pos[0], pos[-1] + 1) if p not in set(pos))
+        raise ChunkcError(f"{where}: its nodes are not contiguous in the schedule; node {gap} lies between them "
+                          "(reorder the graph or split the region)")
+    nodes = [graph.nodes[p] for p in pos]
+    for n in nodes:
+        if n in region_of:
+            raise ChunkcError(f"{where}: node {n.name} is also in region {region_of[n]}; regions must not overlap")
+        region_of[n] = k
+    chunk: dict[Value, ChunkedValue] = {}
+    for c in r.chunked:
+        v = values.get(c.value)
+        if v is None:
+            raise ChunkcError(f"{where}: chunked value %{c.value} is not in graph {graph.name}")
+        if not 0 <= c.axis < v.rank:
+            raise ChunkcError(f"{where}: axis {c.axis} of %{c.value} {v.type} is out of range")
+        if c.unit < 1:
+            raise ChunkcError(f"{where}: %{c.value} has unit {c.unit}; units are positive")
+        if not sizes_equal(v.shape[c.axis], sympy.sympify(r.extent) * c.unit):
+            raise ChunkcError(f"{where}: %{c.value} {v.type} axis {c.axis} has size {format_size(v.shape[c.axis])}, "
+                              f"but the region covers {format_size(r.extent)} units of {c.unit}")
+        chunk[v] = c
+    node_set = set(nodes)
+    inputs: dict[Value, None] = {}
+    for n in nodes:
+        for v in n.inputs:
+            if v.producer not in node_set:
+                inputs.setdefault(v, None)
+    whole = frozenset(r.whole_reads)
+    by_name = {n.name: n for n in nodes}
+    for name, i in whole:
+        n = by_name.get(name)
+        if n is None or not 0 <= i < len(n.inputs):
+            raise ChunkcError(f"{where}: whole read ({name}, {i}) names no input of a node in the loop")
+        if n.inputs[i].producer in node_set:
+            raise ChunkcError(f"{where}: node {name} reads %{n.inputs[i].name} whole, but it is computed a slice at "
+                              "a time in the loop; compute it before the loop")
+    for n in nodes:
+        for o in n.outputs:
+            if o not in chunk:
+                raise ChunkcError(f"{where}: node {n.name} ({n.op.name}) output %{o.name} is not chunked; "
+                                  "work that does not depend on the chunk must be moved before the loop")
+    outputs = []
+    for name in r.outputs:
+        v = values.get(name)
+        if v is None or v.producer not in node_set:
+            raise ChunkcError(f"{where}: output %{name} is not produced inside the region")
+        outputs.append(v)
+    return RegionView(k, r, pos[0], pos[-1], nodes, chunk, list(inputs), outputs, whole)
+
+
+def _check_outputs(graph: Graph, regions: list[RegionView]) -> None:
+    """A value made in a loop and read after it must be one of the region's outputs."""
+    graph_outputs = set(graph.outputs)
+    region_of = {n: r for r in regions for n in r.nodes}
+    for n in graph.nodes:
+        for v in n.inputs:
+            r = region_of.get(v.producer) if v.producer is not None else None
+            if r is not None and region_of.get(n) is not r and v not in r.outputs:
+                raise ChunkcError(f"plan region {r.index} ({r.region.describe()}): %{v.name} is read after the loop but "
+                                  f"is not a region output (node {n.name} reads it)")
+    for v in graph_outputs:
+        r = region_of.get(v.producer) if v.producer is not None else None
+        if r is not None and v not in r.outputs:
+            raise ChunkcError(f"plan region {r.index} ({r.region.describe()}): graph output %{v.name} is made in the "
+                              "loop but is not a region output")
+
+
+def check_same_signature(graph: Graph, planned: Graph) -> None:
+    """A plan's graph has the inputs and outputs of the graph it is compiled for."""
+    if graph is planned:
+        return
+    a = [v.name for v in graph.inputs]
+    b = [v.name for v in planned.inputs]
+    if a != b or len(graph.outputs) != len(planned.outputs):
+        raise ChunkcError(f"plan was made for a graph with inputs {b} and {len(planned.outputs)} outputs, "
+                          f"not graph {graph.name} with inputs {a} and {len(graph.outputs)} outputs")
+
+
+__all__ = ["PlanIndex", "RegionView", "check_same_signature"]
