@@ -229,7 +229,7 @@ def test_reshape_of_permuted_value_is_a_copy():
 def test_workspace_counts_during_its_node_only():
     g = norm_graph()
     F = 64 * 512 * 4
-    rep = estimate_memory(g, sizes={"L": 64})
+    rep = estimate_memory(g, sizes={"L": 64}, backend="numpy")
     by = {e.node: e for e in rep.timeline}
     row = 64 * 4
     assert by["var"].peak_bytes == row + row + F  # mu, var, and an input-sized temporary
@@ -247,9 +247,10 @@ def test_symbolic_sizes_are_required_and_named():
 def test_model_fast_path_matches_report():
     g = attention_graph()
     sizes = {"L": 128}
-    model = MemoryModel(g, sizes)
+    model = MemoryModel(g, sizes, backend="numpy")
     plan = attention_plan(g, sizes, chunk=32)
-    assert model.peak() == estimate_memory(g, sizes=sizes).peak_bytes
+    plan.backend = "numpy"
+    assert model.peak() == estimate_memory(g, sizes=sizes, backend="numpy").peak_bytes
     assert model.peak(plan) == estimate_memory(g, plan).peak_bytes
     assert model.peak(plan) < model.peak()
     # a structural copy of the graph (same schedule) is understood by the same model

@@ -171,3 +171,74 @@ def test_random_graphs_every_legal_region_matches(case):
             for e, o in zip(expected, got):
                 np.testing.assert_allclose(o, e, atol=1e-4, rtol=1e-4,
                                            err_msg=f"{case.description}: region {cand.start}..{cand.end}")
+
+
+# -- values read both sliced and whole inside one region ------------------------------------------
+
+
+def _longest(graph, end_name, axis):
+    index = GraphIndex(graph)
+    end = next(i for i, n in enumerate(graph.nodes) if n.name == end_name)
+    return list(walk_regions(index, end, axis))[-1]
+
+
+def _run_everywhere(graph, cand, sizes, chunk=3):
+    """The candidate as a plan: reference interpreter, NumPy and PyTorch backends agree with unchunked."""
+    inputs = inputs_for(graph, sizes)
+    expected = chunkc.interpret(graph, *inputs)
+    new_graph, regions = apply_regions(graph, [(cand, chunk)])
+    plan = Plan(graph=new_graph, regions=regions, sizes=sizes)
+    outs = [interpret_plan(plan, *inputs)]
+    for backend in ("numpy", "torch"):
+        fn = chunkc.compile(graph, plan=plan, backend=backend)
+        got = fn(*([__import__("torch").from_numpy(a) for a in inputs] if backend == "torch" else inputs))
+        got = got if isinstance(got, tuple) else (got,)
+        outs.append([np.asarray(g) for g in got])
+    for got in outs:
+        for e, o in zip(expected, got):
+            np.testing.assert_allclose(o, e, atol=1e-5, rtol=1e-5)
+    return plan
+
+
+def test_value_sliced_by_the_loop_and_read_whole_before_it():
+    # rotary-like: cos/sin tables computed once, used by q (chunked along L) and k (whole)
+    g = chunkc.Graph("rotary")
+    x = g.add_input("x", "f32", ("L", 8))
+    pos = g.add_input("pos", "f32", ("L", 1))
+    cos = O.cos(pos * 0.5, name="cos")
+    q = O.mul(O.exp(x), cos, name="q")
+    k = O.mul(O.tanh(x), cos, name="k")
+    s = O.softmax(O.matmul(q, O.transpose(k, 0, 1)), axis=-1, name="p")
+    g.set_outputs(O.matmul(s, x, name="out"))
+    cand = _longest(g, "out", 0)
+    hoisted = {g.nodes[i].name for i in cand.hoisted}
+    loop = {g.nodes[i].name for i in cand.loop}
+    assert "k" in hoisted and {"q", "p", "out"} <= loop and "cos" not in loop
+    assert "cos" in {v.name for v, _, _ in cand.chunked}  # the loop reads slices of the whole table
+    _run_everywhere(g, cand, {"L": 10})
+
+
+def test_attention_whose_values_are_its_queries():
+    # v = q: the loop reads q sliced (queries) and whole (values); q is computed before the loop
+    g = chunkc.Graph("v_is_q")
+    x = g.add_input("x", "f32", (2, "L", 8))
+    q = O.tanh(x, name="q")
+    k = O.exp(x * 0.1, name="k")
+    y = O.scaled_dot_product_attention(q, k, q, name="attn")
+    g.set_outputs(O.relu(y, name="out"))
+    cand = _longest(g, "out", 1)
+    assert [g.nodes[i].name for i in cand.loop] == ["attn", "out"]
+    region = cand.to_region(g, 3)
+    assert region.whole_reads == (("attn", 2),)
+    _run_everywhere(g, cand, {"L": 11})
+
+
+def test_unused_output_of_a_loop_node_is_chunked_too():
+    # topk's indices are never read: the loop still computes them a slice at a time
+    g = chunkc.Graph("topk_unused")
+    x = g.add_input("x", "f32", ("L", 16))
+    values, _ = O.topk(O.exp(x), k=4, axis=-1, name="top")
+    g.set_outputs(O.relu(values, name="out"))
+    cand = _longest(g, "out", 0)
+    assert cand.start == 0
+    _run_everywhere(g, cand, {"L": 7})

@@ -26,6 +26,7 @@ from typing import Callable, Mapping
 import sympy
 
 from ..errors import ChunkcError, UnsupportedOpError
+from ..ir.dims import LOOP_START, LOOP_STOP
 from ..ir.dtypes import DType
 from ..ir.graph import Graph, Node, Value
 from ..ir.sizes import Size, format_size, free_symbols
@@ -98,6 +99,7 @@ class NodeContext:
     def __init__(self, gen: "Generator", node: Node):
         self.gen = gen
         self.node = node
+        self._loop_attrs: dict[Node, dict] = {}
 
     # -- inputs --------------------------------------------------------------------
     @property
@@ -140,10 +142,17 @@ class NodeContext:
     # -- attributes ----------------------------------------------------------------
     @property
     def attrs(self) -> Mapping:
-        return self.node.attrs
+        """The node's attributes; inside a chunk loop, those it runs with there (the chunk's
+        shape, a positional op's slice start: see RegionView.loop_attrs)."""
+        scope = self.gen.scope
+        if scope is None:
+            return self.node.attrs
+        if self.node not in self._loop_attrs:
+            self._loop_attrs[self.node] = scope.view.loop_attrs(self.node)
+        return self._loop_attrs[self.node]
 
     def attr(self, key: str) -> str:
-        return self.lit(self.node.attrs[key])
+        return self.lit(self.attrs[key])
 
     def lit(self, value) -> str:
         return literal(value, self.gen.sizes, self.gen.dialect.dtype_literal, f"node {self.node.name} ({self.op})")
@@ -201,7 +210,8 @@ class Generator:
         self.namer = Namer(set(dialect.reserved) | {EXTENT, CHUNK, START, STOP, DEVICE})
         self.attr_namer = Namer(dialect.reserved_attrs)
         self.symbols = self._name_symbols()
-        self.sizes = SizeRenderer(self.symbols)
+        # inside a loop, attributes may name the chunk's bounds (see RegionView.loop_attrs)
+        self.sizes = SizeRenderer({**self.symbols, LOOP_START.name: START, LOOP_STOP.name: STOP})
         self.names: dict[Value, str] = {}  # value -> identifier of its full value
         self.constants: dict[Value, str] = {}  # constant -> attribute name
         self.used_constants: dict[Value, None] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import ChunkcError
 
@@ -185,3 +186,17 @@ def pad(x, pairs, mode: str) -> torch.Tensor:
 
 
 __all__ += ["max_pool", "avg_pool", "adaptive_avg_pool", "interpolate", "pad"]
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int,
+                     scale: float | None = None) -> torch.Tensor:
+    """Causal attention of queries at rows ``offset ..`` of the causal square: query i
+    attends keys j <= i + offset.  Keys past the last query's position are not read; the
+    mask covers the queries' rows only ([L, offset + L] bools, never S x S)."""
+    n = q.shape[-2]
+    stop = min(offset + n, k.shape[-2])
+    k, v = k[..., :stop, :], v[..., :stop, :]
+    if offset == 0:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+    mask = torch.ones(n, stop, dtype=torch.bool, device=q.device).tril_(offset)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)

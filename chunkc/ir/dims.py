@@ -6,6 +6,12 @@ For every output axis an op states one :class:`AxisFlow`:
            each listed input axis (``sources``); every input not listed is used
            whole.  ``ratio`` is input extent per output extent along the axis
            (1 for elementwise ops; 64 for the head axis of ``[L, 768] -> [L, 12, 64]``).
+           A carry with no sources makes any slice from whole inputs alone
+           (``full``: every slice is the same constant).  A *positional* carry
+           also needs to know where the slice starts (``arange``'s values,
+           ``tril``'s diagonal, causal attention's queries): the op's record then
+           has ``slice_attrs``, which gives the attributes that compute the
+           slice ``[start, start + length)`` of that axis.
 ``mix``    the op computes across this axis (softmax's axis, cumsum, a conv's
            spatial axes): the axis cannot be chunked through this op.
 ``new``    the axis comes from no input axis (arange, full, the K axis of a new
@@ -20,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
+
+import sympy
 
 AxisKind = Literal["carry", "mix", "new"]
 
@@ -39,6 +47,7 @@ class AxisSource:
 class AxisFlow:
     kind: AxisKind
     sources: tuple[AxisSource, ...] = ()
+    positional: bool = False  # a slice also needs its start (see the module docstring)
 
     @property
     def chunkable(self) -> bool:
@@ -47,16 +56,32 @@ class AxisFlow:
     def __str__(self) -> str:
         if self.kind != "carry":
             return self.kind
-        return "carry(" + ", ".join(str(s) for s in self.sources) + ")"
+        name = "carry_at" if self.positional else "carry"
+        return name + "(" + ", ".join(str(s) for s in self.sources) + ")"
 
 
 MIX = AxisFlow("mix")
 NEW = AxisFlow("new")
+ANY_SLICE = AxisFlow("carry")  # any slice comes from whole inputs (full)
+POSITION = AxisFlow("carry", positional=True)  # any slice from whole inputs, given its start (arange)
 
 
 def carry(*sources: tuple) -> AxisFlow:
     """``carry((0, 1), (1, 1))``: the axis carries input 0 axis 1 and input 1 axis 1."""
     return AxisFlow("carry", tuple(AxisSource(s[0], s[1], Fraction(s[2]) if len(s) > 2 else Fraction(1)) for s in sources))
+
+
+def at_position(flow: AxisFlow) -> AxisFlow:
+    """``flow`` made positional: the op needs the start of the slice it computes."""
+    return AxisFlow(flow.kind, flow.sources, positional=True)
+
+
+# Where a chunk starts and stops inside a loop, in units of the region's extent.  Records'
+# ``slice_attrs`` receive expressions of these; code generators bind them to the loop's
+# variables, the reference interpreter of plans to numbers.
+# (Symbols as every size is, so that sizes.evaluate binds them by name.)
+LOOP_START = sympy.Symbol("chunk_start", integer=True, positive=True)
+LOOP_STOP = sympy.Symbol("chunk_stop", integer=True, positive=True)
 
 
 OutputDims = tuple[AxisFlow, ...]  # one per axis of one output

@@ -62,10 +62,21 @@ class OpDef:
     # Temporary bytes the backends' kernels allocate beyond the outputs (in elements
     # of the output dtype), e.g. a reduction's intermediate; None means none.
     workspace: FlopsFn | None = None
+    # The same for the PyTorch backend's lowering (ATen kernels' own temporaries are theirs);
+    # None means none.
+    torch_workspace: FlopsFn | None = None
     size_attrs: tuple[str, ...] = ()  # attributes holding sizes or tuples of sizes ("L" -> symbol L)
     # The attribute that states output 0's shape (reshape, expand): inside a chunk
     # loop, code generators replace its chunked axis entry by the chunk's length.
     shape_attr: str | None = None
+    # For ops with positional axes (see chunkc.ir.dims): ``slice_attrs(attrs, in_types,
+    # axis, start, length)`` -> the attributes that make the node compute the slice
+    # [start, start + length) of output axis ``axis`` (start and length are sizes that
+    # may name the loop's chunk_start and chunk_stop).
+    slice_attrs: Callable[..., dict] | None = None
+    # Whether running the op again on the same inputs is allowed and costs what ``flops``
+    # says (rematerialization recomputes cheap ops); False for ops run by another framework.
+    recompute: bool = True
     doc: str = ""
 
     @property

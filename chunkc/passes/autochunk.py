@@ -24,9 +24,9 @@ from ..errors import ChunkcError, InfeasibleBudgetError
 from ..ir.graph import Graph
 from ..ir.sizes import evaluate
 from .cost import Machine, TimeModel
-from .plan import Plan, RegionStats
+from .plan import DEFAULT_BACKEND, Plan, RegionStats
 from .region_memory import ValueFacts, baseline_timeline, chunk_expression, region_memory
-from .builtin import explicit_causal_mask
+from .remat import RematOptions, rematerialize
 from .reorder import apply_regions
 from .search import Candidate, GraphIndex, candidate_axes, walk_regions
 
@@ -40,7 +40,8 @@ class SearchOptions:
     max_stages: int = 512
     machine: Machine = Machine()
     progress: bool = True  # show a progress bar when the search runs longer than a second
-    backend: str | None = None  # the backend the plan is for ("torch" drops NumPy kernels' workspace)
+    backend: str = DEFAULT_BACKEND  # whose kernels the plan's memory is estimated for
+    remat: RematOptions | None = RematOptions()  # recompute cheap, large values at their readers (None: never)
 
 
 @dataclass
@@ -261,12 +262,16 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None, **op
     started = time.perf_counter()
     unchunked = estimate_memory(graph, sizes=sizes, backend=opts.backend)
     budget_bytes = resolve_budget(budget, unchunked.peak_bytes)
-    plan = Plan(graph=graph, sizes=sizes, budget_bytes=budget_bytes,
+    plan = Plan(graph=graph, sizes=sizes, budget_bytes=budget_bytes, backend=opts.backend,
                 estimated_peak_bytes=unchunked.peak_bytes, unchunked_peak_bytes=unchunked.peak_bytes)
     if unchunked.peak_bytes <= budget_bytes:
         plan.notes.append("the unchunked graph already meets the budget")
         return plan
-    graph = explicit_causal_mask(graph)  # lets causal attention chunk its queries
+    notes: list[str] = []
+    if opts.remat is not None:
+        remat = rematerialize(graph, sizes, unchunked.peak_bytes, opts.remat)
+        graph = remat.graph
+        notes += remat.describe()
     search = _Search(graph, sizes, opts)
     target = budget_bytes
     for attempt in range(4):
@@ -276,7 +281,8 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None, **op
         chosen = sorted(state.chosen, key=lambda c: c[0].start)
         new_graph, regions = apply_regions(graph, chosen)
         candidate = Plan(graph=new_graph, regions=regions, sizes=sizes, budget_bytes=budget_bytes,
-                         unchunked_peak_bytes=unchunked.peak_bytes, stats=search.stats(chosen))
+                         unchunked_peak_bytes=unchunked.peak_bytes, stats=search.stats(chosen),
+                         backend=opts.backend, notes=list(notes))
         report = estimate_memory(new_graph, plan=candidate, sizes=sizes, backend=opts.backend)
         candidate.estimated_peak_bytes = report.peak_bytes
         if report.peak_bytes <= budget_bytes:

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..ir.dims import LOOP_START, LOOP_STOP
 from ..ir.graph import Value
 from ..ir.interpreter import run_node
 from ..ir.registry import concrete_attrs
@@ -46,21 +47,12 @@ def interpret_plan(plan: Plan, *inputs: Any, chunk_sizes: Sequence[int] | None =
     return [env[v] for v in graph.outputs]
 
 
-def chunk_attrs(node, axes, bindings, length: int) -> dict:
-    """The node's concrete attributes inside a loop: its shape attribute follows the chunk."""
-    attrs = concrete_attrs(node.attrs, bindings)
-    key = node.op.shape_attr
-    c = axes.get(node.outputs[0].name)
-    if key is not None and c is not None:
-        shape = list(attrs[key])  # one entry per output axis
-        if shape[c.axis] != -1:
-            shape[c.axis] = length * c.unit
-        attrs[key] = tuple(shape)
-    return attrs
+def loop_attrs(view: RegionView, node, bindings, start: int, stop: int) -> dict:
+    """The node's concrete attributes in the iteration over units [start, stop)."""
+    return concrete_attrs(view.loop_attrs(node), {**bindings, LOOP_START.name: start, LOOP_STOP.name: stop})
 
 
 def _run_region(view: RegionView, env: dict, bindings, chunk: int, xp) -> None:
-    axes = view.region.chunk_map()
     extent = evaluate(view.region.extent, bindings)
     buffers = {v: xp.empty(v.type.concrete_shape(bindings), dtype=v.dtype.numpy) for v in view.outputs}
     for start in range(0, extent, max(chunk, 1)):
@@ -70,7 +62,7 @@ def _run_region(view: RegionView, env: dict, bindings, chunk: int, xp) -> None:
             c = view.chunk[v]
             local[v] = _take(env[v], c.axis, start * c.unit, stop * c.unit)
         for node in view.nodes:
-            attrs = chunk_attrs(node, axes, bindings, stop - start)
+            attrs = loop_attrs(view, node, bindings, start, stop)
             args = [local[v] if view.reads_slice(node, i) or v.producer in view.nodes else env[v]
                     for i, v in enumerate(node.inputs)]
             for o, r in zip(node.outputs, run_node(node, args, xp, bindings, attrs)):

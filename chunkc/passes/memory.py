@@ -34,12 +34,13 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import ChunkcError
+from ..ir.dims import LOOP_START, LOOP_STOP
 from ..ir.graph import Graph, Node, Value
 from ..ir.registry import concrete_attrs, has_symbolic_attrs
 from ..ir.sizes import evaluate
 from ..ir.types import TensorType
-from .plan import ChunkRegion, Plan
-from .plan_index import PlanIndex
+from .plan import DEFAULT_BACKEND, ChunkedValue, ChunkRegion, Plan
+from .plan_index import PlanIndex, loop_attrs
 
 ARRAY_BACKENDS = frozenset({"numpy", "cupy"})  # whose kernels are the op references that declare workspace
 EXTERNAL = -1  # alias root of graph inputs and constants: costs nothing
@@ -98,30 +99,31 @@ def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, 
     """Estimate the activation memory of one call of ``graph`` (chunked by ``plan``).
 
     With a plan, the estimate reads ``plan.graph``'s schedule (reordering may have
-    moved nodes); ``sizes`` defaults to ``plan.sizes``.  ``backend`` ("numpy",
-    "cupy", "torch") says whose kernels run: an op's declared ``workspace`` counts
-    only for the backends it applies to (see :func:`workspace_applies`); None
-    counts every declared workspace (an upper bound).
+    moved nodes); ``sizes`` defaults to ``plan.sizes``.  ``backend`` ("torch",
+    "numpy", "cupy") says whose kernels run, which decides the workspace they
+    allocate beyond their outputs (see :func:`workspace_fn`); by default the plan's
+    backend, or without a plan the backend ``chunkc.compile`` defaults to.
     """
     if plan is not None:
         graph = plan.graph
         if sizes is None:
             sizes = plan.sizes
+    if backend is None:
+        backend = plan.backend if plan is not None else DEFAULT_BACKEND
     return MemoryModel(graph, sizes, backend=backend).report(plan)
 
 
-def workspace_applies(op, backend: str | None) -> bool:
-    """Whether ``op``'s declared workspace is allocated by ``backend``'s kernel.
+def workspace_fn(op, backend: str):
+    """The record's workspace function for ``backend``'s kernels, or None.
 
-    An op record may list the backends in ``workspace_backends``; without it the
-    workspace describes the NumPy/CuPy reference (the PyTorch backend calls ATen
-    kernels, whose temporaries are their own)."""
-    if op.workspace is None:
-        return False
-    if backend is None:
-        return True
-    backends = getattr(op, "workspace_backends", None)
-    return backend in (ARRAY_BACKENDS if backends is None else backends)
+    ``workspace`` describes the NumPy/CuPy references; ``torch_workspace`` what the
+    PyTorch lowering allocates beyond the ATen calls' outputs (ATen kernels'
+    temporaries are their own)."""
+    if backend in ARRAY_BACKENDS:
+        return op.workspace
+    if backend == "torch":
+        return op.torch_workspace
+    raise ChunkcError(f"unknown backend {backend!r}; choose one of torch, numpy, cupy")
 
 
 # -- layout helpers -------------------------------------------------------------------
@@ -187,10 +189,10 @@ class MemoryModel:
     copy gets its own model, built on demand and cached).
     """
 
-    def __init__(self, graph: Graph, sizes: Mapping[str, int] | None = None, backend: str | None = None):
+    def __init__(self, graph: Graph, sizes: Mapping[str, int] | None = None, backend: str = DEFAULT_BACKEND):
         self.graph = graph
         self.sizes = _normalize_sizes(graph, sizes)
-        self.backend = backend
+        self.backend = backend or DEFAULT_BACKEND
         self.nodes: list[Node] = list(graph.nodes)
         self.order = tuple(n.name for n in self.nodes)
         self._others: dict[tuple[str, ...], MemoryModel] = {}
@@ -232,6 +234,7 @@ class MemoryModel:
         self.node_in: list[list[int]] = []
         self.node_out: list[list[int]] = []
         self.ws = [0] * len(self.nodes)
+        self.ws_fn = [workspace_fn(n.op, self.backend) for n in self.nodes]
         for p, node in enumerate(self.nodes):
             ins = [self.vid[v] for v in node.inputs]
             outs = [self.vid[v] for v in node.outputs]
@@ -242,7 +245,7 @@ class MemoryModel:
             for o in outs:
                 self.prod[o] = p
                 self.strides[o] = _contiguous(self.shape[o])
-            has_ws = workspace_applies(node.op, self.backend)
+            has_ws = self.ws_fn[p] is not None
             if node.op.view_strides is None and not has_ws:
                 continue
             types = [TensorType(self.values[u].dtype, self.shape[u]) for u in ins]
@@ -259,8 +262,7 @@ class MemoryModel:
                         self.parent[o] = ins[0]
                         self.strides[o] = st
             if has_ws:
-                elems = evaluate(node.op.workspace(types, attrs, otypes), b)
-                self.ws[p] = int(elems) * (otypes[0].dtype.itemsize if otypes else 1)
+                self.ws[p] = self.workspace_bytes(p, types, attrs, otypes)
         self.last = [self.users[i][-1] if self.users[i] else self.prod[i] for i in range(V)]
         self.is_out = [False] * V
         for v in self.graph.outputs:
@@ -339,30 +341,40 @@ class MemoryModel:
         self._chunk_answers[key] = st
         return st
 
+    def workspace_bytes(self, p: int, in_types: list[TensorType], attrs: Mapping, out_types: list[TensorType]) -> int:
+        """Bytes node ``p``'s kernel on this model's backend allocates beyond its outputs,
+        for these (concrete) input and output types and attributes."""
+        fn = self.ws_fn[p]
+        if fn is None or not out_types:
+            return 0
+        return int(evaluate(fn(in_types, attrs, out_types), self.sizes)) * out_types[0].dtype.itemsize
+
+    def loop_attrs(self, p: int, chunk: ChunkedValue | None, chunk_units: int, extent: int) -> dict:
+        """Node ``p``'s concrete attributes in a loop iteration of ``chunk_units`` units: one
+        past the first (a positional op's slice does not start at 0 there), if there is one."""
+        start = chunk_units if 2 * chunk_units <= extent else 0
+        bindings = {**self.sizes, LOOP_START.name: start, LOOP_STOP.name: start + chunk_units}
+        return concrete_attrs(loop_attrs(self.nodes[p], chunk), bindings)
+
     def _chunk_attrs(self, p: int, reg: _Region) -> dict:
-        node = self.nodes[p]
-        attrs = concrete_attrs(node.attrs, self.sizes) if has_symbolic_attrs(node.attrs) else node.attrs
-        shape_attr = getattr(node.op, "shape_attr", None)
-        if shape_attr:  # the attribute that states the output shape names the chunk's length in the loop
-            attrs = {**attrs, shape_attr: self._chunk_shape(self.node_out[p][0], reg)}
-        return attrs
+        o = self.node_out[p][0]
+        axis_elems = reg.chunk_elems.get(o)
+        c = reg.region.axis_of(self.values[o].name)
+        if axis_elems is None or c is None:
+            return concrete_attrs(self.nodes[p].attrs, self.sizes)
+        units = max(axis_elems[1] // c.unit, 1)
+        return self.loop_attrs(p, c, units, evaluate(reg.region.extent, self.sizes))
 
     def _chunk_workspace(self, p: int, reg: _Region) -> int:
-        """The node's workspace for the chunk shapes (the record is asked again); if it
-        cannot answer, the full workspace scaled like the node's first output."""
+        """The node's workspace for the chunk shapes and the loop's attributes (the record
+        is asked again)."""
         ins, outs = self.node_in[p], self.node_out[p]
         shapes = tuple(self._chunk_shape(u, reg) for u in ins + outs)
         key = ("workspace", p, shapes)
         if key not in self._chunk_answers:
             types = [TensorType(self.values[u].dtype, s) for u, s in zip(ins + outs, shapes)]
-            try:
-                elems = evaluate(self.nodes[p].op.workspace(types[:len(ins)], self._chunk_attrs(p, reg),
-                                                            types[len(ins):]), self.sizes)
-                ws = int(elems) * types[len(ins)].dtype.itemsize
-            except Exception:
-                o = outs[0]
-                ws = self.ws[p] * self._chunk_bytes(o, reg) // max(self.nbytes[o], 1)
-            self._chunk_answers[key] = ws
+            self._chunk_answers[key] = self.workspace_bytes(p, types[:len(ins)], self._chunk_attrs(p, reg),
+                                                            types[len(ins):])
         return self._chunk_answers[key]
 
     def _intervals(self, regions: list[_Region]) -> tuple[_Intervals, list[int]]:
@@ -428,7 +440,7 @@ class MemoryModel:
                 root[v] = INTERNAL
         for reg in regions:
             for p in range(reg.start, reg.end + 1):
-                if ws[p]:
+                if self.ws_fn[p] is not None:
                     ws[p] = self._chunk_workspace(p, reg)
         return iv, ws
 
@@ -506,4 +518,4 @@ def _normalize_sizes(graph: Graph, sizes: Mapping | None) -> dict[str, int]:
     return out
 
 
-__all__ = ["MemoryModel", "MemoryReport", "TimelineEntry", "estimate_memory", "format_bytes", "workspace_applies"]
+__all__ = ["MemoryModel", "MemoryReport", "TimelineEntry", "estimate_memory", "format_bytes", "workspace_fn"]

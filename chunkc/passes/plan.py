@@ -87,6 +87,9 @@ class RegionStats:
     hoisted: tuple[str, ...] = ()  # nodes moved before the loop
 
 
+DEFAULT_BACKEND = "torch"  # the backend chunkc.compile uses unless told otherwise
+
+
 @dataclass
 class Plan:
     """Regions over ``graph`` (a reordered copy of the user's graph, when reordering moved nodes)."""
@@ -100,6 +103,7 @@ class Plan:
     estimated_slowdown: float | None = None  # cost model's time ratio chunked / unchunked
     notes: list[str] = field(default_factory=list)  # one line per decision, for the report
     stats: tuple[RegionStats, ...] = ()  # one per region, when chosen by autochunk
+    backend: str = DEFAULT_BACKEND  # whose kernels the estimates (and the budget) are for
 
     def region_of(self) -> dict[str, int]:
         """Node name -> index of the region that runs it."""

@@ -21,6 +21,7 @@ from typing import Mapping
 import sympy
 
 from ..errors import ChunkcError
+from ..ir.dims import LOOP_START, LOOP_STOP
 from ..ir.graph import Graph, Node, Value
 from ..ir.liveness import deaths
 from ..ir.sizes import format_size, sizes_equal
@@ -70,6 +71,34 @@ class RegionView:
     @cached_property
     def _node_set(self) -> frozenset[Node]:
         return frozenset(self.nodes)
+
+    def loop_attrs(self, node: Node) -> dict:
+        """The attributes ``node`` runs with inside this loop (see :func:`loop_attrs`)."""
+        return loop_attrs(node, self.chunk.get(node.outputs[0]) if node.outputs else None)
+
+
+def loop_attrs(node: Node, chunk: ChunkedValue | None) -> dict:
+    """The attributes ``node`` runs with inside a loop that slices its first output as
+    ``chunk``, as expressions of the loop's ``chunk_start``/``chunk_stop`` (chunkc.ir.dims):
+    the attribute that states the output shape (``shape_attr``) has the chunk's length on
+    the chunk axis, and an op whose chunk axis is positional gets its ``slice_attrs``."""
+    attrs = dict(node.attrs)
+    if chunk is None:
+        return attrs
+    axis, unit = chunk.axis, chunk.unit
+    start, length = unit * LOOP_START, unit * (LOOP_STOP - LOOP_START)
+    key = node.op.shape_attr
+    if key is not None and attrs.get(key) is not None:
+        shape = list(attrs[key])  # one entry per output axis
+        if shape[axis] != -1:
+            shape[axis] = length
+        attrs[key] = tuple(shape)
+    if node.dims()[0][axis].positional:
+        if node.op.slice_attrs is None:
+            raise ChunkcError(f"op {node.op.name} (node {node.name}): axis {axis} is positional but the op's "
+                              "record has no slice_attrs")
+        attrs = node.op.slice_attrs(attrs, [v.type for v in node.inputs], axis, start, length)
+    return attrs
 
 
 @dataclass
@@ -200,4 +229,4 @@ def check_same_signature(graph: Graph, planned: Graph) -> None:
                           f"not graph {graph.name} with inputs {a} and {len(graph.outputs)} outputs")
 
 
-__all__ = ["PlanIndex", "RegionView", "check_same_signature"]
+__all__ = ["PlanIndex", "RegionView", "check_same_signature", "loop_attrs"]

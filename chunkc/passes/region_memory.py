@@ -43,6 +43,7 @@ class ValueFacts:
             self.owner[v] = m.values[root]
             self.nbytes[v] = 0 if (v.producer is None or root != k) else m.nbytes[k]
         self.workspace: list[int] = list(m.ws)
+        self.has_workspace: list[bool] = [fn is not None for fn in m.ws_fn]
         # a storage dies after the last use of any value that aliases it
         self.n = len(graph.nodes)
         self.death: dict[Value, int] = {}
@@ -68,9 +69,11 @@ class ValueFacts:
             self._out_bytes = [sum(self.nbytes[o] for o in n.outputs) for n in self.graph.nodes]
         return self._out_bytes[i]
 
-    def chunk_workspace(self, i: int, axes: Mapping[Value, tuple[int, int]]) -> int:
-        """Node ``i``'s workspace in bytes when every chunked value holds one chunk unit."""
+    def chunk_workspace(self, i: int, axes: Mapping[Value, tuple[int, int]], extent: int) -> int:
+        """Node ``i``'s workspace in bytes when every chunked value holds one chunk unit
+        (asked of the estimator's model, with the attributes the node has in the loop)."""
         from ..ir.types import TensorType
+        from .plan import ChunkedValue
 
         node = self.graph.nodes[i]
         values = list(node.inputs) + list(node.outputs)
@@ -82,9 +85,11 @@ class ValueFacts:
                     axis, unit = axes[v]
                     shape[axis] = unit
                 return TensorType(v.dtype, tuple(shape))
-            ws = node.op.workspace([chunk_type(v) for v in node.inputs], node.attrs,
-                                   [chunk_type(o) for o in node.outputs])
-            self._ws_cache[key] = evaluate(ws, self.sizes) * node.outputs[0].dtype.itemsize if ws else 0
+            out = node.outputs[0] if node.outputs else None
+            chunk = ChunkedValue(out.name, *axes[out]) if out in axes else None
+            attrs = self.model.loop_attrs(i, chunk, 1, extent)
+            self._ws_cache[key] = self.model.workspace_bytes(i, [chunk_type(v) for v in node.inputs], attrs,
+                                                             [chunk_type(o) for o in node.outputs])
         return self._ws_cache[key]
 
 
@@ -153,8 +158,9 @@ def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before:
         out = facts.out_bytes(i)
         # workspace need not scale with the chunk (a conv's input-channel part does not):
         # take it exactly at chunk 1 and at the full extent, affine in between
-        ws_full = facts.workspace[i]
-        ws_one = facts.chunk_workspace(i, axes) if ws_full else 0
+        ws_full = facts.chunk_workspace(i, {**axes, **{v: (a, u * extent) for v, (a, u) in axes.items()}}, extent) \
+            if facts.has_workspace[i] else 0
+        ws_one = facts.chunk_workspace(i, axes, extent) if facts.has_workspace[i] else 0
         slope = (ws_full - ws_one) / max(extent - 1, 1)
         steps.append((i, running + ws_one - int(slope), chunk_live + out + int(slope * extent)))
         chunk_live += out

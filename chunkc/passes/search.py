@@ -7,13 +7,14 @@ node met either
 * runs **in the loop**: some consumer in the span needs a slice of its output,
   so its dimension record must *carry* that axis; the record then says which
   input axes are sliced (with their ratio), every other input is used whole; or
-* is **hoisted** before the loop: nobody in the loop needs a slice of it, so it
-  is computed whole, from whole inputs only.
+* is **hoisted** before the loop: nobody in the loop needs a slice of it, or
+  somebody (in the loop or hoisted) needs its output whole; it is computed
+  whole, from whole inputs, and loop nodes that want a slice of it read a view.
 
-A node that must be both (one consumer wants a slice, another the whole value)
-ends the walk: no span that contains it is legal.  Every node the walk passes
-gives a legal start, so one walk yields all regions ending at ``end`` — in time
-linear in the span.  The walk reads only dimension records (``node.dims()``),
+A node whose outputs are wanted along two different axes ends the walk: no
+span that contains it is legal.  Every node the walk passes gives a legal
+start, so one walk yields all regions ending at ``end`` — in time linear in
+the span.  The walk reads only dimension records (``node.dims()``),
 never op names.
 """
 
@@ -33,11 +34,12 @@ WHOLE = None  # requirement: the value is used whole
 class Candidate:
     """A legal region before a chunk size is chosen (indices into the schedule)."""
 
-    __slots__ = ("start", "end", "loop", "hoisted", "outputs", "extent", "_sliced", "_req", "_scale", "_chunked")
+    __slots__ = ("start", "end", "loop", "hoisted", "outputs", "extent", "_sliced", "_req", "_scale", "_chunked",
+                 "_whole")
 
     def __init__(self, start: int, end: int, loop: tuple[int, ...], hoisted: tuple[int, ...],
                  outputs: tuple[Value, ...], extent: Size, sliced: tuple[Value, ...],
-                 requirements: dict, scale: int):
+                 requirements: dict, scale: int, whole_reads: tuple[tuple[int, int, Value], ...] = ()):
         self.start, self.end = start, end
         self.loop = loop  # node indices run in the loop, ascending
         self.hoisted = hoisted  # node indices moved before the loop, ascending
@@ -45,7 +47,13 @@ class Candidate:
         self.extent = extent  # chunk units in all
         # the walk's requirement table only grows, so a snapshot of its keys suffices
         self._sliced, self._req, self._scale = sliced, requirements, scale
+        self._whole = whole_reads  # (node index, input position, value) read whole by a loop node
         self._chunked = None
+
+    def whole_reads(self, graph: Graph) -> tuple[tuple[str, int], ...]:
+        """(node, input position) of loop nodes that read a sliced region input whole."""
+        sliced = set(self._sliced)
+        return tuple(sorted((graph.nodes[i].name, pos) for i, pos, v in self._whole if v in sliced))
 
     @property
     def chunked(self) -> tuple[tuple[Value, int, int], ...]:
@@ -61,6 +69,7 @@ class Candidate:
             outputs=tuple(v.name for v in self.outputs),
             extent=self.extent,
             chunk_size=chunk_size,
+            whole_reads=self.whole_reads(graph),
         )
 
     def __repr__(self) -> str:
@@ -111,13 +120,14 @@ def _input_requirements(node: Node, rec, out_reqs: dict[int, tuple[int, Fraction
             raise _Conflict(f"outputs of {node.name} need different input slices")
         needs = this
     assert needs is not None
-    # one value used at two positions must be used the same way
+    # one value read at two positions as two different slices cannot be one slice
     by_value: dict[Value, object] = {}
     for i, req in needs.items():
         v = node.inputs[i]
-        if v in by_value and by_value[v] != req:
-            raise _Conflict(f"{node.name} uses %{v.name} both sliced and whole")
-        by_value[v] = req
+        if req is not WHOLE and by_value.get(v, req) != req:
+            raise _Conflict(f"{node.name} reads %{v.name} along two different axes")
+        if req is not WHOLE:
+            by_value[v] = req
     return needs
 
 
@@ -160,6 +170,7 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
     whole_hoisted: set[Value] = set()  # read by a hoisted node
     loop: list[int] = []
     hoisted: list[int] = []
+    whole_reads: list[tuple[int, int, Value]] = []
     outputs: list[Value] = [end_out]
     scale = 1  # lcm of the units' denominators
     lowest = max(min_start, 0 if max_nodes is None else end - max_nodes + 1)
@@ -169,15 +180,17 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
         node = graph.nodes[i]
         try:
             reqs = {k: chunk_req[o] for k, o in enumerate(node.outputs) if o in chunk_req}
-            if not reqs:
-                # Nobody in the loop needs a slice: compute it whole, before the loop.
+            if not reqs or any(o in whole_loop or o in whole_hoisted for o in node.outputs):
+                # Nobody in the loop needs a slice, or somebody needs the whole value: compute
+                # it whole, before the loop (the loop then reads slices of it as views).
                 whole_hoisted.update(node.inputs)
                 hoisted.append(i)
                 continue  # a span starting at a hoisted node equals one starting after it
-            if any(o in whole_loop or o in whole_hoisted for o in node.outputs):
-                raise _Conflict(f"%{node.name} is needed both sliced and whole")
             rec = index.dims(i)
-            escaping = [k for k, o in enumerate(node.outputs) if index.last_use[o] > end and k not in reqs]
+            # every output gets an axis: those read after the loop, and those nobody reads
+            # (a loop node computes all its outputs a slice at a time)
+            escaping = [k for k, o in enumerate(node.outputs)
+                        if k not in reqs and (index.last_use[o] > end or index.last_use[o] < 0)]
             if escaping:
                 reqs = _match_output_axes(node, rec, reqs, escaping)
             in_reqs = _input_requirements(node, rec, reqs)
@@ -191,15 +204,13 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
             for pos, req in in_reqs.items():
                 v = node.inputs[pos]
                 if req is WHOLE:
-                    if v in chunk_req:
-                        raise _Conflict(f"%{v.name} is needed both sliced and whole")
+                    # read whole; if the loop also slices it, it is computed before the loop
                     whole_loop.add(v)
+                    whole_reads.append((i, pos, v))
                 elif v in chunk_req:
                     if chunk_req[v] != req:
                         raise _Conflict(f"%{v.name} is needed along two different axes")
                 else:
-                    if v in whole_loop:
-                        raise _Conflict(f"%{v.name} is needed both sliced and whole")
                     chunk_req[v] = req
                     sliced.append(v)
                     if not isinstance(req[1], int):
@@ -211,7 +222,7 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
             start=i, end=end, loop=tuple(reversed(loop)), hoisted=tuple(reversed(hoisted)),
             outputs=tuple(sorted(outputs, key=lambda v: position[v.producer])),
             extent=end_out.shape[axis] if scale == 1 else _divide(end_out.shape[axis], Fraction(scale)),
-            sliced=tuple(sliced), requirements=chunk_req, scale=scale,
+            sliced=tuple(sliced), requirements=chunk_req, scale=scale, whole_reads=tuple(whole_reads),
         )
 
 

@@ -50,8 +50,10 @@ def _sdpa(ctx):
         if mt != DType.bool and mt != out:
             mask = f"{mask}.to({torch_dtype(out)})"
         extra += f", attn_mask={mask}"
+    scale = f", scale={ctx.attr('scale')}" if ctx.attrs["scale"] is not None else ""
+    offset = ctx.attrs["query_offset"]
+    if ctx.attrs["is_causal"] and not (isinstance(offset, int) and offset == 0):
+        return f"rt.causal_attention({q}, {k}, {v}, {ctx.attr('query_offset')}{scale})"
     if ctx.attrs["is_causal"]:
         extra += ", is_causal=True"
-    if ctx.attrs["scale"] is not None:
-        extra += f", scale={ctx.attr('scale')}"
-    return f"F.scaled_dot_product_attention({q}, {k}, {v}{extra})"
+    return f"F.scaled_dot_product_attention({q}, {k}, {v}{extra}{scale})"

@@ -3,10 +3,17 @@
 ``F.scaled_dot_product_attention`` (bool mask: True attends; float mask: added;
 ``is_causal``: query i attends keys j <= i; a fully masked row gives zeros).
 
+``query_offset`` (with ``is_causal``) places the queries at rows
+``query_offset ..`` of the causal square: query i attends keys j <= i +
+query_offset (0: PyTorch's top-left alignment; S - L: the bottom-right
+alignment of a prefill with a cache).  Keys past the last query's position are
+never read.
+
 Dims: batch axes carry from each of q, k, v and the mask that is not broadcast
-along them; the query axis carries from q (and the mask's query axis) only
-without ``is_causal``, since a causal mask depends on absolute positions; the
-value axis carries from v; E and S are contracted.
+along them; the query axis carries from q (and the mask's query axis) — with
+``is_causal`` positionally: a slice of the queries starting at row s is the
+same op with ``query_offset`` moved by s; the value axis carries from v; E and
+S are contracted.
 
 The reference holds one scores array ``[..., L, S]`` (declared as workspace),
 works on it in place, and allocates only the output besides.
@@ -17,11 +24,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import sympy
 
-from ..dims import AxisSource, DimRecord, MIX
+from ..dims import AxisSource, DimRecord, at_position
 from ..dtypes import DType
 from ..registry import OpDef, register
-from ..sizes import Size, format_size, normalize, product, sizes_equal
+from ..sizes import Size, ceildiv, format_size, normalize, product, sizes_equal
 from ..types import TensorType
 from ._common import (array_result_dtype, broadcast_dims, broadcast_shapes, carry_from, fail, is_one, optional_float,
                       require_float, result_dtype)
@@ -64,6 +72,11 @@ def _parts(ins, attrs):
                            f"[{format_size(q.shape[-2])}, {format_size(k.shape[-2])}]")
     if not isinstance(attrs["is_causal"], bool):
         raise fail("scaled_dot_product_attention", f"is_causal must be a bool, got {attrs['is_causal']!r}")
+    offset = attrs["query_offset"]
+    if isinstance(offset, bool) or not isinstance(offset, (int, sympy.Expr)) or (isinstance(offset, int) and offset < 0):
+        raise fail("scaled_dot_product_attention", f"query_offset must be a size >= 0, got {offset!r}")
+    if not attrs["is_causal"] and not (isinstance(offset, int) and offset == 0):
+        raise fail("scaled_dot_product_attention", "query_offset places causal queries; it needs is_causal=True")
     optional_float("scaled_dot_product_attention", "scale", attrs["scale"])
     batch = broadcast_shapes("scaled_dot_product_attention", batches)
     return batches, mask, batch
@@ -80,15 +93,18 @@ def _sdpa_dims(ins, attrs, outs) -> DimRecord:
     out = outs[0]
     flows = list(broadcast_dims(batches, TensorType(out.dtype, batch)))
     q, v = ins[0], ins[2]
-    if attrs["is_causal"]:
-        flows.append(MIX)
-    else:
-        sources = [AxisSource(0, q.rank - 2)]
-        if mask is not None and ins[3].rank >= 2 and sizes_equal(ins[3].shape[-2], q.shape[-2]):
-            sources.append(AxisSource(3, ins[3].rank - 2))
-        flows.append(carry_from(*sources))
+    sources = [AxisSource(0, q.rank - 2)]
+    if mask is not None and ins[3].rank >= 2 and sizes_equal(ins[3].shape[-2], q.shape[-2]):
+        sources.append(AxisSource(3, ins[3].rank - 2))
+    queries = carry_from(*sources)
+    flows.append(at_position(queries) if attrs["is_causal"] else queries)
     flows.append(carry_from(AxisSource(2, v.rank - 1)))
     return (tuple(flows),)
+
+
+def _sdpa_slice(attrs, ins, axis, start, length):
+    # only the query axis is positional (with is_causal): the slice's queries sit start rows lower
+    return {**attrs, "query_offset": normalize(attrs["query_offset"] + start)}
 
 
 def _rows(ins) -> Size:
@@ -113,16 +129,19 @@ def _sdpa_flops(ins, attrs, outs) -> Size:
     return normalize(2 * n * ins[0].shape[-1] + 2 * n * ins[2].shape[-1] + 5 * n)
 
 
-def _sdpa_ref(xp, q, k, v, mask=None, is_causal=False, scale=None):
+def _sdpa_ref(xp, q, k, v, mask=None, is_causal=False, scale=None, query_offset=0):
     dt = array_result_dtype(q, k, v)
+    if is_causal:  # keys past the last query's position are never attended
+        stop = min(query_offset + q.shape[-2], k.shape[-2])
+        k, v = k[..., :stop, :], v[..., :stop, :]
     scores = xp.matmul(q, xp.swapaxes(k, -1, -2))
     if scores.dtype != dt:
         scores = scores.astype(dt)
     scores *= 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     n_q, n_k = scores.shape[-2:]
     if is_causal:
-        for i in range(min(n_q, n_k - 1)):
-            scores[..., i, i + 1:] = -xp.inf
+        for i in range(min(n_q, n_k - 1 - query_offset)):
+            scores[..., i, query_offset + i + 1:] = -xp.inf
     elif mask is not None:
         _apply_mask(xp, scores, mask)
     # softmax over keys, in place; a row with no key to attend to gives zeros (PyTorch's safe softmax)
@@ -157,10 +176,20 @@ def _apply_mask(xp, scores, mask):
             break
 
 
+def _sdpa_torch_workspace(ins, attrs, outs) -> Size:
+    # causal queries below the first row: the PyTorch lowering builds their bool mask [L, S]
+    offset = attrs["query_offset"]
+    if not attrs["is_causal"] or (isinstance(offset, int) and offset == 0):
+        return 0
+    return ceildiv(normalize(ins[0].shape[-2] * ins[1].shape[-2]), outs[0].dtype.itemsize)
+
+
 register(OpDef(
     name="scaled_dot_product_attention", infer=_sdpa_infer, dims=_sdpa_dims, reference=_sdpa_ref,
-    num_inputs=(3, 4), attrs={"is_causal": False, "scale": None}, workspace=_sdpa_workspace, flops=_sdpa_flops,
+    num_inputs=(3, 4), attrs={"is_causal": False, "scale": None, "query_offset": 0}, size_attrs=("query_offset",),
+    workspace=_sdpa_workspace, torch_workspace=_sdpa_torch_workspace, flops=_sdpa_flops, slice_attrs=_sdpa_slice,
     doc="scaled_dot_product_attention(q[..., L, E], k[..., S, E], v[..., S, Ev], mask?, is_causal=False, "
-        "scale=None) -> [..., L, Ev]; scale None is 1/sqrt(E); a bool mask marks the keys to attend, a float "
-        "mask is added; batch axes broadcast. Carries: batch axes (from every input not broadcast), L from q "
-        "and the mask unless is_causal, Ev from v."))
+        "scale=None, query_offset=0) -> [..., L, Ev]; scale None is 1/sqrt(E); a bool mask marks the keys to "
+        "attend, a float mask is added; with is_causal, query i attends keys j <= i + query_offset; batch axes "
+        "broadcast. Carries: batch axes (from every input not broadcast), L from q and the mask (positionally "
+        "with is_causal), Ev from v."))

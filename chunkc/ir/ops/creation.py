@@ -1,9 +1,12 @@
 """Creation and masking: arange, full (no inputs), full_like, triu, tril.
 
-``arange`` and ``full`` read no input: every axis is ``new``.  ``full_like``
-reads only its input's shape, so running it on a slice gives the slice: its
-axes carry.  ``triu``/``tril`` depend on absolute row and column positions:
-their last two axes mix, the leading (batch) axes carry.
+``full`` reads no input and every slice of it is the same constant: its axes
+carry with no source.  ``arange`` makes any slice of itself from the slice's
+start (a positional axis: its ``slice_attrs`` move start and end).
+``full_like`` reads only its input's shape, so running it on a slice gives the
+slice: its axes carry.  ``triu``/``tril`` depend on absolute row and column
+positions: their last two axes are positional (a slice of the rows is the
+same op with the diagonal moved by the slice's start), the leading axes carry.
 
 Build the input-less ops with ``graph.op("arange", end=L)``.
 """
@@ -14,7 +17,7 @@ import math
 
 import sympy
 
-from ..dims import AxisSource, DimRecord, NEW
+from ..dims import ANY_SLICE, NEW, POSITION, AxisSource, DimRecord, at_position
 from ..dtypes import DType, dtype as to_dtype
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, ceildiv, normalize
@@ -74,11 +77,23 @@ def _arange_ref(xp, start=0, end=None, step=1, dtype=None):
     return xp.arange(start, end, step, dtype=dt.numpy)
 
 
+def _arange_dims(ins, attrs, outs) -> DimRecord:
+    # integer bounds: the slice [a, b) is arange(start + a*step, start + b*step, step)
+    exact = all(isinstance(attrs[k], (int, sympy.Expr)) for k in ("start", "step"))
+    return ((POSITION if exact else NEW,),)
+
+
+def _arange_slice(attrs, ins, axis, start, length):
+    first = normalize(attrs["start"] + start * attrs["step"])
+    return {**attrs, "start": first, "end": normalize(first + length * attrs["step"])}
+
+
 register(OpDef(
-    name="arange", infer=_arange_infer, dims=lambda ins, a, outs: ((NEW,),), reference=_arange_ref,
+    name="arange", infer=_arange_infer, dims=_arange_dims, reference=_arange_ref, slice_attrs=_arange_slice,
     num_inputs=(0, 0), attrs={"start": 0, "end": REQUIRED, "step": 1, "dtype": None},
     doc="arange(start=0, end, step=1, dtype=None): [start, start+step, ...) up to end; bounds may be size "
-        "expressions; dtype defaults to i64 for integer bounds, else f32. Carries: nothing (a new axis)."))
+        "expressions; dtype defaults to i64 for integer bounds, else f32. Carries: its axis, positionally, "
+        "for integer start and step (a slice is an arange from the slice's start)."))
 
 
 # -- full / full_like ---------------------------------------------------------------------------
@@ -103,11 +118,11 @@ def _full_ref(xp, shape, value, dtype=None):
 
 
 register(OpDef(
-    name="full", infer=_full_infer, dims=lambda ins, a, outs: (tuple(NEW for _ in outs[0].shape),),
+    name="full", infer=_full_infer, dims=lambda ins, a, outs: (tuple(ANY_SLICE for _ in outs[0].shape),),
     reference=_full_ref, num_inputs=(0, 0), attrs={"shape": REQUIRED, "value": REQUIRED, "dtype": None},
-    size_attrs=("shape",), flops=lambda *a: 0,
+    size_attrs=("shape",), shape_attr="shape", flops=lambda *a: 0,
     doc="full(shape, value, dtype=None): a constant tensor; dtype defaults from value (bool, i64 or f32). "
-        "Carries: nothing (new axes)."))
+        "Carries: every axis, from nothing (any slice is the same constant)."))
 
 
 def _full_like_infer(ins, attrs):
@@ -145,13 +160,21 @@ def _tri_infer(name):
 
 def _tri_dims(ins, attrs, outs) -> DimRecord:
     r = ins[0].rank
-    return (identity_dims(r, skip=(r - 2, r - 1)),)
+    flows = identity_dims(r)
+    return (flows[:-2] + tuple(at_position(f) for f in flows[-2:]),)
+
+
+def _tri_slice(attrs, ins, axis, start, length):
+    # element (i, j) is kept by j - i <= diagonal (tril) or >= (triu): a slice starting at
+    # row s is the same test with the diagonal moved up by s; at column s, down by s
+    shift = start if axis == ins[0].rank - 2 else -start
+    return {**attrs, "diagonal": normalize(attrs["diagonal"] + shift)}
 
 
 for _name, _keep in (("triu", "on and above"), ("tril", "on and below")):
     register(OpDef(
-        name=_name, infer=_tri_infer(_name), dims=_tri_dims,
+        name=_name, infer=_tri_infer(_name), dims=_tri_dims, slice_attrs=_tri_slice,
         reference=(lambda f: lambda xp, x, diagonal=0: getattr(xp, f)(x, k=diagonal))(_name),
         attrs={"diagonal": 0}, flops=lambda *a: 0,
         doc=f"{_name}(x, diagonal=0): keep the elements {_keep} the diagonal of the last two axes, zero the "
-            "rest. Carries: the leading axes."))
+            "rest. Carries: every axis; the last two positionally (a slice moves the diagonal)."))

@@ -71,6 +71,6 @@ def _opaque_ref(xp, *arrays, target, result_types):
 register(OpDef(
     name="opaque", infer=lambda ins, attrs: _opaque_types(attrs), dims=barrier_dims, reference=_opaque_ref,
     num_inputs=(0, None), num_outputs=None, attrs={"target": REQUIRED, "result_types": REQUIRED},
-    flops=lambda *a: 0,
+    flops=lambda *a: 0, recompute=False,
     doc="opaque(*xs, target='aten::foo.default', result_types=('f32[B, L, 768]',)): an op chunkc does not "
         "model; the torch backend calls target; NumPy cannot run it. Carries: nothing (a barrier)."))
