@@ -26,7 +26,7 @@ from ..ir.sizes import evaluate
 from .cost import Machine, TimeModel
 from .plan import Plan, RegionStats
 from .region_memory import ValueFacts, baseline_timeline, chunk_expression, region_memory
-from .builtin import explicit_causal_mask
+from .causal_mask import explicit_causal_mask
 from .reorder import apply_regions
 from .search import Candidate, GraphIndex, candidate_axes, walk_regions
 
