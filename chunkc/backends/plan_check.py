@@ -55,6 +55,8 @@ def check_regions(graph: Graph, regions: Sequence[ChunkRegion], values: Mapping[
                 continue
             for o in n.outputs:
                 if o.name not in chunked:
+                    if not users[o] and o not in graph_outputs:
+                        continue  # an output nothing reads (one half of a split): computed per chunk, dropped
                     raise ChunkcError(f"{where}: node {n.name} ({n.op.name}) output %{o.name} is not chunked; "
                                       "work that does not depend on the chunk must be moved before the loop")
                 needed = o in graph_outputs or any(u.name not in inside for u in users[o])

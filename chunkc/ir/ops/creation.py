@@ -5,7 +5,8 @@ reads only its input's shape, so running it on a slice gives the slice: its
 axes carry.  ``triu``/``tril`` depend on absolute row and column positions:
 their last two axes mix, the leading (batch) axes carry.
 
-Build the input-less ops with ``graph.op("arange", end=L)``.
+Build the input-less ops with ``graph.op("arange", end="L")`` or
+``chunkc.ops.arange(end="L", graph=graph)``.
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ def _dtype_attr(op: str, value, default: DType) -> DType:
 
 
 def _number(op: str, name: str, v) -> None:
-    if isinstance(v, str):
-        raise fail(op, f"{name}={v!r} is a string; pass a number or a size expression such as chunkc.sym('L')")
     if isinstance(v, bool) or not isinstance(v, (int, float, sympy.Expr)):
         raise fail(op, f"{name} must be a number or a size expression, got {v!r}")
 
@@ -77,6 +76,7 @@ def _arange_ref(xp, start=0, end=None, step=1, dtype=None):
 register(OpDef(
     name="arange", infer=_arange_infer, dims=lambda ins, a, outs: ((NEW,),), reference=_arange_ref,
     num_inputs=(0, 0), attrs={"start": 0, "end": REQUIRED, "step": 1, "dtype": None},
+    size_attrs=("start", "end", "step"),
     doc="arange(start=0, end, step=1, dtype=None): [start, start+step, ...) up to end; bounds may be size "
         "expressions; dtype defaults to i64 for integer bounds, else f32. Carries: nothing (a new axis)."))
 
