@@ -471,10 +471,12 @@ class Graph:
         self._set_outputs(list(values))
 
     # -- editing ---------------------------------------------------------------
-    def replace_all_uses(self, old: Value, new: Value) -> int:
+    def replace_all_uses(self, old: Value, new: Value, *, skip: Iterable[Node] = ()) -> int:
         """Make every node that reads ``old``, and the graph outputs, read ``new`` instead; return
-        how many reads changed.  ``new`` must have ``old``'s type and be defined before every
-        reader of ``old``."""
+        how many reads changed (graph outputs included).  Readers in ``skip`` keep reading
+        ``old``, and so does ``new``'s own producer (``y = f(x)`` then replacing ``x`` by ``y``
+        redirects every reader of ``x`` but ``f``).  ``new`` must have ``old``'s type and be
+        defined before every reader it takes over."""
         where = f"graph {self.name}: replace_all_uses(%{old.name}, %{new.name})"
         for v in (old, new):
             if not isinstance(v, Value) or v.graph is not self:
@@ -484,13 +486,15 @@ class Graph:
                           "cast or reshape the new value first")
         if old is new:
             return 0
-        readers = self._in_schedule_order(old._users)
+        skipped = set(skip) | {new.producer}
+        readers = [n for n in self._in_schedule_order(old._users) if n not in skipped]
         if new.producer is not None:
             defined_at = self.position(new.producer)
-            early = [n.name for n in readers if self.position(n) <= defined_at]
+            early = [n.name for n in readers if self.position(n) < defined_at]
             if early:
-                raise IRError(f"{where}: node(s) {', '.join(early)} read %{old.name} but come before (or are) node "
-                              f"{new.producer.name}, which defines %{new.name}; define it earlier")
+                raise IRError(f"{where}: node(s) {', '.join(early)} read %{old.name} but come before node "
+                              f"{new.producer.name}, which defines %{new.name}; define it earlier, or leave "
+                              "them out with skip=")
         count = 0
         for node in readers:
             count += node.inputs.count(old)

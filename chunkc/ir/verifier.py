@@ -104,25 +104,26 @@ def verify(graph: Graph) -> None:
 
 
 def _verify_uses(graph: Graph, where: str) -> None:
+    """Each node's reads are on the use lists of the values it reads, and nothing else is."""
     expected: dict = {}
     for node in graph.nodes:
         for v in node.inputs:
             readers = expected.setdefault(v, {})
             readers[node] = readers.get(node, 0) + 1
-    for v in graph.values():
-        recorded = v._users
-        want = expected.get(v, {})
-        if recorded == want:
-            continue
-        for node, count in want.items():
-            if recorded.get(node) != count:
+    for node in graph.nodes:
+        for v in dict.fromkeys(node.inputs):
+            count, recorded = expected[v][node], v._users.get(node, 0)
+            if count != recorded:
                 raise IRError(f"{where}: node {node.name} ({node.op.name}) reads %{v.name} {count} time(s), but the "
-                              f"use list of %{v.name} records {recorded.get(node, 0)}; edit graphs through Graph's "
-                              "methods (replace_all_uses, set_input), not Node.inputs")
-        stray = next(n for n in recorded if n not in want)
-        raise IRError(f"{where}: the use list of %{v.name} names node {stray.name} ({stray.op.name}), which "
-                      f"{'does not read it' if stray in graph.nodes else 'is not in the schedule'}; edit graphs "
-                      "through Graph's methods (erase, replace_all_uses), not the node list")
+                              f"use list of %{v.name} records {recorded}; edit graphs through Graph's methods "
+                              "(replace_all_uses, set_input), not Node.inputs")
+    scheduled = set(graph.nodes)
+    for v in graph.values():
+        stray = next((n for n in v._users if n not in expected.get(v, {})), None)
+        if stray is not None:
+            raise IRError(f"{where}: the use list of %{v.name} names node {stray.name} ({stray.op.name}), which "
+                          f"{'does not read it' if stray in scheduled else 'is not in the schedule'}; edit graphs "
+                          "through Graph's methods (erase, replace_all_uses), not the node list")
 
 
 def _data_matches(v) -> bool:
