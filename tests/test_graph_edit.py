@@ -394,3 +394,26 @@ def test_edited_graph_prints_and_parses_back():
     chunkc.verify(back)
     assert names(back.value("h2").users) == ["s", "y"]
     np.testing.assert_allclose(chunkc.interpret(back, X)[0], chunkc.interpret(g, X)[0])
+
+
+def test_the_in_place_rewrite_in_the_docs_runs():
+    import re
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "ir.md").read_text()
+    section = doc[doc.index("## Editing a graph"):doc.index("## The verifier and the interpreter")]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    graph = Graph("mlp")
+    x = graph.add_input("x", "f32", ("L", 8))
+    graph.set_outputs(O.relu(O.gelu(x)), O.gelu(x * 2.0))
+    namespace = {"graph": graph, "O": O}
+    exec(compile(code, "docs/ir.md", "exec"), namespace)  # our own documentation
+    g = namespace["g"]
+    chunkc.verify(g)
+    assert "gelu" not in [n.op.name for n in g.nodes] and len(graph.nodes) == 4  # the original is untouched
+    a = RNG.standard_normal((3, 8)).astype(np.float32)
+
+    def approx(v):
+        return v / (1 + np.exp(-1.702 * v))
+    relu_out, scaled_out = chunkc.interpret(g, a)
+    np.testing.assert_allclose(relu_out, np.maximum(approx(a), 0), rtol=1e-5)
+    np.testing.assert_allclose(scaled_out, approx(2 * a), rtol=1e-5)
