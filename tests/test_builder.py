@@ -156,10 +156,13 @@ def test_strings_name_symbols_in_every_size_attribute():
         O.reshape(x, shape=(1.5,))
 
 
-def test_a_number_needs_a_value_beside_it():
+def test_a_number_needs_a_value_beside_it_and_must_fit_its_dtype():
     g = Graph("n")
     with pytest.raises(IRError, match=r"op add: input 0 is the number 1, and no input is a Value .* graph.scalar"):
         g.op("add", 1, 2)
+    small = g.add_input("small", "i8", (3,))
+    with pytest.raises(IRError, match=r"graph n: the number 1000 cannot be a i8 constant"):
+        small + 1000
     assert g.constants == [] and g.nodes == []
 
 

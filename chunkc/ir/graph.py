@@ -274,6 +274,7 @@ class Graph:
     def _unlink(self, node: Node) -> None:
         index = self.position(node)
         del self.nodes[index]
+        self._position.pop(node, None)
         for v in node.inputs:
             _drop_use(v, node)
         self._log(lambda: self._link(node, index))
@@ -353,7 +354,10 @@ class Graph:
         """The 0-d constant ``value`` of ``dtype``, shared: the same dtype and value (bit for bit)
         give the same constant, however often a graph asks for it."""
         dt = to_dtype(dtype)
-        arr = np.asarray(value, dtype=_numpy_dtype(dt))
+        try:
+            arr = np.asarray(value, dtype=_numpy_dtype(dt))
+        except (OverflowError, TypeError, ValueError) as exc:
+            raise IRError(f"graph {self.name}: the number {value!r} cannot be a {dt.short} constant: {exc}") from None
         if arr.ndim:
             raise IRError(f"graph {self.name}: scalar() takes one number, got shape {arr.shape}")
         key = (dt, arr.tobytes())
