@@ -12,6 +12,8 @@ from .manager import Pass, PassContext, register_pass
 @register_pass
 @dataclass(frozen=True)
 class Verify(Pass):
+    """Check the graph's invariants (chunkc.verify); raise naming the first node at fault."""
+
     name = "verify"
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
