@@ -23,8 +23,7 @@ from .ir.dtypes import bfloat16, bool_, float16, float32, float64, int8, int32, 
 from .ir.interpreter import interpret
 from .ir.verifier import verify
 from .passes.plan import ChunkedValue, ChunkRegion, Plan
-
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def from_torch(module, args, kwargs=None, dynamic_shapes=None, **options) -> Graph:

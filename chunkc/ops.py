@@ -8,62 +8,29 @@
     h = O.gelu(O.linear(x, w))
     g.set_outputs(O.softmax(h, axis=-1))
 
-``O.<op>(*inputs, name=None, **attrs)`` appends a node to the inputs' graph and
+``O.<op>(*inputs, name=None, graph=None, **attrs)`` adds a node to the inputs'
+graph (or to ``graph``, for ops without tensor inputs such as ``arange``) and
 returns its output (a tuple for multi-output ops).  Python numbers among the
-inputs become 0-d constants of the other inputs' dtype.  Values also support
-``+ - * / @ ** -``.
+inputs become shared 0-d constants of the other inputs' dtype.  Values also
+support ``+ - * / @ ** -``.  All of it goes through :meth:`Graph.op`.
 """
 
 from __future__ import annotations
 
 import functools
 
-import numpy as np
-
 from .errors import IRError
 from .ir.graph import Graph, Value
 from .ir.registry import has_op
 
 
-def apply(op: str, *args, name: str | None = None, **attrs):
-    values = [a for a in args if isinstance(a, Value)]
-    if not values:
-        raise IRError(f"op {op}: at least one input must be a graph Value")
-    graph: Graph = values[0].graph
-    inputs = []
-    for a in args:
-        if isinstance(a, Value):
-            inputs.append(a)
-        elif isinstance(a, (int, float, bool, np.number, np.bool_)):
-            inputs.append(scalar(graph, a, values[0].dtype))
-        else:
-            raise IRError(f"op {op}: input {a!r} is neither a Value nor a number")
-    node = graph.add_node(op, inputs, attrs, name=name)
-    return node.outputs[0] if len(node.outputs) == 1 else node.outputs
-
-
-def scalar(graph: Graph, value, dtype) -> Value:
-    """A 0-d constant; booleans stay bool, numbers take ``dtype`` when it is numeric."""
-    if isinstance(value, (bool, np.bool_)):
-        return graph.add_constant("scalar", np.asarray(bool(value)))
-    if dtype.name == "bool":
-        dt = np.dtype("float32")
-    elif dtype.name == "bfloat16":
-        dt = _bfloat16()
-    else:
-        dt = dtype.numpy
-    if not np.issubdtype(dt, np.floating) and isinstance(value, (float, np.floating)) and dtype.name != "bfloat16":
-        dt = np.dtype("float32")  # a float never truncates to an int constant
-    return graph.add_constant("scalar", np.asarray(value, dtype=dt))
-
-
-def _bfloat16() -> np.dtype:
-    try:
-        import ml_dtypes
-    except ImportError:
-        raise IRError("a Python number next to a bf16 value needs the ml_dtypes package for a bf16 constant; "
-                      "build the constant with graph.add_constant instead") from None
-    return np.dtype(ml_dtypes.bfloat16)
+def apply(op: str, *args, name: str | None = None, graph: Graph | None = None, **attrs):
+    if graph is None:
+        graph = next((a.graph for a in args if isinstance(a, Value)), None)
+        if graph is None:
+            raise IRError(f"op {op}: no input is a graph Value to take the graph from; pass graph=, "
+                          f"as in chunkc.ops.{op}(..., graph=g)")
+    return graph.op(op, *args, name=name, **attrs)
 
 
 def transpose(x: Value, dim0: int, dim1: int, name: str | None = None) -> Value:

@@ -311,3 +311,38 @@ def test_write_program_gives_a_runnable_file(tmp_path, backend):
     else:
         out = mod.Program_mlp(np, np.load(files[1]))(arrays[0])
     np.testing.assert_allclose(out, chunkc.interpret(case.graph, *arrays)[0], **TOL)
+
+
+def _unused_output_graph(kind: str) -> chunkc.Graph:
+    """A multi-output op whose other output nothing reads, in the middle of a chunkable span."""
+    rng = np.random.default_rng(0)
+    g = chunkc.Graph(f"unused_{kind}")
+    x = g.add_input("x", "f32", ("L", 16))
+    h = O.linear(x, g.add_constant("w1", rng.standard_normal((64, 16)).astype(np.float32)))
+    if kind == "split":
+        _, kept = O.split(h, sizes=(16, 48), axis=1)
+    elif kind == "split-first":
+        kept, _ = O.split(h, sizes=(48, 16), axis=1)
+    else:
+        kept, _ = O.topk(h, k=48, axis=1)  # the indices are never read
+    w2 = g.add_constant("w2", rng.standard_normal((128, 48)).astype(np.float32))
+    g.set_outputs(O.sum(O.relu(O.linear(O.gelu(kept), w2)), axes=-1))
+    return g
+
+
+@pytest.mark.parametrize("kind", ["split", "split-first", "topk"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_multi_output_op_with_an_unused_output_compiles(kind, backend):
+    g = _unused_output_graph(kind)
+    multi = next(n for n in g.nodes if len(n.outputs) == 2)
+    plan = chunkc.autochunk(g, 0.3, sizes={"L": 256}, backend=backend)
+    assert any(multi.name in r.nodes for r in plan.regions)  # the op runs chunk by chunk
+    x = np.random.default_rng(1).standard_normal((300, 16)).astype(np.float32)
+    (want,) = chunkc.interpret(g, x)
+    for p in (None, plan):
+        (got,) = run(compile_graph(g, p, backend=backend), backend, [x])
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+    source = emit_source(g, plan, backend)
+    # the unused output is computed a chunk at a time too (the search gives it the chunk axis)
+    assert re.search(rf"= .*# {multi.op.name} -> .*f32\[chunk, 48\]", source), source
+    assert re.search(rf"= .*# {multi.op.name} -> .*(i64|f32)\[chunk, 16\]", source) or kind == "topk", source

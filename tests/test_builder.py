@@ -13,7 +13,8 @@ from hypothesis import given, settings
 import chunkc
 from chunkc import ops as O
 from chunkc.errors import IRError
-from chunkc.ir import DType, Graph
+from chunkc.ir import DType, Graph, TensorType, sym
+from chunkc.ir.sizes import ceildiv, sizes_equal
 from strategies import random_graphs
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "ir.md"
@@ -114,6 +115,55 @@ def test_python_numbers_become_constants_of_the_other_dtype():
     # NumPy scalars behave like the Python numbers they hold
     assert (i * np.float32(0.5)).producer.inputs[1].data == 0.5
     assert O.logical_or(m, np.bool_(False)).producer.inputs[1].data.dtype == np.bool_
+
+
+def test_equal_scalar_constants_are_shared():
+    g = Graph("shared")
+    x = g.add_input("x", "f32", (3,))
+    i = g.add_input("i", "i64", (3,))
+    a, b, c = x + 1.0, x * 1, 1.0 - x  # the same f32 1.0 each time, whichever way it is spelled
+    assert a.producer.inputs[1] is b.producer.inputs[1] is c.producer.inputs[0]
+    assert (i + 1).producer.inputs[1] is not a.producer.inputs[1]  # another dtype: another constant
+    zero, negative_zero = (x + 0.0).producer.inputs[1], (x + -0.0).producer.inputs[1]
+    assert zero is not negative_zero  # equal as numbers, not bit for bit
+    assert g.scalar(1.0, "f32") is a.producer.inputs[1]
+    assert [c.name for c in g.constants] == ["scalar", "scalar_1", "scalar_2", "scalar_3"]
+    copy = g.copy()  # a copy shares its own constants the same way
+    assert copy.value("add").producer.inputs[1] is copy.scalar(1.0, "f32")
+    g.set_outputs(a, b, c)
+    chunkc.verify(g)
+    np.testing.assert_allclose(chunkc.interpret(g, np.arange(3, dtype=np.float32), np.arange(3))[2], [1, 0, -1])
+
+
+def test_strings_name_symbols_in_every_size_attribute():
+    g = Graph("sym")
+    x = g.add_input("x", "f32", ("L", 4))
+    r = O.arange(end="L", graph=g)
+    assert r.type == TensorType("i64", ("L",))
+    assert sizes_equal(g.op("arange", start="L", end="2*L", step=2).shape[0], ceildiv(sym("L"), 2))
+    assert g.op("full", shape=("L", 2), value=1.0).shape == (sym("L"), 2)
+    assert O.reshape(x, shape=("2*L", 2)).shape == (2 * sym("L"), 2)
+    assert sizes_equal(O.slice(x, axis=0, start="L//2").shape[0], sym("L") - sym("L") // 2)
+    assert g.op("arange", start=0.5, end=2.0, step=0.5).type == TensorType("f32", (3,))  # floats stay numbers
+    g.set_outputs(r)
+    (out,) = chunkc.interpret(g, np.zeros((5, 4), np.float32))
+    np.testing.assert_array_equal(out, np.arange(5))
+    with pytest.raises(IRError, match=r"op arange: no input is a graph Value .* pass graph="):
+        O.arange(end="L")
+    with pytest.raises(IRError, match=r"op arange \(node arange_\d\): attribute end: bad size expression 'L\*'"):
+        O.arange(end="L*", graph=g)
+    with pytest.raises(IRError, match="node reshape_1: op reshape.*not float 1.5"):
+        O.reshape(x, shape=(1.5,))
+
+
+def test_a_number_needs_a_value_beside_it_and_must_fit_its_dtype():
+    g = Graph("n")
+    with pytest.raises(IRError, match=r"op add: input 0 is the number 1, and no input is a Value .* graph.scalar"):
+        g.op("add", 1, 2)
+    small = g.add_input("small", "i8", (3,))
+    with pytest.raises(IRError, match=r"graph n: the number 1000 cannot be a i8 constant"):
+        small + 1000
+    assert g.constants == [] and g.nodes == []
 
 
 def test_python_numbers_next_to_bf16_values_make_bf16_constants():

@@ -557,3 +557,38 @@ def test_sizes_are_simplified_over_the_dim_range():
     assert m.simplify(sympy.floor(8 * h ** 2 / h) + sympy.Mod(4 * h, 2)) == 8 * h
     floor_half = sympy.floor(h / 2)
     assert m.simplify(floor_half) == floor_half  # not linear: kept
+
+
+def test_a_converter_that_gives_up_leaves_the_graph_as_it_was(monkeypatch):
+    """Its nodes, constants, names and use lists are undone; a weight it made a constant is made
+    again, under the same name, by the next op that reads it."""
+    from frontends.pytorch.context import NotConvertible
+    from frontends.pytorch.converters.registry import CONVERTERS
+
+    aten = torch.ops.aten
+    seen = {}
+
+    def gives_up(cx, args):
+        seen["input"] = args.self if isinstance(args.self, chunkc.Value) else args.other
+        seen["partial"] = cx.graph.add_node("neg", [args.other], name="partial")  # built, then abandoned
+        raise NotConvertible("this test's converter gives up after building a node")
+
+    monkeypatch.setitem(CONVERTERS, aten.mul, gives_up)
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(4))
+
+        def forward(self, x):
+            return x * self.w + self.w  # mul fails (kept as an opaque node), add reads w again
+
+    m = M()
+    g = from_torch(m, (torch.randn(3, 4),), opaque_unknown=True)
+    chunkc.verify(g)  # the use lists and the name table are consistent
+    assert [n.op.name for n in g.nodes] == ["opaque", "add"]
+    assert [c.name for c in g.constants] == ["w"] and not g.has_name("partial")
+    assert seen["partial"] not in g.nodes and seen["input"].users == (g.nodes[0],)
+    x = torch.randn(3, 4)
+    out = chunkc.compile(g, backend="torch")(x)
+    torch.testing.assert_close(out, m(x).detach())

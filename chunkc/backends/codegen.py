@@ -273,6 +273,8 @@ class Generator:
         if self.scope is not None and v in self.scope.chunk:
             c = self.scope.chunk[v]
             dims[c.axis] = CHUNK if c.unit == 1 else f"{c.unit}*{CHUNK}"
+        elif self.scope is not None and v.producer in self.scope.view.nodes:
+            return "unused"  # an output nothing reads (half of a split): no chunk axis, its shape is the op's
         return f"{v.dtype.short}[{', '.join(dims)}]"
 
     # -- emission --------------------------------------------------------------------

@@ -178,15 +178,17 @@ def dynamo_backend(budget=None, **options: Any) -> Callable:
         def build(args: tuple):
             # Runs at the first call, outside dynamo's tracing: torch.export inside the backend
             # callback would mix its guards into the frame dynamo is compiling.
-            import chunkc
+            from frontends.pytorch import from_torch
+
+            from ..passes.autochunk import autochunk
             from .torch_backend import compile_torch
 
             wrapper = DynamoGraph(gm, layout, names)
             dyn = tuple(dynamic) if any(dynamic) else None
-            graph = chunkc.from_torch(wrapper, args, dynamic_shapes=dyn)
+            graph = from_torch(wrapper, args, dynamic_shapes=dyn)
             plan = None
             if budget is not None:
-                plan = chunkc.autochunk(graph, budget, sizes=graph.bind_sizes(args), **options)
+                plan = autochunk(graph, budget, sizes=graph.bind_sizes(args), **options)
             module = compile_torch(graph, plan, grad_mode="no_grad")
             if args:
                 module.to(args[0].device)

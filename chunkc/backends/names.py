@@ -41,14 +41,6 @@ class Namer:
         """Give back a name whose scope ended (a chunk loop's temporaries)."""
         self.taken.discard(name)
 
-    def reserve(self, name: str) -> str:
-        """Claim ``name`` exactly (backend-chosen names); fails if it is taken."""
-        check_identifier(name)
-        if name in self.taken:
-            raise ChunkcError(f"internal: identifier {name!r} is already taken")
-        self.taken.add(name)
-        return name
-
 
 def check_identifier(name: str) -> str:
     if not (name.isidentifier() and name.isascii() and not keyword.iskeyword(name)):

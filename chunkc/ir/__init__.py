@@ -1,5 +1,6 @@
 """chunkc's intermediate representation."""
 
+from . import ops as _ops  # noqa: F401  (registers every op record; the registry imports no op family)
 from .dims import AxisFlow, AxisSource, MIX, NEW
 from .dtypes import DType, dtype
 from .graph import Graph, Node, Value, sanitize_name

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import IRError, ParseError
 from .dtypes import DType, dtype as to_dtype
-from .graph import Graph, Node, Value
+from .graph import Graph, Value
 from .registry import all_ops, has_op, lookup
 from .sizes import parse_size, sizes_equal
 from .types import TensorType
@@ -202,10 +202,10 @@ class _Parser:
     def define(self, tok: Token, make) -> Value:
         """Create a value named exactly ``tok``'s name; refuse a name already used."""
         name = tok.text[1:]
-        if name in self.graph._names:
+        if self.graph.has_name(name):
             raise self.fail(f"name %{name} is already defined; every value and node name must be unique", tok)
         v = make(name)
-        _rename(self.graph, v, name)
+        self.graph.rename(v, name)
         self.env[name] = v
         return v
 
@@ -260,9 +260,9 @@ class _Parser:
         out_names = [tok.text[1:] for tok, _ in results]
         for i, (tok, _) in enumerate(results):
             name = out_names[i]
-            if name in g._names or name in out_names[:i] or (i > 0 and name == node_name):
+            if g.has_name(name) or name in out_names[:i] or (i > 0 and name == node_name):
                 raise self.fail(f"name %{name} is already defined; every value and node name must be unique", tok)
-        if node_name != out_names[0] and node_name in g._names:
+        if node_name != out_names[0] and g.has_name(node_name):
             raise self.fail(f"node name @{node_name} is already used; every value and node name must be unique",
                             name_tok)
         try:
@@ -272,9 +272,9 @@ class _Parser:
         if len(node.outputs) != len(results):
             raise self.fail(f"{op_tok.text} here has {len(node.outputs)} outputs, but the statement names "
                             f"{len(results)}", results[0][0])
-        _rename(g, node, node_name)
+        g.rename(node, node_name)
         for o, (tok, declared) in zip(node.outputs, results):
-            _rename(g, o, tok.text[1:])
+            g.rename(o, tok.text[1:])
             t = o.type
             if t.dtype != declared.dtype or t.rank != declared.rank or not all(
                     sizes_equal(a, b) for a, b in zip(t.shape, declared.shape)):
@@ -475,14 +475,6 @@ def _nested_shape(nested) -> tuple[int, ...] | None:
     if any(s is None or s != inner[0] for s in inner):
         return None
     return (len(nested),) + inner[0]
-
-
-def _rename(graph: Graph, obj: Value | Node, name: str) -> None:
-    """Give ``obj`` exactly ``name`` (the builder may have shortened a long name)."""
-    if obj.name != name:
-        graph._names.discard(obj.name)
-        obj.name = name
-        graph._names.add(name)
 
 
 __all__ = ["parse_graph", "parse_attribute", "attach_weights", "tokenize", "Token"]

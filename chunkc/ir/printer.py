@@ -26,15 +26,17 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sympy
 
 from ..errors import IRError
 from .dtypes import DType
-from .graph import Graph, Node, Value
 from .types import TensorType
+
+if TYPE_CHECKING:  # the graph module imports this one for str(graph)
+    from .graph import Graph, Node, Value
 
 INLINE_LIMIT = 16  # constants with at most this many elements print their data
 WRAP_WIDTH = 100  # a header longer than this prints one graph input per line

@@ -92,7 +92,8 @@ class OpDef:
         out = {}
         for key, default in self.attrs.items():
             if key in given:
-                out[key] = _normalize_sizes(given[key]) if key in self.size_attrs else given[key]
+                out[key] = _bind_size_attr(given[key], f"{where}: attribute {key}") if key in self.size_attrs \
+                    else given[key]
             elif default is REQUIRED:
                 raise IRError(f"{where}: missing required attribute {key!r}")
             else:
@@ -107,13 +108,18 @@ class OpDef:
             raise IRError(f"{where}: takes {want} inputs, got {n}")
 
 
-def _normalize_sizes(value):
+def _bind_size_attr(value, where: str):
+    """Sizes in an attribute: a string names a symbol (or an expression of symbols), as in
+    shapes; ints and expressions are normalized; floats stay for the op's inference to judge."""
     from .sizes import normalize
     if isinstance(value, (tuple, list)):
-        return tuple(_normalize_sizes(v) for v in value)
-    if value is None:
-        return None
-    return normalize(value)
+        return tuple(_bind_size_attr(v, where) for v in value)
+    if value is None or isinstance(value, float):
+        return value
+    try:
+        return normalize(value)
+    except (TypeError, ValueError) as exc:
+        raise IRError(f"{where}: {exc}") from None
 
 
 def concrete_attrs(attrs: Mapping[str, Any], bindings: Mapping[str, int]) -> dict[str, Any]:
@@ -148,8 +154,11 @@ def register(op: OpDef) -> OpDef:
     return op
 
 
+# The table is complete once chunkc.ir is imported: its __init__ imports chunkc.ir.ops,
+# whose modules register every op (the registry itself imports none of them).
+
+
 def lookup(name: str) -> OpDef:
-    _ensure_loaded()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -157,17 +166,11 @@ def lookup(name: str) -> OpDef:
 
 
 def has_op(name: str) -> bool:
-    _ensure_loaded()
     return name in _REGISTRY
 
 
 def all_ops() -> dict[str, OpDef]:
-    _ensure_loaded()
     return dict(_REGISTRY)
-
-
-def _ensure_loaded() -> None:
-    from . import ops  # noqa: F401  (registers every op on import)
 
 
 def barrier_dims(ins, attrs, outs) -> DimRecord:

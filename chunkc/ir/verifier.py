@@ -12,7 +12,9 @@ graph, the node and the value at fault):
   outputs have the types that the op's shape inference gives now;
 * each node's dimension record has one entry per output axis and names only
   existing input axes;
-* every graph output is a value defined in the graph.
+* every graph output is a value defined in the graph;
+* use lists: each value lists exactly the nodes of the schedule that read it
+  (as often as they read it), and the name table holds exactly the names in use.
 """
 
 from __future__ import annotations
@@ -93,6 +95,35 @@ def verify(graph: Graph) -> None:
         if v not in defined:
             producer = f" (produced by node {v.producer.name}, which is not in the schedule)" if v.producer else ""
             raise IRError(f"{where}: output %{v.name} is not defined in the graph{producer}")
+    _verify_uses(graph, where)
+    if graph._names != names | node_names:
+        stale = sorted(graph._names - names - node_names)
+        missing = sorted((names | node_names) - graph._names)
+        raise IRError(f"{where}: the name table is out of date (names of removed values or nodes: {stale}; "
+                      f"names missing from it: {missing}); edit graphs through Graph's methods")
+
+
+def _verify_uses(graph: Graph, where: str) -> None:
+    """Each node's reads are on the use lists of the values it reads, and nothing else is."""
+    expected: dict = {}
+    for node in graph.nodes:
+        for v in node.inputs:
+            readers = expected.setdefault(v, {})
+            readers[node] = readers.get(node, 0) + 1
+    for node in graph.nodes:
+        for v in dict.fromkeys(node.inputs):
+            count, recorded = expected[v][node], v._users.get(node, 0)
+            if count != recorded:
+                raise IRError(f"{where}: node {node.name} ({node.op.name}) reads %{v.name} {count} time(s), but the "
+                              f"use list of %{v.name} records {recorded}; edit graphs through Graph's methods "
+                              "(replace_all_uses, set_input), not Node.inputs")
+    scheduled = set(graph.nodes)
+    for v in graph.values():
+        stray = next((n for n in v._users if n not in expected.get(v, {})), None)
+        if stray is not None:
+            raise IRError(f"{where}: the use list of %{v.name} names node {stray.name} ({stray.op.name}), which "
+                          f"{'does not read it' if stray in scheduled else 'is not in the schedule'}; edit graphs "
+                          "through Graph's methods (erase, replace_all_uses), not the node list")
 
 
 def _data_matches(v) -> bool:

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from ..ir.graph import Graph
 from ..ir.verifier import verify
 from .manager import Pass, PassContext, register_pass
-from .rewrite import rebuild
 
 
 @register_pass
 @dataclass(frozen=True)
 class Verify(Pass):
+    """Check the graph's invariants (chunkc.verify); raise naming the first node at fault."""
+
     name = "verify"
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
@@ -23,57 +24,14 @@ class Verify(Pass):
 @register_pass
 @dataclass(frozen=True)
 class DeadCodeElimination(Pass):
-    """Drop nodes none of whose outputs reach a graph output."""
+    """Drop nodes none of whose outputs reach a graph output, and constants nothing reads
+    (:meth:`Graph.dce` on a copy; the input graph is returned when nothing is dead)."""
 
     name = "dce"
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
-        return dead_code_elimination(graph)
-
-
-def dead_code_elimination(graph: Graph) -> Graph:
-    live = set(graph.outputs)
-    needed = set()
-    for node in reversed(graph.nodes):
-        if any(o in live for o in node.outputs):
-            needed.add(node)
-            live.update(node.inputs)
-    if len(needed) == len(graph.nodes):
-        return graph
-    return rebuild(graph, lambda n, i, g: None, keep=lambda n: n in needed)
-
-
-@register_pass
-@dataclass(frozen=True)
-class ExplicitCausalMask(Pass):
-    """Give causal attention an explicit mask, so its query axis can be chunked.
-
-    ``is_causal`` masks by absolute position, which a slice of the queries no
-    longer knows; an explicit lower-triangular mask is sliced with the queries.
-    """
-
-    name = "explicit-causal-mask"
-
-    def run(self, graph: Graph, ctx: PassContext) -> Graph:
-        return explicit_causal_mask(graph)
-
-
-def _causal_rule(node, inputs, g: Graph):
-    if node.op.name != "scaled_dot_product_attention" or not node.attrs.get("is_causal") or len(inputs) != 3:
-        return None
-    q, k, _ = inputs
-    lq, lk = q.shape[-2], k.shape[-2]
-    ones = g.add_node("full", [], {"shape": (lq, lk), "value": True, "dtype": "bool"}, name=f"{node.name}_ones").outputs[0]
-    mask = g.add_node("tril", [ones], {"diagonal": 0}, name=f"{node.name}_causal").outputs[0]
-    attrs = dict(node.attrs, is_causal=False)
-    return g.add_node(node.op, list(inputs) + [mask], attrs, name=node.name,
-                      output_names=[o.name for o in node.outputs]).outputs
-
-
-def explicit_causal_mask(graph: Graph) -> Graph:
-    if not any(n.op.name == "scaled_dot_product_attention" and n.attrs.get("is_causal") for n in graph.nodes):
-        return graph
-    return rebuild(graph, _causal_rule)
+        result = graph.copy()
+        return result if result.dce() else graph
 
 
 @register_pass

@@ -187,9 +187,10 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
         if n.inputs[i].producer in node_set:
             raise ChunkcError(f"{where}: node {name} reads %{n.inputs[i].name} whole, but it is computed a slice at "
                               "a time in the loop; compute it before the loop")
+    graph_outputs = set(graph.outputs)
     for n in nodes:
         for o in n.outputs:
-            if o not in chunk:
+            if o not in chunk and (o.users or o in graph_outputs):
                 raise ChunkcError(f"{where}: node {n.name} ({n.op.name}) output %{o.name} is not chunked; "
                                   "work that does not depend on the chunk must be moved before the loop")
     outputs = []

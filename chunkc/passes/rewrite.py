@@ -20,8 +20,8 @@ from ..ir.graph import Graph, Node, Value
 Rule = Callable[[Node, Sequence[Value], Graph], Sequence[Value] | None]
 
 
-def rebuild(graph: Graph, rule: Rule, keep: Callable[[Node], bool] | None = None) -> Graph:
-    """Copy ``graph``; ``rule`` may return replacement outputs for a node; ``keep`` may drop nodes."""
+def rebuild(graph: Graph, rule: Rule) -> Graph:
+    """Copy ``graph``; ``rule`` may return replacement outputs for a node."""
     g = Graph(graph.name)
     vmap: dict[Value, Value] = {}
     for v in graph.inputs:
@@ -29,8 +29,6 @@ def rebuild(graph: Graph, rule: Rule, keep: Callable[[Node], bool] | None = None
     for v in graph.constants:
         vmap[v] = g.add_constant(v.name, v.data, type=v.type) if v.data is None else g.add_constant(v.name, v.data)
     for node in graph.nodes:
-        if keep is not None and not keep(node):
-            continue
         inputs = [vmap[v] for v in node.inputs]
         replaced = rule(node, inputs, g)
         if replaced is None:

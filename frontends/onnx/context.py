@@ -26,7 +26,7 @@ from chunkc.ir.graph import Graph, Value
 from chunkc.ir.sizes import Size, normalize
 from chunkc.ir.types import TensorType
 
-from .node import OnnxNode, label
+from .node import OnnxNode, label, outer_references
 from .types import identifier
 
 FOLD_LIMIT = 4096  # folding at import handles small (shape-sized) tensors only
@@ -77,7 +77,6 @@ class ImportContext:
     node: OnnxNode | None = None
     opaque_unknown: bool = False
     run_subgraph: Any = None  # converts a GraphProto's nodes in place (set by the importer)
-    _scalars: dict[tuple, Value] = field(default_factory=dict)
     _inferred: dict[str, onnx.TypeProto] | None = None
 
     # -- the current node's inputs -----------------------------------------------
@@ -106,9 +105,6 @@ class ImportContext:
             return None
         k = self.slot(self.node.inputs[i]).known
         return None if k is None else k.data
-
-    def known_record(self, i: int) -> Known | None:
-        return self.slot(self.node.inputs[i]).known if self.has(i) else None
 
     def type(self, i: int) -> TensorType:
         s = self.slot(self.input_name(i))
@@ -161,7 +157,6 @@ class ImportContext:
             if n in self.graph_inputs:
                 found.append(n)
             elif n in self.producers:
-                from .validate import outer_references
                 node = self.producers[n]
                 if node.op_type in ("Shape", "Size") and not node.domain:
                     continue
@@ -220,13 +215,8 @@ class ImportContext:
         return self.graph.add_constant(identifier(name or (self.node.hint + "_c" if self.node else "c")), arr)
 
     def scalar(self, value, dtype: DType) -> Value:
-        """A cached 0-d constant of ``dtype``."""
-        key = (repr(value), dtype)
-        v = self._scalars.get(key)
-        if v is None:
-            v = self.graph.add_constant("scalar", np.asarray(value, dtype=dtype.numpy))
-            self._scalars[key] = v
-        return v
+        """A shared 0-d constant of ``dtype`` (see ``Graph.scalar``)."""
+        return self.graph.scalar(value, dtype)
 
     def materialize(self, name: str) -> Value:
         slot = self.slot(name)

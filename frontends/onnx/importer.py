@@ -8,7 +8,7 @@ without a converter (or keep them as opaque nodes typed by ONNX shape
 inference); declare graph inputs with symbolic sizes from ``dim_param``; keep
 initializers and ``Constant`` nodes as known values; convert node by node
 through the converter table, folding small shape computations; finally drop
-the IR nodes no output needs (shape arithmetic that was folded), check the
+the IR nodes and constants no output needs (``Graph.dce``), check the
 outputs against the model's declared types, and verify.
 """
 
@@ -65,7 +65,7 @@ def from_onnx(model_or_path, *, opaque_unknown: bool = False, constant_inputs: M
     for out in model.graph.output:
         outputs.append(ctx.materialize(out.name))
     graph.set_outputs(*outputs)
-    prune(graph)
+    graph.dce()  # the IR built for shape arithmetic that folding made unneeded
     _check_outputs(graph, model.graph, source)
     try:
         verify(graph)
@@ -262,18 +262,6 @@ def _opaque(ctx: ImportContext, node) -> None:
 # -- after conversion ----------------------------------------------------------------------------
 
 
-def prune(graph: Graph) -> None:
-    """Drop nodes and constants that no graph output depends on."""
-    live = set(graph.outputs)
-    kept = []
-    for node in reversed(graph.nodes):
-        if any(o in live for o in node.outputs):
-            kept.append(node)
-            live.update(node.inputs)
-    graph.nodes = kept[::-1]
-    graph.constants = [c for c in graph.constants if c in live]
-
-
 def _check_outputs(graph: Graph, g: onnx.GraphProto, source: str) -> None:
     """Each output's dtype and rank (and static sizes) must match what the model declares."""
     for value, out in zip(graph.outputs, g.output):
@@ -296,4 +284,4 @@ def _check_outputs(graph: Graph, g: onnx.GraphProto, source: str) -> None:
                                       f"{[x.dim_value or x.dim_param for x in dims]} but imports as {value.type}")
 
 
-__all__ = ["from_onnx", "prepare", "prune"]
+__all__ = ["from_onnx", "prepare"]

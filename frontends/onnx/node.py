@@ -85,3 +85,18 @@ def _attr_value(a: onnx.AttributeProto) -> Any:
     if isinstance(value, list) and value and isinstance(value[0], bytes):
         return [v.decode("utf-8", errors="replace") for v in value]
     return value
+
+
+def outer_references(node: onnx.NodeProto) -> set[str]:
+    """Names a node's subgraphs read from the enclosing scope (empty for ordinary nodes)."""
+    out: set[str] = set()
+    for a in node.attribute:
+        graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+        for g in graphs:
+            local = {i.name for i in g.input} | {i.name for i in g.initializer}
+            for n in g.node:
+                local.update(x for x in n.output if x)
+            for n in g.node:
+                out.update(x for x in list(n.input) + sorted(outer_references(n)) if x and x not in local)
+            out.update(o.name for o in g.output if o.name not in local)
+    return out

@@ -18,7 +18,7 @@ import onnx
 
 from chunkc.errors import ChunkcError, UnsupportedOpError
 
-from .node import OnnxNode, label
+from .node import OnnxNode, label, outer_references
 from .converters import lookup
 
 _MAX_LISTED = 12
@@ -77,21 +77,6 @@ def topological_nodes(graph: onnx.GraphProto, source: str) -> list[OnnxNode]:
         path = " -> ".join(label(n.name) for n in cycle + cycle[:1])
         raise ChunkcError(f"{source}: the graph has a cycle through nodes {path}; ONNX graphs must be acyclic "
                           f"(first node on it: {cycle[0].describe()})") from None
-
-
-def outer_references(node: onnx.NodeProto) -> set[str]:
-    """Names a node's subgraphs read from the enclosing scope (empty for ordinary nodes)."""
-    out: set[str] = set()
-    for a in node.attribute:
-        graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
-        for g in graphs:
-            local = {i.name for i in g.input} | {i.name for i in g.initializer}
-            for n in g.node:
-                local.update(x for x in n.output if x)
-            for n in g.node:
-                out.update(x for x in list(n.input) + sorted(outer_references(n)) if x and x not in local)
-            out.update(o.name for o in g.output if o.name not in local)
-    return out
 
 
 def check_supported(nodes: list[OnnxNode], source: str) -> list[OnnxNode]:

@@ -1,4 +1,4 @@
-"""PyTorch element types <-> chunkc DTypes (one table, no string matching)."""
+"""PyTorch element types -> chunkc DTypes (one table, no string matching)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ TORCH_TO_CHUNKC: dict[torch.dtype, DType] = {
     torch.uint8: DType.uint8,
     torch.bool: DType.bool,
 }
-CHUNKC_TO_TORCH: dict[DType, torch.dtype] = {v: k for k, v in TORCH_TO_CHUNKC.items()}
 
 
 def to_chunkc(dt: torch.dtype, where: str = "") -> DType:
@@ -29,7 +28,3 @@ def to_chunkc(dt: torch.dtype, where: str = "") -> DType:
         known = ", ".join(str(k).removeprefix("torch.") for k in TORCH_TO_CHUNKC)
         raise UnsupportedOpError(f"{where + ': ' if where else ''}element type {dt} has no chunkc equivalent "
                                  f"(chunkc knows {known}); cast the model or input first") from None
-
-
-def to_torch(dt: DType) -> torch.dtype:
-    return CHUNKC_TO_TORCH[dt]

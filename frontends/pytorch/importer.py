@@ -111,6 +111,7 @@ class _Importer:
         self.shape_env = _shape_env(ep)
         self.symbols = SymbolMap(self.shape_env)
         self.label = name
+        self._materialized: list[_Lazy] = []  # weights made constants during the current conversion
 
     # -- the walk ------------------------------------------------------------------
     def run(self) -> Graph:
@@ -134,7 +135,7 @@ class _Importer:
                 self.env[node] = POISON  # submodules of higher-order ops; their users are reported
         if self.unmapped and (not self.opaque_unknown or any(u.blocking for u in self.unmapped.values())):
             raise UnsupportedOpError(self._unmapped_message())
-        self._drop_unused_constants()
+        self.graph.dce()
         verify(self.graph)
         return self.graph
 
@@ -181,20 +182,21 @@ class _Importer:
         if conv is None:
             self._unmapped(node, "no converter for this op")
             return
-        n_nodes, n_consts = len(self.graph.nodes), len(self.graph.constants)
+        self._materialized = []
         try:
-            fx_args = bind_schema(target, node.args, node.kwargs)
-            values = {k: self._arg(v) for k, v in fx_args.items()}
-            if _contains_poison(values):
-                self.env[node] = POISON
-                return
-            used = {u.args[1] for u in node.users if u.target is operator.getitem}
-            cx = Ctx(self.graph, node, fx_args, self._out_types(node), used)
-            result = self._check(cx, conv(cx, Args(values, op_name(target))))
+            with self.graph.transaction():  # a converter that gives up leaves the graph as it was
+                fx_args = bind_schema(target, node.args, node.kwargs)
+                values = {k: self._arg(v) for k, v in fx_args.items()}
+                if _contains_poison(values):
+                    self.env[node] = POISON
+                    return
+                used = {u.args[1] for u in node.users if u.target is operator.getitem}
+                cx = Ctx(self.graph, node, fx_args, self._out_types(node), used)
+                result = self._check(cx, conv(cx, Args(values, op_name(target))))
         except (NotConvertible, SymbolicValueError, IRError, TypeError, ValueError, KeyError, IndexError,
                 AttributeError) as exc:
-            del self.graph.nodes[n_nodes:]  # drop what the converter built before it gave up
-            del self.graph.constants[n_consts:]
+            for lazy in self._materialized:  # their constants were undone with the rest
+                lazy.value = None
             if isinstance(exc, (NotConvertible, SymbolicValueError)):
                 reason = str(exc)
             elif isinstance(exc, IRError):
@@ -241,6 +243,7 @@ class _Importer:
             if isinstance(v, _Lazy):
                 if v.value is None:
                     v.value = self._constant(v)
+                    self._materialized.append(v)
                 return v.value
             return v
         if isinstance(a, (list, tuple)):
@@ -368,10 +371,6 @@ class _Importer:
             lines.append("Pass opaque_unknown=True to keep them as opaque barriers (the PyTorch backend runs "
                          "them; chunking does not cross them), or rewrite those lines with supported ops.")
         return "\n".join(lines)
-
-    def _drop_unused_constants(self) -> None:
-        used = {v for n in self.graph.nodes for v in n.inputs} | set(self.graph.outputs)
-        self.graph.constants = [c for c in self.graph.constants if c in used]
 
 
 def _has_non_tensor_arguments(node: fx.Node) -> bool:

@@ -8,7 +8,8 @@ slice: its axes carry.  ``triu``/``tril`` depend on absolute row and column
 positions: their last two axes are positional (a slice of the rows is the
 same op with the diagonal moved by the slice's start), the leading axes carry.
 
-Build the input-less ops with ``graph.op("arange", end=L)``.
+Build the input-less ops with ``graph.op("arange", end="L")`` or
+``chunkc.ops.arange(end="L", graph=graph)``.
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ def _dtype_attr(op: str, value, default: DType) -> DType:
 
 
 def _number(op: str, name: str, v) -> None:
-    if isinstance(v, str):
-        raise fail(op, f"{name}={v!r} is a string; pass a number or a size expression such as chunkc.sym('L')")
     if isinstance(v, bool) or not isinstance(v, (int, float, sympy.Expr)):
         raise fail(op, f"{name} must be a number or a size expression, got {v!r}")
 
@@ -91,6 +90,7 @@ def _arange_slice(attrs, ins, axis, start, length):
 register(OpDef(
     name="arange", infer=_arange_infer, dims=_arange_dims, reference=_arange_ref, slice_attrs=_arange_slice,
     num_inputs=(0, 0), attrs={"start": 0, "end": REQUIRED, "step": 1, "dtype": None},
+    size_attrs=("start", "end", "step"),
     doc="arange(start=0, end, step=1, dtype=None): [start, start+step, ...) up to end; bounds may be size "
         "expressions; dtype defaults to i64 for integer bounds, else f32. Carries: its axis, positionally, "
         "for integer start and step (a slice is an arange from the slice's start)."))

@@ -27,17 +27,20 @@ def _reduced_shape(op, t: TensorType, attrs):
     return axes, tuple(s for k, s in enumerate(t.shape) if k not in axes)
 
 
-def _reduce_dims(ins, attrs, outs) -> DimRecord:
-    t = ins[0]
-    axes = norm_axes("reduce", attrs["axes"], t.rank)
+def _reduced_flows(rank: int, axes, keepdim: bool) -> DimRecord:
+    """Kept axes carry; reduced ones vanish, or stay as size-1 ``mix`` axes with ``keepdim``."""
     flows = []
-    for k in range(t.rank):
-        if k in axes:
-            if attrs["keepdim"]:
-                flows.append(MIX)
-        else:
+    for k in range(rank):
+        if k not in axes:
             flows.append(AxisFlow("carry", (AxisSource(0, k),)))
+        elif keepdim:
+            flows.append(MIX)
     return (tuple(flows),)
+
+
+def _reduce_dims(ins, attrs, outs) -> DimRecord:
+    rank = ins[0].rank
+    return _reduced_flows(rank, norm_axes("reduce", attrs["axes"], rank), attrs["keepdim"])
 
 
 def _axes_of(x, axes) -> tuple[int, ...]:
@@ -152,16 +155,8 @@ def _arg_infer(name):
 
 
 def _arg_dims(ins, attrs, outs) -> DimRecord:
-    t = ins[0]
-    axis = norm_axis("argmax", attrs["axis"], t.rank)
-    flows = []
-    for k in range(t.rank):
-        if k == axis:
-            if attrs["keepdim"]:
-                flows.append(MIX)
-        else:
-            flows.append(AxisFlow("carry", (AxisSource(0, k),)))
-    return (tuple(flows),)
+    rank = ins[0].rank
+    return _reduced_flows(rank, (norm_axis("argmax", attrs["axis"], rank),), attrs["keepdim"])
 
 
 def _arg_ref(fn: str):
@@ -233,7 +228,3 @@ register(OpDef(name="cumsum", infer=_along_axis_infer("cumsum", float_only=False
                dims=_along_axis_dims,
                reference=lambda xp, x, axis: xp.cumsum(x, axis=axis, dtype=x.dtype if x.dtype.kind == "f" else "int64"),
                attrs={"axis": -1}, doc="cumsum(x, axis=-1); integers sum to i64." + _ALONG))
-
-
-def reduced_numel(t: TensorType, axes) -> Size:
-    return product(t.shape[a] for a in axes)

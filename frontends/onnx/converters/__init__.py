@@ -1,5 +1,9 @@
-"""ONNX op converters, one module per op family (see registry.py)."""
+"""ONNX op converters, one module per op family (see registry.py).
+
+Importing this package registers every family's converters in the table.
+"""
 
 from .registry import CONVERTERS, Converter, converter, lookup, supported_op_types
+from . import constant, elementwise, linalg, nn, quantize, reduce, resize, shape, tensor  # noqa: E402,F401
 
 __all__ = ["CONVERTERS", "Converter", "converter", "lookup", "supported_op_types"]

@@ -39,15 +39,13 @@ def converter(*op_types: str, domain: str = "", fold: Fold | None = None, fold_i
     return deco
 
 
+# The table is complete once frontends.onnx.converters is imported: its __init__ imports
+# every family module (the registry itself imports none of them).
+
+
 def lookup(domain: str, op_type: str) -> Converter | None:
-    _load()
     return CONVERTERS.get(("" if domain == "ai.onnx" else domain, op_type))
 
 
 def supported_op_types(domain: str = "") -> list[str]:
-    _load()
     return sorted(op for d, op in CONVERTERS if d == domain)
-
-
-def _load() -> None:
-    from . import families  # noqa: F401  (registers every converter)

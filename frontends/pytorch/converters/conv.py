@@ -7,7 +7,7 @@ import torch
 from chunkc.ir.sizes import normalize
 
 from ..context import Args, Ctx
-from . import converts
+from .registry import converts
 
 aten = torch.ops.aten
 

@@ -12,7 +12,7 @@ import math
 from chunkc.ir.dtypes import DType
 
 from ..context import Args, Ctx
-from . import converts
+from .registry import converts
 
 aten = __import__("torch").ops.aten
 

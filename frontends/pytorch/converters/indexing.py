@@ -13,7 +13,7 @@ from chunkc.ir.dtypes import DType
 from chunkc.ir.sizes import normalize
 
 from ..context import Args, Ctx
-from . import converts
+from .registry import converts
 
 aten = torch.ops.aten
 

@@ -7,7 +7,7 @@ from chunkc.ir.ops.linalg import explicit_einsum_equation
 import torch
 
 from ..context import Args, Ctx
-from . import converts
+from .registry import converts
 
 aten = torch.ops.aten
 

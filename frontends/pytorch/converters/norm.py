@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..context import Args, Ctx
-from . import converts
+from .registry import converts
 
 aten = torch.ops.aten
 

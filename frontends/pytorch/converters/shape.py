@@ -14,7 +14,7 @@ from chunkc.errors import IRError
 from chunkc.ir.sizes import normalize, sizes_equal
 
 from ..context import Args, Ctx
-from . import converts
+from .registry import converts
 
 aten = torch.ops.aten
 _END = 2**62  # anything at least this large is PyTorch's "to the end" (INT64_MAX)
