@@ -20,6 +20,7 @@ import numpy as np
 
 from ..dims import AxisSource, DimRecord, MIX
 from ..dtypes import DType
+from ..lowering import LoweringContext, operands, torch_dtype
 from ..registry import OpDef, register
 from ..sizes import Size, format_size, normalize, product, sizes_equal
 from ..types import TensorType
@@ -157,9 +158,27 @@ def _apply_mask(xp, scores, mask):
             break
 
 
+def _sdpa_torch(ctx: LoweringContext) -> str:
+    out = ctx.out_type().dtype
+    q, k, v = operands(ctx, (0, 1, 2), out, strict=True)
+    extra = ""
+    if ctx.num_inputs() == 4:
+        mask = ctx.arg(3)
+        mt = ctx.in_type(3).dtype
+        if mt != DType.bool and mt != out:
+            mask = f"{mask}.to({torch_dtype(out)})"
+        extra += f", attn_mask={mask}"
+    if ctx.attrs["is_causal"]:
+        extra += ", is_causal=True"
+    if ctx.attrs["scale"] is not None:
+        extra += f", scale={ctx.attr('scale')}"
+    return f"F.scaled_dot_product_attention({q}, {k}, {v}{extra})"
+
+
 register(OpDef(
     name="scaled_dot_product_attention", infer=_sdpa_infer, dims=_sdpa_dims, reference=_sdpa_ref,
     num_inputs=(3, 4), attrs={"is_causal": False, "scale": None}, workspace=_sdpa_workspace, flops=_sdpa_flops,
+    torch=_sdpa_torch,
     doc="scaled_dot_product_attention(q[..., L, E], k[..., S, E], v[..., S, Ev], mask?, is_causal=False, "
         "scale=None) -> [..., L, Ev]; scale None is 1/sqrt(E); a bool mask marks the keys to attend, a float "
         "mask is added; batch axes broadcast. Carries: batch axes (from every input not broadcast), L from q "

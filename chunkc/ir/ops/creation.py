@@ -77,6 +77,7 @@ def _arange_ref(xp, start=0, end=None, step=1, dtype=None):
 register(OpDef(
     name="arange", infer=_arange_infer, dims=lambda ins, a, outs: ((NEW,),), reference=_arange_ref,
     num_inputs=(0, 0), attrs={"start": 0, "end": REQUIRED, "step": 1, "dtype": None},
+    torch="torch.arange({start}, {end}, {step}, dtype={out_dtype}, device={device})",
     doc="arange(start=0, end, step=1, dtype=None): [start, start+step, ...) up to end; bounds may be size "
         "expressions; dtype defaults to i64 for integer bounds, else f32. Carries: nothing (a new axis)."))
 
@@ -106,6 +107,7 @@ register(OpDef(
     name="full", infer=_full_infer, dims=lambda ins, a, outs: (tuple(NEW for _ in outs[0].shape),),
     reference=_full_ref, num_inputs=(0, 0), attrs={"shape": REQUIRED, "value": REQUIRED, "dtype": None},
     size_attrs=("shape",), flops=lambda *a: 0,
+    torch="torch.full({out_shape}, {value}, dtype={out_dtype}, device={device})",
     doc="full(shape, value, dtype=None): a constant tensor; dtype defaults from value (bool, i64 or f32). "
         "Carries: nothing (new axes)."))
 
@@ -124,6 +126,7 @@ register(OpDef(
     name="full_like", infer=_full_like_infer,
     dims=lambda ins, a, outs: (tuple(carry_from(AxisSource(0, k)) for k in range(ins[0].rank)),),
     reference=_full_like_ref, attrs={"value": REQUIRED, "dtype": None}, flops=lambda *a: 0,
+    torch="torch.full_like({0}, {value}, dtype={out_dtype})",
     doc="full_like(x, value, dtype=None): x's shape filled with value. Carries: every axis (only the shape "
         "of x is read, so a slice of x gives the slice)."))
 
@@ -152,6 +155,6 @@ for _name, _keep in (("triu", "on and above"), ("tril", "on and below")):
     register(OpDef(
         name=_name, infer=_tri_infer(_name), dims=_tri_dims,
         reference=(lambda f: lambda xp, x, diagonal=0: getattr(xp, f)(x, k=diagonal))(_name),
-        attrs={"diagonal": 0}, flops=lambda *a: 0,
+        attrs={"diagonal": 0}, flops=lambda *a: 0, torch=f"torch.{_name}({{0}}, diagonal={{diagonal}})",
         doc=f"{_name}(x, diagonal=0): keep the elements {_keep} the diagonal of the last two axes, zero the "
             "rest. Carries: the leading axes."))
