@@ -33,6 +33,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..backends.registry import get_backend
 from ..errors import ChunkcError
 from ..ir.graph import Graph, Node, Value
 from ..ir.registry import concrete_attrs, has_symbolic_attrs
@@ -40,7 +41,6 @@ from ..ir.sizes import evaluate
 from ..ir.types import TensorType
 from .plan import ChunkRegion, Plan
 
-ARRAY_BACKENDS = frozenset({"numpy", "cupy"})  # whose kernels are the op references that declare workspace
 EXTERNAL = -1  # alias root of graph inputs and constants: costs nothing
 INTERNAL = -2  # a region-internal value: it has no storage outside its loop
 
@@ -97,10 +97,11 @@ def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, 
     """Estimate the activation memory of one call of ``graph`` (chunked by ``plan``).
 
     With a plan, the estimate reads ``plan.graph``'s schedule (reordering may have
-    moved nodes); ``sizes`` defaults to ``plan.sizes``.  ``backend`` ("numpy",
-    "cupy", "torch") says whose kernels run: an op's declared ``workspace`` counts
-    only for the backends it applies to (see :func:`workspace_applies`); None
-    counts every declared workspace (an upper bound).
+    moved nodes); ``sizes`` defaults to ``plan.sizes``.  ``backend`` (a registered
+    backend's name: "numpy", "cupy", "torch"...) says whose kernels run: an op's
+    declared ``workspace`` counts only where that backend's workspace policy says
+    its kernel allocates it (see :func:`workspace_applies`); None counts every
+    declared workspace (an upper bound).
     """
     if plan is not None:
         graph = plan.graph
@@ -110,17 +111,15 @@ def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, 
 
 
 def workspace_applies(op, backend: str | None) -> bool:
-    """Whether ``op``'s declared workspace is allocated by ``backend``'s kernel.
-
-    An op record may list the backends in ``workspace_backends``; without it the
-    workspace describes the NumPy/CuPy reference (the PyTorch backend calls ATen
-    kernels, whose temporaries are their own)."""
+    """Whether ``op``'s declared workspace is allocated by ``backend``'s kernel: the
+    backend record's workspace policy says (the declared workspace describes the
+    NumPy/CuPy reference; the PyTorch backend calls ATen kernels, whose temporaries
+    are their own)."""
     if op.workspace is None:
         return False
     if backend is None:
         return True
-    backends = getattr(op, "workspace_backends", None)
-    return backend in (ARRAY_BACKENDS if backends is None else backends)
+    return get_backend(backend).workspace(op)
 
 
 # -- layout helpers -------------------------------------------------------------------
@@ -189,6 +188,8 @@ class MemoryModel:
     def __init__(self, graph: Graph, sizes: Mapping[str, int] | None = None, backend: str | None = None):
         self.graph = graph
         self.sizes = _normalize_sizes(graph, sizes)
+        if backend is not None:
+            get_backend(backend)  # an unknown name is refused here, not silently given no workspace
         self.backend = backend
         self.nodes: list[Node] = list(graph.nodes)
         self.order = tuple(n.name for n in self.nodes)
