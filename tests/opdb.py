@@ -338,6 +338,16 @@ def _pow_samples(rng):
 
 
 add(OpInfo("pow", _pow_samples, torch_ref(torch.pow), big=_bin_big))
+
+
+def _atan2_samples(rng):
+    axes = np.array([0.0, -0.0, 1.0, -1.0, 0.0, 2.0, -3.0], "float32")
+    return _binary_samples("arith", ints_too=False)(rng) + [
+        S(axes, axes[::-1].copy(), desc="on the axes, signed zeros"),
+        S(rnd(rng, (3, 4)), ints(rng, (4,)), desc="f32 with i64 -> f32")]
+
+
+add(OpInfo("atan2", _atan2_samples, torch_ref(torch.atan2), big=_bin_big))
 for _name, _fn in (("eq", torch.eq), ("ne", torch.ne), ("lt", torch.lt), ("le", torch.le), ("gt", torch.gt),
                    ("ge", torch.ge)):
     add(OpInfo(_name, _binary_samples("cmp"), torch_ref(_fn)))

@@ -235,12 +235,15 @@ unary("logical_not", lambda xp, x: xp.logical_not(x), float_only=False, out_dtyp
 # -- binary -------------------------------------------------------------------------
 
 
-def _binary_infer(name, bool_out=False):
+def _binary_infer(name, bool_out=False, float_only=False):
     def infer(ins, attrs):
         shape = broadcast_shapes(name, ins)
         if bool_out:
             return (TensorType(DType.bool, shape),)
-        return (TensorType(result_dtype(ins), shape),)
+        dt = result_dtype(ins)
+        if float_only and not dt.is_floating:
+            raise fail(name, f"inputs must promote to a floating type, got {ins[0]} and {ins[1]}")
+        return (TensorType(dt, shape),)
     return infer
 
 
@@ -268,10 +271,10 @@ def _div(xp, a, b):
         return xp.trunc(xp.true_divide(a, b)).astype(dt)  # integers: truncate toward zero (ONNX Div)
 
 
-def binary(name: str, fn, bool_out: bool = False, flops: int = 1, doc: str = "",
+def binary(name: str, fn, bool_out: bool = False, flops: int = 1, doc: str = "", float_only: bool = False,
            torch: TorchLowering | None = None) -> OpDef:
     return register(OpDef(
-        name=name, infer=_binary_infer(name, bool_out), dims=_bcast_dims, reference=fn, num_inputs=(2, 2),
+        name=name, infer=_binary_infer(name, bool_out, float_only), dims=_bcast_dims, reference=fn, num_inputs=(2, 2),
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(a, b).") + CARRIES, torch=torch,
     ))
 
@@ -337,6 +340,8 @@ binary("remainder", _arith("remainder"), doc="remainder(a, b): remainder with th
        torch=promoted_call("torch.remainder"))
 binary("floor_divide", _arith("floor_divide"), doc="floor_divide(a, b) = floor(a / b).",
        torch=promoted_call("torch.floor_divide"))
+binary("atan2", _arith("arctan2"), flops=4, float_only=True, torch=promoted_call("torch.atan2"),
+       doc="atan2(a, b): the angle of the point (b, a), in [-pi, pi]; inputs promote to a floating type.")
 for _name, _ufunc, _symbol in (("eq", "equal", "=="), ("ne", "not_equal", "!="), ("lt", "less", "<"),
                                ("le", "less_equal", "<="), ("gt", "greater", ">"), ("ge", "greater_equal", ">=")):
     binary(_name, _cmp(_ufunc), bool_out=True, doc=f"{_name}(a, b) -> bool.", torch=_compare(_symbol))
