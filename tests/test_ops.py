@@ -261,6 +261,18 @@ def test_ops_doc_is_current():
     assert path.read_text() == ops_markdown(), "docs/ops.md is stale: run `python -m chunkc.ir.ops.doc > docs/ops.md`"
 
 
+def test_ops_doc_shows_real_code():
+    """The guide's excerpts (``<!-- from PATH -->`` before a code block) are verbatim in PATH."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).parent.parent
+    excerpts = re.findall(r"<!-- from (\S+) -->\n```python\n(.*?)```", (root / "docs" / "ops.md").read_text(), re.S)
+    assert len(excerpts) >= 4
+    for path, block in excerpts:
+        assert block in (root / path).read_text(), f"docs/ops.md shows code that {path} does not hold:\n{block}"
+
+
 def test_core_ops_document_their_dims():
     undocumented = sorted(name for name, op in OPS.items()
                           if not op.infer.__module__.split(".")[-1].startswith("extra_") and "Carries:" not in op.doc)
