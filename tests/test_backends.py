@@ -313,3 +313,30 @@ def test_write_program_gives_a_runnable_file(tmp_path, backend):
     else:
         out = mod.Program_mlp(np, np.load(files[1]))(arrays[0])
     np.testing.assert_allclose(out, chunkc.interpret(case.graph, *arrays)[0], **TOL)
+
+
+def test_lowerings_see_the_chunk_range():
+    """Inside a chunk loop a lowering gets each chunked value's axis and bounds (in elements of the
+    axis: a chunk unit of 4 rows reads 4 * start); outside, or for a value used whole, None."""
+    from chunkc.backends.array_backend import ArrayDialect
+    from chunkc.backends.codegen import generate
+
+    seen = {}
+
+    class Recording(ArrayDialect):
+        def lowering(self, op):
+            rule = super().lowering(op)
+
+            def record(ctx):
+                seen[ctx.node.name] = [ctx.chunk_range(v) for v in (*ctx.node.inputs, *ctx.node.outputs)]
+                return rule(ctx)
+            return record
+
+    case = CASES["reshape_unit"]()
+    generate(case.graph, case.plan, Recording())
+    assert seen["r"] == [(0, "start", "stop"), (0, "4 * start", "4 * stop")]
+    assert seen["back"] == [(0, "4 * start", "4 * stop"), (0, "start", "stop")]
+    assert seen["y"][0] is None and seen["y"][2] is None  # after the loop; input 1 is a weight
+    case = CASES["mlp"]()
+    generate(case.graph, case.plan, Recording())
+    assert seen["h"] == [(1, "start", "stop"), None, None, (1, "start", "stop")]  # x chunked, w1 and b1 whole

@@ -355,3 +355,16 @@ def test_interpolate_source_positions_match_pytorch_exactly():
                 want = F.interpolate(x, size=n_out, mode="linear", align_corners=ac)[0, 0].numpy()
                 i0, i1, lam = linear_weights(n_in, n_out, ac)
                 np.testing.assert_allclose((1 - lam) * i0 + lam * i1, want, atol=1e-5, err_msg=f"linear {n_in}->{n_out}")
+
+
+def test_op_records_import_neither_torch_nor_the_backends():
+    """Lowerings write text: loading every record (templates, lowering functions) imports no torch and
+    no chunkc.backends module (a lowering that needs one imports it when it runs)."""
+    import subprocess
+    import sys
+    code = ("import sys, chunkc\n"
+            "from chunkc.ir.registry import all_ops\n"
+            "assert all(op.torch is not None for op in all_ops().values())\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('chunkc.backends')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

@@ -227,7 +227,7 @@ def _apply_reduction(xp, out, index, upd, reduction):
 
 def _scatter_elements_ref(xp, data, indices, updates, axis, reduction):
     out = data.copy()
-    axis = axis % data.ndim
+    axis = norm_axis("scatter_elements", axis, data.ndim)
     idx = xp.where(indices < 0, indices + data.shape[axis], indices)
     grid = list(xp.indices(indices.shape, sparse=True))
     grid[axis] = idx
