@@ -144,21 +144,18 @@ def check_template(op: str, template: str, attrs: Sequence[str], max_inputs: int
                           f"(known: {known})")
 
 
-class _Inputs(Sequence[str]):
+class _Inputs:
     """Input expressions, asked for only when a template uses them (reading a weight marks it used)."""
 
     def __init__(self, ctx: LoweringContext):
         self.ctx = ctx
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> str:
         return self.ctx.arg(i)
 
-    def __len__(self) -> int:
-        return self.ctx.num_inputs()
 
-
-class _Fields(Mapping[str, str]):
-    """Named template fields, rendered only when used."""
+class _Fields:
+    """Named template fields, rendered only when a template uses them."""
 
     def __init__(self, ctx: LoweringContext):
         self.ctx = ctx
@@ -175,16 +172,10 @@ class _Fields(Mapping[str, str]):
             return ctx.device()
         return ctx.attr(key)
 
-    def __iter__(self):
-        return iter(TEMPLATE_FIELDS)
-
-    def __len__(self) -> int:
-        return len(TEMPLATE_FIELDS)
-
 
 def render_template(template: str, ctx: LoweringContext) -> str:
     """The source text of ``template`` for the node of ``ctx``."""
-    return string.Formatter().vformat(template, _Inputs(ctx), _Fields(ctx))
+    return string.Formatter().vformat(template, _Inputs(ctx), _Fields(ctx))  # type: ignore[arg-type]
 
 
 def as_function(lowering: TorchLowering) -> LoweringFn:
