@@ -224,7 +224,8 @@ def _torch_promotes_to(dtypes_and_ranks: tuple) -> DType:
     return DType[str(dt).removeprefix("torch.")]
 
 
-def operands(ctx: LoweringContext, indices, out: DType, inline_scalars: bool = False, strict: bool = False) -> list[str]:
+def operands(ctx: LoweringContext, indices, out: DType, inline_scalars: bool = False,
+             strict: bool = False) -> list[str]:
     """Argument text for a promoting op, converted so that the op computes in ``out``.
 
     ``strict``: the PyTorch call wants every operand in ``out`` (matmul, linear).

@@ -197,6 +197,8 @@ unary("expm1", _log_like(lambda xp, x: xp.expm1(x)), flops=4, doc="expm1(x) = ex
       torch="torch.expm1({0})")
 unary("sigmoid", _sigmoid, flops=4, torch="torch.sigmoid({0})")
 unary("relu", _relu, float_only=False, torch="torch.relu({0})")
+
+
 def _gelu_torch(ctx: LoweringContext) -> str:
     if ctx.attrs["approximate"] == "none":
         return f"F.gelu({ctx.arg(0)})"
@@ -418,7 +420,8 @@ def _cast_torch(ctx: LoweringContext) -> str:
 
 
 register(OpDef(name="cast", infer=_cast_infer, dims=_bcast_dims, reference=_cast_ref, attrs={"dtype": REQUIRED},
-               torch=_cast_torch, flops=lambda *a: 0, doc="cast(x, dtype=f16): convert the element type (a fresh array)." + CARRIES))
+               torch=_cast_torch, flops=lambda *a: 0,
+               doc="cast(x, dtype=f16): convert the element type (a fresh array)." + CARRIES))
 
 
 def _clamp_ref(xp, x, min=None, max=None):

@@ -132,7 +132,8 @@ def _cumprod_dims(ins, attrs, outs) -> DimRecord:
 
 _register(OpDef(name="cumprod", infer=_cumprod_infer, dims=_cumprod_dims,
                 reference=lambda xp, x, axis: xp.cumprod(x, axis=axis).astype(x.dtype, copy=False),
-                attrs={"axis": -1}, torch=cumulative("torch.cumprod"), doc="cumprod(x, axis=-1): running product along an axis (keeps the dtype). "
+                attrs={"axis": -1}, torch=cumulative("torch.cumprod"),
+                doc="cumprod(x, axis=-1): running product along an axis (keeps the dtype). "
                     "Carries: every axis but `axis`."))
 
 

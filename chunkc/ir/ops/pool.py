@@ -214,7 +214,8 @@ def _adaptive_torch(ctx: LoweringContext) -> str:
 
 
 register(OpDef(
-    name="adaptive_avg_pool", infer=_adaptive_infer, dims=_adaptive_dims, reference=_adaptive_ref, torch=_adaptive_torch,
+    name="adaptive_avg_pool", infer=_adaptive_infer, dims=_adaptive_dims, reference=_adaptive_ref,
+    torch=_adaptive_torch,
     attrs={"output_size": REQUIRED}, size_attrs=("output_size",), flops=lambda ins, a, outs: ins[0].numel(),
     doc="adaptive_avg_pool(x[..., *S], output_size): window i of an axis covers [floor(i*S/out), "
         "ceil((i+1)*S/out)). Carries: every leading axis."))

@@ -397,6 +397,7 @@ register(OpDef(name="contiguous", infer=lambda ins, attrs: (ins[0],),
 register(OpDef(name="copy", infer=lambda ins, attrs: (ins[0],),
                dims=lambda ins, attrs, outs: (tuple(AxisFlow("carry", (AxisSource(0, k),)) for k in range(ins[0].rank)),),
                reference=lambda xp, x: x.copy(), flops=lambda *a: 0,
-               torch="{0}.clone(memory_format=torch.contiguous_format)", doc="copy(x): a fresh contiguous copy. Carries: every axis."))
+               torch="{0}.clone(memory_format=torch.contiguous_format)",
+               doc="copy(x): a fresh contiguous copy. Carries: every axis."))
 
 __all__ = ["contiguous_strides", "is_contiguous", "resolve_shape", "reshape_groups", "Fraction"]
