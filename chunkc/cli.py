@@ -4,6 +4,7 @@
     chunkc compile model.onnx --budget 30% --backend torch --sizes seq=4096 -o model_chunked.py
     chunkc dot model.cir --budget 30% --sizes L=2048 -o graph.svg
     chunkc passes                                                    # list the passes
+    chunkc backends                                                  # list the backends
 
 Models are read by suffix: ``.cir`` (chunkc text IR, weights beside it in
 ``.cir.npz`` when present) or ``.onnx``.
@@ -78,8 +79,7 @@ def _cmd_compile(args) -> int:
     graph = load_model(args.model)
     plan = None
     if args.budget is not None:
-        plan = autochunk(graph, _budget(args.budget), sizes=_sizes(args.sizes),
-                         backend=args.backend if args.backend == "torch" else None)
+        plan = autochunk(graph, _budget(args.budget), sizes=_sizes(args.sizes), backend=args.backend)
         print(plan_report(plan), file=sys.stderr)
     if args.output:  # the source and, beside it, its weights
         for path in write_program(graph, plan, args.backend, args.output):
@@ -113,6 +113,15 @@ def _cmd_passes(args) -> int:
     return 0
 
 
+def _cmd_backends(args) -> int:
+    from .backends import backend_names, get_backend
+    for name in backend_names():
+        b = get_backend(name)
+        opts = ", ".join(b.options) or "no options"
+        print(f"{name}  ({opts}) {b.description}")
+    return 0
+
+
 def _write(text: str, path: str | None) -> None:
     if path:
         Path(path).write_text(text)
@@ -121,6 +130,7 @@ def _write(text: str, path: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .backends import backend_names
     parser = argparse.ArgumentParser(prog="chunkc", description="Automatic chunking for activation memory.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -136,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("compile", help="generate chunked source for a model")
     p.add_argument("model")
     p.add_argument("--budget", help="bytes (e.g. 512MiB) or a percentage of the unchunked peak (e.g. 30%%)")
-    p.add_argument("--backend", default="torch", choices=["torch", "numpy", "cupy"])
+    p.add_argument("--backend", default="torch", choices=backend_names())
     p.add_argument("--sizes", action="append")
     p.add_argument("-o", "--output")
     p.set_defaults(fn=_cmd_compile)
@@ -150,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("passes", help="list the available passes and their options")
     p.set_defaults(fn=_cmd_passes)
+
+    p = sub.add_parser("backends", help="list the registered backends and their options")
+    p.set_defaults(fn=_cmd_backends)
 
     args = parser.parse_args(argv)
     try:

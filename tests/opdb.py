@@ -9,11 +9,22 @@ In the style of Thunder's OpInfo (``thunder/tests/opinfos.py``): one
 * ``ref(*inputs, **attrs)``: an independent reference, PyTorch where it has the
   op (``torch.nn.functional`` or ``torch``), NumPy otherwise.  It returns an
   array-like or a tuple of them, in the dtype the op should produce;
+* ``graphs``: small graphs around the op (builders of a :class:`SampleGraph`)
+  for what one node on concrete arrays cannot show: symbolic sizes (in shapes
+  and attributes), weights (0-d weights written as numbers, dtype promotion
+  with a wider weight), non-contiguous inputs, ops with several outputs.
+  Attribute-free ops with one to three inputs get automatic ones
+  (:func:`graph_samples`);
 * optional hooks: ``compare`` (for results with an unspecified order),
   ``sliced_attrs`` (attributes to rewrite for a slice of a carried axis, beyond
   the op's ``shape_attr``, which the test rewrites as code generators do),
   ``big`` (larger samples for the memory test), ``raises`` (the NumPy
   reference must refuse, as opaque's).
+
+The database drives every test of ops: ``tests/test_ops.py`` runs the samples
+through the interpreter (values, types, dimension records, views, memory);
+``tests/test_op_backends.py`` runs the samples and the sample graphs on the
+NumPy, PyTorch and CuPy backends.
 
 Extending it: ops registered by ``chunkc/ir/ops/extra_*.py`` modules get their
 entries in a module ``tests/opdb_<anything>.py`` that defines a list
@@ -23,9 +34,11 @@ names every registered op that has no entry.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import pathlib
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -33,7 +46,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import chunkc
+from chunkc import ops as O
 from chunkc.errors import ChunkcError
+from chunkc.ir.registry import REQUIRED, all_ops
 
 # -- records ---------------------------------------------------------------------------------------
 
@@ -59,6 +75,7 @@ class OpInfo:
     big: Callable[[np.random.Generator], list[Sample]] | None = None
     raises: type | None = None
     tol: dict = field(default_factory=dict)  # numpy dtype name -> (rtol, atol)
+    graphs: list[Callable[["SampleGraph"], tuple]] = field(default_factory=list)  # see graph_sample
 
 
 TOL = {"float64": (1e-10, 1e-10), "float32": (1e-5, 1e-5), "float16": (1e-2, 1e-2)}
@@ -119,6 +136,7 @@ def add(info: OpInfo) -> OpInfo:
     return info
 
 
+@functools.lru_cache(maxsize=None)
 def all_infos() -> dict[str, OpInfo]:
     """This module's infos plus those of every ``tests/opdb_*.py`` module."""
     out = dict(_OPINFOS)
@@ -130,6 +148,43 @@ def all_infos() -> dict[str, OpInfo]:
                 raise ValueError(f"{path.name}: op {info.name} already has an op info")
             out[info.name] = info
     return out
+
+
+# -- running samples ---------------------------------------------------------------------------------
+
+
+def rng_for(name: str) -> np.random.Generator:
+    """The same random inputs for an op on every run and every backend."""
+    return np.random.default_rng(zlib.crc32(name.encode()))
+
+
+def samples_of(name: str) -> list[Sample]:
+    return all_infos()[name].samples(rng_for(name))
+
+
+def build(name: str, inputs, attrs) -> tuple[chunkc.Graph, chunkc.Node]:
+    """A graph of one node of op ``name`` on inputs typed like ``inputs``."""
+    g = chunkc.Graph(name)
+    values = [g.add_input(f"x{i}", a.dtype, a.shape) for i, a in enumerate(inputs)]
+    node = g.add_node(name, values, attrs)
+    g.set_outputs(*node.outputs)
+    return g, node
+
+
+def as_tuple(x) -> tuple:
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def assert_close(actual, expected, info: OpInfo | None = None, what: str = "") -> None:
+    """Exact for integers and bools, within the op's tolerance (TOL by dtype) for floats."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}shape {actual.shape} != {expected.shape}"
+    if actual.dtype.kind in "biu" and expected.dtype.kind in "biu":
+        np.testing.assert_array_equal(actual, expected, err_msg=what)
+        return
+    rtol, atol = {**TOL, **(info.tol if info else {})}.get(actual.dtype.name, TOL["float32"])
+    np.testing.assert_allclose(actual.astype("float64"), expected.astype("float64"), rtol=rtol, atol=atol,
+                               equal_nan=True, err_msg=what)
 
 
 # -- elementwise: unary ---------------------------------------------------------------------------
@@ -283,6 +338,16 @@ def _pow_samples(rng):
 
 
 add(OpInfo("pow", _pow_samples, torch_ref(torch.pow), big=_bin_big))
+
+
+def _atan2_samples(rng):
+    axes = np.array([0.0, -0.0, 1.0, -1.0, 0.0, 2.0, -3.0], "float32")
+    return _binary_samples("arith", ints_too=False)(rng) + [
+        S(axes, axes[::-1].copy(), desc="on the axes, signed zeros"),
+        S(rnd(rng, (3, 4)), ints(rng, (4,)), desc="f32 with i64 -> f32")]
+
+
+add(OpInfo("atan2", _atan2_samples, torch_ref(torch.atan2), big=_bin_big))
 for _name, _fn in (("eq", torch.eq), ("ne", torch.ne), ("lt", torch.lt), ("le", torch.le), ("gt", torch.gt),
                    ("ge", torch.ge)):
     add(OpInfo(_name, _binary_samples("cmp"), torch_ref(_fn)))
@@ -1115,3 +1180,282 @@ def _scatter_nd_ref(data, indices, updates, reduction="none"):
 add(OpInfo("scatter_nd", lambda rng: [S(rnd(rng, (4, 3)), np.array([[2], [0]]), rnd(rng, (2, 3))),
                                       S(rnd(rng, (4, 3)), np.array([[1, 2], [3, 0], [1, 2]]), rnd(rng, (3,)), reduction="add")],
            _scatter_nd_ref))
+
+
+# -- sample graphs: symbolic sizes, weights, several nodes ---------------------------------------------------------
+#
+# A builder gets a SampleGraph and returns the values to check; every backend runs the graph at two sizes of
+# L and compares each value with the interpreter's.  Inputs are declared with a value range, so that log,
+# sqrt, acosh... get valid arguments and integer ops get small integers.
+
+L = chunkc.sym("L")
+GRAPH_SIZES = ({"L": 5}, {"L": 7})
+
+
+class SampleGraph:
+    """A graph under construction, with the value range of each input."""
+
+    def __init__(self, name: str):
+        self.graph = chunkc.Graph(name)
+        self.ranges: list[tuple] = []
+
+    def inp(self, dtype: str, shape, low: float = -1.0, high: float = 1.0, name: str = "x"):
+        self.ranges.append((low, high))
+        return self.graph.add_input(name, dtype, shape)
+
+    def const(self, data, name="c"):
+        return self.graph.add_constant(name, np.asarray(data))
+
+    def arrays(self, sizes: dict[str, int], seed: int = 0) -> list[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        out = []
+        for v, (low, high) in zip(self.graph.inputs, self.ranges):
+            shape = v.type.concrete_shape(sizes)
+            if v.dtype.name == "bool":
+                out.append(rng.random(shape) < 0.5)
+            elif v.dtype.is_floating:
+                out.append(rng.uniform(low, high, size=shape).astype(v.dtype.numpy))
+            else:
+                out.append(rng.integers(int(low), int(high), size=shape).astype(v.dtype.numpy))
+        return out
+
+
+def graph_sample(*ops: str):
+    """Attach the decorated builder to the op infos of ``ops``."""
+    def deco(fn):
+        for op in ops:
+            _OPINFOS[op].graphs.append(fn)
+        return fn
+    return deco
+
+
+DOMAINS = {"acosh": (1.1, 3.0), "log": (0.1, 2.0), "sqrt": (0.1, 2.0), "rsqrt": (0.1, 2.0), "log1p": (0.1, 2.0),
+           "reciprocal": (0.2, 2.0), "atanh": (-0.9, 0.9), "asin": (-0.9, 0.9), "acos": (-0.9, 0.9)}
+
+
+def _automatic(name: str, op) -> list:
+    """Builders for ops without required attributes: 1 to 3 inputs, float or integer, broadcasting.
+    Marked ``automatic``: a variant the op refuses (an integer input to a float op) is skipped."""
+    if any(v is REQUIRED for v in op.attrs.values()):
+        return []
+    lo, hi = DOMAINS.get(name, (-1.0, 1.0))
+    shapes = {(1, 1): [("f32", (2, L, 4))], (2, 2): [("f32", (2, L, 4)), ("f32", (L, 4))],
+              (3, 3): [("bool", (L, 4)), ("f32", (2, L, 4)), ("f32", (L, 1))]}.get(tuple(op.num_inputs))
+    if shapes is None:
+        return []
+    out = []
+    for int_variant in (False, True):
+        def build(s, int_variant=int_variant, shapes=shapes):
+            xs = []
+            for i, (dt, shape) in enumerate(shapes):
+                if int_variant and dt == "f32":
+                    xs.append(s.inp("i32", shape, 0, 8, name=f"x{i}"))
+                else:
+                    low = 0.5 if name in ("fmod", "remainder", "floor_divide", "div", "pow") and i == 1 else lo
+                    xs.append(s.inp(dt, shape, low, hi, name=f"x{i}"))
+            if int_variant and name in ("fmod", "remainder", "floor_divide", "div") and len(xs) == 2:
+                s.ranges[1] = (1, 8)  # no integer division by zero
+            return (s.graph.op(name, *xs),)
+        build.automatic = True
+        out.append(build)
+    return out
+
+
+def graph_samples(name: str, info: OpInfo | None = None) -> list:
+    """The op's sample graphs: its own, or automatic ones."""
+    info = info or all_infos()[name]
+    return list(info.graphs) or _automatic(name, all_ops()[name])
+
+
+@graph_sample("cast")
+def _(s):
+    x = s.inp("f32", (L, 3), -4, 4)
+    return O.cast(x, dtype="f16"), O.cast(x, dtype="i32"), O.cast(x, dtype="f32")
+
+
+@graph_sample("clamp")
+def _(s):
+    x = s.inp("f32", (L, 3))
+    return O.clamp(x, min=-0.2, max=0.3), O.clamp(x, max=0.1)
+
+
+@graph_sample("masked_fill")
+def _(s):
+    x, m = s.inp("f32", (2, L, 3)), s.inp("bool", (L, 1), name="m")
+    return (O.masked_fill(x, m, value=float("-inf")),)
+
+
+@graph_sample("where", "add", "mul", "sub", "div", "lt")
+def _(s):
+    c, a = s.inp("bool", (L, 3), name="c"), s.inp("f32", (2, L, 3), 0.5, 1.0)
+    k = s.const(np.float32(0.25), "k")
+    k64 = s.const(np.float64(0.5), "k64")
+    return O.where(c, a, k), a * 0.5, 1.0 - a, O.div(2.0, a), O.add(a, k64), O.lt(a, 0.75)
+
+
+@graph_sample("matmul", "bmm", "linear", "addmm", "einsum")
+def _(s):
+    a = s.inp("f32", (2, L, 4), name="a")
+    w = s.const(np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32), "w")
+    b = s.const(np.arange(5, dtype=np.float32), "b")
+    m = s.const(np.random.default_rng(1).standard_normal((3, 1, 4, 2)).astype(np.float32), "m")
+    sq = s.const(np.random.default_rng(2).standard_normal((2, 4, 4)).astype(np.float32), "sq")
+    a2 = O.reshape(a, shape=(2 * L, 4))
+    return (O.matmul(a, O.permute(w, dims=(1, 0))), O.matmul(O.unsqueeze(a, axis=0), m), O.bmm(a, sq),
+            O.linear(a, w, b), O.linear(a, w), O.addmm(b, a2, O.permute(w, dims=(1, 0)), beta=0.5, alpha=2.0),
+            O.einsum(a, sq, equation="blj,bjk->bkl"))
+
+
+@graph_sample("sum", "mean", "amax", "amin", "prod", "any", "all", "var", "argmax", "argmin")
+def _(s):
+    x = s.inp("f32", (2, L, 4), 0.5, 1.5)
+    i = s.inp("i32", (L, 3), 0, 5, name="i")
+    b = O.gt(x, 1.0)
+    return (O.sum(x, axes=(0, 2), keepdim=True), O.sum(i, axes=1), O.sum(x), O.mean(x, axes=-1),
+            O.amax(x), O.amin(x, axes=(1,)), O.prod(x, axes=(0, 2)), O.prod(x, axes=1, keepdim=True),
+            O.prod(i, axes=0), O.any(b, axes=2), O.all(b), O.var(x, axes=1, correction=0),
+            O.var(x, axes=(0, 2), keepdim=True), O.argmax(x, axis=1, keepdim=True), O.argmin(x, axis=-1))
+
+
+@graph_sample("softmax", "log_softmax", "cumsum", "cumprod")
+def _(s):
+    x, i = s.inp("f32", (2, L, 4), 0.5, 1.5), s.inp("i32", (L, 4), 0, 5, name="i")
+    return (O.softmax(x, axis=1), O.log_softmax(x, axis=-1), O.cumsum(x, axis=1), O.cumsum(i, axis=0),
+            s.graph.op("cumprod", x, axis=1), s.graph.op("cumprod", i, axis=0))
+
+
+@graph_sample("reshape", "permute", "expand", "squeeze", "unsqueeze", "slice", "contiguous", "copy")
+def _(s):
+    x = s.inp("f32", (L, 1, 4))
+    p = O.permute(x, dims=(2, 1, 0))
+    return (O.reshape(x, shape=(2, L, 2)), O.reshape(p, shape=(-1,)), O.expand(x, shape=(3, L, 5, 4)),
+            O.squeeze(x), O.squeeze(x, axes=(0,)), O.unsqueeze(x, axis=-1),
+            O.slice(x, axis=2, start=1, end=None, step=2), O.slice(x, axis=0, start=1, end=L - 1),
+            O.slice(x, axis=2, start=-3, end=-1), O.contiguous(p), O.copy(p))
+
+
+@graph_sample("layer_norm", "rms_norm", "group_norm", "batch_norm")
+def _(s):
+    x = s.inp("f32", (2, 6, L))
+    rng = np.random.default_rng(3)
+    w6, b6 = s.const(rng.uniform(0.5, 1.5, 6).astype(np.float32), "w6"), s.const(rng.standard_normal(6).astype(np.float32), "b6")
+    mean, var = s.const(rng.standard_normal(6).astype(np.float32), "mean"), s.const(rng.uniform(0.5, 2, 6).astype(np.float32), "var")
+    t = O.permute(x, dims=(0, 2, 1))
+    return (O.layer_norm(t, w6, b6), O.layer_norm(x, num_axes=2, eps=1e-3), O.rms_norm(t, w6),
+            O.rms_norm(t, eps=1e-6), O.group_norm(x, w6, b6, num_groups=3), O.group_norm(x, num_groups=2),
+            O.batch_norm(x, mean, var, w6, b6), O.batch_norm(x, mean, var))
+
+
+@graph_sample("concat", "stack", "split")
+def _(s):
+    a, b = s.inp("f32", (2, L), name="a"), s.inp("f32", (3, L), name="b")
+    p, q, r = O.split(b, sizes=(1, 1, 1), axis=0)
+    only = O.split(a, sizes=(2,), axis=0)  # one output: the node's value itself
+    head, tail = O.split(a, sizes=(1, L - 1), axis=1)
+    return O.concat(a, b, axis=0), O.stack(p, q, r, axis=1), p, r, only, head, tail
+
+
+@graph_sample("take", "gather", "embedding")
+def _(s):
+    x = s.inp("f32", (3, L, 4))
+    idx = s.const(np.array([[0, 3], [-1, 2]], np.int64), "idx")
+    g_idx = s.inp("i64", (3, L, 2), 0, 4, name="gi")
+    table = s.const(np.random.default_rng(4).standard_normal((10, 5)).astype(np.float32), "table")
+    ids = s.inp("i64", (2, L), 0, 10, name="ids")
+    return O.take(x, idx, axis=2), O.take(x, s.const(np.int64(1), "one"), axis=0), O.gather(x, g_idx, axis=2), \
+        O.embedding(table, ids)
+
+
+@graph_sample("conv", "conv_transpose")
+def _(s):
+    x1, x2 = s.inp("f32", (2, 4, L), name="x1"), s.inp("f32", (1, 4, L, 6), name="x2")
+    rng = np.random.default_rng(5)
+    w1 = s.const(rng.standard_normal((6, 2, 3)).astype(np.float32), "w1")
+    w2 = s.const(rng.standard_normal((4, 4, 3, 3)).astype(np.float32), "w2")
+    wt = s.const(rng.standard_normal((4, 3, 2, 2)).astype(np.float32), "wt")
+    b6 = s.const(rng.standard_normal(6).astype(np.float32), "b6")
+    return (O.conv(x1, w1, b6, stride=(1,), padding=((1, 1),), dilation=(2,), groups=2),
+            O.conv(x2, w2, padding=((0, 1), (1, 2)), stride=(1, 2)),
+            O.conv_transpose(x2, wt, stride=(2, 2)),
+            O.conv_transpose(x2, wt, stride=(2, 1), padding=((1, 0), (0, 1)), output_padding=(1, 0)))
+
+
+@graph_sample("max_pool", "avg_pool", "adaptive_avg_pool")
+def _(s):
+    x = s.inp("f32", (2, 3, 8, L))
+    x5 = s.inp("f32", (2, 2, 2, 6, L), name="x5")
+    return (O.max_pool(x, kernel=(2, 2)), O.max_pool(x, kernel=(3, 3), stride=(2, 1), padding=((1, 1), (1, 1)),
+                                                      ceil_mode=True),
+            O.max_pool(x5, kernel=(3,), padding=((1, 0),)), O.avg_pool(x, kernel=(2, 3), stride=(2, 1)),
+            O.avg_pool(x, kernel=(3, 3), padding=((1, 1), (0, 1)), count_include_pad=False),
+            O.avg_pool(x5, kernel=(2, 2), padding=((1, 0), (0, 0))),
+            O.adaptive_avg_pool(x, output_size=(3, 2)), O.adaptive_avg_pool(x5, output_size=(2,)))
+
+
+@graph_sample("interpolate", "pad")
+def _(s):
+    x = s.inp("f32", (2, 3, 4, L))
+    x3 = s.inp("f32", (3, L, 5), name="x3")
+    return (O.interpolate(x, size=(8, 3), mode="nearest"), O.interpolate(x, size=(7, 2), mode="nearest_exact"),
+            O.interpolate(x, size=(6, 9), mode="linear"), O.interpolate(x, size=(5, 4), mode="linear", align_corners=True),
+            O.interpolate(x3, size=(9,), mode="linear"),
+            O.pad(x3, pads=((0, 0), (1, 2), (-1, 1)), value=0.5), O.pad(x3, pads=((0, 0), (0, 0), (2, 1)), mode="reflect"),
+            O.pad(x, pads=((0, 0), (1, 0), (0, 2), (1, 1)), mode="replicate"),
+            O.pad(x3, pads=((0, 0), (1, 1), (2, 0)), mode="circular"))
+
+
+@graph_sample("arange", "full", "full_like", "triu", "tril")
+def _(s):
+    x = s.inp("f32", (2, L, L))
+    g = s.graph
+    return (g.op("arange", end=L), g.op("arange", start=1, end=2 * L, step=3), g.op("arange", end=2.5, step=0.5),
+            g.op("full", shape=(2, L), value=1.5), g.op("full", shape=(L,), value=True), O.full_like(x, value=2),
+            O.full_like(x, value=3, dtype="i64"), O.triu(x), O.tril(x, diagonal=-1))
+
+
+@graph_sample("flip", "roll", "tile", "topk", "sort")
+def _(s):
+    x = s.inp("f32", (3, L, 4))
+    v, i = O.topk(x, k=2, axis=-1)
+    v2, i2 = O.topk(x, k=3, axis=0, largest=False)
+    sv, si = O.sort(x, axis=1, descending=True)
+    return (O.flip(x, axes=(0, 2)), O.roll(x, shifts=(1, -2), axes=(0, 2)), O.roll(x, shifts=3),
+            O.tile(x, repeats=(2, 1, 1)), O.tile(x, repeats=(2, 1, 1, 3)), v, i, v2, i2, sv, si)
+
+
+@graph_sample("scaled_dot_product_attention")
+def _(s):
+    q = s.inp("f32", (2, 3, L, 8), name="q")
+    k = s.inp("f32", (2, 3, 7, 8), name="k")
+    v = s.inp("f32", (2, 3, 7, 5), name="v")
+    bm = s.inp("bool", (L, 7), name="bm")
+    fm = s.inp("f32", (1, 1, L, 7), name="fm")
+    kq = s.inp("f32", (2, 3, L, 8), name="kq")
+    vq = s.inp("f32", (2, 3, L, 8), name="vq")
+    sdpa = O.scaled_dot_product_attention
+    return (sdpa(q, k, v), sdpa(q, k, v, bm), sdpa(q, k, v, fm, scale=0.3), sdpa(q, kq, vq, is_causal=True))
+
+
+@graph_sample("size_tensor", "gather_nd", "scatter_elements", "scatter_nd", "shift_left", "shift_right")
+def _(s):
+    x = s.inp("f32", (L, 4, 3))
+    g = s.graph
+    out = [g.op("size_tensor", values=(L, 12, 2 * L, 1), shape=(2, 2)), g.op("size_tensor", values=(L - 1,), shape=())]
+    idx = s.const(np.array([[0, 1], [-1, 3], [1, 0]], np.int64), "idx")
+    out.append(g.op("gather_nd", x, idx))
+    bidx = s.const(np.array([[[1], [3]], [[0], [-1]]], np.int64), "bidx")
+    x2 = s.inp("f32", (2, 4, 3), name="x2")
+    out.append(g.op("gather_nd", x2, bidx, batch_dims=1))
+    data = s.inp("f32", (3, 4), name="data")
+    ind = s.const(np.array([[1, 0], [2, -1]], np.int64), "ind")
+    upd = s.inp("f32", (2, 2), name="upd")
+    for red in ("none", "add", "max"):
+        out.append(g.op("scatter_elements", data, ind, upd, axis=1, reduction=red))
+    nd_ind = s.const(np.array([[0], [2], [0]], np.int64), "nd_ind")
+    nd_upd = s.inp("f32", (3, 4), name="nd_upd")
+    for red in ("none", "add", "mul", "min"):
+        out.append(g.op("scatter_nd", data, nd_ind, nd_upd, reduction=red))
+    a = s.inp("i32", (L, 3), 0, 64, name="ia")
+    b = s.inp("i32", (L, 3), 0, 4, name="ib")
+    out += [g.op("shift_left", a, b), g.op("shift_right", a, b)]
+    return tuple(out)

@@ -1,11 +1,10 @@
-"""The CuPy backend: the NumPy generator's code run with ``xp = cupy`` on a GPU.
+"""The CuPy backend: the NumPy generator's code run with ``xp = cupy`` on a GPU
+(every op's samples run on it in tests/test_op_backends.py).
 
 Skipped, with the reason shown, where CuPy or a CUDA device is missing.
 """
 
 from __future__ import annotations
-
-import importlib.util
 
 import numpy as np
 import pytest
@@ -14,22 +13,9 @@ import chunkc
 from chunkc.backends import compile as compile_graph
 
 from backend_cases import CASES
+from gpu import NEEDS_CUPY
 
-
-def _gpu_reason() -> str | None:
-    if importlib.util.find_spec("cupy") is None:
-        return "CuPy is not installed (pip install cupy-cuda12x)"
-    import cupy
-    try:
-        if not cupy.is_available():
-            return "CuPy is installed but no CUDA device is available"
-    except Exception as exc:  # a broken driver install raises instead of returning False
-        return f"CuPy cannot reach a CUDA device: {exc}"
-    return None
-
-
-REASON = _gpu_reason()
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(REASON is not None, reason=str(REASON))]
+pytestmark = NEEDS_CUPY
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -210,10 +210,12 @@ def test_unknown_backend_and_missing_lowering():
         compile_graph(case.graph, None, "jax")
     from chunkc.backends.codegen import generate
     from chunkc.backends.array_backend import ArrayDialect
-    dialect = ArrayDialect()
-    dialect.rules = {k: v for k, v in dialect.rules.items() if k != "gelu"}
-    with pytest.raises(UnsupportedOpError, match="no lowering for op gelu \\(node a\\)"):
-        generate(case.graph, None, dialect)
+
+    class NoGelu(ArrayDialect):
+        def lowering(self, op):
+            return None if op.name == "gelu" else super().lowering(op)
+    with pytest.raises(UnsupportedOpError, match="no lowering for op gelu \\(node a\\); its record has no NumPy"):
+        generate(case.graph, None, NoGelu())
 
 
 # -- memory: measured peak against the estimator --------------------------------------------
@@ -346,3 +348,30 @@ def test_multi_output_op_with_an_unused_output_compiles(kind, backend):
     # the unused output is computed a chunk at a time too (the search gives it the chunk axis)
     assert re.search(rf"= .*# {multi.op.name} -> .*f32\[chunk, 48\]", source), source
     assert re.search(rf"= .*# {multi.op.name} -> .*(i64|f32)\[chunk, 16\]", source) or kind == "topk", source
+
+
+def test_lowerings_see_the_chunk_range():
+    """Inside a chunk loop a lowering gets each chunked value's axis and bounds (in elements of the
+    axis: a chunk unit of 4 rows reads 4 * start); outside, or for a value used whole, None."""
+    from chunkc.backends.array_backend import ArrayDialect
+    from chunkc.backends.codegen import generate
+
+    seen = {}
+
+    class Recording(ArrayDialect):
+        def lowering(self, op):
+            rule = super().lowering(op)
+
+            def record(ctx):
+                seen[ctx.node.name] = [ctx.chunk_range(v) for v in (*ctx.node.inputs, *ctx.node.outputs)]
+                return rule(ctx)
+            return record
+
+    case = CASES["reshape_unit"]()
+    generate(case.graph, case.plan, Recording())
+    assert seen["r"] == [(0, "start", "stop"), (0, "4 * start", "4 * stop")]
+    assert seen["back"] == [(0, "4 * start", "4 * stop"), (0, "start", "stop")]
+    assert seen["y"][0] is None and seen["y"][2] is None  # after the loop; input 1 is a weight
+    case = CASES["mlp"]()
+    generate(case.graph, case.plan, Recording())
+    assert seen["h"] == [(1, "start", "stop"), None, None, (1, "start", "stop")]  # x chunked, w1 and b1 whole

@@ -95,6 +95,7 @@ class Arithmetic(torch.nn.Module):
         e = ids / 4  # int true division: float
         f = ((x > 0) & (x < 0.5)) | ~(x > -0.2) ^ (ids.unsqueeze(-1) > 3)
         g = torch.maximum(x, x.flip(-1)) - torch.minimum(x, 0.3 * x) + torch.addcmul(x, x, x, value=0.5)
+        g = g + torch.atan2(x, x.flip(-1))
         h = x.to(torch.float64).sum(-1).to(torch.float32) + ids.to(torch.float32)
         return a, b, c, d, e, f, g, h, (x > 0).sum(-1), x.isnan().any(-1), x.isinf().all(-1)
 

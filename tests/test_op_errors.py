@@ -208,3 +208,34 @@ def test_symbolic_sizes_are_checked_too():
         g.add_node("add", [x, y])
     with pytest.raises(IRError, match="ceil_mode with a symbolic spatial size"):
         g.add_node("max_pool", [g.add_input("img", "f32", (1, 3, "H"))], {"kernel": (2,), "ceil_mode": True})
+
+
+# -- a record's PyTorch template is checked when the record is built --------------------------
+
+
+def _record(torch, attrs=None, num_inputs=(1, 1)):
+    from chunkc.ir.ops.elementwise import _bcast_dims
+    from chunkc.ir.registry import OpDef
+    return OpDef(name="my_op", infer=lambda ins, a: (ins[0],), dims=_bcast_dims, reference=None,
+                 attrs=attrs or {}, num_inputs=num_inputs, torch=torch)
+
+
+@pytest.mark.parametrize("template, attrs, fragments", [
+    ("torch.foo({0}, {alpha})", {}, ["op my_op", "{alpha} is neither an input nor an attribute", "{0}, {1}..."]),
+    ("torch.foo({1})", {}, ["op my_op", "uses input 1", "at most 1 input"]),
+    ("torch.foo({0!r})", {}, ["op my_op", "{0} has a conversion or format spec"]),
+    ("torch.foo({0.real})", {}, ["op my_op", "{0.real} is neither"]),
+    ("torch.foo({0)", {}, ["op my_op", "malformed"]),
+    ("torch.zeros({out_shape})", {"out_shape": 1}, ["op my_op", "attribute 'out_shape' hides the template field"]),
+])
+def test_bad_torch_templates_are_refused(template, attrs, fragments):
+    with pytest.raises(IRError) as info:
+        _record(template, attrs)
+    for fragment in fragments:
+        assert fragment in str(info.value), (fragment, str(info.value))
+
+
+def test_torch_lowering_must_be_a_template_or_a_function():
+    with pytest.raises(IRError, match="op my_op: torch lowering must be a template string or a function, got int"):
+        _record(3)
+    assert _record("F.gelu({0}, approximate={alpha})", {"alpha": "tanh"}).torch.startswith("F.gelu")

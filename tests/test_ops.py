@@ -8,7 +8,8 @@ Per sample of every op:
 (c) the dimension record holds by execution: for every output axis that carries,
     a slice of the output equals the op run on the matching slices of the listed
     inputs (the other inputs whole);
-(d) every registered op has samples (the failure names the ones that lack them);
+(d) every registered op has samples, sample graphs and a PyTorch lowering (the failure
+    names the ones that lack them);
 (e) views alias: when ``view_strides`` gives strides, the NumPy output shares input 0's
     memory with those strides; otherwise it is a fresh C-contiguous array;
 (f) memory: the NumPy reference's traced peak is its fresh outputs plus its declared
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import math
 import tracemalloc
-import zlib
 from fractions import Fraction
 
 import numpy as np
@@ -31,47 +31,16 @@ from chunkc.ir.dtypes import dtype as to_dtype
 from chunkc.ir.ops.shape import contiguous_strides
 from chunkc.ir.registry import all_ops
 from chunkc.ir.sizes import evaluate
-from opdb import TOL, OpInfo, Sample, all_infos
+from opdb import all_infos, as_tuple, assert_close, build, graph_samples, rng_for, samples_of
 
 OPS = all_ops()
 INFOS = all_infos()
 COVERED = sorted(name for name in INFOS if name in OPS)
 
 
-def rng_for(name: str) -> np.random.Generator:
-    return np.random.default_rng(zlib.crc32(name.encode()))
-
-
-def build(name: str, inputs, attrs) -> tuple[Graph, "chunkc.Node"]:
-    g = Graph(name)
-    values = [g.add_input(f"x{i}", a.dtype, a.shape) for i, a in enumerate(inputs)]
-    node = g.add_node(name, values, attrs)
-    g.set_outputs(*node.outputs)
-    return g, node
-
-
 def run(name: str, inputs, attrs) -> list[np.ndarray]:
     g, _ = build(name, inputs, attrs)
     return chunkc.interpret(g, *inputs)
-
-
-def as_tuple(x) -> tuple:
-    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
-
-
-def assert_close(actual, expected, info: OpInfo | None = None, what: str = "") -> None:
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.shape == expected.shape, f"{what}shape {actual.shape} != {expected.shape}"
-    if actual.dtype.kind in "biu" and expected.dtype.kind in "biu":
-        np.testing.assert_array_equal(actual, expected, err_msg=what)
-        return
-    rtol, atol = {**TOL, **(info.tol if info else {})}.get(actual.dtype.name, TOL["float32"])
-    np.testing.assert_allclose(actual.astype("float64"), expected.astype("float64"), rtol=rtol, atol=atol,
-                               equal_nan=True, err_msg=what)
-
-
-def samples_of(name: str) -> list[Sample]:
-    return INFOS[name].samples(rng_for(name))
 
 
 # -- (a) types and (b) values ----------------------------------------------------------------------------
@@ -200,6 +169,15 @@ def test_every_op_has_samples():
                          "add an OpInfo to tests/opdb.py (or to a tests/opdb_<name>.py module's OPINFOS)")
     empty = sorted(name for name in COVERED if not samples_of(name))
     assert not empty, f"op infos without samples: {empty}"
+    no_graphs = sorted(name for name in COVERED if INFOS[name].raises is None and not graph_samples(name))
+    assert not no_graphs, (f"op(s) without sample graphs: {', '.join(no_graphs)}; attach a builder with "
+                           "@graph_sample in tests/opdb.py (attribute-free ops get automatic ones)")
+
+
+def test_every_op_has_a_torch_lowering():
+    missing = sorted(name for name, op in OPS.items() if op.torch is None)
+    assert not missing, (f"op(s) without a PyTorch lowering: {', '.join(missing)}; give the record a `torch` "
+                         "call template or function (docs/ops.md)")
 
 
 def test_no_stale_op_infos():
@@ -285,6 +263,18 @@ def test_ops_doc_is_current():
     assert path.read_text() == ops_markdown(), "docs/ops.md is stale: run `python -m chunkc.ir.ops.doc > docs/ops.md`"
 
 
+def test_ops_doc_shows_real_code():
+    """The guide's excerpts (``<!-- from PATH -->`` before a code block) are verbatim in PATH."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).parent.parent
+    excerpts = re.findall(r"<!-- from (\S+) -->\n```python\n(.*?)```", (root / "docs" / "ops.md").read_text(), re.S)
+    assert len(excerpts) >= 4
+    for path, block in excerpts:
+        assert block in (root / path).read_text(), f"docs/ops.md shows code that {path} does not hold:\n{block}"
+
+
 def test_core_ops_document_their_dims():
     undocumented = sorted(name for name, op in OPS.items()
                           if not op.infer.__module__.split(".")[-1].startswith("extra_") and "Carries:" not in op.doc)
@@ -367,3 +357,16 @@ def test_interpolate_source_positions_match_pytorch_exactly():
                 want = F.interpolate(x, size=n_out, mode="linear", align_corners=ac)[0, 0].numpy()
                 i0, i1, lam = linear_weights(n_in, n_out, ac)
                 np.testing.assert_allclose((1 - lam) * i0 + lam * i1, want, atol=1e-5, err_msg=f"linear {n_in}->{n_out}")
+
+
+def test_op_records_import_neither_torch_nor_the_backends():
+    """Lowerings write text: loading every record (templates, lowering functions) imports no torch and
+    no chunkc.backends module (a lowering that needs one imports it when it runs)."""
+    import subprocess
+    import sys
+    code = ("import sys, chunkc\n"
+            "from chunkc.ir.registry import all_ops\n"
+            "assert all(op.torch is not None for op in all_ops().values())\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('chunkc.backends')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

@@ -4,8 +4,10 @@
     fn = chunkc.compile(graph, plan, backend="numpy")   # NumPy (CuPy with backend="cupy")
     src = emit_source(graph, plan, backend="torch")      # the source alone
 
-Every backend shares one generator (:mod:`.codegen`) and has its own lowering
-table keyed by op name (:mod:`.torch_lowering`, :mod:`.array_lowering`).
+Backends are records in :mod:`.registry` (``backend_names()`` lists them,
+``register_backend`` adds one); every backend shares one generator
+(:mod:`.codegen`), which asks each op's record for its code: its PyTorch
+lowering (:mod:`chunkc.ir.lowering`) or its NumPy reference.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from typing import Any
 from ..errors import ChunkcError
 from ..ir.graph import Graph
 from ..passes.plan import Plan
-
-BACKENDS = ("torch", "numpy", "cupy")
+from .registry import Backend, backend_names, get_backend, register_backend, unregister_backend
 
 
 def compile(graph: Graph, plan: Plan | None = None, backend: str = "torch", **options: Any):
@@ -27,34 +28,29 @@ def compile(graph: Graph, plan: Plan | None = None, backend: str = "torch", **op
     ``numpy`` / ``cupy``: a program object over that array module.
     One output is returned as is, several as a tuple.
     """
-    _check_options(backend, options)
-    if backend == "torch":
-        from .torch_backend import compile_torch
-        return compile_torch(graph, plan, **options)
-    from .array_backend import compile_array
-    return compile_array(graph, plan, backend, **options)
-
-
-OPTIONS = {"torch": ("grad_mode", "device"), "numpy": (), "cupy": ()}
-
-
-def _check_options(backend: str, options: dict) -> None:
-    if backend not in OPTIONS:
-        raise ChunkcError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    unknown = sorted(set(options) - set(OPTIONS[backend]))
-    if unknown:
-        known = ", ".join(OPTIONS[backend]) or "none"
-        raise ChunkcError(f"backend {backend!r}: unknown option(s) {', '.join(unknown)} (its options: {known})")
+    b = get_backend(backend)
+    b.check_options(options)
+    return b.compile(graph, plan, **options)
 
 
 def emit_source(graph: Graph, plan: Plan | None = None, backend: str = "torch", **options: Any) -> str:
-    """The generated Python source, without running it (torch option: ``grad_mode``)."""
-    _check_options(backend, {k: v for k, v in options.items() if k != "device"})
-    if backend == "torch":
-        from .torch_backend import emit_torch_source
-        return emit_torch_source(graph, plan, **{k: v for k, v in options.items() if k == "grad_mode"})
-    from .array_backend import emit_array_source
-    return emit_array_source(graph, plan)
+    """The generated Python source, without running it (the backend's options are accepted)."""
+    b = get_backend(backend)
+    b.check_options(options)
+    return b.emit_source(graph, plan, **options)
+
+
+def write_program(graph: Graph, plan: Plan | None, backend: str, path, **options: Any) -> list[str]:
+    """Write a runnable program for ``backend`` to ``path`` (used by ``chunkc compile -o``).
+
+    Returns the files written: for torch the source and its ``.pt`` weights; for
+    numpy/cupy the source and its ``.npz`` weights.
+    """
+    b = get_backend(backend)
+    b.check_options(options)
+    if b.write_program is None:
+        raise ChunkcError(f"backend {backend!r} cannot write a program to disk; use emit_source for its source")
+    return b.write_program(graph, plan, path, **options)
 
 
 def save_module(module, path) -> None:
@@ -69,20 +65,5 @@ def load_module(path, map_location=None):
     return _impl(path, map_location=map_location)
 
 
-def write_program(graph: Graph, plan: Plan | None, backend: str, path) -> list[str]:
-    """Write a runnable program for ``backend`` to ``path`` (used by ``chunkc compile -o``).
-
-    Returns the files written: for torch the source and its ``.pt`` weights; for
-    numpy/cupy the source and its ``.npz`` weights.
-    """
-    if backend == "torch":
-        from .torch_backend import compile_torch, save_module as _save
-        module = compile_torch(graph, plan)
-        return _save(module, path)
-    if backend in ("numpy", "cupy"):
-        from .array_backend import write_array_program
-        return write_array_program(graph, plan, path)
-    raise ChunkcError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-
-
-__all__ = ["BACKENDS", "compile", "emit_source", "save_module", "load_module", "write_program"]
+__all__ = ["Backend", "backend_names", "get_backend", "register_backend", "unregister_backend", "compile",
+           "emit_source", "save_module", "load_module", "write_program"]

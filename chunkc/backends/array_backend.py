@@ -24,20 +24,24 @@ import numpy as np
 from ..errors import ChunkcError
 from ..ir.dtypes import DType
 from ..ir.graph import Graph
+from ..ir.registry import OpDef
 from ..passes.plan import Plan
-from .array_lowering import array_rules
-from .codegen import Dialect, GeneratedFunction, generate
+from .array_lowering import reference_call
+from .codegen import Dialect, GeneratedFunction, Rule, generate
 from .header import describe_signature, source_header
 from .runtime import array_module, load_source
 
 
 class ArrayDialect(Dialect):
+    """Every op runs its record's NumPy reference (``ref.softmax(xp, h, axis=-1)``)."""
+
     name = "numpy/cupy"
     reserved = frozenset({"xp", "ref", "self"})
     reserved_attrs = frozenset({"xp", "chunkc_source"})
+    missing_lowering = "its record has no NumPy reference"
 
-    def __init__(self):
-        self.rules = array_rules()
+    def lowering(self, op: OpDef) -> Rule | None:
+        return None if op.reference is None else reference_call
 
     def dtype(self, dt: DType) -> str:
         if dt == DType.bfloat16:

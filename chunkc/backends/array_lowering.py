@@ -1,22 +1,23 @@
-"""Lowering table of the NumPy/CuPy backend: one rule per op.
+"""The NumPy/CuPy backend's one rule: call the op's registered reference.
 
-Every op runs its registered reference through the runtime
-(``ref.softmax(xp, h, axis=-1)``), so the generated code works with any array
-module that follows NumPy.  An op whose record names a ``shape_attr`` (reshape,
-expand) gets that attribute from the node's output type instead, so that inside
-a chunk loop the chunk axis has the chunk's length.
+Every op runs its reference through the runtime (``ref.softmax(xp, h, axis=-1)``),
+so the generated code works with any array module that follows NumPy.  An op
+whose record names a ``shape_attr`` (reshape, expand) gets that attribute from
+the node's output type instead, so that inside a chunk loop the chunk axis has
+the chunk's length.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
-
-from ..ir.registry import all_ops
-from .codegen import NodeContext, Rule
+from .codegen import NodeContext
 
 
-def reference_call(ctx: NodeContext, **overrides: str) -> str:
-    """``ref.<op>(xp, *args, attr=value, ...)``; ``overrides`` replace attribute text."""
+def reference_call(ctx: NodeContext) -> str:
+    """``ref.<op>(xp, *args, attr=value, ...)``."""
+    overrides = {}
+    shape_attr = ctx.node.op.shape_attr
+    if shape_attr is not None:  # the attribute that states the output's shape: give the chunk's shape
+        overrides[shape_attr] = ctx.out_shape(0)
     parts = ["xp", *ctx.args]
     for key in ctx.attrs:
         parts.append(f"{key}={overrides[key] if key in overrides else ctx.attr(key)}")
@@ -26,16 +27,4 @@ def reference_call(ctx: NodeContext, **overrides: str) -> str:
     return call
 
 
-def _default(ctx: NodeContext) -> str:
-    shape_attr = ctx.node.op.shape_attr
-    if shape_attr is not None:  # the attribute that states the output's shape: give the chunk's shape
-        return reference_call(ctx, **{shape_attr: ctx.out_shape(0)})
-    return reference_call(ctx)
-
-
-def array_rules() -> Mapping[str, Rule]:
-    """The table for every op registered now (references are looked up at run time)."""
-    return {name: _default for name, op in all_ops().items() if op.reference is not None}
-
-
-__all__ = ["array_rules", "reference_call"]
+__all__ = ["reference_call"]

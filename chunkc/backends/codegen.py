@@ -1,9 +1,10 @@
 """The code generator shared by every backend.
 
 It walks the schedule of ``plan.graph`` (or of the graph itself when there is no
-plan) and emits one Python statement per node, by asking the backend's lowering
-table (one rule per op name) for the expression that computes the node.  Around
-that it handles what every backend needs:
+plan) and emits one Python statement per node, by asking the backend for the
+lowering of the node's op (a rule: a function of the node's :class:`NodeContext`
+returning the expression that computes the node).  Around that it handles what
+every backend needs:
 
 * size variables bound at entry from input shapes (``L = x.shape[1]``);
 * identifiers: sanitized names, prefixed where they could clash (:mod:`.names`);
@@ -13,15 +14,16 @@ that it handles what every backend needs:
   time, region inputs sliced with basic indexing (views), a shorter last chunk,
   each output slice written into its buffer, loop temporaries deleted.
 
-A backend is a :class:`Dialect`: its rules, the names its code reserves, how it
-spells a dtype and an empty buffer, and the statements that open a call.
+A backend is a :class:`Dialect`: where its rules come from (the op records), the
+names its code reserves, how it spells a dtype and an empty buffer, and the
+statements that open a call.
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Mapping
 
 import sympy
 
@@ -29,6 +31,8 @@ from ..errors import ChunkcError, UnsupportedOpError
 from ..ir.dims import LOOP_START, LOOP_STOP
 from ..ir.dtypes import DType
 from ..ir.graph import Graph, Node, Value
+from ..ir.lowering import LoweringFn
+from ..ir.registry import OpDef
 from ..ir.sizes import Size, format_size, free_symbols
 from ..passes.plan import ChunkedValue, ChunkRegion, Plan
 from ..passes.plan_index import PlanIndex, RegionView, check_same_signature
@@ -37,8 +41,8 @@ from .names import Namer, check_identifier
 from .pyexpr import SizeRenderer, literal, tuple_literal
 
 # A rule returns the expression computing a node: its value when the node has one
-# output, a sequence of its values when it has several.
-Rule = Callable[["NodeContext"], str]
+# output, a sequence of its values when it has several (chunkc.ir.lowering).
+Rule = LoweringFn
 
 # Loop variables of chunk regions; regions run one after another, so they are reused.
 EXTENT, CHUNK, START, STOP = "extent", "chunk", "start", "stop"
@@ -49,9 +53,13 @@ class Dialect(abc.ABC):
     """What a backend tells the shared generator."""
 
     name: str = ""
-    rules: Mapping[str, Rule] = {}
     reserved: frozenset[str] = frozenset()  # local names its code uses (xp, torch, F, ...)
     reserved_attrs: frozenset[str] = frozenset()  # attribute names of its program object
+    missing_lowering: str = ""  # what would give an op a lowering here (for the error)
+
+    @abc.abstractmethod
+    def lowering(self, op: OpDef) -> Rule | None:
+        """The rule computing a node of ``op``, or None when this backend cannot run it."""
 
     @abc.abstractmethod
     def dtype(self, dt: DType) -> str:
@@ -174,6 +182,14 @@ class NodeContext:
         v = self.node.inputs[i]
         shape = self.gen.shape_exprs(v, whole=self._reads_whole(i))
         return tuple_literal(shape) if v.rank else "()"
+
+    def chunk_range(self, value: Value) -> tuple[int, str, str] | None:
+        """``(axis, start, stop)`` of ``value``'s chunk in the enclosing loop (None when not chunked)."""
+        scope = self.gen.scope
+        if scope is None or value not in scope.chunk:
+            return None
+        c = scope.chunk[value]
+        return (c.axis, *_bounds(c))
 
     # -- module-level helpers --------------------------------------------------------
     def helper(self, hint: str, rhs: str) -> str:
@@ -307,10 +323,10 @@ class Generator:
             self.emit(f"{self.symbols[sym_name]} = {text}")
 
     def _node_statement(self, node: Node, targets: list[str]) -> None:
-        rule = self.dialect.rules.get(node.op.name)
+        rule = self.dialect.lowering(node.op)
         if rule is None:
             raise UnsupportedOpError(f"{self.dialect.name} backend has no lowering for op {node.op.name} "
-                                     f"(node {node.name}); add one to its lowering table")
+                                     f"(node {node.name}); {self.dialect.missing_lowering}")
         expr = rule(NodeContext(self, node))  # one value for one output, else a sequence
         lhs = ", ".join(targets)
         types = ", ".join(self.type_text(o) for o in node.outputs)
@@ -379,8 +395,13 @@ def _flatten(value):
         yield value
 
 
+def _bounds(c: ChunkedValue) -> tuple[str, str]:
+    """This iteration's first and one-past-last index along ``c``'s axis."""
+    return (START, STOP) if c.unit == 1 else (f"{c.unit} * {START}", f"{c.unit} * {STOP}")
+
+
 def _slice(base: str, c: ChunkedValue) -> str:
-    lo, hi = (START, STOP) if c.unit == 1 else (f"{c.unit} * {START}", f"{c.unit} * {STOP}")
+    lo, hi = _bounds(c)
     return f"{base}[{':, ' * c.axis}{lo}:{hi}]"
 
 

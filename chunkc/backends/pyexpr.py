@@ -16,6 +16,7 @@ import sympy
 
 from ..errors import ChunkcError
 from ..ir.dtypes import DType
+from ..ir.lowering import tuple_literal
 from ..ir.sizes import Size, format_size
 
 # Precedence levels of the Python operators we emit (higher binds tighter).
@@ -140,14 +141,8 @@ def literal(value, sizes: SizeRenderer, dtype: Callable[[DType], str], where: st
     if isinstance(value, sympy.Basic):
         return sizes.render(value)
     if isinstance(value, tuple):
-        items = [literal(v, sizes, dtype, where) for v in value]
-        return "(" + items[0] + ",)" if len(items) == 1 else "(" + ", ".join(items) + ")"
+        return tuple_literal([literal(v, sizes, dtype, where) for v in value])
     raise ChunkcError(f"{where}: attribute value {value!r} of type {type(value).__name__} has no literal form")
-
-
-def tuple_literal(items: list[str]) -> str:
-    """``(a,)`` for one item, ``(a, b)`` otherwise (items are already source text)."""
-    return "(" + items[0] + ",)" if len(items) == 1 else "(" + ", ".join(items) + ")"
 
 
 __all__ = ["SizeRenderer", "float_literal", "literal", "tuple_literal"]

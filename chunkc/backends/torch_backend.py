@@ -22,24 +22,30 @@ import torch
 from ..errors import ChunkcError
 from ..ir.dtypes import DType
 from ..ir.graph import Graph
+from ..ir.lowering import as_function, torch_dtype
+from ..ir.registry import OpDef
 from ..passes.plan import Plan
-from .codegen import Dialect, GeneratedFunction, generate
+from .codegen import Dialect, GeneratedFunction, Rule, generate
 from .header import describe_signature, source_header
 from .pyexpr import tuple_literal
 from .runtime import load_source
-from .torch_lowering import torch_dtype, torch_rules
 
 GRAD_MODES = {"inference": "torch.inference_mode()", "no_grad": "torch.no_grad()"}
 
 
 class TorchDialect(Dialect):
+    """Each op's code comes from its record's ``torch`` lowering (chunkc.ir.lowering)."""
+
     name = "torch"
     reserved = frozenset({"torch", "F", "rt", "self", "device", "load"})
+    missing_lowering = "give its record a torch lowering (a call template or a function; see docs/ops.md)"
 
     def __init__(self):
-        self.rules = torch_rules()
         # weights become attributes of an nn.Module: never shadow one of its members
         self.reserved_attrs = frozenset(dir(torch.nn.Module)) | {"chunkc_source"}
+
+    def lowering(self, op: OpDef) -> Rule | None:
+        return None if op.torch is None else as_function(op.torch)
 
     def dtype(self, dt: DType) -> str:
         return torch_dtype(dt)

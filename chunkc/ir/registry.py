@@ -9,6 +9,8 @@ A record (:class:`OpDef`) holds everything chunkc knows about an op:
 * ``view``       whether output 0 aliases input 0's storage (no new memory);
 * ``reference``  the NumPy implementation, written against an array module
                  ``xp`` so that the NumPy/CuPy backend can call it too;
+* ``torch``      the PyTorch lowering: a call template or a function
+                 (see :mod:`chunkc.ir.lowering`);
 * ``attrs``      the attribute names with their defaults (``REQUIRED`` if none).
 
 Passes ask the record; unknown ops are built as ``opaque`` nodes whose record
@@ -22,6 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import IRError
 from .dims import DimRecord, MIX, NEW, AxisFlow
+from .lowering import TorchLowering, check_template
 from .sizes import Size
 from .types import TensorType
 
@@ -77,7 +80,17 @@ class OpDef:
     # Whether running the op again on the same inputs is allowed and costs what ``flops``
     # says (rematerialization recomputes cheap ops); False for ops run by another framework.
     recompute: bool = True
+    # The PyTorch backend's code for the op: a call template ("torch.exp({0})") or a
+    # function of the node's lowering context (chunkc.ir.lowering); None: it has none.
+    torch: TorchLowering | None = None
     doc: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.torch, str):
+            check_template(self.name, self.torch, tuple(self.attrs), self.num_inputs[1])
+        elif self.torch is not None and not callable(self.torch):
+            raise IRError(f"op {self.name}: torch lowering must be a template string or a function, "
+                          f"got {type(self.torch).__name__}")
 
     @property
     def may_alias(self) -> bool:

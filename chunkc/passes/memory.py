@@ -33,6 +33,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..backends.registry import get_backend
 from ..errors import ChunkcError
 from ..ir.dims import LOOP_START, LOOP_STOP
 from ..ir.graph import Graph, Node, Value
@@ -42,7 +43,6 @@ from ..ir.types import TensorType
 from .plan import DEFAULT_BACKEND, ChunkedValue, ChunkRegion, Plan
 from .plan_index import PlanIndex, loop_attrs
 
-ARRAY_BACKENDS = frozenset({"numpy", "cupy"})  # whose kernels are the op references that declare workspace
 EXTERNAL = -1  # alias root of graph inputs and constants: costs nothing
 INTERNAL = -2  # a region-internal value: it has no storage outside its loop
 
@@ -99,10 +99,11 @@ def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, 
     """Estimate the activation memory of one call of ``graph`` (chunked by ``plan``).
 
     With a plan, the estimate reads ``plan.graph``'s schedule (reordering may have
-    moved nodes); ``sizes`` defaults to ``plan.sizes``.  ``backend`` ("torch",
-    "numpy", "cupy") says whose kernels run, which decides the workspace they
-    allocate beyond their outputs (see :func:`workspace_fn`); by default the plan's
-    backend, or without a plan the backend ``chunkc.compile`` defaults to.
+    moved nodes); ``sizes`` defaults to ``plan.sizes``.  ``backend`` (a registered
+    backend's name: "torch", "numpy", "cupy"...) says whose kernels run, which decides
+    the workspace they allocate beyond their outputs (its workspace policy, see
+    :func:`workspace_fn`); by default the plan's backend, or without a plan the
+    backend ``chunkc.compile`` defaults to.
     """
     if plan is not None:
         graph = plan.graph
@@ -114,16 +115,11 @@ def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, 
 
 
 def workspace_fn(op, backend: str):
-    """The record's workspace function for ``backend``'s kernels, or None.
-
-    ``workspace`` describes the NumPy/CuPy references; ``torch_workspace`` what the
-    PyTorch lowering allocates beyond the ATen calls' outputs (ATen kernels'
-    temporaries are their own)."""
-    if backend in ARRAY_BACKENDS:
-        return op.workspace
-    if backend == "torch":
-        return op.torch_workspace
-    raise ChunkcError(f"unknown backend {backend!r}; choose one of torch, numpy, cupy")
+    """The record's workspace function for ``backend``'s kernels, or None: the backend's
+    workspace policy says (NumPy/CuPy run the references, whose ``workspace`` the record
+    declares; PyTorch runs the record's lowering, whose ``torch_workspace`` it declares;
+    ATen kernels' own temporaries are theirs)."""
+    return get_backend(backend).workspace(op)
 
 
 # -- layout helpers -------------------------------------------------------------------
@@ -193,6 +189,7 @@ class MemoryModel:
         self.graph = graph
         self.sizes = _normalize_sizes(graph, sizes)
         self.backend = backend or DEFAULT_BACKEND
+        get_backend(self.backend)  # an unknown name is refused here, not silently given no workspace
         self.nodes: list[Node] = list(graph.nodes)
         self.order = tuple(n.name for n in self.nodes)
         self._others: dict[tuple[str, ...], MemoryModel] = {}

@@ -16,6 +16,7 @@ from fractions import Fraction
 from typing import Sequence
 
 from ..dims import AxisFlow, AxisSource
+from ..lowering import LoweringContext
 from ..sizes import Size, ceildiv, floordiv, format_size, normalize, sizes_equal
 from ._common import carry_from, fail, int_tuple, pairs
 
@@ -35,6 +36,11 @@ class Window:
 
     def effective(self, a: int) -> int:
         return self.dilation[a] * (self.kernel[a] - 1) + 1
+
+    @property
+    def symmetric(self) -> bool:
+        """Each axis is padded alike at both ends (what PyTorch's window ops can take)."""
+        return all(b == e for b, e in self.padding)
 
 
 def window(op: str, nsp: int, kernel, stride, padding, dilation, stride_default=None) -> Window:
@@ -122,3 +128,11 @@ def scatter_ranges(in_sizes: Sequence[int], out_sizes: Sequence[int], offset: Se
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def pad_spec(ctx: LoweringContext, pairs) -> str:
+    """``F.pad``'s flat list (last axis first) for (begin, end) pairs of the trailing axes."""
+    flat = []
+    for b, e in reversed(pairs):
+        flat += [b, e]
+    return ctx.lit(tuple(flat))

@@ -28,6 +28,7 @@ import sympy
 
 from ..dims import AxisSource, DimRecord, at_position
 from ..dtypes import DType
+from ..lowering import LoweringContext, operands, torch_dtype
 from ..registry import OpDef, register
 from ..sizes import Size, ceildiv, format_size, normalize, product, sizes_equal
 from ..types import TensorType
@@ -184,10 +185,31 @@ def _sdpa_torch_workspace(ins, attrs, outs) -> Size:
     return ceildiv(normalize(ins[0].shape[-2] * ins[1].shape[-2]), outs[0].dtype.itemsize)
 
 
+def _sdpa_torch(ctx: LoweringContext) -> str:
+    out = ctx.out_type().dtype
+    q, k, v = operands(ctx, (0, 1, 2), out, strict=True)
+    scale = f", scale={ctx.attr('scale')}" if ctx.attrs["scale"] is not None else ""
+    offset = ctx.attrs["query_offset"]
+    if ctx.attrs["is_causal"] and not (isinstance(offset, int) and offset == 0):
+        # queries below the first row (a chunk of them): their own mask rows, keys up to the last row
+        return f"rt.causal_attention({q}, {k}, {v}, {ctx.attr('query_offset')}{scale})"
+    extra = ""
+    if ctx.num_inputs() == 4:
+        mask = ctx.arg(3)
+        mt = ctx.in_type(3).dtype
+        if mt != DType.bool and mt != out:
+            mask = f"{mask}.to({torch_dtype(out)})"
+        extra += f", attn_mask={mask}"
+    if ctx.attrs["is_causal"]:
+        extra += ", is_causal=True"
+    return f"F.scaled_dot_product_attention({q}, {k}, {v}{extra}{scale})"
+
+
 register(OpDef(
     name="scaled_dot_product_attention", infer=_sdpa_infer, dims=_sdpa_dims, reference=_sdpa_ref,
     num_inputs=(3, 4), attrs={"is_causal": False, "scale": None, "query_offset": 0}, size_attrs=("query_offset",),
     workspace=_sdpa_workspace, torch_workspace=_sdpa_torch_workspace, flops=_sdpa_flops, slice_attrs=_sdpa_slice,
+    torch=_sdpa_torch,
     doc="scaled_dot_product_attention(q[..., L, E], k[..., S, E], v[..., S, Ev], mask?, is_causal=False, "
         "scale=None, query_offset=0) -> [..., L, Ev]; scale None is 1/sqrt(E); a bool mask marks the keys to "
         "attend, a float mask is added; with is_causal, query i attends keys j <= i + query_offset; batch axes "

@@ -6,6 +6,7 @@ Every axis other than the joined or split one carries, from every input.
 from __future__ import annotations
 
 from ..dims import AxisSource, DimRecord, MIX, NEW
+from ..lowering import LoweringContext, all_operands
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, format_size, normalize, sizes_equal
 from ..types import TensorType
@@ -51,6 +52,7 @@ def _concat_ref(xp, *xs, axis):
 
 register(OpDef(name="concat", infer=_concat_infer, dims=_concat_dims, reference=_concat_ref,
                num_inputs=(1, None), attrs={"axis": REQUIRED}, flops=lambda *a: 0,
+               torch=lambda ctx: f"torch.cat([{', '.join(all_operands(ctx))}], dim={ctx.attr('axis')})",
                doc="concat(*xs, axis): join along an existing axis. Carries: every other axis, from every input."))
 
 
@@ -98,7 +100,13 @@ def _split_ref(xp, x, sizes, axis):
     return tuple(outs)
 
 
-register(OpDef(name="split", infer=_split_infer, dims=_split_dims, reference=_split_ref,
+def _split_torch(ctx: LoweringContext) -> str:
+    sizes = ", ".join(ctx.size(s) for s in ctx.attrs["sizes"])
+    call = f"torch.split({ctx.arg(0)}, [{sizes}], dim={ctx.attr('axis')})"
+    return call if len(ctx.node.outputs) > 1 else f"{call}[0]"
+
+
+register(OpDef(name="split", infer=_split_infer, dims=_split_dims, reference=_split_ref, torch=_split_torch,
                view_strides=lambda ins, attrs, strides: tuple(strides), num_outputs=None,
                attrs={"sizes": REQUIRED, "axis": REQUIRED}, size_attrs=("sizes",), flops=lambda *a: 0,
                doc="split(x, sizes=(a, b, ...), axis) -> one output per size; every output is a view of x "
@@ -128,4 +136,5 @@ def _stack_ref(xp, *xs, axis):
 
 register(OpDef(name="stack", infer=_stack_infer, dims=_stack_dims, reference=_stack_ref,
                num_inputs=(1, None), attrs={"axis": REQUIRED}, flops=lambda *a: 0,
+               torch=lambda ctx: f"torch.stack([{', '.join(all_operands(ctx))}], dim={ctx.attr('axis')})",
                doc="stack(*xs, axis): join along a new axis. Carries: every axis of the inputs, from every input."))

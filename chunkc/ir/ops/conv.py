@@ -16,11 +16,12 @@ from __future__ import annotations
 import itertools
 
 from ..dims import AxisSource, DimRecord, MIX
+from ..lowering import LoweringContext, all_operands, fill_none
 from ..registry import OpDef, register
 from ..sizes import Size, format_size, normalize, product, sizes_equal
 from ..types import TensorType
 from ._common import array_result_dtype, carry_from, fail, int_tuple, require_float, result_dtype
-from ._window import Window, gather_ranges, output_size, scatter_ranges, spatial_flow, window
+from ._window import Window, gather_ranges, output_size, pad_spec, scatter_ranges, spatial_flow, window
 
 _WIN_ATTRS = {"stride": None, "padding": None, "dilation": None, "groups": 1}
 
@@ -144,9 +145,26 @@ def _conv_ref(xp, x, w, b=None, stride=None, padding=None, dilation=None, groups
     return out if dt == result_dt else out.astype(result_dt)
 
 
+def _in_types(ctx: LoweringContext):
+    return [v.type for v in ctx.node.inputs]
+
+
+def _conv_torch(ctx: LoweringContext) -> str:
+    win, _ = _conv_parts(_in_types(ctx), ctx.attrs)
+    nsp = win.rank
+    x, w, b = fill_none(all_operands(ctx, strict=True), 3)
+    if win.symmetric:
+        pad = ctx.lit(tuple(p for p, _ in win.padding))
+    else:  # PyTorch pads both sides alike: pad first, then convolve without padding
+        x = f"F.pad({x}, {pad_spec(ctx, win.padding)})"
+        pad = ctx.lit((0,) * nsp)
+    return (f"F.conv{nsp}d({x}, {w}, {b}, stride={ctx.lit(win.stride)}, padding={pad}, "
+            f"dilation={ctx.lit(win.dilation)}, groups={ctx.attr('groups')})")
+
+
 register(OpDef(
     name="conv", infer=_conv_infer, dims=_conv_dims, reference=_conv_ref, num_inputs=(2, 3), attrs=_WIN_ATTRS,
-    flops=_conv_flops, workspace=_conv_workspace,
+    flops=_conv_flops, workspace=_conv_workspace, torch=_conv_torch,
     doc="conv(x[N, C, *S], w[O, C/groups, *K], b[O]?, stride=None, padding=None, dilation=None, groups=1): "
         "cross-correlation with 1 to 3 spatial axes; stride/dilation are tuples per spatial axis (None: 1), "
         "padding a tuple of (begin, end) pairs (None: 0). Carries: N from x; O from w (and b) when groups == 1; "
@@ -236,9 +254,20 @@ def _conv_t_ref(xp, x, w, b=None, stride=None, padding=None, output_padding=None
     return out
 
 
+def _conv_t_torch(ctx: LoweringContext) -> str:
+    win, out_pad, _ = _conv_t_parts(_in_types(ctx), ctx.attrs)
+    x, w, b = fill_none(all_operands(ctx, strict=True), 3)
+    if win.symmetric:
+        return (f"F.conv_transpose{win.rank}d({x}, {w}, {b}, stride={ctx.lit(win.stride)}, "
+                f"padding={ctx.lit(tuple(p for p, _ in win.padding))}, output_padding={ctx.lit(out_pad)}, "
+                f"groups={ctx.attr('groups')}, dilation={ctx.lit(win.dilation)})")
+    return (f"rt.conv_transpose({x}, {w}, {b}, {ctx.lit(win.stride)}, {ctx.lit(win.padding)}, {ctx.lit(out_pad)}, "
+            f"{ctx.attr('groups')}, {ctx.lit(win.dilation)})")
+
+
 register(OpDef(
     name="conv_transpose", infer=_conv_t_infer, dims=_conv_t_dims, reference=_conv_t_ref, num_inputs=(2, 3),
-    attrs={**_WIN_ATTRS, "output_padding": None}, workspace=_conv_t_workspace,
+    attrs={**_WIN_ATTRS, "output_padding": None}, workspace=_conv_t_workspace, torch=_conv_t_torch,
     flops=lambda ins, a, outs: 2 * ins[0].numel() * product(ins[1].shape[1:]),
     doc="conv_transpose(x[N, C, *S], w[C, O/groups, *K], b[O]?, stride, padding, output_padding, dilation, "
         "groups=1): the adjoint of conv; output size (S-1)*stride - pad_begin - pad_end + dilation*(K-1) "

@@ -91,6 +91,7 @@ register(OpDef(
     name="arange", infer=_arange_infer, dims=_arange_dims, reference=_arange_ref, slice_attrs=_arange_slice,
     num_inputs=(0, 0), attrs={"start": 0, "end": REQUIRED, "step": 1, "dtype": None},
     size_attrs=("start", "end", "step"),
+    torch="torch.arange({start}, {end}, {step}, dtype={out_dtype}, device={device})",
     doc="arange(start=0, end, step=1, dtype=None): [start, start+step, ...) up to end; bounds may be size "
         "expressions; dtype defaults to i64 for integer bounds, else f32. Carries: its axis, positionally, "
         "for integer start and step (a slice is an arange from the slice's start)."))
@@ -121,6 +122,7 @@ register(OpDef(
     name="full", infer=_full_infer, dims=lambda ins, a, outs: (tuple(ANY_SLICE for _ in outs[0].shape),),
     reference=_full_ref, num_inputs=(0, 0), attrs={"shape": REQUIRED, "value": REQUIRED, "dtype": None},
     size_attrs=("shape",), shape_attr="shape", flops=lambda *a: 0,
+    torch="torch.full({out_shape}, {value}, dtype={out_dtype}, device={device})",
     doc="full(shape, value, dtype=None): a constant tensor; dtype defaults from value (bool, i64 or f32). "
         "Carries: every axis, from nothing (any slice is the same constant)."))
 
@@ -139,6 +141,7 @@ register(OpDef(
     name="full_like", infer=_full_like_infer,
     dims=lambda ins, a, outs: (tuple(carry_from(AxisSource(0, k)) for k in range(ins[0].rank)),),
     reference=_full_like_ref, attrs={"value": REQUIRED, "dtype": None}, flops=lambda *a: 0,
+    torch="torch.full_like({0}, {value}, dtype={out_dtype})",
     doc="full_like(x, value, dtype=None): x's shape filled with value. Carries: every axis (only the shape "
         "of x is read, so a slice of x gives the slice)."))
 
@@ -175,6 +178,6 @@ for _name, _keep in (("triu", "on and above"), ("tril", "on and below")):
     register(OpDef(
         name=_name, infer=_tri_infer(_name), dims=_tri_dims, slice_attrs=_tri_slice,
         reference=(lambda f: lambda xp, x, diagonal=0: getattr(xp, f)(x, k=diagonal))(_name),
-        attrs={"diagonal": 0}, flops=lambda *a: 0,
+        attrs={"diagonal": 0}, flops=lambda *a: 0, torch=f"torch.{_name}({{0}}, diagonal={{diagonal}})",
         doc=f"{_name}(x, diagonal=0): keep the elements {_keep} the diagonal of the last two axes, zero the "
             "rest. Carries: every axis; the last two positionally (a slice moves the diagonal)."))

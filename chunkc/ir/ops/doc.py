@@ -33,8 +33,9 @@ imported after them).  Passes never test an op's name: they ask its record.
 | `shape_attr` | the attribute that spells output 0's shape, one entry per axis (reshape, expand): inside a chunk loop its chunked entry becomes the chunk's length |
 | `infer(in_types, attrs)` | shape and dtype inference, run when the node is built: it checks ranks, sizes, axes, dtypes and attributes and raises `IRError` naming the op, the input and the sizes |
 | `dims(in_types, attrs, out_types)` | the dimension record: per output, per axis, `carry(sources)`, `mix` or `new` (see `chunkc/ir/dims.py`); chunk-flow search reads only this |
-| `reference(xp, *arrays, **attrs)` | the NumPy implementation, written against the array module `xp` (NumPy or CuPy); it allocates its output once and works in place |
-| `workspace(in_types, attrs, out_types)` | elements (of output 0's dtype) the reference allocates beyond its outputs; the memory estimator adds them at the node |
+| `reference(xp, *arrays, **attrs)` | the NumPy implementation, written against the array module `xp` (NumPy or CuPy); it allocates its output once and works in place; the NumPy and CuPy backends call it |
+| `torch` | the PyTorch lowering: a call template or a function (below); the PyTorch backend emits what it returns |
+| `workspace(in_types, attrs, out_types)` | elements (of output 0's dtype) the reference allocates beyond its outputs; the memory estimator adds them at the node for the backends whose kernels allocate them (a backend record's workspace policy: NumPy and CuPy do, PyTorch does not) |
 | `view_strides(in_types, attrs, strides)` | for views: the output's strides given input 0's, or `None` when this layout forces a copy |
 | `flops(in_types, attrs, out_types)` | a FLOP count (default: one per output element) |
 | `num_outputs` | 1, or `None` when `infer` decides (split, opaque) |
@@ -48,50 +49,110 @@ output element; and every axis for which that holds should say so.
 `tests/opdb.py`, and checks that each reference allocates no more than its
 outputs plus its declared workspace (NumPy's ufunc buffers aside).
 
+## The PyTorch lowering
+
+A record's `torch` field says what the PyTorch backend writes for a node of the
+op (`chunkc/ir/lowering.py` defines both forms and the helpers they share).
+
+**A call template** for the simple ops: a `str.format` pattern, checked when the
+record is built (an unknown field names the op).  `{0}`, `{1}`... are the inputs'
+expressions, `{args}` all of them joined by `", "`, `{<attribute>}` an attribute's
+value as a Python literal, `{out_shape}` output 0's shape (inside a chunk loop the
+chunked axis is the chunk's length), `{out_dtype}` output 0's dtype
+(`torch.float32`) and `{device}` the variable holding the device of new tensors:
+
+```python
+torch="torch.exp({0})"                       # exp
+torch="F.leaky_relu({0}, {negative_slope})"  # leaky_relu
+torch="F.softmax({0}, dim={axis})"           # softmax
+torch="{0}.reshape({out_shape})"             # reshape: chunk-aware shape
+torch="torch.arange({start}, {end}, {step}, dtype={out_dtype}, device={device})"
+```
+
+**A lowering function** for the rest, defined beside the op in its family module:
+it receives the node's `LoweringContext` and returns the expression computing the
+node (its value for one output, a sequence for several).  The context gives the
+inputs' expressions (`ctx.arg(i)`, `ctx.args`), types (`ctx.in_type(i)`,
+`ctx.out_type(i)`), the attributes (`ctx.attrs`, as values; `ctx.attr(key)`, as
+literals; `ctx.lit(value)`, `ctx.size(s)`), chunk-aware shapes (`ctx.shape(value)`,
+`ctx.out_shape(i)`), a 0-d weight as a number (`ctx.scalar(i)`), inside a chunk loop
+the chunk's axis and bounds (`ctx.chunk_range(value)`, as source text), module-level
+helpers (`ctx.helper`), the device (`ctx.device()`) and errors naming the node
+(`raise ctx.fail(...)`).  GELU's:
+
+<!-- from chunkc/ir/ops/elementwise.py -->
+```python
+def _gelu_torch(ctx: LoweringContext) -> str:
+    if ctx.attrs["approximate"] == "none":
+        return f"F.gelu({ctx.arg(0)})"
+    return f"F.gelu({ctx.arg(0)}, approximate={ctx.attr('approximate')})"
+```
+
+Lowerings only write text: none imports torch when chunkc is imported (a helper
+that needs torch, as `operands` does for PyTorch's promotion rule, imports it
+inside the function).  Shared helpers: `operands` / `all_operands` (arguments
+converted where PyTorch would promote differently from chunkc, a 0-d weight
+inlined as a number), `keywords`, `fill_none`, `torch_dtype`, `tuple_literal`.
+A family's own helpers (`infix`, `promoted_call` in `elementwise`, `contraction` in
+`linalg`, `cumulative` in `reduce`) live in its module.
+
 ## Adding an op: a worked example
 
-Say we want `hardtanh(x; min_val=-1.0, max_val=1.0)`.  It is elementwise,
-so it belongs in `chunkc/ir/ops/elementwise.py`, next to its relatives:
+`atan2(a, b)` was added this way.  It is a broadcasting binary op, so its record
+went into `chunkc/ir/ops/elementwise.py`, next to its relatives, built by the
+family's `binary` helper (which fills in `infer` from the promoted dtype, `dims`
+from `broadcast_dims` and the doc's `Carries:` clause); the reference is the
+family's promoting ufunc call and the lowering the family's promoting call:
 
+<!-- from chunkc/ir/ops/elementwise.py -->
 ```python
-def _hardtanh_check(attrs):
-    optional_float("hardtanh", "min_val", attrs["min_val"], allow_none=False)
-    optional_float("hardtanh", "max_val", attrs["max_val"], allow_none=False)
-    if attrs["min_val"] > attrs["max_val"]:
-        raise fail("hardtanh", f"min_val {attrs['min_val']} exceeds max_val {attrs['max_val']}")
-
-
-def _hardtanh(xp, x, min_val=-1.0, max_val=1.0):
-    return xp.clip(x, min_val, max_val)          # one fresh array: no workspace
-
-
-unary("hardtanh", _hardtanh, attrs={"min_val": -1.0, "max_val": 1.0}, check=_hardtanh_check,
-      doc="hardtanh(x, min_val=-1, max_val=1): clip to [min_val, max_val].")
+binary("atan2", _arith("arctan2"), flops=4, float_only=True, torch=promoted_call("torch.atan2"),
+       doc="atan2(a, b): the angle of the point (b, a), in [-pi, pi]; inputs promote to a floating type.")
 ```
 
-`unary` (a helper of the elementwise family) fills in the rest of the record:
-`infer` returns the input's type (refusing integer inputs), `dims` is
-`broadcast_dims` (every axis carries) and the doc gains its `Carries:` clause.
-An op outside a family helper spells the record out:
-
+<!-- from chunkc/ir/ops/elementwise.py -->
 ```python
-register(OpDef(
-    name="hardtanh", infer=_hardtanh_infer, dims=_bcast_dims, reference=_hardtanh,
-    attrs={"min_val": -1.0, "max_val": 1.0}, flops=lambda ins, a, outs: outs[0].numel(),
-    doc="hardtanh(x, min_val=-1, max_val=1): clip to [min_val, max_val]. Carries: every axis."))
+def promoted_call(fn: str) -> LoweringFn:
+    """``fn(a, b)`` in the result's dtype."""
+    def lower(ctx: LoweringContext) -> str:
+        a, b = operands(ctx, (0, 1), ctx.out_type().dtype)
+        return f"{fn}({a}, {b})"
+    return lower
 ```
 
-Then:
+An op outside a family helper spells its record out:
+`register(OpDef(name=..., infer=..., dims=..., reference=..., torch=..., doc=...))`.
 
-1. add an `OpInfo` to `tests/opdb.py` with a few samples and an independent
-   reference: `add(OpInfo("hardtanh", samples, torch_ref(F.hardtanh), big=...))`
-   (an op in an `extra_*.py` module gets its infos in a `tests/opdb_<name>.py`
-   module's `OPINFOS` list);
-2. run `python -m pytest tests/test_ops.py tests/test_op_errors.py -q`: the op is
-   checked against PyTorch, its dimension record by execution, its memory
-   against its declared workspace, and `test_every_op_has_samples` names any op
-   left without samples;
-3. regenerate this page: `python -m chunkc.ir.ops.doc > docs/ops.md`.
+Its samples went into `tests/opdb.py`: the family's broadcasting cases, points on
+the axes (signed zeros decide the quadrant) and a mixed-dtype pair, with PyTorch
+as the independent reference.  Being attribute-free, it gets automatic sample
+graphs (symbolic sizes, a float and an integer variant) without writing any:
+
+<!-- from tests/opdb.py -->
+```python
+def _atan2_samples(rng):
+    axes = np.array([0.0, -0.0, 1.0, -1.0, 0.0, 2.0, -3.0], "float32")
+    return _binary_samples("arith", ints_too=False)(rng) + [
+        S(axes, axes[::-1].copy(), desc="on the axes, signed zeros"),
+        S(rnd(rng, (3, 4)), ints(rng, (4,)), desc="f32 with i64 -> f32")]
+
+
+add(OpInfo("atan2", _atan2_samples, torch_ref(torch.atan2), big=_bin_big))
+```
+
+Then this page was regenerated (`python -m chunkc.ir.ops.doc > docs/ops.md`), and
+that was all: three files (the family module, the samples, this page).  The tests
+run the op everywhere (`python -m pytest tests/test_ops.py tests/test_op_backends.py
+-q -k atan2`): against PyTorch through the interpreter, its dimension record by
+execution, its memory against its declared workspace, and its samples and sample
+graphs on the NumPy, PyTorch and CuPy backends.  An op without samples, sample
+graphs or a PyTorch lowering fails `test_every_op_has_samples` or
+`test_every_op_has_a_torch_lowering`, which name it.  Importing it from PyTorch
+models took one more line, in the frontend's converter table
+(`frontends/pytorch/converters/elementwise.py`; docs/frontend_torch.md).
+
+(An op in an `extra_*.py` module gets its infos in a `tests/opdb_<name>.py`
+module's `OPINFOS` list.)
 
 ## All ops
 

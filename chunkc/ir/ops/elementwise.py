@@ -15,6 +15,7 @@ import math
 
 from ..dims import DimRecord
 from ..dtypes import DType, dtype as to_dtype, promote
+from ..lowering import LoweringContext, LoweringFn, TorchLowering, keywords, operands, torch_dtype
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import ceildiv
 from ..types import TensorType
@@ -37,7 +38,7 @@ def _bcast_dims(ins, attrs, outs) -> DimRecord:
 
 
 def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, doc: str = "",
-          out_dtype: DType | None = None, check=None, workspace=None) -> OpDef:
+          out_dtype: DType | None = None, check=None, workspace=None, torch: TorchLowering | None = None) -> OpDef:
     infer = _unary_infer(name, float_only, out_dtype)
     if check is not None:
         base = infer
@@ -46,7 +47,7 @@ def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, do
             check(attrs)
             return base(ins, attrs)
     return register(OpDef(
-        name=name, infer=infer, dims=_bcast_dims, reference=fn, attrs=attrs or {}, workspace=workspace,
+        name=name, infer=infer, dims=_bcast_dims, reference=fn, attrs=attrs or {}, workspace=workspace, torch=torch,
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(x).") + CARRIES,
     ))
 
@@ -177,58 +178,74 @@ def _log_like(fn):
     return ref
 
 
-unary("neg", lambda xp, x: xp.negative(x), float_only=False, doc="neg(x) = -x.")
-unary("abs", lambda xp, x: xp.abs(x), float_only=False)
-unary("exp", _log_like(lambda xp, x: xp.exp(x)), flops=4)
-unary("log", _log_like(lambda xp, x: xp.log(x)), flops=4)
-unary("sqrt", _log_like(lambda xp, x: xp.sqrt(x)), flops=2)
-unary("rsqrt", _rsqrt, flops=3, doc="rsqrt(x) = 1/sqrt(x).")
-unary("reciprocal", _reciprocal, doc="reciprocal(x) = 1/x.")
-unary("sin", lambda xp, x: xp.sin(x), flops=4)
-unary("cos", lambda xp, x: xp.cos(x), flops=4)
-unary("tan", lambda xp, x: xp.tan(x), flops=4)
-unary("atan", lambda xp, x: xp.arctan(x), flops=4)
-unary("tanh", lambda xp, x: xp.tanh(x), flops=4)
-unary("erf", lambda xp, x: erf(xp, x), flops=8)
-unary("log1p", _log_like(lambda xp, x: xp.log1p(x)), flops=4, doc="log1p(x) = log(1 + x), accurate near 0.")
-unary("expm1", _log_like(lambda xp, x: xp.expm1(x)), flops=4, doc="expm1(x) = exp(x) - 1, accurate near 0.")
-unary("sigmoid", _sigmoid, flops=4)
-unary("relu", _relu, float_only=False)
+unary("neg", lambda xp, x: xp.negative(x), float_only=False, doc="neg(x) = -x.", torch="torch.neg({0})")
+unary("abs", lambda xp, x: xp.abs(x), float_only=False, torch="torch.abs({0})")
+unary("exp", _log_like(lambda xp, x: xp.exp(x)), flops=4, torch="torch.exp({0})")
+unary("log", _log_like(lambda xp, x: xp.log(x)), flops=4, torch="torch.log({0})")
+unary("sqrt", _log_like(lambda xp, x: xp.sqrt(x)), flops=2, torch="torch.sqrt({0})")
+unary("rsqrt", _rsqrt, flops=3, doc="rsqrt(x) = 1/sqrt(x).", torch="torch.rsqrt({0})")
+unary("reciprocal", _reciprocal, doc="reciprocal(x) = 1/x.", torch="torch.reciprocal({0})")
+unary("sin", lambda xp, x: xp.sin(x), flops=4, torch="torch.sin({0})")
+unary("cos", lambda xp, x: xp.cos(x), flops=4, torch="torch.cos({0})")
+unary("tan", lambda xp, x: xp.tan(x), flops=4, torch="torch.tan({0})")
+unary("atan", lambda xp, x: xp.arctan(x), flops=4, torch="torch.atan({0})")
+unary("tanh", lambda xp, x: xp.tanh(x), flops=4, torch="torch.tanh({0})")
+unary("erf", lambda xp, x: erf(xp, x), flops=8, torch="torch.erf({0})")
+unary("log1p", _log_like(lambda xp, x: xp.log1p(x)), flops=4, doc="log1p(x) = log(1 + x), accurate near 0.",
+      torch="torch.log1p({0})")
+unary("expm1", _log_like(lambda xp, x: xp.expm1(x)), flops=4, doc="expm1(x) = exp(x) - 1, accurate near 0.",
+      torch="torch.expm1({0})")
+unary("sigmoid", _sigmoid, flops=4, torch="torch.sigmoid({0})")
+unary("relu", _relu, float_only=False, torch="torch.relu({0})")
+
+
+def _gelu_torch(ctx: LoweringContext) -> str:
+    if ctx.attrs["approximate"] == "none":
+        return f"F.gelu({ctx.arg(0)})"
+    return f"F.gelu({ctx.arg(0)}, approximate={ctx.attr('approximate')})"
+
+
 unary("gelu", _gelu, flops=8, attrs={"approximate": "none"},
       check=lambda a: one_of("gelu", "approximate", a["approximate"], ("none", "tanh")),
-      doc="gelu(x, approximate='none'|'tanh'): x*Phi(x); 'tanh' uses the tanh formula.")
-unary("silu", _silu, flops=5, doc="silu(x) = x*sigmoid(x).")
+      doc="gelu(x, approximate='none'|'tanh'): x*Phi(x); 'tanh' uses the tanh formula.", torch=_gelu_torch)
+unary("silu", _silu, flops=5, doc="silu(x) = x*sigmoid(x).", torch="F.silu({0})")
 unary("leaky_relu", _leaky_relu, flops=2, attrs={"negative_slope": 0.01},
       check=lambda a: optional_float("leaky_relu", "negative_slope", a["negative_slope"], allow_none=False),
-      doc="leaky_relu(x, negative_slope=0.01): x if x >= 0 else slope*x.")
+      doc="leaky_relu(x, negative_slope=0.01): x if x >= 0 else slope*x.", torch="F.leaky_relu({0}, {negative_slope})")
 unary("elu", _elu, flops=5, attrs={"alpha": 1.0}, workspace=_elu_workspace,
       check=lambda a: optional_float("elu", "alpha", a["alpha"], allow_none=False),
-      doc="elu(x, alpha=1.0): x if x > 0 else alpha*(exp(x) - 1).")
+      doc="elu(x, alpha=1.0): x if x > 0 else alpha*(exp(x) - 1).", torch="F.elu({0}, {alpha})")
 unary("softplus", _softplus, flops=6, attrs={"beta": 1.0, "threshold": 20.0}, check=_softplus_check,
-      workspace=_bool_workspace,
+      workspace=_bool_workspace, torch="F.softplus({0}, beta={beta}, threshold={threshold})",
       doc="softplus(x, beta=1, threshold=20): log(1 + exp(beta*x))/beta; x where beta*x > threshold.")
-unary("hardsigmoid", _hardsigmoid, flops=3, doc="hardsigmoid(x) = clip(x + 3, 0, 6)/6.")
-unary("hardswish", _hardswish, flops=4, doc="hardswish(x) = x*clip(x + 3, 0, 6)/6.")
-unary("mish", _mish, flops=10, doc="mish(x) = x*tanh(log(1 + exp(x))).")
-unary("floor", lambda xp, x: xp.floor(x))
-unary("ceil", lambda xp, x: xp.ceil(x))
-unary("round", lambda xp, x: xp.rint(x), doc="round(x): to the nearest integer, halves to even (as PyTorch).")
-unary("sign", lambda xp, x: xp.sign(x), float_only=False)
-unary("isnan", lambda xp, x: xp.isnan(x), float_only=False, out_dtype=DType.bool, doc="isnan(x) -> bool.")
-unary("isinf", lambda xp, x: xp.isinf(x), float_only=False, out_dtype=DType.bool, doc="isinf(x) -> bool.")
+unary("hardsigmoid", _hardsigmoid, flops=3, doc="hardsigmoid(x) = clip(x + 3, 0, 6)/6.", torch="F.hardsigmoid({0})")
+unary("hardswish", _hardswish, flops=4, doc="hardswish(x) = x*clip(x + 3, 0, 6)/6.", torch="F.hardswish({0})")
+unary("mish", _mish, flops=10, doc="mish(x) = x*tanh(log(1 + exp(x))).", torch="F.mish({0})")
+unary("floor", lambda xp, x: xp.floor(x), torch="torch.floor({0})")
+unary("ceil", lambda xp, x: xp.ceil(x), torch="torch.ceil({0})")
+unary("round", lambda xp, x: xp.rint(x), doc="round(x): to the nearest integer, halves to even (as PyTorch).",
+      torch="torch.round({0})")
+unary("sign", lambda xp, x: xp.sign(x), float_only=False, torch="torch.sign({0})")
+unary("isnan", lambda xp, x: xp.isnan(x), float_only=False, out_dtype=DType.bool, doc="isnan(x) -> bool.",
+      torch="torch.isnan({0})")
+unary("isinf", lambda xp, x: xp.isinf(x), float_only=False, out_dtype=DType.bool, doc="isinf(x) -> bool.",
+      torch="torch.isinf({0})")
 unary("logical_not", lambda xp, x: xp.logical_not(x), float_only=False, out_dtype=DType.bool,
-      doc="logical_not(x) -> bool.")
+      doc="logical_not(x) -> bool.", torch="torch.logical_not({0})")
 
 
 # -- binary -------------------------------------------------------------------------
 
 
-def _binary_infer(name, bool_out=False):
+def _binary_infer(name, bool_out=False, float_only=False):
     def infer(ins, attrs):
         shape = broadcast_shapes(name, ins)
         if bool_out:
             return (TensorType(DType.bool, shape),)
-        return (TensorType(result_dtype(ins), shape),)
+        dt = result_dtype(ins)
+        if float_only and not dt.is_floating:
+            raise fail(name, f"inputs must promote to a floating type, got {ins[0]} and {ins[1]}")
+        return (TensorType(dt, shape),)
     return infer
 
 
@@ -256,10 +273,11 @@ def _div(xp, a, b):
         return xp.trunc(xp.true_divide(a, b)).astype(dt)  # integers: truncate toward zero (ONNX Div)
 
 
-def binary(name: str, fn, bool_out: bool = False, flops: int = 1, doc: str = "") -> OpDef:
+def binary(name: str, fn, bool_out: bool = False, flops: int = 1, doc: str = "", float_only: bool = False,
+           torch: TorchLowering | None = None) -> OpDef:
     return register(OpDef(
-        name=name, infer=_binary_infer(name, bool_out), dims=_bcast_dims, reference=fn, num_inputs=(2, 2),
-        flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(a, b).") + CARRIES,
+        name=name, infer=_binary_infer(name, bool_out, float_only), dims=_bcast_dims, reference=fn, num_inputs=(2, 2),
+        flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(a, b).") + CARRIES, torch=torch,
     ))
 
 
@@ -267,22 +285,74 @@ def _cmp(ufunc: str):
     return lambda xp, a, b: getattr(xp, ufunc)(a, b)
 
 
-binary("add", _arith("add"))
-binary("sub", _arith("subtract"))
-binary("mul", _arith("multiply"))
-binary("div", _div, doc="div(a, b): true division; integers truncate toward zero.")
-binary("pow", _arith("power"), flops=4)
-binary("maximum", _arith("maximum"), doc="maximum(a, b): elementwise, NaN propagates.")
-binary("minimum", _arith("minimum"), doc="minimum(a, b): elementwise, NaN propagates.")
-binary("fmod", _arith("fmod"), doc="fmod(a, b): remainder with the sign of a (C fmod, torch.fmod).")
-binary("remainder", _arith("remainder"), doc="remainder(a, b): remainder with the sign of b (Python %).")
-binary("floor_divide", _arith("floor_divide"), doc="floor_divide(a, b) = floor(a / b).")
-for _name in ("eq", "ne", "lt", "le", "gt", "ge"):
-    binary(_name, _cmp({"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal",
-                        "gt": "greater", "ge": "greater_equal"}[_name]), bool_out=True, doc=f"{_name}(a, b) -> bool.")
-binary("logical_and", _cmp("logical_and"), bool_out=True, doc="logical_and(a, b) -> bool.")
-binary("logical_or", _cmp("logical_or"), bool_out=True, doc="logical_or(a, b) -> bool.")
-binary("logical_xor", _cmp("logical_xor"), bool_out=True, doc="logical_xor(a, b) -> bool.")
+# PyTorch lowerings of the binary ops: operands converted where PyTorch would promote
+# differently from chunkc (a 0-d tensor of a wider type); a 0-d weight written as a number.
+
+
+def infix(symbol: str) -> LoweringFn:
+    """``a <symbol> b`` in the result's dtype."""
+    def lower(ctx: LoweringContext) -> str:
+        a, b = operands(ctx, (0, 1), ctx.out_type().dtype, inline_scalars=True)
+        return f"{a} {symbol} {b}"
+    return lower
+
+
+def promoted_call(fn: str) -> LoweringFn:
+    """``fn(a, b)`` in the result's dtype."""
+    def lower(ctx: LoweringContext) -> str:
+        a, b = operands(ctx, (0, 1), ctx.out_type().dtype)
+        return f"{fn}({a}, {b})"
+    return lower
+
+
+def _div_torch(ctx: LoweringContext) -> str:
+    out = ctx.out_type().dtype
+    if out.is_floating:
+        return infix("/")(ctx)
+    a, b = operands(ctx, (0, 1), out)
+    return f"torch.div({a}, {b}, rounding_mode='trunc')"
+
+
+def _compare(symbol: str) -> LoweringFn:
+    """``a <symbol> b``; a 0-d weight of the other operand's dtype may be a plain number."""
+    def lower(ctx: LoweringContext) -> str:
+        ta, tb = ctx.in_type(0), ctx.in_type(1)
+        a, b = ctx.arg(0), ctx.arg(1)
+        if ta.dtype == tb.dtype:
+            if tb.rank > 0 and ctx.scalar(0) is not None:
+                a = ctx.scalar(0)
+            elif ta.rank > 0 and ctx.scalar(1) is not None:
+                b = ctx.scalar(1)
+        return f"{a} {symbol} {b}"
+    return lower
+
+
+binary("add", _arith("add"), torch=infix("+"))
+binary("sub", _arith("subtract"), torch=infix("-"))
+binary("mul", _arith("multiply"), torch=infix("*"))
+binary("div", _div, doc="div(a, b): true division; integers truncate toward zero.", torch=_div_torch)
+binary("pow", _arith("power"), flops=4, torch=infix("**"))
+binary("maximum", _arith("maximum"), doc="maximum(a, b): elementwise, NaN propagates.",
+       torch=promoted_call("torch.maximum"))
+binary("minimum", _arith("minimum"), doc="minimum(a, b): elementwise, NaN propagates.",
+       torch=promoted_call("torch.minimum"))
+binary("fmod", _arith("fmod"), doc="fmod(a, b): remainder with the sign of a (C fmod, torch.fmod).",
+       torch=promoted_call("torch.fmod"))
+binary("remainder", _arith("remainder"), doc="remainder(a, b): remainder with the sign of b (Python %).",
+       torch=promoted_call("torch.remainder"))
+binary("floor_divide", _arith("floor_divide"), doc="floor_divide(a, b) = floor(a / b).",
+       torch=promoted_call("torch.floor_divide"))
+binary("atan2", _arith("arctan2"), flops=4, float_only=True, torch=promoted_call("torch.atan2"),
+       doc="atan2(a, b): the angle of the point (b, a), in [-pi, pi]; inputs promote to a floating type.")
+for _name, _ufunc, _symbol in (("eq", "equal", "=="), ("ne", "not_equal", "!="), ("lt", "less", "<"),
+                               ("le", "less_equal", "<="), ("gt", "greater", ">"), ("ge", "greater_equal", ">=")):
+    binary(_name, _cmp(_ufunc), bool_out=True, doc=f"{_name}(a, b) -> bool.", torch=_compare(_symbol))
+binary("logical_and", _cmp("logical_and"), bool_out=True, doc="logical_and(a, b) -> bool.",
+       torch="torch.logical_and({0}, {1})")
+binary("logical_or", _cmp("logical_or"), bool_out=True, doc="logical_or(a, b) -> bool.",
+       torch="torch.logical_or({0}, {1})")
+binary("logical_xor", _cmp("logical_xor"), bool_out=True, doc="logical_xor(a, b) -> bool.",
+       torch="torch.logical_xor({0}, {1})")
 
 
 # -- where, masked_fill, cast, clamp ------------------------------------------------------
@@ -300,8 +370,13 @@ def _where_ref(xp, cond, a, b):
     return xp.where(cond, a if a.dtype == dt else a.astype(dt), b if b.dtype == dt else b.astype(dt))
 
 
+def _where_torch(ctx: LoweringContext) -> str:
+    a, b = operands(ctx, (1, 2), ctx.out_type().dtype)
+    return f"torch.where({ctx.arg(0)}, {a}, {b})"
+
+
 register(OpDef(name="where", infer=_where_infer, dims=_bcast_dims, reference=_where_ref, num_inputs=(3, 3),
-               doc="where(cond, a, b): a where cond holds, else b; all three broadcast." + CARRIES))
+               torch=_where_torch, doc="where(cond, a, b): a where cond holds, else b; all three broadcast." + CARRIES))
 
 
 def _masked_fill_infer(ins, attrs):
@@ -321,7 +396,7 @@ def _masked_fill_ref(xp, x, mask, value):
 
 
 register(OpDef(name="masked_fill", infer=_masked_fill_infer, dims=_bcast_dims, reference=_masked_fill_ref,
-               num_inputs=(2, 2), attrs={"value": REQUIRED},
+               num_inputs=(2, 2), attrs={"value": REQUIRED}, torch="{0}.masked_fill({1}, {value})",
                doc="masked_fill(x, mask, value=v): v where mask holds, else x." + CARRIES))
 
 
@@ -338,8 +413,15 @@ def _cast_ref(xp, x, dtype):
         return x.astype(to_dtype(dtype).numpy)
 
 
+def _cast_torch(ctx: LoweringContext) -> str:
+    if ctx.in_type(0).dtype == ctx.out_type().dtype:
+        return f"{ctx.arg(0)}.clone()"  # a cast always makes a fresh tensor in the IR
+    return f"{ctx.arg(0)}.to({torch_dtype(ctx.out_type().dtype)})"
+
+
 register(OpDef(name="cast", infer=_cast_infer, dims=_bcast_dims, reference=_cast_ref, attrs={"dtype": REQUIRED},
-               flops=lambda *a: 0, doc="cast(x, dtype=f16): convert the element type (a fresh array)." + CARRIES))
+               torch=_cast_torch, flops=lambda *a: 0,
+               doc="cast(x, dtype=f16): convert the element type (a fresh array)." + CARRIES))
 
 
 def _clamp_ref(xp, x, min=None, max=None):
@@ -355,5 +437,10 @@ def _clamp_infer(ins, attrs):
     return (ins[0],)
 
 
-register(OpDef(name="clamp", infer=_clamp_infer, dims=_bcast_dims, reference=_clamp_ref,
+def _clamp_torch(ctx: LoweringContext) -> str:
+    bounds = {k: ctx.attr(k) if ctx.attrs[k] is not None else None for k in ("min", "max")}
+    return f"torch.clamp({ctx.arg(0)}{keywords(**bounds)})"
+
+
+register(OpDef(name="clamp", infer=_clamp_infer, dims=_bcast_dims, reference=_clamp_ref, torch=_clamp_torch,
                attrs={"min": None, "max": None}, doc="clamp(x, min=, max=): clip to a range." + CARRIES))

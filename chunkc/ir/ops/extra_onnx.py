@@ -18,9 +18,12 @@ from __future__ import annotations
 
 from ..dims import AxisFlow, AxisSource, DimRecord, MIX, NEW
 from ..dtypes import DType, dtype as to_dtype
+from ..lowering import LoweringContext, torch_dtype, tuple_literal
 from ..registry import _REGISTRY, OpDef, REQUIRED, register
 from ..types import TensorType
 from ._common import broadcast_dims, broadcast_shapes, fail, norm_axis, result_dtype, require_same
+from .elementwise import promoted_call
+from .reduce import cumulative
 
 
 def _register(op: OpDef) -> OpDef:
@@ -47,8 +50,16 @@ def _size_tensor_ref(xp, values, shape, dtype):
     return xp.asarray([int(v) for v in values], dtype=to_dtype(dtype).numpy).reshape(tuple(shape))
 
 
+def _size_tensor_torch(ctx: LoweringContext) -> str:
+    dtype = torch_dtype(ctx.out_type().dtype)
+    if ctx.out_type().rank == 0:
+        return f"torch.tensor({ctx.size(ctx.attrs['values'][0])}, dtype={dtype}, device={ctx.device()})"
+    values = tuple_literal([ctx.size(v) for v in ctx.attrs["values"]]) if ctx.attrs["values"] else "()"
+    return f"torch.tensor({values}, dtype={dtype}, device={ctx.device()}).reshape({ctx.out_shape(0)})"
+
+
 _register(OpDef(name="size_tensor", infer=_size_tensor_infer, num_inputs=(0, 0),
-                dims=lambda ins, attrs, outs: (tuple(NEW for _ in outs[0].shape),),
+                dims=lambda ins, attrs, outs: (tuple(NEW for _ in outs[0].shape),), torch=_size_tensor_torch,
                 reference=_size_tensor_ref, attrs={"values": REQUIRED, "shape": (), "dtype": DType.int64},
                 size_attrs=("values",), flops=lambda *a: 0,
                 doc="size_tensor(values=(L, 12), shape=(2,), dtype=i64): a tensor of sizes evaluated at run time. Carries: no axis."))
@@ -68,7 +79,7 @@ def _unary(name: str, fn, float_only: bool = True, flops: int = 4) -> None:
         if not float_only and ins[0].dtype.is_floating:
             raise fail(name, f"input must be an integer or bool tensor, got {ins[0]}")
         return (ins[0],)
-    _register(OpDef(name=name, infer=infer, dims=_same_dims, reference=fn,
+    _register(OpDef(name=name, infer=infer, dims=_same_dims, reference=fn, torch=f"torch.{name}({{0}})",
                     flops=lambda ins, a, outs: flops * outs[0].numel(),
                     doc=f"{name}(x): elementwise ({'floating point' if float_only else 'integer or bool'}). "
                         "Carries: every axis."))
@@ -84,7 +95,7 @@ _unary("cosh", lambda xp, x: xp.cosh(x))
 _unary("bitwise_not", lambda xp, x: xp.invert(x), float_only=False, flops=1)
 
 
-def _int_binary(name: str, fn) -> None:
+def _int_binary(name: str, fn, torch) -> None:
     def infer(ins, attrs):
         for i, t in enumerate(ins):
             if t.dtype.is_floating:
@@ -93,17 +104,17 @@ def _int_binary(name: str, fn) -> None:
 
     def ref(xp, a, b):
         return fn(xp, a, b).astype(xp.result_type(a, b), copy=False)
-    _register(OpDef(name=name, infer=infer, dims=_same_dims, reference=ref, num_inputs=(2, 2),
+    _register(OpDef(name=name, infer=infer, dims=_same_dims, reference=ref, num_inputs=(2, 2), torch=torch,
                     flops=lambda ins, a, outs: outs[0].numel(),
                     doc=f"{name}(a, b): elementwise on integers or bools, broadcasting. "
                         "Carries: every axis not broadcast from size 1."))
 
 
-_int_binary("bitwise_and", lambda xp, a, b: xp.bitwise_and(a, b))
-_int_binary("bitwise_or", lambda xp, a, b: xp.bitwise_or(a, b))
-_int_binary("bitwise_xor", lambda xp, a, b: xp.bitwise_xor(a, b))
-_int_binary("shift_left", lambda xp, a, b: xp.left_shift(a, b))
-_int_binary("shift_right", lambda xp, a, b: xp.right_shift(a, b))
+_int_binary("bitwise_and", lambda xp, a, b: xp.bitwise_and(a, b), "torch.bitwise_and({0}, {1})")
+_int_binary("bitwise_or", lambda xp, a, b: xp.bitwise_or(a, b), "torch.bitwise_or({0}, {1})")
+_int_binary("bitwise_xor", lambda xp, a, b: xp.bitwise_xor(a, b), "torch.bitwise_xor({0}, {1})")
+_int_binary("shift_left", lambda xp, a, b: xp.left_shift(a, b), promoted_call("torch.bitwise_left_shift"))
+_int_binary("shift_right", lambda xp, a, b: xp.right_shift(a, b), promoted_call("torch.bitwise_right_shift"))
 
 
 # -- cumprod ------------------------------------------------------------------------
@@ -121,7 +132,8 @@ def _cumprod_dims(ins, attrs, outs) -> DimRecord:
 
 _register(OpDef(name="cumprod", infer=_cumprod_infer, dims=_cumprod_dims,
                 reference=lambda xp, x, axis: xp.cumprod(x, axis=axis).astype(x.dtype, copy=False),
-                attrs={"axis": -1}, doc="cumprod(x, axis=-1): running product along an axis (keeps the dtype). "
+                attrs={"axis": -1}, torch=cumulative("torch.cumprod"),
+                doc="cumprod(x, axis=-1): running product along an axis (keeps the dtype). "
                     "Carries: every axis but `axis`."))
 
 
@@ -176,7 +188,7 @@ def _gather_nd_ref(xp, data, indices, batch_dims):
 
 
 _register(OpDef(name="gather_nd", infer=_gather_nd_infer, dims=_gather_nd_dims, reference=_gather_nd_ref,
-                num_inputs=(2, 2), attrs={"batch_dims": 0},
+                num_inputs=(2, 2), attrs={"batch_dims": 0}, torch="rt.gather_nd({0}, {1}, {batch_dims})",
                 doc="gather_nd(data, indices, batch_dims=0): ONNX GatherND. Carries: the leading batch_dims axes."))
 
 
@@ -216,7 +228,7 @@ def _apply_reduction(xp, out, index, upd, reduction):
 
 def _scatter_elements_ref(xp, data, indices, updates, axis, reduction):
     out = data.copy()
-    axis = axis % data.ndim
+    axis = norm_axis("scatter_elements", axis, data.ndim)
     idx = xp.where(indices < 0, indices + data.shape[axis], indices)
     grid = list(xp.indices(indices.shape, sparse=True))
     grid[axis] = idx
@@ -230,6 +242,7 @@ def _scatter_dims(ins, attrs, outs) -> DimRecord:
 
 _register(OpDef(name="scatter_elements", infer=_scatter_elements_infer, dims=_scatter_dims,
                 reference=_scatter_elements_ref, num_inputs=(3, 3), attrs={"axis": 0, "reduction": "none"},
+                torch="rt.scatter_elements({args}, {axis}, {reduction})",
                 doc="scatter_elements(data, indices, updates, axis=0, reduction='none'): ONNX ScatterElements. Carries: no axis."))
 
 
@@ -261,6 +274,6 @@ def _scatter_nd_ref(xp, data, indices, updates, reduction):
 
 
 _register(OpDef(name="scatter_nd", infer=_scatter_nd_infer, dims=_scatter_dims, reference=_scatter_nd_ref,
-                num_inputs=(3, 3), attrs={"reduction": "none"},
+                num_inputs=(3, 3), attrs={"reduction": "none"}, torch="rt.scatter_nd({args}, {reduction})",
                 doc="scatter_nd(data, indices, updates, reduction='none'): ONNX ScatterND. Carries: no axis."))
 

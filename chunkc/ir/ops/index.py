@@ -8,6 +8,8 @@ axes carry from the data; the indexed axis of the data is read whole.
 from __future__ import annotations
 
 from ..dims import AxisSource, DimRecord, MIX
+from ..dtypes import DType
+from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import format_size, sizes_equal
 from ..types import TensorType
@@ -35,7 +37,12 @@ def _take_dims(ins, attrs, outs) -> DimRecord:
     return (tuple(flows),)
 
 
-register(OpDef(name="take", infer=_take_infer, dims=_take_dims, num_inputs=(2, 2), attrs={"axis": 0},
+def _take_torch(ctx: LoweringContext) -> str:
+    axis = norm_axis("take", ctx.attrs["axis"], ctx.in_type(0).rank)
+    return f"{ctx.arg(0)}[{':, ' * axis}{ctx.arg(1)}]"
+
+
+register(OpDef(name="take", infer=_take_infer, dims=_take_dims, num_inputs=(2, 2), attrs={"axis": 0}, torch=_take_torch,
                reference=lambda xp, x, indices, axis: xp.take(x, indices, axis=axis), flops=lambda *a: 0,
                doc="take(x, indices, axis=0): x's `axis` replaced by the indices' axes (negative indices count "
                    "from the end). Carries: the index axes from indices, the other axes from x."))
@@ -79,8 +86,13 @@ def _gather_ref(xp, x, index, axis):
     return xp.take_along_axis(x[crop], index, axis=axis)
 
 
+def _gather_torch(ctx: LoweringContext) -> str:
+    index = ctx.arg(1) if ctx.in_type(1).dtype == DType.int64 else f"{ctx.arg(1)}.to(torch.int64)"
+    return f"torch.gather({ctx.arg(0)}, {ctx.attr('axis')}, {index})"
+
+
 register(OpDef(name="gather", infer=_gather_infer, dims=_gather_dims, reference=_gather_ref, num_inputs=(2, 2),
-               attrs={"axis": REQUIRED}, flops=lambda *a: 0,
+               attrs={"axis": REQUIRED}, flops=lambda *a: 0, torch=_gather_torch,
                doc="gather(x, index, axis): out[i][j] = x[index[i][j]][j] along `axis` (torch.gather); "
                    "index has x's rank and is no larger off `axis`. Carries: `axis` from index; "
                    "the other axes from index and x where their sizes match."))
@@ -102,6 +114,7 @@ def _embedding_dims(ins, attrs, outs) -> DimRecord:
 
 
 register(OpDef(name="embedding", infer=_embedding_infer, dims=_embedding_dims, num_inputs=(2, 2),
+               torch="F.embedding({1}, {0})",
                reference=lambda xp, weight, ids: xp.take(weight, ids, axis=0), flops=lambda *a: 0,
                doc="embedding(weight[V, D], ids) -> [*ids.shape, D] (= take(weight, ids, axis=0)). "
                    "Carries: the id axes from ids, D from weight."))

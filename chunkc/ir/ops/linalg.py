@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from ..dims import AxisFlow, AxisSource, DimRecord, NEW
+from ..lowering import LoweringContext, LoweringFn, all_operands, keywords
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, sizes_equal
 from ..types import TensorType
@@ -50,8 +51,13 @@ def _matmul_flops(ins, attrs, outs) -> Size:
     return 2 * outs[0].numel() * k
 
 
+def contraction(fn: str) -> LoweringFn:
+    """``fn(*inputs)`` with every operand in the result's dtype (PyTorch's contractions want one dtype)."""
+    return lambda ctx: f"{fn}({', '.join(all_operands(ctx, strict=True))})"
+
+
 register(OpDef(name="matmul", infer=_matmul_infer, dims=_matmul_dims, flops=_matmul_flops,
-               reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2),
+               reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2), torch=contraction("torch.matmul"),
                doc="matmul(a, b): NumPy matmul semantics, batch axes broadcast. "
                    "Carries: batch axes (from the inputs not broadcast), rows from a, columns from b."))
 
@@ -64,7 +70,7 @@ def _bmm_infer(ins, attrs):
 
 
 register(OpDef(name="bmm", infer=_bmm_infer, dims=_matmul_dims, flops=_matmul_flops,
-               reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2),
+               reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2), torch=contraction("torch.bmm"),
                doc="bmm(a[B,M,K], b[B,K,N]) -> [B,M,N]. Carries: B from a and b, M from a, N from b."))
 
 
@@ -96,6 +102,7 @@ def _linear_ref(xp, x, w, b=None):
 
 
 register(OpDef(name="linear", infer=_linear_infer, dims=_linear_dims, reference=_linear_ref, num_inputs=(2, 3),
+               torch=contraction("F.linear"),
                flops=lambda ins, a, outs: 2 * outs[0].numel() * ins[0].shape[-1],
                doc="linear(x[..., K], w[N, K], b[N]?) -> x @ w.T + b (PyTorch's layout). "
                    "Carries: the leading axes of x; N from w (and b)."))
@@ -135,8 +142,14 @@ def _addmm_workspace(ins, attrs, outs) -> Size:
     return ins[0].numel() if attrs["beta"] not in (0, 1) else 0
 
 
+def _addmm_torch(ctx: LoweringContext) -> str:
+    beta = ctx.attr("beta") if ctx.attrs["beta"] != 1 else None
+    alpha = ctx.attr("alpha") if ctx.attrs["alpha"] != 1 else None
+    return f"torch.addmm({', '.join(all_operands(ctx, strict=True))}{keywords(beta=beta, alpha=alpha)})"
+
+
 register(OpDef(name="addmm", infer=_addmm_infer, dims=_addmm_dims, reference=_addmm_ref, num_inputs=(3, 3),
-               attrs={"beta": 1.0, "alpha": 1.0}, workspace=_addmm_workspace,
+               attrs={"beta": 1.0, "alpha": 1.0}, workspace=_addmm_workspace, torch=_addmm_torch,
                flops=lambda ins, a, outs: 2 * outs[0].numel() * ins[1].shape[1],
                doc="addmm(bias, a[M,K], b[K,N]) -> beta*bias + alpha*(a @ b). "
                    "Carries: M from a, N from b (and bias where it is not broadcast)."))
@@ -240,6 +253,7 @@ def _einsum_flops(ins, attrs, outs) -> Size:
 
 register(OpDef(name="einsum", infer=_einsum_infer, dims=_einsum_dims, flops=_einsum_flops,
                reference=_einsum_ref, workspace=_einsum_workspace,
+               torch=lambda ctx: f"torch.einsum({ctx.attr('equation')}, {', '.join(all_operands(ctx, strict=True))})",
                num_inputs=(1, None), attrs={"equation": REQUIRED},
                doc="einsum(*xs, equation='bqd,bkd->bqk'): explicit output, no ellipsis. "
                    "Carries: each output letter from the operands that hold it (not broadcast, not repeated)."))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..dims import AxisSource, DimRecord, MIX, NEW
 from ..dtypes import DType
+from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, ceildiv, format_size, normalize
 from ..types import TensorType
@@ -37,6 +38,7 @@ register(OpDef(
     name="flip", infer=_flip_infer,
     dims=lambda ins, a, outs: (_carry_except(ins[0].rank, _flip_axes(ins[0], a["axes"])),),
     reference=lambda xp, x, axes: xp.flip(x, axis=axes).copy(), attrs={"axes": REQUIRED}, flops=lambda *a: 0,
+    torch=lambda ctx: f"torch.flip({ctx.arg(0)}, {ctx.lit(_flip_axes(ctx.in_type(0), ctx.attrs['axes']))})",
     doc="flip(x, axes): reverse the order along `axes` (a copy, as in PyTorch). Carries: every other axis."))
 
 
@@ -83,9 +85,16 @@ def _roll_ref(xp, x, shifts, axes=None):
     return xp.roll(x, shifts, axis=axes)
 
 
+def _roll_torch(ctx: LoweringContext) -> str:
+    if ctx.attrs["axes"] is None:  # the flattened input rolls by one shift
+        shifts = ctx.attrs["shifts"]
+        return f"torch.roll({ctx.arg(0)}, {ctx.lit(shifts if isinstance(shifts, int) else shifts[0])})"
+    return f"torch.roll({ctx.arg(0)}, {ctx.attr('shifts')}, {ctx.attr('axes')})"
+
+
 register(OpDef(
     name="roll", infer=_roll_infer, dims=_roll_dims, reference=_roll_ref, attrs={"shifts": REQUIRED, "axes": None},
-    flops=lambda *a: 0,
+    flops=lambda *a: 0, torch=_roll_torch,
     doc="roll(x, shifts, axes=None): rotate along axes (torch.roll; axes=None rolls the flattened input). "
         "Carries: every axis not rotated."))
 
@@ -128,7 +137,7 @@ def _tile_ref(xp, x, repeats):
 
 register(OpDef(
     name="tile", infer=_tile_infer, dims=_tile_dims, reference=_tile_ref, attrs={"repeats": REQUIRED},
-    flops=lambda *a: 0,
+    flops=lambda *a: 0, torch="torch.tile({0}, {repeats})",
     doc="tile(x, repeats): repeat the whole tensor along each axis (torch.tile; missing leading repeats are "
         "1, extra ones add axes). Carries: every axis repeated once."))
 
@@ -196,6 +205,7 @@ register(OpDef(
     name="topk", infer=_topk_infer, dims=_sorted_dims(lambda x, a: norm_axis("topk", a["axis"], x.rank)),
     reference=_topk_ref, num_outputs=2, workspace=_topk_workspace, size_attrs=("k",),
     attrs={"k": REQUIRED, "axis": -1, "largest": True, "sorted": True},
+    torch="torch.topk({0}, {k}, dim={axis}, largest={largest}, sorted={sorted})",
     doc="topk(x, k, axis=-1, largest=True, sorted=True) -> (values, i64 indices): the k largest (or smallest) "
         "along `axis`. Carries: every other axis (both outputs)."))
 
@@ -234,5 +244,6 @@ def _sort_ref(xp, x, axis=-1, descending=False):
 register(OpDef(
     name="sort", infer=_sort_infer, dims=_sorted_dims(lambda x, a: norm_axis("sort", a["axis"], x.rank)),
     reference=_sort_ref, num_outputs=2, attrs={"axis": -1, "descending": False},
+    torch="torch.sort({0}, dim={axis}, descending={descending}, stable=True)",
     flops=lambda ins, a, outs: ins[0].numel(),
     doc="sort(x, axis=-1, descending=False) -> (values, i64 indices). Carries: every other axis (both outputs)."))

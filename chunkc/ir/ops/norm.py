@@ -11,6 +11,7 @@ per-row statistics are small (accumulated in float32 for float16 inputs).
 from __future__ import annotations
 
 from ..dims import AxisSource, DimRecord, MIX
+from ..lowering import LoweringContext, all_operands, fill_none, tuple_literal
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, product, sizes_equal
 from ..types import TensorType
@@ -95,9 +96,19 @@ def _layer_norm_ref(xp, x, weight=None, bias=None, num_axes=1, eps=1e-5):
     return out
 
 
+def _normalized_shape(ctx: LoweringContext) -> str:
+    """The shape of the last ``num_axes`` axes of x (PyTorch's ``normalized_shape``)."""
+    return tuple_literal(ctx.shape(ctx.node.inputs[0])[-ctx.attrs["num_axes"]:])
+
+
+def _layer_norm_torch(ctx: LoweringContext) -> str:
+    x, w, b = fill_none(all_operands(ctx, strict=True), 3)
+    return f"F.layer_norm({x}, {_normalized_shape(ctx)}, {w}, {b}, eps={ctx.attr('eps')})"
+
+
 register(OpDef(
     name="layer_norm", infer=_layer_norm_infer, dims=_layer_norm_dims, reference=_layer_norm_ref,
-    num_inputs=(1, 3), attrs={"num_axes": 1, "eps": 1e-5},
+    num_inputs=(1, 3), attrs={"num_axes": 1, "eps": 1e-5}, torch=_layer_norm_torch,
     workspace=lambda ins, a, outs: _stats_workspace(product(ins[0].shape[:ins[0].rank - a["num_axes"]]), outs),
     flops=lambda ins, a, outs: 8 * outs[0].numel(),
     doc="layer_norm(x, weight?, bias?, num_axes=1, eps=1e-5): normalize over the last num_axes axes; "
@@ -133,9 +144,14 @@ def _rms_norm_ref(xp, x, weight=None, num_axes=1, eps=None):
     return out
 
 
+def _rms_norm_torch(ctx: LoweringContext) -> str:
+    x, w = fill_none(all_operands(ctx, strict=True), 2)
+    return f"F.rms_norm({x}, {_normalized_shape(ctx)}, {w}, eps={ctx.attr('eps')})"
+
+
 register(OpDef(
     name="rms_norm", infer=_rms_norm_infer, dims=_layer_norm_dims, reference=_rms_norm_ref,
-    num_inputs=(1, 2), attrs={"num_axes": 1, "eps": None},
+    num_inputs=(1, 2), attrs={"num_axes": 1, "eps": None}, torch=_rms_norm_torch,
     workspace=lambda ins, a, outs: _stats_workspace(product(ins[0].shape[:ins[0].rank - a["num_axes"]]), outs, 1),
     flops=lambda ins, a, outs: 4 * outs[0].numel(),
     doc="rms_norm(x, weight?, num_axes=1, eps=None): x / sqrt(mean(x^2) + eps) * weight over the last "
@@ -178,9 +194,14 @@ def _group_norm_ref(xp, x, weight=None, bias=None, num_groups=1, eps=1e-5):
     return out
 
 
+def _group_norm_torch(ctx: LoweringContext) -> str:
+    x, w, b = fill_none(all_operands(ctx, strict=True), 3)
+    return f"F.group_norm({x}, {ctx.attr('num_groups')}, {w}, {b}, eps={ctx.attr('eps')})"
+
+
 register(OpDef(
     name="group_norm", infer=_group_norm_infer, dims=_group_norm_dims, reference=_group_norm_ref,
-    num_inputs=(1, 3), attrs={"num_groups": REQUIRED, "eps": 1e-5},
+    num_inputs=(1, 3), attrs={"num_groups": REQUIRED, "eps": 1e-5}, torch=_group_norm_torch,
     workspace=lambda ins, a, outs: _stats_workspace(ins[0].shape[0] * a["num_groups"], outs),
     flops=lambda ins, a, outs: 8 * outs[0].numel(),
     doc="group_norm(x[N, C, ...], weight[C]?, bias[C]?, num_groups, eps=1e-5): normalize each group of "
@@ -225,8 +246,13 @@ def _batch_norm_ref(xp, x, running_mean, running_var, weight=None, bias=None, ep
     return out
 
 
+def _batch_norm_torch(ctx: LoweringContext) -> str:
+    x, mean, var, w, b = fill_none(all_operands(ctx, strict=True), 5)
+    return f"F.batch_norm({x}, {mean}, {var}, {w}, {b}, training=False, eps={ctx.attr('eps')})"
+
+
 register(OpDef(
     name="batch_norm", infer=_batch_norm_infer, dims=_batch_norm_dims, reference=_batch_norm_ref,
-    num_inputs=(3, 5), attrs={"eps": 1e-5}, flops=lambda ins, a, outs: 2 * outs[0].numel(),
+    num_inputs=(3, 5), attrs={"eps": 1e-5}, flops=lambda ins, a, outs: 2 * outs[0].numel(), torch=_batch_norm_torch,
     doc="batch_norm(x[N, C, ...], running_mean[C], running_var[C], weight[C]?, bias[C]?, eps=1e-5): "
         "inference-mode batch norm over channel axis 1. Carries: every axis (C also from the per-channel inputs)."))

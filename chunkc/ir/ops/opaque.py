@@ -16,6 +16,7 @@ import re
 
 from ...errors import ChunkcError
 from ..dtypes import dtype as to_dtype
+from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, barrier_dims, register
 from ..sizes import parse_size
 from ..types import TensorType
@@ -68,8 +69,23 @@ def _opaque_ref(xp, *arrays, target, result_types):
                       "run the graph with chunkc.compile(graph, backend='torch')")
 
 
+def _opaque_torch(ctx: LoweringContext) -> str:
+    """A validated lookup of the target through ``torch.ops``, bound once at module level."""
+    from ...backends.torch_runtime import parse_target, torch_op  # generation time only: it imports torch
+
+    target = ctx.attrs["target"]
+    _, name, _ = parse_target(target)  # validated here, and again when the module loads
+    returns = len(torch_op(target)._schema.returns)
+    if returns != len(ctx.node.outputs):
+        raise ctx.fail(f"target {target} returns {returns} value(s) but the node declares "
+                       f"{len(ctx.node.outputs)} result type(s)")
+    op = ctx.helper(f"op_{name}", f"rt.torch_op({target!r})")
+    return f"{op}({', '.join(ctx.args)})"
+
+
 register(OpDef(
     name="opaque", infer=lambda ins, attrs: _opaque_types(attrs), dims=barrier_dims, reference=_opaque_ref,
+    torch=_opaque_torch,
     num_inputs=(0, None), num_outputs=None, attrs={"target": REQUIRED, "result_types": REQUIRED},
     flops=lambda *a: 0, recompute=False,
     doc="opaque(*xs, target='aten::foo.default', result_types=('f32[B, L, 768]',)): an op chunkc does not "

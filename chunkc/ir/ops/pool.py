@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 
 from ..dims import AxisSource, DimRecord, MIX
+from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, product
 from ..types import TensorType
@@ -100,12 +101,32 @@ def _max_pool_ref(xp, x, kernel, stride=None, padding=None, dilation=None, ceil_
     return out
 
 
+def _pool_torch(ctx: LoweringContext) -> str:
+    """``F.max_pool{n}d`` / ``F.avg_pool{n}d`` where PyTorch takes the case (1 or 2 leading axes,
+    symmetric padding), else the runtime's general pool."""
+    win, lead, _ = _pool_parts(ctx.op, [ctx.in_type(0)], ctx.attrs)
+    nsp = win.rank
+    if lead in (1, 2) and win.symmetric:
+        pad = ctx.lit(tuple(b for b, _ in win.padding))
+        common = f"{ctx.arg(0)}, {ctx.attr('kernel')}, stride={ctx.lit(win.stride)}, padding={pad}"
+        if ctx.op == "max_pool":
+            return f"F.max_pool{nsp}d({common}, dilation={ctx.lit(win.dilation)}, ceil_mode={ctx.attr('ceil_mode')})"
+        return (f"F.avg_pool{nsp}d({common}, ceil_mode={ctx.attr('ceil_mode')}, "
+                f"count_include_pad={ctx.attr('count_include_pad')})")
+    out_size = ctx.lit(ctx.out_type().shape[lead:])
+    if ctx.op == "max_pool":
+        return (f"rt.max_pool({ctx.arg(0)}, {ctx.attr('kernel')}, {ctx.lit(win.stride)}, {ctx.lit(win.padding)}, "
+                f"{ctx.lit(win.dilation)}, {ctx.attr('ceil_mode')}, {out_size})")
+    return (f"rt.avg_pool({ctx.arg(0)}, {ctx.attr('kernel')}, {ctx.lit(win.stride)}, {ctx.lit(win.padding)}, "
+            f"{ctx.attr('ceil_mode')}, {ctx.attr('count_include_pad')}, {out_size})")
+
+
 _WINDOW_DOC = ("kernel, stride (None: kernel), padding (begin, end) pairs (None: 0; at most half the kernel), "
                "ceil_mode=False")
 register(OpDef(
     name="max_pool", infer=_pool_infer("max_pool"), dims=_pool_dims("max_pool"), reference=_max_pool_ref,
     attrs={"kernel": REQUIRED, "stride": None, "padding": None, "dilation": None, "ceil_mode": False},
-    flops=lambda ins, a, outs: outs[0].numel() * product(a["kernel"]),
+    flops=lambda ins, a, outs: outs[0].numel() * product(a["kernel"]), torch=_pool_torch,
     doc=f"max_pool(x[..., *S], {_WINDOW_DOC}, dilation=None): the maximum of each window over the last "
         "len(kernel) axes; padding never wins. Carries: every leading axis; a spatial axis whose windows tile "
         "the input (ratio stride)."))
@@ -144,7 +165,7 @@ def _avg_pool_ref(xp, x, kernel, stride=None, padding=None, ceil_mode=False, cou
 register(OpDef(
     name="avg_pool", infer=_pool_infer("avg_pool"), dims=_pool_dims("avg_pool"), reference=_avg_pool_ref,
     attrs={"kernel": REQUIRED, "stride": None, "padding": None, "ceil_mode": False, "count_include_pad": True},
-    flops=lambda ins, a, outs: outs[0].numel() * product(a["kernel"]),
+    flops=lambda ins, a, outs: outs[0].numel() * product(a["kernel"]), torch=_pool_torch,
     doc=f"avg_pool(x[..., *S], {_WINDOW_DOC}, count_include_pad=True): the mean of each window (PyTorch's "
         "divisor). Carries: every leading axis; a spatial axis whose windows tile the input (ratio stride)."))
 
@@ -185,8 +206,16 @@ def _adaptive_ref(xp, x, output_size):
     return out
 
 
+def _adaptive_torch(ctx: LoweringContext) -> str:
+    nsp = len(ctx.attrs["output_size"])
+    if ctx.in_type(0).rank - nsp in (1, 2):
+        return f"F.adaptive_avg_pool{nsp}d({ctx.arg(0)}, {ctx.attr('output_size')})"
+    return f"rt.adaptive_avg_pool({ctx.arg(0)}, {ctx.attr('output_size')})"
+
+
 register(OpDef(
     name="adaptive_avg_pool", infer=_adaptive_infer, dims=_adaptive_dims, reference=_adaptive_ref,
+    torch=_adaptive_torch,
     attrs={"output_size": REQUIRED}, size_attrs=("output_size",), flops=lambda ins, a, outs: ins[0].numel(),
     doc="adaptive_avg_pool(x[..., *S], output_size): window i of an axis covers [floor(i*S/out), "
         "ceil((i+1)*S/out)). Carries: every leading axis."))

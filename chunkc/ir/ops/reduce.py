@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ..dims import AxisFlow, AxisSource, DimRecord, MIX
 from ..dtypes import DType
+from ..lowering import LoweringContext, LoweringFn, TorchLowering, torch_dtype
 from ..registry import OpDef, register
 from ..sizes import Size, product
 from ..types import TensorType
@@ -41,12 +42,6 @@ def _reduced_flows(rank: int, axes, keepdim: bool) -> DimRecord:
 def _reduce_dims(ins, attrs, outs) -> DimRecord:
     rank = ins[0].rank
     return _reduced_flows(rank, norm_axes("reduce", attrs["axes"], rank), attrs["keepdim"])
-
-
-def _axes_of(x, axes) -> tuple[int, ...]:
-    if axes is None:
-        return tuple(range(x.ndim))
-    return tuple(a % max(x.ndim, 1) for a in (axes if isinstance(axes, tuple) else (axes,)))
 
 
 def _acc(dtype):
@@ -99,7 +94,8 @@ def _var_workspace(ins, attrs, outs) -> Size:
     return ins[0].numel() + _f16_acc_workspace(ins, attrs, outs)
 
 
-def reduction(name: str, fn, out_dtype=None, float_only=False, int64_for_ints=False, workspace=None, doc=""):
+def reduction(name: str, fn, out_dtype=None, float_only=False, int64_for_ints=False, workspace=None, doc="",
+              torch: TorchLowering | None = None):
     def dtype_of(t: TensorType) -> DType:
         if out_dtype is not None:
             return out_dtype
@@ -119,28 +115,68 @@ def reduction(name: str, fn, out_dtype=None, float_only=False, int64_for_ints=Fa
     def ref(xp, x, axes, keepdim, **kw):
         dt = out_dtype.numpy if out_dtype is not None else (
             xp.dtype("int64") if int64_for_ints and x.dtype.kind in "biu" else x.dtype)
-        out = fn(xp, x, _axes_of(x, axes), keepdim, str(xp.dtype(dt)), **kw)
+        out = fn(xp, x, norm_axes(name, axes, x.ndim), keepdim, str(xp.dtype(dt)), **kw)
         return xp.asarray(out)
 
     attrs = {"axes": None, "keepdim": False}
     if name == "var":
         attrs["correction"] = 1
     return register(OpDef(name=name, infer=infer, dims=_reduce_dims, reference=ref, attrs=attrs, workspace=workspace,
-                          flops=lambda ins, a, outs: ins[0].numel(), doc=doc + KEPT))
+                          torch=torch, flops=lambda ins, a, outs: ins[0].numel(), doc=doc + KEPT))
+
+
+# -- PyTorch lowerings of the reductions --------------------------------------------------
+
+
+def _reduced_axes(ctx: LoweringContext) -> tuple[int, ...]:
+    """The axes a node reduces; none for a 0-d input."""
+    rank = ctx.in_type(0).rank
+    return _reduced_shape(ctx.op, ctx.in_type(0), ctx.attrs)[0] if rank else ()
+
+
+def _reduce_call(fn: str, fix_dtype: bool = False) -> LoweringFn:
+    def lower(ctx: LoweringContext) -> str:
+        x, out = ctx.arg(0), ctx.out_type().dtype
+        dims = _reduced_axes(ctx)
+        if not dims:  # nothing to reduce: a fresh copy (torch would reduce every axis)
+            return f"{x}.to({torch_dtype(out)}, copy=True)"
+        extra = ""
+        if "correction" in ctx.attrs:
+            extra = f", correction={ctx.attr('correction')}"
+        text = f"{fn}({x}, dim={ctx.lit(dims)}{extra}, keepdim={ctx.attr('keepdim')})"
+        if fix_dtype and not ctx.in_type(0).dtype.is_floating:
+            text += f".to({torch_dtype(out)})"  # torch sums integers and bools as int64
+        return text
+    return lower
+
+
+def _prod_torch(ctx: LoweringContext) -> str:
+    x, out = ctx.arg(0), ctx.out_type().dtype
+    dims = _reduced_axes(ctx)
+    fix = "" if ctx.in_type(0).dtype.is_floating else f".to({torch_dtype(out)})"
+    if not dims:
+        return f"{x}.to({torch_dtype(out)}, copy=True)"
+    if len(dims) == 1:
+        return f"torch.prod({x}, dim={dims[0]}, keepdim={ctx.attr('keepdim')}){fix}"
+    return f"rt.prod({x}, {ctx.lit(dims)}, {ctx.attr('keepdim')}){fix}"
 
 
 _AX = "(x, axes=None|int|tuple, keepdim=False)"
-reduction("sum", _sum, int64_for_ints=True, workspace=_f16_acc_workspace, doc=f"sum{_AX}; integers sum to i64.")
-reduction("mean", _mean, float_only=True, workspace=_f16_acc_workspace, doc=f"mean{_AX}.")
-reduction("amax", lambda xp, x, ax, kd, dt: xp.max(x, axis=ax, keepdims=kd), doc=f"amax{_AX}.")
-reduction("amin", lambda xp, x, ax, kd, dt: xp.min(x, axis=ax, keepdims=kd), doc=f"amin{_AX}.")
+reduction("sum", _sum, int64_for_ints=True, workspace=_f16_acc_workspace, doc=f"sum{_AX}; integers sum to i64.",
+          torch=_reduce_call("torch.sum", fix_dtype=True))
+reduction("mean", _mean, float_only=True, workspace=_f16_acc_workspace, doc=f"mean{_AX}.",
+          torch=_reduce_call("torch.mean"))
+reduction("amax", lambda xp, x, ax, kd, dt: xp.max(x, axis=ax, keepdims=kd), doc=f"amax{_AX}.",
+          torch=_reduce_call("torch.amax"))
+reduction("amin", lambda xp, x, ax, kd, dt: xp.min(x, axis=ax, keepdims=kd), doc=f"amin{_AX}.",
+          torch=_reduce_call("torch.amin"))
 reduction("prod", lambda xp, x, ax, kd, dt: _reduce_into(xp, xp.prod, x, ax, kd, dt), int64_for_ints=True,
-          workspace=_f16_acc_workspace, doc=f"prod{_AX}; integers multiply to i64.")
+          workspace=_f16_acc_workspace, doc=f"prod{_AX}; integers multiply to i64.", torch=_prod_torch)
 reduction("any", lambda xp, x, ax, kd, dt: xp.any(x, axis=ax, keepdims=kd), out_dtype=DType.bool,
-          doc=f"any{_AX} -> bool.")
+          doc=f"any{_AX} -> bool.", torch=_reduce_call("torch.any"))
 reduction("all", lambda xp, x, ax, kd, dt: xp.all(x, axis=ax, keepdims=kd), out_dtype=DType.bool,
-          doc=f"all{_AX} -> bool.")
-reduction("var", _var, float_only=True, workspace=_var_workspace,
+          doc=f"all{_AX} -> bool.", torch=_reduce_call("torch.all"))
+reduction("var", _var, float_only=True, workspace=_var_workspace, torch=_reduce_call("torch.var"),
           doc="var(x, axes=None|int|tuple, keepdim=False, correction=1): divides by n - correction.")
 
 
@@ -168,6 +204,7 @@ def _arg_ref(fn: str):
 
 for _name in ("argmax", "argmin"):
     register(OpDef(name=_name, infer=_arg_infer(_name), dims=_arg_dims, attrs={"axis": -1, "keepdim": False},
+                   torch=f"torch.{_name}({{0}}, dim={{axis}}, keepdim={{keepdim}})",
                    reference=_arg_ref(_name), flops=lambda ins, a, outs: ins[0].numel(),
                    doc=f"{_name}(x, axis=-1, keepdim=False) -> i64; the first index on ties." + KEPT))
 
@@ -217,14 +254,24 @@ def _softmax_workspace(ins, attrs, outs) -> Size:
     return 2 * product(s for k, s in enumerate(t.shape) if k != axis)
 
 
+def cumulative(fn: str) -> LoweringFn:
+    """The lowering of a running sum or product along ``axis``, in the IR's result dtype."""
+    def lower(ctx: LoweringContext) -> str:
+        fix = "" if ctx.in_type(0).dtype.is_floating else f", dtype={torch_dtype(ctx.out_type().dtype)}"
+        return f"{fn}({ctx.arg(0)}, dim={ctx.attr('axis')}{fix})"  # torch would give int64 for integers
+    return lower
+
+
 _ALONG = " Carries: every axis but `axis`."
 register(OpDef(name="softmax", infer=_along_axis_infer("softmax"), dims=_along_axis_dims, reference=_softmax,
                attrs={"axis": -1}, flops=lambda ins, a, outs: 5 * outs[0].numel(), workspace=_softmax_workspace,
-               doc="softmax(x, axis=-1)." + _ALONG))
+               torch="F.softmax({0}, dim={axis})", doc="softmax(x, axis=-1)." + _ALONG))
 register(OpDef(name="log_softmax", infer=_along_axis_infer("log_softmax"), dims=_along_axis_dims,
                reference=_log_softmax, attrs={"axis": -1}, flops=lambda ins, a, outs: 5 * outs[0].numel(),
-               workspace=_softmax_workspace, doc="log_softmax(x, axis=-1)." + _ALONG))
+               workspace=_softmax_workspace, torch="F.log_softmax({0}, dim={axis})",
+               doc="log_softmax(x, axis=-1)." + _ALONG))
 register(OpDef(name="cumsum", infer=_along_axis_infer("cumsum", float_only=False, int64_for_ints=True),
                dims=_along_axis_dims,
                reference=lambda xp, x, axis: xp.cumsum(x, axis=axis, dtype=x.dtype if x.dtype.kind == "f" else "int64"),
-               attrs={"axis": -1}, doc="cumsum(x, axis=-1); integers sum to i64." + _ALONG))
+               attrs={"axis": -1}, torch=cumulative("torch.cumsum"),
+               doc="cumsum(x, axis=-1); integers sum to i64." + _ALONG))

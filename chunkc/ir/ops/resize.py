@@ -19,9 +19,11 @@ import itertools
 import numpy as np
 
 from ..dims import AxisSource, DimRecord, MIX
+from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, normalize, product
 from ._common import carry_from, fail, one_of, optional_float, pairs
+from ._window import pad_spec
 
 _MODES = ("nearest", "nearest_exact", "linear")
 
@@ -164,8 +166,25 @@ def _interp_workspace(ins, attrs, outs) -> Size:
     return normalize(2 * lead * (x.shape[-1] + attrs["size"][-1]))
 
 
+_TORCH_MODES = {"nearest": "nearest", "nearest_exact": "nearest-exact"}
+
+
+def _interp_torch(ctx: LoweringContext) -> str:
+    size, mode = ctx.attrs["size"], ctx.attrs["mode"]
+    nsp = len(size)
+    if mode == "linear":
+        torch_mode = ("linear", "bilinear", "trilinear")[nsp - 1]
+        extra = f", align_corners={ctx.attr('align_corners')}"
+    else:
+        torch_mode, extra = _TORCH_MODES[mode], ""
+    call = f"size={ctx.attr('size')}, mode={torch_mode!r}{extra}"
+    if ctx.in_type(0).rank == nsp + 2:
+        return f"F.interpolate({ctx.arg(0)}, {call})"
+    return f"rt.interpolate({ctx.arg(0)}, {nsp}, {call})"
+
+
 register(OpDef(
-    name="interpolate", infer=_interp_infer, dims=_interp_dims, reference=_interp_ref,
+    name="interpolate", infer=_interp_infer, dims=_interp_dims, reference=_interp_ref, torch=_interp_torch,
     attrs={"size": REQUIRED, "mode": "nearest", "align_corners": False}, size_attrs=("size",),
     workspace=_interp_workspace,
     flops=lambda ins, a, outs: outs[0].numel() * (1 if a["mode"] != "linear" else 2 ** (len(a["size"]) + 1)),
@@ -231,8 +250,18 @@ def _pad_ref(xp, x, pads, mode="constant", value=0.0):
     return out
 
 
+def _pad_torch(ctx: LoweringContext) -> str:
+    pads = tuple(tuple(p) for p in ctx.attrs["pads"])
+    if ctx.attrs["mode"] != "constant":
+        return f"rt.pad({ctx.arg(0)}, {ctx.lit(pads)}, {ctx.attr('mode')})"
+    first = next((k for k, p in enumerate(pads) if p != (0, 0)), len(pads))
+    if first == len(pads):
+        return f"{ctx.arg(0)}.clone()"  # nothing to pad: a fresh copy, as in the IR
+    return f"F.pad({ctx.arg(0)}, {pad_spec(ctx, pads[first:])}, value={ctx.attr('value')})"
+
+
 register(OpDef(
-    name="pad", infer=_pad_infer, dims=_pad_dims, reference=_pad_ref,
+    name="pad", infer=_pad_infer, dims=_pad_dims, reference=_pad_ref, torch=_pad_torch,
     attrs={"pads": REQUIRED, "mode": "constant", "value": 0.0}, size_attrs=("pads",), flops=lambda *a: 0,
     doc="pad(x, pads=((begin, end), ...) one pair per axis, mode='constant'|'reflect'|'replicate'|'circular', "
         "value=0.0): negative constant pads crop. Carries: every axis padded by (0, 0)."))

@@ -14,6 +14,7 @@ from typing import Sequence
 import sympy
 
 from ..dims import AxisFlow, AxisSource, DimRecord, MIX, NEW
+from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, normalize, product, ratio, sizes_equal
 from ..types import TensorType
@@ -151,6 +152,7 @@ def nocopy_reshape_strides(old_shape, old_strides, new_shape):
 register(OpDef(name="reshape", infer=_reshape_infer, dims=_reshape_dims, view_strides=_reshape_strides,
                reference=lambda xp, x, shape: xp.reshape(x, tuple(int(s) for s in shape)),
                attrs={"shape": REQUIRED}, size_attrs=("shape",), shape_attr="shape", flops=lambda *a: 0,
+               torch="{0}.reshape({out_shape})",
                doc="reshape(x, shape=(B, L, 12, 64)); one -1 allowed; a view when x is contiguous. "
                    "Carries: the outer axis of each group of split or merged axes (with the ratio of the inner sizes)."))
 
@@ -179,6 +181,7 @@ def _permute_dims(ins, attrs, outs) -> DimRecord:
 register(OpDef(name="permute", infer=_permute_infer, dims=_permute_dims,
                view_strides=lambda ins, attrs, strides: tuple(strides[d] for d in _perm("permute", ins[0], attrs["dims"])),
                reference=lambda xp, x, dims: xp.transpose(x, dims), attrs={"dims": REQUIRED}, flops=lambda *a: 0,
+               torch="{0}.permute({dims})",
                doc="permute(x, dims=(0, 2, 1, 3)): a view. Carries: every axis, from its permuted source."))
 
 
@@ -230,6 +233,7 @@ def _expand_ref(xp, x, shape):
 
 register(OpDef(name="expand", infer=_expand_infer, dims=_expand_dims, view_strides=_expand_strides,
                reference=_expand_ref, attrs={"shape": REQUIRED}, size_attrs=("shape",), shape_attr="shape", flops=lambda *a: 0,
+               torch="{0}.expand({out_shape})",
                doc="expand(x, shape=...): broadcast size-1 axes (and new leading ones); a view. "
                    "Carries: the axes that are not broadcast."))
 
@@ -258,11 +262,21 @@ def _squeeze_dims(ins, attrs, outs) -> DimRecord:
     return (tuple(MIX if k in named else AxisFlow("carry", (AxisSource(0, k),)) for k in range(t.rank) if k not in axes),)
 
 
+def _squeeze_ref(xp, x, axes):
+    named = range(x.ndim) if axes is None else norm_axes("squeeze", axes, x.ndim)
+    return xp.reshape(x, tuple(s for k, s in enumerate(x.shape) if not (s == 1 and k in named)))
+
+
+def _squeeze_torch(ctx: LoweringContext) -> str:
+    axes = _squeeze_axes(ctx.in_type(0), ctx.attrs["axes"])
+    if not axes:
+        return f"{ctx.arg(0)}.view_as({ctx.arg(0)})"  # nothing to drop: a view, as in the IR
+    return f"{ctx.arg(0)}.squeeze({ctx.lit(axes)})"
+
+
 register(OpDef(name="squeeze", infer=_squeeze_infer, dims=_squeeze_dims,
                view_strides=lambda ins, attrs, st: tuple(s for k, s in enumerate(st) if k not in _squeeze_axes(ins[0], attrs["axes"])),
-               reference=lambda xp, x, axes: xp.reshape(x, tuple(s for k, s in enumerate(x.shape)
-                                                                if not (s == 1 and (axes is None or k in tuple(a % x.ndim for a in ((axes,) if isinstance(axes, int) else axes)))))),
-               attrs={"axes": None}, flops=lambda *a: 0,
+               reference=_squeeze_ref, torch=_squeeze_torch, attrs={"axes": None}, flops=lambda *a: 0,
                doc="squeeze(x, axes=None): drop size-1 axes (those of `axes` that have size 1); a view. "
                    "Carries: the axes not named in `axes` (with axes=None none: a chunk of length 1 of a named "
                    "axis would be dropped too)."))
@@ -295,6 +309,7 @@ def _unsqueeze_strides(ins, attrs, st):
 
 register(OpDef(name="unsqueeze", infer=_unsqueeze_infer, dims=_unsqueeze_dims, view_strides=_unsqueeze_strides,
                reference=lambda xp, x, axis: xp.expand_dims(x, axis), attrs={"axis": REQUIRED}, flops=lambda *a: 0,
+               torch="{0}.unsqueeze({axis})",
                doc="unsqueeze(x, axis=k): insert a size-1 axis; a view. Carries: every axis of x."))
 
 
@@ -352,7 +367,15 @@ def _slice_ref(xp, x, axis, start, end, step):
     return x[tuple(index)]
 
 
-register(OpDef(name="slice", infer=_slice_infer, dims=_slice_dims,
+def _slice_torch(ctx: LoweringContext) -> str:
+    axis = norm_axis("slice", ctx.attrs["axis"], ctx.in_type(0).rank)
+    start, end, step = (ctx.attrs[k] for k in ("start", "end", "step"))
+    bound = lambda v: "" if v is None else ctx.lit(v)  # noqa: E731
+    index = f"{bound(start)}:{bound(end)}" + (f":{step}" if step != 1 else "")
+    return f"{ctx.arg(0)}[{':, ' * axis}{index}]"
+
+
+register(OpDef(name="slice", infer=_slice_infer, dims=_slice_dims, torch=_slice_torch,
                view_strides=lambda ins, attrs, st: tuple(normalize(s * attrs["step"]) if k == norm_axis("slice", attrs["axis"], ins[0].rank) else s
                                                         for k, s in enumerate(st)),
                reference=_slice_ref, attrs={"axis": REQUIRED, "start": None, "end": None, "step": 1},
@@ -368,10 +391,13 @@ register(OpDef(name="contiguous", infer=lambda ins, attrs: (ins[0],),
                dims=lambda ins, attrs, outs: (tuple(AxisFlow("carry", (AxisSource(0, k),)) for k in range(ins[0].rank)),),
                view_strides=lambda ins, attrs, st: tuple(st) if is_contiguous(ins[0].shape, st) else None,
                reference=lambda xp, x: xp.ascontiguousarray(x).reshape(x.shape), flops=lambda *a: 0,
+               torch="{0}.contiguous()",
                doc="contiguous(x): x itself when already contiguous, else a contiguous copy. Carries: every axis."))
 
 register(OpDef(name="copy", infer=lambda ins, attrs: (ins[0],),
                dims=lambda ins, attrs, outs: (tuple(AxisFlow("carry", (AxisSource(0, k),)) for k in range(ins[0].rank)),),
-               reference=lambda xp, x: x.copy(), flops=lambda *a: 0, doc="copy(x): a fresh contiguous copy. Carries: every axis."))
+               reference=lambda xp, x: x.copy(), flops=lambda *a: 0,
+               torch="{0}.clone(memory_format=torch.contiguous_format)",
+               doc="copy(x): a fresh contiguous copy. Carries: every axis."))
 
 __all__ = ["contiguous_strides", "is_contiguous", "resolve_shape", "reshape_groups", "Fraction"]

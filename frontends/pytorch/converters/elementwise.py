@@ -37,7 +37,8 @@ def rsub(cx: Ctx, a: Args):
 
 
 _ARITH = {aten.mul: "mul", aten.maximum: "maximum", aten.minimum: "minimum", aten.fmax: "maximum",
-          aten.fmin: "minimum", aten.remainder: "remainder", aten.fmod: "fmod", aten.floor_divide: "floor_divide"}
+          aten.fmin: "minimum", aten.remainder: "remainder", aten.fmod: "fmod", aten.floor_divide: "floor_divide",
+          aten.atan2: "atan2"}
 
 
 @converts(*_ARITH)

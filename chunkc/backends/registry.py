@@ -1,0 +1,139 @@
+"""The backend registry: one record per backend, looked up by name.
+
+A :class:`Backend` says everything chunkc needs to know about a backend: the
+options it accepts, how it writes a graph's source, compiles a callable and
+writes a program to disk, and its workspace policy (which of an op's declared
+workspaces its kernels allocate, for the memory estimator).
+:func:`chunkc.compile`, :func:`~chunkc.backends.emit_source`,
+:func:`~chunkc.backends.write_program`, the command line and
+:func:`chunkc.estimate_memory` all look backends up here; nothing else names
+one.  docs/tutorial_backend.md adds a backend.
+
+The built-in records (torch, numpy, cupy) import their implementation when
+first used, so that importing chunkc never imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from ..errors import ChunkcError
+from ..ir.registry import OpDef
+
+
+def reference_workspace(op: OpDef):
+    """Workspace policy of backends whose kernels are the ops' NumPy references: the
+    workspace each record declares for its reference."""
+    return op.workspace
+
+
+def torch_lowering_workspace(op: OpDef):
+    """Workspace policy of the PyTorch backend: what the record's lowering allocates
+    beyond the ATen calls' outputs (``torch_workspace``); ATen kernels' own temporaries
+    are not modelled."""
+    return op.torch_workspace
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One backend.  The three functions take ``(graph, plan, **options)``
+    (``write_program`` takes the output path after the plan) and accept every
+    name in ``options``; an option that does not change the source (torch's
+    ``device``) is accepted by ``emit_source`` and ignored."""
+
+    name: str
+    emit_source: Callable[..., str]  # -> the generated source text
+    compile: Callable[..., Any]  # -> a callable taking the graph inputs in order
+    # the op's workspace function on this backend (elements of the output dtype), or None
+    workspace: Callable[[OpDef], Callable | None]
+    options: tuple[str, ...] = ()  # keyword options the functions accept
+    write_program: Callable[..., list[str]] | None = None  # -> the files written (None: it cannot)
+    description: str = ""
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            known = ", ".join(self.options) or "none"
+            raise ChunkcError(f"backend {self.name!r}: unknown option(s) {', '.join(unknown)} (its options: {known})")
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend, replace: bool = False) -> Backend:
+    """Make ``backend`` available by name (``replace``: over an existing one of that name)."""
+    if not isinstance(backend.name, str) or not backend.name.isidentifier():
+        raise ChunkcError(f"backend name {backend.name!r} must be an identifier")
+    if backend.name in _BACKENDS and not replace:
+        raise ChunkcError(f"backend {backend.name!r} is registered already; pass replace=True to redefine it")
+    _BACKENDS[backend.name] = backend
+    return backend
+
+
+def unregister_backend(name: str) -> None:
+    """Forget a backend (a test's toy backend, for instance)."""
+    get_backend(name)
+    del _BACKENDS[name]
+
+
+def get_backend(name: str) -> Backend:
+    try:
+        return _BACKENDS[name]
+    except (KeyError, TypeError):
+        raise ChunkcError(f"unknown backend {name!r}; choose one of {', '.join(_BACKENDS)}") from None
+
+
+def backend_names() -> tuple[str, ...]:
+    """The registered backends, in registration order."""
+    return tuple(_BACKENDS)
+
+
+# -- the built-in backends ---------------------------------------------------------------
+
+
+def _torch_emit(graph, plan, grad_mode: str = "inference", device: Any = None) -> str:
+    from .torch_backend import emit_torch_source
+    return emit_torch_source(graph, plan, grad_mode=grad_mode)  # the device does not change the source
+
+
+def _torch_compile(graph, plan, **options):
+    from .torch_backend import compile_torch
+    return compile_torch(graph, plan, **options)
+
+
+def _torch_write(graph, plan, path, **options) -> list[str]:
+    from .torch_backend import compile_torch, save_module
+    return save_module(compile_torch(graph, plan, **options), path)
+
+
+def _array_emit(graph, plan) -> str:
+    from .array_backend import emit_array_source
+    return emit_array_source(graph, plan)
+
+
+def _array_compile(xp_name: str) -> Callable[..., Any]:
+    def compile_on(graph, plan):
+        from .array_backend import compile_array
+        return compile_array(graph, plan, xp_name)
+    return compile_on
+
+
+def _array_write(graph, plan, path) -> list[str]:
+    from .array_backend import write_array_program
+    return write_array_program(graph, plan, path)
+
+
+register_backend(Backend(
+    "torch", _torch_emit, _torch_compile, torch_lowering_workspace, options=("grad_mode", "device"), write_program=_torch_write,
+    description="an nn.Module holding the weights as buffers; runs on any torch device"))
+register_backend(Backend(
+    "numpy", _array_emit, _array_compile("numpy"), reference_workspace, write_program=_array_write,
+    description="a program class over NumPy that calls each op's reference"))
+register_backend(Backend(
+    "cupy", _array_emit, _array_compile("cupy"), reference_workspace, write_program=_array_write,
+    description="the NumPy program run with xp = cupy on an NVIDIA GPU"))
+
+
+__all__ = ["Backend", "register_backend", "unregister_backend", "get_backend", "backend_names",
+           "reference_workspace", "torch_lowering_workspace"]
