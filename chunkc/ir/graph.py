@@ -22,6 +22,7 @@ from ..errors import IRError
 from .dims import DimRecord
 from .dtypes import DType, dtype as to_dtype
 from .registry import OpDef, lookup
+from .source import SourceInfo
 from .sizes import Size, evaluate, format_size
 from .types import TensorType
 
@@ -100,17 +101,23 @@ def _rop(name, left, right: Value):
 
 
 class Node:
-    """One op application. ``outputs`` are created by shape inference."""
+    """One op application. ``outputs`` are created by shape inference.
 
-    __slots__ = ("name", "op", "inputs", "attrs", "outputs", "graph")
+    ``source`` says where in the model the node comes from (module path, file,
+    line; see :mod:`chunkc.ir.source`), or is None when unknown.
+    """
 
-    def __init__(self, graph: "Graph", name: str, op: OpDef, inputs: tuple[Value, ...], attrs: dict[str, Any]):
+    __slots__ = ("name", "op", "inputs", "attrs", "outputs", "graph", "source")
+
+    def __init__(self, graph: "Graph", name: str, op: OpDef, inputs: tuple[Value, ...], attrs: dict[str, Any],
+                 source: SourceInfo | None = None):
         self.graph = graph
         self.name = name
         self.op = op
         self.inputs = inputs
         self.attrs = attrs
         self.outputs: tuple[Value, ...] = ()
+        self.source = source
 
     @property
     def output(self) -> Value:
@@ -203,8 +210,11 @@ class Graph:
         return v
 
     def add_node(self, op: str | OpDef, inputs: Sequence[Value], attrs: Mapping[str, Any] | None = None,
-                 name: str | None = None, output_names: Sequence[str] | None = None) -> Node:
+                 name: str | None = None, output_names: Sequence[str] | None = None,
+                 source: SourceInfo | None = None) -> Node:
         opdef = lookup(op) if isinstance(op, str) else op
+        if source is not None and not isinstance(source, SourceInfo):
+            raise IRError(f"op {opdef.name}: source must be a chunkc.ir.source.SourceInfo, not {type(source).__name__}")
         node_name = self._fresh(name or opdef.name)
         try:
             inputs = tuple(inputs)
@@ -226,7 +236,7 @@ class Graph:
         except IRError:
             self._names.discard(node_name)
             raise
-        node = Node(self, node_name, opdef, inputs, bound)
+        node = Node(self, node_name, opdef, inputs, bound, source)
         names = list(output_names or [])
         outs = []
         for i, t in enumerate(out_types):
@@ -321,7 +331,7 @@ class Graph:
             g.constants.append(nv)
             vmap[v] = nv
         for n in self.nodes:
-            nn = Node(g, n.name, n.op, tuple(vmap[v] for v in n.inputs), dict(n.attrs))
+            nn = Node(g, n.name, n.op, tuple(vmap[v] for v in n.inputs), dict(n.attrs), n.source)
             nn.outputs = tuple(Value(g, o.name, o.type, nn, o.index) for o in n.outputs)
             vmap.update(zip(n.outputs, nn.outputs))
             g.nodes.append(nn)
