@@ -266,7 +266,7 @@ class _View:
         stats = f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}" + (f", peak {_bytes_label(peak)}" if self.peaks else "")
         label = [title, stats]
         if regions:
-            label.append("regions " + ", ".join(map(str, regions)))
+            label.append(("regions " if len(regions) > 1 else "region ") + ", ".join(map(str, regions)))
         color, font = self.fill(peak, peak_all) if self.peaks else ("#eeeeee", "black")
         tip = [title, stats, "ops: " + op_summary(nodes, top=8)]
         where = span(nodes)
