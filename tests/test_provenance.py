@@ -8,8 +8,9 @@ import re
 import shutil
 
 import numpy as np
-import onnx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from onnx import helper
 
 import chunkc
@@ -88,12 +89,22 @@ def test_source_comment_round_trips(record):
     assert parse_source(format_source(record)) == record
 
 
+@given(st.builds(SourceInfo, module=st.text(max_size=40), module_class=st.text(max_size=20),
+                 file=st.text(max_size=40), line=st.integers(0, 10**7), onnx_node=st.text(max_size=20),
+                 doc=st.text(max_size=40)))
+def test_any_record_round_trips_through_its_comment(record):
+    text = format_source(record)
+    assert "\n" not in text and "\r" not in text
+    assert parse_source(text) == record
+
+
 def test_source_text_is_cleaned_and_lines_checked():
     s = SourceInfo(module="a\nb\x00", onnx_node="n\r", doc="keep\nlines\x07")
     assert s.module == "a?b?" and s.onnx_node == "n?" and s.doc == "keep\nlines?"
     with pytest.raises(ValueError, match="line must be a non-negative int"):
         SourceInfo(file="f.py", line=-1)
     assert len(SourceInfo(module="m" * 5000).module) == 300
+    assert SourceInfo(line=12).line == 0  # no file, no line
 
 
 def test_where_and_describe():

@@ -72,6 +72,8 @@ class SourceInfo:
         line = self.line
         if isinstance(line, bool) or not isinstance(line, int) or line < 0:
             raise ValueError(f"SourceInfo line must be a non-negative int, got {line!r}")
+        if not self.file:
+            object.__setattr__(self, "line", 0)  # a line of no known file says nothing
 
     @property
     def location(self) -> str:
