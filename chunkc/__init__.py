@@ -71,7 +71,8 @@ def dynamo_backend(budget, **options):
 
 
 def to_dot(graph: Graph, plan: Plan | None = None, **options) -> str:
-    """Graphviz source: each chunk region a cluster, nodes coloured by memory."""
+    """Graphviz source: each chunk region a cluster, nodes coloured by memory; ``depth=K``
+    draws one box per module K levels down, with index arithmetic folded (see chunkc.viz.dot)."""
     from .viz.dot import to_dot as _impl
     return _impl(graph, plan=plan, **options)
 

@@ -2,7 +2,9 @@
 
     chunkc opt model.cir -p 'autochunk{budget=0.2}' --sizes L=2048   # like mlir-opt
     chunkc compile model.onnx --budget 30% --backend torch --sizes seq=4096 -o model_chunked.py
-    chunkc dot model.cir --budget 30% --sizes L=2048 -o graph.svg
+    chunkc dot model.cir --budget 30% --sizes L=2048 --depth 2 -o graph.svg   # one box per module
+    chunkc diff model.cir -p 'dce,autochunk{budget=0.2}' --sizes L=2048       # IR before/after each pass
+    chunkc diff before.cir after.cir                                          # two files side by side
     chunkc passes                                                    # list the passes
     chunkc backends                                                  # list the backends
 
@@ -95,11 +97,46 @@ def _cmd_dot(args) -> int:
     graph = load_model(args.model)
     sizes = _sizes(args.sizes)
     plan = autochunk(graph, _budget(args.budget), sizes=sizes) if args.budget else None
-    source = to_dot(graph, plan=plan, sizes=sizes)
+    source = to_dot(graph, plan=plan, sizes=sizes, depth=args.depth)
     if args.output:
         print(f"wrote {render_dot(source, args.output)}")
     else:
         sys.stdout.write(source)
+    return 0
+
+
+def _cmd_diff(args) -> int:
+    """Two models side by side, or the IR before and after each pass of a pipeline."""
+    from .viz.diff import diff_html, diff_ir
+    context = None if args.context < 0 else args.context
+    before = load_model(args.model)
+    if args.other is not None:
+        if args.passes:
+            raise ChunkcError("chunkc diff: give a second model or a pipeline (-p), not both")
+        pairs = [(f"{args.model} -> {args.other}", before, load_model(args.other))]
+    elif args.passes:
+        from .passes.manager import PassManager
+        _, ctx = PassManager.parse(args.passes, verify_each=not args.no_verify).run(before, sizes=_sizes(args.sizes))
+        stages = ctx.stages
+        pairs = [(f"pass {k} of {len(stages) - 1}: {stages[k].pass_name}", stages[k - 1].graph, stages[k].graph)
+                 for k in range(1, len(stages))]
+        if args.stage is not None:
+            chosen = [p for k, p in enumerate(pairs, 1) if str(k) == args.stage or stages[k].pass_name == args.stage]
+            if not chosen:
+                names = ", ".join(f"{k} ({s.pass_name})" for k, s in enumerate(stages[1:], 1))
+                raise ChunkcError(f"chunkc diff: --pass {args.stage!r} is not a pass of the pipeline; "
+                                  f"give its name or number: {names}")
+            pairs = chosen[:1]
+    else:
+        raise ChunkcError("chunkc diff: give a second model to compare with, or a pipeline with -p")
+    if args.html:
+        pages = [diff_html(b, a, sources=args.sources, title=title) for title, b, a in pairs]
+        Path(args.html).write_text("\n".join(pages))
+        print(f"wrote {args.html}")
+        return 0
+    text = "".join(f"== {title}\n" + diff_ir(b, a, context=context, width=args.width, sources=args.sources)
+                   for title, b, a in pairs)
+    _write(text, args.output)
     return 0
 
 
@@ -155,8 +192,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model")
     p.add_argument("--budget")
     p.add_argument("--sizes", action="append")
+    p.add_argument("--depth", type=int, help="one box per module this many levels down (e.g. 2)")
     p.add_argument("-o", "--output", help=".dot, .svg or .png")
     p.set_defaults(fn=_cmd_dot)
+
+    p = sub.add_parser("diff", help="the IR before and after each pass, or two models, side by side")
+    p.add_argument("model")
+    p.add_argument("other", nargs="?", help="a second model: compare the two")
+    p.add_argument("-p", "--passes", help="pipeline: show the IR before and after each of its passes")
+    p.add_argument("--pass", dest="stage", help="only this pass of the pipeline (its name or number)")
+    p.add_argument("--sizes", action="append")
+    p.add_argument("--context", type=int, default=3, help="unchanged lines around each change (-1: all)")
+    p.add_argument("--width", type=int, default=160, help="characters per output line")
+    p.add_argument("--sources", action="store_true", help="keep the #@ source comments")
+    p.add_argument("--no-verify", action="store_true", help="do not verify after each pass")
+    p.add_argument("--html", help="write the rows, side by side, to this HTML file")
+    p.add_argument("-o", "--output")
+    p.set_defaults(fn=_cmd_diff)
 
     p = sub.add_parser("passes", help="list the available passes and their options")
     p.set_defaults(fn=_cmd_passes)

@@ -34,8 +34,10 @@ def trace_backend():
 def test_builtin_backends_are_records():
     assert backend_names()[:3] == ("torch", "numpy", "cupy")
     assert get_backend("torch").options == ("grad_mode", "device")
-    assert get_backend("numpy").workspace(chunkc.ir.lookup("var")) is True
-    assert get_backend("torch").workspace(chunkc.ir.lookup("var")) is False
+    var, sdpa = chunkc.ir.lookup("var"), chunkc.ir.lookup("scaled_dot_product_attention")
+    assert get_backend("numpy").workspace(var) is var.workspace  # the reference's centred copy
+    assert get_backend("torch").workspace(var) is None  # ATen's kernel: its own business
+    assert get_backend("torch").workspace(sdpa) is sdpa.torch_workspace  # causal rows' mask in a chunk loop
 
 
 def test_unknown_names_and_options_are_refused():

@@ -330,7 +330,9 @@ class Generator:
         expr = rule(NodeContext(self, node))  # one value for one output, else a sequence
         lhs = ", ".join(targets)
         types = ", ".join(self.type_text(o) for o in node.outputs)
-        self.emit(f"{lhs} = {expr}  # {node.op.name} -> {types}")
+        from ..ir.source import comment_text  # the node's module path, sanitized for a comment
+        where = comment_text(node)
+        self.emit(f"{lhs} = {expr}  # {node.op.name} -> {types}" + (f" in {where}" if where else ""))
 
     def _emit_node(self, node: Node) -> None:
         self._node_statement(node, [self.names[o] for o in node.outputs])

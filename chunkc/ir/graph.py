@@ -32,6 +32,7 @@ from .dims import DimRecord
 from .dtypes import DType, dtype as to_dtype
 from .registry import OpDef, lookup
 from .sizes import Size, sizes_equal
+from .source import SourceInfo
 from .types import TensorType
 
 _IDENT_BAD = re.compile(r"[^A-Za-z0-9_]")
@@ -104,17 +105,23 @@ class Value:
 
 
 class Node:
-    """One op application. ``outputs`` are created by shape inference."""
+    """One op application. ``outputs`` are created by shape inference.
 
-    __slots__ = ("name", "op", "inputs", "attrs", "outputs", "graph")
+    ``source`` says where in the model the node comes from (module path, file,
+    line; see :mod:`chunkc.ir.source`), or is None when unknown.
+    """
 
-    def __init__(self, graph: "Graph", name: str, op: OpDef, inputs: tuple[Value, ...], attrs: dict[str, Any]):
+    __slots__ = ("name", "op", "inputs", "attrs", "outputs", "graph", "source")
+
+    def __init__(self, graph: "Graph", name: str, op: OpDef, inputs: tuple[Value, ...], attrs: dict[str, Any],
+                 source: SourceInfo | None = None):
         self.graph = graph
         self.name = name
         self.op = op
         self.inputs = inputs
         self.attrs = attrs
         self.outputs: tuple[Value, ...] = ()
+        self.source = source
 
     @property
     def output(self) -> Value:
@@ -370,11 +377,13 @@ class Graph:
 
     def add_node(self, op: str | OpDef, inputs: Sequence[Value], attrs: Mapping[str, Any] | None = None,
                  name: str | None = None, output_names: Sequence[str] | None = None, *,
-                 before: Node | None = None, after: Node | None = None) -> Node:
+                 before: Node | None = None, after: Node | None = None, source: SourceInfo | None = None) -> Node:
         """Build a node and put it in the schedule: at the end, or just ``before`` / ``after`` a
         node (or where a ``with graph.inserting(...)`` block says).  Its inputs must be defined
-        before that place."""
+        before that place.  ``source`` says where in the model it comes from."""
         opdef = lookup(op) if isinstance(op, str) else op
+        if source is not None and not isinstance(source, SourceInfo):
+            raise IRError(f"op {opdef.name}: source must be a chunkc.ir.source.SourceInfo, not {type(source).__name__}")
         node_name = self._unique(name or opdef.name)
         inputs = tuple(inputs)
         for i, v in enumerate(inputs):
@@ -394,7 +403,7 @@ class Graph:
             raise IRError(f"node {node_name}: op {opdef.name}({ins}) {bound}: {exc}") from None
         index = self._insertion_index(f"op {opdef.name} (node {node_name})", inputs, before, after)
         self._claim(node_name)
-        node = Node(self, node_name, opdef, inputs, bound)
+        node = Node(self, node_name, opdef, inputs, bound, source)
         names = list(output_names or [])
         outs = []
         for i, t in enumerate(out_types):
@@ -655,7 +664,7 @@ class Graph:
             g.constants.append(nv)
             vmap[v] = nv
         for n in self.nodes:
-            nn = Node(g, n.name, n.op, tuple(vmap[v] for v in n.inputs), dict(n.attrs))
+            nn = Node(g, n.name, n.op, tuple(vmap[v] for v in n.inputs), dict(n.attrs), n.source)
             nn.outputs = tuple(Value(g, o.name, o.type, nn, o.index) for o in n.outputs)
             vmap.update(zip(n.outputs, nn.outputs))
             g._link(nn, len(g.nodes))

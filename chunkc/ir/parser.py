@@ -26,10 +26,12 @@ from .dtypes import DType, dtype as to_dtype
 from .graph import Graph, Value
 from .registry import all_ops, has_op, lookup
 from .sizes import parse_size, sizes_equal
+from .source import SourceInfo, SourceSyntaxError, parse_source
 from .types import TensorType
 
 _TOKEN = re.compile(r"""
     (?P<ws>[ \t\r\n]+)
+  | (?P<source>\#@[^\n]*)
   | (?P<comment>\#[^\n]*)
   | (?P<value>%[A-Za-z_][A-Za-z0-9_]*)
   | (?P<global>@[A-Za-z_][A-Za-z0-9_]*)
@@ -47,7 +49,7 @@ _DTYPES = {d.short: d for d in DType}
 
 @dataclass(frozen=True)
 class Token:
-    kind: str  # value, global, float, int, ident, string, eof, or the punctuation itself
+    kind: str  # value, global, float, int, ident, string, source, eof, or the punctuation itself
     text: str
     pos: int  # offset in the source
 
@@ -192,6 +194,8 @@ class _Parser:
                 break
             elif tok.kind == "value":
                 self.node()
+            elif tok.kind == "source":
+                raise self.fail("a source comment (#@ ...) must end the line of a node statement")
             else:
                 raise self.fail(f"expected a statement ('const', '%name: type = op(...)' or 'return'), "
                                 f"found {_describe(tok)}")
@@ -253,9 +257,27 @@ class _Parser:
         attrs = self.attrs(op_tok.text) if self.tok.kind == "{" else {}
         name_tok = self.accept("global")
         node_name = name_tok.text[1:] if name_tok else results[0][0].text[1:]
-        self.build(op_tok, inputs, attrs, results, node_name, name_tok)
+        source = self.source_comment()
+        self.build(op_tok, inputs, attrs, results, node_name, name_tok, source)
 
-    def build(self, op_tok: Token, inputs, attrs, results, node_name: str, name_tok: Token | None) -> None:
+    def source_comment(self) -> SourceInfo | None:
+        """The ``#@`` comment that ends a node's line, if there is one (grammar: chunkc.ir.source)."""
+        tok = self.tok
+        if tok.kind != "source":
+            return None
+        prev = self.tokens[self.k - 1]
+        if "\n" in self.src[prev.pos + len(prev.text): tok.pos]:
+            raise self.fail("a source comment (#@ ...) must be on the line of the node it describes")
+        self.advance()
+        try:
+            return parse_source(tok.text[2:])
+        except SourceSyntaxError as exc:
+            raise _error(self.src, tok.pos + 2 + exc.offset, str(exc)) from None
+        except ValueError as exc:
+            raise _error(self.src, tok.pos, f"bad source comment: {exc}") from None
+
+    def build(self, op_tok: Token, inputs, attrs, results, node_name: str, name_tok: Token | None,
+              source: SourceInfo | None = None) -> None:
         g = self.graph
         out_names = [tok.text[1:] for tok, _ in results]
         for i, (tok, _) in enumerate(results):
@@ -266,7 +288,8 @@ class _Parser:
             raise self.fail(f"node name @{node_name} is already used; every value and node name must be unique",
                             name_tok)
         try:
-            node = g.add_node(lookup(op_tok.text), inputs, attrs, name=node_name, output_names=out_names)
+            node = g.add_node(lookup(op_tok.text), inputs, attrs, name=node_name, output_names=out_names,
+                              source=source)
         except IRError as exc:
             raise self.fail(str(exc), op_tok) from None
         if len(node.outputs) != len(results):

@@ -13,6 +13,8 @@
 
 One statement per line, constants first, then the nodes in schedule order.  A
 node whose name differs from its first output's name ends with ``@node_name``.
+A node with a known source (``node.source``) ends with a ``#@`` comment giving
+its module, class, file and line (grammar: :mod:`chunkc.ir.source`).
 Every attribute of a node is printed, defaults included, so the text does not
 depend on the defaults of the chunkc version that reads it.  Constants of at
 most :data:`INLINE_LIMIT` elements print their data, bit-exactly; larger ones
@@ -33,6 +35,7 @@ import sympy
 
 from ..errors import IRError
 from .dtypes import DType
+from .source import format_source
 from .types import TensorType
 
 if TYPE_CHECKING:  # the graph module imports this one for str(graph)
@@ -158,6 +161,9 @@ def _node(n: Node) -> str:
         text += " {" + ", ".join(f"{_name(k, 'attribute')} = {format_attr(v)}" for k, v in n.attrs.items()) + "}"
     if n.name != n.outputs[0].name:
         text += " @" + _name(n.name, "node")
+    where = format_source(n.source) if n.source is not None else ""
+    if where:
+        text += "  #@ " + where
     return text
 
 

@@ -1,7 +1,8 @@
 """The verifier: checks a graph's invariants; run after every pass in tests.
 
 Invariants (each violation raises :class:`~chunkc.errors.IRError` naming the
-graph, the node and the value at fault):
+graph, the node and the value at fault, and the node's module and source line
+when it has a ``source``):
 
 * names: every value name and every node name is unique; a node shares its
   name only with its own first output (the builder's convention, which the
@@ -23,6 +24,7 @@ from ..errors import IRError
 from .dtypes import dtype as to_dtype
 from .graph import Graph
 from .sizes import sizes_equal
+from .source import describe
 
 
 def verify(graph: Graph) -> None:
@@ -48,7 +50,7 @@ def verify(graph: Graph) -> None:
     value_names = set(names) | {o.name for n in graph.nodes for o in n.outputs}
     node_names: set[str] = set()
     for node in graph.nodes:
-        at = f"{where}: node {node.name} ({node.op.name})"
+        at = f"{where}: {describe(node, code=False)}"  # with the module and line it comes from
         if node.name in node_names:
             raise IRError(f"{at}: node name used twice")
         node_names.add(node.name)

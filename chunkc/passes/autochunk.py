@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import ChunkcError, InfeasibleBudgetError
 from ..ir.graph import Graph
 from ..ir.sizes import evaluate
+from ..ir.source import describe
 from .cost import Machine, TimeModel
 from .plan import DEFAULT_BACKEND, Plan, RegionStats
 from .region_memory import ValueFacts, baseline_timeline, chunk_expression, region_memory
@@ -304,6 +305,6 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None, **op
     raise InfeasibleBudgetError(
         f"graph {graph.name}: no chunk plan reaches the budget of {budget_bytes} bytes "
         f"({budget_bytes / max(unchunked.peak_bytes, 1):.1%} of the unchunked peak {unchunked.peak_bytes} B); "
-        f"the lowest peak reachable is about {peak} B, held at node {node} ({graph.nodes[p].op.name}). "
+        f"the lowest peak reachable is about {peak} B, held at {describe(graph.nodes[p])}. "
         "Raise the budget, or make that node chunkable (its dimension record carries no axis that the "
         "surrounding ops share).", lowest_peak_bytes=peak, peak_node=node)

@@ -108,12 +108,12 @@ def rematerialize(graph: Graph, sizes: Mapping[str, int], peak_bytes: int,
                 if member.outputs[0] in local and local[member.outputs[0]] is not vmap.get(member.outputs[0]):
                     continue  # copied already for another value this reader needs
                 copy = g.add_node(member.op, [local[u] for u in member.inputs], member.attrs,
-                                  name=f"{member.name}_remat")
+                                  name=f"{member.name}_remat", source=member.source)
                 local.update(zip(member.outputs, copy.outputs))
                 result.copies[copy.name] = member.name
             remat_values[v.name] = None
         new = g.add_node(node.op, [local[v] for v in node.inputs], node.attrs, name=node.name,
-                         output_names=[o.name for o in node.outputs])
+                         output_names=[o.name for o in node.outputs], source=node.source)
         vmap.update(zip(node.outputs, new.outputs))
     g.set_outputs(*[vmap[v] for v in graph.outputs])
     result.values = list(remat_values)

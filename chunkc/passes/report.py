@@ -1,8 +1,10 @@
-"""A readable plan report: each region's span, axes, chunk size, memory and cost."""
+"""A readable plan report: each region's span (in nodes and in the model's modules and
+source lines), axes, chunk size, memory and cost."""
 
 from __future__ import annotations
 
 from ..ir.sizes import evaluate, format_size
+from ..ir.source import span
 from .plan import Plan
 
 
@@ -18,6 +20,7 @@ def plan_report(plan: Plan) -> str:
                  + (f"; estimated time x{plan.estimated_slowdown:.3f}" if plan.estimated_slowdown else ""))
     if not plan.regions:
         lines.append("#   no regions")
+    by_name = {n.name: n for n in plan.graph.nodes}
     for k, region in enumerate(plan.regions):
         stats = plan.stats[k] if k < len(plan.stats) else None
         chunk = region.chunk_size
@@ -28,6 +31,9 @@ def plan_report(plan: Plan) -> str:
             pass
         lines.append(f"# region {k}: {len(region.nodes)} nodes {region.nodes[0]} .. {region.nodes[-1]}; "
                      f"chunk {format_size(chunk)}{concrete} of {format_size(region.extent)}")
+        in_model = span(by_name[name] for name in region.nodes if name in by_name)
+        if in_model:
+            lines.append(f"#   in the model: {in_model}")
         if stats is not None:
             lines.append(f"#   memory in span {_mib(stats.peak_before)} -> {_mib(stats.peak_after)}; "
                          f"{stats.iterations} iterations; estimated overhead {stats.extra_seconds * 1e3:.2f} ms")

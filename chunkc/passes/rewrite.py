@@ -8,7 +8,9 @@
     new_graph = rebuild(graph, rule)
 
 The new graph keeps names (fresh ones for new nodes) and the schedule order,
-with replacement nodes placed where the replaced node was.
+with replacement nodes placed where the replaced node was.  Every node keeps
+its ``source`` (where in the model it comes from); the nodes a rule creates
+without a source of their own get the source of the node they replace.
 """
 
 from __future__ import annotations
@@ -30,11 +32,15 @@ def rebuild(graph: Graph, rule: Rule) -> Graph:
         vmap[v] = g.add_constant(v.name, v.data, type=v.type) if v.data is None else g.add_constant(v.name, v.data)
     for node in graph.nodes:
         inputs = [vmap[v] for v in node.inputs]
+        first_new = len(g.nodes)
         replaced = rule(node, inputs, g)
         if replaced is None:
             new = g.add_node(node.op, inputs, node.attrs, name=node.name,
-                             output_names=[o.name for o in node.outputs])
+                             output_names=[o.name for o in node.outputs], source=node.source)
             replaced = new.outputs
+        for made in g.nodes[first_new:]:
+            if made.source is None:
+                made.source = node.source
         if len(replaced) != len(node.outputs):
             raise ValueError(f"rewrite of node {node.name} returned {len(replaced)} values for {len(node.outputs)} outputs")
         vmap.update(zip(node.outputs, replaced))

@@ -97,7 +97,13 @@ def inline(node: NodeProto, body: FunctionProto, prefix: str, schema) -> list[No
             return names[n]
         return "" if n == "" else prefix + n
 
-    return [_rename_node(inner, rename, attrs, prefix) for inner in body.node]
+    expanded = [_rename_node(inner, rename, attrs, prefix) for inner in body.node]
+    for inner in expanded:  # the body's nodes come from where the node was written
+        if not inner.metadata_props:
+            inner.metadata_props.extend(node.metadata_props)
+        if not inner.doc_string:
+            inner.doc_string = node.doc_string
+    return expanded
 
 
 def _rename_node(inner: NodeProto, rename, attrs: dict[str, AttributeProto], prefix: str) -> NodeProto:

@@ -7,7 +7,8 @@ expand ops that ONNX defines by a function body (functions.py); refuse ops
 without a converter (or keep them as opaque nodes typed by ONNX shape
 inference); declare graph inputs with symbolic sizes from ``dim_param``; keep
 initializers and ``Constant`` nodes as known values; convert node by node
-through the converter table, folding small shape computations; finally drop
+through the converter table, folding small shape computations (every IR node
+made for an ONNX node gets its source: provenance.py); finally drop
 the IR nodes and constants no output needs (``Graph.dce``), check the
 outputs against the model's declared types, and verify.
 """
@@ -29,6 +30,7 @@ from . import folding as F
 from .context import FOLD_LIMIT, ImportContext, Slot, make_known
 from .node import OnnxNode, label
 from .converters import lookup
+from .provenance import assign_sources
 from .functions import expand_functions, with_nodes
 from .load import load_model, refuse_external_data
 from .types import identifier, shape_from_type, to_dtype
@@ -59,7 +61,10 @@ def from_onnx(model_or_path, *, opaque_unknown: bool = False, constant_inputs: M
     ctx.producers = {out: n for n in nodes for out in n.outputs if out}
     for node in nodes:
         ctx.node = node
+        first_new = len(graph.nodes)
         _convert(ctx, node, source)
+        for made in graph.nodes[first_new:]:
+            made.source = node.source
     ctx.node = None
     outputs = []
     for out in model.graph.output:
@@ -89,6 +94,7 @@ def prepare(model: onnx.ModelProto, source: str, check: bool = True,
     original = model
     model = expand_functions(model, source)
     nodes = topological_nodes(model.graph, source)
+    assign_sources(nodes)
     if opaque_unknown:
         check_subgraphs([n for n in nodes if lookup(n.domain, n.op_type) is None], source)
     elif census:
@@ -204,6 +210,7 @@ def _convert_subgraph(ctx: ImportContext, g: onnx.GraphProto, source: str) -> No
         dt = to_dtype(init.data_type, f"{source}: initializer {label(init.name)}")
         ctx.env[init.name] = Slot(known=make_known(np.asarray(numpy_helper.to_array(init)), dt))
     nodes = [OnnxNode(proto, i) for i, proto in enumerate(g.node)]
+    assign_sources(nodes)
     ctx.producers.update({out: n for n in nodes for out in n.outputs if out})
     try:
         for node in nodes:

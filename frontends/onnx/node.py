@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import onnx
 
 from chunkc.errors import UnsupportedOpError
+from chunkc.ir.source import SourceInfo
 
 from .types import identifier
 
@@ -26,6 +27,7 @@ def label(name: str, limit: int = 80) -> str:
 class OnnxNode:
     proto: onnx.NodeProto
     index: int  # position in the ONNX graph
+    source: SourceInfo | None = None  # where the exporter says it comes from (set by provenance.py)
 
     @property
     def op_type(self) -> str:
@@ -53,8 +55,13 @@ class OnnxNode:
         return identifier(self.name)
 
     def describe(self) -> str:
+        """``ONNX node 'name' (Op)``, then the module and line the exporter recorded, if any."""
         op = f"{self.domain}::{self.op_type}" if self.domain else self.op_type
-        return f"ONNX node {label(self.name)} ({label(op)[1:-1]})"
+        text = f"ONNX node {label(self.name)} ({label(op)[1:-1]})"
+        src = self.source
+        if src is not None and (src.scope or src.location):
+            text += " in " + ", ".join(p for p in (src.scope, src.location) if p)
+        return text
 
     def has_input(self, i: int) -> bool:
         return i < len(self.proto.input) and self.proto.input[i] != ""

@@ -90,7 +90,9 @@ def check_supported(nodes: list[OnnxNode], source: str) -> list[OnnxNode]:
         parts = []
         for (domain, op), k in counts.most_common(_MAX_LISTED):
             name = f"{domain}::{op}" if domain else op
-            parts.append(f"{label(name)} x{k} (first: node {label(first[(domain, op)].name)})")
+            node = first[(domain, op)]
+            where = node.source.where() if node.source is not None and node.source.file else ""
+            parts.append(f"{label(name)} x{k} (first: node {label(node.name)}{' at ' + where if where else ''})")
         more = f", and {len(counts) - _MAX_LISTED} more" if len(counts) > _MAX_LISTED else ""
         raise UnsupportedOpError(
             f"{source}: {len(counts)} unsupported op type(s): {', '.join(parts)}{more}. "

@@ -1,41 +1,46 @@
-"""Where an FX node came from, for error messages: the user's source line and module."""
+"""Where an FX node came from: its :class:`~chunkc.ir.source.SourceInfo`, for nodes and messages.
+
+The frame chosen as the model's code is explained in :mod:`frontends.provenance`.
+"""
 
 from __future__ import annotations
 
-import os
-import re
+from typing import Iterable
 
 import torch.fx as fx
 
-_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n(?:\s+(.*))?')
-_TORCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__import__("torch").__file__)))
+from chunkc.ir.source import SourceInfo
+
+from ..provenance import composite_modules, module_stack, parse_stack_trace, source_info
 
 
-def source_line(node: fx.Node) -> str:
-    """``file.py:123 in forward: y = torch.special.bessel_j0(x)`` for the innermost frame of the
-    user's code (frames inside torch itself are skipped when another frame exists)."""
-    trace = node.meta.get("stack_trace") or ""
-    frames = _FRAME.findall(trace)
-    if not frames:
+def _class_name(cls) -> str:
+    if isinstance(cls, str):
+        return cls
+    return f"{getattr(cls, '__module__', '')}.{getattr(cls, '__qualname__', getattr(cls, '__name__', str(cls)))}"
+
+
+def _stack(node: fx.Node) -> list[tuple[str, str]]:
+    entries = (node.meta.get("nn_module_stack") or {}).values()
+    return module_stack((str(path), _class_name(cls)) for path, cls in entries)
+
+
+def composite_paths(nodes: Iterable[fx.Node]) -> set[str]:
+    """The module paths of an exported graph that contain submodules (see frontends.provenance)."""
+    return composite_modules(path for n in nodes for path, _ in _stack(n))
+
+
+def node_source(node: fx.Node, composite: set[str]) -> SourceInfo:
+    """The module and the model's source line behind one FX node."""
+    return source_info(_stack(node), parse_stack_trace(node.meta.get("stack_trace")), composite)
+
+
+def source_line(source: SourceInfo) -> str:
+    """``modeling.py:123: y = torch.special.bessel_j0(x)`` (the code when the file is readable)."""
+    if not source.file:
         return "<no source line recorded>"
-    user = [f for f in frames if not os.path.abspath(f[0]).startswith(os.path.join(_TORCH_DIR, "torch") + os.sep)]
-    path, line, fn, code = (user or frames)[-1]
-    text = f"{path}:{line} in {fn}"
-    return f"{text}: {code.strip()}" if code else text
-
-
-def module_path(node: fx.Node) -> str:
-    """The submodule that called the op (``h.0.attn (GPT2Attention)``), or ''."""
-    stack = node.meta.get("nn_module_stack") or {}
-    if not stack:
-        return ""
-    path, cls = list(stack.values())[-1]
-    if not path:
-        return ""  # the root module: the source line says enough
-    if not isinstance(cls, str):
-        cls = getattr(cls, "__name__", str(cls))
-    short = cls.rsplit(".", 1)[-1]
-    return f"{path} ({short})" if path else short
+    code = source.code()
+    return f"{source.file}:{source.line}" + (f": {code}" if code else "")
 
 
 def op_name(target) -> str:

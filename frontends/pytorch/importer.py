@@ -9,6 +9,8 @@ One walk over the FX nodes in order (their order becomes the schedule):
   symbolic value, so ``4*s0`` arrives as ``4*L``;
 * every ATen call goes to its converter (looked up by overload packet); its
   results are checked against the shapes and dtypes torch computed;
+* every chunkc node built for an FX node gets that node's source (module path,
+  class, and the model's file and line; see :mod:`frontends.provenance`);
 * a call no converter maps is recorded (op, count, first source line) and built
   as an ``opaque`` barrier so the walk goes on and finds every unmapped op at
   once.  Unless ``opaque_unknown=True`` the import then fails listing them all.
@@ -31,7 +33,7 @@ from chunkc.ir.verifier import verify
 
 from . import converters
 from .context import Args, Ctx, NotConvertible, bind_schema
-from .diagnostics import aten_target, module_path, op_name, source_line
+from .diagnostics import aten_target, composite_paths, node_source, op_name, source_line
 from .dtypes import to_chunkc
 from .export import ExportError, decompose, export_program
 from .guards import pinned_dims
@@ -73,7 +75,7 @@ class Unmapped:
     blocking: bool = False  # could not be kept as an opaque node either (no tensor result, unbacked sizes)
 
     def describe(self) -> str:
-        where = self.first_source + (f" [{self.first_module}]" if self.first_module else "")
+        where = self.first_source + (f" [in {self.first_module}]" if self.first_module else "")
         why = ", ".join(dict.fromkeys(self.reasons))
         return f"  {self.op} x{self.count} (first at {where}): {why}"
 
@@ -112,6 +114,7 @@ class _Importer:
         self.symbols = SymbolMap(self.shape_env)
         self.label = name
         self._materialized: list[_Lazy] = []  # weights made constants during the current conversion
+        self.composite = composite_paths(ep.graph.nodes)
 
     # -- the walk ------------------------------------------------------------------
     def run(self) -> Graph:
@@ -128,7 +131,12 @@ class _Importer:
             if node.op == "placeholder":
                 self._placeholder(node, specs.get(node.name))
             elif node.op == "call_function":
+                first_new = len(self.graph.nodes)
                 self._call(node)
+                if len(self.graph.nodes) > first_new:
+                    source = node_source(node, self.composite)
+                    for made in self.graph.nodes[first_new:]:
+                        made.source = source
             elif node.op == "output":
                 self._outputs(node)
             elif node.op == "get_attr":
@@ -299,7 +307,8 @@ class _Importer:
         key = op_name(node.target)
         entry = self.unmapped.get(key)
         if entry is None:
-            entry = self.unmapped[key] = Unmapped(key, 0, source_line(node), module_path(node))
+            source = node_source(node, self.composite)
+            entry = self.unmapped[key] = Unmapped(key, 0, source_line(source), source.scope if source.module else "")
         entry.count += 1
         entry.reasons.append(reason)
 
