@@ -450,6 +450,66 @@ def test_export_failure_for_specialized_dim_suggests_dim_bounds():
     assert "Fixed" in msg and "Dim" in msg and "make that dimension static" in msg
 
 
+def _short_failure(exc: ExportError) -> str:
+    """The message, after checking that torch's traceback is not chained to it."""
+    import traceback
+
+    assert exc.__cause__ is None and exc.__suppress_context__
+    printed = "".join(traceback.format_exception(exc))
+    assert printed.count("\n") < 20, printed  # our few frames and the message, not torch's pages
+    assert exc.torch_message  # torch's own text is kept for whoever needs it
+    return str(exc)
+
+
+def test_dims_the_model_ties_are_named_with_the_fix():
+    class Pair(torch.nn.Module):
+        def forward(self, x, y):
+            return x + y
+
+    with pytest.raises(ExportError) as info:
+        from_torch(Pair(), (torch.randn(3, 8), torch.randn(3, 8)), dynamic_shapes=({1: Dim("L")}, {1: Dim("M")}))
+    msg = _short_failure(info.value)
+    assert "M must always equal L" in msg and "use one Dim for both" in msg
+
+
+def _tiny_bert():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=64)
+    return transformers.BertModel(config, add_pooling_layer=False).eval()
+
+
+@pytest.mark.slow
+def test_position_limit_is_reported_once_with_the_fix():
+    """BERT slices its position table: torch.export needs L <= max_position_embeddings."""
+    model, ids = _tiny_bert(), torch.randint(0, 100, (1, 16))
+    with pytest.raises(ExportError) as info:
+        from_torch(model, (ids,), dynamic_shapes=({1: Dim("L")},))
+    msg = _short_failure(info.value)
+    assert "BertModel" in msg and "L <= 64" in msg
+    assert "BertModel.config.max_position_embeddings = 64" in msg
+    assert msg.count("Dim('L', max=64)") == 1 and "torch said" not in msg
+    # the fix, as written, works
+    g = from_torch(model, (ids,), dynamic_shapes=({1: Dim("L", max=64)},))
+    assert g.symbols() == {"L"}
+
+
+@pytest.mark.slow
+def test_kv_cache_output_is_reported_once_with_the_fix():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=1, n_head=2, n_positions=64,
+                                     bos_token_id=0, eos_token_id=0)
+    model, ids = transformers.GPT2Model(config).eval(), torch.randint(0, 100, (1, 16))
+    dims = {"input_ids": {1: Dim("L", max=64)}}
+    with pytest.raises(ExportError) as info:
+        from_torch(model, (ids,), dynamic_shapes=dims)
+    msg = _short_failure(info.value)
+    assert "GPT2Model" in msg and "KV cache (DynamicCache)" in msg
+    assert msg.count("use_cache=False") == 1 and "torch said" not in msg
+    g = from_torch(model, (ids,), kwargs={"use_cache": False}, dynamic_shapes={**dims, "use_cache": None})
+    assert g.symbols() == {"L"}
+
+
 def test_dim_pinned_by_a_guard_is_reported():
     class FixedTable(torch.nn.Module):
         """Patches + a position table for 4x4 patches: only one image size works."""

@@ -27,6 +27,19 @@ def make_dim(name: str, min_size: int, max_size: int, multiple: int = 1) -> Any:
     return multiple * root
 
 
+def inference_module(module: torch.nn.Module) -> torch.nn.Module:
+    """`module` in float32 and eval mode, with parameters that need no gradient."""
+    module = module.float().eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A CPU generator for deterministic inputs."""
+    return torch.Generator().manual_seed(seed)
+
+
 @dataclass
 class ModelCase:
     """A model of the zoo, with everything needed to run, export and benchmark it.

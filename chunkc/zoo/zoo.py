@@ -11,20 +11,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .case import ModelCase, make_dim
+from .case import ModelCase, inference_module, make_dim, seeded_generator
 from .evoformer import Evoformer, EvoformerConfig
 from .transformer import PreLNTransformer
-
-
-def _finish(module: nn.Module) -> nn.Module:
-    module = module.float().eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module
-
-
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # --------------------------------------------------------------------------- plain PyTorch
@@ -41,10 +30,10 @@ def transformer(
 ) -> ModelCase:
     """The tiny pre-LN transformer stack (PAPER.md's measurement model); input x [1, L, d]."""
     torch.manual_seed(seed)
-    module = _finish(PreLNTransformer(d, heads, n_layer, attn, causal))
+    module = inference_module(PreLNTransformer(d, heads, n_layer, attn, causal))
 
     def make_inputs(size: int) -> tuple[Tensor]:
-        return (torch.randn(1, size, d, generator=_generator(seed + size)),)
+        return (torch.randn(1, size, d, generator=seeded_generator(seed + size)),)
 
     return ModelCase(
         name=f"transformer_{n_layer}l_{attn}",
@@ -79,10 +68,10 @@ def evoformer(
     """
     cfg = EvoformerConfig(c_m=c_m, c_z=c_z, heads_msa=heads_msa, heads_pair=heads_pair)
     torch.manual_seed(seed)
-    module = _finish(Evoformer(cfg, n_blocks=n_blocks, chunk_size=chunk_size))
+    module = inference_module(Evoformer(cfg, n_blocks=n_blocks, chunk_size=chunk_size))
 
     def make_inputs(size: int) -> tuple[Tensor, Tensor]:
-        g = _generator(seed + size)
+        g = seeded_generator(seed + size)
         return (torch.randn(1, n_seq, size, c_m, generator=g), torch.randn(1, size, size, c_z, generator=g))
 
     def dynamic_shapes() -> tuple[dict[int, Any], dict[int, Any]]:
@@ -153,10 +142,10 @@ def gpt2(
         eos_token_id=vocab_size - 1,
     )
     torch.manual_seed(seed)
-    module = _finish(LastHiddenState(GPT2Model(config), use_cache=False))
+    module = inference_module(LastHiddenState(GPT2Model(config), use_cache=False))
 
     def make_inputs(size: int) -> tuple[Tensor]:
-        return (torch.randint(0, vocab_size, (1, size), generator=_generator(seed + size)),)
+        return (torch.randint(0, vocab_size, (1, size), generator=seeded_generator(seed + size)),)
 
     return ModelCase(
         name=f"gpt2_{n_layer}l_{attn}",
@@ -237,10 +226,10 @@ def vit(
         cropped = _cropped_vit_embeddings_class()(config)
         cropped.load_state_dict(model.embeddings.state_dict())
         model.embeddings = cropped
-    module = _finish(LastHiddenState(model, interpolate_pos_encoding=True))
+    module = inference_module(LastHiddenState(model, interpolate_pos_encoding=True))
 
     def make_inputs(size: int) -> tuple[Tensor]:
-        return (torch.randn(1, 3, size, size, generator=_generator(seed + size)),)
+        return (torch.randn(1, 3, size, size, generator=seeded_generator(seed + size)),)
 
     def dynamic_shapes() -> tuple[dict[int, Any]]:
         side = make_dim("h", 2 * patch, max_side, multiple=patch)
@@ -313,10 +302,10 @@ def unet(
         attention_head_dim=attention_head_dim,
         dropout=0.0,
     )
-    module = _finish(UNetSample(model))
+    module = inference_module(UNetSample(model))
 
     def make_inputs(size: int) -> tuple[Tensor, Tensor]:
-        g = _generator(seed + size)
+        g = seeded_generator(seed + size)
         return (torch.randn(1, channels, size, size, generator=g), torch.tensor([10.0]))
 
     def dynamic_shapes() -> tuple[dict[int, Any], None]:

@@ -1,8 +1,10 @@
 """Running ``torch.export`` and the decompositions, with errors a user can act on.
 
-torch's own messages are kept whole; chunkc adds the model's class and the
-usual change that makes the export work (``use_cache=False``, ``Dim`` bounds,
-``module.eval()``...).
+When the fix is known (a dim the model bounds, pins or ties to another; a KV cache in
+the outputs) the message says what the model needs and the fix, once, in a few lines
+(diagnostics.export_failure_summary). Otherwise torch's message is kept whole, after the
+usual change that makes the export work. torch's traceback is not chained: its full
+message stays on ``ExportError.torch_message``.
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ import torch
 from chunkc.errors import ChunkcError
 
 from .decompositions import decomposition_table
+from .diagnostics import export_failure_summary
 
 
 class ExportError(ChunkcError):
     """torch.export could not trace the model (the message says what to change)."""
+
+    def __init__(self, message: str, torch_message: str = ""):
+        super().__init__(message)
+        self.torch_message = torch_message  # torch's own error, type and text, when there is one
 
 
 # (what the torch message contains, the advice) — checked in order, several may apply
@@ -53,7 +60,7 @@ def export_program(module: torch.nn.Module, args: tuple, kwargs: dict | None, dy
     try:
         return torch.export.export(module, args, kwargs=kwargs or None, dynamic_shapes=dynamic_shapes, strict=strict)
     except Exception as exc:  # torch raises many types; keep its message whole
-        raise _export_error("torch.export.export", module, exc) from exc
+        raise _export_error("torch.export.export", module, exc) from None
 
 
 def decompose(ep: torch.export.ExportedProgram, module_name: str) -> torch.export.ExportedProgram:
@@ -61,12 +68,15 @@ def decompose(ep: torch.export.ExportedProgram, module_name: str) -> torch.expor
     try:
         return ep.run_decompositions(decomposition_table())
     except Exception as exc:
-        raise _export_error("run_decompositions", module_name, exc) from exc
+        raise _export_error("run_decompositions", module_name, exc) from None
 
 
 def _export_error(stage: str, module: Any, exc: Exception) -> ExportError:
     name = module if isinstance(module, str) else type(module).__name__
     message = f"{type(exc).__name__}: {exc}"
+    summary = export_failure_summary(message, module, name)
+    if summary:
+        return ExportError(summary, message)
     advice = hint_for(message)
     lines = [f"chunkc.from_torch could not export {name}: {stage} failed."]
     if advice:
@@ -74,4 +84,4 @@ def _export_error(stage: str, module: Any, exc: Exception) -> ExportError:
         lines.extend(f"  - {a}" for a in advice)
     lines.append("torch said:")
     lines.append(message.strip())
-    return ExportError("\n".join(lines))
+    return ExportError("\n".join(lines), message)
