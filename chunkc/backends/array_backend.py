@@ -33,15 +33,15 @@ from .runtime import array_module, load_source
 
 class ArrayDialect(Dialect):
     name = "numpy/cupy"
-    reserved = frozenset({"xp", "ref", "self"})
+    reserved = frozenset({"xp", "ref", "self", "DType"})
     reserved_attrs = frozenset({"xp", "chunkc_source"})
 
     def __init__(self):
         self.rules = array_rules()
 
     def dtype(self, dt: DType) -> str:
-        if dt == DType.bfloat16:
-            raise ChunkcError("the numpy/cupy backend has no bfloat16; cast to float32 or use backend='torch'")
+        if dt.from_ml_dtypes:  # bf16, f8, i4...: NumPy holds them through ml_dtypes
+            return f"DType.{dt.name}.numpy"
         return f"xp.{dt.numpy.name}"
 
     def dtype_literal(self, dt: DType) -> str:
@@ -65,7 +65,7 @@ def emit_array_source(graph: Graph, plan: Plan | None = None) -> str:
 
 def _wrap(fn: GeneratedFunction) -> str:
     lines = source_header(fn, "numpy/cupy")
-    lines += ["from chunkc.backends.runtime import references as ref", ""]
+    lines += ["from chunkc.backends.runtime import references as ref", "from chunkc.ir.dtypes import DType", ""]
     lines += fn.helpers + ([""] if fn.helpers else [])
     lines += ["", f"class {class_name(fn.graph)}:"]
     lines += [f'    """{describe_signature(fn)}"""', ""]
@@ -80,6 +80,8 @@ def _wrap(fn: GeneratedFunction) -> str:
 def compile_array(graph: Graph, plan: Plan | None = None, backend: str = "numpy"):
     """Generate the program and instantiate it on ``numpy`` or ``cupy``."""
     xp = array_module(backend)
+    if backend == "cupy":
+        refuse_ml_dtypes(plan.graph if plan is not None else graph)
     fn = generate(graph, plan, ArrayDialect())
     source = _wrap(fn)
     module = load_source(source, f"chunkc_{backend}_{fn.graph.name}")
@@ -91,6 +93,15 @@ def compile_array(graph: Graph, plan: Plan | None = None, backend: str = "numpy"
     program = getattr(module, class_name(fn.graph))(xp, weights)
     program.chunkc_source = source
     return program
+
+
+def refuse_ml_dtypes(graph: Graph) -> None:
+    """CuPy has no bf16, float8, float4 or sub-byte integer arrays: name the first value that has one."""
+    for v in graph.values():
+        if v.dtype.from_ml_dtypes:
+            where = f"node {v.producer.name} ({v.producer.op.name})" if v.producer is not None else f"%{v.name}"
+            raise ChunkcError(f"backend 'cupy': {where} has a value of dtype {v.dtype} (%{v.name}: {v.type}), "
+                              "which CuPy cannot hold; use backend='numpy' or backend='torch'")
 
 
 def write_array_program(graph: Graph, plan: Plan | None, path) -> list[str]:

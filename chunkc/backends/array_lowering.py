@@ -11,16 +11,24 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from ..ir.reference import needs_widening
 from ..ir.registry import all_ops
 from .codegen import NodeContext, Rule
 
 
 def reference_call(ctx: NodeContext, **overrides: str) -> str:
-    """``ref.<op>(xp, *args, attr=value, ...)``; ``overrides`` replace attribute text."""
+    """``ref.<op>(xp, *args, attr=value, ...)``; ``overrides`` replace attribute text.
+
+    A node with bf16/f8/i4... values calls the reference widened (chunkc/ir/reference.py)."""
     parts = ["xp", *ctx.args]
     for key in ctx.attrs:
         parts.append(f"{key}={overrides[key] if key in overrides else ctx.attr(key)}")
-    call = f"ref.{ctx.op}({', '.join(parts)})"
+    node = ctx.node
+    out_dtypes = tuple(o.dtype.short for o in node.outputs)
+    fn = f"ref.{ctx.op}"
+    if needs_widening(node.op, [v.dtype for v in node.inputs] + [o.dtype for o in node.outputs]):
+        fn = ctx.helper(f"{ctx.op}_widened", f"ref.widened({ctx.op!r}, {out_dtypes!r})")
+    call = f"{fn}({', '.join(parts)})"
     if ctx.node.op.num_outputs != 1 and len(ctx.node.outputs) == 1:
         call += "[0]"  # references of multi-output ops return a sequence even when it has one value
     return call

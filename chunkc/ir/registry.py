@@ -9,7 +9,9 @@ A record (:class:`OpDef`) holds everything chunkc knows about an op:
 * ``view``       whether output 0 aliases input 0's storage (no new memory);
 * ``reference``  the NumPy implementation, written against an array module
                  ``xp`` so that the NumPy/CuPy backend can call it too;
-* ``attrs``      the attribute names with their defaults (``REQUIRED`` if none).
+* ``attrs``      the attribute names with their defaults (``REQUIRED`` if none);
+* ``exact_dtypes`` whether the reference takes ml_dtypes values (bf16, f8, i4...) as
+                 they are, rather than widened (chunkc/ir/reference.py).
 
 Passes ask the record; unknown ops are built as ``opaque`` nodes whose record
 says that no axis carries through.
@@ -66,6 +68,9 @@ class OpDef:
     # The attribute that states output 0's shape (reshape, expand): inside a chunk
     # loop, code generators replace its chunked axis entry by the chunk's length.
     shape_attr: str | None = None
+    # The reference handles bf16/float8/int4... (ml_dtypes) values itself; otherwise it runs
+    # on them widened to f32/i8/u8 (see chunkc/ir/reference.py).
+    exact_dtypes: bool = False
     doc: str = ""
 
     @property
