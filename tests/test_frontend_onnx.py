@@ -244,12 +244,13 @@ def test_opaque_unknown_keeps_unknown_ops_as_typed_barriers():
               [vi("x", F32, ["n", 4])], [vi("y", F32, ["n", 4])],
               value_info=[vi("f", F32, ["n", 4])], extra_opsets=[("com.example", 1)])
     with pytest.raises(UnsupportedOpError, match=r"'com.example::FancyOp' x1 \(first: node 'f'\)"):
-        from_onnx(m)
-    g = from_onnx(m, opaque_unknown=True)
+        from_onnx(m, opaque_unknown=False)
+    g = from_onnx(m)
     node = next(n for n in g.nodes if n.op.name == "opaque")
     assert node.attrs["target"] == "onnx_com_example::FancyOp"
     assert node.outputs[0].shape == (sym("n"), 4)
-    with pytest.raises(chunkc.ChunkcError, match="opaque"):
+    assert all(f.kind == "new" for flows in node.dims() for f in flows)  # a barrier
+    with pytest.raises(chunkc.ChunkcError, match=r"opaque ONNX op com.example::FancyOp: onnxruntime cannot run it"):
         chunkc.interpret(g, randn(3, 4))
 
 

@@ -164,7 +164,7 @@ def test_unknown_ops_are_listed_with_counts_and_first_nodes():
     m = model(nodes, [vi("x", F32, [2])], [vi("y", F32, [2])], value_info=[vi(n, F32, [2]) for n in "bc"],
               extra_opsets=[("evil.domain", 1)])
     with pytest.raises(UnsupportedOpError) as err:
-        from_onnx(m)
+        from_onnx(m, opaque_unknown=False)
     text = str(err.value)
     assert "2 unsupported op type(s)" in text
     assert "'evil.domain::Frob' x2 (first: node 'frob_1')" in text
@@ -176,6 +176,9 @@ def test_an_undeclared_domain_is_listed_too():
               [vi("x", F32, [2])], [vi("y", F32, [2])])
     with pytest.raises(UnsupportedOpError, match=r"1 unsupported op type\(s\): 'undeclared::Frob' x1 "
                                                  r"\(first: node 'frob'\)"):
+        from_onnx(m, opaque_unknown=False)
+    with pytest.raises(UnsupportedOpError, match=r"ONNX node 'frob' \(undeclared::Frob\) uses domain 'undeclared', "
+                                                 r"which the model does not import"):
         from_onnx(m)
 
 

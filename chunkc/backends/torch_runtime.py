@@ -11,6 +11,8 @@ import re
 import torch
 
 from ..errors import ChunkcError
+from .host_call import host_empty, host_reference, run_onnx  # noqa: F401  (nodes run on the host)
+from .onnx_runtime import onnx_node  # noqa: F401  (opaque ONNX nodes)
 
 # ``namespace::name`` or ``namespace::name.overload``; nothing else reaches torch.ops.
 _TARGET = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)::([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?$")

@@ -4,6 +4,7 @@
 * every node input is defined (a missing initializer is the usual cause);
 * the nodes form no cycle (the schedule is recomputed by a topological sort,
   so a model whose nodes are merely listed out of order still imports);
+* every node's domain is imported by the model;
 * every op has a converter (or ``opaque_unknown`` is set): one
   UnsupportedOpError lists every unsupported op type with its count and the
   first node of each.
@@ -92,6 +93,14 @@ def outer_references(node: onnx.NodeProto) -> set[str]:
                 out.update(x for x in list(n.input) + sorted(outer_references(n)) if x and x not in local)
             out.update(o.name for o in g.output if o.name not in local)
     return out
+
+
+def check_domains(nodes: list[OnnxNode], opsets: dict[str, int], source: str) -> None:
+    """Every node's domain must be one the model imports (an opset_import entry)."""
+    for n in nodes:
+        if n.domain not in opsets:
+            raise UnsupportedOpError(f"{source}: {n.describe()} uses domain {label(n.domain)}, which the model does "
+                                     "not import; add an opset_import entry for it")
 
 
 def check_supported(nodes: list[OnnxNode], source: str) -> list[OnnxNode]:

@@ -1,3 +1,3 @@
 """Importing this module registers every converter family."""
 
-from . import constant, elementwise, linalg, nn, quantize, reduce, resize, shape, tensor  # noqa: F401
+from . import constant, elementwise, linalg, nn, quantize, recurrent, reduce, resize, shape, signal, tensor  # noqa: F401
