@@ -331,6 +331,15 @@ def _(s):
     return (O.stft(x, frame_step=2, frame_length=4),)
 
 
+@sample("decode_image")
+def _(s):
+    from opdb_image import encoded
+    pixels = np.random.default_rng(0).integers(0, 256, size=(3, 5, 3), dtype=np.uint8)
+    data = s.graph.add_constant("png", encoded(pixels, "PNG"))
+    x = s.inp("f32", (L, 2), -1, 1)  # the sizes sample graphs run at
+    return O.decode_image(data, height="h", width="w"), x
+
+
 def _samples_for(name: str):
     return SAMPLES.get(name, []) or _automatic(name, all_ops()[name])
 

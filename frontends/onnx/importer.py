@@ -53,7 +53,7 @@ def from_onnx(model_or_path, *, opaque_unknown: bool = True, constant_inputs: Ma
     model, nodes = prepare(model, source, check=check, opaque_unknown=opaque_unknown)
     graph = Graph(identifier(name or model.graph.name or "onnx"))
     ctx = ImportContext(graph=graph, opsets=_opsets(model), opaque_unknown=opaque_unknown,
-                        ir_version=int(model.ir_version))
+                        ir_version=int(model.ir_version), all_opaque=_opsets(model).get("", MIN_OPSET) < MIN_OPSET)
     ctx.run_subgraph = lambda g: _convert_subgraph(ctx, g, source)
     constant_inputs = dict(constant_inputs or {})
     _declare_inputs(ctx, model.graph, constant_inputs, source)
@@ -85,11 +85,17 @@ def prepare(model: onnx.ModelProto, source: str, check: bool = True,
     unsupported ones (``census``), run ``onnx.checker``; return the model and its nodes in
     schedule order."""
     model = _upgrade_opset(model, source)
+    legacy = _opsets(model).get("", MIN_OPSET) < MIN_OPSET  # kept at its opset: every node runs opaque
+    if legacy and not opaque_unknown:
+        raise UnsupportedOpError(f"{source}: upgrading this opset-{_opsets(model)['']} model to opset {MIN_OPSET} "
+                                 "would change its inputs or outputs; pass opaque_unknown=True to run its nodes "
+                                 "as they are, through onnxruntime")
     order = topological_nodes(model.graph, source)  # structural errors name the file's own nodes
     if [n.index for n in order] != list(range(len(order))):  # listed out of order: keep a sorted copy
         model = with_nodes(model, [n.proto for n in order])
     original = model
-    model = expand_functions(model, source)
+    if not legacy:
+        model = expand_functions(model, source)
     nodes = topological_nodes(model.graph, source)
     if not opaque_unknown and census:
         check_supported(nodes, source)
@@ -105,15 +111,22 @@ def _opsets(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def _upgrade_opset(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
+    """The model at opset 13 (ONNX's version converter), or as it is when the upgrade would change
+    its inputs or outputs (Scan-8 loses its batch axis at opset 9): its nodes then run opaque."""
     version = _opsets(model).get("", MIN_OPSET)
     if version >= MIN_OPSET:
         return model
     try:
         from onnx import version_converter
-        return version_converter.convert_version(model, MIN_OPSET)
+        upgraded = version_converter.convert_version(model, MIN_OPSET)
     except Exception as exc:  # the converter raises assorted errors
         raise UnsupportedOpError(f"{source}: opset {version} is older than {MIN_OPSET}, and ONNX's version "
                                  f"converter could not upgrade it: {str(exc).splitlines()[0][:300]}") from None
+    interface = [(vi.name, vi.type.SerializeToString()) for vi in list(model.graph.input) + list(model.graph.output)]
+    if [(vi.name, vi.type.SerializeToString()) for vi in list(upgraded.graph.input) + list(upgraded.graph.output)] \
+            != interface:
+        return model
+    return upgraded
 
 
 def _run_checker(model: onnx.ModelProto, source: str, custom_ok: bool) -> None:
@@ -173,7 +186,7 @@ def _declare_inputs(ctx: ImportContext, g: onnx.GraphProto, constant_inputs: dic
 
 
 def _convert(ctx: ImportContext, node, source: str) -> None:
-    conv = lookup(node.domain, node.op_type)
+    conv = None if ctx.all_opaque and node.op_type != "Constant" else lookup(node.domain, node.op_type)
     try:
         if conv is None:
             if not ctx.opaque_unknown:  # (top-level nodes were all checked; this is inside a subgraph)

@@ -165,10 +165,10 @@ def _size(ctx, d, output: str, axis: int, scope: str) -> Size:
         if free_symbols(size) <= ctx.graph.symbols() | set(ctx.fresh_sizes.values()):
             return normalize(size)
     key = f"{scope}|{d.dim_param}" if which == "dim_param" and d.dim_param else f"{output}#{axis}"
-    return _fresh(ctx, key, f"{output}_dim{axis}")
+    return fresh_size(ctx, key, f"{output}_dim{axis}")
 
 
-def _fresh(ctx, key: str, hint: str) -> Size:
+def fresh_size(ctx, key: str, hint: str) -> Size:
     """The data-dependent size ``key`` stands for (a new symbol named after ``hint`` the first time)."""
     if key not in ctx.fresh_sizes:
         base = identifier(hint)
@@ -233,10 +233,10 @@ def _probe(ctx, node, proto, inputs, names, values, present) -> list[tuple]:
             raise UnsupportedOpError(f"{node.describe()}: output {k} {label(proto.output[k])} is not a tensor "
                                      "(sequences, maps and optionals are not supported)")
         dt = chunkc_dtype(first.dtype)
-        shape = tuple(int(a) if a == b else _fresh(ctx, f"{proto.output[k]}#{axis}", f"{proto.output[k]}_dim{axis}")
+        shape = tuple(int(a) if a == b else fresh_size(ctx, f"{proto.output[k]}#{axis}", f"{proto.output[k]}_dim{axis}")
                       for axis, (a, b) in enumerate(zip(first.shape, second.shape)))
         out.append((dt, shape))
     return out
 
 
-__all__ = ["opaque_node", "PROBE_SIZES"]
+__all__ = ["opaque_node", "fresh_size", "PROBE_SIZES"]

@@ -35,3 +35,4 @@ rule("cast_e8m0")(reference_rule)  # float8_e8m0fnu has no PyTorch kernels: the 
 # -- Fourier transforms (chunkc/ir/ops/extra_signal.py): the NumPy reference, on the host -----------
 
 rule("dft", "stft")(reference_rule)
+rule("decode_image")(reference_rule)  # Pillow decodes, on the host

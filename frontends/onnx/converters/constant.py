@@ -1,4 +1,4 @@
-"""Constant, Identity, Dropout, Cast and CastLike, and If with a condition known at import."""
+"""Constant, Identity, Dropout, Cast and CastLike, BitCast, and If (inlined when its condition is known)."""
 
 from __future__ import annotations
 
@@ -116,9 +116,16 @@ def bitcast(ctx, node):
 
 @converter("If")
 def if_(ctx, node):
-    """An If whose condition is known at import: the taken branch's nodes, inlined."""
-    cond = np.asarray(ctx.static(0, "cond")).reshape(-1)
-    if cond.size != 1 or cond.dtype == object:
+    """An If whose condition is known at import: the taken branch's nodes, inlined.  Otherwise
+    an opaque node (onnxruntime runs it), a barrier to chunking."""
+    known = ctx.known(0)
+    if known is None or np.asarray(known).dtype == object:
+        from ..opaque import opaque_node
+        for k, value in opaque_node(ctx, node).items():
+            ctx.set(k, value)
+        return
+    cond = np.asarray(known).reshape(-1)
+    if cond.size != 1:
         raise ctx.fail(f"the condition must be one boolean, got {cond!r}")
     branch = node.attr("then_branch" if bool(cond[0]) else "else_branch")
     if len(branch.output) != len(node.outputs):

@@ -1,9 +1,11 @@
-"""DFT and STFT (chunkc/ir/ops/extra_signal.py); lengths, axes and steps must be known at import."""
+"""DFT and STFT (chunkc/ir/ops/extra_signal.py; lengths, axes and steps must be known at import),
+and ImageDecoder (chunkc/ir/ops/extra_image.py; the image's sizes are bound when it runs)."""
 
 from __future__ import annotations
 
 from chunkc.ir.sizes import normalize
 
+from ..opaque import fresh_size
 from .registry import converter
 from .shape import norm_axis
 
@@ -37,3 +39,12 @@ def stft(ctx, node):
         raise ctx.fail("give frame_length or a window of static length")
     extra = [window] if window is not None else []
     ctx.set(0, ctx.op("stft", x, *extra, frame_step=step, frame_length=frame, onesided=bool(node.attr("onesided", 1))))
+
+
+@converter("ImageDecoder")
+def image_decoder(ctx, node):
+    out = node.outputs[0]
+    height = fresh_size(ctx, f"{out}#0", f"{out}_height")
+    width = fresh_size(ctx, f"{out}#1", f"{out}_width")
+    ctx.set(0, ctx.op("decode_image", ctx.value(0), pixel_format=node.attr("pixel_format", "RGB"),
+                      height=height.name, width=width.name))
