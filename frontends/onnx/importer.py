@@ -29,7 +29,7 @@ from .context import FOLD_LIMIT, ImportContext, Slot, make_known
 from .node import OnnxNode, label
 from .converters import lookup
 from .functions import expand_functions, with_nodes
-from .load import load_model, refuse_external_data
+from .load import load_external_data, load_model
 from .types import identifier, shape_from_type, to_dtype
 from .opaque import opaque_node
 from .validate import check_domains, check_supported, topological_nodes
@@ -48,8 +48,8 @@ def from_onnx(model_or_path, *, opaque_unknown: bool = True, constant_inputs: Ma
     ``check``: run ``onnx.checker`` on the model first.
     """
     loaded = load_model(model_or_path)
+    load_external_data(loaded)
     model, source = loaded.model, loaded.source
-    refuse_external_data(model, source)
     model, nodes = prepare(model, source, check=check, opaque_unknown=opaque_unknown)
     graph = Graph(identifier(name or model.graph.name or "onnx"))
     ctx = ImportContext(graph=graph, opsets=_opsets(model), opaque_unknown=opaque_unknown,
