@@ -199,3 +199,13 @@ def test_an_op_onnxruntime_lacks_a_bfloat16_kernel_for_runs_widened():
     for got, want in zip(chunkc.interpret(g, x), ReferenceEvaluator(m).run(None, {"x": x})):
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got.astype(np.float64), want.astype(np.float64))
+
+
+def test_a_result_of_another_shape_than_typed_is_an_error_naming_the_op():
+    wrong = _definition([helper.make_node("Relu", ["x"], ["y"])], [vi("x", F32, [2])], [vi("y", F32, [3])])
+    g = chunkc.Graph("g")
+    x = g.add_input("x", "f32", (2,))
+    g.set_outputs(g.op("opaque", x, target="onnx::Relu", result_types=("f32[3]",), definition=wrong))
+    with pytest.raises(ChunkcError, match=r"opaque ONNX op Relu: output 0 has shape \(2,\), but the node was typed "
+                                          r"\[3\] at import"):
+        chunkc.interpret(g, np.ones(2, np.float32))

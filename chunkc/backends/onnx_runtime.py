@@ -26,9 +26,7 @@ and every compiled program share them.
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
-import re
 import threading
 from typing import Sequence
 
@@ -36,8 +34,7 @@ import numpy as np
 
 from ..errors import ChunkcError
 from ..ir.dtypes import DType, dtype as to_dtype
-
-DEFINITION = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")  # base64 text: inert in source and in messages
+from ..ir.ops.opaque import DEFINITION
 
 
 def encode_definition(model_bytes: bytes) -> str:
@@ -93,7 +90,10 @@ class OnnxNode:
             shapes = ", ".join(f"{np.shape(a)}" for a in arrays)
             raise ChunkcError(f"opaque ONNX op {self.op}: onnxruntime failed on inputs of shapes {shapes}: "
                               f"{_first_line(exc)}") from None
-        return tuple(np.asarray(o).astype(dt.numpy, copy=False) for o, dt in zip(outs, self.output_types))
+        results = tuple(np.asarray(o).astype(dt.numpy, copy=False) for o, dt in zip(outs, self.output_types))
+        for k, (vi, r) in enumerate(zip(self.model.graph.output, results)):
+            _check_shape(self.op, k, vi, r.shape)
+        return results
 
 
 @functools.lru_cache(maxsize=512)
@@ -105,6 +105,18 @@ def onnx_node(definition: str, target: str = "") -> OnnxNode:
 def run(definition: str, target: str, arrays: Sequence) -> tuple[np.ndarray, ...]:
     """Run the opaque node defined by ``definition`` on NumPy arrays."""
     return onnx_node(definition, target)(*arrays)
+
+
+def _check_shape(op: str, k: int, vi, shape: tuple[int, ...]) -> None:
+    """A result must have the rank and the static sizes its node was typed with at import."""
+    if not vi.type.tensor_type.HasField("shape"):
+        return
+    dims = vi.type.tensor_type.shape.dim
+    if len(dims) != len(shape) or any(d.HasField("dim_value") and d.dim_value != s for d, s in zip(dims, shape)):
+        declared = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
+        raise ChunkcError(f"opaque ONNX op {op}: output {k} has shape {tuple(shape)}, but the node was typed "
+                          f"{declared} at import (from ONNX shape inference or a sample run); declare the "
+                          "output's shape in the model's value_info")
 
 
 # -- checking the definition ------------------------------------------------------------------
@@ -120,7 +132,7 @@ def _decode(definition: str, target: str):
         data = base64.b64decode(definition, validate=True)
         model = onnx.ModelProto()
         model.ParseFromString(data)
-    except (binascii.Error, ValueError, Exception) as exc:  # protobuf raises DecodeError
+    except Exception as exc:  # binascii.Error, protobuf's DecodeError
         raise ChunkcError(f"{where}: its ONNX definition does not decode to an ONNX model ({_first_line(exc)})") from None
     g = model.graph
     if len(g.node) != 1:

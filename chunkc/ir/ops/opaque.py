@@ -54,13 +54,13 @@ def parse_type(text: str) -> TensorType:
     return TensorType(dt, tuple(sizes))
 
 
-_DEFINITION = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+DEFINITION = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")  # base64 text: inert in source, messages and the text IR
 
 
 def _opaque_types(attrs) -> tuple[TensorType, ...]:
     target, types, definition = attrs["target"], attrs["result_types"], attrs["definition"]
     if definition is not None and (not isinstance(definition, str) or not definition
-                                   or not _DEFINITION.match(definition)):
+                                   or not DEFINITION.match(definition)):
         raise fail("opaque", f"definition of target {target} must be base64 text of a one-node ONNX model")
     if not isinstance(target, str) or not TARGET.match(target):
         raise fail("opaque", f"target {target!r} must be an operator name 'namespace::name' or "
