@@ -5,8 +5,10 @@ docs/onnx_conformance.md (regenerate it with
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+import chunkc
 from frontends.onnx import supported_op_types
 from frontends.onnx.conformance import KNOWN_FAILURES, run_all
 from frontends.onnx.conformance_report import NATIVE, OPAQUE, markdown, op_rows, primary_ops
@@ -84,3 +86,60 @@ def test_report_renders(report):
     primary = primary_ops(report.results)
     assert "## Summary" in text and "## Op types" in text and "## Permitted refusals" in text
     assert all(op in text for ops in primary.values() for op in ops)
+
+
+def _backend_args(graph, arrays, backend):
+    """The case's inputs as the backend takes them (PyTorch: tensors where PyTorch has the dtype)."""
+    import torch  # noqa: F401
+
+    from chunkc.backends.host_call import TORCH_NATIVE, weight_tensor
+    if backend != "torch":
+        return arrays
+    return [weight_tensor(a, v.dtype) if v.dtype in TORCH_NATIVE else a for a, v in zip(arrays, graph.inputs)]
+
+
+def _as_numpy(value, dtype):
+    import torch
+    if isinstance(value, torch.Tensor):
+        return value.view(torch.int16).numpy().view(dtype.numpy) if value.dtype == torch.bfloat16 else value.numpy()
+    return np.asarray(value)
+
+
+def test_new_paths_run_on_both_backends_as_in_the_interpreter(report):
+    """Every passing case whose graph holds an opaque node or a value of a dtype NumPy holds through
+    ml_dtypes or PyTorch cannot compute in (the host paths), compiled for numpy and torch."""
+    from chunkc.backends import compile as compile_graph
+    from chunkc.backends.host_call import TORCH_NATIVE
+    from frontends.onnx.conformance import DynamicValueError, _array, collect_cases
+    from frontends.onnx import from_onnx
+
+    passed = {r.name for r in report.by_status("pass")}
+    checked = 0
+    for case in collect_cases():
+        if case.name not in passed or case.name.startswith("test_bernoulli"):
+            continue
+        inputs = [_array(a) for a in case.data_sets[0][0]]
+        names = [i.name for i in case.model.graph.input]
+        frozen = {}
+        while True:
+            try:
+                graph = from_onnx(case.model, constant_inputs=frozen)
+                break
+            except DynamicValueError as exc:
+                frozen.update({n: inputs[names.index(n)] for n in exc.graph_inputs if n in names})
+        values = graph.values()
+        if not any(n.op.name == "opaque" for n in graph.nodes) and all(v.dtype in TORCH_NATIVE for v in values):
+            continue
+        args = [np.asarray(a) for n, a in zip(names, inputs) if n not in frozen]
+        want = chunkc.interpret(graph, *args)
+        for backend in ("numpy", "torch"):
+            got = compile_graph(graph, backend=backend)(*_backend_args(graph, args, backend))
+            got = got if isinstance(got, tuple) else (got,)
+            for g, w, v in zip(got, want, graph.outputs):
+                g = _as_numpy(g, v.dtype)
+                assert g.dtype == w.dtype and g.shape == w.shape, (case.name, backend, g.dtype, g.shape, w.shape)
+                tol = 2e-2 if v.dtype.itemsize <= 2 else 1e-4
+                np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=tol, atol=tol,
+                                           equal_nan=True, err_msg=f"{case.name} on {backend}")
+        checked += 1
+    assert checked >= 300

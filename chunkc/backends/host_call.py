@@ -51,7 +51,7 @@ def storage_dtype(dt: DType) -> torch.dtype:
 
 def weight_tensor(arr: np.ndarray, dt: DType) -> torch.Tensor:
     """A weight as a tensor (bf16 and foreign dtypes through their bits)."""
-    arr = np.ascontiguousarray(arr)
+    arr = arr if arr.flags.c_contiguous else arr.copy()  # (np.ascontiguousarray makes a 0-d array 1-d)
     if dt in TORCH_NATIVE and not dt.from_ml_dtypes:
         return torch.from_numpy(arr)
     bits = torch.from_numpy(arr.view(np.dtype(f"i{dt.itemsize}") if dt.itemsize > 1 else np.uint8))
@@ -114,7 +114,8 @@ def to_numpy(x: Any, short: str) -> np.ndarray:
 def to_value(a: np.ndarray, short: str, device) -> Any:
     """A host result as the program holds it: a tensor on ``device`` when PyTorch has the dtype."""
     dt = to_dtype(short)
-    a = np.ascontiguousarray(np.asarray(a).astype(dt.numpy, copy=False))
+    a = np.asarray(a).astype(dt.numpy, copy=False)
+    a = a if a.flags.c_contiguous else a.copy()
     if dt not in TORCH_NATIVE:
         return a
     return weight_tensor(a, dt).to(device)

@@ -118,7 +118,7 @@ def check_supported(nodes: list[OnnxNode], source: str) -> list[OnnxNode]:
         more = f", and {len(counts) - _MAX_LISTED} more" if len(counts) > _MAX_LISTED else ""
         raise UnsupportedOpError(
             f"{source}: {len(counts)} unsupported op type(s): {', '.join(parts)}{more}. "
-            "Pass opaque_unknown=True to keep them as opaque barrier nodes (typed by ONNX shape inference)")
+            "Import with opaque_unknown=True (the default) to keep them as opaque nodes that onnxruntime runs")
     return missing
 
 
