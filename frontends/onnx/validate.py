@@ -120,11 +120,3 @@ def check_supported(nodes: list[OnnxNode], source: str) -> list[OnnxNode]:
             f"{source}: {len(counts)} unsupported op type(s): {', '.join(parts)}{more}. "
             "Import with opaque_unknown=True (the default) to keep them as opaque nodes that onnxruntime runs")
     return missing
-
-
-def check_subgraphs(nodes: list[OnnxNode], source: str) -> None:
-    for n in nodes:
-        for a in n.proto.attribute:
-            if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-                raise UnsupportedOpError(f"{source}: {n.describe()} holds a subgraph (attribute {label(a.name)}); "
-                                         "control flow is not supported")
