@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import chunkc
+from chunkc.backends.host_call import TORCH_NATIVE
 from chunkc import ops as O
 from chunkc.backends import compile as compile_graph, emit_source, load_module, save_module
 from chunkc.errors import ChunkcError

@@ -244,12 +244,13 @@ def test_opaque_unknown_keeps_unknown_ops_as_typed_barriers():
               [vi("x", F32, ["n", 4])], [vi("y", F32, ["n", 4])],
               value_info=[vi("f", F32, ["n", 4])], extra_opsets=[("com.example", 1)])
     with pytest.raises(UnsupportedOpError, match=r"'com.example::FancyOp' x1 \(first: node 'f'\)"):
-        from_onnx(m)
-    g = from_onnx(m, opaque_unknown=True)
+        from_onnx(m, opaque_unknown=False)
+    g = from_onnx(m)
     node = next(n for n in g.nodes if n.op.name == "opaque")
     assert node.attrs["target"] == "onnx_com_example::FancyOp"
     assert node.outputs[0].shape == (sym("n"), 4)
-    with pytest.raises(chunkc.ChunkcError, match="opaque"):
+    assert all(f.kind == "new" for flows in node.dims() for f in flows)  # a barrier
+    with pytest.raises(chunkc.ChunkcError, match=r"opaque ONNX op com.example::FancyOp: onnxruntime cannot run it"):
         chunkc.interpret(g, randn(3, 4))
 
 
@@ -282,11 +283,13 @@ def test_if_with_a_condition_known_at_import_is_inlined():
     runtime = model([helper.make_node("If", ["c"], ["y"], name="branch", then_branch=then_g, else_branch=else_g)],
                     [vi("c", onnx.TensorProto.BOOL, []), vi("x", F32, [2, 3])], [vi("y", F32, [2, 3])],
                     [("two", np.float32(2.0))])
-    with pytest.raises(DynamicValueError, match=r"ONNX node 'branch' \(If\): cond"):
-        from_onnx(runtime)
     g = from_onnx(runtime, constant_inputs={"c": np.array(False)})
     x = randn(2, 3)
     np.testing.assert_array_equal(chunkc.interpret(g, x)[0], -x)
+    g = from_onnx(runtime)  # a condition known only at run time: an opaque If that onnxruntime runs
+    assert [n.op.name for n in g.nodes] == ["opaque"] and g.nodes[0].attrs["target"] == "onnx::If"
+    for c in (True, False):
+        assert_matches_ort(runtime, g, np.array(c), x)
 
 
 # -- models exported by torch.onnx.export --------------------------------------------------------------

@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+import onnx
 from onnx import TensorProto, helper
 
 import chunkc
@@ -169,7 +170,7 @@ def test_unknown_ops_are_listed_with_counts_and_first_nodes():
     m = model(nodes, [vi("x", F32, [2])], [vi("y", F32, [2])], value_info=[vi(n, F32, [2]) for n in "bc"],
               extra_opsets=[("evil.domain", 1)])
     with pytest.raises(UnsupportedOpError) as err:
-        from_onnx(m)
+        from_onnx(m, opaque_unknown=False)
     text = str(err.value)
     assert "2 unsupported op type(s)" in text
     assert "'evil.domain::Frob' x2 (first: node 'frob_1')" in text
@@ -181,6 +182,9 @@ def test_an_undeclared_domain_is_listed_too():
               [vi("x", F32, [2])], [vi("y", F32, [2])])
     with pytest.raises(UnsupportedOpError, match=r"1 unsupported op type\(s\): 'undeclared::Frob' x1 "
                                                  r"\(first: node 'frob'\)"):
+        from_onnx(m, opaque_unknown=False)
+    with pytest.raises(UnsupportedOpError, match=r"ONNX node 'frob' \(undeclared::Frob\) uses domain 'undeclared', "
+                                                 r"which the model does not import"):
         from_onnx(m)
 
 
@@ -192,16 +196,65 @@ def test_opaque_targets_are_sanitized():
     assert "Bad Op" not in emit_source(g, backend="numpy") and "Bad Op" not in chunkc.print_graph(g)
 
 
-def test_external_data_is_refused_with_a_fix(tmp_path):
-    m = model([helper.make_node("Add", ["x", "w"], ["y"])], [vi("x", F32, [4])], [vi("y", F32, [4])],
-              [("w", np.ones(4, np.float32))])
-    w = m.graph.initializer[0]
-    w.ClearField("raw_data")
-    w.data_location = TensorProto.EXTERNAL
-    w.external_data.add(key="location", value="../../etc/passwd")
-    with pytest.raises(UnsupportedOpError, match=r"initializer 'w' keeps its data in an external file "
-                                                 r"\('\.\./\.\./etc/passwd'\).*save_as_external_data=False"):
-        from_onnx(m)
+def _external_model(tmp_path, location="weights.bin"):
+    """A model saved with its initializer in an external file; returns (path, weights)."""
+    w = np.arange(4096, dtype=np.float32).reshape(64, 64) / 100
+    m = model([helper.make_node("MatMul", ["x", "w"], ["y"])], [vi("x", F32, ["n", 64])], [vi("y", F32, ["n", 64])],
+              [("w", w)])
+    onnx.save(m, str(tmp_path / "m.onnx"), save_as_external_data=True, location=location, size_threshold=0)
+    return tmp_path / "m.onnx", w
+
+
+def test_external_data_in_the_models_folder_loads(tmp_path):
+    path, w = _external_model(tmp_path)
+    assert onnx.load(str(path), load_external_data=False).graph.initializer[0].data_location == TensorProto.EXTERNAL
+    g = from_onnx(path)
+    x = np.ones((3, 64), np.float32)
+    np.testing.assert_allclose(chunkc.interpret(g, x)[0], x @ w, rtol=1e-6)
+    (tmp_path / "below" / "data").mkdir(parents=True)  # a file below the model's folder is fine too
+    path, _ = _external_model(tmp_path / "below", location="data/w.bin")
+    np.testing.assert_allclose(chunkc.interpret(from_onnx(path), x)[0], x @ w, rtol=1e-6)
+
+
+def _with_location(tmp_path, location: str):
+    path, _ = _external_model(tmp_path)
+    m = onnx.load(str(path), load_external_data=False)
+    entry = next(e for e in m.graph.initializer[0].external_data if e.key == "location")
+    entry.value = location
+    onnx.save(m, str(path))
+    return path
+
+
+@pytest.mark.parametrize("location", ["../../etc/passwd", "/etc/passwd", "sub/../../m.onnx", "..\\secret.bin", ""])
+def test_external_data_outside_the_models_folder_is_refused(tmp_path, location):
+    path = _with_location(tmp_path, location)
+    with pytest.raises(UnsupportedOpError, match=r"m\.onnx: tensor 'w' keeps its data in .*, which is not a file in "
+                                                 r"the model's folder .*move the data file there"):
+        from_onnx(path)
+
+
+def test_a_symbolic_link_out_of_the_folder_is_refused(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "w.bin").write_bytes(np.zeros(4096, np.float32).tobytes())
+    (tmp_path / "model").mkdir()
+    path = _with_location(tmp_path / "model", "link.bin")
+    (tmp_path / "model" / "link.bin").symlink_to(outside / "w.bin")
+    with pytest.raises(UnsupportedOpError, match="which is not a file in the model's folder"):
+        from_onnx(path)
+
+
+def test_external_data_needs_a_path_and_its_files(tmp_path):
+    path, _ = _external_model(tmp_path)
+    with pytest.raises(UnsupportedOpError, match=r"tensor 'w' keeps its data in an external file \('weights.bin'\), "
+                                                 r"and a model given as a ModelProto or bytes has no folder"):
+        from_onnx(onnx.load(str(path), load_external_data=False))
+    (tmp_path / "weights.bin").write_bytes(b"\0" * 100)  # truncated
+    with pytest.raises(ChunkcError, match=r"reads bytes 0\.\.16384 of 'weights.bin', which has 100 bytes"):
+        from_onnx(path)
+    (tmp_path / "weights.bin").unlink()
+    with pytest.raises(ChunkcError, match=r"keeps its data in 'weights.bin', which cannot be read"):
+        from_onnx(path)
 
 
 def test_undefined_graph_output_and_shapeless_input():

@@ -236,6 +236,6 @@ def test_bad_torch_templates_are_refused(template, attrs, fragments):
 
 
 def test_torch_lowering_must_be_a_template_or_a_function():
-    with pytest.raises(IRError, match="op my_op: torch lowering must be a template string or a function, got int"):
+    with pytest.raises(IRError, match="op my_op: torch lowering must be a template string, a function or ON_HOST, got int"):
         _record(3)
     assert _record("F.gelu({0}, approximate={alpha})", {"alpha": "tanh"}).torch.startswith("F.gelu")

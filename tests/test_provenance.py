@@ -341,7 +341,7 @@ def test_onnx_errors_name_the_module_and_line():
                  ["", "head", "n0"], ["mypkg.net.Net", "mypkg.net.Head", "custom.op"], trace)
     m = model([node], [vi("x", F32, [2])], [vi("y", F32, [2])], extra_opsets=[("custom.domain", 1)])
     with pytest.raises(chunkc.UnsupportedOpError, match=r"first: node 'n0' at head \(Head\), net\.py:44"):
-        chunkc.from_onnx(m, check=False)
+        chunkc.from_onnx(m, check=False, opaque_unknown=False)
 
 
 def test_hostile_onnx_metadata_stays_quoted_and_out_of_generated_code():

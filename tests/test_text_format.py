@@ -382,20 +382,26 @@ def test_load_without_weights_file_is_an_error(tmp_path):
         chunkc.load(tmp_path / "g.txt")
 
 
-def test_bfloat16_constants_are_stored_as_float32(tmp_path):
-    ml_dtypes = pytest.importorskip("ml_dtypes")
-    data = (np.arange(40, dtype=np.float32) / 7).astype(ml_dtypes.bfloat16)
+@pytest.mark.parametrize("short, wide", [("bf16", np.float32), ("f8e4m3fn", np.float32), ("f8e5m2", np.float32),
+                                         ("f4e2m1fn", np.float32), ("i4", np.int8), ("u4", np.uint8),
+                                         ("i2", np.int8), ("u2", np.uint8)])
+def test_ml_dtypes_constants_are_stored_widened(tmp_path, short, wide):
+    dt = chunkc.ir.dtype(short)
+    data = (np.arange(40, dtype=np.float32) / 7 - 1).astype(dt.numpy)
     g = Graph("bf")
     c = g.add_constant("c", data)
     g.set_outputs(O.cast(c, dtype=DType.float32))
     chunkc.save(g, tmp_path / "bf")
-    assert "bf16 constants stored as f32" in (tmp_path / "bf").read_text()
+    assert "constants stored widened (f32, i8 or u8) in the .npz: %c" in (tmp_path / "bf").read_text()
     with np.load(tmp_path / "bf.npz") as npz:
-        assert npz["c"].dtype == np.float32
+        assert npz["c"].dtype == wide
     back = chunkc.load(tmp_path / "bf")
     assert back.constants[0].data.dtype == data.dtype
     assert back.constants[0].data.tobytes() == data.tobytes()
     chunkc.verify(back)
+    small = Graph("small")  # a small constant prints its data inline, which parses back exactly
+    small.set_outputs(O.cast(small.add_constant("c", data[:12]), dtype=DType.float32))
+    assert chunkc.parse_graph(chunkc.print_graph(small)).constants[0].data.tobytes() == data[:12].tobytes()
 
 
 @pytest.mark.skipif(not has_op("split"), reason="split is not registered yet")

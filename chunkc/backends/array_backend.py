@@ -36,7 +36,7 @@ class ArrayDialect(Dialect):
     """Every op runs its record's NumPy reference (``ref.softmax(xp, h, axis=-1)``)."""
 
     name = "numpy/cupy"
-    reserved = frozenset({"xp", "ref", "self"})
+    reserved = frozenset({"xp", "ref", "self", "DType"})
     reserved_attrs = frozenset({"xp", "chunkc_source"})
     missing_lowering = "its record has no NumPy reference"
 
@@ -44,8 +44,8 @@ class ArrayDialect(Dialect):
         return None if op.reference is None else reference_call
 
     def dtype(self, dt: DType) -> str:
-        if dt == DType.bfloat16:
-            raise ChunkcError("the numpy/cupy backend has no bfloat16; cast to float32 or use backend='torch'")
+        if dt.from_ml_dtypes:  # bf16, f8, i4...: NumPy holds them through ml_dtypes
+            return f"DType.{dt.name}.numpy"
         return f"xp.{dt.numpy.name}"
 
     def dtype_literal(self, dt: DType) -> str:
@@ -69,7 +69,7 @@ def emit_array_source(graph: Graph, plan: Plan | None = None) -> str:
 
 def _wrap(fn: GeneratedFunction) -> str:
     lines = source_header(fn, "numpy/cupy")
-    lines += ["from chunkc.backends.runtime import references as ref", ""]
+    lines += ["from chunkc.backends.runtime import references as ref", "from chunkc.ir.dtypes import DType", ""]
     lines += fn.helpers + ([""] if fn.helpers else [])
     lines += ["", f"class {class_name(fn.graph)}:"]
     lines += [f'    """{describe_signature(fn)}"""', ""]
@@ -84,6 +84,8 @@ def _wrap(fn: GeneratedFunction) -> str:
 def compile_array(graph: Graph, plan: Plan | None = None, backend: str = "numpy"):
     """Generate the program and instantiate it on ``numpy`` or ``cupy``."""
     xp = array_module(backend)
+    if backend == "cupy":
+        refuse_ml_dtypes(plan.graph if plan is not None else graph)
     fn = generate(graph, plan, ArrayDialect())
     source = _wrap(fn)
     module = load_source(source, f"chunkc_{backend}_{fn.graph.name}")
@@ -95,6 +97,15 @@ def compile_array(graph: Graph, plan: Plan | None = None, backend: str = "numpy"
     program = getattr(module, class_name(fn.graph))(xp, weights)
     program.chunkc_source = source
     return program
+
+
+def refuse_ml_dtypes(graph: Graph) -> None:
+    """CuPy has no bf16, float8, float4 or sub-byte integer arrays: name the first value that has one."""
+    for v in graph.values():
+        if v.dtype.from_ml_dtypes:
+            where = f"node {v.producer.name} ({v.producer.op.name})" if v.producer is not None else f"%{v.name}"
+            raise ChunkcError(f"backend 'cupy': {where} has a value of dtype {v.dtype} (%{v.name}: {v.type}), "
+                              "which CuPy cannot hold; use backend='numpy' or backend='torch'")
 
 
 def write_array_program(graph: Graph, plan: Plan | None, path) -> list[str]:

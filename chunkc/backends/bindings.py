@@ -12,7 +12,10 @@ from .pyexpr import SizeRenderer
 
 
 def size_bindings(graph: Graph, params: list[str], symbols: Mapping[str, str]) -> list[tuple[str, str]]:
-    """``(symbol, source text)`` binding each symbol from an input shape, in dependency order."""
+    """``(symbol, source text)`` binding each symbol from an input shape, in dependency order.
+
+    Data-dependent sizes (``Graph.data_dependent_sizes``) are left out: the generator binds each
+    one right after the node that produces it."""
     known: dict[str, str] = {}
     order: list[tuple[str, str]] = []
     axes = [(param, k, s) for v, param in zip(graph.inputs, params) for k, s in enumerate(v.shape)
@@ -41,7 +44,7 @@ def size_bindings(graph: Graph, params: list[str], symbols: Mapping[str, str]) -
             known[target.name] = text
             order.append((target.name, text))
             progress = True
-    missing = sorted(set(symbols) - set(known))
+    missing = sorted(set(symbols) - set(known) - set(graph.data_dependent_sizes()))  # those: bound by their node
     if missing:
         raise ChunkcError(f"graph {graph.name}: size(s) {', '.join(missing)} cannot be determined from the input "
                           f"shapes ({', '.join(f'%{v.name}: {v.type}' for v in graph.inputs)})")

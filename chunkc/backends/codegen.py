@@ -73,6 +73,11 @@ class Dialect(abc.ABC):
         """A dtype given as an attribute value (``cast(x, dtype=f16)``)."""
         return self.dtype(dt)
 
+    def rule_for(self, node: Node) -> Rule | None:
+        """The rule that lowers ``node``: by default its op's :meth:`lowering` (a backend may
+        route some nodes elsewhere, e.g. by their dtypes)."""
+        return self.lowering(node.op)
+
     def prologue(self, gen: "Generator") -> list[str]:
         """Statements run first in each call (asked for once the body is generated)."""
         return []
@@ -140,7 +145,7 @@ class NodeContext:
     def scalar(self, i: int) -> str | None:
         """A Python literal for input ``i`` when it is a 0-d float/int/bool weight, else None."""
         v = self.node.inputs[i]
-        if not v.is_constant or v.data is None or v.rank != 0 or v.dtype == DType.bfloat16:
+        if not v.is_constant or v.data is None or v.rank != 0 or v.dtype.from_ml_dtypes:
             return None
         item = v.data.item()
         if isinstance(item, (bool, int, float)):
@@ -226,6 +231,9 @@ class Generator:
         self.namer = Namer(set(dialect.reserved) | {EXTENT, CHUNK, START, STOP, DEVICE})
         self.attr_namer = Namer(dialect.reserved_attrs)
         self.symbols = self._name_symbols()
+        self.bound_by: dict[Node, list[tuple[str, int, int]]] = {}  # node -> (symbol, output, axis) it binds
+        for name, (value, axis) in self.graph.data_dependent_sizes().items():
+            self.bound_by.setdefault(value.producer, []).append((name, value.index, axis))
         # inside a loop, attributes may name the chunk's bounds (see RegionView.loop_attrs)
         self.sizes = SizeRenderer({**self.symbols, LOOP_START.name: START, LOOP_STOP.name: STOP})
         self.names: dict[Value, str] = {}  # value -> identifier of its full value
@@ -323,7 +331,7 @@ class Generator:
             self.emit(f"{self.symbols[sym_name]} = {text}")
 
     def _node_statement(self, node: Node, targets: list[str]) -> None:
-        rule = self.dialect.lowering(node.op)
+        rule = self.dialect.rule_for(node)
         if rule is None:
             raise UnsupportedOpError(f"{self.dialect.name} backend has no lowering for op {node.op.name} "
                                      f"(node {node.name}); {self.dialect.missing_lowering}")
@@ -333,6 +341,8 @@ class Generator:
         from ..ir.source import comment_text  # the node's module path, sanitized for a comment
         where = comment_text(node)
         self.emit(f"{lhs} = {expr}  # {node.op.name} -> {types}" + (f" in {where}" if where else ""))
+        for name, index, axis in self.bound_by.get(node, ()):  # a size known once this node has run
+            self.emit(f"{self.symbols[name]} = {targets[index]}.shape[{axis}]")
 
     def _emit_node(self, node: Node) -> None:
         self._node_statement(node, [self.names[o] for o in node.outputs])

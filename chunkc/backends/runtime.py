@@ -19,6 +19,11 @@ from ..ir.registry import lookup
 class References:
     """``references.softmax`` is the NumPy reference of op ``softmax`` (looked up once)."""
 
+    def widened(self, name: str, out_dtypes: tuple[str, ...]):
+        """Op ``name``'s reference run widened, its outputs rounded to ``out_dtypes`` (bf16, f8...)."""
+        from ..ir.reference import widened
+        return widened(lookup(name), out_dtypes)
+
     def __getattr__(self, name: str):
         if name.startswith("_"):
             raise AttributeError(name)

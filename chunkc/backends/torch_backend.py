@@ -22,10 +22,11 @@ import torch
 from ..errors import ChunkcError
 from ..ir.dtypes import DType
 from ..ir.graph import Graph
-from ..ir.lowering import as_function, torch_dtype
+from ..ir.lowering import OnHost, as_function, torch_dtype
 from ..ir.registry import OpDef
 from ..passes.plan import Plan
 from .codegen import Dialect, GeneratedFunction, Rule, generate
+from .host_call import TORCH_NATIVE, reference_rule, runs_on_host, storage_dtype, weight_tensor
 from .header import describe_signature, source_header
 from .pyexpr import tuple_literal
 from .runtime import load_source
@@ -45,13 +46,24 @@ class TorchDialect(Dialect):
         self.reserved_attrs = frozenset(dir(torch.nn.Module)) | {"chunkc_source"}
 
     def lowering(self, op: OpDef) -> Rule | None:
-        return None if op.torch is None else as_function(op.torch)
+        if op.torch is None:
+            return None
+        if isinstance(op.torch, OnHost):  # no PyTorch kernel: the NumPy reference, on the host
+            return reference_rule
+        return as_function(op.torch)
 
     def dtype(self, dt: DType) -> str:
         return torch_dtype(dt)
 
     def empty(self, shape: str, dt: DType) -> str:
+        if dt not in TORCH_NATIVE:  # such values are NumPy arrays (see host_call.py)
+            return f"rt.host_empty({shape}, {dt.short!r})"
         return f"torch.empty({shape}, dtype={self.dtype(dt)}, device=device)"
+
+    def rule_for(self, node) -> Rule | None:
+        if runs_on_host(node) and node.op.name != "opaque":  # a dtype PyTorch cannot compute in
+            return reference_rule
+        return super().rule_for(node)
 
     def prologue(self, gen) -> list[str]:
         if not gen.needs_device:
@@ -83,7 +95,7 @@ def _wrap(fn: GeneratedFunction, grad_mode: str) -> str:
               "    def __init__(self):", "        super().__init__()"]
     for attr, value in fn.constants:
         shape = tuple_literal([str(s) for s in value.type.concrete_shape()]) if value.rank else "()"
-        lines.append(f"        self.register_buffer({attr!r}, torch.empty({shape}, dtype={torch_dtype(value.dtype)}))")
+        lines.append(f"        self.register_buffer({attr!r}, torch.empty({shape}, dtype={storage_dtype(value.dtype)}))")
     lines += ["", f"    @{GRAD_MODES[grad_mode]}", f"    def forward(self{''.join(', ' + p for p in fn.params)}):"]
     lines += ["        " + line for line in fn.body]
     lines += ["", "",
@@ -102,7 +114,7 @@ def _weight(value) -> torch.Tensor:
     arr = np.asarray(value.data)
     if not arr.flags.writeable or not arr.flags.c_contiguous:
         arr = np.array(arr, copy=True, order="C")
-    return torch.from_numpy(arr)
+    return weight_tensor(arr, value.dtype)
 
 
 def compile_torch(graph: Graph, plan: Plan | None = None, grad_mode: str = "inference",

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ChunkcError
+from .host_call import host_empty, host_reference, run_onnx  # noqa: F401  (nodes run on the host)
+from ..ir.onnx_node import onnx_node  # noqa: F401  (opaque ONNX nodes)
 
 # ``namespace::name`` or ``namespace::name.overload``; nothing else reaches torch.ops.
 _TARGET = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)::([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?$")

@@ -1,4 +1,13 @@
-"""Element types. One table maps chunkc's names to NumPy and PyTorch names."""
+"""Element types. One table maps chunkc's names to NumPy and PyTorch names.
+
+NumPy has no bfloat16, float8, float4 or sub-byte integer types; chunkc takes
+them from ``ml_dtypes`` (the library JAX and ONNX use), whose scalar types are
+NumPy dtypes: ``DType.bfloat16.numpy`` is ``np.dtype(ml_dtypes.bfloat16)``.
+Each enum member is named like its NumPy/ml_dtypes dtype (and its PyTorch
+dtype where PyTorch has one), so ``dtype(np.dtype(...))`` finds it by name.
+An element of a sub-byte type (int4, float4...) takes one byte in memory, as
+ml_dtypes stores it.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +17,31 @@ import numpy as np
 
 
 class DType(enum.Enum):
-    # value: (short text name, itemsize in bytes, numpy name, is floating point)
-    float64 = ("f64", 8, "float64", True)
-    float32 = ("f32", 4, "float32", True)
-    float16 = ("f16", 2, "float16", True)
-    bfloat16 = ("bf16", 2, None, True)
-    int64 = ("i64", 8, "int64", False)
-    int32 = ("i32", 4, "int32", False)
-    int16 = ("i16", 2, "int16", False)
-    int8 = ("i8", 1, "int8", False)
-    uint8 = ("u8", 1, "uint8", False)
-    bool = ("bool", 1, "bool", False)
+    # value: (short text name, itemsize in bytes, is floating point, kind)
+    # kind: "numpy" (NumPy's own dtype) or "ml" (an ml_dtypes dtype)
+    float64 = ("f64", 8, True, "numpy")
+    float32 = ("f32", 4, True, "numpy")
+    float16 = ("f16", 2, True, "numpy")
+    bfloat16 = ("bf16", 2, True, "ml")
+    float8_e4m3fn = ("f8e4m3fn", 1, True, "ml")
+    float8_e4m3fnuz = ("f8e4m3fnuz", 1, True, "ml")
+    float8_e5m2 = ("f8e5m2", 1, True, "ml")
+    float8_e5m2fnuz = ("f8e5m2fnuz", 1, True, "ml")
+    float8_e8m0fnu = ("f8e8m0fnu", 1, True, "ml")
+    float4_e2m1fn = ("f4e2m1fn", 1, True, "ml")
+    int64 = ("i64", 8, False, "numpy")
+    int32 = ("i32", 4, False, "numpy")
+    int16 = ("i16", 2, False, "numpy")
+    int8 = ("i8", 1, False, "numpy")
+    int4 = ("i4", 1, False, "ml")
+    int2 = ("i2", 1, False, "ml")
+    uint64 = ("u64", 8, False, "numpy")
+    uint32 = ("u32", 4, False, "numpy")
+    uint16 = ("u16", 2, False, "numpy")
+    uint8 = ("u8", 1, False, "numpy")
+    uint4 = ("u4", 1, False, "ml")
+    uint2 = ("u2", 1, False, "ml")
+    bool = ("bool", 1, False, "numpy")
 
     @property
     def short(self) -> str:
@@ -30,19 +53,51 @@ class DType(enum.Enum):
 
     @property
     def is_floating(self) -> bool:
-        return self.value[3]
+        return self.value[2]
+
+    @property
+    def is_unsigned(self) -> bool:
+        return self.name.startswith("uint")
+
+    @property
+    def from_ml_dtypes(self) -> bool:
+        """Whether NumPy holds this type through ml_dtypes (NumPy ufuncs cover it only in part)."""
+        return self.value[3] == "ml"
 
     @property
     def numpy(self) -> np.dtype:
-        if self.value[2] is None:
-            raise TypeError(f"dtype {self.name} has no NumPy equivalent; cast to float32 first")
-        return np.dtype(self.value[2])
+        return _numpy_dtype(self)
+
+    @property
+    def wide(self) -> np.dtype:
+        """A NumPy-native dtype that holds every value of this type exactly (itself when native):
+        f32 for the small floats, i8/u8 for the sub-byte integers."""
+        if not self.from_ml_dtypes:
+            return self.numpy
+        if self.is_floating:
+            return np.dtype(np.float32)
+        return np.dtype(np.uint8 if self.is_unsigned else np.int8)
 
     def __repr__(self) -> str:
         return f"chunkc.{self.name}"
 
     def __str__(self) -> str:
         return self.short
+
+
+_NUMPY: dict[DType, np.dtype] = {}
+
+
+def _numpy_dtype(dt: DType) -> np.dtype:
+    found = _NUMPY.get(dt)
+    if found is None:
+        if dt.from_ml_dtypes:
+            import ml_dtypes
+            found = np.dtype(getattr(ml_dtypes, dt.name))
+        else:
+            found = np.dtype(dt.name)
+        _NUMPY[dt] = found
+    return found
 
 
 _BY_NAME = {}
@@ -52,7 +107,7 @@ for _d in DType:
 
 
 def dtype(x) -> DType:
-    """Accept a DType, its short or long name, a NumPy dtype, or a torch dtype."""
+    """Accept a DType, its short or long name, a NumPy (or ml_dtypes) dtype, or a torch dtype."""
     if isinstance(x, DType):
         return x
     if isinstance(x, str):
@@ -80,10 +135,11 @@ def promote(a: DType, b: DType) -> DType:
         return b
     if b == DType.bool:
         return a
-    if {a, b} == {DType.float16, DType.bfloat16}:
-        return DType.float32
+    if a.is_floating and a.itemsize == b.itemsize:
+        return DType.float32 if a.itemsize < 4 else a  # two formats of one width (f16, bf16): f32 holds both
     return a if a.itemsize >= b.itemsize else b
 
 
 float64, float32, float16, bfloat16 = DType.float64, DType.float32, DType.float16, DType.bfloat16
 int64, int32, int16, int8, uint8, bool_ = DType.int64, DType.int32, DType.int16, DType.int8, DType.uint8, DType.bool
+uint16, uint32, uint64 = DType.uint16, DType.uint32, DType.uint64

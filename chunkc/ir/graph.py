@@ -631,6 +631,24 @@ class Graph:
                 out |= free_symbols(s)
         return out
 
+    def data_dependent_sizes(self) -> dict[str, tuple[Value, int]]:
+        """Size symbols that no graph input's shape holds, each with the first node output (in
+        schedule order) and axis whose size is exactly that symbol: a size known only once that
+        node has run (NonZero's count of nonzeros, an image decoder's height).  Backends and the
+        interpreter bind each one right after its node runs; planning needs a value for it."""
+        from .sizes import free_symbols
+        given: set[str] = set()
+        for v in self.inputs:
+            for s in v.shape:
+                given |= free_symbols(s)
+        found: dict[str, tuple[Value, int]] = {}
+        for n in self.nodes:
+            for o in n.outputs:
+                for axis, s in enumerate(o.shape):
+                    if not isinstance(s, int) and s.is_Symbol and s.name not in given and s.name not in found:
+                        found[s.name] = (o, axis)
+        return found
+
     def bind_sizes(self, arrays: Sequence[Any]) -> dict[str, int]:
         """Solve the symbolic sizes of the inputs from actual input arrays."""
         from .sizes import bind_symbols

@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import ChunkcError
 from .graph import Graph, Node, Value
 from .liveness import node_deaths
+from .reference import call_widened, needs_widening
 from .registry import concrete_attrs, has_symbolic_attrs
 
 
@@ -18,8 +19,12 @@ def run_node(node: Node, args: Sequence[Any], xp=np, bindings: Mapping[str, int]
     """Run one node's NumPy reference; ``attrs`` overrides the node's (already concrete) attributes."""
     if attrs is None:
         attrs = concrete_attrs(node.attrs, bindings or {}) if has_symbolic_attrs(node.attrs) else node.attrs
+    out_dtypes = [o.dtype for o in node.outputs]
     try:
-        out = node.op.reference(xp, *args, **attrs)
+        if needs_widening(node.op, [v.dtype for v in node.inputs] + out_dtypes):
+            out = call_widened(node.op.reference, xp, args, attrs, out_dtypes)
+        else:
+            out = node.op.reference(xp, *args, **attrs)
     except ChunkcError:
         raise
     except Exception as exc:  # name the node, keep the cause
@@ -33,6 +38,9 @@ def run_node(node: Node, args: Sequence[Any], xp=np, bindings: Mapping[str, int]
 def interpret(graph: Graph, *inputs, xp=np, on_node: Callable[[Node, dict], None] | None = None) -> list:
     """Run ``graph`` on ``inputs`` (arrays, in graph-input order); return its outputs."""
     bindings = graph.bind_sizes(inputs)  # checks ranks and solves symbolic sizes
+    produced: dict[Node, list[tuple[str, Value, int]]] = {}  # sizes bound when their node runs
+    for name, (value, axis) in graph.data_dependent_sizes().items():
+        produced.setdefault(value.producer, []).append((name, value, axis))
     env: dict[Value, Any] = {}
     for v, a in zip(graph.inputs, inputs):
         env[v] = xp.asarray(a)
@@ -45,6 +53,8 @@ def interpret(graph: Graph, *inputs, xp=np, on_node: Callable[[Node, dict], None
         results = run_node(node, [env[v] for v in node.inputs], xp, bindings)
         for o, r in zip(node.outputs, results):
             env[o] = r
+        for name, value, axis in produced.get(node, ()):
+            bindings[name] = int(env[value].shape[axis])
         if on_node is not None:
             on_node(node, env)
         for v in dying:

@@ -110,7 +110,20 @@ class LoweringContext(Protocol):
 
 LoweringFn = Callable[[LoweringContext], str]
 # What a record's ``torch`` field holds: a call template or a lowering function.
-TorchLowering = Union[str, LoweringFn]
+class OnHost:
+    """The ``torch`` lowering of ops PyTorch has no kernel for (float8_e8m0, DFT, image
+    decoding): the PyTorch backend runs the op's NumPy reference on the host, moving
+    tensors to and from it (chunkc/backends/host_call.py)."""
+
+    def __repr__(self) -> str:
+        return "ON_HOST"
+
+
+ON_HOST = OnHost()
+
+
+# A record's ``torch`` field: a call template, a function, or ON_HOST
+TorchLowering = Union[str, LoweringFn, OnHost]
 
 # Template fields that are not attributes (an attribute may not take one of these names).
 TEMPLATE_FIELDS = ("args", "out_shape", "out_dtype", "device")
@@ -188,6 +201,8 @@ def as_function(lowering: TorchLowering) -> LoweringFn:
 # -- helpers lowering functions share -------------------------------------------------
 
 
+
+
 def torch_dtype(dt: DType) -> str:
     """``torch.float32`` for chunkc's f32 (names come from chunkc's dtype table)."""
     return f"torch.{dt.name}"
@@ -255,5 +270,5 @@ def all_operands(ctx: LoweringContext, strict: bool = False) -> list[str]:
     return operands(ctx, tuple(range(ctx.num_inputs())), ctx.out_type().dtype, strict=strict)
 
 
-__all__ = ["LoweringContext", "LoweringFn", "TorchLowering", "TEMPLATE_FIELDS", "check_template", "render_template",
+__all__ = ["ON_HOST", "OnHost", "LoweringContext", "LoweringFn", "TorchLowering", "TEMPLATE_FIELDS", "check_template", "render_template",
            "as_function", "torch_dtype", "tuple_literal", "keywords", "fill_none", "operands", "all_operands"]

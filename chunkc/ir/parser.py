@@ -440,18 +440,15 @@ class _Parser:
     def data(self, t: TensorType, tok: Token) -> np.ndarray:
         if not all(isinstance(s, int) for s in t.shape):
             raise self.fail(f"a constant with inline data needs a static shape, not {t}", tok)
-        np_dtype = _numpy_dtype(t.dtype)
-        if np_dtype is None:
-            raise self.fail(f"{t.dtype.short} data needs the ml_dtypes package (NumPy has no bfloat16)", tok)
+        np_dtype = t.dtype.numpy
         nested = self.literal(t.dtype)
         shape = _nested_shape(nested)
         if shape is None or (shape != tuple(t.shape) and np.prod(t.shape) != 0):
             raise self.fail(f"the data has shape {shape if shape is not None else '(ragged)'}, "
                             f"but the constant is declared {t}", tok)
         try:
-            # bf16 goes through f32, which holds every bf16 value exactly
-            wide = np.float32 if t.dtype == DType.bfloat16 else np_dtype
-            return np.array(nested, dtype=wide).reshape(t.shape).astype(np_dtype)
+            # bf16, f8... go through f32 (i8/u8 for the sub-byte integers), which hold them exactly
+            return np.array(nested, dtype=t.dtype.wide).reshape(t.shape).astype(np_dtype)
         except (OverflowError, ValueError) as exc:
             raise self.fail(f"the data does not fit {t}: {exc}", tok) from None
 
@@ -475,17 +472,6 @@ class _Parser:
             kind = "a number" if dtype.is_floating else "an integer"
             raise self.fail(f"expected {kind} in {dtype.short} data, found {_describe(tok)}")
         return value
-
-
-def _numpy_dtype(dt: DType):
-    """NumPy's dtype for ``dt``; bfloat16 through ml_dtypes, None without it."""
-    if dt != DType.bfloat16:
-        return dt.numpy
-    try:
-        import ml_dtypes
-    except ImportError:
-        return None
-    return np.dtype(ml_dtypes.bfloat16)
 
 
 def _nested_shape(nested) -> tuple[int, ...] | None:

@@ -12,6 +12,8 @@ A record (:class:`OpDef`) holds everything chunkc knows about an op:
 * ``torch``      the PyTorch lowering: a call template or a function
                  (see :mod:`chunkc.ir.lowering`);
 * ``attrs``      the attribute names with their defaults (``REQUIRED`` if none).
+* ``exact_dtypes`` whether the reference takes ml_dtypes values (bf16, f8, i4...) as
+                 they are, rather than widened (chunkc/ir/reference.py).
 
 Passes ask the record; unknown ops are built as ``opaque`` nodes whose record
 says that no axis carries through.
@@ -24,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import IRError
 from .dims import DimRecord, MIX, NEW, AxisFlow
-from .lowering import TorchLowering, check_template
+from .lowering import OnHost, TorchLowering, check_template
 from .sizes import Size
 from .types import TensorType
 
@@ -83,13 +85,16 @@ class OpDef:
     # The PyTorch backend's code for the op: a call template ("torch.exp({0})") or a
     # function of the node's lowering context (chunkc.ir.lowering); None: it has none.
     torch: TorchLowering | None = None
+    # The reference handles bf16/float8/int4... (ml_dtypes) values itself; otherwise it runs
+    # on them widened to f32/i8/u8 (see chunkc/ir/reference.py).
+    exact_dtypes: bool = False
     doc: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.torch, str):
             check_template(self.name, self.torch, tuple(self.attrs), self.num_inputs[1])
-        elif self.torch is not None and not callable(self.torch):
-            raise IRError(f"op {self.name}: torch lowering must be a template string or a function, "
+        elif self.torch is not None and not callable(self.torch) and not isinstance(self.torch, OnHost):
+            raise IRError(f"op {self.name}: torch lowering must be a template string, a function or ON_HOST, "
                           f"got {type(self.torch).__name__}")
 
     @property

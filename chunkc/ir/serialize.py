@@ -4,10 +4,10 @@ The ``.npz`` holds one array per constant that has data, keyed by the
 constant's name (names are identifiers), written with ``np.savez`` and read
 with ``allow_pickle=False``: loading never runs code from the file.
 
-NumPy has no bfloat16, so a bf16 constant (held as an ``ml_dtypes`` array) is
-stored as float32, which is exact; the text keeps its ``bf16`` type and a
-comment at the top of the file says so.  :func:`load` casts it back, which
-needs ``ml_dtypes``.
+A constant of a type NumPy holds through ``ml_dtypes`` (bf16, the float8 and
+float4 formats, the sub-byte integers) is stored widened to a NumPy type that
+holds it exactly (f32, i8 or u8: ``DType.wide``); the text keeps its own type
+and a comment at the top of the file says so.  :func:`load` casts it back.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IRError
-from .dtypes import DType
 from .graph import Graph
 from .parser import attach_weights, parse_graph
 from .printer import print_graph
@@ -36,15 +35,15 @@ def save(graph: Graph, path) -> None:
         if c.data is None:
             continue
         data = np.asarray(c.data)
-        if c.dtype == DType.bfloat16:
-            data = data.astype(np.float32)
+        if c.dtype.from_ml_dtypes:
+            data = data.astype(c.dtype.wide)
             widened.append(c.name)
         elif data.dtype.hasobject:
             raise IRError(f"constant %{c.name} holds Python objects ({data.dtype}); only numeric data can be saved")
         arrays[c.name] = data
     header = f"# chunkc IR; constant data in {weights_path(path).name}\n"
     if widened:
-        header += "# bf16 constants stored as f32 in the .npz: " + ", ".join("%" + n for n in widened) + "\n"
+        header += "# constants stored widened (f32, i8 or u8) in the .npz: " + ", ".join("%" + n for n in widened) + "\n"
     Path(path).write_text(header + print_graph(graph))
     with open(weights_path(path), "wb") as f:
         np.savez(f, **arrays)
@@ -61,19 +60,10 @@ def load(path) -> Graph:
     with np.load(wpath, allow_pickle=False) as npz:
         weights = {name: npz[name] for name in npz.files}
     for c in graph.constants:
-        if c.dtype == DType.bfloat16 and c.name in weights:
-            weights[c.name] = _to_bfloat16(weights[c.name], c.name, wpath)
+        if c.dtype.from_ml_dtypes and c.name in weights:
+            weights[c.name] = weights[c.name].astype(c.dtype.numpy)
     attach_weights(graph, weights)
     return graph
-
-
-def _to_bfloat16(arr: np.ndarray, name: str, where: Path) -> np.ndarray:
-    try:
-        import ml_dtypes
-    except ImportError:
-        raise IRError(f"{where}: constant %{name} is bf16 (stored as f32); loading it needs the "
-                      "ml_dtypes package (pip install ml_dtypes)") from None
-    return arr.astype(ml_dtypes.bfloat16)
 
 
 __all__ = ["save", "load", "weights_path"]

@@ -3,6 +3,7 @@ source lines), axes, chunk size, memory and cost."""
 
 from __future__ import annotations
 
+from ..ir.registry import barrier_dims
 from ..ir.sizes import evaluate, format_size
 from ..ir.source import span
 from .plan import Plan
@@ -42,6 +43,10 @@ def plan_report(plan: Plan) -> str:
         axes = ", ".join(f"%{c.value}[{c.axis}]" + (f"x{c.unit}" if c.unit != 1 else "") for c in region.chunked)
         lines.append(f"#   chunked values: {axes}")
         lines.append(f"#   outputs: {', '.join('%' + o for o in region.outputs)}")
+    barriers = [f"{n.name} ({n.attrs.get('target', n.op.name)})" for n in plan.graph.nodes if n.op.dims is barrier_dims]
+    if barriers:  # opaque nodes: regions never cross them
+        more = f", and {len(barriers) - 8} more" if len(barriers) > 8 else ""
+        lines.append(f"# barriers (ops chunkc does not model): {', '.join(barriers[:8])}{more}")
     for note in plan.notes:
         lines.append(f"# note: {note}")
     return "\n".join(lines) + "\n"

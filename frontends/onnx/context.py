@@ -75,7 +75,10 @@ class ImportContext:
     producers: dict[str, OnnxNode] = field(default_factory=dict)  # ONNX name -> the node writing it
     env: dict[str, Slot] = field(default_factory=dict)
     node: OnnxNode | None = None
-    opaque_unknown: bool = False
+    opaque_unknown: bool = True
+    all_opaque: bool = False  # a model kept below opset 13 (see importer._upgrade_opset): every node runs opaque
+    ir_version: int = 8  # the model's, for the one-node models of opaque nodes
+    fresh_sizes: dict[str, str] = field(default_factory=dict)  # data-dependent sizes of opaque outputs -> symbol
     run_subgraph: Any = None  # converts a GraphProto's nodes in place (set by the importer)
     _inferred: dict[str, onnx.TypeProto] | None = None
 

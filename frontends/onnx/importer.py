@@ -23,7 +23,6 @@ from onnx import numpy_helper
 
 from chunkc.errors import ChunkcError, IRError, UnsupportedOpError
 from chunkc.ir.graph import Graph
-from chunkc.ir.sizes import format_size
 from chunkc.ir.verifier import verify
 
 from . import folding as F
@@ -32,28 +31,31 @@ from .node import OnnxNode, label
 from .converters import lookup
 from .provenance import assign_sources
 from .functions import expand_functions, with_nodes
-from .load import load_model, refuse_external_data
+from .load import load_external_data, load_model
 from .types import identifier, shape_from_type, to_dtype
-from .validate import check_subgraphs, check_supported, topological_nodes
+from .opaque import opaque_node
+from .validate import check_domains, check_supported, topological_nodes
 
 MIN_OPSET = 13
+TRAINING_DOMAINS = ("ai.onnx.preview.training",)  # optimizers and gradients: refused, not run
 
 
-def from_onnx(model_or_path, *, opaque_unknown: bool = False, constant_inputs: Mapping[str, np.ndarray] | None = None,
+def from_onnx(model_or_path, *, opaque_unknown: bool = True, constant_inputs: Mapping[str, np.ndarray] | None = None,
               check: bool = True, name: str | None = None) -> Graph:
     """Import an ONNX model (a ModelProto, serialized bytes or a path) as a chunkc Graph.
 
-    ``opaque_unknown``: keep ops without a converter as ``opaque`` barrier nodes typed by
-    ONNX shape inference, instead of refusing the model.
+    ``opaque_unknown``: keep ops without a converter as ``opaque`` barrier nodes that
+    onnxruntime runs (frontends/onnx/opaque.py); False refuses the model instead, listing them.
     ``constant_inputs``: graph inputs to bind to fixed arrays at import (they become constants).
     ``check``: run ``onnx.checker`` on the model first.
     """
     loaded = load_model(model_or_path)
+    load_external_data(loaded)
     model, source = loaded.model, loaded.source
-    refuse_external_data(model, source)
     model, nodes = prepare(model, source, check=check, opaque_unknown=opaque_unknown)
     graph = Graph(identifier(name or model.graph.name or "onnx"))
-    ctx = ImportContext(graph=graph, opsets=_opsets(model), opaque_unknown=opaque_unknown)
+    ctx = ImportContext(graph=graph, opsets=_opsets(model), opaque_unknown=opaque_unknown,
+                        ir_version=int(model.ir_version), all_opaque=_opsets(model).get("", MIN_OPSET) < MIN_OPSET)
     ctx.run_subgraph = lambda g: _convert_subgraph(ctx, g, source)
     constant_inputs = dict(constant_inputs or {})
     _declare_inputs(ctx, model.graph, constant_inputs, source)
@@ -83,22 +85,28 @@ def from_onnx(model_or_path, *, opaque_unknown: bool = False, constant_inputs: M
 
 
 def prepare(model: onnx.ModelProto, source: str, check: bool = True,
-            opaque_unknown: bool = False, census: bool = True) -> tuple[onnx.ModelProto, list]:
+            opaque_unknown: bool = True, census: bool = True) -> tuple[onnx.ModelProto, list]:
     """Upgrade an old opset, check the graph's structure, expand function-defined ops, refuse
     unsupported ones (``census``), run ``onnx.checker``; return the model and its nodes in
     schedule order."""
     model = _upgrade_opset(model, source)
+    legacy = _opsets(model).get("", MIN_OPSET) < MIN_OPSET  # kept at its opset: every node runs opaque
+    if legacy and not opaque_unknown:
+        raise UnsupportedOpError(f"{source}: upgrading this opset-{_opsets(model)['']} model to opset {MIN_OPSET} "
+                                 "would change its inputs or outputs; pass opaque_unknown=True to run its nodes "
+                                 "as they are, through onnxruntime")
     order = topological_nodes(model.graph, source)  # structural errors name the file's own nodes
     if [n.index for n in order] != list(range(len(order))):  # listed out of order: keep a sorted copy
         model = with_nodes(model, [n.proto for n in order])
     original = model
-    model = expand_functions(model, source)
+    if not legacy:
+        model = expand_functions(model, source)
     nodes = topological_nodes(model.graph, source)
     assign_sources(nodes)
-    if opaque_unknown:
-        check_subgraphs([n for n in nodes if lookup(n.domain, n.op_type) is None], source)
-    elif census:
+    if not opaque_unknown and census:
         check_supported(nodes, source)
+    if census:
+        check_domains(nodes, _opsets(model), source)
     if check:
         _run_checker(original, source, custom_ok=opaque_unknown)
     return model, nodes
@@ -109,15 +117,22 @@ def _opsets(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def _upgrade_opset(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
+    """The model at opset 13 (ONNX's version converter), or as it is when the upgrade would change
+    its inputs or outputs (Scan-8 loses its batch axis at opset 9): its nodes then run opaque."""
     version = _opsets(model).get("", MIN_OPSET)
     if version >= MIN_OPSET:
         return model
     try:
         from onnx import version_converter
-        return version_converter.convert_version(model, MIN_OPSET)
+        upgraded = version_converter.convert_version(model, MIN_OPSET)
     except Exception as exc:  # the converter raises assorted errors
         raise UnsupportedOpError(f"{source}: opset {version} is older than {MIN_OPSET}, and ONNX's version "
                                  f"converter could not upgrade it: {str(exc).splitlines()[0][:300]}") from None
+    interface = [(vi.name, vi.type.SerializeToString()) for vi in list(model.graph.input) + list(model.graph.output)]
+    if [(vi.name, vi.type.SerializeToString()) for vi in list(upgraded.graph.input) + list(upgraded.graph.output)] \
+            != interface:
+        return model
+    return upgraded
 
 
 def _run_checker(model: onnx.ModelProto, source: str, custom_ok: bool) -> None:
@@ -177,7 +192,7 @@ def _declare_inputs(ctx: ImportContext, g: onnx.GraphProto, constant_inputs: dic
 
 
 def _convert(ctx: ImportContext, node, source: str) -> None:
-    conv = lookup(node.domain, node.op_type)
+    conv = None if ctx.all_opaque and node.op_type != "Constant" else lookup(node.domain, node.op_type)
     try:
         if conv is None:
             if not ctx.opaque_unknown:  # (top-level nodes were all checked; this is inside a subgraph)
@@ -250,20 +265,11 @@ def _try_fold(ctx: ImportContext, node, conv) -> bool:
 
 
 def _opaque(ctx: ImportContext, node) -> None:
-    result_types = []
-    for out in node.outputs:
-        t = ctx.inferred_type(out)
-        if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
-            raise UnsupportedOpError(f"{node.describe()}: ONNX shape inference gave no tensor type for output "
-                                     f"{label(out)}, so it cannot become an opaque node")
-        dt = to_dtype(t.tensor_type.elem_type, f"{node.describe()}: output {label(out)}")
-        shape = shape_from_type(t, identifier(out))
-        result_types.append(f"{dt.short}[{', '.join(format_size(s) for s in shape)}]")
-    inputs = [ctx.value(i) for i in range(len(node.inputs)) if ctx.has(i)]
-    namespace = identifier(f"onnx_{node.domain}") if node.domain else "onnx"
-    target = f"{namespace}::{identifier(node.op_type)}"
-    outs = ctx.op("opaque", *inputs, target=target, result_types=tuple(result_types))
-    ctx.set_all(outs if isinstance(outs, tuple) else (outs,))
+    if node.domain in TRAINING_DOMAINS:
+        raise UnsupportedOpError(f"{node.describe()}: a training-only op (domain {label(node.domain)}); chunkc "
+                                 "imports inference graphs")
+    for k, value in opaque_node(ctx, node).items():
+        ctx.set(k, value)
 
 
 # -- after conversion ----------------------------------------------------------------------------

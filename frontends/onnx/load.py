@@ -1,8 +1,12 @@
 """Reading a model: a ModelProto, serialized bytes, or a path.
 
-A truncated or corrupt file is refused with a ChunkcError naming the file;
-initializers whose data live outside the file (external data) are refused
-with a message that says how to inline them.
+A truncated or corrupt file is refused with a ChunkcError naming the file.
+Tensors whose data live in other files (ONNX *external data*: what
+``torch.onnx.export`` writes by default, and every model over 2 GB) are read
+when the model comes as a path and each data file lies in the model's folder
+or below it; a location that is absolute or leads out of that folder (``..``,
+a symbolic link) is refused, and so is external data in a model given as a
+ModelProto or bytes (there is no folder to read from).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from .node import label
 class LoadedModel:
     model: onnx.ModelProto
     source: str  # the file's path, or a description such as "<ModelProto main>"
+    folder: str | None = None  # the model file's folder (external data is read from it)
 
 
 def load_model(model_or_path) -> LoadedModel:
@@ -36,7 +41,7 @@ def load_model(model_or_path) -> LoadedModel:
                 data = f.read()
         except OSError as exc:
             raise ChunkcError(f"cannot read ONNX file {path!r}: {exc.strerror or exc}") from None
-        return LoadedModel(_parse(data, path), path)
+        return LoadedModel(_parse(data, path), path, os.path.dirname(os.path.abspath(path)))
     raise TypeError(f"from_onnx takes an onnx.ModelProto, bytes or a path, not {type(model_or_path).__name__}")
 
 
@@ -54,11 +59,68 @@ def _parse(data: bytes, source: str) -> onnx.ModelProto:
     return model
 
 
-def refuse_external_data(model: onnx.ModelProto, source: str) -> None:
-    for init in model.graph.initializer:
-        if init.data_location == onnx.TensorProto.EXTERNAL:
-            where = dict((e.key, e.value) for e in init.external_data).get("location", "?")
-            raise UnsupportedOpError(
-                f"{source}: initializer {init.name!r} keeps its data in an external file ({where!r}); chunkc reads "
-                "self-contained models only: load it with onnx.load(path) and save it again with "
-                "onnx.save(model, path, save_as_external_data=False) (models under 2 GB), then import that")
+def load_external_data(loaded: LoadedModel) -> None:
+    """Read every tensor's external data into the model (see the module docstring)."""
+    external = [t for t in _tensors(loaded.model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
+    if not external:
+        return
+    source = loaded.source
+    if loaded.folder is None:
+        where = dict((e.key, e.value) for e in external[0].external_data).get("location", "?")
+        raise UnsupportedOpError(
+            f"{source}: tensor {label(external[0].name)} keeps its data in an external file ({label(where)}), and a "
+            "model given as a ModelProto or bytes has no folder to read it from: pass the model's path, or load "
+            "it with onnx.load(path) (which reads the data) first")
+    folder = os.path.realpath(loaded.folder)
+    opened: dict[str, bytes] = {}
+    for tensor in external:
+        info = dict((e.key, e.value) for e in tensor.external_data)
+        path = _data_path(source, tensor.name, info.get("location", ""), folder)
+        if path not in opened:
+            try:
+                with open(path, "rb") as f:
+                    opened[path] = f.read()
+            except OSError as exc:
+                raise ChunkcError(f"{source}: tensor {label(tensor.name)} keeps its data in "
+                                  f"{label(info.get('location', ''))}, which cannot be read: "
+                                  f"{exc.strerror or exc}") from None
+        data = opened[path]
+        try:
+            offset = int(info.get("offset", 0))
+            length = int(info["length"]) if "length" in info else len(data) - offset
+        except ValueError:
+            raise ChunkcError(f"{source}: tensor {label(tensor.name)}: external data offset/length are not "
+                              "integers") from None
+        if offset < 0 or length < 0 or offset + length > len(data):
+            raise ChunkcError(f"{source}: tensor {label(tensor.name)} reads bytes {offset}..{offset + length} of "
+                              f"{label(info.get('location', ''))}, which has {len(data)} bytes (truncated file?)")
+        tensor.raw_data = data[offset:offset + length]
+        tensor.data_location = onnx.TensorProto.DEFAULT
+        del tensor.external_data[:]
+
+
+def _data_path(source: str, tensor: str, location: str, folder: str) -> str:
+    """The data file's real path; refuses a location that leaves the model's folder."""
+    bad = (not location or os.path.isabs(location) or location.startswith(("/", "\\"))
+           or ".." in location.replace("\\", "/").split("/") or "\x00" in location)
+    path = os.path.realpath(os.path.join(folder, location)) if not bad else ""
+    if bad or os.path.commonpath([folder, path]) != folder:
+        raise UnsupportedOpError(
+            f"{source}: tensor {label(tensor)} keeps its data in {label(location)}, which is not a file in the "
+            f"model's folder ({label(folder)}); chunkc reads external data only from the model's folder or below "
+            "it: move the data file there and set its location relative to the model")
+    return path
+
+
+def _tensors(graph: onnx.GraphProto):
+    """Every tensor of a graph: initializers and tensor attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            if a.HasField("g"):
+                yield from _tensors(a.g)
+            for g in a.graphs:
+                yield from _tensors(g)

@@ -4,6 +4,7 @@
 * every node input is defined (a missing initializer is the usual cause);
 * the nodes form no cycle (the schedule is recomputed by a topological sort,
   so a model whose nodes are merely listed out of order still imports);
+* every node's domain is imported by the model;
 * every op has a converter (or ``opaque_unknown`` is set): one
   UnsupportedOpError lists every unsupported op type with its count and the
   first node of each.
@@ -79,6 +80,14 @@ def topological_nodes(graph: onnx.GraphProto, source: str) -> list[OnnxNode]:
                           f"(first node on it: {cycle[0].describe()})") from None
 
 
+def check_domains(nodes: list[OnnxNode], opsets: dict[str, int], source: str) -> None:
+    """Every node's domain must be one the model imports (an opset_import entry)."""
+    for n in nodes:
+        if n.domain not in opsets:
+            raise UnsupportedOpError(f"{source}: {n.describe()} uses domain {label(n.domain)}, which the model does "
+                                     "not import; add an opset_import entry for it")
+
+
 def check_supported(nodes: list[OnnxNode], source: str) -> list[OnnxNode]:
     """Refuse every op without a converter in one error; return the unsupported nodes."""
     missing = [n for n in nodes if lookup(n.domain, n.op_type) is None]
@@ -96,13 +105,5 @@ def check_supported(nodes: list[OnnxNode], source: str) -> list[OnnxNode]:
         more = f", and {len(counts) - _MAX_LISTED} more" if len(counts) > _MAX_LISTED else ""
         raise UnsupportedOpError(
             f"{source}: {len(counts)} unsupported op type(s): {', '.join(parts)}{more}. "
-            "Pass opaque_unknown=True to keep them as opaque barrier nodes (typed by ONNX shape inference)")
+            "Import with opaque_unknown=True (the default) to keep them as opaque nodes that onnxruntime runs")
     return missing
-
-
-def check_subgraphs(nodes: list[OnnxNode], source: str) -> None:
-    for n in nodes:
-        for a in n.proto.attribute:
-            if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-                raise UnsupportedOpError(f"{source}: {n.describe()} holds a subgraph (attribute {label(a.name)}); "
-                                         "control flow is not supported")

@@ -1,13 +1,21 @@
-"""``opaque(*xs; target, result_types)``: an op chunkc does not model.
+"""``opaque(*xs; target, result_types, definition=None)``: an op chunkc does not model.
 
 It is a barrier: no axis carries through it (every output axis is ``new``),
 so chunk regions stop at it, but a graph holding it still builds, prints,
-estimates and runs on the torch backend, which calls ``target`` (an ATen
-overload name such as ``"aten::foo.default"``, checked against a strict
-pattern and resolved through ``torch.ops``, never evaluated as code).
-Its NumPy reference raises a clear error.
+estimates and runs.  Two kinds:
 
-``result_types`` spells each output's type as text: ``"f32[B, L, 768]"``.
+* with a ``definition`` (what the ONNX importer makes of an op without a
+  converter): base64 text of a one-node ONNX model; every backend and the
+  interpreter run that ONNX op through onnxruntime, on NumPy arrays (see
+  chunkc/ir/onnx_node.py; ``target`` is ``onnx::NonZero``,
+  ``onnx_<domain>::Op``);
+* without one: ``target`` is an ATen overload name such as
+  ``"aten::foo.default"``, checked against a strict pattern and resolved through
+  ``torch.ops`` by the torch backend, never evaluated as code; NumPy cannot run it.
+
+``result_types`` spells each output's type as text: ``"f32[B, L, 768]"``.  A
+size symbol there that no graph input has (NonZero's count) is bound when the
+node runs (``Graph.data_dependent_sizes``).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, barrier_dims, register
 from ..sizes import parse_size
 from ..types import TensorType
+from ..onnx_node import DEFINITION  # base64 text: inert in source, messages and the text IR
 from ._common import fail
 
 TARGET = re.compile(r"^[A-Za-z][A-Za-z0-9_]*::[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
@@ -47,8 +56,13 @@ def parse_type(text: str) -> TensorType:
     return TensorType(dt, tuple(sizes))
 
 
+
+
 def _opaque_types(attrs) -> tuple[TensorType, ...]:
-    target, types = attrs["target"], attrs["result_types"]
+    target, types, definition = attrs["target"], attrs["result_types"], attrs["definition"]
+    if definition is not None and (not isinstance(definition, str) or not definition
+                                   or not DEFINITION.match(definition)):
+        raise fail("opaque", f"definition of target {target} must be base64 text of a one-node ONNX model")
     if not isinstance(target, str) or not TARGET.match(target):
         raise fail("opaque", f"target {target!r} must be an operator name 'namespace::name' or "
                              "'namespace::name.overload' made of identifiers, e.g. 'aten::foo.default'")
@@ -64,13 +78,22 @@ def _opaque_types(attrs) -> tuple[TensorType, ...]:
     return tuple(out)
 
 
-def _opaque_ref(xp, *arrays, target, result_types):
-    raise ChunkcError(f"op opaque (target {target}) has no NumPy implementation: chunkc does not model this op; "
-                      "run the graph with chunkc.compile(graph, backend='torch')")
+def _opaque_ref(xp, *arrays, target, result_types, definition=None):
+    if definition is None:
+        raise ChunkcError(f"op opaque (target {target}) has no NumPy implementation: chunkc does not model this op; "
+                          "run the graph with chunkc.compile(graph, backend='torch')")
+    from ..onnx_node import run  # onnxruntime is needed only by graphs that hold such nodes
+    host = [a.get() if hasattr(a, "get") and not hasattr(a, "__array_interface__") else a for a in arrays]  # CuPy
+    outs = run(definition, target, host)
+    return tuple(xp.asarray(o) for o in outs)
 
 
 def _opaque_torch(ctx: LoweringContext) -> str:
-    """A validated lookup of the target through ``torch.ops``, bound once at module level."""
+    """An ONNX op (with a definition): onnxruntime runs it on the host; an ATen target: a
+    validated lookup through ``torch.ops``, bound once at module level."""
+    if ctx.attrs.get("definition") is not None:
+        from ...backends.host_call import onnx_rule  # generation time only
+        return onnx_rule(ctx)
     from ...backends.torch_runtime import parse_target, torch_op  # generation time only: it imports torch
 
     target = ctx.attrs["target"]
@@ -86,7 +109,9 @@ def _opaque_torch(ctx: LoweringContext) -> str:
 register(OpDef(
     name="opaque", infer=lambda ins, attrs: _opaque_types(attrs), dims=barrier_dims, reference=_opaque_ref,
     torch=_opaque_torch,
-    num_inputs=(0, None), num_outputs=None, attrs={"target": REQUIRED, "result_types": REQUIRED},
-    flops=lambda *a: 0, recompute=False,
-    doc="opaque(*xs, target='aten::foo.default', result_types=('f32[B, L, 768]',)): an op chunkc does not "
-        "model; the torch backend calls target; NumPy cannot run it. Carries: nothing (a barrier)."))
+    num_inputs=(0, None), num_outputs=None, attrs={"target": REQUIRED, "result_types": REQUIRED, "definition": None},
+    flops=lambda *a: 0, exact_dtypes=True, recompute=False,
+    doc="opaque(*xs, target='aten::foo.default', result_types=('f32[B, L, 768]',), definition=None): an op chunkc "
+        "does not model. With a definition (a one-node ONNX model, base64), every backend runs it through "
+        "onnxruntime; without, the torch backend calls the ATen target and NumPy cannot run it. "
+        "Carries: nothing (a barrier)."))

@@ -1,11 +1,12 @@
-"""Constant, Identity, Dropout, Cast and CastLike, and If with a condition known at import."""
+"""Constant, Identity, Dropout, Cast and CastLike, BitCast, and If (inlined when its condition is known)."""
 
 from __future__ import annotations
 
 import numpy as np
 from onnx import numpy_helper
 
-from chunkc.ir.dtypes import DType
+from chunkc.ir.dtypes import DType, dtype as to_chunkc_dtype
+from chunkc.ir.registry import lookup as lookup_op
 
 from .. import folding as F
 from ..node import label
@@ -62,28 +63,69 @@ def _cast_target(ctx, node) -> DType:
     return to_dtype(int(node.attr("to")), f"{node.describe()}: attribute to")
 
 
+# float8 formats whose Cast saturates by default (ONNX's saturate=1): out-of-range values and
+# infinities become the largest finite value, NaN stays NaN
+SATURATING = (DType.float8_e4m3fn, DType.float8_e4m3fnuz, DType.float8_e5m2, DType.float8_e5m2fnuz)
+
+
+def _largest(dt: DType) -> float:
+    import ml_dtypes
+    return float(ml_dtypes.finfo(dt.numpy).max)
+
+
 def _cast_fold(ctx, arrays):
-    dt = _cast_target(ctx, ctx.node)
+    node = ctx.node
+    dt = _cast_target(ctx, node)
     a = arrays[0]
     if F.is_symbolic(a):
-        if dt == DType.bool:
+        if dt == DType.bool or dt.is_floating:
             return None
         return [(F.as_integers(a), dt)]
+    saturate = bool(node.attr("saturate", 1))
     with np.errstate(all="ignore"):
-        return [(a.astype(dt.numpy), dt)]
+        if dt == DType.float8_e8m0fnu:
+            return [(lookup_op("cast_e8m0").reference(np, a, round_mode=node.attr("round_mode", "up"),
+                                                       saturate=saturate), dt)]
+        wide = a.astype(to_chunkc_dtype(a.dtype).wide)  # exact
+        if dt in SATURATING and saturate and wide.dtype.kind == "f":
+            wide = np.clip(wide, -_largest(dt), _largest(dt))
+        return [(wide.astype(dt.numpy), dt)]
 
 
 @converter("Cast", "CastLike", fold=_cast_fold, fold_inputs=(0,))
 def cast(ctx, node):
+    """ONNX Cast: saturating casts to the float8 formats (``saturate``, default on), and the
+    exponent-only float8_e8m0fnu with its ``round_mode``."""
     dt = _cast_target(ctx, node)
-    ctx.set(0, ctx.op("cast", ctx.value(0), dtype=dt))
+    x = ctx.value(0)
+    saturate, round_mode = bool(node.attr("saturate", 1)), node.attr("round_mode", "up")
+    if dt == DType.float8_e8m0fnu:
+        ctx.set(0, ctx.op("cast_e8m0", x, round_mode=round_mode, saturate=saturate))
+        return
+    if dt in SATURATING and saturate and x.dtype.is_floating:
+        limit = _largest(dt)
+        x = ctx.op("clamp", x, min=-limit, max=limit)
+    ctx.set(0, ctx.op("cast", x, dtype=dt))
+
+
+@converter("BitCast")
+def bitcast(ctx, node):
+    dt = to_dtype(int(node.attr("to")), f"{node.describe()}: attribute to")
+    ctx.set(0, ctx.op("bitcast", ctx.value(0), dtype=dt))
 
 
 @converter("If")
 def if_(ctx, node):
-    """An If whose condition is known at import: the taken branch's nodes, inlined."""
-    cond = np.asarray(ctx.static(0, "cond")).reshape(-1)
-    if cond.size != 1 or cond.dtype == object:
+    """An If whose condition is known at import: the taken branch's nodes, inlined.  Otherwise
+    an opaque node (onnxruntime runs it), a barrier to chunking."""
+    known = ctx.known(0)
+    if known is None or np.asarray(known).dtype == object:
+        from ..opaque import opaque_node
+        for k, value in opaque_node(ctx, node).items():
+            ctx.set(k, value)
+        return
+    cond = np.asarray(known).reshape(-1)
+    if cond.size != 1:
         raise ctx.fail(f"the condition must be one boolean, got {cond!r}")
     branch = node.attr("then_branch" if bool(cond[0]) else "else_branch")
     if len(branch.output) != len(node.outputs):

@@ -63,6 +63,28 @@ def conv(ctx, node):
                       dilation=dilations, groups=int(node.attr("group", 1))))
 
 
+@converter("ConvInteger")
+def conv_integer(ctx, node):
+    """``conv(x - x_zero_point, w - w_zero_point)`` in i32, computed in f64 (exact: 8-bit products
+    summed over far fewer than 2**37 terms); w's zero point may be per output channel."""
+    from chunkc.ir.dtypes import DType
+
+    x, w = ctx.op("cast", ctx.value(0), dtype=DType.float64), ctx.op("cast", ctx.value(1), dtype=DType.float64)
+    if ctx.has(2):
+        x = ctx.op("sub", x, ctx.op("cast", ctx.value(2), dtype=DType.float64))
+    if ctx.has(3):
+        zp = ctx.op("cast", ctx.value(3), dtype=DType.float64)
+        if zp.rank == 1 and zp.shape[0] != 1:
+            zp = ctx.op("reshape", zp, shape=(zp.shape[0],) + (1,) * (w.rank - 1))
+        w = ctx.op("sub", w, zp)
+    kernel = tuple(node.attr("kernel_shape") or w.shape[2:])
+    if not all(isinstance(k, int) for k in kernel):
+        raise ctx.fail(f"the kernel shape {kernel} must be static")
+    strides, dilations, pairs = window_params(ctx, node, x.shape[2:], kernel)
+    y = ctx.op("conv", x, w, stride=strides, padding=pairs, dilation=dilations, groups=int(node.attr("group", 1)))
+    ctx.set(0, ctx.op("cast", y, dtype=DType.int32))
+
+
 @converter("ConvTranspose")
 def conv_transpose(ctx, node):
     x, w = ctx.value(0), ctx.value(1)
@@ -219,6 +241,28 @@ def max_pool(ctx, node):
         return
     ctx.set(0, ctx.op("max_pool", x, kernel=kernel, stride=strides, padding=pairs, dilation=dilations,
                       ceil_mode=ceil_mode))
+
+
+@converter("MaxUnpool")
+def max_unpool(ctx, node):
+    """Scatter X into zeros at the flat positions I (MaxPool's indices) of the default output
+    shape, then pad each axis at its end up to ``output_shape`` when that input is given."""
+    x, indices = ctx.value(0), ctx.value(1)
+    kernel = _ints(node.attr("kernel_shape"), 0, 0)
+    n = len(kernel)
+    strides, pads = _ints(node.attr("strides"), n, 1), _ints(node.attr("pads"), 2 * n, 0)
+    default = tuple(x.shape[:2]) + tuple((size - 1) * s - (pads[k] + pads[k + n]) + kern
+                                         for k, (size, s, kern) in enumerate(zip(x.shape[2:], strides, kernel)))
+    flat = ctx.op("full", shape=(product(default),), value=0, dtype=x.dtype)
+    y = ctx.op("scatter_elements", flat, ctx.op("reshape", indices, shape=(-1,)), ctx.op("reshape", x, shape=(-1,)),
+               axis=0, reduction="none")
+    y = ctx.op("reshape", y, shape=default)
+    if ctx.has(2):
+        wanted = ctx.static_sizes(2, "output_shape")
+        if len(wanted) != len(default):
+            raise ctx.fail(f"output_shape {wanted} does not have rank {len(default)}")
+        y = ctx.op("pad", y, pads=tuple((0, w - d) for w, d in zip(wanted, default)), mode="constant", value=0.0)
+    ctx.set(0, y)
 
 
 @converter("AveragePool")

@@ -49,6 +49,12 @@ def dequantize_linear(ctx, node):
 
 @converter("QuantizeLinear")
 def quantize_linear(ctx, node):
+    """Integers (sub-byte ones included): ``saturate(round(x / scale) + zero_point)``; the float8
+    and float4 formats: ``cast(x / scale + zero_point)``, saturating where ONNX's ``saturate`` says."""
+    import ml_dtypes
+
+    from .constant import SATURATING
+
     x, scale = ctx.value(0), ctx.value(1)
     out_dtype = node.attr("output_dtype", 0)
     if ctx.has(2):
@@ -57,13 +63,18 @@ def quantize_linear(ctx, node):
         dt = to_dtype(int(out_dtype), f"{node.describe()}: output_dtype")
     else:
         dt = DType.uint8
-    if dt.is_floating or dt == DType.bool:
-        raise ctx.fail(f"quantizing to {dt} is not supported (integer types only)")
-    info = np.iinfo(dt.numpy)
+    if dt == DType.bool or dt == DType.float8_e8m0fnu:
+        raise ctx.fail(f"quantizing to {dt} is not defined by ONNX")
     q = ctx.op("div", ctx.op("cast", x, dtype=DType.float32),
                ctx.op("cast", _broadcast_param(ctx, node, scale, x), dtype=DType.float32))
-    q = ctx.op("round", q)
+    if not dt.is_floating:
+        q = ctx.op("round", q)
     if ctx.has(2):
         q = ctx.op("add", q, ctx.op("cast", _broadcast_param(ctx, node, ctx.value(2), x), dtype=DType.float32))
-    q = ctx.op("clamp", q, min=float(info.min), max=float(info.max))
+    if not dt.is_floating:
+        info = ml_dtypes.iinfo(dt.numpy)
+        q = ctx.op("clamp", q, min=float(info.min), max=float(info.max))
+    elif dt in SATURATING and bool(node.attr("saturate", 1)):
+        limit = float(ml_dtypes.finfo(dt.numpy).max)
+        q = ctx.op("clamp", q, min=-limit, max=limit)
     ctx.set(0, ctx.op("cast", q, dtype=dt))

@@ -22,19 +22,21 @@ class Converter:
     fn: Callable
     fold: Fold | None = None
     fold_inputs: tuple[int, ...] | None = None  # inputs fold reads (None: all of them)
+    opaque: bool = False  # it builds an opaque node that onnxruntime runs (after adapting the node)
 
 
 CONVERTERS: dict[tuple[str, str], Converter] = {}
 
 
-def converter(*op_types: str, domain: str = "", fold: Fold | None = None, fold_inputs: tuple[int, ...] | None = None):
+def converter(*op_types: str, domain: str = "", fold: Fold | None = None, fold_inputs: tuple[int, ...] | None = None,
+              opaque: bool = False):
     """Register ``fn`` for each op type of ``domain``."""
     def deco(fn):
         for op_type in op_types:
             key = (domain, op_type)
             if key in CONVERTERS:
                 raise ValueError(f"ONNX converter for {domain or 'ai.onnx'}::{op_type} registered twice")
-            CONVERTERS[key] = Converter(domain, op_type, fn, fold, fold_inputs)
+            CONVERTERS[key] = Converter(domain, op_type, fn, fold, fold_inputs, opaque)
         return fn
     return deco
 
@@ -47,5 +49,7 @@ def lookup(domain: str, op_type: str) -> Converter | None:
     return CONVERTERS.get(("" if domain == "ai.onnx" else domain, op_type))
 
 
-def supported_op_types(domain: str = "") -> list[str]:
-    return sorted(op for d, op in CONVERTERS if d == domain)
+def supported_op_types(domain: str = "", native: bool | None = None) -> list[str]:
+    """Op types with a converter; ``native=True``: those that convert to IR ops, False: those whose
+    converter adapts the node into an opaque node."""
+    return sorted(op for (d, op), c in CONVERTERS.items() if d == domain and (native is None or native != c.opaque))

@@ -363,10 +363,13 @@ def topk(ctx, node):
     k = int(node.attr("k")) if ctx.opset < 10 else ctx.static_sizes(1, "K")[0]
     axis = norm_axis(ctx, int(node.attr("axis", -1)), x.rank)
     key = x
-    if bool(node.attr("largest", 1)):
-        if not x.dtype.is_floating and x.dtype in (DType.uint8, DType.bool):
-            key = ctx.op("cast", x, dtype=DType.int64)
-        key = ctx.op("neg", key)
+    if bool(node.attr("largest", 1)):  # a key whose ascending order is x's descending order
+        if x.dtype == DType.bool:
+            key = ctx.op("neg", ctx.op("cast", x, dtype=DType.int64))
+        elif x.dtype.is_floating:
+            key = ctx.op("neg", x)
+        else:  # ~x = -x - 1 reverses the order of signed and unsigned integers without overflow
+            key = ctx.op("bitwise_not", x)
     _, order = ctx.op("sort", key, axis=axis, descending=False)
     indices = ctx.op("slice", order, axis=axis, start=0, end=k, step=1)
     ctx.set(0, ctx.op("gather", x, indices, axis=axis))
