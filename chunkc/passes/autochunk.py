@@ -280,7 +280,7 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None, **op
         if state is None:
             break
         chosen = sorted(state.chosen, key=lambda c: c[0].start)
-        new_graph, regions = apply_regions(graph, chosen)
+        new_graph, regions = apply_regions(graph, chosen, reuse=lambda cand: search.memory(cand).reuse)
         candidate = Plan(graph=new_graph, regions=regions, sizes=sizes, budget_bytes=budget_bytes,
                          unchunked_peak_bytes=unchunked.peak_bytes, stats=search.stats(chosen),
                          backend=opts.backend, notes=list(notes))
