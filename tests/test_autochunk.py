@@ -34,7 +34,7 @@ def test_plan_meets_budget_or_raises(name, fraction):
     except chunkc.InfeasibleBudgetError as exc:
         assert exc.lowest_peak_bytes > budget
         assert exc.peak_node in {n.name for n in g.nodes}
-        assert "lowest peak reachable" in str(exc)
+        assert "lowest peak the search reaches" in str(exc)
         return
     assert plan.budget_bytes == budget
     # the guarantee: checked by the full estimator, independently of the search's fast model
@@ -160,3 +160,52 @@ def test_a_reuse_that_would_overwrite_live_data_is_refused():
         for run in (lambda: chunkc.estimate_memory(bad.graph, plan=bad), lambda: chunkc.compile(bad.graph, bad)):
             with pytest.raises(chunkc.ChunkcError, match=r"output %c cannot take the storage of .*" + re.escape(message)):
                 run()
+
+
+# -- selection strategies, the floor, monotonicity ---------------------------------------------------------
+
+
+class ShortestRegionFirst:
+    """A selection strategy of a researcher's: the reference implementation's rule, the
+    region with the fewest nodes that fits, at the largest chunk that fits."""
+
+    def select(self, space, target, progress=None):
+        state = space.initial()
+        while state.peak_bytes > target:
+            fits = [(len(c.loop), k, c, space.memory(c).largest_chunk(target))
+                    for k, c in enumerate(space.candidates(state.peak_index, state.spans))]
+            fits = [f for f in fits if f[3] is not None]
+            if not fits:
+                return None
+            _, _, cand, chunk = min(fits, key=lambda f: f[:2])
+            state = space.child(state, cand, chunk, state.cost + space.overhead(cand, chunk))
+        return state
+
+
+def test_a_selector_of_ones_own_plugs_in():
+    g = transformer(layers=2)
+    sizes = {"L": 192}
+    plan = chunkc.autochunk(g, 0.3, sizes=sizes, selector=ShortestRegionFirst(), progress=False)
+    assert plan.estimated_peak_bytes <= plan.budget_bytes and plan.regions
+    default = chunkc.autochunk(g, 0.3, sizes=sizes, progress=False)
+    assert min(len(r.nodes) for r in plan.regions) <= min(len(r.nodes) for r in default.regions)
+    inputs = inputs_for(g, sizes)
+    for a, b in zip(interpret_plan(plan, *inputs), chunkc.interpret(g, *inputs)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_feasible_budgets_are_everything_above_the_floor(name):
+    """Monotone, and truthful: the floor an InfeasibleBudgetError reports is itself reachable,
+    and every budget above it gets a plan."""
+    build, sizes = MODELS[name]
+    g = build()
+    with pytest.raises(chunkc.InfeasibleBudgetError) as info:
+        chunkc.autochunk(g, 1, sizes=sizes, progress=False)  # one byte
+    floor = info.value.lowest_peak_bytes
+    unchunked = chunkc.estimate_memory(g, sizes=sizes).peak_bytes
+    for budget in sorted({floor, floor + 1, (floor + unchunked) // 2, unchunked - 1}):
+        plan = chunkc.autochunk(g, budget, sizes=sizes, progress=False)
+        assert plan.estimated_peak_bytes <= budget
+    with pytest.raises(chunkc.InfeasibleBudgetError):
+        chunkc.autochunk(g, floor - 1, sizes=sizes, progress=False)

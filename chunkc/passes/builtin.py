@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ..ir.graph import Graph
 from ..ir.verifier import verify
+from .autochunk import SearchKnobs
 from .manager import Pass, PassContext, register_pass
 
 
@@ -48,20 +50,23 @@ class EstimateMemory(Pass):
         return graph
 
 
+@dataclass(frozen=True)
+class _Budget:
+    budget: float = 0.5  # bytes, or a fraction of the unchunked peak
+
+
 @register_pass
 @dataclass(frozen=True)
-class AutoChunk(Pass):
-    """Choose chunk regions under ``budget`` (bytes, or a fraction of the unchunked peak)."""
+class AutoChunk(Pass, SearchKnobs, _Budget):
+    """Choose chunk regions under ``budget`` (bytes, or a fraction of the unchunked peak); the
+    other options are autochunk's (chunkc.passes.autochunk.SearchKnobs)."""
 
     name = "autochunk"
-    budget: float = 0.5
-    beam: int = 3
-    ends_window: int = 48
-    max_region_nodes: int = 320
+    progress: bool = False
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         from .autochunk import autochunk
-        plan = autochunk(graph, self.budget, sizes=ctx.sizes, beam=self.beam, ends_window=self.ends_window,
-                         max_region_nodes=self.max_region_nodes, progress=False)
+        knobs = {f.name: getattr(self, f.name) for f in dataclasses.fields(SearchKnobs)}
+        plan = autochunk(graph, self.budget, sizes=ctx.sizes, **knobs)
         ctx.plan = plan
         return plan.graph

@@ -247,11 +247,12 @@ class FloorSelector:
             for state in beam:
                 scored = []
                 for cand in space.candidates(state.peak_index, state.spans):
-                    peak = max(space.outside_peak(state, cand), space.memory(cand).peak(1))
-                    if peak < state.peak_bytes:
-                        scored.append((peak, space.overhead(cand, 1), len(scored), cand))
-                scored.sort(key=lambda t: t[:3])
-                children += [space.child(state, cand, 1, state.cost + cost) for _, cost, _, cand in
+                    inside = space.memory(cand).peak(1)
+                    peak = max(space.outside_peak(state, cand), inside)
+                    if inside < state.peak_bytes:  # it lowers this peak step (other steps may tie)
+                        scored.append((peak, inside, space.overhead(cand, 1), len(scored), cand))
+                scored.sort(key=lambda t: t[:4])
+                children += [space.child(state, cand, 1, state.cost + cost) for _, _, cost, _, cand in
                              scored[: self.per_state]]
             if not children:
                 break
