@@ -169,8 +169,8 @@ class ShortestRegionFirst:
     """A selection strategy of a researcher's: the reference implementation's rule, the
     region with the fewest nodes that fits, at the largest chunk that fits."""
 
-    def select(self, space, target, progress=None):
-        state = space.initial()
+    def select(self, space, target, progress=None, start=None):
+        state = start or space.initial()
         while state.peak_bytes > target:
             fits = [(len(c.loop), k, c, space.memory(c).largest_chunk(target))
                     for k, c in enumerate(space.candidates(state.peak_index, state.spans))]

@@ -31,25 +31,11 @@ from ..ir.graph import Graph
 from ..ir.source import describe
 from .cost import Machine
 from .memory import MemoryReport, estimate_memory
-from .plan import DEFAULT_BACKEND, Plan
+from .options import SearchKnobs
+from .plan import Plan
 from .remat import RematOptions, rematerialize
 from .reorder import apply_regions
 from .selection import BeamSelector, FloorSelector, SearchSpace, Selector, SpaceOptions, State
-
-
-@dataclass(frozen=True)
-class SearchKnobs:
-    """The options of ``autochunk`` that a pipeline can set (``autochunk{beam=8}``)."""
-
-    beam: int = 3  # partial plans kept per stage
-    per_state: int = 4  # children kept per partial plan
-    ends_window: int = 48  # region ends tried after the peak step
-    max_region_nodes: int = 320  # longest span walked
-    max_stages: int = 512
-    widen: int = 4  # when the beam finds nothing: search again this many times wider (1: never)
-    remat: bool = True  # recompute cheap, large values at their readers
-    backend: str = DEFAULT_BACKEND  # whose kernels the plan's memory is estimated for
-    progress: bool = True  # a progress bar for searches over a second (interactive terminals only)
 
 
 @dataclass(frozen=True)
@@ -94,15 +80,41 @@ class _Planner:
     """Plans one graph variant (rematerialized or not) against the budget."""
 
     def __init__(self, graph: Graph, sizes: dict[str, int], opts: AutochunkOptions, budget_bytes: int,
-                 unchunked: MemoryReport, notes: list[str], started: float, copies: Mapping[str, str] = {}):
+                 unchunked: MemoryReport, notes: list[str], started: float, copies: Mapping[str, str] = {},
+                 start_regions=(), rounds: int = 2):
         self.graph, self.sizes, self.opts, self.copies = graph, sizes, opts, copies
         self.budget_bytes, self.unchunked, self.notes, self.started = budget_bytes, unchunked, notes, started
         self.space = SearchSpace(graph, sizes, SpaceOptions(opts.ends_window, opts.max_region_nodes, opts.machine,
                                                              opts.backend))
+        self.start = self.space.state_of(start_regions) if start_regions else None
+        self.rounds = rounds
         self.widths: list[int] = []
         self.floor: _Floor | None = None
 
     def plan(self) -> Plan | None:
+        """A plan within the budget, or None (``self.floor`` then says how low it got).
+
+        When even the floor is above the budget, the floor's regions are applied (their
+        hoisted work now stands before each loop) and the search goes on from them in the
+        reordered schedule, where new regions can chunk that work too — the paper's
+        "repeat with the chunk applied"."""
+        plan, floor_state = self._plan_here()
+        if plan is not None or self.rounds <= 0 or not floor_state.chosen:
+            return plan
+        chosen = sorted(floor_state.chosen, key=lambda c: c[0].start)
+        if not any(cand.hoisted for cand, _ in chosen):
+            return None  # reordering would change nothing
+        graph, regions = apply_regions(self.graph, chosen, reuse=lambda cand: self.space.memory(cand).reuse)
+        deeper = _Planner(graph, self.sizes, self.opts, self.budget_bytes, self.unchunked, self.notes, self.started,
+                          self.copies, start_regions=regions, rounds=self.rounds - 1)
+        if deeper.start is None:
+            return None
+        plan = deeper.plan()
+        if deeper.floor is not None and deeper.floor.peak_bytes < self.floor.peak_bytes:
+            self.floor, self.widths = deeper.floor, deeper.widths
+        return plan
+
+    def _plan_here(self) -> tuple[Plan | None, State]:
         opts = self.opts
         selectors: list[Selector] = [opts.selector] if opts.selector is not None else \
             [BeamSelector(opts.beam, opts.per_state, opts.max_stages)]
@@ -112,21 +124,34 @@ class _Planner:
             self.widths.append(getattr(selector, "beam", 0))
             plan = self._verified(selector)
             if plan is not None:
-                return plan
-        # the floor: the lowest peak the regions reach, whatever the cost
-        floor_state = FloorSelector(opts.beam * max(opts.widen, 1), opts.per_state * max(opts.widen, 1),
-                                    opts.max_stages).floor(self.space)
+                return plan, self.space.initial()
+        # the floor: the lowest peak the regions reach, whatever the cost; then the beam tries to
+        # go below it (its cost-ranked stages sometimes find spans the floor search passes by)
+        wide = max(opts.widen, 1)
+        floor_state = FloorSelector(opts.beam * wide, opts.per_state * wide, opts.max_stages).floor(
+            self.space, start=self.start)
+        beam = BeamSelector(opts.beam * wide, opts.per_state * wide, opts.max_stages)
+        low = 0
+        for _ in range(8):  # bisection: the beam at a target between what failed and the floor
+            target = (low + floor_state.peak_bytes) // 2
+            lower = beam.select(self.space, target, start=self.start)
+            if lower is None:
+                low = target
+            elif lower.peak_bytes < floor_state.peak_bytes:
+                floor_state = lower
+            if floor_state.peak_bytes - low <= floor_state.peak_bytes // 64:
+                break
         floor_plan, report = self._build(floor_state)
         node = floor_plan.graph.node(report.peak_node)
         where = describe(node) + (" (recomputed at its reader)" if node.name in self.copies else "")
         self.floor = _Floor(report.peak_bytes, self.copies.get(node.name, node.name), where)
         if report.peak_bytes > self.budget_bytes:
-            return None
+            return None, floor_state
         relaxed = self.space.relaxed(floor_state, self.budget_bytes)
         plan, report_relaxed = self._build(relaxed)
         if report_relaxed.peak_bytes <= self.budget_bytes:
-            return self._finish(plan, relaxed, self.budget_bytes)
-        return self._finish(floor_plan, floor_state, self.budget_bytes)
+            return self._finish(plan, relaxed, self.budget_bytes), relaxed
+        return self._finish(floor_plan, floor_state, self.budget_bytes), floor_state
 
     def _verified(self, selector: Selector) -> Plan | None:
         """The selector's plan, re-checked with the full estimator; when the fast model was
@@ -135,7 +160,7 @@ class _Planner:
         for _ in range(4):
             bar = _progress(self.opts.progress, self.space.during, target)
             try:
-                state = selector.select(self.space, target, bar.update if bar is not None else None)
+                state = selector.select(self.space, target, bar.update if bar is not None else None, self.start)
             finally:
                 if bar is not None:
                     bar.close()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..ir.graph import Graph
 from ..ir.verifier import verify
-from .autochunk import SearchKnobs
+from .options import SearchKnobs
 from .manager import Pass, PassContext, register_pass
 
 

@@ -54,8 +54,17 @@ class ValueFacts:
         self.symbolic = bool(graph.symbols())
         self._index = index
         self._born = None
+        self._sharers: dict[Value, list[Value]] | None = None
         self._out_bytes = None
         self._ws_cache: dict = {}
+
+    def sharers(self, owner: Value) -> list[Value]:
+        """The values whose storage is ``owner``'s (itself and its views)."""
+        if self._sharers is None:
+            self._sharers = {}
+            for v, o in self.owner.items():
+                self._sharers.setdefault(o, []).append(v)
+        return self._sharers.get(owner, [owner])
 
     def live_before(self, step: int) -> list[Value]:
         """Storages produced before ``step`` and still live when it starts."""
@@ -160,6 +169,34 @@ def reusable(facts: ValueFacts, index: GraphIndex, cand: Candidate) -> tuple[tup
     return tuple(pairs)
 
 
+def _hoisted_deaths(facts: ValueFacts, index: GraphIndex, cand: Candidate) -> dict[int, list[Value]]:
+    """For each hoisted node, the storages whose last reader it is once the span is reordered
+    (hoisted nodes first, then the loop): read by no loop node and by nothing after the span."""
+    if not cand.hoisted:
+        return {}
+    hoisted = set(cand.hoisted)
+    last: dict[Value, int] = {}  # storage -> its last hoisted reader; -1: kept (loop or later reads)
+    for i in cand.hoisted:
+        for v in facts.graph.nodes[i].inputs:
+            o = facts.owner[v]
+            if o.producer is None or not facts.nbytes[o]:
+                continue
+            if last.get(o) == -1:
+                continue
+            last[o] = -1 if facts.death[o] > cand.end or any(
+                r not in hoisted and cand.start <= r <= cand.end for r, _ in _storage_uses(facts, index, o)) else i
+    out: dict[int, list[Value]] = {}
+    for o, i in last.items():
+        if i >= 0:
+            out.setdefault(i, []).append(o)
+    return out
+
+
+def _storage_uses(facts: ValueFacts, index: GraphIndex, owner: Value) -> list[tuple[int, int]]:
+    """Uses of every value that shares ``owner``'s storage."""
+    return [u for v in facts.sharers(owner) for u in index.uses[v]]
+
+
 def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before: list[int]) -> RegionMemory:
     """The affine peak model of ``cand`` given the live bytes before its span."""
     graph = facts.graph
@@ -168,10 +205,14 @@ def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before:
     reused = {o for o, _ in reuse}
     running = before[cand.start]
     fixed_peak = running
+    # the hoisted phase: each hoisted node in turn; a storage whose last reader is a hoisted
+    # node (none in the loop, none after the span) is freed after it, the rest stay
+    last_hoisted = _hoisted_deaths(facts, index, cand)
     for i in cand.hoisted:
         out = facts.out_bytes(i)
         fixed_peak = max(fixed_peak, running + out + facts.workspace[i])
-        running += out  # hoisted values are read by the loop: live until it ends
+        running += out
+        running -= sum(facts.nbytes[o] for o in last_hoisted.get(i, ()))
     # output buffers are fresh, even for views, unless they take a dying input's storage
     running += sum(v.type.nbytes(facts.sizes) for v in cand.outputs if v not in reused)
     fixed_peak = max(fixed_peak, running)

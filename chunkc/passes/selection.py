@@ -85,6 +85,26 @@ class SearchSpace:
         """No region chosen: the unchunked schedule."""
         return State([], np.array(self.during, dtype=np.int64), [])
 
+    def state_of(self, regions) -> State | None:
+        """The state made of ``regions`` (ChunkRegions over this graph, their loops contiguous),
+        or None when one of them is not a region this space knows."""
+        position = {n.name: i for i, n in enumerate(self.graph.nodes)}
+        state = self.initial()
+        for region in regions:
+            end = position[region.nodes[-1]]
+            out = self.graph.nodes[end].outputs[0]
+            c = region.axis_of(out.name)
+            if c is None:
+                return None
+            match = next((cand for cand in self._walk(end, c.axis)
+                          if tuple(self.graph.nodes[i].name for i in cand.loop) == tuple(region.nodes)
+                          and not cand.hoisted), None)
+            if match is None:
+                return None
+            chunk = evaluate(region.chunk_size, self.sizes)
+            state = self.child(state, match, chunk, state.cost + self.overhead(match, chunk))
+        return state
+
     def candidates(self, p: int, spans: list[tuple[int, int]]) -> Iterator[Candidate]:
         """Legal regions whose loop runs step ``p`` and that overlap no chosen span."""
         k = bisect.bisect(spans, (p, len(self.graph.nodes)))
@@ -188,8 +208,10 @@ Progress = Callable[[int], None]  # told the best peak so far, after each stage
 class Selector(Protocol):
     """A selection strategy."""
 
-    def select(self, space: SearchSpace, target: int, progress: Progress | None = None) -> State | None:
-        """A state whose peak is at most ``target``, or None."""
+    def select(self, space: SearchSpace, target: int, progress: Progress | None = None,
+               start: State | None = None) -> State | None:
+        """A state whose peak is at most ``target`` (extending ``start``, by default the
+        unchunked schedule), or None."""
 
 
 @dataclass(frozen=True)
@@ -200,8 +222,9 @@ class BeamSelector:
     per_state: int = 4  # children kept per partial plan
     max_stages: int = 512
 
-    def select(self, space: SearchSpace, target: int, progress: Progress | None = None) -> State | None:
-        beam = [space.initial()]
+    def select(self, space: SearchSpace, target: int, progress: Progress | None = None,
+               start: State | None = None) -> State | None:
+        beam = [start or space.initial()]
         for _ in range(self.max_stages):
             done = [s for s in beam if s.peak_bytes <= target]
             if done:
@@ -239,8 +262,8 @@ class FloorSelector:
     per_state: int = 4
     max_stages: int = 512
 
-    def floor(self, space: SearchSpace, progress: Progress | None = None) -> State:
-        best = space.initial()
+    def floor(self, space: SearchSpace, progress: Progress | None = None, start: State | None = None) -> State:
+        best = start or space.initial()
         beam = [best]
         for _ in range(self.max_stages):
             children = []
@@ -264,8 +287,9 @@ class FloorSelector:
                 progress(best.peak_bytes)
         return best
 
-    def select(self, space: SearchSpace, target: int, progress: Progress | None = None) -> State | None:
-        floor = self.floor(space, progress)
+    def select(self, space: SearchSpace, target: int, progress: Progress | None = None,
+               start: State | None = None) -> State | None:
+        floor = self.floor(space, progress, start)
         return space.relaxed(floor, target) if floor.peak_bytes <= target else None
 
 
