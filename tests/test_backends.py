@@ -338,6 +338,10 @@ def test_multi_output_op_with_an_unused_output_compiles(kind, backend):
     g = _unused_output_graph(kind)
     multi = next(n for n in g.nodes if len(n.outputs) == 2)
     plan = chunkc.autochunk(g, 0.3, sizes={"L": 256}, backend=backend)
+    if kind.startswith("split") and not any(n.op.name == "split" for n in plan.graph.nodes):
+        # the split of the projection was folded into it (chunkc.passes.fold_split): the unused
+        # part is not computed at all; the unfolded graph must still compile with a plan
+        plan = chunkc.autochunk(g, 0.3, sizes={"L": 256}, backend=backend, remat=False, rewrite=False)
     assert any(multi.name in r.nodes for r in plan.regions)  # the op runs chunk by chunk
     x = np.random.default_rng(1).standard_normal((300, 16)).astype(np.float32)
     (want,) = chunkc.interpret(g, x)

@@ -107,7 +107,7 @@ def test_24_layer_report_names_modules_for_every_region(gpt2_24_plan):
     regions = report.split("# region ")[1:]
     assert len(regions) == len(gpt2_24_plan.regions) >= 2
     for text in regions:
-        assert re.search(r"#   in the model: model\.h\.\d+\.\w+ → model\.[\w.]+ \(\d+ modules\); modeling_gpt2\.py:\d+", text)
+        assert re.search(r"#   in the model: model\.h\.\d+\.[\w.]+ → model\.[\w.]+ \(\d+ modules\); modeling_gpt2\.py:\d+", text)
 
 
 def test_24_layer_budget_error_names_module_and_line(gpt2_24):

@@ -35,6 +35,8 @@ from .options import SearchKnobs
 from .plan import Plan
 from .remat import RematOptions, rematerialize
 from .reorder import apply_regions
+from .fold_split import fold_splits
+from .schedule import whole_inputs_first
 from .selection import BeamSelector, FloorSelector, SearchSpace, Selector, SpaceOptions, State
 
 
@@ -132,14 +134,14 @@ class _Planner:
             self.space, start=self.start)
         beam = BeamSelector(opts.beam * wide, opts.per_state * wide, opts.max_stages)
         low = 0
-        for _ in range(8):  # bisection: the beam at a target between what failed and the floor
+        for _ in range(10):  # bisection: the beam at a target between what failed and the floor
             target = (low + floor_state.peak_bytes) // 2
             lower = beam.select(self.space, target, start=self.start)
             if lower is None:
                 low = target
             elif lower.peak_bytes < floor_state.peak_bytes:
                 floor_state = lower
-            if floor_state.peak_bytes - low <= floor_state.peak_bytes // 64:
+            if floor_state.peak_bytes - low <= floor_state.peak_bytes // 256:
                 break
         floor_plan, report = self._build(floor_state)
         node = floor_plan.graph.node(report.peak_node)
@@ -253,12 +255,17 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
                     estimated_peak_bytes=unchunked.peak_bytes, unchunked_peak_bytes=unchunked.peak_bytes)
         plan.notes.append("the unchunked graph already meets the budget")
         return plan
-    variants: list[tuple[Graph, list[str], Mapping[str, str]]] = []
+    # the graph searched first: cheap large values rematerialized, fused projections split,
+    # wholly-read work scheduled first; the user's graph as it is when that finds no plan
+    first, notes, copies = graph, [], {}
     if opts.remat:
         remat = rematerialize(graph, sizes, unchunked.peak_bytes, opts.remat_options)
-        if remat.graph is not graph:
-            variants.append((remat.graph, remat.describe(), remat.copies))
-    variants.append((graph, [], {}))
+        first, notes, copies = remat.graph, remat.describe(), remat.copies
+    if opts.rewrite:
+        first = whole_inputs_first(fold_splits(first))
+    variants: list[tuple[Graph, list[str], Mapping[str, str]]] = [(first, notes, copies)]
+    if first is not graph:
+        variants.append((graph, [], {}))
     planners = []
     for variant, notes, copies in variants:
         planner = _Planner(variant, sizes, opts, budget_bytes, unchunked, notes, started, copies)

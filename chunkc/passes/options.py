@@ -19,6 +19,7 @@ class SearchKnobs:
     max_stages: int = 512
     widen: int = 4  # when the beam finds nothing: search again this many times wider (1: never)
     remat: bool = True  # recompute cheap, large values at their readers
+    rewrite: bool = True  # fold splits of fused projections, schedule wholly-read work first
     backend: str = DEFAULT_BACKEND  # whose kernels the plan's memory is estimated for
     progress: bool = True  # a progress bar for searches over a second (interactive terminals only)
 

@@ -9,7 +9,9 @@ layer to the last — often the one thing the chunk search cannot cut.
 This pass finds every *rematerializable* node: its op is cheap (at most
 ``max_flops_per_element`` FLOPs per output element, and its record allows
 recomputation), its output is large (at least ``min_fraction`` of the
-unchunked peak), and each input is small or itself rematerializable.  Every
+unchunked peak), and each input is small, itself rematerializable, or held
+anyway until the output's last reader (the residual stream a normalization
+reads: recomputing the norm at each projection holds nothing more).  Every
 reader of such a value outside that set gets its own copy of the chain that
 computes it, placed right before the reader; the originals then have no
 readers and are dropped.  The value now lives only around each reader — and
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from ..ir.graph import Graph, Node, Value
+from ..ir.liveness import last_use
 from ..ir.sizes import evaluate
 
 
@@ -51,6 +54,7 @@ def rematerializable(graph: Graph, sizes: Mapping[str, int], peak_bytes: int,
                      options: RematOptions = RematOptions()) -> set[Node]:
     """The nodes whose outputs are large, cheap to compute, and made from small values."""
     threshold = max(int(peak_bytes * options.min_fraction), 1)
+    last = last_use(graph)
     out: set[Node] = set()
     for node in graph.nodes:
         if not node.op.recompute or not node.outputs:
@@ -61,7 +65,10 @@ def rematerializable(graph: Graph, sizes: Mapping[str, int], peak_bytes: int,
         elements = sum(evaluate(o.type.numel(), sizes) for o in node.outputs)
         if evaluate(node.flops(), sizes) > options.max_flops_per_element * max(elements, 1):
             continue
-        if all(v.producer in out or v.type.nbytes(sizes) < threshold for v in node.inputs):
+        # each input is small, rematerializable itself, or held anyway until the output's
+        # last reader (a normalization of the residual stream, which the residual add reads later)
+        done = max(last[o] for o in node.outputs)
+        if all(v.producer in out or v.type.nbytes(sizes) < threshold or last[v] >= done for v in node.inputs):
             out.add(node)
     return out
 
