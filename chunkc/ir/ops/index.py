@@ -57,7 +57,7 @@ def _take_elements(fs, attrs, ins, outs):
     return sympy.Piecewise((read(picked + x.shape[axis]), negative), (read(picked), True))
 
 
-register(OpDef(name="take", infer=_take_infer, dims=_take_dims, num_inputs=(2, 2), attrs={"axis": 0}, torch=_take_torch,
+register(OpDef(name="take", saves=(1,), infer=_take_infer, dims=_take_dims, num_inputs=(2, 2), attrs={"axis": 0}, torch=_take_torch,
                elements=_take_elements,
                reference=lambda xp, x, indices, axis: xp.take(x, indices, axis=axis), flops=lambda *a: 0,
                doc="take(x, indices, axis=0): x's `axis` replaced by the indices' axes (negative indices count "
@@ -107,7 +107,7 @@ def _gather_torch(ctx: LoweringContext) -> str:
     return f"torch.gather({ctx.arg(0)}, {ctx.attr('axis')}, {index})"
 
 
-register(OpDef(name="gather", infer=_gather_infer, dims=_gather_dims, reference=_gather_ref, num_inputs=(2, 2),
+register(OpDef(name="gather", saves=(1,), infer=_gather_infer, dims=_gather_dims, reference=_gather_ref, num_inputs=(2, 2),
                attrs={"axis": REQUIRED}, flops=lambda *a: 0, torch=_gather_torch,
                doc="gather(x, index, axis): out[i][j] = x[index[i][j]][j] along `axis` (torch.gather); "
                    "index has x's rank and is no larger off `axis`. Carries: `axis` from index; "
@@ -129,7 +129,7 @@ def _embedding_dims(ins, attrs, outs) -> DimRecord:
     return (tuple(carry_from(AxisSource(1, k)) for k in range(ids.rank)) + (carry_from(AxisSource(0, 1)),),)
 
 
-register(OpDef(name="embedding", infer=_embedding_infer, dims=_embedding_dims, num_inputs=(2, 2),
+register(OpDef(name="embedding", saves=(1,), infer=_embedding_infer, dims=_embedding_dims, num_inputs=(2, 2),
                torch="F.embedding({1}, {0})",
                reference=lambda xp, weight, ids: xp.take(weight, ids, axis=0), flops=lambda *a: 0,
                doc="embedding(weight[V, D], ids) -> [*ids.shape, D] (= take(weight, ids, axis=0)). "

@@ -57,7 +57,7 @@ def contraction(fn: str) -> LoweringFn:
 
 
 register(OpDef(name="matmul", infer=_matmul_infer, dims=_matmul_dims, flops=_matmul_flops,
-               reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2), torch=contraction("torch.matmul"),
+               reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2), torch=contraction("torch.matmul"), saves=("cross",),
                doc="matmul(a, b): NumPy matmul semantics, batch axes broadcast. "
                    "Carries: batch axes (from the inputs not broadcast), rows from a, columns from b."))
 
@@ -70,7 +70,7 @@ def _bmm_infer(ins, attrs):
 
 
 register(OpDef(name="bmm", infer=_bmm_infer, dims=_matmul_dims, flops=_matmul_flops,
-               reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2), torch=contraction("torch.bmm"),
+               reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2), torch=contraction("torch.bmm"), saves=("cross",),
                doc="bmm(a[B,M,K], b[B,K,N]) -> [B,M,N]. Carries: B from a and b, M from a, N from b."))
 
 
@@ -102,7 +102,7 @@ def _linear_ref(xp, x, w, b=None):
 
 
 register(OpDef(name="linear", infer=_linear_infer, dims=_linear_dims, reference=_linear_ref, num_inputs=(2, 3),
-               torch=contraction("F.linear"),
+               torch=contraction("F.linear"), saves=("cross",),
                flops=lambda ins, a, outs: 2 * outs[0].numel() * ins[0].shape[-1],
                doc="linear(x[..., K], w[N, K], b[N]?) -> x @ w.T + b (PyTorch's layout). "
                    "Carries: the leading axes of x; N from w (and b)."))
@@ -149,7 +149,7 @@ def _addmm_torch(ctx: LoweringContext) -> str:
 
 
 register(OpDef(name="addmm", infer=_addmm_infer, dims=_addmm_dims, reference=_addmm_ref, num_inputs=(3, 3),
-               attrs={"beta": 1.0, "alpha": 1.0}, workspace=_addmm_workspace, torch=_addmm_torch,
+               attrs={"beta": 1.0, "alpha": 1.0}, workspace=_addmm_workspace, torch=_addmm_torch, saves=(1, 2),
                flops=lambda ins, a, outs: 2 * outs[0].numel() * ins[1].shape[1],
                doc="addmm(bias, a[M,K], b[K,N]) -> beta*bias + alpha*(a @ b). "
                    "Carries: M from a, N from b (and bias where it is not broadcast)."))
@@ -254,7 +254,7 @@ def _einsum_flops(ins, attrs, outs) -> Size:
 register(OpDef(name="einsum", infer=_einsum_infer, dims=_einsum_dims, flops=_einsum_flops,
                reference=_einsum_ref, workspace=_einsum_workspace,
                torch=lambda ctx: f"torch.einsum({ctx.attr('equation')}, {', '.join(all_operands(ctx, strict=True))})",
-               num_inputs=(1, None), attrs={"equation": REQUIRED},
+               num_inputs=(1, None), attrs={"equation": REQUIRED}, saves=("cross",),
                doc="einsum(*xs, equation='bqd,bkd->bqk'): explicit output, no ellipsis. "
                    "Carries: each output letter from the operands that hold it (not broadcast, not repeated)."))
 
