@@ -38,21 +38,24 @@ from typing import Any, Callable, Iterable
 DEVICES = ("numpy", "cpu", "cuda", "cupy")
 
 
-def measure_peak(fn: Callable, *args, device: str | None = None, weights: Iterable[Any] = ()) -> int:
+def measure_peak(fn: Callable, *args, device: str | None = None, weights: Iterable[Any] = (),
+                 grad: bool = False) -> int:
     """Bytes allocated at the peak of one call ``fn(*args)`` above what existed before it.
 
     ``device`` is ``"numpy"``, ``"cpu"`` (PyTorch), ``"cuda"`` or ``"cupy"``; by
     default it is read from the arrays in ``args`` and, for a ``torch.nn.Module``,
     its parameters.  ``weights``: more tensors whose storages are not activation
     memory (PyTorch CPU only: the other methods count allocations, not storages).
+    ``grad`` (PyTorch): run with autograd on rather than under ``no_grad``, to measure a
+    training step (``fn`` runs forward and backward; see :func:`measure_step`).
     """
     device = device or detect_device(fn, args)
     if device == "numpy":
         return _measure_numpy(fn, args)
     if device == "cpu":
-        return _measure_torch_cpu(fn, args, weights)
+        return _measure_torch_cpu(fn, args, weights, grad)
     if device == "cuda":
-        return _measure_cuda(fn, args)
+        return _measure_cuda(fn, args, grad)
     if device == "cupy":
         return _measure_cupy(fn, args)
     raise ValueError(f"measure_peak: unknown device {device!r}; use one of {', '.join(DEVICES)}")
@@ -209,13 +212,20 @@ def _weights_of(fn, extra: Iterable[Any]) -> list:
     return found
 
 
-def _measure_torch_cpu(fn: Callable, args: tuple, weights: Iterable[Any]) -> int:
+def _grad_mode(grad: bool):
+    import torch
+    return torch.enable_grad() if grad else torch.no_grad()
+
+
+def _measure_torch_cpu(fn: Callable, args: tuple, weights: Iterable[Any], grad: bool = False) -> int:
     import torch
     tracker = StorageTracker()
     tracker.seed(_leaves(args))
-    tracker.seed(_weights_of(fn, weights))
+    weights = _weights_of(fn, weights)
+    tracker.seed(weights)
+    tracker.seed(w.grad for w in weights if isinstance(w, torch.Tensor) and w.grad is not None)
     try:
-        with _quiet_gc(), torch.no_grad(), _tracking_mode(tracker):
+        with _quiet_gc(), _grad_mode(grad), _tracking_mode(tracker):
             result = fn(*args)
             del result
     finally:
@@ -223,12 +233,50 @@ def _measure_torch_cpu(fn: Callable, args: tuple, weights: Iterable[Any]) -> int
     return tracker.peak
 
 
+# -- a training step ---------------------------------------------------------------------------
+
+
+def measure_step(module, *args, grad_outputs=None, device: str | None = None) -> int:
+    """Bytes allocated at the peak of one training step of ``module`` on ``args``: the forward,
+    then the backward from ``grad_outputs`` (one per output; by default seeded random
+    tensors), with every parameter and floating-point input differentiated.
+
+    Gradient buffers exist before the step, as they do from the second step of a training
+    loop on (``zero_grad(set_to_none=False)``): like the weights and inputs they are not
+    counted, and the step's gradients accumulate into them.  Outputs, what autograd saves
+    and the backward's temporaries are counted (PyTorch only: CPU or CUDA).
+    """
+    import torch
+    inputs = tuple(a.detach().clone().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point()
+                   else a for a in args)
+    params = [p for p in module.parameters() if p.requires_grad]
+    for t in params + [a for a in inputs if isinstance(a, torch.Tensor) and a.requires_grad]:
+        t.grad = torch.zeros_like(t)
+    if grad_outputs is None:
+        with torch.no_grad():
+            outs = module(*inputs)
+        outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+        g = torch.Generator(device=outs[0].device).manual_seed(0)
+        grad_outputs = tuple(torch.randn(o.shape, dtype=o.dtype, device=o.device, generator=g) for o in outs)
+        del outs
+
+    def step(*call_args):
+        outs = module(*call_args)
+        outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+        torch.autograd.backward(tuple(outs), tuple(grad_outputs))
+
+    extra = list(grad_outputs) + [t.grad for t in params] + [a.grad for a in inputs if isinstance(a, torch.Tensor)
+                                                            and a.grad is not None]
+    return measure_peak(step, *inputs, device=device or detect_device(module, inputs), weights=params + extra,
+                        grad=True)
+
+
 # -- CUDA and CuPy -------------------------------------------------------------------------------
 
 
-def _measure_cuda(fn: Callable, args: tuple) -> int:
+def _measure_cuda(fn: Callable, args: tuple, grad: bool = False) -> int:
     import torch
-    with _quiet_gc(), torch.no_grad():
+    with _quiet_gc(), _grad_mode(grad):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
@@ -278,4 +326,4 @@ def _measure_cupy(fn: Callable, args: tuple) -> int:
     return hook.peak
 
 
-__all__ = ["measure_peak", "detect_device", "StorageTracker", "PoolCounter", "DEVICES"]
+__all__ = ["measure_peak", "measure_step", "detect_device", "StorageTracker", "PoolCounter", "DEVICES"]
