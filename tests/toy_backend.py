@@ -13,6 +13,7 @@ from chunkc.backends import Backend
 from chunkc.backends.array_backend import ArrayDialect
 from chunkc.backends.codegen import GeneratedFunction, generate
 from chunkc.backends.registry import reference_workspace
+from chunkc.ir.layout import numpy_layout
 from chunkc.backends.runtime import load_source
 
 
@@ -64,4 +65,5 @@ def compile_trace(graph, plan=None, log=None):
 TRACE = Backend(
     "trace", emit_trace_source, compile_trace,
     workspace=reference_workspace,  # its kernels are the references: they allocate their declared workspace
+    layout=numpy_layout,  # and lay out elementwise results as NumPy does
     options=("log",), description="the NumPy references, logging each op they run")

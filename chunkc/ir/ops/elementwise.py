@@ -48,6 +48,7 @@ def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, do
             return base(ins, attrs)
     return register(OpDef(
         name=name, infer=infer, dims=_bcast_dims, reference=fn, attrs=attrs or {}, workspace=workspace, torch=torch,
+        keeps_layout=True,
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(x).") + CARRIES,
     ))
 
@@ -277,6 +278,7 @@ def binary(name: str, fn, bool_out: bool = False, flops: int = 1, doc: str = "",
            torch: TorchLowering | None = None) -> OpDef:
     return register(OpDef(
         name=name, infer=_binary_infer(name, bool_out, float_only), dims=_bcast_dims, reference=fn, num_inputs=(2, 2),
+        keeps_layout=True,
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(a, b).") + CARRIES, torch=torch,
     ))
 
@@ -376,7 +378,7 @@ def _where_torch(ctx: LoweringContext) -> str:
 
 
 register(OpDef(name="where", infer=_where_infer, dims=_bcast_dims, reference=_where_ref, num_inputs=(3, 3),
-               torch=_where_torch, doc="where(cond, a, b): a where cond holds, else b; all three broadcast." + CARRIES))
+               torch=_where_torch, keeps_layout=True, doc="where(cond, a, b): a where cond holds, else b; all three broadcast." + CARRIES))
 
 
 def _masked_fill_infer(ins, attrs):
@@ -396,7 +398,7 @@ def _masked_fill_ref(xp, x, mask, value):
 
 
 register(OpDef(name="masked_fill", infer=_masked_fill_infer, dims=_bcast_dims, reference=_masked_fill_ref,
-               num_inputs=(2, 2), attrs={"value": REQUIRED}, torch="{0}.masked_fill({1}, {value})",
+               num_inputs=(2, 2), attrs={"value": REQUIRED}, torch="{0}.masked_fill({1}, {value})", keeps_layout=True,
                doc="masked_fill(x, mask, value=v): v where mask holds, else x." + CARRIES))
 
 
@@ -420,7 +422,7 @@ def _cast_torch(ctx: LoweringContext) -> str:
 
 
 register(OpDef(name="cast", infer=_cast_infer, dims=_bcast_dims, reference=_cast_ref, attrs={"dtype": REQUIRED},
-               torch=_cast_torch, flops=lambda *a: 0,
+               torch=_cast_torch, flops=lambda *a: 0, keeps_layout=True,
                doc="cast(x, dtype=f16): convert the element type (a fresh array)." + CARRIES))
 
 
@@ -443,4 +445,5 @@ def _clamp_torch(ctx: LoweringContext) -> str:
 
 
 register(OpDef(name="clamp", infer=_clamp_infer, dims=_bcast_dims, reference=_clamp_ref, torch=_clamp_torch,
+               keeps_layout=True,
                attrs={"min": None, "max": None}, doc="clamp(x, min=, max=): clip to a range." + CARRIES))
