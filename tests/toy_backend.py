@@ -36,8 +36,9 @@ class TraceDialect(ArrayDialect):
 
 def program_source(fn: GeneratedFunction) -> str:
     """A module defining ``Program(weights, log)``, whose call runs the generated body."""
-    lines = ["from chunkc.backends.runtime import references as ref", "", "",
-             "class Program:",
+    lines = ["from chunkc.backends.runtime import references as ref", ""]
+    lines += fn.helpers  # module-level statements the code asked for (run-time chunk-size functions...)
+    lines += ["", "class Program:",
              "    def __init__(self, xp, weights, log):",
              "        self.xp, self.log = xp, log"]
     lines += [f"        self.{attr} = weights[{attr!r}]" for attr, _ in fn.constants]
