@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import ChunkcError
 from ..ir.graph import Graph
 from ..ir.verifier import verify
 from .manager import Pass, PassContext, register_pass
@@ -54,14 +55,22 @@ class AutoChunk(Pass):
     """Choose chunk regions under ``budget`` (bytes, or a fraction of the unchunked peak)."""
 
     name = "autochunk"
-    budget: float = 0.5
+    budget: str | float | int = 0.5  # 30%, 0.3, 64MiB, 1.5GB or a number (chunkc.passes.budget_text)
     beam: int = 3
     ends_window: int = 48
     max_region_nodes: int = 320
 
+    def __post_init__(self):
+        from .budget_text import parse_budget
+        try:
+            parse_budget(self.budget)
+        except ChunkcError as exc:
+            raise ChunkcError(f"pass autochunk: {exc}") from None
+
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         from .autochunk import autochunk
-        plan = autochunk(graph, self.budget, sizes=ctx.sizes, beam=self.beam, ends_window=self.ends_window,
-                         max_region_nodes=self.max_region_nodes, progress=False)
+        from .budget_text import parse_budget
+        plan = autochunk(graph, parse_budget(self.budget), sizes=ctx.sizes, beam=self.beam,
+                         ends_window=self.ends_window, max_region_nodes=self.max_region_nodes, progress=False)
         ctx.plan = plan
         return plan.graph
