@@ -14,6 +14,7 @@ the returned plan's estimated peak is never above the budget.
 from __future__ import annotations
 
 import bisect
+import sys
 import time
 from dataclasses import dataclass
 from typing import Mapping
@@ -239,7 +240,10 @@ class _Progress:
 
 
 def _progress(enabled: bool, during: list[int], target: int):
-    if not enabled:
+    """The bar, shown after a second, and only on an interactive terminal: never in a log,
+    a pipe or a notebook's captured stream."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    if not enabled or not (callable(isatty) and isatty()):
         return None
     try:
         return _Progress(max(during), target)
