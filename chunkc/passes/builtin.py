@@ -60,17 +60,16 @@ class AutoChunk(Pass):
     ends_window: int = 48
     max_region_nodes: int = 320
 
-    def __post_init__(self):
+    def __post_init__(self):  # the text read once, here: a fraction (float) or bytes (int) from then on
         from .budget_text import parse_budget
         try:
-            parse_budget(self.budget)
+            object.__setattr__(self, "budget", parse_budget(self.budget))
         except ChunkcError as exc:
             raise ChunkcError(f"pass autochunk: {exc}") from None
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         from .autochunk import autochunk
-        from .budget_text import parse_budget
-        plan = autochunk(graph, parse_budget(self.budget), sizes=ctx.sizes, beam=self.beam,
+        plan = autochunk(graph, self.budget, sizes=ctx.sizes, beam=self.beam,
                          ends_window=self.ends_window, max_region_nodes=self.max_region_nodes, progress=False)
         ctx.plan = plan
         return plan.graph
