@@ -6,7 +6,7 @@
     python -m benchmarks --list
 
 Sections (in the doc's order): memory-speed, max-length, expert-chunking, fused-attention,
-compile-speed (this suite's), backend-speed and memory-accuracy (written by
+compile-speed, eager-parity (this suite's), backend-speed and memory-accuracy (written by
 benchmarks.backend_speed and benchmarks.memory_accuracy, which this driver runs).
 """
 
@@ -30,6 +30,7 @@ OWN = {
     "expert-chunking": "benchmarks.expert_chunking",
     "fused-attention": "benchmarks.fused_attention",
     "compile-speed": "benchmarks.compile_speed",
+    "eager-parity": "benchmarks.eager_parity",
 }
 # section name -> module with main(argv) that writes its own section
 DELEGATED = {

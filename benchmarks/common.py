@@ -33,7 +33,7 @@ IMG = ROOT / "docs" / "img"
 # Sections in the order they appear in the doc.  The last two are written by their own
 # modules (benchmarks.backend_speed, benchmarks.memory_accuracy); this suite only runs them.
 SECTION_ORDER = ("memory-speed", "max-length", "expert-chunking", "fused-attention", "compile-speed",
-                 "backend-speed", "memory-accuracy")
+                 "eager-parity", "backend-speed", "memory-accuracy")
 
 
 # --------------------------------------------------------------------------- settings
@@ -328,7 +328,8 @@ markers and says which command produced it, when (UTC) and on what machine.
 | [max-length](#breaking-the-memory-wall) | the longest input that fits a fixed activation budget, unchunked against chunkc |
 | [expert-chunking](#against-expert-chunking) | the Evoformer chunked by hand the way OpenFold does it, against chunkc at the same memory |
 | [fused-attention](#with-fused-attention) | models using `scaled_dot_product_attention`: how much more chunkc removes |
-| [compile-speed](#compiler-speed) | search time against the number of GPT-2 layers (1 to 48) |
+| [compile-speed](#compiler-speed) | search time against the number of GPT-2 layers (1 to 48); import time against torch.export |
+| [eager-parity](#the-generated-program-against-eager-pytorch) | the unchunked generated program against eager PyTorch on every zoo model, and the lowering choices behind it |
 | [backend-speed](#speed-of-the-generated-pytorch-code-cpu) | the generated PyTorch program against eager PyTorch |
 | [memory-accuracy](#memory-estimate-vs-measured-peak) | the memory estimate against the measured peak |
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import re
+
 import chunkc
+from chunkc import ops as O
+from chunkc.passes.plan import Plan
 from chunkc.passes.chunked_reference import interpret_plan
 from chunkc.passes.report import plan_report
 
@@ -30,7 +34,7 @@ def test_plan_meets_budget_or_raises(name, fraction):
     except chunkc.InfeasibleBudgetError as exc:
         assert exc.lowest_peak_bytes > budget
         assert exc.peak_node in {n.name for n in g.nodes}
-        assert "lowest peak reachable" in str(exc)
+        assert "lowest peak the search reaches" in str(exc)
         return
     assert plan.budget_bytes == budget
     # the guarantee: checked by the full estimator, independently of the search's fast model
@@ -89,3 +93,119 @@ def test_missing_sizes_are_named():
 def test_bad_budget_is_refused():
     with pytest.raises(chunkc.ChunkcError, match="budget"):
         chunkc.autochunk(mlp(), -3, sizes={"B": 1, "L": 8})
+
+
+# -- region outputs written in place over dying inputs ------------------------------------------------
+
+
+def _residual_stack(layers=2, L="L", D=32, F=128):
+    """Pre-LN blocks x = x + mlp(ln(x)): each block's output can take its input's storage."""
+    rng = np.random.default_rng(0)
+    g = chunkc.Graph("residual")
+    x = g.add_input("x", "f32", (L, D))
+    h = O.tanh(x)  # a node's value: graph inputs are never overwritten
+    for k in range(layers):
+        w1 = g.add_constant(f"w1_{k}", (rng.standard_normal((F, D)) / np.sqrt(D)).astype(np.float32))
+        w2 = g.add_constant(f"w2_{k}", (rng.standard_normal((D, F)) / np.sqrt(F)).astype(np.float32))
+        h = h + O.linear(O.gelu(O.linear(O.layer_norm(h, num_axes=1), w1)), w2)
+    g.set_outputs(O.relu(h))
+    return g
+
+
+def test_region_output_takes_the_storage_of_the_input_it_replaces():
+    import torch
+    from chunkc.passes.plan_index import PlanIndex
+
+    g = _residual_stack()
+    sizes = {"L": 512}
+    plan = chunkc.autochunk(g, 0.3, sizes=sizes, progress=False)
+    pairs = [p for r in plan.regions for p in r.reuse]
+    assert pairs, plan.regions  # the residual stream is updated in place
+    for view in PlanIndex.build(plan.graph, plan).regions:
+        for o, r in view.reuse.items():
+            assert view.chunk[o].axis == view.chunk[r].axis and o.type == r.type
+    x = np.random.default_rng(1).standard_normal((300, 32)).astype(np.float32)
+    (want,) = chunkc.interpret(g, x)
+    np.testing.assert_allclose(interpret_plan(plan, x)[0], want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(chunkc.compile(g, plan, backend="numpy")(x), want, rtol=1e-4, atol=1e-4)
+    fn = chunkc.compile(g, plan, backend="torch")
+    np.testing.assert_allclose(fn(torch.from_numpy(x)).numpy(), want, rtol=1e-4, atol=1e-4)
+    assert "in place of %" in chunkc.backends.emit_source(g, plan, backend="torch")
+    # the estimate counts no buffer for it, and the measure agrees
+    assert chunkc.measure_peak(fn, torch.from_numpy(np.random.default_rng(2).standard_normal((512, 32))
+                                                    .astype(np.float32))) == plan.estimated_peak_bytes
+
+
+def test_a_reuse_that_would_overwrite_live_data_is_refused():
+    from chunkc.passes.plan import ChunkedValue as CV, ChunkRegion
+
+    def plan_with(reuse, read_after):
+        g = chunkc.Graph("g")
+        x = g.add_input("x", "f32", ("L", 8))
+        a = O.tanh(x, name="a")
+        c = O.add(O.exp(a, name="b"), a, name="c")
+        g.set_outputs(O.mul(O.relu(c), a, name="e") if read_after else O.relu(c, name="e"))
+        region = ChunkRegion(nodes=("b", "c"), chunked=(CV("a", 0), CV("b", 0), CV("c", 0)), outputs=("c",),
+                             extent=chunkc.sym("L"), chunk_size=4, reuse=reuse)
+        return Plan(g, (region,), sizes={"L": 10})
+
+    x = np.random.default_rng(0).standard_normal((10, 8)).astype(np.float32)
+    good = plan_with((("c", "a"),), read_after=False)
+    np.testing.assert_allclose(chunkc.compile(good.graph, good, backend="numpy")(x),
+                               chunkc.interpret(good.graph, x)[0], rtol=1e-6)
+    for reuse, read_after, message in [((("c", "x"),), False, "is not an input of the region"),
+                                       ((("c", "a"),), True, "%a, which shares its storage, is read after the loop "
+                                                             "(by node e)")]:
+        bad = plan_with(reuse, read_after)
+        for run in (lambda: chunkc.estimate_memory(bad.graph, plan=bad), lambda: chunkc.compile(bad.graph, bad)):
+            with pytest.raises(chunkc.ChunkcError, match=r"output %c cannot take the storage of .*" + re.escape(message)):
+                run()
+
+
+# -- selection strategies, the floor, monotonicity ---------------------------------------------------------
+
+
+class ShortestRegionFirst:
+    """A selection strategy of a researcher's: the reference implementation's rule, the
+    region with the fewest nodes that fits, at the largest chunk that fits."""
+
+    def select(self, space, target, progress=None, start=None):
+        state = start or space.initial()
+        while state.peak_bytes > target:
+            fits = [(len(c.loop), k, c, space.memory(c).largest_chunk(target))
+                    for k, c in enumerate(space.candidates(state.peak_index, state.spans))]
+            fits = [f for f in fits if f[3] is not None]
+            if not fits:
+                return None
+            _, _, cand, chunk = min(fits, key=lambda f: f[:2])
+            state = space.child(state, cand, chunk, state.cost + space.overhead(cand, chunk))
+        return state
+
+
+def test_a_selector_of_ones_own_plugs_in():
+    g = transformer(layers=2)
+    sizes = {"L": 192}
+    plan = chunkc.autochunk(g, 0.3, sizes=sizes, selector=ShortestRegionFirst(), progress=False)
+    assert plan.estimated_peak_bytes <= plan.budget_bytes and plan.regions
+    default = chunkc.autochunk(g, 0.3, sizes=sizes, progress=False)
+    assert min(len(r.nodes) for r in plan.regions) <= min(len(r.nodes) for r in default.regions)
+    inputs = inputs_for(g, sizes)
+    for a, b in zip(interpret_plan(plan, *inputs), chunkc.interpret(g, *inputs)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_feasible_budgets_are_everything_above_the_floor(name):
+    """Monotone, and truthful: the floor an InfeasibleBudgetError reports is itself reachable,
+    and every budget above it gets a plan."""
+    build, sizes = MODELS[name]
+    g = build()
+    with pytest.raises(chunkc.InfeasibleBudgetError) as info:
+        chunkc.autochunk(g, 1, sizes=sizes, progress=False)  # one byte
+    floor = info.value.lowest_peak_bytes
+    unchunked = chunkc.estimate_memory(g, sizes=sizes).peak_bytes
+    for budget in sorted({floor, floor + 1, (floor + unchunked) // 2, unchunked - 1}):
+        plan = chunkc.autochunk(g, budget, sizes=sizes, progress=False)
+        assert plan.estimated_peak_bytes <= budget
+    with pytest.raises(chunkc.InfeasibleBudgetError):
+        chunkc.autochunk(g, floor - 1, sizes=sizes, progress=False)

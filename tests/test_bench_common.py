@@ -137,3 +137,24 @@ def test_order_sections_moves_sections_unchanged_into_the_documented_order():
     assert out.index("memory-speed:start") < out.index("compile-speed:start") < out.index("memory-accuracy:start")
     assert "<!-- memory-accuracy:start -->\nA\n\n<!-- memory-accuracy:end -->" in out
     assert out.startswith(intro.rstrip("\n")) and C.order_sections(out) == out
+
+
+def test_eager_parity_section_flags_models_over_the_target():
+    from benchmarks import eager_parity as P
+    ok, slow = C.Ratio(1.01, 0.99, 1.03, 3), C.Ratio(1.05, 1.0, 1.1, 3)
+    rows = [P.ModelRow("A", 64, (10, 8), slow, ok), P.ModelRow("B", 64, (10, 10), slow, slow),
+            P.ModelRow("C", 64, error="RuntimeError: boom")]
+    choices = [P.ChoiceRow("SDPA: x / y", 256, C.Ratio(0.5, 0.4, 0.6, 3))]
+    text = P.render(rows, choices, C.Settings(rounds=3))
+    lines = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert lines["A"].endswith("| yes |") and "10 → 8" in lines["A"]
+    assert lines["B"].endswith("| **no** |") and "RuntimeError: boom" in lines["C"]
+    assert "0.500 (0.40–0.60)" in text and "eager-parity" in C.SECTION_ORDER
+
+
+def test_eager_parity_lowering_choices_time_both_sides():
+    import torch
+    from benchmarks import eager_parity as P
+    torch.set_num_threads(1)
+    rows = P.lowering_choices(C.Settings(rounds=1, quick=True))
+    assert [r.size for r in rows] == [256, 256] and all(r.ratio.median > 0 for r in rows)

@@ -429,12 +429,16 @@ def test_unet_cond_cross_attends_to_the_text_states() -> None:
 
 @slow
 def test_gpt2_sdpa_takes_the_mask_transformers_builds() -> None:
-    """With SDPA (transformers' default) the causal mask comes from transformers' own mask
-    builder: a bool [1, 1, L, L] from position comparisons, passed to every attention."""
+    """With SDPA (transformers' default) the exported causal mask comes from transformers' own
+    mask builder: a bool [1, 1, L, L] from position comparisons, passed to every attention.
+    Canonicalized (the default import), attention takes is_causal instead, as eager runs it."""
     import chunkc
 
     case = gpt2(attn="sdpa")
-    g = chunkc.from_torch(case.module, case.example_inputs(), dynamic_shapes=case.dynamic_shapes())
+    canonical = chunkc.from_torch(case.module, case.example_inputs(), dynamic_shapes=case.dynamic_shapes())
+    sdpa = [n for n in canonical.nodes if n.op.name == "scaled_dot_product_attention"]
+    assert len(sdpa) == 2 and all(n.attrs["is_causal"] and len(n.inputs) == 3 for n in sdpa)
+    g = chunkc.from_torch(case.module, case.example_inputs(), dynamic_shapes=case.dynamic_shapes(), canonical=False)
     L = sym(case.dynamic_name)
     sdpa = [n for n in g.nodes if n.op.name == "scaled_dot_product_attention"]
     assert len(sdpa) == 2 and not any(n.attrs.get("is_causal") for n in sdpa)

@@ -392,6 +392,10 @@ class Generator:
         self.emit(f"{EXTENT} = {self.sizes.render(region.extent)}")
         self.emit(f"{CHUNK} = {self._chunk_size_expr(region)}")
         for v in outputs:
+            if v in view.reuse:  # written in place, a chunk at a time, over an input that dies with the loop
+                self.emit(f"{self.names[v]} = {self.whole_expr_of(view.reuse[v])}  # output buffer {v.type}, "
+                          f"in place of %{view.reuse[v].name}")
+                continue
             shape = tuple_literal([self.sizes.render(s) for s in v.shape]) if v.rank else "()"
             self.emit(f"{self.names[v]} = {self.dialect.empty(shape, v.dtype)}  # output buffer {v.type}")
         self.needs_device = True
@@ -410,7 +414,10 @@ class Generator:
         for k, node in enumerate(nodes):
             self._node_statement(node, [self.inner.get(o, self.names[o]) for o in node.outputs])
             for o in node.outputs:
-                if o in out_set:
+                if o in out_set and o not in view.reuse:
+                    self.emit(f"{_slice(self.names[o], chunk[o])} = {self.inner[o]}")
+            if k == len(nodes) - 1:  # in place: after every read of this iteration's input rows
+                for o in view.reuse:
                     self.emit(f"{_slice(self.names[o], chunk[o])} = {self.inner[o]}")
             dead = [self.inner.get(v, self.names.get(v)) for v in dying[k]]
             if dead:

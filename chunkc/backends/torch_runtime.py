@@ -191,7 +191,7 @@ __all__ += ["max_pool", "avg_pool", "adaptive_avg_pool", "interpolate", "pad"]
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int,
-                     scale: float | None = None) -> torch.Tensor:
+                     scale: float | None = None, enable_gqa: bool = False) -> torch.Tensor:
     """Causal attention of queries at rows ``offset ..`` of the causal square: query i
     attends keys j <= i + offset.  Keys past the last query's position are not read; the
     mask covers the queries' rows only ([L, offset + L] bools, never S x S)."""
@@ -199,6 +199,6 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: 
     stop = min(offset + n, k.shape[-2])
     k, v = k[..., :stop, :], v[..., :stop, :]
     if offset == 0:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=enable_gqa)
     mask = torch.ones(n, stop, dtype=torch.bool, device=q.device).tril_(offset)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=enable_gqa)

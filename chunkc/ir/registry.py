@@ -17,6 +17,9 @@ A record (:class:`OpDef`) holds everything chunkc knows about an op:
                  being C-contiguous;
 * ``exact_dtypes`` whether the reference takes ml_dtypes values (bf16, f8, i4...) as
                  they are, rather than widened (chunkc/ir/reference.py).
+* ``elements``   output 0's element formula from its inputs' (see :mod:`chunkc.ir.elements`).
+* ``canonicalize`` a rewrite of a node into the same op with other inputs or attributes
+                 that computes the same value faster (the ``canonicalize`` pass runs them).
 
 Passes ask the record; unknown ops are built as ``opaque`` nodes whose record
 says that no axis carries through.
@@ -95,6 +98,12 @@ class OpDef:
     # do (TensorIterator, NumPy's order='K'; the backend record says whose rule): a permuted
     # input gives a permuted output.  False: outputs are C-contiguous.
     keeps_layout: bool = False
+    # Output 0's element formula from the inputs' (chunkc.ir.elements); None: the op has none.
+    elements: Callable[..., Any] | None = None
+    # ``canonicalize(node, analysis) -> (inputs, attrs) | None``: the same op on these inputs
+    # with these attributes computes the node's outputs, faster (a mask proven causal becomes
+    # is_causal); ``analysis`` is the graph's chunkc.ir.elements.ElementAnalysis.
+    canonicalize: Callable[..., Any] | None = None
     doc: str = ""
 
     def __post_init__(self) -> None:

@@ -3,4 +3,4 @@
 Importing this package registers the built-in passes (``builtin``) by name.
 """
 
-from . import builtin  # noqa: F401  (registers its passes with the manager)
+from . import builtin, canonicalize  # noqa: F401  (register their passes with the manager)

@@ -1,61 +1,51 @@
-"""The AutoChunk driver: estimation -> search -> selection -> reorder, stage by stage.
+"""The AutoChunk driver: rematerialize -> search -> select -> reorder -> check, with a budget it keeps.
 
-Each stage takes the current peak step, searches the legal regions whose loop
-contains it (:mod:`chunkc.passes.search`), gives each the largest chunk size
-that brings its span under the budget (:mod:`chunkc.passes.region_memory`), and
-ranks the choices by estimated slowdown (:mod:`chunkc.passes.cost`).  A beam of
-the best partial plans is carried to the next stage (dynamic programming with
-beam search, as in the paper) until a plan's peak is within the budget.  The
-finished plan is re-checked with the full estimator; if it overshoots (the
-fast model is an approximation), the search runs again with a tighter target —
-the returned plan's estimated peak is never above the budget.
+The graph's cheap large values (masks, position biases) are first recomputed
+at their readers (:mod:`chunkc.passes.remat`).  A selection strategy
+(:mod:`chunkc.passes.selection`; by default the paper's dynamic programming with
+beam search) then picks legal regions (:mod:`chunkc.passes.search`) and chunk
+sizes until the fast memory model says the peak is within the budget; the
+plan is reordered so that each loop's nodes stand together
+(:mod:`chunkc.passes.reorder`) and re-checked with the full estimator
+(:mod:`chunkc.passes.memory`), aiming lower when the fast model was optimistic.
+The returned plan's estimated peak is never above the budget.
+
+When the beam finds nothing, a wider beam tries, then the floor search
+(:class:`~chunkc.passes.selection.FloorSelector`): if the lowest peak the regions
+can reach is within the budget, that plan is used with its chunks relaxed to the
+budget — so a budget above the floor always gets a plan — and otherwise the
+:class:`~chunkc.errors.InfeasibleBudgetError` reports exactly that floor, where
+it is held, and how wide the search looked.  Without rematerialization the graph
+is searched again before giving up.
 """
 
 from __future__ import annotations
 
-import bisect
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
 from typing import Mapping
 
-import numpy as np
-
 from ..errors import ChunkcError, InfeasibleBudgetError
 from ..ir.graph import Graph
-from ..ir.sizes import evaluate
 from ..ir.source import describe
-from .cost import Machine, TimeModel
-from .plan import DEFAULT_BACKEND, Plan, RegionStats
-from .region_memory import ValueFacts, baseline_timeline, chunk_expression, region_memory
+from .cost import Machine
+from .memory import MemoryReport, estimate_memory
+from .options import SearchKnobs
+from .plan import Plan
 from .remat import RematOptions, rematerialize
 from .reorder import apply_regions
-from .search import Candidate, GraphIndex, candidate_axes, walk_regions
+from .selection import BeamSelector, FloorSelector, SearchSpace, Selector, SpaceOptions, State
 
 
 @dataclass(frozen=True)
-class SearchOptions:
-    beam: int = 3  # partial plans kept per stage
-    per_state: int = 4  # children kept per partial plan
-    ends_window: int = 48  # region ends tried after the peak step
-    max_region_nodes: int = 320  # longest span walked
-    max_stages: int = 512
-    machine: Machine = Machine()
-    progress: bool = True  # show a progress bar when the search runs longer than a second
-    backend: str = DEFAULT_BACKEND  # whose kernels the plan's memory is estimated for
-    remat: RematOptions | None = RematOptions()  # recompute cheap, large values at their readers (None: never)
+class AutochunkOptions(SearchKnobs):
+    """Every option of ``autochunk``: the knobs, and the objects a program can pass."""
 
-
-@dataclass
-class _State:
-    chosen: list  # [(Candidate, chunk)]
-    during: np.ndarray  # peak bytes per step under this partial plan
-    spans: list  # sorted [(start, end)]
-    cost: float = 0.0  # estimated extra seconds
-
-    def __post_init__(self):
-        self.peak_index = int(np.argmax(self.during))
-        self.peak_bytes = int(self.during[self.peak_index])
+    machine: Machine = Machine()  # the cost model's machine
+    remat_options: RematOptions = RematOptions()
+    selector: Selector | None = None  # the selection strategy; None: BeamSelector(beam, per_state, max_stages)
 
 
 def resolve_sizes(graph: Graph, sizes: Mapping[str, int] | None) -> dict[str, int]:
@@ -78,145 +68,136 @@ def resolve_budget(budget, unchunked_peak: int) -> int:
     return int(budget)
 
 
-class _Search:
-    def __init__(self, graph: Graph, sizes: dict[str, int], options: SearchOptions):
-        self.graph = graph
-        self.sizes = sizes
-        self.options = options
-        self.index = GraphIndex(graph)
-        self.facts = ValueFacts(graph, self.index, sizes, options.backend)
-        self.before, self.during = baseline_timeline(self.facts)
-        self.times = TimeModel(graph, sizes, options.machine)
-        self._walk_cache: dict[tuple[int, int], list[Candidate]] = {}
-        self._time_cache: dict[tuple[int, int], float] = {}
-        self._tier: dict[tuple[int, int], int | None] = {}  # (candidate, chunk) -> cache tier it fits
-        self._memory_cache: dict[int, object] = {}
+@dataclass
+class _Floor:
+    """The lowest peak one graph variant reaches (full estimate) and where it is held."""
 
-    def candidates(self, p: int, spans: list[tuple[int, int]]):
-        """Legal regions whose loop runs step ``p`` and that overlap no chosen span."""
-        k = bisect.bisect(spans, (p, len(self.graph.nodes)))
-        lo = spans[k - 1][1] + 1 if k > 0 else 0
-        hi = spans[k][0] - 1 if k < len(spans) else len(self.graph.nodes) - 1
-        for end in range(p, min(hi, p + self.options.ends_window) + 1):
-            for axis in candidate_axes(self.graph.nodes[end]):
-                for cand in self._walk(end, axis):
-                    if cand.start < lo:
-                        break  # walks yield growing spans
-                    if cand.start <= p and _contains(cand.loop, p):
-                        yield cand
+    peak_bytes: int
+    node: str
+    description: str
 
-    def _walk(self, end: int, axis: int) -> list[Candidate]:
-        key = (end, axis)
-        if key not in self._walk_cache:
-            self._walk_cache[key] = list(walk_regions(self.index, end, axis, max_nodes=self.options.max_region_nodes))
-        return self._walk_cache[key]
 
-    def memory(self, cand: Candidate):
-        rm = self._memory_cache.get(id(cand))  # candidates live in the walk cache
-        if rm is None:
-            rm = self._memory_cache[id(cand)] = region_memory(self.facts, self.index, cand, self.before)
-        return rm
+class _Planner:
+    """Plans one graph variant (rematerialized or not) against the budget."""
 
-    def best_chunk(self, cand: Candidate, largest: int) -> tuple[int, float]:
-        """The cheapest chunk no larger than ``largest`` (balanced: equal iterations)."""
-        extent = evaluate(cand.extent, self.sizes)
-        best = None
-        for chunk, tier in self.times.chunk_options(cand, largest):
-            chunk = -(-extent // -(-extent // chunk))
-            cost = self.overhead(cand, chunk)
-            if best is None or cost < best[1]:
-                best = (chunk, cost, tier)
-        self._tier[(id(cand), best[0])] = best[2]
-        return best[0], best[1]
+    def __init__(self, graph: Graph, sizes: dict[str, int], opts: AutochunkOptions, budget_bytes: int,
+                 unchunked: MemoryReport, notes: list[str], started: float, copies: Mapping[str, str] = {},
+                 start_regions=(), rounds: int = 2):
+        self.graph, self.sizes, self.opts, self.copies = graph, sizes, opts, copies
+        self.budget_bytes, self.unchunked, self.notes, self.started = budget_bytes, unchunked, notes, started
+        self.space = SearchSpace(graph, sizes, SpaceOptions(opts.ends_window, opts.max_region_nodes, opts.machine,
+                                                             opts.backend))
+        self.start = self.space.state_of(start_regions) if start_regions else None
+        self.rounds = rounds
+        self.widths: list[int] = []
+        self.floor: _Floor | None = None
 
-    def overhead(self, cand: Candidate, chunk: int) -> float:
-        key = (id(cand), chunk)
-        t = self._time_cache.get(key)
-        if t is None:
-            t = self._time_cache[key] = self.times.region_overhead(cand, chunk)
-        return t
+    def plan(self) -> Plan | None:
+        """A plan within the budget, or None (``self.floor`` then says how low it got).
 
-    def expand(self, state: _State, target: int) -> list[_State]:
-        """The best children of ``state``: one more region, over its peak step."""
-        during = state.during
-        prefix = np.maximum.accumulate(during)
-        suffix = np.maximum.accumulate(during[::-1])[::-1]
-        scored = []
-        for cand in self.candidates(state.peak_index, state.spans):
-            rm = self.memory(cand)
-            largest = rm.largest_chunk(target)
-            if largest is None:
-                continue
-            chunk, cost = self.best_chunk(cand, largest)
-            outside = max(prefix[cand.start - 1] if cand.start > 0 else 0,
-                          suffix[cand.end + 1] if cand.end + 1 < len(during) else 0)
-            peak = max(int(outside), rm.peak(chunk))
-            scored.append((state.cost + cost, peak, len(scored), cand, chunk))
-        scored.sort(key=lambda t: t[:3])
-        return [self._child(state, cand, chunk, cost) for cost, _, _, cand, chunk in scored[: self.options.per_state]]
+        When even the floor is above the budget, the floor's regions are applied (their
+        hoisted work now stands before each loop) and the search goes on from them in the
+        reordered schedule, where new regions can chunk that work too — the paper's
+        "repeat with the chunk applied"."""
+        plan, floor_state = self._plan_here()
+        if plan is not None or self.rounds <= 0 or not floor_state.chosen:
+            return plan
+        chosen = sorted(floor_state.chosen, key=lambda c: c[0].start)
+        if not any(cand.hoisted for cand, _ in chosen):
+            return None  # reordering would change nothing
+        graph, regions = apply_regions(self.graph, chosen, reuse=lambda cand: self.space.memory(cand).reuse)
+        deeper = _Planner(graph, self.sizes, self.opts, self.budget_bytes, self.unchunked, self.notes, self.started,
+                          self.copies, start_regions=regions, rounds=self.rounds - 1)
+        if deeper.start is None:
+            return None
+        plan = deeper.plan()
+        if deeper.floor is not None and deeper.floor.peak_bytes < self.floor.peak_bytes:
+            self.floor, self.widths = deeper.floor, deeper.widths
+        return plan
 
-    def _child(self, state: _State, cand: Candidate, chunk: int, cost: float) -> _State:
-        rm = self.memory(cand)
-        during = state.during.copy()
-        during[list(cand.hoisted)] = rm.fixed_peak
-        for i, b in rm.step_bytes(chunk).items():
-            during[i] = b
-        return _State(state.chosen + [(cand, chunk)], during, sorted(state.spans + [(cand.start, cand.end)]), cost)
-
-    def stats(self, chosen) -> tuple[RegionStats, ...]:
-        out = []
-        for cand, chunk in chosen:
-            rm = self.memory(cand)
-            out.append(RegionStats(
-                peak_before=max(self.during[cand.start: cand.end + 1]), peak_after=rm.peak(chunk),
-                iterations=-(-rm.extent // chunk), extra_seconds=self.times.region_overhead(cand, chunk),
-                hoisted=tuple(self.graph.nodes[i].name for i in cand.hoisted)))
-        return tuple(out)
-
-    def symbolic_chunks(self, chosen, regions, target: int):
-        """Regions whose chunk sizes are expressions of the symbolic sizes (see chunk_expression)."""
-        out = []
-        for (cand, chunk), region in zip(chosen, regions):
-            expr = chunk_expression(self.facts, self.index, cand, self.memory(cand), target,
-                                    tier_bytes=self._tier.get((id(cand), chunk)))
-            ok = expr is not None and evaluate(expr, self.sizes) <= chunk
-            out.append(region.with_chunk_size(expr) if ok else region)
-        return tuple(out)
-
-    def lowest_reachable(self) -> tuple[int, int]:
-        """Greedy: the lowest peak reachable with the smallest chunks (for the error message)."""
-        state = _State([], np.array(self.during, dtype=np.int64), [])
-        for _ in range(self.options.max_stages):
-            best = min(self.candidates(state.peak_index, state.spans), key=lambda c: self.memory(c).peak(1), default=None)
-            if best is None or self.memory(best).peak(1) >= state.peak_bytes:
+    def _plan_here(self) -> tuple[Plan | None, State]:
+        opts = self.opts
+        selectors: list[Selector] = [opts.selector] if opts.selector is not None else \
+            [BeamSelector(opts.beam, opts.per_state, opts.max_stages)]
+        if opts.selector is None and opts.widen > 1:
+            selectors.append(BeamSelector(opts.beam * opts.widen, opts.per_state * opts.widen, opts.max_stages))
+        for selector in selectors:
+            self.widths.append(getattr(selector, "beam", 0))
+            plan = self._verified(selector)
+            if plan is not None:
+                return plan, self.space.initial()
+        # the floor: the lowest peak the regions reach, whatever the cost; then the beam tries to
+        # go below it (its cost-ranked stages sometimes find spans the floor search passes by)
+        wide = max(opts.widen, 1)
+        floor_state = FloorSelector(opts.beam * wide, opts.per_state * wide, opts.max_stages).floor(
+            self.space, start=self.start)
+        beam = BeamSelector(opts.beam * wide, opts.per_state * wide, opts.max_stages)
+        low = 0
+        for _ in range(8):  # bisection: the beam at a target between what failed and the floor
+            target = (low + floor_state.peak_bytes) // 2
+            lower = beam.select(self.space, target, start=self.start)
+            if lower is None:
+                low = target
+            elif lower.peak_bytes < floor_state.peak_bytes:
+                floor_state = lower
+            if floor_state.peak_bytes - low <= floor_state.peak_bytes // 64:
                 break
-            state = self._child(state, best, 1, 0.0)
-        return state.peak_bytes, state.peak_index
+        floor_plan, report = self._build(floor_state)
+        node = floor_plan.graph.node(report.peak_node)
+        where = describe(node) + (" (recomputed at its reader)" if node.name in self.copies else "")
+        self.floor = _Floor(report.peak_bytes, self.copies.get(node.name, node.name), where)
+        if report.peak_bytes > self.budget_bytes:
+            return None, floor_state
+        relaxed = self.space.relaxed(floor_state, self.budget_bytes)
+        plan, report_relaxed = self._build(relaxed)
+        if report_relaxed.peak_bytes <= self.budget_bytes:
+            return self._finish(plan, relaxed, self.budget_bytes), relaxed
+        return self._finish(floor_plan, floor_state, self.budget_bytes), floor_state
 
-    def run(self, target: int) -> _State | None:
-        beam = [_State([], np.array(self.during, dtype=np.int64), [])]
-        bar = _progress(self.options.progress, self.during, target)
-        try:
-            for _ in range(self.options.max_stages):
-                done = [s for s in beam if s.peak_bytes <= target]
-                if done:
-                    return min(done, key=lambda s: s.cost)
-                children = [c for s in beam for c in self.expand(s, target)]
-                if not children:
-                    return None
-                children.sort(key=lambda s: (s.cost, s.peak_bytes))
-                beam = children[: self.options.beam]
+    def _verified(self, selector: Selector) -> Plan | None:
+        """The selector's plan, re-checked with the full estimator; when the fast model was
+        optimistic, aim lower (never below what the full estimator accepts) and select again."""
+        target = self.budget_bytes
+        for _ in range(4):
+            bar = _progress(self.opts.progress, self.space.during, target)
+            try:
+                state = selector.select(self.space, target, bar.update if bar is not None else None, self.start)
+            finally:
                 if bar is not None:
-                    bar.update(min(s.peak_bytes for s in beam))
-        finally:
-            if bar is not None:
-                bar.close()
+                    bar.close()
+            if state is None:
+                return None
+            plan, report = self._build(state)
+            if report.peak_bytes <= self.budget_bytes:
+                return self._finish(plan, state, target)
+            target = int(target * self.budget_bytes / report.peak_bytes * 0.98)
         return None
 
+    def _build(self, state: State) -> tuple[Plan, MemoryReport]:
+        chosen = sorted(state.chosen, key=lambda c: c[0].start)
+        new_graph, regions = apply_regions(self.graph, chosen, reuse=lambda cand: self.space.memory(cand).reuse)
+        plan = Plan(graph=new_graph, regions=regions, sizes=self.sizes, budget_bytes=self.budget_bytes,
+                    unchunked_peak_bytes=self.unchunked.peak_bytes, stats=self.space.stats(chosen),
+                    backend=self.opts.backend, notes=list(self.notes))
+        report = estimate_memory(new_graph, plan=plan, sizes=self.sizes, backend=self.opts.backend)
+        plan.estimated_peak_bytes = report.peak_bytes
+        return plan, report
 
-def _contains(sorted_indices: tuple[int, ...], i: int) -> bool:
-    k = bisect.bisect_left(sorted_indices, i)
-    return k < len(sorted_indices) and sorted_indices[k] == i
+    def _finish(self, plan: Plan, state: State, target: int) -> Plan:
+        """Run-time chunk sizes (expressions of the symbolic sizes, never larger here), the report."""
+        chosen = sorted(state.chosen, key=lambda c: c[0].start)
+        symbolic = self.space.symbolic_chunks(chosen, plan.regions, target)
+        if symbolic != plan.regions:
+            trial = dataclasses.replace(plan, regions=symbolic)
+            report = estimate_memory(plan.graph, plan=trial, sizes=self.sizes, backend=self.opts.backend)
+            if report.peak_bytes <= self.budget_bytes:
+                plan, plan.estimated_peak_bytes = trial, report.peak_bytes
+        slowdown = self.space.times.slowdown(state.cost)
+        plan.estimated_slowdown = slowdown
+        plan.notes.append(f"{len(plan.regions)} region(s); estimated peak {plan.estimated_peak_bytes} B "
+                          f"<= budget {self.budget_bytes} B; estimated time x{slowdown:.3f}; "
+                          f"search {time.perf_counter() - self.started:.2f} s")
+        return plan
 
 
 class _Progress:
@@ -251,64 +232,52 @@ def _progress(enabled: bool, during: list[int], target: int):
         return None
 
 
-def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None, **options) -> Plan:
+def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
+              options: AutochunkOptions | None = None, **knobs) -> Plan:
     """A plan whose estimated peak activation memory is at most ``budget``.
 
     ``budget``: bytes (int), or a float in (0, 1]: a fraction of the unchunked
     estimated peak (a string "30%" works too).  ``sizes`` binds every symbolic
-    size.  Options: see :class:`SearchOptions`.  Raises
-    :class:`~chunkc.errors.InfeasibleBudgetError` with the lowest reachable peak
-    and the node that holds it when no plan meets the budget.
+    size.  Options: an :class:`AutochunkOptions`, or its fields as keywords
+    (``beam=8``, ``backend="numpy"``, ``selector=...``).  Raises
+    :class:`~chunkc.errors.InfeasibleBudgetError` with the lowest peak the search
+    reaches and the node that holds it when no plan meets the budget.
     """
-    from .memory import estimate_memory
-
-    opts = SearchOptions(**options)
+    try:
+        opts = dataclasses.replace(options or AutochunkOptions(), **knobs)
+    except TypeError as exc:
+        known = ", ".join(f.name for f in dataclasses.fields(AutochunkOptions))
+        raise ChunkcError(f"autochunk: {exc}; its options are {known}") from None
     sizes = resolve_sizes(graph, sizes)
     started = time.perf_counter()
     unchunked = estimate_memory(graph, sizes=sizes, backend=opts.backend)
     budget_bytes = resolve_budget(budget, unchunked.peak_bytes)
-    plan = Plan(graph=graph, sizes=sizes, budget_bytes=budget_bytes, backend=opts.backend,
-                estimated_peak_bytes=unchunked.peak_bytes, unchunked_peak_bytes=unchunked.peak_bytes)
     if unchunked.peak_bytes <= budget_bytes:
+        plan = Plan(graph=graph, sizes=sizes, budget_bytes=budget_bytes, backend=opts.backend,
+                    estimated_peak_bytes=unchunked.peak_bytes, unchunked_peak_bytes=unchunked.peak_bytes)
         plan.notes.append("the unchunked graph already meets the budget")
         return plan
-    notes: list[str] = []
-    if opts.remat is not None:
-        remat = rematerialize(graph, sizes, unchunked.peak_bytes, opts.remat)
-        graph = remat.graph
-        notes += remat.describe()
-    search = _Search(graph, sizes, opts)
-    target = budget_bytes
-    for attempt in range(4):
-        state = search.run(target)
-        if state is None:
-            break
-        chosen = sorted(state.chosen, key=lambda c: c[0].start)
-        new_graph, regions = apply_regions(graph, chosen)
-        candidate = Plan(graph=new_graph, regions=regions, sizes=sizes, budget_bytes=budget_bytes,
-                         unchunked_peak_bytes=unchunked.peak_bytes, stats=search.stats(chosen),
-                         backend=opts.backend, notes=list(notes))
-        report = estimate_memory(new_graph, plan=candidate, sizes=sizes, backend=opts.backend)
-        candidate.estimated_peak_bytes = report.peak_bytes
-        if report.peak_bytes <= budget_bytes:
-            symbolic = search.symbolic_chunks(chosen, regions, target)
-            if symbolic != regions:  # run-time chunks (never larger at these sizes): estimate again
-                candidate.regions = symbolic
-                report = estimate_memory(new_graph, plan=candidate, sizes=sizes, backend=opts.backend)
-                candidate.estimated_peak_bytes = report.peak_bytes
-            slowdown = search.times.slowdown(state.cost)
-            candidate.notes.append(f"{len(regions)} region(s); estimated peak {report.peak_bytes} B "
-                                   f"<= budget {budget_bytes} B; estimated time x{slowdown:.3f}; "
-                                   f"search {time.perf_counter() - started:.2f} s")
-            candidate.estimated_slowdown = slowdown
-            return candidate
-        # the fast model was optimistic here: aim lower and search again
-        target = int(target * budget_bytes / report.peak_bytes * 0.98)
-    peak, p = search.lowest_reachable()
-    node = graph.nodes[p].name
+    variants: list[tuple[Graph, list[str], Mapping[str, str]]] = []
+    if opts.remat:
+        remat = rematerialize(graph, sizes, unchunked.peak_bytes, opts.remat_options)
+        if remat.graph is not graph:
+            variants.append((remat.graph, remat.describe(), remat.copies))
+    variants.append((graph, [], {}))
+    planners = []
+    for variant, notes, copies in variants:
+        planner = _Planner(variant, sizes, opts, budget_bytes, unchunked, notes, started, copies)
+        plan = planner.plan()
+        if plan is not None:
+            return plan
+        planners.append(planner)
+    best = min((p for p in planners if p.floor is not None), key=lambda p: p.floor.peak_bytes)
+    floor = best.floor
+    widths = " and ".join(str(w) for w in best.widths if w)
     raise InfeasibleBudgetError(
         f"graph {graph.name}: no chunk plan reaches the budget of {budget_bytes} bytes "
         f"({budget_bytes / max(unchunked.peak_bytes, 1):.1%} of the unchunked peak {unchunked.peak_bytes} B); "
-        f"the lowest peak reachable is about {peak} B, held at {describe(graph.nodes[p])}. "
+        f"the lowest peak the search reaches is {floor.peak_bytes} B "
+        f"({floor.peak_bytes / max(unchunked.peak_bytes, 1):.1%}), held at {floor.description} "
+        f"(searched {len(best.space.regions_seen)} legal regions, beam widths {widths}, and the floor). "
         "Raise the budget, or make that node chunkable (its dimension record carries no axis that the "
-        "surrounding ops share).", lowest_peak_bytes=peak, peak_node=node)
+        "surrounding ops share).", lowest_peak_bytes=floor.peak_bytes, peak_node=floor.node)

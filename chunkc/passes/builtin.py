@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ..errors import ChunkcError
 from ..ir.graph import Graph
 from ..ir.verifier import verify
+from .options import SearchKnobs
 from .manager import Pass, PassContext, register_pass
 
 
@@ -49,16 +51,19 @@ class EstimateMemory(Pass):
         return graph
 
 
+@dataclass(frozen=True)
+class _Budget:
+    budget: str | float | int = 0.5  # 30%, 0.3, 64MiB, 1.5GB, or a number (chunkc.passes.budget_text)
+
+
 @register_pass
 @dataclass(frozen=True)
-class AutoChunk(Pass):
-    """Choose chunk regions under ``budget`` (bytes, or a fraction of the unchunked peak)."""
+class AutoChunk(Pass, SearchKnobs, _Budget):
+    """Choose chunk regions under ``budget`` (bytes, or a fraction of the unchunked peak); the
+    other options are autochunk's (chunkc.passes.autochunk.SearchKnobs)."""
 
     name = "autochunk"
-    budget: str | float | int = 0.5  # 30%, 0.3, 64MiB, 1.5GB or a number (chunkc.passes.budget_text)
-    beam: int = 3
-    ends_window: int = 48
-    max_region_nodes: int = 320
+    progress: bool = False
 
     def __post_init__(self):  # the text read once, here: a fraction (float) or bytes (int) from then on
         from .budget_text import parse_budget
@@ -69,7 +74,7 @@ class AutoChunk(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         from .autochunk import autochunk
-        plan = autochunk(graph, self.budget, sizes=ctx.sizes, beam=self.beam,
-                         ends_window=self.ends_window, max_region_nodes=self.max_region_nodes, progress=False)
+        knobs = {f.name: getattr(self, f.name) for f in dataclasses.fields(SearchKnobs)}
+        plan = autochunk(graph, self.budget, sizes=ctx.sizes, **knobs)
         ctx.plan = plan
         return plan.graph

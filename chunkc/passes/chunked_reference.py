@@ -54,7 +54,10 @@ def loop_attrs(view: RegionView, node, bindings, start: int, stop: int) -> dict:
 
 def _run_region(view: RegionView, env: dict, bindings, chunk: int, xp) -> None:
     extent = evaluate(view.region.extent, bindings)
-    buffers = {v: xp.empty(v.type.concrete_shape(bindings), dtype=v.dtype.numpy) for v in view.outputs}
+    # a reused input's array is written in place (when it owns its memory; the reference
+    # interpreter's arrays may be views where the generated code's are not)
+    buffers = {v: env[view.reuse[v]] if v in view.reuse and _owns(env[view.reuse[v]])
+               else xp.empty(v.type.concrete_shape(bindings), dtype=v.dtype.numpy) for v in view.outputs}
     for start in range(0, extent, max(chunk, 1)):
         stop = min(start + chunk, extent)
         local: dict[Value, Any] = {}
@@ -67,7 +70,12 @@ def _run_region(view: RegionView, env: dict, bindings, chunk: int, xp) -> None:
                     for i, v in enumerate(node.inputs)]
             for o, r in zip(node.outputs, run_node(node, args, xp, bindings, attrs)):
                 local[o] = r
-        for v in view.outputs:
+        for v in view.outputs:  # (after the whole iteration: in place ones must follow every read)
             c = view.chunk[v]
             _take(buffers[v], c.axis, start * c.unit, stop * c.unit)[...] = local[v]
     env.update(buffers)
+
+
+def _owns(array) -> bool:
+    return getattr(array, "base", None) is None and getattr(array, "flags", None) is not None \
+        and array.flags.writeable

@@ -159,6 +159,7 @@ class _Region:
     region: ChunkRegion
     chunk_elems: dict[int, tuple[int, int]]  # value id -> (axis, elements of the axis per iteration)
     outputs: frozenset[int]
+    reuse: dict[int, int]  # output id -> id of the region input whose storage it takes
 
 
 @dataclass
@@ -295,7 +296,8 @@ class MemoryModel:
                 u = self.vid[v]
                 elems[u] = (c.axis, min(max(chunk, 1) * c.unit, self.shape[u][c.axis]))
             outs = frozenset(self.vid[o] for o in view.outputs)
-            out.append(_Region(view.index, view.start, view.end, r, elems, outs))
+            reuse = {self.vid[o]: self.vid[v] for o, v in view.reuse.items()}
+            out.append(_Region(view.index, view.start, view.end, r, elems, outs, reuse))
         return out
 
     def _chunk_bytes(self, v: int, reg: _Region) -> int:
@@ -442,10 +444,20 @@ class MemoryModel:
             croot[v] = crt
             if crt >= 0:
                 in_loop = last[v] if last[v] <= reg.end else self._last_before(v, reg.end)
+                if v in reg.reuse:  # written in place at the end of the iteration
+                    in_loop = reg.end
                 until = in_loop if iv.kind[crt] == "chunk" else reg.end  # a storage from before the loop lives through it
                 if iv.free[crt] < until:
                     iv.free[crt] = until
-            if v in reg.outputs:
+            if v in reg.reuse:  # the buffer is the dying input's storage: nothing new
+                taken = root[reg.reuse[v]]
+                if taken < 0:
+                    raise ChunkcError(f"plan region {reg.index} ({reg.region.describe()}): %{self.values[v].name} "
+                                      f"cannot take the storage of %{self.values[reg.reuse[v]].name}, which it "
+                                      "does not own")
+                root[v] = taken
+                iv.free[taken] = max(iv.free[taken], lastpos)
+            elif v in reg.outputs:
                 root[v] = iv.add(nbytes[v], reg.start, lastpos, v, "buffer")
             else:
                 root[v] = INTERNAL

@@ -38,6 +38,10 @@ class ChunkRegion:
     # (node, input position) pairs of loop nodes that read a chunked region input whole
     # (a value computed before the loop that the loop needs both sliced and whole)
     whole_reads: tuple[tuple[str, int], ...] = ()
+    # (output, region input) pairs: the output's buffer is the input's storage, written in
+    # place a chunk at a time (the input dies with the loop and is read only as slices
+    # along the same axis, each row before it is overwritten)
+    reuse: tuple[tuple[str, str], ...] = ()
 
     def axis_of(self, value: str) -> ChunkedValue | None:
         for c in self.chunked:

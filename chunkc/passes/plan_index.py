@@ -41,6 +41,7 @@ class RegionView:
     inputs: list[Value]  # read inside, produced before the loop (first-use order)
     outputs: list[Value]  # written slice by slice into buffers allocated before the loop
     whole_reads: frozenset[tuple[str, int]] = frozenset()  # (node, input position) read whole though chunked
+    reuse: dict[Value, Value] = field(default_factory=dict)  # output -> region input whose storage it takes
 
     @cached_property
     def sliced(self) -> list[Value]:
@@ -55,13 +56,15 @@ class RegionView:
         return node.inputs[position] in self.chunk and (node.name, position) not in self.whole_reads
 
     def inner_deaths(self) -> list[list[Value]]:
-        """For each loop node, the slices and chunk values that die right after it in an iteration."""
+        """For each loop node, the slices and chunk values that die right after it in an iteration
+        (a chunk written in place into a reused input is written, and dies, after the last node)."""
         local = set(self.sliced)
         for n in self.nodes:
             local.update(n.outputs)
         steps = [([v for k, v in enumerate(n.inputs) if v in local and (v.producer is not None and v.producer in
                                                                          self._node_set or self.reads_slice(n, k))],
                   n.outputs) for n in self.nodes]
+        steps[-1] = (list(steps[-1][0]) + list(self.reuse), steps[-1][1])
         out = deaths(steps, owned=lambda v: v in local)
         for v in self.sliced:  # a slice nobody reads (cannot happen for a valid plan) dies at once
             if not any(v in group for group in out):
@@ -199,7 +202,69 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
         if v is None or v.producer not in node_set:
             raise ChunkcError(f"{where}: output %{name} is not produced inside the region")
         outputs.append(v)
-    return RegionView(k, r, pos[0], pos[-1], nodes, chunk, list(inputs), outputs, whole)
+    reuse = {}
+    for out_name, in_name in r.reuse:
+        o, v = values.get(out_name), values.get(in_name)
+        if o not in outputs:
+            raise ChunkcError(f"{where}: reuse names %{out_name}, which is not an output of the region")
+        problem = _reuse_problem(graph, o, v, chunk, inputs, node_set, whole)
+        if problem:
+            raise ChunkcError(f"{where}: output %{out_name} cannot take the storage of %{in_name}: {problem}")
+        if v in reuse.values():
+            raise ChunkcError(f"{where}: %{in_name} is reused by two outputs")
+        reuse[o] = v
+    return RegionView(k, r, pos[0], pos[-1], nodes, chunk, list(inputs), outputs, whole, reuse)
+
+
+def storage_group(v: Value) -> tuple[Value, set[Value]]:
+    """The value whose storage ``v`` may share (following ops that may return a view of
+    their input 0, up), and every value that may share it (the same, down): conservative,
+    whether or not a view is made at run time."""
+    root = v
+    while root.producer is not None and root.producer.op.may_alias and root.producer.inputs:
+        root = root.producer.inputs[0]
+    group, stack = {root}, [root]
+    while stack:
+        for n in stack.pop().users:
+            if n.op.may_alias and n.inputs and n.inputs[0] in group:
+                for o in n.outputs:
+                    if o not in group:
+                        group.add(o)
+                        stack.append(o)
+    return root, group
+
+
+def overwritable_after(graph: Graph, v: Value, position: Mapping[Node, int], end: int) -> str:
+    """Why the storage of ``v`` may not be overwritten once the schedule is past ``end``
+    ('' when it may): it must be a node's fresh storage that nothing reads after ``end``."""
+    root, group = storage_group(v)
+    if root.producer is None:
+        return "graph inputs and weights are never overwritten"
+    outputs = set(graph.outputs)
+    for a in group:
+        if a in outputs:
+            return f"%{a.name}, which shares its storage, is a graph output"
+        late = [u for u in a.users if position[u] > end]
+        if late:
+            return f"%{a.name}, which shares its storage, is read after the loop (by node {late[0].name})"
+    return ""
+
+
+def _reuse_problem(graph: Graph, o: Value, v: Value | None, chunk, inputs, node_set, whole) -> str:
+    """Why output ``o`` may not be written in place into region input ``v`` ('' when it may)."""
+    if v is None or v not in inputs:
+        return "it is not an input of the region"
+    position = {n: i for i, n in enumerate(graph.nodes)}
+    problem = overwritable_after(graph, v, position, max(position[n] for n in node_set))
+    if problem:
+        return problem
+    if v.type != o.type:
+        return f"their types differ ({v.type} and {o.type})"
+    if v not in chunk or chunk[v] != ChunkedValue(v.name, chunk[o].axis, chunk[o].unit):
+        return "it is not sliced along the output's chunk axis and unit"
+    if any(v is n.inputs[k] for n in node_set for k in range(len(n.inputs)) if (n.name, k) in whole):
+        return "a node of the loop reads it whole"
+    return ""
 
 
 def _check_outputs(graph: Graph, regions: list[RegionView]) -> None:
@@ -230,4 +295,4 @@ def check_same_signature(graph: Graph, planned: Graph) -> None:
                           f"not graph {graph.name} with inputs {a} and {len(graph.outputs)} outputs")
 
 
-__all__ = ["PlanIndex", "RegionView", "check_same_signature", "loop_attrs"]
+__all__ = ["PlanIndex", "RegionView", "check_same_signature", "loop_attrs", "overwritable_after", "storage_group"]

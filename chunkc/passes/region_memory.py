@@ -54,8 +54,17 @@ class ValueFacts:
         self.symbolic = bool(graph.symbols())
         self._index = index
         self._born = None
+        self._sharers: dict[Value, list[Value]] | None = None
         self._out_bytes = None
         self._ws_cache: dict = {}
+
+    def sharers(self, owner: Value) -> list[Value]:
+        """The values whose storage is ``owner``'s (itself and its views)."""
+        if self._sharers is None:
+            self._sharers = {}
+            for v, o in self.owner.items():
+                self._sharers.setdefault(o, []).append(v)
+        return self._sharers.get(owner, [owner])
 
     def live_before(self, step: int) -> list[Value]:
         """Storages produced before ``step`` and still live when it starts."""
@@ -108,6 +117,7 @@ class RegionMemory:
     fixed_peak: int  # peak of the hoisted phase (does not depend on the chunk)
     steps: tuple[tuple[int, int, int], ...]  # (node index, A, B): bytes at that step = A + B * chunk / extent
     extent: int
+    reuse: tuple[tuple[Value, Value], ...] = ()  # (output, region input) storage pairs (see reusable)
 
     def peak(self, chunk: int) -> int:
         c = min(max(chunk, 1), self.extent)
@@ -130,26 +140,91 @@ class RegionMemory:
         return best if best >= 1 else None
 
 
+def reusable(facts: ValueFacts, index: GraphIndex, cand: Candidate) -> tuple[tuple[Value, Value], ...]:
+    """(output, region input) pairs where the output's buffer can be the input's storage.
+
+    The input must be fresh storage of its own (no view shares it), made before the loop,
+    read by nothing after the loop (nodes before it, hoisted ones included, are done with
+    it), by the loop only as slices along the output's chunk axis and unit, and of the
+    output's type: then iteration k, which reads rows k of the input and
+    writes rows k of the output (at the end of the iteration), never reads a row it or an
+    earlier iteration wrote — a residual stream updated in place.
+    """
+    from .plan_index import overwritable_after
+
+    chunked = {v: (axis, unit) for v, axis, unit in cand.chunked}
+    loop_set = set(cand.loop)
+    whole = {v for _, _, v in cand._whole}
+    taken: set[Value] = set()
+    pairs = []
+    for o in cand.outputs:
+        for r, spec in chunked.items():
+            if r in taken or r in whole or spec != chunked.get(o) or r.type != o.type \
+                    or index.producer_index(r) in loop_set or facts.owner[r] in taken \
+                    or overwritable_after(facts.graph, r, index.position, cand.end):
+                continue
+            pairs.append((o, r))
+            taken.update((r, facts.owner[r]))
+            break
+    return tuple(pairs)
+
+
+def _hoisted_deaths(facts: ValueFacts, index: GraphIndex, cand: Candidate) -> dict[int, list[Value]]:
+    """For each hoisted node, the storages whose last reader it is once the span is reordered
+    (hoisted nodes first, then the loop): read by no loop node and by nothing after the span."""
+    if not cand.hoisted:
+        return {}
+    hoisted = set(cand.hoisted)
+    last: dict[Value, int] = {}  # storage -> its last hoisted reader; -1: kept (loop or later reads)
+    for i in cand.hoisted:
+        for v in facts.graph.nodes[i].inputs:
+            o = facts.owner[v]
+            if o.producer is None or not facts.nbytes[o]:
+                continue
+            if last.get(o) == -1:
+                continue
+            last[o] = -1 if facts.death[o] > cand.end or any(
+                r not in hoisted and cand.start <= r <= cand.end for r, _ in _storage_uses(facts, index, o)) else i
+    out: dict[int, list[Value]] = {}
+    for o, i in last.items():
+        if i >= 0:
+            out.setdefault(i, []).append(o)
+    return out
+
+
+def _storage_uses(facts: ValueFacts, index: GraphIndex, owner: Value) -> list[tuple[int, int]]:
+    """Uses of every value that shares ``owner``'s storage."""
+    return [u for v in facts.sharers(owner) for u in index.uses[v]]
+
+
 def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before: list[int]) -> RegionMemory:
     """The affine peak model of ``cand`` given the live bytes before its span."""
     graph = facts.graph
     extent = evaluate(cand.extent, facts.sizes)
+    reuse = reusable(facts, index, cand)
+    reused = {o for o, _ in reuse}
     running = before[cand.start]
     fixed_peak = running
+    # the hoisted phase: each hoisted node in turn; a storage whose last reader is a hoisted
+    # node (none in the loop, none after the span) is freed after it, the rest stay
+    last_hoisted = _hoisted_deaths(facts, index, cand)
     for i in cand.hoisted:
         out = facts.out_bytes(i)
         fixed_peak = max(fixed_peak, running + out + facts.workspace[i])
-        running += out  # hoisted values are read by the loop: live until it ends
-    running += sum(v.type.nbytes(facts.sizes) for v in cand.outputs)  # buffers are fresh, even for views
+        running += out
+        running -= sum(facts.nbytes[o] for o in last_hoisted.get(i, ()))
+    # output buffers are fresh, even for views, unless they take a dying input's storage
+    running += sum(v.type.nbytes(facts.sizes) for v in cand.outputs if v not in reused)
     fixed_peak = max(fixed_peak, running)
     loop_set = set(cand.loop)
-    # last in-loop use of each storage produced in the loop
-    last_in_loop: dict[Value, int] = {}
+    # last in-loop use of each storage produced in the loop (a chunk written in place into a
+    # reused input lives to the end of the iteration)
+    last_in_loop: dict[Value, int] = {o: cand.loop[-1] for o in reused}
     for i in cand.loop:
         for v in graph.nodes[i].inputs:
             if index.producer_index(v) in loop_set:
                 o = facts.owner[v]
-                last_in_loop[o] = i
+                last_in_loop[o] = max(last_in_loop.get(o, i), i)
     steps = []
     chunk_live = 0
     axes = {v: (axis, unit) for v, axis, unit in cand.chunked}
@@ -167,11 +242,11 @@ def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before:
         for o in node.outputs:
             if facts.owner[o] is o and o not in last_in_loop:
                 chunk_live -= facts.nbytes[o]  # unused in the loop: written to its buffer, freed
-        for v in set(node.inputs):
+        for v in set(node.inputs) | (reused if i == cand.loop[-1] else set()):
             owner = facts.owner[v]
-            if last_in_loop.get(owner) == i:
+            if last_in_loop.get(owner) == i and index.producer_index(owner) in loop_set:
                 chunk_live -= facts.nbytes[owner]
-    return RegionMemory(fixed_peak=fixed_peak, steps=tuple(steps), extent=max(extent, 1))
+    return RegionMemory(fixed_peak=fixed_peak, steps=tuple(steps), extent=max(extent, 1), reuse=reuse)
 
 
 class _Poly:
@@ -230,8 +305,10 @@ def chunk_expression(facts: ValueFacts, index: GraphIndex, cand: Candidate, rm: 
         for o in graph.nodes[i].outputs:
             if facts.nbytes[o]:
                 fixed.add_value(o)
+    reused = {o for o, _ in rm.reuse}
     for v in cand.outputs:
-        fixed.add_value(v)
+        if v not in reused:
+            fixed.add_value(v)
     fixed_expr = fixed.expr()
     extent = sympy.sympify(cand.extent)
     bounds = []

@@ -135,11 +135,13 @@ def _chain(v: Value, members: set[Node], position: Mapping[Node, int]) -> list[N
 
 def _moves(nodes: list[Node], position: Mapping[Node, int], members: set[Node],
            users: Mapping[Value, list[Node]], v: Value, reader: Node) -> bool:
-    """Whether copying ``v``'s chain before ``reader`` changes anything: ``v`` has other
-    readers, or something else runs between its producer and the reader."""
-    if len(users[v]) > 1:
+    """Whether copying ``v``'s chain right before ``reader`` changes anything: a value of the
+    chain has another reader, or something else runs between the chain and the reader."""
+    chain = _chain(v, members, position)
+    inside = set(chain) | {reader}
+    if any(u not in inside for n in chain for o in n.outputs for u in users[o]):
         return True
-    between = nodes[position[v.producer] + 1: position[reader]]
+    between = nodes[position[chain[0]] + 1: position[reader]]
     return any(n not in members for n in between)
 
 

@@ -8,13 +8,17 @@ generation and memory estimation expect.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from ..ir.graph import Graph
 from .plan import ChunkRegion
 from .search import Candidate
 
 
-def apply_regions(graph: Graph, chosen: list[tuple[Candidate, int]]) -> tuple[Graph, tuple[ChunkRegion, ...]]:
-    """A reordered copy of ``graph`` and the regions over it, in schedule order."""
+def apply_regions(graph: Graph, chosen: list[tuple[Candidate, int]],
+                  reuse: Callable[[Candidate], tuple] = lambda cand: ()) -> tuple[Graph, tuple[ChunkRegion, ...]]:
+    """A reordered copy of ``graph`` and the regions over it, in schedule order (``reuse``:
+    the (output, input) storage pairs of each candidate, see ChunkRegion.reuse)."""
     order: list[int] = []
     by_start = {c.start: (c, chunk) for c, chunk in chosen}
     i = 0
@@ -25,7 +29,7 @@ def apply_regions(graph: Graph, chosen: list[tuple[Candidate, int]]) -> tuple[Gr
             cand, chunk = by_start[i]
             order.extend(cand.hoisted)
             order.extend(cand.loop)
-            regions.append(cand.to_region(graph, chunk))
+            regions.append(cand.to_region(graph, chunk, reuse(cand)))
             i = cand.end + 1
         else:
             order.append(i)

@@ -62,7 +62,7 @@ class Candidate:
             self._chunked = tuple((v, self._req[v][0], int(self._req[v][1] * self._scale)) for v in self._sliced)
         return self._chunked
 
-    def to_region(self, graph: Graph, chunk_size: Size) -> ChunkRegion:
+    def to_region(self, graph: Graph, chunk_size: Size, reuse: tuple[tuple[Value, Value], ...] = ()) -> ChunkRegion:
         return ChunkRegion(
             nodes=tuple(graph.nodes[i].name for i in self.loop),
             chunked=tuple(ChunkedValue(v.name, axis, unit) for v, axis, unit in self.chunked),
@@ -70,6 +70,7 @@ class Candidate:
             extent=self.extent,
             chunk_size=chunk_size,
             whole_reads=self.whole_reads(graph),
+            reuse=tuple((o.name, r.name) for o, r in reuse),
         )
 
     def __repr__(self) -> str:

@@ -81,7 +81,7 @@ class Unmapped:
 
 
 def from_torch(module, args=(), kwargs=None, dynamic_shapes=None, *, opaque_unknown: bool = False,
-               strict: bool = False, name: str | None = None) -> Graph:
+               strict: bool = False, name: str | None = None, canonical: bool = True) -> Graph:
     """Import ``module`` (or an ``ExportedProgram``) into a chunkc Graph.
 
     ``args``, ``kwargs`` and ``dynamic_shapes`` go to ``torch.export.export``
@@ -89,13 +89,47 @@ def from_torch(module, args=(), kwargs=None, dynamic_shapes=None, *, opaque_unkn
     ``torch.export.Dim("L")`` become the symbolic size ``L``.  With
     ``opaque_unknown=True`` ops chunkc cannot map are kept as ``opaque``
     barriers (the PyTorch backend runs them) instead of failing the import.
+    ``canonical`` (default): the graph is canonicalized (chunkc.passes.canonicalize)
+    into what eager PyTorch runs — attention takes ``is_causal``/``enable_gqa``
+    where the exported masks and repeated heads prove it.
     """
     if isinstance(module, torch.export.ExportedProgram):
         ep, label = module, name or "exported_program"
     else:
         ep, label = export_program(module, args, kwargs, dynamic_shapes, strict), name or type(module).__name__
-    ep = decompose(ep, label)
-    return import_program(ep, opaque_unknown=opaque_unknown, name=label)
+    graph = None
+    if importable_as_exported(ep):
+        # run_decompositions retraces the whole program (as long as the export itself); skip it
+        # when every op already has a converter, and decompose only if one of them gives up
+        try:
+            graph = import_program(ep, name=label)
+        except UnsupportedOpError:
+            pass
+    if graph is None:
+        graph = import_program(decompose(ep, label), opaque_unknown=opaque_unknown, name=label)
+    if canonical:
+        from chunkc.passes.canonicalize import canonicalize
+        graph = canonicalize(graph)
+    return graph
+
+
+def importable_as_exported(ep: torch.export.ExportedProgram) -> bool:
+    """Whether the importer can read ``ep`` without ``run_decompositions``: every ATen call has
+    a converter (or is a run-time check) and mutates nothing (decomposition functionalizes
+    in-place ops); other calls are on sizes only, or pick an item of a multi-output op."""
+    for node in ep.graph.nodes:
+        if node.op != "call_function":
+            continue
+        target, val = node.target, node.meta.get("val")
+        makes_tensors = isinstance(val, (torch.Tensor, list, tuple))
+        if isinstance(target, torch._ops.OpOverload):
+            if target._schema.is_mutable:
+                return False
+            if makes_tensors and target not in _SKIP and converters.lookup(target) is None:
+                return False
+        elif target is not operator.getitem and makes_tensors:
+            return False  # a higher-order op or a Python function producing a tensor
+    return True
 
 
 def import_program(ep: torch.export.ExportedProgram, *, opaque_unknown: bool = False, name: str = "main") -> Graph:

@@ -22,11 +22,13 @@ works on it in place, and allocates only the output besides.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import sympy
 
-from ..dims import AxisSource, DimRecord, at_position
+from .. import elements
+from ..dims import AxisFlow, AxisSource, DimRecord, at_position
 from ..dtypes import DType
 from ..lowering import LoweringContext, operands, torch_dtype
 from ..registry import OpDef, register
@@ -58,6 +60,10 @@ def _parts(ins, attrs):
                    f"k {k} and v {v} must share their key axis (-2): {format_size(k.shape[-2])} != "
                    f"{format_size(v.shape[-2])}")
     batches = [TensorType(t.dtype, t.shape[:-2]) for t in (q, k, v)]
+    if attrs["enable_gqa"]:
+        _groups(ins)
+        # k and v hold heads/groups heads, each serving `groups` query heads: broadcast as if repeated
+        batches[1:3] = [TensorType(t.dtype, t.shape[:-3] + (q.shape[-3],)) for t in (k, v)]
     mask = None
     if len(ins) == 4:
         mask = _mask_2d(ins[3])
@@ -83,6 +89,19 @@ def _parts(ins, attrs):
     return batches, mask, batch
 
 
+def _groups(ins) -> int:
+    """Query heads per key/value head (axis -3) of grouped-query attention."""
+    q, k, v = ins[:3]
+    if min(t.rank for t in (q, k, v)) < 3:
+        raise fail("scaled_dot_product_attention", "enable_gqa needs a head axis (-3) in q, k and v")
+    hq, hk = q.shape[-3], k.shape[-3]
+    if not (isinstance(hq, int) and isinstance(hk, int)) or hk == 0 or hq % hk or not sizes_equal(hk, v.shape[-3]):
+        raise fail("scaled_dot_product_attention",
+                   f"enable_gqa: q's {format_size(hq)} heads must be a multiple of k's and v's "
+                   f"({format_size(hk)}, {format_size(v.shape[-3])}), all static")
+    return hq // hk
+
+
 def _sdpa_infer(ins, attrs):
     _, _, batch = _parts(ins, attrs)
     q, v = ins[0], ins[2]
@@ -93,6 +112,11 @@ def _sdpa_dims(ins, attrs, outs) -> DimRecord:
     batches, mask, batch = _parts(ins, attrs)
     out = outs[0]
     flows = list(broadcast_dims(batches, TensorType(out.dtype, batch)))
+    if attrs["enable_gqa"]:  # a chunk of `groups` query heads reads one key/value head
+        head = len(flows) - 1
+        share = Fraction(1, _groups(ins))
+        flows[head] = AxisFlow(flows[head].kind, tuple(
+            AxisSource(s.input, s.axis, share if s.input in (1, 2) else s.ratio) for s in flows[head].sources))
     q, v = ins[0], ins[2]
     sources = [AxisSource(0, q.rank - 2)]
     if mask is not None and ins[3].rank >= 2 and sizes_equal(ins[3].shape[-2], q.shape[-2]):
@@ -108,30 +132,37 @@ def _sdpa_slice(attrs, ins, axis, start, length):
     return {**attrs, "query_offset": normalize(attrs["query_offset"] + start)}
 
 
-def _rows(ins) -> Size:
+def _rows(ins, attrs) -> Size:
     """Query rows of the scores: the broadcast batch of q and k times L."""
-    q, k = ins[0], ins[1]
-    qk = broadcast_shapes("scaled_dot_product_attention",
-                          [TensorType(q.dtype, q.shape[:-2]), TensorType(k.dtype, k.shape[:-2])])
-    return normalize(product(qk) * q.shape[-2])
+    batches, _, _ = _parts(ins, attrs)
+    qk = broadcast_shapes("scaled_dot_product_attention", batches[:2])
+    return normalize(product(qk) * ins[0].shape[-2])
 
 
-def _scores_numel(ins) -> Size:
-    return normalize(_rows(ins) * ins[1].shape[-2])
+def _scores_numel(ins, attrs) -> Size:
+    return normalize(_rows(ins, attrs) * ins[1].shape[-2])
 
 
 def _sdpa_workspace(ins, attrs, outs) -> Size:
-    # the scores, plus the row maxima and sums beside them
-    return normalize(_scores_numel(ins) + 2 * _rows(ins))
+    # the scores, plus the row maxima and sums beside them; with enable_gqa the reference
+    # repeats k and v to the query heads
+    repeated = 0
+    if attrs["enable_gqa"]:
+        groups = _groups(ins)
+        repeated = normalize(groups * (ins[1].numel() + ins[2].numel()))
+    return normalize(_scores_numel(ins, attrs) + 2 * _rows(ins, attrs) + repeated)
 
 
 def _sdpa_flops(ins, attrs, outs) -> Size:
-    n = _scores_numel(ins)
+    n = _scores_numel(ins, attrs)
     return normalize(2 * n * ins[0].shape[-1] + 2 * n * ins[2].shape[-1] + 5 * n)
 
 
-def _sdpa_ref(xp, q, k, v, mask=None, is_causal=False, scale=None, query_offset=0):
+def _sdpa_ref(xp, q, k, v, mask=None, is_causal=False, scale=None, query_offset=0, enable_gqa=False):
     dt = array_result_dtype(q, k, v)
+    if enable_gqa:  # kv head j serves query heads j*groups .. (j+1)*groups - 1
+        groups = q.shape[-3] // k.shape[-3]
+        k, v = xp.repeat(k, groups, axis=-3), xp.repeat(v, groups, axis=-3)
     if is_causal:  # keys past the last query's position are never attended
         stop = min(query_offset + q.shape[-2], k.shape[-2])
         k, v = k[..., :stop, :], v[..., :stop, :]
@@ -185,10 +216,69 @@ def _sdpa_torch_workspace(ins, attrs, outs) -> Size:
     return ceildiv(normalize(ins[0].shape[-2] * ins[1].shape[-2]), outs[0].dtype.itemsize)
 
 
+# -- canonicalization: what eager PyTorch runs (is_causal, enable_gqa) ------------------------
+
+
+def _causal_mask(node, analysis) -> bool:
+    """The bool mask (input 3) is ``key <= query`` at every position (PyTorch's is_causal)."""
+    q, k, mask = node.inputs[0], node.inputs[1], node.inputs[3]
+    t = mask.type
+    if t.dtype != DType.bool or t.rank < 2 or node.attrs["is_causal"]:
+        return False
+    if not (sizes_equal(t.shape[-2], q.shape[-2]) and sizes_equal(t.shape[-1], k.shape[-2])):
+        return False
+    f = analysis.of(mask)
+    f = elements.at(f, [sympy.Integer(0) if is_one(s) else elements.index(a) for a, s in enumerate(t.shape)])
+    rows, cols = elements.index(t.rank - 2), elements.index(t.rank - 1)
+    if f.atoms(sympy.core.function.AppliedUndef) or f.free_symbols & (set(elements.indices(t.rank)) - {rows, cols}):
+        return False  # it reads a tensor, or varies along a batch axis
+    return elements.prove_equal(f, sympy.Le(cols, rows))
+
+
+def _shared_heads(node, i: int, groups_of, analysis):
+    """An earlier value whose heads input ``i`` (k or v) repeats ``groups`` times each
+    (``x[:, :, None].expand(..).reshape(..)``), with that number; None if there is none."""
+    x = node.inputs[i]
+    if x.rank < 3 or not isinstance(x.shape[-3], int):
+        return None
+    f = analysis.of(x)
+    head = x.rank - 3
+    seen = 0
+    cand = x.producer.inputs[0] if x.producer is not None and x.producer.inputs else None
+    while cand is not None and seen < 8:
+        seen += 1
+        hk = cand.shape[-3] if cand.rank == x.rank else None
+        if isinstance(hk, int) and 0 < hk < x.shape[-3] and x.shape[-3] % hk == 0 and groups_of in (None, x.shape[-3] // hk) \
+                and all(sizes_equal(a, b) for j, (a, b) in enumerate(zip(cand.shape, x.shape)) if j != head):
+            groups = x.shape[-3] // hk
+            position = list(elements.indices(x.rank))
+            position[head] = sympy.floor(elements.index(head) / groups)
+            if elements.prove_equal(f, elements.at(analysis.of(cand), position)):
+                return cand, groups
+        p = cand.producer
+        cand = p.inputs[0] if p is not None and p.inputs and p.op.elements is not None else None
+    return None
+
+
+def _sdpa_canonicalize(node, analysis):
+    ins, attrs = list(node.inputs), dict(node.attrs)
+    changed = False
+    if len(ins) == 4 and _causal_mask(node, analysis):
+        ins, attrs["is_causal"], changed = ins[:3], True, True
+    if not attrs["enable_gqa"] and ins[0].rank >= 3:
+        k = _shared_heads(node, 1, None, analysis)
+        v = _shared_heads(node, 2, k[1], analysis) if k is not None else None
+        if k is not None and v is not None and sizes_equal(k[0].shape[-3], v[0].shape[-3]):
+            ins[1], ins[2], attrs["enable_gqa"], changed = k[0], v[0], True, True
+    return (ins, attrs) if changed else None
+
+
 def _sdpa_torch(ctx: LoweringContext) -> str:
     out = ctx.out_type().dtype
     q, k, v = operands(ctx, (0, 1, 2), out, strict=True)
     scale = f", scale={ctx.attr('scale')}" if ctx.attrs["scale"] is not None else ""
+    if ctx.attrs["enable_gqa"]:  # the CPU and CUDA kernels read the shared heads without repeating them
+        scale += ", enable_gqa=True"
     offset = ctx.attrs["query_offset"]
     if ctx.attrs["is_causal"] and not (isinstance(offset, int) and offset == 0):
         # queries below the first row (a chunk of them): their own mask rows, keys up to the last row
@@ -207,11 +297,15 @@ def _sdpa_torch(ctx: LoweringContext) -> str:
 
 register(OpDef(
     name="scaled_dot_product_attention", infer=_sdpa_infer, dims=_sdpa_dims, reference=_sdpa_ref,
-    num_inputs=(3, 4), attrs={"is_causal": False, "scale": None, "query_offset": 0}, size_attrs=("query_offset",),
+    num_inputs=(3, 4), attrs={"is_causal": False, "scale": None, "query_offset": 0, "enable_gqa": False},
+    size_attrs=("query_offset",), canonicalize=_sdpa_canonicalize,
     workspace=_sdpa_workspace, torch_workspace=_sdpa_torch_workspace, flops=_sdpa_flops, slice_attrs=_sdpa_slice,
     torch=_sdpa_torch,
     doc="scaled_dot_product_attention(q[..., L, E], k[..., S, E], v[..., S, Ev], mask?, is_causal=False, "
-        "scale=None, query_offset=0) -> [..., L, Ev]; scale None is 1/sqrt(E); a bool mask marks the keys to "
-        "attend, a float mask is added; with is_causal, query i attends keys j <= i + query_offset; batch axes "
-        "broadcast. Carries: batch axes (from every input not broadcast), L from q and the mask (positionally "
-        "with is_causal), Ev from v."))
+        "scale=None, query_offset=0, enable_gqa=False) -> [..., L, Ev]; scale None is 1/sqrt(E); a bool mask "
+        "marks the keys to attend, a float mask is added; with is_causal, query i attends keys j <= i + "
+        "query_offset; with enable_gqa, k and v have heads/g heads (axis -3), kv head j serving query heads "
+        "j*g .. j*g + g - 1; batch axes broadcast. Carries: batch axes (from every input not broadcast; the head "
+        "axis from k and v with ratio 1/g under enable_gqa), L from q and the mask (positionally with is_causal), "
+        "Ev from v. Canonicalizes: a bool mask proven to be k <= q becomes is_causal; k and v proven to repeat "
+        "the heads of an earlier value (transformers' repeat_kv) become that value with enable_gqa."))

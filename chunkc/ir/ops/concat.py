@@ -5,7 +5,10 @@ Every axis other than the joined or split one carries, from every input.
 
 from __future__ import annotations
 
+import sympy
+
 from ..dims import AxisSource, DimRecord, MIX, NEW
+from ..elements import at, index, indices
 from ..lowering import LoweringContext, all_operands
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, format_size, normalize, sizes_equal
@@ -50,7 +53,21 @@ def _concat_ref(xp, *xs, axis):
     return xp.concatenate(xs, axis=axis, dtype=array_result_dtype(*xs))
 
 
-register(OpDef(name="concat", infer=_concat_infer, dims=_concat_dims, reference=_concat_ref,
+def _concat_elements(fs, attrs, ins, outs):
+    if outs[0].dtype.is_floating and any(not t.dtype.is_floating for t in ins):
+        return None
+    axis = norm_axis("concat", attrs["axis"], ins[0].rank)
+    i, offset, branches = index(axis), 0, []
+    for f, t in zip(fs, ins):
+        position = list(indices(t.rank))
+        position[axis] = i - offset
+        offset = normalize(offset + t.shape[axis])
+        branches.append((at(f, position), sympy.Lt(i, offset)))
+    branches[-1] = (branches[-1][0], True)
+    return sympy.Piecewise(*branches)
+
+
+register(OpDef(name="concat", infer=_concat_infer, dims=_concat_dims, reference=_concat_ref, elements=_concat_elements,
                num_inputs=(1, None), attrs={"axis": REQUIRED}, flops=lambda *a: 0,
                torch=lambda ctx: f"torch.cat([{', '.join(all_operands(ctx))}], dim={ctx.attr('axis')})",
                doc="concat(*xs, axis): join along an existing axis. Carries: every other axis, from every input."))

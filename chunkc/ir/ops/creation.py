@@ -20,6 +20,7 @@ import sympy
 
 from ..dims import ANY_SLICE, NEW, POSITION, AxisSource, DimRecord, at_position
 from ..dtypes import DType, dtype as to_dtype
+from ..elements import exact, index
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, ceildiv, normalize
 from ..types import TensorType
@@ -87,8 +88,15 @@ def _arange_slice(attrs, ins, axis, start, length):
     return {**attrs, "start": first, "end": normalize(first + length * attrs["step"])}
 
 
+def _arange_elements(fs, attrs, ins, outs):
+    if not exact(outs[0]) or not all(isinstance(attrs[k], (int, sympy.Expr)) for k in ("start", "step")):
+        return None
+    return attrs["start"] + attrs["step"] * index(0)
+
+
 register(OpDef(
     name="arange", infer=_arange_infer, dims=_arange_dims, reference=_arange_ref, slice_attrs=_arange_slice,
+    elements=_arange_elements,
     num_inputs=(0, 0), attrs={"start": 0, "end": REQUIRED, "step": 1, "dtype": None},
     size_attrs=("start", "end", "step"),
     torch="torch.arange({start}, {end}, {step}, dtype={out_dtype}, device={device})",
@@ -121,10 +129,18 @@ def _full_ref(xp, shape, value, dtype=None):
 register(OpDef(
     name="full", infer=_full_infer, dims=lambda ins, a, outs: (tuple(ANY_SLICE for _ in outs[0].shape),),
     reference=_full_ref, num_inputs=(0, 0), attrs={"shape": REQUIRED, "value": REQUIRED, "dtype": None},
+    elements=lambda fs, attrs, ins, outs: _constant_element(attrs["value"], outs[0]),
     size_attrs=("shape",), shape_attr="shape", flops=lambda *a: 0,
     torch="torch.full({out_shape}, {value}, dtype={out_dtype}, device={device})",
     doc="full(shape, value, dtype=None): a constant tensor; dtype defaults from value (bool, i64 or f32). "
         "Carries: every axis, from nothing (any slice is the same constant)."))
+
+
+def _constant_element(value, t: TensorType):
+    """A constant's formula: itself, for bools and exact integers."""
+    if not exact(t) or isinstance(value, float):
+        return None
+    return sympy.true if value is True else sympy.false if value is False else sympy.Integer(value)
 
 
 def _full_like_infer(ins, attrs):

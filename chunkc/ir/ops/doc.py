@@ -40,6 +40,8 @@ imported after them).  Passes never test an op's name: they ask its record.
 | `keeps_layout` | True for elementwise ops: a fresh output is laid out in the order of the inputs' strides (the backend's layout rule, `chunkc/ir/layout.py`; docs/memory.md), not C-contiguous |
 | `flops(in_types, attrs, out_types)` | a FLOP count (default: one per output element) |
 | `num_outputs` | 1, or `None` when `infer` decides (split, opaque) |
+| `elements(in_formulas, attrs, in_types, out_types)` | output 0's *element formula*: the element at index `(i0, i1, ...)` as a sympy expression of the index and of the inputs' formulas (`chunkc/ir/elements.py`), or `None` when it is not exact (float arithmetic); index-moving ops (expand, slice, concat, take, reshape) give one for any dtype |
+| `canonicalize(node, analysis)` | `(inputs, attrs)` of the same op computing the node's value faster, or `None`; the `canonicalize` pass runs it (SDPA: causal masks to `is_causal`, repeated key/value heads to `enable_gqa`; see [passes.md](passes.md#canonicalization-chunkcpassescanonicalizepy)) |
 | `doc` | one line: the signature, what it computes, then `Carries: ...` |
 
 A dimension record must be *true* and *maximal*: an output axis says `carry`

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import math
 
+import sympy
+
 from ..dims import DimRecord
 from ..dtypes import DType, dtype as to_dtype, promote
+from ..elements import as_bool, as_int, broadcast_to, comparison, exact, pointwise
 from ..lowering import LoweringContext, LoweringFn, TorchLowering, keywords, operands, torch_dtype
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import ceildiv
@@ -38,7 +41,8 @@ def _bcast_dims(ins, attrs, outs) -> DimRecord:
 
 
 def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, doc: str = "",
-          out_dtype: DType | None = None, check=None, workspace=None, torch: TorchLowering | None = None) -> OpDef:
+          out_dtype: DType | None = None, check=None, workspace=None, torch: TorchLowering | None = None,
+          elements=None) -> OpDef:
     infer = _unary_infer(name, float_only, out_dtype)
     if check is not None:
         base = infer
@@ -49,7 +53,7 @@ def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, do
     return register(OpDef(
         name=name, infer=infer, dims=_bcast_dims, reference=fn, attrs=attrs or {}, workspace=workspace, torch=torch,
         keeps_layout=True,
-        flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(x).") + CARRIES,
+        flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(x).") + CARRIES, elements=elements,
     ))
 
 
@@ -179,7 +183,8 @@ def _log_like(fn):
     return ref
 
 
-unary("neg", lambda xp, x: xp.negative(x), float_only=False, doc="neg(x) = -x.", torch="torch.neg({0})")
+unary("neg", lambda xp, x: xp.negative(x), float_only=False, doc="neg(x) = -x.", torch="torch.neg({0})",
+      elements=pointwise(lambda x: -x))
 unary("abs", lambda xp, x: xp.abs(x), float_only=False, torch="torch.abs({0})")
 unary("exp", _log_like(lambda xp, x: xp.exp(x)), flops=4, torch="torch.exp({0})")
 unary("log", _log_like(lambda xp, x: xp.log(x)), flops=4, torch="torch.log({0})")
@@ -232,7 +237,8 @@ unary("isnan", lambda xp, x: xp.isnan(x), float_only=False, out_dtype=DType.bool
 unary("isinf", lambda xp, x: xp.isinf(x), float_only=False, out_dtype=DType.bool, doc="isinf(x) -> bool.",
       torch="torch.isinf({0})")
 unary("logical_not", lambda xp, x: xp.logical_not(x), float_only=False, out_dtype=DType.bool,
-      doc="logical_not(x) -> bool.", torch="torch.logical_not({0})")
+      doc="logical_not(x) -> bool.", torch="torch.logical_not({0})",
+      elements=pointwise(sympy.Not, kind="bool"))
 
 
 # -- binary -------------------------------------------------------------------------
@@ -275,11 +281,12 @@ def _div(xp, a, b):
 
 
 def binary(name: str, fn, bool_out: bool = False, flops: int = 1, doc: str = "", float_only: bool = False,
-           torch: TorchLowering | None = None) -> OpDef:
+           torch: TorchLowering | None = None, elements=None) -> OpDef:
     return register(OpDef(
         name=name, infer=_binary_infer(name, bool_out, float_only), dims=_bcast_dims, reference=fn, num_inputs=(2, 2),
         keeps_layout=True,
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(a, b).") + CARRIES, torch=torch,
+        elements=elements,
     ))
 
 
@@ -329,9 +336,9 @@ def _compare(symbol: str) -> LoweringFn:
     return lower
 
 
-binary("add", _arith("add"), torch=infix("+"))
-binary("sub", _arith("subtract"), torch=infix("-"))
-binary("mul", _arith("multiply"), torch=infix("*"))
+binary("add", _arith("add"), torch=infix("+"), elements=pointwise(lambda a, b: a + b))
+binary("sub", _arith("subtract"), torch=infix("-"), elements=pointwise(lambda a, b: a - b))
+binary("mul", _arith("multiply"), torch=infix("*"), elements=pointwise(lambda a, b: a * b))
 binary("div", _div, doc="div(a, b): true division; integers truncate toward zero.", torch=_div_torch)
 binary("pow", _arith("power"), flops=4, torch=infix("**"))
 binary("maximum", _arith("maximum"), doc="maximum(a, b): elementwise, NaN propagates.",
@@ -346,13 +353,17 @@ binary("floor_divide", _arith("floor_divide"), doc="floor_divide(a, b) = floor(a
        torch=promoted_call("torch.floor_divide"))
 binary("atan2", _arith("arctan2"), flops=4, float_only=True, torch=promoted_call("torch.atan2"),
        doc="atan2(a, b): the angle of the point (b, a), in [-pi, pi]; inputs promote to a floating type.")
-for _name, _ufunc, _symbol in (("eq", "equal", "=="), ("ne", "not_equal", "!="), ("lt", "less", "<"),
-                               ("le", "less_equal", "<="), ("gt", "greater", ">"), ("ge", "greater_equal", ">=")):
-    binary(_name, _cmp(_ufunc), bool_out=True, doc=f"{_name}(a, b) -> bool.", torch=_compare(_symbol))
+for _name, _ufunc, _symbol, _rel in (("eq", "equal", "==", sympy.Eq), ("ne", "not_equal", "!=", sympy.Ne),
+                                     ("lt", "less", "<", sympy.Lt), ("le", "less_equal", "<=", sympy.Le),
+                                     ("gt", "greater", ">", sympy.Gt), ("ge", "greater_equal", ">=", sympy.Ge)):
+    binary(_name, _cmp(_ufunc), bool_out=True, doc=f"{_name}(a, b) -> bool.", torch=_compare(_symbol),
+           elements=comparison(_rel))
 binary("logical_and", _cmp("logical_and"), bool_out=True, doc="logical_and(a, b) -> bool.",
-       torch="torch.logical_and({0}, {1})")
+       torch="torch.logical_and({0}, {1})",
+       elements=pointwise(sympy.And, kind="bool"))
 binary("logical_or", _cmp("logical_or"), bool_out=True, doc="logical_or(a, b) -> bool.",
-       torch="torch.logical_or({0}, {1})")
+       torch="torch.logical_or({0}, {1})",
+       elements=pointwise(sympy.Or, kind="bool"))
 binary("logical_xor", _cmp("logical_xor"), bool_out=True, doc="logical_xor(a, b) -> bool.",
        torch="torch.logical_xor({0}, {1})")
 
@@ -377,8 +388,17 @@ def _where_torch(ctx: LoweringContext) -> str:
     return f"torch.where({ctx.arg(0)}, {a}, {b})"
 
 
+def _where_elements(fs, attrs, ins, outs):
+    # selection is exact for any dtype; promotion of bool/int branches to a wider int is too
+    if outs[0].dtype.is_floating and any(not t.dtype.is_floating for t in ins[1:]):
+        return None
+    c, a, b = (broadcast_to(f, t, outs[0]) for f, t in zip(fs, ins))
+    return sympy.Piecewise((a, as_bool(c, ins[0])), (b, True))
+
+
 register(OpDef(name="where", infer=_where_infer, dims=_bcast_dims, reference=_where_ref, num_inputs=(3, 3),
-               torch=_where_torch, keeps_layout=True, doc="where(cond, a, b): a where cond holds, else b; all three broadcast." + CARRIES))
+               torch=_where_torch, elements=_where_elements, keeps_layout=True,
+               doc="where(cond, a, b): a where cond holds, else b; all three broadcast." + CARRIES))
 
 
 def _masked_fill_infer(ins, attrs):
@@ -421,8 +441,17 @@ def _cast_torch(ctx: LoweringContext) -> str:
     return f"{ctx.arg(0)}.to({torch_dtype(ctx.out_type().dtype)})"
 
 
+def _cast_elements(fs, attrs, ins, outs):
+    src, dst = ins[0].dtype, outs[0].dtype
+    if src == dst:
+        return fs[0]
+    if dst == DType.bool:
+        return as_bool(fs[0], ins[0]) if exact(ins[0]) else None
+    return as_int(fs[0], ins[0]) if exact(outs[0]) and exact(ins[0]) else None
+
+
 register(OpDef(name="cast", infer=_cast_infer, dims=_bcast_dims, reference=_cast_ref, attrs={"dtype": REQUIRED},
-               torch=_cast_torch, flops=lambda *a: 0, keeps_layout=True,
+               torch=_cast_torch, flops=lambda *a: 0, elements=_cast_elements, keeps_layout=True,
                doc="cast(x, dtype=f16): convert the element type (a fresh array)." + CARRIES))
 
 

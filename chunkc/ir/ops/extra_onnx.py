@@ -17,7 +17,10 @@ batch axes, carry) theirs.  This module is registered by importing it
 from __future__ import annotations
 
 from ..dims import AxisFlow, AxisSource, DimRecord, MIX, NEW
+import sympy
+
 from ..dtypes import DType, dtype as to_dtype
+from ..elements import exact
 from ..lowering import LoweringContext, torch_dtype, tuple_literal
 from ..registry import _REGISTRY, OpDef, REQUIRED, register
 from ..types import TensorType
@@ -62,6 +65,9 @@ _register(OpDef(name="size_tensor", infer=_size_tensor_infer, num_inputs=(0, 0),
                 dims=lambda ins, attrs, outs: (tuple(NEW for _ in outs[0].shape),), torch=_size_tensor_torch,
                 reference=_size_tensor_ref, attrs={"values": REQUIRED, "shape": (), "dtype": DType.int64},
                 size_attrs=("values",), flops=lambda *a: 0,
+                # one value: that size (a sympy expression of the size symbols)
+                elements=lambda fs, attrs, ins, outs: sympy.sympify(attrs["values"][0])
+                if len(attrs["values"]) == 1 and exact(outs[0]) else None,
                 doc="size_tensor(values=(L, 12), shape=(2,), dtype=i64): a tensor of sizes evaluated at run time. Carries: no axis."))
 
 

@@ -7,8 +7,11 @@ axes carry from the data; the indexed axis of the data is read whole.
 
 from __future__ import annotations
 
+import sympy
+
 from ..dims import AxisSource, DimRecord, MIX
 from ..dtypes import DType
+from ..elements import at, index
 from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import format_size, sizes_equal
@@ -42,7 +45,20 @@ def _take_torch(ctx: LoweringContext) -> str:
     return f"{ctx.arg(0)}[{':, ' * axis}{ctx.arg(1)}]"
 
 
+def _take_elements(fs, attrs, ins, outs):
+    x, idx = ins
+    axis = norm_axis("take", attrs["axis"], x.rank)
+    picked = at(fs[1], [index(axis + j) for j in range(idx.rank)])
+    position = [index(k) for k in range(axis)] + [None] + [index(k + idx.rank - 1) for k in range(axis + 1, x.rank)]
+    read = lambda i: at(fs[0], position[:axis] + [i] + position[axis + 1:])  # noqa: E731
+    negative = sympy.piecewise_fold(sympy.Lt(sympy.piecewise_fold(picked), 0))
+    if negative == sympy.false:
+        return read(picked)
+    return sympy.Piecewise((read(picked + x.shape[axis]), negative), (read(picked), True))
+
+
 register(OpDef(name="take", infer=_take_infer, dims=_take_dims, num_inputs=(2, 2), attrs={"axis": 0}, torch=_take_torch,
+               elements=_take_elements,
                reference=lambda xp, x, indices, axis: xp.take(x, indices, axis=axis), flops=lambda *a: 0,
                doc="take(x, indices, axis=0): x's `axis` replaced by the indices' axes (negative indices count "
                    "from the end). Carries: the index axes from indices, the other axes from x."))

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import sympy
 
+from ..elements import at, broadcast_to, index, indices
 from ..dims import AxisFlow, AxisSource, DimRecord, MIX, NEW
 from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, register
@@ -149,7 +150,48 @@ def nocopy_reshape_strides(old_shape, old_strides, new_shape):
     return tuple(new_strides)
 
 
+def _reshape_elements(fs, attrs, ins, outs):
+    # only reshapes that add or drop size-1 axes (the others would need div/mod index maps)
+    t, out = ins[0], outs[0]
+    kept_in = [k for k, s in enumerate(t.shape) if not _is_one(s)]
+    kept_out = [k for k, s in enumerate(out.shape) if not _is_one(s)]
+    if len(kept_in) != len(kept_out) or not all(sizes_equal(t.shape[a], out.shape[b])
+                                                 for a, b in zip(kept_in, kept_out)):
+        return _merge_elements(fs[0], t, out)
+    position = [sympy.Integer(0)] * t.rank
+    for a, b in zip(kept_in, kept_out):
+        position[a] = index(b)
+    return at(fs[0], position)
+
+
+def _merge_elements(f, t: TensorType, out: TensorType):
+    """A reshape that only merges runs of adjacent axes whose inner sizes are static
+    (``[B, G, R, L, E] -> [B, G*R, L, E]``): merged index h reads ``(h // R, h % R)``."""
+    position: list = []
+    k = 0
+    for b, size in enumerate(out.shape):
+        group = [k]
+        total = t.shape[k] if k < t.rank else None
+        k += 1
+        while total is not None and not sizes_equal(total, size) and k < t.rank:
+            group.append(k)
+            total = normalize(total * t.shape[k])
+            k += 1
+        inner = [t.shape[g] for g in group[1:]]
+        if total is None or not sizes_equal(total, size) or not all(isinstance(s, int) for s in inner):
+            return None
+        stride = 1
+        parts = []
+        for g in reversed(group[1:]):
+            parts.append(sympy.Mod(sympy.floor(index(b) / stride), t.shape[g]))
+            stride *= t.shape[g]
+        parts.append(sympy.floor(index(b) / stride))
+        position += reversed(parts)
+    return at(f, position) if k == t.rank else None
+
+
 register(OpDef(name="reshape", infer=_reshape_infer, dims=_reshape_dims, view_strides=_reshape_strides,
+               elements=_reshape_elements,
                reference=lambda xp, x, shape: xp.reshape(x, tuple(int(s) for s in shape)),
                attrs={"shape": REQUIRED}, size_attrs=("shape",), shape_attr="shape", flops=lambda *a: 0,
                torch="{0}.reshape({out_shape})",
@@ -178,7 +220,15 @@ def _permute_dims(ins, attrs, outs) -> DimRecord:
     return (tuple(AxisFlow("carry", (AxisSource(0, d),)) for d in dims),)
 
 
-register(OpDef(name="permute", infer=_permute_infer, dims=_permute_dims,
+def _permute_elements(fs, attrs, ins, outs):
+    dims = _perm("permute", ins[0], attrs["dims"])
+    position = [None] * len(dims)
+    for j, d in enumerate(dims):  # output axis j is input axis d
+        position[d] = index(j)
+    return at(fs[0], position)
+
+
+register(OpDef(name="permute", infer=_permute_infer, dims=_permute_dims, elements=_permute_elements,
                view_strides=lambda ins, attrs, strides: tuple(strides[d] for d in _perm("permute", ins[0], attrs["dims"])),
                reference=lambda xp, x, dims: xp.transpose(x, dims), attrs={"dims": REQUIRED}, flops=lambda *a: 0,
                torch="{0}.permute({dims})",
@@ -232,6 +282,7 @@ def _expand_ref(xp, x, shape):
 
 
 register(OpDef(name="expand", infer=_expand_infer, dims=_expand_dims, view_strides=_expand_strides,
+               elements=lambda fs, attrs, ins, outs: broadcast_to(fs[0], ins[0], outs[0]),
                reference=_expand_ref, attrs={"shape": REQUIRED}, size_attrs=("shape",), shape_attr="shape", flops=lambda *a: 0,
                torch="{0}.expand({out_shape})",
                doc="expand(x, shape=...): broadcast size-1 axes (and new leading ones); a view. "
@@ -274,7 +325,16 @@ def _squeeze_torch(ctx: LoweringContext) -> str:
     return f"{ctx.arg(0)}.squeeze({ctx.lit(axes)})"
 
 
-register(OpDef(name="squeeze", infer=_squeeze_infer, dims=_squeeze_dims,
+def _squeeze_elements(fs, attrs, ins, outs):
+    axes = _squeeze_axes(ins[0], attrs["axes"])
+    kept = [k for k in range(ins[0].rank) if k not in axes]
+    position = [sympy.Integer(0)] * ins[0].rank
+    for j, k in enumerate(kept):
+        position[k] = index(j)
+    return at(fs[0], position)
+
+
+register(OpDef(name="squeeze", infer=_squeeze_infer, dims=_squeeze_dims, elements=_squeeze_elements,
                view_strides=lambda ins, attrs, st: tuple(s for k, s in enumerate(st) if k not in _squeeze_axes(ins[0], attrs["axes"])),
                reference=_squeeze_ref, torch=_squeeze_torch, attrs={"axes": None}, flops=lambda *a: 0,
                doc="squeeze(x, axes=None): drop size-1 axes (those of `axes` that have size 1); a view. "
@@ -307,7 +367,13 @@ def _unsqueeze_strides(ins, attrs, st):
     return tuple(st[:a]) + (inner,) + tuple(st[a:])
 
 
+def _unsqueeze_elements(fs, attrs, ins, outs):
+    a = _unsqueeze_axis(ins[0], attrs["axis"])
+    return at(fs[0], [index(k if k < a else k + 1) for k in range(ins[0].rank)])
+
+
 register(OpDef(name="unsqueeze", infer=_unsqueeze_infer, dims=_unsqueeze_dims, view_strides=_unsqueeze_strides,
+               elements=_unsqueeze_elements,
                reference=lambda xp, x, axis: xp.expand_dims(x, axis), attrs={"axis": REQUIRED}, flops=lambda *a: 0,
                torch="{0}.unsqueeze({axis})",
                doc="unsqueeze(x, axis=k): insert a size-1 axis; a view. Carries: every axis of x."))
@@ -375,7 +441,18 @@ def _slice_torch(ctx: LoweringContext) -> str:
     return f"{ctx.arg(0)}[{':, ' * axis}{index}]"
 
 
-register(OpDef(name="slice", infer=_slice_infer, dims=_slice_dims, torch=_slice_torch,
+def _slice_elements(fs, attrs, ins, outs):
+    t = ins[0]
+    axis, size, start, _, step = _slice_bounds(t, attrs)
+    first = _clip(start, size, 0)
+    if isinstance(start, int) and start < 0 and not isinstance(size, int):
+        return None  # a start counted from the end of a symbolic axis may clip at 0
+    position = list(indices(t.rank))
+    position[axis] = first + step * index(axis)
+    return at(fs[0], position)
+
+
+register(OpDef(name="slice", infer=_slice_infer, dims=_slice_dims, torch=_slice_torch, elements=_slice_elements,
                view_strides=lambda ins, attrs, st: tuple(normalize(s * attrs["step"]) if k == norm_axis("slice", attrs["axis"], ins[0].rank) else s
                                                         for k, s in enumerate(st)),
                reference=_slice_ref, attrs={"axis": REQUIRED, "start": None, "end": None, "step": 1},
@@ -387,14 +464,14 @@ register(OpDef(name="slice", infer=_slice_infer, dims=_slice_dims, torch=_slice_
 # -- contiguous -------------------------------------------------------------------
 
 
-register(OpDef(name="contiguous", infer=lambda ins, attrs: (ins[0],),
+register(OpDef(name="contiguous", infer=lambda ins, attrs: (ins[0],), elements=lambda fs, *_: fs[0],
                dims=lambda ins, attrs, outs: (tuple(AxisFlow("carry", (AxisSource(0, k),)) for k in range(ins[0].rank)),),
                view_strides=lambda ins, attrs, st: tuple(st) if is_contiguous(ins[0].shape, st) else None,
                reference=lambda xp, x: xp.ascontiguousarray(x).reshape(x.shape), flops=lambda *a: 0,
                torch="{0}.contiguous()",
                doc="contiguous(x): x itself when already contiguous, else a contiguous copy. Carries: every axis."))
 
-register(OpDef(name="copy", infer=lambda ins, attrs: (ins[0],),
+register(OpDef(name="copy", infer=lambda ins, attrs: (ins[0],), elements=lambda fs, *_: fs[0],
                dims=lambda ins, attrs, outs: (tuple(AxisFlow("carry", (AxisSource(0, k),)) for k in range(ins[0].rank)),),
                reference=lambda xp, x: x.copy(), flops=lambda *a: 0,
                torch="{0}.clone(memory_format=torch.contiguous_format)",

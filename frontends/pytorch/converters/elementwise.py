@@ -94,9 +94,13 @@ def compare(cx: Ctx, a: Args):
     return cx.op(_COMPARE[cx.node.target.overloadpacket], cx.tensor(a.self, dt), cx.tensor(a.other, dt))
 
 
+# ``a & b`` on tensors is ``aten.__and__`` before decomposition (the importer may skip it) and
+# ``aten.bitwise_and`` after: the same op either way.
 _LOGICAL = {aten.logical_and: "logical_and", aten.logical_or: "logical_or", aten.logical_xor: "logical_xor",
-            aten.bitwise_and: "logical_and", aten.bitwise_or: "logical_or", aten.bitwise_xor: "logical_xor"}
-_BITWISE = {aten.bitwise_and: "bitwise_and", aten.bitwise_or: "bitwise_or", aten.bitwise_xor: "bitwise_xor"}
+            aten.bitwise_and: "logical_and", aten.bitwise_or: "logical_or", aten.bitwise_xor: "logical_xor",
+            aten.__and__: "logical_and", aten.__or__: "logical_or", aten.__xor__: "logical_xor"}
+_BITWISE = {aten.bitwise_and: "bitwise_and", aten.bitwise_or: "bitwise_or", aten.bitwise_xor: "bitwise_xor",
+            aten.__and__: "bitwise_and", aten.__or__: "bitwise_or", aten.__xor__: "bitwise_xor"}
 
 
 @converts(*_LOGICAL)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from chunkc.errors import IRError
+from chunkc.ir.dtypes import DType
 from chunkc.ir.sizes import normalize, sizes_equal
 
 from ..context import Args, Ctx
@@ -27,7 +28,7 @@ def _axis(dim: int, rank: int) -> int:
 @converts(aten.view, aten.reshape, aten._unsafe_view, aten.view_copy, aten._reshape_alias)
 def view(cx: Ctx, a: Args):
     x = a.self
-    shape = tuple(a.size)
+    shape = tuple(a.get("size", a.get("shape")))  # reshape names it shape, the views size
     try:
         return cx.op("reshape", x, shape=shape)
     except IRError:  # a -1 chunkc cannot solve symbolically: torch's own answer
@@ -267,3 +268,20 @@ def tile(cx: Ctx, a: Args):
 def triangle(cx: Ctx, a: Args):
     name = "triu" if cx.node.target.overloadpacket is aten.triu else "tril"
     return cx.op(name, a.self, diagonal=int(a.get("diagonal", 0)))
+
+
+@converts(aten.diff)
+def diff(cx: Ctx, a: Args):
+    """``x[1:] - x[:-1]`` along ``dim``, ``n`` times, after ``prepend``/``append`` (bools: ``!=``)."""
+    x = a.self
+    axis = _axis(a.get("dim", -1), x.rank)
+    pieces = [v for v in (a.get("prepend"), x, a.get("append")) if v is not None]
+    if len(pieces) > 1:
+        x = cx.op("concat", *[cx.tensor(v, x.dtype) for v in pieces], axis=axis)
+    step = "ne" if x.dtype == DType.bool else "sub"
+    for _ in range(a.get("n", 1)):
+        size = x.shape[axis]
+        later = cx.op("slice", x, axis=axis, start=1, end=None, step=1)
+        earlier = cx.op("slice", x, axis=axis, start=None, end=normalize(size - 1), step=1)
+        x = cx.op(step, later, earlier)
+    return x

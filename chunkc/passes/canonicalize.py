@@ -1,0 +1,66 @@
+"""Canonicalization: rewrite nodes into what eager PyTorch runs, by asking their op records.
+
+An op record may carry ``canonicalize(node, analysis)``: the same op on other inputs, with
+other attributes, that computes the node's value faster (MLIR's canonicalization patterns,
+kept beside the op).  The pass offers every node to its record's rule, with the graph's
+element formulas (:class:`~chunkc.ir.elements.ElementAnalysis`) to prove what a subgraph
+computes, then drops what no longer reaches an output.  Today:
+
+* ``scaled_dot_product_attention`` with a bool mask proven to be ``key <= query`` (the causal
+  mask transformers builds from positions under torch.export) takes ``is_causal=True``
+  instead: no L x L mask is built, and the kernel skips the masked half;
+* its k and v, when proven to repeat the heads of earlier values (transformers' ``repeat_kv``
+  for grouped-query attention), read those values with ``enable_gqa=True``: no copy of the
+  repeated heads.
+
+    g = chunkc.passes.canonicalize.canonicalize(g)      # or the pipeline "canonicalize"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir.elements import ElementAnalysis
+from ..ir.graph import Graph
+from .manager import Pass, PassContext, register_pass
+
+
+def canonicalize(graph: Graph) -> Graph:
+    """A copy of ``graph`` with every node its record's rule rewrites rewritten (dead nodes
+    dropped); ``graph`` itself when no rule applies."""
+    analysis = ElementAnalysis(graph)
+    rewrites = {}
+    for node in graph.nodes:
+        rule = node.op.canonicalize
+        if rule is None:
+            continue
+        found = rule(node, analysis)
+        if found is not None:
+            rewrites[node] = found
+    if not rewrites:
+        return graph
+    result = graph.copy()
+    renames = []
+    for node, (inputs, attrs) in rewrites.items():
+        old = result.node(node.name)
+        new = result.add_node(old.op, [result.value(v.name) for v in inputs], attrs, before=old, source=old.source)
+        for a, b in zip(old.outputs, new.outputs):
+            result.replace_all_uses(a, b)
+            renames.append((b, a.name))
+        renames.append((new, old.name))
+    result.dce()
+    for obj, name in renames:  # the rewritten node keeps its name (the old one is gone)
+        result.rename(obj, name)
+    return result
+
+
+@register_pass
+@dataclass(frozen=True)
+class Canonicalize(Pass):
+    """Rewrite nodes into faster equivalents their op records know (causal masks to
+    ``is_causal``, repeated key/value heads to ``enable_gqa``); see the module docstring."""
+
+    name = "canonicalize"
+
+    def run(self, graph: Graph, ctx: PassContext) -> Graph:
+        return canonicalize(graph)

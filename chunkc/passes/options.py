@@ -1,0 +1,26 @@
+"""The options of ``autochunk`` that a pipeline can set, in a module of their own so that the
+pipeline's passes can name them without importing the planner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .plan import DEFAULT_BACKEND
+
+
+@dataclass(frozen=True)
+class SearchKnobs:
+    """The options of ``autochunk`` that a pipeline can set (``autochunk{beam=8}``)."""
+
+    beam: int = 3  # partial plans kept per stage
+    per_state: int = 4  # children kept per partial plan
+    ends_window: int = 48  # region ends tried after the peak step
+    max_region_nodes: int = 320  # longest span walked
+    max_stages: int = 512
+    widen: int = 4  # when the beam finds nothing: search again this many times wider (1: never)
+    remat: bool = True  # recompute cheap, large values at their readers
+    backend: str = DEFAULT_BACKEND  # whose kernels the plan's memory is estimated for
+    progress: bool = True  # a progress bar for searches over a second (interactive terminals only)
+
+
+__all__ = ["SearchKnobs"]

@@ -1,0 +1,301 @@
+"""Selection: which legal regions to chunk, and with which chunk sizes, to meet a target.
+
+A :class:`SearchSpace` is everything a strategy needs, computed once for a
+graph at given sizes: the legal regions over any step (chunk-flow search,
+:mod:`chunkc.passes.search`), each region's peak as a function of its chunk
+size (:mod:`chunkc.passes.region_memory`), and its cost (:mod:`chunkc.passes.cost`).
+A partial plan is a :class:`State`; :meth:`SearchSpace.child` adds one region.
+
+A strategy is a :class:`Selector`: ``select(space, target)`` returns a state
+whose peak is at most ``target``, or None.  Two come with chunkc:
+
+* :class:`BeamSelector` — the paper's dynamic programming with beam search:
+  stage by stage, every legal region over the current peak step gets the
+  cheapest chunk that brings its span under the target, and the ``beam``
+  cheapest partial plans go on;
+* :class:`FloorSelector` — the lowest peak the regions can reach, whatever the
+  cost: the same stages, each region at its smallest chunk, ranked by peak.
+  ``autochunk`` uses it when the beam finds nothing, both to rescue budgets
+  between the beam's reach and the floor and to report the floor truthfully.
+
+A researcher swaps the strategy with ``autochunk(..., selector=MySelector())``
+(docs/passes.md shows one); nothing else changes.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+
+from ..ir.graph import Graph
+from ..ir.sizes import evaluate
+from .cost import Machine, TimeModel
+from .plan import DEFAULT_BACKEND, RegionStats
+from .region_memory import RegionMemory, ValueFacts, baseline_timeline, chunk_expression, region_memory
+from .search import Candidate, GraphIndex, candidate_axes, walk_regions
+
+
+@dataclass(frozen=True)
+class SpaceOptions:
+    """How far the chunk-flow search looks."""
+
+    ends_window: int = 48  # region ends tried after the peak step
+    max_region_nodes: int = 320  # longest span walked
+    machine: Machine = Machine()  # the cost model's machine
+    backend: str = DEFAULT_BACKEND  # whose kernels the memory is estimated for
+
+
+@dataclass
+class State:
+    """A partial plan: the regions chosen so far and the peak bytes of every step under them."""
+
+    chosen: list[tuple[Candidate, int]]  # (region, chunk size)
+    during: np.ndarray  # peak bytes per step
+    spans: list[tuple[int, int]]  # sorted (start, end) of the chosen regions
+    cost: float = 0.0  # estimated extra seconds
+    peak_index: int = field(init=False)
+    peak_bytes: int = field(init=False)
+
+    def __post_init__(self):
+        self.peak_index = int(np.argmax(self.during)) if len(self.during) else 0
+        self.peak_bytes = int(self.during[self.peak_index]) if len(self.during) else 0
+
+
+class SearchSpace:
+    """Legal regions, their memory and their cost for ``graph`` at ``sizes``, cached."""
+
+    def __init__(self, graph: Graph, sizes: dict[str, int], options: SpaceOptions = SpaceOptions()):
+        self.graph = graph
+        self.sizes = sizes
+        self.options = options
+        self.index = GraphIndex(graph)
+        self.facts = ValueFacts(graph, self.index, sizes, options.backend)
+        self.before, self.during = baseline_timeline(self.facts)
+        self.times = TimeModel(graph, sizes, options.machine)
+        self._walk_cache: dict[tuple[int, int], list[Candidate]] = {}
+        self._time_cache: dict[tuple[int, int], float] = {}
+        self._tier: dict[tuple[int, int], int | None] = {}  # (candidate, chunk) -> cache tier it fits
+        self._memory_cache: dict[int, RegionMemory] = {}
+        self.regions_seen: set[int] = set()  # candidates priced (to say how wide a search was)
+
+    def initial(self) -> State:
+        """No region chosen: the unchunked schedule."""
+        return State([], np.array(self.during, dtype=np.int64), [])
+
+    def state_of(self, regions) -> State | None:
+        """The state made of ``regions`` (ChunkRegions over this graph, their loops contiguous),
+        or None when one of them is not a region this space knows."""
+        position = {n.name: i for i, n in enumerate(self.graph.nodes)}
+        state = self.initial()
+        for region in regions:
+            end = position[region.nodes[-1]]
+            out = self.graph.nodes[end].outputs[0]
+            c = region.axis_of(out.name)
+            if c is None:
+                return None
+            match = next((cand for cand in self._walk(end, c.axis)
+                          if tuple(self.graph.nodes[i].name for i in cand.loop) == tuple(region.nodes)
+                          and not cand.hoisted), None)
+            if match is None:
+                return None
+            chunk = evaluate(region.chunk_size, self.sizes)
+            state = self.child(state, match, chunk, state.cost + self.overhead(match, chunk))
+        return state
+
+    def candidates(self, p: int, spans: list[tuple[int, int]]) -> Iterator[Candidate]:
+        """Legal regions whose loop runs step ``p`` and that overlap no chosen span."""
+        k = bisect.bisect(spans, (p, len(self.graph.nodes)))
+        lo = spans[k - 1][1] + 1 if k > 0 else 0
+        hi = spans[k][0] - 1 if k < len(spans) else len(self.graph.nodes) - 1
+        for end in range(p, min(hi, p + self.options.ends_window) + 1):
+            for axis in candidate_axes(self.graph.nodes[end]):
+                for cand in self._walk(end, axis):
+                    if cand.start < lo:
+                        break  # walks yield growing spans
+                    if cand.start <= p and _contains(cand.loop, p):
+                        self.regions_seen.add(id(cand))
+                        yield cand
+
+    def _walk(self, end: int, axis: int) -> list[Candidate]:
+        key = (end, axis)
+        if key not in self._walk_cache:
+            self._walk_cache[key] = list(walk_regions(self.index, end, axis, max_nodes=self.options.max_region_nodes))
+        return self._walk_cache[key]
+
+    def memory(self, cand: Candidate) -> RegionMemory:
+        rm = self._memory_cache.get(id(cand))  # candidates live in the walk cache
+        if rm is None:
+            rm = self._memory_cache[id(cand)] = region_memory(self.facts, self.index, cand, self.before)
+        return rm
+
+    def best_chunk(self, cand: Candidate, largest: int) -> tuple[int, float]:
+        """The cheapest chunk no larger than ``largest`` (balanced: equal iterations), and its cost."""
+        extent = evaluate(cand.extent, self.sizes)
+        best = None
+        for chunk, tier in self.times.chunk_options(cand, largest):
+            chunk = -(-extent // -(-extent // chunk))
+            cost = self.overhead(cand, chunk)
+            if best is None or cost < best[1]:
+                best = (chunk, cost, tier)
+        self._tier[(id(cand), best[0])] = best[2]
+        return best[0], best[1]
+
+    def overhead(self, cand: Candidate, chunk: int) -> float:
+        key = (id(cand), chunk)
+        t = self._time_cache.get(key)
+        if t is None:
+            t = self._time_cache[key] = self.times.region_overhead(cand, chunk)
+        return t
+
+    def outside_peak(self, state: State, cand: Candidate) -> int:
+        """The highest step of ``state`` outside ``cand``'s span."""
+        during = state.during
+        left = int(during[: cand.start].max()) if cand.start > 0 else 0
+        right = int(during[cand.end + 1:].max()) if cand.end + 1 < len(during) else 0
+        return max(left, right)
+
+    def child(self, state: State, cand: Candidate, chunk: int, cost: float) -> State:
+        """``state`` with ``cand`` chunked by ``chunk`` (its total extra seconds ``cost``)."""
+        rm = self.memory(cand)
+        during = state.during.copy()
+        during[list(cand.hoisted)] = rm.fixed_peak
+        for i, b in rm.step_bytes(chunk).items():
+            during[i] = b
+        return State(state.chosen + [(cand, chunk)], during, sorted(state.spans + [(cand.start, cand.end)]), cost)
+
+    def relaxed(self, state: State, target: int) -> State:
+        """``state``'s regions, each with the cheapest chunk that keeps its span within
+        ``target`` (regions change memory only inside their own spans)."""
+        out = self.initial()
+        cost = 0.0
+        for cand, chunk in sorted(state.chosen, key=lambda c: c[0].start):
+            largest = self.memory(cand).largest_chunk(target)
+            if largest is not None and largest > chunk:
+                chunk, extra = self.best_chunk(cand, largest)
+            else:
+                extra = self.overhead(cand, chunk)
+            cost += extra
+            out = self.child(out, cand, chunk, cost)
+        return out
+
+    def stats(self, chosen) -> tuple[RegionStats, ...]:
+        out = []
+        for cand, chunk in chosen:
+            rm = self.memory(cand)
+            out.append(RegionStats(
+                peak_before=max(self.during[cand.start: cand.end + 1]), peak_after=rm.peak(chunk),
+                iterations=-(-rm.extent // chunk), extra_seconds=self.times.region_overhead(cand, chunk),
+                hoisted=tuple(self.graph.nodes[i].name for i in cand.hoisted)))
+        return tuple(out)
+
+    def symbolic_chunks(self, chosen, regions, target: int):
+        """Regions whose chunk sizes are expressions of the symbolic sizes (see chunk_expression)."""
+        out = []
+        for (cand, chunk), region in zip(chosen, regions):
+            expr = chunk_expression(self.facts, self.index, cand, self.memory(cand), target,
+                                    tier_bytes=self._tier.get((id(cand), chunk)))
+            ok = expr is not None and evaluate(expr, self.sizes) <= chunk
+            out.append(region.with_chunk_size(expr) if ok else region)
+        return tuple(out)
+
+
+Progress = Callable[[int], None]  # told the best peak so far, after each stage
+
+
+class Selector(Protocol):
+    """A selection strategy."""
+
+    def select(self, space: SearchSpace, target: int, progress: Progress | None = None,
+               start: State | None = None) -> State | None:
+        """A state whose peak is at most ``target`` (extending ``start``, by default the
+        unchunked schedule), or None."""
+
+
+@dataclass(frozen=True)
+class BeamSelector:
+    """Dynamic programming with beam search, ranked by the cost model (see the module docstring)."""
+
+    beam: int = 3  # partial plans kept per stage
+    per_state: int = 4  # children kept per partial plan
+    max_stages: int = 512
+
+    def select(self, space: SearchSpace, target: int, progress: Progress | None = None,
+               start: State | None = None) -> State | None:
+        beam = [start or space.initial()]
+        for _ in range(self.max_stages):
+            done = [s for s in beam if s.peak_bytes <= target]
+            if done:
+                return min(done, key=lambda s: s.cost)
+            children = [c for s in beam for c in self._expand(space, s, target)]
+            if not children:
+                return None
+            children.sort(key=lambda s: (s.cost, s.peak_bytes))
+            beam = children[: self.beam]
+            if progress is not None:
+                progress(min(s.peak_bytes for s in beam))
+        return None
+
+    def _expand(self, space: SearchSpace, state: State, target: int) -> list[State]:
+        """The cheapest children of ``state``: one more region, over its peak step, within ``target``."""
+        scored = []
+        for cand in space.candidates(state.peak_index, state.spans):
+            largest = space.memory(cand).largest_chunk(target)
+            if largest is None:
+                continue
+            chunk, cost = space.best_chunk(cand, largest)
+            peak = max(space.outside_peak(state, cand), space.memory(cand).peak(chunk))
+            scored.append((state.cost + cost, peak, len(scored), cand, chunk))
+        scored.sort(key=lambda t: t[:3])
+        return [space.child(state, cand, chunk, cost) for cost, _, _, cand, chunk in scored[: self.per_state]]
+
+
+@dataclass(frozen=True)
+class FloorSelector:
+    """The lowest peak reachable: regions at their smallest chunk, ranked by the peak they
+    leave (then cost); stops when no region lowers the peak.  ``select`` returns the
+    lowest state found when it is within ``target`` (its chunks relaxed to the target)."""
+
+    beam: int = 3
+    per_state: int = 4
+    max_stages: int = 512
+
+    def floor(self, space: SearchSpace, progress: Progress | None = None, start: State | None = None) -> State:
+        best = start or space.initial()
+        beam = [best]
+        for _ in range(self.max_stages):
+            children = []
+            for state in beam:
+                scored = []
+                for cand in space.candidates(state.peak_index, state.spans):
+                    inside = space.memory(cand).peak(1)
+                    peak = max(space.outside_peak(state, cand), inside)
+                    if inside < state.peak_bytes:  # it lowers this peak step (other steps may tie)
+                        scored.append((peak, inside, space.overhead(cand, 1), len(scored), cand))
+                scored.sort(key=lambda t: t[:4])
+                children += [space.child(state, cand, 1, state.cost + cost) for _, _, cost, _, cand in
+                             scored[: self.per_state]]
+            if not children:
+                break
+            children.sort(key=lambda s: (s.peak_bytes, s.cost))
+            beam = children[: self.beam]
+            if beam[0].peak_bytes < best.peak_bytes:
+                best = beam[0]
+            if progress is not None:
+                progress(best.peak_bytes)
+        return best
+
+    def select(self, space: SearchSpace, target: int, progress: Progress | None = None,
+               start: State | None = None) -> State | None:
+        floor = self.floor(space, progress, start)
+        return space.relaxed(floor, target) if floor.peak_bytes <= target else None
+
+
+def _contains(sorted_indices: tuple[int, ...], i: int) -> bool:
+    k = bisect.bisect_left(sorted_indices, i)
+    return k < len(sorted_indices) and sorted_indices[k] == i
+
+
+__all__ = ["SearchSpace", "SpaceOptions", "State", "Selector", "BeamSelector", "FloorSelector", "Progress"]
