@@ -17,7 +17,8 @@ chunkc stays cheap and never imports torch or onnx.
 from __future__ import annotations
 
 from . import ops
-from .errors import ChunkcError, InfeasibleBudgetError, IRError, ParseError, UnsupportedOpError
+from .errors import (BudgetExceededError, BudgetWarning, ChunkcError, InfeasibleBudgetError, InputError, IRError,
+                     ParseError, UnsupportedOpError)
 from .ir import DType, Graph, Node, TensorType, Value, sym
 from .ir.dtypes import bfloat16, bool_, float16, float32, float64, int8, int32, int64, uint8
 from .ir.interpreter import interpret
@@ -58,10 +59,12 @@ def autochunk(graph: Graph, budget, sizes=None, **options) -> Plan:
     return _impl(graph, budget, sizes=sizes, **options)
 
 
-def compile(graph: Graph, plan: Plan | None = None, backend: str = "torch", **options):
-    """Generate source for ``graph`` (chunked by ``plan``) and return a callable."""
+def compile(graph: Graph, plan: Plan | None = None, backend: str = "torch", strict: bool = False, **options):
+    """Generate source for ``graph`` (chunked by ``plan``) and return a callable that checks its
+    inputs; at sizes where the plan's budget cannot hold it warns, or with ``strict=True``
+    raises BudgetExceededError, before allocating (see chunkc.backends.compile)."""
     from .backends import compile as _impl
-    return _impl(graph, plan=plan, backend=backend, **options)
+    return _impl(graph, plan=plan, backend=backend, strict=strict, **options)
 
 
 def dynamo_backend(budget, **options):

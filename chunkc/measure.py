@@ -190,6 +190,12 @@ def _tracking_mode(tracker: StorageTracker):
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class _Mode(TorchDispatchMode):
+        @classmethod
+        def ignore_compile_internals(cls) -> bool:
+            # a torch.compile'd function then runs compiled, its artifacts' ops seen here; otherwise
+            # dynamo would skip the frame and run it eagerly, and the eager peak would be measured
+            return True
+
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             out = func(*args, **kwargs)

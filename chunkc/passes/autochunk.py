@@ -22,6 +22,7 @@ is searched again before giving up.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from dataclasses import dataclass
 from typing import Mapping
@@ -29,6 +30,7 @@ from typing import Mapping
 from ..errors import ChunkcError, InfeasibleBudgetError
 from ..ir.graph import Graph
 from ..ir.source import describe
+from .budget_text import parse_budget
 from .cost import Machine
 from .memory import MemoryReport, estimate_memory
 from .options import SearchKnobs
@@ -59,14 +61,10 @@ def resolve_sizes(graph: Graph, sizes: Mapping[str, int] | None) -> dict[str, in
 
 
 def resolve_budget(budget, unchunked_peak: int) -> int:
-    if isinstance(budget, str):
-        text = budget.strip()
-        budget = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0:
-        raise ChunkcError(f"budget {budget!r} must be a positive number of bytes or a fraction in (0, 1]")
-    if isinstance(budget, float) and budget <= 1.0:
-        return int(budget * unchunked_peak)
-    return int(budget)
+    """``budget`` in bytes: a fraction of ``unchunked_peak`` (a float in (0, 1], "30%"), or bytes
+    (an int, "64MiB"); read as the command line reads it (chunkc.passes.budget_text)."""
+    value = parse_budget(budget)
+    return int(value * unchunked_peak) if isinstance(value, float) else int(value)
 
 
 @dataclass
@@ -222,7 +220,10 @@ class _Progress:
 
 
 def _progress(enabled: bool, during: list[int], target: int):
-    if not enabled:
+    """The bar, shown after a second, and only on an interactive terminal: never in a log,
+    a pipe or a notebook's captured stream."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    if not enabled or not (callable(isatty) and isatty()):
         return None
     try:
         return _Progress(max(during), target)

@@ -5,6 +5,9 @@ The model (docs/memory.md has the long form):
 * A node's outputs are allocated when it runs; a storage is freed after the last
   use of every value that aliases it.  Graph outputs are never freed; graph
   inputs and constants (weights) cost nothing.
+* Fresh outputs are C-contiguous, except those of ops whose record ``keeps_layout``
+  (elementwise kernels): the backend's layout rule lays them out in the order of their
+  inputs' strides, as TensorIterator and NumPy do (chunkc.ir.layout).
 * Views cost nothing: when an op's record has ``view_strides`` and it returns
   strides for the input's layout, the output shares input 0's storage.  Strides
   are tracked per value, so a reshape of a permuted value is a copy.
@@ -190,7 +193,7 @@ class MemoryModel:
         self.graph = graph
         self.sizes = _normalize_sizes(graph, sizes)
         self.backend = backend or DEFAULT_BACKEND
-        get_backend(self.backend)  # an unknown name is refused here, not silently given no workspace
+        self.layout = get_backend(self.backend).layout  # an unknown name is refused here
         self.nodes: list[Node] = list(graph.nodes)
         self.order = tuple(n.name for n in self.nodes)
         self._others: dict[tuple[str, ...], MemoryModel] = {}
@@ -242,7 +245,8 @@ class MemoryModel:
                 self.users[u].append(p)
             for o in outs:
                 self.prod[o] = p
-                self.strides[o] = _contiguous(self.shape[o])
+                self.strides[o] = self._fresh_strides(p, self.shape[o], [self.shape[u] for u in ins],
+                                                      [self.strides[u] for u in ins])
             has_ws = self.ws_fn[p] is not None
             if node.op.view_strides is None and not has_ws:
                 continue
@@ -310,6 +314,14 @@ class MemoryModel:
         s = list(self.shape[v])
         s[axis] = elems
         return tuple(s)
+
+    def _fresh_strides(self, p: int, shape: tuple[int, ...], in_shapes: list, in_strides: list) -> tuple[int, ...]:
+        """Strides of a fresh output of node ``p``: C-contiguous, unless its op's record
+        ``keeps_layout`` (elementwise kernels), when the backend's layout rule lays it out in
+        the order of the inputs' strides (chunkc.ir.layout)."""
+        if not self.nodes[p].op.keeps_layout:
+            return _contiguous(shape)
+        return self.layout(shape, list(zip(in_shapes, in_strides)))
 
     def _chunk_view(self, v: int, reg: _Region, cstrides: dict[int, tuple[int, ...]]) -> tuple[int, ...] | None:
         """Strides of ``v`` inside ``reg``'s loop when it is still a view there, else None.
@@ -426,7 +438,9 @@ class MemoryModel:
                         self._leak(by_index[region_at[prod[par]]], par)
             else:
                 crt = iv.add(self._chunk_bytes(v, reg), p, p, v, "chunk")
-                cstrides[v] = _contiguous(self._chunk_shape(v, reg))
+                ins = self.node_in[p]
+                cstrides[v] = self._fresh_strides(p, self._chunk_shape(v, reg), [self._chunk_shape(u, reg) for u in ins],
+                                                  [cstrides.get(u, self.strides[u]) for u in ins])
             croot[v] = crt
             if crt >= 0:
                 in_loop = last[v] if last[v] <= reg.end else self._last_before(v, reg.end)

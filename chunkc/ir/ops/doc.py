@@ -37,6 +37,7 @@ imported after them).  Passes never test an op's name: they ask its record.
 | `torch` | the PyTorch lowering: a call template or a function (below); the PyTorch backend emits what it returns |
 | `workspace(in_types, attrs, out_types)` | elements (of output 0's dtype) the reference allocates beyond its outputs; the memory estimator adds them at the node for the backends whose kernels allocate them (a backend record's workspace policy: NumPy and CuPy do, PyTorch does not) |
 | `view_strides(in_types, attrs, strides)` | for views: the output's strides given input 0's, or `None` when this layout forces a copy |
+| `keeps_layout` | True for elementwise ops: a fresh output is laid out in the order of the inputs' strides (the backend's layout rule, `chunkc/ir/layout.py`; docs/memory.md), not C-contiguous |
 | `flops(in_types, attrs, out_types)` | a FLOP count (default: one per output element) |
 | `num_outputs` | 1, or `None` when `infer` decides (split, opaque) |
 | `elements(in_formulas, attrs, in_types, out_types)` | output 0's *element formula*: the element at index `(i0, i1, ...)` as a sympy expression of the index and of the inputs' formulas (`chunkc/ir/elements.py`), or `None` when it is not exact (float arithmetic); index-moving ops (expand, slice, concat, take, reshape) give one for any dtype |

@@ -52,6 +52,7 @@ def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, do
             return base(ins, attrs)
     return register(OpDef(
         name=name, infer=infer, dims=_bcast_dims, reference=fn, attrs=attrs or {}, workspace=workspace, torch=torch,
+        keeps_layout=True,
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(x).") + CARRIES, elements=elements,
     ))
 
@@ -283,6 +284,7 @@ def binary(name: str, fn, bool_out: bool = False, flops: int = 1, doc: str = "",
            torch: TorchLowering | None = None, elements=None) -> OpDef:
     return register(OpDef(
         name=name, infer=_binary_infer(name, bool_out, float_only), dims=_bcast_dims, reference=fn, num_inputs=(2, 2),
+        keeps_layout=True,
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(a, b).") + CARRIES, torch=torch,
         elements=elements,
     ))
@@ -395,7 +397,8 @@ def _where_elements(fs, attrs, ins, outs):
 
 
 register(OpDef(name="where", infer=_where_infer, dims=_bcast_dims, reference=_where_ref, num_inputs=(3, 3),
-               torch=_where_torch, elements=_where_elements, doc="where(cond, a, b): a where cond holds, else b; all three broadcast." + CARRIES))
+               torch=_where_torch, elements=_where_elements, keeps_layout=True,
+               doc="where(cond, a, b): a where cond holds, else b; all three broadcast." + CARRIES))
 
 
 def _masked_fill_infer(ins, attrs):
@@ -415,7 +418,7 @@ def _masked_fill_ref(xp, x, mask, value):
 
 
 register(OpDef(name="masked_fill", infer=_masked_fill_infer, dims=_bcast_dims, reference=_masked_fill_ref,
-               num_inputs=(2, 2), attrs={"value": REQUIRED}, torch="{0}.masked_fill({1}, {value})",
+               num_inputs=(2, 2), attrs={"value": REQUIRED}, torch="{0}.masked_fill({1}, {value})", keeps_layout=True,
                doc="masked_fill(x, mask, value=v): v where mask holds, else x." + CARRIES))
 
 
@@ -448,7 +451,7 @@ def _cast_elements(fs, attrs, ins, outs):
 
 
 register(OpDef(name="cast", infer=_cast_infer, dims=_bcast_dims, reference=_cast_ref, attrs={"dtype": REQUIRED},
-               torch=_cast_torch, flops=lambda *a: 0, elements=_cast_elements,
+               torch=_cast_torch, flops=lambda *a: 0, elements=_cast_elements, keeps_layout=True,
                doc="cast(x, dtype=f16): convert the element type (a fresh array)." + CARRIES))
 
 
@@ -471,4 +474,5 @@ def _clamp_torch(ctx: LoweringContext) -> str:
 
 
 register(OpDef(name="clamp", infer=_clamp_infer, dims=_bcast_dims, reference=_clamp_ref, torch=_clamp_torch,
+               keeps_layout=True,
                attrs={"min": None, "max": None}, doc="clamp(x, min=, max=): clip to a range." + CARRIES))
