@@ -15,6 +15,7 @@ import math
 
 from ..dims import DimRecord
 from ..dtypes import DType, dtype as to_dtype, promote
+from ..kernel_workspace import TorchWorkspace, nbytes, promoted_operands
 from ..lowering import LoweringContext, LoweringFn, TorchLowering, keywords, operands, torch_dtype
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import ceildiv
@@ -38,7 +39,8 @@ def _bcast_dims(ins, attrs, outs) -> DimRecord:
 
 
 def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, doc: str = "",
-          out_dtype: DType | None = None, check=None, workspace=None, torch: TorchLowering | None = None) -> OpDef:
+          out_dtype: DType | None = None, check=None, workspace=None, torch: TorchLowering | None = None,
+          torch_workspace=None) -> OpDef:
     infer = _unary_infer(name, float_only, out_dtype)
     if check is not None:
         base = infer
@@ -48,7 +50,8 @@ def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, do
             return base(ins, attrs)
     return register(OpDef(
         name=name, infer=infer, dims=_bcast_dims, reference=fn, attrs=attrs or {}, workspace=workspace, torch=torch,
-        flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(x).") + CARRIES,
+        torch_workspace=torch_workspace, flops=lambda ins, a, outs: flops * outs[0].numel(),
+        doc=(doc or f"{name}(x).") + CARRIES,
     ))
 
 
@@ -229,7 +232,8 @@ unary("sign", lambda xp, x: xp.sign(x), float_only=False, torch="torch.sign({0})
 unary("isnan", lambda xp, x: xp.isnan(x), float_only=False, out_dtype=DType.bool, doc="isnan(x) -> bool.",
       torch="torch.isnan({0})")
 unary("isinf", lambda xp, x: xp.isinf(x), float_only=False, out_dtype=DType.bool, doc="isinf(x) -> bool.",
-      torch="torch.isinf({0})")
+      torch="torch.isinf({0})",  # ATen: abs(x) == inf, a copy of x on every device
+      torch_workspace=TorchWorkspace(aten=lambda ins, a, outs: nbytes(ins[0]) if ins[0].dtype.is_floating else 0))
 unary("logical_not", lambda xp, x: xp.logical_not(x), float_only=False, out_dtype=DType.bool,
       doc="logical_not(x) -> bool.", torch="torch.logical_not({0})")
 
@@ -274,10 +278,13 @@ def _div(xp, a, b):
 
 
 def binary(name: str, fn, bool_out: bool = False, flops: int = 1, doc: str = "", float_only: bool = False,
-           torch: TorchLowering | None = None) -> OpDef:
+           torch: TorchLowering | None = None, lowering_converts: bool = True) -> OpDef:
+    """``lowering_converts``: the PyTorch lowering converts the operands to the result's dtype
+    (:func:`operands`); else it passes them as they are (comparisons, logical ops)."""
     return register(OpDef(
         name=name, infer=_binary_infer(name, bool_out, float_only), dims=_bcast_dims, reference=fn, num_inputs=(2, 2),
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(a, b).") + CARRIES, torch=torch,
+        torch_workspace=promoted_operands((0, 1), casts_in_lowering=lowering_converts),
     ))
 
 
@@ -346,13 +353,14 @@ binary("atan2", _arith("arctan2"), flops=4, float_only=True, torch=promoted_call
        doc="atan2(a, b): the angle of the point (b, a), in [-pi, pi]; inputs promote to a floating type.")
 for _name, _ufunc, _symbol in (("eq", "equal", "=="), ("ne", "not_equal", "!="), ("lt", "less", "<"),
                                ("le", "less_equal", "<="), ("gt", "greater", ">"), ("ge", "greater_equal", ">=")):
-    binary(_name, _cmp(_ufunc), bool_out=True, doc=f"{_name}(a, b) -> bool.", torch=_compare(_symbol))
+    binary(_name, _cmp(_ufunc), bool_out=True, doc=f"{_name}(a, b) -> bool.", torch=_compare(_symbol),
+           lowering_converts=False)
 binary("logical_and", _cmp("logical_and"), bool_out=True, doc="logical_and(a, b) -> bool.",
-       torch="torch.logical_and({0}, {1})")
+       torch="torch.logical_and({0}, {1})", lowering_converts=False)
 binary("logical_or", _cmp("logical_or"), bool_out=True, doc="logical_or(a, b) -> bool.",
-       torch="torch.logical_or({0}, {1})")
+       torch="torch.logical_or({0}, {1})", lowering_converts=False)
 binary("logical_xor", _cmp("logical_xor"), bool_out=True, doc="logical_xor(a, b) -> bool.",
-       torch="torch.logical_xor({0}, {1})")
+       torch="torch.logical_xor({0}, {1})", lowering_converts=False)
 
 
 # -- where, masked_fill, cast, clamp ------------------------------------------------------
@@ -376,7 +384,7 @@ def _where_torch(ctx: LoweringContext) -> str:
 
 
 register(OpDef(name="where", infer=_where_infer, dims=_bcast_dims, reference=_where_ref, num_inputs=(3, 3),
-               torch=_where_torch, doc="where(cond, a, b): a where cond holds, else b; all three broadcast." + CARRIES))
+               torch=_where_torch, torch_workspace=promoted_operands((1, 2)), doc="where(cond, a, b): a where cond holds, else b; all three broadcast." + CARRIES))
 
 
 def _masked_fill_infer(ins, attrs):
