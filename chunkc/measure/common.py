@@ -10,9 +10,9 @@ from typing import Any, Iterable
 
 @contextlib.contextmanager
 def quiet_gc():
-    """Collect garbage first (so that it is not freed mid-call and mistaken for the
-    call's own frees) and keep the cyclic collector out of the call."""
-    gc.collect()
+    """Keep the cyclic garbage collector out of the call, so that garbage from before it is
+    not freed mid-call and mistaken for the call's own frees.  (Collecting first is not
+    needed for that, and takes a quarter of a second in a process holding torch and sympy.)"""
     enabled = gc.isenabled()
     gc.disable()
     try:
