@@ -99,3 +99,16 @@ def load(path) -> Graph:
     """Read a graph written by :func:`save`."""
     from .ir.serialize import load as _impl
     return _impl(path)
+
+
+def save_plan(plan: Plan, path, weights=None) -> list[str]:
+    """Write ``plan`` and its graph to ``path`` (JSON) and the weights beside it, or name those
+    of ``weights`` (a saved graph or plan); see chunkc.passes.plan_file."""
+    from .passes.plan_file import save_plan as _impl
+    return _impl(plan, path, weights=weights)
+
+
+def load_plan(path) -> Plan:
+    """Read a plan written by :func:`save_plan`, with its graph."""
+    from .passes.plan_file import load_plan as _impl
+    return _impl(path)

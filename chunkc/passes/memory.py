@@ -40,6 +40,7 @@ from ..ir.graph import Graph, Node, Value
 from ..ir.registry import concrete_attrs, has_symbolic_attrs
 from ..ir.sizes import evaluate
 from ..ir.types import TensorType
+from .device_memory import get_device
 from .plan import DEFAULT_BACKEND, ChunkedValue, ChunkRegion, Plan
 from .plan_index import PlanIndex, loop_attrs
 
@@ -95,7 +96,7 @@ def format_bytes(n: int) -> str:
 
 
 def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, int] | None = None,
-                    backend: str | None = None) -> MemoryReport:
+                    backend: str | None = None, device: str | None = None) -> MemoryReport:
     """Estimate the activation memory of one call of ``graph`` (chunked by ``plan``).
 
     With a plan, the estimate reads ``plan.graph``'s schedule (reordering may have
@@ -103,7 +104,9 @@ def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, 
     backend's name: "torch", "numpy", "cupy"...) says whose kernels run, which decides
     the workspace they allocate beyond their outputs (its workspace policy, see
     :func:`workspace_fn`); by default the plan's backend, or without a plan the
-    backend ``chunkc.compile`` defaults to.
+    backend ``chunkc.compile`` defaults to.  ``device`` ("cpu", the default, or "cuda")
+    says whose allocator rounds each allocation and which kernels' workspace counts
+    (:mod:`chunkc.passes.device_memory`).
     """
     if plan is not None:
         graph = plan.graph
@@ -111,7 +114,7 @@ def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, 
             sizes = plan.sizes
     if backend is None:
         backend = plan.backend if plan is not None else DEFAULT_BACKEND
-    return MemoryModel(graph, sizes, backend=backend).report(plan)
+    return MemoryModel(graph, sizes, backend=backend, device=device).report(plan)
 
 
 def workspace_fn(op, backend: str):
@@ -185,11 +188,14 @@ class MemoryModel:
     copy gets its own model, built on demand and cached).
     """
 
-    def __init__(self, graph: Graph, sizes: Mapping[str, int] | None = None, backend: str = DEFAULT_BACKEND):
+    def __init__(self, graph: Graph, sizes: Mapping[str, int] | None = None, backend: str = DEFAULT_BACKEND,
+                 device: str | None = None):
         self.graph = graph
         self.sizes = _normalize_sizes(graph, sizes)
         self.backend = backend or DEFAULT_BACKEND
         get_backend(self.backend)  # an unknown name is refused here, not silently given no workspace
+        self.device = get_device(device)
+        self.block = self.device.block_bytes(self.backend)  # bytes the allocator hands out per request
         self.nodes: list[Node] = list(graph.nodes)
         self.order = tuple(n.name for n in self.nodes)
         self._others: dict[tuple[str, ...], MemoryModel] = {}
@@ -231,7 +237,7 @@ class MemoryModel:
         self.node_in: list[list[int]] = []
         self.node_out: list[list[int]] = []
         self.ws = [0] * len(self.nodes)
-        self.ws_fn = [workspace_fn(n.op, self.backend) for n in self.nodes]
+        self.ws_fn = [self.device.workspace(n.op, self.backend) for n in self.nodes]
         for p, node in enumerate(self.nodes):
             ins = [self.vid[v] for v in node.inputs]
             outs = [self.vid[v] for v in node.outputs]
@@ -273,7 +279,7 @@ class MemoryModel:
         if order == self.order:
             return self
         if order not in self._others:
-            self._others[order] = MemoryModel(plan.graph, self.sizes, self.backend)
+            self._others[order] = MemoryModel(plan.graph, self.sizes, self.backend, self.device.name)
         return self._others[order]
 
     def _regions(self, plan: Plan | None) -> list[_Region]:
@@ -344,7 +350,7 @@ class MemoryModel:
         fn = self.ws_fn[p]
         if fn is None or not out_types:
             return 0
-        return int(evaluate(fn(in_types, attrs, out_types), self.sizes)) * out_types[0].dtype.itemsize
+        return self.block(int(evaluate(fn(in_types, attrs, out_types), self.sizes)) * out_types[0].dtype.itemsize)
 
     def loop_attrs(self, p: int, chunk: ChunkedValue | None, chunk_units: int, extent: int) -> dict:
         """Node ``p``'s concrete attributes in a loop iteration of ``chunk_units`` units: one
@@ -406,7 +412,7 @@ class MemoryModel:
                     if rt >= 0 and iv.free[rt] < lastpos:
                         iv.free[rt] = lastpos
                 else:
-                    root[v] = iv.add(nbytes[v], p, lastpos, v)
+                    root[v] = iv.add(self.block(nbytes[v]), p, lastpos, v)
                 continue
             reg = by_index[r]
             if (lastpos > reg.end or is_out[v]) and v not in reg.outputs:
@@ -423,7 +429,7 @@ class MemoryModel:
                     if crt == INTERNAL:
                         self._leak(by_index[region_at[prod[par]]], par)
             else:
-                crt = iv.add(self._chunk_bytes(v, reg), p, p, v, "chunk")
+                crt = iv.add(self.block(self._chunk_bytes(v, reg)), p, p, v, "chunk")
                 cstrides[v] = _contiguous(self._chunk_shape(v, reg))
             croot[v] = crt
             if crt >= 0:
@@ -432,7 +438,7 @@ class MemoryModel:
                 if iv.free[crt] < until:
                     iv.free[crt] = until
             if v in reg.outputs:
-                root[v] = iv.add(nbytes[v], reg.start, lastpos, v, "buffer")
+                root[v] = iv.add(self.block(nbytes[v]), reg.start, lastpos, v, "buffer")
             else:
                 root[v] = INTERNAL
         for reg in regions:
