@@ -155,3 +155,39 @@ def test_torch_estimate_bounds_the_allocator(name):
         if not on_host:
             assert estimate <= measured * (1 + RELATIVE) + SLACK + ONEDNN_SLACK.get(name, 0), (
                 f"{name} {sample}: estimated {estimate} B, the allocator peaked at {measured} B\n{trace}")
+
+
+# -- on a GPU: the CUDA estimate (device="cuda") against torch.cuda.max_memory_allocated --------
+
+CUDA_RELATIVE = 0.05  # the caching allocator may hand out a cached block up to 1 MiB larger
+
+
+def _cuda_unavailable() -> str | None:
+    return None if torch.cuda.is_available() else "needs a CUDA GPU (PyTorch)"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_cuda_unavailable() is not None, reason=str(_cuda_unavailable()))
+@pytest.mark.parametrize("name", OPS)
+def test_cuda_estimate_bounds_the_caching_allocator(name):
+    info = INFOS[name]
+    on_host = isinstance(all_ops()[name].torch, OnHost)
+    samples = info.samples(rng_for(name)) + (info.big(rng_for(name)) if info.big else [])
+    samples += [Sample(_arrays(np.random.default_rng(0), *specs), attrs)
+                for _, specs, attrs in (p.values for p in _workspace_cases()) if _ == name]
+    for sample in samples:
+        inputs = [np.ascontiguousarray(a) for a in sample.inputs]
+        g, node = build(name, inputs, sample.attrs)
+        fn = compile_graph(g, None, "torch", device="cuda")
+        args = [torch.from_numpy(a.copy()).cuda() for a in inputs]
+        outputs = as_tuple(fn(*args))
+        sizes = _sizes_from_run(node, outputs)
+        del outputs
+        measured = chunkc.measure_peak(fn, *args)
+        estimate = chunkc.estimate_memory(g, sizes=sizes or None, backend="torch", device="cuda").peak_bytes
+        assert measured <= estimate * (1 + CUDA_RELATIVE) + SLACK, (
+            f"{name} {sample} on CUDA: the caching allocator peaked at {measured} B, the estimate says {estimate} B: "
+            "declare the CUDA kernels' temporaries (TorchWorkspace cuda=)")
+        if not on_host:
+            assert estimate <= measured * (1 + CUDA_RELATIVE) + SLACK, (
+                f"{name} {sample} on CUDA: estimated {estimate} B, the caching allocator peaked at {measured} B")

@@ -23,6 +23,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -117,9 +118,12 @@ def trace_allocations(fn: Callable, *args) -> AllocatorTrace:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with warnings.catch_warnings():  # torch 2.11 warns that a profile without a schedule keeps one cycle
+        warnings.simplefilter("ignore", UserWarning)
+        prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
     with quiet_gc(), torch.no_grad():
-        with _without_kineto_notes():
+        with _without_kineto_notes(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             prof.__enter__()
         try:
             result = fn(*args)

@@ -120,8 +120,9 @@ def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, 
 def workspace_fn(op, backend: str):
     """The record's workspace function for ``backend``'s kernels, or None: the backend's
     workspace policy says (NumPy/CuPy run the references, whose ``workspace`` the record
-    declares; PyTorch runs the record's lowering, whose ``torch_workspace`` it declares;
-    ATen kernels' own temporaries are theirs)."""
+    declares; PyTorch runs the record's lowering and ATen's kernels, whose temporaries
+    ``torch_workspace`` declares).  On the host: ``MemoryModel`` asks its device record
+    (chunkc.passes.device_memory), which defers to this policy on the CPU."""
     return get_backend(backend).workspace(op)
 
 

@@ -15,6 +15,7 @@ Loading never runs code from the file (JSON, ``np.load(allow_pickle=False)``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -36,12 +37,17 @@ def _size(s) -> str | int:
     return s if isinstance(s, int) else format_size(s)
 
 
+@functools.lru_cache(maxsize=256)
+def _parse_text(text: str):
+    return parse_size(text)  # sizes are immutable; the plans of one model repeat their expressions
+
+
 def _parse(s, where: str):
     if isinstance(s, int) and not isinstance(s, bool):
         return s
     if isinstance(s, str):
         try:
-            return parse_size(s)
+            return _parse_text(s)
         except (ValueError, SyntaxError, TypeError) as exc:
             raise ChunkcError(f"{where}: {s!r} is not a size: {exc}") from None
     raise ChunkcError(f"{where}: expected a size (an int or an expression of the symbols), got {s!r}")
