@@ -160,6 +160,7 @@ def test_torch_estimate_bounds_the_allocator(name):
 # -- on a GPU: the CUDA estimate (device="cuda") against torch.cuda.max_memory_allocated --------
 
 CUDA_RELATIVE = 0.05  # the caching allocator may hand out a cached block up to 1 MiB larger
+CUDA_SLACK = 64 * 1024  # blocks of 512 B at least; a multi-block reduction's buffer and semaphores
 
 
 def _cuda_unavailable() -> str | None:
@@ -185,9 +186,9 @@ def test_cuda_estimate_bounds_the_caching_allocator(name):
         del outputs
         measured = chunkc.measure_peak(fn, *args)
         estimate = chunkc.estimate_memory(g, sizes=sizes or None, backend="torch", device="cuda").peak_bytes
-        assert measured <= estimate * (1 + CUDA_RELATIVE) + SLACK, (
+        assert measured <= estimate * (1 + CUDA_RELATIVE) + CUDA_SLACK, (
             f"{name} {sample} on CUDA: the caching allocator peaked at {measured} B, the estimate says {estimate} B: "
             "declare the CUDA kernels' temporaries (TorchWorkspace cuda=)")
         if not on_host:
-            assert estimate <= measured * (1 + CUDA_RELATIVE) + SLACK, (
+            assert estimate <= measured * (1 + CUDA_RELATIVE) + CUDA_SLACK, (
                 f"{name} {sample} on CUDA: estimated {estimate} B, the caching allocator peaked at {measured} B")
