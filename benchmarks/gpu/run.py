@@ -22,6 +22,7 @@ of docs/benchmarks.md (both also copied into ``--out``): a run cut short keeps w
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import platform
@@ -166,6 +167,23 @@ def _command(dry_run: bool) -> str:
     return "python -m benchmarks.gpu.run" + (" --dry-run" if dry_run else " --out \"$OUT\"")
 
 
+@functools.lru_cache(maxsize=None)
+def _load(key: str, files: tuple[str, ...]):
+    import chunkc
+    folder = DATA / key
+    return chunkc.load(folder / "graph.chunkc"), tuple(chunkc.load_plan(folder / f) for f in files)
+
+
+def load_programs(key: str, spec: dict) -> tuple[Any, dict[str, Any]]:
+    """The model's graph and its plans by name ("unchunked": None, "50%": plan, ...), loaded
+    once for every backend (parsing a plan's chunk-size expressions takes a second)."""
+    planned = [p for p in spec["plans"] if "file" in p]
+    graph, plans = _load(key, tuple(p["file"] for p in planned))
+    variants: dict[str, Any] = {"unchunked": None}
+    variants.update({f"{round(p['budget'] * 100)}%": plan for p, plan in zip(planned, plans)})
+    return graph, variants
+
+
 def run_model(run: Run, key: str, spec: dict, backend: Backend, log) -> dict:
     """Compile, check, measure and time every program of one model on one backend."""
     import chunkc
@@ -173,12 +191,7 @@ def run_model(run: Run, key: str, spec: dict, backend: Backend, log) -> dict:
 
     size = spec["dry_size"] if run.dry_run else spec["size"]
     sizes = {spec["symbol"]: size // spec.get("size_multiple", 1)}
-    folder = DATA / key
-    graph = chunkc.load(folder / "graph.chunkc")
-    variants: dict[str, Any] = {"unchunked": None}
-    for p in spec["plans"]:
-        if "file" in p:
-            variants[f"{round(p['budget'] * 100)}%"] = chunkc.load_plan(folder / p["file"])
+    graph, variants = load_programs(key, spec)
     arrays = make_inputs(spec, sizes)
     args = [backend.to_device(a) for a in arrays]
     out: dict[str, Any] = {"size": size, "variants": {}}

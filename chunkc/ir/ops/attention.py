@@ -31,7 +31,7 @@ from ..dtypes import DType
 from ..kernel_workspace import TorchWorkspace, acc_dtype, cast_copies, cpu_threads, nbytes
 from ..lowering import LoweringContext, operands, torch_dtype
 from ..registry import OpDef, register
-from ..sizes import Size, ceildiv, format_size, normalize, product, sizes_equal
+from ..sizes import Size, format_size, normalize, product, sizes_equal
 from ..types import TensorType
 from ._common import (array_result_dtype, broadcast_dims, broadcast_shapes, carry_from, fail, is_one, optional_float,
                       require_float, result_dtype)

@@ -179,7 +179,6 @@ def _conv_cpu_bytes(x: TensorType, w: TensorType, win: Window, groups: int, out:
     if not _concrete_ints(*x.shape, *w.shape, *out.shape):
         return 0
     item = out.dtype.itemsize
-    x_b, w_b, out_b = x.numel() * item, w.numel() * item, out.numel() * item
     taps = product(win.kernel)
     if _uses_mkldnn(x.shape, w.shape, win, groups, out.dtype):
         return _onednn_bytes(x, w, out, win, groups, transposed, bias)
@@ -195,7 +194,9 @@ def _conv_cpu_bytes(x: TensorType, w: TensorType, win: Window, groups: int, out:
     return columns if dilated else x.shape[0] * columns
 
 
-ONEDNN_STRIDED_SCRATCH = 80 * 1024  # bytes beyond the input seen in the scratch pad of strided transposed ones
+# bytes beyond the input in the scratch pad of a strided transposed convolution: 28 to 64 KiB
+# were seen, varying with the shapes in a way not modelled
+ONEDNN_STRIDED_SCRATCH = 80 * 1024
 
 
 def _onednn_bytes(x: TensorType, w: TensorType, out: TensorType, win: Window, groups: int, transposed: bool,
@@ -222,7 +223,7 @@ def _onednn_bytes(x: TensorType, w: TensorType, out: TensorType, win: Window, gr
     scratch_pad = strided and groups == 1 and all(d == 1 for d in win.dilation)
     scratch = 0
     if transposed:  # a second blocked result to add the bias to; a scratch pad when strided (the
-        # input and a part that varies with the shapes: bounded by what was seen, 64 KiB)
+        # input and a part that varies with the shapes, bounded by ONEDNN_STRIDED_SCRATCH)
         scratch = (dst + 32 * item if bias else 0) + (src + ONEDNN_STRIDED_SCRATCH if scratch_pad else 0)
     return max(scratch + src + weight + dst, dst + out_b + (out_b if strided else 0)) - out_b
 
