@@ -9,6 +9,7 @@ The public surface (see docs/ and ../shared/DESIGN.md)::
     fn = chunkc.compile(g, plan=None, backend="torch")
     dot = chunkc.to_dot(g, plan=None)
     n = chunkc.measure_peak(fn, *args)
+    chunkc.save_plan(plan, path); plan = chunkc.load_plan(path)
 
 Each function below forwards to the module that implements it, so that importing
 chunkc stays cheap and never imports torch or onnx.
@@ -17,7 +18,8 @@ chunkc stays cheap and never imports torch or onnx.
 from __future__ import annotations
 
 from . import ops
-from .errors import ChunkcError, InfeasibleBudgetError, IRError, ParseError, UnsupportedOpError
+from .errors import (BudgetExceededError, BudgetWarning, ChunkcError, InfeasibleBudgetError, InputError, IRError,
+                     ParseError, UnsupportedOpError)
 from .ir import DType, Graph, Node, TensorType, Value, sym
 from .ir.dtypes import bfloat16, bool_, float16, float32, float64, int8, int32, int64, uint8
 from .ir.interpreter import interpret
@@ -40,13 +42,14 @@ def from_onnx(model_or_path, **options) -> Graph:
 
 def estimate_memory(graph: Graph, plan: Plan | None = None, sizes=None, **options):
     """Liveness over the schedule: ``.peak_bytes``, ``.peak_node``, ``.timeline``
-    (``backend="torch"`` leaves out the NumPy kernels' workspace)."""
+    (``backend=`` whose kernels' workspace counts; ``device="cuda"`` a GPU's allocator)."""
     from .passes.memory import estimate_memory as _impl
     return _impl(graph, plan=plan, sizes=sizes, **options)
 
 
 def measure_peak(fn, *args, **kwargs) -> int:
-    """Bytes allocated during one call of ``fn(*args)``, inputs and weights excluded."""
+    """Bytes the allocator hands out at the peak of one call of ``fn(*args)``, kernel
+    temporaries included, inputs and weights excluded."""
     from .measure import measure_peak as _impl
     return _impl(fn, *args, **kwargs)
 
@@ -65,10 +68,12 @@ def autochunk(graph: Graph, budget, sizes=None, **options) -> Plan:
     return _impl(graph, budget, sizes=sizes, **options)
 
 
-def compile(graph: Graph, plan: Plan | None = None, backend: str = "torch", **options):
-    """Generate source for ``graph`` (chunked by ``plan``) and return a callable."""
+def compile(graph: Graph, plan: Plan | None = None, backend: str = "torch", strict: bool = False, **options):
+    """Generate source for ``graph`` (chunked by ``plan``) and return a callable that checks its
+    inputs; at sizes where the plan's budget cannot hold it warns, or with ``strict=True``
+    raises BudgetExceededError, before allocating (see chunkc.backends.compile)."""
     from .backends import compile as _impl
-    return _impl(graph, plan=plan, backend=backend, **options)
+    return _impl(graph, plan=plan, backend=backend, strict=strict, **options)
 
 
 def dynamo_backend(budget, **options):
@@ -105,4 +110,17 @@ def save(graph: Graph, path) -> None:
 def load(path) -> Graph:
     """Read a graph written by :func:`save`."""
     from .ir.serialize import load as _impl
+    return _impl(path)
+
+
+def save_plan(plan: Plan, path, weights=None) -> list[str]:
+    """Write ``plan`` and its graph to ``path`` (JSON) and the weights beside it, or name those
+    of ``weights`` (a saved graph or plan); see chunkc.passes.plan_file."""
+    from .passes.plan_file import save_plan as _impl
+    return _impl(plan, path, weights=weights)
+
+
+def load_plan(path) -> Plan:
+    """Read a plan written by :func:`save_plan`, with its graph."""
+    from .passes.plan_file import load_plan as _impl
     return _impl(path)

@@ -42,14 +42,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="out", help="folder for the dump, the plot and the source")
     args = parser.parse_args(argv)
 
+    from chunkc.errors import ChunkcError
+    from chunkc.passes.budget_text import parse_budget
+    try:
+        budget = parse_budget(args.budget)
+        if args.layers < 1:
+            raise ChunkcError(f"--layers {args.layers}: give 1 or more")
+        return run(args, budget)
+    except (ChunkcError, ValueError) as exc:  # bad options and what the model refuses: one line
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def plan_within_reach(chunkc, graph, budget, sizes):
+    """``chunkc.autochunk``; when the budget is out of reach, say what can be reached and plan for that."""
+    try:
+        return chunkc.autochunk(graph, budget, sizes=sizes)
+    except chunkc.InfeasibleBudgetError as exc:
+        unchunked = chunkc.estimate_memory(graph, sizes=sizes).peak_bytes
+        reach = exc.lowest_peak_bytes
+        print(f"the budget ({_mib(int(budget * unchunked) if isinstance(budget, float) else budget).strip()}) is out "
+              f"of reach at these sizes: the lowest peak chunking reaches is about {_mib(reach).strip()} "
+              f"({reach / unchunked:.0%} of the unchunked {_mib(unchunked).strip()}); planning for that instead\n")
+        for slack in (1.0, 1.05, 1.2):  # the reachable peak is itself an estimate of the search's
+            try:
+                return chunkc.autochunk(graph, int(reach * slack), sizes=sizes)
+            except chunkc.InfeasibleBudgetError:
+                continue
+        raise
+
+
+def run(args, budget) -> int:
     import numpy as np
     import torch
 
     import chunkc
     from chunkc.zoo import evoformer, gpt2
     from chunkc.backends import emit_source
-    from chunkc.cli import _budget
-    from chunkc.passes.report import plan_report
     from chunkc.viz.dot import render_dot
     from chunkc.viz.plot import plot_memory
 
@@ -61,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         case = gpt2(n_layer=args.layers, n_embd=256, n_head=8, attn="eager")
     else:
         case = evoformer()
+    case.check_size(args.length)  # a ValueError naming the sizes the model takes
     print(f"== {case.name}: {sum(p.numel() for p in case.module.parameters()) / 1e6:.1f} M parameters, "
           f"random weights; {case.dynamic_name} = {args.length}")
 
@@ -73,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
           f"({time.perf_counter() - t0:.1f} s)")
 
     t0 = time.perf_counter()
-    plan = chunkc.autochunk(graph, _budget(args.budget), sizes=sizes)
+    plan = plan_within_reach(chunkc, graph, budget, sizes)
     print(f"planned in {time.perf_counter() - t0:.2f} s\n")
-    print(plan_report(plan))
+    print(plan)
 
     inputs = case.make_inputs(args.length)
     plain = chunkc.compile(graph, backend="torch")

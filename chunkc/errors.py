@@ -24,3 +24,23 @@ class InfeasibleBudgetError(ChunkcError):
         super().__init__(message)
         self.lowest_peak_bytes = lowest_peak_bytes
         self.peak_node = peak_node
+
+
+class InputError(ChunkcError):
+    """A compiled program was called with inputs that do not match its graph's signature
+    (count, array type, dtype, device, rank, sizes); the message names the input."""
+
+
+class BudgetExceededError(ChunkcError):
+    """At the sizes of a call, the plan's chunk sizes cannot hold its memory budget
+    (raised before anything is allocated, with ``compile(..., strict=True)``)."""
+
+    def __init__(self, message: str, sizes: dict[str, int], budget_bytes: int, peak_bytes: int):
+        super().__init__(message)
+        self.sizes = sizes
+        self.budget_bytes = budget_bytes
+        self.peak_bytes = peak_bytes
+
+
+class BudgetWarning(UserWarning):
+    """A plan's budget will not hold (at a call's sizes, or for another backend), said once."""

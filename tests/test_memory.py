@@ -83,6 +83,20 @@ def permute_copy_graph() -> chunkc.Graph:
     return g
 
 
+def permuted_elementwise_graph() -> chunkc.Graph:
+    """Elementwise results keep a permuted input's layout (TensorIterator, NumPy's order='K'), so
+    the contiguous() after them copies and a reshape of them copies (T5's relative position bias)."""
+    g = chunkc.Graph("permuted_elementwise")
+    x = g.add_input("x", "f32", ("L", 64, 8))
+    t = O.unsqueeze(O.permute(x, dims=(2, 0, 1), name="t"), axis=0, name="u")  # [1, 8, L, 64], permuted
+    w = O.where(O.gt(t, 0.0, name="mask"), t, 0.5, name="w")  # keeps t's layout
+    c = O.contiguous(w, name="c")  # so this copies
+    e = O.exp(O.cast(t, dtype="f16", name="h"), name="e")  # cast and exp keep it too
+    r = O.reshape(e, shape=(8 * L, 64), name="r")  # merging the axes of 8 and L copies
+    g.set_outputs(O.exp(c, name="y"), O.sum(r, axes=(1,), name="s"))
+    return g
+
+
 def views_graph() -> chunkc.Graph:
     """Views cost nothing but keep their base alive; a slice of an input is free."""
     g = chunkc.Graph("views")
@@ -144,6 +158,7 @@ MODELS = {
     "attention": (attention_graph, lambda n: (n, 256)),
     "permute_copy": (permute_copy_graph, lambda n: (n, 64, 32)),
     "views": (views_graph, lambda n: (n, 1024)),
+    "permuted_elementwise": (permuted_elementwise_graph, lambda n: (n, 64, 8)),
     "norm": (norm_graph, lambda n: (n, 512)),
     "conv_block": (conv_graph, lambda n: (1, 16, n, 32)),
     "qkv_split": (qkv_graph, lambda n: (n, 256)),
@@ -224,6 +239,19 @@ def test_reshape_of_permuted_value_is_a_copy():
     assert by["t"].peak_bytes == F  # permute: a view
     assert by["r"].peak_bytes == 2 * F  # reshape of it: a copy
     assert rep.peak_bytes == 2 * F
+
+
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+def test_elementwise_results_keep_a_permuted_layout(backend):
+    g = permuted_elementwise_graph()
+    model = MemoryModel(g, {"L": 16}, backend=backend)
+    strides = {v.name: model.strides[i] for i, v in enumerate(model.values)}
+    views = {v.name for i, v in enumerate(model.values) if model.parent[i] >= 0}
+    assert strides["u"][1:] == (1, 64 * 8, 8)  # [1, 8, L, 64]: a view of x, the axis of 8 fastest
+    for name in ("mask", "w", "h", "e"):  # elementwise results are laid out as their input
+        assert strides[name][1:] == (1, 64 * 8, 8), (name, strides[name])
+    assert strides["c"] == (8 * 16 * 64, 16 * 64, 64, 1)  # contiguous() made a copy
+    assert views == {"t", "u"}  # c and r copy
 
 
 def test_workspace_counts_during_its_node_only():

@@ -13,6 +13,7 @@ from chunkc.backends import Backend
 from chunkc.backends.array_backend import ArrayDialect
 from chunkc.backends.codegen import GeneratedFunction, generate
 from chunkc.backends.registry import reference_workspace
+from chunkc.ir.layout import numpy_layout
 from chunkc.backends.runtime import load_source
 
 
@@ -35,8 +36,9 @@ class TraceDialect(ArrayDialect):
 
 def program_source(fn: GeneratedFunction) -> str:
     """A module defining ``Program(weights, log)``, whose call runs the generated body."""
-    lines = ["from chunkc.backends.runtime import references as ref", "", "",
-             "class Program:",
+    lines = ["from chunkc.backends.runtime import references as ref", ""]
+    lines += fn.helpers  # module-level statements the code asked for (run-time chunk-size functions...)
+    lines += ["", "class Program:",
              "    def __init__(self, xp, weights, log):",
              "        self.xp, self.log = xp, log"]
     lines += [f"        self.{attr} = weights[{attr!r}]" for attr, _ in fn.constants]
@@ -64,4 +66,5 @@ def compile_trace(graph, plan=None, log=None):
 TRACE = Backend(
     "trace", emit_trace_source, compile_trace,
     workspace=reference_workspace,  # its kernels are the references: they allocate their declared workspace
+    layout=numpy_layout,  # and lay out elementwise results as NumPy does
     options=("log",), description="the NumPy references, logging each op they run")

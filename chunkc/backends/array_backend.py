@@ -28,7 +28,7 @@ from ..ir.registry import OpDef
 from ..passes.plan import Plan
 from .array_lowering import reference_call
 from .codegen import Dialect, GeneratedFunction, Rule, generate
-from .header import describe_signature, source_header
+from .header import BUDGET_ATTR, call_entry, describe_signature, guard_block, source_header
 from .runtime import array_module, load_source
 
 
@@ -36,8 +36,9 @@ class ArrayDialect(Dialect):
     """Every op runs its record's NumPy reference (``ref.softmax(xp, h, axis=-1)``)."""
 
     name = "numpy/cupy"
-    reserved = frozenset({"xp", "ref", "self", "DType"})
-    reserved_attrs = frozenset({"xp", "chunkc_source"})
+    reserved = frozenset({"xp", "ref", "self", "DType", "array_module", "load_weights", "load"})
+    reserved_attrs = frozenset({"xp", "chunkc_source", BUDGET_ATTR})
+    guard_param = "xp"
     missing_lowering = "its record has no NumPy reference"
 
     def lowering(self, op: OpDef) -> Rule | None:
@@ -57,6 +58,12 @@ class ArrayDialect(Dialect):
     def prologue(self, gen) -> list[str]:
         return ["xp = self.xp"]
 
+    def guard_context(self, gen) -> str | None:
+        return "self.xp"
+
+    def input_check(self, param: str, dt: DType, context: bool) -> str:
+        return f"isinstance({param}, xp.ndarray) and {param}.dtype == {self.dtype(dt)}"
+
 
 def class_name(graph: Graph) -> str:
     return f"Program_{graph.name}"
@@ -69,15 +76,24 @@ def emit_array_source(graph: Graph, plan: Plan | None = None) -> str:
 
 def _wrap(fn: GeneratedFunction) -> str:
     lines = source_header(fn, "numpy/cupy")
-    lines += ["from chunkc.backends.runtime import references as ref", "from chunkc.ir.dtypes import DType", ""]
+    lines += ["from chunkc.backends import guards",
+              "from chunkc.backends.runtime import array_module, load_weights, references as ref",
+              "from chunkc.ir.dtypes import DType", ""]
     lines += fn.helpers + ([""] if fn.helpers else [])
+    lines += guard_block(fn)
     lines += ["", f"class {class_name(fn.graph)}:"]
     lines += [f'    """{describe_signature(fn)}"""', ""]
-    lines += ["    def __init__(self, xp, weights):", "        self.xp = xp"]
+    lines += ["    def __init__(self, xp, weights):", "        self.xp = xp", f"        self.{BUDGET_ATTR} = None"]
     for attr, value in fn.constants:
         lines.append(f"        self.{attr} = xp.asarray(weights[{attr!r}])  # {value.type}")
-    lines += ["", f"    def __call__(self{''.join(', ' + p for p in fn.params)}):"]
-    lines += ["        " + line for line in fn.body]
+    lines += ["", "    def __call__(self, *inputs):"]
+    lines += ["        " + line for line in call_entry(fn) + fn.body]
+    lines += ["", "",
+              "def load(xp=None, weights=None):",
+              f'    """A {class_name(fn.graph)} on xp (NumPy by default) with the weights saved beside this file',
+              '    (same name, .npz)."""',
+              "    path = weights if weights is not None else __file__.rsplit('.', 1)[0] + '.npz'",
+              f"    return {class_name(fn.graph)}(array_module('numpy') if xp is None else xp, load_weights(path))"]
     return "\n".join(lines) + "\n"
 
 

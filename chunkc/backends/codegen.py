@@ -37,6 +37,7 @@ from ..ir.sizes import Size, format_size, free_symbols
 from ..passes.plan import ChunkedValue, ChunkRegion, Plan
 from ..passes.plan_index import PlanIndex, RegionView, check_same_signature
 from .bindings import size_bindings
+from .guards import InputSpec, Signature, guard_function
 from .names import Namer, check_identifier
 from .pyexpr import SizeRenderer, literal, tuple_literal
 
@@ -47,6 +48,10 @@ Rule = LoweringFn
 # Loop variables of chunk regions; regions run one after another, so they are reused.
 EXTENT, CHUNK, START, STOP = "extent", "chunk", "start", "stop"
 DEVICE = "device"  # where new tensors go: bound at entry by backends that place tensors
+# module-level and call-level names of the input checks (chunkc.backends.guards)
+GUARD_NAMES = frozenset({"inputs", "check_inputs", "SIGNATURE", "guards", "context",
+                         "largest", "iterations"})  # (and the locals of chunk_size_K functions)
+LONG_CHUNK_EXPR = 40  # a run-time chunk formula longer than this becomes a named function
 
 
 class Dialect(abc.ABC):
@@ -82,6 +87,19 @@ class Dialect(abc.ABC):
         """Statements run first in each call (asked for once the body is generated)."""
         return []
 
+    # -- input checks (chunkc.backends.guards) ---------------------------------------
+    guard_kind: str = "array"  # what explain() expects of an input: "array" or "torch"
+    guard_param: str = "context"  # check_inputs' second parameter: what the program runs on
+
+    def guard_context(self, gen: "Generator") -> str | None:
+        """Source of check_inputs' second argument in the call (None: nothing to check against)."""
+        return None
+
+    def input_check(self, param: str, dt: DType, context: bool) -> str:
+        """A condition that ``param`` is an array of dtype ``dt`` where the program runs
+        (``context``: whether ``guard_param`` holds something to check against)."""
+        return f"{param}.dtype == {self.dtype(dt)}"
+
 
 @dataclass
 class GeneratedFunction:
@@ -93,6 +111,9 @@ class GeneratedFunction:
     body: list[str]  # statements, indented relative to the function body
     constants: list[tuple[str, Value]]  # (attribute name, constant) for each weight the body reads
     helpers: list[str] = field(default_factory=list)  # module-level statements the rules asked for
+    signature: Signature | None = None  # the inputs the call accepts
+    guard: list[str] = field(default_factory=list)  # module-level check_inputs function (chunkc.backends.guards)
+    guard_call: str = ""  # the statement that checks and unpacks ``inputs`` at the top of the call
 
 
 @dataclass
@@ -228,7 +249,7 @@ class Generator:
         self.regions = [view.region for view in self.index.regions]
 
         self.needs_device = False
-        self.namer = Namer(set(dialect.reserved) | {EXTENT, CHUNK, START, STOP, DEVICE})
+        self.namer = Namer(set(dialect.reserved) | {EXTENT, CHUNK, START, STOP, DEVICE} | GUARD_NAMES)
         self.attr_namer = Namer(dialect.reserved_attrs)
         self.symbols = self._name_symbols()
         self.bound_by: dict[Node, list[tuple[str, int, int]]] = {}  # node -> (symbol, output, axis) it binds
@@ -324,10 +345,21 @@ class Generator:
             self.emit(f"return {tuple_literal(outs) if outs else '()'}")
         self.lines[:0] = self.dialect.prologue(self)  # after the body: it may depend on what the body used
         constants = [(self.constants[c], c) for c in self.graph.constants if c in self.used_constants]
-        return GeneratedFunction(self.graph, self.plan, self.params, self.lines, constants, self.helper_lines)
+        signature = Signature(self.graph.name, tuple(InputSpec(p, v.dtype, tuple(v.shape))
+                                                     for p, v in zip(self.params, self.graph.inputs)),
+                              kind=self.dialect.guard_kind)
+        context = self.dialect.guard_context(self)
+        param = self.dialect.guard_param
+        guard = guard_function(signature, self.params, self.bindings, self.symbols, self.sizes.render,
+                               lambda p, dt: self.dialect.input_check(p, dt, context is not None), param)
+        targets = ", ".join(self.params) + ("," if len(self.params) == 1 else "")
+        call = f"check_inputs(inputs, {context or 'None'})"
+        return GeneratedFunction(self.graph, self.plan, self.params, self.lines, constants, self.helper_lines,
+                                 signature, guard, f"{targets} = {call}" if self.params else call)
 
     def _bind_sizes(self) -> None:
-        for sym_name, text in size_bindings(self.graph, self.params, self.symbols):
+        self.bindings = size_bindings(self.graph, self.params, self.symbols)
+        for sym_name, text in self.bindings:
             self.emit(f"{self.symbols[sym_name]} = {text}")
 
     def _node_statement(self, node: Node, targets: list[str]) -> None:
@@ -405,7 +437,30 @@ class Generator:
         size, extent = region.chunk_size, region.extent
         if isinstance(size, int) and isinstance(extent, int):
             return str(max(1, min(size, extent)))
-        return f"max(1, min({self.sizes.render(size)}, {EXTENT}))"
+        text = self.sizes.render(size)
+        if len(text) <= LONG_CHUNK_EXPR:
+            return f"max(1, min({text}, {EXTENT}))"
+        return self._chunk_function(region)
+
+    def _chunk_function(self, region: ChunkRegion) -> str:
+        """A run-time chunk formula as a named module-level function of the sizes it reads:
+        the loop then says ``chunk = chunk_size_0(L)``."""
+        index = self.regions.index(region)
+        args = [self.symbols[s] for s in sorted(free_symbols(region.chunk_size) | free_symbols(region.extent))]
+        name = self.namer.claim(f"chunk_size_{index}")
+        render, extent = self.sizes.render, self.sizes.render(region.extent)
+        lines = ["", f"def {name}({', '.join(args)}):",
+                 f'    """Units per iteration of chunk region {index} at these sizes (at least 1, at most the extent)."""']
+        balanced = _balanced(region.chunk_size)
+        if balanced is None:
+            lines.append(f"    return max(1, min({render(region.chunk_size)}, {extent}))")
+        else:  # ceildiv(n, ceildiv(n, largest)): the largest chunk the budget allows, evened out
+            n, largest = balanced
+            lines += [f"    largest = {render(largest)}  # the most units whose estimated peak fits the budget",
+                      f"    iterations = -(-({render(n)}) // max(1, largest))",
+                      f"    return max(1, min(-(-({render(n)}) // iterations), {extent}))  # equal iterations"]
+        self.helper_lines += lines + [""]
+        return f"{name}({', '.join(args)})"
 
 
 # ---------------------------------------------------------------------------
@@ -418,6 +473,18 @@ def _flatten(value):
             yield from _flatten(v)
     elif value is not None:
         yield value
+
+
+def _balanced(size: Size):
+    """``(n, largest)`` when ``size`` is ``ceildiv(n, ceildiv(n, largest))``, else None."""
+    if not isinstance(size, sympy.ceiling):
+        return None
+    n, inner = sympy.fraction(size.args[0])
+    if isinstance(inner, sympy.ceiling):
+        n2, largest = sympy.fraction(inner.args[0])
+        if n2 == n:
+            return n, largest
+    return None
 
 
 def _bounds(c: ChunkedValue) -> tuple[str, str]:

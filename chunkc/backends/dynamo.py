@@ -13,19 +13,23 @@ symbolic sizes the generated code serves every size dynamo sends it.  Parameters
 graph inputs: they are not activation memory, and they are used whole unless
 the plan slices them.
 
-The generated code runs under ``torch.no_grad`` (inference only).
+The generated code runs under ``torch.no_grad`` (inference only): its outputs do not
+require grad.  With gradients enabled and inputs that require grad, a call runs dynamo's
+graph unchanged, so that autograd keeps working.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
 import torch
 
 from ..errors import ChunkcError
+from ..passes.plan import DEFAULT_BACKEND
 
 
 @dataclass
@@ -165,9 +169,17 @@ def dynamo_backend(budget=None, **options: Any) -> Callable:
 
     ``budget``: bytes, or a fraction of the unchunked estimated peak (None: no
     chunking, the generated program only).  ``options`` go to ``chunkc.autochunk``,
-    except ``stats`` (a :class:`DynamoStats` to fill).
+    except ``stats`` (a :class:`DynamoStats` to fill) and ``strict`` (see
+    ``chunkc.compile``).  The plan is made for the torch backend, the one that runs.
+
+    Inference only: a call with gradients enabled and an input that requires grad runs
+    dynamo's graph as it is (said once, with a warning), so autograd still sees it.
     """
     stats: DynamoStats | None = options.pop("stats", None)
+    strict: bool = options.pop("strict", False)
+    if options.setdefault("backend", DEFAULT_BACKEND) != "torch":
+        raise ChunkcError(f"dynamo_backend runs the torch backend; plan for it (backend={options['backend']!r} "
+                          "was given)")
 
     def backend(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]):
         names = _input_names(gm, example_inputs)
@@ -181,7 +193,7 @@ def dynamo_backend(budget=None, **options: Any) -> Callable:
             from frontends.pytorch import from_torch
 
             from ..passes.autochunk import autochunk
-            from .torch_backend import compile_torch
+            from . import compile as compile_program
 
             wrapper = DynamoGraph(gm, layout, names)
             dyn = tuple(dynamic) if any(dynamic) else None
@@ -189,7 +201,7 @@ def dynamo_backend(budget=None, **options: Any) -> Callable:
             plan = None
             if budget is not None:
                 plan = autochunk(graph, budget, sizes=graph.bind_sizes(args), **options)
-            module = compile_torch(graph, plan, grad_mode="no_grad")
+            module = compile_program(graph, plan, backend="torch", strict=strict, grad_mode="no_grad")
             if args:
                 module.to(args[0].device)
             if stats is not None:
@@ -200,6 +212,13 @@ def dynamo_backend(budget=None, **options: Any) -> Callable:
 
         def run(*call_args):
             tensors_now = tuple(call_args[i] for i in positions)
+            if torch.is_grad_enabled() and any(t.requires_grad for t in tensors_now):
+                if not state.get("warned"):
+                    state["warned"] = True
+                    warnings.warn("chunkc.dynamo_backend is for inference: with gradients enabled and inputs that "
+                                  "require grad, the graph runs as dynamo captured it (call the model under "
+                                  "torch.no_grad() or torch.inference_mode() to run it chunked)", stacklevel=2)
+                return gm(*call_args)
             if "module" not in state:
                 build(tensors_now)
             result = state["module"](*tensors_now)

@@ -97,6 +97,11 @@ def onnx_rule(ctx) -> str:
 # -- run time ------------------------------------------------------------------------------------
 
 
+def is_host_array(x: Any, short: str) -> bool:
+    """Whether ``x`` is a NumPy array of IR dtype ``short`` (an input PyTorch has no dtype for)."""
+    return isinstance(x, np.ndarray) and x.dtype == to_dtype(short).numpy
+
+
 def to_numpy(x: Any, short: str) -> np.ndarray:
     """A value of IR dtype ``short`` as a NumPy array on the host."""
     dt = to_dtype(short)
@@ -150,4 +155,4 @@ def host_empty(shape: tuple, short: str) -> np.ndarray:
 
 
 __all__ = ["TORCH_NATIVE", "runs_on_host", "storage_dtype", "weight_tensor", "reference_rule", "onnx_rule",
-           "to_numpy", "to_value", "host_reference", "run_onnx", "host_empty"]
+           "to_numpy", "to_value", "host_reference", "run_onnx", "host_empty", "is_host_array"]

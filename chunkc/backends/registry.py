@@ -2,8 +2,9 @@
 
 A :class:`Backend` says everything chunkc needs to know about a backend: the
 options it accepts, how it writes a graph's source, compiles a callable and
-writes a program to disk, and its workspace policy (which of an op's declared
-workspaces its kernels allocate, for the memory estimator).
+writes a program to disk, its workspace policy (which of an op's declared
+workspaces its kernels allocate) and its layout rule (how its elementwise kernels
+lay out a fresh result, :mod:`chunkc.ir.layout`), both for the memory estimator.
 :func:`chunkc.compile`, :func:`~chunkc.backends.emit_source`,
 :func:`~chunkc.backends.write_program`, the command line and
 :func:`chunkc.estimate_memory` all look backends up here; nothing else names
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from ..errors import ChunkcError
+from ..ir.layout import LayoutRule, contiguous_layout, numpy_layout, tensoriterator_layout
 from ..ir.registry import OpDef
 
 
@@ -29,9 +31,9 @@ def reference_workspace(op: OpDef):
 
 
 def torch_lowering_workspace(op: OpDef):
-    """Workspace policy of the PyTorch backend: what the record's lowering allocates
-    beyond the ATen calls' outputs (``torch_workspace``); ATen kernels' own temporaries
-    are not modelled."""
+    """Workspace policy of the PyTorch backend: what the record's PyTorch code allocates
+    beyond its outputs (``torch_workspace``: the lowering's and the ATen kernels'
+    temporaries, the CPU's answer; see chunkc.ir.kernel_workspace)."""
     return op.torch_workspace
 
 
@@ -50,6 +52,8 @@ class Backend:
     options: tuple[str, ...] = ()  # keyword options the functions accept
     write_program: Callable[..., list[str]] | None = None  # -> the files written (None: it cannot)
     description: str = ""
+    # strides of a fresh result of an op whose record ``keeps_layout`` (elementwise kernels)
+    layout: LayoutRule = contiguous_layout
 
     def check_options(self, options: Mapping[str, Any]) -> None:
         unknown = sorted(set(options) - set(self.options))
@@ -138,13 +142,13 @@ def _array_write(graph, plan, path) -> list[str]:
 
 register_backend(Backend(
     "torch", _torch_emit, _torch_compile, torch_lowering_workspace, options=("grad_mode", "device"), write_program=_torch_write,
-    description="an nn.Module holding the weights as buffers; runs on any torch device; "
-                "grad_mode='train' (a graph with parameters): one whose parameters train"))
+    layout=tensoriterator_layout, description="an nn.Module holding the weights as buffers; runs on any torch device; "
+    "grad_mode='train' (a graph with parameters): one whose parameters train"))
 register_backend(Backend(
-    "numpy", _array_emit, _array_compile("numpy"), reference_workspace, write_program=_array_write,
+    "numpy", _array_emit, _array_compile("numpy"), reference_workspace, write_program=_array_write, layout=numpy_layout,
     description="a program class over NumPy that calls each op's reference"))
 register_backend(Backend(
-    "cupy", _array_emit, _array_compile("cupy"), reference_workspace, write_program=_array_write,
+    "cupy", _array_emit, _array_compile("cupy"), reference_workspace, write_program=_array_write, layout=numpy_layout,
     description="the NumPy program run with xp = cupy on an NVIDIA GPU"))
 
 

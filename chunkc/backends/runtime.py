@@ -64,4 +64,30 @@ def load_source(source: str, module_name: str) -> types.ModuleType:
     return module
 
 
-__all__ = ["References", "references", "array_module", "load_source"]
+def load_weights(path) -> dict:
+    """The arrays of a program's ``.npz`` weights file, by attribute name."""
+    import numpy
+    with numpy.load(path) as arrays:
+        return dict(arrays)
+
+
+def load_file(path, prefix: str) -> types.ModuleType:
+    """Import a generated source file (written by ``write_program``) as a fresh module."""
+    import importlib.util
+    import pathlib
+    import sys
+
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise ChunkcError(f"{path} does not exist")
+    name = f"{prefix}_{abs(hash(str(path.resolve()))):x}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    if not hasattr(module, "load"):
+        raise ChunkcError(f"{path} is not a program written by chunkc (it has no load function)")
+    return module
+
+
+__all__ = ["References", "references", "array_module", "load_source", "load_file", "load_weights"]

@@ -27,7 +27,7 @@ from ..ir.registry import OpDef
 from ..passes.plan import Plan
 from .codegen import Dialect, GeneratedFunction, Rule, generate
 from .host_call import TORCH_NATIVE, reference_rule, runs_on_host, storage_dtype, weight_tensor
-from .header import describe_signature, source_header
+from .header import BUDGET_ATTR, call_entry, describe_signature, guard_block, source_header
 from .pyexpr import tuple_literal
 from .runtime import load_source
 
@@ -64,7 +64,7 @@ class TorchDialect(Dialect):
 
     def __init__(self):
         # weights become attributes of an nn.Module: never shadow one of its members
-        self.reserved_attrs = frozenset(dir(torch.nn.Module)) | {"chunkc_source"}
+        self.reserved_attrs = frozenset(dir(torch.nn.Module)) | {"chunkc_source", BUDGET_ATTR}
 
     def lowering(self, op: OpDef) -> Rule | None:
         if op.torch is None:
@@ -85,6 +85,21 @@ class TorchDialect(Dialect):
         if runs_on_host(node) and node.op.name != "opaque":  # a dtype PyTorch cannot compute in
             return reference_rule
         return super().rule_for(node)
+
+    guard_kind = "torch"
+    guard_param = "device"
+
+    def guard_context(self, gen) -> str | None:
+        """Inputs must be on the device of the module's weights (when it reads any)."""
+        if gen.used_constants:
+            return f"{gen.expr_of(next(iter(gen.used_constants)))}.device"
+        return None
+
+    def input_check(self, param: str, dt: DType, context: bool) -> str:
+        if dt not in TORCH_NATIVE:  # such values are NumPy arrays (see host_call.py)
+            return f"rt.is_host_array({param}, {dt.short!r})"
+        check = f"isinstance({param}, torch.Tensor) and {param}.dtype == {self.dtype(dt)}"
+        return check + (f" and {param}.device == device" if context else "")
 
     def prologue(self, gen) -> list[str]:
         if not gen.needs_device:
@@ -110,15 +125,16 @@ def _wrap(fn: GeneratedFunction, grad_mode: str) -> str:
     name = class_name(fn.graph)
     lines = source_header(fn, "torch")
     lines += ["import torch", "import torch.nn.functional as F", "",
-              "from chunkc.backends import torch_runtime as rt", ""]
+              "from chunkc.backends import guards, torch_runtime as rt", ""]
     lines += fn.helpers + ([""] if fn.helpers else [])
+    lines += guard_block(fn)
     lines += ["", f"class {name}(torch.nn.Module):", f'    """{describe_signature(fn)}"""', "",
-              "    def __init__(self):", "        super().__init__()"]
+              "    def __init__(self):", "        super().__init__()", f"        self.{BUDGET_ATTR} = None"]
     for attr, value in fn.constants:
         shape = tuple_literal([str(s) for s in value.type.concrete_shape()]) if value.rank else "()"
         lines.append(f"        self.register_buffer({attr!r}, torch.empty({shape}, dtype={storage_dtype(value.dtype)}))")
-    lines += ["", f"    @{GRAD_MODES[grad_mode]}", f"    def forward(self{''.join(', ' + p for p in fn.params)}):"]
-    lines += ["        " + line for line in fn.body]
+    lines += ["", f"    @{GRAD_MODES[grad_mode]}", "    def forward(self, *inputs):"]
+    lines += ["        " + line for line in call_entry(fn) + fn.body]
     lines += ["", "",
               "def load(weights=None, map_location=None):",
               f'    """A {name} with the weights saved beside this file (same name, .pt)."""',

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ChunkcError
-from .host_call import host_empty, host_reference, run_onnx  # noqa: F401  (nodes run on the host)
+from .host_call import host_empty, host_reference, is_host_array, run_onnx  # noqa: F401  (nodes run on the host)
 from ..ir.onnx_node import onnx_node  # noqa: F401  (opaque ONNX nodes)
 
 # ``namespace::name`` or ``namespace::name.overload``; nothing else reaches torch.ops.

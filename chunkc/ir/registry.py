@@ -12,6 +12,9 @@ A record (:class:`OpDef`) holds everything chunkc knows about an op:
 * ``torch``      the PyTorch lowering: a call template or a function
                  (see :mod:`chunkc.ir.lowering`);
 * ``attrs``      the attribute names with their defaults (``REQUIRED`` if none).
+* ``keeps_layout`` whether a fresh output takes its layout from the inputs (elementwise
+                 kernels: the backend's rule, see :mod:`chunkc.ir.layout`) rather than
+                 being C-contiguous;
 * ``exact_dtypes`` whether the reference takes ml_dtypes values (bf16, f8, i4...) as
                  they are, rather than widened (chunkc/ir/reference.py).
 * ``elements``   output 0's element formula from its inputs' (see :mod:`chunkc.ir.elements`).
@@ -73,8 +76,9 @@ class OpDef:
     # Temporary bytes the backends' kernels allocate beyond the outputs (in elements
     # of the output dtype), e.g. a reduction's intermediate; None means none.
     workspace: FlopsFn | None = None
-    # The same for the PyTorch backend's lowering (ATen kernels' own temporaries are theirs);
-    # None means none.
+    # The same for the PyTorch backend's code: the lowering's and the ATen kernels'
+    # temporaries (a chunkc.ir.kernel_workspace.TorchWorkspace, by source and device, or a
+    # function of the lowering's own); None means none.
     torch_workspace: FlopsFn | None = None
     size_attrs: tuple[str, ...] = ()  # attributes holding sizes or tuples of sizes ("L" -> symbol L)
     # The attribute that states output 0's shape (reshape, expand): inside a chunk
@@ -94,6 +98,10 @@ class OpDef:
     # The reference handles bf16/float8/int4... (ml_dtypes) values itself; otherwise it runs
     # on them widened to f32/i8/u8 (see chunkc/ir/reference.py).
     exact_dtypes: bool = False
+    # A fresh output is laid out in the order of the inputs' strides, as elementwise kernels
+    # do (TensorIterator, NumPy's order='K'; the backend record says whose rule): a permuted
+    # input gives a permuted output.  False: outputs are C-contiguous.
+    keeps_layout: bool = False
     # Output 0's element formula from the inputs' (chunkc.ir.elements); None: the op has none.
     elements: Callable[..., Any] | None = None
     # ``canonicalize(node, analysis) -> (inputs, attrs) | None``: the same op on these inputs

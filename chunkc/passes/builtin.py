@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ..errors import ChunkcError
 from ..ir.graph import Graph
 from ..ir.verifier import verify
 from .options import SearchKnobs
@@ -52,7 +53,7 @@ class EstimateMemory(Pass):
 
 @dataclass(frozen=True)
 class _Budget:
-    budget: float = 0.5  # bytes, or a fraction of the unchunked peak
+    budget: str | float | int = 0.5  # 30%, 0.3, 64MiB, 1.5GB, or a number (chunkc.passes.budget_text)
 
 
 @register_pass
@@ -63,6 +64,13 @@ class AutoChunk(Pass, SearchKnobs, _Budget):
 
     name = "autochunk"
     progress: bool = False
+
+    def __post_init__(self):  # the text read once, here: a fraction (float) or bytes (int) from then on
+        from .budget_text import parse_budget
+        try:
+            object.__setattr__(self, "budget", parse_budget(self.budget))
+        except ChunkcError as exc:
+            raise ChunkcError(f"pass autochunk: {exc}") from None
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         from .autochunk import autochunk

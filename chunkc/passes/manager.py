@@ -103,6 +103,8 @@ def parse_pipeline(text: str) -> list[Pass]:
 
 def _parse_option(pass_name: str, key: str, value: str, typ) -> Any:
     typ = str(typ)
+    if "str" in typ:  # the pass reads its own text (a budget: 30%, 64MiB)
+        return value
     try:
         if value.endswith("%"):
             return float(value[:-1]) / 100.0

@@ -109,6 +109,11 @@ class Plan:
     stats: tuple[RegionStats, ...] = ()  # one per region, when chosen by autochunk
     backend: str = DEFAULT_BACKEND  # whose kernels the estimates (and the budget) are for
 
+    def __str__(self) -> str:
+        """The readable report (chunkc.passes.report.plan_report): ``print(plan)``."""
+        from .report import plan_report
+        return plan_report(self)
+
     def region_of(self) -> dict[str, int]:
         """Node name -> index of the region that runs it."""
         return {name: i for i, r in enumerate(self.regions) for name in r.nodes}

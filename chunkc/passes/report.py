@@ -3,10 +3,34 @@ source lines), axes, chunk size, memory and cost."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..ir.registry import barrier_dims
 from ..ir.sizes import evaluate, format_size
 from ..ir.source import span
-from .plan import Plan
+
+if TYPE_CHECKING:  # Plan.__str__ is this report
+    from .plan import Plan
+
+
+SHOWN = 6  # chunked values listed per region
+LONG = 40  # a chunk-size expression longer than this is summarized
+
+
+def _chunk_text(region, sizes) -> str:
+    """``chunk 32 of L`` or, for a run-time expression, its value here and what it depends on."""
+    chunk, extent = region.chunk_size, format_size(region.extent)
+    if isinstance(chunk, int):
+        return f"chunk {chunk} of {extent}"
+    text = format_size(chunk)
+    try:
+        value = evaluate(chunk, sizes)
+    except (KeyError, ValueError):
+        return f"chunk {text} of {extent}"
+    if len(text) > LONG:
+        symbols = ", ".join(sorted(x.name for x in chunk.free_symbols))
+        return f"chunk {value} of {extent} here, computed at run time from {symbols}"
+    return f"chunk {text} (= {value}) of {extent}"
 
 
 def _mib(n: int | None) -> str:
@@ -15,7 +39,8 @@ def _mib(n: int | None) -> str:
 
 def plan_report(plan: Plan) -> str:
     lines = [f"# chunk plan for graph {plan.graph.name} at sizes "
-             f"{', '.join(f'{k}={v}' for k, v in sorted(plan.sizes.items())) or '(static)'}"]
+             f"{', '.join(f'{k}={v}' for k, v in sorted(plan.sizes.items())) or '(static)'}, "
+             f"for the {plan.backend} backend"]
     lines.append(f"#   budget {_mib(plan.budget_bytes)}; unchunked peak {_mib(plan.unchunked_peak_bytes)}; "
                  f"estimated peak {_mib(plan.estimated_peak_bytes)}"
                  + (f"; estimated time x{plan.estimated_slowdown:.3f}" if plan.estimated_slowdown else ""))
@@ -24,14 +49,8 @@ def plan_report(plan: Plan) -> str:
     by_name = {n.name: n for n in plan.graph.nodes}
     for k, region in enumerate(plan.regions):
         stats = plan.stats[k] if k < len(plan.stats) else None
-        chunk = region.chunk_size
-        concrete = ""
-        try:
-            concrete = f" (= {evaluate(chunk, plan.sizes)})" if not isinstance(chunk, int) else ""
-        except KeyError:
-            pass
         lines.append(f"# region {k}: {len(region.nodes)} nodes {region.nodes[0]} .. {region.nodes[-1]}; "
-                     f"chunk {format_size(chunk)}{concrete} of {format_size(region.extent)}")
+                     f"{_chunk_text(region, plan.sizes)}")
         in_model = span(by_name[name] for name in region.nodes if name in by_name)
         if in_model:
             lines.append(f"#   in the model: {in_model}")
@@ -40,8 +59,9 @@ def plan_report(plan: Plan) -> str:
                          f"{stats.iterations} iterations; estimated overhead {stats.extra_seconds * 1e3:.2f} ms")
             if stats.hoisted:
                 lines.append(f"#   hoisted before the loop: {', '.join(stats.hoisted)}")
-        axes = ", ".join(f"%{c.value}[{c.axis}]" + (f"x{c.unit}" if c.unit != 1 else "") for c in region.chunked)
-        lines.append(f"#   chunked values: {axes}")
+        axes = [f"%{c.value}[{c.axis}]" + (f"x{c.unit}" if c.unit != 1 else "") for c in region.chunked]
+        more = f", and {len(axes) - SHOWN} more" if len(axes) > SHOWN else ""
+        lines.append(f"#   chunked values ({len(axes)}): {', '.join(axes[:SHOWN])}{more}")
         lines.append(f"#   outputs: {', '.join('%' + o for o in region.outputs)}")
     barriers = [f"{n.name} ({n.attrs.get('target', n.op.name)})" for n in plan.graph.nodes if n.op.dims is barrier_dims]
     if barriers:  # opaque nodes: regions never cross them

@@ -26,7 +26,7 @@ from chunkc.ir.graph import Graph, Value
 from chunkc.ir.sizes import Size, normalize
 from chunkc.ir.types import TensorType
 
-from .node import OnnxNode, label, outer_references
+from .node import OnnxNode, label, machine_made, numbered, outer_references
 from .types import identifier
 
 FOLD_LIMIT = 4096  # folding at import handles small (shape-sized) tensors only
@@ -208,7 +208,7 @@ class ImportContext:
 
     # -- building -------------------------------------------------------------------
     def op(self, op: str, *inputs: Value, **attrs) -> Value | tuple[Value, ...]:
-        node = self.graph.add_node(op, inputs, attrs, name=self.node.hint if self.node else None)
+        node = self.graph.add_node(op, inputs, attrs, name=self.node.short_name(op) if self.node else None)
         return node.outputs[0] if len(node.outputs) == 1 else node.outputs
 
     def const(self, data, dtype: DType | None = None, name: str | None = None) -> Value:
@@ -225,12 +225,13 @@ class ImportContext:
         slot = self.slot(name)
         if slot.value is None:
             k = slot.known
+            short = numbered("const", name) if machine_made(name) else identifier(name)  # val_37 -> const_37
             if k.symbolic:
                 flat = tuple(normalize(v) for v in k.data.reshape(-1))
                 slot.value = self.graph.op("size_tensor", values=flat, shape=tuple(k.data.shape),
-                                           dtype=k.dtype, name=identifier(name))
+                                           dtype=k.dtype, name=numbered("sizes", name) if machine_made(name) else short)
             else:
-                slot.value = self.graph.add_constant(identifier(name), k.data)
+                slot.value = self.graph.add_constant(short, k.data)
         return slot.value
 
     # -- the current node's outputs -------------------------------------------------

@@ -6,6 +6,7 @@ shortened ``repr``), so quotes and newlines in a model stay inert in messages.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -15,6 +16,29 @@ from chunkc.errors import UnsupportedOpError
 from chunkc.ir.source import SourceInfo
 
 from .types import identifier
+
+
+# Names exporters make up: torch.onnx's dynamo exporter (node_MatMul_82, val_37), its legacy
+# exporter (/model/h.0/attn/MatMul_1, onnx::MatMul_17, /Constant_output_0), onnx.helper's defaults.
+_MACHINE = re.compile(r"^(node_\w+|val_\d+|/.*|.*::.*|.*_output_\d+|_v_\d+)$")
+_NUMBER = re.compile(r"_(\d+)$")
+
+
+def machine_made(name: str) -> bool:
+    """Whether ``name`` is one an exporter made up rather than one the model's author chose."""
+    return bool(_MACHINE.match(name))
+
+
+def numbered(stem: str, name: str) -> str:
+    """``stem`` with the number that ends ``name``, if any: ``matmul_82`` from ``node_MatMul_82``."""
+    m = _NUMBER.search(re.sub(r"_output_\d+$", "", name))  # /Constant_1_output_0: the node's number
+    return identifier(f"{stem}_{m.group(1)}" if m else stem)
+
+
+def snake_case(op_type: str) -> str:
+    """``LayerNormalization`` -> ``layer_normalization``, ``MatMul`` -> ``matmul``."""
+    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", op_type).lower()
+    return text.replace("mat_mul", "matmul")
 
 
 def label(name: str, limit: int = 80) -> str:
@@ -52,7 +76,18 @@ class OnnxNode:
 
     @property
     def hint(self) -> str:
-        return identifier(self.name)
+        """A short name for what the importer builds from this node (see :meth:`short_name`)."""
+        return self.short_name(snake_case(self.op_type))
+
+    def short_name(self, op: str) -> str:
+        """The name of a chunkc node of op ``op`` built from this ONNX node: the name the model's
+        author gave it, or, for the names exporters make up (``node_MatMul_82``,
+        ``/model/h.0/attn/MatMul_1``, ``val_37``), the op and the exporter's number:
+        ``matmul_82`` (the module path stays in the node's source)."""
+        given = self.proto.name or (self.proto.output[0] if self.proto.output else "")
+        if given and not machine_made(given):
+            return identifier(given)
+        return numbered(op, given)
 
     def describe(self) -> str:
         """``ONNX node 'name' (Op)``, then the module and line the exporter recorded, if any."""

@@ -18,6 +18,7 @@ import sympy
 from ..dims import DimRecord
 from ..dtypes import DType, dtype as to_dtype, promote
 from ..elements import as_bool, as_int, broadcast_to, comparison, exact, pointwise
+from ..kernel_workspace import TorchWorkspace, nbytes, promoted_operands
 from ..lowering import LoweringContext, LoweringFn, TorchLowering, keywords, operands, torch_dtype
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import ceildiv
@@ -42,7 +43,7 @@ def _bcast_dims(ins, attrs, outs) -> DimRecord:
 
 def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, doc: str = "",
           out_dtype: DType | None = None, check=None, workspace=None, torch: TorchLowering | None = None,
-          elements=None, saves: tuple = ("inputs",)) -> OpDef:
+          elements=None, torch_workspace=None, saves: tuple = ("inputs",)) -> OpDef:
     infer = _unary_infer(name, float_only, out_dtype)
     if check is not None:
         base = infer
@@ -52,6 +53,7 @@ def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, do
             return base(ins, attrs)
     return register(OpDef(
         name=name, infer=infer, dims=_bcast_dims, reference=fn, attrs=attrs or {}, workspace=workspace, torch=torch,
+        keeps_layout=True, torch_workspace=torch_workspace,
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(x).") + CARRIES, elements=elements,
         saves=saves,
     ))
@@ -235,7 +237,8 @@ unary("sign", lambda xp, x: xp.sign(x), float_only=False, torch="torch.sign({0})
 unary("isnan", lambda xp, x: xp.isnan(x), float_only=False, out_dtype=DType.bool, doc="isnan(x) -> bool.",
       torch="torch.isnan({0})")
 unary("isinf", lambda xp, x: xp.isinf(x), float_only=False, out_dtype=DType.bool, doc="isinf(x) -> bool.",
-      torch="torch.isinf({0})")
+      torch="torch.isinf({0})",  # ATen: abs(x) == inf, a copy of x on every device
+      torch_workspace=TorchWorkspace(aten=lambda ins, a, outs: nbytes(ins[0]) if ins[0].dtype.is_floating else 0))
 unary("logical_not", lambda xp, x: xp.logical_not(x), float_only=False, out_dtype=DType.bool,
       doc="logical_not(x) -> bool.", torch="torch.logical_not({0})",
       elements=pointwise(sympy.Not, kind="bool"))
@@ -281,11 +284,16 @@ def _div(xp, a, b):
 
 
 def binary(name: str, fn, bool_out: bool = False, flops: int = 1, doc: str = "", float_only: bool = False,
-           torch: TorchLowering | None = None, elements=None, saves: tuple = ("inputs",)) -> OpDef:
+           torch: TorchLowering | None = None, elements=None, lowering_converts: bool = True,
+           saves: tuple = ("inputs",)) -> OpDef:
+    """``lowering_converts``: the PyTorch lowering converts the operands to the result's dtype
+    (:func:`operands`); else it passes them as they are (comparisons, logical ops)."""
     return register(OpDef(
         name=name, infer=_binary_infer(name, bool_out, float_only), dims=_bcast_dims, reference=fn, num_inputs=(2, 2),
+        keeps_layout=True,
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(a, b).") + CARRIES, torch=torch,
         elements=elements, saves=saves,
+        torch_workspace=promoted_operands((0, 1), casts_in_lowering=lowering_converts),
     ))
 
 
@@ -356,15 +364,13 @@ for _name, _ufunc, _symbol, _rel in (("eq", "equal", "==", sympy.Eq), ("ne", "no
                                      ("lt", "less", "<", sympy.Lt), ("le", "less_equal", "<=", sympy.Le),
                                      ("gt", "greater", ">", sympy.Gt), ("ge", "greater_equal", ">=", sympy.Ge)):
     binary(_name, _cmp(_ufunc), bool_out=True, doc=f"{_name}(a, b) -> bool.", torch=_compare(_symbol),
-           elements=comparison(_rel))
+           elements=comparison(_rel), lowering_converts=False)
 binary("logical_and", _cmp("logical_and"), bool_out=True, doc="logical_and(a, b) -> bool.",
-       torch="torch.logical_and({0}, {1})",
-       elements=pointwise(sympy.And, kind="bool"))
+       torch="torch.logical_and({0}, {1})", elements=pointwise(sympy.And, kind="bool"), lowering_converts=False)
 binary("logical_or", _cmp("logical_or"), bool_out=True, doc="logical_or(a, b) -> bool.",
-       torch="torch.logical_or({0}, {1})",
-       elements=pointwise(sympy.Or, kind="bool"))
+       torch="torch.logical_or({0}, {1})", elements=pointwise(sympy.Or, kind="bool"), lowering_converts=False)
 binary("logical_xor", _cmp("logical_xor"), bool_out=True, doc="logical_xor(a, b) -> bool.",
-       torch="torch.logical_xor({0}, {1})")
+       torch="torch.logical_xor({0}, {1})", lowering_converts=False)
 
 
 # -- where, masked_fill, cast, clamp ------------------------------------------------------
@@ -396,7 +402,9 @@ def _where_elements(fs, attrs, ins, outs):
 
 
 register(OpDef(name="where", infer=_where_infer, dims=_bcast_dims, reference=_where_ref, num_inputs=(3, 3),
-               saves=(0,), torch=_where_torch, elements=_where_elements, doc="where(cond, a, b): a where cond holds, else b; all three broadcast." + CARRIES))
+               saves=(0,), torch=_where_torch, elements=_where_elements, keeps_layout=True,
+               torch_workspace=promoted_operands((1, 2)),
+               doc="where(cond, a, b): a where cond holds, else b; all three broadcast." + CARRIES))
 
 
 def _masked_fill_infer(ins, attrs):
@@ -417,6 +425,7 @@ def _masked_fill_ref(xp, x, mask, value):
 
 register(OpDef(name="masked_fill", infer=_masked_fill_infer, dims=_bcast_dims, reference=_masked_fill_ref,
                num_inputs=(2, 2), attrs={"value": REQUIRED}, saves=(1,), torch="{0}.masked_fill({1}, {value})",
+               keeps_layout=True,
                doc="masked_fill(x, mask, value=v): v where mask holds, else x." + CARRIES))
 
 
@@ -449,7 +458,7 @@ def _cast_elements(fs, attrs, ins, outs):
 
 
 register(OpDef(name="cast", infer=_cast_infer, dims=_bcast_dims, reference=_cast_ref, attrs={"dtype": REQUIRED},
-               saves=(), torch=_cast_torch, flops=lambda *a: 0, elements=_cast_elements,
+               saves=(), torch=_cast_torch, flops=lambda *a: 0, elements=_cast_elements, keeps_layout=True,
                doc="cast(x, dtype=f16): convert the element type (a fresh array)." + CARRIES))
 
 
@@ -472,4 +481,5 @@ def _clamp_torch(ctx: LoweringContext) -> str:
 
 
 register(OpDef(name="clamp", infer=_clamp_infer, dims=_bcast_dims, reference=_clamp_ref, torch=_clamp_torch,
+               keeps_layout=True,
                attrs={"min": None, "max": None}, doc="clamp(x, min=, max=): clip to a range." + CARRIES))

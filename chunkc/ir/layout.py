@@ -1,0 +1,158 @@
+"""Output layouts of elementwise kernels: the strides a fresh result gets from its inputs.
+
+Most kernels write a fresh, C-contiguous result.  Elementwise kernels do not: PyTorch's
+TensorIterator and NumPy's iterator (``order='K'``) lay the result out in the order of
+the inputs' strides, so that ``exp(x.permute(2, 0, 1))`` is itself a permuted tensor and
+a ``contiguous()`` after it really copies.  An op record says that its results follow
+this rule (``OpDef.keeps_layout``); a backend record says whose rule applies
+(``Backend.layout``).  The memory estimator asks both.
+
+A rule is ``rule(shape, operands) -> strides``: the result's shape and, per input in
+order, its ``(shape, strides)`` (broadcast to ``shape`` by NumPy's rules); strides are in
+elements, the result is dense.  Every size here is a concrete int.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+Strides = tuple[int, ...]
+Operand = tuple[Sequence[int], Sequence[int]]  # (shape, strides) of one input
+LayoutRule = Callable[[Sequence[int], Sequence[Operand]], Strides]
+
+
+def contiguous_strides(shape: Sequence[int]) -> Strides:
+    out, acc = [], 1
+    for s in reversed(shape):
+        out.append(acc)
+        acc *= s
+    return tuple(reversed(out))
+
+
+def _dense_in_order(shape: Sequence[int], order: Sequence[int]) -> Strides:
+    """Dense strides with ``order[0]`` the fastest-moving axis."""
+    strides = [0] * len(shape)
+    acc = 1
+    for d in order:
+        strides[d] = acc
+        acc *= shape[d]
+    return tuple(strides)
+
+
+def _aligned(shape: Sequence[int], operand: Operand, zero_size_one: bool) -> list[int]:
+    """The operand's strides on the result's axes: 0 where it is broadcast (a missing leading
+    axis, or size 1 against a larger size; NumPy also zeroes every size-1 axis)."""
+    oshape, ostrides = operand
+    off = len(shape) - len(oshape)
+    row = [0] * off
+    for i, (s, st) in enumerate(zip(oshape, ostrides)):
+        broadcast = s == 1 and (zero_size_one or shape[off + i] != 1)
+        row.append(0 if broadcast else int(st))
+    return row
+
+
+def _torch_contiguous(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    expected = 1
+    for s, st in zip(reversed(shape), reversed(strides)):
+        if s != 1 and st != expected:
+            return False
+        expected *= s
+    return True
+
+
+def _torch_dense(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    """``Tensor.is_non_overlapping_and_dense``: a permutation of a contiguous layout."""
+    order = sorted((d for d in range(len(shape)) if shape[d] > 1), key=lambda d: strides[d])
+    expected = 1
+    for d in order:
+        if strides[d] != expected:
+            return False
+        expected *= shape[d]
+    return True
+
+
+def tensoriterator_layout(shape: Sequence[int], operands: Sequence[Operand]) -> Strides:
+    """PyTorch's rule (TensorIterator, for an output it allocates).
+
+    Inputs of the result's shape that are all contiguous give a contiguous result; all
+    non-overlapping and dense with the same strides, those strides.  Otherwise the axes
+    are sorted by the inputs' strides, fastest first: for each pair of axes the first input
+    with a nonzero stride on both decides (a smaller stride moves first; equal strides put
+    the smaller size first), broadcast axes abstain, and undecided pairs keep C order.
+    """
+    n = len(shape)
+    if n == 0:
+        return ()
+    if operands and all(tuple(s) == tuple(shape) for s, _ in operands):
+        if all(_torch_contiguous(s, st) for s, st in operands):
+            return contiguous_strides(shape)
+        first = tuple(int(x) for x in operands[0][1])
+        if all(_torch_dense(s, st) and tuple(st) == first for s, st in operands):
+            return first
+    rows = [_aligned(shape, op, zero_size_one=False) for op in operands]
+
+    def should_swap(d0: int, d1: int) -> int:
+        for row in rows:
+            s0, s1 = row[d0], row[d1]
+            if s0 == 0 or s1 == 0:
+                continue
+            if s0 != s1:
+                return -1 if s0 < s1 else 1
+            if shape[d0] > shape[d1]:
+                return 1
+        return 0
+
+    perm = list(range(n - 1, -1, -1))  # fastest first: C order to begin with
+    for i in range(1, n):  # insertion sort that tolerates undecided pairs
+        d1 = i
+        for d0 in range(i - 1, -1, -1):
+            c = should_swap(perm[d0], perm[d1])
+            if c > 0:
+                perm[d0], perm[d1] = perm[d1], perm[d0]
+                d1 = d0
+            elif c < 0:
+                break
+    return _dense_in_order(shape, perm)
+
+
+def numpy_layout(shape: Sequence[int], operands: Sequence[Operand]) -> Strides:
+    """NumPy's rule (the iterator's ``order='K'``, which ufuncs, ``where`` and ``astype`` use).
+
+    Axes are sorted by the inputs' absolute strides, fastest first; an axis moves ahead of
+    another only when every input with nonzero strides on both agrees (on a conflict C
+    order wins); broadcast and size-1 axes abstain.
+    """
+    n = len(shape)
+    if n == 0:
+        return ()
+    rows = [_aligned(shape, op, zero_size_one=True) for op in operands]
+    perm = list(range(n - 1, -1, -1))
+    for i0 in range(1, n):
+        j0 = perm[i0]
+        pos = i0
+        for i1 in range(i0 - 1, -1, -1):
+            j1 = perm[i1]
+            decided, swap = False, False
+            for row in rows:
+                if row[j0] and row[j1]:
+                    if abs(row[j1]) <= abs(row[j0]):
+                        swap = False
+                    elif not decided:
+                        swap = True
+                    decided = True
+            if decided:
+                if not swap:
+                    break
+                pos = i1
+        if pos != i0:
+            perm[pos + 1: i0 + 1] = perm[pos: i0]
+            perm[pos] = j0
+    return _dense_in_order(shape, perm)
+
+
+def contiguous_layout(shape: Sequence[int], operands: Sequence[Operand]) -> Strides:
+    """A backend whose kernels always write C-contiguous results."""
+    return contiguous_strides(shape)
+
+
+__all__ = ["LayoutRule", "contiguous_layout", "contiguous_strides", "numpy_layout", "tensoriterator_layout"]
