@@ -33,7 +33,7 @@ from ..ir.lowering import OnHost
 from ..ir.sizes import format_size
 from ..passes.plan import Plan
 from ..passes.plan_index import RegionView
-from .codegen import CHUNK, DEVICE, EXTENT, START, STOP, GeneratedFunction, Generator, _Scope
+from .codegen import CHUNK, DEVICE, EXTENT, START, STOP, GeneratedFunction, Generator, _Scope, _slice
 from .header import describe_signature, source_header
 from .host_call import runs_on_host, storage_dtype
 from .pyexpr import tuple_literal
@@ -79,8 +79,11 @@ class TrainGenerator(Generator):
         # for each input read whole (both, for one the loop needs both ways); weights are
         # attributes of the module
         params, slicings, args = [], [], []
+        sliced_weights = []  # a constant sliced by the loop: its slice taken inside the chunk method
         for v in view.inputs:
             if v.is_constant:
+                if v in view.sliced:
+                    sliced_weights.append(v)
                 continue
             if v in view.sliced:
                 c = chunk[v]
@@ -100,6 +103,10 @@ class TrainGenerator(Generator):
         main_lines, main_depth = self.lines, self.depth
         self.lines, self.depth = [], 1
         self.scope = _Scope(view)
+        for v in sliced_weights:
+            whole = self.expr_of(v)
+            self.inner[v] = name = self.namer.claim(f"{self.constants[v]}_chunk")
+            self.emit(f"{name} = {_slice(whole, chunk[v])}  # view of {self.type_text(v)}")
         outs = set(view.outputs)
         dying = view.inner_deaths()
         for j, node in enumerate(nodes):

@@ -9,6 +9,9 @@ backward's temporaries and every gradient of an intermediate value are counted.
 
 from __future__ import annotations
 
+from .allocator import measure_allocator_peak
+from .gpu import measure_cuda_peak
+
 
 def measure_step(module, *args, grad_outputs=None, device: str | None = None) -> int:
     """Bytes allocated at the peak of one training step of ``module`` on ``args`` above what
@@ -16,8 +19,6 @@ def measure_step(module, *args, grad_outputs=None, device: str | None = None) ->
     by default seeded random tensors), with every parameter and floating-point input
     differentiated (PyTorch only: CPU or CUDA)."""
     import torch
-
-    from . import detect_device, measure_peak
 
     inputs = tuple(a.detach().clone().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point()
                    else a for a in args)
@@ -41,7 +42,14 @@ def measure_step(module, *args, grad_outputs=None, device: str | None = None) ->
                              f"grad_outputs has {len(grad_outputs)}")
         torch.autograd.backward(tuple(outs), grad_outputs)
 
-    return measure_peak(step, *inputs, device=device or detect_device(module, inputs), grad=True)
+    if device is None:
+        tensors = [t for t in list(module.parameters()) + list(inputs) if isinstance(t, torch.Tensor)]
+        device = "cuda" if any(t.is_cuda for t in tensors) else "cpu"
+    if device == "cpu":
+        return measure_allocator_peak(step, inputs, grad=True)
+    if device == "cuda":
+        return measure_cuda_peak(step, inputs, grad=True)
+    raise ValueError(f"measure_step: PyTorch on 'cpu' or 'cuda', not {device!r}")
 
 
 __all__ = ["measure_step"]

@@ -253,7 +253,7 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
         raise ChunkcError(f"autochunk: {exc}; its options are {known}") from None
     if opts.mode == "train":  # a training step's memory: chunkc.passes.train_select
         from .train_select import autochunk_train
-        return autochunk_train(graph, budget, sizes, opts)
+        return autochunk_train(graph, lambda peak: resolve_budget(budget, peak), resolve_sizes(graph, sizes), opts)
     if opts.mode != "inference":
         raise ChunkcError(f"autochunk: mode must be 'inference' or 'train', got {opts.mode!r}")
     sizes = resolve_sizes(graph, sizes)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
@@ -39,12 +39,18 @@ from ..errors import InfeasibleBudgetError
 from ..ir.graph import Graph, Value
 from ..ir.sizes import evaluate
 from .cost import Machine, TimeModel
+from .fold_split import fold_splits
+from .remat import rematerialize
+from .schedule import whole_inputs_first
 from .memory import MemoryReport
 from .plan import Plan
 from .reorder import apply_regions
 from .search import Candidate, GraphIndex, candidate_axes, walk_regions
 from .train_memory import (Events, GraphFacts, RegionLocal, Rules, TrainMemoryModel, group_storages, groups,
                            region_local, step_events)
+
+if TYPE_CHECKING:  # the options class lives with autochunk, which calls this module
+    from .autochunk import AutochunkOptions
 
 AUTOGRAD_OVERHEAD_S = 40e-6  # per chunk of a region's backward: leaves, autograd.grad, accumulation
 
@@ -335,7 +341,8 @@ class TrainSelector:
                 key = (fits is not None, gain / cost)
                 if best is None or key > best[0]:
                     best = (key, eff, chunk, live, extra, cost)
-            if looked >= self.shortlist and best is not None and best[0][0]:
+            # enough looked at: a region that fits among the best ranked, or none after four times as many
+            if looked >= self.shortlist and best is not None and (best[0][0] or looked >= 4 * self.shortlist):
                 break
         if best is None:
             return None
@@ -411,18 +418,14 @@ def _keeping_parameters(new: Graph, old: Graph) -> Graph:
     return new
 
 
-def autochunk_train(graph: Graph, budget, sizes: Mapping[str, int] | None, opts) -> Plan:
-    """A plan whose estimated training-step peak (forward and backward) is at most ``budget``
-    (bytes, or a fraction of the unchunked step's estimated peak)."""
-    from .autochunk import resolve_budget, resolve_sizes
-    from .fold_split import fold_splits
-    from .remat import rematerialize
-    from .schedule import whole_inputs_first
-
-    sizes = resolve_sizes(graph, sizes)
+def autochunk_train(graph: Graph, budget_of: Callable[[int], int], sizes: dict[str, int], opts: "AutochunkOptions") -> Plan:
+    """A plan whose estimated training-step peak (forward and backward) is at most the budget:
+    ``budget_of(unchunked step peak)`` in bytes (``chunkc.autochunk(..., mode="train")`` reads
+    the user's budget, bytes or a fraction, into it).  ``sizes``: every symbol's value.
+    ``opts``: the autochunk options (rewrite, remat, backend, machine, max_region_nodes)."""
     started = time.perf_counter()
     unchunked = TrainMemoryModel(graph, sizes, opts.backend).report(None)
-    budget_bytes = resolve_budget(budget, unchunked.peak_bytes)
+    budget_bytes = budget_of(unchunked.peak_bytes)
     if unchunked.peak_bytes <= budget_bytes:
         plan = Plan(graph=graph, sizes=sizes, budget_bytes=budget_bytes, backend=opts.backend,
                     estimated_peak_bytes=unchunked.peak_bytes, unchunked_peak_bytes=unchunked.peak_bytes)
