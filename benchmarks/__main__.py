@@ -6,7 +6,7 @@
     python -m benchmarks --list
 
 Sections (in the doc's order): memory-speed, library-defaults, max-length, expert-chunking, fused-attention,
-compile-speed, eager-parity (this suite's), backend-speed and memory-accuracy (written by
+compile-speed, eager-parity, training (this suite's), backend-speed and memory-accuracy (written by
 benchmarks.backend_speed and benchmarks.memory_accuracy, which this driver runs).
 """
 
@@ -32,6 +32,7 @@ OWN = {
     "fused-attention": "benchmarks.fused_attention",
     "compile-speed": "benchmarks.compile_speed",
     "eager-parity": "benchmarks.eager_parity",
+    "training": "benchmarks.training",
 }
 # section name -> module with main(argv) that writes its own section
 DELEGATED = {
