@@ -123,7 +123,7 @@ def test_random_graphs_train_like_unchunked():
 
     outcomes = {"chunked": 0, "unchunked": 0}
 
-    @settings(max_examples=15, deadline=None)
+    @settings(max_examples=20, deadline=None, derandomize=True, database=None)  # the same graphs every run
     @given(random_graphs(max_nodes=10), st.floats(0.3, 0.95))
     def check(case, fraction):
         graph, sizes = case.graph, {s: 16 * v for s, v in case.sizes.items()}  # room for chunks

@@ -285,12 +285,22 @@ class TrainSelector:
         state = _State(self.model.live.copy(), np.zeros_like(self.model.live))
         for _ in range(max_stages):
             if state.peak <= target:
-                return state, None
+                return self.relax(state, target), None
             moved = self._shrink(state, target) or self._grow(state, target, banned)
             if moved is None:
                 return state, self._holder(state)
             state = moved
         return state, None
+
+    def relax(self, state: _State, target: int) -> _State:
+        """Each region's chunk as large as the final step allows: a chunk chosen while other
+        regions were still to come was sized for a fuller timeline (fewer iterations, less
+        loop overhead, the same peak bound)."""
+        for k, (eff, chunk) in enumerate(state.chosen):
+            larger = self._chunk(eff, state.live, target)
+            if larger is not None and larger > chunk:
+                state = self._with(state, k, eff, larger)
+        return state
 
     @staticmethod
     def _holder(state: _State) -> Effect | None:
@@ -389,9 +399,14 @@ class _TrainPlanner:
         floor_state = self.selector.select(0)
         floor_plan, floor_report = self._build(floor_state)
         self.floor = (floor_report.peak_bytes, floor_report.peak_node)
-        if floor_report.peak_bytes <= self.budget_bytes:
-            return self._finish(floor_plan, floor_state, started)
-        return None
+        if floor_report.peak_bytes > self.budget_bytes:
+            return None
+        # the floor's smallest chunks, grown as far as the budget allows
+        relaxed = self.selector.relax(floor_state, self.budget_bytes)
+        plan, report = self._build(relaxed)
+        if report.peak_bytes <= self.budget_bytes:
+            return self._finish(plan, relaxed, started)
+        return self._finish(floor_plan, floor_state, started)
 
     def _build(self, state: _State) -> tuple[Plan, MemoryReport]:
         chosen = sorted(((eff.cand, chunk) for eff, chunk in state.chosen), key=lambda c: c[0].start)
