@@ -42,7 +42,7 @@ from .cost import Machine, TimeModel
 from .fold_split import fold_splits
 from .remat import rematerialize
 from .schedule import whole_inputs_first
-from .memory import MemoryReport
+from .memory import MemoryReport, estimate_memory
 from .plan import Plan
 from .reorder import apply_regions
 from .search import Candidate, GraphIndex, candidate_axes, walk_regions
@@ -347,8 +347,9 @@ class TrainSelector:
             looked += 1
             if gain > 0:
                 cost = max(self.cost(cand, chunk), 1e-7)
-                # a region whose own chunk fits the target first; among them, the most excess per second
-                key = (fits is not None, gain / cost)
+                # a region whose own chunk fits the target first; among them, the most excess per
+                # second (the floor, target 0: the most excess, whatever it costs)
+                key = (fits is not None, gain if target <= 0 else gain / cost)
                 if best is None or key > best[0]:
                     best = (key, eff, chunk, live, extra, cost)
             # enough looked at: a region that fits among the best ranked, or none after four times as many
@@ -448,7 +449,10 @@ def autochunk_train(graph: Graph, budget_of: Callable[[int], int], sizes: dict[s
         return plan
     first = graph
     if opts.remat:  # masks recomputed at each reader, so that a region makes its own slice
-        first = _keeping_parameters(rematerialize(graph, sizes, unchunked.peak_bytes, opts.remat_options).graph, graph)
+        # "large" against the forward's peak: the step's own is many times larger (every layer's
+        # saved values), which would leave a mask of a few percent of it held by every layer
+        forward = estimate_memory(graph, sizes=sizes, backend=opts.backend).peak_bytes
+        first = _keeping_parameters(rematerialize(graph, sizes, forward, opts.remat_options).graph, graph)
     if opts.rewrite:
         first = whole_inputs_first(fold_splits(first))
     variants = [first] if first is not graph else []
