@@ -5,7 +5,7 @@
     python -m benchmarks --quick                 # small sizes, two rounds: a smoke run
     python -m benchmarks --list
 
-Sections (in the doc's order): memory-speed, max-length, expert-chunking, fused-attention,
+Sections (in the doc's order): memory-speed, library-defaults, max-length, expert-chunking, fused-attention,
 compile-speed, eager-parity (this suite's), backend-speed and memory-accuracy (written by
 benchmarks.backend_speed and benchmarks.memory_accuracy, which this driver runs).
 """
@@ -26,6 +26,7 @@ from . import common as C
 # section name -> module with run(settings) -> SectionResult
 OWN = {
     "memory-speed": "benchmarks.memory_speed",
+    "library-defaults": "benchmarks.library_defaults",
     "max-length": "benchmarks.max_length",
     "expert-chunking": "benchmarks.expert_chunking",
     "fused-attention": "benchmarks.fused_attention",

@@ -32,7 +32,7 @@ IMG = ROOT / "docs" / "img"
 
 # Sections in the order they appear in the doc.  The last two are written by their own
 # modules (benchmarks.backend_speed, benchmarks.memory_accuracy); this suite only runs them.
-SECTION_ORDER = ("memory-speed", "max-length", "expert-chunking", "fused-attention", "compile-speed",
+SECTION_ORDER = ("memory-speed", "library-defaults", "max-length", "expert-chunking", "fused-attention", "compile-speed",
                  "eager-parity", "backend-speed", "memory-accuracy")
 
 
@@ -90,9 +90,10 @@ class Ratio:
 Clock = Callable[[], float]
 
 
-def time_call(fn: Callable, args: tuple, clock: Clock = time.perf_counter) -> float:
-    """Seconds of one call; garbage is collected before the clock starts."""
-    gc.collect()
+def time_call(fn: Callable, args: tuple, clock: Clock = time.perf_counter, collect: bool = True) -> float:
+    """Seconds of one call; garbage is collected before the clock starts (``collect``)."""
+    if collect:
+        gc.collect()
     t0 = clock()
     out = fn(*args)
     t = clock() - t0
@@ -101,17 +102,19 @@ def time_call(fn: Callable, args: tuple, clock: Clock = time.perf_counter) -> fl
 
 
 def round_robin_times(fns: Mapping[str, Callable], args: tuple, rounds: int, warmup: int = 1,
-                      clock: Clock = time.perf_counter) -> dict[str, list[float]]:
+                      clock: Clock = time.perf_counter, collect: bool = True) -> dict[str, list[float]]:
     """Interleaved timing of several variants of one computation: seconds per round.
 
     Each round runs every variant once; the order rotates from round to round (and is
     reversed every other cycle) so that no variant always follows the same neighbour.
     ``warmup`` untimed rounds come first.  Compare two variants with :func:`ratio`.
+    ``collect``: collect garbage before every call (else the caller keeps the collector
+    out of the way; a full collection costs a quarter of a second in a large process).
     """
     names = list(fns)
     for _ in range(warmup):
         for name in names:
-            time_call(fns[name], args, clock)
+            time_call(fns[name], args, clock, collect)
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
         k = r % len(names)
@@ -119,7 +122,7 @@ def round_robin_times(fns: Mapping[str, Callable], args: tuple, rounds: int, war
         if (r // len(names)) % 2:
             order.reverse()
         for name in order:
-            times[name].append(time_call(fns[name], args, clock))
+            times[name].append(time_call(fns[name], args, clock, collect))
     return times
 
 
@@ -325,6 +328,7 @@ markers and says which command produced it, when (UTC) and on what machine.
 | section | question |
 |---|---|
 | [memory-speed](#activation-memory-against-speed) | activation memory and speed of chunkc's plans at budgets of 100–10% of the unchunked peak (GPT-2, ViT, Evoformer, UNet) |
+| [library-defaults](#models-as-users-run-them) | transformers and diffusers models with their library defaults (SDPA, library masks, rotary and relative positions, a conditional UNet): the lowest peak chunkc reaches, plans at 50% and 20%, outputs against eager |
 | [max-length](#breaking-the-memory-wall) | the longest input that fits a fixed activation budget, unchunked against chunkc |
 | [expert-chunking](#against-expert-chunking) | the Evoformer chunked by hand the way OpenFold does it, against chunkc at the same memory |
 | [fused-attention](#with-fused-attention) | models using `scaled_dot_product_attention`: how much more chunkc removes |
@@ -332,13 +336,17 @@ markers and says which command produced it, when (UTC) and on what machine.
 | [eager-parity](#the-generated-program-against-eager-pytorch) | the unchunked generated program against eager PyTorch on every zoo model, and the lowering choices behind it |
 | [backend-speed](#speed-of-the-generated-pytorch-code-cpu) | the generated PyTorch program against eager PyTorch |
 | [memory-accuracy](#memory-estimate-vs-measured-peak) | the memory estimate against the measured peak |
+| [gpu](#on-a-gpu) | CuPy and PyTorch-CUDA programs on a GPU: measured peak against the GPU estimate, chunked against unchunked time (`python -m benchmarks.gpu.run`) |
 
 How things are measured, everywhere:
 
 - *Activation memory* is the peak of bytes allocated during one call, inputs and weights
-  excluded, outputs included, measured with `chunkc.measure_peak` (on the CPU: every storage
-  an ATen op returns, tracked until freed; see docs/memory.md).  Estimates, where shown,
-  are `chunkc.estimate_memory` and are labelled as such.
+  excluded, outputs included, measured with `chunkc.measure_peak` (PyTorch on the CPU: every
+  block the CPU allocator hands out, kernel temporaries included, from the profiler's memory
+  events; NumPy: tracemalloc; see docs/memory.md).  Sections stamped before 2026-11-28 were
+  measured at the storage level (every storage an ATen op returns, kernel temporaries not
+  seen): rerun them for figures with kernel temporaries.  Estimates, where shown, are
+  `chunkc.estimate_memory` and are labelled as such.
 - *Speed* is only ever given as a ratio of two programs timed interleaved in one process
   (A B A B …, or all variants in rotating order each round, after an untimed warm-up round),
   the median of the per-round ratios with its range in brackets; absolute times on a shared

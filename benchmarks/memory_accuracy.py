@@ -149,10 +149,10 @@ def render(rows: list[Row], timing: str | None, command: str) -> str:
              f"Python {platform.python_version()}, NumPy {np.__version__}"
              + _torch_version() + ".", "",
              "Activation memory: the peak of bytes allocated during one call, inputs and weights excluded, "
-             "outputs included. *Estimate*: `estimate_memory(..., backend=)` (the NumPy references declare "
-             "workspace that PyTorch's kernels do not need); *measured*: `chunkc.measure_peak` "
+             "outputs included. *Estimate*: `estimate_memory(..., backend=)` (each backend's kernels "
+             "declare their own workspace); *measured*: `chunkc.measure_peak` "
              "around the code `chunkc.compile` generates (NumPy through tracemalloc, PyTorch CPU through "
-             "storage tracking; see docs/memory.md). Chunked rows use `chunkc.autochunk(graph, "
+             "the allocator's events, kernel temporaries included; see docs/memory.md). Chunked rows use `chunkc.autochunk(graph, "
              f"{BUDGET})`. Error = estimate / measured − 1; the bar is ±5%.", "",
              "| model | size | plan | NumPy estimate MiB | NumPy measured MiB | error "
              "| PyTorch estimate MiB | PyTorch measured MiB | error | note |",

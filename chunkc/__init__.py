@@ -9,6 +9,7 @@ The public surface (see docs/ and ../shared/DESIGN.md)::
     fn = chunkc.compile(g, plan=None, backend="torch")
     dot = chunkc.to_dot(g, plan=None)
     n = chunkc.measure_peak(fn, *args)
+    chunkc.save_plan(plan, path); plan = chunkc.load_plan(path)
 
 Each function below forwards to the module that implements it, so that importing
 chunkc stays cheap and never imports torch or onnx.
@@ -41,13 +42,14 @@ def from_onnx(model_or_path, **options) -> Graph:
 
 def estimate_memory(graph: Graph, plan: Plan | None = None, sizes=None, **options):
     """Liveness over the schedule: ``.peak_bytes``, ``.peak_node``, ``.timeline``
-    (``backend="torch"`` leaves out the NumPy kernels' workspace)."""
+    (``backend=`` whose kernels' workspace counts; ``device="cuda"`` a GPU's allocator)."""
     from .passes.memory import estimate_memory as _impl
     return _impl(graph, plan=plan, sizes=sizes, **options)
 
 
 def measure_peak(fn, *args, **kwargs) -> int:
-    """Bytes allocated during one call of ``fn(*args)``, inputs and weights excluded."""
+    """Bytes the allocator hands out at the peak of one call of ``fn(*args)``, kernel
+    temporaries included, inputs and weights excluded."""
     from .measure import measure_peak as _impl
     return _impl(fn, *args, **kwargs)
 
@@ -101,4 +103,17 @@ def save(graph: Graph, path) -> None:
 def load(path) -> Graph:
     """Read a graph written by :func:`save`."""
     from .ir.serialize import load as _impl
+    return _impl(path)
+
+
+def save_plan(plan: Plan, path, weights=None) -> list[str]:
+    """Write ``plan`` and its graph to ``path`` (JSON) and the weights beside it, or name those
+    of ``weights`` (a saved graph or plan); see chunkc.passes.plan_file."""
+    from .passes.plan_file import save_plan as _impl
+    return _impl(plan, path, weights=weights)
+
+
+def load_plan(path) -> Plan:
+    """Read a plan written by :func:`save_plan`, with its graph."""
+    from .passes.plan_file import load_plan as _impl
     return _impl(path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -160,6 +162,39 @@ def test_a_reuse_that_would_overwrite_live_data_is_refused():
         for run in (lambda: chunkc.estimate_memory(bad.graph, plan=bad), lambda: chunkc.compile(bad.graph, bad)):
             with pytest.raises(chunkc.ChunkcError, match=r"output %c cannot take the storage of .*" + re.escape(message)):
                 run()
+
+
+def test_a_reuse_of_storage_that_a_loop_node_reads_through_another_view_is_refused():
+    """Queries and keys split from one fused projection share its storage: writing the output
+    over the queries a chunk at a time would overwrite keys that later iterations read whole."""
+    from chunkc.passes import search as S
+    from chunkc.passes.plan import ChunkedValue as CV, ChunkRegion
+    from chunkc.passes.region_memory import ValueFacts, reusable
+
+    g = chunkc.Graph("fused")
+    x = g.add_input("x", "f32", ("L", 8))
+    h = O.tanh(O.concat(x, x, axis=1), name="h")
+    q, k = O.split(h, sizes=(8, 8), axis=1)
+    q.name, k.name = "q", "k"
+    kt = O.permute(k, dims=(1, 0), name="kt")
+    p = O.softmax(O.matmul(q, kt, name="s"), axis=-1, name="p")
+    g.set_outputs(O.relu(O.matmul(p, k, name="c"), name="r"))
+    region = ChunkRegion(nodes=("s", "p", "c"), chunked=(CV("q", 0), CV("s", 0), CV("p", 0), CV("c", 0)),
+                         outputs=("c",), extent=chunkc.sym("L"), chunk_size=4, reuse=(("c", "q"),))
+    bad = Plan(g, (region,), sizes={"L": 10})
+    for run in (lambda: chunkc.estimate_memory(bad.graph, plan=bad), lambda: chunkc.compile(bad.graph, bad)):
+        with pytest.raises(chunkc.ChunkcError, match=r"output %c cannot take the storage of .*%kt?, which shares "
+                                                     r"its storage, is read in the loop \(by node [sc]\)"):
+            run()
+    good = Plan(g, (dataclasses.replace(region, reuse=()),), sizes={"L": 10})
+    x = np.random.default_rng(0).standard_normal((10, 8)).astype(np.float32)
+    np.testing.assert_allclose(chunkc.compile(g, good, backend="numpy")(x), chunkc.interpret(g, x)[0], rtol=1e-5)
+    index = S.GraphIndex(g)
+    facts = ValueFacts(g, index, {"L": 10})
+    end = next(i for i, n in enumerate(g.nodes) if n.name == "c")
+    assert any(True for _ in S.walk_regions(index, end, 0))
+    for cand in S.walk_regions(index, end, 0):
+        assert all(r.name != "q" for _, r in reusable(facts, index, cand)), cand
 
 
 # -- selection strategies, the floor, monotonicity ---------------------------------------------------------

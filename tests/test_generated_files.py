@@ -82,3 +82,33 @@ def test_print_plan_is_the_report(planned):
     _, plan = planned
     assert str(plan) == plan_report(plan)
     assert str(plan).startswith("# chunk plan for graph attention_block at sizes L=256, for the torch backend")
+
+
+def test_a_balanced_chunk_formula_over_a_compound_extent():
+    """Attention over L + 1 tokens (a class token first): the chunk helper computes
+    ``ceildiv(n, ceildiv(n, largest))`` with n = L + 1 in parentheses, so the loop runs the
+    planned number of iterations at every size (unparenthesized, it ran one)."""
+    from chunkc import ops as O
+
+    from graphs import attention
+
+    rng = np.random.default_rng(0)
+    g = chunkc.Graph("class_token")
+    x = g.add_input("x", "f32", ("L", 64))
+    token = g.add_constant("token", rng.standard_normal((1, 64)).astype(np.float32))
+    t = O.concat(token, x, axis=0)
+    g.set_outputs(attention(g, t, lambda *s: g.add_constant("w", (rng.standard_normal(s) / 8).astype(np.float32)),
+                            "L + 1", 64, 4) + t)
+    plan = chunkc.autochunk(g, 0.3, sizes={"L": 255}, progress=False)
+    assert plan.regions and str(plan.regions[0].extent) == "L + 1"
+    src = chunkc.compile(g, plan).chunkc_source
+    helper = next(f for f in ast.parse(src).body if isinstance(f, ast.FunctionDef) and f.name == "chunk_size_0")
+    scope: dict = {}
+    exec(compile(ast.Module([helper], []), "<chunk_size_0>", "exec"), scope)
+    formula = plan.regions[0].chunk_size
+    for size in (255, 511, 1000):
+        want = int(formula.subs({s: size for s in formula.free_symbols}))
+        assert scope["chunk_size_0"](size) == want, size
+    x = inputs_for(g, {"L": 300})[0]
+    got = chunkc.compile(g, plan)(torch.from_numpy(x))
+    np.testing.assert_allclose(got.numpy(), chunkc.interpret(g, x)[0], rtol=1e-4, atol=1e-4)

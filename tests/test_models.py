@@ -2,8 +2,9 @@
 shapes, is deterministic, and exports with torch.export at a symbolic size; the Evoformer's
 pieces match naive loop references and its hand-chunked variant matches the unchunked block.
 The models with their libraries' defaults (Llama, BERT, T5 encoder, conditional UNet) also
-import into chunkc, compile on both backends with the eager values, and have a PyTorch memory
-estimate that matches the measured peak."""
+import into chunkc and compile on both backends with the eager values; every model of the zoo
+has a PyTorch memory estimate that matches the peak the CPU allocator hands out (kernel
+temporaries included), unchunked and under a plan at half its peak."""
 
 from __future__ import annotations
 
@@ -307,8 +308,9 @@ def test_model_case_sizes() -> None:
 
 # --------------------------------------------------------------------------- models as users run them
 # Library defaults (SDPA, the library's mask builders, rotary / relative positions, conv +
-# group norm): each imports with chunkc.from_torch, runs unchunked on both backends with the
-# eager values, and the PyTorch memory estimate matches the measured peak.
+# group norm): each imports with chunkc.from_torch and runs unchunked on both backends with the
+# eager values.  Every model of the zoo has a PyTorch memory estimate that matches the peak the
+# CPU allocator hands out (kernel temporaries included), unchunked and under a plan.
 
 LIBRARY_MODELS = {
     "llama": lambda: llama(),
@@ -316,18 +318,31 @@ LIBRARY_MODELS = {
     "t5_encoder": lambda: t5_encoder(),
     "unet_cond": lambda: unet_cond(),
 }
+ZOO_MODELS = {
+    **LIBRARY_MODELS,
+    "transformer_eager": lambda: transformer(n_layer=2),
+    "transformer_sdpa": lambda: transformer(n_layer=1, attn="sdpa"),
+    "evoformer": lambda: evoformer(),
+    "gpt2_eager": lambda: gpt2(),
+    "gpt2_sdpa": lambda: gpt2(attn="sdpa"),
+    "vit_crop": lambda: vit(),
+    "unet": lambda: unet(),
+}
 # A size per model where activations dominate the peak, yet a run takes well under a second.
-MEMORY_SIZES = {"llama": 512, "bert": 512, "t5_encoder": 512, "unet_cond": 64}
+MEMORY_SIZES = {"llama": 512, "bert": 512, "t5_encoder": 512, "unet_cond": 64, "transformer_eager": 512,
+                "transformer_sdpa": 512, "evoformer": 64, "gpt2_eager": 512, "gpt2_sdpa": 512, "vit_crop": 256,
+                "unet": 64}
+# Models the planner chunks at half their unchunked peak (the UNets' peak sits in a concat
+# that no plan splits yet)
+CHUNKED_AT_HALF = ["transformer_sdpa", "evoformer", "gpt2_sdpa", "gpt2_eager", "vit_crop", "llama", "bert"]
 ESTIMATE_TOLERANCE = 0.02
-
 
 @functools.lru_cache(maxsize=None)
 def _imported(key: str):
     import chunkc
 
-    case = LIBRARY_MODELS[key]()
+    case = ZOO_MODELS[key]()
     return case, chunkc.from_torch(case.module, case.example_inputs(), dynamic_shapes=case.dynamic_shapes())
-
 
 def _run_compiled(fn, backend: str, inputs: tuple) -> torch.Tensor:
     import numpy as np
@@ -357,20 +372,41 @@ def test_library_model_compiles_and_matches_eager(key: str, backend: str) -> Non
         torch.testing.assert_close(_run_compiled(fn, backend, inputs), want, rtol=0, atol=1e-4)
 
 
-@slow
-@pytest.mark.parametrize("key", list(LIBRARY_MODELS))
-def test_library_model_torch_estimate_matches_measured_peak(key: str) -> None:
+def _measured_against_estimate(key: str, plan=None) -> tuple[int, int, str]:
+    """(allocator peak, estimate, both sides' largest blocks) of one call at MEMORY_SIZES."""
     import chunkc
+    from chunkc.measure import trace_allocations
 
     case, g = _imported(key)
     size = MEMORY_SIZES[key]
-    fn = chunkc.compile(g, backend="torch")
+    fn = chunkc.compile(g, plan, backend="torch")
     inputs = case.make_inputs(size)
     fn(*inputs)  # warm up
-    measured = chunkc.measure_peak(fn, *inputs)
-    estimate = chunkc.estimate_memory(g, sizes={case.dynamic_name: case.symbol_value(size)}, backend="torch")
-    assert abs(estimate.peak_bytes - measured) <= ESTIMATE_TOLERANCE * measured, (
-        f"{case.name} at {size}: estimated {estimate.peak_bytes}, measured {measured}\n{estimate.format()}")
+    trace = trace_allocations(fn, *inputs)
+    estimate = chunkc.estimate_memory(g, plan, sizes={case.dynamic_name: case.symbol_value(size)}, backend="torch")
+    return trace.peak, estimate.peak_bytes, f"{case.name} at {size}:\n{trace.format()}\n{estimate.format()}"
+
+
+@slow
+@pytest.mark.parametrize("key", ZOO_MODELS)
+def test_zoo_model_torch_estimate_matches_the_allocator(key: str) -> None:
+    measured, estimate, report = _measured_against_estimate(key)
+    assert abs(estimate - measured) <= ESTIMATE_TOLERANCE * measured, (
+        f"estimated {estimate} B, the allocator peaked at {measured} B; {report}")
+
+
+@slow
+@pytest.mark.parametrize("key", CHUNKED_AT_HALF)
+def test_zoo_model_plan_holds_its_budget_against_the_allocator(key: str) -> None:
+    import chunkc
+
+    case, g = _imported(key)
+    plan = chunkc.autochunk(g, 0.5, sizes={case.dynamic_name: case.symbol_value(MEMORY_SIZES[key])}, progress=False)
+    assert plan.regions
+    measured, estimate, report = _measured_against_estimate(key, plan)
+    assert abs(estimate - measured) <= ESTIMATE_TOLERANCE * measured, (
+        f"estimated {estimate} B, the allocator peaked at {measured} B; {report}")
+    assert measured <= plan.budget_bytes * (1 + ESTIMATE_TOLERANCE), f"over the budget {plan.budget_bytes} B; {report}"
 
 
 def _ops(g) -> dict[str, int]:

@@ -451,8 +451,8 @@ class Generator:
         else:  # ceildiv(n, ceildiv(n, largest)): the largest chunk the budget allows, evened out
             n, largest = balanced
             lines += [f"    largest = {render(largest)}  # the most units whose estimated peak fits the budget",
-                      f"    iterations = -(-{render(n)} // max(1, largest))",
-                      f"    return max(1, min(-(-{render(n)} // iterations), {extent}))  # equal iterations"]
+                      f"    iterations = -(-({render(n)}) // max(1, largest))",
+                      f"    return max(1, min(-(-({render(n)}) // iterations), {extent}))  # equal iterations"]
         self.helper_lines += lines + [""]
         return f"{name}({', '.join(args)})"
 

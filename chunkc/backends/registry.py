@@ -31,9 +31,9 @@ def reference_workspace(op: OpDef):
 
 
 def torch_lowering_workspace(op: OpDef):
-    """Workspace policy of the PyTorch backend: what the record's lowering allocates
-    beyond the ATen calls' outputs (``torch_workspace``); ATen kernels' own temporaries
-    are not modelled."""
+    """Workspace policy of the PyTorch backend: what the record's PyTorch code allocates
+    beyond its outputs (``torch_workspace``: the lowering's and the ATen kernels'
+    temporaries, the CPU's answer; see chunkc.ir.kernel_workspace)."""
     return op.torch_workspace
 
 

@@ -239,6 +239,21 @@ def _torch_promotes_to(dtypes_and_ranks: tuple) -> DType:
     return DType[str(dt).removeprefix("torch.")]
 
 
+def torch_result_dtype(types: Sequence["TensorType"]) -> DType:
+    """The dtype PyTorch computes a promoting op on tensors of ``types`` in (torch's rule,
+    which may differ from chunkc's for 0-d tensors); imports torch."""
+    return _torch_promotes_to(tuple((t.dtype.name, t.rank) for t in types))
+
+
+def lowering_casts(types: Sequence["TensorType"], out: DType, strict: bool = False) -> tuple[bool, ...]:
+    """Which of ``types`` :func:`operands` converts to ``out`` (a fresh tensor each): all
+    those of another dtype when the call wants ``out`` (``strict``) or PyTorch would
+    compute in another dtype (torch is asked only when the dtypes differ)."""
+    mixed = len({t.dtype for t in types}) > 1
+    cast_needed = strict or (torch_result_dtype(types) if mixed else types[0].dtype) != out
+    return tuple(cast_needed and t.dtype != out for t in types)
+
+
 def operands(ctx: LoweringContext, indices, out: DType, inline_scalars: bool = False,
              strict: bool = False) -> list[str]:
     """Argument text for a promoting op, converted so that the op computes in ``out``.
@@ -248,10 +263,9 @@ def operands(ctx: LoweringContext, indices, out: DType, inline_scalars: bool = F
     and the result is written as a Python number (``x * 0.125``).
     """
     types = [ctx.in_type(i) for i in indices]
-    key = tuple((t.dtype.name, t.rank) for t in types)
-    cast_needed = strict or _torch_promotes_to(key) != out
+    casts = lowering_casts(types, out, strict)
     texts = []
-    for i, t in zip(indices, types):
+    for i, t, cast in zip(indices, types, casts):
         others = [u for j, u in zip(indices, types) if j != i]
         if inline_scalars and t.dtype == out and all(u.dtype == out and u.rank > 0 for u in others):
             lit = ctx.scalar(i)
@@ -259,7 +273,7 @@ def operands(ctx: LoweringContext, indices, out: DType, inline_scalars: bool = F
                 texts.append(lit)
                 continue
         text = ctx.arg(i)
-        if cast_needed and t.dtype != out:
+        if cast:
             text = f"{text}.to({torch_dtype(out)})"
         texts.append(text)
     return texts
@@ -271,4 +285,5 @@ def all_operands(ctx: LoweringContext, strict: bool = False) -> list[str]:
 
 
 __all__ = ["ON_HOST", "OnHost", "LoweringContext", "LoweringFn", "TorchLowering", "TEMPLATE_FIELDS", "check_template", "render_template",
-           "as_function", "torch_dtype", "tuple_literal", "keywords", "fill_none", "operands", "all_operands"]
+           "as_function", "torch_dtype", "tuple_literal", "keywords", "fill_none", "operands", "all_operands",
+           "torch_result_dtype", "lowering_casts"]

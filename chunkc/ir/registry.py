@@ -73,8 +73,9 @@ class OpDef:
     # Temporary bytes the backends' kernels allocate beyond the outputs (in elements
     # of the output dtype), e.g. a reduction's intermediate; None means none.
     workspace: FlopsFn | None = None
-    # The same for the PyTorch backend's lowering (ATen kernels' own temporaries are theirs);
-    # None means none.
+    # The same for the PyTorch backend's code: the lowering's and the ATen kernels'
+    # temporaries (a chunkc.ir.kernel_workspace.TorchWorkspace, by source and device, or a
+    # function of the lowering's own); None means none.
     torch_workspace: FlopsFn | None = None
     size_attrs: tuple[str, ...] = ()  # attributes holding sizes or tuples of sizes ("L" -> symbol L)
     # The attribute that states output 0's shape (reshape, expand): inside a chunk

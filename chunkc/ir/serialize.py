@@ -27,8 +27,8 @@ def weights_path(path) -> Path:
     return Path(os.fspath(path) + ".npz")
 
 
-def save(graph: Graph, path) -> None:
-    """Write ``graph`` as text to ``path`` and its constants' data to ``path + ".npz"``."""
+def write_weights(graph: Graph, npz_path) -> list[str]:
+    """Write ``graph``'s constants' data to ``npz_path``; returns the constants stored widened."""
     arrays: dict[str, np.ndarray] = {}
     widened: list[str] = []
     for c in graph.constants:
@@ -41,12 +41,18 @@ def save(graph: Graph, path) -> None:
         elif data.dtype.hasobject:
             raise IRError(f"constant %{c.name} holds Python objects ({data.dtype}); only numeric data can be saved")
         arrays[c.name] = data
+    with open(npz_path, "wb") as f:
+        np.savez(f, **arrays)
+    return widened
+
+
+def save(graph: Graph, path) -> None:
+    """Write ``graph`` as text to ``path`` and its constants' data to ``path + ".npz"``."""
+    widened = write_weights(graph, weights_path(path))
     header = f"# chunkc IR; constant data in {weights_path(path).name}\n"
     if widened:
         header += "# constants stored widened (f32, i8 or u8) in the .npz: " + ", ".join("%" + n for n in widened) + "\n"
     Path(path).write_text(header + print_graph(graph))
-    with open(weights_path(path), "wb") as f:
-        np.savez(f, **arrays)
 
 
 def load(path) -> Graph:
@@ -66,4 +72,4 @@ def load(path) -> Graph:
     return graph
 
 
-__all__ = ["save", "load", "weights_path"]
+__all__ = ["save", "load", "weights_path", "write_weights"]

@@ -31,7 +31,7 @@ from ..errors import ChunkcError, InfeasibleBudgetError
 from ..ir.graph import Graph
 from ..ir.source import describe
 from .budget_text import parse_budget
-from .cost import Kernels
+from .cost import Kernels, TimeModel
 from .memory import MemoryReport, estimate_memory
 from .options import SearchKnobs
 from .plan import Plan
@@ -81,8 +81,9 @@ class _Planner:
 
     def __init__(self, graph: Graph, sizes: dict[str, int], opts: AutochunkOptions, budget_bytes: int,
                  unchunked: MemoryReport, notes: list[str], started: float, copies: Mapping[str, str] = {},
-                 start_regions=(), rounds: int = 2):
+                 start_regions=(), rounds: int = 2, reference_seconds: float | None = None):
         self.graph, self.sizes, self.opts, self.copies = graph, sizes, opts, copies
+        self.reference_seconds = reference_seconds  # the user's graph's estimated time (slowdowns are against it)
         self.budget_bytes, self.unchunked, self.notes, self.started = budget_bytes, unchunked, notes, started
         self.space = SearchSpace(graph, sizes, SpaceOptions(opts.ends_window, opts.max_region_nodes, opts.machine,
                                                              opts.backend))
@@ -106,7 +107,8 @@ class _Planner:
             return None  # reordering would change nothing
         graph, regions = apply_regions(self.graph, chosen, reuse=lambda cand: self.space.memory(cand).reuse)
         deeper = _Planner(graph, self.sizes, self.opts, self.budget_bytes, self.unchunked, self.notes, self.started,
-                          self.copies, start_regions=regions, rounds=self.rounds - 1)
+                          self.copies, start_regions=regions, rounds=self.rounds - 1,
+                          reference_seconds=self.reference_seconds)
         if deeper.start is None:
             return None
         plan = deeper.plan()
@@ -191,7 +193,9 @@ class _Planner:
             report = estimate_memory(plan.graph, plan=trial, sizes=self.sizes, backend=self.opts.backend)
             if report.peak_bytes <= self.budget_bytes:
                 plan, plan.estimated_peak_bytes = trial, report.peak_bytes
-        slowdown = self.space.times.slowdown(state.cost)
+        times = self.space.times
+        reference = self.reference_seconds or times.total
+        slowdown = (times.total + state.cost) / reference  # recomputed copies count against the user's graph
         plan.estimated_slowdown = slowdown
         plan.notes.append(f"{len(plan.regions)} region(s); estimated peak {plan.estimated_peak_bytes} B "
                           f"<= budget {self.budget_bytes} B; estimated time x{slowdown:.3f}; "
@@ -267,13 +271,19 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
     variants: list[tuple[Graph, list[str], Mapping[str, str]]] = [(first, notes, copies)]
     if first is not graph:
         variants.append((graph, [], {}))
-    planners = []
+    # every variant is planned; the one predicted fastest is kept (rematerialized copies cost
+    # time: when the user's graph meets the budget too, it may win)
+    reference = TimeModel(graph, sizes, opts.machine, opts.backend).total
+    planners, plans = [], []
     for variant, notes, copies in variants:
-        planner = _Planner(variant, sizes, opts, budget_bytes, unchunked, notes, started, copies)
+        planner = _Planner(variant, sizes, opts, budget_bytes, unchunked, notes, started, copies,
+                           reference_seconds=reference)
         plan = planner.plan()
         if plan is not None:
-            return plan
+            plans.append(plan)
         planners.append(planner)
+    if plans:
+        return min(plans, key=lambda p: p.estimated_slowdown)
     best = min((p for p in planners if p.floor is not None), key=lambda p: p.floor.peak_bytes)
     floor = best.floor
     widths = " and ".join(str(w) for w in best.widths if w)

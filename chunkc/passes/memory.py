@@ -43,6 +43,7 @@ from ..ir.graph import Graph, Node, Value
 from ..ir.registry import concrete_attrs, has_symbolic_attrs
 from ..ir.sizes import evaluate
 from ..ir.types import TensorType
+from .device_memory import get_device
 from .plan import DEFAULT_BACKEND, ChunkedValue, ChunkRegion, Plan
 from .plan_index import PlanIndex, loop_attrs
 
@@ -98,7 +99,7 @@ def format_bytes(n: int) -> str:
 
 
 def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, int] | None = None,
-                    backend: str | None = None) -> MemoryReport:
+                    backend: str | None = None, device: str | None = None) -> MemoryReport:
     """Estimate the activation memory of one call of ``graph`` (chunked by ``plan``).
 
     With a plan, the estimate reads ``plan.graph``'s schedule (reordering may have
@@ -106,7 +107,9 @@ def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, 
     backend's name: "torch", "numpy", "cupy"...) says whose kernels run, which decides
     the workspace they allocate beyond their outputs (its workspace policy, see
     :func:`workspace_fn`); by default the plan's backend, or without a plan the
-    backend ``chunkc.compile`` defaults to.
+    backend ``chunkc.compile`` defaults to.  ``device`` ("cpu", the default, or "cuda")
+    says whose allocator rounds each allocation and which kernels' workspace counts
+    (:mod:`chunkc.passes.device_memory`).
     """
     if plan is not None:
         graph = plan.graph
@@ -114,14 +117,15 @@ def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, 
             sizes = plan.sizes
     if backend is None:
         backend = plan.backend if plan is not None else DEFAULT_BACKEND
-    return MemoryModel(graph, sizes, backend=backend).report(plan)
+    return MemoryModel(graph, sizes, backend=backend, device=device).report(plan)
 
 
 def workspace_fn(op, backend: str):
     """The record's workspace function for ``backend``'s kernels, or None: the backend's
     workspace policy says (NumPy/CuPy run the references, whose ``workspace`` the record
-    declares; PyTorch runs the record's lowering, whose ``torch_workspace`` it declares;
-    ATen kernels' own temporaries are theirs)."""
+    declares; PyTorch runs the record's lowering and ATen's kernels, whose temporaries
+    ``torch_workspace`` declares).  On the host: ``MemoryModel`` asks its device record
+    (chunkc.passes.device_memory), which defers to this policy on the CPU."""
     return get_backend(backend).workspace(op)
 
 
@@ -189,11 +193,14 @@ class MemoryModel:
     copy gets its own model, built on demand and cached).
     """
 
-    def __init__(self, graph: Graph, sizes: Mapping[str, int] | None = None, backend: str = DEFAULT_BACKEND):
+    def __init__(self, graph: Graph, sizes: Mapping[str, int] | None = None, backend: str = DEFAULT_BACKEND,
+                 device: str | None = None):
         self.graph = graph
         self.sizes = _normalize_sizes(graph, sizes)
         self.backend = backend or DEFAULT_BACKEND
         self.layout = get_backend(self.backend).layout  # an unknown name is refused here
+        self.device = get_device(device)
+        self.block = self.device.block_bytes(self.backend)  # bytes the allocator hands out per request
         self.nodes: list[Node] = list(graph.nodes)
         self.order = tuple(n.name for n in self.nodes)
         self._others: dict[tuple[str, ...], MemoryModel] = {}
@@ -235,7 +242,7 @@ class MemoryModel:
         self.node_in: list[list[int]] = []
         self.node_out: list[list[int]] = []
         self.ws = [0] * len(self.nodes)
-        self.ws_fn = [workspace_fn(n.op, self.backend) for n in self.nodes]
+        self.ws_fn = [self.device.workspace(n.op, self.backend) for n in self.nodes]
         for p, node in enumerate(self.nodes):
             ins = [self.vid[v] for v in node.inputs]
             outs = [self.vid[v] for v in node.outputs]
@@ -278,7 +285,7 @@ class MemoryModel:
         if order == self.order:
             return self
         if order not in self._others:
-            self._others[order] = MemoryModel(plan.graph, self.sizes, self.backend)
+            self._others[order] = MemoryModel(plan.graph, self.sizes, self.backend, self.device.name)
         return self._others[order]
 
     def _regions(self, plan: Plan | None) -> list[_Region]:
@@ -358,14 +365,28 @@ class MemoryModel:
         fn = self.ws_fn[p]
         if fn is None or not out_types:
             return 0
-        return int(evaluate(fn(in_types, attrs, out_types), self.sizes)) * out_types[0].dtype.itemsize
+        return self.block(int(evaluate(fn(in_types, attrs, out_types), self.sizes)) * out_types[0].dtype.itemsize)
 
-    def loop_attrs(self, p: int, chunk: ChunkedValue | None, chunk_units: int, extent: int) -> dict:
-        """Node ``p``'s concrete attributes in a loop iteration of ``chunk_units`` units: one
-        past the first (a positional op's slice does not start at 0 there), if there is one."""
-        start = chunk_units if 2 * chunk_units <= extent else 0
+    def loop_attrs(self, p: int, chunk: ChunkedValue | None, chunk_units: int, extent: int,
+                   start: int | None = None) -> dict:
+        """Node ``p``'s concrete attributes in the loop iteration of ``chunk_units`` units that
+        starts at ``start``; by default one past the first (a positional op's slice does not
+        start at 0 there), if there is one."""
+        if start is None:
+            start = chunk_units if 2 * chunk_units <= extent else 0
         bindings = {**self.sizes, LOOP_START.name: start, LOOP_STOP.name: start + chunk_units}
         return concrete_attrs(loop_attrs(self.nodes[p], chunk), bindings)
+
+    def loop_workspace_bytes(self, p: int, in_types: list[TensorType], out_types: list[TensorType],
+                             chunk: ChunkedValue | None, chunk_units: int, extent: int) -> int:
+        """Node ``p``'s workspace per chunk of ``chunk_units`` units, an upper bound over the
+        loop: a positional op's workspace can grow along the loop (causal attention's mask rows
+        reach every key near the end), so it is asked for a chunk that ends at the extent."""
+        starts = {chunk_units if 2 * chunk_units <= extent else 0}
+        if chunk is not None and self.nodes[p].dims()[0][chunk.axis].positional:
+            starts.add(max(extent - chunk_units, 0))
+        return max(self.workspace_bytes(p, in_types, self.loop_attrs(p, chunk, chunk_units, extent, s), out_types)
+                   for s in starts)
 
     def _chunk_attrs(self, p: int, reg: _Region) -> dict:
         o = self.node_out[p][0]
@@ -384,9 +405,46 @@ class MemoryModel:
         key = ("workspace", p, shapes)
         if key not in self._chunk_answers:
             types = [TensorType(self.values[u].dtype, s) for u, s in zip(ins + outs, shapes)]
-            self._chunk_answers[key] = self.workspace_bytes(p, types[:len(ins)], self._chunk_attrs(p, reg),
-                                                            types[len(ins):])
+            o = outs[0]
+            axis_elems = reg.chunk_elems.get(o)
+            c = reg.region.axis_of(self.values[o].name)
+            if axis_elems is None or c is None:
+                ws = self.workspace_bytes(p, types[:len(ins)], concrete_attrs(self.nodes[p].attrs, self.sizes),
+                                          types[len(ins):])
+            else:
+                ws = self._iterations_workspace(p, reg, c, max(axis_elems[1] // c.unit, 1),
+                                                evaluate(reg.region.extent, self.sizes))
+            self._chunk_answers[key] = ws
         return self._chunk_answers[key]
+
+    def _iterations_workspace(self, p: int, reg: _Region, chunk: ChunkedValue, units: int, extent: int) -> int:
+        """The most workspace node ``p`` takes in one iteration of ``reg``'s loop.  A positional
+        op's workspace can depend on where the chunk starts (causal attention's mask rows reach
+        more keys further on), so the last full iteration and the remainder are asked too."""
+        ins, outs = self.node_in[p], self.node_out[p]
+
+        def types(n: int) -> list[TensorType]:  # the chunk types of an iteration of n units
+            out = []
+            for u in ins + outs:
+                shape = list(self._chunk_shape(u, reg))
+                if u in reg.chunk_elems:
+                    axis, elems = reg.chunk_elems[u]
+                    shape[axis] = elems // units * n
+                out.append(TensorType(self.values[u].dtype, tuple(shape)))
+            return out
+
+        iterations = [(units, units if 2 * units <= extent else 0)]
+        if self.nodes[p].dims()[0][chunk.axis].positional and units < extent:
+            last_full = (extent // units - 1) * units
+            iterations.append((units, last_full))
+            if extent % units:
+                iterations.append((extent % units, extent - extent % units))
+        best = 0
+        for n, start in iterations:
+            t = types(n)
+            best = max(best, self.workspace_bytes(p, t[:len(ins)], self.loop_attrs(p, chunk, n, extent, start),
+                                                  t[len(ins):]))
+        return best
 
     def _intervals(self, regions: list[_Region]) -> tuple[_Intervals, list[int]]:
         """Every storage of the plan as an interval, and the workspace bytes per step."""
@@ -420,7 +478,7 @@ class MemoryModel:
                     if rt >= 0 and iv.free[rt] < lastpos:
                         iv.free[rt] = lastpos
                 else:
-                    root[v] = iv.add(nbytes[v], p, lastpos, v)
+                    root[v] = iv.add(self.block(nbytes[v]), p, lastpos, v)
                 continue
             reg = by_index[r]
             if (lastpos > reg.end or is_out[v]) and v not in reg.outputs:
@@ -437,7 +495,7 @@ class MemoryModel:
                     if crt == INTERNAL:
                         self._leak(by_index[region_at[prod[par]]], par)
             else:
-                crt = iv.add(self._chunk_bytes(v, reg), p, p, v, "chunk")
+                crt = iv.add(self.block(self._chunk_bytes(v, reg)), p, p, v, "chunk")
                 ins = self.node_in[p]
                 cstrides[v] = self._fresh_strides(p, self._chunk_shape(v, reg), [self._chunk_shape(u, reg) for u in ins],
                                                   [cstrides.get(u, self.strides[u]) for u in ins])
@@ -458,7 +516,7 @@ class MemoryModel:
                 root[v] = taken
                 iv.free[taken] = max(iv.free[taken], lastpos)
             elif v in reg.outputs:
-                root[v] = iv.add(nbytes[v], reg.start, lastpos, v, "buffer")
+                root[v] = iv.add(self.block(nbytes[v]), reg.start, lastpos, v, "buffer")
             else:
                 root[v] = INTERNAL
         for reg in regions:

@@ -250,12 +250,26 @@ def overwritable_after(graph: Graph, v: Value, position: Mapping[Node, int], end
     return ""
 
 
+def shared_read_in(v: Value, nodes) -> str:
+    """Why ``v``'s storage may not be overwritten by a loop of ``nodes`` ('' when it may): a
+    loop node reads another value that shares it (a key read whole while the queries, a view
+    of the same fused projection, are overwritten a chunk at a time)."""
+    _, group = storage_group(v)
+    for a in group:
+        if a is v:
+            continue
+        reader = next((u for u in a.users if u in nodes), None)
+        if reader is not None:
+            return f"%{a.name}, which shares its storage, is read in the loop (by node {reader.name})"
+    return ""
+
+
 def _reuse_problem(graph: Graph, o: Value, v: Value | None, chunk, inputs, node_set, whole) -> str:
     """Why output ``o`` may not be written in place into region input ``v`` ('' when it may)."""
     if v is None or v not in inputs:
         return "it is not an input of the region"
     position = {n: i for i, n in enumerate(graph.nodes)}
-    problem = overwritable_after(graph, v, position, max(position[n] for n in node_set))
+    problem = overwritable_after(graph, v, position, max(position[n] for n in node_set)) or shared_read_in(v, node_set)
     if problem:
         return problem
     if v.type != o.type:
@@ -295,4 +309,4 @@ def check_same_signature(graph: Graph, planned: Graph) -> None:
                           f"not graph {graph.name} with inputs {a} and {len(graph.outputs)} outputs")
 
 
-__all__ = ["PlanIndex", "RegionView", "check_same_signature", "loop_attrs", "overwritable_after", "storage_group"]
+__all__ = ["PlanIndex", "RegionView", "check_same_signature", "loop_attrs", "overwritable_after", "shared_read_in", "storage_group"]

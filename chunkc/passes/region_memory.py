@@ -96,9 +96,8 @@ class ValueFacts:
                 return TensorType(v.dtype, tuple(shape))
             out = node.outputs[0] if node.outputs else None
             chunk = ChunkedValue(out.name, *axes[out]) if out in axes else None
-            attrs = self.model.loop_attrs(i, chunk, 1, extent)
-            self._ws_cache[key] = self.model.workspace_bytes(i, [chunk_type(v) for v in node.inputs], attrs,
-                                                             [chunk_type(o) for o in node.outputs])
+            self._ws_cache[key] = self.model.loop_workspace_bytes(
+                i, [chunk_type(v) for v in node.inputs], [chunk_type(o) for o in node.outputs], chunk, 1, extent)
         return self._ws_cache[key]
 
 
@@ -111,24 +110,44 @@ def baseline_timeline(facts: ValueFacts) -> tuple[list[int], list[int]]:
 
 
 @dataclass(frozen=True)
+class _ChunkWorkspace:
+    """A loop node's workspace as a function of the chunk (in units), asked of its record.
+
+    Workspace need not scale with the chunk: a convolution's input-channel part does not, and a
+    blocked kernel's tiles grow in steps (PyTorch's CPU flash attention takes 32, 64 or 256 query
+    rows per tile by the rows it gets), so it is not part of the affine model."""
+
+    facts: "ValueFacts"
+    node: int
+    axes: tuple[tuple[Value, tuple[int, int]], ...]  # (value, (axis, elements per unit))
+    extent: int
+
+    def __call__(self, chunk: int) -> int:
+        return self.facts.chunk_workspace(self.node, {v: (a, u * chunk) for v, (a, u) in self.axes}, self.extent)
+
+
+@dataclass(frozen=True)
 class RegionMemory:
     """Peak bytes in a region's span as a function of the chunk size (in units)."""
 
     fixed_peak: int  # peak of the hoisted phase (does not depend on the chunk)
-    steps: tuple[tuple[int, int, int], ...]  # (node index, A, B): bytes at that step = A + B * chunk / extent
+    steps: tuple[tuple[int, int, int], ...]  # (node index, A, B): bytes at that step = A + B * chunk / extent + workspace
     extent: int
     reuse: tuple[tuple[Value, Value], ...] = ()  # (output, region input) storage pairs (see reusable)
-
-    def peak(self, chunk: int) -> int:
-        c = min(max(chunk, 1), self.extent)
-        return max([self.fixed_peak] + [a + b * c // self.extent for _, a, b in self.steps])
+    workspace: tuple[tuple[int, _ChunkWorkspace], ...] = ()  # (node index, its workspace at a chunk)
 
     def step_bytes(self, chunk: int) -> dict[int, int]:
         c = min(max(chunk, 1), self.extent)
-        return {i: a + b * c // self.extent for i, a, b in self.steps}
+        out = {i: a + b * c // self.extent for i, a, b in self.steps}
+        for i, ws in self.workspace:
+            out[i] += ws(c)
+        return out
+
+    def peak(self, chunk: int) -> int:
+        return max([self.fixed_peak, *self.step_bytes(chunk).values()])
 
     def largest_chunk(self, budget: int) -> int | None:
-        """The largest chunk whose peak is within ``budget``, or None."""
+        """The largest chunk whose peak is within ``budget``, or None (the peak grows with the chunk)."""
         if self.fixed_peak > budget:
             return None
         best = self.extent
@@ -137,7 +156,17 @@ class RegionMemory:
                 return None
             if b > 0:
                 best = min(best, (budget - a) * self.extent // b)
-        return best if best >= 1 else None
+        if best < 1:
+            return None
+        if not self.workspace or self.peak(best) <= budget:
+            return best
+        if self.peak(1) > budget:
+            return None
+        lo, hi = 1, best  # peak(lo) fits, peak(hi) does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if self.peak(mid) <= budget else (lo, mid)
+        return lo
 
 
 def reusable(facts: ValueFacts, index: GraphIndex, cand: Candidate) -> tuple[tuple[Value, Value], ...]:
@@ -150,10 +179,11 @@ def reusable(facts: ValueFacts, index: GraphIndex, cand: Candidate) -> tuple[tup
     writes rows k of the output (at the end of the iteration), never reads a row it or an
     earlier iteration wrote — a residual stream updated in place.
     """
-    from .plan_index import overwritable_after
+    from .plan_index import overwritable_after, shared_read_in
 
     chunked = {v: (axis, unit) for v, axis, unit in cand.chunked}
     loop_set = set(cand.loop)
+    loop_nodes = {facts.graph.nodes[i] for i in cand.loop}
     whole = {v for _, _, v in cand._whole}
     taken: set[Value] = set()
     pairs = []
@@ -161,7 +191,8 @@ def reusable(facts: ValueFacts, index: GraphIndex, cand: Candidate) -> tuple[tup
         for r, spec in chunked.items():
             if r in taken or r in whole or spec != chunked.get(o) or r.type != o.type \
                     or index.producer_index(r) in loop_set or facts.owner[r] in taken \
-                    or overwritable_after(facts.graph, r, index.position, cand.end):
+                    or overwritable_after(facts.graph, r, index.position, cand.end) \
+                    or shared_read_in(r, loop_nodes):
                 continue
             pairs.append((o, r))
             taken.update((r, facts.owner[r]))
@@ -226,18 +257,15 @@ def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before:
                 o = facts.owner[v]
                 last_in_loop[o] = max(last_in_loop.get(o, i), i)
     steps = []
+    workspace = []
     chunk_live = 0
     axes = {v: (axis, unit) for v, axis, unit in cand.chunked}
     for i in cand.loop:
         node = graph.nodes[i]
         out = facts.out_bytes(i)
-        # workspace need not scale with the chunk (a conv's input-channel part does not):
-        # take it exactly at chunk 1 and at the full extent, affine in between
-        ws_full = facts.chunk_workspace(i, {**axes, **{v: (a, u * extent) for v, (a, u) in axes.items()}}, extent) \
-            if facts.has_workspace[i] else 0
-        ws_one = facts.chunk_workspace(i, axes, extent) if facts.has_workspace[i] else 0
-        slope = (ws_full - ws_one) / max(extent - 1, 1)
-        steps.append((i, running + ws_one - int(slope), chunk_live + out + int(slope * extent)))
+        steps.append((i, running, chunk_live + out))
+        if facts.has_workspace[i]:
+            workspace.append((i, _ChunkWorkspace(facts, i, tuple(axes.items()), extent)))
         chunk_live += out
         for o in node.outputs:
             if facts.owner[o] is o and o not in last_in_loop:
@@ -246,7 +274,8 @@ def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before:
             owner = facts.owner[v]
             if last_in_loop.get(owner) == i and index.producer_index(owner) in loop_set:
                 chunk_live -= facts.nbytes[owner]
-    return RegionMemory(fixed_peak=fixed_peak, steps=tuple(steps), extent=max(extent, 1), reuse=reuse)
+    return RegionMemory(fixed_peak=fixed_peak, steps=tuple(steps), extent=max(extent, 1), reuse=reuse,
+                        workspace=tuple(workspace))
 
 
 class _Poly:

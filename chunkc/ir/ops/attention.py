@@ -30,9 +30,10 @@ import sympy
 from .. import elements
 from ..dims import AxisFlow, AxisSource, DimRecord, at_position
 from ..dtypes import DType
+from ..kernel_workspace import TorchWorkspace, acc_dtype, cast_copies, cpu_threads, nbytes
 from ..lowering import LoweringContext, operands, torch_dtype
 from ..registry import OpDef, register
-from ..sizes import Size, ceildiv, format_size, normalize, product, sizes_equal
+from ..sizes import Size, format_size, normalize, product, sizes_equal
 from ..types import TensorType
 from ._common import (array_result_dtype, broadcast_dims, broadcast_shapes, carry_from, fail, is_one, optional_float,
                       require_float, result_dtype)
@@ -208,12 +209,134 @@ def _apply_mask(xp, scores, mask):
             break
 
 
-def _sdpa_torch_workspace(ins, attrs, outs) -> Size:
-    # causal queries below the first row: the PyTorch lowering builds their bool mask [L, S]
+# -- what PyTorch allocates besides the output -------------------------------------------------
+#
+# The lowering converts q, k, v (and a float mask) to the output's dtype and, for causal queries
+# below the first row, builds their bool mask rows [L, keys].  ATen turns a bool mask into a
+# float one of q's dtype (every device), then picks a kernel.  On the CPU: the flash kernel
+# (4-d q, k, v of one head count and one head size, a 2-d or 4-d mask) takes a buffer per
+# thread and the log-sum-exp per row; else the composite "math" path holds q scaled, the
+# scores, their softmax and bool masks of them (half floats computed in float).
+
+
+def _causal_keys(ins, attrs) -> Size:
+    """Keys the lowering passes: causal queries below the first row read keys up to their last."""
+    offset, keys = attrs["query_offset"], ins[1].shape[-2]
+    if attrs["is_causal"] and isinstance(offset, int) and isinstance(keys, int) and isinstance(ins[0].shape[-2], int):
+        return min(offset + ins[0].shape[-2], keys)
+    return keys
+
+
+def _causal_rows(attrs) -> bool:
+    """The lowering builds a mask of rows (causal queries below the first row)."""
     offset = attrs["query_offset"]
-    if not attrs["is_causal"] or (isinstance(offset, int) and offset == 0):
+    return attrs["is_causal"] and not (isinstance(offset, int) and offset == 0)
+
+
+def _mask_numel(ins, attrs) -> Size:
+    """Elements of the bool mask ATen receives: the given one, or the causal rows."""
+    if len(ins) == 4 and ins[3].dtype == DType.bool:
+        return ins[3].numel()
+    if _causal_rows(attrs):
+        return normalize(ins[0].shape[-2] * _causal_keys(ins, attrs))
+    return 0
+
+
+def _sdpa_lowering_workspace(ins, attrs, outs) -> Size:
+    out = outs[0].dtype
+    total = cast_copies(ins[:3], out)
+    if len(ins) == 4 and ins[3].dtype != DType.bool and ins[3].dtype != out:
+        total = total + nbytes(ins[3], out)
+    if _causal_rows(attrs):
+        total = total + ins[0].shape[-2] * _causal_keys(ins, attrs)  # the bool rows
+    return normalize(total)
+
+
+def _sdpa_float_mask(ins, attrs, outs) -> Size:
+    return normalize(_mask_numel(ins, attrs) * outs[0].dtype.itemsize)
+
+
+def _flash_eligible(ins, attrs, cpu: bool) -> bool:
+    q, k, v = ins[:3]
+    if not (q.rank == k.rank == v.rank == 4):
+        return False
+    if not attrs.get("enable_gqa") and not (sizes_equal(q.shape[1], k.shape[1]) and sizes_equal(q.shape[1], v.shape[1])):
+        return False  # (under enable_gqa the kernels read each shared key/value head in place)
+    if not (sizes_equal(q.shape[0], k.shape[0]) and sizes_equal(q.shape[0], v.shape[0])):
+        return False
+    if not (sizes_equal(q.shape[3], k.shape[3]) and sizes_equal(q.shape[3], v.shape[3])):
+        return False
+    if cpu and len(ins) == 4 and ins[3].rank not in (2, 4):
+        return False
+    return True
+
+
+def _flash_cpu_buffers(ins, attrs, outs) -> Size:
+    """The CPU flash kernel: per thread a [q block, kv block] score tile with row maxima, sums and
+    an output tile (in the accumulation dtype, plus a tile in the input's for half floats),
+    and the log-sum-exp of every query row."""
+    q = ins[0]
+    rows, keys, head = q.shape[-2], _causal_keys(ins, attrs), q.shape[-1]
+    if not all(isinstance(x, int) for x in (rows, keys, head)):
         return 0
-    return ceildiv(normalize(ins[0].shape[-2] * ins[1].shape[-2]), outs[0].dtype.itemsize)
+    q_block = 256 if rows >= 768 else 64 if rows >= 192 else 32
+    q_block, kv_block = min(q_block, rows), min(512, keys)
+    acc = acc_dtype(outs[0].dtype)
+    per_thread = (q_block * kv_block + 2 * q_block + q_block * head) * acc.itemsize
+    if acc != outs[0].dtype:
+        per_thread += q_block * kv_block * outs[0].dtype.itemsize
+    return normalize(cpu_threads() * per_thread + product(q.shape[:-2]) * rows * acc.itemsize)
+
+
+def _math_path(ins, attrs, outs, upcast: bool) -> Size:
+    """The composite path's peak beyond the output: q scaled (and q, k, v in float when
+    ``upcast`` half floats), the causal float mask, the scores and their softmax, the bool
+    masks of fully masked rows."""
+    q, k, v = ins[:3]
+    out = outs[0]
+    acc = acc_dtype(out.dtype) if upcast else out.dtype
+    up = (q.numel() + k.numel() + v.numel()) * acc.itemsize if acc != out.dtype else 0
+    k_batch = k.shape[:-3] + (q.shape[-3],) if attrs.get("enable_gqa") else k.shape[:-2]  # the heads repeated
+    batch = product(broadcast_shapes("scaled_dot_product_attention",
+                                     [TensorType(q.dtype, q.shape[:-2]), TensorType(k.dtype, k_batch)]))
+    rows, keys = q.shape[-2], k.shape[-2]
+    scores = batch * rows * keys
+    causal = rows * keys * acc.itemsize if attrs["is_causal"] and not _causal_rows(attrs) else 0
+    base = up + q.numel() * acc.itemsize + causal
+    at_softmax = base + 2 * scores * acc.itemsize + scores + batch * rows
+    at_output = base + scores * acc.itemsize + out.numel() * acc.itemsize + (
+        out.numel() * out.dtype.itemsize if acc != out.dtype else 0)
+    peak = at_softmax if not all(isinstance(x, int) for x in (at_softmax, at_output)) else max(at_softmax, at_output)
+    return normalize(peak - out.numel() * out.dtype.itemsize)
+
+
+def _sdpa_cpu_workspace(ins, attrs, outs) -> Size:
+    if _flash_eligible(ins, attrs, cpu=True):
+        return _flash_cpu_buffers(ins, attrs, outs)
+    return _math_path(ins, attrs, outs, upcast=True)
+
+
+def _sdpa_cuda_workspace(ins, attrs, outs) -> Size:
+    """CUDA (from ATen's sources, to be checked by benchmarks/gpu): the flash kernel (half
+    floats, no mask) keeps the float log-sum-exp per row; the memory-efficient one pads a mask
+    whose last axis is not a multiple of 16; without either, the math path."""
+    if not _flash_eligible(ins, attrs, cpu=False):
+        return _math_path(ins, attrs, outs, upcast=False)
+    q = ins[0]
+    has_mask = len(ins) == 4 or _causal_rows(attrs)
+    if outs[0].dtype in (DType.float16, DType.bfloat16) and not has_mask:
+        return normalize(product(q.shape[:-1]) * DType.float32.itemsize)
+    keys = _causal_keys(ins, attrs)
+    if has_mask and isinstance(keys, int) and keys % 16:
+        numel = _mask_numel(ins, attrs) or ins[3].numel()
+        last = ins[3].shape[-1] if len(ins) == 4 else keys
+        return normalize(numel // last * (-(-keys // 16) * 16) * outs[0].dtype.itemsize) if isinstance(numel, int) \
+            and isinstance(last, int) else 0
+    return 0
+
+
+_SDPA_WORKSPACE = TorchWorkspace(lowering=_sdpa_lowering_workspace, aten=_sdpa_float_mask, cpu=_sdpa_cpu_workspace,
+                                 cuda=_sdpa_cuda_workspace)
 
 
 # -- canonicalization: what eager PyTorch runs (is_causal, enable_gqa) ------------------------
@@ -299,7 +422,7 @@ register(OpDef(
     name="scaled_dot_product_attention", infer=_sdpa_infer, dims=_sdpa_dims, reference=_sdpa_ref,
     num_inputs=(3, 4), attrs={"is_causal": False, "scale": None, "query_offset": 0, "enable_gqa": False},
     size_attrs=("query_offset",), canonicalize=_sdpa_canonicalize,
-    workspace=_sdpa_workspace, torch_workspace=_sdpa_torch_workspace, flops=_sdpa_flops, slice_attrs=_sdpa_slice,
+    workspace=_sdpa_workspace, torch_workspace=_SDPA_WORKSPACE, flops=_sdpa_flops, slice_attrs=_sdpa_slice,
     torch=_sdpa_torch,
     doc="scaled_dot_product_attention(q[..., L, E], k[..., S, E], v[..., S, Ev], mask?, is_causal=False, "
         "scale=None, query_offset=0, enable_gqa=False) -> [..., L, Ev]; scale None is 1/sqrt(E); a bool mask "

@@ -9,6 +9,7 @@ import sympy
 
 from ..dims import AxisSource, DimRecord, MIX, NEW
 from ..elements import at, index, indices
+from ..kernel_workspace import promoted_operands
 from ..lowering import LoweringContext, all_operands
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, format_size, normalize, sizes_equal
@@ -70,6 +71,7 @@ def _concat_elements(fs, attrs, ins, outs):
 register(OpDef(name="concat", infer=_concat_infer, dims=_concat_dims, reference=_concat_ref, elements=_concat_elements,
                num_inputs=(1, None), attrs={"axis": REQUIRED}, flops=lambda *a: 0,
                torch=lambda ctx: f"torch.cat([{', '.join(all_operands(ctx))}], dim={ctx.attr('axis')})",
+               torch_workspace=promoted_operands(None, cpu_copies_in_own_dtype=True),
                doc="concat(*xs, axis): join along an existing axis. Carries: every other axis, from every input."))
 
 
@@ -154,4 +156,5 @@ def _stack_ref(xp, *xs, axis):
 register(OpDef(name="stack", infer=_stack_infer, dims=_stack_dims, reference=_stack_ref,
                num_inputs=(1, None), attrs={"axis": REQUIRED}, flops=lambda *a: 0,
                torch=lambda ctx: f"torch.stack([{', '.join(all_operands(ctx))}], dim={ctx.attr('axis')})",
+               torch_workspace=promoted_operands(None, cpu_copies_in_own_dtype=True),
                doc="stack(*xs, axis): join along a new axis. Carries: every axis of the inputs, from every input."))

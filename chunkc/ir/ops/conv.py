@@ -16,6 +16,8 @@ from __future__ import annotations
 import itertools
 
 from ..dims import AxisSource, DimRecord, MIX
+from ..dtypes import DType
+from ..kernel_workspace import TorchWorkspace, cast_copies, cpu_threads, mkldnn_takes, onednn_channel_block
 from ..lowering import LoweringContext, all_operands, fill_none
 from ..registry import OpDef, register
 from ..sizes import Size, format_size, normalize, product, sizes_equal
@@ -145,6 +147,110 @@ def _conv_ref(xp, x, w, b=None, stride=None, padding=None, dilation=None, groups
     return out if dt == result_dt else out.astype(result_dt)
 
 
+# -- what PyTorch's convolutions allocate besides the output (CPU; cuDNN's workspace is not
+# modelled) ----------------------------------------------------------------------------------
+
+
+def _concrete_ints(*sizes) -> bool:
+    return all(isinstance(s, int) for s in sizes)
+
+
+def _uses_mkldnn(x_shape, w_shape, win: Window, groups: int, dtype) -> bool:
+    """ATen's choice of oneDNN over its own "slow" kernels (ConvParams::use_mkldnn), on the
+    4-d view of the call (a 1-d convolution runs as a 2-d one of height 1)."""
+    if not mkldnn_takes(dtype):
+        return False
+    if dtype != DType.float32:
+        return True
+    if len(x_shape) == 3:
+        x_shape, w_shape = (x_shape[0], x_shape[1], 1, x_shape[2]), (w_shape[0], w_shape[1], 1, w_shape[2])
+    n = x_shape[0]
+    strided = any(s != 1 for s in win.stride)
+    dilated = any(d != 1 for d in win.dilation)
+    first = strided or dilated or n >= 16 or w_shape[-1] != 1 or w_shape[-2] != 1 or cpu_threads() > 1
+    second = groups > 1 or (w_shape[-1] > 3 and w_shape[-2] > 3) or n > 1 or product(x_shape[:4]) > 20480
+    return bool(first and second)
+
+
+def _conv_cpu_bytes(x: TensorType, w: TensorType, win: Window, groups: int, out: TensorType,
+                    transposed: bool, bias: bool = False) -> Size:
+    """The CPU kernel's peak beyond the output for a call on ``x`` (already padded) with
+    PyTorch's symmetric padding ``win``."""
+    if not _concrete_ints(*x.shape, *w.shape, *out.shape):
+        return 0
+    item = out.dtype.itemsize
+    taps = product(win.kernel)
+    if _uses_mkldnn(x.shape, w.shape, win, groups, out.dtype):
+        return _onednn_bytes(x, w, out, win, groups, transposed, bias)
+    nsp = win.rank
+    if transposed:  # columns of one sample: [out channels x taps, input positions]
+        return out.shape[1] * taps * product(x.shape[2:]) * item
+    plain = all(k == 1 for k in win.kernel) and all(s == 1 for s in win.stride) and \
+        all(p == (0, 0) for p in win.padding)
+    if plain and nsp < 3:
+        return 0  # a 1x1 convolution multiplies the input as it is
+    columns = x.shape[1] * taps * product(out.shape[2:]) * item  # im2col of one sample
+    dilated = any(d != 1 for d in win.dilation)
+    return columns if dilated else x.shape[0] * columns
+
+
+# bytes beyond the input in the scratch pad of a strided transposed convolution: 28 to 64 KiB
+# were seen, varying with the shapes in a way not modelled
+ONEDNN_STRIDED_SCRATCH = 80 * 1024
+
+
+def _onednn_bytes(x: TensorType, w: TensorType, out: TensorType, win: Window, groups: int, transposed: bool,
+                  bias: bool) -> int:
+    """oneDNN, as PyTorch calls it: the input reordered to a channel-blocked layout (from a
+    block of channels up; always when transposed), the weight too (output channels padded
+    to a block), the result computed into a blocked buffer, then copied into the output (a
+    strided transposed one through a second copy).  Measured with AVX-512 (16-channel
+    blocks); grouped convolutions of a few channels per group may choose other layouts."""
+    block = onednn_channel_block()
+    item = out.dtype.itemsize
+
+    def up(c: int) -> int:
+        return -(-c // block) * block
+
+    c_in, c_out = x.shape[1], out.shape[1]
+    blocked_in = transposed or c_in >= block or groups == c_in  # depthwise: blocked too
+    src = x.shape[0] * up(c_in) * product(x.shape[2:]) * item if blocked_in else 0
+    per_group = w.shape[1] if not transposed else c_in  # input channels the weight holds per output one
+    weight = up(c_out) * (up(c_in) if blocked_in and groups == 1 else per_group) * product(win.kernel) * item
+    dst = out.shape[0] * up(c_out) * product(out.shape[2:]) * item
+    out_b = out.numel() * item
+    strided = transposed and any(s != 1 for s in win.stride)
+    scratch_pad = strided and groups == 1 and all(d == 1 for d in win.dilation)
+    scratch = 0
+    if transposed:  # a second blocked result to add the bias to; a scratch pad when strided (the
+        # input and a part that varies with the shapes, bounded by ONEDNN_STRIDED_SCRATCH)
+        scratch = (dst + 32 * item if bias else 0) + (src + ONEDNN_STRIDED_SCRATCH if scratch_pad else 0)
+    return max(scratch + src + weight + dst, dst + out_b + (out_b if strided else 0)) - out_b
+
+
+def _padded(x: TensorType, win: Window) -> TensorType:
+    return x.with_shape(x.shape[:2] + tuple(normalize(x.shape[2 + a] + b + e) for a, (b, e) in enumerate(win.padding)))
+
+
+def _conv_lowering_bytes(ins, attrs, outs) -> Size:
+    """The lowering's own: operands converted to the output's dtype, and the padded input
+    when the padding differs at the two ends of an axis."""
+    win, _ = _conv_parts(ins, attrs)
+    total = cast_copies(ins, outs[0].dtype)
+    if not win.symmetric:
+        total = total + _padded(ins[0], win).numel() * outs[0].dtype.itemsize
+    return normalize(total)
+
+
+def _conv_cpu_workspace(ins, attrs, outs) -> Size:
+    win, _ = _conv_parts(ins, attrs)
+    x = ins[0].with_dtype(outs[0].dtype)
+    if not win.symmetric:  # F.pad, then a convolution without padding
+        x = _padded(x, win)
+        win = Window(win.kernel, win.stride, win.dilation, ((0, 0),) * win.rank)
+    return _conv_cpu_bytes(x, ins[1], win, attrs["groups"], outs[0], transposed=False)
+
+
 def _in_types(ctx: LoweringContext):
     return [v.type for v in ctx.node.inputs]
 
@@ -165,6 +271,7 @@ def _conv_torch(ctx: LoweringContext) -> str:
 register(OpDef(
     name="conv", infer=_conv_infer, dims=_conv_dims, reference=_conv_ref, num_inputs=(2, 3), attrs=_WIN_ATTRS,
     flops=_conv_flops, workspace=_conv_workspace, torch=_conv_torch,
+    torch_workspace=TorchWorkspace(lowering=_conv_lowering_bytes, cpu=_conv_cpu_workspace),
     doc="conv(x[N, C, *S], w[O, C/groups, *K], b[O]?, stride=None, padding=None, dilation=None, groups=1): "
         "cross-correlation with 1 to 3 spatial axes; stride/dilation are tuples per spatial axis (None: 1), "
         "padding a tuple of (begin, end) pairs (None: 0). Carries: N from x; O from w (and b) when groups == 1; "
@@ -254,6 +361,32 @@ def _conv_t_ref(xp, x, w, b=None, stride=None, padding=None, output_padding=None
     return out
 
 
+def _conv_t_full(ins, attrs, outs) -> TensorType:
+    """The output before rt.conv_transpose crops it (padding that differs at the two ends of
+    an axis is cropped after a transposed convolution without padding)."""
+    win, _, shape = _conv_t_parts(ins, attrs)
+    full = tuple(normalize(shape[2 + a] + b + e) for a, (b, e) in enumerate(win.padding))
+    return outs[0].with_shape(shape[:2] + full)
+
+
+def _conv_t_lowering_bytes(ins, attrs, outs) -> Size:
+    win, _, _ = _conv_t_parts(ins, attrs)
+    total = cast_copies(ins, outs[0].dtype)
+    if not win.symmetric:  # the uncropped output, copied into the cropped one
+        total = total + _conv_t_full(ins, attrs, outs).numel() * outs[0].dtype.itemsize
+    return normalize(total)
+
+
+def _conv_t_cpu_workspace(ins, attrs, outs) -> Size:
+    win, _, _ = _conv_t_parts(ins, attrs)
+    out = outs[0]
+    if not win.symmetric:
+        out = _conv_t_full(ins, attrs, outs)
+        win = Window(win.kernel, win.stride, win.dilation, ((0, 0),) * win.rank)
+    return _conv_cpu_bytes(ins[0].with_dtype(out.dtype), ins[1], win, attrs["groups"], out, transposed=True,
+                           bias=len(ins) == 3)
+
+
 def _conv_t_torch(ctx: LoweringContext) -> str:
     win, out_pad, _ = _conv_t_parts(_in_types(ctx), ctx.attrs)
     x, w, b = fill_none(all_operands(ctx, strict=True), 3)
@@ -268,6 +401,7 @@ def _conv_t_torch(ctx: LoweringContext) -> str:
 register(OpDef(
     name="conv_transpose", infer=_conv_t_infer, dims=_conv_t_dims, reference=_conv_t_ref, num_inputs=(2, 3),
     attrs={**_WIN_ATTRS, "output_padding": None}, workspace=_conv_t_workspace, torch=_conv_t_torch,
+    torch_workspace=TorchWorkspace(lowering=_conv_t_lowering_bytes, cpu=_conv_t_cpu_workspace),
     flops=lambda ins, a, outs: 2 * ins[0].numel() * product(ins[1].shape[1:]),
     doc="conv_transpose(x[N, C, *S], w[C, O/groups, *K], b[O]?, stride, padding, output_padding, dilation, "
         "groups=1): the adjoint of conv; output size (S-1)*stride - pad_begin - pad_end + dilation*(K-1) "

@@ -35,7 +35,8 @@ imported after them).  Passes never test an op's name: they ask its record.
 | `dims(in_types, attrs, out_types)` | the dimension record: per output, per axis, `carry(sources)`, `mix` or `new` (see `chunkc/ir/dims.py`); chunk-flow search reads only this |
 | `reference(xp, *arrays, **attrs)` | the NumPy implementation, written against the array module `xp` (NumPy or CuPy); it allocates its output once and works in place; the NumPy and CuPy backends call it |
 | `torch` | the PyTorch lowering: a call template or a function (below); the PyTorch backend emits what it returns |
-| `workspace(in_types, attrs, out_types)` | elements (of output 0's dtype) the reference allocates beyond its outputs; the memory estimator adds them at the node for the backends whose kernels allocate them (a backend record's workspace policy: NumPy and CuPy do, PyTorch does not) |
+| `workspace(in_types, attrs, out_types)` | elements (of output 0's dtype) the reference allocates beyond its outputs; the memory estimator adds them at the node for the backends whose kernels allocate them (a backend record's workspace policy: NumPy and CuPy) |
+| `torch_workspace` | what the PyTorch code allocates beyond its outputs: a `TorchWorkspace` (`chunkc/ir/kernel_workspace.py`) of bytes by source — the lowering's own, ATen's composite code, the CPU kernels, the CUDA kernels — measured against the CPU allocator (docs/memory.md) |
 | `view_strides(in_types, attrs, strides)` | for views: the output's strides given input 0's, or `None` when this layout forces a copy |
 | `keeps_layout` | True for elementwise ops: a fresh output is laid out in the order of the inputs' strides (the backend's layout rule, `chunkc/ir/layout.py`; docs/memory.md), not C-contiguous |
 | `flops(in_types, attrs, out_types)` | a FLOP count (default: one per output element) |
@@ -50,7 +51,9 @@ inputs whole) gives that slice of the output, with `ratio` input elements per
 output element; and every axis for which that holds should say so.
 `tests/test_ops.py` checks the first claim by execution for every sample in
 `tests/opdb.py`, and checks that each reference allocates no more than its
-outputs plus its declared workspace (NumPy's ufunc buffers aside).
+outputs plus its declared workspace (NumPy's ufunc buffers aside);
+`tests/test_torch_memory.py` holds the PyTorch code of every sample to its outputs plus
+its `torch_workspace`, as the CPU allocator counts.
 
 ## The PyTorch lowering
 
@@ -162,7 +165,7 @@ module's `OPINFOS` list.)
 Inputs give the arity (`?` marks optional trailing inputs in the signature);
 attributes show their defaults (`required` when there is none).  *view*: the
 output aliases input 0 when its layout allows; *ws*: the reference declares a
-workspace.
+workspace; *tws*: the PyTorch code declares temporaries.
 
 '''
 
@@ -205,7 +208,8 @@ def ops_markdown() -> str:
     for name in sorted(ops):
         op = ops[name]
         what, carries = _split_doc(op)
-        notes = ", ".join(n for n, on in (("view", op.view_strides is not None), ("ws", op.workspace is not None))
+        notes = ", ".join(n for n, on in (("view", op.view_strides is not None), ("ws", op.workspace is not None),
+                                          ("tws", op.torch_workspace is not None))
                           if on)
         lines.append(f"| `{name}` | {_family(op)} | {_arity(op)} | {_cell(_attrs(op))} | {_cell(what)} | "
                      f"{_cell(carries)} | {notes} |")

@@ -18,6 +18,7 @@ import sympy
 from ..dims import DimRecord
 from ..dtypes import DType, dtype as to_dtype, promote
 from ..elements import as_bool, as_int, broadcast_to, comparison, exact, pointwise
+from ..kernel_workspace import TorchWorkspace, nbytes, promoted_operands
 from ..lowering import LoweringContext, LoweringFn, TorchLowering, keywords, operands, torch_dtype
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import ceildiv
@@ -42,7 +43,7 @@ def _bcast_dims(ins, attrs, outs) -> DimRecord:
 
 def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, doc: str = "",
           out_dtype: DType | None = None, check=None, workspace=None, torch: TorchLowering | None = None,
-          elements=None) -> OpDef:
+          elements=None, torch_workspace=None) -> OpDef:
     infer = _unary_infer(name, float_only, out_dtype)
     if check is not None:
         base = infer
@@ -52,7 +53,7 @@ def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, do
             return base(ins, attrs)
     return register(OpDef(
         name=name, infer=infer, dims=_bcast_dims, reference=fn, attrs=attrs or {}, workspace=workspace, torch=torch,
-        keeps_layout=True,
+        keeps_layout=True, torch_workspace=torch_workspace,
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(x).") + CARRIES, elements=elements,
     ))
 
@@ -235,7 +236,8 @@ unary("sign", lambda xp, x: xp.sign(x), float_only=False, torch="torch.sign({0})
 unary("isnan", lambda xp, x: xp.isnan(x), float_only=False, out_dtype=DType.bool, doc="isnan(x) -> bool.",
       torch="torch.isnan({0})")
 unary("isinf", lambda xp, x: xp.isinf(x), float_only=False, out_dtype=DType.bool, doc="isinf(x) -> bool.",
-      torch="torch.isinf({0})")
+      torch="torch.isinf({0})",  # ATen: abs(x) == inf, a copy of x on every device
+      torch_workspace=TorchWorkspace(aten=lambda ins, a, outs: nbytes(ins[0]) if ins[0].dtype.is_floating else 0))
 unary("logical_not", lambda xp, x: xp.logical_not(x), float_only=False, out_dtype=DType.bool,
       doc="logical_not(x) -> bool.", torch="torch.logical_not({0})",
       elements=pointwise(sympy.Not, kind="bool"))
@@ -281,12 +283,15 @@ def _div(xp, a, b):
 
 
 def binary(name: str, fn, bool_out: bool = False, flops: int = 1, doc: str = "", float_only: bool = False,
-           torch: TorchLowering | None = None, elements=None) -> OpDef:
+           torch: TorchLowering | None = None, elements=None, lowering_converts: bool = True) -> OpDef:
+    """``lowering_converts``: the PyTorch lowering converts the operands to the result's dtype
+    (:func:`operands`); else it passes them as they are (comparisons, logical ops)."""
     return register(OpDef(
         name=name, infer=_binary_infer(name, bool_out, float_only), dims=_bcast_dims, reference=fn, num_inputs=(2, 2),
         keeps_layout=True,
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(a, b).") + CARRIES, torch=torch,
         elements=elements,
+        torch_workspace=promoted_operands((0, 1), casts_in_lowering=lowering_converts),
     ))
 
 
@@ -357,15 +362,13 @@ for _name, _ufunc, _symbol, _rel in (("eq", "equal", "==", sympy.Eq), ("ne", "no
                                      ("lt", "less", "<", sympy.Lt), ("le", "less_equal", "<=", sympy.Le),
                                      ("gt", "greater", ">", sympy.Gt), ("ge", "greater_equal", ">=", sympy.Ge)):
     binary(_name, _cmp(_ufunc), bool_out=True, doc=f"{_name}(a, b) -> bool.", torch=_compare(_symbol),
-           elements=comparison(_rel))
+           elements=comparison(_rel), lowering_converts=False)
 binary("logical_and", _cmp("logical_and"), bool_out=True, doc="logical_and(a, b) -> bool.",
-       torch="torch.logical_and({0}, {1})",
-       elements=pointwise(sympy.And, kind="bool"))
+       torch="torch.logical_and({0}, {1})", elements=pointwise(sympy.And, kind="bool"), lowering_converts=False)
 binary("logical_or", _cmp("logical_or"), bool_out=True, doc="logical_or(a, b) -> bool.",
-       torch="torch.logical_or({0}, {1})",
-       elements=pointwise(sympy.Or, kind="bool"))
+       torch="torch.logical_or({0}, {1})", elements=pointwise(sympy.Or, kind="bool"), lowering_converts=False)
 binary("logical_xor", _cmp("logical_xor"), bool_out=True, doc="logical_xor(a, b) -> bool.",
-       torch="torch.logical_xor({0}, {1})")
+       torch="torch.logical_xor({0}, {1})", lowering_converts=False)
 
 
 # -- where, masked_fill, cast, clamp ------------------------------------------------------
@@ -397,7 +400,7 @@ def _where_elements(fs, attrs, ins, outs):
 
 
 register(OpDef(name="where", infer=_where_infer, dims=_bcast_dims, reference=_where_ref, num_inputs=(3, 3),
-               torch=_where_torch, elements=_where_elements, keeps_layout=True,
+               torch=_where_torch, elements=_where_elements, keeps_layout=True, torch_workspace=promoted_operands((1, 2)),
                doc="where(cond, a, b): a where cond holds, else b; all three broadcast." + CARRIES))
 
 

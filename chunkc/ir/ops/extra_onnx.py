@@ -21,6 +21,7 @@ import sympy
 
 from ..dtypes import DType, dtype as to_dtype
 from ..elements import exact
+from ..kernel_workspace import TorchWorkspace, promoted_operands
 from ..lowering import LoweringContext, torch_dtype, tuple_literal
 from ..registry import _REGISTRY, OpDef, REQUIRED, register
 from ..types import TensorType
@@ -111,7 +112,9 @@ def _int_binary(name: str, fn, torch) -> None:
     def ref(xp, a, b):
         return fn(xp, a, b).astype(xp.result_type(a, b), copy=False)
     _register(OpDef(name=name, infer=infer, dims=_same_dims, reference=ref, num_inputs=(2, 2), torch=torch,
-                    keeps_layout=True, flops=lambda ins, a, outs: outs[0].numel(),
+                    keeps_layout=True,
+                    torch_workspace=promoted_operands((0, 1), casts_in_lowering=not isinstance(torch, str)),
+                    flops=lambda ins, a, outs: outs[0].numel(),
                     doc=f"{name}(a, b): elementwise on integers or bools, broadcasting. "
                         "Carries: every axis not broadcast from size 1."))
 
@@ -193,8 +196,42 @@ def _gather_nd_ref(xp, data, indices, batch_dims):
     return xp.stack(out).reshape(indices.shape[:-1] + data.shape[b + k:])
 
 
+# -- what the runtime's index ops allocate: the index converted to int64, and its negative
+# entries wrapped (a bool mask, the index plus the size, the result of the where) -----------
+
+
+def _wrapped_index(index: TensorType) -> tuple[int, int]:
+    """(bytes at the wrapping's peak, bytes of the wrapped index kept)."""
+    n = index.numel()
+    converted = 0 if index.dtype == DType.int64 else n * 8
+    return converted + n * (1 + 8 + 8), n * 8
+
+
+def _gather_nd_workspace(ins, attrs, outs):
+    wrapping, kept = _wrapped_index(ins[1])
+    out = outs[0].numel() * outs[0].dtype.itemsize
+    batch = 1
+    for s in ins[0].shape[:attrs["batch_dims"]]:
+        batch = batch * s
+    return max(wrapping - out, kept + batch * 8)  # then the row numbers of the batch
+
+
+def _scatter_elements_workspace(ins, attrs, outs):
+    wrapping, kept = _wrapped_index(ins[1])
+    return max(wrapping - outs[0].numel() * outs[0].dtype.itemsize, kept)
+
+
+def _scatter_nd_workspace(ins, attrs, outs):
+    # the output (a copy of the data) first; then the wrapping, and the linear position of each
+    # update (its running value and two temporaries per step)
+    wrapping, kept = _wrapped_index(ins[1])
+    updates = ins[1].numel() // ins[1].shape[-1]
+    return max(wrapping, kept + 3 * updates * 8)
+
+
 _register(OpDef(name="gather_nd", infer=_gather_nd_infer, dims=_gather_nd_dims, reference=_gather_nd_ref,
                 num_inputs=(2, 2), attrs={"batch_dims": 0}, torch="rt.gather_nd({0}, {1}, {batch_dims})",
+                torch_workspace=TorchWorkspace(lowering=_gather_nd_workspace),
                 doc="gather_nd(data, indices, batch_dims=0): ONNX GatherND. Carries: the leading batch_dims axes."))
 
 
@@ -249,6 +286,7 @@ def _scatter_dims(ins, attrs, outs) -> DimRecord:
 _register(OpDef(name="scatter_elements", infer=_scatter_elements_infer, dims=_scatter_dims,
                 reference=_scatter_elements_ref, num_inputs=(3, 3), attrs={"axis": 0, "reduction": "none"},
                 torch="rt.scatter_elements({args}, {axis}, {reduction})",
+                torch_workspace=TorchWorkspace(lowering=_scatter_elements_workspace),
                 doc="scatter_elements(data, indices, updates, axis=0, reduction='none'): ONNX ScatterElements. Carries: no axis."))
 
 
@@ -281,5 +319,6 @@ def _scatter_nd_ref(xp, data, indices, updates, reduction):
 
 _register(OpDef(name="scatter_nd", infer=_scatter_nd_infer, dims=_scatter_dims, reference=_scatter_nd_ref,
                 num_inputs=(3, 3), attrs={"reduction": "none"}, torch="rt.scatter_nd({args}, {reduction})",
+                torch_workspace=TorchWorkspace(lowering=_scatter_nd_workspace),
                 doc="scatter_nd(data, indices, updates, reduction='none'): ONNX ScatterND. Carries: no axis."))
 

@@ -12,9 +12,10 @@ import sympy
 from ..dims import AxisSource, DimRecord, MIX
 from ..dtypes import DType
 from ..elements import at, index
+from ..kernel_workspace import TorchWorkspace
 from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, register
-from ..sizes import format_size, sizes_equal
+from ..sizes import Size, format_size, sizes_equal
 from ..types import TensorType
 from ._common import carry_from, fail, norm_axis, require_int_dtype, require_rank
 
@@ -57,8 +58,14 @@ def _take_elements(fs, attrs, ins, outs):
     return sympy.Piecewise((read(picked + x.shape[axis]), negative), (read(picked), True))
 
 
+def _int64_copy(ins, attrs, outs) -> Size:
+    """An index that is not int64, converted first."""
+    return 0 if ins[1].dtype == DType.int64 else ins[1].numel() * 8
+
+
 register(OpDef(name="take", infer=_take_infer, dims=_take_dims, num_inputs=(2, 2), attrs={"axis": 0}, torch=_take_torch,
                elements=_take_elements,
+               torch_workspace=TorchWorkspace(aten=_int64_copy),  # advanced indexing converts the index
                reference=lambda xp, x, indices, axis: xp.take(x, indices, axis=axis), flops=lambda *a: 0,
                doc="take(x, indices, axis=0): x's `axis` replaced by the indices' axes (negative indices count "
                    "from the end). Carries: the index axes from indices, the other axes from x."))
@@ -109,6 +116,7 @@ def _gather_torch(ctx: LoweringContext) -> str:
 
 register(OpDef(name="gather", infer=_gather_infer, dims=_gather_dims, reference=_gather_ref, num_inputs=(2, 2),
                attrs={"axis": REQUIRED}, flops=lambda *a: 0, torch=_gather_torch,
+               torch_workspace=TorchWorkspace(lowering=_int64_copy),
                doc="gather(x, index, axis): out[i][j] = x[index[i][j]][j] along `axis` (torch.gather); "
                    "index has x's rank and is no larger off `axis`. Carries: `axis` from index; "
                    "the other axes from index and x where their sizes match."))

@@ -8,10 +8,12 @@ from __future__ import annotations
 import re
 
 from ..dims import AxisFlow, AxisSource, DimRecord, NEW
+from ..kernel_workspace import TorchWorkspace, strict_casts
 from ..lowering import LoweringContext, LoweringFn, all_operands, keywords
 from ..registry import OpDef, REQUIRED, register
-from ..sizes import Size, sizes_equal
+from ..sizes import Size, normalize, sizes_equal
 from ..types import TensorType
+from ._contraction_copies import einsum_peak, matmul_copies
 from ._common import array_result_dtype, broadcast_dims, broadcast_shapes, fail, require_rank, require_same, result_dtype, shape_str
 
 
@@ -58,6 +60,9 @@ def contraction(fn: str) -> LoweringFn:
 
 register(OpDef(name="matmul", infer=_matmul_infer, dims=_matmul_dims, flops=_matmul_flops,
                reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2), torch=contraction("torch.matmul"),
+               torch_workspace=TorchWorkspace(
+                   lowering=strict_casts,
+                   aten=lambda ins, a, outs: matmul_copies(ins[0], ins[1], outs[0].dtype.itemsize)),
                doc="matmul(a, b): NumPy matmul semantics, batch axes broadcast. "
                    "Carries: batch axes (from the inputs not broadcast), rows from a, columns from b."))
 
@@ -71,6 +76,7 @@ def _bmm_infer(ins, attrs):
 
 register(OpDef(name="bmm", infer=_bmm_infer, dims=_matmul_dims, flops=_matmul_flops,
                reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2), torch=contraction("torch.bmm"),
+               torch_workspace=TorchWorkspace(lowering=strict_casts),
                doc="bmm(a[B,M,K], b[B,K,N]) -> [B,M,N]. Carries: B from a and b, M from a, N from b."))
 
 
@@ -102,7 +108,7 @@ def _linear_ref(xp, x, w, b=None):
 
 
 register(OpDef(name="linear", infer=_linear_infer, dims=_linear_dims, reference=_linear_ref, num_inputs=(2, 3),
-               torch=contraction("F.linear"),
+               torch=contraction("F.linear"), torch_workspace=TorchWorkspace(lowering=strict_casts),
                flops=lambda ins, a, outs: 2 * outs[0].numel() * ins[0].shape[-1],
                doc="linear(x[..., K], w[N, K], b[N]?) -> x @ w.T + b (PyTorch's layout). "
                    "Carries: the leading axes of x; N from w (and b)."))
@@ -150,6 +156,7 @@ def _addmm_torch(ctx: LoweringContext) -> str:
 
 register(OpDef(name="addmm", infer=_addmm_infer, dims=_addmm_dims, reference=_addmm_ref, num_inputs=(3, 3),
                attrs={"beta": 1.0, "alpha": 1.0}, workspace=_addmm_workspace, torch=_addmm_torch,
+               torch_workspace=TorchWorkspace(lowering=strict_casts),
                flops=lambda ins, a, outs: 2 * outs[0].numel() * ins[1].shape[1],
                doc="addmm(bias, a[M,K], b[K,N]) -> beta*bias + alpha*(a @ b). "
                    "Carries: M from a, N from b (and bias where it is not broadcast)."))
@@ -251,8 +258,19 @@ def _einsum_flops(ins, attrs, outs) -> Size:
     return total
 
 
+def _einsum_torch_workspace(device: str):
+    def workspace(ins, attrs, outs) -> Size:
+        terms, out, _ = _parse_einsum(attrs["equation"], ins)
+        item = outs[0].dtype.itemsize
+        peak = einsum_peak(terms, out, [t.with_dtype(outs[0].dtype) for t in ins], item, device)
+        return normalize(peak - outs[0].numel() * item) if peak else 0
+    return workspace
+
+
 register(OpDef(name="einsum", infer=_einsum_infer, dims=_einsum_dims, flops=_einsum_flops,
                reference=_einsum_ref, workspace=_einsum_workspace,
+               torch_workspace=TorchWorkspace(lowering=strict_casts, cpu=_einsum_torch_workspace("cpu"),
+                                              cuda=_einsum_torch_workspace("cuda")),
                torch=lambda ctx: f"torch.einsum({ctx.attr('equation')}, {', '.join(all_operands(ctx, strict=True))})",
                num_inputs=(1, None), attrs={"equation": REQUIRED},
                doc="einsum(*xs, equation='bqd,bkd->bqk'): explicit output, no ellipsis. "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..dims import AxisSource, DimRecord, MIX, NEW
 from ..dtypes import DType
+from ..kernel_workspace import TorchWorkspace
 from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, ceildiv, format_size, normalize
@@ -95,6 +96,9 @@ def _roll_torch(ctx: LoweringContext) -> str:
 register(OpDef(
     name="roll", infer=_roll_infer, dims=_roll_dims, reference=_roll_ref, attrs={"shifts": REQUIRED, "axes": None},
     flops=lambda *a: 0, torch=_roll_torch,
+    # torch.roll over several axes rolls one axis at a time, each result kept until the last
+    torch_workspace=TorchWorkspace(aten=lambda ins, a, outs: 0 if _roll_parts(ins[0], a) is None else
+                                   (len(_roll_parts(ins[0], a)[1]) - 1) * ins[0].numel() * ins[0].dtype.itemsize),
     doc="roll(x, shifts, axes=None): rotate along axes (torch.roll; axes=None rolls the flattened input). "
         "Carries: every axis not rotated."))
 
@@ -245,5 +249,7 @@ register(OpDef(
     name="sort", infer=_sort_infer, dims=_sorted_dims(lambda x, a: norm_axis("sort", a["axis"], x.rank)),
     reference=_sort_ref, num_outputs=2, attrs={"axis": -1, "descending": False},
     torch="torch.sort({0}, dim={axis}, descending={descending}, stable=True)",
+    # the CPU kernel fills an int64 arange of the sorted axis
+    torch_workspace=TorchWorkspace(cpu=lambda ins, a, outs: ins[0].shape[norm_axis("sort", a["axis"], ins[0].rank)] * 8),
     flops=lambda ins, a, outs: ins[0].numel(),
     doc="sort(x, axis=-1, descending=False) -> (values, i64 indices). Carries: every other axis (both outputs)."))

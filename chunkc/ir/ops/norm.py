@@ -11,6 +11,7 @@ per-row statistics are small (accumulated in float32 for float16 inputs).
 from __future__ import annotations
 
 from ..dims import AxisSource, DimRecord, MIX
+from ..kernel_workspace import TorchWorkspace, acc_dtype, strict_casts
 from ..lowering import LoweringContext, all_operands, fill_none, tuple_literal
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, product, sizes_equal
@@ -54,6 +55,16 @@ def _stats_workspace(rows: Size, outs, count: int = 2) -> Size:
     # ``count`` statistics per row (mean and variance), in the accumulation dtype
     per = 2 if outs[0].dtype.itemsize == 2 else 1
     return count * per * rows
+
+
+def _rows(ins, attrs) -> Size:
+    """Rows a layer or RMS norm normalizes (the product of the leading axes)."""
+    return product(ins[0].shape[:ins[0].rank - attrs["num_axes"]])
+
+
+def _stats_bytes(rows: Size, dtype) -> Size:
+    """Mean and reciprocal deviation per row, in ``dtype``."""
+    return 2 * rows * dtype.itemsize
 
 
 # -- layer_norm ---------------------------------------------------------------------------
@@ -110,6 +121,10 @@ register(OpDef(
     name="layer_norm", infer=_layer_norm_infer, dims=_layer_norm_dims, reference=_layer_norm_ref,
     num_inputs=(1, 3), attrs={"num_axes": 1, "eps": 1e-5}, torch=_layer_norm_torch,
     workspace=lambda ins, a, outs: _stats_workspace(product(ins[0].shape[:ins[0].rank - a["num_axes"]]), outs),
+    # native_layer_norm returns the statistics too: in x's dtype on the CPU, in float on CUDA
+    torch_workspace=TorchWorkspace(lowering=strict_casts,
+                                   cpu=lambda ins, a, outs: _stats_bytes(_rows(ins, a), outs[0].dtype),
+                                   cuda=lambda ins, a, outs: _stats_bytes(_rows(ins, a), acc_dtype(outs[0].dtype))),
     flops=lambda ins, a, outs: 8 * outs[0].numel(),
     doc="layer_norm(x, weight?, bias?, num_axes=1, eps=1e-5): normalize over the last num_axes axes; "
         "weight and bias have their shape. Carries: every other axis of x."))
@@ -149,10 +164,41 @@ def _rms_norm_torch(ctx: LoweringContext) -> str:
     return f"F.rms_norm({x}, {_normalized_shape(ctx)}, {w}, eps={ctx.attr('eps')})"
 
 
+def _rms_norm_cpu_workspace(ins, attrs, outs) -> Size:
+    """ATen's CPU rms_norm is composite (in the accumulation dtype): x^2 and its mean, rsqrt,
+    x * rsqrt, times the weight, back to x's dtype; its peak beyond the output, stage by stage."""
+    out = outs[0]
+    acc = acc_dtype(out.dtype)
+    full, rows = out.numel() * acc.itemsize, _rows(ins, attrs) * acc.itemsize
+    up = full if acc != out.dtype else 0  # x converted to the accumulation dtype
+    out_bytes = out.numel() * out.dtype.itemsize
+    reduced = acc != out.dtype
+    squares = up + full + 2 * rows
+    if len(ins) > 1:  # x * rsqrt, then times the weight (converted too)
+        scaled = up + full + rows + (full + ins[1].numel() * acc.itemsize if reduced else out_bytes)
+    else:
+        scaled = up + rows + (full if reduced else out_bytes)
+    stages = [squares, scaled] + ([full + out_bytes] if reduced else [])
+    peak = stages[0]
+    for s in stages[1:]:
+        peak = _max(peak, s)
+    return _max(peak - out_bytes, 0)
+
+
+def _max(a: Size, b: Size) -> Size:
+    if isinstance(a, int) and isinstance(b, int):
+        return max(a, b)
+    import sympy
+    return sympy.Max(a, b)
+
+
 register(OpDef(
     name="rms_norm", infer=_rms_norm_infer, dims=_layer_norm_dims, reference=_rms_norm_ref,
     num_inputs=(1, 2), attrs={"num_axes": 1, "eps": None}, torch=_rms_norm_torch,
     workspace=lambda ins, a, outs: _stats_workspace(product(ins[0].shape[:ins[0].rank - a["num_axes"]]), outs, 1),
+    # CUDA has a fused kernel: the output and the reciprocal deviation per row, in float
+    torch_workspace=TorchWorkspace(lowering=strict_casts, cpu=_rms_norm_cpu_workspace,
+                                   cuda=lambda ins, a, outs: _rows(ins, a) * acc_dtype(outs[0].dtype).itemsize),
     flops=lambda ins, a, outs: 4 * outs[0].numel(),
     doc="rms_norm(x, weight?, num_axes=1, eps=None): x / sqrt(mean(x^2) + eps) * weight over the last "
         "num_axes axes; eps=None is the dtype's machine epsilon (as PyTorch). Carries: every other axis of x."))
@@ -203,6 +249,13 @@ register(OpDef(
     name="group_norm", infer=_group_norm_infer, dims=_group_norm_dims, reference=_group_norm_ref,
     num_inputs=(1, 3), attrs={"num_groups": REQUIRED, "eps": 1e-5}, torch=_group_norm_torch,
     workspace=lambda ins, a, outs: _stats_workspace(ins[0].shape[0] * a["num_groups"], outs),
+    # native_group_norm returns mean and rstd per (sample, group): x's dtype on the CPU; in float
+    # on CUDA, with per-(sample, channel) scale and shift besides
+    torch_workspace=TorchWorkspace(
+        lowering=strict_casts,
+        cpu=lambda ins, a, outs: _stats_bytes(ins[0].shape[0] * a["num_groups"], outs[0].dtype),
+        cuda=lambda ins, a, outs: _stats_bytes(ins[0].shape[0] * (a["num_groups"] + ins[0].shape[1]),
+                                               acc_dtype(outs[0].dtype))),
     flops=lambda ins, a, outs: 8 * outs[0].numel(),
     doc="group_norm(x[N, C, ...], weight[C]?, bias[C]?, num_groups, eps=1e-5): normalize each group of "
         "C/num_groups channels over its channels and spatial axes. Carries: N."))
@@ -254,5 +307,8 @@ def _batch_norm_torch(ctx: LoweringContext) -> str:
 register(OpDef(
     name="batch_norm", infer=_batch_norm_infer, dims=_batch_norm_dims, reference=_batch_norm_ref,
     num_inputs=(3, 5), attrs={"eps": 1e-5}, flops=lambda ins, a, outs: 2 * outs[0].numel(), torch=_batch_norm_torch,
+    # the CPU kernel returns (empty) saved statistics per channel, in float
+    torch_workspace=TorchWorkspace(
+        lowering=strict_casts, cpu=lambda ins, a, outs: _stats_bytes(ins[0].shape[1], acc_dtype(outs[0].dtype))),
     doc="batch_norm(x[N, C, ...], running_mean[C], running_var[C], weight[C]?, bias[C]?, eps=1e-5): "
         "inference-mode batch norm over channel axis 1. Carries: every axis (C also from the per-channel inputs)."))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 
 from ..dims import AxisSource, DimRecord, MIX
+from ..kernel_workspace import TorchWorkspace
 from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, product
@@ -121,12 +122,52 @@ def _pool_torch(ctx: LoweringContext) -> str:
             f"{ctx.attr('ceil_mode')}, {ctx.attr('count_include_pad')}, {out_size})")
 
 
+# -- what PyTorch's pools allocate besides the output ------------------------------------------
+
+
+def _pool_bytes(op: str, ins, attrs, outs, device: str) -> Size:
+    """``F.max_pool`` computes int64 indices too (but the CPU's 1-d one); rt's general pool
+    (other leading axes, padding that differs at the two ends) pads the flattened input,
+    pools it and crops the result (avg_pool without count_include_pad divides by the pooled
+    mask of real elements)."""
+    win, lead, shape = _pool_parts(op, ins, attrs)
+    x, out = ins[0], outs[0]
+    item, nsp = x.dtype.itemsize, win.rank
+    indices = op == "max_pool" and not (device == "cpu" and nsp == 1)
+    if lead in (1, 2) and win.symmetric:
+        return out.numel() * 8 if indices else 0
+    if not all(isinstance(d, int) for d in x.shape):
+        return 0
+    n = product(x.shape[:lead])
+    spatial = x.shape[lead:]
+    padded_sp = tuple(spatial[a] + b + e for a, (b, e) in enumerate(win.padding))
+    flat = Window(win.kernel, win.stride, win.dilation, ((0, 0),) * nsp)
+    pooled_sp = tuple(output_size(op, padded_sp[a], flat, a, attrs["ceil_mode"]) for a in range(nsp))
+    pads = padded_sp != tuple(spatial)
+    padded = n * product(padded_sp) * item if pads else 0
+    pooled = n * product(pooled_sp) * item
+    out_b = out.numel() * item
+    cropped = out_b if pooled_sp != tuple(shape[lead:]) else 0  # else the pooled tensor is the output
+    stages = [padded + pooled + (n * product(pooled_sp) * 8 if indices else 0), padded + pooled + cropped]
+    if op == "avg_pool" and pads and not attrs["count_include_pad"]:
+        mask, mask_padded, mask_pooled = product(spatial) * item, product(padded_sp) * item, product(pooled_sp) * item
+        stages += [padded + pooled + mask + mask_padded, padded + mask_padded + mask_pooled + 2 * pooled,
+                   padded + mask_padded + pooled + cropped]
+    return max(stages) - out_b
+
+
+def _pool_workspace(op: str) -> TorchWorkspace:
+    return TorchWorkspace(cpu=lambda ins, a, outs: _pool_bytes(op, ins, a, outs, "cpu"),
+                          cuda=lambda ins, a, outs: _pool_bytes(op, ins, a, outs, "cuda"))
+
+
 _WINDOW_DOC = ("kernel, stride (None: kernel), padding (begin, end) pairs (None: 0; at most half the kernel), "
                "ceil_mode=False")
 register(OpDef(
     name="max_pool", infer=_pool_infer("max_pool"), dims=_pool_dims("max_pool"), reference=_max_pool_ref,
     attrs={"kernel": REQUIRED, "stride": None, "padding": None, "dilation": None, "ceil_mode": False},
     flops=lambda ins, a, outs: outs[0].numel() * product(a["kernel"]), torch=_pool_torch,
+    torch_workspace=_pool_workspace("max_pool"),
     doc=f"max_pool(x[..., *S], {_WINDOW_DOC}, dilation=None): the maximum of each window over the last "
         "len(kernel) axes; padding never wins. Carries: every leading axis; a spatial axis whose windows tile "
         "the input (ratio stride)."))
@@ -166,6 +207,7 @@ register(OpDef(
     name="avg_pool", infer=_pool_infer("avg_pool"), dims=_pool_dims("avg_pool"), reference=_avg_pool_ref,
     attrs={"kernel": REQUIRED, "stride": None, "padding": None, "ceil_mode": False, "count_include_pad": True},
     flops=lambda ins, a, outs: outs[0].numel() * product(a["kernel"]), torch=_pool_torch,
+    torch_workspace=_pool_workspace("avg_pool"),
     doc=f"avg_pool(x[..., *S], {_WINDOW_DOC}, count_include_pad=True): the mean of each window (PyTorch's "
         "divisor). Carries: every leading axis; a spatial axis whose windows tile the input (ratio stride)."))
 

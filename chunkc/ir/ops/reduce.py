@@ -15,9 +15,10 @@ import sympy
 from ..dims import AxisFlow, AxisSource, DimRecord, MIX
 from ..dtypes import DType
 from ..elements import as_int, exact, prove_equal
+from ..kernel_workspace import TorchWorkspace
 from ..lowering import LoweringContext, LoweringFn, TorchLowering, torch_dtype
 from ..registry import OpDef, register
-from ..sizes import Size, product
+from ..sizes import Size, normalize, product
 from ..types import TensorType
 from ._common import fail, identity_dims, norm_axes, norm_axis, quiet
 
@@ -98,7 +99,7 @@ def _var_workspace(ins, attrs, outs) -> Size:
 
 
 def reduction(name: str, fn, out_dtype=None, float_only=False, int64_for_ints=False, workspace=None, doc="",
-              torch: TorchLowering | None = None):
+              torch: TorchLowering | None = None, torch_workspace=None):
     def dtype_of(t: TensorType) -> DType:
         if out_dtype is not None:
             return out_dtype
@@ -125,7 +126,7 @@ def reduction(name: str, fn, out_dtype=None, float_only=False, int64_for_ints=Fa
     if name == "var":
         attrs["correction"] = 1
     return register(OpDef(name=name, infer=infer, dims=_reduce_dims, reference=ref, attrs=attrs, workspace=workspace,
-                          torch=torch, flops=lambda ins, a, outs: ins[0].numel(), doc=doc + KEPT))
+                          torch=torch, torch_workspace=torch_workspace, flops=lambda ins, a, outs: ins[0].numel(), doc=doc + KEPT))
 
 
 # -- PyTorch lowerings of the reductions --------------------------------------------------
@@ -164,21 +165,87 @@ def _prod_torch(ctx: LoweringContext) -> str:
     return f"rt.prod({x}, {ctx.lit(dims)}, {ctx.attr('keepdim')}){fix}"
 
 
+# -- what the PyTorch reductions allocate besides their result --------------------------------
+
+
+def _reduces(ins, attrs) -> bool:
+    return ins[0].rank > 0 and bool(_reduced_shape("reduce", ins[0], attrs)[0])
+
+
+def _input_in_result_dtype(ins, attrs, outs) -> Size:
+    """An integer or bool input reduced (or accumulated) to i64: ATen first converts it
+    (every device)."""
+    x = ins[0]
+    if x.dtype.is_floating or x.dtype == outs[0].dtype:
+        return 0
+    if "axis" not in attrs and not _reduces(ins, attrs):  # no axis to reduce: a plain copy
+        return 0
+    return x.numel() * outs[0].dtype.itemsize
+
+
+def _half_mean_on_cpu(ins, attrs, outs) -> Size:
+    """The CPU mean of half floats sums a float copy of the input into a float result."""
+    x = ins[0]
+    if x.dtype not in (DType.float16, DType.bfloat16) or not _reduces(ins, attrs):
+        return 0
+    return (x.numel() + outs[0].numel()) * DType.float32.itemsize
+
+
+def _non_bool_any_on_cpu(ins, attrs, outs) -> Size:
+    """The CPU any/all of a non-bool input reduce a bool copy of it (CUDA reads it as it is)."""
+    x = ins[0]
+    return x.numel() if x.dtype != DType.bool and _reduces(ins, attrs) else 0
+
+
+def _prod_steps(ins, attrs, outs) -> Size:
+    """rt.prod reduces one axis at a time, the last first: each step's result lives with the
+    next; an integer input is converted to i64 by the first step."""
+    x = ins[0]
+    axes = sorted(_reduced_shape("prod", x, attrs)[0], reverse=True) if x.rank else []
+    if len(axes) < 2:
+        return 0
+    shape, item = list(x.shape), outs[0].dtype.itemsize
+    sizes = []
+    for a in axes:
+        if attrs["keepdim"]:
+            shape[a] = 1
+        else:
+            del shape[a]
+        sizes.append(product(shape) * item)
+    converted = _input_in_result_dtype(ins, attrs, outs)
+    out = sizes[-1]
+    peak = converted + sizes[0]
+    for before, after in zip(sizes, sizes[1:]):
+        peak = _larger(peak, before + after)
+    return normalize(peak - out)
+
+
+def _larger(a: Size, b: Size) -> Size:
+    if isinstance(a, int) and isinstance(b, int):
+        return max(a, b)
+    return sympy.Max(a, b)
+
+
 _AX = "(x, axes=None|int|tuple, keepdim=False)"
 reduction("sum", _sum, int64_for_ints=True, workspace=_f16_acc_workspace, doc=f"sum{_AX}; integers sum to i64.",
-          torch=_reduce_call("torch.sum", fix_dtype=True))
+          torch=_reduce_call("torch.sum", fix_dtype=True), torch_workspace=TorchWorkspace(aten=_input_in_result_dtype))
 reduction("mean", _mean, float_only=True, workspace=_f16_acc_workspace, doc=f"mean{_AX}.",
-          torch=_reduce_call("torch.mean"))
+          torch=_reduce_call("torch.mean"), torch_workspace=TorchWorkspace(cpu=_half_mean_on_cpu))
 reduction("amax", lambda xp, x, ax, kd, dt: xp.max(x, axis=ax, keepdims=kd), doc=f"amax{_AX}.",
           torch=_reduce_call("torch.amax"))
 reduction("amin", lambda xp, x, ax, kd, dt: xp.min(x, axis=ax, keepdims=kd), doc=f"amin{_AX}.",
           torch=_reduce_call("torch.amin"))
 reduction("prod", lambda xp, x, ax, kd, dt: _reduce_into(xp, xp.prod, x, ax, kd, dt), int64_for_ints=True,
-          workspace=_f16_acc_workspace, doc=f"prod{_AX}; integers multiply to i64.", torch=_prod_torch)
+          workspace=_f16_acc_workspace, doc=f"prod{_AX}; integers multiply to i64.", torch=_prod_torch,
+          torch_workspace=TorchWorkspace(lowering=_prod_steps,
+                                         aten=lambda ins, a, outs: 0 if _prod_steps(ins, a, outs) else
+                                         _input_in_result_dtype(ins, a, outs)))
 reduction("any", lambda xp, x, ax, kd, dt: xp.any(x, axis=ax, keepdims=kd), out_dtype=DType.bool,
-          doc=f"any{_AX} -> bool.", torch=_reduce_call("torch.any"))
+          doc=f"any{_AX} -> bool.", torch=_reduce_call("torch.any"),
+          torch_workspace=TorchWorkspace(cpu=_non_bool_any_on_cpu))
 reduction("all", lambda xp, x, ax, kd, dt: xp.all(x, axis=ax, keepdims=kd), out_dtype=DType.bool,
-          doc=f"all{_AX} -> bool.", torch=_reduce_call("torch.all"))
+          doc=f"all{_AX} -> bool.", torch=_reduce_call("torch.all"),
+          torch_workspace=TorchWorkspace(cpu=_non_bool_any_on_cpu))
 reduction("var", _var, float_only=True, workspace=_var_workspace, torch=_reduce_call("torch.var"),
           doc="var(x, axes=None|int|tuple, keepdim=False, correction=1): divides by n - correction.")
 
@@ -284,4 +351,5 @@ register(OpDef(name="cumsum", infer=_along_axis_infer("cumsum", float_only=False
                dims=_along_axis_dims, elements=_cumsum_elements,
                reference=lambda xp, x, axis: xp.cumsum(x, axis=axis, dtype=x.dtype if x.dtype.kind == "f" else "int64"),
                attrs={"axis": -1}, torch=cumulative("torch.cumsum"),
+               torch_workspace=TorchWorkspace(aten=_input_in_result_dtype),
                doc="cumsum(x, axis=-1); integers sum to i64." + _ALONG))

@@ -19,6 +19,7 @@ import itertools
 import numpy as np
 
 from ..dims import AxisSource, DimRecord, MIX
+from ..kernel_workspace import TorchWorkspace
 from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, normalize, product
@@ -166,6 +167,26 @@ def _interp_workspace(ins, attrs, outs) -> Size:
     return normalize(2 * lead * (x.shape[-1] + attrs["size"][-1]))
 
 
+def _interp_cpu_workspace(ins, attrs, outs) -> Size:
+    """ATen's CPU upsampling: in 2-d, for a small output (``H + W <= 128``), the vectorized
+    channels-last kernel, which copies an input of several channels to channels last and
+    computes into a channels-last buffer copied back; otherwise the generic kernel's index
+    and weight tables (per output position: an int64 index and a weight per tap)."""
+    x, size, mode = ins[0], tuple(attrs["size"]), attrs["mode"]
+    nsp = len(size)
+    lead = x.rank - nsp
+    channels = x.shape[1] if lead == 2 else 1  # rt.interpolate folds other leading axes into [N, 1]
+    channels_last = nsp == 2 and _int(channels) > 1 and 0 < _int(sum(size)) <= 128
+    if channels_last:
+        return normalize(x.numel() * x.dtype.itemsize + outs[0].numel() * outs[0].dtype.itemsize)
+    taps = 2 if mode == "linear" else 1
+    return normalize(sum(size) * taps * (8 + x.dtype.itemsize))
+
+
+def _int(size: Size) -> int:
+    return int(size) if isinstance(size, int) else 0
+
+
 _TORCH_MODES = {"nearest": "nearest", "nearest_exact": "nearest-exact"}
 
 
@@ -186,7 +207,7 @@ def _interp_torch(ctx: LoweringContext) -> str:
 register(OpDef(
     name="interpolate", infer=_interp_infer, dims=_interp_dims, reference=_interp_ref, torch=_interp_torch,
     attrs={"size": REQUIRED, "mode": "nearest", "align_corners": False}, size_attrs=("size",),
-    workspace=_interp_workspace,
+    workspace=_interp_workspace, torch_workspace=TorchWorkspace(cpu=_interp_cpu_workspace),
     flops=lambda ins, a, outs: outs[0].numel() * (1 if a["mode"] != "linear" else 2 ** (len(a["size"]) + 1)),
     doc="interpolate(x[..., *S], size, mode='nearest'|'nearest_exact'|'linear', align_corners=False): resize "
         "the last len(size) axes to `size` (PyTorch's rules; 'linear' is bi/trilinear by len(size)). "

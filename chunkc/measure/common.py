@@ -1,0 +1,49 @@
+"""Helpers every measurement shares: a quiet garbage collector, the arrays of a call."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import sys
+from typing import Any, Iterable
+
+
+@contextlib.contextmanager
+def quiet_gc():
+    """Keep the cyclic garbage collector out of the call, so that garbage from before it is
+    not freed mid-call and mistaken for the call's own frees.  (Collecting first is not
+    needed for that, and takes a quarter of a second in a process holding torch and sympy.)"""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def leaves(obj) -> Iterable[Any]:
+    """The leaves of nested lists, tuples and dicts."""
+    if isinstance(obj, (list, tuple)):
+        for x in obj:
+            yield from leaves(x)
+    elif isinstance(obj, dict):
+        for x in obj.values():
+            yield from leaves(x)
+    else:
+        yield obj
+
+
+def torch_if_loaded():
+    """The torch module if something imported it already (measuring never imports it)."""
+    return sys.modules.get("torch")
+
+
+def weights_of(fn, extra: Iterable[Any]) -> list:
+    """Tensors that are weights: a module's parameters and buffers, and those given."""
+    import torch
+    found = list(extra)
+    if isinstance(fn, torch.nn.Module):
+        found.extend(fn.parameters())
+        found.extend(fn.buffers())
+    return found
