@@ -31,3 +31,12 @@ def test_inductor_compiles_a_chunked_module_with_its_budget_check(programs):
     want = plain(*args)
     torch.testing.assert_close(compiled(*args), want, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(compiled(*args), want, rtol=1e-5, atol=1e-5)  # the compiled code, warm
+def test_inductor_keeps_the_memory_cut(programs):
+    plain, chunked, plan, args = programs
+    compiled_plain, compiled_chunked = torch.compile(plain), torch.compile(chunked)
+    compiled_plain(*args), compiled_chunked(*args)  # compile outside the measurement
+    peak_plain = chunkc.measure_peak(compiled_plain, *args)
+    peak_chunked = chunkc.measure_peak(compiled_chunked, *args)
+    assert peak_plain >= 0.5 * chunkc.measure_peak(plain, *args)  # the compiled kernels are measured
+    assert peak_chunked <= 0.5 * peak_plain
+    assert peak_chunked <= 1.10 * chunkc.measure_peak(chunked, *args)
