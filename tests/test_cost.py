@@ -87,6 +87,16 @@ def test_contraction_on_few_rows_is_priced_at_the_small_product_rate():
     assert t.seconds(Work(POINTWISE, 4e3, 1e6, 1e6)) == pytest.approx(1e-6 + 1e-4)
 
 
+def test_contractions_are_told_from_reductions_by_flops_per_byte_moved():
+    """q @ k^T with heads of 16 does 32 FLOPs per output element: a matrix product, priced at
+    the product's rate; a mean over 64 features does one FLOP per element it reads."""
+    g = transformer(layers=1, L="L", D=32, H=2, F=64)
+    model = TimeModel(g, {"L": 256}, synthetic_table())
+    kinds = {n.name: f.kind for n, f in zip(g.nodes, model.facts)}
+    assert kinds["matmul"] == kinds["matmul_1"] == kinds["linear"] == CONTRACTION
+    assert kinds["mean"] == kinds["softmax"] == kinds["gelu"] == POINTWISE
+
+
 def test_chunking_matmul_rows_costs_more_than_chunking_a_shared_batch_axis():
     """Rows of a matrix product (queries) come from one operand: chunking them to a few rows
     makes small products.  Heads are an axis that every operand shares: each chunk is still a

@@ -10,8 +10,10 @@ is a view) and the bytes of its values, by a *kernel model*:
   size of the tensors (small ones stay in cache), or FLOPs at a rate, whichever
   takes longer; plus the first touch of a fresh output's pages (on Linux/glibc a
   block above the mmap threshold is fresh pages at every call);
-* a *contraction* (more FLOPs per output byte than
-  ``CONTRACTION_FLOPS_PER_BYTE``) whose chunk shrinks its rows — the chunk axis
+* a *contraction* (more FLOPs per byte it reads and writes than
+  ``CONTRACTION_FLOPS_PER_BYTE``: a matrix product, a convolution, an
+  attention; a reduction or an elementwise op does a few FLOPs per element) is
+  priced at a matrix product's rate; one whose chunk shrinks its rows — the chunk axis
   comes from one operand only, as the rows of a matmul or the queries of an
   attention, not a batch axis that every operand shares — runs at the rate of
   a matrix product with that many rows (small matrices use the hardware badly);
@@ -57,7 +59,9 @@ from ..ir.graph import Graph, Node, Value
 from ..ir.sizes import evaluate
 
 VIEW, POINTWISE, CONTRACTION = "view", "pointwise", "contraction"
-CONTRACTION_FLOPS_PER_BYTE = 8  # more FLOPs per output byte than this: compute-bound, a contraction
+# more FLOPs per byte moved than this: a contraction.  Elementwise ops and reductions do at most a few
+# FLOPs per 4-byte element (softmax 5 per 8 bytes moved); q @ k^T with heads of 16 does 32 per output element
+CONTRACTION_FLOPS_PER_BYTE = 2
 
 
 @dataclass(frozen=True)
@@ -366,7 +370,7 @@ class TimeModel:
         outs = tuple(float(self.nbytes[o]) for o in node.outputs)
         if node.op.may_alias:
             kind = VIEW
-        elif flops > CONTRACTION_FLOPS_PER_BYTE * max(max(outs, default=0), 1):
+        elif flops > CONTRACTION_FLOPS_PER_BYTE * max(sum(ins) + sum(outs), 1):
             kind = CONTRACTION
         else:
             kind = POINTWISE
