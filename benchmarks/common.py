@@ -32,8 +32,9 @@ IMG = ROOT / "docs" / "img"
 
 # Sections in the order they appear in the doc.  The last two are written by their own
 # modules (benchmarks.backend_speed, benchmarks.memory_accuracy); this suite only runs them.
-SECTION_ORDER = ("memory-speed", "library-defaults", "max-length", "expert-chunking", "fused-attention", "compile-speed",
-                 "eager-parity", "backend-speed", "memory-accuracy")
+SECTION_ORDER = ("memory-speed", "cost-model", "regret", "inductor", "library-defaults", "max-length",
+                 "expert-chunking", "fused-attention", "compile-speed", "eager-parity", "backend-speed",
+                 "memory-accuracy")
 
 
 # --------------------------------------------------------------------------- settings
