@@ -135,3 +135,15 @@ def test_calibrate_cli_show_without_a_table_says_how_to_make_one(tmp_path, monke
     with pytest.raises(SystemExit):
         calibrate_main(["--threads", "0"])
     assert "--threads must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_chunk_options_are_whole_numbers_of_units():
+    g = transformer(layers=1, L="L")
+    model = TimeModel(g, {"L": 4096}, synthetic_table())
+    from chunkc.passes.search import GraphIndex, candidate_axes, walk_regions
+    index = GraphIndex(g)
+    end = next(i for i, n in enumerate(g.nodes) if n.name == "softmax")
+    assert 1 in candidate_axes(g.nodes[end])  # softmax [H, L, L]: its query rows
+    cand = next(iter(walk_regions(index, end, 1)))
+    options = model.chunk_options(cand, 4096)
+    assert len(options) > 1 and all(type(c) is int for c, _ in options), options

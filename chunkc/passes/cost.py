@@ -458,7 +458,7 @@ class TimeModel:
         options = [(largest, None)]
         for limit in self.machine.size_classes():
             if biggest:
-                c = limit * extent // biggest
+                c = int(limit * extent // biggest)  # a chunk is a whole number of units
                 if 1 <= c < largest:
                     options.append((c, limit))
         return options
