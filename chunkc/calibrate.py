@@ -75,7 +75,7 @@ def _seconds(runs: Sequence[Callable[[], None]], calls: int, samples: int) -> li
             gc.enable()
 
 
-def _median_seconds(run: Callable[[], None], calls: int, samples: int) -> float:
+def _seconds_per_call(run: Callable[[], None], calls: int, samples: int) -> float:
     """Seconds per call of ``run`` (see :func:`_seconds`)."""
     return _seconds([run], calls, samples)[0]
 
@@ -102,13 +102,13 @@ def measure_table(threads: int | None = None, quick: bool = False, samples: int 
         def tiny_add():
             c = one + other
             del c
-        call_s = _median_seconds(tiny_add, 500, samples)
+        call_s = _seconds_per_call(tiny_add, 500, samples)
         small = torch.ones(4, 8)
 
         def slice_view():
             v = small[:, 2:6]
             del v
-        view_s = _median_seconds(slice_view, 500, samples)
+        view_s = _seconds_per_call(slice_view, 500, samples)
         iteration_s = _iteration_seconds(samples)
         say(f"call {call_s * 1e6:.2f} us, view {view_s * 1e6:.2f} us, loop iteration {iteration_s * 1e6:.2f} us")
 
@@ -116,7 +116,7 @@ def measure_table(threads: int | None = None, quick: bool = False, samples: int 
 
         def tiny_into():
             torch.add(unit, unit, out=unit_out)
-        into_s = _median_seconds(tiny_into, 500, samples)  # the call of the out= form alone
+        into_s = _seconds_per_call(tiny_into, 500, samples)  # the call of the out= form alone
         stream, alloc = [], []
         for nbytes in (QUICK_STREAM_BYTES if quick else STREAM_BYTES):
             n = nbytes // 4
@@ -143,7 +143,7 @@ def measure_table(threads: int | None = None, quick: bool = False, samples: int 
 
         def exp():
             torch.exp(x, out=y)
-        t_exp = _median_seconds(exp, _calls_for(n * 1e-9), samples)
+        t_exp = _seconds_per_call(exp, _calls_for(n * 1e-9), samples)
         pointwise = 4 * n / max(t_exp - call_s, 1e-9)
         say(f"pointwise (exp) {pointwise / 1e9:.2f} GFLOP/s")
 
@@ -155,7 +155,7 @@ def measure_table(threads: int | None = None, quick: bool = False, samples: int 
 
             def mm():
                 torch.mm(a, w, out=out)
-            t = _median_seconds(mm, _calls_for(flops / 20e9), samples)
+            t = _seconds_per_call(mm, _calls_for(flops / 20e9), samples)
             gemm.append((float(rows), flops / max(t - call_s, 1e-3 * t)))
             say(f"gemm {rows} rows: {gemm[-1][1] / 1e9:.1f} GFLOP/s")
 
@@ -190,7 +190,7 @@ def _iteration_seconds(samples: int) -> float:
         for start in range(0, extent, chunk):
             stop = min(start + chunk, extent)
             del stop
-    return _median_seconds(loop, 20, samples) / extent
+    return _seconds_per_call(loop, 20, samples) / extent
 
 
 def ensure_table(threads: int, progress: Callable[[str], None] | None = None) -> tuple[KernelTable, bool]:
