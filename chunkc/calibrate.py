@@ -47,7 +47,7 @@ from .passes.cost import KernelTable, find_table, machine_name, table_key, table
 # 4 KiB .. 256 MiB of output, with points just below glibc's largest mmap threshold (32 MiB),
 # where fresh outputs turn from reused heap into page faults
 STREAM_BYTES = tuple(sorted({4096 << k for k in range(17)} | {24 << 20, 31 << 20}))
-QUICK_STREAM_BYTES = tuple(4096 << k for k in range(0, 9, 2))  # 4 KiB .. 1 MiB
+QUICK_STREAM_BYTES = tuple(4096 << k for k in (0, 4, 8, 12, 14))  # 4 KiB .. 64 MiB: cache and mmap steps
 GEMM_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 QUICK_GEMM_ROWS = (1, 16, 256)
 GEMM_INNER = 256  # A is rows x 256, B 256 x 256
