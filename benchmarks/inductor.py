@@ -5,7 +5,8 @@ For each model: the eager module and chunkc's unchunked generated program, each 
 ``torch.compile`` (Inductor), and chunkc's plans at 50% and 20% of the generated program's
 measured peak, compiled the same way (``torch.compile(chunkc.compile(graph, plan))``).  Peaks
 are ``chunkc.measure_peak`` (the CPU allocator's blocks, Inductor's buffers included); times are
-medians over rounds of interleaved calls against the compiled unchunked program.  Target
+medians over rounds of interleaved calls against the compiled unchunked program.  The
+generated modules run under ``torch.no_grad`` (``grad_mode="no_grad"``; see docs/backends.md).  Target
 (issue 13): the compiled chunked program keeps its cut (peak within 10% of the uncompiled
 chunked program's) and runs at most 1.10x the Inductor-compiled unchunked model.
 
@@ -55,19 +56,19 @@ def measure_subject(subject: Subject, settings: C.Settings, budgets) -> Result:
     torch._dynamo.reset()
     res = Result(subject)
     graph, args, sizes = subject.graph, subject.args, dict(subject.sizes)
-    plain = C.compile_torch(graph)
+    plain = _generated(graph)
     want = plain(*args)
     res.peak = C.measure(plain, args)
     compiled = {"unchunked": torch.compile(plain)}
     if subject.module is not None:
-        compiled["model"] = torch.compile(C.eager(subject.module))
+        compiled["model"] = _no_grad(torch.compile(subject.module))
     for fraction in budgets:
         row = Row(fraction)
         res.rows.append(row)
         try:
             plan = C.plan_under(graph, int(fraction * res.peak), sizes)
             row.plan = C.plan_summary(plan, sizes)
-            chunked = C.compile_torch(graph, plan)
+            chunked = _generated(graph, plan)
             chunked(*args)
             row.peak = C.measure(chunked, args)
             compiled[fraction] = torch.compile(chunked)
@@ -94,6 +95,25 @@ def measure_subject(subject: Subject, settings: C.Settings, budgets) -> Result:
                 row.model_ratio = C.ratio(times, "model", row.fraction)
     torch._dynamo.reset()
     return res
+
+
+def _generated(graph, plan=None):
+    """The generated module, run under ``torch.no_grad``: under ``inference_mode`` (the default
+    grad mode) Inductor failed on the ViT's view of a weight ("Cannot set version_counter for
+    inference tensor", torch 2.13), and compiled it under ``no_grad``."""
+    import chunkc
+    return chunkc.compile(graph, plan, backend="torch", grad_mode="no_grad")
+
+
+def _no_grad(fn):
+    """``fn`` called under ``torch.no_grad`` (as the generated programs run; Inductor refuses to
+    compile a function that enters ``inference_mode`` itself)."""
+    import torch
+
+    def run(*args):
+        with torch.no_grad():
+            return fn(*args)
+    return run
 
 
 def render(results: list[Result], settings: C.Settings) -> str:
