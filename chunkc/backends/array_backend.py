@@ -9,10 +9,11 @@ module and the weights (moved to ``xp`` once), and calling it runs the graph::
             self.w1 = xp.asarray(weights['w1'])
 
         def __call__(self, x):
-            xp = self.xp
-            L = x.shape[1]
-            h = ref.linear(xp, x, self.w1)  # linear -> f32[L, 3072]
-            ...
+            with ref.small_ufunc_buffers(self.xp):  # NumPy's ufunc buffers: a few hundred bytes
+                xp = self.xp
+                L = x.shape[1]
+                h = ref.linear(xp, x, self.w1)  # linear -> f32[L, 3072]
+                ...
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def _wrap(fn: GeneratedFunction) -> str:
     for attr, value in fn.constants:
         lines.append(f"        self.{attr} = xp.asarray(weights[{attr!r}])  # {value.type}")
     lines += ["", f"    def __call__(self{''.join(', ' + p for p in fn.params)}):"]
-    lines += ["        " + line for line in fn.body]
+    lines += ["        with ref.small_ufunc_buffers(self.xp):  # NumPy's ufunc buffers: a few hundred bytes"]
+    lines += ["            " + line for line in fn.body]
     return "\n".join(lines) + "\n"
 
 
