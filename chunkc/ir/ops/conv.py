@@ -115,8 +115,8 @@ def _conv_ref(xp, x, w, b=None, stride=None, padding=None, dilation=None, groups
     win = window("conv", nsp, tuple(w.shape[2:]), stride, padding, dilation)
     n, c = x.shape[:2]
     o = w.shape[0]
-    out_sp = tuple(output_size("conv", x.shape[2 + a], win, a) for a in range(nsp))
-    result_dt = array_result_dtype(*(a for a in (x, w, b) if a is not None))
+    out_sp = tuple([output_size("conv", x.shape[2 + a], win, a) for a in range(nsp)])
+    result_dt = array_result_dtype(*[a for a in (x, w, b) if a is not None])
     # float16 sums accumulate in float32 (as PyTorch and ONNX do), cast once at the end
     dt = xp.dtype("float32") if result_dt == xp.dtype("float16") else result_dt
     out = _init_output(xp, (n, o) + out_sp, dt, b)
@@ -126,12 +126,12 @@ def _conv_ref(xp, x, w, b=None, stride=None, padding=None, dilation=None, groups
     slab_in = xp.empty(c * cells, dt)
     slab_out = xp.empty(o * cells, dt)
     wg = w.reshape((groups, o // groups, c // groups) + tuple(w.shape[2:]))
-    for offset in itertools.product(*(range(k) for k in w.shape[2:])):
+    for offset in itertools.product(*[range(k) for k in w.shape[2:]]):
         ranges = gather_ranges(x.shape[2:], out_sp, offset, win)
         if ranges is None:
             continue
         dst, src = ranges
-        sub = tuple(r.stop - r.start for r in dst)
+        sub = tuple([r.stop - r.start for r in dst])
         p = 1
         for s in sub:
             p *= s
@@ -231,9 +231,9 @@ def _conv_t_ref(xp, x, w, b=None, stride=None, padding=None, output_padding=None
     n, c = x.shape[:2]
     og = w.shape[1]
     o = og * groups
-    out_sp = tuple((x.shape[2 + a] - 1) * win.stride[a] - int(win.padding[a][0]) - int(win.padding[a][1])
-                   + win.effective(a) + op[a] for a in range(nsp))
-    result_dt = array_result_dtype(*(a for a in (x, w, b) if a is not None))
+    out_sp = tuple([(x.shape[2 + a] - 1) * win.stride[a] - int(win.padding[a][0]) - int(win.padding[a][1])
+                    + win.effective(a) + op[a] for a in range(nsp)])
+    result_dt = array_result_dtype(*[a for a in (x, w, b) if a is not None])
     # float16 sums accumulate in float32 (as PyTorch and ONNX do), cast once at the end
     dt = xp.dtype("float32") if result_dt == xp.dtype("float16") else result_dt
     out = _init_output(xp, (n, o) + out_sp, dt, b)
@@ -242,7 +242,7 @@ def _conv_t_ref(xp, x, w, b=None, stride=None, padding=None, output_padding=None
         cells *= s
     ys = xp.empty(o * cells, dt).reshape(groups, og, cells)
     wg = w.reshape((groups, c // groups, og) + tuple(w.shape[2:]))
-    for offset in itertools.product(*(range(k) for k in w.shape[2:])):
+    for offset in itertools.product(*[range(k) for k in w.shape[2:]]):
         ranges = scatter_ranges(x.shape[2:], out_sp, offset, win)
         if ranges is None:
             continue

@@ -19,7 +19,8 @@ from ..lowering import LoweringContext, LoweringFn, TorchLowering, keywords, ope
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import ceildiv
 from ..types import TensorType
-from ._common import broadcast_dims, broadcast_shapes, fail, fresh, one_of, optional_float, quiet, result_dtype
+from ._common import (broadcast_dims, broadcast_shape, broadcast_shapes, fail, fresh, one_of, optional_float, quiet,
+                      result_dtype)
 from .special import erf, erf_
 
 CARRIES = " Carries: every axis (inputs broadcast along an axis are used whole)."
@@ -365,9 +366,19 @@ def _where_infer(ins, attrs):
     return (TensorType(result_dtype([a, b]), broadcast_shapes("where", ins)),)
 
 
+def _select(xp, shape, dtype, cond, a, b):
+    """``b``, overwritten by ``a`` where ``cond`` holds, cast into one fresh array: no other
+    allocation (``xp.where`` buffers up to 8192 elements of each operand it broadcasts or casts,
+    and ``astype`` copies a whole operand)."""
+    out = xp.empty(shape, dtype=dtype)
+    with quiet(xp):
+        xp.copyto(out, b, casting="unsafe")
+        xp.copyto(out, a, casting="unsafe", where=cond)
+    return out
+
+
 def _where_ref(xp, cond, a, b):
-    dt = _promoted(xp, a, b)
-    return xp.where(cond, a if a.dtype == dt else a.astype(dt), b if b.dtype == dt else b.astype(dt))
+    return _select(xp, broadcast_shape(cond.shape, a.shape, b.shape), _promoted(xp, a, b), cond, a, b)
 
 
 def _where_torch(ctx: LoweringContext) -> str:
@@ -392,7 +403,8 @@ def _masked_fill_infer(ins, attrs):
 
 def _masked_fill_ref(xp, x, mask, value):
     with quiet(xp):
-        return xp.where(mask, xp.asarray(value).astype(x.dtype), x)
+        fill = xp.asarray(value).astype(x.dtype)
+    return _select(xp, x.shape, x.dtype, mask, fill, x)
 
 
 register(OpDef(name="masked_fill", infer=_masked_fill_infer, dims=_bcast_dims, reference=_masked_fill_ref,

@@ -150,7 +150,7 @@ def nocopy_reshape_strides(old_shape, old_strides, new_shape):
 
 
 register(OpDef(name="reshape", infer=_reshape_infer, dims=_reshape_dims, view_strides=_reshape_strides,
-               reference=lambda xp, x, shape: xp.reshape(x, tuple(int(s) for s in shape)),
+               reference=lambda xp, x, shape: xp.reshape(x, tuple([int(s) for s in shape])),
                attrs={"shape": REQUIRED}, size_attrs=("shape",), shape_attr="shape", flops=lambda *a: 0,
                torch="{0}.reshape({out_shape})",
                doc="reshape(x, shape=(B, L, 12, 64)); one -1 allowed; a view when x is contiguous. "
@@ -227,7 +227,7 @@ def _expand_strides(ins, attrs, strides):
 
 def _expand_ref(xp, x, shape):
     lead = len(shape) - x.ndim
-    target = tuple(int(s) if not (isinstance(s, int) and s == -1) else x.shape[k - lead] for k, s in enumerate(shape))
+    target = tuple([int(s) if not (isinstance(s, int) and s == -1) else x.shape[k - lead] for k, s in enumerate(shape)])
     return xp.broadcast_to(x, target)
 
 
@@ -264,7 +264,7 @@ def _squeeze_dims(ins, attrs, outs) -> DimRecord:
 
 def _squeeze_ref(xp, x, axes):
     named = range(x.ndim) if axes is None else norm_axes("squeeze", axes, x.ndim)
-    return xp.reshape(x, tuple(s for k, s in enumerate(x.shape) if not (s == 1 and k in named)))
+    return xp.reshape(x, tuple([s for k, s in enumerate(x.shape) if not (s == 1 and k in named)]))
 
 
 def _squeeze_torch(ctx: LoweringContext) -> str:
