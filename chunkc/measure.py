@@ -59,10 +59,15 @@ def measure_peak(fn: Callable, *args, device: str | None = None, weights: Iterab
 
 
 @contextlib.contextmanager
-def _quiet_gc():
+def _quiet_gc(generation: int = 2):
     """Collect garbage first (so that it is not freed mid-call and mistaken for the
-    call's own frees) and keep the cyclic collector out of the call."""
-    gc.collect()
+    call's own frees) and keep the cyclic collector out of the call.
+
+    A full collection (``generation=2``) also empties CPython's free lists (of tuples,
+    dicts, lists, floats...), which the call then refills with blocks tracemalloc counts:
+    up to tens of KiB over the iterations of a chunk loop that are no array at all.  The
+    NumPy measurement therefore collects the younger generations only."""
+    gc.collect(generation)
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -113,7 +118,7 @@ def _measure_numpy(fn: Callable, args: tuple) -> int:
     if not was_tracing:
         tracemalloc.start()
     try:
-        with _quiet_gc():
+        with _quiet_gc(generation=1):
             before = tracemalloc.get_traced_memory()[0]
             tracemalloc.reset_peak()
             result = fn(*args)
