@@ -47,7 +47,9 @@ inputs whole) gives that slice of the output, with `ratio` input elements per
 output element; and every axis for which that holds should say so.
 `tests/test_ops.py` checks the first claim by execution for every sample in
 `tests/opdb.py`, and checks that each reference allocates no more than its
-outputs plus its declared workspace (NumPy's ufunc buffers aside).
+outputs plus its declared workspace (the references run with small ufunc buffers,
+`chunkc.ir.reference.small_ufunc_buffers`); `tests/test_reference_memory.py` holds
+them to that on strided, broadcast and cast inputs too.
 
 ## The PyTorch lowering
 
