@@ -88,9 +88,15 @@ class OpDef:
     # The reference handles bf16/float8/int4... (ml_dtypes) values itself; otherwise it runs
     # on them widened to f32/i8/u8 (see chunkc/ir/reference.py).
     exact_dtypes: bool = False
+    # How output 0, when fresh, is laid out (chunkc/ir/layout.py): None, in C order;
+    # "elementwise", like the operands' strides (NumPy's ufuncs, PyTorch's TensorIterator).
+    # The memory estimator needs it to tell whether a later reshape of the output is a view.
+    layout: str | None = None
     doc: str = ""
 
     def __post_init__(self) -> None:
+        if self.layout not in (None, "elementwise"):
+            raise IRError(f"op {self.name}: layout must be None or 'elementwise', got {self.layout!r}")
         if isinstance(self.torch, str):
             check_template(self.name, self.torch, tuple(self.attrs), self.num_inputs[1])
         elif self.torch is not None and not callable(self.torch) and not isinstance(self.torch, OnHost):

@@ -37,6 +37,7 @@ from ..backends.registry import get_backend
 from ..errors import ChunkcError
 from ..ir.dims import LOOP_START, LOOP_STOP
 from ..ir.graph import Graph, Node, Value
+from ..ir.layout import fresh_strides
 from ..ir.registry import concrete_attrs, has_symbolic_attrs
 from ..ir.sizes import evaluate
 from ..ir.types import TensorType
@@ -242,6 +243,10 @@ class MemoryModel:
             for o in outs:
                 self.prod[o] = p
                 self.strides[o] = _contiguous(self.shape[o])
+            if node.op.layout is not None and outs:  # laid out like its operands, not in C order
+                self.strides[outs[0]] = fresh_strides(node.op.layout, self.shape[outs[0]],
+                                                      [self.shape[u] for u in ins], [self.strides[u] for u in ins],
+                                                      self._layout_kind)
             has_ws = self.ws_fn[p] is not None
             if node.op.view_strides is None and not has_ws:
                 continue
@@ -431,7 +436,7 @@ class MemoryModel:
                         self._leak(by_index[region_at[prod[par]]], par)
             else:
                 crt = iv.add(self._chunk_bytes(v, reg), p, p, v, "chunk")
-                cstrides[v] = _contiguous(self._chunk_shape(v, reg))
+                cstrides[v] = self._fresh_chunk_strides(v, p, reg, cstrides)
             croot[v] = crt
             if crt >= 0:
                 in_loop = last[v] if last[v] <= reg.end else self._last_before(v, reg.end)
@@ -447,6 +452,22 @@ class MemoryModel:
                 if self.ws_fn[p] is not None:
                     ws[p] = self._chunk_workspace(p, reg)
         return iv, ws
+
+    @property
+    def _layout_kind(self) -> str:
+        """Whose layout rules fresh elementwise outputs follow (chunkc/ir/layout.py)."""
+        return "torch" if self.backend == "torch" else "numpy"
+
+    def _fresh_chunk_strides(self, v: int, p: int, reg: _Region, cstrides: dict[int, tuple[int, ...]]):
+        """Strides of a fresh chunk of ``v`` (output of node ``p``) in ``reg``'s loop: C order,
+        or for an elementwise op laid out like the chunks (or slices) it reads."""
+        node = self.nodes[p]
+        shape = self._chunk_shape(v, reg)
+        if node.op.layout is None or v != self.node_out[p][0]:
+            return _contiguous(shape)
+        ins = self.node_in[p]
+        return fresh_strides(node.op.layout, shape, [self._chunk_shape(u, reg) for u in ins],
+                             [cstrides.get(u, self.strides[u]) for u in ins], self._layout_kind)
 
     def _last_before(self, v: int, end: int) -> int:
         users = self.users[v]

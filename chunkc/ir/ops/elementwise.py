@@ -21,6 +21,7 @@ from ..sizes import ceildiv
 from ..types import TensorType
 from ._common import (broadcast_dims, broadcast_shape, broadcast_shapes, fail, fresh, one_of, optional_float, quiet,
                       result_dtype)
+from ..layout import empty_strided, fresh_strides
 from .special import erf, erf_
 
 CARRIES = " Carries: every axis (inputs broadcast along an axis are used whole)."
@@ -50,6 +51,7 @@ def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, do
     return register(OpDef(
         name=name, infer=infer, dims=_bcast_dims, reference=fn, attrs=attrs or {}, workspace=workspace, torch=torch,
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(x).") + CARRIES,
+        layout="elementwise",
     ))
 
 
@@ -279,6 +281,7 @@ def binary(name: str, fn, bool_out: bool = False, flops: int = 1, doc: str = "",
     return register(OpDef(
         name=name, infer=_binary_infer(name, bool_out, float_only), dims=_bcast_dims, reference=fn, num_inputs=(2, 2),
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(a, b).") + CARRIES, torch=torch,
+        layout="elementwise",
     ))
 
 
@@ -366,11 +369,14 @@ def _where_infer(ins, attrs):
     return (TensorType(result_dtype([a, b]), broadcast_shapes("where", ins)),)
 
 
-def _select(xp, shape, dtype, cond, a, b):
-    """``b``, overwritten by ``a`` where ``cond`` holds, cast into one fresh array: no other
-    allocation (``xp.where`` buffers up to 8192 elements of each operand it broadcasts or casts,
-    and ``astype`` copies a whole operand)."""
-    out = xp.empty(shape, dtype=dtype)
+def _select(xp, shape, dtype, cond, a, b, layout: str | None = "elementwise"):
+    """``b``, overwritten by ``a`` where ``cond`` holds, cast into one fresh array laid out as
+    ``layout`` says (chunkc/ir/layout.py): no other allocation (``xp.where`` buffers up to 8192
+    elements of each operand it broadcasts or casts, and ``astype`` copies a whole operand)."""
+    ops = [o for o in (cond, a, b) if hasattr(o, "strides")]
+    strides = fresh_strides(layout, shape, [o.shape for o in ops], [[s // o.itemsize for s in o.strides] for o in ops],
+                            "numpy")
+    out = empty_strided(xp, shape, strides, dtype)
     with quiet(xp):
         xp.copyto(out, b, casting="unsafe")
         xp.copyto(out, a, casting="unsafe", where=cond)
@@ -387,7 +393,8 @@ def _where_torch(ctx: LoweringContext) -> str:
 
 
 register(OpDef(name="where", infer=_where_infer, dims=_bcast_dims, reference=_where_ref, num_inputs=(3, 3),
-               torch=_where_torch, doc="where(cond, a, b): a where cond holds, else b; all three broadcast." + CARRIES))
+               torch=_where_torch, doc="where(cond, a, b): a where cond holds, else b; all three broadcast." + CARRIES,
+               layout="elementwise"))
 
 
 def _masked_fill_infer(ins, attrs):
@@ -404,7 +411,7 @@ def _masked_fill_infer(ins, attrs):
 def _masked_fill_ref(xp, x, mask, value):
     with quiet(xp):
         fill = xp.asarray(value).astype(x.dtype)
-    return _select(xp, x.shape, x.dtype, mask, fill, x)
+    return _select(xp, x.shape, x.dtype, mask, fill, x, layout=None)  # C order, as PyTorch's masked_fill
 
 
 register(OpDef(name="masked_fill", infer=_masked_fill_infer, dims=_bcast_dims, reference=_masked_fill_ref,
@@ -433,7 +440,7 @@ def _cast_torch(ctx: LoweringContext) -> str:
 
 register(OpDef(name="cast", infer=_cast_infer, dims=_bcast_dims, reference=_cast_ref, attrs={"dtype": REQUIRED},
                torch=_cast_torch, flops=lambda *a: 0,
-               doc="cast(x, dtype=f16): convert the element type (a fresh array)." + CARRIES))
+               doc="cast(x, dtype=f16): convert the element type (a fresh array)." + CARRIES, layout="elementwise"))
 
 
 def _clamp_ref(xp, x, min=None, max=None):
@@ -455,4 +462,5 @@ def _clamp_torch(ctx: LoweringContext) -> str:
 
 
 register(OpDef(name="clamp", infer=_clamp_infer, dims=_bcast_dims, reference=_clamp_ref, torch=_clamp_torch,
-               attrs={"min": None, "max": None}, doc="clamp(x, min=, max=): clip to a range." + CARRIES))
+               attrs={"min": None, "max": None}, doc="clamp(x, min=, max=): clip to a range." + CARRIES,
+               layout="elementwise"))

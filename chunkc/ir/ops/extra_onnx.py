@@ -80,7 +80,7 @@ def _unary(name: str, fn, float_only: bool = True, flops: int = 4) -> None:
             raise fail(name, f"input must be an integer or bool tensor, got {ins[0]}")
         return (ins[0],)
     _register(OpDef(name=name, infer=infer, dims=_same_dims, reference=fn, torch=f"torch.{name}({{0}})",
-                    flops=lambda ins, a, outs: flops * outs[0].numel(),
+                    flops=lambda ins, a, outs: flops * outs[0].numel(), layout="elementwise",
                     doc=f"{name}(x): elementwise ({'floating point' if float_only else 'integer or bool'}). "
                         "Carries: every axis."))
 
@@ -105,7 +105,7 @@ def _int_binary(name: str, fn, torch) -> None:
     def ref(xp, a, b):
         return fn(xp, a, b).astype(xp.result_type(a, b), copy=False)
     _register(OpDef(name=name, infer=infer, dims=_same_dims, reference=ref, num_inputs=(2, 2), torch=torch,
-                    flops=lambda ins, a, outs: outs[0].numel(),
+                    flops=lambda ins, a, outs: outs[0].numel(), layout="elementwise",
                     doc=f"{name}(a, b): elementwise on integers or bools, broadcasting. "
                         "Carries: every axis not broadcast from size 1."))
 
