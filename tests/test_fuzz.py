@@ -72,7 +72,8 @@ def test_generator_covers_the_op_families():
     for op in ("scaled_dot_product_attention", "einsum", "matmul", "bmm", "split", "tril", "triu", "masked_fill",
                "where", "softmax", "layer_norm", "rms_norm", "group_norm", "batch_norm", "conv", "max_pool",
                "avg_pool", "pad", "cumsum", "topk", "sort", "embedding", "gather", "concat", "reshape", "permute",
-               "arange", "interpolate"):
+               "arange", "interpolate", "conv_transpose", "scatter_elements", "bitwise_xor", "expand", "stack",
+               "take", "argmax", "argmin", "roll", "flip", "tile", "var", "addmm"):
         assert op in seen, f"200 cases drew no {op}"
 
 

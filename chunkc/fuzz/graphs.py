@@ -105,6 +105,7 @@ class _Builder:
         self.g = Graph(f"fuzz{seed}")
         self.families: list[str] = []
         self.int_high: dict[str, int] = {}
+        self.extra_outputs: list[Value] = []  # values a layer returns besides the hidden state
 
     def pick(self, options):
         return self.rng.choice(list(options))
@@ -339,10 +340,12 @@ def mlp(b: _Builder, x: Value) -> Value:
         b.note(f"mlp:{act}")
         h = getattr(O, act)(b.linear(x, F))
     if b.chance(0.2):  # GPT-2's Conv1D: addmm on the flattened rows
-        rows = O.reshape(h, shape=(-1, F)) if all(isinstance(s, int) for s in h.shape[:-1]) else None
-        if rows is not None:
-            out = O.addmm(b.weight(D, fan_in=1, name="b"), rows, b.weight(F, D, fan_in=F))
-            return O.reshape(out, shape=x.shape)
+        lead = 1
+        for s in h.shape[:-1]:
+            lead = lead * s
+        rows = O.reshape(h, shape=(lead, F))
+        out = O.addmm(b.weight(D, fan_in=1, name="b"), rows, b.weight(F, D, fan_in=F))
+        return O.reshape(out, shape=x.shape)
     return b.linear(h, D)
 
 
@@ -391,7 +394,8 @@ def mixer(b: _Builder, x: Value, batch: tuple) -> Value:
     n = len(batch)
     kind = b.pick(["split_heads", "concat_halves", "pad_features", "token_shift", "roll", "flip", "cumsum",
                    "topk", "sort_gather", "take", "gather", "tile", "stack", "cast", "clamp", "unary_chain",
-                   "branch", "argmax_embed", "where_cmp", "any_all", "cumprod", "prod"])
+                   "branch", "argmax_embed", "where_cmp", "any_all", "cumprod", "prod", "integer_bits",
+                   "scatter", "expand_sum", "full_like_mask", "argmin_onehot"])
     b.note(f"mixer:{kind}")
     L = x.shape[n]
     if kind == "split_heads":
@@ -426,6 +430,8 @@ def mixer(b: _Builder, x: Value, batch: tuple) -> Value:
         y = b.linear(values, D)
         if b.chance(0.5):  # the indices are used too
             y = O.add(y, O.mul(O.cast(O.sum(indices, axes=-1, keepdim=True), dtype="f32"), 0.01))
+        elif b.chance(0.5):  # or returned
+            b.extra_outputs.append(indices)
         return y
     if kind == "sort_gather":
         keys = b.tie_free(x, D)
@@ -467,6 +473,23 @@ def mixer(b: _Builder, x: Value, batch: tuple) -> Value:
         return O.where(flag, x, O.neg(x))
     if kind == "cumprod":
         return O.cumprod(O.add(O.mul(O.tanh(x), 0.1), 1.0), axis=-1)
+    if kind == "integer_bits":  # quantize, mix the bits, back to floats
+        q = O.cast(O.floor(O.mul(O.add(O.tanh(x), 1.0), 7.5)), dtype="i32")
+        bits = O.bitwise_xor(O.shift_left(O.bitwise_and(q, b.g.scalar(7, "i32")), b.g.scalar(1, "i32")), q)
+        return O.add(x, O.mul(O.cast(bits, dtype="f32"), 0.01))
+    if kind == "scatter":  # write a gathered, scaled copy back along the features
+        idx = b.g.add_constant("idx", np.broadcast_to(b.np.permutation(D)[: D // 2], (1,) * (x.rank - 1) + (D // 2,))
+                               .astype(np.int64).copy())
+        index = O.expand(idx, shape=x.shape[:-1] + (D // 2,))
+        return O.scatter_elements(x, index, O.mul(O.gather(x, index, axis=-1), 0.5), axis=-1)
+    if kind == "expand_sum":
+        return O.mean(O.expand(O.unsqueeze(O.tanh(x), axis=-2), shape=x.shape[:-1] + (3, D)), axes=-2)
+    if kind == "full_like_mask":
+        return O.where(O.gt(x, O.full_like(x, value=0.25)), x, O.full_like(x, value=-0.5))
+    if kind == "argmin_onehot":
+        picked = O.argmin(b.tie_free(x, D), axis=-1, keepdim=True)
+        onehot = O.eq(O.arange(end=D, graph=b.g), picked)
+        return O.masked_fill(x, onehot, value=0.0)
     # prod
     return O.mul(x, O.prod(O.add(O.mul(O.tanh(x), 0.05), 1.0), axes=-1, keepdim=True))
 
@@ -516,7 +539,7 @@ def sequence_model(b: _Builder) -> dict[str, int]:
         x = O.log_softmax(b.linear(x, 32), axis=-1)
     elif head == "mean_pool":
         x = O.mean(x, axes=len(batch))
-    b.g.set_outputs(*outputs, x)
+    b.g.set_outputs(*outputs, *b.extra_outputs, x)
     sizes = {"L": b.pick([64, 96, 128, 160, 192, 256])}
     if batch_kind == "symbolic":
         sizes["B"] = 2
