@@ -358,14 +358,7 @@ def test_library_model_compiles_and_matches_eager(key: str, backend: str) -> Non
 
 
 @slow
-@pytest.mark.parametrize(
-    "key",
-    [k if k != "t5_encoder" else pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=(
-        "the estimate counts fresh outputs as contiguous, but torch.where(mask, bias.permute(2, 0, 1)"
-        "[None], c) keeps the permuted layout of T5's bias (TensorIterator), so the following "
-        ".contiguous() copies [1, H, L, L] where the estimate sees a no-op (passes/memory.py)")))
-     for k in LIBRARY_MODELS],
-)
+@pytest.mark.parametrize("key", LIBRARY_MODELS)  # T5: torch.where keeps its permuted bias's layout (chunkc/ir/layout.py)
 def test_library_model_torch_estimate_matches_measured_peak(key: str) -> None:
     import chunkc
 
