@@ -37,6 +37,7 @@ imported after them).  Passes never test an op's name: they ask its record.
 | `torch` | the PyTorch lowering: a call template or a function (below); the PyTorch backend emits what it returns |
 | `workspace(in_types, attrs, out_types)` | elements (of output 0's dtype) the reference allocates beyond its outputs; the memory estimator adds them at the node for the backends whose kernels allocate them (a backend record's workspace policy: NumPy and CuPy do, PyTorch does not) |
 | `view_strides(in_types, attrs, strides)` | for views: the output's strides given input 0's, or `None` when this layout forces a copy |
+| `layout` | how a fresh output 0 is laid out: `None`, in C order; `"elementwise"`, like its operands (NumPy's ufuncs, PyTorch's TensorIterator; `chunkc/ir/layout.py`), which decides whether a later reshape is a view; its reference and lowering must agree (`tests/test_layout.py`) |
 | `flops(in_types, attrs, out_types)` | a FLOP count (default: one per output element) |
 | `num_outputs` | 1, or `None` when `infer` decides (split, opaque) |
 | `doc` | one line: the signature, what it computes, then `Carries: ...` |
