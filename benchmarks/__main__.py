@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every timing (default 1)")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per comparison (default 7; quick 2)")
     parser.add_argument("--doc", type=Path, default=C.DOC, help="the markdown file to update")
-    parser.add_argument("--cases", type=int, default=None, help="fuzz: cases to run (default 500; quick 20)")
+    parser.add_argument("--cases", type=int, default=None, help="fuzz: cases to run (default 200; quick 20)")
     parser.add_argument("--seed", type=int, default=0, help="fuzz: campaign seed (default 0)")
     parser.add_argument("--jobs", type=int, default=1, help="fuzz: worker processes (default 1)")
     parser.add_argument("--list", action="store_true", help="list the sections and exit")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from . import common as C
 
 NAME = "fuzz"
-DEFAULT_CASES = 500  # what a full `python -m benchmarks` runs (about 30 min on 2 cores)
+DEFAULT_CASES = 200  # what a full `python -m benchmarks` runs (about 20 min on 2 cores)
 QUICK_CASES = 20
 SHRINK_SECONDS = 60.0  # per failure class
 SHRUNK_CLASSES = 12  # the most frequent classes are shrunk; the rest are listed

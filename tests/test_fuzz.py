@@ -183,3 +183,19 @@ def test_shrink_keeps_the_class_and_drops_the_rest():
     small = shrink(case, finding, check=fake_check, max_seconds=60)
     assert [n.op.name for n in small.graph.nodes] == ["softmax"], chunkc.print_graph(small.graph)
     assert small.budgets == (case.budgets[0],)
+
+
+def test_benchmark_section_states_counts_seed_and_command():
+    from benchmarks.fuzz import render
+    from chunkc.fuzz.campaign import CaseResult, Summary
+    from chunkc.fuzz.oracle import Finding, PlanOutcome
+    summary = Summary(seed=7)
+    budget = Budget(0.5)
+    summary.add(CaseResult(7000000, 1.0, 10, ("seq:D16H1",), outcomes=[PlanOutcome("numpy", budget, 100, "planned")]))
+    summary.add(CaseResult(7000001, 1.0, 10, ("image:C8",), findings=[
+        Finding("wrong", "run", "torch", budget, "output 0: 3 of 12 entries differ")],
+        outcomes=[PlanOutcome("torch", budget, 100, "planned")]))
+    text = render(summary, 2)
+    assert "campaign seed 7" in text and "python -m chunkc.fuzz --cases 2 --seed 7" in text
+    assert "| wrong | 1 | 1 |" in text and "| crash | 0 | 0 |" in text
+    assert "7000001" in text and "entries differ" in text
