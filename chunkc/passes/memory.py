@@ -331,17 +331,21 @@ class MemoryModel:
         return self.layout(shape, list(zip(in_shapes, in_strides)))
 
     def _chunk_view(self, v: int, reg: _Region, cstrides: dict[int, tuple[int, ...]]) -> tuple[int, ...] | None:
-        """Strides of ``v`` inside ``reg``'s loop when it is still a view there, else None.
+        """Strides of ``v`` inside ``reg``'s loop when it is a view there, else None.
 
-        The op is asked again with the chunk shapes and the chunk's layout (a slice
-        of a contiguous value is not contiguous); its ``shape_attr`` (a reshape
-        target) is given the chunk's output shape, as the code generators do.  When
-        the record still cannot answer for chunk shapes, the full-size answer stands.
+        Every output of an op that may alias is asked again with the chunk shapes and the
+        chunk's layout (a slice of a contiguous value is not contiguous; a reshape that
+        copies at full size can be a view of a chunk whose axis has one element); its
+        ``shape_attr`` (a reshape target) is given the chunk's output shape, as the code
+        generators do.  When the record still cannot answer for chunk shapes, the
+        full-size answer stands.
         """
-        par = self.parent[v]
         p = self.prod[v]
         node = self.nodes[p]
         ins = self.node_in[p]
+        if node.op.view_strides is None or not ins:
+            return None
+        par = ins[0]  # a view aliases input 0 (the records' contract)
         in_shapes = tuple(self._chunk_shape(u, reg) for u in ins)
         par_strides = cstrides.get(par, self.strides[par])
         key = (v, in_shapes, par_strides)
@@ -353,9 +357,12 @@ class MemoryModel:
             res = _split_view_result(node.op.view_strides(types, attrs, par_strides), len(self.node_out[p]))
             st = res[self.node_out[p].index(v)]
         except Exception:
-            full_contig = _is_contiguous(self.shape[v], self.strides[v])
-            in_contig = _is_contiguous(in_shapes[0], par_strides)
-            st = _contiguous(self._chunk_shape(v, reg)) if (full_contig and in_contig) else self.strides[v]
+            if self.parent[v] < 0:
+                st = None  # a copy at full size
+            else:
+                full_contig = _is_contiguous(self.shape[v], self.strides[v])
+                in_contig = _is_contiguous(in_shapes[0], par_strides)
+                st = _contiguous(self._chunk_shape(v, reg)) if (full_contig and in_contig) else self.strides[v]
         self._chunk_answers[key] = st
         return st
 
@@ -401,7 +408,9 @@ class MemoryModel:
         """The node's workspace for the chunk shapes and the loop's attributes (the record
         is asked again)."""
         ins, outs = self.node_in[p], self.node_out[p]
-        shapes = tuple(self._chunk_shape(u, reg) for u in ins + outs)
+        whole = self._whole_positions(p, reg)
+        shapes = tuple(self.shape[u] if k in whole else self._chunk_shape(u, reg) for k, u in enumerate(ins)) + \
+            tuple(self._chunk_shape(u, reg) for u in outs)
         key = ("workspace", p, shapes)
         if key not in self._chunk_answers:
             types = [TensorType(self.values[u].dtype, s) for u, s in zip(ins + outs, shapes)]
@@ -417,15 +426,24 @@ class MemoryModel:
             self._chunk_answers[key] = ws
         return self._chunk_answers[key]
 
+    def _whole_positions(self, p: int, reg: _Region) -> frozenset[int]:
+        """Input positions at which node ``p`` reads a chunked value whole (ChunkRegion.whole_reads)."""
+        name = self.nodes[p].name
+        return frozenset(k for n, k in reg.region.whole_reads if n == name)
+
     def _iterations_workspace(self, p: int, reg: _Region, chunk: ChunkedValue, units: int, extent: int) -> int:
         """The most workspace node ``p`` takes in one iteration of ``reg``'s loop.  A positional
         op's workspace can depend on where the chunk starts (causal attention's mask rows reach
         more keys further on), so the last full iteration and the remainder are asked too."""
         ins, outs = self.node_in[p], self.node_out[p]
+        whole = self._whole_positions(p, reg)
 
         def types(n: int) -> list[TensorType]:  # the chunk types of an iteration of n units
             out = []
-            for u in ins + outs:
+            for k, u in enumerate(ins + outs):
+                if k in whole:  # an input read whole
+                    out.append(TensorType(self.values[u].dtype, self.shape[u]))
+                    continue
                 shape = list(self._chunk_shape(u, reg))
                 if u in reg.chunk_elems:
                     axis, elems = reg.chunk_elems[u]
@@ -484,9 +502,9 @@ class MemoryModel:
             if (lastpos > reg.end or is_out[v]) and v not in reg.outputs:
                 self._leak(reg, v)
             # inside the loop: a chunk of v, a view or a fresh chunk storage
-            st = self._chunk_view(v, reg, cstrides) if parent[v] >= 0 else None
+            st = self._chunk_view(v, reg, cstrides)
             if st is not None:
-                par = parent[v]
+                par = self.node_in[p][0]
                 cstrides[v] = st
                 if region_at[prod[par]] == r:
                     crt = croot[par]
