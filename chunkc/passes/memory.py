@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -384,16 +384,23 @@ class MemoryModel:
         bindings = {**self.sizes, LOOP_START.name: start, LOOP_STOP.name: start + chunk_units}
         return concrete_attrs(loop_attrs(self.nodes[p], chunk), bindings)
 
-    def loop_workspace_bytes(self, p: int, in_types: list[TensorType], out_types: list[TensorType],
+    def loop_workspace_bytes(self, p: int, types_for: Callable[[int], tuple[list[TensorType], list[TensorType]]],
                              chunk: ChunkedValue | None, chunk_units: int, extent: int) -> int:
-        """Node ``p``'s workspace per chunk of ``chunk_units`` units, an upper bound over the
-        loop: a positional op's workspace can grow along the loop (causal attention's mask rows
-        reach every key near the end), so it is asked for a chunk that ends at the extent."""
-        starts = {chunk_units if 2 * chunk_units <= extent else 0}
-        if chunk is not None and self.nodes[p].dims()[0][chunk.axis].positional:
-            starts.add(max(extent - chunk_units, 0))
-        return max(self.workspace_bytes(p, in_types, self.loop_attrs(p, chunk, chunk_units, extent, s), out_types)
-                   for s in starts)
+        """The most workspace node ``p`` takes in one iteration of a loop over ``extent`` units
+        in chunks of ``chunk_units``; ``types_for(n)`` gives its (input, output) types in an
+        iteration of ``n`` units.  A positional op's workspace can depend on where the chunk
+        starts (causal attention's mask rows reach more keys further on), so the last full
+        iteration and the remainder are asked too."""
+        iterations = [(chunk_units, chunk_units if 2 * chunk_units <= extent else 0)]
+        if chunk is not None and self.nodes[p].dims()[0][chunk.axis].positional and chunk_units < extent:
+            iterations.append((chunk_units, (extent // chunk_units - 1) * chunk_units))
+            if extent % chunk_units:
+                iterations.append((extent % chunk_units, extent - extent % chunk_units))
+        best = 0
+        for n, start in iterations:
+            ins, outs = types_for(n)
+            best = max(best, self.workspace_bytes(p, ins, self.loop_attrs(p, chunk, n, extent, start), outs))
+        return best
 
     def _chunk_attrs(self, p: int, reg: _Region) -> dict:
         o = self.node_out[p][0]
@@ -432,37 +439,21 @@ class MemoryModel:
         return frozenset(k for n, k in reg.region.whole_reads if n == name)
 
     def _iterations_workspace(self, p: int, reg: _Region, chunk: ChunkedValue, units: int, extent: int) -> int:
-        """The most workspace node ``p`` takes in one iteration of ``reg``'s loop.  A positional
-        op's workspace can depend on where the chunk starts (causal attention's mask rows reach
-        more keys further on), so the last full iteration and the remainder are asked too."""
+        """The most workspace node ``p`` takes in one iteration of ``reg``'s loop."""
         ins, outs = self.node_in[p], self.node_out[p]
         whole = self._whole_positions(p, reg)
 
-        def types(n: int) -> list[TensorType]:  # the chunk types of an iteration of n units
+        def types_for(n: int) -> tuple[list[TensorType], list[TensorType]]:  # an iteration of n units
             out = []
             for k, u in enumerate(ins + outs):
-                if k in whole:  # an input read whole
-                    out.append(TensorType(self.values[u].dtype, self.shape[u]))
-                    continue
-                shape = list(self._chunk_shape(u, reg))
-                if u in reg.chunk_elems:
+                shape = list(self.shape[u] if k in whole else self._chunk_shape(u, reg))  # whole: read whole
+                if u in reg.chunk_elems and k not in whole:
                     axis, elems = reg.chunk_elems[u]
                     shape[axis] = elems // units * n
                 out.append(TensorType(self.values[u].dtype, tuple(shape)))
-            return out
+            return out[:len(ins)], out[len(ins):]
 
-        iterations = [(units, units if 2 * units <= extent else 0)]
-        if self.nodes[p].dims()[0][chunk.axis].positional and units < extent:
-            last_full = (extent // units - 1) * units
-            iterations.append((units, last_full))
-            if extent % units:
-                iterations.append((extent % units, extent - extent % units))
-        best = 0
-        for n, start in iterations:
-            t = types(n)
-            best = max(best, self.workspace_bytes(p, t[:len(ins)], self.loop_attrs(p, chunk, n, extent, start),
-                                                  t[len(ins):]))
-        return best
+        return self.loop_workspace_bytes(p, types_for, chunk, units, extent)
 
     def _intervals(self, regions: list[_Region]) -> tuple[_Intervals, list[int]]:
         """Every storage of the plan as an interval, and the workspace bytes per step."""

@@ -91,17 +91,19 @@ class ValueFacts:
         values = list(node.inputs) + list(node.outputs)
         key = (i, tuple(axes.get(v) for v in values), units, whole)
         if key not in self._ws_cache:
-            def chunk_type(v, read_whole=False):
+            def chunk_type(v, n: int, read_whole=False):
                 shape = list(v.type.concrete_shape(self.sizes))
                 if v in axes and not read_whole:
                     axis, unit = axes[v]
-                    shape[axis] = unit * units
+                    shape[axis] = unit * n
                 return TensorType(v.dtype, tuple(shape))
+
+            def types_for(n: int):
+                return ([chunk_type(v, n, k in whole) for k, v in enumerate(node.inputs)],
+                        [chunk_type(o, n) for o in node.outputs])
             out = node.outputs[0] if node.outputs else None
             chunk = ChunkedValue(out.name, *axes[out]) if out in axes else None
-            self._ws_cache[key] = self.model.loop_workspace_bytes(
-                i, [chunk_type(v, k in whole) for k, v in enumerate(node.inputs)],
-                [chunk_type(o) for o in node.outputs], chunk, units, extent)
+            self._ws_cache[key] = self.model.loop_workspace_bytes(i, types_for, chunk, units, extent)
         return self._ws_cache[key]
 
 
