@@ -34,7 +34,7 @@ IMG = ROOT / "docs" / "img"
 # modules (benchmarks.backend_speed, benchmarks.memory_accuracy); this suite only runs them.
 SECTION_ORDER = ("memory-speed", "cost-model", "regret", "inductor", "library-defaults", "max-length",
                  "expert-chunking", "fused-attention", "compile-speed", "eager-parity", "backend-speed",
-                 "memory-accuracy")
+                 "memory-accuracy", "fuzz")
 
 
 # --------------------------------------------------------------------------- settings
@@ -48,6 +48,9 @@ class Settings:
     command: str = "python -m benchmarks"
     doc: Path = DOC
     img: Path = IMG
+    cases: int | None = None  # fuzz: cases to run (None: the section's default)
+    seed: int = 0  # fuzz: the campaign seed
+    jobs: int = 1  # fuzz: worker processes
 
 
 def machine_line(threads: int | None = None) -> str:
@@ -341,6 +344,7 @@ markers and says which command produced it, when (UTC) and on what machine.
 | [backend-speed](#speed-of-the-generated-pytorch-code-cpu) | the generated PyTorch program against eager PyTorch |
 | [memory-accuracy](#memory-estimate-vs-measured-peak) | the memory estimate against the measured peak |
 | [gpu](#on-a-gpu) | CuPy and PyTorch-CUDA programs on a GPU: measured peak against the GPU estimate, chunked against unchunked time (`python -m benchmarks.gpu.run`) |
+| [fuzz](#differential-fuzzing) | random graphs at random budgets: crashes, wrong values, broken budgets, off estimates, non-monotone or self-contradicting answers |
 
 How things are measured, everywhere:
 

@@ -17,7 +17,13 @@ from ..ir.registry import lookup
 
 
 class References:
-    """``references.softmax`` is the NumPy reference of op ``softmax`` (looked up once)."""
+    """``references.softmax`` is the NumPy reference of op ``softmax`` (looked up once);
+    ``references.small_ufunc_buffers(xp)`` is the context the programs run their body in."""
+
+    @staticmethod
+    def small_ufunc_buffers(xp):
+        from ..ir.reference import small_ufunc_buffers
+        return small_ufunc_buffers(xp)
 
     def widened(self, name: str, out_dtypes: tuple[str, ...]):
         """Op ``name``'s reference run widened, its outputs rounded to ``out_dtypes`` (bf16, f8...)."""
