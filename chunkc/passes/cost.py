@@ -37,7 +37,7 @@ Two kernel models come with chunkc:
 :func:`default_kernels` picks the table when one exists for this machine, else
 the constants.  :func:`predict_seconds` prices a whole program (a graph, chunked
 by a plan or not) with the same per-node costs, so that a plan's time can be
-predicted against the unchunked program's (benchmarks/memory_speed.py shows
+predicted against the unchunked program's (``python -m benchmarks cost-model`` shows
 the prediction beside the measurement).
 """
 
