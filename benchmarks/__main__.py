@@ -6,9 +6,9 @@
     python -m benchmarks --list
     python -m benchmarks fuzz --cases 10000      # the long fuzzing campaign (--seed, --jobs)
 
-Sections (in the doc's order): memory-speed, library-defaults, max-length, expert-chunking, fused-attention,
-compile-speed, eager-parity (this suite's), backend-speed and memory-accuracy (written by
-benchmarks.backend_speed and benchmarks.memory_accuracy, which this driver runs), fuzz.
+Sections (in the doc's order): memory-speed, cost-model, regret, inductor, library-defaults, max-length,
+expert-chunking, fused-attention, compile-speed, eager-parity (this suite's), backend-speed and memory-accuracy
+(written by benchmarks.backend_speed and benchmarks.memory_accuracy, which this driver runs), fuzz.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from . import common as C
 # section name -> module with run(settings) -> SectionResult
 OWN = {
     "memory-speed": "benchmarks.memory_speed",
+    "cost-model": "benchmarks.cost_model",
+    "regret": "benchmarks.regret",
+    "inductor": "benchmarks.inductor",
     "library-defaults": "benchmarks.library_defaults",
     "max-length": "benchmarks.max_length",
     "expert-chunking": "benchmarks.expert_chunking",

@@ -32,8 +32,9 @@ IMG = ROOT / "docs" / "img"
 
 # Sections in the order they appear in the doc.  The last two are written by their own
 # modules (benchmarks.backend_speed, benchmarks.memory_accuracy); this suite only runs them.
-SECTION_ORDER = ("memory-speed", "library-defaults", "max-length", "expert-chunking", "fused-attention", "compile-speed",
-                 "eager-parity", "backend-speed", "memory-accuracy", "fuzz")
+SECTION_ORDER = ("memory-speed", "cost-model", "regret", "inductor", "library-defaults", "max-length",
+                 "expert-chunking", "fused-attention", "compile-speed", "eager-parity", "backend-speed",
+                 "memory-accuracy", "fuzz")
 
 
 # --------------------------------------------------------------------------- settings
@@ -331,6 +332,9 @@ markers and says which command produced it, when (UTC) and on what machine.
 | section | question |
 |---|---|
 | [memory-speed](#activation-memory-against-speed) | activation memory and speed of chunkc's plans at budgets of 100–10% of the unchunked peak (GPT-2, ViT, Evoformer, UNet) |
+| [cost-model](#cost-model-predicted-against-measured-time) | the cost model's predicted slowdown of every memory-speed plan beside the measured one (this machine's kernel table) |
+| [regret](#regret-of-the-selection) | the plan chunkc chooses timed against the other plans its search makes under the same budget |
+| [inductor](#composition-with-torchcompile-inductor) | chunked programs compiled with `torch.compile` (Inductor): memory cut and time against the compiled unchunked program and model |
 | [library-defaults](#models-as-users-run-them) | transformers and diffusers models with their library defaults (SDPA, library masks, rotary and relative positions, a conditional UNet): the lowest peak chunkc reaches, plans at 50% and 20%, outputs against eager |
 | [max-length](#breaking-the-memory-wall) | the longest input that fits a fixed activation budget, unchunked against chunkc |
 | [expert-chunking](#against-expert-chunking) | the Evoformer chunked by hand the way OpenFold does it, against chunkc at the same memory |

@@ -60,13 +60,20 @@ def array_module(name: str) -> Any:
 
 
 def load_source(source: str, module_name: str) -> types.ModuleType:
-    """Run generated ``source`` as a fresh module whose lines tracebacks and pdb can show."""
-    filename = f"<chunkc:{module_name}:{abs(hash(source)):x}>"
-    module = types.ModuleType(module_name)
+    """Run generated ``source`` as a fresh module whose lines tracebacks and pdb can show.
+
+    The module is registered in ``sys.modules`` under a name unique to its source, as an
+    imported module is: ``torch.compile`` (dynamo) resolves a function's globals through
+    its module's name, and fails on a module it cannot import."""
+    import sys
+    digest = f"{abs(hash(source)):x}"
+    filename = f"<chunkc:{module_name}:{digest}>"
+    module = types.ModuleType(f"{module_name}_{digest}")
     module.__file__ = filename
     code = compile(source, filename, "exec")
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     exec(code, module.__dict__)  # our own generated code; it holds no text from the model
+    sys.modules[module.__name__] = module
     return module
 
 
