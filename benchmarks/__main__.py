@@ -4,10 +4,11 @@
     python -m benchmarks memory-speed max-length # the named sections only
     python -m benchmarks --quick                 # small sizes, two rounds: a smoke run
     python -m benchmarks --list
+    python -m benchmarks fuzz --cases 10000      # the long fuzzing campaign (--seed, --jobs)
 
-Sections (in the doc's order): memory-speed, library-defaults, max-length, expert-chunking, fused-attention,
-compile-speed, eager-parity, training (this suite's), backend-speed and memory-accuracy (written by
-benchmarks.backend_speed and benchmarks.memory_accuracy, which this driver runs).
+Sections (in the doc's order): memory-speed, cost-model, regret, inductor, library-defaults, max-length,
+expert-chunking, fused-attention, compile-speed, eager-parity, training (this suite's), backend-speed and
+memory-accuracy (written by benchmarks.backend_speed and benchmarks.memory_accuracy, which this driver runs), fuzz.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from . import common as C
 # section name -> module with run(settings) -> SectionResult
 OWN = {
     "memory-speed": "benchmarks.memory_speed",
+    "cost-model": "benchmarks.cost_model",
+    "regret": "benchmarks.regret",
+    "inductor": "benchmarks.inductor",
     "library-defaults": "benchmarks.library_defaults",
     "max-length": "benchmarks.max_length",
     "expert-chunking": "benchmarks.expert_chunking",
@@ -33,6 +37,7 @@ OWN = {
     "compile-speed": "benchmarks.compile_speed",
     "eager-parity": "benchmarks.eager_parity",
     "training": "benchmarks.training",
+    "fuzz": "benchmarks.fuzz",
 }
 # section name -> module with main(argv) that writes its own section
 DELEGATED = {
@@ -92,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every timing (default 1)")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per comparison (default 7; quick 2)")
     parser.add_argument("--doc", type=Path, default=C.DOC, help="the markdown file to update")
+    parser.add_argument("--cases", type=int, default=None, help="fuzz: cases to run (default 200; quick 20)")
+    parser.add_argument("--seed", type=int, default=0, help="fuzz: campaign seed (default 0)")
+    parser.add_argument("--jobs", type=int, default=1, help="fuzz: worker processes (default 1)")
     parser.add_argument("--list", action="store_true", help="list the sections and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -103,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [n for n in names if n in args.sections] if args.sections else names
     settings = C.Settings(threads=args.threads, rounds=args.rounds or (2 if args.quick else 7),
                           quick=args.quick, command=_command(argv), doc=args.doc.resolve(),
-                          img=args.doc.resolve().parent / "img")
+                          img=args.doc.resolve().parent / "img", cases=args.cases, seed=args.seed, jobs=args.jobs)
     C.set_threads(settings.threads)
     failures: list[str] = []
     t0 = time.perf_counter()

@@ -32,8 +32,9 @@ IMG = ROOT / "docs" / "img"
 
 # Sections in the order they appear in the doc.  The last two are written by their own
 # modules (benchmarks.backend_speed, benchmarks.memory_accuracy); this suite only runs them.
-SECTION_ORDER = ("memory-speed", "library-defaults", "max-length", "expert-chunking", "fused-attention", "compile-speed",
-                 "eager-parity", "training", "backend-speed", "memory-accuracy")
+SECTION_ORDER = ("memory-speed", "cost-model", "regret", "inductor", "library-defaults", "max-length",
+                 "expert-chunking", "fused-attention", "compile-speed", "eager-parity", "training", "backend-speed",
+                 "memory-accuracy", "fuzz")
 
 
 # --------------------------------------------------------------------------- settings
@@ -47,6 +48,9 @@ class Settings:
     command: str = "python -m benchmarks"
     doc: Path = DOC
     img: Path = IMG
+    cases: int | None = None  # fuzz: cases to run (None: the section's default)
+    seed: int = 0  # fuzz: the campaign seed
+    jobs: int = 1  # fuzz: worker processes
 
 
 def machine_line(threads: int | None = None) -> str:
@@ -328,6 +332,9 @@ markers and says which command produced it, when (UTC) and on what machine.
 | section | question |
 |---|---|
 | [memory-speed](#activation-memory-against-speed) | activation memory and speed of chunkc's plans at budgets of 100–10% of the unchunked peak (GPT-2, ViT, Evoformer, UNet) |
+| [cost-model](#cost-model-predicted-against-measured-time) | the cost model's predicted slowdown of every memory-speed plan beside the measured one (this machine's kernel table) |
+| [regret](#regret-of-the-selection) | the plan chunkc chooses timed against the other plans its search makes under the same budget |
+| [inductor](#composition-with-torchcompile-inductor) | chunked programs compiled with `torch.compile` (Inductor): memory cut and time against the compiled unchunked program and model |
 | [library-defaults](#models-as-users-run-them) | transformers and diffusers models with their library defaults (SDPA, library masks, rotary and relative positions, a conditional UNet): the lowest peak chunkc reaches, plans at 50% and 20%, outputs against eager |
 | [max-length](#breaking-the-memory-wall) | the longest input that fits a fixed activation budget, unchunked against chunkc |
 | [expert-chunking](#against-expert-chunking) | the Evoformer chunked by hand the way OpenFold does it, against chunkc at the same memory |
@@ -338,6 +345,7 @@ markers and says which command produced it, when (UTC) and on what machine.
 | [backend-speed](#speed-of-the-generated-pytorch-code-cpu) | the generated PyTorch program against eager PyTorch |
 | [memory-accuracy](#memory-estimate-vs-measured-peak) | the memory estimate against the measured peak |
 | [gpu](#on-a-gpu) | CuPy and PyTorch-CUDA programs on a GPU: measured peak against the GPU estimate, chunked against unchunked time (`python -m benchmarks.gpu.run`) |
+| [fuzz](#differential-fuzzing) | random graphs at random budgets: crashes, wrong values, broken budgets, off estimates, non-monotone or self-contradicting answers |
 
 How things are measured, everywhere:
 

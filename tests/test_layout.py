@@ -4,12 +4,18 @@ those PyTorch's TensorIterator and NumPy's iterator give."""
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chunkc.ir.layout import numpy_layout, tensoriterator_layout
+import chunkc
+from chunkc.ir.layout import contiguous_strides, numpy_layout, tensoriterator_layout
+from chunkc.ir.registry import all_ops
+
+from opdb import all_infos, rng_for
 
 torch = pytest.importorskip("torch")
 
@@ -74,3 +80,73 @@ def test_a_permuted_input_gives_a_permuted_result():
     # with a contiguous operand of the same shape, TensorIterator follows the first input
     assert tensoriterator_layout(shape, [(shape, strides), (shape, (6, 2, 1))]) == strides
     assert numpy_layout(shape, [(shape, strides), (shape, (6, 2, 1))]) == (6, 2, 1)  # NumPy: C order wins
+
+
+# -- every op record with keeps_layout: its NumPy reference and PyTorch lowering follow the rule ----
+
+
+def _strided(base: np.ndarray, kind: str, rng: random.Random) -> np.ndarray:
+    """A view of a fresh array with ``base``'s values: C order, permuted, or permuted and sliced."""
+    shape = base.shape
+    perm = list(range(len(shape)))
+    if kind != "c":
+        rng.shuffle(perm)
+    big = [shape[p] for p in perm]
+    if kind == "permuted_sliced":
+        big[-1] *= 2
+    storage = np.empty(big, base.dtype)
+    view = storage[..., : shape[perm[-1]]] if kind == "permuted_sliced" else storage
+    view = view.transpose(np.argsort(perm))
+    view[...] = base
+    return view
+
+
+def _torch_view(a: np.ndarray) -> torch.Tensor:
+    """A tensor with ``a``'s values and exactly its strides."""
+    st = _elements(a.strides, a.itemsize)
+    span = 1 + sum((d - 1) * abs(s) for d, s in zip(a.shape, st)) if a.size else 1
+    t = torch.empty(span, dtype=torch.from_numpy(np.zeros(1, a.dtype)).dtype).as_strided(a.shape, st)
+    t.copy_(torch.from_numpy(np.ascontiguousarray(a)))
+    return t
+
+
+LAYOUT_OPS = sorted(name for name, op in all_ops().items() if op.keeps_layout and name in all_infos())
+SHAPE = (2, 3, 4, 5)
+
+
+def _inputs(name: str, kind: str, partner: str, rng: random.Random) -> tuple[list[np.ndarray], dict]:
+    sample = all_infos()[name].samples(rng_for(name))[0]
+    arrays = []
+    for i, a in enumerate(sample.inputs):
+        shape = SHAPE if i == 0 or name == "where" and i == 1 else ((5,) if partner == "broadcast" else SHAPE)
+        if a.dtype == np.bool_:
+            v = np.random.default_rng(i).random(shape) < 0.5
+        elif a.dtype.kind in "iu":
+            v = np.random.default_rng(i).integers(1, 4, size=shape).astype(a.dtype)
+        else:
+            v = np.random.default_rng(i).uniform(0.5, 1.5, size=shape).astype(a.dtype)
+        arrays.append(_strided(v, kind if i == 0 else ("permuted" if partner == "permuted" else "c"), rng))
+    return arrays, dict(sample.attrs)
+
+
+@pytest.mark.parametrize("partner", ["c", "broadcast", "permuted"])
+@pytest.mark.parametrize("kind", ["permuted", "permuted_sliced"])
+@pytest.mark.parametrize("name", LAYOUT_OPS + ["masked_fill"])
+def test_op_output_follows_the_backend_rule(name, kind, partner):
+    """What the estimator assumes of a fresh output is what each backend's kernel makes:
+    ops with ``keeps_layout`` follow the backend's rule, others (masked_fill) are C-ordered."""
+    rng = random.Random(name)
+    arrays, attrs = _inputs(name, kind, partner, rng)
+    g = chunkc.Graph(name)
+    values = [g.add_input(f"x{i}", a.dtype, a.shape) for i, a in enumerate(arrays)]
+    node = g.add_node(name, values, attrs)
+    g.set_outputs(*node.outputs)
+    shape = tuple(node.outputs[0].shape)
+    layout = [(a.shape, _elements(a.strides, a.itemsize)) for a in arrays]
+    keeps = node.op.keeps_layout
+    out = chunkc.interpret(g, *arrays)[0]
+    want = numpy_layout(shape, layout) if keeps else contiguous_strides(shape)
+    assert _same_layout(shape, want, _elements(out.strides, out.itemsize)), "numpy reference"
+    tout = chunkc.compile(g, backend="torch")(*[_torch_view(a) for a in arrays])
+    want = tensoriterator_layout(shape, layout) if keeps else contiguous_strides(shape)
+    assert _same_layout(shape, want, tuple(tout.stride())), "torch lowering"

@@ -124,3 +124,13 @@ def test_bind_symbols_solves_and_checks():
         bind_symbols(4 * L, 21, bindings, "y axis 1")
     with pytest.raises(ValueError, match="no positive integer H"):
         bind_symbols(2 * H, 7, bindings, "z axis 0")
+
+
+def test_evaluate_folds_unevaluated_constant_expressions():
+    """A run-time chunk expression of a region whose byte counts hold no symbol is built
+    unevaluated (sympy's Min/Max simplification is slow) and must still evaluate."""
+    expr = sympy.ceiling(2 / sympy.ceiling(2 / sympy.Max(1, sympy.Min(2, sympy.floor(sympy.Rational(5, 4),
+                                                                                   evaluate=False),
+                                                                      evaluate=False), evaluate=False),
+                                           evaluate=False), evaluate=False)
+    assert evaluate(expr, {"L": 16}) == 1

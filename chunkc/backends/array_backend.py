@@ -8,11 +8,13 @@ module and the weights (moved to ``xp`` once), and calling it runs the graph::
             self.xp = xp
             self.w1 = xp.asarray(weights['w1'])
 
-        def __call__(self, x):
-            xp = self.xp
-            L = x.shape[1]
-            h = ref.linear(xp, x, self.w1)  # linear -> f32[L, 3072]
-            ...
+        def __call__(self, *inputs):
+            with ref.small_ufunc_buffers(self.xp):  # NumPy's ufunc buffers: a few hundred bytes
+                x, = check_inputs(inputs)
+                xp = self.xp
+                L = x.shape[1]
+                h = ref.linear(xp, x, self.w1)  # linear -> f32[L, 3072]
+                ...
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ def _wrap(fn: GeneratedFunction) -> str:
     for attr, value in fn.constants:
         lines.append(f"        self.{attr} = xp.asarray(weights[{attr!r}])  # {value.type}")
     lines += ["", "    def __call__(self, *inputs):"]
-    lines += ["        " + line for line in call_entry(fn) + fn.body]
+    lines += ["        with ref.small_ufunc_buffers(self.xp):  # NumPy's ufunc buffers: a few hundred bytes"]
+    lines += ["            " + line for line in call_entry(fn) + fn.body]
     lines += ["", "",
               "def load(xp=None, weights=None):",
               f'    """A {class_name(fn.graph)} on xp (NumPy by default) with the weights saved beside this file',

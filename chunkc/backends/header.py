@@ -88,13 +88,16 @@ def budget_checked(fn: GeneratedFunction) -> bool:
             and not fn.graph.data_dependent_sizes())
 
 
-def call_entry(fn: GeneratedFunction) -> list[str]:
+def call_entry(fn: GeneratedFunction, runner: str | None = None) -> list[str]:
     """The first statements of a call taking ``*inputs``: check and unpack them; then the
-    budget check chunkc.compile installs, before anything is allocated."""
+    budget check chunkc.compile installs, before anything is allocated.  ``runner``: a
+    runtime function that calls the check for the program (the torch backend's runs it
+    outside ``torch.compile``'s graphs); None: the program calls it."""
     lines = [fn.guard_call]
     if budget_checked(fn):
+        call = f"{runner}(self.{BUDGET_ATTR}, inputs)" if runner else f"self.{BUDGET_ATTR}(inputs)"
         lines += [f"if self.{BUDGET_ATTR} is not None:  # does the plan's budget hold at these sizes? (chunkc.compile)",
-                  f"    self.{BUDGET_ATTR}(inputs)"]
+                  f"    {call}"]
     return lines
 
 

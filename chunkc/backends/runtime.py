@@ -17,7 +17,13 @@ from ..ir.registry import lookup
 
 
 class References:
-    """``references.softmax`` is the NumPy reference of op ``softmax`` (looked up once)."""
+    """``references.softmax`` is the NumPy reference of op ``softmax`` (looked up once);
+    ``references.small_ufunc_buffers(xp)`` is the context the programs run their body in."""
+
+    @staticmethod
+    def small_ufunc_buffers(xp):
+        from ..ir.reference import small_ufunc_buffers
+        return small_ufunc_buffers(xp)
 
     def widened(self, name: str, out_dtypes: tuple[str, ...]):
         """Op ``name``'s reference run widened, its outputs rounded to ``out_dtypes`` (bf16, f8...)."""
@@ -54,13 +60,20 @@ def array_module(name: str) -> Any:
 
 
 def load_source(source: str, module_name: str) -> types.ModuleType:
-    """Run generated ``source`` as a fresh module whose lines tracebacks and pdb can show."""
-    filename = f"<chunkc:{module_name}:{abs(hash(source)):x}>"
-    module = types.ModuleType(module_name)
+    """Run generated ``source`` as a fresh module whose lines tracebacks and pdb can show.
+
+    The module is registered in ``sys.modules`` under a name unique to its source, as an
+    imported module is: ``torch.compile`` (dynamo) resolves a function's globals through
+    its module's name, and fails on a module it cannot import."""
+    import sys
+    digest = f"{abs(hash(source)):x}"
+    filename = f"<chunkc:{module_name}:{digest}>"
+    module = types.ModuleType(f"{module_name}_{digest}")
     module.__file__ = filename
     code = compile(source, filename, "exec")
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     exec(code, module.__dict__)  # our own generated code; it holds no text from the model
+    sys.modules[module.__name__] = module
     return module
 
 

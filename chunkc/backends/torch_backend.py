@@ -134,7 +134,7 @@ def _wrap(fn: GeneratedFunction, grad_mode: str) -> str:
         shape = tuple_literal([str(s) for s in value.type.concrete_shape()]) if value.rank else "()"
         lines.append(f"        self.register_buffer({attr!r}, torch.empty({shape}, dtype={storage_dtype(value.dtype)}))")
     lines += ["", f"    @{GRAD_MODES[grad_mode]}", "    def forward(self, *inputs):"]
-    lines += ["        " + line for line in call_entry(fn) + fn.body]
+    lines += ["        " + line for line in call_entry(fn, runner="rt.check_budget") + fn.body]
     lines += ["", "",
               "def load(weights=None, map_location=None):",
               f'    """A {name} with the weights saved beside this file (same name, .pt)."""',

@@ -37,6 +37,14 @@ def torch_op(target: str):
         raise ChunkcError(f"opaque target {target!r}: torch has no such operator ({exc})") from None
 
 
+@torch.compiler.disable
+def check_budget(check, inputs) -> None:
+    """Run the program's run-time budget check (chunkc.backends.budget.BudgetCheck) on its
+    inputs.  Under ``torch.compile`` it runs as Python, outside the captured graphs: it
+    binds sizes and may run the memory estimator, which dynamo cannot trace."""
+    check(inputs)
+
+
 def prod(x: torch.Tensor, dims: tuple[int, ...], keepdim: bool) -> torch.Tensor:
     """Product over several axes (``torch.prod`` takes one)."""
     for d in sorted(dims, reverse=True):
@@ -44,7 +52,7 @@ def prod(x: torch.Tensor, dims: tuple[int, ...], keepdim: bool) -> torch.Tensor:
     return x
 
 
-__all__ = ["parse_target", "torch_op", "prod"]
+__all__ = ["parse_target", "torch_op", "check_budget", "prod"]
 
 
 def _wrap_negative(index: torch.Tensor, size) -> torch.Tensor:

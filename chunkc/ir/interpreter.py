@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import ChunkcError
 from .graph import Graph, Node, Value
 from .liveness import node_deaths
-from .reference import call_widened, needs_widening
+from .reference import call_widened, needs_widening, small_ufunc_buffers
 from .registry import concrete_attrs, has_symbolic_attrs
 
 
@@ -49,14 +49,15 @@ def interpret(graph: Graph, *inputs, xp=np, on_node: Callable[[Node, dict], None
             raise ChunkcError(f"constant %{c.name} has no data (a shape-only graph from text); "
                               "load its weights with chunkc.load(path) or pass weights= to the parser")
         env[c] = xp.asarray(c.data)
-    for node, dying in zip(graph.nodes, node_deaths(graph)):
-        results = run_node(node, [env[v] for v in node.inputs], xp, bindings)
-        for o, r in zip(node.outputs, results):
-            env[o] = r
-        for name, value, axis in produced.get(node, ()):
-            bindings[name] = int(env[value].shape[axis])
-        if on_node is not None:
-            on_node(node, env)
-        for v in dying:
-            env.pop(v, None)
+    with small_ufunc_buffers(xp):
+        for node, dying in zip(graph.nodes, node_deaths(graph)):
+            results = run_node(node, [env[v] for v in node.inputs], xp, bindings)
+            for o, r in zip(node.outputs, results):
+                env[o] = r
+            for name, value, axis in produced.get(node, ()):
+                bindings[name] = int(env[value].shape[axis])
+            if on_node is not None:
+                on_node(node, env)
+            for v in dying:
+                env.pop(v, None)
     return [env[v] for v in graph.outputs]

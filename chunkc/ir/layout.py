@@ -155,4 +155,18 @@ def contiguous_layout(shape: Sequence[int], operands: Sequence[Operand]) -> Stri
     return contiguous_strides(shape)
 
 
-__all__ = ["LayoutRule", "contiguous_layout", "contiguous_strides", "numpy_layout", "tensoriterator_layout"]
+
+
+def empty_strided(xp, shape: Sequence[int], strides: Sequence[int], dtype):
+    """A fresh dense array of ``shape`` whose axes are ordered like ``strides`` (outermost
+    first, C order on ties): how a reference kernel allocates the result a layout rule gives."""
+    order = sorted(range(len(shape)), key=lambda a: (-abs(strides[a]), a))
+    base = xp.empty([shape[a] for a in order], dtype=dtype)
+    inverse = [0] * len(order)
+    for k, a in enumerate(order):
+        inverse[a] = k
+    return base.transpose(inverse)
+
+
+__all__ = ["LayoutRule", "contiguous_layout", "contiguous_strides", "empty_strided", "numpy_layout",
+           "tensoriterator_layout"]

@@ -14,10 +14,35 @@ with ``OpDef.exact_dtypes``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+import contextlib
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .dtypes import DType, dtype as to_dtype
 from .registry import OpDef
+
+
+# NumPy's ufunc iterator allocates a buffer of up to ``numpy.getbufsize()`` elements (8192 by
+# default) for each operand it cannot stride through in one loop -- a broadcast operand, a
+# transposed or sliced view, a cast -- and frees it when the call returns: up to 3 x 64 KiB per
+# call that no op record declares, which dwarf the slices of a chunk loop.  Whatever runs the
+# references on NumPy (the interpreters, the NumPy backend's programs) runs them with buffers of
+# UFUNC_BUFFER elements instead: at most a few hundred bytes per operand, and no slower.
+UFUNC_BUFFER = 64
+
+
+@contextlib.contextmanager
+def small_ufunc_buffers(xp) -> Iterator[None]:
+    """Run the block with NumPy's ufunc buffers set to :data:`UFUNC_BUFFER` elements (restored
+    after); other array modules have no such buffers and are left alone."""
+    if getattr(xp, "__name__", "") != "numpy":
+        yield
+        return
+    old = xp.getbufsize()
+    xp.setbufsize(UFUNC_BUFFER)
+    try:
+        yield
+    finally:
+        xp.setbufsize(old)
 
 
 def needs_widening(op: OpDef, dtypes: Sequence[DType]) -> bool:
@@ -55,4 +80,4 @@ def widened(op: OpDef, out_dtypes: Sequence[str]) -> Callable:
     return call
 
 
-__all__ = ["needs_widening", "call_widened", "widened"]
+__all__ = ["needs_widening", "call_widened", "widened", "small_ufunc_buffers", "UFUNC_BUFFER"]

@@ -94,6 +94,9 @@ def _evaluate_cached(size: sympy.Expr, bindings: tuple) -> int:
         raise KeyError(f"no value given for symbolic size(s) {', '.join(sorted(missing))} in {format_size(size)}")
     result = size.subs({sym(k): v for k, v in values.items() if sym(k) in size.free_symbols})
     if not result.is_Integer:
+        # an expression built unevaluated (floor(1), min(2, 3//2)) that no symbol's substitution re-evaluated
+        result = result.doit()
+    if not result.is_Integer:
         raise ValueError(f"size {format_size(size)} is not an integer for {values}")
     return int(result)
 

@@ -31,7 +31,7 @@ from ..errors import ChunkcError, InfeasibleBudgetError
 from ..ir.graph import Graph
 from ..ir.source import describe
 from .budget_text import parse_budget
-from .cost import Machine, TimeModel
+from .cost import Kernels, TimeModel
 from .memory import MemoryReport, estimate_memory
 from .options import SearchKnobs
 from .plan import Plan
@@ -46,7 +46,7 @@ from .selection import BeamSelector, FloorSelector, SearchSpace, Selector, Space
 class AutochunkOptions(SearchKnobs):
     """Every option of ``autochunk``: the knobs, and the objects a program can pass."""
 
-    machine: Machine = Machine()  # the cost model's machine
+    machine: Kernels | None = None  # the cost model's kernels; None: the measured table, else constants
     remat_options: RematOptions = RematOptions()
     selector: Selector | None = None  # the selection strategy; None: BeamSelector(beam, per_state, max_stages)
 
@@ -278,7 +278,7 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
         variants.append((graph, [], {}))
     # every variant is planned; the one predicted fastest is kept (rematerialized copies cost
     # time: when the user's graph meets the budget too, it may win)
-    reference = TimeModel(graph, sizes, opts.machine).total
+    reference = TimeModel(graph, sizes, opts.machine, opts.backend).total
     planners, plans = [], []
     for variant, notes, copies in variants:
         planner = _Planner(variant, sizes, opts, budget_bytes, unchunked, notes, started, copies,

@@ -15,6 +15,7 @@ import numpy as np
 from ..ir.dims import LOOP_START, LOOP_STOP
 from ..ir.graph import Value
 from ..ir.interpreter import run_node
+from ..ir.reference import small_ufunc_buffers
 from ..ir.registry import concrete_attrs
 from ..ir.sizes import evaluate
 from .plan import Plan
@@ -34,16 +35,17 @@ def interpret_plan(plan: Plan, *inputs: Any, chunk_sizes: Sequence[int] | None =
     bindings = graph.bind_sizes(inputs)
     env: dict[Value, Any] = {v: xp.asarray(a) for v, a in zip(graph.inputs, inputs)}
     env.update({c: xp.asarray(c.data) for c in graph.constants})
-    for step, dying in zip(index.steps, index.top_level_deaths()):
-        if isinstance(step, RegionView):
-            k = step.index
-            chunk = chunk_sizes[k] if chunk_sizes is not None else evaluate(step.region.chunk_size, bindings)
-            _run_region(step, env, bindings, chunk, xp)
-        else:
-            for o, r in zip(step.outputs, run_node(step, [env[v] for v in step.inputs], xp, bindings)):
-                env[o] = r
-        for v in dying:
-            env.pop(v, None)
+    with small_ufunc_buffers(xp):
+        for step, dying in zip(index.steps, index.top_level_deaths()):
+            if isinstance(step, RegionView):
+                k = step.index
+                chunk = chunk_sizes[k] if chunk_sizes is not None else evaluate(step.region.chunk_size, bindings)
+                _run_region(step, env, bindings, chunk, xp)
+            else:
+                for o, r in zip(step.outputs, run_node(step, [env[v] for v in step.inputs], xp, bindings)):
+                    env[o] = r
+            for v in dying:
+                env.pop(v, None)
     return [env[v] for v in graph.outputs]
 
 

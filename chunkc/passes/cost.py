@@ -1,43 +1,119 @@
-"""A cost model of speed for chunk regions.
+"""A cost model of speed: how long each node takes, run whole or a chunk at a time.
 
-The reference implementation picks the region with the fewest nodes.  chunkc
-estimates time instead, from what the op records already know:
+The selection ranks regions by the seconds chunking adds (or saves); the plan
+report and ``plan.estimated_slowdown`` give the time ratio chunked / unchunked.
+Every node's call is priced from what its op record knows (FLOPs, whether it
+is a view) and the bytes of its values, by a *kernel model*:
 
-* every op call pays a fixed dispatch overhead, once per loop iteration;
-* work is FLOPs over a compute rate plus bytes moved over a bandwidth — the
-  same in total whether chunked or not, except that
-* a contraction whose chunked rows fall below ``min_efficient_rows`` runs at a
-  proportionally lower rate (small matrices use the hardware badly), and
-* slicing a region input along an axis that is not the outermost gives a
-  strided view that kernels often copy first (the paper's "micro" cost);
-* writing each chunk of a region output into its buffer moves its bytes once more;
-* memory-bound work runs faster on small tensors: a tensor that fits the cache
-  is reused hot, and on Linux/glibc an allocation above the mmap threshold
-  (32 MiB) is fresh pages every time, faulted in on first touch.  ``cache_tiers``
-  gives the bandwidth speedup for tensors up to each size, so the selection
-  may pick a smaller chunk than the budget needs when that is faster (measured
-  here: softmax over [4, 64, 4096] slices runs 3x faster than over [4, 4096, 4096]).
+* one call costs a fixed time (the generated statement, Python and the
+  dispatcher), plus its work: bytes moved at a bandwidth that depends on the
+  size of the tensors (small ones stay in cache), or FLOPs at a rate, whichever
+  takes longer; plus the first touch of a fresh output's pages (on Linux/glibc a
+  block above the mmap threshold is fresh pages at every call);
+* a *contraction* (more FLOPs per byte it reads and writes than
+  ``CONTRACTION_FLOPS_PER_BYTE``: a matrix product, a convolution, an
+  attention; a reduction or an elementwise op does a few FLOPs per element) is
+  priced at a matrix product's rate; one whose chunk shrinks its rows — the chunk axis
+  comes from one operand only, as the rows of a matmul or the queries of an
+  attention, not a batch axis that every operand shares — runs at the rate of
+  a matrix product with that many rows (small matrices use the hardware badly);
+* a chunk loop adds, per iteration, its bookkeeping, a view of every sliced
+  input and the copy of each output chunk into its buffer; a region input
+  sliced along an axis that is not the outermost is a strided view that
+  kernels often copy first (the paper's "micro" cost).
 
-The constants describe a CPU running PyTorch eagerly; they rank candidates,
-they do not predict seconds.  Pass your own :class:`Machine` to retune.
+Two kernel models come with chunkc:
+
+* :class:`KernelTable` — measured on this machine, for the PyTorch backend:
+  ``python -m chunkc.calibrate`` times the fixed per-call costs, a streaming
+  kernel, fresh outputs, a pointwise kernel and matrix products over a ladder
+  of sizes (about half a minute) and caches the table as JSON in the user's
+  cache directory, keyed by machine, torch version and torch threads
+  (:func:`table_path`).  Times between measured sizes are interpolated.
+* :class:`Machine` — hand-set constants that rank candidates but do not
+  predict seconds: the fallback when no table exists (and for the other
+  backends).
+
+:func:`default_kernels` picks the table when one exists for this machine, else
+the constants.  :func:`predict_seconds` prices a whole program (a graph, chunked
+by a plan or not) with the same per-node costs, so that a plan's time can be
+predicted against the unchunked program's (``python -m benchmarks cost-model`` shows
+the prediction beside the measurement).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
+import bisect
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping, Protocol, Sequence
 
-from ..ir.graph import Graph
+from ..errors import ChunkcError
+from ..ir.graph import Graph, Node, Value
 from ..ir.sizes import evaluate
+
+VIEW, POINTWISE, CONTRACTION = "view", "pointwise", "contraction"
+# more FLOPs per byte moved than this: a contraction.  Elementwise ops and reductions do at most a few
+# FLOPs per 4-byte element (softmax 5 per 8 bytes moved); q @ k^T with heads of 16 does 32 per output element
+CONTRACTION_FLOPS_PER_BYTE = 2
+
+
+@dataclass(frozen=True)
+class Work:
+    """One call of one node, as a kernel model prices it."""
+
+    kind: str  # VIEW, POINTWISE or CONTRACTION
+    flops: float
+    moved: float  # bytes read and written
+    footprint: float  # bytes of the largest tensor it touches (whether it stays in cache)
+    fresh: tuple[float, ...] = ()  # bytes of each output the call allocates
+    rows: float | None = None  # a contraction whose chunk shrinks its rows: rows per call (None: many)
+
+
+class Kernels(Protocol):
+    """A kernel model: what one call, a chunk copy and a loop's bookkeeping cost."""
+
+    description: str
+    slice_s: float  # a view of a sliced input, per iteration
+    iteration_s: float  # a loop iteration's own statements
+
+    def seconds(self, work: Work) -> float:
+        """Seconds of one call."""
+
+    def write_seconds(self, nbytes: float) -> float:
+        """Seconds to copy a chunk of ``nbytes`` into its output buffer."""
+
+    def copy_seconds(self, nbytes: float) -> float:
+        """Seconds to copy ``nbytes`` (a strided slice made contiguous)."""
+
+    def size_classes(self) -> tuple[int, ...]:
+        """Tensor sizes (bytes) at which the cost per byte changes: chunks that keep every loop
+        tensor within one are worth pricing."""
 
 
 @dataclass(frozen=True)
 class Machine:
+    """Hand-set constants of a CPU running PyTorch eagerly: they rank candidates, they do
+    not predict seconds.  The fallback when no measured :class:`KernelTable` exists."""
+
     flops_per_s: float = 50e9
     bytes_per_s: float = 10e9
     op_overhead_s: float = 6e-6
     min_efficient_rows: int = 64
+    # bandwidth speedup for memory-bound work on tensors up to each size (cache, heap reuse)
     cache_tiers: tuple[tuple[int, float], ...] = ((4 << 20, 3.0), (32 << 20, 1.25))
+    slice_s: float = 0.0
+    iteration_s: float = 0.0
+
+    @property
+    def description(self) -> str:
+        return "built-in constants (no measured kernel table; run python -m chunkc.calibrate)"
 
     def speedup(self, nbytes: float) -> float:
         """Bandwidth speedup for memory-bound work on a tensor of ``nbytes``."""
@@ -46,63 +122,343 @@ class Machine:
                 return factor
         return 1.0
 
+    def seconds(self, work: Work) -> float:
+        rate = self.flops_per_s
+        if work.kind == CONTRACTION and work.rows is not None and work.rows < self.min_efficient_rows:
+            rate *= max(work.rows, 1.0) / self.min_efficient_rows
+        moved = 0.0 if work.kind == VIEW else work.moved
+        return (self.op_overhead_s + work.flops / rate
+                + moved / (self.bytes_per_s * self.speedup(max(work.fresh, default=0.0))))
+
+    def write_seconds(self, nbytes: float) -> float:
+        return nbytes / self.bytes_per_s
+
+    def copy_seconds(self, nbytes: float) -> float:
+        return nbytes / self.bytes_per_s
+
+    def size_classes(self) -> tuple[int, ...]:
+        return tuple(limit for limit, _ in self.cache_tiers)
+
+
+# --------------------------------------------------------------------------- the measured table
+
+TABLE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class KernelTable:
+    """Kernel costs measured on one machine (``python -m chunkc.calibrate``).
+
+    Curves are (size, value) points, sizes ascending; values in between are
+    interpolated on a log scale of the size, and held flat beyond the ends.
+    """
+
+    key: str  # machine, torch version, threads (see table_key)
+    call_s: float  # one op call on tiny tensors: the generated statement, Python, dispatch
+    view_s: float  # one view (reshape, permute, slice)
+    iteration_s: float  # a chunk loop's own statements per iteration
+    stream: tuple[tuple[float, float], ...]  # (largest tensor bytes, seconds per byte moved)
+    alloc: tuple[tuple[float, float], ...]  # (output bytes, seconds a fresh output costs over a reused one)
+    pointwise_flops_per_s: float  # an elementwise kernel's arithmetic (exp), in cache
+    gemm: tuple[tuple[float, float], ...]  # (rows of a matrix product, FLOPs per second)
+    created: str = ""
+    notes: str = ""
+
+    @property
+    def slice_s(self) -> float:
+        return self.view_s
+
+    @property
+    def description(self) -> str:
+        return f"kernel table {self.key}" + (f", measured {self.created}" if self.created else "")
+
+    def per_byte(self, footprint: float) -> float:
+        return _interpolate(self.stream, footprint)
+
+    def alloc_seconds(self, nbytes: float) -> float:
+        """A fresh output of ``nbytes``: its pages' first touch (linear in the size beyond the
+        largest measured)."""
+        largest, seconds = self.alloc[-1]
+        if nbytes > largest:
+            return max(0.0, seconds) * nbytes / largest
+        return max(0.0, _interpolate(self.alloc, nbytes))
+
+    def gemm_rate(self, rows: float | None) -> float:
+        return _interpolate(self.gemm, math.inf if rows is None else max(rows, 1.0))
+
+    def seconds(self, work: Work) -> float:
+        if work.kind == VIEW:
+            return self.view_s
+        memory = work.moved * self.per_byte(work.footprint)
+        rate = self.gemm_rate(work.rows) if work.kind == CONTRACTION else self.pointwise_flops_per_s
+        return self.call_s + max(memory, work.flops / rate) + sum(self.alloc_seconds(b) for b in work.fresh)
+
+    def write_seconds(self, nbytes: float) -> float:
+        return self.call_s + 2 * nbytes * self.per_byte(nbytes)
+
+    def copy_seconds(self, nbytes: float) -> float:
+        return self.call_s + 2 * nbytes * self.per_byte(nbytes) + self.alloc_seconds(nbytes)
+
+    def size_classes(self) -> tuple[int, ...]:
+        """The footprints where the cost per byte moved (stream + fresh pages) jumps by a
+        quarter or more from one measured size to the next: the cache and allocator steps."""
+        sizes = [s for s, _ in self.stream]
+        cost = [self.per_byte(s) + self.alloc_seconds(s) / (3 * s) for s in sizes]  # ~3 bytes moved per output byte
+        return tuple(int(sizes[k]) for k in range(len(sizes) - 1) if cost[k + 1] > 1.25 * cost[k])
+
+    # -- the file ------------------------------------------------------------------
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["format"] = TABLE_FORMAT
+        return json.dumps(data, indent=1)
+
+    @staticmethod
+    def from_json(text: str, where: str = "kernel table") -> "KernelTable":
+        try:
+            data = json.loads(text)
+            if data.pop("format", None) != TABLE_FORMAT:
+                raise ValueError(f"format is not {TABLE_FORMAT}")
+            for curve in ("stream", "alloc", "gemm"):
+                data[curve] = tuple((float(a), float(b)) for a, b in data[curve])
+                if not data[curve] or any(a <= 0 for a, _ in data[curve]):
+                    raise ValueError(f"curve {curve} is empty or has a size <= 0")
+            table = KernelTable(**data)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ChunkcError(f"{where}: not a chunkc kernel table ({exc}); rebuild it with "
+                              "python -m chunkc.calibrate") from None
+        return table
+
+    def save(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(self.to_json())
+        tmp.replace(path)
+        return path
+
+    @staticmethod
+    def load(path: Path) -> "KernelTable":
+        return KernelTable.from_json(Path(path).read_text(), str(path))
+
+
+def _interpolate(curve: Sequence[tuple[float, float]], x: float) -> float:
+    """The curve's value at ``x``: linear in log(size) between points, flat beyond the ends."""
+    sizes = [s for s, _ in curve]
+    k = bisect.bisect_left(sizes, x)
+    if k == 0:
+        return curve[0][1]
+    if k == len(curve):
+        return curve[-1][1]
+    (x0, y0), (x1, y1) = curve[k - 1], curve[k]
+    t = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
+    return y0 + t * (y1 - y0)
+
+
+# --------------------------------------------------------------------------- where tables live
+
+
+def cache_dir() -> Path:
+    """Where kernel tables are kept: ``$CHUNKC_CACHE_DIR``, else ``$XDG_CACHE_HOME/chunkc``,
+    else ``~/.cache/chunkc``."""
+    if os.environ.get("CHUNKC_CACHE_DIR"):
+        return Path(os.environ["CHUNKC_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "chunkc"
+
+
+def machine_name() -> str:
+    """The CPU model, core count and architecture: what a kernel table is valid for."""
+    model = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model or 'unknown cpu'}, {os.cpu_count()} cores, {platform.machine()}, {platform.system()}"
+
+
+def torch_version() -> str | None:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+        return version("torch")
+    except PackageNotFoundError:
+        return None
+
+
+def table_key(threads: int, machine: str | None = None, torch: str | None = None) -> str:
+    """``<hash of the machine>-torch<version>-t<threads>``."""
+    digest = hashlib.sha1((machine or machine_name()).encode()).hexdigest()[:10]
+    return f"{digest}-torch{torch or torch_version()}-t{threads}"
+
+
+def table_path(threads: int, directory: Path | None = None) -> Path:
+    return (directory or cache_dir()) / f"kernels-{table_key(threads)}.json"
+
+
+def _torch_threads() -> int | None:
+    """torch's thread count, when torch is loaded (a table is measured at one)."""
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None and hasattr(torch, "get_num_threads") else None
+
+
+def find_table(threads: int | None = None, directory: Path | None = None) -> KernelTable | None:
+    """This machine's table for torch at ``threads`` (default: torch's current count), or None."""
+    if torch_version() is None:
+        return None
+    directory = directory or cache_dir()
+    if not directory.is_dir():
+        return None
+    if not any(directory.glob(f"kernels-{table_key(0).rsplit('-t', 1)[0]}-t*.json")):
+        return None  # none for this machine and torch version (decided without importing torch)
+    if threads is None:
+        threads = _torch_threads()
+        if threads is None:
+            import torch  # a table exists for this machine: which thread count applies is torch's
+            threads = torch.get_num_threads()
+    path = table_path(threads, directory)
+    return KernelTable.load(path) if path.exists() else None
+
+
+def default_kernels(backend: str = "torch") -> Kernels:
+    """The measured table for the PyTorch backend on this machine when there is one, else
+    the built-in constants (also for the other backends, whose kernels it does not measure)."""
+    if backend == "torch":
+        table = find_table()
+        if table is not None:
+            return table
+    return Machine()
+
+
+# --------------------------------------------------------------------------- the model of one graph
+
+
+@dataclass
+class _NodeFacts:
+    kind: str
+    flops: float
+    in_bytes: tuple[float, ...]
+    out_bytes: tuple[float, ...]
+
 
 @dataclass
 class TimeModel:
-    """Per-node times and sizes of one graph at given sizes, computed once."""
+    """Per-node times of one graph at given sizes, and what chunk loops cost, computed once.
+
+    ``machine``: the kernel model (a :class:`Machine` or a :class:`KernelTable`); None: the
+    default for ``backend`` (:func:`default_kernels`)."""
 
     graph: Graph
     sizes: Mapping[str, int]
-    machine: Machine = Machine()
+    machine: Kernels | None = None
+    backend: str = "torch"
+    facts: list[_NodeFacts] = field(init=False, repr=False)
 
     def __post_init__(self):
-        m = self.machine
+        if self.machine is None:
+            self.machine = default_kernels(self.backend)
         self.nbytes = {v: v.type.nbytes(self.sizes) for v in self.graph.values()}
+        self.position = {n: i for i, n in enumerate(self.graph.nodes)}
         self.flops = [evaluate(n.flops(), self.sizes) for n in self.graph.nodes]
-        self.moved, self.out_bytes, self.mem_time, self.times = [], [], [], []
-        for node, flops in zip(self.graph.nodes, self.flops):
-            out = max((self.nbytes[o] for o in node.outputs), default=0)
-            moved = 0 if node.op.may_alias else (sum(self.nbytes[v] for v in node.inputs)
-                                                 + sum(self.nbytes[o] for o in node.outputs))
-            mem = moved / (m.bytes_per_s * m.speedup(out))
-            self.moved.append(moved)
-            self.out_bytes.append(out)
-            self.mem_time.append(mem)
-            self.times.append(m.op_overhead_s + flops / m.flops_per_s + mem)
+        self.facts = [self._facts(n, f) for n, f in zip(self.graph.nodes, self.flops)]
+        self.out_bytes = [max(f.out_bytes, default=0) for f in self.facts]
+        self.times = [self.machine.seconds(self._work(i)) for i in range(len(self.facts))]
         self.total = sum(self.times) or 1e-9
+        self._rows_cache: dict[tuple[int, int], float | None] = {}
+
+    def _facts(self, node: Node, flops: int) -> _NodeFacts:
+        ins = tuple(float(self.nbytes[v]) for v in node.inputs)
+        outs = tuple(float(self.nbytes[o]) for o in node.outputs)
+        if node.op.may_alias:
+            kind = VIEW
+        elif flops > CONTRACTION_FLOPS_PER_BYTE * max(sum(ins) + sum(outs), 1):
+            kind = CONTRACTION
+        else:
+            kind = POINTWISE
+        return _NodeFacts(kind, float(flops), ins, outs)
+
+    def _work(self, i: int, chunked: Mapping[Value, object] = {}, share: float = 1.0,
+              rows: float | None = None) -> Work:
+        """Node ``i``'s call when its outputs and the ``chunked`` inputs are ``share`` of their size."""
+        f, node = self.facts[i], self.graph.nodes[i]
+        ins = [b * share if v in chunked else b for v, b in zip(node.inputs, f.in_bytes)]
+        outs = tuple(b * share for b in f.out_bytes)
+        return Work(f.kind, f.flops * share, sum(ins) + sum(outs), max(ins + list(outs), default=0.0),
+                    () if f.kind == VIEW else outs, rows)
+
+    def _rows(self, i: int, chunked: Mapping[Value, tuple[int, int]]) -> float | None:
+        """Rows of node ``i``'s matrix product when its output is whole, if chunking its output
+        shrinks them: the chunk axis comes from one operand (rank >= 2) only, and the rows are
+        that axis times the later output axes the same operand gives (or that the op mixes, as
+        a convolution's spatial axes).  None: a batch axis that every operand shares."""
+        node = self.graph.nodes[i]
+        out = node.outputs[0] if node.outputs else None
+        if self.facts[i].kind != CONTRACTION or out not in chunked:
+            return None
+        axis = chunked[out][0]
+        key = (i, axis)
+        if key not in self._rows_cache:
+            record = node.dims()[0]
+            operands = {s.input for s in record[axis].sources if node.inputs[s.input].rank >= 2}
+            rows = None
+            if len(operands) == 1:
+                (src,) = operands
+                rows = float(evaluate(out.shape[axis], self.sizes))
+                for a in range(axis + 1, out.rank):
+                    flow = record[a]
+                    if flow.kind == "mix" or any(s.input == src for s in flow.sources):
+                        rows *= evaluate(out.shape[a], self.sizes)
+            self._rows_cache[key] = rows
+        return self._rows_cache[key]
+
+    # -- chunk loops ---------------------------------------------------------------
+
+    def loop_seconds(self, loop: Sequence[int], chunked: Mapping[Value, tuple[int, int]], outputs: Sequence[Value],
+                     extent: int, chunk: int, reused: Sequence[Value] = ()) -> float:
+        """Seconds of a chunk loop: its nodes (schedule indices) run on chunks of ``chunk`` of
+        ``extent`` units, ``chunked`` the values sliced in it ({value: (axis, unit)}), ``outputs``
+        written into full buffers (``reused``: those written over an input's storage)."""
+        m = self.machine
+        chunk = max(1, min(chunk, extent))
+        full, rest = divmod(extent, chunk)
+        parts = [(full, chunk / extent)] + ([(1, rest / extent)] if rest else [])
+        iterations = full + (1 if rest else 0)
+        loop_nodes = {self.graph.nodes[i] for i in loop}
+        total = 0.0
+        for i in loop:
+            rows = self._rows(i, chunked)
+            for count, share in parts:
+                total += count * m.seconds(self._work(i, chunked, share, None if rows is None else rows * share))
+        sliced = [v for v in chunked if v.producer not in loop_nodes]  # region inputs, viewed each iteration
+        total += iterations * (m.iteration_s + len(sliced) * m.slice_s)
+        for v in sliced:
+            axis = chunked[v][0]
+            if any(not (isinstance(s, int) and s == 1) for s in v.shape[:axis]):
+                total += m.copy_seconds(self.nbytes[v])  # a strided slice is often copied
+        for v in outputs:
+            if v not in reused:  # the buffer
+                total += m.seconds(Work(POINTWISE, 0.0, 0.0, 0.0, (float(self.nbytes[v]),)))
+            for count, share in parts:
+                total += count * m.write_seconds(self.nbytes[v] * share)
+        return total
 
     def region_overhead(self, cand, chunk: int) -> float:
         """Extra seconds a region (a search Candidate) costs over running its nodes
         unchunked; negative when chunking makes it faster."""
-        m = self.machine
         extent = evaluate(cand.extent, self.sizes)
-        chunk = max(1, min(chunk, extent))
-        iterations = -(-extent // chunk)
-        extra = (iterations - 1) * len(cand.loop) * m.op_overhead_s
-        for i in cand.loop:
-            # memory-bound work on one chunk's tensors, faster when they are small
-            per_chunk = self.out_bytes[i] * chunk / extent
-            extra += self.moved[i] / (m.bytes_per_s * m.speedup(per_chunk)) - self.mem_time[i]
-            # a contraction (many FLOPs per output byte) runs slower on few rows
-            if chunk < m.min_efficient_rows and self.flops[i] > 8 * max(self.out_bytes[i], 1):
-                extra += (self.flops[i] / m.flops_per_s) * (m.min_efficient_rows / chunk - 1.0)
-        loop_nodes = {self.graph.nodes[i] for i in cand.loop}
-        for v, axis, _ in cand.chunked:
-            if v.producer not in loop_nodes and any(not (isinstance(s, int) and s == 1) for s in v.shape[:axis]):
-                extra += self.nbytes[v] / m.bytes_per_s  # a strided slice is often copied
-        for v in cand.outputs:
-            extra += self.nbytes[v] / m.bytes_per_s  # chunk -> buffer copy
-        return extra
+        chunked = {v: (axis, unit) for v, axis, unit in cand.chunked}
+        looped = self.loop_seconds(cand.loop, chunked, cand.outputs, extent, chunk)
+        return looped - sum(self.times[i] for i in cand.loop)
 
     def chunk_options(self, cand, largest: int) -> list[tuple[int, int | None]]:
         """Chunks worth pricing: the largest the budget allows, and the largest that
-        keeps every loop tensor within each cache tier. (chunk, tier bytes or None)."""
+        keeps every loop tensor within each of the kernel model's size classes.
+        (chunk, size class bytes or None)."""
         extent = evaluate(cand.extent, self.sizes)
         biggest = max((self.out_bytes[i] for i in cand.loop), default=0)
         options = [(largest, None)]
-        for limit, _ in self.machine.cache_tiers:
+        for limit in self.machine.size_classes():
             if biggest:
-                c = limit * extent // biggest
+                c = int(limit * extent // biggest)  # a chunk is a whole number of units
                 if 1 <= c < largest:
                     options.append((c, limit))
         return options
@@ -110,3 +466,32 @@ class TimeModel:
     def slowdown(self, extra_seconds: float) -> float:
         """Estimated time ratio chunked / unchunked for ``extra_seconds`` of overhead."""
         return 1.0 + extra_seconds / self.total
+
+
+def predict_seconds(graph: Graph, plan=None, sizes: Mapping[str, int] | None = None,
+                    machine: Kernels | None = None, backend: str = "torch") -> float:
+    """Predicted seconds of one call of ``graph`` (``plan.graph`` when a plan is given),
+    chunked by ``plan``, at ``sizes`` (default: the plan's): the per-node costs of the
+    model the selection uses, the plan's loops priced by :meth:`TimeModel.loop_seconds`.
+    The ratio of a plan's prediction to the unchunked graph's is its predicted slowdown,
+    the rewrites before the search (rematerialized values) included."""
+    from .plan_index import PlanIndex, RegionView
+
+    if plan is not None:
+        graph, sizes = plan.graph, dict(plan.sizes if sizes is None else sizes)
+    model = TimeModel(graph, dict(sizes or {}), machine, backend)
+    total = 0.0
+    for step in PlanIndex.build(graph, plan).steps:
+        if not isinstance(step, RegionView):
+            total += model.times[model.position[step]]
+            continue
+        chunked = {v: (c.axis, c.unit) for v, c in step.chunk.items()}
+        loop = [model.position[n] for n in step.nodes]
+        extent = evaluate(step.region.extent, model.sizes)
+        chunk = evaluate(step.region.chunk_size, model.sizes)
+        total += model.loop_seconds(loop, chunked, step.outputs, extent, chunk, reused=tuple(step.reuse))
+    return total
+
+
+__all__ = ["Machine", "KernelTable", "Kernels", "Work", "TimeModel", "predict_seconds", "default_kernels",
+           "find_table", "table_path", "table_key", "cache_dir", "machine_name", "VIEW", "POINTWISE", "CONTRACTION"]

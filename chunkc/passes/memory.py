@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -331,17 +331,21 @@ class MemoryModel:
         return self.layout(shape, list(zip(in_shapes, in_strides)))
 
     def _chunk_view(self, v: int, reg: _Region, cstrides: dict[int, tuple[int, ...]]) -> tuple[int, ...] | None:
-        """Strides of ``v`` inside ``reg``'s loop when it is still a view there, else None.
+        """Strides of ``v`` inside ``reg``'s loop when it is a view there, else None.
 
-        The op is asked again with the chunk shapes and the chunk's layout (a slice
-        of a contiguous value is not contiguous); its ``shape_attr`` (a reshape
-        target) is given the chunk's output shape, as the code generators do.  When
-        the record still cannot answer for chunk shapes, the full-size answer stands.
+        Every output of an op that may alias is asked again with the chunk shapes and the
+        chunk's layout (a slice of a contiguous value is not contiguous; a reshape that
+        copies at full size can be a view of a chunk whose axis has one element); its
+        ``shape_attr`` (a reshape target) is given the chunk's output shape, as the code
+        generators do.  When the record still cannot answer for chunk shapes, the
+        full-size answer stands.
         """
-        par = self.parent[v]
         p = self.prod[v]
         node = self.nodes[p]
         ins = self.node_in[p]
+        if node.op.view_strides is None or not ins:
+            return None
+        par = ins[0]  # a view aliases input 0 (the records' contract)
         in_shapes = tuple(self._chunk_shape(u, reg) for u in ins)
         par_strides = cstrides.get(par, self.strides[par])
         key = (v, in_shapes, par_strides)
@@ -353,9 +357,12 @@ class MemoryModel:
             res = _split_view_result(node.op.view_strides(types, attrs, par_strides), len(self.node_out[p]))
             st = res[self.node_out[p].index(v)]
         except Exception:
-            full_contig = _is_contiguous(self.shape[v], self.strides[v])
-            in_contig = _is_contiguous(in_shapes[0], par_strides)
-            st = _contiguous(self._chunk_shape(v, reg)) if (full_contig and in_contig) else self.strides[v]
+            if self.parent[v] < 0:
+                st = None  # a copy at full size
+            else:
+                full_contig = _is_contiguous(self.shape[v], self.strides[v])
+                in_contig = _is_contiguous(in_shapes[0], par_strides)
+                st = _contiguous(self._chunk_shape(v, reg)) if (full_contig and in_contig) else self.strides[v]
         self._chunk_answers[key] = st
         return st
 
@@ -377,16 +384,23 @@ class MemoryModel:
         bindings = {**self.sizes, LOOP_START.name: start, LOOP_STOP.name: start + chunk_units}
         return concrete_attrs(loop_attrs(self.nodes[p], chunk), bindings)
 
-    def loop_workspace_bytes(self, p: int, in_types: list[TensorType], out_types: list[TensorType],
+    def loop_workspace_bytes(self, p: int, types_for: Callable[[int], tuple[list[TensorType], list[TensorType]]],
                              chunk: ChunkedValue | None, chunk_units: int, extent: int) -> int:
-        """Node ``p``'s workspace per chunk of ``chunk_units`` units, an upper bound over the
-        loop: a positional op's workspace can grow along the loop (causal attention's mask rows
-        reach every key near the end), so it is asked for a chunk that ends at the extent."""
-        starts = {chunk_units if 2 * chunk_units <= extent else 0}
-        if chunk is not None and self.nodes[p].dims()[0][chunk.axis].positional:
-            starts.add(max(extent - chunk_units, 0))
-        return max(self.workspace_bytes(p, in_types, self.loop_attrs(p, chunk, chunk_units, extent, s), out_types)
-                   for s in starts)
+        """The most workspace node ``p`` takes in one iteration of a loop over ``extent`` units
+        in chunks of ``chunk_units``; ``types_for(n)`` gives its (input, output) types in an
+        iteration of ``n`` units.  A positional op's workspace can depend on where the chunk
+        starts (causal attention's mask rows reach more keys further on), so the last full
+        iteration and the remainder are asked too."""
+        iterations = [(chunk_units, chunk_units if 2 * chunk_units <= extent else 0)]
+        if chunk is not None and self.nodes[p].dims()[0][chunk.axis].positional and chunk_units < extent:
+            iterations.append((chunk_units, (extent // chunk_units - 1) * chunk_units))
+            if extent % chunk_units:
+                iterations.append((extent % chunk_units, extent - extent % chunk_units))
+        best = 0
+        for n, start in iterations:
+            ins, outs = types_for(n)
+            best = max(best, self.workspace_bytes(p, ins, self.loop_attrs(p, chunk, n, extent, start), outs))
+        return best
 
     def _chunk_attrs(self, p: int, reg: _Region) -> dict:
         o = self.node_out[p][0]
@@ -401,7 +415,9 @@ class MemoryModel:
         """The node's workspace for the chunk shapes and the loop's attributes (the record
         is asked again)."""
         ins, outs = self.node_in[p], self.node_out[p]
-        shapes = tuple(self._chunk_shape(u, reg) for u in ins + outs)
+        whole = self._whole_positions(p, reg)
+        shapes = tuple(self.shape[u] if k in whole else self._chunk_shape(u, reg) for k, u in enumerate(ins)) + \
+            tuple(self._chunk_shape(u, reg) for u in outs)
         key = ("workspace", p, shapes)
         if key not in self._chunk_answers:
             types = [TensorType(self.values[u].dtype, s) for u, s in zip(ins + outs, shapes)]
@@ -417,34 +433,27 @@ class MemoryModel:
             self._chunk_answers[key] = ws
         return self._chunk_answers[key]
 
-    def _iterations_workspace(self, p: int, reg: _Region, chunk: ChunkedValue, units: int, extent: int) -> int:
-        """The most workspace node ``p`` takes in one iteration of ``reg``'s loop.  A positional
-        op's workspace can depend on where the chunk starts (causal attention's mask rows reach
-        more keys further on), so the last full iteration and the remainder are asked too."""
-        ins, outs = self.node_in[p], self.node_out[p]
+    def _whole_positions(self, p: int, reg: _Region) -> frozenset[int]:
+        """Input positions at which node ``p`` reads a chunked value whole (ChunkRegion.whole_reads)."""
+        name = self.nodes[p].name
+        return frozenset(k for n, k in reg.region.whole_reads if n == name)
 
-        def types(n: int) -> list[TensorType]:  # the chunk types of an iteration of n units
+    def _iterations_workspace(self, p: int, reg: _Region, chunk: ChunkedValue, units: int, extent: int) -> int:
+        """The most workspace node ``p`` takes in one iteration of ``reg``'s loop."""
+        ins, outs = self.node_in[p], self.node_out[p]
+        whole = self._whole_positions(p, reg)
+
+        def types_for(n: int) -> tuple[list[TensorType], list[TensorType]]:  # an iteration of n units
             out = []
-            for u in ins + outs:
-                shape = list(self._chunk_shape(u, reg))
-                if u in reg.chunk_elems:
+            for k, u in enumerate(ins + outs):
+                shape = list(self.shape[u] if k in whole else self._chunk_shape(u, reg))  # whole: read whole
+                if u in reg.chunk_elems and k not in whole:
                     axis, elems = reg.chunk_elems[u]
                     shape[axis] = elems // units * n
                 out.append(TensorType(self.values[u].dtype, tuple(shape)))
-            return out
+            return out[:len(ins)], out[len(ins):]
 
-        iterations = [(units, units if 2 * units <= extent else 0)]
-        if self.nodes[p].dims()[0][chunk.axis].positional and units < extent:
-            last_full = (extent // units - 1) * units
-            iterations.append((units, last_full))
-            if extent % units:
-                iterations.append((extent % units, extent - extent % units))
-        best = 0
-        for n, start in iterations:
-            t = types(n)
-            best = max(best, self.workspace_bytes(p, t[:len(ins)], self.loop_attrs(p, chunk, n, extent, start),
-                                                  t[len(ins):]))
-        return best
+        return self.loop_workspace_bytes(p, types_for, chunk, units, extent)
 
     def _intervals(self, regions: list[_Region]) -> tuple[_Intervals, list[int]]:
         """Every storage of the plan as an interval, and the workspace bytes per step."""
@@ -484,9 +493,9 @@ class MemoryModel:
             if (lastpos > reg.end or is_out[v]) and v not in reg.outputs:
                 self._leak(reg, v)
             # inside the loop: a chunk of v, a view or a fresh chunk storage
-            st = self._chunk_view(v, reg, cstrides) if parent[v] >= 0 else None
+            st = self._chunk_view(v, reg, cstrides)
             if st is not None:
-                par = parent[v]
+                par = self.node_in[p][0]
                 cstrides[v] = st
                 if region_at[prod[par]] == r:
                     crt = croot[par]

@@ -78,26 +78,32 @@ class ValueFacts:
             self._out_bytes = [sum(self.nbytes[o] for o in n.outputs) for n in self.graph.nodes]
         return self._out_bytes[i]
 
-    def chunk_workspace(self, i: int, axes: Mapping[Value, tuple[int, int]], extent: int) -> int:
-        """Node ``i``'s workspace in bytes when every chunked value holds one chunk unit
-        (asked of the estimator's model, with the attributes the node has in the loop)."""
+    def chunk_workspace(self, i: int, axes: Mapping[Value, tuple[int, int]], extent: int, units: int = 1,
+                        whole: frozenset[int] = frozenset()) -> int:
+        """Bytes of workspace node ``i`` takes for a chunk of ``units`` units, its chunked values
+        having ``axes`` (value -> (axis, elements per unit)) and the inputs at positions
+        ``whole`` read whole (asked of the estimator's model, with the attributes the node has
+        in its costliest iteration)."""
         from ..ir.types import TensorType
         from .plan import ChunkedValue
 
         node = self.graph.nodes[i]
         values = list(node.inputs) + list(node.outputs)
-        key = (i, tuple(axes.get(v) for v in values))
+        key = (i, tuple(axes.get(v) for v in values), units, whole)
         if key not in self._ws_cache:
-            def chunk_type(v):
+            def chunk_type(v, n: int, read_whole=False):
                 shape = list(v.type.concrete_shape(self.sizes))
-                if v in axes:
+                if v in axes and not read_whole:
                     axis, unit = axes[v]
-                    shape[axis] = unit
+                    shape[axis] = unit * n
                 return TensorType(v.dtype, tuple(shape))
+
+            def types_for(n: int):
+                return ([chunk_type(v, n, k in whole) for k, v in enumerate(node.inputs)],
+                        [chunk_type(o, n) for o in node.outputs])
             out = node.outputs[0] if node.outputs else None
             chunk = ChunkedValue(out.name, *axes[out]) if out in axes else None
-            self._ws_cache[key] = self.model.loop_workspace_bytes(
-                i, [chunk_type(v) for v in node.inputs], [chunk_type(o) for o in node.outputs], chunk, 1, extent)
+            self._ws_cache[key] = self.model.loop_workspace_bytes(i, types_for, chunk, units, extent)
         return self._ws_cache[key]
 
 
@@ -121,9 +127,10 @@ class _ChunkWorkspace:
     node: int
     axes: tuple[tuple[Value, tuple[int, int]], ...]  # (value, (axis, elements per unit))
     extent: int
+    whole: frozenset[int] = frozenset()  # input positions the node reads whole
 
     def __call__(self, chunk: int) -> int:
-        return self.facts.chunk_workspace(self.node, {v: (a, u * chunk) for v, (a, u) in self.axes}, self.extent)
+        return self.facts.chunk_workspace(self.node, dict(self.axes), self.extent, chunk, self.whole)
 
 
 @dataclass(frozen=True)
@@ -265,7 +272,8 @@ def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before:
         out = facts.out_bytes(i)
         steps.append((i, running, chunk_live + out))
         if facts.has_workspace[i]:
-            workspace.append((i, _ChunkWorkspace(facts, i, tuple(axes.items()), extent)))
+            whole = frozenset(pos for j, pos, _ in cand._whole if j == i)
+            workspace.append((i, _ChunkWorkspace(facts, i, tuple(axes.items()), extent, whole)))
         chunk_live += out
         for o in node.outputs:
             if facts.owner[o] is o and o not in last_in_loop:

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..ir.graph import Graph
 from ..ir.sizes import evaluate
-from .cost import Machine, TimeModel
+from .cost import Kernels, TimeModel
 from .plan import DEFAULT_BACKEND, RegionStats
 from .region_memory import RegionMemory, ValueFacts, baseline_timeline, chunk_expression, region_memory
 from .search import Candidate, GraphIndex, candidate_axes, walk_regions
@@ -44,7 +44,7 @@ class SpaceOptions:
 
     ends_window: int = 48  # region ends tried after the peak step
     max_region_nodes: int = 320  # longest span walked
-    machine: Machine = Machine()  # the cost model's machine
+    machine: Kernels | None = None  # the cost model's kernels; None: the measured table, else constants
     backend: str = DEFAULT_BACKEND  # whose kernels the memory is estimated for
 
 
@@ -74,7 +74,7 @@ class SearchSpace:
         self.index = GraphIndex(graph)
         self.facts = ValueFacts(graph, self.index, sizes, options.backend)
         self.before, self.during = baseline_timeline(self.facts)
-        self.times = TimeModel(graph, sizes, options.machine)
+        self.times = TimeModel(graph, sizes, options.machine, options.backend)
         self._walk_cache: dict[tuple[int, int], list[Candidate]] = {}
         self._time_cache: dict[tuple[int, int], float] = {}
         self._tier: dict[tuple[int, int], int | None] = {}  # (candidate, chunk) -> cache tier it fits

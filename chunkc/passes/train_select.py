@@ -38,7 +38,7 @@ import numpy as np
 from ..errors import InfeasibleBudgetError
 from ..ir.graph import Graph, Value
 from ..ir.sizes import evaluate
-from .cost import Machine, TimeModel
+from .cost import Kernels, TimeModel
 from .fold_split import fold_splits
 from .remat import rematerialize
 from .schedule import whole_inputs_first
@@ -208,11 +208,11 @@ class _State:
 class TrainSelector:
     """Greedy selection over every legal region (see the module docstring)."""
 
-    def __init__(self, graph: Graph, sizes: Mapping[str, int], backend: str, machine: Machine = Machine(),
+    def __init__(self, graph: Graph, sizes: Mapping[str, int], backend: str, machine: Kernels | None = None,
                  max_region_nodes: int = 320, shortlist: int = 24):
         self.graph = graph
         self.model = TrainSearchModel(graph, sizes, backend)
-        self.times = TimeModel(graph, sizes, machine)
+        self.times = TimeModel(graph, sizes, machine, backend)
         self.sizes = sizes
         self.shortlist = shortlist
         self.candidates = self._candidates(max_region_nodes)

@@ -183,3 +183,63 @@ def array_result_dtype(*arrays):
 def fresh(xp, result):
     """A ufunc's result as an array that in-place ops can write (0-d inputs give NumPy scalars)."""
     return result if isinstance(result, xp.ndarray) else xp.asarray(result)
+
+
+def broadcast_shape(*shapes: Sequence[int]) -> tuple[int, ...]:
+    """The shape concrete ``shapes`` broadcast to (checked by the IR already); plain Python,
+    as ``numpy.broadcast_shapes`` allocates several KiB on the way."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = [1] * rank
+    for s in shapes:
+        for k, n in enumerate(s, start=rank - len(s)):
+            if n != 1:
+                out[k] = n
+    return tuple(out)
+
+
+def blocks(shape: Sequence[int], max_elems: int, whole: Sequence[int] = ()):
+    """Index tuples (of slices) that cover an array of ``shape`` in blocks of at most
+    ``max_elems`` elements, never splitting the axes in ``whole`` (a block is then as large as
+    those axes need).  Outer axes go one index at a time, one axis is cut into runs, the inner
+    axes are taken whole."""
+    import itertools
+    split = [k for k in range(len(shape)) if k not in whole]
+    fixed = 1
+    for k in whole:
+        fixed *= shape[k]
+    run_axis, run = None, 1
+    for pos, k in enumerate(split):  # the outermost axis whose one index is small enough
+        inner = fixed
+        for j in split[pos + 1:]:
+            inner *= shape[j]
+        if inner <= max_elems:
+            run_axis, run = k, max(1, max_elems // max(inner, 1))
+            break
+    outer = split if run_axis is None else split[:split.index(run_axis)]
+    for position in itertools.product(*[range(shape[k]) for k in outer]):
+        index = [slice(None)] * len(shape)
+        for k, i in zip(outer, position):
+            index[k] = slice(i, i + 1)
+        for start in ([0] if run_axis is None else range(0, shape[run_axis], run)):
+            if run_axis is not None:
+                index[run_axis] = slice(start, start + run)
+            yield tuple(index)
+
+
+# NumPy's fancy indexing (take_along_axis) buffers up to 8192 index entries per index array, a
+# fixed size that numpy.setbufsize does not change: tens of KiB no record declares.  Gathering
+# block by block keeps those buffers under a few KiB.
+GATHER_BLOCK = 64  # elements of the index per take_along_axis call
+
+
+def take_along(xp, x, index, axis: int, out=None):
+    """``xp.take_along_axis(x, index, axis)`` into ``out`` (fresh when None), ``GATHER_BLOCK``
+    index elements at a time.  ``x`` and ``index`` have the same rank; off ``axis``, ``x``'s
+    sizes equal ``index``'s (or are 1)."""
+    axis %= max(x.ndim, 1)
+    if out is None:
+        out = xp.empty(index.shape, dtype=x.dtype)
+    for block in blocks(index.shape, GATHER_BLOCK, whole=(axis,)):
+        source = tuple([slice(None) if k == axis or x.shape[k] == 1 else b for k, b in enumerate(block)])
+        out[block] = xp.take_along_axis(x[source], index[block], axis=axis)
+    return out

@@ -117,8 +117,8 @@ def _conv_ref(xp, x, w, b=None, stride=None, padding=None, dilation=None, groups
     win = window("conv", nsp, tuple(w.shape[2:]), stride, padding, dilation)
     n, c = x.shape[:2]
     o = w.shape[0]
-    out_sp = tuple(output_size("conv", x.shape[2 + a], win, a) for a in range(nsp))
-    result_dt = array_result_dtype(*(a for a in (x, w, b) if a is not None))
+    out_sp = tuple([output_size("conv", x.shape[2 + a], win, a) for a in range(nsp)])
+    result_dt = array_result_dtype(*[a for a in (x, w, b) if a is not None])
     # float16 sums accumulate in float32 (as PyTorch and ONNX do), cast once at the end
     dt = xp.dtype("float32") if result_dt == xp.dtype("float16") else result_dt
     out = _init_output(xp, (n, o) + out_sp, dt, b)
@@ -128,12 +128,12 @@ def _conv_ref(xp, x, w, b=None, stride=None, padding=None, dilation=None, groups
     slab_in = xp.empty(c * cells, dt)
     slab_out = xp.empty(o * cells, dt)
     wg = w.reshape((groups, o // groups, c // groups) + tuple(w.shape[2:]))
-    for offset in itertools.product(*(range(k) for k in w.shape[2:])):
+    for offset in itertools.product(*[range(k) for k in w.shape[2:]]):
         ranges = gather_ranges(x.shape[2:], out_sp, offset, win)
         if ranges is None:
             continue
         dst, src = ranges
-        sub = tuple(r.stop - r.start for r in dst)
+        sub = tuple([r.stop - r.start for r in dst])
         p = 1
         for s in sub:
             p *= s
@@ -217,9 +217,10 @@ def _onednn_bytes(x: TensorType, w: TensorType, out: TensorType, win: Window, gr
     src = x.shape[0] * up(c_in) * product(x.shape[2:]) * item if blocked_in else 0
     per_group = w.shape[1] if not transposed else c_in  # input channels the weight holds per output one
     weight = up(c_out) * (up(c_in) if blocked_in and groups == 1 else per_group) * product(win.kernel) * item
-    dst = out.shape[0] * up(c_out) * product(out.shape[2:]) * item
-    out_b = out.numel() * item
     strided = transposed and any(s != 1 for s in win.stride)
+    # a strided transposed result is not channel-padded (measured: its peak is three outputs)
+    dst = out.shape[0] * (c_out if strided else up(c_out)) * product(out.shape[2:]) * item
+    out_b = out.numel() * item
     scratch_pad = strided and groups == 1 and all(d == 1 for d in win.dilation)
     scratch = 0
     if transposed:  # a second blocked result to add the bias to; a scratch pad when strided (the
@@ -338,9 +339,9 @@ def _conv_t_ref(xp, x, w, b=None, stride=None, padding=None, output_padding=None
     n, c = x.shape[:2]
     og = w.shape[1]
     o = og * groups
-    out_sp = tuple((x.shape[2 + a] - 1) * win.stride[a] - int(win.padding[a][0]) - int(win.padding[a][1])
-                   + win.effective(a) + op[a] for a in range(nsp))
-    result_dt = array_result_dtype(*(a for a in (x, w, b) if a is not None))
+    out_sp = tuple([(x.shape[2 + a] - 1) * win.stride[a] - int(win.padding[a][0]) - int(win.padding[a][1])
+                    + win.effective(a) + op[a] for a in range(nsp)])
+    result_dt = array_result_dtype(*[a for a in (x, w, b) if a is not None])
     # float16 sums accumulate in float32 (as PyTorch and ONNX do), cast once at the end
     dt = xp.dtype("float32") if result_dt == xp.dtype("float16") else result_dt
     out = _init_output(xp, (n, o) + out_sp, dt, b)
@@ -349,7 +350,7 @@ def _conv_t_ref(xp, x, w, b=None, stride=None, padding=None, output_padding=None
         cells *= s
     ys = xp.empty(o * cells, dt).reshape(groups, og, cells)
     wg = w.reshape((groups, c // groups, og) + tuple(w.shape[2:]))
-    for offset in itertools.product(*(range(k) for k in w.shape[2:])):
+    for offset in itertools.product(*[range(k) for k in w.shape[2:]]):
         ranges = scatter_ranges(x.shape[2:], out_sp, offset, win)
         if ranges is None:
             continue

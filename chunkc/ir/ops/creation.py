@@ -123,7 +123,7 @@ def _full_infer(ins, attrs):
 
 def _full_ref(xp, shape, value, dtype=None):
     dt = _dtype_attr("full", dtype, _value_dtype(value))
-    return xp.full(tuple(int(s) for s in shape), value, dtype=dt.numpy)
+    return xp.full(tuple([int(s) for s in shape]), value, dtype=dt.numpy)
 
 
 register(OpDef(
@@ -190,10 +190,26 @@ def _tri_slice(attrs, ins, axis, start, length):
     return {**attrs, "diagonal": normalize(attrs["diagonal"] + shift)}
 
 
+def _tri_ref(lower: bool):
+    """Zero, row by row, the part of a C-ordered copy outside the triangle (``xp.tril`` and
+    ``xp.triu`` build a rows x columns boolean mask first: a temporary no record declares)."""
+    def ref(xp, x, diagonal=0):
+        out = xp.array(x, copy=True, order="C")
+        rows, cols = x.shape[-2], x.shape[-1]
+        if lower:  # keep column j of row i when j - i <= diagonal
+            for i in range(max(0, min(rows, cols - diagonal - 1))):
+                out[..., i, max(0, i + diagonal + 1):] = 0
+        else:  # keep column j of row i when j - i >= diagonal
+            for i in range(max(0, 1 - diagonal), rows):
+                out[..., i, :min(cols, i + diagonal)] = 0
+        return out
+    return ref
+
+
 for _name, _keep in (("triu", "on and above"), ("tril", "on and below")):
     register(OpDef(
         name=_name, infer=_tri_infer(_name), dims=_tri_dims, slice_attrs=_tri_slice,
-        reference=(lambda f: lambda xp, x, diagonal=0: getattr(xp, f)(x, k=diagonal))(_name),
+        reference=_tri_ref(_name == "tril"),
         attrs={"diagonal": 0}, flops=lambda *a: 0, torch=f"torch.{_name}({{0}}, diagonal={{diagonal}})",
         doc=f"{_name}(x, diagonal=0): keep the elements {_keep} the diagonal of the last two axes, zero the "
             "rest. Carries: every axis; the last two positionally (a slice moves the diagonal)."))

@@ -52,9 +52,11 @@ inputs whole) gives that slice of the output, with `ratio` input elements per
 output element; and every axis for which that holds should say so.
 `tests/test_ops.py` checks the first claim by execution for every sample in
 `tests/opdb.py`, and checks that each reference allocates no more than its
-outputs plus its declared workspace (NumPy's ufunc buffers aside);
-`tests/test_torch_memory.py` holds the PyTorch code of every sample to its outputs plus
-its `torch_workspace`, as the CPU allocator counts.
+outputs plus its declared workspace (the references run with small ufunc buffers,
+`chunkc.ir.reference.small_ufunc_buffers`; `tests/test_reference_memory.py` holds them
+to that on strided, broadcast and cast inputs too); `tests/test_torch_memory.py` holds
+the PyTorch code of every sample to its outputs plus its `torch_workspace`, as the CPU
+allocator counts.
 
 ## The PyTorch lowering
 

@@ -23,7 +23,9 @@ from ..lowering import LoweringContext, LoweringFn, TorchLowering, keywords, ope
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import ceildiv
 from ..types import TensorType
-from ._common import broadcast_dims, broadcast_shapes, fail, fresh, one_of, optional_float, quiet, result_dtype
+from ._common import (broadcast_dims, broadcast_shape, broadcast_shapes, fail, fresh, one_of, optional_float, quiet,
+                      result_dtype)
+from ..layout import contiguous_strides, empty_strided, numpy_layout
 from .special import erf, erf_
 
 CARRIES = " Carries: every axis (inputs broadcast along an axis are used whole)."
@@ -383,9 +385,23 @@ def _where_infer(ins, attrs):
     return (TensorType(result_dtype([a, b]), broadcast_shapes("where", ins)),)
 
 
+def _select(xp, shape, dtype, cond, a, b, like_operands: bool = True):
+    """``b``, overwritten by ``a`` where ``cond`` holds, cast into one fresh array laid out as
+    NumPy lays out an elementwise result (chunkc/ir/layout.py), or in C order: no other
+    allocation (``xp.where`` buffers up to 8192 elements of each operand it broadcasts or
+    casts, and ``astype`` copies a whole operand)."""
+    ops = [o for o in (cond, a, b) if hasattr(o, "strides")] if like_operands else []
+    strides = numpy_layout(shape, [(o.shape, [s // o.itemsize for s in o.strides]) for o in ops]) if ops \
+        else contiguous_strides(shape)
+    out = empty_strided(xp, shape, strides, dtype)
+    with quiet(xp):
+        xp.copyto(out, b, casting="unsafe")
+        xp.copyto(out, a, casting="unsafe", where=cond)
+    return out
+
+
 def _where_ref(xp, cond, a, b):
-    dt = _promoted(xp, a, b)
-    return xp.where(cond, a if a.dtype == dt else a.astype(dt), b if b.dtype == dt else b.astype(dt))
+    return _select(xp, broadcast_shape(cond.shape, a.shape, b.shape), _promoted(xp, a, b), cond, a, b)
 
 
 def _where_torch(ctx: LoweringContext) -> str:
@@ -420,12 +436,12 @@ def _masked_fill_infer(ins, attrs):
 
 def _masked_fill_ref(xp, x, mask, value):
     with quiet(xp):
-        return xp.where(mask, xp.asarray(value).astype(x.dtype), x)
+        fill = xp.asarray(value).astype(x.dtype)
+    return _select(xp, x.shape, x.dtype, mask, fill, x, like_operands=False)  # C order, as PyTorch's masked_fill
 
 
 register(OpDef(name="masked_fill", infer=_masked_fill_infer, dims=_bcast_dims, reference=_masked_fill_ref,
                num_inputs=(2, 2), attrs={"value": REQUIRED}, saves=(1,), torch="{0}.masked_fill({1}, {value})",
-               keeps_layout=True,
                doc="masked_fill(x, mask, value=v): v where mask holds, else x." + CARRIES))
 
 

@@ -191,7 +191,7 @@ def _gather_nd_ref(xp, data, indices, batch_dims):
         ix = idx[n].reshape(-1, k)
         dims = d.shape[1:1 + k]
         ix = xp.where(ix < 0, ix + xp.asarray(dims, dtype=ix.dtype), ix)
-        picked = d[n][tuple(ix[:, j] for j in range(k))]
+        picked = d[n][tuple([ix[:, j] for j in range(k)])]
         out.append(picked.reshape(idx.shape[1:-1] + d.shape[1 + k:]))
     return xp.stack(out).reshape(indices.shape[:-1] + data.shape[b + k:])
 
@@ -313,7 +313,7 @@ def _scatter_nd_ref(xp, data, indices, updates, reduction):
         for n in range(ix.shape[0]):  # later updates win, as in the ONNX reference
             out[tuple(ix[n])] = upd[n]
     else:
-        _apply_reduction(xp, out, tuple(ix[:, j] for j in range(k)), upd, reduction)
+        _apply_reduction(xp, out, tuple([ix[:, j] for j in range(k)]), upd, reduction)
     return out
 
 

@@ -17,7 +17,7 @@ from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, format_size, sizes_equal
 from ..types import TensorType
-from ._common import carry_from, fail, norm_axis, require_int_dtype, require_rank
+from ._common import carry_from, fail, norm_axis, require_int_dtype, require_rank, take_along
 
 
 # -- take -------------------------------------------------------------------------------
@@ -105,8 +105,8 @@ def _gather_dims(ins, attrs, outs) -> DimRecord:
 
 def _gather_ref(xp, x, index, axis):
     axis %= x.ndim
-    crop = tuple(slice(None) if k == axis else slice(0, index.shape[k]) for k in range(x.ndim))
-    return xp.take_along_axis(x[crop], index, axis=axis)
+    crop = tuple([slice(None) if k == axis else slice(0, index.shape[k]) for k in range(x.ndim)])
+    return take_along(xp, x[crop], index, axis)
 
 
 def _gather_torch(ctx: LoweringContext) -> str:

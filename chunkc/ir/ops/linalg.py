@@ -223,8 +223,10 @@ def _einsum_dims(ins, attrs, outs) -> DimRecord:
 def _einsum_ref(xp, *xs, equation):
     dt = array_result_dtype(*xs)
     if len(xs) <= 2:
-        # one pass, no intermediates: the output is the only allocation
-        out = xp.einsum(equation, *xs, dtype=dt, casting="unsafe")
+        # one pass, no intermediates: the output is the only allocation (in C order: NumPy's
+        # default follows the operands' layout, and a copy to C order would be a second output)
+        order = {"order": "C"} if xp.__name__ == "numpy" else {}
+        out = xp.einsum(equation, *xs, dtype=dt, casting="unsafe", **order)
     else:
         out = xp.einsum(equation, *xs, optimize=True)  # pairwise contractions (intermediates)
     if any(xp.may_share_memory(out, x) for x in xs):  # a transpose or a diagonal is a view: copy

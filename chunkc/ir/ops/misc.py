@@ -14,7 +14,7 @@ from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, ceildiv, format_size, normalize
 from ..types import TensorType
-from ._common import carry_from, fail, is_one, norm_axes, norm_axis
+from ._common import blocks, carry_from, fail, is_one, norm_axes, norm_axis, take_along
 
 
 def _carry_except(rank: int, mixed) -> tuple:
@@ -83,7 +83,29 @@ def _roll_dims(ins, attrs, outs) -> DimRecord:
 def _roll_ref(xp, x, shifts, axes=None):
     if axes is None:
         return xp.roll(x, shifts if isinstance(shifts, int) else shifts[0])
-    return xp.roll(x, shifts, axis=axes)
+    # two slice copies per rolled axis into one fresh array (xp.roll builds index arrays and
+    # temporaries as large as the output)
+    total: dict[int, int] = {}
+    for s, a in zip((shifts,) if isinstance(shifts, int) else shifts, (axes,) if isinstance(axes, int) else axes):
+        a %= x.ndim
+        total[a] = total.get(a, 0) + s
+    out = xp.empty(x.shape, dtype=x.dtype)
+    pieces = [([slice(None)] * x.ndim, [slice(None)] * x.ndim)]  # (source, destination) index pairs
+    for a, s in total.items():
+        n = x.shape[a]
+        s = s % n if n else 0
+        if s == 0:
+            continue
+        split = []
+        for src, dst in pieces:
+            for (s0, s1), (d0, d1) in (((0, n - s), (s, n)), ((n - s, n), (0, s))):
+                src2, dst2 = list(src), list(dst)
+                src2[a], dst2[a] = slice(s0, s1), slice(d0, d1)
+                split.append((src2, dst2))
+        pieces = split
+    for src, dst in pieces:
+        out[tuple(dst)] = x[tuple(src)]
+    return out
 
 
 def _roll_torch(ctx: LoweringContext) -> str:
@@ -189,13 +211,13 @@ def _topk_ref(xp, x, k, axis=-1, largest=True, sorted=True):
     keep = [slice(None)] * x.ndim
     keep[axis] = slice(n - k, n) if largest else slice(0, k)
     idx = part[tuple(keep)]
-    values = xp.take_along_axis(x, idx, axis=axis)
+    values = take_along(xp, x, idx, axis)
     if not sorted:
         return values, xp.ascontiguousarray(idx)
     order = xp.argsort(values, axis=axis, kind="stable")
     if largest:
         order = xp.flip(order, axis=axis)
-    return xp.take_along_axis(values, order, axis=axis), xp.take_along_axis(idx, order, axis=axis)
+    return take_along(xp, values, order, axis), take_along(xp, idx, order, axis)
 
 
 def _topk_workspace(ins, attrs, outs) -> Size:
@@ -225,24 +247,34 @@ def _sort_infer(ins, attrs):
 
 
 def _reverse_inplace(xp, a, axis):
-    """Reverse ``a`` along ``axis`` in place, swapping blocks (a temporary of 1/32 of ``a`` at most)."""
+    """Reverse ``a`` along ``axis`` in place, swapping blocks through a temporary of at most
+    ``SWAP_BYTES``."""
     v = xp.moveaxis(a, axis, -1)
     n = v.shape[-1]
     half = n // 2
-    step = max(1, half // 16)
+    if half == 0:
+        return
+    step = max(1, min(half, SWAP_BYTES // (a.itemsize * max(1, a.size // n))))
+    rows = max(1, SWAP_BYTES // (a.itemsize * step))
     for s in range(0, half, step):
         e = min(s + step, half)
-        lo, hi = v[..., s:e], v[..., n - e:n - s][..., ::-1]
-        tmp = lo.copy()
-        lo[...] = hi
-        hi[...] = tmp
+        for lead in blocks(v.shape[:-1], rows):
+            lo, hi = v[lead + (slice(s, e),)], v[lead + (slice(n - e, n - s),)][..., ::-1]
+            tmp = lo.copy()
+            lo[...] = hi
+            hi[...] = tmp
+
+
+SWAP_BYTES = 1024
 
 
 def _sort_ref(xp, x, axis=-1, descending=False):
     idx = xp.argsort(x, axis=axis, kind="stable")
+    values = xp.sort(x, axis=axis, kind="stable")  # = x at idx, without gathering
     if descending:
         _reverse_inplace(xp, idx, axis)  # equal values then come in reverse order (PyTorch's is unspecified)
-    return xp.take_along_axis(x, idx, axis=axis), idx
+        _reverse_inplace(xp, values, axis)
+    return values, idx
 
 
 register(OpDef(

@@ -96,7 +96,7 @@ def _layer_norm_dims(ins, attrs, outs) -> DimRecord:
 
 
 def _layer_norm_ref(xp, x, weight=None, bias=None, num_axes=1, eps=1e-5):
-    dt = array_result_dtype(*(a for a in (x, weight, bias) if a is not None))
+    dt = array_result_dtype(*[a for a in (x, weight, bias) if a is not None])
     out = _fresh_copy(xp, x, dt)
     lead = x.shape[:x.ndim - num_axes]
     _normalize_rows(xp, out.reshape(lead + (-1,)), eps)
@@ -143,7 +143,7 @@ def _rms_norm_infer(ins, attrs):
 
 
 def _rms_norm_ref(xp, x, weight=None, num_axes=1, eps=None):
-    dt = array_result_dtype(*(a for a in (x, weight) if a is not None))
+    dt = array_result_dtype(*[a for a in (x, weight) if a is not None])
     if eps is None:
         eps = float(xp.finfo(dt).eps)  # PyTorch's default
     acc = _acc(xp, dt)
@@ -229,7 +229,7 @@ def _group_norm_dims(ins, attrs, outs) -> DimRecord:
 
 
 def _group_norm_ref(xp, x, weight=None, bias=None, num_groups=1, eps=1e-5):
-    dt = array_result_dtype(*(a for a in (x, weight, bias) if a is not None))
+    dt = array_result_dtype(*[a for a in (x, weight, bias) if a is not None])
     out = _fresh_copy(xp, x, dt)
     _normalize_rows(xp, out.reshape(x.shape[0], num_groups, -1), eps)
     per_channel = (slice(None),) + (None,) * (x.ndim - 2)
@@ -282,7 +282,7 @@ def _batch_norm_dims(ins, attrs, outs) -> DimRecord:
 
 
 def _batch_norm_ref(xp, x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
-    dt = array_result_dtype(*(a for a in (x, running_mean, running_var, weight, bias) if a is not None))
+    dt = array_result_dtype(*[a for a in (x, running_mean, running_var, weight, bias) if a is not None])
     acc = _acc(xp, dt)
     scale = xp.add(running_var, eps, dtype=acc)
     xp.sqrt(scale, out=scale)

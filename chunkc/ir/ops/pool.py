@@ -77,12 +77,12 @@ def _concrete(op: str, x, attrs) -> tuple[Window, int, tuple[int, ...]]:
     win = window(op, nsp, attrs["kernel"], attrs["stride"], attrs["padding"], attrs.get("dilation"),
                  stride_default=attrs["kernel"])
     lead = x.ndim - nsp
-    out = tuple(output_size(op, x.shape[lead + a], win, a, attrs["ceil_mode"]) for a in range(nsp))
+    out = tuple([output_size(op, x.shape[lead + a], win, a, attrs["ceil_mode"]) for a in range(nsp)])
     return win, lead, out
 
 
 def _offsets(win: Window):
-    return itertools.product(*(range(k) for k in win.kernel))
+    return itertools.product(*[range(k) for k in win.kernel])
 
 
 # -- max_pool -----------------------------------------------------------------------------------
@@ -243,8 +243,8 @@ def _adaptive_ref(xp, x, output_size):
     axes = tuple(range(lead, x.ndim))
     keep = (slice(None),) * lead
     for cell in itertools.product(*spans):
-        index = tuple(i for i, _ in cell)
-        xp.mean(x[keep + tuple(s for _, s in cell)], axis=axes, out=out[keep + index])
+        index = tuple([i for i, _ in cell])
+        xp.mean(x[keep + tuple([s for _, s in cell])], axis=axes, out=out[keep + index])
     return out
 
 

@@ -101,7 +101,7 @@ def take_into(xp, a, index, out):
 def _interp_ref(xp, x, size, mode="nearest", align_corners=False):
     nsp = len(size)
     lead = x.ndim - nsp
-    size = tuple(int(s) for s in size)
+    size = tuple([int(s) for s in size])
     if mode == "linear":
         return _linear(xp, x, size, align_corners)
     index = [nearest_index(x.shape[lead + a], size[a], mode == "nearest_exact") for a in range(nsp)]
@@ -110,8 +110,8 @@ def _interp_ref(xp, x, size, mode="nearest", align_corners=False):
         return xp.take(x, last, axis=-1)
     # one output row at a time, gathered straight into the (C-contiguous) output
     out = xp.empty(x.shape[:lead] + size, dtype=x.dtype)
-    for cell in itertools.product(*(range(s) for s in size[:-1])):
-        row = x[(Ellipsis,) + tuple(int(index[a][o]) for a, o in enumerate(cell)) + (slice(None),)]
+    for cell in itertools.product(*[range(s) for s in size[:-1]]):
+        row = x[(Ellipsis,) + tuple([int(index[a][o]) for a, o in enumerate(cell)]) + (slice(None),)]
         take_into(xp, row, last, out[(Ellipsis,) + cell + (slice(None),)])
     return out
 
@@ -138,7 +138,7 @@ def _linear(xp, x, size, align_corners):
     i0w, i1w, lw = (xp.asarray(v) for v in w[-1])
     one_minus_lw = (1 - lw).astype(x.dtype)
     lw = lw.astype(x.dtype)
-    for cell in itertools.product(*(range(s) for s in size[:-1])):
+    for cell in itertools.product(*[range(s) for s in size[:-1]]):
         for n, corner in enumerate(itertools.product((0, 1), repeat=nsp - 1)):
             weight, index = 1.0, []
             for a, (o, c) in enumerate(zip(cell, corner)):
@@ -244,8 +244,8 @@ def _pad_dims(ins, attrs, outs) -> DimRecord:
 
 
 def _pad_ref(xp, x, pads, mode="constant", value=0.0):
-    pads = tuple((int(b), int(e)) for b, e in pads)
-    shape = tuple(s + b + e for s, (b, e) in zip(x.shape, pads))
+    pads = tuple([(int(b), int(e)) for b, e in pads])
+    shape = tuple([s + b + e for s, (b, e) in zip(x.shape, pads)])
     if mode == "constant":
         out = xp.full(shape, value, dtype=x.dtype)
         dst, src = [], []
@@ -258,7 +258,7 @@ def _pad_ref(xp, x, pads, mode="constant", value=0.0):
         out[tuple(dst)] = x[tuple(src)]
         return out
     out = xp.empty(shape, dtype=x.dtype)
-    out[tuple(slice(b, b + s) for s, (b, _) in zip(x.shape, pads))] = x
+    out[tuple([slice(b, b + s) for s, (b, _) in zip(x.shape, pads)])] = x
     for k, (n, (b, e)) in enumerate(zip(x.shape, pads)):
         # fill axis k's pads from its centre, over the full extent of every other axis (earlier axes
         # are complete; later axes' pads are rewritten when their turn comes)

@@ -277,7 +277,7 @@ def _expand_strides(ins, attrs, strides):
 
 def _expand_ref(xp, x, shape):
     lead = len(shape) - x.ndim
-    target = tuple(int(s) if not (isinstance(s, int) and s == -1) else x.shape[k - lead] for k, s in enumerate(shape))
+    target = tuple([int(s) if not (isinstance(s, int) and s == -1) else x.shape[k - lead] for k, s in enumerate(shape)])
     return xp.broadcast_to(x, target)
 
 
@@ -315,7 +315,7 @@ def _squeeze_dims(ins, attrs, outs) -> DimRecord:
 
 def _squeeze_ref(xp, x, axes):
     named = range(x.ndim) if axes is None else norm_axes("squeeze", axes, x.ndim)
-    return xp.reshape(x, tuple(s for k, s in enumerate(x.shape) if not (s == 1 and k in named)))
+    return xp.reshape(x, tuple([s for k, s in enumerate(x.shape) if not (s == 1 and k in named)]))
 
 
 def _squeeze_torch(ctx: LoweringContext) -> str:

@@ -12,8 +12,8 @@ def _special(xp):
 
 
 def erf(xp, x):
-    """A fresh array erf(x) of x's dtype."""
-    out = xp.empty_like(x, order="C") if x.dtype.kind == "f" else xp.empty(x.shape, "float64")
+    """A fresh array erf(x) of x's dtype, laid out like x (as ufuncs lay out their results)."""
+    out = xp.empty_like(x) if x.dtype.kind == "f" else xp.empty_like(x, dtype="float64")
     _special(xp).erf(x, out=out)
     return out
 

@@ -1,0 +1,164 @@
+"""chunkc composed with torch.compile (Inductor): does a chunked program keep its memory cut and
+its speed when compiled?
+
+For each model: the eager module and chunkc's unchunked generated program, each compiled with
+``torch.compile`` (Inductor), and chunkc's plans at 50% and 20% of the generated program's
+measured peak, compiled the same way (``torch.compile(chunkc.compile(graph, plan))``).  Peaks
+are ``chunkc.measure_peak`` (the CPU allocator's blocks, Inductor's buffers included); times are
+medians over rounds of interleaved calls against the compiled unchunked program.  The
+generated modules run under ``torch.no_grad`` (``grad_mode="no_grad"``; see docs/backends.md).  Target
+(issue 13): the compiled chunked program keeps its cut (peak within 10% of the uncompiled
+chunked program's) and runs at most 1.10x the Inductor-compiled unchunked model.
+
+    python -m benchmarks inductor
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import common as C
+from .subjects import Subject, zoo_subjects
+
+NAME = "inductor"
+BUDGETS = (0.5, 0.2)
+TIME_TARGET = 1.10
+MEMORY_TARGET = 1.10
+
+
+@dataclass
+class Row:
+    fraction: float
+    plan: str = ""
+    peak: int | None = None  # the chunked program, not compiled
+    compiled_peak: int | None = None
+    ratio: C.Ratio | None = None  # t(compiled chunked) / t(compiled unchunked generated)
+    model_ratio: C.Ratio | None = None  # t(compiled chunked) / t(compiled eager module)
+    diff: float | None = None
+    error: str = ""
+
+
+@dataclass
+class Result:
+    subject: Subject
+    peak: int = 0  # unchunked generated program
+    compiled_peak: int = 0
+    model_peak: int | None = None  # the compiled eager module
+    model_ratio: C.Ratio | None = None  # t(compiled unchunked generated) / t(compiled eager module)
+    rows: list[Row] = field(default_factory=list)
+    error: str = ""
+
+
+def measure_subject(subject: Subject, settings: C.Settings, budgets) -> Result:
+    import torch
+
+    import chunkc
+    torch._dynamo.reset()
+    res = Result(subject)
+    graph, args, sizes = subject.graph, subject.args, dict(subject.sizes)
+    plain = _generated(graph)
+    want = plain(*args)
+    res.peak = C.measure(plain, args)
+    compiled = {"unchunked": torch.compile(plain)}
+    if subject.module is not None:
+        compiled["model"] = _no_grad(torch.compile(subject.module))
+    for fraction in budgets:
+        row = Row(fraction)
+        res.rows.append(row)
+        try:
+            plan = C.plan_under(graph, int(fraction * res.peak), sizes)
+            row.plan = C.plan_summary(plan, sizes)
+            chunked = _generated(graph, plan)
+            chunked(*args)
+            row.peak = C.measure(chunked, args)
+            compiled[fraction] = torch.compile(chunked)
+        except Exception as exc:
+            row.error = C.plan_error(exc, res.peak)
+    for key, fn in compiled.items():  # compile (the first call) outside the measurements
+        out = fn(*args)
+        row = next((r for r in res.rows if r.fraction == key), None)
+        if row is not None:
+            row.diff = C.max_abs_diff(out, want)
+    res.compiled_peak = C.measure(compiled["unchunked"], args)
+    if "model" in compiled:
+        res.model_peak = C.measure(compiled["model"], args)
+    for row in res.rows:
+        if row.fraction in compiled:
+            row.compiled_peak = C.measure(compiled[row.fraction], args)
+    times = C.round_robin_times(compiled, args, settings.rounds)
+    if "model" in compiled:
+        res.model_ratio = C.ratio(times, "model", "unchunked")
+    for row in res.rows:
+        if row.fraction in compiled:
+            row.ratio = C.ratio(times, "unchunked", row.fraction)
+            if "model" in compiled:
+                row.model_ratio = C.ratio(times, "model", row.fraction)
+    torch._dynamo.reset()
+    return res
+
+
+def _generated(graph, plan=None):
+    """The generated module, run under ``torch.no_grad``: under ``inference_mode`` (the default
+    grad mode) Inductor failed on the ViT's view of a weight ("Cannot set version_counter for
+    inference tensor", torch 2.13), and compiled it under ``no_grad``."""
+    import chunkc
+    return chunkc.compile(graph, plan, backend="torch", grad_mode="no_grad")
+
+
+def _no_grad(fn):
+    """``fn`` called under ``torch.no_grad`` (as the generated programs run; Inductor refuses to
+    compile a function that enters ``inference_mode`` itself)."""
+    import torch
+
+    def run(*args):
+        with torch.no_grad():
+            return fn(*args)
+    return run
+
+
+def render(results: list[Result], settings: C.Settings) -> str:
+    lines = ["## Composition with torch.compile (Inductor)", "",
+             "Each program compiled with `torch.compile` (Inductor, default options) and called once "
+             "before anything is measured.  *peak*: `chunkc.measure_peak`, MiB, the uncompiled "
+             "program's in brackets; *time*: median over "
+             f"{settings.rounds} rounds of interleaved calls, t / t(compiled unchunked generated "
+             "program), and against the compiled eager module where there is one.  Targets (issue 13): "
+             f"the compiled chunked program's peak at most {MEMORY_TARGET:.2f}× the uncompiled chunked "
+             f"program's, its time at most {TIME_TARGET:.2f}× the compiled unchunked model's.", ""]
+    rows = []
+    for res in results:
+        s = res.subject
+        if res.error:
+            rows.append([s.label, "–", res.error] + ["–"] * 5)
+            continue
+        if res.model_peak is not None:
+            rows.append([s.label, "eager module", "torch.compile(module)", C.mib(res.model_peak), "–",
+                         "1 (reference)" if res.model_ratio else "–", "–", "–"])
+        rows.append([s.label, "100%", "unchunked", f"{C.mib(res.compiled_peak)} ({C.mib(res.peak)})", "1 (reference)",
+                     res.model_ratio.cell() if res.model_ratio else "–", "–", "–"])
+        for r in res.rows:
+            if r.ratio is None:
+                rows.append([s.label, C.pct(r.fraction), r.error or r.plan] + ["–"] * 5)
+                continue
+            worst = max(r.ratio.median, r.model_ratio.median if r.model_ratio else 0.0)
+            ok = r.compiled_peak <= MEMORY_TARGET * r.peak and worst <= TIME_TARGET
+            rows.append([s.label, C.pct(r.fraction), r.plan, f"{C.mib(r.compiled_peak)} ({C.mib(r.peak)})",
+                         r.ratio.cell(), r.model_ratio.cell() if r.model_ratio else "–",
+                         f"{r.diff:.1e}" if r.diff is not None else "–", "yes" if ok else "**no**"])
+    lines += C.table(["model", "budget", "plan", "peak MiB, compiled (not compiled)", "time / compiled unchunked",
+                      "time / compiled eager module", "max abs diff", "targets met"], rows)
+    return "\n".join(lines + [""])
+
+
+def run(settings: C.Settings, models: list[str] | None = None, subjects: list[Subject] | None = None,
+        budgets: tuple[float, ...] = BUDGETS) -> C.SectionResult:
+    results, failures = [], []
+    for subject in subjects if subjects is not None else zoo_subjects(settings, models):
+        try:
+            results.append(measure_subject(subject, settings, budgets))
+        except Exception as exc:
+            import traceback
+            traceback.print_exc()
+            results.append(Result(subject, error=C.short_error(exc, 400)))
+            failures.append(f"{NAME} {subject.key}: {results[-1].error}")
+    return C.SectionResult(render(results, settings), failures)

@@ -1,0 +1,250 @@
+"""Measure this machine's kernel table for the cost model (PyTorch backend, CPU).
+
+    python -m chunkc.calibrate               # at torch's thread count; about half a minute
+    python -m chunkc.calibrate --threads 1   # the benchmarks time with one thread
+    python -m chunkc.calibrate --show        # print the cached table, measure nothing
+
+The table (:class:`chunkc.passes.cost.KernelTable`) is written to the user's cache
+directory (:func:`chunkc.passes.cost.table_path`: keyed by CPU, torch version and
+threads) and used by ``chunkc.autochunk`` from then on; without one, the cost
+model falls back to built-in constants.  What is measured, each from
+several timed calls after a warm-up, in this process (the lower quartile of
+the samples; see :func:`_seconds`):
+
+* ``call_s``: ``c = a + b`` on one-element tensors (a generated statement, Python
+  and the dispatcher, a tiny allocation); ``view_s``: a slice of a small tensor;
+  ``iteration_s``: a chunk loop's own statements;
+* ``stream``: ``torch.add(a, b, out=c)`` over float32 tensors from 4 KiB to
+  256 MiB, seconds per byte moved (12 bytes per element) at each size, over the
+  same call on one element;
+* ``alloc``: ``a + b`` (a fresh output, freed after the call) minus the same into
+  an existing ``out``: nothing while the allocator reuses its heap, page faults
+  once blocks are served by ``mmap`` (from 32 MiB on glibc);
+* ``pointwise_flops_per_s``: ``torch.exp`` in cache, at 4 FLOPs an element (the
+  FLOPs its op record counts);
+* ``gemm``: ``torch.mm(A, B, out=C)`` with A of r x 256 rows and B 256 x 256, FLOPs
+  per second for r from 1 to 4096.
+
+Each curve is then made monotone (:func:`monotone`): per byte, costs grow with size;
+per FLOP, a product with more rows is never slower.
+
+Measure on a quiet machine: the table is only as good as its timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .passes.cost import KernelTable, find_table, machine_name, table_key, table_path
+
+# 4 KiB .. 256 MiB of output, with points just below glibc's largest mmap threshold (32 MiB),
+# where fresh outputs turn from reused heap into page faults
+STREAM_BYTES = tuple(sorted({4096 << k for k in range(17)} | {24 << 20, 31 << 20}))
+QUICK_STREAM_BYTES = tuple(4096 << k for k in (0, 4, 8, 12, 14))  # 4 KiB .. 64 MiB: cache and mmap steps
+GEMM_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+QUICK_GEMM_ROWS = (1, 16, 256)
+GEMM_INNER = 256  # A is rows x 256, B 256 x 256
+
+
+def _seconds(runs: Sequence[Callable[[], None]], calls: int, samples: int) -> list[float]:
+    """Seconds per call of each of ``runs``: ``samples`` samples of ``calls`` calls each, the
+    runs interleaved sample by sample after one untimed round, the garbage collector paused.
+    Each is the lower quartile of its samples: a loaded machine only adds time, and the first
+    calls of a size (before the allocator has settled) are slower than the rest."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        times: list[list[float]] = [[] for _ in runs]
+        for k in range(samples + 1):
+            for run, found in zip(runs, times):
+                t0 = time.perf_counter()
+                for _ in range(calls):
+                    run()
+                if k:
+                    found.append((time.perf_counter() - t0) / calls)
+        return [statistics.quantiles(found, n=4)[0] if len(found) > 1 else found[0] for found in times]
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _seconds_per_call(run: Callable[[], None], calls: int, samples: int) -> float:
+    """Seconds per call of ``run`` (see :func:`_seconds`)."""
+    return _seconds([run], calls, samples)[0]
+
+
+def _calls_for(seconds_per_call: float, target: float = 2e-3) -> int:
+    """Calls per sample so that a sample lasts about ``target`` seconds."""
+    return max(1, min(2000, int(target / max(seconds_per_call, 1e-7))))
+
+
+def measure_table(threads: int | None = None, quick: bool = False, samples: int = 7,
+                  progress: Callable[[str], None] | None = None) -> KernelTable:
+    """Measure a kernel table in this process (``quick``: a few small sizes, for tests)."""
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    threads = torch.get_num_threads()
+    say = progress or (lambda _: None)
+    samples = 3 if quick else samples
+
+    with torch.inference_mode():
+        one, other = torch.ones(1), torch.ones(1)
+
+        def tiny_add():
+            c = one + other
+            del c
+        call_s = _seconds_per_call(tiny_add, 500, samples)
+        small = torch.ones(4, 8)
+
+        def slice_view():
+            v = small[:, 2:6]
+            del v
+        view_s = _seconds_per_call(slice_view, 500, samples)
+        iteration_s = _iteration_seconds(samples)
+        say(f"call {call_s * 1e6:.2f} us, view {view_s * 1e6:.2f} us, loop iteration {iteration_s * 1e6:.2f} us")
+
+        unit, unit_out = torch.ones(1), torch.empty(1)
+
+        def tiny_into():
+            torch.add(unit, unit, out=unit_out)
+        into_s = _seconds_per_call(tiny_into, 500, samples)  # the call of the out= form alone
+        stream, alloc = [], []
+        for nbytes in (QUICK_STREAM_BYTES if quick else STREAM_BYTES):
+            n = nbytes // 4
+            a, b, c = torch.rand(n), torch.rand(n), torch.empty(n)
+
+            def into():
+                torch.add(a, b, out=c)
+
+            def fresh():
+                d = a + b
+                del d
+            guess = max(12 * nbytes / 4e9, call_s)
+            calls = _calls_for(guess)
+            reps = samples if nbytes < (64 << 20) else max(3, samples // 2)
+            t_into, t_fresh = _seconds([into, fresh], calls, reps)
+            per_byte = max(t_into - into_s, 1e-3 * t_into) / (3 * nbytes)
+            stream.append((float(nbytes), per_byte))
+            alloc.append((float(nbytes), max(0.0, t_fresh - t_into)))
+            say(f"stream {nbytes >> 10} KiB: {1 / per_byte / 1e9:.1f} GB/s; fresh output +{(t_fresh - t_into) * 1e6:.0f} us")
+            del a, b, c
+
+        n = 64 * 1024
+        x, y = torch.rand(n), torch.empty(n)
+
+        def exp():
+            torch.exp(x, out=y)
+        t_exp = _seconds_per_call(exp, _calls_for(n * 1e-9), samples)
+        pointwise = 4 * n / max(t_exp - call_s, 1e-9)
+        say(f"pointwise (exp) {pointwise / 1e9:.2f} GFLOP/s")
+
+        gemm = []
+        w = torch.rand(GEMM_INNER, GEMM_INNER)
+        for rows in (QUICK_GEMM_ROWS if quick else GEMM_ROWS):
+            a, out = torch.rand(rows, GEMM_INNER), torch.empty(rows, GEMM_INNER)
+            flops = 2.0 * rows * GEMM_INNER * GEMM_INNER
+
+            def mm():
+                torch.mm(a, w, out=out)
+            t = _seconds_per_call(mm, _calls_for(flops / 20e9), samples)
+            gemm.append((float(rows), flops / max(t - call_s, 1e-3 * t)))
+            say(f"gemm {rows} rows: {gemm[-1][1] / 1e9:.1f} GFLOP/s")
+
+    return KernelTable(
+        key=table_key(threads), call_s=call_s, view_s=view_s, iteration_s=iteration_s,
+        stream=monotone(stream), alloc=monotone(alloc), pointwise_flops_per_s=pointwise, gemm=monotone(gemm),
+        created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        notes=f"{machine_name()}; torch {torch.__version__}, {threads} thread(s)" + ("; quick" if quick else ""))
+
+
+def monotone(curve: list[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
+    """The non-decreasing curve nearest to ``curve`` (least squares on the values: pool adjacent
+    violators).  The cost per byte moved only grows with size (caches), so does the cost of a
+    fresh output, and a matrix product never gets slower per FLOP with more rows; a single
+    noisy timing is averaged into its neighbours instead of bending the curve."""
+    blocks: list[list[float]] = []  # [sum, count]
+    for _, y in curve:
+        blocks.append([y, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    values = [b[0] / b[1] for b in blocks for _ in range(int(b[1]))]
+    return tuple((x, y) for (x, _), y in zip(curve, values))
+
+
+def _iteration_seconds(samples: int) -> float:
+    """A chunk loop's own statements per iteration (``stop = min(...)``, a ``del``)."""
+    extent, chunk = 1000, 1
+
+    def loop():
+        for start in range(0, extent, chunk):
+            stop = min(start + chunk, extent)
+            del stop
+    return _seconds_per_call(loop, 20, samples) / extent
+
+
+def ensure_table(threads: int, progress: Callable[[str], None] | None = None) -> tuple[KernelTable, bool]:
+    """This machine's table at ``threads``: the cached one, or measured now and cached.
+    (table, whether it was measured now)."""
+    table = find_table(threads)
+    if table is not None:
+        return table, False
+    table = measure_table(threads, progress=progress)
+    table.save(table_path(threads))
+    return table, True
+
+
+def describe(table: KernelTable) -> list[str]:
+    """The table in a few lines."""
+    lines = [table.description, table.notes,
+             f"call {table.call_s * 1e6:.2f} us; view {table.view_s * 1e6:.2f} us; "
+             f"loop iteration {table.iteration_s * 1e6:.2f} us; "
+             f"pointwise {table.pointwise_flops_per_s / 1e9:.2f} GFLOP/s"]
+    lines.append("stream GB/s by size: " + ", ".join(f"{_size(s)} {1 / b / 1e9:.1f}" for s, b in table.stream))
+    lines.append("fresh output us by size: " + ", ".join(f"{_size(s)} {a * 1e6:.0f}" for s, a in table.alloc))
+    lines.append("gemm GFLOP/s by rows: " + ", ".join(f"{int(r)} {f / 1e9:.1f}" for r, f in table.gemm))
+    return lines
+
+
+def _size(nbytes: float) -> str:
+    return f"{nbytes / 2**20:g}M" if nbytes >= 2**20 else f"{nbytes / 2**10:g}K"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chunkc.calibrate", description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads to measure with (default: torch's)")
+    parser.add_argument("--out", type=Path, default=None, help="write the table here instead of the cache")
+    parser.add_argument("--show", action="store_true", help="print the cached table and exit")
+    args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be a positive integer, got {args.threads}")
+    if args.show:
+        import torch
+        threads = args.threads or torch.get_num_threads()
+        table = find_table(threads)
+        if table is None:
+            print(f"no kernel table for this machine at {threads} thread(s) (expected {table_path(threads)}); "
+                  "the cost model uses its built-in constants", file=sys.stderr)
+            return 1
+        print("\n".join(describe(table)))
+        return 0
+    table = measure_table(args.threads, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    threads = int(table.key.rsplit("-t", 1)[1])
+    path = table.save(args.out or table_path(threads))
+    print("\n".join(describe(table)))
+    print(f"written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The cost model: the measured kernel table (chunkc.calibrate), where it is kept and found,
+how it prices calls and chunk loops, and the whole-program prediction the benchmarks show."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import chunkc  # noqa: E402
+from chunkc.calibrate import main as calibrate_main, measure_table, monotone  # noqa: E402
+from chunkc.errors import ChunkcError  # noqa: E402
+from chunkc.passes.cost import (CONTRACTION, POINTWISE, KernelTable, Machine, TimeModel, Work,  # noqa: E402
+                                default_kernels, find_table, predict_seconds, table_path)
+from graphs import attention_block, transformer  # noqa: E402
+
+
+def synthetic_table(**changes) -> KernelTable:
+    """A table with round numbers: 1 us a call, 10 GB/s in cache (up to 1 MiB), 1 GB/s beyond,
+    fresh outputs free up to 32 MiB; matrix products at 1 GFLOP/s on one row, 64 from 64 rows."""
+    table = KernelTable(key="test", call_s=1e-6, view_s=0.5e-6, iteration_s=0.2e-6,
+                        stream=((4096.0, 1e-10), (float(1 << 20), 1e-10), (float(4 << 20), 1e-9)),
+                        alloc=((4096.0, 0.0), (float(32 << 20), 0.0), (float(64 << 20), 1e-3)),
+                        pointwise_flops_per_s=4e9, gemm=((1.0, 1e9), (64.0, 64e9)))
+    return dataclasses.replace(table, **changes)
+
+
+def test_monotone_pools_adjacent_violators():
+    assert monotone([(1, 3.0), (2, 1.0), (3, 2.0)]) == ((1, 2.0), (2, 2.0), (3, 2.0))
+    assert monotone([(1, 1.0), (2, 5.0), (3, 4.0), (4, 9.0)]) == ((1, 1.0), (2, 4.5), (3, 4.5), (4, 9.0))
+    rising = [(1, 1.0), (2, 2.0), (3, 3.0)]
+    assert monotone(rising) == tuple(rising)
+
+
+def test_quick_measured_table_is_monotone_and_round_trips(tmp_path):
+    torch.set_num_threads(1)
+    table = measure_table(threads=1, quick=True)
+    assert table.key.endswith("-t1") and table.call_s > 0 and table.pointwise_flops_per_s > 0
+    for curve in (table.stream, table.alloc, table.gemm):
+        values = [v for _, v in curve]
+        assert values == sorted(values)
+    path = table.save(tmp_path / "t.json")
+    assert KernelTable.load(path) == table
+
+
+def test_a_damaged_table_names_its_file_and_the_fix(tmp_path):
+    bad = tmp_path / "kernels.json"
+    data = json.loads(synthetic_table().to_json())
+    data["stream"] = []
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ChunkcError, match=r"kernels\.json: not a chunkc kernel table .*python -m chunkc.calibrate"):
+        KernelTable.load(bad)
+    bad.write_text("{")
+    with pytest.raises(ChunkcError, match="kernels.json"):
+        KernelTable.load(bad)
+
+
+def test_default_kernels_are_the_table_for_these_threads_else_the_constants(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHUNKC_CACHE_DIR", str(tmp_path))
+    threads = torch.get_num_threads()
+    assert find_table() is None and isinstance(default_kernels(), Machine)
+    table = synthetic_table(key=table_path(threads).stem.removeprefix("kernels-"))
+    table.save(table_path(threads))
+    assert default_kernels() == table
+    assert isinstance(default_kernels("numpy"), Machine)  # the table measures PyTorch's kernels only
+    assert find_table(threads + 1) is None
+
+
+def test_table_interpolates_between_sizes_and_holds_flat_beyond():
+    t = synthetic_table()
+    assert t.per_byte(1 << 10) == pytest.approx(1e-10)  # below the first point
+    assert t.per_byte(2 << 20) == pytest.approx(5.5e-10)  # halfway on a log scale from 1 to 4 MiB
+    assert t.per_byte(1 << 30) == pytest.approx(1e-9)
+    assert t.alloc_seconds(128 << 20) == pytest.approx(2e-3)  # fresh pages: linear beyond the last point
+    assert t.size_classes() == (1 << 20,)  # where the cost per byte jumps
+
+
+def test_contraction_on_few_rows_is_priced_at_the_small_product_rate():
+    t = synthetic_table()
+    many = t.seconds(Work(CONTRACTION, 1e9, 0.0, 0.0))
+    one_row = t.seconds(Work(CONTRACTION, 1e9, 0.0, 0.0, rows=1.0))
+    assert one_row - t.call_s == pytest.approx(64 * (many - t.call_s))
+    # memory-bound work: the larger of moving the bytes and doing the arithmetic
+    assert t.seconds(Work(POINTWISE, 4e3, 1e6, 1e6)) == pytest.approx(1e-6 + 1e-4)
+
+
+def test_contractions_are_told_from_reductions_by_flops_per_byte_moved():
+    """q @ k^T with heads of 16 does 32 FLOPs per output element: a matrix product, priced at
+    the product's rate; a mean over 64 features does one FLOP per element it reads."""
+    g = transformer(layers=1, L="L", D=32, H=2, F=64)
+    model = TimeModel(g, {"L": 256}, synthetic_table())
+    kinds = {n.name: f.kind for n, f in zip(g.nodes, model.facts)}
+    assert kinds["matmul"] == kinds["matmul_1"] == kinds["linear"] == CONTRACTION
+    assert kinds["mean"] == kinds["softmax"] == kinds["gelu"] == POINTWISE
+
+
+def test_chunking_matmul_rows_costs_more_than_chunking_a_shared_batch_axis():
+    """Rows of a matrix product (queries) come from one operand: chunking them to a few rows
+    makes small products.  Heads are an axis that every operand shares: each chunk is still a
+    full product."""
+    g = attention_block(L="L", D=256, H=4)  # head width 64: q @ k^T is a contraction
+    model = TimeModel(g, {"L": 256}, synthetic_table())
+    matmul = next(i for i, n in enumerate(g.nodes) if n.op.name == "matmul")
+    out = g.nodes[matmul].outputs[0]  # [H, L, L] scores
+    assert model.facts[matmul].kind == CONTRACTION
+    assert model._rows(matmul, {out: (1, 1)}) == 256  # the query rows (the key columns come from k)
+    assert model._rows(matmul, {out: (0, 1)}) is None
+    cand_rows = model.loop_seconds([matmul], {out: (1, 1)}, [out], extent=256, chunk=2)
+    cand_heads = model.loop_seconds([matmul], {out: (0, 1)}, [out], extent=4, chunk=1)
+    assert cand_rows > 2 * cand_heads
+
+
+def test_prediction_of_a_plan_matches_the_selections_estimate():
+    g = transformer(layers=2, L="L")
+    sizes = {"L": 512}
+    table = synthetic_table()
+    whole = predict_seconds(g, sizes=sizes, machine=table)
+    assert whole == pytest.approx(TimeModel(g, sizes, table).total)
+    plan = chunkc.autochunk(g, 0.3, sizes=sizes, machine=table, remat=False, rewrite=False)
+    assert plan.regions
+    predicted = predict_seconds(plan.graph, plan, machine=table)
+    assert predicted / whole == pytest.approx(plan.estimated_slowdown, rel=0.01)
+    assert predicted < whole  # the table's bandwidth is ten times higher in cache: small chunks win
+    flat = synthetic_table(stream=((4096.0, 1e-10),))
+    assert predict_seconds(plan.graph, plan, machine=flat) > predict_seconds(g, sizes=sizes, machine=flat)
+
+
+def test_calibrate_cli_show_without_a_table_says_how_to_make_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CHUNKC_CACHE_DIR", str(tmp_path))
+    assert calibrate_main(["--show", "--threads", "1"]) == 1
+    assert "no kernel table for this machine at 1 thread(s)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        calibrate_main(["--threads", "0"])
+    assert "--threads must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_chunk_options_are_whole_numbers_of_units():
+    g = transformer(layers=1, L="L")
+    model = TimeModel(g, {"L": 4096}, synthetic_table())
+    from chunkc.passes.search import GraphIndex, candidate_axes, walk_regions
+    index = GraphIndex(g)
+    end = next(i for i, n in enumerate(g.nodes) if n.name == "softmax")
+    assert 1 in candidate_axes(g.nodes[end])  # softmax [H, L, L]: its query rows
+    cand = next(iter(walk_regions(index, end, 1)))
+    options = model.chunk_options(cand, 4096)
+    assert len(options) > 1 and all(type(c) is int for c, _ in options), options

@@ -1,0 +1,201 @@
+"""The differential fuzzer: its fast profile (every CI run) and the fuzzer's own machinery.
+
+The fast profile runs ``FAST_CASES`` cases of a fixed campaign seed through every check of
+chunkc.fuzz.oracle (docs/fuzzing.md); each kind of finding is one test, which prints the
+failure classes it found.  The long profile is ``python -m benchmarks fuzz --cases 10000``.
+The failure classes the long profile finds in the planner (chunkc/passes/search.py,
+region_memory.py, autochunk.py) have a minimal reproducer each in
+tests/test_fuzz_regressions.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chunkc
+from chunkc import ops as O
+from chunkc.fuzz import Budget, FuzzCase, random_case
+from chunkc.fuzz.campaign import FAST, case_seed, run_campaign
+from chunkc.fuzz.oracle import check_case
+from chunkc.fuzz.shrink import rebuild, shrink
+from chunkc.ir.registry import lookup
+
+FAST_CASES = 8
+FAST_SEED = 0
+
+pytestmark = pytest.mark.fuzz
+
+
+@pytest.fixture(scope="module")
+def fast():
+    return run_campaign(FAST_CASES, seed=FAST_SEED, profile=FAST)
+
+
+def _classes(summary, kind: str) -> str:
+    return "\n".join(c.format(shrunk_text=False) for c in summary.classes.values() if c.kind == kind)
+
+
+def test_fast_profile_runs_every_case(fast):
+    assert fast.cases == FAST_CASES and not fast.timeouts
+    assert fast.plans["planned"] > 0 and fast.plans["infeasible"] > 0  # the budgets span both answers
+
+
+@pytest.mark.parametrize("kind", ["crash", "wrong", "over_budget", "estimate"])
+def test_fast_profile_finds_nothing(fast, kind):
+    assert fast.findings[kind] == 0, _classes(fast, kind)
+
+
+def test_fast_profile_answers_are_monotone(fast):
+    assert fast.findings["non_monotone"] == 0, _classes(fast, "non_monotone")
+
+
+def test_fast_profile_errors_are_consistent(fast):
+    assert fast.findings["self_contradicting"] == 0, _classes(fast, "self_contradicting")
+
+
+# -- the generator ---------------------------------------------------------------------------------------
+
+
+def test_cases_are_reproducible():
+    a, b = random_case(case_seed(3, 17)), random_case(case_seed(3, 17))
+    assert chunkc.print_graph(a.graph) == chunkc.print_graph(b.graph) and a.sizes == b.sizes
+    assert a.budgets == b.budgets and a.families == b.families
+    for x, y in zip(a.inputs(), b.inputs()):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_generator_covers_the_op_families():
+    seen = set()
+    for i in range(200):
+        seen.update(n.op.name for n in random_case(i).graph.nodes)
+    for op in ("scaled_dot_product_attention", "einsum", "matmul", "bmm", "split", "tril", "triu", "masked_fill",
+               "where", "softmax", "layer_norm", "rms_norm", "group_norm", "batch_norm", "conv", "max_pool",
+               "avg_pool", "pad", "cumsum", "topk", "sort", "embedding", "gather", "concat", "reshape", "permute",
+               "arange", "interpolate", "conv_transpose", "scatter_elements", "bitwise_xor", "expand", "stack",
+               "take", "argmax", "argmin", "roll", "flip", "tile", "var", "addmm"):
+        assert op in seen, f"200 cases drew no {op}"
+
+
+def test_graphs_are_large_enough_to_measure():
+    from chunkc.fuzz.graphs import MIN_PEAK
+    from chunkc.passes.memory import estimate_memory
+    peaks = [estimate_memory(c.graph, sizes=c.sizes).peak_bytes for c in map(random_case, range(20))]
+    assert sum(p >= MIN_PEAK for p in peaks) >= 15, peaks
+
+
+# -- the oracle sees planted faults ---------------------------------------------------------------------
+
+
+def _tiny_case(seed=0) -> FuzzCase:
+    g = chunkc.Graph("tiny")
+    x = g.add_input("x", "f32", ("L", 256))
+    w = g.add_constant("w", np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32) / 16)
+    g.set_outputs(O.softmax(O.exp(O.tanh(O.matmul(x, w))), axis=-1))
+    return FuzzCase(seed, g, {"L": 1024}, ({"L": 333},), (Budget(0.7), Budget(0.6, in_bytes=True)))
+
+
+def test_a_clean_case_has_no_finding():
+    report = check_case(_tiny_case())
+    assert report.ok, [str(f) for f in report.findings]
+    assert {o.status for o in report.outcomes} == {"planned"}
+
+
+def test_a_wrong_kernel_is_a_wrong_result(monkeypatch):
+    import chunkc.backends.runtime as runtime
+    tanh = lookup("tanh").reference
+    monkeypatch.setattr(runtime.references, "tanh", lambda xp, x: tanh(xp, x) + 1e-2, raising=False)
+    report = check_case(_tiny_case(), backends=("numpy",), measure=False)
+    assert {(f.kind, f.stage) for f in report.findings} >= {("wrong", "run"), ("wrong", "rerun")}
+
+
+def test_a_low_estimate_is_found(monkeypatch):
+    import chunkc.passes.autochunk as autochunk_module
+    real = autochunk_module.autochunk
+
+    def optimistic(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        plan.estimated_peak_bytes //= 2
+        return plan
+    monkeypatch.setattr(autochunk_module, "autochunk", optimistic)
+    report = check_case(_tiny_case(), backends=("torch",), rerun=False)
+    assert any(f.kind == "estimate" and "below" in f.message for f in report.findings)
+
+
+def test_a_crash_in_planning_is_a_crash(monkeypatch):
+    import chunkc.passes.autochunk as autochunk_module
+
+    def broken(*args, **kwargs):
+        raise KeyError("boom")
+    monkeypatch.setattr(autochunk_module, "autochunk", broken)
+    report = check_case(_tiny_case(), backends=("numpy",))
+    assert [f.kind for f in report.findings] == ["crash", "crash"]
+    assert report.findings[0].error == "KeyError" and "plan" in report.findings[0].signature
+
+
+def test_refusals_are_held_against_each_other(monkeypatch):
+    import chunkc.passes.autochunk as autochunk_module
+    from chunkc.errors import InfeasibleBudgetError
+    real = autochunk_module.autochunk
+
+    def refuse_large(graph, budget, **kwargs):  # refuses the larger budget, with a figure below it
+        if budget == 0.7:
+            raise InfeasibleBudgetError("no plan", lowest_peak_bytes=1, peak_node=None)
+        return real(graph, budget, **kwargs)
+    monkeypatch.setattr(autochunk_module, "autochunk", refuse_large)
+    kinds = sorted(f.kind for f in check_case(_tiny_case(), backends=("numpy",), execute=False).findings)
+    assert kinds == ["non_monotone", "self_contradicting"]
+
+
+# -- shrinking ------------------------------------------------------------------------------------------
+
+
+def test_rebuild_cuts_and_bypasses_and_keeps_names():
+    g = chunkc.Graph("g")
+    x = g.add_input("x", "f32", (4, 8))
+    a = O.exp(x, name="a")
+    b = O.tanh(a, name="b")
+    c = O.add(b, x, name="c")
+    g.set_outputs(c)
+    bypassed = rebuild(g, {"b": "a"}, ["c"])
+    assert [n.name for n in bypassed.nodes] == ["a", "c"] and bypassed.node("c").inputs[0].name == "a"
+    cut = rebuild(g, {"b": None}, ["c"])
+    assert [v.name for v in cut.inputs] == ["x", "b"] and [n.name for n in cut.nodes] == ["c"]
+    chunkc.verify(bypassed)
+    chunkc.verify(cut)
+
+
+def test_shrink_keeps_the_class_and_drops_the_rest():
+    """A planted fault (a refused budget whose lowest reachable figure is below it, whenever the
+    graph has a softmax) shrinks to the softmax alone."""
+    from chunkc.fuzz.oracle import CaseReport, Finding
+
+    def fake_check(case):
+        has = any(n.op.name == "softmax" for n in case.graph.nodes)
+        report = CaseReport(case)
+        if has:
+            report.findings.append(Finding("self_contradicting", "plan", "numpy", case.budgets[0], "planted"))
+        return report
+    case = random_case(case_seed(0, 3))
+    while not any(n.op.name == "softmax" for n in case.graph.nodes):
+        case = random_case(case.seed + 1)
+    finding = Finding("self_contradicting", "plan", "numpy", case.budgets[0], "planted")
+    small = shrink(case, finding, check=fake_check, max_seconds=60)
+    assert [n.op.name for n in small.graph.nodes] == ["softmax"], chunkc.print_graph(small.graph)
+    assert small.budgets == (case.budgets[0],)
+
+
+def test_benchmark_section_states_counts_seed_and_command():
+    from benchmarks.fuzz import render
+    from chunkc.fuzz.campaign import CaseResult, Summary
+    from chunkc.fuzz.oracle import Finding, PlanOutcome
+    summary = Summary(seed=7)
+    budget = Budget(0.5)
+    summary.add(CaseResult(7000000, 1.0, 10, ("seq:D16H1",), outcomes=[PlanOutcome("numpy", budget, 100, "planned")]))
+    summary.add(CaseResult(7000001, 1.0, 10, ("image:C8",), findings=[
+        Finding("wrong", "run", "torch", budget, "output 0: 3 of 12 entries differ")],
+        outcomes=[PlanOutcome("torch", budget, 100, "planned")]))
+    text = render(summary, 2)
+    assert "campaign seed 7" in text and "python -m chunkc.fuzz --cases 2 --seed 7" in text
+    assert "| wrong | 1 | 1 |" in text and "| crash | 0 | 0 |" in text
+    assert "7000001" in text and "entries differ" in text
