@@ -7,8 +7,8 @@
     python -m benchmarks fuzz --cases 10000      # the long fuzzing campaign (--seed, --jobs)
 
 Sections (in the doc's order): memory-speed, cost-model, regret, inductor, library-defaults, max-length,
-expert-chunking, fused-attention, compile-speed, eager-parity (this suite's), backend-speed and memory-accuracy
-(written by benchmarks.backend_speed and benchmarks.memory_accuracy, which this driver runs), fuzz.
+expert-chunking, fused-attention, compile-speed, eager-parity, training (this suite's), backend-speed and
+memory-accuracy (written by benchmarks.backend_speed and benchmarks.memory_accuracy, which this driver runs), fuzz.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ OWN = {
     "fused-attention": "benchmarks.fused_attention",
     "compile-speed": "benchmarks.compile_speed",
     "eager-parity": "benchmarks.eager_parity",
+    "training": "benchmarks.training",
     "fuzz": "benchmarks.fuzz",
 }
 # section name -> module with main(argv) that writes its own section

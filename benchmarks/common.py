@@ -33,7 +33,7 @@ IMG = ROOT / "docs" / "img"
 # Sections in the order they appear in the doc.  The last two are written by their own
 # modules (benchmarks.backend_speed, benchmarks.memory_accuracy); this suite only runs them.
 SECTION_ORDER = ("memory-speed", "cost-model", "regret", "inductor", "library-defaults", "max-length",
-                 "expert-chunking", "fused-attention", "compile-speed", "eager-parity", "backend-speed",
+                 "expert-chunking", "fused-attention", "compile-speed", "eager-parity", "training", "backend-speed",
                  "memory-accuracy", "fuzz")
 
 
@@ -341,6 +341,7 @@ markers and says which command produced it, when (UTC) and on what machine.
 | [fused-attention](#with-fused-attention) | models using `scaled_dot_product_attention`: how much more chunkc removes |
 | [compile-speed](#compiler-speed) | search time against the number of GPT-2 layers (1 to 48); import time against torch.export |
 | [eager-parity](#the-generated-program-against-eager-pytorch) | the unchunked generated program against eager PyTorch on every zoo model, and the lowering choices behind it |
+| [training](#training) | a GPT-2 training step at L = 2048: eager, per-block `torch.utils.checkpoint`, both with mini-sequence MLPs, and chunkc at 20%; the longest trainable sequence under eager's memory |
 | [backend-speed](#speed-of-the-generated-pytorch-code-cpu) | the generated PyTorch program against eager PyTorch |
 | [memory-accuracy](#memory-estimate-vs-measured-peak) | the memory estimate against the measured peak |
 | [gpu](#on-a-gpu) | CuPy and PyTorch-CUDA programs on a GPU: measured peak against the GPU estimate, chunked against unchunked time (`python -m benchmarks.gpu.run`) |

@@ -54,6 +54,13 @@ def measure_peak(fn, *args, **kwargs) -> int:
     return _impl(fn, *args, **kwargs)
 
 
+def measure_step(module, *args, **kwargs) -> int:
+    """Bytes allocated during one training step of ``module`` (forward and backward),
+    inputs, weights and gradient buffers excluded."""
+    from .measure import measure_step as _impl
+    return _impl(module, *args, **kwargs)
+
+
 def autochunk(graph: Graph, budget, sizes=None, **options) -> Plan:
     """Choose chunk regions so that the estimated peak is at most ``budget``
     (bytes, or a float fraction of the unchunked peak)."""

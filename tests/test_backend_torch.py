@@ -95,7 +95,13 @@ def test_grad_modes():
     y = ng(x)
     assert not y.is_inference() and not y.requires_grad
     with pytest.raises(ChunkcError, match="grad_mode"):
-        compile_graph(case.graph, None, "torch", grad_mode="train")
+        compile_graph(case.graph, None, "torch", grad_mode="backward")
+    train = compile_graph(case.graph, None, "torch", grad_mode="train")  # chunkc/backends/torch_train.py
+    xg = x.clone().requires_grad_()
+    y = train(xg)
+    assert y.requires_grad
+    y.sum().backward()
+    assert xg.grad is not None and xg.grad.shape == x.shape
 
 
 def test_mixed_dtype_promotion_follows_the_ir():

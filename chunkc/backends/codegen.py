@@ -332,7 +332,7 @@ class Generator:
         dying = self.index.top_level_deaths()
         for k, step in enumerate(steps):
             if isinstance(step, RegionView):
-                self._emit_region(step)
+                self.emit_region(step)
             else:
                 self._emit_node(step)
             dead = [self.names[v] for v in dying[k]]
@@ -380,6 +380,12 @@ class Generator:
         self._node_statement(node, [self.names[o] for o in node.outputs])
 
     # -- chunk regions ----------------------------------------------------------------
+    def emit_region(self, view: RegionView) -> None:
+        """Emit one chunk region as a step of the body (a generator subclass may emit regions
+        its own way: the training generator, chunkc.backends.torch_train, makes each one an
+        autograd Function)."""
+        self._emit_region(view)
+
     def _emit_region(self, view: RegionView) -> None:
         region, index, nodes, chunk = view.region, view.index, view.nodes, view.chunk
         outputs, sliced = view.outputs, view.sliced

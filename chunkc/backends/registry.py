@@ -96,19 +96,31 @@ def backend_names() -> tuple[str, ...]:
 # -- the built-in backends ---------------------------------------------------------------
 
 
-def _torch_emit(graph, plan, grad_mode: str = "inference", device: Any = None) -> str:
+def _trains(graph, grad_mode: str | None) -> bool:
+    """Whether the torch backend compiles a training step (chunkc.backends.torch_train)."""
+    from .torch_backend import TRAIN, resolve_grad_mode
+    return resolve_grad_mode(graph, grad_mode) == TRAIN
+
+
+def _torch_emit(graph, plan, grad_mode: str | None = None, device: Any = None) -> str:
+    if _trains(graph, grad_mode):
+        from .torch_train import emit_train_source
+        return emit_train_source(graph, plan)
     from .torch_backend import emit_torch_source
     return emit_torch_source(graph, plan, grad_mode=grad_mode)  # the device does not change the source
 
 
-def _torch_compile(graph, plan, **options):
+def _torch_compile(graph, plan, grad_mode: str | None = None, device: Any = None):
+    if _trains(graph, grad_mode):
+        from .torch_train import compile_train
+        return compile_train(graph, plan, device=device)
     from .torch_backend import compile_torch
-    return compile_torch(graph, plan, **options)
+    return compile_torch(graph, plan, grad_mode=grad_mode, device=device)
 
 
 def _torch_write(graph, plan, path, **options) -> list[str]:
-    from .torch_backend import compile_torch, save_module
-    return save_module(compile_torch(graph, plan, **options), path)
+    from .torch_backend import save_module
+    return save_module(_torch_compile(graph, plan, **options), path)
 
 
 def _array_emit(graph, plan) -> str:
@@ -130,7 +142,8 @@ def _array_write(graph, plan, path) -> list[str]:
 
 register_backend(Backend(
     "torch", _torch_emit, _torch_compile, torch_lowering_workspace, options=("grad_mode", "device"), write_program=_torch_write,
-    layout=tensoriterator_layout, description="an nn.Module holding the weights as buffers; runs on any torch device"))
+    layout=tensoriterator_layout, description="an nn.Module holding the weights as buffers; runs on any torch device; "
+    "grad_mode='train' (a graph with parameters): one whose parameters train"))
 register_backend(Backend(
     "numpy", _array_emit, _array_compile("numpy"), reference_workspace, write_program=_array_write, layout=numpy_layout,
     description="a program class over NumPy that calls each op's reference"))

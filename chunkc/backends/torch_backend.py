@@ -32,6 +32,27 @@ from .pyexpr import tuple_literal
 from .runtime import load_source
 
 GRAD_MODES = {"inference": "torch.inference_mode()", "no_grad": "torch.no_grad()"}
+TRAIN = "train"  # autograd runs through the module: chunkc.backends.torch_train
+
+
+def resolve_grad_mode(graph: Graph, grad_mode: str | None) -> str:
+    """The grad mode asked for; by default "train" for a graph with parameters, else "inference"."""
+    if grad_mode is None:
+        return TRAIN if graph.parameters else "inference"
+    if grad_mode != TRAIN and grad_mode not in GRAD_MODES:
+        raise ChunkcError(f"torch backend: grad_mode must be one of {sorted(GRAD_MODES) + [TRAIN]}, got {grad_mode!r}")
+    if grad_mode != TRAIN and graph.parameters:
+        raise ChunkcError(f"graph {graph.name} has trainable parameters (from_torch(..., train=True)); compile it "
+                          f"with grad_mode='train' (the default), or import it without train=True for inference")
+    return grad_mode
+
+
+def _inference_mode(graph: Graph, grad_mode: str | None) -> str:
+    mode = resolve_grad_mode(graph, grad_mode)
+    if mode == TRAIN:
+        raise ChunkcError(f"graph {graph.name}: grad_mode='train' is compiled by chunkc.compile (backend 'torch'), "
+                          "which calls chunkc.backends.torch_train")
+    return mode
 
 
 class TorchDialect(Dialect):
@@ -94,8 +115,8 @@ def class_name(graph: Graph) -> str:
     return f"Chunked_{graph.name}"
 
 
-def emit_torch_source(graph: Graph, plan: Plan | None = None, grad_mode: str = "inference") -> str:
-    return _wrap(generate(graph, plan, TorchDialect()), grad_mode)
+def emit_torch_source(graph: Graph, plan: Plan | None = None, grad_mode: str | None = None) -> str:
+    return _wrap(generate(graph, plan, TorchDialect()), _inference_mode(graph, grad_mode))
 
 
 def _wrap(fn: GeneratedFunction, grad_mode: str) -> str:
@@ -133,9 +154,11 @@ def _weight(value) -> torch.Tensor:
     return weight_tensor(arr, value.dtype)
 
 
-def compile_torch(graph: Graph, plan: Plan | None = None, grad_mode: str = "inference",
+def compile_torch(graph: Graph, plan: Plan | None = None, grad_mode: str | None = None,
                   device: Any = None) -> torch.nn.Module:
-    """Generate the module's source, run it, and load the graph's weights into it."""
+    """Generate the module's source, run it, and load the graph's weights into it
+    (``grad_mode="train"`` is chunkc.backends.torch_train's, which ``chunkc.compile`` calls)."""
+    grad_mode = _inference_mode(graph, grad_mode)
     fn = generate(graph, plan, TorchDialect())
     source = _wrap(fn, grad_mode)
     module = load_source(source, f"chunkc_torch_{fn.graph.name}")
@@ -152,6 +175,9 @@ def compile_torch(graph: Graph, plan: Plan | None = None, grad_mode: str = "infe
 def save_module(module: torch.nn.Module, path) -> list[str]:
     """Write ``module``'s source to ``path`` and its ``state_dict`` beside it (``.pt``)."""
     source = getattr(module, "chunkc_source", None)
+    if getattr(module, "_chunkc_layout", None) is not None:
+        raise ChunkcError("save_module: a compiled training module keeps its state in its parameters; save "
+                          "module.state_dict() and compile the graph again to load it")
     if source is None:
         raise ChunkcError("save_module takes a module made by chunkc.compile(..., backend='torch')")
     path = pathlib.Path(path)

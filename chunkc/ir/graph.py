@@ -23,6 +23,7 @@ from __future__ import annotations
 import keyword
 import re
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -199,6 +200,16 @@ def number_dtype(value, like: DType) -> DType:
     return like
 
 
+@dataclass(frozen=True)
+class Parameter:
+    """What makes a graph input a trainable parameter of the module it was imported from
+    (``from_torch(..., train=True)``); the PyTorch backend makes it an ``nn.Parameter``."""
+
+    name: str  # its name in the module (a state_dict key, e.g. "h.0.attn.c_attn.weight"); never code
+    data: np.ndarray  # its value when imported: the compiled module's initial value
+    aliases: tuple[str, ...] = ()  # other names of the same tensor in the module (tied weights)
+
+
 class Graph:
     """A dataflow graph whose node order is its schedule."""
 
@@ -208,6 +219,7 @@ class Graph:
         self.constants: list[Value] = []
         self.nodes: list[Node] = []
         self.outputs: list[Value] = []
+        self.parameters: dict[Value, Parameter] = {}  # inputs that are a module's trainable parameters
         self._names: set[str] = set()  # every value and node name in use
         self._scalars: dict[tuple[DType, bytes], Value] = {}  # shared 0-d constants (see scalar)
         self._position: dict[Node, int] = {}  # schedule index, checked before it is trusted
@@ -337,6 +349,21 @@ class Graph:
         t = TensorType(to_dtype(dtype), tuple(shape))
         v = Value(self, self._fresh(name), t)
         self._append(self.inputs, v)
+        return v
+
+    def add_parameter(self, name: str, data, param_name: str | None = None, aliases: Sequence[str] = ()) -> Value:
+        """A graph input that is a trainable parameter with initial value ``data`` (named
+        ``param_name`` in its module, by default ``name``): see :class:`Parameter`."""
+        arr = np.asarray(data)
+        try:
+            dt = to_dtype(arr.dtype)
+        except TypeError as exc:
+            raise IRError(f"parameter {name!r}: {exc}") from None
+        if not dt.is_floating:
+            raise IRError(f"parameter {param_name or name!r} is {dt.short}; trainable parameters are floating point")
+        v = self.add_input(name, dt, arr.shape)
+        self.parameters[v] = Parameter(param_name or name, arr, tuple(aliases))
+        self._log(lambda: self.parameters.pop(v, None))
         return v
 
     def add_constant(self, name: str, data, dtype=None, type: TensorType | None = None) -> Value:
@@ -687,6 +714,7 @@ class Graph:
             vmap.update(zip(n.outputs, nn.outputs))
             g._link(nn, len(g.nodes))
         g.outputs = [vmap[v] for v in self.outputs]
+        g.parameters = {vmap[v]: p for v, p in self.parameters.items()}
         g._names = set(self._names)
         g._scalars = {key: vmap[v] for key, v in self._scalars.items() if v in vmap}
         return g

@@ -20,6 +20,8 @@ A record (:class:`OpDef`) holds everything chunkc knows about an op:
 * ``elements``   output 0's element formula from its inputs' (see :mod:`chunkc.ir.elements`).
 * ``canonicalize`` a rewrite of a node into the same op with other inputs or attributes
                  that computes the same value faster (the ``canonicalize`` pass runs them).
+* ``saves``      what the backward of the PyTorch lowering keeps from the forward, for the
+                 memory of a training step (see :mod:`chunkc.ir.grad`).
 
 Passes ask the record; unknown ops are built as ``opaque`` nodes whose record
 says that no axis carries through.
@@ -32,6 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import IRError
 from .dims import DimRecord, MIX, NEW, AxisFlow
+from .grad import check_saves
 from .lowering import OnHost, TorchLowering, check_template
 from .sizes import Size
 from .types import TensorType
@@ -105,9 +108,14 @@ class OpDef:
     # with these attributes computes the node's outputs, faster (a mask proven causal becomes
     # is_causal); ``analysis`` is the graph's chunkc.ir.elements.ElementAnalysis.
     canonicalize: Callable[..., Any] | None = None
+    # What autograd keeps from the forward for this op's backward (chunkc.ir.grad): "inputs",
+    # "outputs", "cross" (an input that another input's gradient needs: products), input
+    # positions; () when the backward needs only shapes (views, add, concat).
+    saves: tuple = ("inputs",)
     doc: str = ""
 
     def __post_init__(self) -> None:
+        check_saves(self.name, self.saves, self.num_inputs[1])
         if isinstance(self.torch, str):
             check_template(self.name, self.torch, tuple(self.attrs), self.num_inputs[1])
         elif self.torch is not None and not callable(self.torch) and not isinstance(self.torch, OnHost):

@@ -24,12 +24,14 @@ from .allocator import AllocatorTrace, measure_allocator_peak, trace_allocations
 from .common import leaves, torch_if_loaded
 from .gpu import PoolCounter, measure_cuda_peak, measure_cupy_peak
 from .host import measure_numpy_peak
+from .step import measure_step
 from .storages import StorageTracker, measure_storage_peak
 
 DEVICES = ("numpy", "cpu", "cuda", "cupy")
 
 
-def measure_peak(fn: Callable, *args, device: str | None = None, weights: Iterable[Any] = ()) -> int:
+def measure_peak(fn: Callable, *args, device: str | None = None, weights: Iterable[Any] = (),
+                 grad: bool = False) -> int:
     """Bytes allocated at the peak of one call ``fn(*args)`` above what existed before it.
 
     ``device`` is ``"numpy"``, ``"cpu"`` (PyTorch), ``"cuda"`` or ``"cupy"``; by
@@ -37,15 +39,18 @@ def measure_peak(fn: Callable, *args, device: str | None = None, weights: Iterab
     its parameters.  Every method counts the allocator's blocks, so what existed
     before the call (inputs, weights) is not counted; ``weights`` is accepted for
     callers that name their weights and changes nothing (see
-    :func:`measure_storage_peak`, where it does).
+    :func:`measure_storage_peak`, where it does).  ``grad`` (PyTorch): autograd on
+    rather than off, to measure a training step (see :func:`measure_step`).
     """
     device = device or detect_device(fn, args)
+    if grad and device not in ("cpu", "cuda"):
+        raise ValueError(f"measure_peak: grad=True measures PyTorch (cpu or cuda), not {device!r}")
     if device == "numpy":
         return measure_numpy_peak(fn, args)
     if device == "cpu":
-        return measure_allocator_peak(fn, args)
+        return measure_allocator_peak(fn, args, grad)
     if device == "cuda":
-        return measure_cuda_peak(fn, args)
+        return measure_cuda_peak(fn, args, grad)
     if device == "cupy":
         return measure_cupy_peak(fn, args)
     raise ValueError(f"measure_peak: unknown device {device!r}; use one of {', '.join(DEVICES)}")
@@ -68,5 +73,5 @@ def detect_device(fn: Callable, args: tuple) -> str:
     return "cpu" if is_module else "numpy"  # a module without tensors (it makes its own) runs on the CPU
 
 
-__all__ = ["measure_peak", "detect_device", "measure_storage_peak", "trace_allocations", "AllocatorTrace",
+__all__ = ["measure_peak", "measure_step", "detect_device", "measure_storage_peak", "trace_allocations", "AllocatorTrace",
            "StorageTracker", "PoolCounter", "DEVICES"]

@@ -27,7 +27,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .common import quiet_gc
+from .common import grad_mode, quiet_gc
 
 # kineto writes a note to stderr when a profiling session starts and stops
 _KINETO_NOTE = re.compile(r"^(USDT|STAGE):\S+ \S+ \d+:\d+ \S+\.cpp:\d+\] ")
@@ -112,16 +112,16 @@ def _without_kineto_notes():
                 sys.stderr.flush()
 
 
-def trace_allocations(fn: Callable, *args) -> AllocatorTrace:
-    """Run ``fn(*args)`` once under the profiler (no autograd) and return the CPU
-    allocator's events of the call, its result's free included."""
+def trace_allocations(fn: Callable, *args, grad: bool = False) -> AllocatorTrace:
+    """Run ``fn(*args)`` once under the profiler (autograd off unless ``grad``) and return
+    the CPU allocator's events of the call, its result's free included."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     with warnings.catch_warnings():  # torch 2.11 warns that a profile without a schedule keeps one cycle
         warnings.simplefilter("ignore", UserWarning)
         prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
-    with quiet_gc(), torch.no_grad():
+    with quiet_gc(), grad_mode(grad):
         with _without_kineto_notes(), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             prof.__enter__()
@@ -152,10 +152,10 @@ def _cpu_allocations(results) -> list[Allocation]:
     return found
 
 
-def measure_allocator_peak(fn: Callable, args: tuple) -> int:
+def measure_allocator_peak(fn: Callable, args: tuple, grad: bool = False) -> int:
     """The peak of bytes the CPU allocator hands out during ``fn(*args)`` above what was
     allocated before the call (kernel temporaries and the result included)."""
-    return trace_allocations(fn, *args).peak
+    return trace_allocations(fn, *args, grad=grad).peak
 
 
 __all__ = ["Allocation", "AllocatorTrace", "trace_allocations", "measure_allocator_peak"]

@@ -39,6 +39,12 @@ def torch_if_loaded():
     return sys.modules.get("torch")
 
 
+def grad_mode(grad: bool):
+    """Autograd on (a training step measured: ``fn`` runs forward and backward) or off."""
+    import torch
+    return torch.enable_grad() if grad else torch.no_grad()
+
+
 def weights_of(fn, extra: Iterable[Any]) -> list:
     """Tensors that are weights: a module's parameters and buffers, and those given."""
     import torch

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .common import leaves, quiet_gc
+from .common import grad_mode, leaves, quiet_gc
 
 
 def cuda_device_of(fn: Callable, args: tuple):
@@ -32,10 +32,10 @@ def cuda_device_of(fn: Callable, args: tuple):
     return torch.device("cuda", torch.cuda.current_device())
 
 
-def measure_cuda_peak(fn: Callable, args: tuple) -> int:
+def measure_cuda_peak(fn: Callable, args: tuple, grad: bool = False) -> int:
     import torch
     device = cuda_device_of(fn, args)
-    with quiet_gc(), torch.no_grad(), torch.cuda.device(device):
+    with quiet_gc(), grad_mode(grad), torch.cuda.device(device):
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)

@@ -251,6 +251,11 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
     except TypeError as exc:
         known = ", ".join(f.name for f in dataclasses.fields(AutochunkOptions))
         raise ChunkcError(f"autochunk: {exc}; its options are {known}") from None
+    if opts.mode == "train":  # a training step's memory: chunkc.passes.train_select
+        from .train_select import autochunk_train
+        return autochunk_train(graph, lambda peak: resolve_budget(budget, peak), resolve_sizes(graph, sizes), opts)
+    if opts.mode != "inference":
+        raise ChunkcError(f"autochunk: mode must be 'inference' or 'train', got {opts.mode!r}")
     sizes = resolve_sizes(graph, sizes)
     started = time.perf_counter()
     unchunked = estimate_memory(graph, sizes=sizes, backend=opts.backend)

@@ -22,6 +22,7 @@ class SearchKnobs:
     rewrite: bool = True  # fold splits of fused projections, schedule wholly-read work first
     backend: str = DEFAULT_BACKEND  # whose kernels the plan's memory is estimated for
     progress: bool = True  # a progress bar for searches over a second (interactive terminals only)
+    mode: str = "inference"  # "train": the budget holds a training step, forward and backward
 
 
 __all__ = ["SearchKnobs"]

@@ -4,6 +4,8 @@ One walk over the FX nodes in order (their order becomes the schedule):
 
 * placeholders become graph inputs (the user's tensors, in order) or
   constants (parameters, buffers, lifted tensor constants; created on first use);
+  with ``train=True`` parameters become graph inputs after the user's, each a
+  trainable :class:`~chunkc.ir.graph.Parameter` under its module name;
 * nodes whose value is a Python number or a ``SymInt`` (``sym_size``,
   ``operator.mul`` on sizes) become chunkc sizes, read from the export's own
   symbolic value, so ``4*s0`` arrives as ``4*L``;
@@ -81,7 +83,7 @@ class Unmapped:
 
 
 def from_torch(module, args=(), kwargs=None, dynamic_shapes=None, *, opaque_unknown: bool = False,
-               strict: bool = False, name: str | None = None, canonical: bool = True) -> Graph:
+               strict: bool = False, name: str | None = None, canonical: bool = True, train: bool = False) -> Graph:
     """Import ``module`` (or an ``ExportedProgram``) into a chunkc Graph.
 
     ``args``, ``kwargs`` and ``dynamic_shapes`` go to ``torch.export.export``
@@ -92,21 +94,28 @@ def from_torch(module, args=(), kwargs=None, dynamic_shapes=None, *, opaque_unkn
     ``canonical`` (default): the graph is canonicalized (chunkc.passes.canonicalize)
     into what eager PyTorch runs — attention takes ``is_causal``/``enable_gqa``
     where the exported masks and repeated heads prove it.
+    ``train=True`` imports a training step: every parameter becomes a graph input (after
+    the user's inputs) marked trainable (``graph.parameters``), so that
+    ``chunkc.compile`` returns an ``nn.Module`` whose parameters keep the module's names
+    and train; buffers stay constants.
     """
     if isinstance(module, torch.export.ExportedProgram):
         ep, label = module, name or "exported_program"
+        aliases = {}
     else:
+        aliases = _parameter_aliases(module) if train else {}
         ep, label = export_program(module, args, kwargs, dynamic_shapes, strict), name or type(module).__name__
     graph = None
     if importable_as_exported(ep):
         # run_decompositions retraces the whole program (as long as the export itself); skip it
         # when every op already has a converter, and decompose only if one of them gives up
         try:
-            graph = import_program(ep, name=label)
+            graph = import_program(ep, name=label, train=train, aliases=aliases)
         except UnsupportedOpError:
             pass
     if graph is None:
-        graph = import_program(decompose(ep, label), opaque_unknown=opaque_unknown, name=label)
+        graph = import_program(decompose(ep, label), opaque_unknown=opaque_unknown, name=label, train=train,
+                               aliases=aliases)
     if canonical:
         from chunkc.passes.canonicalize import canonicalize
         graph = canonicalize(graph)
@@ -132,14 +141,26 @@ def importable_as_exported(ep: torch.export.ExportedProgram) -> bool:
     return True
 
 
-def import_program(ep: torch.export.ExportedProgram, *, opaque_unknown: bool = False, name: str = "main") -> Graph:
+def import_program(ep: torch.export.ExportedProgram, *, opaque_unknown: bool = False, name: str = "main",
+                   train: bool = False, aliases: dict[str, tuple[str, ...]] | None = None) -> Graph:
     """Import an already decomposed ExportedProgram (see :func:`from_torch`)."""
-    return _Importer(ep, name, opaque_unknown).run()
+    return _Importer(ep, name, opaque_unknown, train, aliases or {}).run()
+
+
+def _parameter_aliases(module) -> dict[str, tuple[str, ...]]:
+    """For each parameter name, the other names of the same tensor in ``module`` (tied weights)."""
+    names: dict[int, list[str]] = {}
+    for n, p in module.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), []).append(n)
+    return {n: tuple(m for m in group if m != n) for group in names.values() for n in group if len(group) > 1}
 
 
 class _Importer:
-    def __init__(self, ep: torch.export.ExportedProgram, name: str, opaque_unknown: bool):
+    def __init__(self, ep: torch.export.ExportedProgram, name: str, opaque_unknown: bool, train: bool = False,
+                 aliases: dict[str, tuple[str, ...]] | None = None):
         self.ep = ep
+        self.train = train
+        self.aliases = aliases or {}
         self.graph = Graph(name)
         self.opaque_unknown = opaque_unknown
         self.env: dict[fx.Node, Any] = {}
@@ -161,9 +182,13 @@ class _Importer:
                 + "\nWhat to change: make that dimension static (drop it from dynamic_shapes), or change the "
                 "code that ties it to a fixed size (a position table, a hard-coded shape).")
         specs = {s.arg.name: s for s in self.ep.graph_signature.input_specs if hasattr(s.arg, "name")}
+        placeholders = [n for n in self.ep.graph.nodes if n.op == "placeholder"]
+        # the user's inputs first: with train=True the parameters are graph inputs too, after them
+        for node in sorted(placeholders, key=lambda n: not _is_user_input(specs.get(n.name))):
+            self._placeholder(node, specs.get(node.name))
         for node in self.ep.graph.nodes:
             if node.op == "placeholder":
-                self._placeholder(node, specs.get(node.name))
+                continue
             elif node.op == "call_function":
                 first_new = len(self.graph.nodes)
                 self._call(node)
@@ -198,6 +223,9 @@ class _Importer:
             tensor = self.ep.state_dict.get(target) if target in self.ep.state_dict else self.ep.constants.get(target)
             if not isinstance(tensor, torch.Tensor):
                 raise ChunkcError(f"{self.label}: {kind.name.lower()} {target!r} is not a tensor ({type(tensor).__name__})")
+            if self.train and kind == InputKind.PARAMETER:
+                self.env[node] = self._parameter(target, tensor)
+                return
             self.env[node] = _Lazy(target, tensor)
             return
         self.env[node] = POISON  # tokens, custom objects: their users are reported
@@ -301,6 +329,15 @@ class _Importer:
                                  "import the float32 model and cast the graph")
         to_chunkc(t.dtype, f"weight {lazy.name}")
         return self.graph.add_constant(sanitize_name(lazy.name), t.contiguous().numpy().copy())
+
+    def _parameter(self, target: str, tensor: torch.Tensor) -> Value:
+        """A trainable parameter: a graph input (train=True)."""
+        t = tensor.detach().cpu()
+        if not t.is_floating_point() or t.dtype == torch.bfloat16:
+            raise ChunkcError(f"{self.label}: parameter {target!r} is {t.dtype}; train=True imports float32, float16 "
+                              "or float64 parameters (import the float32 model and cast the graph)")
+        return self.graph.add_parameter(sanitize_name(target), t.contiguous().numpy().copy(), target,
+                                        self.aliases.get(target, ()))
 
     def _size(self, s: Any, where: str):
         return self.symbols.size(s, where)
@@ -434,6 +471,11 @@ def _has_non_tensor_arguments(node: fx.Node) -> bool:
             continue
         return True
     return False
+
+
+def _is_user_input(spec) -> bool:
+    from torch.export.graph_signature import InputKind
+    return spec is None or spec.kind == InputKind.USER_INPUT
 
 
 def _contains_poison(values: dict) -> bool:

@@ -68,7 +68,7 @@ def _concat_elements(fs, attrs, ins, outs):
     return sympy.Piecewise(*branches)
 
 
-register(OpDef(name="concat", infer=_concat_infer, dims=_concat_dims, reference=_concat_ref, elements=_concat_elements,
+register(OpDef(name="concat", saves=(), infer=_concat_infer, dims=_concat_dims, reference=_concat_ref, elements=_concat_elements,
                num_inputs=(1, None), attrs={"axis": REQUIRED}, flops=lambda *a: 0,
                torch=lambda ctx: f"torch.cat([{', '.join(all_operands(ctx))}], dim={ctx.attr('axis')})",
                torch_workspace=promoted_operands(None, cpu_copies_in_own_dtype=True),
@@ -125,7 +125,7 @@ def _split_torch(ctx: LoweringContext) -> str:
     return call if len(ctx.node.outputs) > 1 else f"{call}[0]"
 
 
-register(OpDef(name="split", infer=_split_infer, dims=_split_dims, reference=_split_ref, torch=_split_torch,
+register(OpDef(name="split", saves=(), infer=_split_infer, dims=_split_dims, reference=_split_ref, torch=_split_torch,
                view_strides=lambda ins, attrs, strides: tuple(strides), num_outputs=None,
                attrs={"sizes": REQUIRED, "axis": REQUIRED}, size_attrs=("sizes",), flops=lambda *a: 0,
                doc="split(x, sizes=(a, b, ...), axis) -> one output per size; every output is a view of x "
@@ -153,7 +153,7 @@ def _stack_ref(xp, *xs, axis):
     return xp.stack(xs, axis=axis, dtype=array_result_dtype(*xs))
 
 
-register(OpDef(name="stack", infer=_stack_infer, dims=_stack_dims, reference=_stack_ref,
+register(OpDef(name="stack", saves=(), infer=_stack_infer, dims=_stack_dims, reference=_stack_ref,
                num_inputs=(1, None), attrs={"axis": REQUIRED}, flops=lambda *a: 0,
                torch=lambda ctx: f"torch.stack([{', '.join(all_operands(ctx))}], dim={ctx.attr('axis')})",
                torch_workspace=promoted_operands(None, cpu_copies_in_own_dtype=True),

@@ -43,6 +43,7 @@ imported after them).  Passes never test an op's name: they ask its record.
 | `num_outputs` | 1, or `None` when `infer` decides (split, opaque) |
 | `elements(in_formulas, attrs, in_types, out_types)` | output 0's *element formula*: the element at index `(i0, i1, ...)` as a sympy expression of the index and of the inputs' formulas (`chunkc/ir/elements.py`), or `None` when it is not exact (float arithmetic); index-moving ops (expand, slice, concat, take, reshape) give one for any dtype |
 | `canonicalize(node, analysis)` | `(inputs, attrs)` of the same op computing the node's value faster, or `None`; the `canonicalize` pass runs it (SDPA: causal masks to `is_causal`, repeated key/value heads to `enable_gqa`; see [passes.md](passes.md#canonicalization-chunkcpassescanonicalizepy)) |
+| `saves` | what the backward of the PyTorch lowering keeps from the forward (`chunkc/ir/grad.py`): `"inputs"` (the default), `"outputs"` (exp, tanh, softmax), `"cross"` (each input another input's gradient needs: products keep the activation for the weight's gradient and the weight for the activation's), input positions (where's condition), or `()` (views, add, concat, sums); the training-step estimator and planner read only this (see [training.md](training.md)) |
 | `doc` | one line: the signature, what it computes, then `Carries: ...` |
 
 A dimension record must be *true* and *maximal*: an output axis says `carry`

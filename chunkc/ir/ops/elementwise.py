@@ -45,7 +45,7 @@ def _bcast_dims(ins, attrs, outs) -> DimRecord:
 
 def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, doc: str = "",
           out_dtype: DType | None = None, check=None, workspace=None, torch: TorchLowering | None = None,
-          elements=None, torch_workspace=None) -> OpDef:
+          elements=None, torch_workspace=None, saves: tuple = ("inputs",)) -> OpDef:
     infer = _unary_infer(name, float_only, out_dtype)
     if check is not None:
         base = infer
@@ -57,6 +57,7 @@ def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, do
         name=name, infer=infer, dims=_bcast_dims, reference=fn, attrs=attrs or {}, workspace=workspace, torch=torch,
         keeps_layout=True, torch_workspace=torch_workspace,
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(x).") + CARRIES, elements=elements,
+        saves=saves,
     ))
 
 
@@ -186,26 +187,26 @@ def _log_like(fn):
     return ref
 
 
-unary("neg", lambda xp, x: xp.negative(x), float_only=False, doc="neg(x) = -x.", torch="torch.neg({0})",
+unary("neg", lambda xp, x: xp.negative(x), float_only=False, doc="neg(x) = -x.", saves=(), torch="torch.neg({0})",
       elements=pointwise(lambda x: -x))
 unary("abs", lambda xp, x: xp.abs(x), float_only=False, torch="torch.abs({0})")
-unary("exp", _log_like(lambda xp, x: xp.exp(x)), flops=4, torch="torch.exp({0})")
+unary("exp", _log_like(lambda xp, x: xp.exp(x)), flops=4, saves=("outputs",), torch="torch.exp({0})")
 unary("log", _log_like(lambda xp, x: xp.log(x)), flops=4, torch="torch.log({0})")
-unary("sqrt", _log_like(lambda xp, x: xp.sqrt(x)), flops=2, torch="torch.sqrt({0})")
-unary("rsqrt", _rsqrt, flops=3, doc="rsqrt(x) = 1/sqrt(x).", torch="torch.rsqrt({0})")
-unary("reciprocal", _reciprocal, doc="reciprocal(x) = 1/x.", torch="torch.reciprocal({0})")
+unary("sqrt", _log_like(lambda xp, x: xp.sqrt(x)), flops=2, saves=("outputs",), torch="torch.sqrt({0})")
+unary("rsqrt", _rsqrt, flops=3, doc="rsqrt(x) = 1/sqrt(x).", saves=("outputs",), torch="torch.rsqrt({0})")
+unary("reciprocal", _reciprocal, doc="reciprocal(x) = 1/x.", saves=("outputs",), torch="torch.reciprocal({0})")
 unary("sin", lambda xp, x: xp.sin(x), flops=4, torch="torch.sin({0})")
 unary("cos", lambda xp, x: xp.cos(x), flops=4, torch="torch.cos({0})")
 unary("tan", lambda xp, x: xp.tan(x), flops=4, torch="torch.tan({0})")
 unary("atan", lambda xp, x: xp.arctan(x), flops=4, torch="torch.atan({0})")
-unary("tanh", lambda xp, x: xp.tanh(x), flops=4, torch="torch.tanh({0})")
+unary("tanh", lambda xp, x: xp.tanh(x), flops=4, saves=("outputs",), torch="torch.tanh({0})")
 unary("erf", lambda xp, x: erf(xp, x), flops=8, torch="torch.erf({0})")
 unary("log1p", _log_like(lambda xp, x: xp.log1p(x)), flops=4, doc="log1p(x) = log(1 + x), accurate near 0.",
       torch="torch.log1p({0})")
 unary("expm1", _log_like(lambda xp, x: xp.expm1(x)), flops=4, doc="expm1(x) = exp(x) - 1, accurate near 0.",
       torch="torch.expm1({0})")
-unary("sigmoid", _sigmoid, flops=4, torch="torch.sigmoid({0})")
-unary("relu", _relu, float_only=False, torch="torch.relu({0})")
+unary("sigmoid", _sigmoid, flops=4, saves=("outputs",), torch="torch.sigmoid({0})")
+unary("relu", _relu, float_only=False, saves=("outputs",), torch="torch.relu({0})")
 
 
 def _gelu_torch(ctx: LoweringContext) -> str:
@@ -285,14 +286,15 @@ def _div(xp, a, b):
 
 
 def binary(name: str, fn, bool_out: bool = False, flops: int = 1, doc: str = "", float_only: bool = False,
-           torch: TorchLowering | None = None, elements=None, lowering_converts: bool = True) -> OpDef:
+           torch: TorchLowering | None = None, elements=None, lowering_converts: bool = True,
+           saves: tuple = ("inputs",)) -> OpDef:
     """``lowering_converts``: the PyTorch lowering converts the operands to the result's dtype
     (:func:`operands`); else it passes them as they are (comparisons, logical ops)."""
     return register(OpDef(
         name=name, infer=_binary_infer(name, bool_out, float_only), dims=_bcast_dims, reference=fn, num_inputs=(2, 2),
         keeps_layout=True,
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(a, b).") + CARRIES, torch=torch,
-        elements=elements,
+        elements=elements, saves=saves,
         torch_workspace=promoted_operands((0, 1), casts_in_lowering=lowering_converts),
     ))
 
@@ -343,10 +345,10 @@ def _compare(symbol: str) -> LoweringFn:
     return lower
 
 
-binary("add", _arith("add"), torch=infix("+"), elements=pointwise(lambda a, b: a + b))
-binary("sub", _arith("subtract"), torch=infix("-"), elements=pointwise(lambda a, b: a - b))
-binary("mul", _arith("multiply"), torch=infix("*"), elements=pointwise(lambda a, b: a * b))
-binary("div", _div, doc="div(a, b): true division; integers truncate toward zero.", torch=_div_torch)
+binary("add", _arith("add"), saves=(), torch=infix("+"), elements=pointwise(lambda a, b: a + b))
+binary("sub", _arith("subtract"), saves=(), torch=infix("-"), elements=pointwise(lambda a, b: a - b))
+binary("mul", _arith("multiply"), saves=("cross",), torch=infix("*"), elements=pointwise(lambda a, b: a * b))
+binary("div", _div, doc="div(a, b): true division; integers truncate toward zero.", saves=("cross", 1), torch=_div_torch)
 binary("pow", _arith("power"), flops=4, torch=infix("**"))
 binary("maximum", _arith("maximum"), doc="maximum(a, b): elementwise, NaN propagates.",
        torch=promoted_call("torch.maximum"))
@@ -416,7 +418,8 @@ def _where_elements(fs, attrs, ins, outs):
 
 
 register(OpDef(name="where", infer=_where_infer, dims=_bcast_dims, reference=_where_ref, num_inputs=(3, 3),
-               torch=_where_torch, elements=_where_elements, keeps_layout=True, torch_workspace=promoted_operands((1, 2)),
+               saves=(0,), torch=_where_torch, elements=_where_elements, keeps_layout=True,
+               torch_workspace=promoted_operands((1, 2)),
                doc="where(cond, a, b): a where cond holds, else b; all three broadcast." + CARRIES))
 
 
@@ -438,7 +441,7 @@ def _masked_fill_ref(xp, x, mask, value):
 
 
 register(OpDef(name="masked_fill", infer=_masked_fill_infer, dims=_bcast_dims, reference=_masked_fill_ref,
-               num_inputs=(2, 2), attrs={"value": REQUIRED}, torch="{0}.masked_fill({1}, {value})",
+               num_inputs=(2, 2), attrs={"value": REQUIRED}, saves=(1,), torch="{0}.masked_fill({1}, {value})",
                doc="masked_fill(x, mask, value=v): v where mask holds, else x." + CARRIES))
 
 
@@ -471,7 +474,7 @@ def _cast_elements(fs, attrs, ins, outs):
 
 
 register(OpDef(name="cast", infer=_cast_infer, dims=_bcast_dims, reference=_cast_ref, attrs={"dtype": REQUIRED},
-               torch=_cast_torch, flops=lambda *a: 0, elements=_cast_elements, keeps_layout=True,
+               saves=(), torch=_cast_torch, flops=lambda *a: 0, elements=_cast_elements, keeps_layout=True,
                doc="cast(x, dtype=f16): convert the element type (a fresh array)." + CARRIES))
 
 

@@ -63,7 +63,7 @@ def _int64_copy(ins, attrs, outs) -> Size:
     return 0 if ins[1].dtype == DType.int64 else ins[1].numel() * 8
 
 
-register(OpDef(name="take", infer=_take_infer, dims=_take_dims, num_inputs=(2, 2), attrs={"axis": 0}, torch=_take_torch,
+register(OpDef(name="take", saves=(1,), infer=_take_infer, dims=_take_dims, num_inputs=(2, 2), attrs={"axis": 0}, torch=_take_torch,
                elements=_take_elements,
                torch_workspace=TorchWorkspace(aten=_int64_copy),  # advanced indexing converts the index
                reference=lambda xp, x, indices, axis: xp.take(x, indices, axis=axis), flops=lambda *a: 0,
@@ -114,7 +114,7 @@ def _gather_torch(ctx: LoweringContext) -> str:
     return f"torch.gather({ctx.arg(0)}, {ctx.attr('axis')}, {index})"
 
 
-register(OpDef(name="gather", infer=_gather_infer, dims=_gather_dims, reference=_gather_ref, num_inputs=(2, 2),
+register(OpDef(name="gather", saves=(1,), infer=_gather_infer, dims=_gather_dims, reference=_gather_ref, num_inputs=(2, 2),
                attrs={"axis": REQUIRED}, flops=lambda *a: 0, torch=_gather_torch,
                torch_workspace=TorchWorkspace(lowering=_int64_copy),
                doc="gather(x, index, axis): out[i][j] = x[index[i][j]][j] along `axis` (torch.gather); "
@@ -137,7 +137,7 @@ def _embedding_dims(ins, attrs, outs) -> DimRecord:
     return (tuple(carry_from(AxisSource(1, k)) for k in range(ids.rank)) + (carry_from(AxisSource(0, 1)),),)
 
 
-register(OpDef(name="embedding", infer=_embedding_infer, dims=_embedding_dims, num_inputs=(2, 2),
+register(OpDef(name="embedding", saves=(1,), infer=_embedding_infer, dims=_embedding_dims, num_inputs=(2, 2),
                torch="F.embedding({1}, {0})",
                reference=lambda xp, weight, ids: xp.take(weight, ids, axis=0), flops=lambda *a: 0,
                doc="embedding(weight[V, D], ids) -> [*ids.shape, D] (= take(weight, ids, axis=0)). "

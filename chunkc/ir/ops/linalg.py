@@ -59,7 +59,7 @@ def contraction(fn: str) -> LoweringFn:
 
 
 register(OpDef(name="matmul", infer=_matmul_infer, dims=_matmul_dims, flops=_matmul_flops,
-               reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2), torch=contraction("torch.matmul"),
+               reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2), torch=contraction("torch.matmul"), saves=("cross",),
                torch_workspace=TorchWorkspace(
                    lowering=strict_casts,
                    aten=lambda ins, a, outs: matmul_copies(ins[0], ins[1], outs[0].dtype.itemsize)),
@@ -75,7 +75,7 @@ def _bmm_infer(ins, attrs):
 
 
 register(OpDef(name="bmm", infer=_bmm_infer, dims=_matmul_dims, flops=_matmul_flops,
-               reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2), torch=contraction("torch.bmm"),
+               reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2), torch=contraction("torch.bmm"), saves=("cross",),
                torch_workspace=TorchWorkspace(lowering=strict_casts),
                doc="bmm(a[B,M,K], b[B,K,N]) -> [B,M,N]. Carries: B from a and b, M from a, N from b."))
 
@@ -108,7 +108,7 @@ def _linear_ref(xp, x, w, b=None):
 
 
 register(OpDef(name="linear", infer=_linear_infer, dims=_linear_dims, reference=_linear_ref, num_inputs=(2, 3),
-               torch=contraction("F.linear"), torch_workspace=TorchWorkspace(lowering=strict_casts),
+               torch=contraction("F.linear"), saves=("cross",), torch_workspace=TorchWorkspace(lowering=strict_casts),
                flops=lambda ins, a, outs: 2 * outs[0].numel() * ins[0].shape[-1],
                doc="linear(x[..., K], w[N, K], b[N]?) -> x @ w.T + b (PyTorch's layout). "
                    "Carries: the leading axes of x; N from w (and b)."))
@@ -155,7 +155,7 @@ def _addmm_torch(ctx: LoweringContext) -> str:
 
 
 register(OpDef(name="addmm", infer=_addmm_infer, dims=_addmm_dims, reference=_addmm_ref, num_inputs=(3, 3),
-               attrs={"beta": 1.0, "alpha": 1.0}, workspace=_addmm_workspace, torch=_addmm_torch,
+               attrs={"beta": 1.0, "alpha": 1.0}, workspace=_addmm_workspace, torch=_addmm_torch, saves=(1, 2),
                torch_workspace=TorchWorkspace(lowering=strict_casts),
                flops=lambda ins, a, outs: 2 * outs[0].numel() * ins[1].shape[1],
                doc="addmm(bias, a[M,K], b[K,N]) -> beta*bias + alpha*(a @ b). "
@@ -274,7 +274,7 @@ register(OpDef(name="einsum", infer=_einsum_infer, dims=_einsum_dims, flops=_ein
                torch_workspace=TorchWorkspace(lowering=strict_casts, cpu=_einsum_torch_workspace("cpu"),
                                               cuda=_einsum_torch_workspace("cuda")),
                torch=lambda ctx: f"torch.einsum({ctx.attr('equation')}, {', '.join(all_operands(ctx, strict=True))})",
-               num_inputs=(1, None), attrs={"equation": REQUIRED},
+               num_inputs=(1, None), attrs={"equation": REQUIRED}, saves=("cross",),
                doc="einsum(*xs, equation='bqd,bkd->bqk'): explicit output, no ellipsis. "
                    "Carries: each output letter from the operands that hold it (not broadcast, not repeated)."))
 

@@ -99,7 +99,7 @@ def _var_workspace(ins, attrs, outs) -> Size:
 
 
 def reduction(name: str, fn, out_dtype=None, float_only=False, int64_for_ints=False, workspace=None, doc="",
-              torch: TorchLowering | None = None, torch_workspace=None):
+              torch: TorchLowering | None = None, torch_workspace=None, saves: tuple = ("inputs",)):
     def dtype_of(t: TensorType) -> DType:
         if out_dtype is not None:
             return out_dtype
@@ -126,7 +126,8 @@ def reduction(name: str, fn, out_dtype=None, float_only=False, int64_for_ints=Fa
     if name == "var":
         attrs["correction"] = 1
     return register(OpDef(name=name, infer=infer, dims=_reduce_dims, reference=ref, attrs=attrs, workspace=workspace,
-                          torch=torch, torch_workspace=torch_workspace, flops=lambda ins, a, outs: ins[0].numel(), doc=doc + KEPT))
+                          torch=torch, torch_workspace=torch_workspace, flops=lambda ins, a, outs: ins[0].numel(),
+                          doc=doc + KEPT, saves=saves))
 
 
 # -- PyTorch lowerings of the reductions --------------------------------------------------
@@ -228,18 +229,20 @@ def _larger(a: Size, b: Size) -> Size:
 
 _AX = "(x, axes=None|int|tuple, keepdim=False)"
 reduction("sum", _sum, int64_for_ints=True, workspace=_f16_acc_workspace, doc=f"sum{_AX}; integers sum to i64.",
-          torch=_reduce_call("torch.sum", fix_dtype=True), torch_workspace=TorchWorkspace(aten=_input_in_result_dtype))
+          torch=_reduce_call("torch.sum", fix_dtype=True), torch_workspace=TorchWorkspace(aten=_input_in_result_dtype),
+          saves=())
 reduction("mean", _mean, float_only=True, workspace=_f16_acc_workspace, doc=f"mean{_AX}.",
-          torch=_reduce_call("torch.mean"), torch_workspace=TorchWorkspace(cpu=_half_mean_on_cpu))
+          torch=_reduce_call("torch.mean"), torch_workspace=TorchWorkspace(cpu=_half_mean_on_cpu), saves=())
 reduction("amax", lambda xp, x, ax, kd, dt: xp.max(x, axis=ax, keepdims=kd), doc=f"amax{_AX}.",
-          torch=_reduce_call("torch.amax"))
+          torch=_reduce_call("torch.amax"), saves=("inputs", "outputs"))
 reduction("amin", lambda xp, x, ax, kd, dt: xp.min(x, axis=ax, keepdims=kd), doc=f"amin{_AX}.",
-          torch=_reduce_call("torch.amin"))
+          torch=_reduce_call("torch.amin"), saves=("inputs", "outputs"))
 reduction("prod", lambda xp, x, ax, kd, dt: _reduce_into(xp, xp.prod, x, ax, kd, dt), int64_for_ints=True,
           workspace=_f16_acc_workspace, doc=f"prod{_AX}; integers multiply to i64.", torch=_prod_torch,
           torch_workspace=TorchWorkspace(lowering=_prod_steps,
                                          aten=lambda ins, a, outs: 0 if _prod_steps(ins, a, outs) else
-                                         _input_in_result_dtype(ins, a, outs)))
+                                         _input_in_result_dtype(ins, a, outs)),
+          saves=("inputs", "outputs"))
 reduction("any", lambda xp, x, ax, kd, dt: xp.any(x, axis=ax, keepdims=kd), out_dtype=DType.bool,
           doc=f"any{_AX} -> bool.", torch=_reduce_call("torch.any"),
           torch_workspace=TorchWorkspace(cpu=_non_bool_any_on_cpu))
@@ -335,10 +338,10 @@ def cumulative(fn: str) -> LoweringFn:
 _ALONG = " Carries: every axis but `axis`."
 register(OpDef(name="softmax", infer=_along_axis_infer("softmax"), dims=_along_axis_dims, reference=_softmax,
                attrs={"axis": -1}, flops=lambda ins, a, outs: 5 * outs[0].numel(), workspace=_softmax_workspace,
-               torch="F.softmax({0}, dim={axis})", doc="softmax(x, axis=-1)." + _ALONG))
+               torch="F.softmax({0}, dim={axis})", saves=("outputs",), doc="softmax(x, axis=-1)." + _ALONG))
 register(OpDef(name="log_softmax", infer=_along_axis_infer("log_softmax"), dims=_along_axis_dims,
                reference=_log_softmax, attrs={"axis": -1}, flops=lambda ins, a, outs: 5 * outs[0].numel(),
-               workspace=_softmax_workspace, torch="F.log_softmax({0}, dim={axis})",
+               workspace=_softmax_workspace, torch="F.log_softmax({0}, dim={axis})", saves=("outputs",),
                doc="log_softmax(x, axis=-1)." + _ALONG))
 def _cumsum_elements(fs, attrs, ins, outs):
     # only the running sum of zeros (transformers' packed-sequence test on plain positions)
@@ -350,6 +353,6 @@ def _cumsum_elements(fs, attrs, ins, outs):
 register(OpDef(name="cumsum", infer=_along_axis_infer("cumsum", float_only=False, int64_for_ints=True),
                dims=_along_axis_dims, elements=_cumsum_elements,
                reference=lambda xp, x, axis: xp.cumsum(x, axis=axis, dtype=x.dtype if x.dtype.kind == "f" else "int64"),
-               attrs={"axis": -1}, torch=cumulative("torch.cumsum"),
+               attrs={"axis": -1}, torch=cumulative("torch.cumsum"), saves=(),
                torch_workspace=TorchWorkspace(aten=_input_in_result_dtype),
                doc="cumsum(x, axis=-1); integers sum to i64." + _ALONG))

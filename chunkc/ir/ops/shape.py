@@ -190,7 +190,7 @@ def _merge_elements(f, t: TensorType, out: TensorType):
     return at(f, position) if k == t.rank else None
 
 
-register(OpDef(name="reshape", infer=_reshape_infer, dims=_reshape_dims, view_strides=_reshape_strides,
+register(OpDef(name="reshape", saves=(), infer=_reshape_infer, dims=_reshape_dims, view_strides=_reshape_strides,
                elements=_reshape_elements,
                reference=lambda xp, x, shape: xp.reshape(x, tuple(int(s) for s in shape)),
                attrs={"shape": REQUIRED}, size_attrs=("shape",), shape_attr="shape", flops=lambda *a: 0,
@@ -228,7 +228,7 @@ def _permute_elements(fs, attrs, ins, outs):
     return at(fs[0], position)
 
 
-register(OpDef(name="permute", infer=_permute_infer, dims=_permute_dims, elements=_permute_elements,
+register(OpDef(name="permute", saves=(), infer=_permute_infer, dims=_permute_dims, elements=_permute_elements,
                view_strides=lambda ins, attrs, strides: tuple(strides[d] for d in _perm("permute", ins[0], attrs["dims"])),
                reference=lambda xp, x, dims: xp.transpose(x, dims), attrs={"dims": REQUIRED}, flops=lambda *a: 0,
                torch="{0}.permute({dims})",
@@ -281,7 +281,7 @@ def _expand_ref(xp, x, shape):
     return xp.broadcast_to(x, target)
 
 
-register(OpDef(name="expand", infer=_expand_infer, dims=_expand_dims, view_strides=_expand_strides,
+register(OpDef(name="expand", saves=(), infer=_expand_infer, dims=_expand_dims, view_strides=_expand_strides,
                elements=lambda fs, attrs, ins, outs: broadcast_to(fs[0], ins[0], outs[0]),
                reference=_expand_ref, attrs={"shape": REQUIRED}, size_attrs=("shape",), shape_attr="shape", flops=lambda *a: 0,
                torch="{0}.expand({out_shape})",
@@ -334,7 +334,7 @@ def _squeeze_elements(fs, attrs, ins, outs):
     return at(fs[0], position)
 
 
-register(OpDef(name="squeeze", infer=_squeeze_infer, dims=_squeeze_dims, elements=_squeeze_elements,
+register(OpDef(name="squeeze", saves=(), infer=_squeeze_infer, dims=_squeeze_dims, elements=_squeeze_elements,
                view_strides=lambda ins, attrs, st: tuple(s for k, s in enumerate(st) if k not in _squeeze_axes(ins[0], attrs["axes"])),
                reference=_squeeze_ref, torch=_squeeze_torch, attrs={"axes": None}, flops=lambda *a: 0,
                doc="squeeze(x, axes=None): drop size-1 axes (those of `axes` that have size 1); a view. "
@@ -372,7 +372,7 @@ def _unsqueeze_elements(fs, attrs, ins, outs):
     return at(fs[0], [index(k if k < a else k + 1) for k in range(ins[0].rank)])
 
 
-register(OpDef(name="unsqueeze", infer=_unsqueeze_infer, dims=_unsqueeze_dims, view_strides=_unsqueeze_strides,
+register(OpDef(name="unsqueeze", saves=(), infer=_unsqueeze_infer, dims=_unsqueeze_dims, view_strides=_unsqueeze_strides,
                elements=_unsqueeze_elements,
                reference=lambda xp, x, axis: xp.expand_dims(x, axis), attrs={"axis": REQUIRED}, flops=lambda *a: 0,
                torch="{0}.unsqueeze({axis})",
@@ -452,7 +452,7 @@ def _slice_elements(fs, attrs, ins, outs):
     return at(fs[0], position)
 
 
-register(OpDef(name="slice", infer=_slice_infer, dims=_slice_dims, torch=_slice_torch, elements=_slice_elements,
+register(OpDef(name="slice", saves=(), infer=_slice_infer, dims=_slice_dims, torch=_slice_torch, elements=_slice_elements,
                view_strides=lambda ins, attrs, st: tuple(normalize(s * attrs["step"]) if k == norm_axis("slice", attrs["axis"], ins[0].rank) else s
                                                         for k, s in enumerate(st)),
                reference=_slice_ref, attrs={"axis": REQUIRED, "start": None, "end": None, "step": 1},
@@ -464,14 +464,14 @@ register(OpDef(name="slice", infer=_slice_infer, dims=_slice_dims, torch=_slice_
 # -- contiguous -------------------------------------------------------------------
 
 
-register(OpDef(name="contiguous", infer=lambda ins, attrs: (ins[0],), elements=lambda fs, *_: fs[0],
+register(OpDef(name="contiguous", saves=(), infer=lambda ins, attrs: (ins[0],), elements=lambda fs, *_: fs[0],
                dims=lambda ins, attrs, outs: (tuple(AxisFlow("carry", (AxisSource(0, k),)) for k in range(ins[0].rank)),),
                view_strides=lambda ins, attrs, st: tuple(st) if is_contiguous(ins[0].shape, st) else None,
                reference=lambda xp, x: xp.ascontiguousarray(x).reshape(x.shape), flops=lambda *a: 0,
                torch="{0}.contiguous()",
                doc="contiguous(x): x itself when already contiguous, else a contiguous copy. Carries: every axis."))
 
-register(OpDef(name="copy", infer=lambda ins, attrs: (ins[0],), elements=lambda fs, *_: fs[0],
+register(OpDef(name="copy", saves=(), infer=lambda ins, attrs: (ins[0],), elements=lambda fs, *_: fs[0],
                dims=lambda ins, attrs, outs: (tuple(AxisFlow("carry", (AxisSource(0, k),)) for k in range(ins[0].rank)),),
                reference=lambda xp, x: x.copy(), flops=lambda *a: 0,
                torch="{0}.clone(memory_format=torch.contiguous_format)",

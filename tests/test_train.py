@@ -1,0 +1,237 @@
+"""Training: autochunk(..., mode="train") plans, the PyTorch backend's chunk regions as autograd
+Functions, and measure_step.
+
+Gradients of every parameter and input of a planned training step must match eager PyTorch
+within 1e-4 (relative) on GPT-2, the pre-LN transformer and the Evoformer block at random
+budgets and on random graphs; the measured peak of a planned step must hold its budget.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+import chunkc
+from chunkc import zoo
+from chunkc.backends import compile as compile_graph
+from chunkc.errors import ChunkcError, InfeasibleBudgetError
+from chunkc.passes.train_memory import estimate_step_memory
+
+REL = 1e-4
+
+
+def trainable(case: zoo.ModelCase) -> torch.nn.Module:
+    """The zoo's module with its parameters trainable again (the zoo builds it for inference)."""
+    for p in case.module.parameters():
+        p.requires_grad_(True)
+    return case.module
+
+
+def as_tuple(out) -> tuple:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def step(module, inputs, seeds) -> tuple[torch.Tensor, ...]:
+    """One forward and backward from ``seeds``; the gradients of the floating-point inputs."""
+    leaves = [a.detach().clone().requires_grad_(a.is_floating_point()) for a in inputs]
+    for p in module.parameters():
+        p.grad = None
+    outs = as_tuple(module(*leaves))
+    torch.autograd.backward(outs, seeds)
+    return outs, [a.grad for a in leaves if a.is_floating_point()]
+
+
+def assert_gradients_match(reference: torch.nn.Module, compiled: torch.nn.Module, inputs) -> None:
+    """Outputs and the gradients of every parameter (by its name in the module) and input match.
+
+    Each gradient is compared relative to its own largest element, or to a thousandth of the
+    largest of all, whichever is larger: a gradient that is zero in exact arithmetic (a norm's
+    bias in front of a softmax, which ignores a shift) is rounding noise on both sides.
+    """
+    with torch.no_grad():
+        outs = as_tuple(reference(*inputs))
+    g = torch.Generator().manual_seed(1)
+    seeds = [torch.randn(o.shape, generator=g, dtype=o.dtype) for o in outs]
+    ref_outs, ref_inputs = step(reference, inputs, seeds)
+    got_outs, got_inputs = step(compiled, inputs, seeds)
+    for r, o in zip(ref_outs, got_outs):
+        torch.testing.assert_close(o, r, rtol=REL, atol=REL * float(r.abs().max()))
+    ref = dict(reference.named_parameters())
+    got = dict(compiled.named_parameters())
+    assert set(got) == set(ref), set(got) ^ set(ref)
+    pairs = [(name, got[name].grad, ref[name].grad) for name in sorted(ref)]
+    pairs += [(f"input {k}", a, b) for k, (a, b) in enumerate(zip(got_inputs, ref_inputs))]
+    for name, a, b in pairs:
+        assert b is None or a is not None, f"{name}: no gradient"
+    # a value nothing differentiable reads gets no gradient in eager; a region may send zeros
+    pairs = [(name, torch.zeros_like(b) if a is None else a, torch.zeros_like(a) if b is None else b)
+             for name, a, b in pairs if a is not None or b is not None]
+    scale = max([float(b.abs().max()) for _, _, b in pairs] + [1e-30])
+    for name, a, b in pairs:
+        err = float((a - b).abs().max()) / max(float(b.abs().max()), 1e-3 * scale)
+        assert err <= REL, f"{name}: relative error {err:.2e}"
+
+
+def plan_and_check(case: zoo.ModelCase, size: int, budgets) -> list[chunkc.Plan]:
+    module = trainable(case)
+    inputs = case.make_inputs(size)
+    graph = chunkc.from_torch(module, inputs, dynamic_shapes=case.dynamic_shapes(), train=True)
+    sizes = {case.dynamic_name: size}
+    plans = []
+    for budget in budgets:
+        plan = chunkc.autochunk(graph, budget, sizes=sizes, mode="train")
+        assert plan.regions, budget
+        assert plan.estimated_peak_bytes <= plan.budget_bytes
+        assert estimate_step_memory(graph, plan).peak_bytes == plan.estimated_peak_bytes
+        assert_gradients_match(module, compile_graph(graph, plan, "torch"), inputs)
+        plans.append(plan)
+    return plans
+
+
+def random_budgets(seed: int, low: float, high: float, n: int = 2) -> list[float]:
+    rng = random.Random(seed)
+    return [round(rng.uniform(low, high), 3) for _ in range(n)]
+
+
+# -- gradients against eager ---------------------------------------------------------------------------
+
+
+def test_gpt2_gradients_match_eager_at_random_budgets():
+    case = zoo.gpt2(n_layer=2, n_embd=32, n_head=2, n_positions=128, vocab_size=128)
+    plan_and_check(case, 128, random_budgets(18, 0.3, 0.8))
+
+
+def test_preln_transformer_gradients_match_eager_at_random_budgets():
+    case = zoo.transformer(n_layer=2, d=32, heads=2, max_len=256)
+    plan_and_check(case, 96, random_budgets(19, 0.3, 0.8))
+
+
+def test_evoformer_gradients_match_eager_at_random_budgets():
+    case = zoo.evoformer(c_m=16, c_z=8, n_seq=4, max_res=64)
+    plan_and_check(case, 24, random_budgets(20, 0.5, 0.9))
+
+
+def test_random_graphs_train_like_unchunked():
+    """Random graphs (every floating-point input differentiated) planned at a random budget:
+    gradients equal the unchunked training program's.  A budget below the floor is refused
+    with the lowest peak the search reaches, and that peak is a budget the planner meets."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from strategies import random_graphs
+
+    outcomes = {"chunked": 0, "unchunked": 0}
+
+    @settings(max_examples=20, deadline=None, derandomize=True, database=None)  # the same graphs every run
+    @given(random_graphs(max_nodes=10), st.floats(0.3, 0.95))
+    def check(case, fraction):
+        graph, sizes = case.graph, {s: 16 * v for s, v in case.sizes.items()}  # room for chunks
+        unchunked = estimate_step_memory(graph, sizes=sizes).peak_bytes
+        try:
+            plan = chunkc.autochunk(graph, fraction, sizes=sizes, mode="train")
+        except InfeasibleBudgetError as exc:
+            assert int(fraction * unchunked) < exc.lowest_peak_bytes <= unchunked
+            plan = chunkc.autochunk(graph, exc.lowest_peak_bytes, sizes=sizes, mode="train")
+        assert plan.estimated_peak_bytes <= plan.budget_bytes
+        outcomes["chunked" if plan.regions else "unchunked"] += 1
+        inputs = [torch.from_numpy(a) for a in case.inputs(sizes)]
+        reference = compile_graph(graph, None, "torch", grad_mode="train")
+        assert_gradients_match(reference, compile_graph(graph, plan, "torch", grad_mode="train"), inputs)
+
+    check()
+    assert outcomes["chunked"] >= 3, outcomes
+
+
+# -- the measured step holds the plan's budget ----------------------------------------------------
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.25])
+def test_measured_step_holds_the_budget(fraction):
+    case = zoo.gpt2(n_layer=2, n_embd=64, n_head=4, n_positions=512, vocab_size=256)
+    module = trainable(case)
+    inputs = case.make_inputs(512)
+    graph = chunkc.from_torch(module, inputs, dynamic_shapes=case.dynamic_shapes(), train=True)
+    unchunked = estimate_step_memory(graph, sizes={"L": 512}).peak_bytes
+    eager = chunkc.measure_step(module, *inputs)
+    assert abs(eager - unchunked) <= 0.05 * eager, (eager, unchunked)  # the step's estimate, unchunked
+    plan = chunkc.autochunk(graph, fraction, sizes={"L": 512}, mode="train")
+    measured = chunkc.measure_step(compile_graph(graph, plan, "torch"), *inputs)
+    assert measured <= plan.budget_bytes, (measured, plan.budget_bytes)
+    assert measured <= fraction * eager * 1.05
+
+
+def test_measure_step_counts_what_each_layer_keeps_for_the_backward():
+    x = torch.randn(64, 256)
+
+    def measured(n):  # n layers tanh(x @ W): each keeps its tanh output (the next layer's input)
+        class Stack(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lins = torch.nn.ModuleList(torch.nn.Linear(256, 256, bias=False) for _ in range(n))
+
+            def forward(self, x):
+                for lin in self.lins:
+                    x = torch.tanh(lin(x))
+                return x
+        return chunkc.measure_step(Stack(), x)
+
+    one, three, five = measured(1), measured(3), measured(5)
+    kept = 64 * 256 * 4
+    assert three - one == 2 * kept and five - three == 2 * kept, (one, three, five)
+
+
+# -- the compiled module trains like the original ----------------------------------------------------
+
+
+def test_training_module_keeps_the_parameter_names_and_state_dicts_load_both_ways():
+    case = zoo.gpt2(n_layer=1, n_embd=32, n_head=2, n_positions=64, vocab_size=64)
+    module = trainable(case)
+    inputs = case.make_inputs(64)
+    graph = chunkc.from_torch(module, inputs, dynamic_shapes=case.dynamic_shapes(), train=True)
+    plan = chunkc.autochunk(graph, 0.6, sizes={"L": 64}, mode="train")
+    compiled = compile_graph(graph, plan, "torch")
+    names = {n for n, _ in module.named_parameters()}
+    assert {n for n, _ in compiled.named_parameters()} == names
+    # an optimizer step on the compiled module, loaded back into the original: same outputs
+    opt = torch.optim.SGD(compiled.parameters(), lr=0.1)
+    compiled(*inputs).square().mean().backward()
+    opt.step()
+    module.load_state_dict(compiled.state_dict(), strict=False)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(*inputs), module(*inputs), rtol=1e-5, atol=1e-5)
+    # and the original's state_dict loads into the compiled module
+    fresh = compile_graph(graph, plan, "torch")
+    fresh.load_state_dict({k: v for k, v in module.state_dict().items() if k in names})
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(*inputs), module(*inputs), rtol=1e-5, atol=1e-5)
+
+
+# -- errors ------------------------------------------------------------------------------------------
+
+
+def test_an_unknown_mode_is_refused_by_name():
+    from graphs import mlp
+    with pytest.raises(ChunkcError, match="mode must be 'inference' or 'train', got 'training'"):
+        chunkc.autochunk(mlp(), 0.5, sizes={"B": 1, "L": 64}, mode="training")
+
+
+def test_a_budget_below_the_floor_names_the_lowest_peak():
+    case = zoo.gpt2(n_layer=1, n_embd=32, n_head=2, n_positions=64, vocab_size=64)
+    module = trainable(case)
+    inputs = case.make_inputs(64)
+    graph = chunkc.from_torch(module, inputs, dynamic_shapes=case.dynamic_shapes(), train=True)
+    with pytest.raises(InfeasibleBudgetError, match="training step") as info:
+        chunkc.autochunk(graph, 0.001, sizes={"L": 64}, mode="train")
+    unchunked = estimate_step_memory(graph, sizes={"L": 64}).peak_bytes
+    assert 0.001 * unchunked < info.value.lowest_peak_bytes < unchunked
+    # the lowest peak is a budget the planner meets
+    plan = chunkc.autochunk(graph, info.value.lowest_peak_bytes, sizes={"L": 64}, mode="train")
+    assert plan.estimated_peak_bytes <= info.value.lowest_peak_bytes
+
+
+def test_budget_met_unchunked_gives_a_plan_without_regions():
+    from graphs import mlp
+    graph, sizes = mlp(), {"B": 1, "L": 64}
+    plan = chunkc.autochunk(graph, 1.0, sizes=sizes, mode="train")
+    assert not plan.regions and plan.estimated_peak_bytes == estimate_step_memory(graph, sizes=sizes).peak_bytes
