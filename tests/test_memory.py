@@ -541,3 +541,20 @@ def test_accuracy_section_is_rewritten_in_place(tmp_path):
     write_section(f"{START}\nnew\n{END}", doc)
     text = doc.read_text()
     assert "new" in text and "old" not in text and text.index("intro") < text.index("new") < text.index("kept")
+
+
+def test_a_view_of_a_graph_input_inside_the_last_region():
+    """A loop node that views a graph input, in a region that ends the schedule (found by the
+    fuzzer: the input's producer index, -1, was read as the last node's region)."""
+    CV = ChunkedValue
+    g = chunkc.Graph("view_of_input")
+    x = g.add_input("x", "f32", ("L", 8))
+    p = O.permute(x, dims=(1, 0), name="p")
+    g.set_outputs(O.exp(p, name="e"))
+    region = ChunkRegion(nodes=("p", "e"), chunked=(CV("x", 0), CV("p", 1), CV("e", 1)), outputs=("e",),
+                         extent=chunkc.sym("L"), chunk_size=4)
+    plan = Plan(g, (region,), sizes={"L": 16})
+    report = chunkc.estimate_memory(g, plan)
+    assert report.peak_bytes == 16 * 8 * 4 + 4 * 8 * 4  # the output buffer and one chunk of exp
+    xs = np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32)
+    np.testing.assert_allclose(chunkc.compile(g, plan, backend="numpy")(xs), np.exp(xs.T), rtol=1e-6)

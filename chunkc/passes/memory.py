@@ -497,9 +497,9 @@ class MemoryModel:
             if st is not None:
                 par = self.node_in[p][0]
                 cstrides[v] = st
-                if region_at[prod[par]] == r:
+                if prod[par] >= 0 and region_at[prod[par]] == r:
                     crt = croot[par]
-                else:  # a view of a value from before the loop (a slice of a region input)
+                else:  # a view of a value from before the loop (a slice of a region input) or of a graph input
                     crt = root[par]
                     if crt == INTERNAL:
                         self._leak(by_index[region_at[prod[par]]], par)
