@@ -386,17 +386,22 @@ class Generator:
         autograd Function)."""
         self._emit_region(view)
 
+    def emit_loop_header(self, view: RegionView, note: str) -> None:
+        """A region's comment line (``note`` last), then its extent and chunk size."""
+        region, nodes = view.region, view.nodes
+        size = format_size(region.chunk_size)
+        size = size if len(size) <= 32 else "a size computed from the input sizes"
+        self.emit(f"# chunk region {view.index}: {len(nodes)} nodes ({nodes[0].name} .. {nodes[-1].name}), "
+                  f"{format_size(region.extent)} units in chunks of {size}; {note}")
+        self.emit(f"{EXTENT} = {self.sizes.render(region.extent)}")
+        self.emit(f"{CHUNK} = {self._chunk_size_expr(region)}")
+
     def _emit_region(self, view: RegionView) -> None:
         region, index, nodes, chunk = view.region, view.index, view.nodes, view.chunk
         outputs, sliced = view.outputs, view.sliced
 
         axes = ", ".join(f"%{v.name} axis {chunk[v].axis}" for v in sliced) or "no sliced input"
-        size = format_size(region.chunk_size)
-        size = size if len(size) <= 32 else "a size computed from the input sizes"
-        self.emit(f"# chunk region {index}: {len(nodes)} nodes ({nodes[0].name} .. {nodes[-1].name}), "
-                  f"{format_size(region.extent)} units in chunks of {size}; sliced: {axes}")
-        self.emit(f"{EXTENT} = {self.sizes.render(region.extent)}")
-        self.emit(f"{CHUNK} = {self._chunk_size_expr(region)}")
+        self.emit_loop_header(view, f"sliced: {axes}")
         for v in outputs:
             if v in view.reuse:  # written in place, a chunk at a time, over an input that dies with the loop
                 self.emit(f"{self.names[v]} = {self.whole_expr_of(view.reuse[v])}  # output buffer {v.type}, "

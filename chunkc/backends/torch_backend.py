@@ -11,9 +11,7 @@ the graph in ``forward(self, *inputs)``; it can be read, saved (source plus
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
-import sys
 from typing import Any
 
 import numpy as np
@@ -29,7 +27,7 @@ from .codegen import Dialect, GeneratedFunction, Rule, generate
 from .host_call import TORCH_NATIVE, reference_rule, runs_on_host, storage_dtype, weight_tensor
 from .header import BUDGET_ATTR, call_entry, describe_signature, guard_block, source_header
 from .pyexpr import tuple_literal
-from .runtime import load_source
+from .runtime import load_file, load_source
 
 GRAD_MODES = {"inference": "torch.inference_mode()", "no_grad": "torch.no_grad()"}
 TRAIN = "train"  # autograd runs through the module: chunkc.backends.torch_train
@@ -191,16 +189,8 @@ def save_module(module: torch.nn.Module, path) -> list[str]:
 
 def load_module(path, map_location=None) -> torch.nn.Module:
     """Import a source file written by :func:`save_module` and load its weights."""
-    path = pathlib.Path(path)
-    if not path.exists():
-        raise ChunkcError(f"load_module: {path} does not exist")
-    name = f"chunkc_loaded_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    module = mod.load(map_location=map_location)
-    module.chunkc_source = path.read_text()
+    module = load_file(path, "chunkc_loaded").load(map_location=map_location)
+    module.chunkc_source = pathlib.Path(path).read_text()
     return module
 
 

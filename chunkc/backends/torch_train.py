@@ -67,12 +67,7 @@ class TrainGenerator(Generator):
 
     def emit_region(self, view: RegionView) -> None:
         region, k, nodes, chunk = view.region, view.index, view.nodes, view.chunk
-        size = format_size(region.chunk_size)
-        size = size if len(size) <= 32 else "a size computed from the input sizes"
-        self.emit(f"# chunk region {k}: {len(nodes)} nodes ({nodes[0].name} .. {nodes[-1].name}), "
-                  f"{format_size(region.extent)} units in chunks of {size}; an autograd Function (region{k})")
-        self.emit(f"{EXTENT} = {self.sizes.render(region.extent)}")
-        self.emit(f"{CHUNK} = {self._chunk_size_expr(region)}")
+        self.emit_loop_header(view, f"an autograd Function (region{k})")
         self.needs_device = True
 
         # the chunk method's tensor parameters: a slice for each sliced input, the whole value

@@ -40,6 +40,7 @@ from ..backends.registry import get_backend
 from ..errors import ChunkcError
 from ..ir.dims import LOOP_START, LOOP_STOP
 from ..ir.graph import Graph, Node, Value
+from ..ir.layout import contiguous_strides
 from ..ir.registry import concrete_attrs, has_symbolic_attrs
 from ..ir.sizes import evaluate
 from ..ir.types import TensorType
@@ -111,13 +112,21 @@ def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, 
     says whose allocator rounds each allocation and which kernels' workspace counts
     (:mod:`chunkc.passes.device_memory`).
     """
+    graph, sizes, backend = plan_defaults(graph, plan, sizes, backend)
+    return MemoryModel(graph, sizes, backend=backend, device=device).report(plan)
+
+
+def plan_defaults(graph: Graph, plan: Plan | None, sizes: Mapping[str, int] | None,
+                  backend: str | None) -> tuple[Graph, Mapping[str, int] | None, str]:
+    """What an estimate of ``plan`` reads when not told: the plan's (reordered) graph, its
+    planning sizes and its backend; without a plan, ``chunkc.compile``'s default backend."""
     if plan is not None:
         graph = plan.graph
         if sizes is None:
             sizes = plan.sizes
     if backend is None:
         backend = plan.backend if plan is not None else DEFAULT_BACKEND
-    return MemoryModel(graph, sizes, backend=backend, device=device).report(plan)
+    return graph, sizes, backend
 
 
 def workspace_fn(op, backend: str):
@@ -132,16 +141,8 @@ def workspace_fn(op, backend: str):
 # -- layout helpers -------------------------------------------------------------------
 
 
-def _contiguous(shape: Sequence[int]) -> tuple[int, ...]:
-    out, acc = [], 1
-    for s in reversed(shape):
-        out.append(acc)
-        acc *= s
-    return tuple(reversed(out))
-
-
 def _is_contiguous(shape: Sequence[int], strides: Sequence[int]) -> bool:
-    return all(s == 1 or a == b for s, a, b in zip(shape, strides, _contiguous(shape)))
+    return all(s == 1 or a == b for s, a, b in zip(shape, strides, contiguous_strides(shape)))
 
 
 def _split_view_result(result, n_out: int) -> list[tuple[int, ...] | None]:
@@ -238,7 +239,7 @@ class MemoryModel:
                 if data is not None and data.ndim == len(shape) and data.itemsize:
                     self.strides[i] = tuple(st // data.itemsize for st in data.strides)
                 else:
-                    self.strides[i] = _contiguous(shape)
+                    self.strides[i] = contiguous_strides(shape)
         self.node_in: list[list[int]] = []
         self.node_out: list[list[int]] = []
         self.ws = [0] * len(self.nodes)
@@ -327,7 +328,7 @@ class MemoryModel:
         ``keeps_layout`` (elementwise kernels), when the backend's layout rule lays it out in
         the order of the inputs' strides (chunkc.ir.layout)."""
         if not self.nodes[p].op.keeps_layout:
-            return _contiguous(shape)
+            return contiguous_strides(shape)
         return self.layout(shape, list(zip(in_shapes, in_strides)))
 
     def _chunk_view(self, v: int, reg: _Region, cstrides: dict[int, tuple[int, ...]]) -> tuple[int, ...] | None:
@@ -362,7 +363,7 @@ class MemoryModel:
             else:
                 full_contig = _is_contiguous(self.shape[v], self.strides[v])
                 in_contig = _is_contiguous(in_shapes[0], par_strides)
-                st = _contiguous(self._chunk_shape(v, reg)) if (full_contig and in_contig) else self.strides[v]
+                st = contiguous_strides(self._chunk_shape(v, reg)) if (full_contig and in_contig) else self.strides[v]
         self._chunk_answers[key] = st
         return st
 

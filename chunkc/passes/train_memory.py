@@ -40,7 +40,7 @@ from ..errors import ChunkcError
 from ..ir.grad import gradient_inputs, is_recorded, requires_grad, saved_values
 from ..ir.graph import Graph, Node, Value
 from ..ir.sizes import evaluate
-from .memory import MemoryModel, MemoryReport, TimelineEntry
+from .memory import MemoryModel, MemoryReport, TimelineEntry, plan_defaults
 from .plan import DEFAULT_BACKEND, Plan
 from .plan_index import PlanIndex, RegionView
 
@@ -413,12 +413,7 @@ def estimate_step_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[
     """The estimated peak of one training step of ``graph`` (forward and backward) under
     ``plan``: ``.peak_bytes``, ``.peak_node`` (``"name (backward)"`` for a backward slot),
     ``.timeline`` (forward slots, then backward slots)."""
-    if plan is not None:
-        graph = plan.graph
-        if sizes is None:
-            sizes = plan.sizes
-    if backend is None:
-        backend = plan.backend if plan is not None else DEFAULT_BACKEND
+    graph, sizes, backend = plan_defaults(graph, plan, sizes, backend)
     return TrainMemoryModel(graph, sizes, backend).report(plan)
 
 
