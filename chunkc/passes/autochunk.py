@@ -235,6 +235,32 @@ def _progress(enabled: bool, during: list[int], target: int):
         return None
 
 
+def _variants(graph: Graph, sizes: dict[str, int], opts: AutochunkOptions, peak_bytes: int,
+              budget_bytes: int) -> list[tuple[Graph, list[str], Mapping[str, str]]]:
+    """The graphs the search plans: fused projections split, cheap large values rematerialized
+    (large against the unchunked peak, and against lower references when the budget is lower,
+    see ``RematOptions.lower_references``), wholly-read work scheduled first; and the user's
+    graph as it is.  Each is planned; the fastest plan (or the lowest floor) wins."""
+    folded = fold_splits(graph) if opts.rewrite else graph  # first: a folded projection's parts
+    finish = whole_inputs_first if opts.rewrite else (lambda g: g)  # are readers of their own
+    variants: list[tuple[Graph, list[str], Mapping[str, str]]] = []
+    if opts.remat:
+        references = dict.fromkeys([peak_bytes] + [min(peak_bytes, max(budget_bytes, int(peak_bytes * f)))
+                                                   for f in opts.remat_options.lower_references])
+        seen: set[tuple] = set()
+        for reference in references:
+            remat = rematerialize(folded, sizes, reference, opts.remat_options)
+            key = tuple(sorted(remat.copies.items()))
+            if key not in seen:
+                seen.add(key)
+                variants.append((finish(remat.graph), remat.describe(), remat.copies))
+    else:
+        variants.append((finish(folded), [], {}))
+    if all(v is not graph for v, _, _ in variants):
+        variants.append((graph, [], {}))
+    return variants
+
+
 def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
               options: AutochunkOptions | None = None, **knobs) -> Plan:
     """A plan whose estimated peak activation memory is at most ``budget``.
@@ -265,17 +291,7 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
                     estimated_peak_bytes=unchunked.peak_bytes, unchunked_peak_bytes=unchunked.peak_bytes)
         plan.notes.append("the unchunked graph already meets the budget")
         return plan
-    # the graph searched first: cheap large values rematerialized, fused projections split,
-    # wholly-read work scheduled first; the user's graph as it is when that finds no plan
-    first, notes, copies = graph, [], {}
-    if opts.remat:
-        remat = rematerialize(graph, sizes, unchunked.peak_bytes, opts.remat_options)
-        first, notes, copies = remat.graph, remat.describe(), remat.copies
-    if opts.rewrite:
-        first = whole_inputs_first(fold_splits(first))
-    variants: list[tuple[Graph, list[str], Mapping[str, str]]] = [(first, notes, copies)]
-    if first is not graph:
-        variants.append((graph, [], {}))
+    variants = _variants(graph, sizes, opts, unchunked.peak_bytes, budget_bytes)
     # every variant is planned; the one predicted fastest is kept (rematerialized copies cost
     # time: when the user's graph meets the budget too, it may win)
     reference = TimeModel(graph, sizes, opts.machine, opts.backend).total

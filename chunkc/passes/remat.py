@@ -34,6 +34,11 @@ from ..ir.sizes import evaluate
 class RematOptions:
     max_flops_per_element: float = 8.0  # "cheap": elementwise, comparisons, gathers, shape ops
     min_fraction: float = 1 / 64  # "large": at least this share of the unchunked peak
+    # autochunk also plans with "large" and "small" measured against a lower reference, the budget
+    # but not below these shares of the unchunked peak: a mask of 1% of a peak made of L x L scores
+    # is large beside a budget of 1% of it; against a few bytes every cheap value would be large,
+    # and recomputing all of them before every reader leaves the search less to chunk
+    lower_references: tuple[float, ...] = (1 / 8, 1 / 64)
 
 
 @dataclass
