@@ -112,6 +112,10 @@ class OpDef:
     # "outputs", "cross" (an input that another input's gradient needs: products), input
     # positions; () when the backward needs only shapes (views, add, concat).
     saves: tuple = ("inputs",)
+    # ``accumulates(in_types, attrs, input, axis) -> Accumulation | None``: whether the op's
+    # outputs over input ``input``'s whole axis ``axis`` (an axis it reduces) follow from its
+    # outputs over slices of it, and how (chunkc.ir.dims.Accumulation); None: never.
+    accumulates: Callable[..., Any] | None = None
     doc: str = ""
 
     def __post_init__(self) -> None:

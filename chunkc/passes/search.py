@@ -12,7 +12,16 @@ node met either
   whole, from whole inputs, and loop nodes that want a slice of it read a view.
 
 A node whose outputs are wanted along two different axes ends the walk: no
-span that contains it is legal.  Every node the walk passes gives a legal
+span that contains it is legal.
+
+A third kind of node **accumulates** in the loop: nobody in the loop reads its
+output, and its record says that the axis along which the loop slices its input
+accumulates (chunkc.ir.dims.Accumulation: a reduction over the chunk axis).  Its
+output is then whole, merged across iterations (an *accumulator*, final only
+after the loop, so no loop node may read it; it is a region output).  A region
+may also *end* at such a node (``walk_regions(..., accumulate=True)``: ``axis``
+is then the axis of its input 0 that the loop slices); see
+chunkc.passes.accumulate.  Every node the walk passes gives a legal
 start, so one walk yields all regions ending at ``end`` — in time linear in
 the span.  The walk reads only dimension records (``node.dims()``),
 never op names.
@@ -26,6 +35,7 @@ from typing import Iterator
 
 from ..ir.graph import Graph, Node, Value
 from ..ir.sizes import Size, normalize, ratio, sizes_equal
+from .accumulate import accumulates_in_loop, accumulating_end
 from .plan import ChunkedValue, ChunkRegion
 
 WHOLE = None  # requirement: the value is used whole
@@ -35,11 +45,12 @@ class Candidate:
     """A legal region before a chunk size is chosen (indices into the schedule)."""
 
     __slots__ = ("start", "end", "loop", "hoisted", "outputs", "extent", "_sliced", "_req", "_scale", "_chunked",
-                 "_whole")
+                 "_whole", "accumulators")
 
     def __init__(self, start: int, end: int, loop: tuple[int, ...], hoisted: tuple[int, ...],
                  outputs: tuple[Value, ...], extent: Size, sliced: tuple[Value, ...],
-                 requirements: dict, scale: int, whole_reads: tuple[tuple[int, int, Value], ...] = ()):
+                 requirements: dict, scale: int, whole_reads: tuple[tuple[int, int, Value], ...] = (),
+                 accumulators: tuple[Value, ...] = ()):
         self.start, self.end = start, end
         self.loop = loop  # node indices run in the loop, ascending
         self.hoisted = hoisted  # node indices moved before the loop, ascending
@@ -49,6 +60,7 @@ class Candidate:
         self._sliced, self._req, self._scale = sliced, requirements, scale
         self._whole = whole_reads  # (node index, input position, value) read whole by a loop node
         self._chunked = None
+        self.accumulators = accumulators  # outputs kept whole and merged across iterations
 
     def whole_reads(self, graph: Graph) -> tuple[tuple[str, int], ...]:
         """(node, input position) of loop nodes that read a sliced region input whole."""
@@ -71,6 +83,7 @@ class Candidate:
             chunk_size=chunk_size,
             whole_reads=self.whole_reads(graph),
             reuse=tuple((o.name, r.name) for o, r in reuse),
+            accumulators=tuple(v.name for v in self.accumulators),
         )
 
     def __repr__(self) -> str:
@@ -154,25 +167,31 @@ def _match_output_axes(node: Node, rec, reqs: dict[int, tuple[int, Fraction]],
 
 
 def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
-                 max_nodes: int | None = None) -> Iterator[Candidate]:
-    """Yield every legal region ``[start, end]`` whose end output is chunked along ``axis``.
+                 max_nodes: int | None = None, accumulate: bool = False) -> Iterator[Candidate]:
+    """Yield every legal region ``[start, end]`` whose end output is chunked along ``axis``
+    (with ``accumulate``: whose end node accumulates over ``axis`` of its input 0).
 
     Regions come from the shortest to the longest.  ``min_start`` bounds the
     walk (the end of a region already chosen); ``max_nodes`` bounds its length.
     """
     graph = index.graph
     end_node = graph.nodes[end]
-    if len(end_node.outputs) != 1 or not (0 <= axis < end_node.outputs[0].rank):
+    if accumulate and accumulating_end(end_node, axis) is None:
+        return
+    if not accumulate and (len(end_node.outputs) != 1 or not (0 <= axis < end_node.outputs[0].rank)):
         return
     end_out = end_node.outputs[0]
-    chunk_req: dict[Value, tuple[int, Fraction | int]] = {end_out: (axis, 1)}
-    sliced: list[Value] = [end_out]  # chunk_req's keys in insertion order (append-only)
+    # the value whose axis the loop covers: the end output, or the input an accumulator reduces
+    extent_of = end_node.inputs[0] if accumulate else end_out
+    chunk_req: dict[Value, tuple[int, Fraction | int]] = {extent_of: (axis, 1)}
+    sliced: list[Value] = [extent_of]  # chunk_req's keys in insertion order (append-only)
     whole_loop: set[Value] = set()  # read whole by a loop node
     whole_hoisted: set[Value] = set()  # read by a hoisted node
     loop: list[int] = []
     hoisted: list[int] = []
     whole_reads: list[tuple[int, int, Value]] = []
     outputs: list[Value] = [end_out]
+    accumulators: list[Value] = []
     scale = 1  # lcm of the units' denominators
     lowest = max(min_start, 0 if max_nodes is None else end - max_nodes + 1)
     position = index.position
@@ -181,50 +200,70 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
         node = graph.nodes[i]
         try:
             reqs = {k: chunk_req[o] for k, o in enumerate(node.outputs) if o in chunk_req}
-            if not reqs or any(o in whole_loop or o in whole_hoisted for o in node.outputs):
+            merged = None if reqs else accumulates_in_loop(node, chunk_req, whole_loop | whole_hoisted)
+            if merged is not None:  # an accumulator: whole, merged across iterations, read after the loop
+                for pos in merged:
+                    whole_loop.add(node.inputs[pos])
+                    whole_reads.append((i, pos, node.inputs[pos]))
+                accumulators.append(node.outputs[0])
+                if node.outputs[0] is not end_out:
+                    outputs.append(node.outputs[0])
+                loop.append(i)
+            elif not reqs or any(o in whole_loop or o in whole_hoisted for o in node.outputs):
                 # Nobody in the loop needs a slice, or somebody needs the whole value: compute
                 # it whole, before the loop (the loop then reads slices of it as views).
                 whole_hoisted.update(node.inputs)
                 hoisted.append(i)
                 continue  # a span starting at a hoisted node equals one starting after it
-            rec = index.dims(i)
-            # every output gets an axis: those read after the loop, and those nobody reads
-            # (a loop node computes all its outputs a slice at a time)
-            escaping = [k for k, o in enumerate(node.outputs)
-                        if k not in reqs and (index.last_use[o] > end or index.last_use[o] < 0)]
-            if escaping:
-                reqs = _match_output_axes(node, rec, reqs, escaping)
-            in_reqs = _input_requirements(node, rec, reqs)
-            for k, req in reqs.items():
-                o = node.outputs[k]
-                if o not in chunk_req:
-                    chunk_req[o] = req
-                    sliced.append(o)
-                if index.last_use[o] > end and o is not end_out:
-                    outputs.append(o)
-            for pos, req in in_reqs.items():
-                v = node.inputs[pos]
-                if req is WHOLE:
-                    # read whole; if the loop also slices it, it is computed before the loop
-                    whole_loop.add(v)
-                    whole_reads.append((i, pos, v))
-                elif v in chunk_req:
-                    if chunk_req[v] != req:
-                        raise _Conflict(f"%{v.name} is needed along two different axes")
-                else:
-                    chunk_req[v] = req
-                    sliced.append(v)
-                    if not isinstance(req[1], int):
-                        scale = math.lcm(scale, req[1].denominator)
-            loop.append(i)
+            else:
+                scale = _join_loop(index, i, node, reqs, end, end_out, chunk_req, sliced, outputs, whole_loop,
+                                   whole_reads, scale)
+                loop.append(i)
         except _Conflict:
             return
         yield Candidate(
             start=i, end=end, loop=tuple(reversed(loop)), hoisted=tuple(reversed(hoisted)),
             outputs=tuple(sorted(outputs, key=lambda v: position[v.producer])),
-            extent=end_out.shape[axis] if scale == 1 else _divide(end_out.shape[axis], Fraction(scale)),
+            extent=extent_of.shape[axis] if scale == 1 else _divide(extent_of.shape[axis], Fraction(scale)),
             sliced=tuple(sliced), requirements=chunk_req, scale=scale, whole_reads=tuple(whole_reads),
+            accumulators=tuple(accumulators),
         )
+
+
+def _join_loop(index: GraphIndex, i: int, node: Node, reqs: dict, end: int, end_out: Value, chunk_req: dict,
+               sliced: list, outputs: list, whole_loop: set, whole_reads: list, scale: int) -> int:
+    """Add node ``i``, whose outputs the loop wants sliced as ``reqs``, to the walk's tables;
+    returns the new scale (raises _Conflict when it cannot run in the loop)."""
+    rec = index.dims(i)
+    # every output gets an axis: those read after the loop, and those nobody reads
+    # (a loop node computes all its outputs a slice at a time)
+    escaping = [k for k, o in enumerate(node.outputs)
+                if k not in reqs and (index.last_use[o] > end or index.last_use[o] < 0)]
+    if escaping:
+        reqs = _match_output_axes(node, rec, reqs, escaping)
+    in_reqs = _input_requirements(node, rec, reqs)
+    for k, req in reqs.items():
+        o = node.outputs[k]
+        if o not in chunk_req:
+            chunk_req[o] = req
+            sliced.append(o)
+        if index.last_use[o] > end and o is not end_out:
+            outputs.append(o)
+    for pos, req in in_reqs.items():
+        v = node.inputs[pos]
+        if req is WHOLE:
+            # read whole; if the loop also slices it, it is computed before the loop
+            whole_loop.add(v)
+            whole_reads.append((i, pos, v))
+        elif v in chunk_req:
+            if chunk_req[v] != req:
+                raise _Conflict(f"%{v.name} is needed along two different axes")
+        else:
+            chunk_req[v] = req
+            sliced.append(v)
+            if not isinstance(req[1], int):
+                scale = math.lcm(scale, req[1].denominator)
+    return scale
 
 
 def _divide(size: Size, unit: Fraction) -> Size:
