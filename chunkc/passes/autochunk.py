@@ -38,6 +38,7 @@ from .plan import Plan
 from .remat import RematOptions, rematerialize
 from .reorder import apply_regions
 from .fold_split import fold_splits
+from .split_statistics import fuse_unused_splits, split_statistics
 from .schedule import whole_inputs_first
 from .selection import BeamSelector, FloorSelector, SearchSpace, Selector, SpaceOptions, State
 
@@ -271,7 +272,9 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
     if opts.remat:
         remat = rematerialize(graph, sizes, unchunked.peak_bytes, opts.remat_options)
         first, notes, copies = remat.graph, remat.describe(), remat.copies
-    if opts.rewrite:
+    splits = ()
+    if opts.rewrite:  # (statistics that mix space split in two: chunkc.passes.split_statistics)
+        first, splits = split_statistics(first)
         first = whole_inputs_first(fold_splits(first))
     variants: list[tuple[Graph, list[str], Mapping[str, str]]] = [(first, notes, copies)]
     if first is not graph:
@@ -288,7 +291,9 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
             plans.append(plan)
         planners.append(planner)
     if plans:
-        return min(plans, key=lambda p: p.estimated_slowdown)
+        best = min(plans, key=lambda p: p.estimated_slowdown)
+        return fuse_unused_splits(best, splits, lambda g, p: estimate_memory(
+            g, plan=p, sizes=sizes, backend=opts.backend).peak_bytes)
     best = min((p for p in planners if p.floor is not None), key=lambda p: p.floor.peak_bytes)
     floor = best.floor
     widths = " and ".join(str(w) for w in best.widths if w)

@@ -249,6 +249,7 @@ def _group_norm_torch(ctx: LoweringContext) -> str:
 register(OpDef(
     name="group_norm", infer=_group_norm_infer, dims=_group_norm_dims, reference=_group_norm_ref,
     num_inputs=(1, 3), attrs={"num_groups": REQUIRED, "eps": 1e-5}, torch=_group_norm_torch,
+    split_statistics=lambda graph, node: _split_group_norm(graph, node),
     workspace=lambda ins, a, outs: _stats_workspace(ins[0].shape[0] * a["num_groups"], outs),
     # native_group_norm returns mean and rstd per (sample, group): x's dtype on the CPU; in float
     # on CUDA, with per-(sample, channel) scale and shift besides
@@ -408,7 +409,9 @@ def _apply_ref(xp, x, moments, weight=None, bias=None, num_groups=1, eps=1e-5):
 
 
 def _apply_torch(ctx: LoweringContext) -> str:
-    x, m, w, b = fill_none(all_operands(ctx, strict=True), 4)
+    operands = all_operands(ctx, strict=True)
+    operands[1] = ctx.arg(1)  # the float64 moments stay float64
+    x, m, w, b = fill_none(operands, 4)
     return f"rt.group_norm_apply({x}, {m}, {w}, {b}, {ctx.attr('num_groups')}, {ctx.attr('eps')})"
 
 
@@ -421,3 +424,13 @@ register(OpDef(
     flops=lambda ins, a, outs: 2 * outs[0].numel(), saves=("inputs",),
     doc="group_norm_apply(x[N, C, ...], moments f64[N, G, 2], weight[C]?, bias[C]?, num_groups, eps=1e-5): "
         "group_norm with the statistics of group_norm_moments. Carries: N and every spatial axis."))
+
+
+def _split_group_norm(graph, node):
+    """group_norm as group_norm_moments (accumulates over space) + group_norm_apply."""
+    x, affine = node.inputs[0], list(node.inputs[1:])
+    stats = graph.add_node("group_norm_moments", [x], {"num_groups": node.attrs["num_groups"]},
+                           name=f"{node.name}_moments", before=node, source=node.source)
+    apply = graph.add_node("group_norm_apply", [x, stats.outputs[0]] + affine, dict(node.attrs),
+                           name=f"{node.name}_apply", before=node, source=node.source)
+    return stats, apply, (0,) + tuple(range(2, 2 + len(affine)))
