@@ -188,6 +188,7 @@ def test_group_norm_statistics_accumulate_over_space(axis, chunk):
     expected = chunkc.interpret(g, x)
     new_graph, plan = _moments_region(g, chunk, axis)
     assert plan.regions[0].accumulators == ("group_norm_moments",)
+    assert "accumulated over the chunk axis (whole, merged each iteration): %group_norm_moments" in str(plan)
     _run_all_backends(new_graph, plan, [x], expected, atol=1e-5, rtol=1e-5)
 
 
