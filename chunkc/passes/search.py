@@ -12,7 +12,10 @@ node met either
   whole, from whole inputs, and loop nodes that want a slice of it read a view.
 
 A node whose outputs are wanted along two different axes ends the walk: no
-span that contains it is legal.
+span that contains it is legal.  Every node the walk passes gives a legal
+start, so one walk yields all regions ending at ``end`` — in time linear in
+the span.  The walk reads only dimension records (``node.dims()``),
+never op names.
 
 A third kind of node **accumulates** in the loop: nobody in the loop reads its
 output, and its record says that the axis along which the loop slices its input
@@ -21,10 +24,7 @@ output is then whole, merged across iterations (an *accumulator*, final only
 after the loop, so no loop node may read it; it is a region output).  A region
 may also *end* at such a node (``walk_regions(..., accumulate=True)``: ``axis``
 is then the axis of its input 0 that the loop slices); see
-chunkc.passes.accumulate.  Every node the walk passes gives a legal
-start, so one walk yields all regions ending at ``end`` — in time linear in
-the span.  The walk reads only dimension records (``node.dims()``),
-never op names.
+chunkc.passes.accumulate.
 """
 
 from __future__ import annotations
@@ -196,6 +196,15 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
     lowest = max(min_start, 0 if max_nodes is None else end - max_nodes + 1)
     position = index.position
 
+    def candidate(i: int) -> Candidate:
+        return Candidate(
+            start=i, end=end, loop=tuple(reversed(loop)), hoisted=tuple(reversed(hoisted)),
+            outputs=tuple(sorted(outputs, key=lambda v: position[v.producer])),
+            extent=extent_of.shape[axis] if scale == 1 else _divide(extent_of.shape[axis], Fraction(scale)),
+            sliced=tuple(sliced), requirements=chunk_req, scale=scale, whole_reads=tuple(whole_reads),
+            accumulators=tuple(accumulators),
+        )
+
     for i in range(end, lowest - 1, -1):
         node = graph.nodes[i]
         try:
@@ -209,61 +218,47 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
                 if node.outputs[0] is not end_out:
                     outputs.append(node.outputs[0])
                 loop.append(i)
-            elif not reqs or any(o in whole_loop or o in whole_hoisted for o in node.outputs):
+                yield candidate(i)
+                continue
+            if not reqs or any(o in whole_loop or o in whole_hoisted for o in node.outputs):
                 # Nobody in the loop needs a slice, or somebody needs the whole value: compute
                 # it whole, before the loop (the loop then reads slices of it as views).
                 whole_hoisted.update(node.inputs)
                 hoisted.append(i)
                 continue  # a span starting at a hoisted node equals one starting after it
-            else:
-                scale = _join_loop(index, i, node, reqs, end, end_out, chunk_req, sliced, outputs, whole_loop,
-                                   whole_reads, scale)
-                loop.append(i)
+            rec = index.dims(i)
+            # every output gets an axis: those read after the loop, and those nobody reads
+            # (a loop node computes all its outputs a slice at a time)
+            escaping = [k for k, o in enumerate(node.outputs)
+                        if k not in reqs and (index.last_use[o] > end or index.last_use[o] < 0)]
+            if escaping:
+                reqs = _match_output_axes(node, rec, reqs, escaping)
+            in_reqs = _input_requirements(node, rec, reqs)
+            for k, req in reqs.items():
+                o = node.outputs[k]
+                if o not in chunk_req:
+                    chunk_req[o] = req
+                    sliced.append(o)
+                if index.last_use[o] > end and o is not end_out:
+                    outputs.append(o)
+            for pos, req in in_reqs.items():
+                v = node.inputs[pos]
+                if req is WHOLE:
+                    # read whole; if the loop also slices it, it is computed before the loop
+                    whole_loop.add(v)
+                    whole_reads.append((i, pos, v))
+                elif v in chunk_req:
+                    if chunk_req[v] != req:
+                        raise _Conflict(f"%{v.name} is needed along two different axes")
+                else:
+                    chunk_req[v] = req
+                    sliced.append(v)
+                    if not isinstance(req[1], int):
+                        scale = math.lcm(scale, req[1].denominator)
+            loop.append(i)
         except _Conflict:
             return
-        yield Candidate(
-            start=i, end=end, loop=tuple(reversed(loop)), hoisted=tuple(reversed(hoisted)),
-            outputs=tuple(sorted(outputs, key=lambda v: position[v.producer])),
-            extent=extent_of.shape[axis] if scale == 1 else _divide(extent_of.shape[axis], Fraction(scale)),
-            sliced=tuple(sliced), requirements=chunk_req, scale=scale, whole_reads=tuple(whole_reads),
-            accumulators=tuple(accumulators),
-        )
-
-
-def _join_loop(index: GraphIndex, i: int, node: Node, reqs: dict, end: int, end_out: Value, chunk_req: dict,
-               sliced: list, outputs: list, whole_loop: set, whole_reads: list, scale: int) -> int:
-    """Add node ``i``, whose outputs the loop wants sliced as ``reqs``, to the walk's tables;
-    returns the new scale (raises _Conflict when it cannot run in the loop)."""
-    rec = index.dims(i)
-    # every output gets an axis: those read after the loop, and those nobody reads
-    # (a loop node computes all its outputs a slice at a time)
-    escaping = [k for k, o in enumerate(node.outputs)
-                if k not in reqs and (index.last_use[o] > end or index.last_use[o] < 0)]
-    if escaping:
-        reqs = _match_output_axes(node, rec, reqs, escaping)
-    in_reqs = _input_requirements(node, rec, reqs)
-    for k, req in reqs.items():
-        o = node.outputs[k]
-        if o not in chunk_req:
-            chunk_req[o] = req
-            sliced.append(o)
-        if index.last_use[o] > end and o is not end_out:
-            outputs.append(o)
-    for pos, req in in_reqs.items():
-        v = node.inputs[pos]
-        if req is WHOLE:
-            # read whole; if the loop also slices it, it is computed before the loop
-            whole_loop.add(v)
-            whole_reads.append((i, pos, v))
-        elif v in chunk_req:
-            if chunk_req[v] != req:
-                raise _Conflict(f"%{v.name} is needed along two different axes")
-        else:
-            chunk_req[v] = req
-            sliced.append(v)
-            if not isinstance(req[1], int):
-                scale = math.lcm(scale, req[1].denominator)
-    return scale
+        yield candidate(i)
 
 
 def _divide(size: Size, unit: Fraction) -> Size:
