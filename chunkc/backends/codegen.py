@@ -34,6 +34,7 @@ from ..ir.graph import Graph, Node, Value
 from ..ir.lowering import LoweringFn
 from ..ir.registry import OpDef
 from ..ir.sizes import Size, format_size, free_symbols
+from ..passes.accumulate import merge_lines
 from ..passes.plan import ChunkedValue, ChunkRegion, Plan
 from ..passes.plan_index import PlanIndex, RegionView, check_same_signature
 from .bindings import size_bindings
@@ -61,6 +62,7 @@ class Dialect(abc.ABC):
     reserved: frozenset[str] = frozenset()  # local names its code uses (xp, torch, F, ...)
     reserved_attrs: frozenset[str] = frozenset()  # attribute names of its program object
     missing_lowering: str = ""  # what would give an op a lowering here (for the error)
+    array_module: str = "xp"  # the name its code calls add, maximum, ... of (an accumulator's merge)
 
     @abc.abstractmethod
     def lowering(self, op: OpDef) -> Rule | None:
@@ -318,6 +320,8 @@ class Generator:
         if self.scope is not None and v in self.scope.chunk:
             c = self.scope.chunk[v]
             dims[c.axis] = CHUNK if c.unit == 1 else f"{c.unit}*{CHUNK}"
+        elif self.scope is not None and v in self.scope.view.accumulators:
+            return f"partial {v.dtype.short}[{', '.join(dims)}]"  # this iteration's, merged below
         elif self.scope is not None and v.producer in self.scope.view.nodes:
             return "unused"  # an output nothing reads (half of a split): no chunk axis, its shape is the op's
         return f"{v.dtype.short}[{', '.join(dims)}]"
@@ -403,6 +407,11 @@ class Generator:
         axes = ", ".join(f"%{v.name} axis {chunk[v].axis}" for v in sliced) or "no sliced input"
         self.emit_loop_header(view, f"sliced: {axes}")
         for v in outputs:
+            if v in view.accumulators:
+                how = view.accumulators[v]
+                self.emit(f"# {self.names[v]}: accumulator {v.type}, each chunk's partial merged by "
+                          f"{how.combine}" + (" (weighted by the chunk's share of the axis)" if how.share else ""))
+                continue
             if v in view.reuse:  # written in place, a chunk at a time, over an input that dies with the loop
                 self.emit(f"{self.names[v]} = {self.whole_expr_of(view.reuse[v])}  # output buffer {v.type}, "
                           f"in place of %{view.reuse[v].name}")
@@ -420,12 +429,16 @@ class Generator:
             self.inner[v] = name
         out_set = set(outputs)
         for v in outputs:
-            self.inner[v] = self.namer.claim(f"{self.names[v]}_chunk")
+            self.inner[v] = self.namer.claim(f"{self.names[v]}_{'part' if v in view.accumulators else 'chunk'}")
         dying = view.inner_deaths()
         for k, node in enumerate(nodes):
             self._node_statement(node, [self.inner.get(o, self.names[o]) for o in node.outputs])
             for o in node.outputs:
-                if o in out_set and o not in view.reuse:
+                if o in view.accumulators:
+                    for line in merge_lines(self.dialect.array_module, self.names[o], self.inner[o],
+                                            view.accumulators[o], f"({STOP} - {START}) / {EXTENT}", f"{START} == 0"):
+                        self.emit(line)
+                elif o in out_set and o not in view.reuse:
                     self.emit(f"{_slice(self.names[o], chunk[o])} = {self.inner[o]}")
             if k == len(nodes) - 1:  # in place: after every read of this iteration's input rows
                 for o in view.reuse:

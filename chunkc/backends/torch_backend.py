@@ -59,6 +59,7 @@ class TorchDialect(Dialect):
     name = "torch"
     reserved = frozenset({"torch", "F", "rt", "self", "device", "load"})
     missing_lowering = "give its record a torch lowering (a call template or a function; see docs/ops.md)"
+    array_module = "torch"
 
     def __init__(self):
         # weights become attributes of an nn.Module: never shadow one of its members

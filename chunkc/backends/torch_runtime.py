@@ -52,7 +52,7 @@ def prod(x: torch.Tensor, dims: tuple[int, ...], keepdim: bool) -> torch.Tensor:
     return x
 
 
-__all__ = ["parse_target", "torch_op", "check_budget", "prod"]
+__all__ = ["parse_target", "torch_op", "check_budget", "prod", "group_norm_moments", "group_norm_apply"]
 
 
 def _wrap_negative(index: torch.Tensor, size) -> torch.Tensor:
@@ -210,3 +210,31 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: 
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=enable_gqa)
     mask = torch.ones(n, stop, dtype=torch.bool, device=q.device).tril_(offset)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=enable_gqa)
+
+
+def group_norm_moments(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """E[x] and E[x^2] of each (sample, group) of ``x[N, C, ...]``, float64 ``[N, groups, 2]``
+    (op group_norm_moments): a two-pass mean and variance per group, no copy of ``x``."""
+    grouped = x.unflatten(1, (groups, -1))
+    var, mean = torch.var_mean(grouped, dim=tuple(range(2, grouped.dim())), correction=0)
+    mean = mean.double()
+    return torch.stack((mean, var.double() + mean * mean), dim=-1)
+
+
+def group_norm_apply(x: torch.Tensor, moments: torch.Tensor, weight, bias, groups: int, eps: float) -> torch.Tensor:
+    """group_norm of ``x`` with the statistics of :func:`group_norm_moments`: one fused
+    multiply-add over ``x`` with per-(sample, channel) scale and shift."""
+    mean = moments[..., 0]
+    rstd = torch.rsqrt((moments[..., 1] - mean * mean).clamp_min(0) + eps)
+    per_group = x.shape[1] // groups
+    scale = rstd.repeat_interleave(per_group, dim=1)
+    shift = -mean.repeat_interleave(per_group, dim=1) * scale
+    if weight is not None:
+        scale, shift = scale * weight, shift * weight
+    if bias is not None:
+        shift = shift + bias
+    dtype = x.dtype
+    for t in (weight, bias):
+        dtype = torch.promote_types(dtype, t.dtype) if t is not None else dtype
+    shape = x.shape[:2] + (1,) * (x.dim() - 2)
+    return torch.addcmul(shift.to(dtype).view(shape), x, scale.to(dtype).view(shape))

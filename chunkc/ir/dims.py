@@ -19,6 +19,12 @@ For every output axis an op states one :class:`AxisFlow`:
 
 Input axes that no output axis lists are reduced or contracted.  Chunk-flow
 search reads only these records: it never asks which op it is looking at.
+
+A reduced input axis may also *accumulate* (an op record's ``accumulates``, see
+:class:`Accumulation`): the op run on a slice of that axis gives a *partial* result of
+the output's full shape, and partials of consecutive slices merge with an associative
+elementwise combiner into the result over the whole axis.  A chunk loop may then read
+that input sliced along the axis and keep the output whole, as an accumulator.
 """
 
 from __future__ import annotations
@@ -82,6 +88,31 @@ def at_position(flow: AxisFlow) -> AxisFlow:
 # (Symbols as every size is, so that sizes.evaluate binds them by name.)
 LOOP_START = sympy.Symbol("chunk_start", integer=True, positive=True)
 LOOP_STOP = sympy.Symbol("chunk_stop", integer=True, positive=True)
+
+
+# The elementwise binary functions that merge two partials: each has this name, and an
+# ``out=`` argument, in NumPy, CuPy and PyTorch.
+Combine = Literal["add", "multiply", "maximum", "minimum", "logical_or", "logical_and", "logaddexp"]
+
+
+@dataclass(frozen=True)
+class Accumulation:
+    """How an op's output over a whole input axis follows from its outputs over slices of it.
+
+    The partial of a slice is the op run on the slice (with the same attributes), first
+    multiplied by the slice's share of the axis (``slice length / axis length``) when
+    ``share`` is set (a mean: the mean over the axis is the share-weighted sum of the
+    slices' means).  Partials merge with ``combine`` (associative and commutative), in
+    any grouping; the first partial is the initial value, so no identity is needed, and
+    the merged value is the result (nothing to finish).
+    """
+
+    combine: Combine
+    share: bool = False
+
+
+SUM = Accumulation("add")
+MEAN = Accumulation("add", share=True)
 
 
 OutputDims = tuple[AxisFlow, ...]  # one per axis of one output

@@ -112,6 +112,16 @@ class OpDef:
     # "outputs", "cross" (an input that another input's gradient needs: products), input
     # positions; () when the backward needs only shapes (views, add, concat).
     saves: tuple = ("inputs",)
+    # ``accumulates(in_types, attrs, input, axis) -> Accumulation | None``: whether the op's
+    # outputs over input ``input``'s whole axis ``axis`` (an axis it reduces) follow from its
+    # outputs over slices of it, and how (chunkc.ir.dims.Accumulation); None: never.
+    accumulates: Callable[..., Any] | None = None
+    # ``split_statistics(graph, node) -> (statistics node, apply node, positions)``: for an op
+    # whose statistics mix axes that a chunk loop could otherwise slice (group_norm's space),
+    # build before ``node`` a statistics op that accumulates over them and an op elementwise
+    # along them that applies the statistics; ``positions`` are the apply node's inputs that
+    # were ``node``'s (chunkc.passes.split_statistics).  None: the op is not split.
+    split_statistics: Callable[..., Any] | None = None
     doc: str = ""
 
     def __post_init__(self) -> None:

@@ -38,6 +38,7 @@ from .plan import Plan
 from .remat import RematOptions, rematerialize
 from .reorder import apply_regions
 from .fold_split import fold_splits
+from .split_statistics import StatisticsSplit, fuse_unused_splits, split_statistics
 from .schedule import whole_inputs_first
 from .selection import BeamSelector, FloorSelector, SearchSpace, Selector, SpaceOptions, State
 
@@ -236,13 +237,17 @@ def _progress(enabled: bool, during: list[int], target: int):
 
 
 def _variants(graph: Graph, sizes: dict[str, int], opts: AutochunkOptions, peak_bytes: int,
-              budget_bytes: int) -> list[tuple[Graph, list[str], Mapping[str, str]]]:
+              budget_bytes: int) -> tuple[list[tuple[Graph, list[str], Mapping[str, str]]],
+                                          tuple[StatisticsSplit, ...]]:
     """The graphs the search plans: fused projections split, cheap large values rematerialized
     (large against the unchunked peak, and against lower references when the budget is lower,
     see ``RematOptions.lower_references``), wholly-read work scheduled first; and the user's
-    graph as it is.  Each is planned; the fastest plan (or the lowest floor) wins."""
-    folded = fold_splits(graph) if opts.rewrite else graph  # first: a folded projection's parts
-    finish = whole_inputs_first if opts.rewrite else (lambda g: g)  # are readers of their own
+    graph as it is.  Each is planned; the fastest plan (or the lowest floor) wins.  Also the
+    statistics splits made (chunkc.passes.split_statistics), to fuse back those no region runs."""
+    folded, splits = graph, ()
+    if opts.rewrite:  # splits first: a folded projection's parts are readers of their own
+        folded, splits = split_statistics(fold_splits(graph))
+    finish = whole_inputs_first if opts.rewrite else (lambda g: g)
     variants: list[tuple[Graph, list[str], Mapping[str, str]]] = []
     if opts.remat:
         references = dict.fromkeys([peak_bytes] + [min(peak_bytes, max(budget_bytes, int(peak_bytes * f)))
@@ -258,7 +263,7 @@ def _variants(graph: Graph, sizes: dict[str, int], opts: AutochunkOptions, peak_
         variants.append((finish(folded), [], {}))
     if all(v is not graph for v, _, _ in variants):
         variants.append((graph, [], {}))
-    return variants
+    return variants, splits
 
 
 def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
@@ -291,7 +296,7 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
                     estimated_peak_bytes=unchunked.peak_bytes, unchunked_peak_bytes=unchunked.peak_bytes)
         plan.notes.append("the unchunked graph already meets the budget")
         return plan
-    variants = _variants(graph, sizes, opts, unchunked.peak_bytes, budget_bytes)
+    variants, splits = _variants(graph, sizes, opts, unchunked.peak_bytes, budget_bytes)
     # every variant is planned; the one predicted fastest is kept (rematerialized copies cost
     # time: when the user's graph meets the budget too, it may win)
     reference = TimeModel(graph, sizes, opts.machine, opts.backend).total
@@ -304,7 +309,9 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
             plans.append(plan)
         planners.append(planner)
     if plans:
-        return min(plans, key=lambda p: p.estimated_slowdown)
+        best = min(plans, key=lambda p: p.estimated_slowdown)
+        return fuse_unused_splits(best, splits, lambda g, p: estimate_memory(
+            g, plan=p, sizes=sizes, backend=opts.backend).peak_bytes)
     best = min((p for p in planners if p.floor is not None), key=lambda p: p.floor.peak_bytes)
     floor = best.floor
     widths = " and ".join(str(w) for w in best.widths if w)

@@ -3,7 +3,9 @@
 Independent of the code generators: it walks ``plan.graph``'s schedule, and
 for each region loops over chunks, slicing the region inputs the region lists
 as chunked, running the loop's nodes with their NumPy references, and writing
-the region outputs into buffers allocated in full before the loop.
+the region outputs into buffers allocated in full before the loop; an
+accumulator merges each iteration's partial into one whole value instead
+(chunkc.passes.accumulate).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..ir.interpreter import run_node
 from ..ir.reference import small_ufunc_buffers
 from ..ir.registry import concrete_attrs
 from ..ir.sizes import evaluate
+from .accumulate import merge_partial
 from .plan import Plan
 from .plan_index import PlanIndex, RegionView
 
@@ -59,7 +62,9 @@ def _run_region(view: RegionView, env: dict, bindings, chunk: int, xp) -> None:
     # a reused input's array is written in place (when it owns its memory; the reference
     # interpreter's arrays may be views where the generated code's are not)
     buffers = {v: env[view.reuse[v]] if v in view.reuse and _owns(env[view.reuse[v]])
-               else xp.empty(v.type.concrete_shape(bindings), dtype=v.dtype.numpy) for v in view.outputs}
+               else xp.empty(v.type.concrete_shape(bindings), dtype=v.dtype.numpy) for v in view.outputs
+               if v not in view.accumulators}
+    merged: dict[Value, Any] = {v: None for v in view.accumulators}
     for start in range(0, extent, max(chunk, 1)):
         stop = min(start + chunk, extent)
         local: dict[Value, Any] = {}
@@ -72,10 +77,15 @@ def _run_region(view: RegionView, env: dict, bindings, chunk: int, xp) -> None:
                     for i, v in enumerate(node.inputs)]
             for o, r in zip(node.outputs, run_node(node, args, xp, bindings, attrs)):
                 local[o] = r
-        for v in view.outputs:  # (after the whole iteration: in place ones must follow every read)
+            for o in node.outputs:
+                if o in merged:
+                    merged[o] = merge_partial(xp, merged[o], local.pop(o), view.accumulators[o],
+                                              (stop - start) / extent)
+        for v in buffers:  # (after the whole iteration: in place ones must follow every read)
             c = view.chunk[v]
             _take(buffers[v], c.axis, start * c.unit, stop * c.unit)[...] = local[v]
     env.update(buffers)
+    env.update(merged)
 
 
 def _owns(array) -> bool:

@@ -413,10 +413,12 @@ class TimeModel:
     # -- chunk loops ---------------------------------------------------------------
 
     def loop_seconds(self, loop: Sequence[int], chunked: Mapping[Value, tuple[int, int]], outputs: Sequence[Value],
-                     extent: int, chunk: int, reused: Sequence[Value] = ()) -> float:
+                     extent: int, chunk: int, reused: Sequence[Value] = (),
+                     accumulators: Sequence[Value] = ()) -> float:
         """Seconds of a chunk loop: its nodes (schedule indices) run on chunks of ``chunk`` of
         ``extent`` units, ``chunked`` the values sliced in it ({value: (axis, unit)}), ``outputs``
-        written into full buffers (``reused``: those written over an input's storage)."""
+        written into full buffers (``reused``: those written over an input's storage;
+        ``accumulators``: those merged whole, in place, once per iteration but the first)."""
         m = self.machine
         chunk = max(1, min(chunk, extent))
         full, rest = divmod(extent, chunk)
@@ -435,6 +437,11 @@ class TimeModel:
             if any(not (isinstance(s, int) and s == 1) for s in v.shape[:axis]):
                 total += m.copy_seconds(self.nbytes[v])  # a strided slice is often copied
         for v in outputs:
+            if v in accumulators:  # a pointwise merge in place: reads two, writes one
+                nbytes = float(self.nbytes[v])
+                total += (iterations - 1) * m.seconds(Work(POINTWISE, nbytes / max(v.dtype.itemsize, 1),
+                                                           3 * nbytes, nbytes, ()))
+                continue
             if v not in reused:  # the buffer
                 total += m.seconds(Work(POINTWISE, 0.0, 0.0, 0.0, (float(self.nbytes[v]),)))
             for count, share in parts:
@@ -446,7 +453,8 @@ class TimeModel:
         unchunked; negative when chunking makes it faster."""
         extent = evaluate(cand.extent, self.sizes)
         chunked = {v: (axis, unit) for v, axis, unit in cand.chunked}
-        looped = self.loop_seconds(cand.loop, chunked, cand.outputs, extent, chunk)
+        looped = self.loop_seconds(cand.loop, chunked, cand.outputs, extent, chunk,
+                                   accumulators=getattr(cand, "accumulators", ()))
         return looped - sum(self.times[i] for i in cand.loop)
 
     def chunk_options(self, cand, largest: int) -> list[tuple[int, int | None]]:
@@ -489,7 +497,8 @@ def predict_seconds(graph: Graph, plan=None, sizes: Mapping[str, int] | None = N
         loop = [model.position[n] for n in step.nodes]
         extent = evaluate(step.region.extent, model.sizes)
         chunk = evaluate(step.region.chunk_size, model.sizes)
-        total += model.loop_seconds(loop, chunked, step.outputs, extent, chunk, reused=tuple(step.reuse))
+        total += model.loop_seconds(loop, chunked, step.outputs, extent, chunk, reused=tuple(step.reuse),
+                                    accumulators=tuple(step.accumulators))
     return total
 
 

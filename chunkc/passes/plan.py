@@ -9,7 +9,9 @@ elements ``[k*chunk*unit, ...)`` of each chunked value.
 Region inputs (read inside, produced outside) are sliced when they appear in
 ``chunked``, else used whole.  Region outputs (produced inside, read after the
 loop or graph outputs) are all chunked: they are preallocated in full before
-the loop and written slice by slice.
+the loop and written slice by slice, except *accumulators* (``accumulators``): outputs
+of nodes that reduce the chunk axis, kept whole and merged across iterations
+(chunkc.passes.accumulate), final after the loop.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class ChunkRegion:
     # place a chunk at a time (the input dies with the loop and is read only as slices
     # along the same axis, each row before it is overwritten)
     reuse: tuple[tuple[str, str], ...] = ()
+    # region outputs (also in ``outputs``) that are whole accumulators: their node reduces
+    # the chunk axis of its sliced input 0, and each iteration merges its partial into them
+    accumulators: tuple[str, ...] = ()
 
     def axis_of(self, value: str) -> ChunkedValue | None:
         for c in self.chunked:
@@ -76,8 +81,9 @@ class ChunkRegion:
 
     def describe(self) -> str:
         axes = ", ".join(f"%{c.value}@{c.axis}" + (f"x{c.unit}" if c.unit != 1 else "") for c in self.chunked)
+        acc = f"; accumulates {', '.join('%' + v for v in self.accumulators)}" if self.accumulators else ""
         return (f"nodes {self.nodes[0]}..{self.nodes[-1]} ({len(self.nodes)}), chunk {format_size(self.chunk_size)} "
-                f"of {format_size(self.extent)}; axes {axes}")
+                f"of {format_size(self.extent)}; axes {axes}{acc}")
 
 
 @dataclass(frozen=True)

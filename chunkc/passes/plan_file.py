@@ -64,6 +64,7 @@ def plan_to_dict(plan: Plan) -> dict:
             "chunk_size": _size(r.chunk_size),
             "whole_reads": [[n, i] for n, i in r.whole_reads],
             "reuse": [[o, i] for o, i in r.reuse],
+            "accumulators": list(r.accumulators),
         } for r in plan.regions],
         "sizes": dict(plan.sizes),
         "budget_bytes": plan.budget_bytes,
@@ -134,7 +135,8 @@ def load_plan(path) -> Plan:
             outputs=tuple(r["outputs"]), extent=_parse(r["extent"], where + " extent"),
             chunk_size=_parse(r["chunk_size"], where + " chunk_size"),
             whole_reads=tuple((n, int(i)) for n, i in r.get("whole_reads", [])),
-            reuse=tuple((o, i) for o, i in r.get("reuse", []))))
+            reuse=tuple((o, i) for o, i in r.get("reuse", [])),
+            accumulators=tuple(str(v) for v in r.get("accumulators", []))))
         known = {n.name for n in graph.nodes}
         unknown = [n for n in regions[-1].nodes if n not in known]
         if unknown:

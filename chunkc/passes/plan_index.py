@@ -21,10 +21,11 @@ from typing import Mapping
 import sympy
 
 from ..errors import ChunkcError
-from ..ir.dims import LOOP_START, LOOP_STOP
+from ..ir.dims import LOOP_START, LOOP_STOP, Accumulation
 from ..ir.graph import Graph, Node, Value
 from ..ir.liveness import deaths
 from ..ir.sizes import format_size, sizes_equal
+from .accumulate import accumulating_end
 from .plan import ChunkedValue, ChunkRegion, Plan
 
 
@@ -42,6 +43,8 @@ class RegionView:
     outputs: list[Value]  # written slice by slice into buffers allocated before the loop
     whole_reads: frozenset[tuple[str, int]] = frozenset()  # (node, input position) read whole though chunked
     reuse: dict[Value, Value] = field(default_factory=dict)  # output -> region input whose storage it takes
+    # whole outputs merged across iterations (chunkc.passes.accumulate) -> how they merge
+    accumulators: dict[Value, Accumulation] = field(default_factory=dict)
 
     @cached_property
     def sliced(self) -> list[Value]:
@@ -190,10 +193,11 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
         if n.inputs[i].producer in node_set:
             raise ChunkcError(f"{where}: node {name} reads %{n.inputs[i].name} whole, but it is computed a slice at "
                               "a time in the loop; compute it before the loop")
+    accumulators = _accumulators(where, r, values, node_set, chunk, whole)
     graph_outputs = set(graph.outputs)
     for n in nodes:
         for o in n.outputs:
-            if o not in chunk and (o.users or o in graph_outputs):
+            if o not in chunk and o not in accumulators and (o.users or o in graph_outputs):
                 raise ChunkcError(f"{where}: node {n.name} ({n.op.name}) output %{o.name} is not chunked; "
                                   "work that does not depend on the chunk must be moved before the loop")
     outputs = []
@@ -213,7 +217,39 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
         if v in reuse.values():
             raise ChunkcError(f"{where}: %{in_name} is reused by two outputs")
         reuse[o] = v
-    return RegionView(k, r, pos[0], pos[-1], nodes, chunk, list(inputs), outputs, whole, reuse)
+    for v in accumulators:
+        if v not in outputs:
+            raise ChunkcError(f"{where}: accumulator %{v.name} must also be listed among the region's outputs")
+    return RegionView(k, r, pos[0], pos[-1], nodes, chunk, list(inputs), outputs, whole, reuse, accumulators)
+
+
+def _accumulators(where: str, r: ChunkRegion, values: Mapping[str, Value], node_set, chunk,
+                  whole) -> dict[Value, Accumulation]:
+    """The region's accumulators, checked: each is the only output of a loop node that reads
+    its input 0 sliced along an axis its record accumulates over, and no loop node reads it."""
+    out: dict[Value, Accumulation] = {}
+    for name in r.accumulators:
+        v = values.get(name)
+        if v is None or v.producer not in node_set:
+            raise ChunkcError(f"{where}: accumulator %{name} is not produced inside the region")
+        node = v.producer
+        if v in chunk:
+            raise ChunkcError(f"{where}: accumulator %{name} is also listed as chunked; an accumulator is whole")
+        x = node.inputs[0] if node.inputs else None
+        if x not in chunk or (node.name, 0) in whole:
+            raise ChunkcError(f"{where}: accumulator %{name}: node {node.name} ({node.op.name}) must read its "
+                              "input 0 as a slice of the chunk axis")
+        how = accumulating_end(node, chunk[x].axis)
+        if how is None:
+            raise ChunkcError(f"{where}: accumulator %{name}: op {node.op.name} (node {node.name}) does not "
+                              f"accumulate over axis {chunk[x].axis} of its input %{x.name} (its record's "
+                              "accumulates says so); compute it after the loop")
+        reader = next((u for u in v.users if u in node_set), None)
+        if reader is not None:
+            raise ChunkcError(f"{where}: accumulator %{name} is read inside the loop (by node {reader.name}), "
+                              "where it is not complete; end the region before that node")
+        out[v] = how
+    return out
 
 
 def storage_group(v: Value) -> tuple[Value, set[Value]]:

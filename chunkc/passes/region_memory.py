@@ -267,16 +267,19 @@ def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before:
     workspace = []
     chunk_live = 0
     axes = {v: (axis, unit) for v, axis, unit in cand.chunked}
+    accumulators = set(getattr(cand, "accumulators", ()))
     for i in cand.loop:
         node = graph.nodes[i]
         out = facts.out_bytes(i)
-        steps.append((i, running, chunk_live + out))
+        # an accumulator's partial is whole whatever the chunk (chunkc.passes.accumulate)
+        partial = sum(facts.nbytes[o] for o in node.outputs if o in accumulators)
+        steps.append((i, running + partial, chunk_live + out - partial))
         if facts.has_workspace[i]:
             whole = frozenset(pos for j, pos, _ in cand._whole if j == i)
             workspace.append((i, _ChunkWorkspace(facts, i, tuple(axes.items()), extent, whole)))
-        chunk_live += out
+        chunk_live += out - partial
         for o in node.outputs:
-            if facts.owner[o] is o and o not in last_in_loop:
+            if facts.owner[o] is o and o not in last_in_loop and o not in accumulators:
                 chunk_live -= facts.nbytes[o]  # unused in the loop: written to its buffer, freed
         for v in set(node.inputs) | (reused if i == cand.loop[-1] else set()):
             owner = facts.owner[v]

@@ -63,6 +63,9 @@ def plan_report(plan: Plan) -> str:
         more = f", and {len(axes) - SHOWN} more" if len(axes) > SHOWN else ""
         lines.append(f"#   chunked values ({len(axes)}): {', '.join(axes[:SHOWN])}{more}")
         lines.append(f"#   outputs: {', '.join('%' + o for o in region.outputs)}")
+        if region.accumulators:
+            lines.append(f"#   accumulated over the chunk axis (whole, merged each iteration): "
+                         f"{', '.join('%' + o for o in region.accumulators)}")
     barriers = [f"{n.name} ({n.attrs.get('target', n.op.name)})" for n in plan.graph.nodes if n.op.dims is barrier_dims]
     if barriers:  # opaque nodes: regions never cross them
         more = f", and {len(barriers) - 8} more" if len(barriers) > 8 else ""

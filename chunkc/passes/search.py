@@ -16,6 +16,15 @@ span that contains it is legal.  Every node the walk passes gives a legal
 start, so one walk yields all regions ending at ``end`` — in time linear in
 the span.  The walk reads only dimension records (``node.dims()``),
 never op names.
+
+A third kind of node **accumulates** in the loop: nobody in the loop reads its
+output, and its record says that the axis along which the loop slices its input
+accumulates (chunkc.ir.dims.Accumulation: a reduction over the chunk axis).  Its
+output is then whole, merged across iterations (an *accumulator*, final only
+after the loop, so no loop node may read it; it is a region output).  A region
+may also *end* at such a node (``walk_regions(..., accumulate=True)``: ``axis``
+is then the axis of its input 0 that the loop slices); see
+chunkc.passes.accumulate.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from typing import Iterator
 
 from ..ir.graph import Graph, Node, Value
 from ..ir.sizes import Size, normalize, ratio, sizes_equal
+from .accumulate import accumulates_in_loop, accumulating_end
 from .plan import ChunkedValue, ChunkRegion
 
 WHOLE = None  # requirement: the value is used whole
@@ -35,11 +45,12 @@ class Candidate:
     """A legal region before a chunk size is chosen (indices into the schedule)."""
 
     __slots__ = ("start", "end", "loop", "hoisted", "outputs", "extent", "_sliced", "_req", "_scale", "_chunked",
-                 "_whole")
+                 "_whole", "accumulators")
 
     def __init__(self, start: int, end: int, loop: tuple[int, ...], hoisted: tuple[int, ...],
                  outputs: tuple[Value, ...], extent: Size, sliced: tuple[Value, ...],
-                 requirements: dict, scale: int, whole_reads: tuple[tuple[int, int, Value], ...] = ()):
+                 requirements: dict, scale: int, whole_reads: tuple[tuple[int, int, Value], ...] = (),
+                 accumulators: tuple[Value, ...] = ()):
         self.start, self.end = start, end
         self.loop = loop  # node indices run in the loop, ascending
         self.hoisted = hoisted  # node indices moved before the loop, ascending
@@ -49,6 +60,7 @@ class Candidate:
         self._sliced, self._req, self._scale = sliced, requirements, scale
         self._whole = whole_reads  # (node index, input position, value) read whole by a loop node
         self._chunked = None
+        self.accumulators = accumulators  # outputs kept whole and merged across iterations
 
     def whole_reads(self, graph: Graph) -> tuple[tuple[str, int], ...]:
         """(node, input position) of loop nodes that read a sliced region input whole."""
@@ -71,6 +83,7 @@ class Candidate:
             chunk_size=chunk_size,
             whole_reads=self.whole_reads(graph),
             reuse=tuple((o.name, r.name) for o, r in reuse),
+            accumulators=tuple(v.name for v in self.accumulators),
         )
 
     def __repr__(self) -> str:
@@ -154,33 +167,59 @@ def _match_output_axes(node: Node, rec, reqs: dict[int, tuple[int, Fraction]],
 
 
 def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
-                 max_nodes: int | None = None) -> Iterator[Candidate]:
-    """Yield every legal region ``[start, end]`` whose end output is chunked along ``axis``.
+                 max_nodes: int | None = None, accumulate: bool = False) -> Iterator[Candidate]:
+    """Yield every legal region ``[start, end]`` whose end output is chunked along ``axis``
+    (with ``accumulate``: whose end node accumulates over ``axis`` of its input 0).
 
     Regions come from the shortest to the longest.  ``min_start`` bounds the
     walk (the end of a region already chosen); ``max_nodes`` bounds its length.
     """
     graph = index.graph
     end_node = graph.nodes[end]
-    if len(end_node.outputs) != 1 or not (0 <= axis < end_node.outputs[0].rank):
+    if accumulate and accumulating_end(end_node, axis) is None:
+        return
+    if not accumulate and (len(end_node.outputs) != 1 or not (0 <= axis < end_node.outputs[0].rank)):
         return
     end_out = end_node.outputs[0]
-    chunk_req: dict[Value, tuple[int, Fraction | int]] = {end_out: (axis, 1)}
-    sliced: list[Value] = [end_out]  # chunk_req's keys in insertion order (append-only)
+    # the value whose axis the loop covers: the end output, or the input an accumulator reduces
+    extent_of = end_node.inputs[0] if accumulate else end_out
+    chunk_req: dict[Value, tuple[int, Fraction | int]] = {extent_of: (axis, 1)}
+    sliced: list[Value] = [extent_of]  # chunk_req's keys in insertion order (append-only)
     whole_loop: set[Value] = set()  # read whole by a loop node
     whole_hoisted: set[Value] = set()  # read by a hoisted node
     loop: list[int] = []
     hoisted: list[int] = []
     whole_reads: list[tuple[int, int, Value]] = []
     outputs: list[Value] = [end_out]
+    accumulators: list[Value] = []
     scale = 1  # lcm of the units' denominators
     lowest = max(min_start, 0 if max_nodes is None else end - max_nodes + 1)
     position = index.position
+
+    def candidate(i: int) -> Candidate:
+        return Candidate(
+            start=i, end=end, loop=tuple(reversed(loop)), hoisted=tuple(reversed(hoisted)),
+            outputs=tuple(sorted(outputs, key=lambda v: position[v.producer])),
+            extent=extent_of.shape[axis] if scale == 1 else _divide(extent_of.shape[axis], Fraction(scale)),
+            sliced=tuple(sliced), requirements=chunk_req, scale=scale, whole_reads=tuple(whole_reads),
+            accumulators=tuple(accumulators),
+        )
 
     for i in range(end, lowest - 1, -1):
         node = graph.nodes[i]
         try:
             reqs = {k: chunk_req[o] for k, o in enumerate(node.outputs) if o in chunk_req}
+            merged = None if reqs else accumulates_in_loop(node, chunk_req, whole_loop | whole_hoisted)
+            if merged is not None:  # an accumulator: whole, merged across iterations, read after the loop
+                for pos in merged:
+                    whole_loop.add(node.inputs[pos])
+                    whole_reads.append((i, pos, node.inputs[pos]))
+                accumulators.append(node.outputs[0])
+                if node.outputs[0] is not end_out:
+                    outputs.append(node.outputs[0])
+                loop.append(i)
+                yield candidate(i)
+                continue
             if not reqs or any(o in whole_loop or o in whole_hoisted for o in node.outputs):
                 # Nobody in the loop needs a slice, or somebody needs the whole value: compute
                 # it whole, before the loop (the loop then reads slices of it as views).
@@ -219,12 +258,7 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
             loop.append(i)
         except _Conflict:
             return
-        yield Candidate(
-            start=i, end=end, loop=tuple(reversed(loop)), hoisted=tuple(reversed(hoisted)),
-            outputs=tuple(sorted(outputs, key=lambda v: position[v.producer])),
-            extent=end_out.shape[axis] if scale == 1 else _divide(end_out.shape[axis], Fraction(scale)),
-            sliced=tuple(sliced), requirements=chunk_req, scale=scale, whole_reads=tuple(whole_reads),
-        )
+        yield candidate(i)
 
 
 def _divide(size: Size, unit: Fraction) -> Size:

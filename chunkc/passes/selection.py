@@ -35,6 +35,7 @@ from ..ir.sizes import evaluate
 from .cost import Kernels, TimeModel
 from .plan import DEFAULT_BACKEND, RegionStats
 from .region_memory import RegionMemory, ValueFacts, baseline_timeline, chunk_expression, region_memory
+from .accumulate import accumulating_axes
 from .search import Candidate, GraphIndex, candidate_axes, walk_regions
 
 
@@ -75,7 +76,7 @@ class SearchSpace:
         self.facts = ValueFacts(graph, self.index, sizes, options.backend)
         self.before, self.during = baseline_timeline(self.facts)
         self.times = TimeModel(graph, sizes, options.machine, options.backend)
-        self._walk_cache: dict[tuple[int, int], list[Candidate]] = {}
+        self._walk_cache: dict[tuple[int, int, bool], list[Candidate]] = {}
         self._time_cache: dict[tuple[int, int], float] = {}
         self._tier: dict[tuple[int, int], int | None] = {}  # (candidate, chunk) -> cache tier it fits
         self._memory_cache: dict[int, RegionMemory] = {}
@@ -93,10 +94,11 @@ class SearchSpace:
         for region in regions:
             end = position[region.nodes[-1]]
             out = self.graph.nodes[end].outputs[0]
-            c = region.axis_of(out.name)
+            accumulate = out.name in region.accumulators
+            c = region.axis_of(self.graph.nodes[end].inputs[0].name if accumulate else out.name)
             if c is None:
                 return None
-            match = next((cand for cand in self._walk(end, c.axis)
+            match = next((cand for cand in self._walk(end, c.axis, accumulate)
                           if tuple(self.graph.nodes[i].name for i in cand.loop) == tuple(region.nodes)
                           and not cand.hoisted), None)
             if match is None:
@@ -111,18 +113,21 @@ class SearchSpace:
         lo = spans[k - 1][1] + 1 if k > 0 else 0
         hi = spans[k][0] - 1 if k < len(spans) else len(self.graph.nodes) - 1
         for end in range(p, min(hi, p + self.options.ends_window) + 1):
-            for axis in candidate_axes(self.graph.nodes[end]):
-                for cand in self._walk(end, axis):
+            ends = [(axis, False) for axis in candidate_axes(self.graph.nodes[end])] + \
+                [(axis, True) for axis in accumulating_axes(self.graph.nodes[end])]
+            for axis, accumulate in ends:
+                for cand in self._walk(end, axis, accumulate):
                     if cand.start < lo:
                         break  # walks yield growing spans
                     if cand.start <= p and _contains(cand.loop, p):
                         self.regions_seen.add(id(cand))
                         yield cand
 
-    def _walk(self, end: int, axis: int) -> list[Candidate]:
-        key = (end, axis)
+    def _walk(self, end: int, axis: int, accumulate: bool = False) -> list[Candidate]:
+        key = (end, axis, accumulate)
         if key not in self._walk_cache:
-            self._walk_cache[key] = list(walk_regions(self.index, end, axis, max_nodes=self.options.max_region_nodes))
+            self._walk_cache[key] = list(walk_regions(self.index, end, axis, max_nodes=self.options.max_region_nodes,
+                                                      accumulate=accumulate))
         return self._walk_cache[key]
 
     def memory(self, cand: Candidate) -> RegionMemory:

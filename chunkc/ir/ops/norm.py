@@ -10,7 +10,8 @@ per-row statistics are small (accumulated in float32 for float16 inputs).
 
 from __future__ import annotations
 
-from ..dims import AxisSource, DimRecord, MIX
+from ..dims import MEAN, Accumulation, AxisSource, DimRecord, MIX, NEW
+from ..dtypes import DType
 from ..kernel_workspace import TorchWorkspace, acc_dtype, strict_casts
 from ..lowering import LoweringContext, all_operands, fill_none, tuple_literal
 from ..registry import OpDef, REQUIRED, register
@@ -248,6 +249,7 @@ def _group_norm_torch(ctx: LoweringContext) -> str:
 register(OpDef(
     name="group_norm", infer=_group_norm_infer, dims=_group_norm_dims, reference=_group_norm_ref,
     num_inputs=(1, 3), attrs={"num_groups": REQUIRED, "eps": 1e-5}, torch=_group_norm_torch,
+    split_statistics=lambda graph, node: _split_group_norm(graph, node),
     workspace=lambda ins, a, outs: _stats_workspace(ins[0].shape[0] * a["num_groups"], outs),
     # native_group_norm returns mean and rstd per (sample, group): x's dtype on the CPU; in float
     # on CUDA, with per-(sample, channel) scale and shift besides
@@ -312,3 +314,123 @@ register(OpDef(
         lowering=strict_casts, cpu=lambda ins, a, outs: _stats_bytes(ins[0].shape[1], acc_dtype(outs[0].dtype))),
     doc="batch_norm(x[N, C, ...], running_mean[C], running_var[C], weight[C]?, bias[C]?, eps=1e-5): "
         "inference-mode batch norm over channel axis 1. Carries: every axis (C also from the per-channel inputs)."))
+
+
+# -- group_norm split in two: statistics (an accumulating reduction) and their application --
+#
+# group_norm mixes its spatial axes: no chunk loop runs through it.  Split in two, its
+# statistics accumulate over slices of space (a chunk loop keeps them whole, chunkc.ir.dims
+# Accumulation) and the normalization is elementwise along space (a later loop reads the
+# small statistics whole).  The statistics are the first two raw moments, E[x] and E[x^2],
+# per (sample, group), in float64: moments merge by a share-weighted sum, so the
+# accumulator needs no count or running mean (a Welford/Chan merge would need both); each
+# slice's moments come from a two-pass mean and variance (var + mean^2), and float64 keeps
+# the final var = E[x^2] - E[x]^2 exact to float32 resolution unless |mean| / std > 1e4.
+
+
+def _moments_infer(ins, attrs):
+    x = ins[0]
+    _group_norm_infer(ins, {**attrs, "eps": 1e-5})
+    return (TensorType(DType.float64, (x.shape[0], attrs["num_groups"], 2)),)
+
+
+def _moments_dims(ins, attrs, outs) -> DimRecord:
+    return ((carry_from(AxisSource(0, 0)), MIX, NEW),)
+
+
+def _moments_accumulate(ins, attrs, input: int, axis: int) -> Accumulation | None:
+    return MEAN if input == 0 and axis >= 2 else None  # over space; a slice of channels cuts groups
+
+
+def _moments_ref(xp, x, num_groups=1):
+    groups = x.reshape(x.shape[0], num_groups, -1)  # a copy when x is a slice
+    acc = _acc(xp, x.dtype)
+    mean = xp.mean(groups, axis=-1, keepdims=True, dtype=acc)
+    centered = xp.subtract(groups, mean, dtype=acc)
+    var = xp.einsum("ngi,ngi->ng", centered, centered) / max(groups.shape[-1], 1)
+    del centered
+    out = xp.empty(mean.shape[:2] + (2,), dtype="float64")
+    out[..., 0] = mean[..., 0]
+    out[..., 1] = var
+    out[..., 1] += out[..., 0] ** 2
+    return out
+
+
+def _moments_torch(ctx: LoweringContext) -> str:
+    return f"rt.group_norm_moments({ctx.arg(0)}, {ctx.attr('num_groups')})"
+
+
+register(OpDef(
+    name="group_norm_moments", infer=_moments_infer, dims=_moments_dims, reference=_moments_ref,
+    attrs={"num_groups": REQUIRED}, torch=_moments_torch, accumulates=_moments_accumulate,
+    # the reference's reshaped copy and centered copy of x (in float64 elements)
+    workspace=lambda ins, a, outs: ins[0].numel() * max(1, ins[0].dtype.itemsize // 4),
+    # var_mean's per-group results and the float64 conversions (small)
+    torch_workspace=TorchWorkspace(lowering=lambda ins, a, outs: 3 * outs[0].numel()),
+    flops=lambda ins, a, outs: 3 * ins[0].numel(), saves=(),
+    doc="group_norm_moments(x[N, C, ...], num_groups) -> f64[N, num_groups, 2]: E[x] and E[x^2] of each "
+        "group (its channels and every spatial axis). Carries: N. Accumulates over the spatial axes "
+        "(share-weighted sum)."))
+
+
+def _apply_infer(ins, attrs):
+    x, m = ins[0], ins[1]
+    _group_norm_infer([x] + list(ins[2:]), attrs)
+    want = (x.shape[0], attrs["num_groups"], 2)
+    if m.dtype != DType.float64 or m.rank != 3 or not all(sizes_equal(a, b) for a, b in zip(m.shape, want)):
+        raise fail("group_norm_apply", f"moments (input 1) must be f64{shape_str(want)}, got {m}")
+    return (TensorType(result_dtype([x] + list(ins[2:])), x.shape),)
+
+
+def _apply_dims(ins, attrs, outs) -> DimRecord:
+    # N carries from x and the moments; a slice of channels would need its groups' moments
+    # (positional): the channel axis mixes; space is elementwise
+    x = ins[0]
+    return ((carry_from(AxisSource(0, 0), AxisSource(1, 0)), MIX)
+            + tuple(carry_from(AxisSource(0, k)) for k in range(2, x.rank)),)
+
+
+def _apply_ref(xp, x, moments, weight=None, bias=None, num_groups=1, eps=1e-5):
+    dt = array_result_dtype(*[a for a in (x, weight, bias) if a is not None])
+    mean = moments[..., 0]
+    rstd = 1.0 / xp.sqrt(xp.maximum(moments[..., 1] - mean * mean, 0.0) + eps)  # [N, G] float64
+    per_group = x.shape[1] // num_groups
+    scale = xp.repeat(rstd, per_group, axis=1)  # [N, C]
+    shift = -xp.repeat(mean, per_group, axis=1) * scale
+    if weight is not None:
+        scale = scale * weight
+        shift = shift * weight
+    if bias is not None:
+        shift = shift + bias
+    per_channel = (slice(None), slice(None)) + (None,) * (x.ndim - 2)
+    out = xp.multiply(x, scale.astype(dt)[per_channel], dtype=dt)
+    out += shift.astype(dt)[per_channel]
+    return out
+
+
+def _apply_torch(ctx: LoweringContext) -> str:
+    operands = all_operands(ctx, strict=True)
+    operands[1] = ctx.arg(1)  # the float64 moments stay float64
+    x, m, w, b = fill_none(operands, 4)
+    return f"rt.group_norm_apply({x}, {m}, {w}, {b}, {ctx.attr('num_groups')}, {ctx.attr('eps')})"
+
+
+register(OpDef(
+    name="group_norm_apply", infer=_apply_infer, dims=_apply_dims, reference=_apply_ref,
+    num_inputs=(2, 4), attrs={"num_groups": REQUIRED, "eps": 1e-5}, torch=_apply_torch, keeps_layout=True,
+    # per-(sample, channel) scale and shift, in float64 and in the result dtype
+    workspace=lambda ins, a, outs: 4 * ins[0].shape[0] * ins[0].shape[1],
+    torch_workspace=TorchWorkspace(lowering=lambda ins, a, outs: 8 * ins[0].shape[0] * ins[0].shape[1]),
+    flops=lambda ins, a, outs: 2 * outs[0].numel(), saves=("inputs",),
+    doc="group_norm_apply(x[N, C, ...], moments f64[N, G, 2], weight[C]?, bias[C]?, num_groups, eps=1e-5): "
+        "group_norm with the statistics of group_norm_moments. Carries: N and every spatial axis."))
+
+
+def _split_group_norm(graph, node):
+    """group_norm as group_norm_moments (accumulates over space) + group_norm_apply."""
+    x, affine = node.inputs[0], list(node.inputs[1:])
+    stats = graph.add_node("group_norm_moments", [x], {"num_groups": node.attrs["num_groups"]},
+                           name=f"{node.name}_moments", before=node, source=node.source)
+    apply = graph.add_node("group_norm_apply", [x, stats.outputs[0]] + affine, dict(node.attrs),
+                           name=f"{node.name}_apply", before=node, source=node.source)
+    return stats, apply, (0,) + tuple(range(2, 2 + len(affine)))

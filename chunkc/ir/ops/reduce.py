@@ -6,13 +6,20 @@ Kept axes carry; reduced axes disappear (or stay as size-1 ``mix`` axes with
 Integer and bool inputs of ``sum``, ``prod`` and ``cumsum`` give int64, as in
 PyTorch.  float16 sums accumulate in float32 (a temporary the size of the
 output, declared as workspace).
+
+``sum``, ``mean``, ``amax``, ``amin``, ``prod``, ``any`` and ``all`` accumulate over
+every axis they reduce (their records' ``accumulates``, chunkc.ir.dims.Accumulation):
+a chunk loop may slice that axis and merge the partial results.  ``var`` does not
+(merging variances needs each slice's count and mean; group norm's statistics op,
+``group_norm_moments``, keeps those).  A float16 partial is rounded to float16 before
+it merges, so a float16 sum chunked this way rounds more often than the unchunked one.
 """
 
 from __future__ import annotations
 
 import sympy
 
-from ..dims import AxisFlow, AxisSource, DimRecord, MIX
+from ..dims import MEAN, SUM, Accumulation, AxisFlow, AxisSource, DimRecord, MIX
 from ..dtypes import DType
 from ..elements import as_int, exact, prove_equal
 from ..kernel_workspace import TorchWorkspace
@@ -98,8 +105,17 @@ def _var_workspace(ins, attrs, outs) -> Size:
     return ins[0].numel() + _f16_acc_workspace(ins, attrs, outs)
 
 
+def _accumulates_as(acc: Accumulation):
+    """A reduction's ``accumulates``: every reduced axis of its input merges with ``acc``."""
+    def accumulates(ins, attrs, input: int, axis: int) -> Accumulation | None:
+        rank = ins[0].rank
+        return acc if input == 0 and rank and axis in norm_axes("reduce", attrs["axes"], rank) else None
+    return accumulates
+
+
 def reduction(name: str, fn, out_dtype=None, float_only=False, int64_for_ints=False, workspace=None, doc="",
-              torch: TorchLowering | None = None, torch_workspace=None, saves: tuple = ("inputs",)):
+              torch: TorchLowering | None = None, torch_workspace=None, saves: tuple = ("inputs",),
+              accumulates: Accumulation | None = None):
     def dtype_of(t: TensorType) -> DType:
         if out_dtype is not None:
             return out_dtype
@@ -127,7 +143,8 @@ def reduction(name: str, fn, out_dtype=None, float_only=False, int64_for_ints=Fa
         attrs["correction"] = 1
     return register(OpDef(name=name, infer=infer, dims=_reduce_dims, reference=ref, attrs=attrs, workspace=workspace,
                           torch=torch, torch_workspace=torch_workspace, flops=lambda ins, a, outs: ins[0].numel(),
-                          doc=doc + KEPT, saves=saves))
+                          doc=doc + KEPT, saves=saves,
+                          accumulates=None if accumulates is None else _accumulates_as(accumulates)))
 
 
 # -- PyTorch lowerings of the reductions --------------------------------------------------
@@ -230,25 +247,26 @@ def _larger(a: Size, b: Size) -> Size:
 _AX = "(x, axes=None|int|tuple, keepdim=False)"
 reduction("sum", _sum, int64_for_ints=True, workspace=_f16_acc_workspace, doc=f"sum{_AX}; integers sum to i64.",
           torch=_reduce_call("torch.sum", fix_dtype=True), torch_workspace=TorchWorkspace(aten=_input_in_result_dtype),
-          saves=())
+          saves=(), accumulates=SUM)
 reduction("mean", _mean, float_only=True, workspace=_f16_acc_workspace, doc=f"mean{_AX}.",
-          torch=_reduce_call("torch.mean"), torch_workspace=TorchWorkspace(cpu=_half_mean_on_cpu), saves=())
+          torch=_reduce_call("torch.mean"), torch_workspace=TorchWorkspace(cpu=_half_mean_on_cpu), saves=(),
+          accumulates=MEAN)
 reduction("amax", lambda xp, x, ax, kd, dt: xp.max(x, axis=ax, keepdims=kd), doc=f"amax{_AX}.",
-          torch=_reduce_call("torch.amax"), saves=("inputs", "outputs"))
+          torch=_reduce_call("torch.amax"), saves=("inputs", "outputs"), accumulates=Accumulation("maximum"))
 reduction("amin", lambda xp, x, ax, kd, dt: xp.min(x, axis=ax, keepdims=kd), doc=f"amin{_AX}.",
-          torch=_reduce_call("torch.amin"), saves=("inputs", "outputs"))
+          torch=_reduce_call("torch.amin"), saves=("inputs", "outputs"), accumulates=Accumulation("minimum"))
 reduction("prod", lambda xp, x, ax, kd, dt: _reduce_into(xp, xp.prod, x, ax, kd, dt), int64_for_ints=True,
           workspace=_f16_acc_workspace, doc=f"prod{_AX}; integers multiply to i64.", torch=_prod_torch,
           torch_workspace=TorchWorkspace(lowering=_prod_steps,
                                          aten=lambda ins, a, outs: 0 if _prod_steps(ins, a, outs) else
                                          _input_in_result_dtype(ins, a, outs)),
-          saves=("inputs", "outputs"))
+          saves=("inputs", "outputs"), accumulates=Accumulation("multiply"))
 reduction("any", lambda xp, x, ax, kd, dt: xp.any(x, axis=ax, keepdims=kd), out_dtype=DType.bool,
           doc=f"any{_AX} -> bool.", torch=_reduce_call("torch.any"),
-          torch_workspace=TorchWorkspace(cpu=_non_bool_any_on_cpu))
+          torch_workspace=TorchWorkspace(cpu=_non_bool_any_on_cpu), accumulates=Accumulation("logical_or"))
 reduction("all", lambda xp, x, ax, kd, dt: xp.all(x, axis=ax, keepdims=kd), out_dtype=DType.bool,
           doc=f"all{_AX} -> bool.", torch=_reduce_call("torch.all"),
-          torch_workspace=TorchWorkspace(cpu=_non_bool_any_on_cpu))
+          torch_workspace=TorchWorkspace(cpu=_non_bool_any_on_cpu), accumulates=Accumulation("logical_and"))
 reduction("var", _var, float_only=True, workspace=_var_workspace, torch=_reduce_call("torch.var"),
           doc="var(x, axes=None|int|tuple, keepdim=False, correction=1): divides by n - correction.")
 

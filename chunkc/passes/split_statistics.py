@@ -1,0 +1,91 @@
+"""Split normalizations that mix space into accumulating statistics and an elementwise apply.
+
+group_norm takes its statistics over its spatial axes, so no chunk loop runs
+through it: a UNet's resnet block (group_norm -> SiLU -> conv) cannot be chunked
+along space.  An op whose record has ``split_statistics`` can be rebuilt as a
+statistics op that *accumulates* over those axes (chunkc.ir.dims.Accumulation:
+one chunk loop keeps the small statistics whole and merges them slice by slice)
+and an op that is elementwise along them (a later loop reads the statistics
+whole).  ``autochunk`` splits every such op before its search and fuses back,
+in the plan it returns, each pair that no region runs (the fused kernel is the
+faster one); it is also the pass ``split-statistics``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from ..ir.graph import Graph
+from .manager import Pass, PassContext, register_pass
+from .plan import Plan
+
+
+@dataclass(frozen=True)
+class StatisticsSplit:
+    """One split: the fused node's op, attributes and name, and the two nodes replacing it."""
+
+    op: str
+    attrs: tuple[tuple[str, object], ...]
+    name: str
+    statistics: str  # node computing the statistics
+    apply: str  # node applying them; reads the fused node's inputs after its input 1
+    inputs: tuple[int, ...]  # the apply node's input positions that were the fused node's inputs
+
+
+def split_statistics(graph: Graph) -> tuple[Graph, tuple[StatisticsSplit, ...]]:
+    """A copy of ``graph`` with every splittable op split (``graph`` itself if none is)."""
+    if not any(n.op.split_statistics is not None for n in graph.nodes):
+        return graph, ()
+    g = graph.copy()
+    splits = []
+    for node in [n for n in g.nodes if n.op.split_statistics is not None]:
+        stats, apply, positions = node.op.split_statistics(g, node)
+        splits.append(StatisticsSplit(node.op.name, tuple(node.attrs.items()), node.name, stats.name, apply.name,
+                                      positions))
+        g.replace_all_uses(node.outputs[0], apply.outputs[0])
+        g.erase(node)
+    return g, tuple(splits)
+
+
+def fuse_unused_splits(plan: Plan, splits: tuple[StatisticsSplit, ...], estimate) -> Plan:
+    """``plan`` with each split that no region runs fused back into its op, when the
+    estimated peak (``estimate(graph, plan) -> bytes``) stays within the plan's budget."""
+    in_region = {name for r in plan.regions for name in r.nodes}
+    names = {n.name for n in plan.graph.nodes}
+    unused = [s for s in splits if s.statistics in names and s.apply in names
+              and s.statistics not in in_region and s.apply not in in_region]
+    if not unused:
+        return plan
+    g = plan.graph.copy()
+    for s in unused:
+        apply = g.node(s.apply)
+        fused = g.add_node(s.op, [apply.inputs[k] for k in s.inputs], dict(s.attrs), name=s.name, before=apply,
+                           source=apply.source)
+        g.replace_all_uses(apply.outputs[0], fused.outputs[0])
+        g.erase(apply)
+        g.erase(g.node(s.statistics))
+    trial = Plan(graph=g, regions=plan.regions, sizes=plan.sizes, budget_bytes=plan.budget_bytes,
+                 unchunked_peak_bytes=plan.unchunked_peak_bytes, estimated_slowdown=plan.estimated_slowdown,
+                 notes=list(plan.notes), stats=plan.stats, backend=plan.backend)
+    peak = estimate(g, trial)
+    if plan.budget_bytes is not None and peak > plan.budget_bytes:
+        return plan
+    trial.estimated_peak_bytes = peak
+    trial.notes.append(f"fused back {len(unused)} statistics split(s) no region runs: "
+                       + ", ".join(s.name for s in unused))
+    return trial
+
+
+@register_pass
+@dataclass(frozen=True)
+class SplitStatistics(Pass):
+    """Split ops whose statistics mix space (see the module docstring)."""
+
+    name = "split-statistics"
+
+    def run(self, graph: Graph, ctx: PassContext) -> Graph:
+        return split_statistics(graph)[0]
+
+
+__all__ = ["StatisticsSplit", "split_statistics", "fuse_unused_splits"]
