@@ -210,9 +210,17 @@ def test_plan_file_keeps_halos(tmp_path):
     save_plan(plan, path)
     back = load_plan(path)
     assert back.regions[0].chunked == plan.regions[0].chunked
-    # a plan file without halo entries (an older one) still loads, halo 0
     data = json.loads(path.read_text())
-    assert all(len(c) in (3, 5) for c in data["regions"][0]["chunked"])
+    assert any(len(c) == 5 for c in data["regions"][0]["chunked"])
+    # a region without halos is written as before (value, axis, unit), as older files are
+    flat = chunkc.Graph("flat")
+    x = flat.add_input("x", "f32", (4, 6))
+    flat.set_outputs(O.relu(x))
+    old = Plan(flat, (_longest(flat, axis=0).to_region(flat, 2),))
+    save_plan(old, tmp_path / "old.json")
+    entries = json.loads((tmp_path / "old.json").read_text())["regions"][0]["chunked"]
+    assert entries and all(len(c) == 3 for c in entries)
+    assert all(c.halo == (0, 0) for c in load_plan(tmp_path / "old.json").regions[0].chunked)
 
 
 def test_a_halo_too_small_is_refused():

@@ -15,9 +15,10 @@ estimator give each loop node the rows its output needs of each input
 (:func:`needed_rows`), padded at the border for a window (:func:`take_rows`),
 and crop what a node computed beyond its own rows (:func:`computed_rows`).
 
-Everything here is plain integer arithmetic on the record's numbers; the
-functions take ints or, for the code generators, nothing but ints too (the
-generated code calls the runtime's copy of :func:`rows` and :func:`take_rows`).
+Everything here is plain integer arithmetic on the record's numbers.  The code
+generators write the same arithmetic into the generated loop
+(chunkc.backends.halo_loop), whose ``take_rows`` is the runtime's
+(``chunkc.backends.torch_runtime.take_rows`` for tensors, this one for arrays).
 """
 
 from __future__ import annotations

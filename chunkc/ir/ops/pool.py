@@ -187,7 +187,7 @@ register(OpDef(
     torch_workspace=_pool_workspace("max_pool"),
     doc=f"max_pool(x[..., *S], {_WINDOW_DOC}, dilation=None): the maximum of each window over the last "
         "len(kernel) axes; padding never wins. Carries: every leading axis; a spatial axis whose windows tile "
-        "the input (ratio stride)."))
+        "the input (ratio stride); without ceil_mode, any other of a float input is a window (-inf padding)."))
 
 
 # -- avg_pool -----------------------------------------------------------------------------------
@@ -226,7 +226,8 @@ register(OpDef(
     flops=lambda ins, a, outs: outs[0].numel() * product(a["kernel"]), torch=_pool_torch,
     torch_workspace=_pool_workspace("avg_pool"),
     doc=f"avg_pool(x[..., *S], {_WINDOW_DOC}, count_include_pad=True): the mean of each window (PyTorch's "
-        "divisor). Carries: every leading axis; a spatial axis whose windows tile the input (ratio stride)."))
+        "divisor). Carries: every leading axis; a spatial axis whose windows tile the input (ratio stride); "
+        "without ceil_mode, any other is a window (zero padding; not when count_include_pad=False pads it)."))
 
 
 # -- adaptive_avg_pool ------------------------------------------------------------------------------
