@@ -240,3 +240,26 @@ def test_generated_halo_loop_is_readable():
     assert "x_rows = max(0, start - 1), min(13, stop + 1)  # rows of %x held in this iteration" in src
     assert "rt.take_rows(x_chunk, 2, x_rows, (start - 1, stop + 1), 13)" in src
     assert "padding=(0, 1)" in src
+
+
+def test_window_whose_rows_do_not_line_up_ends_the_region():
+    """A conv without padding after an explicit pad: its input has 2 more rows than its
+    output, so the same chunk units are not the same rows on both sides (a fuzzer find)."""
+    rng = np.random.default_rng(0)
+    g = chunkc.Graph("pad_conv")
+    x = g.add_input("x", "f32", (1, 4, H, H))
+    p = O.pad(x, pads=((0, 0), (0, 0), (1, 1), (1, 1)))
+    g.set_outputs(O.relu(O.conv(p, _w(g, rng, 4, 4, 3, 3))))
+    spans = [len(c.loop) for c in walk_regions(GraphIndex(g), len(g.nodes) - 1, 2)]
+    assert spans == [1]  # the relu alone: the walk ends at the conv
+
+
+def test_random_image_graphs_plan_and_run_with_halos():
+    """The fuzzer's image models (conv / norm / pool blocks): every plan at every budget runs
+    and matches the reference on both backends, within its estimate."""
+    from chunkc.fuzz import random_case
+    from chunkc.fuzz.oracle import check_case
+    case = random_case(9)
+    assert any(f.startswith("image") for f in case.families)
+    report = check_case(case, backends=("numpy", "torch"), rerun=False)
+    assert not report.findings, [str(f) for f in report.findings]

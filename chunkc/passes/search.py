@@ -153,6 +153,11 @@ def _input_halos(node: Node, rec, reqs: dict[int, tuple[int, Fraction]], in_reqs
                 node.op.shape_attr is not None and node.attrs.get(node.op.shape_attr) is not None):
             raise _Conflict(f"{node.name} cannot compute rows beyond its chunk (a halo)")
         for s in flow.sources:
+            if s.window is not None and not sizes_equal(node.inputs[s.input].shape[s.axis],
+                                                        normalize(node.outputs[k].shape[axis] * s.window.stride)):
+                # rows of the input and of the output no longer line up (a conv without padding
+                # after an explicit pad): chunk units would not be the same rows on both sides
+                raise _Conflict(f"{node.name}: its window's input is not stride times its output")
             h = input_halo(s, lo, hi)
             if h is None:
                 raise _Conflict(f"{node.name}: a halo cannot pass a ratio of {s.ratio}")
