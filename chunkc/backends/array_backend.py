@@ -60,6 +60,9 @@ class ArrayDialect(Dialect):
     def prologue(self, gen) -> list[str]:
         return ["xp = self.xp"]
 
+    def take_rows(self, args: str) -> str:
+        return f"ref.take_rows(xp, {args})"
+
     def guard_context(self, gen) -> str | None:
         return "self.xp"
 

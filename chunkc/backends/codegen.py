@@ -102,6 +102,11 @@ class Dialect(abc.ABC):
         (``context``: whether ``guard_param`` holds something to check against)."""
         return f"{param}.dtype == {self.dtype(dt)}"
 
+    def take_rows(self, args: str) -> str:
+        """A call of the runtime's ``take_rows(x, axis, have, need, size, fill)``
+        (chunkc.passes.halo.take_rows) on this backend's arrays."""
+        return f"rt.take_rows({args})"
+
 
 @dataclass
 class GeneratedFunction:
@@ -147,6 +152,9 @@ class NodeContext:
         return [self.arg(i) for i in range(len(self.node.inputs))]
 
     def arg(self, i: int) -> str:
+        override = self.gen.arg_exprs.get((self.node, i))  # a halo loop's rows of it (chunkc.backends.halo_loop)
+        if override is not None:
+            return override
         if self._reads_whole(i):
             return self.gen.whole_expr_of(self.node.inputs[i])
         return self.gen.expr_of(self.node.inputs[i])
@@ -269,6 +277,8 @@ class Generator:
             for o in n.outputs:
                 self._name_value(o)
         self.inner: dict[Value, str] = {}  # overrides inside a region: slices and output chunks
+        self.arg_exprs: dict[tuple[Node, int], str] = {}  # (node, input position) -> expression, in a halo loop
+        self.held_rows: dict[Value, str] = {}  # value -> name of its (first, stop) rows, in a halo loop
 
     # -- names -----------------------------------------------------------------------
     def _name_symbols(self) -> dict[str, str]:
@@ -309,7 +319,10 @@ class Generator:
     # -- shapes ----------------------------------------------------------------------
     def shape_exprs(self, v: Value, whole: bool = False) -> list[str]:
         out = [self.sizes.render(s) for s in v.shape]
-        if self.scope is not None and v in self.scope.chunk and not whole:
+        if self.scope is not None and v in self.held_rows and not whole:
+            rows = self.held_rows[v]
+            out[self.scope.chunk[v].axis] = f"{rows}[1] - {rows}[0]"
+        elif self.scope is not None and v in self.scope.chunk and not whole:
             c = self.scope.chunk[v]
             length = f"{STOP} - {START}"
             out[c.axis] = length if c.unit == 1 else f"{c.unit} * ({length})"
@@ -320,6 +333,8 @@ class Generator:
         if self.scope is not None and v in self.scope.chunk:
             c = self.scope.chunk[v]
             dims[c.axis] = CHUNK if c.unit == 1 else f"{c.unit}*{CHUNK}"
+            if c.halo_lo or c.halo_hi:
+                dims[c.axis] += f"+{c.halo_lo + c.halo_hi}"
         elif self.scope is not None and v in self.scope.view.accumulators:
             return f"partial {v.dtype.short}[{', '.join(dims)}]"  # this iteration's, merged below
         elif self.scope is not None and v.producer in self.scope.view.nodes:
@@ -401,6 +416,9 @@ class Generator:
         self.emit(f"{CHUNK} = {self._chunk_size_expr(region)}")
 
     def _emit_region(self, view: RegionView) -> None:
+        if view.has_halo:
+            from .halo_loop import emit_halo_region
+            return emit_halo_region(self, view)
         region, index, nodes, chunk = view.region, view.index, view.nodes, view.chunk
         outputs, sliced = view.outputs, view.sliced
 

@@ -25,6 +25,12 @@ class References:
         from ..ir.reference import small_ufunc_buffers
         return small_ufunc_buffers(xp)
 
+    @staticmethod
+    def take_rows(xp, x, axis, have, need, size, fill=0.0):
+        """Rows of a halo loop's value (chunkc.passes.halo.take_rows)."""
+        from ..passes.halo import take_rows
+        return take_rows(xp, x, axis, have, need, size, fill)
+
     def widened(self, name: str, out_dtypes: tuple[str, ...]):
         """Op ``name``'s reference run widened, its outputs rounded to ``out_dtypes`` (bf16, f8...)."""
         from ..ir.reference import widened

@@ -128,6 +128,19 @@ def _unflat(y: torch.Tensor, x: torch.Tensor, nsp: int) -> torch.Tensor:
     return y.reshape(tuple(x.shape[:x.dim() - nsp]) + tuple(y.shape[y.dim() - nsp:]))
 
 
+def take_rows(x: torch.Tensor, axis: int, have, need, size: int, fill: float = 0.0) -> torch.Tensor:
+    """Rows ``need`` of a value whose rows ``have`` are in ``x``, rows outside ``[0, size)``
+    filled with ``fill`` (as chunkc.passes.halo.take_rows; a view when nothing is filled)."""
+    import torch.nn.functional as F
+    lo, hi = max(need[0], 0), min(need[1], size)
+    part = x.narrow(axis, lo - have[0], hi - lo)
+    before, after = lo - need[0], need[1] - hi
+    if not before and not after:
+        return part
+    pads = [0, 0] * (x.dim() - 1 - axis) + [before, after]
+    return F.pad(part, pads, value=fill)
+
+
 def _pad_flat(pairs) -> list:
     flat = []
     for b, e in reversed(tuple(pairs)):

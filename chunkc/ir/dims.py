@@ -16,6 +16,12 @@ For every output axis an op states one :class:`AxisFlow`:
            spatial axes): the axis cannot be chunked through this op.
 ``new``    the axis comes from no input axis (arange, full, the K axis of a new
            broadcast): it cannot be chunked through this op either.
+``window`` a sliding window (convolution, pooling): output rows ``[s, e)`` need
+           input rows ``[stride*s - pad_lo, stride*(e-1) - pad_lo + extent)`` of
+           the one source (its :class:`AxisWindow`), the rows outside the input
+           filled with the op's padding value.  Slices overlap (a *halo*), so code
+           that only knows ``carry`` treats the axis as not chunkable; the halo
+           search (:mod:`chunkc.passes.halo`) reads the window.
 
 Input axes that no output axis lists are reduced or contracted.  Chunk-flow
 search reads only these records: it never asks which op it is looking at.
@@ -35,7 +41,26 @@ from typing import Literal
 
 import sympy
 
-AxisKind = Literal["carry", "mix", "new"]
+AxisKind = Literal["carry", "mix", "new", "window"]
+
+
+@dataclass(frozen=True)
+class AxisWindow:
+    """The window of a ``window`` axis: output row ``o`` reads input rows
+    ``[stride*o - pad_lo, stride*o - pad_lo + extent)``; rows outside the input hold ``fill``.
+    To run the op on rows already padded, set entry ``pad_index`` of attribute ``pad_attr``
+    (a tuple of (begin, end) pairs) to ``(0, 0)``."""
+
+    stride: int
+    extent: int  # dilation * (kernel - 1) + 1
+    pad_lo: int
+    pad_hi: int
+    pad_attr: str  # the attribute that holds the padding
+    pad_index: int  # which entry of it is this axis
+    fill: float = 0.0  # the padding value (-inf for max pooling)
+
+    def __str__(self) -> str:
+        return f"win(s{self.stride}, k{self.extent}, p{self.pad_lo}:{self.pad_hi})"
 
 
 @dataclass(frozen=True)
@@ -43,10 +68,12 @@ class AxisSource:
     input: int  # index into node.inputs
     axis: int  # axis of that input
     ratio: Fraction = Fraction(1)  # input extent / output extent along the axis
+    window: AxisWindow | None = None  # set on the source of a ``window`` axis
 
     def __str__(self) -> str:
         r = "" if self.ratio == 1 else f"*{self.ratio}"
-        return f"in{self.input}.{self.axis}{r}"
+        w = "" if self.window is None else f" {self.window}"
+        return f"in{self.input}.{self.axis}{r}{w}"
 
 
 @dataclass(frozen=True)
@@ -60,6 +87,8 @@ class AxisFlow:
         return self.kind == "carry"
 
     def __str__(self) -> str:
+        if self.kind == "window":
+            return f"window({self.sources[0]})"
         if self.kind != "carry":
             return self.kind
         name = "carry_at" if self.positional else "carry"
@@ -75,6 +104,11 @@ POSITION = AxisFlow("carry", positional=True)  # any slice from whole inputs, gi
 def carry(*sources: tuple) -> AxisFlow:
     """``carry((0, 1), (1, 1))``: the axis carries input 0 axis 1 and input 1 axis 1."""
     return AxisFlow("carry", tuple(AxisSource(s[0], s[1], Fraction(s[2]) if len(s) > 2 else Fraction(1)) for s in sources))
+
+
+def windowed(input: int, axis: int, win: AxisWindow) -> AxisFlow:
+    """A ``window`` axis reading ``axis`` of input ``input`` through ``win`` (ratio: its stride)."""
+    return AxisFlow("window", (AxisSource(input, axis, Fraction(win.stride), win),))
 
 
 def at_position(flow: AxisFlow) -> AxisFlow:

@@ -21,6 +21,7 @@ from ..ir.reference import small_ufunc_buffers
 from ..ir.registry import concrete_attrs
 from ..ir.sizes import evaluate
 from .accumulate import merge_partial
+from .halo import computed_rows, needed_rows, rows, take_rows
 from .plan import Plan
 from .plan_index import PlanIndex, RegionView
 
@@ -58,6 +59,8 @@ def loop_attrs(view: RegionView, node, bindings, start: int, stop: int) -> dict:
 
 
 def _run_region(view: RegionView, env: dict, bindings, chunk: int, xp) -> None:
+    if view.has_halo:
+        return _run_halo_region(view, env, bindings, chunk, xp)
     extent = evaluate(view.region.extent, bindings)
     # a reused input's array is written in place (when it owns its memory; the reference
     # interpreter's arrays may be views where the generated code's are not)
@@ -91,3 +94,44 @@ def _run_region(view: RegionView, env: dict, bindings, chunk: int, xp) -> None:
 def _owns(array) -> bool:
     return getattr(array, "base", None) is None and getattr(array, "flags", None) is not None \
         and array.flags.writeable
+
+
+def _run_halo_region(view: RegionView, env: dict, bindings, chunk: int, xp) -> None:
+    """A region whose values hold rows beyond their chunk (chunkc.passes.halo): each value
+    holds its rows, each node gets the rows of each input its output rows need (padded at
+    the border for a window), and outputs are written in their core rows."""
+    extent = evaluate(view.region.extent, bindings)
+    size = {v: int(v.type.concrete_shape(bindings)[c.axis]) for v, c in view.chunk.items()}
+    buffers = {v: xp.empty(v.type.concrete_shape(bindings), dtype=v.dtype.numpy) for v in view.outputs}
+    for start in range(0, extent, max(chunk, 1)):
+        stop = min(start + chunk, extent)
+        held = {v: rows(start, stop, c.unit, c.halo_lo, c.halo_hi, size[v]) for v, c in view.chunk.items()}
+        local: dict[Value, Any] = {v: _take(env[v], view.chunk[v].axis, *held[v]) for v in view.sliced}
+        for node in view.nodes:
+            attrs = loop_attrs(view, node, bindings, start, stop)
+            out = node.outputs[0] if node.outputs else None
+            computed = held.get(out)
+            args = []
+            for i, v in enumerate(node.inputs):
+                if not (view.reads_slice(node, i) or v.producer in view.nodes):
+                    args.append(env[v])
+                    continue
+                source = view.row_source(node, i)
+                arg = local[v]
+                if source is not None and out in held:
+                    need = needed_rows(source, held[out])
+                    if need != held[v]:
+                        w = source.window
+                        arg = take_rows(xp, arg, view.chunk[v].axis, held[v], need, size[v], w.fill if w else 0.0)
+                    computed = computed_rows(source, need, held[out])
+                args.append(arg)
+            results = run_node(node, args, xp, bindings, attrs)
+            for o, r in zip(node.outputs, results):
+                local[o] = r
+            if out in held and computed != held[out]:  # computed more rows than it holds (a ratio 1/n)
+                local[out] = take_rows(xp, local[out], view.chunk[out].axis, computed, held[out], size[out])
+        for v in view.outputs:  # core rows only
+            c = view.chunk[v]
+            core = (start * c.unit, stop * c.unit)
+            _take(buffers[v], c.axis, *core)[...] = take_rows(xp, local[v], c.axis, held[v], core, size[v])
+    env.update(buffers)

@@ -414,11 +414,14 @@ class TimeModel:
 
     def loop_seconds(self, loop: Sequence[int], chunked: Mapping[Value, tuple[int, int]], outputs: Sequence[Value],
                      extent: int, chunk: int, reused: Sequence[Value] = (),
-                     accumulators: Sequence[Value] = ()) -> float:
+                     accumulators: Sequence[Value] = (),
+                     halos: Mapping[Value, tuple[int, int]] | None = None) -> float:
         """Seconds of a chunk loop: its nodes (schedule indices) run on chunks of ``chunk`` of
         ``extent`` units, ``chunked`` the values sliced in it ({value: (axis, unit)}), ``outputs``
         written into full buffers (``reused``: those written over an input's storage;
-        ``accumulators``: those merged whole, in place, once per iteration but the first)."""
+        ``accumulators``: those merged whole, in place, once per iteration but the first);
+        ``halos`` the rows beyond its chunk a loop value holds (chunkc.passes.halo): its node
+        computes them again in each iteration, the overlap's price."""
         m = self.machine
         chunk = max(1, min(chunk, extent))
         full, rest = divmod(extent, chunk)
@@ -428,7 +431,9 @@ class TimeModel:
         total = 0.0
         for i in loop:
             rows = self._rows(i, chunked)
+            grow = _overlap(self.graph.nodes[i], chunked, halos, chunk)
             for count, share in parts:
+                share = min(1.0, share * grow)
                 total += count * m.seconds(self._work(i, chunked, share, None if rows is None else rows * share))
         sliced = [v for v in chunked if v.producer not in loop_nodes]  # region inputs, viewed each iteration
         total += iterations * (m.iteration_s + len(sliced) * m.slice_s)
@@ -454,7 +459,7 @@ class TimeModel:
         extent = evaluate(cand.extent, self.sizes)
         chunked = {v: (axis, unit) for v, axis, unit in cand.chunked}
         looped = self.loop_seconds(cand.loop, chunked, cand.outputs, extent, chunk,
-                                   accumulators=getattr(cand, "accumulators", ()))
+                                   accumulators=getattr(cand, "accumulators", ()), halos=getattr(cand, "halos", None))
         return looped - sum(self.times[i] for i in cand.loop)
 
     def chunk_options(self, cand, largest: int) -> list[tuple[int, int | None]]:
@@ -474,6 +479,16 @@ class TimeModel:
     def slowdown(self, extra_seconds: float) -> float:
         """Estimated time ratio chunked / unchunked for ``extra_seconds`` of overhead."""
         return 1.0 + extra_seconds / self.total
+
+
+def _overlap(node, chunked: Mapping[Value, tuple[int, int]], halos, chunk: int) -> float:
+    """How much more than its chunk a loop node computes: its output's rows with the halo
+    over the chunk's rows (1 without a halo)."""
+    if not halos or not node.outputs or node.outputs[0] not in halos:
+        return 1.0
+    lo, hi = halos[node.outputs[0]]
+    rows = chunked[node.outputs[0]][1] * chunk
+    return (rows + lo + hi) / rows
 
 
 def predict_seconds(graph: Graph, plan=None, sizes: Mapping[str, int] | None = None,
@@ -498,7 +513,8 @@ def predict_seconds(graph: Graph, plan=None, sizes: Mapping[str, int] | None = N
         extent = evaluate(step.region.extent, model.sizes)
         chunk = evaluate(step.region.chunk_size, model.sizes)
         total += model.loop_seconds(loop, chunked, step.outputs, extent, chunk, reused=tuple(step.reuse),
-                                    accumulators=tuple(step.accumulators))
+                                    accumulators=tuple(step.accumulators),
+                                    halos={v: c.halo for v, c in step.chunk.items()})
     return total
 
 

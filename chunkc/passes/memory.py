@@ -165,6 +165,9 @@ class _Region:
     chunk_elems: dict[int, tuple[int, int]]  # value id -> (axis, elements of the axis per iteration)
     outputs: frozenset[int]
     reuse: dict[int, int]  # output id -> id of the region input whose storage it takes
+    # value id -> (unit, lo, hi) for values with rows beyond their chunk (chunkc.passes.halo)
+    halo: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    units: int = 0  # units per iteration (0: read them off chunk_elems)
 
 
 @dataclass
@@ -302,10 +305,13 @@ class MemoryModel:
             elems: dict[int, tuple[int, int]] = {}
             for v, c in view.chunk.items():
                 u = self.vid[v]
-                elems[u] = (c.axis, min(max(chunk, 1) * c.unit, self.shape[u][c.axis]))
+                # a halo's rows count in full: the interior iterations hold them all (chunkc.passes.halo)
+                elems[u] = (c.axis, min(max(chunk, 1) * c.unit + c.halo_lo + c.halo_hi, self.shape[u][c.axis]))
             outs = frozenset(self.vid[o] for o in view.outputs)
             reuse = {self.vid[o]: self.vid[v] for o, v in view.reuse.items()}
-            out.append(_Region(view.index, view.start, view.end, r, elems, outs, reuse))
+            halo = {self.vid[v]: (c.unit, *c.halo) for v, c in view.chunk.items() if c.halo_lo or c.halo_hi}
+            units = min(max(chunk, 1), evaluate(r.extent, self.sizes)) if halo else 0
+            out.append(_Region(view.index, view.start, view.end, r, elems, outs, reuse, halo, units))
         return out
 
     def _chunk_bytes(self, v: int, reg: _Region) -> int:
@@ -400,8 +406,22 @@ class MemoryModel:
         best = 0
         for n, start in iterations:
             ins, outs = types_for(n)
-            best = max(best, self.workspace_bytes(p, ins, self.loop_attrs(p, chunk, n, extent, start), outs))
+            best = max(best, self.workspace_bytes(p, ins, self.loop_attrs(p, chunk, n, extent, start), outs)
+                       + self.border_copy_bytes(p, chunk, ins))
         return best
+
+    def border_copy_bytes(self, p: int, chunk: ChunkedValue | None, in_types: list[TensorType]) -> int:
+        """A window op in a halo loop reads its input rows padded at the image border: a copy
+        of its input chunk (chunkc.passes.halo.take_rows), live while it runs."""
+        if chunk is None or not self.ws_fn[p]:
+            return 0
+        flow = self.nodes[p].dims()[0][chunk.axis]
+        if flow.kind != "window":
+            return 0
+        w, k = flow.sources[0].window, flow.sources[0].input
+        if not (w.pad_lo or w.pad_hi):
+            return 0
+        return self.block(int(evaluate(in_types[k].nbytes(self.sizes), self.sizes)))
 
     def _chunk_attrs(self, p: int, reg: _Region) -> dict:
         o = self.node_out[p][0]
@@ -409,7 +429,7 @@ class MemoryModel:
         c = reg.region.axis_of(self.values[o].name)
         if axis_elems is None or c is None:
             return concrete_attrs(self.nodes[p].attrs, self.sizes)
-        units = max(axis_elems[1] // c.unit, 1)
+        units = reg.units or max(axis_elems[1] // c.unit, 1)
         return self.loop_attrs(p, c, units, evaluate(reg.region.extent, self.sizes))
 
     def _chunk_workspace(self, p: int, reg: _Region) -> int:
@@ -429,7 +449,7 @@ class MemoryModel:
                 ws = self.workspace_bytes(p, types[:len(ins)], concrete_attrs(self.nodes[p].attrs, self.sizes),
                                           types[len(ins):])
             else:
-                ws = self._iterations_workspace(p, reg, c, max(axis_elems[1] // c.unit, 1),
+                ws = self._iterations_workspace(p, reg, c, reg.units or max(axis_elems[1] // c.unit, 1),
                                                 evaluate(reg.region.extent, self.sizes))
             self._chunk_answers[key] = ws
         return self._chunk_answers[key]
@@ -450,7 +470,11 @@ class MemoryModel:
                 shape = list(self.shape[u] if k in whole else self._chunk_shape(u, reg))  # whole: read whole
                 if u in reg.chunk_elems and k not in whole:
                     axis, elems = reg.chunk_elems[u]
-                    shape[axis] = elems // units * n
+                    if u in reg.halo:
+                        unit, lo, hi = reg.halo[u]
+                        shape[axis] = min(unit * n + lo + hi, self.shape[u][axis])
+                    else:
+                        shape[axis] = elems // units * n
                 out.append(TensorType(self.values[u].dtype, tuple(shape)))
             return out[:len(ins)], out[len(ins):]
 

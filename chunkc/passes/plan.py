@@ -7,7 +7,8 @@ iteration ``k`` covers units ``[k*chunk, min((k+1)*chunk, extent))``, that is
 elements ``[k*chunk*unit, ...)`` of each chunked value.
 
 Region inputs (read inside, produced outside) are sliced when they appear in
-``chunked``, else used whole.  Region outputs (produced inside, read after the
+``chunked``, else used whole.  A chunked value may have a halo (rows beyond its
+chunk that a window op in the loop reads; chunkc.passes.halo).  Region outputs (produced inside, read after the
 loop or graph outputs) are all chunked: they are preallocated in full before
 the loop and written slice by slice, except *accumulators* (``accumulators``): outputs
 of nodes that reduce the chunk axis, kept whole and merged across iterations
@@ -28,6 +29,14 @@ class ChunkedValue:
     value: str  # value name
     axis: int  # the axis sliced
     unit: int = 1  # elements of the axis per chunk unit
+    # rows beyond the chunk the loop holds of this value (a window's overlap, chunkc.passes.halo):
+    # iteration [s, e) holds rows [max(0, unit*s - halo_lo), min(size, unit*e + halo_hi))
+    halo_lo: int = 0
+    halo_hi: int = 0
+
+    @property
+    def halo(self) -> tuple[int, int]:
+        return self.halo_lo, self.halo_hi
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,8 @@ class ChunkRegion:
         return replace(self, chunk_size=chunk_size)
 
     def describe(self) -> str:
-        axes = ", ".join(f"%{c.value}@{c.axis}" + (f"x{c.unit}" if c.unit != 1 else "") for c in self.chunked)
+        axes = ", ".join(f"%{c.value}@{c.axis}" + (f"x{c.unit}" if c.unit != 1 else "")
+                         + (f"+halo({c.halo_lo},{c.halo_hi})" if c.halo_lo or c.halo_hi else "") for c in self.chunked)
         acc = f"; accumulates {', '.join('%' + v for v in self.accumulators)}" if self.accumulators else ""
         return (f"nodes {self.nodes[0]}..{self.nodes[-1]} ({len(self.nodes)}), chunk {format_size(self.chunk_size)} "
                 f"of {format_size(self.extent)}; axes {axes}{acc}")

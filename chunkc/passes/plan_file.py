@@ -58,7 +58,8 @@ def plan_to_dict(plan: Plan) -> dict:
     return {
         "regions": [{
             "nodes": list(r.nodes),
-            "chunked": [[c.value, c.axis, c.unit] for c in r.chunked],
+            "chunked": [[c.value, c.axis, c.unit] + ([c.halo_lo, c.halo_hi] if c.halo_lo or c.halo_hi else [])
+                        for c in r.chunked],
             "outputs": list(r.outputs),
             "extent": _size(r.extent),
             "chunk_size": _size(r.chunk_size),
@@ -131,7 +132,7 @@ def load_plan(path) -> Plan:
     for k, r in enumerate(data["regions"]):
         where = f"load_plan: {path}: region {k}"
         regions.append(ChunkRegion(
-            nodes=tuple(r["nodes"]), chunked=tuple(ChunkedValue(v, int(a), int(u)) for v, a, u in r["chunked"]),
+            nodes=tuple(r["nodes"]), chunked=tuple(ChunkedValue(c[0], *(int(x) for x in c[1:])) for c in r["chunked"]),
             outputs=tuple(r["outputs"]), extent=_parse(r["extent"], where + " extent"),
             chunk_size=_parse(r["chunk_size"], where + " chunk_size"),
             whole_reads=tuple((n, int(i)) for n, i in r.get("whole_reads", [])),

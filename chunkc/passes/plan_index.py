@@ -21,7 +21,7 @@ from typing import Mapping
 import sympy
 
 from ..errors import ChunkcError
-from ..ir.dims import LOOP_START, LOOP_STOP, Accumulation
+from ..ir.dims import LOOP_START, LOOP_STOP, Accumulation, AxisSource
 from ..ir.graph import Graph, Node, Value
 from ..ir.liveness import deaths
 from ..ir.sizes import format_size, sizes_equal
@@ -82,6 +82,19 @@ class RegionView:
         """The attributes ``node`` runs with inside this loop (see :func:`loop_attrs`)."""
         return loop_attrs(node, self.chunk.get(node.outputs[0]) if node.outputs else None)
 
+    @cached_property
+    def has_halo(self) -> bool:
+        """Some value of the loop has rows beyond its chunk (chunkc.passes.halo)."""
+        return any(c.halo_lo or c.halo_hi for c in self.chunk.values())
+
+    def row_source(self, node: Node, position: int) -> AxisSource | None:
+        """How ``node``'s output rows map to rows of its sliced input ``position`` (the
+        record's source on the chunk axis), or None when that input is not read as a slice."""
+        if not node.outputs or node.outputs[0] not in self.chunk or not self.reads_slice(node, position):
+            return None
+        flow = node.dims()[0][self.chunk[node.outputs[0]].axis]
+        return next((s for s in flow.sources if s.input == position), None)
+
 
 def loop_attrs(node: Node, chunk: ChunkedValue | None) -> dict:
     """The attributes ``node`` runs with inside a loop that slices its first output as
@@ -99,7 +112,13 @@ def loop_attrs(node: Node, chunk: ChunkedValue | None) -> dict:
         if shape[axis] != -1:
             shape[axis] = length
         attrs[key] = tuple(shape)
-    if node.dims()[0][axis].positional:
+    flow = node.dims()[0][axis]
+    if flow.kind == "window":  # the loop pads the rows itself (chunkc.passes.halo.take_rows)
+        w = flow.sources[0].window
+        pads = attrs.get(w.pad_attr)
+        if pads is not None:
+            attrs[w.pad_attr] = tuple((0, 0) if k == w.pad_index else p for k, p in enumerate(pads))
+    if flow.positional:
         if node.op.slice_attrs is None:
             raise ChunkcError(f"op {node.op.name} (node {node.name}): axis {axis} is positional but the op's "
                               "record has no slice_attrs")
@@ -174,6 +193,8 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
             raise ChunkcError(f"{where}: axis {c.axis} of %{c.value} {v.type} is out of range")
         if c.unit < 1:
             raise ChunkcError(f"{where}: %{c.value} has unit {c.unit}; units are positive")
+        if c.halo_lo < 0 or c.halo_hi < 0:
+            raise ChunkcError(f"{where}: %{c.value} has halo ({c.halo_lo}, {c.halo_hi}); halos are not negative")
         if not sizes_equal(v.shape[c.axis], sympy.sympify(r.extent) * c.unit):
             raise ChunkcError(f"{where}: %{c.value} {v.type} axis {c.axis} has size {format_size(v.shape[c.axis])}, "
                               f"but the region covers {format_size(r.extent)} units of {c.unit}")
@@ -220,7 +241,14 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
     for v in accumulators:
         if v not in outputs:
             raise ChunkcError(f"{where}: accumulator %{v.name} must also be listed among the region's outputs")
-    return RegionView(k, r, pos[0], pos[-1], nodes, chunk, list(inputs), outputs, whole, reuse, accumulators)
+    view = RegionView(k, r, pos[0], pos[-1], nodes, chunk, list(inputs), outputs, whole, reuse, accumulators)
+    if accumulators and view.has_halo:
+        raise ChunkcError(f"{where}: a region with halo rows cannot accumulate (%"
+                          f"{next(iter(accumulators)).name}); end the region before the accumulating node")
+    if view.has_halo or any(n.dims()[0][chunk[n.outputs[0]].axis].kind == "window" for n in nodes
+                            if n.outputs and n.outputs[0] in chunk):
+        _check_halos(view, where)
+    return view
 
 
 def _accumulators(where: str, r: ChunkRegion, values: Mapping[str, Value], node_set, chunk,
@@ -239,6 +267,9 @@ def _accumulators(where: str, r: ChunkRegion, values: Mapping[str, Value], node_
         if x not in chunk or (node.name, 0) in whole:
             raise ChunkcError(f"{where}: accumulator %{name}: node {node.name} ({node.op.name}) must read its "
                               "input 0 as a slice of the chunk axis")
+        if chunk[x].halo_lo or chunk[x].halo_hi:
+            raise ChunkcError(f"{where}: accumulator %{name}: its input %{x.name} holds halo rows, which node "
+                              f"{node.name} would merge twice; give %{x.name} no halo or end the region before it")
         how = accumulating_end(node, chunk[x].axis)
         if how is None:
             raise ChunkcError(f"{where}: accumulator %{name}: op {node.op.name} (node {node.name}) does not "
@@ -250,6 +281,26 @@ def _accumulators(where: str, r: ChunkRegion, values: Mapping[str, Value], node_
                               "where it is not complete; end the region before that node")
         out[v] = how
     return out
+
+
+def _check_halos(view: RegionView, where: str) -> None:
+    """Every sliced input of a loop node holds the rows the node's output rows need."""
+    from .halo import NO_HALO, input_halo
+    for n in view.nodes:
+        o = n.outputs[0] if n.outputs else None
+        if o not in view.chunk:
+            continue
+        c = view.chunk[o]
+        for pos, v in enumerate(n.inputs):
+            source = view.row_source(n, pos)
+            if source is None:
+                continue
+            need = input_halo(source, c.halo_lo, c.halo_hi)
+            have = view.chunk[v].halo if v in view.chunk else NO_HALO
+            if need is None or need[0] > have[0] or need[1] > have[1] or (
+                    len(n.outputs) > 1 and c.halo != NO_HALO):
+                raise ChunkcError(f"{where}: node {n.name} ({n.op.name}) needs rows ({need}) of %{v.name} beyond its "
+                                  f"chunk, but the plan gives it halo {have}; widen the halo in the plan")
 
 
 def storage_group(v: Value) -> tuple[Value, set[Value]]:

@@ -79,23 +79,26 @@ class ValueFacts:
         return self._out_bytes[i]
 
     def chunk_workspace(self, i: int, axes: Mapping[Value, tuple[int, int]], extent: int, units: int = 1,
-                        whole: frozenset[int] = frozenset()) -> int:
+                        whole: frozenset[int] = frozenset(),
+                        halos: Mapping[Value, tuple[int, int]] | None = None) -> int:
         """Bytes of workspace node ``i`` takes for a chunk of ``units`` units, its chunked values
         having ``axes`` (value -> (axis, elements per unit)) and the inputs at positions
         ``whole`` read whole (asked of the estimator's model, with the attributes the node has
-        in its costliest iteration)."""
+        in its costliest iteration; ``halos``: rows beyond the chunk, chunkc.passes.halo)."""
         from ..ir.types import TensorType
         from .plan import ChunkedValue
 
         node = self.graph.nodes[i]
         values = list(node.inputs) + list(node.outputs)
-        key = (i, tuple(axes.get(v) for v in values), units, whole)
+        halos = halos or {}
+        key = (i, tuple(axes.get(v) for v in values), units, whole, tuple(halos.get(v) for v in values))
         if key not in self._ws_cache:
             def chunk_type(v, n: int, read_whole=False):
                 shape = list(v.type.concrete_shape(self.sizes))
                 if v in axes and not read_whole:
                     axis, unit = axes[v]
-                    shape[axis] = unit * n
+                    lo, hi = halos.get(v, (0, 0))
+                    shape[axis] = min(unit * n + lo + hi, shape[axis])
                 return TensorType(v.dtype, tuple(shape))
 
             def types_for(n: int):
@@ -128,9 +131,10 @@ class _ChunkWorkspace:
     axes: tuple[tuple[Value, tuple[int, int]], ...]  # (value, (axis, elements per unit))
     extent: int
     whole: frozenset[int] = frozenset()  # input positions the node reads whole
+    halos: tuple[tuple[Value, tuple[int, int]], ...] = ()  # rows beyond the chunk (chunkc.passes.halo)
 
     def __call__(self, chunk: int) -> int:
-        return self.facts.chunk_workspace(self.node, dict(self.axes), self.extent, chunk, self.whole)
+        return self.facts.chunk_workspace(self.node, dict(self.axes), self.extent, chunk, self.whole, dict(self.halos))
 
 
 @dataclass(frozen=True)
@@ -196,7 +200,7 @@ def reusable(facts: ValueFacts, index: GraphIndex, cand: Candidate) -> tuple[tup
     pairs = []
     for o in cand.outputs:
         for r, spec in chunked.items():
-            if r in taken or r in whole or spec != chunked.get(o) or r.type != o.type \
+            if r in taken or r in whole or spec != chunked.get(o) or r.type != o.type or cand.halo(r) != (0, 0) \
                     or index.producer_index(r) in loop_set or facts.owner[r] in taken \
                     or overwritable_after(facts.graph, r, index.position, cand.end) \
                     or shared_read_in(r, loop_nodes):
@@ -266,25 +270,39 @@ def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before:
     steps = []
     workspace = []
     chunk_live = 0
+    halo_live = 0  # bytes of the halo rows of the live loop values (they do not scale with the chunk)
     axes = {v: (axis, unit) for v, axis, unit in cand.chunked}
     accumulators = set(getattr(cand, "accumulators", ()))
+    halos = getattr(cand, "halos", None) or {}
+    halo_items = tuple(halos.items())
+
+    def halo_bytes(v: Value) -> int:
+        if v not in halos:
+            return 0
+        lo, hi = halos[v]
+        rows = v.type.concrete_shape(facts.sizes)[axes[v][0]]
+        return facts.nbytes[v] // max(rows, 1) * (lo + hi)
     for i in cand.loop:
         node = graph.nodes[i]
         out = facts.out_bytes(i)
         # an accumulator's partial is whole whatever the chunk (chunkc.passes.accumulate)
         partial = sum(facts.nbytes[o] for o in node.outputs if o in accumulators)
-        steps.append((i, running + partial, chunk_live + out - partial))
+        out_halo = sum(halo_bytes(o) for o in node.outputs if facts.owner[o] is o)
+        steps.append((i, running + halo_live + out_halo + partial, chunk_live + out - partial))
         if facts.has_workspace[i]:
             whole = frozenset(pos for j, pos, _ in cand._whole if j == i)
-            workspace.append((i, _ChunkWorkspace(facts, i, tuple(axes.items()), extent, whole)))
+            workspace.append((i, _ChunkWorkspace(facts, i, tuple(axes.items()), extent, whole, halo_items)))
         chunk_live += out - partial
+        halo_live += out_halo
         for o in node.outputs:
             if facts.owner[o] is o and o not in last_in_loop and o not in accumulators:
                 chunk_live -= facts.nbytes[o]  # unused in the loop: written to its buffer, freed
+                halo_live -= halo_bytes(o)
         for v in set(node.inputs) | (reused if i == cand.loop[-1] else set()):
             owner = facts.owner[v]
             if last_in_loop.get(owner) == i and index.producer_index(owner) in loop_set:
                 chunk_live -= facts.nbytes[owner]
+                halo_live -= halo_bytes(owner)
     return RegionMemory(fixed_peak=fixed_peak, steps=tuple(steps), extent=max(extent, 1), reuse=reuse,
                         workspace=tuple(workspace))
 

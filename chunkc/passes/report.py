@@ -59,7 +59,8 @@ def plan_report(plan: Plan) -> str:
                          f"{stats.iterations} iterations; estimated overhead {stats.extra_seconds * 1e3:.2f} ms")
             if stats.hoisted:
                 lines.append(f"#   hoisted before the loop: {', '.join(stats.hoisted)}")
-        axes = [f"%{c.value}[{c.axis}]" + (f"x{c.unit}" if c.unit != 1 else "") for c in region.chunked]
+        axes = [f"%{c.value}[{c.axis}]" + (f"x{c.unit}" if c.unit != 1 else "")
+                + (f" halo {c.halo_lo}:{c.halo_hi}" if c.halo_lo or c.halo_hi else "") for c in region.chunked]
         more = f", and {len(axes) - SHOWN} more" if len(axes) > SHOWN else ""
         lines.append(f"#   chunked values ({len(axes)}): {', '.join(axes[:SHOWN])}{more}")
         lines.append(f"#   outputs: {', '.join('%' + o for o in region.outputs)}")

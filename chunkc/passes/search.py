@@ -36,6 +36,7 @@ from typing import Iterator
 from ..ir.graph import Graph, Node, Value
 from ..ir.sizes import Size, normalize, ratio, sizes_equal
 from .accumulate import accumulates_in_loop, accumulating_end
+from .halo import NO_HALO, input_halo, union
 from .plan import ChunkedValue, ChunkRegion
 
 WHOLE = None  # requirement: the value is used whole
@@ -45,12 +46,12 @@ class Candidate:
     """A legal region before a chunk size is chosen (indices into the schedule)."""
 
     __slots__ = ("start", "end", "loop", "hoisted", "outputs", "extent", "_sliced", "_req", "_scale", "_chunked",
-                 "_whole", "accumulators")
+                 "_whole", "accumulators", "halos")
 
     def __init__(self, start: int, end: int, loop: tuple[int, ...], hoisted: tuple[int, ...],
                  outputs: tuple[Value, ...], extent: Size, sliced: tuple[Value, ...],
                  requirements: dict, scale: int, whole_reads: tuple[tuple[int, int, Value], ...] = (),
-                 accumulators: tuple[Value, ...] = ()):
+                 accumulators: tuple[Value, ...] = (), halos: dict[Value, tuple[int, int]] | None = None):
         self.start, self.end = start, end
         self.loop = loop  # node indices run in the loop, ascending
         self.hoisted = hoisted  # node indices moved before the loop, ascending
@@ -61,6 +62,10 @@ class Candidate:
         self._whole = whole_reads  # (node index, input position, value) read whole by a loop node
         self._chunked = None
         self.accumulators = accumulators  # outputs kept whole and merged across iterations
+        self.halos = halos or {}  # value -> (lo, hi) rows beyond its chunk (chunkc.passes.halo); absent: none
+
+    def halo(self, v: Value) -> tuple[int, int]:
+        return self.halos.get(v, NO_HALO)
 
     def whole_reads(self, graph: Graph) -> tuple[tuple[str, int], ...]:
         """(node, input position) of loop nodes that read a sliced region input whole."""
@@ -77,7 +82,7 @@ class Candidate:
     def to_region(self, graph: Graph, chunk_size: Size, reuse: tuple[tuple[Value, Value], ...] = ()) -> ChunkRegion:
         return ChunkRegion(
             nodes=tuple(graph.nodes[i].name for i in self.loop),
-            chunked=tuple(ChunkedValue(v.name, axis, unit) for v, axis, unit in self.chunked),
+            chunked=tuple(ChunkedValue(v.name, axis, unit, *self.halo(v)) for v, axis, unit in self.chunked),
             outputs=tuple(v.name for v in self.outputs),
             extent=self.extent,
             chunk_size=chunk_size,
@@ -124,7 +129,7 @@ def _input_requirements(node: Node, rec, out_reqs: dict[int, tuple[int, Fraction
     needs: dict[int, object] | None = None
     for k, (axis, unit) in out_reqs.items():
         flow = rec[k][axis]
-        if flow.kind != "carry":
+        if flow.kind not in ("carry", "window"):  # a window's halo: see _input_halos
             raise _Conflict(f"{node.name} {flow.kind}es output axis {axis}")
         this: dict[int, object] = {i: WHOLE for i in range(len(node.inputs))}
         for s in flow.sources:
@@ -143,6 +148,34 @@ def _input_requirements(node: Node, rec, out_reqs: dict[int, tuple[int, Fraction
         if req is not WHOLE:
             by_value[v] = req
     return needs
+
+
+def _input_halos(node: Node, rec, reqs: dict[int, tuple[int, Fraction]], in_reqs: dict[int, object],
+                  halos: dict[Value, tuple[int, int]]) -> dict[int, tuple[int, int]]:
+    """Per sliced input position: the halo it needs for the outputs' halos (chunkc.passes.halo).
+    Positional ops, ops whose attributes state the chunk's shape and multi-output nodes do
+    not take a halo: their slices would need more than rows."""
+    out: dict[int, tuple[int, int]] = {}
+    for k, (axis, _) in reqs.items():
+        flow = rec[k][axis]
+        lo, hi = halos.get(node.outputs[k], NO_HALO)
+        if flow.kind != "window" and lo == 0 and hi == 0:
+            continue
+        if flow.positional or len(node.outputs) != 1 or (
+                node.op.shape_attr is not None and node.attrs.get(node.op.shape_attr) is not None):
+            raise _Conflict(f"{node.name} cannot compute rows beyond its chunk (a halo)")
+        for s in flow.sources:
+            if s.window is not None and not sizes_equal(node.inputs[s.input].shape[s.axis],
+                                                        normalize(node.outputs[k].shape[axis] * s.window.stride)):
+                # rows of the input and of the output no longer line up (a conv without padding
+                # after an explicit pad): chunk units would not be the same rows on both sides
+                raise _Conflict(f"{node.name}: its window's input is not stride times its output")
+            h = input_halo(s, lo, hi)
+            if h is None:
+                raise _Conflict(f"{node.name}: a halo cannot pass a ratio of {s.ratio}")
+            if in_reqs.get(s.input) is not WHOLE and h != NO_HALO:
+                out[s.input] = union(out.get(s.input, NO_HALO), h)
+    return out
 
 
 def _match_output_axes(node: Node, rec, reqs: dict[int, tuple[int, Fraction]],
@@ -192,6 +225,7 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
     whole_reads: list[tuple[int, int, Value]] = []
     outputs: list[Value] = [end_out]
     accumulators: list[Value] = []
+    halos: dict[Value, tuple[int, int]] = {}  # rows beyond the chunk a loop node needs (none: absent)
     scale = 1  # lcm of the units' denominators
     lowest = max(min_start, 0 if max_nodes is None else end - max_nodes + 1)
     position = index.position
@@ -203,6 +237,7 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
             extent=extent_of.shape[axis] if scale == 1 else _divide(extent_of.shape[axis], Fraction(scale)),
             sliced=tuple(sliced), requirements=chunk_req, scale=scale, whole_reads=tuple(whole_reads),
             accumulators=tuple(accumulators),
+            halos=dict(halos) if halos else None,  # a snapshot: longer spans may widen them
         )
 
     for i in range(end, lowest - 1, -1):
@@ -215,6 +250,8 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
                     whole_loop.add(node.inputs[pos])
                     whole_reads.append((i, pos, node.inputs[pos]))
                 accumulators.append(node.outputs[0])
+                if halos:
+                    return  # (a loop does not both accumulate and compute halo rows: see below)
                 if node.outputs[0] is not end_out:
                     outputs.append(node.outputs[0])
                 loop.append(i)
@@ -234,6 +271,7 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
             if escaping:
                 reqs = _match_output_axes(node, rec, reqs, escaping)
             in_reqs = _input_requirements(node, rec, reqs)
+            in_halos = _input_halos(node, rec, reqs, in_reqs, halos)
             for k, req in reqs.items():
                 o = node.outputs[k]
                 if o not in chunk_req:
@@ -255,9 +293,14 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
                     sliced.append(v)
                     if not isinstance(req[1], int):
                         scale = math.lcm(scale, req[1].denominator)
+            for pos, h in in_halos.items():
+                v = node.inputs[pos]
+                halos[v] = union(halos.get(v, NO_HALO), h)
             loop.append(i)
         except _Conflict:
             return
+        if accumulators and halos:
+            return  # halo loops do not accumulate yet (an accumulator must merge its own rows only)
         yield candidate(i)
 
 

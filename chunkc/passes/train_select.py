@@ -226,7 +226,7 @@ class TrainSelector:
         for end, node in enumerate(nodes):
             for axis in candidate_axes(node):
                 for cand in walk_regions(index, end, axis, max_nodes=max_nodes):
-                    if not cand.loop or cand.accumulators:  # (accumulating loops have no backward yet)
+                    if not cand.loop or cand.accumulators or cand.halos:  # (no backward for these loops yet)
                         continue
                     outs = set(cand.outputs)
                     made = {o for i in cand.loop for o in nodes[i].outputs}

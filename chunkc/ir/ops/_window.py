@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Sequence
 
-from ..dims import AxisFlow, AxisSource
+from ..dims import AxisFlow, AxisSource, AxisWindow, windowed
 from ..lowering import LoweringContext
 from ..sizes import Size, ceildiv, floordiv, format_size, normalize, sizes_equal
 from ._common import carry_from, fail, int_tuple, pairs
@@ -89,6 +89,16 @@ def spatial_flow(in_axis: int, in_size: Size, out_size: Size, win: Window, a: in
     if win.effective(a) > s or not sizes_equal(in_size, normalize(out_size * s)):
         return None
     return carry_from(AxisSource(input_index, in_axis, Fraction(s)))
+
+
+def window_flow(in_axis: int, win: Window, a: int, pad_attr: str, fill: float = 0.0,
+                input_index: int = 0) -> AxisFlow | None:
+    """The ``window`` flow of spatial axis ``a`` (chunkc.ir.dims.AxisWindow): output rows read
+    overlapping input rows, a halo; None when its padding is not a pair of ints."""
+    pb, pe = win.padding[a]
+    if not (isinstance(pb, int) and isinstance(pe, int)):
+        return None
+    return windowed(input_index, in_axis, AxisWindow(win.stride[a], win.effective(a), pb, pe, pad_attr, a, fill))
 
 
 # -- index ranges for the NumPy references ---------------------------------------------------

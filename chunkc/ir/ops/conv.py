@@ -23,7 +23,7 @@ from ..registry import OpDef, register
 from ..sizes import Size, format_size, normalize, product, sizes_equal
 from ..types import TensorType
 from ._common import array_result_dtype, carry_from, fail, int_tuple, require_float, result_dtype
-from ._window import Window, gather_ranges, output_size, pad_spec, scatter_ranges, spatial_flow, window
+from ._window import Window, gather_ranges, output_size, pad_spec, scatter_ranges, spatial_flow, window, window_flow
 
 _WIN_ATTRS = {"stride": None, "padding": None, "dilation": None, "groups": 1}
 
@@ -89,7 +89,8 @@ def _conv_dims(ins, attrs, outs) -> DimRecord:
     flows = [carry_from(AxisSource(0, 0))]
     flows.append(carry_from(*(AxisSource(i, 0) for i in range(1, len(ins)))) if attrs["groups"] == 1 else MIX)
     for a in range(win.rank):
-        flows.append(spatial_flow(2 + a, x.shape[2 + a], shape[2 + a], win, a) or MIX)
+        flows.append(spatial_flow(2 + a, x.shape[2 + a], shape[2 + a], win, a)
+                     or window_flow(2 + a, win, a, "padding") or MIX)
     return (tuple(flows),)
 
 
@@ -276,7 +277,8 @@ register(OpDef(
     doc="conv(x[N, C, *S], w[O, C/groups, *K], b[O]?, stride=None, padding=None, dilation=None, groups=1): "
         "cross-correlation with 1 to 3 spatial axes; stride/dilation are tuples per spatial axis (None: 1), "
         "padding a tuple of (begin, end) pairs (None: 0). Carries: N from x; O from w (and b) when groups == 1; "
-        "a spatial axis whose windows tile the input without padding (ratio stride)."))
+        "a spatial axis whose windows tile the input without padding (ratio stride); any other spatial axis "
+        "is a window (its slices overlap by a halo; zero padding)."))
 
 
 # -- conv_transpose ---------------------------------------------------------------------------

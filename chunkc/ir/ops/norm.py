@@ -10,6 +10,8 @@ per-row statistics are small (accumulated in float32 for float16 inputs).
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..dims import MEAN, Accumulation, AxisSource, DimRecord, MIX, NEW
 from ..dtypes import DType
 from ..kernel_workspace import TorchWorkspace, acc_dtype, strict_casts
@@ -402,9 +404,19 @@ def _apply_ref(xp, x, moments, weight=None, bias=None, num_groups=1, eps=1e-5):
         shift = shift * weight
     if bias is not None:
         shift = shift + bias
+    scale, shift = scale.astype(dt), shift.astype(dt)
+    if xp is np:
+        # NumPy buffers a broadcast operand of a strided chunk (up to its 8192-element ufunc
+        # buffers, by heuristics no estimate can follow); plane by plane, with scalars, a
+        # chunk allocates its output and nothing else
+        out = np.empty(x.shape, dt)
+        for n, c in np.ndindex(*x.shape[:2]):
+            np.multiply(x[n, c], scale[n, c], out=out[n, c])
+            out[n, c] += shift[n, c]
+        return out
     per_channel = (slice(None), slice(None)) + (None,) * (x.ndim - 2)
-    out = xp.multiply(x, scale.astype(dt)[per_channel], dtype=dt)
-    out += shift.astype(dt)[per_channel]
+    out = xp.multiply(x, scale[per_channel], dtype=dt)
+    out += shift[per_channel]
     return out
 
 

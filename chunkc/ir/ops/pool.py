@@ -21,7 +21,7 @@ from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, product
 from ..types import TensorType
 from ._common import carry_from, fail, require_float
-from ._window import Window, gather_ranges, output_size, spatial_flow, window
+from ._window import Window, gather_ranges, output_size, spatial_flow, window, window_flow
 
 
 def _nsp(op: str, x: TensorType, kernel) -> int:
@@ -67,9 +67,26 @@ def _pool_dims(op: str):
         x = ins[0]
         flows = [carry_from(AxisSource(0, k)) for k in range(lead)]
         for a in range(win.rank):
-            flows.append(spatial_flow(lead + a, x.shape[lead + a], shape[lead + a], win, a) or MIX)
+            flows.append(spatial_flow(lead + a, x.shape[lead + a], shape[lead + a], win, a)
+                         or _pool_window(op, x, attrs, win, lead, a) or MIX)
         return (tuple(flows),)
     return dims
+
+
+def _pool_window(op: str, x: TensorType, attrs, win: Window, lead: int, a: int):
+    """A spatial axis as a window (chunkc.ir.dims.AxisWindow) when explicit padding rows give
+    the same result: max pooling pads with -inf (floats only); average pooling pads with zeros
+    only when they count in the divisor (count_include_pad) or the axis is not padded.  With
+    ceil_mode the last window may hang past the padding: not a window."""
+    if attrs["ceil_mode"]:
+        return None
+    if op == "max_pool":
+        if not x.dtype.is_floating:
+            return None
+        return window_flow(lead + a, win, a, "padding", fill=float("-inf"))
+    if not attrs.get("count_include_pad", True) and win.padding[a] != (0, 0):
+        return None
+    return window_flow(lead + a, win, a, "padding")
 
 
 def _concrete(op: str, x, attrs) -> tuple[Window, int, tuple[int, ...]]:
@@ -170,7 +187,7 @@ register(OpDef(
     torch_workspace=_pool_workspace("max_pool"),
     doc=f"max_pool(x[..., *S], {_WINDOW_DOC}, dilation=None): the maximum of each window over the last "
         "len(kernel) axes; padding never wins. Carries: every leading axis; a spatial axis whose windows tile "
-        "the input (ratio stride)."))
+        "the input (ratio stride); without ceil_mode, any other of a float input is a window (-inf padding)."))
 
 
 # -- avg_pool -----------------------------------------------------------------------------------
@@ -209,7 +226,8 @@ register(OpDef(
     flops=lambda ins, a, outs: outs[0].numel() * product(a["kernel"]), torch=_pool_torch,
     torch_workspace=_pool_workspace("avg_pool"),
     doc=f"avg_pool(x[..., *S], {_WINDOW_DOC}, count_include_pad=True): the mean of each window (PyTorch's "
-        "divisor). Carries: every leading axis; a spatial axis whose windows tile the input (ratio stride)."))
+        "divisor). Carries: every leading axis; a spatial axis whose windows tile the input (ratio stride); "
+        "without ceil_mode, any other is a window (zero padding; not when count_include_pad=False pads it)."))
 
 
 # -- adaptive_avg_pool ------------------------------------------------------------------------------

@@ -1,0 +1,102 @@
+"""Halo arithmetic: the rows a chunk loop computes when slices overlap.
+
+A ``window`` axis (chunkc.ir.dims.AxisWindow: convolution, pooling) needs, for
+output rows ``[a, b)``, input rows ``[stride*a - pad_lo, stride*(b-1) - pad_lo +
+extent)``: more than the input's share of the chunk.  So a sliced value in a
+region has, besides its axis and unit, a *halo* ``(lo, hi)``: in the iteration
+over units ``[s, e)`` the loop computes (or slices) its rows
+
+    ``[max(0, unit*s - lo), min(size, unit*e + hi))``  (:func:`rows`)
+
+and a region output is written only in its core rows ``[unit*s, unit*e)``.  The
+search (chunkc.passes.search) derives halos backwards from the region's end
+(:func:`input_halo`); the plan's interpreter, the code generators and the
+estimator give each loop node the rows its output needs of each input
+(:func:`needed_rows`), padded at the border for a window (:func:`take_rows`),
+and crop what a node computed beyond its own rows (:func:`computed_rows`).
+
+Everything here is plain integer arithmetic on the record's numbers.  The code
+generators write the same arithmetic into the generated loop
+(chunkc.backends.halo_loop), whose ``take_rows`` is the runtime's
+(``chunkc.backends.torch_runtime.take_rows`` for tensors, this one for arrays).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from ..ir.dims import AxisSource
+
+NO_HALO = (0, 0)
+
+
+def input_halo(source: AxisSource, lo: int, hi: int) -> tuple[int, int] | None:
+    """The halo ``source``'s input needs so that the output can have halo ``(lo, hi)``;
+    None when the flow cannot carry a halo (a ratio that is neither n nor 1/n)."""
+    w = source.window
+    if w is not None:
+        return (w.stride * lo + w.pad_lo, max(0, w.stride * hi + w.extent - w.stride - w.pad_lo))
+    if lo == 0 and hi == 0:
+        return NO_HALO
+    r = Fraction(source.ratio)
+    if r.denominator == 1:
+        return (lo * r.numerator, hi * r.numerator)
+    if r.numerator == 1:
+        q = r.denominator
+        return (-(-lo // q), -(-hi // q))
+    return None
+
+
+def union(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    """One value read by two consumers: the rows either needs."""
+    return (max(a[0], b[0]), max(a[1], b[1]))
+
+
+def rows(start: int, stop: int, unit: int, lo: int, hi: int, size: int) -> tuple[int, int]:
+    """The rows of a value with this unit and halo that the iteration over units
+    ``[start, stop)`` holds (clipped to the value's ``size``)."""
+    return max(0, unit * start - lo), min(size, unit * stop + hi)
+
+
+def needed_rows(source: AxisSource, out_rows: tuple[int, int]) -> tuple[int, int]:
+    """The input rows (not clipped: a window's may reach into the padding) from which the op
+    computes output rows ``out_rows`` (or, for a ratio 1/n, the rows covering them)."""
+    a, b = out_rows
+    w = source.window
+    if w is not None:
+        return w.stride * a - w.pad_lo, w.stride * (b - 1) - w.pad_lo + w.extent
+    r = Fraction(source.ratio)
+    if r.denominator == 1:
+        return a * r.numerator, b * r.numerator
+    q = r.denominator
+    return a // q, -(-b // q)
+
+
+def computed_rows(source: AxisSource, in_rows: tuple[int, int], out_rows: tuple[int, int]) -> tuple[int, int]:
+    """The output rows the op computes from input rows ``in_rows`` (from :func:`needed_rows`)."""
+    if source.window is not None:
+        return out_rows
+    r = Fraction(source.ratio)
+    return int(in_rows[0] / r), int(in_rows[1] / r)
+
+
+def take_rows(xp, x, axis: int, have: tuple[int, int], need: tuple[int, int], size: int, fill: float = 0.0):
+    """Rows ``need`` of a value whose rows ``have`` are in ``x`` (array module ``xp``): a view
+    when ``need`` lies inside the value, else the rows outside ``[0, size)`` filled with
+    ``fill`` (a window's padding at the border)."""
+    lo, hi = max(need[0], 0), min(need[1], size)
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(lo - have[0], hi - have[0])
+    part = x[tuple(index)]
+    before, after = lo - need[0], need[1] - hi
+    if not before and not after:
+        return part
+    pieces = []
+    for n in (before, after):
+        shape = list(part.shape)
+        shape[axis] = n
+        pieces.append(xp.full(tuple(shape), fill, dtype=x.dtype))
+    return xp.concatenate([pieces[0], part, pieces[1]], axis=axis)
+
+
+__all__ = ["NO_HALO", "computed_rows", "input_halo", "needed_rows", "rows", "take_rows", "union"]

@@ -1,0 +1,274 @@
+"""Halo regions: convolution and pooling chunked along a spatial axis with overlapping
+input rows (chunkc.passes.halo), checked against the unchunked result on the reference
+interpreter of plans and on the NumPy and PyTorch backends, and the estimator against
+measure_peak."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import chunkc
+from chunkc import ops as O
+from chunkc.errors import ChunkcError
+from chunkc.ir.interpreter import interpret
+from chunkc.passes.chunked_reference import interpret_plan
+from chunkc.passes.halo import input_halo, needed_rows, rows, take_rows
+from chunkc.passes.plan import ChunkedValue, Plan
+from chunkc.passes.plan_file import load_plan, save_plan
+from chunkc.passes.search import GraphIndex, consistent_extent, walk_regions
+
+H = 13  # not a multiple of most chunk sizes below
+
+
+def _w(g, rng, *shape):
+    return g.add_constant("w", (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32))
+
+
+def _pad(p):
+    return ((p, p), (p, p))
+
+
+def conv3x3(g, x, rng):
+    return O.conv(x, _w(g, rng, 6, 4, 3, 3), padding=_pad(1))
+
+
+def conv_stride2(g, x, rng):
+    return O.conv(x, _w(g, rng, 6, 4, 3, 3), padding=_pad(1), stride=(2, 2))
+
+
+def conv_dilated(g, x, rng):
+    return O.conv(x, _w(g, rng, 6, 4, 3, 3), padding=_pad(2), dilation=(2, 2))
+
+
+def conv_grouped(g, x, rng):
+    return O.conv(x, _w(g, rng, 8, 2, 3, 3), _w(g, rng, 8), padding=((1, 1), (1, 0)), groups=2)
+
+
+def conv_1x1(g, x, rng):
+    return O.conv(x, _w(g, rng, 6, 4, 1, 1))
+
+
+def chain(g, x, rng):
+    h = O.relu(O.conv(x, _w(g, rng, 6, 4, 3, 3), padding=_pad(1)))
+    return O.conv(h, _w(g, rng, 4, 6, 3, 3), padding=_pad(1)) + x
+
+
+def max_pool(g, x, rng):
+    return O.max_pool(O.conv(x, _w(g, rng, 4, 4, 3, 3), padding=_pad(1)), kernel=(3, 3), stride=(1, 1),
+                      padding=_pad(1), ceil_mode=False)
+
+
+def avg_pool(g, x, rng):
+    return O.avg_pool(O.relu(x), kernel=(3, 3), stride=(1, 1), padding=_pad(1), ceil_mode=False)
+
+
+def upsample_conv(g, x, rng):
+    up = O.interpolate(x, size=(2 * H, 2 * H), mode="nearest", align_corners=False)
+    return O.relu(O.conv(up, _w(g, rng, 4, 4, 3, 3), padding=_pad(1)))
+
+
+CASES = {f.__name__: f for f in (conv3x3, conv_stride2, conv_dilated, conv_grouped, chain, max_pool, avg_pool,
+                                 upsample_conv)}
+
+
+def _graph(build, side=None, seed=0) -> chunkc.Graph:
+    side = side or (H + 1 if build is conv_stride2 else H)  # a stride-2 window needs an even input
+    rng = np.random.default_rng(seed)
+    g = chunkc.Graph(build.__name__)
+    x = g.add_input("x", "f32", (2, 4, side, side))
+    g.set_outputs(build(g, x, rng))
+    return g
+
+
+def _longest(g: chunkc.Graph, axis: int = 2):
+    """The longest legal region ending at the last node, chunked along ``axis``."""
+    cands = [c for c in walk_regions(GraphIndex(g), len(g.nodes) - 1, axis) if consistent_extent(c)]
+    assert cands, f"no region along axis {axis} in {g.name}"
+    return cands[-1]
+
+
+def _input(side=H, seed=1):
+    return np.random.default_rng(seed).standard_normal((2, 4, side, side)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_chunked_values_match_unchunked(name):
+    g = _graph(CASES[name])
+    cand = _longest(g)
+    assert any(cand.halo(v) != (0, 0) for v, _, _ in cand.chunked), "the region should need a halo"
+    x = _input(int(g.inputs[0].shape[2]))
+    want = interpret(g, x)[0]
+    extent = int(cand.extent)
+    torch_want = chunkc.compile(g, backend="torch")(torch.from_numpy(x)).numpy()
+    for chunk in (1, 5, extent - 1):
+        plan = Plan(g, (cand.to_region(g, chunk),))
+        np.testing.assert_allclose(interpret_plan(plan, x)[0], want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(chunkc.compile(g, plan, backend="numpy")(x), want, rtol=1e-5, atol=1e-5)
+        got = chunkc.compile(g, plan, backend="torch")(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(got, torch_want, rtol=1e-4, atol=1e-4)
+
+
+def test_conv1d_and_conv3d_chunk_with_a_halo():
+    rng = np.random.default_rng(0)
+    for spatial in ((H,), (H, 5, 6)):
+        g = chunkc.Graph(f"conv{len(spatial)}d")
+        x = g.add_input("x", "f32", (2, 3) + spatial)
+        k = (3,) * len(spatial)
+        g.set_outputs(O.relu(O.conv(x, _w(g, rng, 4, 3, *k), padding=((1, 1),) * len(spatial))))
+        cand = _longest(g)
+        xv = rng.standard_normal((2, 3) + spatial).astype(np.float32)
+        want = interpret(g, xv)[0]
+        for chunk in (2, 5):
+            plan = Plan(g, (cand.to_region(g, chunk),))
+            np.testing.assert_allclose(chunkc.compile(g, plan, backend="numpy")(xv), want, rtol=1e-5, atol=1e-5)
+            got = chunkc.compile(g, plan, backend="torch")(torch.from_numpy(xv)).numpy()
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_chain_halo_composes_through_elementwise_and_windows():
+    g = _graph(chain)
+    cand = _longest(g)
+    halo = {v.name: cand.halo(v) for v, _, _ in cand.chunked}
+    # conv_1 (3x3, pad 1) needs one row either side of relu/conv; conv needs two of x, which
+    # the residual add also reads (the union of both needs)
+    assert halo["relu"] == (1, 1) and halo["conv"] == (1, 1) and halo["x"] == (2, 2)
+    assert halo[g.outputs[0].name] == (0, 0)
+
+
+def test_window_axis_is_not_chunkable_for_carry_only_code():
+    g = _graph(conv3x3)
+    flow = g.nodes[0].dims()[0][2]
+    assert flow.kind == "window" and not flow.chunkable
+    w = flow.sources[0].window
+    assert (w.stride, w.extent, w.pad_lo, w.pad_hi) == (1, 3, 1, 1)
+    assert str(flow) == "window(in0.2 win(s1, k3, p1:1))"
+
+
+def test_avg_pool_without_counted_padding_mixes():
+    g = chunkc.Graph("p")
+    x = g.add_input("x", "f32", (1, 2, 8, 8))
+    y = O.avg_pool(x, kernel=(3, 3), stride=(1, 1), padding=_pad(1), ceil_mode=False, count_include_pad=False)
+    g.set_outputs(y)
+    assert g.nodes[0].dims()[0][2].kind == "mix"
+
+
+def test_halo_arithmetic():
+    conv = _graph(conv_stride2).nodes[0].dims()[0][2].sources[0]
+    # output halo (1, 1) of a stride-2, 3-tap, pad-1 conv: input rows 2*lo + 1 before, 2*hi + 3 - 2 - 1 after
+    assert input_halo(conv, 1, 1) == (3, 2)
+    assert input_halo(conv, 0, 0) == (1, 0)
+    assert needed_rows(conv, (0, 3)) == (-1, 6)  # 2*(3-1) - 1 + 3
+    assert rows(2, 4, 2, 1, 0, 7) == (3, 7)
+
+
+def test_take_rows_pads_at_the_border():
+    x = np.arange(6.0).reshape(1, 6)
+    held = x[:, 0:4]  # rows [0, 4) of a value of 6 rows
+    np.testing.assert_array_equal(take_rows(np, held, 1, (0, 4), (-1, 3), 6, -np.inf), [[-np.inf, 0, 1, 2]])
+    np.testing.assert_array_equal(take_rows(np, x[:, 3:6], 1, (3, 6), (4, 7), 6), [[4, 5, 0]])
+    t = torch.arange(6.0).reshape(1, 6)
+    from chunkc.backends.torch_runtime import take_rows as torch_take
+    assert torch_take(t[:, 3:6], 1, (3, 6), (4, 7), 6).tolist() == [[4, 5, 0]]
+    assert torch_take(t[:, 0:4], 1, (0, 4), (1, 3), 6).data_ptr() == t[:, 1].data_ptr()  # a view inside
+
+
+@pytest.mark.parametrize("name", ["conv3x3", "chain", "conv_stride2", "max_pool"])
+def test_estimate_matches_measured_peak(name):
+    side = 64
+    g = _graph(CASES[name], side=side)
+    cand = _longest(g)
+    x = torch.from_numpy(_input(side))
+    for chunk in (5, 16):
+        plan = Plan(g, (cand.to_region(g, chunk),))
+        fn = chunkc.compile(g, plan, backend="torch")
+        est = chunkc.estimate_memory(g, plan).peak_bytes
+        got = chunkc.measure_peak(fn, x)
+        assert abs(est - got) <= 0.02 * got, (chunk, est, got)
+
+
+def test_autochunk_cuts_a_conv_stack_and_runs():
+    g = _graph(chain, side=64)
+    full = chunkc.estimate_memory(g).peak_bytes
+    plan = chunkc.autochunk(g, 0.5, backend="torch")
+    assert plan.regions and any(c.halo_lo or c.halo_hi for r in plan.regions for c in r.chunked)
+    assert plan.estimated_peak_bytes <= 0.5 * full
+    x = torch.from_numpy(_input(64))
+    fn = chunkc.compile(g, plan, backend="torch")
+    torch.testing.assert_close(fn(x), chunkc.compile(g, backend="torch")(x), rtol=1e-4, atol=1e-4)
+    assert chunkc.measure_peak(fn, x) <= 1.02 * plan.estimated_peak_bytes
+    assert "halo" in plan.regions[0].describe()
+
+
+def test_plan_file_keeps_halos(tmp_path):
+    g = _graph(chain)
+    plan = Plan(g, (_longest(g).to_region(g, 4),))
+    path = tmp_path / "plan.json"
+    save_plan(plan, path)
+    back = load_plan(path)
+    assert back.regions[0].chunked == plan.regions[0].chunked
+    data = json.loads(path.read_text())
+    assert any(len(c) == 5 for c in data["regions"][0]["chunked"])
+    # a region without halos is written as before (value, axis, unit), as older files are
+    flat = chunkc.Graph("flat")
+    x = flat.add_input("x", "f32", (4, 6))
+    flat.set_outputs(O.relu(x))
+    old = Plan(flat, (_longest(flat, axis=0).to_region(flat, 2),))
+    save_plan(old, tmp_path / "old.json")
+    entries = json.loads((tmp_path / "old.json").read_text())["regions"][0]["chunked"]
+    assert entries and all(len(c) == 3 for c in entries)
+    assert all(c.halo == (0, 0) for c in load_plan(tmp_path / "old.json").regions[0].chunked)
+
+
+def test_a_halo_too_small_is_refused():
+    g = _graph(conv3x3)
+    region = _longest(g).to_region(g, 4)
+    narrow = tuple(ChunkedValue(c.value, c.axis, c.unit) for c in region.chunked)
+    from dataclasses import replace
+    with pytest.raises(ChunkcError, match=r"needs rows .* beyond its chunk.*widen the halo"):
+        chunkc.estimate_memory(g, Plan(g, (replace(region, chunked=narrow),)))
+
+
+def test_generated_halo_loop_is_readable():
+    g = _graph(conv3x3)
+    plan = Plan(g, (_longest(g).to_region(g, 4),))
+    from chunkc.backends import emit_source
+    src = emit_source(g, plan, "torch")
+    assert "x_rows = max(0, start - 1), min(13, stop + 1)  # rows of %x held in this iteration" in src
+    assert "rt.take_rows(x_chunk, 2, x_rows, (start - 1, stop + 1), 13)" in src
+    assert "padding=(0, 1)" in src
+
+
+def test_window_whose_rows_do_not_line_up_ends_the_region():
+    """A conv without padding after an explicit pad: its input has 2 more rows than its
+    output, so the same chunk units are not the same rows on both sides (a fuzzer find)."""
+    rng = np.random.default_rng(0)
+    g = chunkc.Graph("pad_conv")
+    x = g.add_input("x", "f32", (1, 4, H, H))
+    p = O.pad(x, pads=((0, 0), (0, 0), (1, 1), (1, 1)))
+    g.set_outputs(O.relu(O.conv(p, _w(g, rng, 4, 4, 3, 3))))
+    spans = [len(c.loop) for c in walk_regions(GraphIndex(g), len(g.nodes) - 1, 2)]
+    assert spans == [1]  # the relu alone: the walk ends at the conv
+
+
+def test_random_image_graphs_plan_and_run_with_halos():
+    """The fuzzer's image models (conv / norm / pool blocks): every plan at every budget runs
+    and matches the reference on both backends, within its estimate."""
+    from chunkc.fuzz import random_case
+    from chunkc.fuzz.oracle import check_case
+    for seed in (24, 25):  # image models whose plans have halo regions at some budget
+        case = random_case(seed)
+        assert any(f.startswith("image") for f in case.families)
+        halo_plans = 0
+        for budget in case.budgets:
+            try:
+                plan = chunkc.autochunk(case.graph, budget.fraction, sizes=case.sizes, progress=False)
+            except chunkc.InfeasibleBudgetError:
+                continue
+            halo_plans += any(c.halo_lo or c.halo_hi for r in plan.regions for c in r.chunked)
+        assert halo_plans, f"seed {seed}: no plan with a halo region"
+        report = check_case(case, backends=("numpy", "torch"), rerun=False)
+        assert not report.findings, [str(f) for f in report.findings]
