@@ -267,12 +267,14 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
         return plan
     # the graph searched first: cheap large values rematerialized, fused projections split,
     # wholly-read work scheduled first; the user's graph as it is when that finds no plan
-    first, notes, copies = graph, [], {}
+    # (splits are folded first: a fused projection's parts each read the normalization that
+    # feeds it, and rematerialization then gives each part its own copy, sliced with it)
+    first, notes, copies = (fold_splits(graph) if opts.rewrite else graph), [], {}
     if opts.remat:
-        remat = rematerialize(graph, sizes, unchunked.peak_bytes, opts.remat_options)
+        remat = rematerialize(first, sizes, unchunked.peak_bytes, opts.remat_options)
         first, notes, copies = remat.graph, remat.describe(), remat.copies
     if opts.rewrite:
-        first = whole_inputs_first(fold_splits(first))
+        first = whole_inputs_first(first)
     variants: list[tuple[Graph, list[str], Mapping[str, str]]] = [(first, notes, copies)]
     if first is not graph:
         variants.append((graph, [], {}))
