@@ -268,14 +268,47 @@ class FloorSelector:
         best = None
         for rank in (_by_inside, _by_profile):
             state = self._floor(space, rank, progress, start)
-            for _ in range(self.max_stages):  # merge neighbours, then go on greedily from there
-                merged = _merge_neighbours(space, state)
-                if merged is None:
-                    break
-                state = self._floor(space, rank, progress, merged)
+            for _ in range(self.max_stages):
+                # repairs of the greedy choice: merge neighbours; else give the region that holds
+                # the peak a shorter span; then go on greedily from there
+                repaired = _merge_neighbours(space, state)
+                if repaired is None:
+                    repaired = self._shorter_peak_region(space, state, rank, progress, start)
+                    if repaired is None:
+                        break
+                state = self._floor(space, rank, progress, repaired)
             if best is None or (state.peak_bytes, state.cost) < (best.peak_bytes, best.cost):
                 best = state
         return best
+
+    def _shorter_peak_region(self, space: SearchSpace, state: State, rank, progress, start) -> State | None:
+        """``state`` with the region over its peak step replaced by a shorter legal region over
+        that step (the ``per_state`` best, each completed greedily), when one then reaches a
+        lower peak; else None.  A long region can hold the peak because it also writes a
+        later value whole (a region from one layer's attention into the next layer's values
+        projection); a shorter one leaves that to another region."""
+        p = state.peak_index
+        holder = next((c for c, _ in state.chosen if c.start <= p <= c.end), None)
+        if holder is None or (start is not None and any(c is holder for c, _ in start.chosen)):
+            return None
+        rest = [ck for ck in state.chosen if ck[0] is not holder]
+        base = space.initial()
+        for cand, chunk in rest:
+            base = space.child(base, cand, chunk, base.cost + space.overhead(cand, chunk))
+        trials = []
+        for cand in space.candidates(p, base.spans):
+            if cand is holder or cand.start < holder.start or cand.end > holder.end:
+                continue
+            if space.memory(cand).peak(1) >= state.peak_bytes:
+                continue
+            child = space.child(base, cand, 1, base.cost + space.overhead(cand, 1))
+            trials.append((rank(child, space.memory(cand).peak(1)), child.cost, len(trials), child))
+        trials.sort(key=lambda t: t[:3])
+        for *_, child in trials[: self.per_state]:
+            done = self._floor(space, rank, progress, child)
+            if done.peak_bytes < state.peak_bytes:
+                return done
+        return None
 
     def _floor(self, space: SearchSpace, rank, progress: Progress | None, start: State | None) -> State:
         best = start or space.initial()
