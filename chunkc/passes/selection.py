@@ -379,6 +379,7 @@ def _merge_neighbours(space: SearchSpace, state: State, reach: int = 3) -> State
             first, last = chosen[i][0].start, chosen[j][0].end
             lo = chosen[i - 1][0].end + 1 if i > 0 else 0
             hi = chosen[j + 1][0].start - 1 if j + 1 < len(chosen) else n - 1
+            base = None  # the state without regions i..j, built when a candidate needs it
             for end in range(last, min(hi, last + space.options.ends_window) + 1):
                 for axis in candidate_axes(space.graph.nodes[end]):
                     for cand in space._walk(end, axis):
@@ -386,9 +387,11 @@ def _merge_neighbours(space: SearchSpace, state: State, reach: int = 3) -> State
                             break
                         if cand.start > first:
                             continue
-                        trial = space.initial()
-                        for other, chunk in chosen[:i] + [(cand, 1)] + chosen[j + 1:]:
-                            trial = space.child(trial, other, chunk, trial.cost + space.overhead(other, chunk))
+                        if base is None:
+                            base = space.initial()
+                            for other, chunk in chosen[:i] + chosen[j + 1:]:
+                                base = space.child(base, other, chunk, base.cost + space.overhead(other, chunk))
+                        trial = space.child(base, cand, 1, base.cost + space.overhead(cand, 1))
                         if _by_profile(trial, None) < here:
                             return trial
     return None
