@@ -268,6 +268,54 @@ class FloorSelector:
     max_stages: int = 512
 
     def floor(self, space: SearchSpace, progress: Progress | None = None, start: State | None = None) -> State:
+        """The lowest state of two greedy searches that rank regions differently (see
+        :func:`_by_inside` and :func:`_by_profile`): each one's failure is the other's strength."""
+        best = None
+        for rank in (_by_inside, _by_profile):
+            state = self._floor(space, rank, progress, start)
+            for _ in range(self.max_stages):
+                # repairs of the greedy choice: merge neighbours; else give the region that holds
+                # the peak a shorter span; then go on greedily from there
+                repaired = _merge_neighbours(space, state)
+                if repaired is None:
+                    repaired = self._shorter_peak_region(space, state, rank, progress, start)
+                    if repaired is None:
+                        break
+                state = self._floor(space, rank, progress, repaired)
+            if best is None or (state.peak_bytes, state.cost) < (best.peak_bytes, best.cost):
+                best = state
+        return best
+
+    def _shorter_peak_region(self, space: SearchSpace, state: State, rank, progress, start) -> State | None:
+        """``state`` with the region over its peak step replaced by a shorter legal region over
+        that step (the ``per_state`` best, each completed greedily), when one then reaches a
+        lower peak; else None.  A long region can hold the peak because it also writes a
+        later value whole (a region from one layer's attention into the next layer's values
+        projection); a shorter one leaves that to another region."""
+        p = state.peak_index
+        holder = next((c for c, _ in state.chosen if c.start <= p <= c.end), None)
+        if holder is None or (start is not None and any(c is holder for c, _ in start.chosen)):
+            return None
+        rest = [ck for ck in state.chosen if ck[0] is not holder]
+        base = space.initial()
+        for cand, chunk in rest:
+            base = space.child(base, cand, chunk, base.cost + space.overhead(cand, chunk))
+        trials = []
+        for cand in space.candidates(p, base.spans):
+            if cand is holder or cand.start < holder.start or cand.end > holder.end:
+                continue
+            if space.memory(cand).peak(1) >= state.peak_bytes:
+                continue
+            child = space.child(base, cand, 1, base.cost + space.overhead(cand, 1))
+            trials.append((rank(child, space.memory(cand).peak(1)), child.cost, len(trials), child))
+        trials.sort(key=lambda t: t[:3])
+        for *_, child in trials[: self.per_state]:
+            done = self._floor(space, rank, progress, child)
+            if done.peak_bytes < state.peak_bytes:
+                return done
+        return None
+
+    def _floor(self, space: SearchSpace, rank, progress: Progress | None, start: State | None) -> State:
         best = start or space.initial()
         beam = [best]
         for _ in range(self.max_stages):
@@ -276,15 +324,15 @@ class FloorSelector:
                 scored = []
                 for cand in space.candidates(state.peak_index, state.spans):
                     inside = space.memory(cand).peak(1)
-                    peak = max(space.outside_peak(state, cand), inside)
-                    if inside < state.peak_bytes:  # it lowers this peak step (other steps may tie)
-                        scored.append((peak, inside, space.overhead(cand, 1), len(scored), cand))
-                scored.sort(key=lambda t: t[:4])
-                children += [space.child(state, cand, 1, state.cost + cost) for _, _, cost, _, cand in
-                             scored[: self.per_state]]
+                    if inside >= state.peak_bytes:
+                        continue  # it does not lower this peak step (other steps may tie)
+                    child = space.child(state, cand, 1, state.cost + space.overhead(cand, 1))
+                    scored.append((rank(child, inside), child.cost, len(scored), child))
+                scored.sort(key=lambda t: t[:3])
+                children += [child for *_, child in scored[: self.per_state]]
             if not children:
                 break
-            children.sort(key=lambda s: (s.peak_bytes, s.cost))
+            children.sort(key=lambda s: (rank(s, None), s.cost))
             beam = children[: self.beam]
             if beam[0].peak_bytes < best.peak_bytes:
                 best = beam[0]
@@ -296,6 +344,62 @@ class FloorSelector:
                start: State | None = None) -> State | None:
         floor = self.floor(space, progress, start)
         return space.relaxed(floor, target) if floor.peak_bytes <= target else None
+
+
+def _by_inside(state: State, inside: int | None) -> tuple:
+    """Rank by the peak, then by the peak inside the newest region's own span.
+
+    Early in the floor search the peak usually lies outside the regions compared, so the
+    second key decides: the region whose own span is lowest.  It fails when a short region
+    wins by a few bytes over a longer one covering the same step that would also lower its
+    neighbours (a key projection chunked alone, then its rotary embedding in another region,
+    with the projection written whole in between); the longer one is then blocked for good."""
+    return (state.peak_bytes, inside if inside is not None else 0)
+
+
+def _by_profile(state: State, inside: int | None) -> bytes:
+    """Rank by the highest step, then the next highest, and so on (the whole sorted profile).
+
+    It prefers the region that leaves less memory held across the schedule, which repairs
+    the failure of :func:`_by_inside`; its own failure is the opposite one: a long region
+    whose span is moderately low beats a shorter one whose span is lower, because it also
+    lowers far-away steps that a later region could have lowered further.
+    (Big-endian bytes of non-negative integers compare as the integers do.)"""
+    return np.sort(state.during)[::-1].astype(">i8").tobytes()
+
+
+def _merge_neighbours(space: SearchSpace, state: State, reach: int = 3) -> State | None:
+    """``state`` with up to ``reach`` neighbouring regions replaced by one legal region over
+    all their spans (at a chunk of one), when that lowers the sorted profile; else None.
+
+    A greedy search chooses regions one peak step at a time, so it may chunk a key
+    projection alone and its rotary embedding in a second region, writing the projection
+    whole in between; one region over both holds neither.  The merged region must overlap
+    no other chosen region."""
+    chosen = sorted(state.chosen, key=lambda c: c[0].start)
+    n = len(space.graph.nodes)
+    here = _by_profile(state, None)
+    for i in range(len(chosen)):
+        for j in range(i + 1, min(i + reach, len(chosen))):
+            first, last = chosen[i][0].start, chosen[j][0].end
+            lo = chosen[i - 1][0].end + 1 if i > 0 else 0
+            hi = chosen[j + 1][0].start - 1 if j + 1 < len(chosen) else n - 1
+            base = None  # the state without regions i..j, built when a candidate needs it
+            for end in range(last, min(hi, last + space.options.ends_window) + 1):
+                for axis in candidate_axes(space.graph.nodes[end]):
+                    for cand in space._walk(end, axis):
+                        if cand.start < lo:
+                            break
+                        if cand.start > first:
+                            continue
+                        if base is None:
+                            base = space.initial()
+                            for other, chunk in chosen[:i] + chosen[j + 1:]:
+                                base = space.child(base, other, chunk, base.cost + space.overhead(other, chunk))
+                        trial = space.child(base, cand, 1, base.cost + space.overhead(cand, 1))
+                        if _by_profile(trial, None) < here:
+                            return trial
+    return None
 
 
 def _contains(sorted_indices: tuple[int, ...], i: int) -> bool:
