@@ -155,6 +155,10 @@ class Profile:
     backends: tuple[str, ...] = BACKENDS
     measure: bool = True
     timeout: float | None = 120.0  # seconds before a case is abandoned (and reported)
+    # PyTorch's CPU threads while a case runs: one, as in every worker process (the small
+    # programs gain nothing from more, and on a busy machine spinning threads slow them
+    # several times); None leaves the process's setting
+    torch_threads: int | None = 1
 
     def case(self, seed: int) -> FuzzCase:
         return random_case(seed, budgets=self.budgets, reruns=self.reruns)
@@ -175,13 +179,31 @@ def run_case(task: _Task, make_case: Callable[[int], FuzzCase] | None = None) ->
     t0 = time.perf_counter()
     p = task.profile
     try:
-        with _time_limit(p.timeout):
+        with _time_limit(p.timeout), _torch_threads(p.torch_threads):
             case = (make_case or p.case)(task.seed)
             report = check_case(case, backends=p.backends, measure=p.measure, rerun=p.reruns > 0)
     except CaseTimeout:
         return CaseResult(task.seed, time.perf_counter() - t0, timed_out=True)
     return CaseResult(task.seed, report.seconds, len(case.graph.nodes), case.families, report.findings,
                       report.outcomes)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None):
+    if threads is None:
+        yield
+        return
+    try:
+        import torch
+    except ImportError:  # NumPy only
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _worker_init(threads: int) -> None:
