@@ -133,10 +133,14 @@ def test_the_measured_call_is_the_checked_one(monkeypatch):
     import chunkc.fuzz.oracle as oracle
     calls = []
     real = oracle._call
-    monkeypatch.setattr(oracle, "_call", lambda fn, args, measure: calls.append(measure) or real(fn, args, measure))
-    report = check_case(_tiny_case(), backends=("torch",), rerun=False)
+    monkeypatch.setattr(oracle, "_call", lambda fn, args, measure, warm=True:
+                        calls.append((measure, warm)) or real(fn, args, measure, warm))
+    report = check_case(_tiny_case(), backends=("numpy",))
     assert report.ok, [str(f) for f in report.findings]
-    assert calls == [True] * (1 + len(report.outcomes))  # the unchunked program, then one per plan
+    # the unchunked program (warmed up inside _call), then per program its other size first,
+    # which warms it up for the measured call at the planning sizes
+    assert calls[0] == (True, False)
+    assert calls[1:] and calls[1:] == [(False, True), (True, True)] * (len(calls[1:]) // 2)
 
 
 def test_a_low_estimate_is_found(monkeypatch):
