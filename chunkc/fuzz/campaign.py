@@ -125,8 +125,10 @@ class Summary:
         return "\n".join(lines)
 
 
-class CaseTimeout(Exception):
-    pass
+class CaseTimeout(BaseException):
+    """A case ran past its time limit.  Not an Exception: the oracle reports every Exception
+    of a stage as a crash and goes on, which would swallow the timeout and let the case run
+    on without a limit."""
 
 
 @contextlib.contextmanager
