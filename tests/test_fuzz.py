@@ -109,6 +109,60 @@ def test_a_wrong_kernel_is_a_wrong_result(monkeypatch):
     assert {(f.kind, f.stage) for f in report.findings} >= {("wrong", "run"), ("wrong", "rerun")}
 
 
+def test_a_program_run_once_serves_every_budget_that_plans_it(monkeypatch):
+    """Two budgets that plan one program (same regions, same chunk sizes at every size the
+    case runs) run it once; the findings of that run are reported for both budgets."""
+    import chunkc.backends.runtime as runtime
+    import chunkc.fuzz.oracle as oracle
+    tanh = lookup("tanh").reference
+    monkeypatch.setattr(runtime.references, "tanh", lambda xp, x: tanh(xp, x) + 1e-2, raising=False)
+    ran = []
+    real = oracle._run_program
+    monkeypatch.setattr(oracle, "_run_program", lambda *a, **k: ran.append(1) or real(*a, **k))
+    case = _tiny_case()
+    case = FuzzCase(case.seed, case.graph, case.sizes, case.rerun_sizes, (Budget(0.7), Budget(0.7, in_bytes=True)))
+    report = check_case(case, backends=("numpy",))
+    assert len(ran) == 1
+    wrong = [f for f in report.findings if f.kind == "wrong" and f.stage == "run"]
+    assert {str(f.budget) for f in wrong} == {str(b) for b in case.budgets}
+    assert all(o.measured is not None for o in report.outcomes)
+
+
+def test_the_measured_call_is_the_checked_one(monkeypatch):
+    """At the planning sizes one call gives the values checked and the peak measured."""
+    import chunkc.fuzz.oracle as oracle
+    calls = []
+    real = oracle._call
+    monkeypatch.setattr(oracle, "_call", lambda fn, args, measure, warm=True:
+                        calls.append((measure, warm)) or real(fn, args, measure, warm))
+    report = check_case(_tiny_case(), backends=("numpy",))
+    assert report.ok, [str(f) for f in report.findings]
+    # the unchunked program (warmed up inside _call), then per program its other size first,
+    # which warms it up for the measured call at the planning sizes
+    assert calls[0] == (True, False)
+    assert calls[1:] and calls[1:] == [(False, True), (True, True)] * (len(calls[1:]) // 2)
+
+
+def test_a_case_past_its_time_limit_is_a_timeout_not_a_crash(monkeypatch):
+    """The time limit's signal arrives inside a stage the oracle guards with ``except
+    Exception``: it must end the case, not be reported as a crash of that stage (after which
+    the case ran on without a limit)."""
+    import time
+
+    import chunkc.passes.autochunk as autochunk_module
+    from chunkc.fuzz.campaign import CaseTimeout, _time_limit
+
+    def slow(*args, **kwargs):
+        time.sleep(2)
+        raise KeyError("planned too slowly")
+    monkeypatch.setattr(autochunk_module, "autochunk", slow)
+    t0 = time.perf_counter()
+    with pytest.raises(CaseTimeout):
+        with _time_limit(0.5):
+            check_case(_tiny_case(), backends=("numpy",), execute=False)
+    assert time.perf_counter() - t0 < 2
+
+
 def test_a_low_estimate_is_found(monkeypatch):
     import chunkc.passes.autochunk as autochunk_module
     real = autochunk_module.autochunk

@@ -125,8 +125,10 @@ class Summary:
         return "\n".join(lines)
 
 
-class CaseTimeout(Exception):
-    pass
+class CaseTimeout(BaseException):
+    """A case ran past its time limit.  Not an Exception: the oracle reports every Exception
+    of a stage as a crash and goes on, which would swallow the timeout and let the case run
+    on without a limit."""
 
 
 @contextlib.contextmanager
@@ -155,6 +157,10 @@ class Profile:
     backends: tuple[str, ...] = BACKENDS
     measure: bool = True
     timeout: float | None = 120.0  # seconds before a case is abandoned (and reported)
+    # PyTorch's CPU threads while a case runs: one, as in every worker process (the small
+    # programs gain nothing from more, and on a busy machine spinning threads slow them
+    # several times); None leaves the process's setting
+    torch_threads: int | None = 1
 
     def case(self, seed: int) -> FuzzCase:
         return random_case(seed, budgets=self.budgets, reruns=self.reruns)
@@ -175,13 +181,31 @@ def run_case(task: _Task, make_case: Callable[[int], FuzzCase] | None = None) ->
     t0 = time.perf_counter()
     p = task.profile
     try:
-        with _time_limit(p.timeout):
+        with _time_limit(p.timeout), _torch_threads(p.torch_threads):
             case = (make_case or p.case)(task.seed)
             report = check_case(case, backends=p.backends, measure=p.measure, rerun=p.reruns > 0)
     except CaseTimeout:
         return CaseResult(task.seed, time.perf_counter() - t0, timed_out=True)
     return CaseResult(task.seed, report.seconds, len(case.graph.nodes), case.families, report.findings,
                       report.outcomes)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None):
+    if threads is None:
+        yield
+        return
+    try:
+        import torch
+    except ImportError:  # NumPy only
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _worker_init(threads: int) -> None:

@@ -23,6 +23,7 @@ against the unchunked reference interpreter.  What it reports (one
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 import traceback
@@ -52,7 +53,7 @@ class Finding:
     """One property that did not hold."""
 
     kind: str  # one of KINDS
-    stage: str  # interpret | estimate | unchunked | plan | compile | run | measure | rerun
+    stage: str  # interpret | estimate | unchunked | plan | compile | run (measured too) | measure | rerun
     backend: str | None
     budget: Budget | None
     message: str
@@ -156,6 +157,7 @@ def _check_backend(case: FuzzCase, backend: str, budgets: list[Budget], refs: _R
     if execute:
         _run_unchunked(case, backend, unchunked, refs, measure, report)
     outcomes = []
+    programs: dict[str, _Runs] = {}  # programs run, by _program_key: budgets with one program run it once
     for budget in budgets:
         value = budget.value(unchunked)
         budget_bytes = resolve_budget(value, unchunked)
@@ -179,7 +181,7 @@ def _check_backend(case: FuzzCase, backend: str, budgets: list[Budget], refs: _R
             report.findings.append(Finding("over_budget", "plan", backend, budget,
                                            f"estimated peak {plan.estimated_peak_bytes} B > budget {budget_bytes} B"))
         if execute:
-            _run_plan(case, backend, budget, plan, outcome, refs, measure, rerun, report)
+            _run_plan(case, backend, budget, plan, outcome, refs, measure, rerun, report, programs)
     report.outcomes += outcomes
     report.findings += _monotonicity(backend, outcomes)
 
@@ -189,19 +191,37 @@ def _run_unchunked(case: FuzzCase, backend: str, estimate: int, refs: _Reference
     """The graph compiled without a plan: its outputs, and its estimate against its measure
     (which separates an op record's error from a chunk loop's)."""
     from ..backends import compile as compile_graph
-    from ..measure import measure_peak
     try:
         fn = compile_graph(case.graph, None, backend=backend)
         args = _arguments(backend, refs.at(case.sizes)[0])
-        got = _as_list(fn(*args))
+        got, measured = _call(fn, args, measure, warm=False)
     except Exception as exc:
         report.findings.append(_crash("unchunked", backend, None, exc))
         return
-    problem = _compare(got, refs.at(case.sizes)[1])
+    problem = _compare(_as_list(got), refs.at(case.sizes)[1])
     if problem:
         report.findings.append(Finding("wrong", "unchunked", backend, None, problem))
-    if measure:
-        _check_estimate(report, "unchunked", backend, None, estimate, measure_peak(fn, *args), 0)
+    if measured is not None:
+        _check_estimate(report, "unchunked", backend, None, estimate, measured, 0)
+
+
+def _call(fn, args: list, measure: bool, warm: bool = True) -> tuple[Any, int | None]:
+    """``fn(*args)`` and, with ``measure``, its measured peak: one call does both (the
+    measure runs the program once and keeps what it returns).  Unless ``warm`` (the program
+    ran before, at any sizes), it runs once unmeasured first: a first call makes Python
+    objects that stay (imports inside functions, caches), which NumPy's tracemalloc counts."""
+    if not measure:
+        return fn(*args), None
+    from ..measure import measure_peak
+    if not warm:
+        fn(*args)
+    box: list = [None]
+
+    def call(*a):
+        box[0] = fn(*a)
+        return box[0]
+    measured = measure_peak(call, *args)
+    return box[0], measured
 
 
 def _check_estimate(report: CaseReport, stage: str, backend: str, budget: Budget | None, estimate: int,
@@ -214,41 +234,79 @@ def _check_estimate(report: CaseReport, stage: str, backend: str, budget: Budget
             f"({estimate / max(measured, 1) - 1:+.1%}; {regions} region(s))"))
 
 
+@dataclass
+class _Runs:
+    """What running one program came to: its findings that do not depend on the budget
+    (crashes, wrong values) and its measured peak at the planning sizes."""
+
+    findings: list[Finding] = field(default_factory=list)
+    measured: int | None = None
+
+
+def _program_key(plan, run_sizes: list[dict[str, int]]) -> str | None:
+    """A key equal for two plans that compile to programs doing the same at every size the
+    case runs: the same graph, regions, and chunk sizes at those sizes (the budget differs
+    only in the chunk-size formulas); None when a chunk size cannot be evaluated."""
+    from ..ir.printer import print_graph
+    from ..ir.sizes import evaluate
+    try:
+        chunks = [[evaluate(r.chunk_size, sizes) for r in plan.regions] for sizes in run_sizes]
+    except Exception:
+        return None
+    regions = [(r.nodes, r.chunked, r.outputs, r.whole_reads, r.reuse) for r in plan.regions]
+    return f"{print_graph(plan.graph)}\n{regions!r}\n{chunks!r}"
+
+
 def _run_plan(case: FuzzCase, backend: str, budget: Budget, plan, outcome: PlanOutcome, refs: _References,
-              measure: bool, rerun: bool, report: CaseReport) -> None:
+              measure: bool, rerun: bool, report: CaseReport, programs: dict[str, _Runs] | None = None) -> None:
+    """Compile and run ``plan``; a program equal to one already run (``programs``, by
+    :func:`_program_key`) is not run again: its findings and measure are taken over."""
+    run_sizes = [case.sizes] + (list(case.rerun_sizes) if rerun else [])
+    key = _program_key(plan, run_sizes) if programs is not None else None
+    runs = programs.get(key) if key is not None else None
+    if runs is None:
+        runs = _run_program(case, backend, plan, refs, measure, run_sizes)
+        if key is not None:
+            programs[key] = runs
+    report.findings += [dataclasses.replace(f, budget=budget) for f in runs.findings]
+    measured = runs.measured
+    if measured is None:
+        return
+    outcome.measured = measured
+    if measured > BUDGET_SLACK * outcome.budget_bytes + PYTHON_OBJECTS.get(backend, 0):
+        report.findings.append(Finding(
+            "over_budget", "measure", backend, budget,
+            f"measured peak {measured} B = {measured / outcome.budget_bytes:.3f} x the budget "
+            f"{outcome.budget_bytes} B (estimate {plan.estimated_peak_bytes} B, {len(plan.regions)} region(s))"))
+    _check_estimate(report, "measure", backend, budget, plan.estimated_peak_bytes, measured, len(plan.regions))
+
+
+def _run_program(case: FuzzCase, backend: str, plan, refs: _References, measure: bool,
+                 run_sizes: list[dict[str, int]]) -> _Runs:
     from ..backends import compile as compile_graph
-    from ..measure import measure_peak
+    runs = _Runs()
     try:
         fn = compile_graph(case.graph, plan, backend=backend)
     except Exception as exc:
-        report.findings.append(_crash("compile", backend, budget, exc))
-        return
-    for k, sizes in enumerate([case.sizes] + (list(case.rerun_sizes) if rerun else [])):
+        runs.findings.append(_crash("compile", backend, None, exc))
+        return runs
+    # the other sizes first: they warm the program up for the measured call at the planning sizes
+    for k in list(range(1, len(run_sizes))) + [0]:
+        sizes = run_sizes[k]
         stage = "run" if k == 0 else "rerun"
         inputs, expected = refs.at(sizes)
         args = _arguments(backend, inputs)
         try:
-            got = _as_list(fn(*args))
+            got, measured = _call(fn, args, measure and k == 0, warm=len(run_sizes) > 1)
         except Exception as exc:
-            report.findings.append(_crash(stage, backend, budget, exc, sizes))
+            runs.findings.append(_crash(stage, backend, None, exc, sizes))
             continue
-        problem = _compare(got, expected)
+        if k == 0:
+            runs.measured = measured
+        problem = _compare(_as_list(got), expected)
         if problem:
-            report.findings.append(Finding("wrong", stage, backend, budget, f"at sizes {sizes}: {problem}"))
-        if k == 0 and measure:
-            try:
-                measured = measure_peak(fn, *args)
-            except Exception as exc:
-                report.findings.append(_crash("measure", backend, budget, exc))
-                continue
-            outcome.measured = measured
-            if measured > BUDGET_SLACK * outcome.budget_bytes + PYTHON_OBJECTS.get(backend, 0):
-                report.findings.append(Finding(
-                    "over_budget", "measure", backend, budget,
-                    f"measured peak {measured} B = {measured / outcome.budget_bytes:.3f} x the budget "
-                    f"{outcome.budget_bytes} B (estimate {plan.estimated_peak_bytes} B, {len(plan.regions)} region(s))"))
-            _check_estimate(report, "measure", backend, budget, plan.estimated_peak_bytes, measured,
-                            len(plan.regions))
+            runs.findings.append(Finding("wrong", stage, backend, None, f"at sizes {sizes}: {problem}"))
+    return runs
 
 
 def _monotonicity(backend: str, outcomes: list[PlanOutcome]) -> list[Finding]:

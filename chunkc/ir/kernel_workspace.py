@@ -23,6 +23,11 @@ CUDA parts are checked by ``benchmarks/gpu`` on a GPU.  The estimator's GPU vari
 
 A record may also hold a plain function: a temporary of the lowering, alike on every
 device (the bool mask rows of causal attention in a chunk loop).
+
+Some CPU kernels copy an operand only in some layouts (the flash-attention kernel copies a
+mask whose last axis is not dense): a :class:`TorchWorkspace`'s ``cpu_layout`` part takes
+the inputs' strides (in elements) besides; the estimator, which knows every value's
+strides, passes them through :func:`workspace_with_strides`.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from .types import TensorType
 
 # (input types, attributes, output types) -> bytes
 BytesFn = Callable[[Sequence[TensorType], Mapping, Sequence[TensorType]], Size]
+# (input types, attributes, output types, input strides in elements) -> bytes
+LayoutBytesFn = Callable[[Sequence[TensorType], Mapping, Sequence[TensorType], Sequence[tuple[int, ...]]], Size]
 
 DEVICES = ("cpu", "cuda")
 
@@ -53,25 +60,41 @@ class TorchWorkspace:
     aten: BytesFn | None = None
     cpu: BytesFn | None = None
     cuda: BytesFn | None = None
+    cpu_layout: LayoutBytesFn | None = None  # CPU copies that depend on the inputs' strides
 
-    def nbytes(self, ins, attrs, outs, device: str = "cpu") -> Size:
-        """Bytes of temporaries on ``device`` ("cpu" or "cuda")."""
+    def nbytes(self, ins, attrs, outs, device: str = "cpu",
+               strides: Sequence[tuple[int, ...]] | None = None) -> Size:
+        """Bytes of temporaries on ``device`` ("cpu" or "cuda"); ``strides`` (the inputs', in
+        elements; None: unknown, taken as dense) for the parts that depend on layout."""
         if device not in DEVICES:
             raise ValueError(f"torch workspace: unknown device {device!r}; use one of {', '.join(DEVICES)}")
         total: Size = 0
         for part in (self.lowering, self.aten, self.cpu if device == "cpu" else self.cuda):
             if part is not None:
                 total = total + part(ins, attrs, outs)
+        if device == "cpu" and self.cpu_layout is not None and strides is not None:
+            total = total + self.cpu_layout(ins, attrs, outs, strides)
         return normalize(total)
 
     def on(self, device: str) -> Callable[..., Size]:
         """The workspace function for ``device``, in elements of output 0's dtype."""
+        if device == "cpu":
+            return self
+
         def elements(ins, attrs, outs) -> Size:
             return as_elements(self.nbytes(ins, attrs, outs, device), outs)
         return elements
 
-    def __call__(self, ins, attrs, outs) -> Size:
-        return as_elements(self.nbytes(ins, attrs, outs, "cpu"), outs)
+    def __call__(self, ins, attrs, outs, strides: Sequence[tuple[int, ...]] | None = None) -> Size:
+        return as_elements(self.nbytes(ins, attrs, outs, "cpu", strides), outs)
+
+
+def workspace_with_strides(fn, ins, attrs, outs, strides: Sequence[tuple[int, ...]]) -> Size:
+    """A workspace function's answer (elements of output 0's dtype), given the inputs'
+    strides where it takes them (a :class:`TorchWorkspace` on the CPU)."""
+    if isinstance(fn, TorchWorkspace):
+        return fn(ins, attrs, outs, strides)
+    return fn(ins, attrs, outs)
 
 
 def torch_workspace_on(fn, device: str):
@@ -191,4 +214,4 @@ def promoted_operands(indices: Sequence[int] | None = (0, 1), strict: bool = Fal
     return TorchWorkspace(lowering=lowering, cpu=cpu)
 
 
-__all__ = ["TorchWorkspace", "acc_dtype", "mkldnn_takes", "onednn_channel_block", "promoted_operands", "strict_casts", "torch_workspace_on", "as_elements", "nbytes", "cpu_threads", "cast_copies", "DEVICES"]
+__all__ = ["TorchWorkspace", "workspace_with_strides", "acc_dtype", "mkldnn_takes", "onednn_channel_block", "promoted_operands", "strict_casts", "torch_workspace_on", "as_elements", "nbytes", "cpu_threads", "cast_copies", "DEVICES"]

@@ -108,6 +108,13 @@ def product(sizes) -> Size:
     return normalize(out)
 
 
+def size_max(*sizes: Size) -> Size:
+    """The largest of ``sizes``: an int when all are, else sympy's Max (normalized)."""
+    if all(isinstance(s, int) for s in sizes):
+        return max(sizes)
+    return normalize(sympy.Max(*sizes))
+
+
 def floordiv(a: Size, b: Size) -> Size:
     if isinstance(a, int) and isinstance(b, int):
         return a // b

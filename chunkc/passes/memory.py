@@ -40,6 +40,7 @@ from ..backends.registry import get_backend
 from ..errors import ChunkcError
 from ..ir.dims import LOOP_START, LOOP_STOP
 from ..ir.graph import Graph, Node, Value
+from ..ir.kernel_workspace import workspace_with_strides
 from ..ir.layout import contiguous_strides
 from ..ir.registry import concrete_attrs, has_symbolic_attrs
 from ..ir.sizes import evaluate
@@ -379,7 +380,10 @@ class MemoryModel:
         fn = self.ws_fn[p]
         if fn is None or not out_types:
             return 0
-        return self.block(int(evaluate(fn(in_types, attrs, out_types), self.sizes)) * out_types[0].dtype.itemsize)
+        # the inputs' full-size strides: a chunk slice keeps which axes are dense
+        strides = [self.strides[u] for u in self.node_in[p]] if p < len(self.node_in) else None
+        n = workspace_with_strides(fn, in_types, attrs, out_types, strides) if strides else fn(in_types, attrs, out_types)
+        return self.block(int(evaluate(n, self.sizes)) * out_types[0].dtype.itemsize)
 
     def loop_attrs(self, p: int, chunk: ChunkedValue | None, chunk_units: int, extent: int,
                    start: int | None = None) -> dict:

@@ -33,7 +33,7 @@ from ..dtypes import DType
 from ..kernel_workspace import TorchWorkspace, acc_dtype, cast_copies, cpu_threads, nbytes
 from ..lowering import LoweringContext, operands, torch_dtype
 from ..registry import OpDef, register
-from ..sizes import Size, format_size, normalize, product, sizes_equal
+from ..sizes import Size, format_size, normalize, product, size_max, sizes_equal
 from ..types import TensorType
 from ._common import (array_result_dtype, broadcast_dims, broadcast_shapes, carry_from, fail, is_one, optional_float,
                       require_float, result_dtype)
@@ -256,7 +256,7 @@ def _sdpa_float_mask(ins, attrs, outs) -> Size:
     return normalize(_mask_numel(ins, attrs) * outs[0].dtype.itemsize)
 
 
-def _flash_eligible(ins, attrs, cpu: bool) -> bool:
+def _flash_eligible(ins, attrs) -> bool:
     q, k, v = ins[:3]
     if not (q.rank == k.rank == v.rank == 4):
         return False
@@ -266,9 +266,7 @@ def _flash_eligible(ins, attrs, cpu: bool) -> bool:
         return False
     if not (sizes_equal(q.shape[3], k.shape[3]) and sizes_equal(q.shape[3], v.shape[3])):
         return False
-    if cpu and len(ins) == 4 and ins[3].rank not in (2, 4):
-        return False
-    return True
+    return True  # (a mask of any rank: the lowering gives it four axes, see _sdpa_torch)
 
 
 def _flash_cpu_buffers(ins, attrs, outs) -> Size:
@@ -290,8 +288,10 @@ def _flash_cpu_buffers(ins, attrs, outs) -> Size:
 
 def _math_path(ins, attrs, outs, upcast: bool) -> Size:
     """The composite path's peak beyond the output: q scaled (and q, k, v in float when
-    ``upcast`` half floats), the causal float mask, the scores and their softmax, the bool
-    masks of fully masked rows."""
+    ``upcast`` half floats), the causal float mask, then the larger of: k^T scaled beside the
+    scores its matmul writes (ATen scales both q and k by sqrt(scale); the k copy dies after the
+    matmul, and holds the peak when the queries are few: a chunk of them), the scores and their
+    softmax with the bool masks of fully masked rows, the softmax beside the output."""
     q, k, v = ins[:3]
     out = outs[0]
     acc = acc_dtype(out.dtype) if upcast else out.dtype
@@ -303,24 +303,38 @@ def _math_path(ins, attrs, outs, upcast: bool) -> Size:
     scores = batch * rows * keys
     causal = rows * keys * acc.itemsize if attrs["is_causal"] and not _causal_rows(attrs) else 0
     base = up + q.numel() * acc.itemsize + causal
+    k_scaled = product(k_batch) * keys * k.shape[-1] * acc.itemsize
+    at_matmul = base + k_scaled + scores * acc.itemsize
     at_softmax = base + 2 * scores * acc.itemsize + scores + batch * rows
     at_output = base + scores * acc.itemsize + out.numel() * acc.itemsize + (
         out.numel() * out.dtype.itemsize if acc != out.dtype else 0)
-    peak = at_softmax if not all(isinstance(x, int) for x in (at_softmax, at_output)) else max(at_softmax, at_output)
+    peak = size_max(at_matmul, at_softmax, at_output)
     return normalize(peak - out.numel() * out.dtype.itemsize)
 
 
 def _sdpa_cpu_workspace(ins, attrs, outs) -> Size:
-    if _flash_eligible(ins, attrs, cpu=True):
+    if _flash_eligible(ins, attrs):
         return _flash_cpu_buffers(ins, attrs, outs)
     return _math_path(ins, attrs, outs, upcast=True)
+
+
+def _sdpa_cpu_mask_copy(ins, attrs, outs, strides) -> Size:
+    """The CPU flash kernel copies a mask whose last axis is not dense (a bias permuted from
+    [L, S, heads], as T5's relative-position bias is) into a contiguous one; the float mask
+    made of a bool one, or the lowering's cast, keeps the given layout."""
+    if len(ins) < 4 or not _flash_eligible(ins, attrs) or len(strides) < 4:
+        return 0
+    mask, mask_strides = ins[3], strides[3]
+    if not mask_strides or is_one(mask.shape[-1]) or mask_strides[-1] == 1:
+        return 0
+    return normalize(mask.numel() * outs[0].dtype.itemsize)
 
 
 def _sdpa_cuda_workspace(ins, attrs, outs) -> Size:
     """CUDA (from ATen's sources, to be checked by benchmarks/gpu): the flash kernel (half
     floats, no mask) keeps the float log-sum-exp per row; the memory-efficient one pads a mask
     whose last axis is not a multiple of 16; without either, the math path."""
-    if not _flash_eligible(ins, attrs, cpu=False):
+    if not _flash_eligible(ins, attrs):
         return _math_path(ins, attrs, outs, upcast=False)
     q = ins[0]
     has_mask = len(ins) == 4 or _causal_rows(attrs)
@@ -336,7 +350,7 @@ def _sdpa_cuda_workspace(ins, attrs, outs) -> Size:
 
 
 _SDPA_WORKSPACE = TorchWorkspace(lowering=_sdpa_lowering_workspace, aten=_sdpa_float_mask, cpu=_sdpa_cpu_workspace,
-                                 cuda=_sdpa_cuda_workspace)
+                                 cuda=_sdpa_cuda_workspace, cpu_layout=_sdpa_cpu_mask_copy)
 
 
 # -- canonicalization: what eager PyTorch runs (is_causal, enable_gqa) ------------------------
@@ -412,6 +426,11 @@ def _sdpa_torch(ctx: LoweringContext) -> str:
         mt = ctx.in_type(3).dtype
         if mt != DType.bool and mt != out:
             mask = f"{mask}.to({torch_dtype(out)})"
+        rank = ctx.in_type(3).rank
+        if ctx.in_type(0).rank == 4 and rank not in (2, 4):
+            # ATen's CPU flash kernel takes a mask of rank 2 or 4 only, else the composite path
+            # runs: scores, softmax and copies of scaled q and k^T, ten times the memory
+            mask = f"{mask}[{', '.join(['None'] * (4 - rank))}]"
         extra += f", attn_mask={mask}"
     if ctx.attrs["is_causal"]:
         extra += ", is_causal=True"
