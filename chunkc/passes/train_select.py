@@ -470,6 +470,8 @@ def autochunk_train(graph: Graph, budget_of: Callable[[int], int], sizes: dict[s
             return plan
         floors.append(planner.floor)
     low, node = min(f for f in floors if f is not None)
+    if low > unchunked.peak_bytes:  # the margin above the floor: the unchunked step meets its own peak
+        low, node = unchunked.peak_bytes, unchunked.peak_node
     raise InfeasibleBudgetError(
         f"graph {graph.name}: no chunk plan brings a training step within the budget of {budget_bytes} bytes "
         f"({budget_bytes / max(unchunked.peak_bytes, 1):.1%} of the unchunked step's peak {unchunked.peak_bytes} B); "
