@@ -7,11 +7,15 @@ Contenders, all on the same weights and the same input:
 * **both**: per-block checkpointing plus the MLP run over slices of the sequence, each slice
   checkpointed (the hand-written mini-sequence recipe);
 * **chunkc**: ``chunkc.from_torch(..., train=True)`` planned with
-  ``chunkc.autochunk(..., mode="train")`` at 20% of eager's measured step peak (bytes).
+  ``chunkc.autochunk(..., mode="train")`` at 20% of eager's measured step peak (bytes);
+* **chunkc at checkpoint's memory**: the same, planned at the checkpoint contender's measured
+  peak (bytes), so that the two compare at equal memory (issue 18: faster than per-block
+  checkpointing at equal memory, or less memory at equal time).
 
 Memory is ``chunkc.measure_step`` (the step's activation memory: outputs, what autograd saves,
 the backward's temporaries; weights, inputs and gradient buffers excluded).  Time is the step
-time over eager's, every contender timed in rotating order each round (median, range).  The
+time over eager's, every contender timed in rotating order each round (median, range); the
+equal-memory comparison is chunkc's step time over checkpoint's, from the same rounds.  The
 longest trainable sequence under eager's step memory at L = 1024: by the plan (the largest L
 the planner fits in that budget) and measured at 8x.
 
@@ -28,6 +32,7 @@ from . import common as C
 NAME = "training"
 BUDGET = 0.2  # of eager's measured step peak
 LONGER = 8  # the sequence-length factor measured under eager's memory at the base length
+EQUAL_MEMORY = "chunkc at checkpoint's memory"
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,10 @@ class Result:
     longer_measured: int | None = None
     longer_estimate: int | None = None
     longer_note: str = ""
+    equal_memory: C.Ratio | None = None  # chunkc at checkpoint's memory: its time / checkpoint's
+
+    def row(self, prefix: str) -> Row | None:
+        return next((r for r in self.rows if r.name.startswith(prefix)), None)
 
 
 def make_case(cfg: Config):
@@ -157,29 +166,35 @@ def measure(cfg: Config, settings: C.Settings) -> Result:
     graph = chunkc.from_torch(eager, ids, dynamic_shapes=case.dynamic_shapes(), train=True)
     with torch.no_grad():
         seed = torch.randn(eager(*ids).shape, generator=torch.Generator().manual_seed(0))
+    checkpoint = "checkpoint every block"
     contenders: dict[str, torch.nn.Module] = {
         "eager": eager,
-        "checkpoint every block": Checkpointed.blocks(eager),
+        checkpoint: Checkpointed.blocks(eager),
         f"both (checkpoint + MLP in {cfg.mlp_slices} slices)": Checkpointed.blocks(eager, cfg.mlp_slices),
     }
-    eager_peak = chunkc.measure_step(eager, *ids, grad_outputs=(seed,))
+    measured = {name: chunkc.measure_step(m, *ids, grad_outputs=(seed,)) for name, m in contenders.items()}
+    eager_peak = measured["eager"]
     res.budget = int(BUDGET * eager_peak)
-    label = f"chunkc at {C.pct(BUDGET)} of eager"
-    try:
-        plan = chunkc.autochunk(graph, res.budget, sizes={"L": cfg.length}, mode="train")
-        contenders[label] = chunkc.compile(graph, plan, backend="torch")
-        note = f"{len(plan.regions)} regions, estimate {C.mib(plan.estimated_peak_bytes)} MiB"
-    except InfeasibleBudgetError as exc:
-        note = C.plan_error(exc, eager_peak)
-    for name, module in contenders.items():
-        row = Row(name, note=note if name == label else "")
-        row.measured = eager_peak if module is eager else chunkc.measure_step(module, *ids, grad_outputs=(seed,))
-        res.rows.append(row)
-    if label not in contenders:
-        res.rows.append(Row(label, note=note))
-    times = C.round_robin({name: step_fn(m, seed) for name, m in contenders.items()}, tuple(ids), settings.rounds)
-    for row in res.rows:
-        row.ratio = times.get(row.name)
+    notes: dict[str, str] = {}
+    # chunkc at 20% of eager, and at the checkpoint contender's measured peak (equal memory)
+    for label, budget in ((f"chunkc at {C.pct(BUDGET)} of eager", res.budget),
+                          (EQUAL_MEMORY, measured[checkpoint])):
+        try:
+            plan = chunkc.autochunk(graph, budget, sizes={"L": cfg.length}, mode="train")
+            contenders[label] = chunkc.compile(graph, plan, backend="torch")
+            measured[label] = chunkc.measure_step(contenders[label], *ids, grad_outputs=(seed,))
+            notes[label] = f"{len(plan.regions)} regions, estimate {C.mib(plan.estimated_peak_bytes)} MiB"
+        except InfeasibleBudgetError as exc:
+            notes[label] = C.plan_error(exc, eager_peak)
+        res.rows.append(Row(label, measured.get(label), note=notes[label]))
+    res.rows[:0] = [Row(name, measured[name]) for name in list(contenders)[:3]]
+    times = C.round_robin_times({name: step_fn(m, seed) for name, m in contenders.items()}, tuple(ids),
+                                settings.rounds)
+    for row in res.rows[1:]:
+        if row.name in times:
+            row.ratio = C.ratio(times, "eager", row.name)
+    if EQUAL_MEMORY in times:
+        res.equal_memory = C.ratio(times, checkpoint, EQUAL_MEMORY)
 
     # the longest sequence under eager's step memory at the base length
     base_ids = case.make_inputs(cfg.base)
@@ -211,18 +226,20 @@ def render(res: Result, settings: C.Settings) -> str:
              "range).  *checkpoint*: `torch.utils.checkpoint` (non-reentrant) around every block; *both*: that "
              "and the MLP run over checkpointed sequence slices (the mini-sequence recipe); *chunkc*: "
              f"`from_torch(..., train=True)`, `autochunk(..., mode=\"train\")` at {C.pct(BUDGET)} of eager's "
-             "measured peak, in bytes.  See docs/training.md.", ""]
+             "measured peak, in bytes; *chunkc at checkpoint's memory*: planned at the checkpoint contender's "
+             "measured peak, for the comparison at equal memory.  See docs/training.md.", ""]
     rows = []
     for r in res.rows:
         mem = "–" if r.measured is None else f"{C.mib(r.measured)} ({C.pct(r.measured / eager_peak)})"
         rows.append([r.name, mem, r.ratio.cell() if r.ratio else ("1" if r.name == "eager" else "–"), r.note])
     lines += C.table(["contender", "step peak MiB (% of eager)", "time / eager", "notes"], rows) + [""]
-    chunk_row = res.rows[-1]
+    chunk_row = res.row(f"chunkc at {C.pct(BUDGET)}")
     if chunk_row.measured is not None and chunk_row.ratio is not None:
         ok_mem = chunk_row.measured <= BUDGET * eager_peak
         ok_time = chunk_row.ratio.median <= 1.35
         lines += [f"Issue 18's targets at {C.pct(BUDGET)}: peak ≤ {C.pct(BUDGET)} of eager: "
                   f"{'yes' if ok_mem else '**no**'}; time ≤ 1.35× eager: {'yes' if ok_time else '**no**'}.", ""]
+    lines += [equal_memory_text(res), ""]
     longer = LONGER * cfg.base
     lines += [f"**Longest trainable sequence** under eager's step memory at L = {cfg.base} "
               f"({C.mib(res.base_peak)} MiB, measured): by chunkc's plan, L = {res.longest_by_plan} "
@@ -233,11 +250,25 @@ def render(res: Result, settings: C.Settings) -> str:
     return "\n".join(lines)
 
 
+def equal_memory_text(res: Result) -> str:
+    """The equal-memory comparison against per-block checkpointing, in words."""
+    ckpt, equal = res.row("checkpoint every block"), res.row(EQUAL_MEMORY)
+    head = (f"**At equal memory** (chunkc planned at checkpoint's measured peak, "
+            f"{C.mib(ckpt.measured)} MiB): ")
+    if equal is None or equal.measured is None or res.equal_memory is None:
+        return head + f"no plan: {equal.note if equal else 'not run'}."
+    faster = res.equal_memory.median < 1
+    within = equal.measured <= ckpt.measured
+    return (head + f"chunkc measured {C.mib(equal.measured)} MiB ({'within' if within else '**over**'} it); its step "
+            f"takes {res.equal_memory.cell()} of checkpoint's time (same rounds), so chunkc is "
+            + ("faster at equal memory." if faster and within else "**not** faster at equal memory."))
+
+
 def run(settings: C.Settings) -> C.SectionResult:
     cfg = QUICK if settings.quick else FULL
     res = measure(cfg, settings)
     failures = []
-    chunk_row = res.rows[-1]
+    chunk_row = res.row(f"chunkc at {C.pct(BUDGET)}")
     if chunk_row.measured is not None and chunk_row.measured > res.budget:
         failures.append(f"{NAME}: chunkc's step measured {chunk_row.measured} B over its budget {res.budget} B")
     if res.longer_measured is not None and res.longer_measured > res.base_peak:
@@ -245,4 +276,4 @@ def run(settings: C.Settings) -> C.SectionResult:
     return C.SectionResult(render(res, settings), failures)
 
 
-__all__ = ["run", "measure", "render", "Config", "FULL", "QUICK", "Checkpointed", "longest_by_plan"]
+__all__ = ["run", "measure", "render", "Config", "FULL", "QUICK", "Checkpointed", "longest_by_plan", "equal_memory_text", "EQUAL_MEMORY"]

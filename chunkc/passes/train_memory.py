@@ -115,7 +115,7 @@ class Rules:
     size: Callable[[Value], Pair]
     grad_size: Callable[[Value], Pair]
     keep: frozenset[Value]  # live to the end, gradients given (outputs)
-    hold_leaf_grads: bool = False  # gradients of external values are held to the end (autograd.grad)
+    held_leaves: frozenset[Value] = frozenset()  # external values whose gradients are held to the end
     backward: bool = True  # False: the forward only
 
 
@@ -135,7 +135,7 @@ def group_storages(root: Value, members: Sequence[tuple[Value, Events]], S: int,
     if not rules.backward:
         return
     grads = sorted(((k, v, aliased) for v, e in members for k, aliased in e.grads), key=lambda t: -t[0])
-    held = (made is not None and not kept) or (made is None and rules.hold_leaf_grads)
+    held = (made is not None and not kept) or (made is None and root in rules.held_leaves)
     for n, (k, v, aliased) in enumerate(grads):
         slot = 2 * S - 1 - k
         if n == 0 and held:
@@ -175,18 +175,18 @@ def groups(events: Mapping[Value, Events], root: Mapping[Value, Value]) -> dict[
 
 
 def liveness(steps: list[Step], root: Mapping[Value, Value], size: Callable[[Value], Pair],
-             grad_size: Callable[[Value], Pair], keep: set[Value], hold_leaf_grads: bool = False,
+             grad_size: Callable[[Value], Pair], keep: set[Value], held_leaves: Iterable[Value] = (),
              backward: bool = True) -> Liveness:
     """The storages of ``steps`` (see the module docstring).
 
     ``root[v]``: the value whose storage ``v`` uses, for every value the steps write (a
     value no step writes, or whose root none writes, is external: it costs nothing).
-    ``keep``: values live to the end (outputs).  ``hold_leaf_grads``: gradients of external
-    values are held to the end (``torch.autograd.grad`` returns them together) rather than
-    added into ``.grad`` at once.  ``backward=False``: the forward only.
+    ``keep``: values live to the end (outputs).  ``held_leaves``: external values whose
+    gradients are held to the end (a chunk's sliced inputs: their ``.grad`` is copied out
+    after the chunk's backward) rather than added into a buffer at once.  ``backward=False``: the forward only.
     """
     S = len(steps)
-    rules = Rules(size, grad_size, frozenset(keep), hold_leaf_grads, backward)
+    rules = Rules(size, grad_size, frozenset(keep), frozenset(held_leaves), backward)
     out = Liveness(steps, transient=[[0, 0] for _ in range(2 * S)])
     for k, st in enumerate(steps):
         out.transient[k][0] += st.fwd[0]
@@ -237,6 +237,23 @@ class GraphFacts:
         return v
 
 
+def region_gradients(facts: GraphFacts, inputs: Iterable[Value], stop: Callable[[Value], bool]) -> tuple[Value, ...]:
+    """The values a region's backward returns gradients for (the training runtime's
+    ``storage_bases``): inputs that are views of one value which they cover together (the
+    query, key and value heads of one projection) send one gradient to that value, written
+    in place; every other input that needs a gradient gets its own.  ``stop``: values whose
+    storage is their own (earlier regions' outputs)."""
+    needing = [v for v in dict.fromkeys(inputs) if not v.is_constant and v in facts.requires]
+    by_root: dict[Value, list[Value]] = {}
+    for v in needing:
+        r = facts.root(v, stop)
+        if r is not v and r in facts.requires:
+            by_root.setdefault(r, []).append(v)
+    covered = {r for r, views in by_root.items() if sum(facts.nbytes[v] for v in views) >= facts.nbytes[r]}
+    out = [facts.root(v, stop) if facts.root(v, stop) in covered else v for v in needing]
+    return tuple(dict.fromkeys(out))
+
+
 @dataclass(frozen=True)
 class RegionLocal:
     """A region's bytes per slot of one chunk, as ``(a, b)`` arrays (``a + b * chunk / extent``):
@@ -285,7 +302,9 @@ def region_local(facts: GraphFacts, nodes: Sequence[Node], whole: set[Value], ex
     def grad_size(v: Value) -> Pair:
         if v in made:
             return (0, facts.nbytes[v])
-        return (facts.nbytes[v], 0) if v in whole else (0, facts.nbytes[v])
+        # a sliced input's chunk of gradient: autograd may copy it once more into the leaf's
+        # layout (the leaf is a strided slice), both live while it is stored
+        return (facts.nbytes[v], 0) if v in whole else (0, 2 * facts.nbytes[v])
 
     # views of region inputs are external too: their storage is the (saved) input's
     ext_views = {o for o, r in root.items() if r not in made or r.producer not in inside}
@@ -293,11 +312,13 @@ def region_local(facts: GraphFacts, nodes: Sequence[Node], whole: set[Value], ex
         root.pop(o)
     fwd = liveness(steps, root, size, grad_size, outputs, backward=False)
     fa, fb = fwd.curves()
-    bwd = liveness(steps, root, size, grad_size, outputs, hold_leaf_grads=True)
-    ba, bb = bwd.curves()
+    # a whole input's gradient is added into its buffer as each contribution is made; a sliced
+    # input's (one chunk of it) is held until the chunk's backward ends.  The buffers themselves
+    # are the region step's gradients (train_region_gradients), counted on the step's timeline.
     inputs = {v for n in nodes for v in n.inputs if v.producer not in inside}
-    buffers = sum(facts.nbytes[v] for v in inputs if v in facts.requires)  # the runtime's gradient buffers
-    return RegionLocal(max(extent, 1), fa[:len(nodes)], fb[:len(nodes)], ba + buffers, bb)
+    bwd = liveness(steps, root, size, grad_size, outputs, held_leaves=inputs - whole)
+    ba, bb = bwd.curves()
+    return RegionLocal(max(extent, 1), fa[:len(nodes)], fb[:len(nodes)], ba, bb)
 
 
 def view_local(facts: GraphFacts, view: RegionView) -> RegionLocal:
@@ -335,7 +356,7 @@ class TrainMemoryModel:
         root: dict[Value, Value] = {}
         for step in index.steps:
             if isinstance(step, RegionView):
-                steps.append(self._region_step(step))
+                steps.append(self._region_step(step, outputs))
                 for o in step.outputs:
                     root[o] = o  # a fresh buffer
             else:
@@ -346,7 +367,7 @@ class TrainMemoryModel:
         return liveness(steps, root, lambda v: (facts.nbytes[v], 0), lambda v: (facts.nbytes[v], 0),
                         set(self.graph.outputs))
 
-    def _region_step(self, view: RegionView) -> Step:
+    def _region_step(self, view: RegionView, outputs: set[Value]) -> Step:
         facts = self.facts
         local = view_local(facts, view)
         try:
@@ -357,7 +378,7 @@ class TrainMemoryModel:
         tensors = tuple(v for v in view.inputs if not v.is_constant)
         return Step(f"region {view.index}", "chunk region", tuple(view.inputs), tuple(view.outputs),
                     saves=tensors if recorded else (),
-                    grads_to=tuple(v for v in view.inputs if v in facts.requires) if recorded else (),
+                    grads_to=region_gradients(facts, view.inputs, lambda v: v in outputs) if recorded else (),
                     fwd=(local.forward(chunk), 0), bwd=(local.backward(chunk), 0), region=view.index)
 
     def peak(self, plan: Plan | None = None) -> int:
@@ -418,4 +439,4 @@ def estimate_step_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[
 
 
 __all__ = ["TrainMemoryModel", "estimate_step_memory", "GraphFacts", "RegionLocal", "region_local", "Step",
-           "Storage", "Liveness", "liveness", "peak_of"]
+           "Storage", "Liveness", "liveness", "peak_of", "region_gradients"]

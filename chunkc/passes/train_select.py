@@ -47,11 +47,14 @@ from .plan import Plan
 from .reorder import apply_regions
 from .search import Candidate, GraphIndex, candidate_axes, walk_regions
 from .train_memory import (Events, GraphFacts, RegionLocal, Rules, TrainMemoryModel, group_storages, groups,
-                           region_local, step_events)
+                           region_gradients, region_local, step_events)
 
 if TYPE_CHECKING:  # the options class lives with autochunk, which calls this module
     from .autochunk import AutochunkOptions
 
+# The percentage of a budget plans aim at: the rest is left for what autograd keeps that the
+# step model does not count (a norm's per-row statistics, index tensors).
+AIM_PERCENT = 99
 AUTOGRAD_OVERHEAD_S = 40e-6  # per chunk of a region's backward: leaves, autograd.grad, accumulation
 
 
@@ -151,6 +154,7 @@ class TrainSearchModel:
                     continue  # an intermediate: one chunk at a time, inside the region
                 kept.append((v, e))
         recorded = any(o in facts.requires for o in outputs)
+        targets = set(region_gradients(facts, inputs, lambda w: w in self.fresh)) if recorded else set()
         new_events = {}
         for v, e in kept:
             reads = [k for k in e.reads if k not in loop_set]
@@ -160,8 +164,8 @@ class TrainSearchModel:
                 reads.append(last)
                 if recorded and not v.is_constant:
                     saves.append(first)
-                if recorded and v in facts.requires:
-                    grads.append((first, False))
+            if v in targets:
+                grads.append((first, False))
             new_events[v] = Events(first if v in outputs else e.made, reads, saves, grads)
         new_root = {}
         for v in new_events:
@@ -385,27 +389,28 @@ class _TrainPlanner:
     def __init__(self, graph: Graph, sizes: dict[str, int], budget_bytes: int, unchunked: MemoryReport, opts):
         self.graph, self.sizes, self.budget_bytes, self.unchunked, self.opts = graph, sizes, budget_bytes, unchunked, opts
         self.selector = TrainSelector(graph, sizes, opts.backend, opts.machine, opts.max_region_nodes)
-        self.floor: tuple[int, str] | None = None
+        self.limit = budget_bytes * AIM_PERCENT // 100  # what the estimate may reach
+        self.floor: tuple[int, str] | None = None  # the lowest budget met (the floor's estimate, with the margin)
 
     def plan(self, started: float) -> Plan | None:
-        target = self.budget_bytes
+        target = self.limit
         for _ in range(4):
             state = self.selector.select(target)
             plan, report = self._build(state)
-            if report.peak_bytes <= self.budget_bytes:
+            if report.peak_bytes <= self.limit:
                 return self._finish(plan, state, started)
             if state.peak > target:
                 break  # the fast model cannot reach it either
-            target = int(target * self.budget_bytes / report.peak_bytes * 0.98)
+            target = int(target * self.limit / report.peak_bytes * 0.98)
         floor_state = self.selector.select(0)
         floor_plan, floor_report = self._build(floor_state)
-        self.floor = (floor_report.peak_bytes, floor_report.peak_node)
-        if floor_report.peak_bytes > self.budget_bytes:
+        self.floor = (-(-floor_report.peak_bytes * 100 // AIM_PERCENT), floor_report.peak_node)
+        if floor_report.peak_bytes > self.limit:
             return None
         # the floor's smallest chunks, grown as far as the budget allows
-        relaxed = self.selector.relax(floor_state, self.budget_bytes)
+        relaxed = self.selector.relax(floor_state, self.limit)
         plan, report = self._build(relaxed)
-        if report.peak_bytes <= self.budget_bytes:
+        if report.peak_bytes <= self.limit:
             return self._finish(plan, relaxed, started)
         return self._finish(floor_plan, floor_state, started)
 
@@ -465,6 +470,8 @@ def autochunk_train(graph: Graph, budget_of: Callable[[int], int], sizes: dict[s
             return plan
         floors.append(planner.floor)
     low, node = min(f for f in floors if f is not None)
+    if low > unchunked.peak_bytes:  # the margin above the floor: the unchunked step meets its own peak
+        low, node = unchunked.peak_bytes, unchunked.peak_node
     raise InfeasibleBudgetError(
         f"graph {graph.name}: no chunk plan brings a training step within the budget of {budget_bytes} bytes "
         f"({budget_bytes / max(unchunked.peak_bytes, 1):.1%} of the unchunked step's peak {unchunked.peak_bytes} B); "
