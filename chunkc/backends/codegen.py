@@ -61,6 +61,9 @@ class Dialect(abc.ABC):
     reserved: frozenset[str] = frozenset()  # local names its code uses (xp, torch, F, ...)
     reserved_attrs: frozenset[str] = frozenset()  # attribute names of its program object
     missing_lowering: str = ""  # what would give an op a lowering here (for the error)
+    # A run-time function ``runner(body, extent, chunk)`` that calls a region's one-chunk
+    # function ``body(start, stop)`` for every chunk; None: the region is a plain for loop.
+    region_runner: str | None = None
 
     @abc.abstractmethod
     def lowering(self, op: OpDef) -> Rule | None:
@@ -410,10 +413,17 @@ class Generator:
             shape = tuple_literal([self.sizes.render(s) for s in v.shape]) if v.rank else "()"
             self.emit(f"{self.names[v]} = {self.dialect.empty(shape, v.dtype)}  # output buffer {v.type}")
         self.needs_device = True
-        self.emit(f"for {START} in range(0, {EXTENT}, {CHUNK}):")
+        # a size bound inside the loop must stay visible after it: no function scope then
+        runner = None if any(self.bound_by.get(n) for n in nodes) else self.dialect.region_runner
+        if runner is not None:
+            body = self.namer.claim(f"chunk_region_{index}")
+            self.emit(f"def {body}({START}, {STOP}):  # one chunk; {runner} runs the loop")
+        else:
+            self.emit(f"for {START} in range(0, {EXTENT}, {CHUNK}):")
         self.depth += 1
         self.scope = _Scope(view)
-        self.emit(f"{STOP} = min({START} + {CHUNK}, {EXTENT})")
+        if runner is None:
+            self.emit(f"{STOP} = min({START} + {CHUNK}, {EXTENT})")
         for v in sliced:
             name = self.namer.claim(f"{self.names.get(v) or self.constants[v]}_chunk")
             self.emit(f"{name} = {_slice(self.expr_of(v), chunk[v])}  # view of {self.type_text(v)}")
@@ -434,6 +444,10 @@ class Generator:
             if dead:
                 self.emit(f"del {', '.join(dead)}")
         self.depth -= 1
+        if runner is not None:
+            self.emit(f"{runner}({body}, {EXTENT}, {CHUNK})")
+            self.emit(f"del {body}")
+            self.namer.release(body)
         for v in sliced + outputs:  # the loop's own names are free again for the next loop
             self.namer.release(self.inner.pop(v))
         self.scope = None
