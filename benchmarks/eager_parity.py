@@ -116,7 +116,8 @@ def render(models: list[ModelRow], choices: list[ChoiceRow], settings: C.Setting
              "Each zoo model with its libraries' defaults, unchunked.  *generated*: `chunkc.compile` of the "
              "imported graph; *canonicalized*: after the `canonicalize` pass (causal masks proven to be "
              "`key <= query` become `is_causal=True`, key/value heads proven to be repeats become "
-             "`enable_gqa=True`; see docs/passes.md).  Time ratios against the eager module under "
+             "`enable_gqa=True`, all-true masks and all-zero biases that eager never builds are dropped; see "
+             "docs/passes.md).  Time ratios against the eager module under "
              f"`torch.inference_mode`, median over {settings.rounds} rounds of the three programs in rotating "
              f"order (range in brackets), {settings.threads} torch thread(s).  Target: canonicalized / eager "
              f"≤ {TARGET}.", ""]

@@ -147,3 +147,75 @@ def test_gqa_head_chunks_read_their_kv_heads():
     np.testing.assert_allclose(chunkc.compile(c, plan, backend="numpy")(*args), want, rtol=1e-6)
     got = chunkc.compile(c, plan, backend="torch")(*(torch.from_numpy(a) for a in args))
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+# -- selects and sums that eager never runs: an all-true mask, an all-zero bias -------------------
+
+
+def bias_graph(cond: str) -> Graph:
+    """T5's and ViT's eager-attention graphs as torch.export traces them without padding: a
+    [1, 1, L, L] bool mask from ``positions >= 0`` (all true) selects a [1, H, L, L] bias
+    (``where``), and the same mask made additive (``where(mask, 0.0, -inf)``, all zeros) is
+    added to the scores.  ``cond="shifted"``: ``positions >= 1`` instead, false in row 0."""
+    g = Graph(f"bias_{cond}")
+    scores = g.add_input("scores", "f32", (1, H, "L", "L"))
+    bias = g.add_input("bias", "f32", (1, H, "L", "L"))
+    pos = g.op("arange", end="L")
+    rows = g.op("unsqueeze", g.op("unsqueeze", g.op("unsqueeze", pos, axis=0), axis=0), axis=3)
+    mask = g.op("expand", g.op("ge", rows, g.scalar(1 if cond == "shifted" else 0, "i64")), shape=(1, 1, "L", "L"))
+    # two readers each: the graph outputs below must read the forwarded values too
+    selected = g.op("where", mask, g.op("relu", bias), g.scalar(-1e9, "f32"))
+    additive = g.op("where", mask, g.op("full", shape=(), value=0.0), g.scalar(float("-inf"), "f32"))
+    both = g.op("logical_and", g.scalar(True, "bool"), mask)
+    out = g.op("softmax", g.op("add", g.op("add", scores, additive), selected), axis=3)
+    g.set_outputs(out, g.op("cast", both, dtype="f32"))
+    chunkc.verify(g)
+    return g
+
+
+def test_all_true_mask_and_all_zero_bias_are_forwarded_and_values_kept():
+    g = bias_graph("all_true")
+    c = canonicalize(g)
+    chunkc.verify(c)
+    ops = [n.op.name for n in c.nodes]
+    assert "where" not in ops and "logical_and" not in ops, ops
+    (add,) = [n for n in c.nodes if n.op.name == "add"]  # scores + the bias; the zeros are gone
+    assert {v.name for v in add.inputs} == {"scores", c.nodes[ops.index("relu")].outputs[0].name}
+    args = (RNG.standard_normal((1, H, 7, 7)).astype(np.float32), RNG.standard_normal((1, H, 7, 7)).astype(np.float32))
+    for backend in ("numpy", "torch"):
+        call = (lambda fn: fn(*(torch.from_numpy(a) for a in args))) if backend == "torch" else (lambda fn: fn(*args))
+        want, got = call(chunkc.compile(g, backend=backend)), call(chunkc.compile(c, backend=backend))
+        for w, o in zip(want, got):
+            np.testing.assert_array_equal(np.asarray(o), np.asarray(w))
+
+
+def test_a_mask_not_proven_true_stays():
+    c = canonicalize(bias_graph("shifted"))
+    ops = [n.op.name for n in c.nodes]
+    assert ops.count("where") == 2 and ops.count("add") == 2, ops
+    assert "logical_and" not in ops  # ``True and mask`` is the mask, whatever the mask
+
+
+def test_a_graph_output_is_not_forwarded_to_a_graph_input():
+    g = Graph("select_input")
+    x = g.add_input("x", "f32", ("L",))
+    mask = g.op("ge", g.op("arange", end="L"), g.scalar(0, "i64"))
+    g.set_outputs(g.op("where", mask, x, g.scalar(0.0, "f32")), g.op("add", x, g.op("full", shape=(), value=0.0)))
+    assert canonicalize(g) is g  # the caller would get its own tensor back
+
+
+def test_a_value_forwarded_to_a_rewritten_node_reads_its_rewrite():
+    """where(all true, causal attention) -> its readers read the attention rewritten to is_causal,
+    not the old node (which would then run as well)."""
+    g = attention_graph("causal", gqa=False)
+    (node,) = attention_nodes(g)
+    mask = g.op("ge", g.op("arange", end="L"), g.scalar(0, "i64"))
+    out = g.op("mul", g.op("where", g.op("reshape", mask, shape=(1, 1, "L", 1)), node.outputs[0], g.scalar(0.0, "f32")),
+               g.scalar(2.0, "f32"))
+    g.set_outputs(out)
+    c = canonicalize(g)
+    (rewritten,) = attention_nodes(c)
+    assert rewritten.attrs["is_causal"] and [n.op.name for n in rewritten.outputs[0].users] == ["mul"]
+    args = inputs(6, gqa=False)
+    np.testing.assert_allclose(chunkc.compile(c, backend="numpy")(*args), chunkc.compile(g, backend="numpy")(*args),
+                               rtol=1e-6)

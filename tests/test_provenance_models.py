@@ -91,7 +91,7 @@ def gpt2_24_plan(gpt2_24):
 def test_24_layers_at_depth_2_draw_in_a_few_dozen_boxes(gpt2_24, gpt2_24_plan, tmp_path):
     dot = to_dot(gpt2_24, gpt2_24_plan, depth=2)
     units = re.findall(r'^\s*"[^"]+" \[label=', dot, flags=re.M)
-    assert len(gpt2_24.nodes) > 1000 and len(units) <= 250
+    assert len(gpt2_24.nodes) > 900 and len(units) <= 250  # ~970 nodes (canonicalized) in at most 250 boxes
     layers = re.findall(r'\[label="model\.h\.(\d+) \(GPT2Block\)\\n(\d+) nodes, peak ', dot)
     assert sorted(int(k) for k, _ in layers) == list(range(24))
     assert sum(int(n) for _, n in layers) < len(gpt2_24.nodes)

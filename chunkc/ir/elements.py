@@ -65,6 +65,17 @@ def _is_one(s: Size) -> bool:
     return isinstance(s, int) and s == 1
 
 
+def constant(value, t: "TensorType") -> Formula | None:
+    """The formula of a constant ``value`` of type ``t``: itself for bools and exact integers,
+    0 for a floating zero (exact in every float dtype; a float zero added to a value leaves it
+    as it is, which is what rewrites ask), None for other floats (rounded to the dtype)."""
+    if exact(t):
+        if isinstance(value, float):
+            return None
+        return sympy.true if value is True else sympy.false if value is False else sympy.Integer(value)
+    return sympy.Integer(0) if isinstance(value, (int, float)) and value == 0 else None
+
+
 def exact(t: "TensorType") -> bool:
     """Whether arithmetic in ``t``'s dtype is taken as exact (int64 and bool)."""
     return t.dtype in EXACT_INTS
@@ -148,9 +159,10 @@ class ElementAnalysis:
         return self._memo[v]
 
     def _compute(self, v: "Value") -> Formula:
-        if v.is_constant and v.rank == 0 and v.data is not None and exact(v.type):
-            item = v.data.item()
-            return sympy.true if item is True else sympy.false if item is False else sympy.Integer(item)
+        if v.is_constant and v.rank == 0 and v.data is not None:
+            f = constant(v.data.item(), v.type)
+            if f is not None:
+                return f
         node = v.producer
         if node is None or node.op.elements is None or v.index != 0:
             return self.leaf(v)
@@ -228,4 +240,4 @@ def _same(a: Formula, b: Formula) -> bool:
 
 
 __all__ = ["Formula", "ElementsFn", "ElementAnalysis", "index", "indices", "at", "broadcast_to", "pointwise",
-           "comparison", "as_int", "as_bool", "exact", "prove_equal"]
+           "comparison", "as_int", "as_bool", "exact", "constant", "prove_equal"]

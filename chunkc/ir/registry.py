@@ -19,7 +19,8 @@ A record (:class:`OpDef`) holds everything chunkc knows about an op:
                  they are, rather than widened (chunkc/ir/reference.py).
 * ``elements``   output 0's element formula from its inputs' (see :mod:`chunkc.ir.elements`).
 * ``canonicalize`` a rewrite of a node into the same op with other inputs or attributes
-                 that computes the same value faster (the ``canonicalize`` pass runs them).
+                 that computes the same value faster, or into an existing value it is
+                 proven equal to (:class:`Forward`); the ``canonicalize`` pass runs them.
 * ``saves``      what the backward of the PyTorch lowering keeps from the forward, for the
                  memory of a training step (see :mod:`chunkc.ir.grad`).
 
@@ -50,6 +51,14 @@ REQUIRED: Any = _Required()
 InferFn = Callable[[Sequence[TensorType], Mapping[str, Any]], tuple[TensorType, ...]]
 DimsFn = Callable[[Sequence[TensorType], Mapping[str, Any], Sequence[TensorType]], DimRecord]
 FlopsFn = Callable[[Sequence[TensorType], Mapping[str, Any], Sequence[TensorType]], Size]
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A ``canonicalize`` rule's answer: the node's only output equals ``value``, an existing
+    value of the same type (the node is dropped and its readers read ``value``)."""
+
+    value: Any  # chunkc.ir.graph.Value
 
 
 def _default_flops(ins, attrs, outs) -> Size:
@@ -104,9 +113,10 @@ class OpDef:
     keeps_layout: bool = False
     # Output 0's element formula from the inputs' (chunkc.ir.elements); None: the op has none.
     elements: Callable[..., Any] | None = None
-    # ``canonicalize(node, analysis) -> (inputs, attrs) | None``: the same op on these inputs
-    # with these attributes computes the node's outputs, faster (a mask proven causal becomes
-    # is_causal); ``analysis`` is the graph's chunkc.ir.elements.ElementAnalysis.
+    # ``canonicalize(node, analysis) -> (inputs, attrs) | Forward | None``: the same op on these
+    # inputs with these attributes computes the node's outputs, faster (a mask proven causal
+    # becomes is_causal), or the node's output is an existing value (a ``where`` whose
+    # condition always holds); ``analysis`` is the graph's chunkc.ir.elements.ElementAnalysis.
     canonicalize: Callable[..., Any] | None = None
     # What autograd keeps from the forward for this op's backward (chunkc.ir.grad): "inputs",
     # "outputs", "cross" (an input that another input's gradient needs: products), input
@@ -235,4 +245,4 @@ def all_mix(ins, attrs, outs) -> DimRecord:
     return tuple(tuple(MIX for _ in o.shape) for o in outs)
 
 
-__all__ = ["OpDef", "REQUIRED", "register", "lookup", "has_op", "all_ops", "barrier_dims", "all_mix", "AxisFlow"]
+__all__ = ["OpDef", "Forward", "REQUIRED", "register", "lookup", "has_op", "all_ops", "barrier_dims", "all_mix", "AxisFlow"]

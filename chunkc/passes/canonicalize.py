@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir.elements import ElementAnalysis
-from ..ir.graph import Graph
+from ..ir.graph import Graph, Value
+from ..ir.registry import Forward
 from .manager import Pass, PassContext, register_pass
 
 
@@ -41,11 +42,23 @@ def canonicalize(graph: Graph) -> Graph:
         return graph
     result = graph.copy()
     renames = []
-    for node, (inputs, attrs) in rewrites.items():
+    now: dict[str, Value] = {}  # a value a rewrite replaced -> its replacement (later rules read that)
+
+    def current(v: Value) -> Value:
+        return now.get(v.name) or result.value(v.name)
+
+    for node, found in rewrites.items():
         old = result.node(node.name)
-        new = result.add_node(old.op, [result.value(v.name) for v in inputs], attrs, before=old, source=old.source)
+        if isinstance(found, Forward):
+            target = current(found.value)
+            result.replace_all_uses(old.outputs[0], target)
+            now[old.outputs[0].name] = target
+            continue
+        inputs, attrs = found
+        new = result.add_node(old.op, [current(v) for v in inputs], attrs, before=old, source=old.source)
         for a, b in zip(old.outputs, new.outputs):
             result.replace_all_uses(a, b)
+            now[a.name] = b
             renames.append((b, a.name))
         renames.append((new, old.name))
     result.dce()

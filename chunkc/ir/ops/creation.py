@@ -20,7 +20,7 @@ import sympy
 
 from ..dims import ANY_SLICE, NEW, POSITION, AxisSource, DimRecord, at_position
 from ..dtypes import DType, dtype as to_dtype
-from ..elements import exact, index
+from ..elements import constant, exact, index
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, ceildiv, normalize
 from ..types import TensorType
@@ -129,18 +129,11 @@ def _full_ref(xp, shape, value, dtype=None):
 register(OpDef(
     name="full", infer=_full_infer, dims=lambda ins, a, outs: (tuple(ANY_SLICE for _ in outs[0].shape),),
     reference=_full_ref, num_inputs=(0, 0), attrs={"shape": REQUIRED, "value": REQUIRED, "dtype": None},
-    elements=lambda fs, attrs, ins, outs: _constant_element(attrs["value"], outs[0]),
+    elements=lambda fs, attrs, ins, outs: constant(attrs["value"], outs[0]),
     size_attrs=("shape",), shape_attr="shape", flops=lambda *a: 0,
     torch="torch.full({out_shape}, {value}, dtype={out_dtype}, device={device})",
     doc="full(shape, value, dtype=None): a constant tensor; dtype defaults from value (bool, i64 or f32). "
         "Carries: every axis, from nothing (any slice is the same constant)."))
-
-
-def _constant_element(value, t: TensorType):
-    """A constant's formula: itself, for bools and exact integers."""
-    if not exact(t) or isinstance(value, float):
-        return None
-    return sympy.true if value is True else sympy.false if value is False else sympy.Integer(value)
 
 
 def _full_like_infer(ins, attrs):

@@ -20,7 +20,7 @@ from ..dtypes import DType, dtype as to_dtype, promote
 from ..elements import as_bool, as_int, broadcast_to, comparison, exact, pointwise
 from ..kernel_workspace import TorchWorkspace, nbytes, promoted_operands
 from ..lowering import LoweringContext, LoweringFn, TorchLowering, keywords, operands, torch_dtype
-from ..registry import OpDef, REQUIRED, register
+from ..registry import Forward, OpDef, REQUIRED, register
 from ..sizes import ceildiv
 from ..types import TensorType
 from ._common import (broadcast_dims, broadcast_shape, broadcast_shapes, fail, fresh, one_of, optional_float, quiet,
@@ -287,14 +287,14 @@ def _div(xp, a, b):
 
 def binary(name: str, fn, bool_out: bool = False, flops: int = 1, doc: str = "", float_only: bool = False,
            torch: TorchLowering | None = None, elements=None, lowering_converts: bool = True,
-           saves: tuple = ("inputs",)) -> OpDef:
+           saves: tuple = ("inputs",), canonicalize=None) -> OpDef:
     """``lowering_converts``: the PyTorch lowering converts the operands to the result's dtype
     (:func:`operands`); else it passes them as they are (comparisons, logical ops)."""
     return register(OpDef(
         name=name, infer=_binary_infer(name, bool_out, float_only), dims=_bcast_dims, reference=fn, num_inputs=(2, 2),
         keeps_layout=True,
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(a, b).") + CARRIES, torch=torch,
-        elements=elements, saves=saves,
+        elements=elements, saves=saves, canonicalize=canonicalize,
         torch_workspace=promoted_operands((0, 1), casts_in_lowering=lowering_converts),
     ))
 
@@ -345,8 +345,37 @@ def _compare(symbol: str) -> LoweringFn:
     return lower
 
 
-binary("add", _arith("add"), saves=(), torch=infix("+"), elements=pointwise(lambda a, b: a + b))
-binary("sub", _arith("subtract"), saves=(), torch=infix("-"), elements=pointwise(lambda a, b: a - b))
+def forward_to(node, value) -> Forward | None:
+    """``Forward(value)`` when ``value`` can stand for the node's output: same dtype and shape
+    (nothing to cast or broadcast), and not a graph input or constant returned as a graph
+    output (the caller would get that tensor itself back)."""
+    out = node.outputs[0]
+    if value.type != out.type or (value.producer is None and out in node.graph.outputs):
+        return None
+    return Forward(value)
+
+
+def _neutral(element, operands: tuple[int, ...]):
+    """A rule: ``x + 0``, ``x - 0``, ``x and True``, ``x or False`` is ``x``: the other operand of
+    one proven to be the neutral ``element`` everywhere, at a position in ``operands``.  ViT's
+    eager-attention graph adds a [1, 1, L, L] mask that is all zeros (transformers' mask
+    without padding, materialized by torch.export) to every layer's scores, where eager adds
+    none.  (``-0.0 + 0.0`` is ``+0.0``: an equal value.)"""
+    def rule(node, analysis):
+        for i in operands:
+            found = forward_to(node, node.inputs[1 - i]) if analysis.of(node.inputs[i]) == element else None
+            if found is not None:
+                return found
+        return None
+    return rule
+
+
+binary("add", _arith("add"), saves=(), torch=infix("+"), elements=pointwise(lambda a, b: a + b),
+       canonicalize=_neutral(0, (1, 0)),
+       doc="add(a, b); canonicalizes to one operand when the other is proven zero and it has the output's type.")
+binary("sub", _arith("subtract"), saves=(), torch=infix("-"), elements=pointwise(lambda a, b: a - b),
+       canonicalize=_neutral(0, (1,)),
+       doc="sub(a, b); canonicalizes to a when b is proven zero and a has the output's type.")
 binary("mul", _arith("multiply"), saves=("cross",), torch=infix("*"), elements=pointwise(lambda a, b: a * b))
 binary("div", _div, doc="div(a, b): true division; integers truncate toward zero.", saves=("cross", 1), torch=_div_torch)
 binary("pow", _arith("power"), flops=4, torch=infix("**"))
@@ -367,10 +396,16 @@ for _name, _ufunc, _symbol, _rel in (("eq", "equal", "==", sympy.Eq), ("ne", "no
                                      ("gt", "greater", ">", sympy.Gt), ("ge", "greater_equal", ">=", sympy.Ge)):
     binary(_name, _cmp(_ufunc), bool_out=True, doc=f"{_name}(a, b) -> bool.", torch=_compare(_symbol),
            elements=comparison(_rel), lowering_converts=False)
-binary("logical_and", _cmp("logical_and"), bool_out=True, doc="logical_and(a, b) -> bool.",
-       torch="torch.logical_and({0}, {1})", elements=pointwise(sympy.And, kind="bool"), lowering_converts=False)
-binary("logical_or", _cmp("logical_or"), bool_out=True, doc="logical_or(a, b) -> bool.",
-       torch="torch.logical_or({0}, {1})", elements=pointwise(sympy.Or, kind="bool"), lowering_converts=False)
+binary("logical_and", _cmp("logical_and"), bool_out=True,
+       doc="logical_and(a, b) -> bool; canonicalizes to one operand when the other is proven true and it is bool "
+           "of the output's shape.",
+       torch="torch.logical_and({0}, {1})", elements=pointwise(sympy.And, kind="bool"), lowering_converts=False,
+       canonicalize=_neutral(sympy.true, (1, 0)))
+binary("logical_or", _cmp("logical_or"), bool_out=True,
+       doc="logical_or(a, b) -> bool; canonicalizes to one operand when the other is proven false and it is bool "
+           "of the output's shape.",
+       torch="torch.logical_or({0}, {1})", elements=pointwise(sympy.Or, kind="bool"), lowering_converts=False,
+       canonicalize=_neutral(sympy.false, (1, 0)))
 binary("logical_xor", _cmp("logical_xor"), bool_out=True, doc="logical_xor(a, b) -> bool.",
        torch="torch.logical_xor({0}, {1})", lowering_converts=False)
 
@@ -417,10 +452,22 @@ def _where_elements(fs, attrs, ins, outs):
     return sympy.Piecewise((a, as_bool(c, ins[0])), (b, True))
 
 
+def _where_canonicalize(node, analysis):
+    """The branch a condition proven constant always takes.  transformers' bidirectional mask
+    without padding is all true under torch.export (eager passes no mask at all): T5's
+    relative position bias then went through a [1, H, L, L] select per layer that eager
+    never runs."""
+    f = analysis.of(node.inputs[0])
+    if f not in (sympy.true, sympy.false):
+        return None
+    return forward_to(node, node.inputs[1] if f == sympy.true else node.inputs[2])
+
+
 register(OpDef(name="where", infer=_where_infer, dims=_bcast_dims, reference=_where_ref, num_inputs=(3, 3),
                saves=(0,), torch=_where_torch, elements=_where_elements, keeps_layout=True,
-               torch_workspace=promoted_operands((1, 2)),
-               doc="where(cond, a, b): a where cond holds, else b; all three broadcast." + CARRIES))
+               torch_workspace=promoted_operands((1, 2)), canonicalize=_where_canonicalize,
+               doc="where(cond, a, b): a where cond holds, else b; all three broadcast; canonicalizes to a (b) "
+                   "when cond is proven always true (false) and that branch has the output's type." + CARRIES))
 
 
 def _masked_fill_infer(ins, attrs):
