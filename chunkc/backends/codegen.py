@@ -39,6 +39,7 @@ from ..passes.plan import ChunkedValue, ChunkRegion, Plan
 from ..passes.plan_index import PlanIndex, RegionView, check_same_signature
 from .bindings import size_bindings
 from .guards import InputSpec, Signature, guard_function
+from .loop_scope import CHUNK, EXTENT, START, STOP, RegionScope
 from .names import Namer, check_identifier
 from .pyexpr import SizeRenderer, literal, tuple_literal
 
@@ -47,7 +48,6 @@ from .pyexpr import SizeRenderer, literal, tuple_literal
 Rule = LoweringFn
 
 # Loop variables of chunk regions; regions run one after another, so they are reused.
-EXTENT, CHUNK, START, STOP = "extent", "chunk", "start", "stop"
 DEVICE = "device"  # where new tensors go: bound at entry by backends that place tensors
 # module-level and call-level names of the input checks (chunkc.backends.guards)
 GUARD_NAMES = frozenset({"inputs", "check_inputs", "SIGNATURE", "guards", "context",
@@ -124,17 +124,6 @@ class GeneratedFunction:
     signature: Signature | None = None  # the inputs the call accepts
     guard: list[str] = field(default_factory=list)  # module-level check_inputs function (chunkc.backends.guards)
     guard_call: str = ""  # the statement that checks and unpacks ``inputs`` at the top of the call
-
-
-@dataclass
-class _Scope:
-    """The chunk region being emitted."""
-
-    view: RegionView
-
-    @property
-    def chunk(self) -> dict[Value, ChunkedValue]:
-        return self.view.chunk
 
 
 class NodeContext:
@@ -253,7 +242,7 @@ class Generator:
         self.dialect = dialect
         self.lines: list[str] = []
         self.depth = 0
-        self.scope: _Scope | None = None
+        self.scope: RegionScope | None = None
         self.helpers: dict[str, str] = {}  # rhs -> name
         self.helper_lines: list[str] = []
         if plan is not None:
@@ -452,7 +441,7 @@ class Generator:
         self.depth += 1
         if runner is not None and view.accumulators:
             self.emit(f"nonlocal {', '.join(self.names[v] for v in view.accumulators)}")
-        self.scope = _Scope(view)
+        self.scope = RegionScope(view)
         if runner is None:
             self.emit(f"{STOP} = min({START} + {CHUNK}, {EXTENT})")
         for v in sliced:

@@ -17,12 +17,16 @@ A region in which a window op (convolution, pooling) reads overlapping rows
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from ..ir.graph import Value
 from ..passes.halo import input_halo
 from ..passes.plan_index import RegionView
-from .codegen import CHUNK, EXTENT, START, STOP, Generator, _Scope
+from .loop_scope import CHUNK, EXTENT, START, STOP, RegionScope
 from .pyexpr import tuple_literal
+
+if TYPE_CHECKING:  # (the generator calls this module)
+    from .codegen import Generator
 
 
 def _scaled(unit: int, var: str) -> str:
@@ -54,7 +58,7 @@ def emit_halo_region(gen: Generator, view: RegionView) -> None:
     gen.needs_device = True
     gen.emit(f"for {START} in range(0, {EXTENT}, {CHUNK}):")
     gen.depth += 1
-    gen.scope = _Scope(view)
+    gen.scope = RegionScope(view)
     gen.emit(f"{STOP} = min({START} + {CHUNK}, {EXTENT})")
 
     def size(v: Value) -> str:

@@ -33,7 +33,8 @@ from ..ir.lowering import OnHost
 from ..ir.sizes import format_size
 from ..passes.plan import Plan
 from ..passes.plan_index import RegionView
-from .codegen import CHUNK, DEVICE, EXTENT, START, STOP, GeneratedFunction, Generator, _Scope, _slice
+from .codegen import DEVICE, GeneratedFunction, Generator, _slice
+from .loop_scope import CHUNK, EXTENT, START, STOP, RegionScope
 from .header import describe_signature, source_header
 from .host_call import runs_on_host, storage_dtype
 from .pyexpr import tuple_literal
@@ -100,7 +101,7 @@ class TrainGenerator(Generator):
 
         main_lines, main_depth = self.lines, self.depth
         self.lines, self.depth = [], 1
-        self.scope = _Scope(view)
+        self.scope = RegionScope(view)
         for v in sliced_weights:
             whole = self.expr_of(v)
             self.inner[v] = name = self.namer.claim(f"{self.constants[v]}_chunk")

@@ -409,7 +409,7 @@ def _apply_ref(xp, x, moments, weight=None, bias=None, num_groups=1, eps=1e-5):
         # NumPy buffers a broadcast operand of a strided chunk (up to its 8192-element ufunc
         # buffers, by heuristics no estimate can follow); plane by plane, with scalars, a
         # chunk allocates its output and nothing else
-        out = np.empty(x.shape, dt)
+        out = np.empty_like(x, dtype=dt)  # (in x's layout, as the ufunc would)
         for n, c in np.ndindex(*x.shape[:2]):
             np.multiply(x[n, c], scale[n, c], out=out[n, c])
             out[n, c] += shift[n, c]
