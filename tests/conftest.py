@@ -1,10 +1,27 @@
-"""Suite-wide settings: the hypothesis profile (no deadline: sympy's first calls are slow), and
-an empty kernel-table cache, so that the cost model is the built-in constants whatever tables
-this machine has measured (tests that need a table make their own)."""
+"""Suite-wide settings: the hypothesis profile (no deadline: sympy's first calls are slow), an
+empty kernel-table cache, so that the cost model is the built-in constants whatever tables
+this machine has measured (tests that need a table make their own), and PyTorch's thread count
+restored after every test (the CPU flash-attention kernel's buffers are per thread, so the
+estimates of attention graphs depend on it: one test that sets it must not move another's floor)."""
 
 import os
 import tempfile
 
+import pytest
+
 import strategies  # noqa: F401  (registers and loads the "chunkc" hypothesis profile)
 
 os.environ["CHUNKC_CACHE_DIR"] = tempfile.mkdtemp(prefix="chunkc-test-cache-")
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    try:
+        import torch
+    except ImportError:  # NumPy-only environments
+        yield
+        return
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
