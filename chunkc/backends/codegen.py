@@ -63,9 +63,6 @@ class Dialect(abc.ABC):
     reserved_attrs: frozenset[str] = frozenset()  # attribute names of its program object
     missing_lowering: str = ""  # what would give an op a lowering here (for the error)
     array_module: str = "xp"  # the name its code calls add, maximum, ... of (an accumulator's merge)
-    # A run-time function ``runner(body, extent, chunk)`` that calls a region's one-chunk
-    # function ``body(start, stop)`` for every chunk; None: the region is a plain for loop.
-    region_runner: str | None = None
 
     @abc.abstractmethod
     def lowering(self, op: OpDef) -> Rule | None:
@@ -416,15 +413,11 @@ class Generator:
 
         axes = ", ".join(f"%{v.name} axis {chunk[v].axis}" for v in sliced) or "no sliced input"
         self.emit_loop_header(view, f"sliced: {axes}")
-        # a size bound inside the loop must stay visible after it: no function scope then
-        runner = None if any(self.bound_by.get(n) for n in nodes) else self.dialect.region_runner
         for v in outputs:
             if v in view.accumulators:
                 how = view.accumulators[v]
                 self.emit(f"# {self.names[v]}: accumulator {v.type}, each chunk's partial merged by "
                           f"{how.combine}" + (" (weighted by the chunk's share of the axis)" if how.share else ""))
-                if runner is not None:  # the chunk function sets it (nonlocal): bound here first
-                    self.emit(f"{self.names[v]} = None")
                 continue
             if v in view.reuse:  # written in place, a chunk at a time, over an input that dies with the loop
                 self.emit(f"{self.names[v]} = {self.whole_expr_of(view.reuse[v])}  # output buffer {v.type}, "
@@ -433,17 +426,10 @@ class Generator:
             shape = tuple_literal([self.sizes.render(s) for s in v.shape]) if v.rank else "()"
             self.emit(f"{self.names[v]} = {self.dialect.empty(shape, v.dtype)}  # output buffer {v.type}")
         self.needs_device = True
-        if runner is not None:
-            body = self.namer.claim(f"chunk_region_{index}")
-            self.emit(f"def {body}({START}, {STOP}):  # one chunk; {runner} runs the loop")
-        else:
-            self.emit(f"for {START} in range(0, {EXTENT}, {CHUNK}):")
+        self.emit(f"for {START} in range(0, {EXTENT}, {CHUNK}):")
         self.depth += 1
-        if runner is not None and view.accumulators:
-            self.emit(f"nonlocal {', '.join(self.names[v] for v in view.accumulators)}")
         self.scope = RegionScope(view)
-        if runner is None:
-            self.emit(f"{STOP} = min({START} + {CHUNK}, {EXTENT})")
+        self.emit(f"{STOP} = min({START} + {CHUNK}, {EXTENT})")
         for v in sliced:
             name = self.namer.claim(f"{self.names.get(v) or self.constants[v]}_chunk")
             self.emit(f"{name} = {_slice(self.expr_of(v), chunk[v])}  # view of {self.type_text(v)}")
@@ -468,10 +454,6 @@ class Generator:
             if dead:
                 self.emit(f"del {', '.join(dead)}")
         self.depth -= 1
-        if runner is not None:
-            self.emit(f"{runner}({body}, {EXTENT}, {CHUNK})")
-            self.emit(f"del {body}")
-            self.namer.release(body)
         for v in sliced + outputs:  # the loop's own names are free again for the next loop
             self.namer.release(self.inner.pop(v))
         self.scope = None
