@@ -412,24 +412,7 @@ class Generator:
         outputs, sliced = view.outputs, view.sliced
 
         axes = ", ".join(f"%{v.name} axis {chunk[v].axis}" for v in sliced) or "no sliced input"
-        self.emit_loop_header(view, f"sliced: {axes}")
-        for v in outputs:
-            if v in view.accumulators:
-                how = view.accumulators[v]
-                self.emit(f"# {self.names[v]}: accumulator {v.type}, each chunk's partial merged by "
-                          f"{how.combine}" + (" (weighted by the chunk's share of the axis)" if how.share else ""))
-                continue
-            if v in view.reuse:  # written in place, a chunk at a time, over an input that dies with the loop
-                self.emit(f"{self.names[v]} = {self.whole_expr_of(view.reuse[v])}  # output buffer {v.type}, "
-                          f"in place of %{view.reuse[v].name}")
-                continue
-            shape = tuple_literal([self.sizes.render(s) for s in v.shape]) if v.rank else "()"
-            self.emit(f"{self.names[v]} = {self.dialect.empty(shape, v.dtype)}  # output buffer {v.type}")
-        self.needs_device = True
-        self.emit(f"for {START} in range(0, {EXTENT}, {CHUNK}):")
-        self.depth += 1
-        self.scope = RegionScope(view)
-        self.emit(f"{STOP} = min({START} + {CHUNK}, {EXTENT})")
+        self.open_region(view, f"sliced: {axes}")
         for v in sliced:
             name = self.namer.claim(f"{self.names.get(v) or self.constants[v]}_chunk")
             self.emit(f"{name} = {_slice(self.expr_of(v), chunk[v])}  # view of {self.type_text(v)}")
@@ -457,6 +440,28 @@ class Generator:
         for v in sliced + outputs:  # the loop's own names are free again for the next loop
             self.namer.release(self.inner.pop(v))
         self.scope = None
+
+    def open_region(self, view: RegionView, header: str) -> None:
+        """A region's header, its output buffers (or accumulators, or inputs written in place)
+        and the top of its loop, whose scope the rest of the region is emitted in."""
+        self.emit_loop_header(view, header)
+        for v in view.outputs:
+            if v in view.accumulators:
+                how = view.accumulators[v]
+                self.emit(f"# {self.names[v]}: accumulator {v.type}, each chunk's partial merged by "
+                          f"{how.combine}" + (" (weighted by the chunk's share of the axis)" if how.share else ""))
+                continue
+            if v in view.reuse:  # written in place, a chunk at a time, over an input that dies with the loop
+                self.emit(f"{self.names[v]} = {self.whole_expr_of(view.reuse[v])}  # output buffer {v.type}, "
+                          f"in place of %{view.reuse[v].name}")
+                continue
+            shape = tuple_literal([self.sizes.render(s) for s in v.shape]) if v.rank else "()"
+            self.emit(f"{self.names[v]} = {self.dialect.empty(shape, v.dtype)}  # output buffer {v.type}")
+        self.needs_device = True
+        self.emit(f"for {START} in range(0, {EXTENT}, {CHUNK}):")
+        self.depth += 1
+        self.scope = RegionScope(view)
+        self.emit(f"{STOP} = min({START} + {CHUNK}, {EXTENT})")
 
     def _chunk_size_expr(self, region: ChunkRegion) -> str:
         size, extent = region.chunk_size, region.extent

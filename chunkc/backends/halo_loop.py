@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING
 from ..ir.graph import Value
 from ..passes.halo import input_halo
 from ..passes.plan_index import RegionView
-from .loop_scope import CHUNK, EXTENT, START, STOP, RegionScope
-from .pyexpr import tuple_literal
+from .loop_scope import START, STOP
 
 if TYPE_CHECKING:  # (the generator calls this module)
     from .codegen import Generator
@@ -47,19 +46,7 @@ def emit_halo_region(gen: Generator, view: RegionView) -> None:
     nodes, chunk, outputs, sliced = view.nodes, view.chunk, view.outputs, view.sliced
     halos = ", ".join(f"%{v.name} ({c.halo_lo}, {c.halo_hi})" for v, c in chunk.items() if c.halo_lo or c.halo_hi)
     axes = ", ".join(f"%{v.name} axis {chunk[v].axis}" for v in sliced) or "no sliced input"
-    gen.emit_loop_header(view, f"sliced: {axes}; rows beyond the chunk: {halos}")
-    for v in outputs:
-        if v in view.reuse:
-            gen.emit(f"{gen.names[v]} = {gen.whole_expr_of(view.reuse[v])}  # output buffer {v.type}, "
-                     f"in place of %{view.reuse[v].name}")
-            continue
-        shape = tuple_literal([gen.sizes.render(s) for s in v.shape]) if v.rank else "()"
-        gen.emit(f"{gen.names[v]} = {gen.dialect.empty(shape, v.dtype)}  # output buffer {v.type}")
-    gen.needs_device = True
-    gen.emit(f"for {START} in range(0, {EXTENT}, {CHUNK}):")
-    gen.depth += 1
-    gen.scope = RegionScope(view)
-    gen.emit(f"{STOP} = min({START} + {CHUNK}, {EXTENT})")
+    gen.open_region(view, f"sliced: {axes}; rows beyond the chunk: {halos}")
 
     def size(v: Value) -> str:
         return gen.sizes.render(v.shape[chunk[v].axis])
