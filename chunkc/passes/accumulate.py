@@ -16,7 +16,7 @@ and the merge step itself.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Container, Mapping, Sequence
 
 from ..ir.dims import Accumulation
 from ..ir.graph import Node, Value
@@ -50,15 +50,18 @@ def accumulating_axes(node: Node) -> list[int]:
             and accumulating_end(node, a) is not None]
 
 
-def accumulates_in_loop(node: Node, chunk_req: Mapping[Value, tuple], read_in_span: set[Value]) -> tuple[int, ...] | None:
+def accumulates_in_loop(node: Node, chunk_req: Mapping[Value, tuple],
+                        read_in_span: Sequence[Container[Value]]) -> tuple[int, ...] | None:
     """When ``node`` can run in a loop as an accumulator, the input positions it reads
     whole (every input but 0); else None.  ``chunk_req`` gives the (axis, unit) at which
     the loop slices each value; ``read_in_span`` holds the values a node of the span
-    reads whole (a reader in the span would see an unfinished accumulator)."""
-    if not node.inputs or node.outputs[0] in read_in_span:
+    reads whole, in one or more collections (a reader in the span would see an
+    unfinished accumulator)."""
+    if not node.inputs:
         return None
     req = chunk_req.get(node.inputs[0])
-    if req is None or accumulating_end(node, req[0]) is None:
+    if req is None or any(node.outputs[0] in read for read in read_in_span) \
+            or accumulating_end(node, req[0]) is None:
         return None
     return tuple(range(1, len(node.inputs)))
 

@@ -236,19 +236,29 @@ def _progress(enabled: bool, during: list[int], target: int):
         return None
 
 
+@dataclass(frozen=True)
+class _Variant:
+    """A graph the search plans: the user's, or one rewritten (rematerialized copies, splits)."""
+
+    graph: Graph
+    notes: list[str]
+    copies: Mapping[str, str]  # rematerialized copy -> the value it recomputes
+    fallback: bool = False  # planned only when no other variant meets the budget
+
+
 def _variants(graph: Graph, sizes: dict[str, int], opts: AutochunkOptions, peak_bytes: int,
-              budget_bytes: int) -> tuple[list[tuple[Graph, list[str], Mapping[str, str]]],
-                                          tuple[StatisticsSplit, ...]]:
+              budget_bytes: int) -> tuple[list[_Variant], tuple[StatisticsSplit, ...]]:
     """The graphs the search plans: fused projections split, cheap large values rematerialized
-    (large against the unchunked peak, and against lower references when the budget is lower,
-    see ``RematOptions.lower_references``), wholly-read work scheduled first; and the user's
-    graph as it is.  Each is planned; the fastest plan (or the lowest floor) wins.  Also the
-    statistics splits made (chunkc.passes.split_statistics), to fuse back those no region runs."""
+    (large against the unchunked peak; and, as fallbacks for budgets that no other variant
+    meets, against lower references, see ``RematOptions.lower_references``), wholly-read work
+    scheduled first; and the user's graph as it is.  Each is planned; the fastest plan (or the
+    lowest floor) wins.  Also the statistics splits made (chunkc.passes.split_statistics), to
+    fuse back those no region runs."""
     folded, splits = graph, ()
     if opts.rewrite:  # splits first: a folded projection's parts are readers of their own
         folded, splits = split_statistics(fold_splits(graph))
     finish = whole_inputs_first if opts.rewrite else (lambda g: g)
-    variants: list[tuple[Graph, list[str], Mapping[str, str]]] = []
+    variants: list[_Variant] = []
     if opts.remat:
         references = dict.fromkeys([peak_bytes] + [min(peak_bytes, max(budget_bytes, int(peak_bytes * f)))
                                                    for f in opts.remat_options.lower_references])
@@ -258,11 +268,14 @@ def _variants(graph: Graph, sizes: dict[str, int], opts: AutochunkOptions, peak_
             key = tuple(sorted(remat.copies.items()))
             if key not in seen:
                 seen.add(key)
-                variants.append((finish(remat.graph), remat.describe(), remat.copies))
+                # copies judged against a lower reference lower the floor, at the price of more
+                # recomputation: worth planning only when the budget is below what the others reach
+                variants.append(_Variant(finish(remat.graph), remat.describe(), remat.copies,
+                                         fallback=reference < peak_bytes))
     else:
-        variants.append((finish(folded), [], {}))
-    if all(v is not graph for v, _, _ in variants):
-        variants.append((graph, [], {}))
+        variants.append(_Variant(finish(folded), [], {}))
+    if all(v.graph is not graph for v in variants):
+        variants.append(_Variant(graph, [], {}))
     return variants, splits
 
 
@@ -297,17 +310,22 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
         plan.notes.append("the unchunked graph already meets the budget")
         return plan
     variants, splits = _variants(graph, sizes, opts, unchunked.peak_bytes, budget_bytes)
-    # every variant is planned; the one predicted fastest is kept (rematerialized copies cost
-    # time: when the user's graph meets the budget too, it may win)
+    # every variant is planned (the fallbacks only when no other meets the budget); the plan
+    # predicted fastest is kept (rematerialized copies cost time: the user's graph may win)
     reference = TimeModel(graph, sizes, opts.machine, opts.backend).total
     planners, plans = [], []
-    for variant, notes, copies in variants:
-        planner = _Planner(variant, sizes, opts, budget_bytes, unchunked, notes, started, copies,
-                           reference_seconds=reference)
-        plan = planner.plan()
-        if plan is not None:
-            plans.append(plan)
-        planners.append(planner)
+    for fallback in (False, True):
+        if plans:
+            break
+        for v in variants:
+            if v.fallback != fallback:
+                continue
+            planner = _Planner(v.graph, sizes, opts, budget_bytes, unchunked, v.notes, started, v.copies,
+                               reference_seconds=reference)
+            plan = planner.plan()
+            if plan is not None:
+                plans.append(plan)
+            planners.append(planner)
     if plans:
         best = min(plans, key=lambda p: p.estimated_slowdown)
         return fuse_unused_splits(best, splits, lambda g, p: estimate_memory(

@@ -210,6 +210,7 @@ class MemoryModel:
         self.order = tuple(n.name for n in self.nodes)
         self._others: dict[tuple[str, ...], MemoryModel] = {}
         self._chunk_answers: dict[tuple, object] = {}  # answers of op records for chunk shapes
+        self._records: dict[int, tuple] = {}  # node position -> its dimension record (asked once)
         self._build()
         self._base = self._intervals([])  # the unchunked schedule
 
@@ -385,6 +386,13 @@ class MemoryModel:
         n = workspace_with_strides(fn, in_types, attrs, out_types, strides) if strides else fn(in_types, attrs, out_types)
         return self.block(int(evaluate(n, self.sizes)) * out_types[0].dtype.itemsize)
 
+    def record(self, p: int) -> tuple:
+        """Node ``p``'s dimension record (``node.dims()``), asked of its op once."""
+        rec = self._records.get(p)
+        if rec is None:
+            rec = self._records[p] = self.nodes[p].dims()
+        return rec
+
     def loop_attrs(self, p: int, chunk: ChunkedValue | None, chunk_units: int, extent: int,
                    start: int | None = None) -> dict:
         """Node ``p``'s concrete attributes in the loop iteration of ``chunk_units`` units that
@@ -393,7 +401,7 @@ class MemoryModel:
         if start is None:
             start = chunk_units if 2 * chunk_units <= extent else 0
         bindings = {**self.sizes, LOOP_START.name: start, LOOP_STOP.name: start + chunk_units}
-        return concrete_attrs(loop_attrs(self.nodes[p], chunk), bindings)
+        return concrete_attrs(loop_attrs(self.nodes[p], chunk, self.record(p)), bindings)
 
     def loop_workspace_bytes(self, p: int, types_for: Callable[[int], tuple[list[TensorType], list[TensorType]]],
                              chunk: ChunkedValue | None, chunk_units: int, extent: int) -> int:
@@ -403,7 +411,7 @@ class MemoryModel:
         starts (causal attention's mask rows reach more keys further on), so the last full
         iteration and the remainder are asked too."""
         iterations = [(chunk_units, chunk_units if 2 * chunk_units <= extent else 0)]
-        if chunk is not None and self.nodes[p].dims()[0][chunk.axis].positional and chunk_units < extent:
+        if chunk is not None and self.record(p)[0][chunk.axis].positional and chunk_units < extent:
             iterations.append((chunk_units, (extent // chunk_units - 1) * chunk_units))
             if extent % chunk_units:
                 iterations.append((extent % chunk_units, extent - extent % chunk_units))
@@ -419,7 +427,7 @@ class MemoryModel:
         of its input chunk (chunkc.passes.halo.take_rows), live while it runs."""
         if chunk is None or not self.ws_fn[p]:
             return 0
-        flow = self.nodes[p].dims()[0][chunk.axis]
+        flow = self.record(p)[0][chunk.axis]
         if flow.kind != "window":
             return 0
         w, k = flow.sources[0].window, flow.sources[0].input

@@ -96,11 +96,12 @@ class RegionView:
         return next((s for s in flow.sources if s.input == position), None)
 
 
-def loop_attrs(node: Node, chunk: ChunkedValue | None) -> dict:
+def loop_attrs(node: Node, chunk: ChunkedValue | None, record: tuple | None = None) -> dict:
     """The attributes ``node`` runs with inside a loop that slices its first output as
     ``chunk``, as expressions of the loop's ``chunk_start``/``chunk_stop`` (chunkc.ir.dims):
     the attribute that states the output shape (``shape_attr``) has the chunk's length on
-    the chunk axis, and an op whose chunk axis is positional gets its ``slice_attrs``."""
+    the chunk axis, and an op whose chunk axis is positional gets its ``slice_attrs``.
+    ``record``: the node's dimension record, when the caller has it."""
     attrs = dict(node.attrs)
     if chunk is None:
         return attrs
@@ -112,7 +113,7 @@ def loop_attrs(node: Node, chunk: ChunkedValue | None) -> dict:
         if shape[axis] != -1:
             shape[axis] = length
         attrs[key] = tuple(shape)
-    flow = node.dims()[0][axis]
+    flow = (record or node.dims())[0][axis]
     if flow.kind == "window":  # the loop pads the rows itself (chunkc.passes.halo.take_rows)
         w = flow.sources[0].window
         pads = attrs.get(w.pad_attr)

@@ -12,7 +12,7 @@ Outside the span the timeline is unchanged.  The full estimator
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from ..ir.graph import Graph, Value
@@ -128,13 +128,28 @@ class _ChunkWorkspace:
 
     facts: "ValueFacts"
     node: int
-    axes: tuple[tuple[Value, tuple[int, int]], ...]  # (value, (axis, elements per unit))
+    axes: tuple[tuple[Value, tuple[int, int]], ...]  # the node's chunked values: (value, (axis, elements per unit))
     extent: int
     whole: frozenset[int] = frozenset()  # input positions the node reads whole
     halos: tuple[tuple[Value, tuple[int, int]], ...] = ()  # rows beyond the chunk (chunkc.passes.halo)
+    _at: dict = field(default_factory=dict, compare=False, repr=False)  # chunk -> bytes, asked once
+
+    @staticmethod
+    def of(facts: "ValueFacts", i: int, axes: Mapping[Value, tuple[int, int]], extent: int,
+           whole: frozenset[int], halos: Mapping[Value, tuple[int, int]]) -> "_ChunkWorkspace":
+        """Node ``i``'s workspace in a region whose chunked values have ``axes`` (only the
+        node's own values are kept: the selection builds one for every candidate region)."""
+        node = facts.graph.nodes[i]
+        values = (*node.inputs, *node.outputs)
+        return _ChunkWorkspace(facts, i, tuple([(v, axes[v]) for v in values if v in axes]), extent, whole,
+                               tuple([(v, halos[v]) for v in values if v in halos]) if halos else ())
 
     def __call__(self, chunk: int) -> int:
-        return self.facts.chunk_workspace(self.node, dict(self.axes), self.extent, chunk, self.whole, dict(self.halos))
+        out = self._at.get(chunk)
+        if out is None:
+            out = self._at[chunk] = self.facts.chunk_workspace(self.node, dict(self.axes), self.extent, chunk,
+                                                               self.whole, dict(self.halos))
+        return out
 
 
 @dataclass(frozen=True)
@@ -274,7 +289,6 @@ def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before:
     axes = {v: (axis, unit) for v, axis, unit in cand.chunked}
     accumulators = set(getattr(cand, "accumulators", ()))
     halos = getattr(cand, "halos", None) or {}
-    halo_items = tuple(halos.items())
 
     def halo_bytes(v: Value) -> int:
         if v not in halos:
@@ -291,7 +305,7 @@ def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before:
         steps.append((i, running + halo_live + out_halo + partial, chunk_live + out - partial))
         if facts.has_workspace[i]:
             whole = frozenset(pos for j, pos, _ in cand._whole if j == i)
-            workspace.append((i, _ChunkWorkspace(facts, i, tuple(axes.items()), extent, whole, halo_items)))
+            workspace.append((i, _ChunkWorkspace.of(facts, i, axes, extent, whole, halos)))
         chunk_live += out - partial
         halo_live += out_halo
         for o in node.outputs:

@@ -244,7 +244,7 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
         node = graph.nodes[i]
         try:
             reqs = {k: chunk_req[o] for k, o in enumerate(node.outputs) if o in chunk_req}
-            merged = None if reqs else accumulates_in_loop(node, chunk_req, whole_loop | whole_hoisted)
+            merged = None if reqs else accumulates_in_loop(node, chunk_req, (whole_loop, whole_hoisted))
             if merged is not None:  # an accumulator: whole, merged across iterations, read after the loop
                 for pos in merged:
                     whole_loop.add(node.inputs[pos])
