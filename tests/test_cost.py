@@ -14,7 +14,8 @@ import chunkc  # noqa: E402
 from chunkc.calibrate import main as calibrate_main, measure_table, monotone  # noqa: E402
 from chunkc.errors import ChunkcError  # noqa: E402
 from chunkc.passes.cost import (CONTRACTION, POINTWISE, KernelTable, Machine, TimeModel, Work,  # noqa: E402
-                                default_kernels, find_table, predict_seconds, table_path)
+                                default_kernels, find_table, predict_seconds, table_path,
+                                ALLOCATOR_ENV, allocator_tag, table_key)
 from graphs import attention_block, transformer  # noqa: E402
 
 
@@ -67,6 +68,23 @@ def test_default_kernels_are_the_table_for_these_threads_else_the_constants(tmp_
     assert default_kernels() == table
     assert isinstance(default_kernels("numpy"), Machine)  # the table measures PyTorch's kernels only
     assert find_table(threads + 1) is None
+
+
+def test_a_table_measured_under_glibc_defaults_does_not_price_a_process_with_large_blocks_on_the_heap(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("CHUNKC_CACHE_DIR", str(tmp_path))
+    for name in ALLOCATOR_ENV:
+        monkeypatch.delenv(name, raising=False)
+    threads = torch.get_num_threads()
+    table = synthetic_table(key=table_key(threads))
+    table.save(table_path(threads))
+    assert find_table() == table
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", str(2**32))
+    assert allocator_tag().startswith("-m") and allocator_tag() in table_key(threads)
+    assert find_table() is None  # fresh outputs cost no page faults here: measure again
+    assert isinstance(default_kernels(), Machine)
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", str(2**20))
+    assert allocator_tag() != allocator_tag({"MALLOC_MMAP_THRESHOLD_": str(2**32)})
 
 
 def test_table_interpolates_between_sizes_and_holds_flat_beyond():

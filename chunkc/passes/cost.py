@@ -28,8 +28,8 @@ Two kernel models come with chunkc:
   ``python -m chunkc.calibrate`` times the fixed per-call costs, a streaming
   kernel, fresh outputs, a pointwise kernel and matrix products over a ladder
   of sizes (about half a minute) and caches the table as JSON in the user's
-  cache directory, keyed by machine, torch version and torch threads
-  (:func:`table_path`).  Times between measured sizes are interpolated.
+  cache directory, keyed by machine, torch version, torch threads and the
+  allocator's settings in the environment (:func:`table_path`).  Times between measured sizes are interpolated.
 * :class:`Machine` — hand-set constants that rank candidates but do not
   predict seconds: the fallback when no table exists (and for the other
   backends).
@@ -285,10 +285,27 @@ def torch_version() -> str | None:
         return None
 
 
-def table_key(threads: int, machine: str | None = None, torch: str | None = None) -> str:
-    """``<hash of the machine>-torch<version>-t<threads>``."""
+# Environment variables that change how the C allocator serves large blocks (glibc's mmap
+# threshold decides whether a big tensor is fresh pages at every call; a preloaded jemalloc or
+# tcmalloc replaces malloc): a table measured under one setting misprices fresh outputs under another.
+ALLOCATOR_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_",
+                 "MALLOC_ARENA_MAX", "GLIBC_TUNABLES", "LD_PRELOAD")
+
+
+def allocator_tag(environ: Mapping[str, str] | None = None) -> str:
+    """``""`` under the allocator's defaults, else ``-m<hash>`` of the allocator settings in the
+    environment (part of a table's key)."""
+    environ = os.environ if environ is None else environ
+    settings = sorted((k, environ[k]) for k in ALLOCATOR_ENV if environ.get(k))
+    return f"-m{hashlib.sha1(repr(settings).encode()).hexdigest()[:8]}" if settings else ""
+
+
+def table_key(threads: int, machine: str | None = None, torch: str | None = None,
+              allocator: str | None = None) -> str:
+    """``<hash of the machine>-torch<version><allocator tag>-t<threads>`` (see :func:`allocator_tag`)."""
     digest = hashlib.sha1((machine or machine_name()).encode()).hexdigest()[:10]
-    return f"{digest}-torch{torch or torch_version()}-t{threads}"
+    tag = allocator_tag() if allocator is None else allocator
+    return f"{digest}-torch{torch or torch_version()}{tag}-t{threads}"
 
 
 def table_path(threads: int, directory: Path | None = None) -> Path:
@@ -519,4 +536,5 @@ def predict_seconds(graph: Graph, plan=None, sizes: Mapping[str, int] | None = N
 
 
 __all__ = ["Machine", "KernelTable", "Kernels", "Work", "TimeModel", "predict_seconds", "default_kernels",
-           "find_table", "table_path", "table_key", "cache_dir", "machine_name", "VIEW", "POINTWISE", "CONTRACTION"]
+           "find_table", "table_path", "table_key", "allocator_tag", "ALLOCATOR_ENV", "cache_dir", "machine_name",
+           "VIEW", "POINTWISE", "CONTRACTION"]
