@@ -147,7 +147,7 @@ def _fmt(e: sympy.Expr, outer: int) -> str:
         # symbolic terms first, the constant last: ``L - 1`` rather than ``-1 + L``
         terms = sorted(e.args, key=lambda t: (t.is_Number, sympy.default_sort_key(t)))
         first = terms[0]
-        if first.as_coeff_Mul()[0] < 0 and not first.is_Number:
+        if first.as_coeff_Mul()[0] < 0 and not first.is_Number and not _sum_factors(first):
             # unary minus binds tighter than // and % in the text: -(B//L), but -2*L
             neg = -first
             text = "-" + _fmt(neg, 1 if isinstance(neg, (sympy.Mul, sympy.Symbol)) else 2)
@@ -167,7 +167,18 @@ def _fmt(e: sympy.Expr, outer: int) -> str:
                 return _wrap(f"{_fmt(num, 2)}//{_fmt(den, 2)}", outer)
             raise ValueError(f"size {e} is not an integer expression")
         coeff, rest = e.as_coeff_Mul()
-        factors = sorted(sympy.Mul.make_args(rest), key=sympy.default_sort_key)
+        factors = list(sympy.Mul.make_args(rest))
+        sums = _sum_factors(e)
+        if coeff != 1 and sums:
+            # the text is read left to right, and a number times a sum distributes: so
+            # 2*(B + H)*(B + L) would read back as (2*B + 2*H)*(B + L).  Print that form.
+            factors = [f for f in factors if not (f.is_Pow and f.base in sums)] + \
+                [f.base for f in factors if f.is_Pow and f.base in sums for _ in range(int(f.exp))]
+            first = min((f for f in factors if isinstance(f, sympy.Add)), key=sympy.default_sort_key)
+            factors.remove(first)
+            factors.append(sympy.Mul(coeff, first))
+            coeff = sympy.Integer(1)
+        factors.sort(key=sympy.default_sort_key)
         parts = [_fmt(f, 2) for f in factors]
         if coeff != 1:
             parts.insert(0, _fmt(coeff, 2))
@@ -188,6 +199,18 @@ def _fmt(e: sympy.Expr, outer: int) -> str:
         args = sorted(e.args, key=sympy.default_sort_key)
         return f"{name}({', '.join(_fmt(a, 0) for a in args)})"
     raise ValueError(f"size expression {e} cannot be written in chunkc's size syntax")
+
+
+def _sum_factors(e: sympy.Expr) -> set:
+    """The sums among a product's factors (also as bases of its powers)."""
+    if not isinstance(e, sympy.Mul):
+        return set()
+    out = set()
+    for f in e.args:
+        base = f.base if f.is_Pow and f.exp.is_Integer and f.exp > 0 else f
+        if isinstance(base, sympy.Add):
+            out.add(base)
+    return out
 
 
 def _wrap(text: str, outer: int) -> str:
