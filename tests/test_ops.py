@@ -8,6 +8,8 @@ Per sample of every op:
 (c) the dimension record holds by execution: for every output axis that carries,
     a slice of the output equals the op run on the matching slices of the listed
     inputs (the other inputs whole);
+(c') an op's ``accumulates`` holds by execution: the op run on two slices of an axis it
+    accumulates over (its partners sliced alike), merged, equals the op on the whole;
 (d) every registered op has samples, sample graphs and a PyTorch lowering (the failure
     names the ones that lack them);
 (e) views alias: when ``view_strides`` gives strides, the NumPy output shares input 0's
@@ -161,6 +163,38 @@ def test_dims_by_execution(name):
     carries = any(f.kind == "carry" for s in samples_of(name) for flows in build(name, s.inputs, s.attrs)[1].dims()
                   for f in flows)
     assert checked or not carries, f"{name}: no carried axis was long enough to slice; add a larger sample"
+
+
+ACCUMULATING = sorted(name for name in COVERED if OPS[name].accumulates is not None)
+
+
+@pytest.mark.parametrize("name", ACCUMULATING)
+def test_accumulates_by_execution(name):
+    from chunkc.passes.accumulate import accumulating_end, sliced_axes
+    checked = 0
+    for sample in samples_of(name):
+        g, node = build(name, sample.inputs, sample.attrs)
+        if len(node.outputs) != 1:
+            continue
+        full = chunkc.interpret(g, *sample.inputs)[0]
+        for axis in range(node.inputs[0].rank):
+            how = accumulating_end(node, axis)
+            n = sample.inputs[0].shape[axis]
+            if how is None or n < 2:
+                continue
+            merged = None
+            for a, b in ((0, n // 2), (n // 2, n)):
+                sliced = list(sample.inputs)
+                for pos, ax in sliced_axes(axis, how).items():
+                    sliced[pos] = _slice_axis(sliced[pos], ax, a, b)
+                part = np.asarray(run(name, sliced, sample.attrs)[0])
+                if how.share:
+                    part = (part * ((b - a) / n)).astype(part.dtype)
+                merged = part if merged is None else getattr(np, how.combine)(merged, part)
+            assert_close(merged, full, INFOS[name], f"{name} {sample}: accumulates over axis {axis} of input 0 "
+                                                    f"({how}); the merged halves differ: ")
+            checked += 1
+    assert checked, f"{name}: its record accumulates, but no sample has an axis to check it on; add one"
 
 
 # -- (d) completeness ----------------------------------------------------------------------------------------------

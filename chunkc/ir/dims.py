@@ -30,7 +30,9 @@ A reduced input axis may also *accumulate* (an op record's ``accumulates``, see
 :class:`Accumulation`): the op run on a slice of that axis gives a *partial* result of
 the output's full shape, and partials of consecutive slices merge with an associative
 elementwise combiner into the result over the whole axis.  A chunk loop may then read
-that input sliced along the axis and keep the output whole, as an accumulator.
+that input sliced along the axis and keep the output whole, as an accumulator.  A
+contraction (matmul, einsum) accumulates over its contracted axis only when the other
+operand is sliced along its own contracted axis too: the record names such *partners*.
 """
 
 from __future__ import annotations
@@ -139,10 +141,16 @@ class Accumulation:
     slices' means).  Partials merge with ``combine`` (associative and commutative), in
     any grouping; the first partial is the initial value, so no identity is needed, and
     the merged value is the result (nothing to finish).
+
+    ``partners`` are the (input, axis) pairs of the op's other inputs that the loop slices
+    together with the accumulated axis, chunk for chunk (a contraction's other operand:
+    ``A[:, c] @ B[c, :]``); every input neither accumulated nor a partner is read whole.
+    A partner axis has the accumulated axis's size.
     """
 
     combine: Combine
     share: bool = False
+    partners: tuple[tuple[int, int], ...] = ()
 
 
 SUM = Accumulation("add")

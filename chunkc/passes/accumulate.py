@@ -5,7 +5,8 @@ its input may run in a loop that slices that input along the axis: each
 iteration computes the op on its slice (the *partial*), scales it by the slice's
 share of the axis when the record says ``share`` (a mean), and merges it into the
 *accumulator* with the record's elementwise ``combine`` function (the first
-partial is taken as it is).  The accumulator has the output's full (small) shape,
+partial is taken as it is).  A contraction's other operand (the record's
+``partners``: ``B`` in ``A[:, c] @ B[c, :]``) is sliced chunk for chunk with input 0.  The accumulator has the output's full (small) shape,
 is a region output (``ChunkRegion.accumulators``), and is final only once the loop
 ends, so no node of the loop may read it.
 
@@ -20,6 +21,7 @@ from typing import Any, Container, Mapping, Sequence
 
 from ..ir.dims import Accumulation
 from ..ir.graph import Node, Value
+from ..ir.sizes import sizes_equal
 
 
 def accumulation(node: Node, input: int, axis: int) -> Accumulation | None:
@@ -31,14 +33,32 @@ def accumulation(node: Node, input: int, axis: int) -> Accumulation | None:
     return fn([v.type for v in node.inputs], node.attrs, input, axis)
 
 
+def sliced_axes(axis: int, how: Accumulation) -> dict[int, int]:
+    """Input position -> the axis a loop accumulating over ``axis`` of input 0 slices it
+    along (input 0 and the record's partners; every other input is read whole)."""
+    return {0: axis, **dict(how.partners)}
+
+
 def accumulating_end(node: Node, axis: int) -> Accumulation | None:
     """Whether a region may end at ``node`` accumulating over ``axis`` of its input 0:
-    one output, not a view, and a record that accumulates there."""
+    one output, not a view, a record that accumulates there, partners whose axes have
+    the same size, and no value read at two positions in two different ways."""
     if len(node.outputs) != 1 or not node.inputs or node.op.may_alias:
         return None
-    if any(v is node.inputs[0] for v in node.inputs[1:]):
-        return None  # the same value would be read sliced and whole
-    return accumulation(node, 0, axis)
+    how = accumulation(node, 0, axis)
+    if how is None:
+        return None
+    size = node.inputs[0].shape[axis]
+    for pos, a in how.partners:
+        if not (0 < pos < len(node.inputs) and 0 <= a < node.inputs[pos].rank
+                and sizes_equal(node.inputs[pos].shape[a], size)):
+            return None
+    sliced = sliced_axes(axis, how)
+    seen: dict[Value, int | None] = {}
+    for pos, v in enumerate(node.inputs):
+        if seen.setdefault(v, sliced.get(pos)) != sliced.get(pos):
+            return None  # the same value would be read sliced and whole, or along two axes
+    return how
 
 
 def accumulating_axes(node: Node) -> list[int]:
@@ -51,19 +71,24 @@ def accumulating_axes(node: Node) -> list[int]:
 
 
 def accumulates_in_loop(node: Node, chunk_req: Mapping[Value, tuple],
-                        read_in_span: Sequence[Container[Value]]) -> tuple[int, ...] | None:
-    """When ``node`` can run in a loop as an accumulator, the input positions it reads
-    whole (every input but 0); else None.  ``chunk_req`` gives the (axis, unit) at which
-    the loop slices each value; ``read_in_span`` holds the values a node of the span
-    reads whole, in one or more collections (a reader in the span would see an
-    unfinished accumulator)."""
+                        read_in_span: Sequence[Container[Value]]) -> tuple[tuple[int, ...], dict[int, tuple]] | None:
+    """When ``node`` can run in a loop as an accumulator: the input positions it reads whole
+    and the (axis, unit) of each partner input it reads sliced; else None.  ``chunk_req``
+    gives the (axis, unit) at which the loop slices each value; ``read_in_span`` holds the
+    values a node of the span reads whole, in one or more collections (a reader in the span
+    would see an unfinished accumulator)."""
     if not node.inputs:
         return None
     req = chunk_req.get(node.inputs[0])
-    if req is None or any(node.outputs[0] in read for read in read_in_span) \
-            or accumulating_end(node, req[0]) is None:
+    if req is None or any(node.outputs[0] in read for read in read_in_span):
         return None
-    return tuple(range(1, len(node.inputs)))
+    how = accumulating_end(node, req[0])
+    if how is None:
+        return None
+    partners = {pos: (a, req[1]) for pos, a in how.partners}
+    if any(chunk_req.get(node.inputs[pos], r) != r for pos, r in partners.items()):
+        return None  # a partner the loop already slices another way
+    return tuple(p for p in range(1, len(node.inputs)) if p not in partners), partners
 
 
 def merge_partial(xp, acc: Any, part: Any, how: Accumulation, share: float) -> Any:
@@ -88,5 +113,5 @@ def merge_lines(xp: str, acc: str, part: str, how: Accumulation, share: str, fir
                     f"    {xp}.{how.combine}({acc}, {part}, out={acc})"]
 
 
-__all__ = ["accumulation", "accumulating_end", "accumulating_axes", "accumulates_in_loop", "merge_partial",
+__all__ = ["accumulation", "sliced_axes", "accumulating_end", "accumulating_axes", "accumulates_in_loop", "merge_partial",
            "merge_lines"]

@@ -255,7 +255,8 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
 def _accumulators(where: str, r: ChunkRegion, values: Mapping[str, Value], node_set, chunk,
                   whole) -> dict[Value, Accumulation]:
     """The region's accumulators, checked: each is the only output of a loop node that reads
-    its input 0 sliced along an axis its record accumulates over, and no loop node reads it."""
+    its input 0 sliced along an axis its record accumulates over (and the record's partners
+    sliced alike), and no loop node reads it."""
     out: dict[Value, Accumulation] = {}
     for name in r.accumulators:
         v = values.get(name)
@@ -276,6 +277,13 @@ def _accumulators(where: str, r: ChunkRegion, values: Mapping[str, Value], node_
             raise ChunkcError(f"{where}: accumulator %{name}: op {node.op.name} (node {node.name}) does not "
                               f"accumulate over axis {chunk[x].axis} of its input %{x.name} (its record's "
                               "accumulates says so); compute it after the loop")
+        for pos, axis in how.partners:  # a contraction's other operand: sliced chunk for chunk
+            p = node.inputs[pos]
+            if p not in chunk or (node.name, pos) in whole or (chunk[p].axis, chunk[p].unit) != (axis, chunk[x].unit) \
+                    or chunk[p].halo != (0, 0):
+                raise ChunkcError(f"{where}: accumulator %{name}: node {node.name} ({node.op.name}) contracts %{x.name} "
+                                  f"axis {chunk[x].axis} with %{p.name} axis {axis}, so the plan must slice %{p.name} "
+                                  f"along axis {axis} in units of {chunk[x].unit} (no halo) and read it as a slice")
         reader = next((u for u in v.users if u in node_set), None)
         if reader is not None:
             raise ChunkcError(f"{where}: accumulator %{name} is read inside the loop (by node {reader.name}), "

@@ -19,7 +19,8 @@ never op names.
 
 A third kind of node **accumulates** in the loop: nobody in the loop reads its
 output, and its record says that the axis along which the loop slices its input
-accumulates (chunkc.ir.dims.Accumulation: a reduction over the chunk axis).  Its
+accumulates (chunkc.ir.dims.Accumulation: a reduction or a contraction over the chunk
+axis; a contraction's other operand, its record's partner, is then sliced too).  Its
 output is then whole, merged across iterations (an *accumulator*, final only
 after the loop, so no loop node may read it; it is a region output).  A region
 may also *end* at such a node (``walk_regions(..., accumulate=True)``: ``axis``
@@ -246,9 +247,17 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
             reqs = {k: chunk_req[o] for k, o in enumerate(node.outputs) if o in chunk_req}
             merged = None if reqs else accumulates_in_loop(node, chunk_req, (whole_loop, whole_hoisted))
             if merged is not None:  # an accumulator: whole, merged across iterations, read after the loop
-                for pos in merged:
+                whole_positions, partners = merged
+                for pos in whole_positions:
                     whole_loop.add(node.inputs[pos])
                     whole_reads.append((i, pos, node.inputs[pos]))
+                for pos, req in partners.items():  # a contraction's other operand, sliced alike
+                    v = node.inputs[pos]
+                    if v not in chunk_req:
+                        chunk_req[v] = req
+                        sliced.append(v)
+                        if not isinstance(req[1], int):
+                            scale = math.lcm(scale, req[1].denominator)
                 accumulators.append(node.outputs[0])
                 if halos:
                     return  # (a loop does not both accumulate and compute halo rows: see below)

@@ -1,13 +1,19 @@
 """Contractions: matmul (NumPy semantics, batched and broadcast), bmm, linear,
 addmm and einsum.  Rows carry the left operand, columns carry the right one,
 batch axes carry both; the contracted axis is reduced.
+
+The contracted axis also *accumulates* (records' ``accumulates``, chunkc.ir.dims):
+``A @ B = sum over chunks c of A[..., c] @ B[c, ...]``, so a chunk loop may slice both
+operands along it (the other operand is the record's *partner*) and keep the output
+whole as an accumulator.  Not with a bias (linear's, addmm's): it would be added once
+per chunk.
 """
 
 from __future__ import annotations
 
 import re
 
-from ..dims import AxisFlow, AxisSource, DimRecord, NEW
+from ..dims import Accumulation, AxisFlow, AxisSource, DimRecord, NEW
 from ..kernel_workspace import TorchWorkspace, strict_casts
 from ..lowering import LoweringContext, LoweringFn, all_operands, keywords
 from ..registry import OpDef, REQUIRED, register
@@ -48,6 +54,19 @@ def _matmul_dims(ins, attrs, outs) -> DimRecord:
     return (tuple(flows),)
 
 
+def _contracted(input: int, axis: int, axes: tuple[int, ...]) -> Accumulation | None:
+    """A two-operand contraction over ``axes`` (one axis per operand): input ``input``'s
+    ``axis`` accumulates, sliced together with the other operand's contracted axis."""
+    if axis != axes[input]:
+        return None
+    return Accumulation("add", partners=((1 - input, axes[1 - input]),))
+
+
+def _matmul_accumulates(ins, attrs, input: int, axis: int) -> Accumulation | None:
+    a, b = ins
+    return _contracted(input, axis, (a.rank - 1, 0 if b.rank == 1 else b.rank - 2))
+
+
 def _matmul_flops(ins, attrs, outs) -> Size:
     _, _, k = _matmul_parts("matmul", ins[0], ins[1])
     return 2 * outs[0].numel() * k
@@ -60,6 +79,7 @@ def contraction(fn: str) -> LoweringFn:
 
 register(OpDef(name="matmul", infer=_matmul_infer, dims=_matmul_dims, flops=_matmul_flops,
                reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2), torch=contraction("torch.matmul"), saves=("cross",),
+               accumulates=_matmul_accumulates,
                torch_workspace=TorchWorkspace(
                    lowering=strict_casts,
                    aten=lambda ins, a, outs: matmul_copies(ins[0], ins[1], outs[0].dtype.itemsize)),
@@ -76,6 +96,7 @@ def _bmm_infer(ins, attrs):
 
 register(OpDef(name="bmm", infer=_bmm_infer, dims=_matmul_dims, flops=_matmul_flops,
                reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2), torch=contraction("torch.bmm"), saves=("cross",),
+               accumulates=_matmul_accumulates,
                torch_workspace=TorchWorkspace(lowering=strict_casts),
                doc="bmm(a[B,M,K], b[B,K,N]) -> [B,M,N]. Carries: B from a and b, M from a, N from b."))
 
@@ -100,6 +121,12 @@ def _linear_dims(ins, attrs, outs) -> DimRecord:
     return (tuple(flows),)
 
 
+def _linear_accumulates(ins, attrs, input: int, axis: int) -> Accumulation | None:
+    if len(ins) == 3:
+        return None  # the bias would be added once per chunk
+    return _contracted(input, axis, (ins[0].rank - 1, 1))
+
+
 def _linear_ref(xp, x, w, b=None):
     y = xp.matmul(x, w.T)
     if b is not None:
@@ -108,6 +135,7 @@ def _linear_ref(xp, x, w, b=None):
 
 
 register(OpDef(name="linear", infer=_linear_infer, dims=_linear_dims, reference=_linear_ref, num_inputs=(2, 3),
+               accumulates=_linear_accumulates,
                torch=contraction("F.linear"), saves=("cross",), torch_workspace=TorchWorkspace(lowering=strict_casts),
                flops=lambda ins, a, outs: 2 * outs[0].numel() * ins[0].shape[-1],
                doc="linear(x[..., K], w[N, K], b[N]?) -> x @ w.T + b (PyTorch's layout). "
@@ -220,6 +248,24 @@ def _einsum_dims(ins, attrs, outs) -> DimRecord:
     return (tuple(flows),)
 
 
+def _einsum_accumulates(ins, attrs, input: int, axis: int) -> Accumulation | None:
+    """A letter summed over (in no output, once in each operand that holds it) accumulates;
+    every other operand holding it is a partner, sliced along it too."""
+    terms, out, _ = _parse_einsum(attrs["equation"], ins)
+    letter = terms[input][axis]
+    if letter in out or terms[input].count(letter) > 1:
+        return None
+    partners = []
+    for i, term in enumerate(terms):
+        if i == input or letter not in term:
+            continue
+        k = term.index(letter)
+        if term.count(letter) > 1 or not sizes_equal(ins[i].shape[k], ins[input].shape[axis]):
+            return None  # a diagonal, or an operand broadcast along the letter
+        partners.append((i, k))
+    return Accumulation("add", partners=tuple(partners))
+
+
 def _einsum_ref(xp, *xs, equation):
     dt = array_result_dtype(*xs)
     if len(xs) <= 2:
@@ -274,7 +320,7 @@ register(OpDef(name="einsum", infer=_einsum_infer, dims=_einsum_dims, flops=_ein
                torch_workspace=TorchWorkspace(lowering=strict_casts, cpu=_einsum_torch_workspace("cpu"),
                                               cuda=_einsum_torch_workspace("cuda")),
                torch=lambda ctx: f"torch.einsum({ctx.attr('equation')}, {', '.join(all_operands(ctx, strict=True))})",
-               num_inputs=(1, None), attrs={"equation": REQUIRED}, saves=("cross",),
+               num_inputs=(1, None), attrs={"equation": REQUIRED}, saves=("cross",), accumulates=_einsum_accumulates,
                doc="einsum(*xs, equation='bqd,bkd->bqk'): explicit output, no ellipsis. "
                    "Carries: each output letter from the operands that hold it (not broadcast, not repeated)."))
 
