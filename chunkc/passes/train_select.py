@@ -494,6 +494,21 @@ def _keeping_parameters(new: Graph, old: Graph) -> Graph:
     return new
 
 
+def prepare_train_graph(graph: Graph, sizes: Mapping[str, int], opts: "AutochunkOptions") -> Graph:
+    """``graph`` as the training planner searches it first: masks and other cheap large values
+    recomputed at each reader (``opts.remat``), fused projections split and values read whole
+    computed first (``opts.rewrite``); parameters kept."""
+    first = graph
+    if opts.remat:  # masks recomputed at each reader, so that a region makes its own slice
+        # "large" against the forward's peak: the step's own is many times larger (every layer's
+        # saved values), which would leave a mask of a few percent of it held by every layer
+        forward = estimate_memory(graph, sizes=sizes, backend=opts.backend).peak_bytes
+        first = _keeping_parameters(rematerialize(graph, sizes, forward, opts.remat_options).graph, graph)
+    if opts.rewrite:
+        first = whole_inputs_first(fold_splits(first))
+    return first
+
+
 def autochunk_train(graph: Graph, budget_of: Callable[[int], int], sizes: dict[str, int], opts: "AutochunkOptions") -> Plan:
     """A plan whose estimated training-step peak (forward and backward) is at most the budget:
     ``budget_of(unchunked step peak)`` in bytes (``chunkc.autochunk(..., mode="train")`` reads
@@ -507,14 +522,7 @@ def autochunk_train(graph: Graph, budget_of: Callable[[int], int], sizes: dict[s
                     estimated_peak_bytes=unchunked.peak_bytes, unchunked_peak_bytes=unchunked.peak_bytes)
         plan.notes.append("the unchunked training step already meets the budget")
         return plan
-    first = graph
-    if opts.remat:  # masks recomputed at each reader, so that a region makes its own slice
-        # "large" against the forward's peak: the step's own is many times larger (every layer's
-        # saved values), which would leave a mask of a few percent of it held by every layer
-        forward = estimate_memory(graph, sizes=sizes, backend=opts.backend).peak_bytes
-        first = _keeping_parameters(rematerialize(graph, sizes, forward, opts.remat_options).graph, graph)
-    if opts.rewrite:
-        first = whole_inputs_first(fold_splits(first))
+    first = prepare_train_graph(graph, sizes, opts)
     variants = [first] if first is not graph else []
     variants.append(graph)
     floors = []
@@ -534,4 +542,4 @@ def autochunk_train(graph: Graph, budget_of: Callable[[int], int], sizes: dict[s
         "Raise the budget, or make the values held there chunkable.", lowest_peak_bytes=low, peak_node=node)
 
 
-__all__ = ["TrainSearchModel", "TrainSelector", "Effect", "autochunk_train"]
+__all__ = ["TrainSearchModel", "TrainSelector", "Effect", "Applied", "autochunk_train", "prepare_train_graph"]
