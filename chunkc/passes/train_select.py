@@ -17,7 +17,8 @@ The training selection works on the step's timeline (:mod:`chunkc.passes.train_m
 * greedily, the region that removes the most memory above the target (summed over the
   timeline's slots) per second of recomputation is added, with the largest chunk that
   keeps its own forward and backward within the target; a region whose own chunk holds
-  the peak gets a smaller chunk;
+  the peak gets a smaller chunk; a candidate containing regions chosen before replaces
+  them (regions grow into their neighbours);
 * the plan is checked with the full estimator and planned again lower when the fast
   model was optimistic.  No plan within the budget raises
   :class:`~chunkc.errors.InfeasibleBudgetError` with the lowest peak found (every useful
