@@ -69,6 +69,7 @@ class Result:
     longer_measured: int | None = None
     longer_estimate: int | None = None
     longer_note: str = ""
+    longer_seconds: float | None = None  # planning, compiling and measuring the longer step
     equal_memory: C.Ratio | None = None  # chunkc at checkpoint's memory: its time / checkpoint's
 
     def row(self, prefix: str) -> Row | None:
@@ -154,6 +155,8 @@ def longest_by_plan(graph, budget: int, start: int, cap: int) -> int:
 
 
 def measure(cfg: Config, settings: C.Settings) -> Result:
+    import time
+
     import torch
 
     import chunkc
@@ -203,12 +206,14 @@ def measure(cfg: Config, settings: C.Settings) -> Result:
     res.base_peak = chunkc.measure_step(eager, *base_ids, grad_outputs=(base_seed,))
     res.longest_by_plan = longest_by_plan(graph, res.base_peak, cfg.base, cfg.cap)
     longer = LONGER * cfg.base
+    started = time.perf_counter()
     try:
         plan = chunkc.autochunk(graph, res.base_peak, sizes={"L": longer}, mode="train")
         res.longer_estimate = plan.estimated_peak_bytes
         module = chunkc.compile(graph, plan, backend="torch")
         long_ids = case.make_inputs(longer)
         res.longer_measured = chunkc.measure_step(module, *long_ids)
+        res.longer_seconds = time.perf_counter() - started
     except InfeasibleBudgetError as exc:
         res.longer_note = C.plan_error(exc, res.base_peak)
     return res
@@ -245,7 +250,8 @@ def render(res: Result, settings: C.Settings) -> str:
               f"({C.mib(res.base_peak)} MiB, measured): by chunkc's plan, L = {res.longest_by_plan} "
               f"({res.longest_by_plan / cfg.base:.1f}×; searched up to {cfg.cap}).  Measured at L = {longer} "
               f"({LONGER}×): " + (f"{C.mib(res.longer_measured)} MiB (estimate {C.mib(res.longer_estimate)} MiB), "
-                                  f"{'within' if res.longer_measured <= res.base_peak else '**over**'} the budget."
+                                  f"{'within' if res.longer_measured <= res.base_peak else '**over**'} the budget "
+                                  f"(planned, compiled and measured in {res.longer_seconds:.0f} s)."
                                   if res.longer_measured is not None else f"no plan: {res.longer_note}."), ""]
     return "\n".join(lines)
 

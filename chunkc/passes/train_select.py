@@ -17,7 +17,8 @@ The training selection works on the step's timeline (:mod:`chunkc.passes.train_m
 * greedily, the region that removes the most memory above the target (summed over the
   timeline's slots) per second of recomputation is added, with the largest chunk that
   keeps its own forward and backward within the target; a region whose own chunk holds
-  the peak gets a smaller chunk;
+  the peak gets a smaller chunk; a candidate containing regions chosen before replaces
+  them (regions grow into their neighbours);
 * the plan is checked with the full estimator and planned again lower when the fast
   model was optimistic.  No plan within the budget raises
   :class:`~chunkc.errors.InfeasibleBudgetError` with the lowest peak found (every useful
@@ -59,6 +60,16 @@ AUTOGRAD_OVERHEAD_S = 40e-6  # per chunk of a region's backward: leaves, autogra
 
 
 @dataclass
+class Applied:
+    """A region made part of the step: where its backward sends gradients."""
+
+    first: int  # its first node's index (its step on the timeline)
+    outputs: tuple[Value, ...]
+    inputs: tuple[Value, ...]
+    targets: tuple[Value, ...]  # the values its backward returns gradients for (region_gradients)
+
+
+@dataclass
 class Effect:
     """What choosing one candidate region changes (at the planning sizes)."""
 
@@ -70,6 +81,9 @@ class Effect:
     saved_removed: int  # bytes no longer kept for the backward
     touched: set  # storage groups it recomputes
     new_groups: dict  # those groups (and the region's output buffers) with the region
+    applied: Applied  # the region, as the step will know it
+    retargeted: dict[int, tuple[Value, ...]]  # regions applied before whose gradients now go elsewhere
+    absorbed: tuple[int, ...]  # regions applied before that this one contains (it replaces them)
 
 
 class TrainSearchModel:
@@ -99,6 +113,7 @@ class TrainSearchModel:
         root = {v: r for v, r in root.items() if r.producer is not None}
         self.events = step_events(self.steps)
         self.fresh: set[Value] = set()  # outputs of the regions applied: buffers of their own
+        self.applied: list[Applied] = []  # the regions applied, in order
         self.groups = groups(self.events, root)
         self.group_of = {v: g for g, members in self.groups.items() for v, _ in members}
         self.live = self.ws.copy()
@@ -154,18 +169,35 @@ class TrainSearchModel:
                     continue  # an intermediate: one chunk at a time, inside the region
                 kept.append((v, e))
         recorded = any(o in facts.requires for o in outputs)
-        targets = set(region_gradients(facts, inputs, lambda w: w in self.fresh)) if recorded else set()
+        targets = region_gradients(facts, inputs, lambda w: w in self.fresh) if recorded else ()
+        # A region applied before sends its gradients to the storage its inputs view; when that
+        # storage is made here, the region's outputs become buffers of their own and take them
+        fresh = self.fresh | outputs
+        values = {v for g in touched for v, _ in self.groups.get(g, [])}
+        absorbed = tuple(k for k, r in enumerate(self.applied) if r.first in loop_set)
+        retargeted = {}
+        for k, r in enumerate(self.applied):
+            if k not in absorbed and r.targets and values.intersection(r.inputs):
+                now = region_gradients(facts, r.inputs, lambda w: w in fresh)
+                if now != r.targets:
+                    retargeted[k] = now
+        moved = {self.applied[k].first for k in retargeted}
+        sends = {}  # value -> the steps sending it a gradient anew
+        for v in targets:
+            sends.setdefault(v, []).append(first)
+        for k, now in retargeted.items():
+            for v in now:
+                sends.setdefault(v, []).append(self.applied[k].first)
         new_events = {}
         for v, e in kept:
             reads = [k for k in e.reads if k not in loop_set]
             saves = [k for k in e.saves if k not in loop_set]
-            grads = [(k, a) for k, a in e.grads if k not in loop_set]
+            grads = [(k, a) for k, a in e.grads if k not in loop_set and k not in moved]
             if v in inputs:
                 reads.append(last)
                 if recorded and not v.is_constant:
                     saves.append(first)
-            if v in targets:
-                grads.append((first, False))
+            grads += [(k, False) for k in sends.get(v, ())]
             new_events[v] = Events(first if v in outputs else e.made, reads, saves, grads)
         new_root = {}
         for v in new_events:
@@ -176,8 +208,9 @@ class TrainSearchModel:
         for r, members in new_groups.items():
             delta += self._curve(r, members)
         delta[loop] -= self.ws[loop]
+        applied = Applied(first, tuple(cand.outputs), tuple(inputs), targets)
         return Effect(cand, delta, np.array(loop), 2 * N - 1 - np.array(loop), self.local(cand), saved_removed,
-                      touched, new_groups)
+                      touched, new_groups, applied, retargeted, absorbed)
 
     def apply(self, eff: Effect) -> None:
         """Make ``eff``'s region part of the step."""
@@ -189,7 +222,13 @@ class TrainSearchModel:
             for v, e in members:
                 self.group_of[v] = r
                 self.events[v] = e
+        for k, now in eff.retargeted.items():
+            self.applied[k].targets = now
+        for k in sorted(eff.absorbed, reverse=True):
+            self.fresh.difference_update(self.applied.pop(k).outputs)
         self.fresh.update(eff.cand.outputs)
+        a = eff.applied
+        self.applied.append(Applied(a.first, a.outputs, a.inputs, a.targets))
         self.live = self.live + eff.delta
 
 
@@ -333,12 +372,14 @@ class TrainSelector:
         return None
 
     def _grow(self, state: _State, target: int, banned: set[int] = frozenset()) -> _State | None:
-        spans = sorted((e.cand.start, e.cand.end) for e, _ in state.chosen)
+        """One more region: a new one, or one containing regions chosen before (it replaces them,
+        so that a region chosen early can still grow into its neighbours)."""
         excess = self._excess(state.during, target)
         best = None
         looked = 0
         for cand in self.candidates:
-            if id(cand) in banned or _overlaps(cand, spans):
+            inside = None if id(cand) in banned else _contained(cand, state.chosen)
+            if inside is None:
                 continue
             eff = self.model.effect(cand)
             live = state.live + eff.delta
@@ -350,20 +391,22 @@ class TrainSelector:
             gain = excess - self._excess(live + extra, target)
             looked += 1
             if gain > 0:
-                cost = max(self.cost(cand, chunk), 1e-7)
+                cost = self.cost(cand, chunk) - sum(self.cost(state.chosen[k][0].cand, state.chosen[k][1])
+                                                    for k in inside)
                 # a region whose own chunk fits the target first; among them, the most excess per
                 # second (the floor, target 0: the most excess, whatever it costs)
-                key = (fits is not None, gain if target <= 0 else gain / cost)
+                key = (fits is not None, gain if target <= 0 else gain / max(cost, 1e-7))
                 if best is None or key > best[0]:
-                    best = (key, eff, chunk, live, extra, cost)
+                    best = (key, eff, chunk, live, extra, cost, inside)
             # enough looked at: a region that fits among the best ranked, or none after four times as many
             if looked >= self.shortlist and best is not None and (best[0][0] or looked >= 4 * self.shortlist):
                 break
         if best is None:
             return None
-        _, eff, chunk, live, extra, cost = best
+        _, eff, chunk, live, extra, cost, inside = best
         self.model.apply(eff)
-        return _State(live, extra, state.chosen + [(eff, chunk)], state.cost + cost)
+        kept = [c for k, c in enumerate(state.chosen) if k not in inside]
+        return _State(live, extra, kept + [(eff, chunk)], state.cost + cost)
 
     def _chunk(self, eff: Effect, live: np.ndarray, target: int) -> int | None:
         room_fwd = target - int(live[eff.fwd_slots].max())
@@ -381,8 +424,21 @@ class TrainSelector:
         return _State(state.live, extra, chosen, cost)
 
 
-def _overlaps(cand: Candidate, spans: list[tuple[int, int]]) -> bool:
-    return any(not (cand.end < s or cand.start > e) for s, e in spans)
+def _contained(cand: Candidate, chosen: list[tuple[Effect, int]]) -> list[int] | None:
+    """The positions in ``chosen`` of the regions ``cand`` contains (their loops inside its loop),
+    or None when it overlaps one without containing it."""
+    loop = None
+    inside = []
+    for k, (eff, _) in enumerate(chosen):
+        other = eff.cand
+        if other.end < cand.start or other.start > cand.end:
+            continue
+        loop = set(cand.loop) if loop is None else loop
+        if not (cand.start <= other.start and other.end <= cand.end and loop.issuperset(other.loop)) or \
+                len(loop) == len(other.loop):
+            return None
+        inside.append(k)
+    return inside
 
 
 class _TrainPlanner:
@@ -439,6 +495,21 @@ def _keeping_parameters(new: Graph, old: Graph) -> Graph:
     return new
 
 
+def prepare_train_graph(graph: Graph, sizes: Mapping[str, int], opts: "AutochunkOptions") -> Graph:
+    """``graph`` as the training planner searches it first: masks and other cheap large values
+    recomputed at each reader (``opts.remat``), fused projections split and values read whole
+    computed first (``opts.rewrite``); parameters kept."""
+    first = graph
+    if opts.remat:  # masks recomputed at each reader, so that a region makes its own slice
+        # "large" against the forward's peak: the step's own is many times larger (every layer's
+        # saved values), which would leave a mask of a few percent of it held by every layer
+        forward = estimate_memory(graph, sizes=sizes, backend=opts.backend).peak_bytes
+        first = _keeping_parameters(rematerialize(graph, sizes, forward, opts.remat_options).graph, graph)
+    if opts.rewrite:
+        first = whole_inputs_first(fold_splits(first))
+    return first
+
+
 def autochunk_train(graph: Graph, budget_of: Callable[[int], int], sizes: dict[str, int], opts: "AutochunkOptions") -> Plan:
     """A plan whose estimated training-step peak (forward and backward) is at most the budget:
     ``budget_of(unchunked step peak)`` in bytes (``chunkc.autochunk(..., mode="train")`` reads
@@ -452,14 +523,7 @@ def autochunk_train(graph: Graph, budget_of: Callable[[int], int], sizes: dict[s
                     estimated_peak_bytes=unchunked.peak_bytes, unchunked_peak_bytes=unchunked.peak_bytes)
         plan.notes.append("the unchunked training step already meets the budget")
         return plan
-    first = graph
-    if opts.remat:  # masks recomputed at each reader, so that a region makes its own slice
-        # "large" against the forward's peak: the step's own is many times larger (every layer's
-        # saved values), which would leave a mask of a few percent of it held by every layer
-        forward = estimate_memory(graph, sizes=sizes, backend=opts.backend).peak_bytes
-        first = _keeping_parameters(rematerialize(graph, sizes, forward, opts.remat_options).graph, graph)
-    if opts.rewrite:
-        first = whole_inputs_first(fold_splits(first))
+    first = prepare_train_graph(graph, sizes, opts)
     variants = [first] if first is not graph else []
     variants.append(graph)
     floors = []
@@ -479,4 +543,4 @@ def autochunk_train(graph: Graph, budget_of: Callable[[int], int], sizes: dict[s
         "Raise the budget, or make the values held there chunkable.", lowest_peak_bytes=low, peak_node=node)
 
 
-__all__ = ["TrainSearchModel", "TrainSelector", "Effect", "autochunk_train"]
+__all__ = ["TrainSearchModel", "TrainSelector", "Effect", "Applied", "autochunk_train", "prepare_train_graph"]
