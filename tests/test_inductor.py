@@ -146,3 +146,21 @@ def test_a_compiled_chunked_zoo_model_keeps_its_cut_and_the_eager_values(key):
     assert peak_compiled <= MEMORY_SLACK * peak_chunked, (
         f"{key}: compiled chunked peak {peak_compiled} B, chunked program {peak_chunked} B")
     torch._dynamo.reset()
+
+
+def test_a_halo_region_runs_chunk_by_chunk_under_torch_compile():
+    """A halo region (convolutions chunked along rows that overlap) is a chunk function run by
+    rt.run_chunks too, and Inductor gives its values."""
+    from test_halo import _graph, _input, _longest, chain
+    from chunkc.passes.plan import Plan
+    g = _graph(chain)
+    plan = Plan(g, (_longest(g).to_region(g, 5),))
+    chunked = chunkc.compile(g, plan, grad_mode="no_grad")
+    assert "rt.run_chunks(chunk_region_0, extent, chunk)" in chunked.chunkc_source
+    assert "held in this iteration" in chunked.chunkc_source  # a halo loop
+    x = torch.from_numpy(_input())
+    torch._dynamo.reset()
+    compiled = torch.compile(chunked)
+    for _ in range(2):  # the first chunk, then the others with symbolic bounds
+        torch.testing.assert_close(compiled(x), chunkc.compile(g, grad_mode="no_grad")(x), rtol=1e-4, atol=1e-4)
+    torch._dynamo.reset()
