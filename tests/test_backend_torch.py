@@ -182,6 +182,6 @@ def test_dynamo_backend_chunks_under_a_budget():
             x = torch.randn(1, n, 32)
             torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
     assert stats.graphs == 1 and stats.plans[0].regions
-    assert "for start in range(0, extent, chunk):" in stats.sources[0]
+    assert "rt.run_chunks(chunk_region_0, extent, chunk)" in stats.sources[0]
     assert "x_dim1 = x.shape[1]" in stats.sources[0]
     torch._dynamo.reset()

@@ -63,6 +63,9 @@ class Dialect(abc.ABC):
     reserved_attrs: frozenset[str] = frozenset()  # attribute names of its program object
     missing_lowering: str = ""  # what would give an op a lowering here (for the error)
     array_module: str = "xp"  # the name its code calls add, maximum, ... of (an accumulator's merge)
+    # A run-time function ``runner(body, extent, chunk)`` that calls a region's one-chunk
+    # function ``body(start, stop)`` for every chunk; None: the region is a plain for loop.
+    region_runner: str | None = None
 
     @abc.abstractmethod
     def lowering(self, op: OpDef) -> Rule | None:
@@ -436,20 +439,26 @@ class Generator:
             dead = [self.inner.get(v, self.names.get(v)) for v in dying[k]]
             if dead:
                 self.emit(f"del {', '.join(dead)}")
-        self.depth -= 1
-        for v in sliced + outputs:  # the loop's own names are free again for the next loop
-            self.namer.release(self.inner.pop(v))
-        self.scope = None
+        self.close_region(view)
 
     def open_region(self, view: RegionView, header: str) -> None:
         """A region's header, its output buffers (or accumulators, or inputs written in place)
-        and the top of its loop, whose scope the rest of the region is emitted in."""
+        and the top of its loop, whose scope the rest of the region is emitted in.
+
+        Where the dialect has a ``region_runner``, the loop's body is a nested function of one
+        chunk, ``def chunk_region_0(start, stop)``, that the runner calls for each chunk (see
+        docs/backends.md, Inductor on a generated module); a region in which a node binds a
+        size at run time stays a plain loop, so that the size is visible after it."""
         self.emit_loop_header(view, header)
+        runs_chunks = self.dialect.region_runner and not any(self.bound_by.get(n) for n in view.nodes)
+        body = self.namer.claim(f"chunk_region_{view.index}") if runs_chunks else None
         for v in view.outputs:
             if v in view.accumulators:
                 how = view.accumulators[v]
                 self.emit(f"# {self.names[v]}: accumulator {v.type}, each chunk's partial merged by "
                           f"{how.combine}" + (" (weighted by the chunk's share of the axis)" if how.share else ""))
+                if body is not None:  # the chunk function sets it (nonlocal): bound here first
+                    self.emit(f"{self.names[v]} = None")
                 continue
             if v in view.reuse:  # written in place, a chunk at a time, over an input that dies with the loop
                 self.emit(f"{self.names[v]} = {self.whole_expr_of(view.reuse[v])}  # output buffer {v.type}, "
@@ -458,10 +467,29 @@ class Generator:
             shape = tuple_literal([self.sizes.render(s) for s in v.shape]) if v.rank else "()"
             self.emit(f"{self.names[v]} = {self.dialect.empty(shape, v.dtype)}  # output buffer {v.type}")
         self.needs_device = True
-        self.emit(f"for {START} in range(0, {EXTENT}, {CHUNK}):")
+        if body is not None:
+            self.emit(f"def {body}({START}, {STOP}):  # one chunk; {self.dialect.region_runner} runs the loop")
+        else:
+            self.emit(f"for {START} in range(0, {EXTENT}, {CHUNK}):")
         self.depth += 1
-        self.scope = RegionScope(view)
-        self.emit(f"{STOP} = min({START} + {CHUNK}, {EXTENT})")
+        self.scope = RegionScope(view, body)
+        if body is None:
+            self.emit(f"{STOP} = min({START} + {CHUNK}, {EXTENT})")
+        elif view.accumulators:  # the chunk function rebinds them
+            self.emit(f"nonlocal {', '.join(self.names[v] for v in view.accumulators)}")
+
+    def close_region(self, view: RegionView) -> None:
+        """The end of a region opened by :meth:`open_region`: the loop (or the runner's call
+        of the chunk function) closes, and the names bound for it are free again."""
+        self.depth -= 1
+        body = self.scope.body
+        if body is not None:
+            self.emit(f"{self.dialect.region_runner}({body}, {EXTENT}, {CHUNK})")
+            self.emit(f"del {body}")
+            self.namer.release(body)
+        for v in view.sliced + view.outputs:  # the loop's own names are free again for the next loop
+            self.namer.release(self.inner.pop(v))
+        self.scope = None
 
     def _chunk_size_expr(self, region: ChunkRegion) -> str:
         size, extent = region.chunk_size, region.extent

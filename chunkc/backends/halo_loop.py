@@ -118,14 +118,11 @@ def emit_halo_region(gen: Generator, view: RegionView) -> None:
         dead = [gen.inner.get(v, gen.names.get(v)) for v in dying[k]]
         if dead:
             gen.emit(f"del {', '.join(dead)}")
-    gen.depth -= 1
-    for v in sliced + outputs:
-        gen.namer.release(gen.inner.pop(v))
+    gen.close_region(view)
     for name in claimed:
         gen.namer.release(name)
     gen.held_rows.clear()
     gen.arg_exprs.clear()
-    gen.scope = None
 
 
 def _write_core(gen: Generator, view: RegionView, o: Value, bounds) -> None:

@@ -17,9 +17,11 @@ EXTENT, CHUNK, START, STOP = "extent", "chunk", "start", "stop"
 
 @dataclass
 class RegionScope:
-    """The chunk region being emitted."""
+    """The chunk region being emitted; ``body``: the name of its one-chunk function, None
+    when it is a plain loop (chunkc.backends.codegen.Generator.open_region)."""
 
     view: RegionView
+    body: str | None = None
 
     @property
     def chunk(self) -> dict[Value, ChunkedValue]:

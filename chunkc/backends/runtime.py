@@ -8,6 +8,7 @@ on NumPy and on CuPy: the array module ``xp`` is a parameter of the program.
 from __future__ import annotations
 
 import importlib
+import itertools
 import linecache
 import types
 from typing import Any
@@ -65,22 +66,38 @@ def array_module(name: str) -> Any:
     raise ChunkcError(f"unknown array backend {name!r}; use 'numpy' or 'cupy'")
 
 
+_loads = itertools.count()
+
+
 def load_source(source: str, module_name: str) -> types.ModuleType:
     """Run generated ``source`` as a fresh module whose lines tracebacks and pdb can show.
 
     The module is registered in ``sys.modules`` under a name unique to its source, as an
     imported module is: ``torch.compile`` (dynamo) resolves a function's globals through
-    its module's name, and fails on a module it cannot import."""
+    its module's name, and fails on a module it cannot import.  Its code objects are its own
+    (:func:`own_code`), even when the same source was loaded before."""
     import sys
     digest = f"{abs(hash(source)):x}"
     filename = f"<chunkc:{module_name}:{digest}>"
     module = types.ModuleType(f"{module_name}_{digest}")
     module.__file__ = filename
-    code = compile(source, filename, "exec")
+    code = own_code(compile(source, filename, "exec"))
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     exec(code, module.__dict__)  # our own generated code; it holds no text from the model
     sys.modules[module.__name__] = module
     return module
+
+
+def own_code(code: types.CodeType, mark: tuple[str, int] | None = None) -> types.CodeType:
+    """``code`` and every code object nested in it, each carrying one more constant, unused
+    and unique to this load (``mark``), so that no code object of this load compares equal to
+    one of another load.  Python compares code objects by value and dynamo caches decoded
+    instructions by that value: two loads of one program shared their nested chunk functions'
+    code, and the second ran compiled code installed in the first one's globals (NameError
+    ``__compiled_fn_...``; docs/backends.md, "Each load has code of its own")."""
+    mark = mark if mark is not None else ("chunkc load", next(_loads))  # not a str: never a docstring
+    consts = tuple(own_code(c, mark) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_consts=consts + (mark,))
 
 
 def load_weights(path) -> dict:
@@ -103,10 +120,10 @@ def load_file(path, prefix: str) -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    exec(own_code(compile(path.read_text(), str(path), "exec")), module.__dict__)  # as load_source
     if not hasattr(module, "load"):
         raise ChunkcError(f"{path} is not a program written by chunkc (it has no load function)")
     return module
 
 
-__all__ = ["References", "references", "array_module", "load_source", "load_file", "load_weights"]
+__all__ = ["References", "references", "array_module", "load_source", "load_file", "load_weights", "own_code"]

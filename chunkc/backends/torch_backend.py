@@ -60,6 +60,9 @@ class TorchDialect(Dialect):
     reserved = frozenset({"torch", "F", "rt", "self", "device", "load"})
     missing_lowering = "give its record a torch lowering (a call template or a function; see docs/ops.md)"
     array_module = "torch"
+    # each region's chunk is a nested function run by a loop that torch.compile does not
+    # trace: it compiles one chunk instead of unrolling the loop (chunkc.backends.torch_runtime)
+    region_runner = "rt.run_chunks"
 
     def __init__(self):
         # weights become attributes of an nn.Module: never shadow one of its members

@@ -37,6 +37,22 @@ def torch_op(target: str):
         raise ChunkcError(f"opaque target {target!r}: torch has no such operator ({exc})") from None
 
 
+def _run_chunks(body, extent: int, chunk: int) -> None:
+    """Run a chunk region: ``body(start, stop)`` for each chunk of ``extent`` units.
+
+    torch.compile does not trace this loop (``recursive=False``: the frame only), so it
+    neither unrolls it into one graph nor breaks the whole forward: the code before and after
+    the region is compiled as graphs of its own, and ``body`` (one chunk) is compiled by
+    itself, once for the first chunk and once with symbolic bounds for the others.  Unrolled
+    into one graph, Inductor planned the buffers of all the chunks together and the compiled
+    program's peak rose above the chunked program's (docs/backends.md)."""
+    for start in range(0, extent, chunk):
+        body(start, min(start + chunk, extent))
+
+
+run_chunks = torch.compiler.disable(_run_chunks, recursive=False)
+
+
 @torch.compiler.disable
 def check_budget(check, inputs) -> None:
     """Run the program's run-time budget check (chunkc.backends.budget.BudgetCheck) on its
