@@ -67,14 +67,16 @@ def avg_pool(g, x, rng):
 
 
 def upsample_conv(g, x, rng):
-    up = O.interpolate(x, size=(2 * H, 2 * H), mode="nearest", align_corners=False)
+    side = x.shape[2]
+    up = O.interpolate(x, size=(2 * side, 2 * side), mode="nearest", align_corners=False)
     return O.relu(O.conv(up, _w(g, rng, 4, 4, 3, 3), padding=_pad(1)))
 
 
 def conv_upsample_conv(g, x, rng):
     """A halo through a nearest_exact upsampling between two windows (UNet's up path)."""
     h = O.relu(O.conv(x, _w(g, rng, 4, 4, 3, 3), padding=_pad(1)))
-    up = O.interpolate(h, size=(2 * H, 2 * H), mode="nearest_exact", align_corners=False)
+    side = x.shape[2]
+    up = O.interpolate(h, size=(2 * side, 2 * side), mode="nearest_exact", align_corners=False)
     return O.conv(up, _w(g, rng, 4, 4, 3, 3), padding=_pad(1))
 
 
@@ -209,7 +211,7 @@ def test_take_rows_pads_at_the_border():
     assert torch_take(t[:, 0:4], 1, (0, 4), (1, 3), 6).data_ptr() == t[:, 1].data_ptr()  # a view inside
 
 
-@pytest.mark.parametrize("name", ["conv3x3", "chain", "conv_stride2", "max_pool"])
+@pytest.mark.parametrize("name", ["conv3x3", "chain", "conv_stride2", "max_pool", "upsample_conv", "conv_upsample_conv"])
 def test_estimate_matches_measured_peak(name):
     side = 64
     g = _graph(CASES[name], side=side)
