@@ -905,6 +905,7 @@ def _interp_samples(rng):
         out += [S(rnd(rng, (2, 3, 5)), size=(12,), mode=mode), S(rnd(rng, (1, 2, 14, 6)), size=(20, 4), mode=mode),
                 S(rnd(rng, (1, 2, 3, 4, 5)), size=(5, 4, 7), mode=mode)]
     out.append(S(rnd(rng, (1, 2, 7, 5)), size=(14, 10), desc="2x nearest"))
+    out.append(S(rnd(rng, (1, 2, 6, 5)), size=(24, 5), mode="nearest_exact", desc="4x on one axis (it carries)"))
     for ac in (False, True):
         out += [S(rnd(rng, (2, 3, 5)), size=(9,), mode="linear", align_corners=ac),
                 S(rnd(rng, (1, 2, 5, 6)), size=(8, 4), mode="linear", align_corners=ac),

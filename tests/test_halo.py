@@ -67,12 +67,27 @@ def avg_pool(g, x, rng):
 
 
 def upsample_conv(g, x, rng):
-    up = O.interpolate(x, size=(2 * H, 2 * H), mode="nearest", align_corners=False)
+    side = x.shape[2]
+    up = O.interpolate(x, size=(2 * side, 2 * side), mode="nearest", align_corners=False)
     return O.relu(O.conv(up, _w(g, rng, 4, 4, 3, 3), padding=_pad(1)))
 
 
+def conv_upsample_conv(g, x, rng):
+    """A halo through a nearest_exact upsampling between two windows (UNet's up path)."""
+    h = O.relu(O.conv(x, _w(g, rng, 4, 4, 3, 3), padding=_pad(1)))
+    side = x.shape[2]
+    up = O.interpolate(h, size=(2 * side, 2 * side), mode="nearest_exact", align_corners=False)
+    return O.conv(up, _w(g, rng, 4, 4, 3, 3), padding=_pad(1))
+
+
+def reshape_between_convs(g, x, rng):
+    """Ops whose attribute states their output shape, computing rows beyond the chunk."""
+    h = O.relu(O.reshape(O.conv(x, _w(g, rng, 4, 4, 3, 3), padding=_pad(1)), shape=(8, H, H)))
+    return O.conv(O.reshape(h, shape=(2, 4, H, H)), _w(g, rng, 4, 4, 3, 3), padding=_pad(1))
+
+
 CASES = {f.__name__: f for f in (conv3x3, conv_stride2, conv_dilated, conv_grouped, chain, max_pool, avg_pool,
-                                 upsample_conv)}
+                                 upsample_conv, conv_upsample_conv, reshape_between_convs)}
 
 
 def _graph(build, side=None, seed=0) -> chunkc.Graph:
@@ -139,6 +154,26 @@ def test_chain_halo_composes_through_elementwise_and_windows():
     assert halo[g.outputs[0].name] == (0, 0)
 
 
+def test_halo_flows_through_nearest_upsampling():
+    """interpolate (nearest, a power-of-two factor) carries the resized axis with ratio 1/2:
+    the region reads the small input, and a halo of one output row is one input row."""
+    g = _graph(conv_upsample_conv)
+    cand = _longest(g)
+    assert len(cand.loop) == len(g.nodes) and [v.name for v, _, _ in cand.chunked if v.producer is None] == ["x"]
+    halo = {v.name: cand.halo(v) for v, _, _ in cand.chunked}
+    assert halo["interpolate"] == (1, 1) and halo["relu"] == (1, 1) and halo["x"] == (2, 2)
+    up = next(n for n in g.nodes if n.op.name == "interpolate")
+    assert str(up.dims()[0][2]) == "carry(in0.2*1/2)"
+
+
+@pytest.mark.parametrize("mode, factor", [("linear", 2), ("nearest", 3), ("nearest", 1)])
+def test_other_resizes_mix(mode, factor):
+    g = chunkc.Graph("resize")
+    x = g.add_input("x", "f32", (1, 2, 6, 6))
+    g.set_outputs(O.interpolate(x, size=(6 * factor, 6 * factor), mode=mode, align_corners=False))
+    assert [f.kind for f in g.nodes[0].dims()[0]] == ["carry", "carry", "mix", "mix"]
+
+
 def test_window_axis_is_not_chunkable_for_carry_only_code():
     g = _graph(conv3x3)
     flow = g.nodes[0].dims()[0][2]
@@ -176,7 +211,7 @@ def test_take_rows_pads_at_the_border():
     assert torch_take(t[:, 0:4], 1, (0, 4), (1, 3), 6).data_ptr() == t[:, 1].data_ptr()  # a view inside
 
 
-@pytest.mark.parametrize("name", ["conv3x3", "chain", "conv_stride2", "max_pool"])
+@pytest.mark.parametrize("name", ["conv3x3", "chain", "conv_stride2", "max_pool", "upsample_conv", "conv_upsample_conv"])
 def test_estimate_matches_measured_peak(name):
     side = 64
     g = _graph(CASES[name], side=side)

@@ -103,15 +103,17 @@ def test_pick_slice_respects_ratios():
     assert pick_slice(6, [Fraction(1, 4)]) is None  # 6/4 elements: not a valid carry extent
 
 
-def chunk_attrs(op, attrs: dict, output: int, axis: int, length: int) -> dict:
+def chunk_attrs(op, attrs: dict, output: int, axis: int, length: int, rank: int) -> dict:
     """The attributes for a slice, as code generators rewrite them: the op's ``shape_attr`` (one entry
-    per axis of output 0, e.g. reshape's target) names the slice's length on the sliced axis."""
+    per trailing axis of output 0 of rank ``rank``, e.g. reshape's target, interpolate's size) names
+    the slice's length on the sliced axis."""
     key = op.shape_attr
     if key is None or output != 0 or key not in attrs:
         return attrs
     shape = list(attrs[key])
-    if not (isinstance(shape[axis], int) and shape[axis] == -1):
-        shape[axis] = length
+    k = axis - (rank - len(shape))
+    if k >= 0 and not (isinstance(shape[k], int) and shape[k] == -1):
+        shape[k] = length
     return {**attrs, key: tuple(shape)}
 
 
@@ -149,7 +151,7 @@ def test_dims_by_execution(name):
                     lo, hi = a * src.ratio, b * src.ratio
                     assert lo.denominator == hi.denominator == 1
                     sliced[src.input] = _slice_axis(sliced[src.input], src.axis, int(lo), int(hi))
-                attrs = chunk_attrs(OPS[name], sample.attrs, j, axis, b - a)
+                attrs = chunk_attrs(OPS[name], sample.attrs, j, axis, b - a, full[j].ndim)
                 if flow.positional:  # the slice's start moves the op's attributes
                     attrs = OPS[name].slice_attrs({**node.attrs, **attrs}, [i.type for i in node.inputs], axis, a, b - a)
                 if info.sliced_attrs is not None:

@@ -1,10 +1,9 @@
 """The NumPy/CuPy backend's one rule: call the op's registered reference.
 
 Every op runs its reference through the runtime (``ref.softmax(xp, h, axis=-1)``),
-so the generated code works with any array module that follows NumPy.  An op
-whose record names a ``shape_attr`` (reshape, expand) gets that attribute from
-the node's output type instead, so that inside a chunk loop the chunk axis has
-the chunk's length.
+so the generated code works with any array module that follows NumPy.  Inside a
+chunk loop the attributes are the loop's (chunkc.passes.plan_index.loop_attrs: an
+attribute that states the output shape has the rows the node computes).
 """
 
 from __future__ import annotations
@@ -16,13 +15,9 @@ from .codegen import NodeContext
 def reference_call(ctx: NodeContext) -> str:
     """``ref.<op>(xp, *args, attr=value, ...)``; a node with bf16/f8/i4... values calls
     the reference widened (chunkc/ir/reference.py)."""
-    overrides = {}
-    shape_attr = ctx.node.op.shape_attr
-    if shape_attr is not None:  # the attribute that states the output's shape: give the chunk's shape
-        overrides[shape_attr] = ctx.out_shape(0)
     parts = ["xp", *ctx.args]
     for key in ctx.attrs:
-        parts.append(f"{key}={overrides[key] if key in overrides else ctx.attr(key)}")
+        parts.append(f"{key}={ctx.attr(key)}")
     node = ctx.node
     out_dtypes = tuple(o.dtype.short for o in node.outputs)
     fn = f"ref.{ctx.op}"

@@ -74,11 +74,8 @@ def reference_rule(ctx) -> str:
     node = ctx.node
     where = f"node {node.name} ({node.op.name})"
     attrs = {}
-    for key, value in ctx.attrs.items():  # inside a chunk loop, the loop's (a positional op's start)
-        if key == node.op.shape_attr:  # inside a chunk loop: the chunk's shape
-            attrs[key] = ctx.out_shape(0)
-        else:
-            attrs[key] = literal(value, ctx.gen.sizes, lambda dt: repr(dt.short), where)
+    for key, value in ctx.attrs.items():  # inside a chunk loop, the loop's (chunkc.passes.plan_index.loop_attrs)
+        attrs[key] = literal(value, ctx.gen.sizes, lambda dt: repr(dt.short), where)
     text = "{" + ", ".join(f"{k!r}: {v}" for k, v in attrs.items()) + "}"
     call = (f"rt.host_reference({node.op.name!r}, {_args(ctx)}, {_dtypes(node.inputs)}, {text}, "
             f"{_dtypes(node.outputs)}, {ctx.device()})")

@@ -90,8 +90,9 @@ class OpDef:
     # function of the lowering's own); None means none.
     torch_workspace: FlopsFn | None = None
     size_attrs: tuple[str, ...] = ()  # attributes holding sizes or tuples of sizes ("L" -> symbol L)
-    # The attribute that states output 0's shape (reshape, expand): inside a chunk
-    # loop, code generators replace its chunked axis entry by the chunk's length.
+    # The attribute that states output 0's shape, one entry per trailing axis (reshape,
+    # expand: every axis; interpolate: the resized ones): inside a chunk loop its chunk axis
+    # entry becomes the rows the node computes (chunkc.passes.plan_index.loop_attrs).
     shape_attr: str | None = None
     # For ops with positional axes (see chunkc.ir.dims): ``slice_attrs(attrs, in_types,
     # axis, start, length)`` -> the attributes that make the node compute the slice

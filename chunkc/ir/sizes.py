@@ -92,7 +92,8 @@ def _evaluate_cached(size: sympy.Expr, bindings: tuple) -> int:
     missing = [s.name for s in size.free_symbols if s.name not in values]
     if missing:
         raise KeyError(f"no value given for symbolic size(s) {', '.join(sorted(missing))} in {format_size(size)}")
-    result = size.subs({sym(k): v for k, v in values.items() if sym(k) in size.free_symbols})
+    # by name: a symbol may carry other assumptions than sym()'s (a loop start that may be 0)
+    result = size.subs({s: values[s.name] for s in size.free_symbols})
     if not result.is_Integer:
         # an expression built unevaluated (floor(1), min(2, 3//2)) that no symbol's substitution re-evaluated
         result = result.doit()

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from ..ir.dims import AxisSource
+import sympy
+
+from ..ir.dims import LOOP_START, LOOP_STOP, AxisFlow, AxisSource
 
 NO_HALO = (0, 0)
 
@@ -80,6 +82,28 @@ def computed_rows(source: AxisSource, in_rows: tuple[int, int], out_rows: tuple[
     return int(in_rows[0] / r), int(in_rows[1] / r)
 
 
+# LOOP_START by name, but allowed to be 0 (the first iteration), so that max(0, start - lo)
+# is not simplified away
+_FIRST_START = sympy.Symbol(LOOP_START.name, integer=True, nonnegative=True)
+
+
+def computed_length(flow: AxisFlow, chunk, size):
+    """How many rows of its output along the chunk axis a loop node computes, as an expression
+    of the loop's ``chunk_start``/``chunk_stop`` (for an attribute that states the output's
+    shape, chunkc.passes.plan_index.loop_attrs): the rows the value holds (:func:`rows`, its
+    halo included, clipped to ``size``), widened to whole input rows when the node reads its
+    input through a ratio ``1/q`` (:func:`computed_rows`: a nearest upsampling computes ``q``
+    output rows per input row)."""
+    unit, lo, hi = chunk.unit, chunk.halo_lo, chunk.halo_hi
+    if not lo and not hi:
+        return unit * (LOOP_STOP - LOOP_START)
+    first, stop = sympy.Max(0, unit * _FIRST_START - lo), sympy.Min(size, unit * LOOP_STOP + hi)
+    q = max((Fraction(s.ratio).denominator for s in flow.sources if s.window is None), default=1)
+    if q == 1:
+        return stop - first
+    return q * (sympy.ceiling(stop / q) - sympy.floor(first / q))
+
+
 def take_rows(xp, x, axis: int, have: tuple[int, int], need: tuple[int, int], size: int, fill: float = 0.0):
     """Rows ``need`` of a value whose rows ``have`` are in ``x`` (array module ``xp``): a view
     when ``need`` lies inside the value, else the rows outside ``[0, size)`` filled with
@@ -99,4 +123,4 @@ def take_rows(xp, x, axis: int, have: tuple[int, int], need: tuple[int, int], si
     return xp.concatenate([pieces[0], part, pieces[1]], axis=axis)
 
 
-__all__ = ["NO_HALO", "computed_rows", "input_halo", "needed_rows", "rows", "take_rows", "union"]
+__all__ = ["NO_HALO", "computed_length", "computed_rows", "input_halo", "needed_rows", "rows", "take_rows", "union"]

@@ -26,6 +26,7 @@ from ..ir.graph import Graph, Node, Value
 from ..ir.liveness import deaths
 from ..ir.sizes import format_size, sizes_equal
 from .accumulate import accumulating_end
+from .halo import computed_length
 from .plan import ChunkedValue, ChunkRegion, Plan
 
 
@@ -99,21 +100,23 @@ class RegionView:
 def loop_attrs(node: Node, chunk: ChunkedValue | None, record: tuple | None = None) -> dict:
     """The attributes ``node`` runs with inside a loop that slices its first output as
     ``chunk``, as expressions of the loop's ``chunk_start``/``chunk_stop`` (chunkc.ir.dims):
-    the attribute that states the output shape (``shape_attr``) has the chunk's length on
-    the chunk axis, and an op whose chunk axis is positional gets its ``slice_attrs``.
-    ``record``: the node's dimension record, when the caller has it."""
+    the attribute that states the output shape (``shape_attr``) has, on the chunk axis, the
+    number of rows the node computes (the chunk's length, with its halo where it has one:
+    chunkc.passes.halo.computed_length), and an op whose chunk axis is positional gets its
+    ``slice_attrs``.  ``record``: the node's dimension record, when the caller has it."""
     attrs = dict(node.attrs)
     if chunk is None:
         return attrs
     axis, unit = chunk.axis, chunk.unit
     start, length = unit * LOOP_START, unit * (LOOP_STOP - LOOP_START)
+    flow = (record or node.dims())[0][axis]
     key = node.op.shape_attr
     if key is not None and attrs.get(key) is not None:
-        shape = list(attrs[key])  # one entry per output axis
-        if shape[axis] != -1:
-            shape[axis] = length
+        shape = list(attrs[key])  # one entry per trailing output axis (every axis for a reshape)
+        k = axis - (node.outputs[0].rank - len(shape))
+        if k >= 0 and shape[k] != -1:
+            shape[k] = computed_length(flow, chunk, node.outputs[0].shape[axis])
         attrs[key] = tuple(shape)
-    flow = (record or node.dims())[0][axis]
     if flow.kind == "window":  # the loop pads the rows itself (chunkc.passes.halo.take_rows)
         w = flow.sources[0].window
         pads = attrs.get(w.pad_attr)

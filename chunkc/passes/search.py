@@ -154,16 +154,16 @@ def _input_requirements(node: Node, rec, out_reqs: dict[int, tuple[int, Fraction
 def _input_halos(node: Node, rec, reqs: dict[int, tuple[int, Fraction]], in_reqs: dict[int, object],
                   halos: dict[Value, tuple[int, int]]) -> dict[int, tuple[int, int]]:
     """Per sliced input position: the halo it needs for the outputs' halos (chunkc.passes.halo).
-    Positional ops, ops whose attributes state the chunk's shape and multi-output nodes do
-    not take a halo: their slices would need more than rows."""
+    Positional ops and multi-output nodes do not take a halo: their slices would need more
+    than rows.  (An op whose attribute states its output shape runs with the rows it computes:
+    chunkc.passes.halo.computed_length.)"""
     out: dict[int, tuple[int, int]] = {}
     for k, (axis, _) in reqs.items():
         flow = rec[k][axis]
         lo, hi = halos.get(node.outputs[k], NO_HALO)
         if flow.kind != "window" and lo == 0 and hi == 0:
             continue
-        if flow.positional or len(node.outputs) != 1 or (
-                node.op.shape_attr is not None and node.attrs.get(node.op.shape_attr) is not None):
+        if flow.positional or len(node.outputs) != 1:
             raise _Conflict(f"{node.name} cannot compute rows beyond its chunk (a halo)")
         for s in flow.sources:
             if s.window is not None and not sizes_equal(node.inputs[s.input].shape[s.axis],

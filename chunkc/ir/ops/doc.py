@@ -30,7 +30,7 @@ imported after them).  Passes never test an op's name: they ask its record.
 | `num_inputs` | `(min, max)` inputs; `max=None` for any number; optional inputs come last |
 | `attrs` | attribute names with defaults; `REQUIRED` marks those without; unknown or missing ones are refused when a node is built |
 | `size_attrs` | attributes holding sizes that may be symbolic (`"L"` becomes a symbol; evaluated at run time) |
-| `shape_attr` | the attribute that spells output 0's shape, one entry per axis (reshape, expand): inside a chunk loop its chunked entry becomes the chunk's length |
+| `shape_attr` | the attribute that spells output 0's shape, one entry per trailing axis (reshape, expand: every axis; interpolate: the resized ones): inside a chunk loop its chunked entry becomes the rows the node computes |
 | `infer(in_types, attrs)` | shape and dtype inference, run when the node is built: it checks ranks, sizes, axes, dtypes and attributes and raises `IRError` naming the op, the input and the sizes |
 | `dims(in_types, attrs, out_types)` | the dimension record: per output, per axis, `carry(sources)`, `mix` or `new` (see `chunkc/ir/dims.py`); chunk-flow search reads only this |
 | `reference(xp, *arrays, **attrs)` | the NumPy implementation, written against the array module `xp` (NumPy or CuPy); it allocates its output once and works in place; the NumPy and CuPy backends call it |

@@ -1,8 +1,12 @@
 """Resizing: interpolate (nearest, nearest_exact, linear) and pad.
 
 ``interpolate`` resizes the last ``len(size)`` axes; the leading axes (batch,
-channels) carry, the resized axes mix (a slice of the output would need
-another ``size``).  Source positions follow PyTorch exactly, in float32:
+channels) carry.  A resized axis that nearest (or nearest_exact) mode enlarges by a
+power of two ``f`` carries too, with ratio ``1/f``: output row ``o`` is input row
+``o // f`` exactly (the scale ``1/f`` is exact in float32), so output rows
+``[a, b)`` come from input rows ``[a // f, ceil(b / f))``, and a chunk loop runs the
+op with ``size`` stating the rows it computes (``size`` is the record's
+``shape_attr``).  Every other resized axis mixes.  Source positions follow PyTorch exactly, in float32:
 
 * nearest (PyTorch's legacy rule): ``floor(o * (in/out))``;
 * nearest_exact: ``floor((o + 0.5) * (in/out))``;
@@ -15,6 +19,7 @@ another ``size``).  Source positions follow PyTorch exactly, in float32:
 from __future__ import annotations
 
 import itertools
+from fractions import Fraction
 
 import numpy as np
 
@@ -22,7 +27,7 @@ from ..dims import AxisSource, DimRecord, MIX
 from ..kernel_workspace import TorchWorkspace
 from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, register
-from ..sizes import Size, normalize, product
+from ..sizes import Size, normalize, product, ratio
 from ._common import carry_from, fail, one_of, optional_float, pairs
 from ._window import pad_spec
 
@@ -52,7 +57,19 @@ def _interp_infer(ins, attrs):
 
 def _interp_dims(ins, attrs, outs) -> DimRecord:
     x, nsp = ins[0], len(attrs["size"])
-    return (tuple(carry_from(AxisSource(0, k)) for k in range(x.rank - nsp)) + (MIX,) * nsp,)
+    lead = x.rank - nsp
+    return (tuple(carry_from(AxisSource(0, k)) for k in range(lead))
+            + tuple(_resized_flow(x.shape[k], outs[0].shape[k], k, attrs["mode"]) for k in range(lead, x.rank)),)
+
+
+def _resized_flow(n_in: Size, n_out: Size, axis: int, mode: str):
+    """A nearest upsampling by a power of two carries the axis (ratio 1/f); anything else mixes."""
+    if mode == "linear":
+        return MIX
+    f = ratio(n_out, n_in)
+    if f is None or f.denominator != 1 or f.numerator < 2 or f.numerator & (f.numerator - 1):
+        return MIX
+    return carry_from(AxisSource(0, axis, Fraction(1, f.numerator)))
 
 
 def _source_position(n_in: int, n_out: int, align_corners: bool) -> np.ndarray:
@@ -206,12 +223,12 @@ def _interp_torch(ctx: LoweringContext) -> str:
 
 register(OpDef(
     name="interpolate", infer=_interp_infer, dims=_interp_dims, reference=_interp_ref, torch=_interp_torch,
-    attrs={"size": REQUIRED, "mode": "nearest", "align_corners": False}, size_attrs=("size",),
+    attrs={"size": REQUIRED, "mode": "nearest", "align_corners": False}, size_attrs=("size",), shape_attr="size",
     workspace=_interp_workspace, torch_workspace=TorchWorkspace(cpu=_interp_cpu_workspace),
     flops=lambda ins, a, outs: outs[0].numel() * (1 if a["mode"] != "linear" else 2 ** (len(a["size"]) + 1)),
     doc="interpolate(x[..., *S], size, mode='nearest'|'nearest_exact'|'linear', align_corners=False): resize "
         "the last len(size) axes to `size` (PyTorch's rules; 'linear' is bi/trilinear by len(size)). "
-        "Carries: every leading axis."))
+        "Carries: every leading axis; a resized axis that nearest mode enlarges by a power of two f (ratio 1/f)."))
 
 
 # -- pad -------------------------------------------------------------------------------------------
