@@ -1,0 +1,88 @@
+"""Kernels that copy an input the estimator took for a free view, chunked (PyTorch, CPU).
+
+Found by the differential fuzzer (campaign seed 7; docs/fuzzing.md): each plan's measured
+peak (``chunkc.measure_peak``, the allocator's blocks) was above its estimate and its budget.
+Each test plans the shrunk graph, runs it, and holds the measure to the estimate (within 2%)
+and to the budget (at most 1.02x).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import chunkc
+from chunkc.backends import compile as compile_graph
+from chunkc.ir.parser import parse_graph
+from chunkc.measure import measure_peak
+from chunkc.passes.memory import estimate_memory
+
+TOLERANCE = 0.02
+SLACK = 1.02
+
+
+def _plan_and_measure(g: chunkc.Graph, sizes: dict[str, int], fraction: float, seed: int = 0):
+    """(plan, measured peak) of ``g`` planned on PyTorch at ``fraction`` of its unchunked
+    estimate; the values are checked against the unchunked program."""
+    torch.manual_seed(seed)
+    peak = estimate_memory(g, sizes=sizes, backend="torch").peak_bytes
+    plan = chunkc.autochunk(g, int(fraction * peak), sizes=dict(sizes), backend="torch", progress=False)
+    assert plan.regions, "the budget should need a chunked plan"
+    rng = np.random.default_rng(seed)
+    args = [torch.from_numpy(rng.uniform(-1, 1, v.type.concrete_shape(sizes)).astype(np.float32)) for v in g.inputs]
+    fn = compile_graph(g, plan, backend="torch")
+    np.testing.assert_allclose(fn(*args).numpy(), compile_graph(g, None, backend="torch")(*args).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    return plan, measure_peak(fn, *args)
+
+
+def _check(plan, measured: int) -> None:
+    est = plan.estimated_peak_bytes
+    assert abs(measured - est) <= TOLERANCE * measured, f"estimated {est} B, measured {measured} B"
+    assert measured <= SLACK * plan.budget_bytes, f"measured {measured} B, budget {plan.budget_bytes} B"
+
+
+# -- max_pool over a permuted or sliced input -----------------------------------------------------
+
+POOL_ROLL = """graph @pool_roll(%x: f32[B, L, 24]) {
+    %permute: f32[B, 24, L] = permute(%x) {dims = (0, 2, 1)}
+    %max_pool: f32[B, 24, L] = max_pool(%permute) {kernel = (3,), stride = (1,), padding = ((1, 1),), dilation = none, ceil_mode = false}
+    %permute_1: f32[B, L, 24] = permute(%max_pool) {dims = (0, 2, 1)}
+    %add: f32[B, L, 24] = add(%x, %permute_1)
+    %roll: f32[B, L, 24] = roll(%add) {shifts = -2, axes = -1}
+    return %roll
+  }"""
+
+
+def test_max_pool_of_a_permuted_chunk_counts_its_dense_copy():
+    """Fuzz case 7000034: ``max_pool1d`` on the CPU copies an input that is not contiguous
+    (``[B, L, D] -> [B, D, L]``, then one batch item or a slice of channels): 36% over the
+    estimate before the pool record declared the copy (``cpu_layout``) and the estimator gave
+    it the chunk's own strides."""
+    plan, measured = _plan_and_measure(parse_graph(POOL_ROLL), {"B": 2, "L": 2048}, 0.656)
+    _check(plan, measured)
+
+
+def test_pool_input_copy_follows_the_layout():
+    """The record's copy, against the allocator, for contiguous, permuted, channels-last and
+    sliced inputs of max_pool and avg_pool (1-d and 2-d), unchunked."""
+    cases = [("max_pool", (3,), "[2, L, 24]", (0, 2, 1), "[2, 24, L]"),
+             ("avg_pool", (3,), "[2, L, 24]", (0, 2, 1), "[2, 24, L]"),
+             ("max_pool", (3, 3), "[2, 16, 16, L]", (0, 3, 1, 2), "[2, L, 16, 16]"),
+             ("max_pool", (3, 3), "[2, 16, L, 16]", (0, 2, 1, 3), "[2, L, 16, 16]"),
+             ("avg_pool", (3, 3), "[2, 16, L, 16]", (0, 2, 1, 3), "[2, L, 16, 16]"),
+             ("avg_pool", (3, 3), "[2, L, 16, 16]", (0, 1, 2, 3), "[2, L, 16, 16]")]
+    for op, kernel, xshape, dims, pshape in cases:
+        pad = ", ".join("(1, 1)" for _ in kernel)
+        g = parse_graph(f"""graph @p(%x: f32{xshape}) {{
+            %p: f32{pshape} = permute(%x) {{dims = {dims}}}
+            %y: f32{pshape} = {op}(%p) {{kernel = {kernel}, stride = {tuple(1 for _ in kernel)}, padding = ({pad},)}}
+            return %y
+          }}""")
+        sizes = {"L": 32}
+        x = torch.randn(*[sizes["L"] if d == "L" else int(d) for d in xshape.strip("[]").split(", ")])
+        fn = compile_graph(g, None, backend="torch")
+        fn(x)
+        measured = measure_peak(fn, x)
+        est = estimate_memory(g, sizes=sizes, backend="torch").peak_bytes
+        assert abs(measured - est) <= TOLERANCE * measured, (op, xshape, dims, est, measured)
