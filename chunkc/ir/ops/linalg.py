@@ -9,11 +9,12 @@ import re
 
 from ..dims import AxisFlow, AxisSource, DimRecord, NEW
 from ..kernel_workspace import TorchWorkspace, strict_casts
+from ..layout import contiguous_strides
 from ..lowering import LoweringContext, LoweringFn, all_operands, keywords
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, normalize, sizes_equal
 from ..types import TensorType
-from ._contraction_copies import einsum_peak, matmul_copies
+from ._contraction_copies import einsum_peak, matmul_copies, matmul_layout_copies
 from ._common import array_result_dtype, broadcast_dims, broadcast_shapes, fail, require_rank, require_same, result_dtype, shape_str
 
 
@@ -58,11 +59,22 @@ def contraction(fn: str) -> LoweringFn:
     return lambda ctx: f"{fn}({', '.join(all_operands(ctx, strict=True))})"
 
 
+def _matmul_layout_copies(ins, attrs, outs, strides) -> Size:
+    """The copies of operands that do not flatten in their layout; an operand the lowering
+    casts is a fresh, contiguous copy (counted by ``strict_casts``)."""
+    a, b = ins[0], ins[1]
+    out = outs[0].dtype
+    a_strides = strides[0] if a.dtype == out else contiguous_strides(a.shape)
+    b_strides = strides[1] if b.dtype == out else contiguous_strides(b.shape)
+    return matmul_layout_copies(a, b, a_strides, b_strides, outs[0].dtype.itemsize)
+
+
 register(OpDef(name="matmul", infer=_matmul_infer, dims=_matmul_dims, flops=_matmul_flops,
                reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2), torch=contraction("torch.matmul"), saves=("cross",),
                torch_workspace=TorchWorkspace(
                    lowering=strict_casts,
-                   aten=lambda ins, a, outs: matmul_copies(ins[0], ins[1], outs[0].dtype.itemsize)),
+                   aten=lambda ins, a, outs: matmul_copies(ins[0], ins[1], outs[0].dtype.itemsize),
+                   aten_layout=_matmul_layout_copies),
                doc="matmul(a, b): NumPy matmul semantics, batch axes broadcast. "
                    "Carries: batch axes (from the inputs not broadcast), rows from a, columns from b."))
 
