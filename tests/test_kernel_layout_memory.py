@@ -146,3 +146,31 @@ def test_matmul_layout_copies_against_the_allocator():
         est = estimate_memory(g, backend="torch").peak_bytes
         assert measured == est, (dims, est, measured)
         assert (measured > 2 * 2 * 64 * 64 * 4) == copied, measured
+
+
+# -- a depthwise convolution over a permuted sequence ---------------------------------------------
+
+DEPTHWISE = """graph @depthwise(%x: f32[2, L, 64]) {
+    const %w: f32[64, 1, 3]
+    %p: f32[2, 64, L] = permute(%x) {dims = (0, 2, 1)}
+    %c: f32[2, 64, L] = conv(%p, %w) {padding = ((1, 1),), groups = 64}
+    %q: f32[2, L, 64] = permute(%c) {dims = (0, 2, 1)}
+    %y: f32[2, L, 64] = add(%x, %q)
+    return %y
+  }"""
+
+
+def test_convolution_of_a_permuted_input_counts_its_dense_copy():
+    """Fuzz case 7000044 (a depthwise convolution over ``[B, L, D] -> [B, D, L]``):
+    ``_convolution`` makes its input contiguous before oneDNN runs, a copy the estimate did not
+    hold, unchunked or in a halo loop's inner chunks (views; the border ones are already dense
+    copies)."""
+    g = parse_graph(DEPTHWISE, weights={"w": np.random.default_rng(0).standard_normal((64, 1, 3)).astype(np.float32)})
+    sizes = {"L": 192}
+    x = torch.randn(2, 192, 64)
+    fn = compile_graph(g, None, backend="torch")
+    fn(x)
+    measured = measure_peak(fn, x)
+    assert measured == estimate_memory(g, sizes=sizes, backend="torch").peak_bytes
+    plan, measured = _plan_and_measure(g, sizes, 0.6)
+    _check(plan, measured)

@@ -416,20 +416,33 @@ class MemoryModel:
         best = 0
         for n, start in iterations:
             ins, outs = types_for(n)
+            border = self.border_copy_bytes(p, chunk, ins)
+            strides = in_strides
+            if border:  # the rows are a dense copy at the border, a view elsewhere: a kernel that
+                # copies a view that is not dense copies no more than the border copy holds
+                k = self._window_input(p, chunk)
+                if strides is None:
+                    strides = [self.strides[u] for u in self.node_in[p]]
+                strides = [contiguous_strides(ins[k].shape) if j == k else st for j, st in enumerate(strides)]
             best = max(best, self.workspace_bytes(p, ins, self.loop_attrs(p, chunk, n, extent, start), outs,
-                                                  in_strides) + self.border_copy_bytes(p, chunk, ins))
+                                                  strides) + border)
         return best
+
+    def _window_input(self, p: int, chunk: ChunkedValue | None) -> int | None:
+        """The input position a window op in a halo loop reads padded rows of, else None."""
+        if chunk is None or not self.ws_fn[p]:
+            return None
+        flow = self.nodes[p].dims()[0][chunk.axis]
+        if flow.kind != "window":
+            return None
+        w, k = flow.sources[0].window, flow.sources[0].input
+        return k if (w.pad_lo or w.pad_hi) else None
 
     def border_copy_bytes(self, p: int, chunk: ChunkedValue | None, in_types: list[TensorType]) -> int:
         """A window op in a halo loop reads its input rows padded at the image border: a copy
         of its input chunk (chunkc.passes.halo.take_rows), live while it runs."""
-        if chunk is None or not self.ws_fn[p]:
-            return 0
-        flow = self.nodes[p].dims()[0][chunk.axis]
-        if flow.kind != "window":
-            return 0
-        w, k = flow.sources[0].window, flow.sources[0].input
-        if not (w.pad_lo or w.pad_hi):
+        k = self._window_input(p, chunk)
+        if k is None:
             return 0
         return self.block(int(evaluate(in_types[k].nbytes(self.sizes), self.sizes)))
 
