@@ -12,10 +12,10 @@ operand cannot be viewed that way it is copied first:
 
 Both follow ATen's code (``_matmul_impl`` and ``sumproduct_pair`` in
 aten/src/ATen/native/Linear.cpp, LinearAlgebra.cpp).  ``matmul_copies`` and ``einsum_peak``
-take contiguous operands; ``matmul_layout_copies`` adds what ``matmul`` copies of an operand
-whose axes do not flatten in its own layout (attention's heads permuted from
-``[B, L, H, D]``: k^T, or a chunk of query rows, is copied whole).  ``einsum`` of permuted
-views may still copy beyond its count.
+take contiguous operands (``einsum_peak`` also takes their strides); ``matmul_layout_copies``
+adds what ``matmul`` copies of an operand whose axes do not flatten in its own layout
+(attention's heads permuted from ``[B, L, H, D]``: k^T, or a chunk of query rows, is copied
+whole).
 """
 
 from __future__ import annotations
@@ -119,11 +119,13 @@ def _matrix_ok(rows: tuple[int, int], cols: tuple[int, int]) -> bool:
     return (sc == 1 or c == 1) and sr >= max(1, c) or (sr == 1 or r == 1) and sc >= max(1, r)
 
 
-def einsum_peak(terms: list[str], out: str, ins: list[TensorType], item: int, device: str = "cpu") -> Size:
+def einsum_peak(terms: list[str], out: str, ins: list[TensorType], item: int, device: str = "cpu",
+                strides: list | None = None) -> Size:
     """The most bytes ``torch.einsum`` holds besides its inputs, its output included (the
     last product); 0 for one operand or an equation with a repeated letter (diagonals).
     A batch of matrices that is neither row- nor column-major is copied by ``bmm``: one
-    matrix at a time on the CPU, the whole batch on CUDA."""
+    matrix at a time on the CPU, the whole batch on CUDA.  ``strides``: the operands' (in
+    elements; None: contiguous) -- a permuted view whose groups do not merge is copied."""
     if len(ins) < 2 or any(len(set(t)) != len(t) for t in terms):
         return 0
     if not all(isinstance(s, int) for t in ins for s in t.shape):
@@ -136,14 +138,14 @@ def einsum_peak(terms: list[str], out: str, ins: list[TensorType], item: int, de
     letters = list(out) + list(dict.fromkeys(contracted))
     last_use = {c: max(i for i, term in enumerate(terms) if c in term) for c in letters}
     ops = []
-    for term, t in zip(terms, ins):
+    for i, (term, t) in enumerate(zip(terms, ins)):
         sizes = [int(t.shape[term.index(c)]) if c in term else 1 for c in letters]
-        strides = [0] * len(letters)
+        own = [0] * len(letters)
         step = 1
         for c in reversed(term):
-            strides[letters.index(c)] = step
+            own[letters.index(c)] = step if strides is None else int(strides[i][term.index(c)])
             step *= int(t.shape[term.index(c)])
-        ops.append(_View(sizes, strides))
+        ops.append(_View(sizes, own))
     live = peak = 0
 
     def take(n: int) -> None:

@@ -281,10 +281,23 @@ def _einsum_torch_workspace(device: str):
     return workspace
 
 
+def _einsum_cpu_layout(ins, attrs, outs, strides) -> Size:
+    """What the operands' layout adds to (or spares from) the count for contiguous operands:
+    permuted views (attention's heads) whose groups do not merge are copied; an operand the
+    lowering casts is a fresh, contiguous copy."""
+    if not all(isinstance(s, int) for t in ins for s in t.shape) or len(strides) < len(ins):
+        return 0
+    terms, out, _ = _parse_einsum(attrs["equation"], ins)
+    item = outs[0].dtype.itemsize
+    dense = [strides[i] if t.dtype == outs[0].dtype else contiguous_strides(t.shape) for i, t in enumerate(ins)]
+    types = [t.with_dtype(outs[0].dtype) for t in ins]
+    return normalize(einsum_peak(terms, out, types, item, "cpu", dense) - einsum_peak(terms, out, types, item, "cpu"))
+
+
 register(OpDef(name="einsum", infer=_einsum_infer, dims=_einsum_dims, flops=_einsum_flops,
                reference=_einsum_ref, workspace=_einsum_workspace,
                torch_workspace=TorchWorkspace(lowering=strict_casts, cpu=_einsum_torch_workspace("cpu"),
-                                              cuda=_einsum_torch_workspace("cuda")),
+                                              cuda=_einsum_torch_workspace("cuda"), cpu_layout=_einsum_cpu_layout),
                torch=lambda ctx: f"torch.einsum({ctx.attr('equation')}, {', '.join(all_operands(ctx, strict=True))})",
                num_inputs=(1, None), attrs={"equation": REQUIRED}, saves=("cross",),
                doc="einsum(*xs, equation='bqd,bkd->bqk'): explicit output, no ellipsis. "
