@@ -24,10 +24,13 @@ CUDA parts are checked by ``benchmarks/gpu`` on a GPU.  The estimator's GPU vari
 A record may also hold a plain function: a temporary of the lowering, alike on every
 device (the bool mask rows of causal attention in a chunk loop).
 
-Some CPU kernels copy an operand only in some layouts (the flash-attention kernel copies a
-mask whose last axis is not dense): a :class:`TorchWorkspace`'s ``cpu_layout`` part takes
-the inputs' strides (in elements) besides; the estimator, which knows every value's
-strides, passes them through :func:`workspace_with_strides`.
+Some kernels copy an operand only in some layouts (the CPU flash-attention kernel copies a
+mask whose last axis is not dense, the CPU pools an input that is not dense, ``torch.matmul``
+batch axes that do not flatten): a :class:`TorchWorkspace`'s ``cpu_layout`` part (CPU
+kernels) and ``aten_layout`` part (ATen's composite code, every device) take the inputs'
+strides (in elements) besides; the estimator, which knows every value's strides (in a chunk
+loop, the chunks' own), passes them through :func:`workspace_with_strides`.  (The CUDA
+estimate does not pass strides yet: it counts neither part.)
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class TorchWorkspace:
     cpu: BytesFn | None = None
     cuda: BytesFn | None = None
     cpu_layout: LayoutBytesFn | None = None  # CPU copies that depend on the inputs' strides
+    aten_layout: LayoutBytesFn | None = None  # copies of ATen's composite code that depend on them (every device)
 
     def nbytes(self, ins, attrs, outs, device: str = "cpu",
                strides: Sequence[tuple[int, ...]] | None = None) -> Size:
@@ -74,6 +78,8 @@ class TorchWorkspace:
                 total = total + part(ins, attrs, outs)
         if device == "cpu" and self.cpu_layout is not None and strides is not None:
             total = total + self.cpu_layout(ins, attrs, outs, strides)
+        if self.aten_layout is not None and strides is not None:
+            total = total + self.aten_layout(ins, attrs, outs, strides)
         return normalize(total)
 
     def on(self, device: str) -> Callable[..., Size]:

@@ -71,6 +71,25 @@ def _torch_dense(shape: Sequence[int], strides: Sequence[int]) -> bool:
     return True
 
 
+def torch_is_contiguous(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    """``Tensor.is_contiguous()``: C order, size-1 axes ignored."""
+    return _torch_contiguous(shape, strides)
+
+
+def torch_is_channels_last(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    """``Tensor.is_contiguous(memory_format=torch.channels_last)`` (rank 4) or
+    ``channels_last_3d`` (rank 5): dense with the channels (axis 1) fastest, then the spatial
+    axes from the last, then the batch; size-1 axes ignored.  False at other ranks."""
+    if len(shape) not in (4, 5):
+        return False
+    expected = 1
+    for d in (1, *range(len(shape) - 1, 1, -1), 0):
+        if shape[d] != 1 and strides[d] != expected:
+            return False
+        expected *= shape[d]
+    return True
+
+
 def tensoriterator_layout(shape: Sequence[int], operands: Sequence[Operand]) -> Strides:
     """PyTorch's rule (TensorIterator, for an output it allocates).
 

@@ -375,14 +375,19 @@ class MemoryModel:
         self._chunk_answers[key] = st
         return st
 
-    def workspace_bytes(self, p: int, in_types: list[TensorType], attrs: Mapping, out_types: list[TensorType]) -> int:
+    def workspace_bytes(self, p: int, in_types: list[TensorType], attrs: Mapping, out_types: list[TensorType],
+                        in_strides: Sequence[tuple[int, ...]] | None = None) -> int:
         """Bytes node ``p``'s kernel on this model's backend allocates beyond its outputs,
-        for these (concrete) input and output types and attributes."""
+        for these (concrete) input and output types and attributes.  ``in_strides``: the
+        inputs' strides as the kernel sees them (in a loop: a slice of a value from before
+        the loop keeps its full strides, a chunk made in the loop is dense in its own shape);
+        by default the full-size values' strides (a chunk slice keeps which axes are dense)."""
         fn = self.ws_fn[p]
         if fn is None or not out_types:
             return 0
-        # the inputs' full-size strides: a chunk slice keeps which axes are dense
-        strides = [self.strides[u] for u in self.node_in[p]] if p < len(self.node_in) else None
+        strides = in_strides
+        if strides is None:
+            strides = [self.strides[u] for u in self.node_in[p]] if p < len(self.node_in) else None
         n = workspace_with_strides(fn, in_types, attrs, out_types, strides) if strides else fn(in_types, attrs, out_types)
         return self.block(int(evaluate(n, self.sizes)) * out_types[0].dtype.itemsize)
 
@@ -404,12 +409,13 @@ class MemoryModel:
         return concrete_attrs(loop_attrs(self.nodes[p], chunk, self.record(p)), bindings)
 
     def loop_workspace_bytes(self, p: int, types_for: Callable[[int], tuple[list[TensorType], list[TensorType]]],
-                             chunk: ChunkedValue | None, chunk_units: int, extent: int) -> int:
+                             chunk: ChunkedValue | None, chunk_units: int, extent: int,
+                             in_strides: Sequence[tuple[int, ...]] | None = None) -> int:
         """The most workspace node ``p`` takes in one iteration of a loop over ``extent`` units
         in chunks of ``chunk_units``; ``types_for(n)`` gives its (input, output) types in an
         iteration of ``n`` units.  A positional op's workspace can depend on where the chunk
         starts (causal attention's mask rows reach more keys further on), so the last full
-        iteration and the remainder are asked too."""
+        iteration and the remainder are asked too (``in_strides``: see :meth:`workspace_bytes`)."""
         iterations = [(chunk_units, chunk_units if 2 * chunk_units <= extent else 0)]
         if chunk is not None and self.record(p)[0][chunk.axis].positional and chunk_units < extent:
             iterations.append((chunk_units, (extent // chunk_units - 1) * chunk_units))
@@ -418,20 +424,33 @@ class MemoryModel:
         best = 0
         for n, start in iterations:
             ins, outs = types_for(n)
-            best = max(best, self.workspace_bytes(p, ins, self.loop_attrs(p, chunk, n, extent, start), outs)
-                       + self.border_copy_bytes(p, chunk, ins))
+            border = self.border_copy_bytes(p, chunk, ins)
+            strides = in_strides
+            if border:  # the rows are a dense copy at the border, a view elsewhere: a kernel that
+                # copies a view that is not dense copies no more than the border copy holds
+                k = self._window_input(p, chunk)
+                if strides is None:
+                    strides = [self.strides[u] for u in self.node_in[p]]
+                strides = [contiguous_strides(ins[k].shape) if j == k else st for j, st in enumerate(strides)]
+            best = max(best, self.workspace_bytes(p, ins, self.loop_attrs(p, chunk, n, extent, start), outs,
+                                                  strides) + border)
         return best
+
+    def _window_input(self, p: int, chunk: ChunkedValue | None) -> int | None:
+        """The input position a window op in a halo loop reads padded rows of, else None."""
+        if chunk is None or not self.ws_fn[p]:
+            return None
+        flow = self.record(p)[0][chunk.axis]
+        if flow.kind != "window":
+            return None
+        w, k = flow.sources[0].window, flow.sources[0].input
+        return k if (w.pad_lo or w.pad_hi) else None
 
     def border_copy_bytes(self, p: int, chunk: ChunkedValue | None, in_types: list[TensorType]) -> int:
         """A window op in a halo loop reads its input rows padded at the image border: a copy
         of its input chunk (chunkc.passes.halo.take_rows), live while it runs."""
-        if chunk is None or not self.ws_fn[p]:
-            return 0
-        flow = self.record(p)[0][chunk.axis]
-        if flow.kind != "window":
-            return 0
-        w, k = flow.sources[0].window, flow.sources[0].input
-        if not (w.pad_lo or w.pad_hi):
+        k = self._window_input(p, chunk)
+        if k is None:
             return 0
         return self.block(int(evaluate(in_types[k].nbytes(self.sizes), self.sizes)))
 
@@ -444,14 +463,16 @@ class MemoryModel:
         units = reg.units or max(axis_elems[1] // c.unit, 1)
         return self.loop_attrs(p, c, units, evaluate(reg.region.extent, self.sizes))
 
-    def _chunk_workspace(self, p: int, reg: _Region) -> int:
-        """The node's workspace for the chunk shapes and the loop's attributes (the record
-        is asked again)."""
+    def _chunk_workspace(self, p: int, reg: _Region, cstrides: Mapping[int, tuple[int, ...]]) -> int:
+        """The node's workspace for the chunk shapes, the chunks' strides (``cstrides``: those
+        of the values made in the loop; a value from before it keeps its full strides) and the
+        loop's attributes (the record is asked again)."""
         ins, outs = self.node_in[p], self.node_out[p]
         whole = self._whole_positions(p, reg)
         shapes = tuple(self.shape[u] if k in whole else self._chunk_shape(u, reg) for k, u in enumerate(ins)) + \
             tuple(self._chunk_shape(u, reg) for u in outs)
-        key = ("workspace", p, shapes)
+        strides = tuple(self.strides[u] if k in whole else cstrides.get(u, self.strides[u]) for k, u in enumerate(ins))
+        key = ("workspace", p, shapes, strides)
         if key not in self._chunk_answers:
             types = [TensorType(self.values[u].dtype, s) for u, s in zip(ins + outs, shapes)]
             o = outs[0]
@@ -459,10 +480,10 @@ class MemoryModel:
             c = reg.region.axis_of(self.values[o].name)
             if axis_elems is None or c is None:
                 ws = self.workspace_bytes(p, types[:len(ins)], concrete_attrs(self.nodes[p].attrs, self.sizes),
-                                          types[len(ins):])
+                                          types[len(ins):], strides)
             else:
                 ws = self._iterations_workspace(p, reg, c, reg.units or max(axis_elems[1] // c.unit, 1),
-                                                evaluate(reg.region.extent, self.sizes))
+                                                evaluate(reg.region.extent, self.sizes), strides)
             self._chunk_answers[key] = ws
         return self._chunk_answers[key]
 
@@ -471,7 +492,8 @@ class MemoryModel:
         name = self.nodes[p].name
         return frozenset(k for n, k in reg.region.whole_reads if n == name)
 
-    def _iterations_workspace(self, p: int, reg: _Region, chunk: ChunkedValue, units: int, extent: int) -> int:
+    def _iterations_workspace(self, p: int, reg: _Region, chunk: ChunkedValue, units: int, extent: int,
+                              in_strides: Sequence[tuple[int, ...]]) -> int:
         """The most workspace node ``p`` takes in one iteration of ``reg``'s loop."""
         ins, outs = self.node_in[p], self.node_out[p]
         whole = self._whole_positions(p, reg)
@@ -490,7 +512,7 @@ class MemoryModel:
                 out.append(TensorType(self.values[u].dtype, tuple(shape)))
             return out[:len(ins)], out[len(ins):]
 
-        return self.loop_workspace_bytes(p, types_for, chunk, units, extent)
+        return self.loop_workspace_bytes(p, types_for, chunk, units, extent, in_strides)
 
     def _intervals(self, regions: list[_Region]) -> tuple[_Intervals, list[int]]:
         """Every storage of the plan as an interval, and the workspace bytes per step."""
@@ -568,7 +590,7 @@ class MemoryModel:
         for reg in regions:
             for p in range(reg.start, reg.end + 1):
                 if self.ws_fn[p] is not None:
-                    ws[p] = self._chunk_workspace(p, reg)
+                    ws[p] = self._chunk_workspace(p, reg, cstrides)
         return iv, ws
 
     def _last_before(self, v: int, end: int) -> int:

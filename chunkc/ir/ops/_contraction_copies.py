@@ -11,9 +11,11 @@ operand cannot be viewed that way it is copied first:
   a partial result that the next contraction reads across its layout.
 
 Both follow ATen's code (``_matmul_impl`` and ``sumproduct_pair`` in
-aten/src/ATen/native/Linear.cpp, LinearAlgebra.cpp) for contiguous operands: the record
-sees shapes, not strides, so an operand that is a permuted view (batch > 1) may be copied
-beyond this count.
+aten/src/ATen/native/Linear.cpp, LinearAlgebra.cpp).  ``matmul_copies`` and ``einsum_peak``
+take contiguous operands (``einsum_peak`` also takes their strides); ``matmul_layout_copies``
+adds what ``matmul`` copies of an operand whose axes do not flatten in its own layout
+(attention's heads permuted from ``[B, L, H, D]``: k^T, or a chunk of query rows, is copied
+whole).
 """
 
 from __future__ import annotations
@@ -38,6 +40,43 @@ def matmul_copies(a: TensorType, b: TensorType, item: int) -> Size:
         kinds = {own[j] == 1 for j in range(n) if batch[j] > 1}
         if kinds == {True, False}:  # broadcast and real batch axes: expanded, then copied
             total = total + product(batch) * product(matrix) * item
+    return normalize(total)
+
+
+def _flattens(shape, strides) -> bool:
+    """Whether the axes ``shape`` (with ``strides``) merge into one without a copy (size-1
+    axes ignored; broadcast ones have stride 0 and merge with each other only)."""
+    real = [(s, st) for s, st in zip(shape, strides) if s != 1]
+    return all(st == s1 * st1 for (_, st), (s1, st1) in zip(real, real[1:]))
+
+
+def matmul_layout_copies(a: TensorType, b: TensorType, a_strides, b_strides, item: int) -> Size:
+    """Bytes ``torch.matmul`` copies of operands whose layout (strides in elements) does not
+    let it view them as it needs: a rank >= 3 left operand times a matrix is folded into rows
+    (``a.reshape(-1, k)``); two batched operands are expanded to the common batch and flattened
+    to ``[batch, rows, cols]``.  An operand whose real batch axes do not merge is copied whole
+    (the broadcast mixes ``matmul_copies`` counts are left to it)."""
+    shapes = tuple(a.shape) + tuple(b.shape)
+    if a.rank < 2 or b.rank < 2 or not all(isinstance(s, int) for s in shapes) or not a_strides or not b_strides:
+        return 0
+    if a.rank >= 3 and b.rank == 2:
+        if a.rank == 3 and a_strides[-1] != 1 and a_strides[0] == a.shape[1] * a.shape[2]:
+            return 0  # ATen runs bmm on the transposed matrices instead of folding
+        return 0 if _flattens(a.shape[:-1], a_strides[:-1]) else normalize(a.numel() * item)
+    if a.rank < 3 or b.rank < 3:
+        return 0  # a matrix times a batch: folded through transposes (not counted)
+    n = max(a.rank, b.rank) - 2
+    a_batch = (1,) * (n - a.rank + 2) + tuple(a.shape[:-2])
+    b_batch = (1,) * (n - b.rank + 2) + tuple(b.shape[:-2])
+    batch = tuple(max(x, y) for x, y in zip(a_batch, b_batch))
+    total = 0
+    for t, own, strides in ((a, a_batch, a_strides), (b, b_batch, b_strides)):
+        real = [j for j in range(n) if batch[j] > 1]
+        if {own[j] == 1 for j in real} == {True, False}:
+            continue  # expanded and copied anyway (matmul_copies)
+        own_strides = (0,) * (n - t.rank + 2) + tuple(strides[:-2])
+        if not _flattens([batch[j] for j in real], [own_strides[j] if own[j] > 1 else 0 for j in real]):
+            total += product(batch) * product(t.shape[-2:]) * item
     return normalize(total)
 
 
@@ -80,11 +119,13 @@ def _matrix_ok(rows: tuple[int, int], cols: tuple[int, int]) -> bool:
     return (sc == 1 or c == 1) and sr >= max(1, c) or (sr == 1 or r == 1) and sc >= max(1, r)
 
 
-def einsum_peak(terms: list[str], out: str, ins: list[TensorType], item: int, device: str = "cpu") -> Size:
+def einsum_peak(terms: list[str], out: str, ins: list[TensorType], item: int, device: str = "cpu",
+                strides: list | None = None) -> Size:
     """The most bytes ``torch.einsum`` holds besides its inputs, its output included (the
     last product); 0 for one operand or an equation with a repeated letter (diagonals).
     A batch of matrices that is neither row- nor column-major is copied by ``bmm``: one
-    matrix at a time on the CPU, the whole batch on CUDA."""
+    matrix at a time on the CPU, the whole batch on CUDA.  ``strides``: the operands' (in
+    elements; None: contiguous) -- a permuted view whose groups do not merge is copied."""
     if len(ins) < 2 or any(len(set(t)) != len(t) for t in terms):
         return 0
     if not all(isinstance(s, int) for t in ins for s in t.shape):
@@ -97,14 +138,14 @@ def einsum_peak(terms: list[str], out: str, ins: list[TensorType], item: int, de
     letters = list(out) + list(dict.fromkeys(contracted))
     last_use = {c: max(i for i, term in enumerate(terms) if c in term) for c in letters}
     ops = []
-    for term, t in zip(terms, ins):
+    for i, (term, t) in enumerate(zip(terms, ins)):
         sizes = [int(t.shape[term.index(c)]) if c in term else 1 for c in letters]
-        strides = [0] * len(letters)
+        own = [0] * len(letters)
         step = 1
         for c in reversed(term):
-            strides[letters.index(c)] = step
+            own[letters.index(c)] = step if strides is None else int(strides[i][term.index(c)])
             step *= int(t.shape[term.index(c)])
-        ops.append(_View(sizes, strides))
+        ops.append(_View(sizes, own))
     live = peak = 0
 
     def take(n: int) -> None:
@@ -166,4 +207,4 @@ def _product(left: _View, right: _View, summed: list[int], item: int, take, devi
     return result
 
 
-__all__ = ["matmul_copies", "einsum_peak"]
+__all__ = ["matmul_copies", "matmul_layout_copies", "einsum_peak"]

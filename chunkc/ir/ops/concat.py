@@ -51,7 +51,14 @@ def _concat_dims(ins, attrs, outs) -> DimRecord:
 
 
 def _concat_ref(xp, *xs, axis):
-    return xp.concatenate(xs, axis=axis, dtype=array_result_dtype(*xs))
+    # into a C-contiguous result, as torch.cat's and as the record says (a fresh output is
+    # contiguous): xp.concatenate alone lays the result out in the inputs' stride order, so a
+    # reshape of a concat of permuted views (rotary halves of attention heads) would copy
+    a = axis % xs[0].ndim
+    shape = list(xs[0].shape)
+    shape[a] = sum(x.shape[a] for x in xs)
+    out = xp.empty(tuple(shape), dtype=array_result_dtype(*xs))
+    return xp.concatenate(xs, axis=a, out=out, casting="unsafe")
 
 
 def _concat_elements(fs, attrs, ins, outs):

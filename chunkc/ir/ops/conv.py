@@ -18,6 +18,7 @@ import itertools
 from ..dims import AxisSource, DimRecord, MIX
 from ..dtypes import DType
 from ..kernel_workspace import TorchWorkspace, cast_copies, cpu_threads, mkldnn_takes, onednn_channel_block
+from ..layout import torch_is_channels_last, torch_is_contiguous
 from ..lowering import LoweringContext, all_operands, fill_none
 from ..registry import OpDef, register
 from ..sizes import Size, format_size, normalize, product, sizes_equal
@@ -258,6 +259,22 @@ def _conv_cpu_workspace(ins, attrs, outs) -> Size:
     return _conv_cpu_bytes(x, ins[1], win, attrs["groups"], outs[0], transposed=False)
 
 
+def _conv_input_copy(ins, attrs, outs, strides) -> Size:
+    """``_convolution`` makes its input dense before any backend runs: a copy of an input
+    that is neither contiguous nor channels-last (rank 4 or 5; a 1-d convolution's input has
+    rank 3, so only contiguous) -- a sequence model's ``[B, L, D] -> [B, D, L]`` permute, or a
+    chunk of channels.  An input the lowering pads or casts is a fresh, contiguous one."""
+    win, _ = _conv_parts(ins, attrs)
+    x = ins[0]
+    if not win.symmetric or x.dtype != outs[0].dtype or not strides or not strides[0] \
+            or not _concrete_ints(*x.shape):
+        return 0
+    shape, st = tuple(x.shape), tuple(strides[0])
+    if torch_is_contiguous(shape, st) or torch_is_channels_last(shape, st):
+        return 0
+    return x.numel() * x.dtype.itemsize
+
+
 def _in_types(ctx: LoweringContext):
     return [v.type for v in ctx.node.inputs]
 
@@ -278,7 +295,8 @@ def _conv_torch(ctx: LoweringContext) -> str:
 register(OpDef(
     name="conv", infer=_conv_infer, dims=_conv_dims, reference=_conv_ref, num_inputs=(2, 3), attrs=_WIN_ATTRS,
     flops=_conv_flops, workspace=_conv_workspace, torch=_conv_torch,
-    torch_workspace=TorchWorkspace(lowering=_conv_lowering_bytes, cpu=_conv_cpu_workspace),
+    torch_workspace=TorchWorkspace(lowering=_conv_lowering_bytes, cpu=_conv_cpu_workspace,
+                                   aten_layout=_conv_input_copy),
     doc="conv(x[N, C, *S], w[O, C/groups, *K], b[O]?, stride=None, padding=None, dilation=None, groups=1): "
         "cross-correlation with 1 to 3 spatial axes; stride/dilation are tuples per spatial axis (None: 1), "
         "padding a tuple of (begin, end) pairs (None: 0). Carries: N from x; O from w (and b) when groups == 1; "

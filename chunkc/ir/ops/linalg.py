@@ -15,11 +15,12 @@ import re
 
 from ..dims import Accumulation, AxisFlow, AxisSource, DimRecord, NEW
 from ..kernel_workspace import TorchWorkspace, strict_casts
+from ..layout import contiguous_strides
 from ..lowering import LoweringContext, LoweringFn, all_operands, keywords
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, normalize, sizes_equal
 from ..types import TensorType
-from ._contraction_copies import einsum_peak, matmul_copies
+from ._contraction_copies import einsum_peak, matmul_copies, matmul_layout_copies
 from ._common import array_result_dtype, broadcast_dims, broadcast_shapes, fail, require_rank, require_same, result_dtype, shape_str
 
 
@@ -77,12 +78,23 @@ def contraction(fn: str) -> LoweringFn:
     return lambda ctx: f"{fn}({', '.join(all_operands(ctx, strict=True))})"
 
 
+def _matmul_layout_copies(ins, attrs, outs, strides) -> Size:
+    """The copies of operands that do not flatten in their layout; an operand the lowering
+    casts is a fresh, contiguous copy (counted by ``strict_casts``)."""
+    a, b = ins[0], ins[1]
+    out = outs[0].dtype
+    a_strides = strides[0] if a.dtype == out else contiguous_strides(a.shape)
+    b_strides = strides[1] if b.dtype == out else contiguous_strides(b.shape)
+    return matmul_layout_copies(a, b, a_strides, b_strides, outs[0].dtype.itemsize)
+
+
 register(OpDef(name="matmul", infer=_matmul_infer, dims=_matmul_dims, flops=_matmul_flops,
                reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2), torch=contraction("torch.matmul"), saves=("cross",),
                accumulates=_matmul_accumulates,
                torch_workspace=TorchWorkspace(
                    lowering=strict_casts,
-                   aten=lambda ins, a, outs: matmul_copies(ins[0], ins[1], outs[0].dtype.itemsize)),
+                   aten=lambda ins, a, outs: matmul_copies(ins[0], ins[1], outs[0].dtype.itemsize),
+                   aten_layout=_matmul_layout_copies),
                doc="matmul(a, b): NumPy matmul semantics, batch axes broadcast. "
                    "Carries: batch axes (from the inputs not broadcast), rows from a, columns from b."))
 
@@ -315,10 +327,23 @@ def _einsum_torch_workspace(device: str):
     return workspace
 
 
+def _einsum_cpu_layout(ins, attrs, outs, strides) -> Size:
+    """What the operands' layout adds to (or spares from) the count for contiguous operands:
+    permuted views (attention's heads) whose groups do not merge are copied; an operand the
+    lowering casts is a fresh, contiguous copy."""
+    if not all(isinstance(s, int) for t in ins for s in t.shape) or len(strides) < len(ins):
+        return 0
+    terms, out, _ = _parse_einsum(attrs["equation"], ins)
+    item = outs[0].dtype.itemsize
+    dense = [strides[i] if t.dtype == outs[0].dtype else contiguous_strides(t.shape) for i, t in enumerate(ins)]
+    types = [t.with_dtype(outs[0].dtype) for t in ins]
+    return normalize(einsum_peak(terms, out, types, item, "cpu", dense) - einsum_peak(terms, out, types, item, "cpu"))
+
+
 register(OpDef(name="einsum", infer=_einsum_infer, dims=_einsum_dims, flops=_einsum_flops,
                reference=_einsum_ref, workspace=_einsum_workspace,
                torch_workspace=TorchWorkspace(lowering=strict_casts, cpu=_einsum_torch_workspace("cpu"),
-                                              cuda=_einsum_torch_workspace("cuda")),
+                                              cuda=_einsum_torch_workspace("cuda"), cpu_layout=_einsum_cpu_layout),
                torch=lambda ctx: f"torch.einsum({ctx.attr('equation')}, {', '.join(all_operands(ctx, strict=True))})",
                num_inputs=(1, None), attrs={"equation": REQUIRED}, saves=("cross",), accumulates=_einsum_accumulates,
                doc="einsum(*xs, equation='bqd,bkd->bqk'): explicit output, no ellipsis. "

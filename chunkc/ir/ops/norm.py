@@ -15,6 +15,7 @@ import numpy as np
 from ..dims import MEAN, Accumulation, AxisSource, DimRecord, MIX, NEW
 from ..dtypes import DType
 from ..kernel_workspace import TorchWorkspace, acc_dtype, strict_casts
+from ..layout import torch_is_contiguous
 from ..lowering import LoweringContext, all_operands, fill_none, tuple_literal
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, product, sizes_equal
@@ -110,6 +111,16 @@ def _layer_norm_ref(xp, x, weight=None, bias=None, num_axes=1, eps=1e-5):
     return out
 
 
+def _layer_norm_input_copy(ins, attrs, outs, strides) -> Size:
+    """``native_layer_norm`` reads a contiguous input (``expect_contiguous``): a copy of one
+    that is not (a feature slice, a permuted view), every device; an input the lowering
+    casts is a fresh, contiguous copy already."""
+    x = ins[0]
+    if x.dtype != outs[0].dtype or not strides or not strides[0] or not all(isinstance(d, int) for d in x.shape):
+        return 0
+    return 0 if torch_is_contiguous(tuple(x.shape), tuple(strides[0])) else x.numel() * x.dtype.itemsize
+
+
 def _normalized_shape(ctx: LoweringContext) -> str:
     """The shape of the last ``num_axes`` axes of x (PyTorch's ``normalized_shape``)."""
     return tuple_literal(ctx.shape(ctx.node.inputs[0])[-ctx.attrs["num_axes"]:])
@@ -127,7 +138,8 @@ register(OpDef(
     # native_layer_norm returns the statistics too: in x's dtype on the CPU, in float on CUDA
     torch_workspace=TorchWorkspace(lowering=strict_casts,
                                    cpu=lambda ins, a, outs: _stats_bytes(_rows(ins, a), outs[0].dtype),
-                                   cuda=lambda ins, a, outs: _stats_bytes(_rows(ins, a), acc_dtype(outs[0].dtype))),
+                                   cuda=lambda ins, a, outs: _stats_bytes(_rows(ins, a), acc_dtype(outs[0].dtype)),
+                                   aten_layout=_layer_norm_input_copy),
     flops=lambda ins, a, outs: 8 * outs[0].numel(),
     doc="layer_norm(x, weight?, bias?, num_axes=1, eps=1e-5): normalize over the last num_axes axes; "
         "weight and bias have their shape. Carries: every other axis of x."))

@@ -16,6 +16,7 @@ import itertools
 
 from ..dims import AxisSource, DimRecord, MIX
 from ..kernel_workspace import TorchWorkspace
+from ..layout import torch_is_channels_last, torch_is_contiguous
 from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, product
@@ -173,9 +174,32 @@ def _pool_bytes(op: str, ins, attrs, outs, device: str) -> Size:
     return max(stages) - out_b
 
 
+def _pool_input_copy(op: str, ins, attrs, outs, strides) -> Size:
+    """PyTorch's CPU pools (``F.max_pool``/``F.avg_pool``, as lowered) read a dense input
+    only: ``max_pool1d`` (no indices) copies any input that is not contiguous, the others any
+    that is neither contiguous nor channels-last (``avg_pool1d`` pools ``x.unsqueeze(-2)``).
+    A chunk sliced along an axis after the first of a contiguous value, or a permuted view
+    (a sequence model's ``[B, L, D] -> [B, D, L]``), is copied whole before pooling."""
+    win, lead, _ = _pool_parts(op, ins, attrs)
+    x = ins[0]
+    if not (lead in (1, 2) and win.symmetric) or not strides or not strides[0] \
+            or not all(isinstance(d, int) for d in x.shape):
+        return 0  # rt's general pool pads (a fresh, dense copy counted by _pool_bytes) or reshapes
+    shape, st = tuple(x.shape), tuple(strides[0])
+    if torch_is_contiguous(shape, st):
+        return 0
+    if not (op == "max_pool" and win.rank == 1):
+        if win.rank == 1:  # avg_pool1d: x.unsqueeze(-2) (the new axis has size 1: its stride is ignored)
+            shape, st = shape[:-1] + (1,) + shape[-1:], st[:-1] + (1,) + st[-1:]
+        if torch_is_channels_last(shape, st):
+            return 0
+    return x.numel() * x.dtype.itemsize
+
+
 def _pool_workspace(op: str) -> TorchWorkspace:
     return TorchWorkspace(cpu=lambda ins, a, outs: _pool_bytes(op, ins, a, outs, "cpu"),
-                          cuda=lambda ins, a, outs: _pool_bytes(op, ins, a, outs, "cuda"))
+                          cuda=lambda ins, a, outs: _pool_bytes(op, ins, a, outs, "cuda"),
+                          cpu_layout=lambda ins, a, outs, strides: _pool_input_copy(op, ins, a, outs, strides))
 
 
 _WINDOW_DOC = ("kernel, stride (None: kernel), padding (begin, end) pairs (None: 0; at most half the kernel), "

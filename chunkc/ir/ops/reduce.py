@@ -23,6 +23,7 @@ from ..dims import MEAN, SUM, Accumulation, AxisFlow, AxisSource, DimRecord, MIX
 from ..dtypes import DType
 from ..elements import as_int, exact, prove_equal
 from ..kernel_workspace import TorchWorkspace
+from ..layout import torch_is_contiguous
 from ..lowering import LoweringContext, LoweringFn, TorchLowering, torch_dtype
 from ..registry import OpDef, register
 from ..sizes import Size, normalize, product
@@ -354,12 +355,26 @@ def cumulative(fn: str) -> LoweringFn:
 
 
 _ALONG = " Carries: every axis but `axis`."
+
+
+def _softmax_input_copy(ins, attrs, outs, strides) -> Size:
+    """The CPU's ``softmax``/``log_softmax`` kernels read a contiguous input: a copy of one
+    that is not (a permuted or sliced view, a chunk of one along an axis after the first)."""
+    x = ins[0]
+    if not x.dtype.is_floating or not strides or not strides[0] or not all(isinstance(d, int) for d in x.shape):
+        return 0
+    return 0 if torch_is_contiguous(tuple(x.shape), tuple(strides[0])) else x.numel() * x.dtype.itemsize
+
+
+_SOFTMAX_TORCH_WORKSPACE = TorchWorkspace(cpu_layout=_softmax_input_copy)
 register(OpDef(name="softmax", infer=_along_axis_infer("softmax"), dims=_along_axis_dims, reference=_softmax,
                attrs={"axis": -1}, flops=lambda ins, a, outs: 5 * outs[0].numel(), workspace=_softmax_workspace,
-               torch="F.softmax({0}, dim={axis})", saves=("outputs",), doc="softmax(x, axis=-1)." + _ALONG))
+               torch="F.softmax({0}, dim={axis})", saves=("outputs",), torch_workspace=_SOFTMAX_TORCH_WORKSPACE,
+               doc="softmax(x, axis=-1)." + _ALONG))
 register(OpDef(name="log_softmax", infer=_along_axis_infer("log_softmax"), dims=_along_axis_dims,
                reference=_log_softmax, attrs={"axis": -1}, flops=lambda ins, a, outs: 5 * outs[0].numel(),
                workspace=_softmax_workspace, torch="F.log_softmax({0}, dim={axis})", saves=("outputs",),
+               torch_workspace=_SOFTMAX_TORCH_WORKSPACE,
                doc="log_softmax(x, axis=-1)." + _ALONG))
 def _cumsum_elements(fs, attrs, ins, outs):
     # only the running sum of zeros (transformers' packed-sequence test on plain positions)
