@@ -22,6 +22,25 @@ from chunkc.ir.sizes import parse_size, sym
 from chunkc.passes.plan import ChunkedValue as CV, ChunkRegion, Plan
 
 
+def run_on_all_backends(graph: chunkc.Graph, plan: Plan, inputs, expected, atol: float = 1e-5,
+                        rtol: float = 1e-5) -> None:
+    """``plan`` through the reference interpreter of plans, the NumPy and the PyTorch programs,
+    each output against ``expected`` (same shape and dtype, values within tolerance)."""
+    import torch
+    from chunkc.passes.chunked_reference import interpret_plan
+
+    outs = {"reference": interpret_plan(plan, *inputs),
+            "numpy": chunkc.compile(graph, plan, backend="numpy")(*inputs),
+            "torch": chunkc.compile(graph, plan, backend="torch")(*[torch.from_numpy(a) for a in inputs])}
+    for name, got in outs.items():
+        got = got if isinstance(got, (tuple, list)) else (got,)
+        assert len(got) == len(expected)
+        for e, o in zip(expected, got):
+            o = o.numpy() if isinstance(o, torch.Tensor) else np.asarray(o)
+            assert o.shape == e.shape and o.dtype == e.dtype, name
+            np.testing.assert_allclose(o, e, atol=atol, rtol=rtol, err_msg=name)
+
+
 @dataclass
 class Case:
     name: str

@@ -19,22 +19,9 @@ from chunkc.passes.search import GraphIndex, candidate_axes, walk_regions
 from chunkc.passes.split_statistics import split_statistics
 
 from strategies import random_graphs
+from backend_cases import run_on_all_backends
 
 SHAPE = (3, 10, 4)
-
-
-def _run_all_backends(graph, plan, inputs, expected, atol=1e-5, rtol=1e-5):
-    """The plan through the reference interpreter, the NumPy and the PyTorch programs."""
-    outs = {"reference": interpret_plan(plan, *inputs),
-            "numpy": chunkc.compile(graph, plan, backend="numpy")(*inputs),
-            "torch": chunkc.compile(graph, plan, backend="torch")(*[torch.from_numpy(a) for a in inputs])}
-    for name, got in outs.items():
-        got = got if isinstance(got, (tuple, list)) else (got,)
-        assert len(got) == len(expected)
-        for e, o in zip(expected, got):
-            o = o.numpy() if isinstance(o, torch.Tensor) else np.asarray(o)
-            assert o.shape == e.shape and o.dtype == e.dtype, name
-            np.testing.assert_allclose(o, e, atol=atol, rtol=rtol, err_msg=name)
 
 
 def _reduction_graph(op, axes, keepdim):
@@ -64,7 +51,7 @@ def test_reductions_over_the_chunk_axis_match_unchunked(op, axes, keepdim, chunk
     new_graph, plan = _longest_accumulating(g, 1, chunk)  # 10 rows in chunks that do not divide it
     assert plan.regions[0].accumulators == (g.nodes[-1].outputs[0].name,)
     assert len(plan.regions[0].nodes) == 3  # tanh, mul and the reduction run in the loop
-    _run_all_backends(new_graph, plan, [x], expected)
+    run_on_all_backends(new_graph, plan, [x], expected)
 
 
 def test_var_does_not_accumulate():
@@ -101,7 +88,7 @@ def test_accumulators_inside_a_region_that_ends_elsewhere():
     expected = chunkc.interpret(g, x)
     for chunk in (1, 3, 7):
         new_graph, regions = apply_regions(g, [(cand, chunk)])
-        _run_all_backends(new_graph, Plan(graph=new_graph, regions=regions), [x], expected)
+        run_on_all_backends(new_graph, Plan(graph=new_graph, regions=regions), [x], expected)
 
 
 def test_a_loop_node_may_not_read_an_accumulator():
@@ -167,7 +154,7 @@ def test_group_norm_chunks_along_space(backend):
     plan = chunkc.autochunk(g, budget=0.6, backend=backend)
     assert plan.estimated_peak_bytes <= 0.6 * unchunked
     assert any("group_norm_apply" in r.nodes for r in plan.regions), str(plan)  # normalized a chunk at a time
-    _run_all_backends(plan.graph, plan, [x], expected, atol=1e-4, rtol=1e-4)
+    run_on_all_backends(plan.graph, plan, [x], expected, atol=1e-4, rtol=1e-4)
 
 
 def _moments_region(graph, chunk, axis=2):
@@ -189,7 +176,7 @@ def test_group_norm_statistics_accumulate_over_space(axis, chunk):
     new_graph, plan = _moments_region(g, chunk, axis)
     assert plan.regions[0].accumulators == ("group_norm_moments",)
     assert "accumulated over the chunk axis (whole, merged each iteration): %group_norm_moments" in str(plan)
-    _run_all_backends(new_graph, plan, [x], expected, atol=1e-5, rtol=1e-5)
+    run_on_all_backends(new_graph, plan, [x], expected, atol=1e-5, rtol=1e-5)
 
 
 def test_group_norm_is_fused_back_where_no_region_uses_the_split():

@@ -5,6 +5,8 @@ through its output projection."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,7 @@ from chunkc.passes.chunked_reference import interpret_plan
 from chunkc.passes.plan import ChunkedValue, ChunkRegion, Plan
 from chunkc.passes.reorder import apply_regions
 from chunkc.passes.search import GraphIndex, walk_regions
+from backend_cases import run_on_all_backends
 
 RNG = np.random.default_rng(0)
 
@@ -25,18 +28,8 @@ def _weight(g, name, shape):
     return g.add_constant(name, (RNG.standard_normal(shape) / np.sqrt(shape[0])).astype(np.float32))
 
 
-def _run_all_backends(graph, plan, inputs, expected, atol=1e-4, rtol=1e-4):
-    """The plan through the reference interpreter, the NumPy and the PyTorch programs."""
-    outs = {"reference": interpret_plan(plan, *inputs),
-            "numpy": chunkc.compile(graph, plan, backend="numpy")(*inputs),
-            "torch": chunkc.compile(graph, plan, backend="torch")(*[torch.from_numpy(a) for a in inputs])}
-    for name, got in outs.items():
-        got = got if isinstance(got, (tuple, list)) else (got,)
-        assert len(got) == len(expected)
-        for e, o in zip(expected, got):
-            o = o.numpy() if isinstance(o, torch.Tensor) else np.asarray(o)
-            assert o.shape == e.shape and o.dtype == e.dtype, name
-            np.testing.assert_allclose(o, e, atol=atol, rtol=rtol, err_msg=name)
+# contractions sum in another order than the unchunked kernel: float32 needs a looser tolerance
+_run_all_backends = functools.partial(run_on_all_backends, atol=1e-4, rtol=1e-4)
 
 
 def _accumulating_plan(graph, axis, chunk):
