@@ -41,6 +41,20 @@ def run_on_all_backends(graph: chunkc.Graph, plan: Plan, inputs, expected, atol:
             np.testing.assert_allclose(o, e, atol=atol, rtol=rtol, err_msg=name)
 
 
+def longest_accumulating_plan(graph: chunkc.Graph, axis: int, chunk: int) -> tuple[chunkc.Graph, Plan]:
+    """The longest region that ends at the graph's last node, accumulating over ``axis`` of its
+    input 0, chunked by ``chunk``: (the reordered graph, its plan)."""
+    from chunkc.passes.reorder import apply_regions
+    from chunkc.passes.search import GraphIndex, walk_regions
+
+    cands = list(walk_regions(GraphIndex(graph), len(graph.nodes) - 1, axis, accumulate=True))
+    assert cands, f"{graph.nodes[-1].name} must accumulate over axis {axis} of its input 0"
+    cand = cands[-1]
+    assert [v.name for v in cand.accumulators] == [graph.nodes[-1].outputs[0].name]
+    new_graph, regions = apply_regions(graph, [(cand, chunk)])
+    return new_graph, Plan(graph=new_graph, regions=regions)
+
+
 @dataclass
 class Case:
     name: str

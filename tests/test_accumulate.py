@@ -19,7 +19,7 @@ from chunkc.passes.search import GraphIndex, candidate_axes, walk_regions
 from chunkc.passes.split_statistics import split_statistics
 
 from strategies import random_graphs
-from backend_cases import run_on_all_backends
+from backend_cases import longest_accumulating_plan, run_on_all_backends
 
 SHAPE = (3, 10, 4)
 
@@ -32,15 +32,6 @@ def _reduction_graph(op, axes, keepdim):
     return g
 
 
-def _longest_accumulating(graph, axis, chunk):
-    cands = list(walk_regions(GraphIndex(graph), len(graph.nodes) - 1, axis, accumulate=True))
-    assert cands, "an accumulating reduction must give at least one region"
-    cand = cands[-1]
-    assert [v.name for v in cand.accumulators] == [graph.nodes[-1].outputs[0].name]
-    new_graph, regions = apply_regions(graph, [(cand, chunk)])
-    return new_graph, Plan(graph=new_graph, regions=regions)
-
-
 @pytest.mark.parametrize("op", ["sum", "mean", "amax", "amin"])
 @pytest.mark.parametrize("axes,keepdim", [(1, False), (1, True), ((1, 2), False), ((0, 1), True)])
 @pytest.mark.parametrize("chunk", [3, 4])
@@ -48,7 +39,7 @@ def test_reductions_over_the_chunk_axis_match_unchunked(op, axes, keepdim, chunk
     g = _reduction_graph(op, axes, keepdim)
     x = np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32)
     expected = chunkc.interpret(g, x)
-    new_graph, plan = _longest_accumulating(g, 1, chunk)  # 10 rows in chunks that do not divide it
+    new_graph, plan = longest_accumulating_plan(g, 1, chunk)  # 10 rows in chunks that do not divide it
     assert plan.regions[0].accumulators == (g.nodes[-1].outputs[0].name,)
     assert len(plan.regions[0].nodes) == 3  # tanh, mul and the reduction run in the loop
     run_on_all_backends(new_graph, plan, [x], expected)
@@ -117,7 +108,7 @@ def test_plan_refuses_an_op_that_does_not_accumulate():
 
 def test_accumulators_round_trip_through_plan_files(tmp_path):
     g = _reduction_graph("mean", 1, False)
-    new_graph, plan = _longest_accumulating(g, 1, 3)
+    new_graph, plan = longest_accumulating_plan(g, 1, 3)
     save_plan(plan, tmp_path / "p.json")
     loaded = load_plan(tmp_path / "p.json")
     assert loaded.regions == plan.regions and loaded.regions[0].accumulators == ("mean",)

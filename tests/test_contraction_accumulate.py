@@ -17,9 +17,7 @@ from chunkc.errors import ChunkcError
 from chunkc.passes.accumulate import accumulating_axes
 from chunkc.passes.chunked_reference import interpret_plan
 from chunkc.passes.plan import ChunkedValue, ChunkRegion, Plan
-from chunkc.passes.reorder import apply_regions
-from chunkc.passes.search import GraphIndex, walk_regions
-from backend_cases import run_on_all_backends
+from backend_cases import longest_accumulating_plan, run_on_all_backends
 
 RNG = np.random.default_rng(0)
 
@@ -30,16 +28,6 @@ def _weight(g, name, shape):
 
 # contractions sum in another order than the unchunked kernel: float32 needs a looser tolerance
 _run_all_backends = functools.partial(run_on_all_backends, atol=1e-4, rtol=1e-4)
-
-
-def _accumulating_plan(graph, axis, chunk):
-    """The longest region that ends at the last node accumulating over ``axis`` of its input 0."""
-    cands = list(walk_regions(GraphIndex(graph), len(graph.nodes) - 1, axis, accumulate=True))
-    assert cands, "the contraction must accumulate over its contracted axis"
-    cand = cands[-1]
-    assert [v.name for v in cand.accumulators] == [graph.nodes[-1].outputs[0].name]
-    new_graph, regions = apply_regions(graph, [(cand, chunk)])
-    return new_graph, Plan(graph=new_graph, regions=regions)
 
 
 def _matmul_graph():
@@ -86,7 +74,7 @@ def test_contraction_over_the_chunk_axis_matches_unchunked(case, chunk):
     assert axis in accumulating_axes(g.nodes[-1])
     inputs = [RNG.standard_normal(s).astype(np.float32) for s in shapes]
     expected = chunkc.interpret(g, *inputs)
-    new_graph, plan = _accumulating_plan(g, axis, chunk)  # 10 contracted units, chunks that do not divide it
+    new_graph, plan = longest_accumulating_plan(g, axis, chunk)  # 10 contracted units, chunks that do not divide it
     region = plan.regions[0]
     # both operands are sliced along their contracted axes, each read as a slice
     contraction = new_graph.nodes[-1]
@@ -130,7 +118,7 @@ def test_einsum_partners_every_operand_holding_the_letter():
     g.set_outputs(O.einsum(O.exp(a * 0.1), b, c, equation="ij,jk,j->ik"))
     inputs = [RNG.standard_normal(s).astype(np.float32) for s in [(4, 9), (9, 5), (9,)]]
     expected = chunkc.interpret(g, *inputs)
-    new_graph, plan = _accumulating_plan(g, 1, 4)
+    new_graph, plan = longest_accumulating_plan(g, 1, 4)
     assert {c.value for c in plan.regions[0].chunked} >= {"b", "c"}
     _run_all_backends(new_graph, plan, inputs, expected)
 
@@ -176,7 +164,7 @@ def test_attention_chunks_along_heads_through_the_output_projection(causal, chun
     g = _attention_block(causal=causal)
     x = RNG.standard_normal((12, 32)).astype(np.float32)
     expected = chunkc.interpret(g, x)
-    new_graph, plan = _accumulating_plan(g, 1, chunk)
+    new_graph, plan = longest_accumulating_plan(g, 1, chunk)
     region = plan.regions[0]
     assert region.extent == 4  # one unit per head: the merged axis is sliced 8 columns at a time
     by_name = region.chunk_map()
@@ -196,7 +184,7 @@ def test_head_chunked_attention_memory_matches_the_torch_measure():
     x = torch.from_numpy(RNG.standard_normal((256, 128)).astype(np.float32))
     want = chunkc.compile(g, backend="torch")(x).numpy()
     for chunk in (1, 3):
-        new_graph, plan = _accumulating_plan(g, 1, chunk)
+        new_graph, plan = longest_accumulating_plan(g, 1, chunk)
         plan.backend = "torch"
         fn = chunkc.compile(new_graph, plan, backend="torch")
         measured = chunkc.measure_peak(fn, x)

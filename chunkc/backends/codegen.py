@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 import sympy
 
@@ -416,13 +416,8 @@ class Generator:
 
         axes = ", ".join(f"%{v.name} axis {chunk[v].axis}" for v in sliced) or "no sliced input"
         self.open_region(view, f"sliced: {axes}")
-        for v in sliced:
-            name = self.namer.claim(f"{self.names.get(v) or self.constants[v]}_chunk")
-            self.emit(f"{name} = {_slice(self.expr_of(v), chunk[v])}  # view of {self.type_text(v)}")
-            self.inner[v] = name
+        self.bind_loop_values(view, lambda v: _slice(self.expr_of(v), chunk[v]))
         out_set = set(outputs)
-        for v in outputs:
-            self.inner[v] = self.namer.claim(f"{self.names[v]}_{'part' if v in view.accumulators else 'chunk'}")
         dying = view.inner_deaths()
         for k, node in enumerate(nodes):
             self._node_statement(node, [self.inner.get(o, self.names[o]) for o in node.outputs])
@@ -440,6 +435,16 @@ class Generator:
             if dead:
                 self.emit(f"del {', '.join(dead)}")
         self.close_region(view)
+
+    def bind_loop_values(self, view: RegionView, slice_of: Callable[[Value], str]) -> None:
+        """The names inside a region's loop: a view ``slice_of(v)`` of each sliced region input,
+        and a chunk (an accumulator's partial) of each output."""
+        for v in view.sliced:
+            name = self.namer.claim(f"{self.names.get(v) or self.constants[v]}_chunk")
+            self.emit(f"{name} = {slice_of(v)}  # view of {self.type_text(v)}")
+            self.inner[v] = name
+        for v in view.outputs:
+            self.inner[v] = self.namer.claim(f"{self.names[v]}_{'part' if v in view.accumulators else 'chunk'}")
 
     def open_region(self, view: RegionView, header: str) -> None:
         """A region's header, its output buffers (or accumulators, or inputs written in place)

@@ -71,14 +71,8 @@ def emit_halo_region(gen: Generator, view: RegionView) -> None:
     def rows(v: Value) -> str:
         return gen.held_rows.get(v) or f"({bounds[v][0]}, {bounds[v][1]})"
 
-    for v in sliced:
-        name = gen.namer.claim(f"{base_name(v)}_chunk")
-        a, b = bounds[v]
-        gen.emit(f"{name} = {gen.expr_of(v)}[{':, ' * chunk[v].axis}{a}:{b}]  # view of {gen.type_text(v)}")
-        gen.inner[v] = name
+    gen.bind_loop_values(view, lambda v: f"{gen.expr_of(v)}[{':, ' * chunk[v].axis}{bounds[v][0]}:{bounds[v][1]}]")
     out_set = set(outputs)
-    for v in outputs:
-        gen.inner[v] = gen.namer.claim(f"{gen.names[v]}_chunk")
     dying = view.inner_deaths()
     for k, node in enumerate(nodes):
         out = node.outputs[0] if node.outputs else None
