@@ -93,7 +93,7 @@ def test_a_budget_no_plan_reaches_on_another_backend_is_refused():
     numpy = get_backend("numpy")
     register_backend(dataclasses.replace(numpy, name="square_scores", workspace=_square_scores_workspace))
     try:
-        with pytest.raises(InfeasibleBudgetError, match=r"made for backend 'torch'.*no plan for 'square_scores' "
+        with pytest.raises(InfeasibleBudgetError, match=r"made for backend 'torch'.*no plan for backend 'square_scores' "
                                                         r"reaches.*scaled_dot_product_attention"):
             chunkc.compile(g, plan, backend="square_scores")
         with pytest.raises(InfeasibleBudgetError):

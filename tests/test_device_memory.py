@@ -135,3 +135,29 @@ def test_cupy_peak_matches_the_gpu_estimate(name):
         assert abs(measured - estimate) <= GPU_TOLERANCE * measured, (plan is not None, measured, estimate)
         np.testing.assert_allclose(cupy.asnumpy(fn(*args)), chunkc.interpret(case.graph, *case.inputs(sizes))[0],
                                    rtol=1e-3, atol=1e-3)
+
+
+def test_a_plan_for_a_gpu_is_estimated_and_priced_for_it(tmp_path):
+    """autochunk(device="cuda"): CUDA's allocator and kernels count in the plan's estimate, the
+    plan says so (its estimates, its file, its report), and the GPU's costs (launches, no cache
+    to fit) choose fewer, larger chunks than the CPU's."""
+    from backend_cases import attention
+    from chunkc.ir.sizes import evaluate
+    case = attention(d=64, heads=4)
+    sizes = {"B": 1, "L": 2048}
+    on_gpu = chunkc.autochunk(case.graph, 0.3, sizes=sizes, device="cuda", progress=False)
+    on_cpu = chunkc.autochunk(case.graph, 0.3, sizes=sizes, progress=False)
+    assert (on_gpu.device, on_cpu.device) == ("cuda", "cpu")
+    assert on_gpu.estimated_peak_bytes == chunkc.estimate_memory(on_gpu.graph, on_gpu).peak_bytes \
+        == chunkc.estimate_memory(on_gpu.graph, on_gpu, device="cuda").peak_bytes
+    assert on_gpu.unchunked_peak_bytes == chunkc.estimate_memory(case.graph, sizes=sizes, device="cuda").peak_bytes
+    assert on_gpu.estimated_peak_bytes <= on_gpu.budget_bytes
+
+    def iterations(plan) -> int:
+        return sum(-(-evaluate(r.extent, sizes) // evaluate(r.chunk_size, sizes)) for r in plan.regions)
+    assert iterations(on_gpu) <= iterations(on_cpu)
+    assert "for the torch backend on cuda" in str(on_gpu)
+    chunkc.save_plan(on_gpu, tmp_path / "p.json")
+    assert chunkc.load_plan(tmp_path / "p.json").device == "cuda"
+    with pytest.raises(ChunkcError, match="unknown device 'tpu'; use one of cpu, cuda"):
+        chunkc.autochunk(case.graph, 0.3, sizes=sizes, device="tpu", progress=False)

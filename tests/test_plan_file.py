@@ -3,6 +3,7 @@ file (weights beside it, or shared with a saved graph), and bad files are refuse
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -102,3 +103,22 @@ def test_bad_plan_files_are_refused_by_name(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ChunkcError, match="cannot read"):
         chunkc.load_plan(path)
+
+
+def test_a_plan_on_a_rewritten_graph_keeps_only_its_new_constants_beside_the_shared_weights(tmp_path):
+    """A plan made on a variant of the graph (here one of its weights split in two parts) shares
+    the saved graph's weights and writes only the constants the variant added."""
+    case = attention(d=64, heads=4)
+    chunkc.save(case.graph, tmp_path / "graph.chunkc")
+    plan = chunkc.autochunk(case.graph, 0.3, sizes={"B": 1, "L": 256}, progress=False)
+    variant = plan.graph.copy()
+    weight = next(c for c in variant.constants if c.data is not None)
+    part = variant.add_constant(weight.name + "_part0", np.asarray(weight.data).copy())
+    plan = dataclasses.replace(plan, graph=variant)
+    files = chunkc.save_plan(plan, tmp_path / "p.json", weights=tmp_path / "graph.chunkc")
+    assert files == [str(tmp_path / "p.json"), str(tmp_path / "p.json.npz")]
+    with np.load(tmp_path / "p.json.npz") as npz:
+        assert npz.files == [part.name]
+    loaded = chunkc.load_plan(tmp_path / "p.json")
+    np.testing.assert_array_equal(next(c for c in loaded.graph.constants if c.name == part.name).data, weight.data)
+    _same_plan(plan, loaded)

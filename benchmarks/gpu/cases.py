@@ -1,7 +1,8 @@
 """The models the GPU benchmark runs, at what sizes, under which budgets.
 
 Small configurations with long sequences: the activations dominate (attention scores grow
-with the square of the sequence), the weights stay small enough for the repository.  The
+with the square of the sequence), the weights stay small enough for the repository, and each
+kernel has enough work that a GPU is not bound by the host's kernel launches (many heads).  The
 same saved graphs and plans run at ``size`` on the GPU and at ``dry_size`` in the CPU dry
 run (the plans' chunk sizes are clipped to the extent at a smaller size).
 """
@@ -32,14 +33,14 @@ def cases() -> dict[str, GpuCase]:
     from chunkc import zoo
     return {c.key: c for c in (
         GpuCase("gpt2", "GPT-2 (prefill)",
-                lambda: zoo.gpt2(n_layer=2, n_embd=256, n_head=4, n_positions=4096), 4096, 128, "L",
-                "transformers GPT2Model, 2 layers, n_embd 256, 4 heads, eager attention"),
+                lambda: zoo.gpt2(n_layer=2, n_embd=256, n_head=16, n_positions=8192), 8192, 128, "L",
+                "transformers GPT2Model, 2 layers, n_embd 256, 16 heads, eager attention"),
         GpuCase("vit", "ViT",
-                lambda: zoo.vit(n_layer=2, hidden=256, heads=8, patch=16, max_side=1024), 1024, 64, "image side",
-                "transformers ViTModel, 2 layers, hidden 256, 8 heads, patch 16 ((side/16)^2 + 1 tokens), "
+                lambda: zoo.vit(n_layer=2, hidden=256, heads=16, patch=16, max_side=1280), 1280, 64, "image side",
+                "transformers ViTModel, 2 layers, hidden 256, 16 heads, patch 16 ((side/16)^2 + 1 tokens), "
                 "eager attention"),
         GpuCase("evoformer", "Evoformer block",
-                lambda: zoo.evoformer(max_res=512), 384, 24, "N",
+                lambda: zoo.evoformer(max_res=512), 512, 24, "N",
                 "one AlphaFold-2 Evoformer block, c_m 32, c_z 16, 8 sequences, 4 MSA / 2 pair heads"),
     )}
 

@@ -4,8 +4,8 @@
     python -m benchmarks.gpu.prepare gpt2 vit   # some
 
 For each model of :mod:`benchmarks.gpu.cases`: torch.export import (``chunkc.from_torch``),
-``chunkc.save`` of the graph, ``chunkc.autochunk`` at each budget (``backend="torch"``) at
-the GPU size and ``chunkc.save_plan`` of each plan (sharing the graph's weights), and an
+``chunkc.save`` of the graph, ``chunkc.autochunk`` at each budget for the GPU
+(``backend="torch", device="cuda"``: CUDA's allocator and kernels, a GPU's costs) at the GPU size and ``chunkc.save_plan`` of each plan (sharing the graph's weights), and an
 entry in ``data/manifest.json``: sizes, inputs (dtype, shape, value range), the plans'
 estimates, a budget the search could not reach.  Then the GPU section of
 docs/benchmarks.md is set to say that it awaits a GPU run.
@@ -57,12 +57,12 @@ def prepare(keys: list[str] | None = None, log=print) -> dict:
         folder.mkdir(parents=True)
         chunkc.save(graph, folder / "graph.chunkc")
         sizes = {case.dynamic_name: case.symbol_value(spec.size)}
-        unchunked = chunkc.estimate_memory(graph, sizes=sizes, backend="torch").peak_bytes
+        unchunked = chunkc.estimate_memory(graph, sizes=sizes, backend="torch", device="cuda").peak_bytes
         plans = []
         for budget in BUDGETS:
             entry: dict = {"budget": budget}
             try:
-                plan = chunkc.autochunk(graph, budget, sizes=sizes, backend="torch", progress=False)
+                plan = chunkc.autochunk(graph, budget, sizes=sizes, backend="torch", device="cuda", progress=False)
             except InfeasibleBudgetError as exc:
                 entry["error"] = str(exc).splitlines()[0]
                 plans.append(entry)

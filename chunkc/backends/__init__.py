@@ -38,7 +38,7 @@ def compile(graph: Graph, plan: Plan | None = None, backend: str = DEFAULT_BACKE
     """
     b = get_backend(backend)
     b.check_options(options)
-    plan = plan_for_backend(graph, plan, backend)
+    plan = plan_for_backend(graph, plan, backend, b.memory_device(options))
     program = b.compile(graph, plan, **options)
     install_budget_check(program, plan, backend, strict)
     return program
@@ -49,7 +49,7 @@ def emit_source(graph: Graph, plan: Plan | None = None, backend: str = DEFAULT_B
     a plan made for another backend is re-checked for this one, as by :func:`compile`)."""
     b = get_backend(backend)
     b.check_options(options)
-    return b.emit_source(graph, plan_for_backend(graph, plan, backend), **options)
+    return b.emit_source(graph, plan_for_backend(graph, plan, backend, b.memory_device(options)), **options)
 
 
 def write_program(graph: Graph, plan: Plan | None, backend: str, path, **options: Any) -> list[str]:
@@ -62,7 +62,7 @@ def write_program(graph: Graph, plan: Plan | None, backend: str, path, **options
     b.check_options(options)
     if b.write_program is None:
         raise ChunkcError(f"backend {backend!r} cannot write a program to disk; use emit_source for its source")
-    return b.write_program(graph, plan_for_backend(graph, plan, backend), path, **options)
+    return b.write_program(graph, plan_for_backend(graph, plan, backend, b.memory_device(options)), path, **options)
 
 
 def save_module(module, path) -> None:

@@ -32,28 +32,31 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.2f} MiB"
 
 
-def plan_for_backend(graph: Graph, plan: Plan | None, backend: str) -> Plan | None:
-    """``plan`` when its budget holds on ``backend``; otherwise a plan made for ``backend``
-    (with a BudgetWarning), or InfeasibleBudgetError when none reaches the budget there."""
-    if plan is None or plan.backend == backend or plan.budget_bytes is None:
+def plan_for_backend(graph: Graph, plan: Plan | None, backend: str, device: str = "cpu") -> Plan | None:
+    """``plan`` when its budget holds on ``backend`` on ``device``; otherwise a plan made for
+    them (with a BudgetWarning), or InfeasibleBudgetError when none reaches the budget there."""
+    if plan is None or (plan.backend, plan.device) == (backend, device) or plan.budget_bytes is None:
         return plan
     from ..passes.autochunk import autochunk
     from ..passes.memory import estimate_memory
 
     budget = plan.budget_bytes
-    peak = estimate_memory(plan.graph, plan, backend=backend).peak_bytes
+    peak = estimate_memory(plan.graph, plan, backend=backend, device=device).peak_bytes
     if peak <= budget:
-        return dataclasses.replace(plan, backend=backend, estimated_peak_bytes=peak)
-    why = (f"graph {graph.name}: the plan was made for backend {plan.backend!r}; on backend {backend!r} its "
+        return dataclasses.replace(plan, backend=backend, device=device, estimated_peak_bytes=peak)
+    made, here = (f"backend {plan.backend!r}" + (f" on {plan.device}" if plan.device != "cpu" else ""),
+                  f"backend {backend!r}" + (f" on {device}" if device != "cpu" else ""))
+    why = (f"graph {graph.name}: the plan was made for {made}; on {here} its "
            f"estimated peak is {_mib(peak)}, over its budget of {_mib(budget)}")
     try:
-        replanned = autochunk(graph, budget, sizes=plan.sizes, backend=backend)
+        replanned = autochunk(graph, budget, sizes=plan.sizes, backend=backend, device=device)
     except InfeasibleBudgetError as exc:
-        raise InfeasibleBudgetError(f"{why}, and no plan for {backend!r} reaches that budget: {exc}",
+        raise InfeasibleBudgetError(f"{why}, and no plan for {here} reaches that budget: {exc}",
                                     exc.lowest_peak_bytes, exc.peak_node) from None
-    warnings.warn(BudgetWarning(f"{why}; planned again for {backend!r} (estimated peak "
+    knobs = f"backend={backend!r}" + (f", device={device!r}" if device != "cpu" else "")
+    warnings.warn(BudgetWarning(f"{why}; planned again for {here} (estimated peak "
                                 f"{_mib(replanned.estimated_peak_bytes)}). Plan with "
-                                f"chunkc.autochunk(..., backend={backend!r}) to skip this."), stacklevel=3)
+                                f"chunkc.autochunk(..., {knobs}) to skip this."), stacklevel=3)
     return replanned
 
 
@@ -85,7 +88,7 @@ class BudgetCheck:
         sizes = plan.graph.bind_sizes(inputs)
         if sizes == plan.sizes:
             return None  # planned here
-        peak = estimate_memory(plan.graph, plan, sizes=sizes, backend=self.backend).peak_bytes
+        peak = estimate_memory(plan.graph, plan, sizes=sizes, backend=self.backend, device=plan.device).peak_bytes
         if peak <= plan.budget_bytes:
             return None
         at = ", ".join(f"{k}={v}" for k, v in sorted(sizes.items()))

@@ -54,6 +54,8 @@ class Backend:
     description: str = ""
     # strides of a fresh result of an op whose record ``keeps_layout`` (elementwise kernels)
     layout: LayoutRule = contiguous_layout
+    # the device whose allocator a program compiled with these options uses ("cpu" or "cuda")
+    memory_device: Callable[[Mapping[str, Any]], str] = lambda options: "cpu"
 
     def check_options(self, options: Mapping[str, Any]) -> None:
         unknown = sorted(set(options) - set(self.options))
@@ -118,6 +120,13 @@ def _torch_compile(graph, plan, grad_mode: str | None = None, device: Any = None
     return compile_torch(graph, plan, grad_mode=grad_mode, device=device)
 
 
+def _torch_memory_device(options: Mapping[str, Any]) -> str:
+    """A torch program's memory is the ``device`` option's kind (a string or a torch.device)."""
+    device = options.get("device")
+    kind = getattr(device, "type", None) or str(device or "cpu").split(":")[0]
+    return "cuda" if kind == "cuda" else "cpu"
+
+
 def _torch_write(graph, plan, path, **options) -> list[str]:
     from .torch_backend import save_module
     return save_module(_torch_compile(graph, plan, **options), path)
@@ -142,14 +151,15 @@ def _array_write(graph, plan, path) -> list[str]:
 
 register_backend(Backend(
     "torch", _torch_emit, _torch_compile, torch_lowering_workspace, options=("grad_mode", "device"), write_program=_torch_write,
-    layout=tensoriterator_layout, description="an nn.Module holding the weights as buffers; runs on any torch device; "
+    layout=tensoriterator_layout, memory_device=_torch_memory_device,
+    description="an nn.Module holding the weights as buffers; runs on any torch device; "
     "grad_mode='train' (a graph with parameters): one whose parameters train"))
 register_backend(Backend(
     "numpy", _array_emit, _array_compile("numpy"), reference_workspace, write_program=_array_write, layout=numpy_layout,
     description="a program class over NumPy that calls each op's reference"))
 register_backend(Backend(
     "cupy", _array_emit, _array_compile("cupy"), reference_workspace, write_program=_array_write, layout=numpy_layout,
-    description="the NumPy program run with xp = cupy on an NVIDIA GPU"))
+    memory_device=lambda options: "cuda", description="the NumPy program run with xp = cupy on an NVIDIA GPU"))
 
 
 __all__ = ["Backend", "register_backend", "unregister_backend", "get_backend", "backend_names",

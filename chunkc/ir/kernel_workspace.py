@@ -185,14 +185,15 @@ def strict_casts(ins: Sequence[TensorType], attrs, outs: Sequence[TensorType]) -
 
 
 def promoted_operands(indices: Sequence[int] | None = (0, 1), strict: bool = False, casts_in_lowering: bool = True,
-                      cpu_copies_in_own_dtype: bool = False) -> TorchWorkspace:
+                      cpu_copies_in_own_dtype: bool = False, aten_casts: bool = False) -> TorchWorkspace:
     """The workspace of a promoting op on inputs ``indices``: the copies the lowering's
     :func:`~chunkc.ir.lowering.operands` makes to compute in output 0's dtype (every device;
     none when ``casts_in_lowering`` is False: the operands go to PyTorch as they are), and,
     on the CPU, TensorIterator's copies of the operands still of another dtype than the
     common one (CUDA kernels convert as they load); ``indices`` None: every input.
     ``cpu_copies_in_own_dtype``: the CPU kernel copies such operands in their own dtype
-    (``torch.cat``)."""
+    (``torch.cat``).  ``aten_casts``: ATen converts them to the common dtype before its
+    kernel, on every device (``torch.where``)."""
     def converted(ins, outs) -> tuple[list[TensorType], Size]:
         types = [ins[i] for i in (range(len(ins)) if indices is None else indices) if i < len(ins)]
         out = outs[0].dtype
@@ -208,7 +209,7 @@ def promoted_operands(indices: Sequence[int] | None = (0, 1), strict: bool = Fal
     def lowering(ins, attrs, outs) -> Size:
         return converted(ins, outs)[1]
 
-    def cpu(ins, attrs, outs) -> Size:
+    def copies(ins, attrs, outs) -> Size:
         types = converted(ins, outs)[0]
         if len({t.dtype for t in types}) <= 1:
             return 0
@@ -217,7 +218,9 @@ def promoted_operands(indices: Sequence[int] | None = (0, 1), strict: bool = Fal
             return normalize(sum((nbytes(t) for t in types if t.dtype != common and t.rank > 0), 0))
         return cast_copies(types, common)
 
-    return TorchWorkspace(lowering=lowering, cpu=cpu)
+    if aten_casts:
+        return TorchWorkspace(lowering=lowering, aten=copies)
+    return TorchWorkspace(lowering=lowering, cpu=copies)
 
 
 __all__ = ["TorchWorkspace", "workspace_with_strides", "acc_dtype", "mkldnn_takes", "onednn_channel_block", "promoted_operands", "strict_casts", "torch_workspace_on", "as_elements", "nbytes", "cpu_threads", "cast_copies", "DEVICES"]

@@ -13,6 +13,7 @@ and a comment at the top of the file says so.  :func:`load` casts it back.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +28,13 @@ def weights_path(path) -> Path:
     return Path(os.fspath(path) + ".npz")
 
 
-def write_weights(graph: Graph, npz_path) -> list[str]:
-    """Write ``graph``'s constants' data to ``npz_path``; returns the constants stored widened."""
+def write_weights(graph: Graph, npz_path, only: Collection[str] | None = None) -> list[str]:
+    """Write ``graph``'s constants' data (those named in ``only``, if given) to ``npz_path``;
+    returns the constants stored widened."""
     arrays: dict[str, np.ndarray] = {}
     widened: list[str] = []
     for c in graph.constants:
-        if c.data is None:
+        if c.data is None or (only is not None and c.name not in only):
             continue
         data = np.asarray(c.data)
         if c.dtype.from_ml_dtypes:

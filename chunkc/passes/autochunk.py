@@ -87,7 +87,7 @@ class _Planner:
         self.reference_seconds = reference_seconds  # the user's graph's estimated time (slowdowns are against it)
         self.budget_bytes, self.unchunked, self.notes, self.started = budget_bytes, unchunked, notes, started
         self.space = SearchSpace(graph, sizes, SpaceOptions(opts.ends_window, opts.max_region_nodes, opts.machine,
-                                                             opts.backend))
+                                                             opts.backend, opts.device))
         self.start = self.space.state_of(start_regions) if start_regions else None
         self.rounds = rounds
         self.widths: list[int] = []
@@ -180,7 +180,7 @@ class _Planner:
         new_graph, regions = apply_regions(self.graph, chosen, reuse=lambda cand: self.space.memory(cand).reuse)
         plan = Plan(graph=new_graph, regions=regions, sizes=self.sizes, budget_bytes=self.budget_bytes,
                     unchunked_peak_bytes=self.unchunked.peak_bytes, stats=self.space.stats(chosen),
-                    backend=self.opts.backend, notes=list(self.notes))
+                    backend=self.opts.backend, device=self.opts.device, notes=list(self.notes))
         report = estimate_memory(new_graph, plan=plan, sizes=self.sizes, backend=self.opts.backend)
         plan.estimated_peak_bytes = report.peak_bytes
         return plan, report
@@ -302,17 +302,17 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
         raise ChunkcError(f"autochunk: mode must be 'inference' or 'train', got {opts.mode!r}")
     sizes = resolve_sizes(graph, sizes)
     started = time.perf_counter()
-    unchunked = estimate_memory(graph, sizes=sizes, backend=opts.backend)
+    unchunked = estimate_memory(graph, sizes=sizes, backend=opts.backend, device=opts.device)
     budget_bytes = resolve_budget(budget, unchunked.peak_bytes)
     if unchunked.peak_bytes <= budget_bytes:
-        plan = Plan(graph=graph, sizes=sizes, budget_bytes=budget_bytes, backend=opts.backend,
+        plan = Plan(graph=graph, sizes=sizes, budget_bytes=budget_bytes, backend=opts.backend, device=opts.device,
                     estimated_peak_bytes=unchunked.peak_bytes, unchunked_peak_bytes=unchunked.peak_bytes)
         plan.notes.append("the unchunked graph already meets the budget")
         return plan
     variants, splits = _variants(graph, sizes, opts, unchunked.peak_bytes, budget_bytes)
     # every variant is planned (the fallbacks only when no other meets the budget); the plan
     # predicted fastest is kept (rematerialized copies cost time: the user's graph may win)
-    reference = TimeModel(graph, sizes, opts.machine, opts.backend).total
+    reference = TimeModel(graph, sizes, opts.machine, opts.backend, opts.device).total
     planners, plans = [], []
     for fallback in (False, True):
         if plans:

@@ -110,10 +110,11 @@ class Machine:
     cache_tiers: tuple[tuple[int, float], ...] = ((4 << 20, 3.0), (32 << 20, 1.25))
     slice_s: float = 0.0
     iteration_s: float = 0.0
+    label: str = "built-in constants (no measured kernel table; run python -m chunkc.calibrate)"
 
     @property
     def description(self) -> str:
-        return "built-in constants (no measured kernel table; run python -m chunkc.calibrate)"
+        return self.label
 
     def speedup(self, nbytes: float) -> float:
         """Bandwidth speedup for memory-bound work on a tensor of ``nbytes``."""
@@ -138,6 +139,15 @@ class Machine:
 
     def size_classes(self) -> tuple[int, ...]:
         return tuple(limit for limit, _ in self.cache_tiers)
+
+
+GPU = Machine(flops_per_s=40e12, bytes_per_s=3e12, op_overhead_s=8e-6, min_efficient_rows=1024, cache_tiers=(),
+              slice_s=4e-6, iteration_s=4e-6, label="built-in constants of a GPU")
+"""Constants of a data-centre GPU run from eager PyTorch or CuPy: every kernel launch costs
+the host some microseconds, whatever the work, and the device streams terabytes per second,
+so fewer, larger chunks win (no cache tier to fit: chunks as large as the budget allows), and a
+matrix product needs many rows to fill the device.  They rank candidates; like
+:class:`Machine`'s, they do not predict seconds."""
 
 
 # --------------------------------------------------------------------------- the measured table
@@ -336,9 +346,12 @@ def find_table(threads: int | None = None, directory: Path | None = None) -> Ker
     return KernelTable.load(path) if path.exists() else None
 
 
-def default_kernels(backend: str = "torch") -> Kernels:
-    """The measured table for the PyTorch backend on this machine when there is one, else
-    the built-in constants (also for the other backends, whose kernels it does not measure)."""
+def default_kernels(backend: str = "torch", device: str = "cpu") -> Kernels:
+    """The measured table for the PyTorch backend on this machine's CPU when there is one,
+    else the built-in constants (also for the other backends, whose kernels it does not
+    measure); on a GPU (``device="cuda"``), :data:`GPU`."""
+    if device == "cuda":
+        return GPU
     if backend == "torch":
         table = find_table()
         if table is not None:
@@ -368,11 +381,12 @@ class TimeModel:
     sizes: Mapping[str, int]
     machine: Kernels | None = None
     backend: str = "torch"
+    device: str = "cpu"
     facts: list[_NodeFacts] = field(init=False, repr=False)
 
     def __post_init__(self):
         if self.machine is None:
-            self.machine = default_kernels(self.backend)
+            self.machine = default_kernels(self.backend, self.device)
         self.nbytes = {v: v.type.nbytes(self.sizes) for v in self.graph.values()}
         self.position = {n: i for i, n in enumerate(self.graph.nodes)}
         self.flops = [evaluate(n.flops(), self.sizes) for n in self.graph.nodes]

@@ -109,11 +109,13 @@ def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, 
     backend's name: "torch", "numpy", "cupy"...) says whose kernels run, which decides
     the workspace they allocate beyond their outputs (its workspace policy, see
     :func:`workspace_fn`); by default the plan's backend, or without a plan the
-    backend ``chunkc.compile`` defaults to.  ``device`` ("cpu", the default, or "cuda")
-    says whose allocator rounds each allocation and which kernels' workspace counts
-    (:mod:`chunkc.passes.device_memory`).
+    backend ``chunkc.compile`` defaults to.  ``device`` ("cpu" or "cuda"; by default the
+    plan's, else "cpu") says whose allocator rounds each allocation and which kernels'
+    workspace counts (:mod:`chunkc.passes.device_memory`).
     """
     graph, sizes, backend = plan_defaults(graph, plan, sizes, backend)
+    if device is None:
+        device = plan.device if plan is not None else "cpu"
     return MemoryModel(graph, sizes, backend=backend, device=device).report(plan)
 
 

@@ -21,6 +21,7 @@ class SearchKnobs:
     remat: bool = True  # recompute cheap, large values at their readers
     rewrite: bool = True  # fold splits of fused projections, schedule wholly-read work first
     backend: str = DEFAULT_BACKEND  # whose kernels the plan's memory is estimated for
+    device: str = "cpu"  # where it runs: whose allocator and kernel workspace count, which kernel costs
     progress: bool = True  # a progress bar for searches over a second (interactive terminals only)
     mode: str = "inference"  # "train": the budget holds a training step, forward and backward
 

@@ -124,6 +124,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)  # one line per decision, for the report
     stats: tuple[RegionStats, ...] = ()  # one per region, when chosen by autochunk
     backend: str = DEFAULT_BACKEND  # whose kernels the estimates (and the budget) are for
+    device: str = "cpu"  # the device the estimates are for ("cpu" or "cuda")
 
     def __str__(self) -> str:
         """The readable report (chunkc.passes.report.plan_report): ``print(plan)``."""

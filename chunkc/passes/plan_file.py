@@ -76,30 +76,37 @@ def plan_to_dict(plan: Plan) -> dict:
         "stats": [{"peak_before": s.peak_before, "peak_after": s.peak_after, "iterations": s.iterations,
                    "extra_seconds": s.extra_seconds, "hoisted": list(s.hoisted)} for s in plan.stats],
         "backend": plan.backend,
+        "device": plan.device,
     }
 
 
 def save_plan(plan: Plan, path, weights=None) -> list[str]:
     """Write ``plan`` (with its graph) to ``path``; returns the files written.  ``weights``: a
     saved graph or plan whose ``.npz`` holds this plan's constants, to share instead of a
-    copy (the plan file then names it, relative to its own folder)."""
+    copy (the plan file then names it, relative to its own folder).  Constants the shared file
+    lacks (a plan made on a rewritten graph, e.g. a weight split in parts) go into the plan's
+    own ``.npz``, which the plan file names as well."""
     path = Path(path)
     data = {"format": FORMAT, "version": VERSION, **plan_to_dict(plan), "graph": print_graph(plan.graph)}
     written = [str(path)]
+    own_constants = None  # None: all of them
     if weights is not None:
         shared = weights_path(weights)
         if not shared.exists():
             raise ChunkcError(f"save_plan: the weights file {shared} does not exist; save the graph first")
+        constants = [c for c in plan.graph.constants if c.data is not None]
         with np.load(shared, allow_pickle=False) as npz:
-            missing = sorted(c.name for c in plan.graph.constants if c.data is not None and c.name not in npz.files)
-        if missing:
+            own_constants = {c.name for c in constants if c.name not in npz.files}
+            wrong = [c.name for c in constants if c.name in npz.files and tuple(npz[c.name].shape) != tuple(c.data.shape)]
+        if wrong or (constants and len(own_constants) == len(constants)):
+            missing = wrong or sorted(own_constants)
             raise ChunkcError(f"save_plan: {shared} lacks the plan graph's constants {', '.join(missing[:5])}; "
                               "pass the weights of the graph the plan was made from")
         data["weights"] = os.path.relpath(shared, path.parent)
-    else:
+    if own_constants is None or own_constants:
         own = weights_path(path)
-        write_weights(plan.graph, own)
-        data["weights"] = own.name
+        write_weights(plan.graph, own, only=own_constants)
+        data["extra_weights" if weights is not None else "weights"] = own.name
         written.append(str(own))
     path.write_text(json.dumps(data, indent=1) + "\n")
     return written
@@ -118,12 +125,16 @@ def load_plan(path) -> Plan:
         raise ChunkcError(f"load_plan: {path} has plan format version {data.get('version')!r}; this chunkc reads "
                           f"version {VERSION}")
     graph = parse_graph(data["graph"])
-    wpath = path.parent / data["weights"]
-    if not wpath.exists():
-        raise ChunkcError(f"load_plan: {path} names the weights file {wpath}, which is missing")
     names = {c.name for c in graph.constants}
-    with np.load(wpath, allow_pickle=False) as npz:
-        weights = {n: npz[n] for n in npz.files if n in names}
+    weights = {}
+    for key in ("weights", "extra_weights"):
+        if key not in data:
+            continue
+        wpath = path.parent / data[key]
+        if not wpath.exists():
+            raise ChunkcError(f"load_plan: {path} names the weights file {wpath}, which is missing")
+        with np.load(wpath, allow_pickle=False) as npz:
+            weights.update({n: npz[n] for n in npz.files if n in names})
     for c in graph.constants:
         if c.dtype.from_ml_dtypes and c.name in weights:
             weights[c.name] = weights[c.name].astype(c.dtype.numpy)
@@ -148,7 +159,7 @@ def load_plan(path) -> Plan:
                 budget_bytes=data.get("budget_bytes"), estimated_peak_bytes=data.get("estimated_peak_bytes"),
                 unchunked_peak_bytes=data.get("unchunked_peak_bytes"),
                 estimated_slowdown=data.get("estimated_slowdown"), notes=list(data.get("notes", [])),
-                stats=stats, backend=data.get("backend", "torch"))
+                stats=stats, backend=data.get("backend", "torch"), device=data.get("device", "cpu"))
 
 
 __all__ = ["save_plan", "load_plan", "plan_to_dict"]

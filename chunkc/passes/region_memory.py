@@ -27,12 +27,13 @@ class ValueFacts:
     so views, strides and workspace are judged exactly as the final check judges them.
     """
 
-    def __init__(self, graph: Graph, index: GraphIndex, sizes: Mapping[str, int], backend: str | None = None):
+    def __init__(self, graph: Graph, index: GraphIndex, sizes: Mapping[str, int], backend: str | None = None,
+                 device: str | None = None):
         from .memory import MemoryModel
 
         self.graph = graph
         self.sizes = dict(sizes)
-        self.model = MemoryModel(graph, sizes, backend=backend)
+        self.model = MemoryModel(graph, sizes, backend=backend, device=device)
         m = self.model
         self.nbytes: dict[Value, int] = {}
         self.owner: dict[Value, Value] = {}  # the value whose storage this one uses

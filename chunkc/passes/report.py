@@ -40,7 +40,7 @@ def _mib(n: int | None) -> str:
 def plan_report(plan: Plan) -> str:
     lines = [f"# chunk plan for graph {plan.graph.name} at sizes "
              f"{', '.join(f'{k}={v}' for k, v in sorted(plan.sizes.items())) or '(static)'}, "
-             f"for the {plan.backend} backend"]
+             f"for the {plan.backend} backend" + (f" on {plan.device}" if plan.device != "cpu" else "")]
     lines.append(f"#   budget {_mib(plan.budget_bytes)}; unchunked peak {_mib(plan.unchunked_peak_bytes)}; "
                  f"estimated peak {_mib(plan.estimated_peak_bytes)}"
                  + (f"; estimated time x{plan.estimated_slowdown:.3f}" if plan.estimated_slowdown else ""))

@@ -47,6 +47,7 @@ class SpaceOptions:
     max_region_nodes: int = 320  # longest span walked
     machine: Kernels | None = None  # the cost model's kernels; None: the measured table, else constants
     backend: str = DEFAULT_BACKEND  # whose kernels the memory is estimated for
+    device: str = "cpu"  # where they run (allocator, kernel workspace, kernel costs)
 
 
 @dataclass
@@ -73,9 +74,9 @@ class SearchSpace:
         self.sizes = sizes
         self.options = options
         self.index = GraphIndex(graph)
-        self.facts = ValueFacts(graph, self.index, sizes, options.backend)
+        self.facts = ValueFacts(graph, self.index, sizes, options.backend, options.device)
         self.before, self.during = baseline_timeline(self.facts)
-        self.times = TimeModel(graph, sizes, options.machine, options.backend)
+        self.times = TimeModel(graph, sizes, options.machine, options.backend, options.device)
         self._walk_cache: dict[tuple[int, int, bool], list[Candidate]] = {}
         self._time_cache: dict[tuple[int, int], float] = {}
         self._tier: dict[tuple[int, int], int | None] = {}  # (candidate, chunk) -> cache tier it fits

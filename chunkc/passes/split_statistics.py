@@ -67,7 +67,7 @@ def fuse_unused_splits(plan: Plan, splits: tuple[StatisticsSplit, ...], estimate
         g.erase(g.node(s.statistics))
     trial = Plan(graph=g, regions=plan.regions, sizes=plan.sizes, budget_bytes=plan.budget_bytes,
                  unchunked_peak_bytes=plan.unchunked_peak_bytes, estimated_slowdown=plan.estimated_slowdown,
-                 notes=list(plan.notes), stats=plan.stats, backend=plan.backend)
+                 notes=list(plan.notes), stats=plan.stats, backend=plan.backend, device=plan.device)
     peak = estimate(g, trial)
     if plan.budget_bytes is not None and peak > plan.budget_bytes:
         return plan

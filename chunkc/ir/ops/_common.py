@@ -5,6 +5,8 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Sequence
 
+import numpy as np
+
 from ...errors import IRError
 from ..dims import AxisFlow, AxisSource, MIX, NEW
 from ..dtypes import DType
@@ -169,6 +171,21 @@ def quiet(xp):
     """Silence NumPy's overflow/invalid warnings (inf and nan are the intended results)."""
     import contextlib
     return xp.errstate(all="ignore") if hasattr(xp, "errstate") else contextlib.nullcontext()
+
+
+def host_array(a):
+    """``a`` as an array in host memory: a CuPy array is copied off the device (it refuses an
+    implicit conversion); NumPy arrays are returned as they are."""
+    if hasattr(a, "get") and not hasattr(a, "__array_interface__"):
+        return a.get()
+    return np.asarray(a)
+
+
+def open_grid(xp, shape: Sequence[int]) -> list:
+    """One index array per axis of ``shape``, each shaped to broadcast against the others
+    (``numpy.indices(shape, sparse=True)``, which CuPy lacks)."""
+    rank = len(shape)
+    return [xp.arange(n).reshape(tuple(n if k == axis else 1 for k in range(rank))) for axis, n in enumerate(shape)]
 
 
 def array_result_dtype(*arrays):

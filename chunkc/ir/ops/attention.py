@@ -256,7 +256,10 @@ def _sdpa_float_mask(ins, attrs, outs) -> Size:
     return normalize(_mask_numel(ins, attrs) * outs[0].dtype.itemsize)
 
 
-def _flash_eligible(ins, attrs) -> bool:
+def _flash_eligible(ins, attrs, value_head_may_differ: bool = False) -> bool:
+    """Whether a fused kernel takes these operands: four axes, one batch, the heads equal (or
+    shared under enable_gqa), one head size (``value_head_may_differ``: the values' may differ,
+    as CUDA's memory-efficient kernel allows)."""
     q, k, v = ins[:3]
     if not (q.rank == k.rank == v.rank == 4):
         return False
@@ -264,7 +267,9 @@ def _flash_eligible(ins, attrs) -> bool:
         return False  # (under enable_gqa the kernels read each shared key/value head in place)
     if not (sizes_equal(q.shape[0], k.shape[0]) and sizes_equal(q.shape[0], v.shape[0])):
         return False
-    if not (sizes_equal(q.shape[3], k.shape[3]) and sizes_equal(q.shape[3], v.shape[3])):
+    if not sizes_equal(q.shape[3], k.shape[3]):
+        return False
+    if not value_head_may_differ and not sizes_equal(q.shape[3], v.shape[3]):
         return False
     return True  # (a mask of any rank: the lowering gives it four axes, see _sdpa_torch)
 
@@ -331,14 +336,15 @@ def _sdpa_cpu_mask_copy(ins, attrs, outs, strides) -> Size:
 
 
 def _sdpa_cuda_workspace(ins, attrs, outs) -> Size:
-    """CUDA (from ATen's sources, to be checked by benchmarks/gpu): the flash kernel (half
-    floats, no mask) keeps the float log-sum-exp per row; the memory-efficient one pads a mask
-    whose last axis is not a multiple of 16; without either, the math path."""
-    if not _flash_eligible(ins, attrs):
-        return _math_path(ins, attrs, outs, upcast=False)
+    """CUDA (from ATen's sources, measured on an H200): the flash kernel (half floats, no
+    mask) keeps the float log-sum-exp per row; the memory-efficient one pads a mask whose last
+    axis is not a multiple of 16 and takes values of another head size; without either, the
+    math path, which computes half floats in float as on the CPU."""
+    if not _flash_eligible(ins, attrs, value_head_may_differ=True):
+        return _math_path(ins, attrs, outs, upcast=True)
     q = ins[0]
     has_mask = len(ins) == 4 or _causal_rows(attrs)
-    if outs[0].dtype in (DType.float16, DType.bfloat16) and not has_mask:
+    if outs[0].dtype in (DType.float16, DType.bfloat16) and not has_mask and _flash_eligible(ins, attrs):
         return normalize(product(q.shape[:-1]) * DType.float32.itemsize)
     keys = _causal_keys(ins, attrs)
     if has_mask and isinstance(keys, int) and keys % 16:

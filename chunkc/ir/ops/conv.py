@@ -259,6 +259,27 @@ def _conv_cpu_workspace(ins, attrs, outs) -> Size:
     return _conv_cpu_bytes(x, ins[1], win, attrs["groups"], outs[0], transposed=False)
 
 
+def _conv_cuda_workspace(ins, attrs, outs) -> Size:
+    """cuDNN's copies into the channels-last layout, as measured on an H200 (cuDNN 9.19,
+    PyTorch 2.11): a 2-d convolution of one group with a kernel larger than 1 x 1 copies, in
+    float, its input and weight when it has 64 output channels or more; in half floats, its
+    input, weight and result when the input channels are a multiple of 8.  Other convolutions
+    run in their own layout.  (cuDNN's heuristics choose among algorithms whose workspace
+    differs; a large float one can take more, e.g. 2.25 MiB more at 320 channels.)"""
+    win, _ = _conv_parts(ins, attrs)
+    x, w, out = ins[0].with_dtype(outs[0].dtype), ins[1], outs[0]
+    if win.rank != 2 or attrs["groups"] != 1 or all(k == 1 for k in win.kernel):
+        return 0
+    if not _concrete_ints(*x.shape, *w.shape, *out.shape):
+        return 0
+    if not win.symmetric:
+        x = _padded(x, win)
+    item = out.dtype.itemsize
+    if out.dtype in (DType.float16, DType.bfloat16):
+        return (x.numel() + w.numel() + out.numel()) * item if x.shape[1] % 8 == 0 else 0
+    return (x.numel() + w.numel()) * item if w.shape[0] >= 64 else 0
+
+
 def _conv_input_copy(ins, attrs, outs, strides) -> Size:
     """``_convolution`` makes its input dense before any backend runs: a copy of an input
     that is neither contiguous nor channels-last (rank 4 or 5; a 1-d convolution's input has
@@ -296,7 +317,7 @@ register(OpDef(
     name="conv", infer=_conv_infer, dims=_conv_dims, reference=_conv_ref, num_inputs=(2, 3), attrs=_WIN_ATTRS,
     flops=_conv_flops, workspace=_conv_workspace, torch=_conv_torch,
     torch_workspace=TorchWorkspace(lowering=_conv_lowering_bytes, cpu=_conv_cpu_workspace,
-                                   aten_layout=_conv_input_copy),
+                                   cuda=_conv_cuda_workspace, aten_layout=_conv_input_copy),
     doc="conv(x[N, C, *S], w[O, C/groups, *K], b[O]?, stride=None, padding=None, dilation=None, groups=1): "
         "cross-correlation with 1 to 3 spatial axes; stride/dilation are tuples per spatial axis (None: 1), "
         "padding a tuple of (begin, end) pairs (None: 0). Carries: N from x; O from w (and b) when groups == 1; "

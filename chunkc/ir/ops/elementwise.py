@@ -465,7 +465,7 @@ def _where_canonicalize(node, analysis):
 
 register(OpDef(name="where", infer=_where_infer, dims=_bcast_dims, reference=_where_ref, num_inputs=(3, 3),
                saves=(0,), torch=_where_torch, elements=_where_elements, keeps_layout=True,
-               torch_workspace=promoted_operands((1, 2)), canonicalize=_where_canonicalize,
+               torch_workspace=promoted_operands((1, 2), aten_casts=True), canonicalize=_where_canonicalize,
                doc="where(cond, a, b): a where cond holds, else b; all three broadcast; canonicalizes to a (b) "
                    "when cond is proven always true (false) and that branch has the output's type." + CARRIES))
 

@@ -20,7 +20,7 @@ from ..lowering import ON_HOST
 from ..registry import OpDef, REQUIRED, barrier_dims, register
 from ..sizes import sym
 from ..types import TensorType
-from ._common import fail
+from ._common import fail, host_array
 
 CHANNELS = {"RGB": 3, "BGR": 3, "Grayscale": 1}
 
@@ -45,7 +45,7 @@ def _reference(xp, data, pixel_format="RGB", height=None, width=None):
     except ImportError:
         raise ChunkcError("decode_image needs Pillow: pip install pillow") from None
     try:
-        with Image.open(io.BytesIO(np.asarray(data, dtype=np.uint8).tobytes())) as img:
+        with Image.open(io.BytesIO(host_array(data).astype(np.uint8, copy=False).tobytes())) as img:
             decoded = np.asarray(img.convert("L" if pixel_format == "Grayscale" else "RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ChunkcError(f"decode_image: the data is not an image Pillow can decode: {exc}") from None

@@ -16,16 +16,17 @@ batch axes, carry) theirs.  This module is registered by importing it
 
 from __future__ import annotations
 
-from ..dims import AxisFlow, AxisSource, DimRecord, MIX, NEW
+import numpy as np
 import sympy
 
+from ..dims import AxisFlow, AxisSource, DimRecord, MIX, NEW
 from ..dtypes import DType, dtype as to_dtype
 from ..elements import exact
 from ..kernel_workspace import TorchWorkspace, promoted_operands
 from ..lowering import LoweringContext, torch_dtype, tuple_literal
 from ..registry import _REGISTRY, OpDef, REQUIRED, register
 from ..types import TensorType
-from ._common import broadcast_dims, broadcast_shapes, fail, norm_axis, result_dtype, require_same
+from ._common import broadcast_dims, broadcast_shapes, fail, host_array, norm_axis, open_grid, result_dtype, require_same
 from .elementwise import promoted_call
 from .reduce import cumulative
 
@@ -261,6 +262,10 @@ def _apply_reduction(xp, out, index, upd, reduction):
         out[index] = upd
     elif reduction == "add":
         xp.add.at(out, index, upd)
+    elif reduction == "mul" and xp.__name__ != "numpy":  # CuPy has no multiply.at: on the host
+        host = host_array(out)
+        np.multiply.at(host, tuple(host_array(i) for i in index), host_array(upd))
+        out[...] = xp.asarray(host)
     elif reduction == "mul":
         xp.multiply.at(out, index, upd)
     elif reduction == "max":
@@ -273,7 +278,7 @@ def _scatter_elements_ref(xp, data, indices, updates, axis, reduction):
     out = data.copy()
     axis = norm_axis("scatter_elements", axis, data.ndim)
     idx = xp.where(indices < 0, indices + data.shape[axis], indices)
-    grid = list(xp.indices(indices.shape, sparse=True))
+    grid = open_grid(xp, indices.shape)
     grid[axis] = idx
     _apply_reduction(xp, out, tuple(grid), updates, reduction)
     return out

@@ -283,8 +283,9 @@ def _einsum_ref(xp, *xs, equation):
     if len(xs) <= 2:
         # one pass, no intermediates: the output is the only allocation (in C order: NumPy's
         # default follows the operands' layout, and a copy to C order would be a second output)
-        order = {"order": "C"} if xp.__name__ == "numpy" else {}
-        out = xp.einsum(equation, *xs, dtype=dt, casting="unsafe", **order)
+        # (CuPy's einsum takes neither order nor casting; its output is C-ordered)
+        exact = {"order": "C", "casting": "unsafe"} if xp.__name__ == "numpy" else {}
+        out = xp.einsum(equation, *xs, dtype=dt, **exact)
     else:
         out = xp.einsum(equation, *xs, optimize=True)  # pairwise contractions (intermediates)
     if any(xp.may_share_memory(out, x) for x in xs):  # a transpose or a diagonal is a view: copy
@@ -340,11 +341,31 @@ def _einsum_cpu_layout(ins, attrs, outs, strides) -> Size:
     return normalize(einsum_peak(terms, out, types, item, "cpu", dense) - einsum_peak(terms, out, types, item, "cpu"))
 
 
+def _einsum_torch(ctx: LoweringContext) -> str:
+    """``torch.einsum``; three or more operands contract left to right, one pair at a time,
+    each letter summed with the last operand that holds it.  (A single call's order would
+    depend on whether opt_einsum is installed, and so would its temporaries.)"""
+    operands = all_operands(ctx, strict=True)
+    if len(operands) <= 2:
+        return f"torch.einsum({ctx.attr('equation')}, {', '.join(operands)})"
+    lhs, out = ctx.attrs["equation"].replace(" ", "").split("->")
+    terms = lhs.split(",")
+    if not all(t.isalpha() for t in terms) or not (out.isalpha() or out == ""):
+        raise fail("einsum", f"equation {ctx.attrs['equation']!r} must name axes by letters")
+    left, expr = terms[0], operands[0]
+    for i in range(1, len(terms)):
+        needed = set(out).union(*terms[i + 1:])
+        result = out if i == len(terms) - 1 else "".join(dict.fromkeys(c for c in left + terms[i] if c in needed))
+        expr = f"torch.einsum({left + ',' + terms[i] + '->' + result!r}, {expr}, {operands[i]})"
+        left = result
+    return expr
+
+
 register(OpDef(name="einsum", infer=_einsum_infer, dims=_einsum_dims, flops=_einsum_flops,
                reference=_einsum_ref, workspace=_einsum_workspace,
                torch_workspace=TorchWorkspace(lowering=strict_casts, cpu=_einsum_torch_workspace("cpu"),
                                               cuda=_einsum_torch_workspace("cuda"), cpu_layout=_einsum_cpu_layout),
-               torch=lambda ctx: f"torch.einsum({ctx.attr('equation')}, {', '.join(all_operands(ctx, strict=True))})",
+               torch=_einsum_torch,
                num_inputs=(1, None), attrs={"equation": REQUIRED}, saves=("cross",), accumulates=_einsum_accumulates,
                doc="einsum(*xs, equation='bqd,bkd->bqk'): explicit output, no ellipsis. "
                    "Carries: each output letter from the operands that hold it (not broadcast, not repeated)."))

@@ -29,7 +29,7 @@ from ..registry import OpDef, REQUIRED, barrier_dims, register
 from ..sizes import parse_size
 from ..types import TensorType
 from ..onnx_node import DEFINITION  # base64 text: inert in source, messages and the text IR
-from ._common import fail
+from ._common import fail, host_array
 
 TARGET = re.compile(r"^[A-Za-z][A-Za-z0-9_]*::[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
 _TYPE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*\[(.*)\]\s*$", re.S)
@@ -83,8 +83,7 @@ def _opaque_ref(xp, *arrays, target, result_types, definition=None):
         raise ChunkcError(f"op opaque (target {target}) has no NumPy implementation: chunkc does not model this op; "
                           "run the graph with chunkc.compile(graph, backend='torch')")
     from ..onnx_node import run  # onnxruntime is needed only by graphs that hold such nodes
-    host = [a.get() if hasattr(a, "get") and not hasattr(a, "__array_interface__") else a for a in arrays]  # CuPy
-    outs = run(definition, target, host)
+    outs = run(definition, target, [host_array(a) for a in arrays])
     return tuple(xp.asarray(o) for o in outs)
 
 
