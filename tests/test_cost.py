@@ -165,3 +165,25 @@ def test_chunk_options_are_whole_numbers_of_units():
     cand = next(iter(walk_regions(index, end, 1)))
     options = model.chunk_options(cand, 4096)
     assert len(options) > 1 and all(type(c) is int for c, _ in options), options
+
+
+def test_gpu_chunks_are_rounded_up_to_the_kernel_models_multiple_where_the_budget_allows():
+    """On a GPU (chunkc.passes.cost.GPU), a balanced chunk of rows is rounded up to a multiple of
+    128 when the largest chunk the budget allows still holds it; the plan's chunk expression
+    gives the same rounded size at the planning sizes, and the budget holds."""
+    from backend_cases import attention
+    from chunkc.ir.sizes import evaluate
+    from chunkc.passes.cost import GPU, aligned_chunk
+    assert aligned_chunk(2134, 2200, 128) == 2176
+    assert aligned_chunk(2134, 2150, 128) == 2134  # no multiple of 128 fits: balanced as it was
+    assert aligned_chunk(5, 16, 128) == 5
+    assert aligned_chunk(2134, 4000, 1) == 2134
+    case = attention(d=64, heads=4)
+    sizes = {"B": 1, "L": 3001}
+    for budget in (0.5, 0.3, 0.15):
+        plan = chunkc.autochunk(case.graph, budget, sizes=sizes, device="cuda", progress=False)
+        assert plan.regions and plan.estimated_peak_bytes <= plan.budget_bytes
+        for r in plan.regions:
+            assert not isinstance(r.chunk_size, int)  # an expression of L
+            extent, chunk = evaluate(r.extent, sizes), evaluate(r.chunk_size, sizes)
+            assert chunk % GPU.chunk_multiple == 0 or chunk == extent, (budget, chunk)

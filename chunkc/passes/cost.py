@@ -82,6 +82,7 @@ class Kernels(Protocol):
     description: str
     slice_s: float  # a view of a sliced input, per iteration
     iteration_s: float  # a loop iteration's own statements
+    chunk_multiple: int  # chunks are rounded up to a multiple of this many units where the budget allows
 
     def seconds(self, work: Work) -> float:
         """Seconds of one call."""
@@ -110,6 +111,7 @@ class Machine:
     cache_tiers: tuple[tuple[int, float], ...] = ((4 << 20, 3.0), (32 << 20, 1.25))
     slice_s: float = 0.0
     iteration_s: float = 0.0
+    chunk_multiple: int = 1
     label: str = "built-in constants (no measured kernel table; run python -m chunkc.calibrate)"
 
     @property
@@ -142,12 +144,21 @@ class Machine:
 
 
 GPU = Machine(flops_per_s=40e12, bytes_per_s=3e12, op_overhead_s=8e-6, min_efficient_rows=1024, cache_tiers=(),
-              slice_s=4e-6, iteration_s=4e-6, label="built-in constants of a GPU")
+              slice_s=4e-6, iteration_s=4e-6, chunk_multiple=128, label="built-in constants of a GPU")
 """Constants of a data-centre GPU run from eager PyTorch or CuPy: every kernel launch costs
 the host some microseconds, whatever the work, and the device streams terabytes per second,
 so fewer, larger chunks win (no cache tier to fit: chunks as large as the budget allows), and a
-matrix product needs many rows to fill the device.  They rank candidates; like
+matrix product needs many rows to fill the device.  Chunks are rounded up to 128 units where
+the budget allows: on an H200, cuBLAS ran a chunk of 2134 rows of an attention product 40%
+slower per row than one of 2048, and ViT's 50% plan went from 1.067x to 1.040x the unchunked
+time with its chunks rounded up to 2176 (docs/memory.md).  They rank candidates; like
 :class:`Machine`'s, they do not predict seconds."""
+
+
+def aligned_chunk(chunk: int, largest: int, multiple: int) -> int:
+    """``chunk`` rounded up to a multiple of ``multiple`` when that is at most ``largest``."""
+    up = -(-chunk // multiple) * multiple
+    return up if multiple > 1 and up <= largest else chunk
 
 
 # --------------------------------------------------------------------------- the measured table
@@ -177,6 +188,10 @@ class KernelTable:
     @property
     def slice_s(self) -> float:
         return self.view_s
+
+    @property
+    def chunk_multiple(self) -> int:
+        return 1  # a CPU: any chunk runs as well as its neighbours
 
     @property
     def description(self) -> str:

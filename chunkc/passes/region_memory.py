@@ -353,7 +353,7 @@ class _Poly:
 
 
 def chunk_expression(facts: ValueFacts, index: GraphIndex, cand: Candidate, rm: RegionMemory,
-                     target: int, keep: int = 3, tier_bytes: int | None = None):
+                     target: int, keep: int = 3, tier_bytes: int | None = None, multiple: int = 1):
     """The chunk size as an expression of the symbolic sizes, solved at run time.
 
     The affine model ``A_i + B_i * chunk / extent <= target`` is rebuilt with
@@ -361,7 +361,9 @@ def chunk_expression(facts: ValueFacts, index: GraphIndex, cand: Candidate, rm: 
     so one compiled program picks, at every size, the largest chunk that keeps
     the region within ``target`` (at least 1, at most the extent).  With
     ``tier_bytes`` (the selection chose a chunk that keeps every loop tensor in
-    a cache tier), the largest loop tensor's chunk is also kept within it.
+    a cache tier), the largest loop tensor's chunk is also kept within it.  With
+    ``multiple`` > 1, the balanced chunk is rounded up to a multiple of it where the largest
+    chunk allows (:func:`chunkc.passes.cost.aligned_chunk`).
     """
     import sympy
 
@@ -403,8 +405,12 @@ def chunk_expression(facts: ValueFacts, index: GraphIndex, cand: Candidate, rm: 
     if not bounds:
         return None
     # evaluate=False: sympy's Min/Max simplification is slow and gains nothing here
-    expr = sympy.Max(1, sympy.Min(extent, *bounds, evaluate=False), evaluate=False)
-    expr = sympy.ceiling(extent / sympy.ceiling(extent / expr, evaluate=False), evaluate=False)  # balanced chunks
+    largest = sympy.Max(1, sympy.Min(extent, *bounds, evaluate=False), evaluate=False)
+    expr = sympy.ceiling(extent / sympy.ceiling(extent / largest, evaluate=False), evaluate=False)  # balanced chunks
+    if multiple > 1:  # rounded up to the multiple when that stays within the largest (else kept)
+        up = multiple * sympy.ceiling(expr / multiple, evaluate=False)
+        expr = sympy.Max(expr, sympy.Min(multiple * sympy.floor(largest / multiple, evaluate=False), up,
+                                         evaluate=False), evaluate=False)
     if chunk_now is not None and evaluate(expr, facts.sizes) > chunk_now:
         return None  # the symbolic model disagrees with the numeric one: keep the number
     return expr

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..ir.graph import Graph
 from ..ir.sizes import evaluate
-from .cost import Kernels, TimeModel
+from .cost import Kernels, TimeModel, aligned_chunk
 from .plan import DEFAULT_BACKEND, RegionStats
 from .region_memory import RegionMemory, ValueFacts, baseline_timeline, chunk_expression, region_memory
 from .accumulate import accumulating_axes
@@ -141,8 +141,8 @@ class SearchSpace:
         """The cheapest chunk no larger than ``largest`` (balanced: equal iterations), and its cost."""
         extent = evaluate(cand.extent, self.sizes)
         best = None
-        for chunk, tier in self.times.chunk_options(cand, largest):
-            chunk = -(-extent // -(-extent // chunk))
+        for cap, tier in self.times.chunk_options(cand, largest):
+            chunk = aligned_chunk(-(-extent // -(-extent // cap)), cap, self.times.machine.chunk_multiple)
             cost = self.overhead(cand, chunk)
             if best is None or cost < best[1]:
                 best = (chunk, cost, tier)
@@ -202,7 +202,8 @@ class SearchSpace:
         out = []
         for (cand, chunk), region in zip(chosen, regions):
             expr = chunk_expression(self.facts, self.index, cand, self.memory(cand), target,
-                                    tier_bytes=self._tier.get((id(cand), chunk)))
+                                    tier_bytes=self._tier.get((id(cand), chunk)),
+                                    multiple=self.times.machine.chunk_multiple)
             ok = expr is not None and evaluate(expr, self.sizes) <= chunk
             out.append(region.with_chunk_size(expr) if ok else region)
         return tuple(out)
