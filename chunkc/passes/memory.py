@@ -76,7 +76,8 @@ class MemoryReport:
     sizes: dict[str, int]
     regions: tuple[tuple[int, int], ...] = ()  # schedule span [start, end] of each plan region
     # the values held in full during the peak step (whole values and region output buffers, not
-    # a loop's slices or kernel workspace), by value name, largest first: what a lower peak must remove
+    # a loop's slices or kernel workspace), by value name, largest first: what a lower peak must
+    # remove (this estimator's; a training report leaves it empty)
     whole_at_peak: dict[str, int] = field(default_factory=dict)
 
     def format(self, top: int = 8) -> str:
