@@ -230,12 +230,15 @@ def short_error(exc: BaseException, limit: int = 220) -> str:
 
 def plan_error(exc: BaseException, reference_bytes: int | None = None) -> str:
     """A table cell for a failed plan: for an infeasible budget, the lowest peak chunkc
-    reaches (an estimate) and the node holding it; otherwise the error itself."""
+    reaches (an estimate), the node holding it and the largest values held in full there;
+    otherwise the error itself."""
     lowest = getattr(exc, "lowest_peak_bytes", None)
     if lowest is None:
         return short_error(exc)
     share = f" = {pct(lowest / reference_bytes)} of the unchunked peak" if reference_bytes else ""
-    return f"infeasible: lowest reachable ≈ {mib(lowest)} MiB{share}, at `{getattr(exc, 'peak_node', '')}`"
+    held = list(getattr(exc, "held", {}).items())[:3]  # the largest values held in full there
+    whole = ("; held in full: " + ", ".join(f"`{name}` {mib(nbytes)} MiB" for name, nbytes in held)) if held else ""
+    return f"infeasible: lowest reachable ≈ {mib(lowest)} MiB{share}, at `{getattr(exc, 'peak_node', '')}`{whole}"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:

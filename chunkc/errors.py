@@ -18,12 +18,17 @@ class UnsupportedOpError(ChunkcError):
 
 
 class InfeasibleBudgetError(ChunkcError):
-    """No plan reaches the requested memory budget."""
+    """No plan reaches the requested memory budget.  ``held``: the values held in full at the
+    lowest peak the search reaches (value name in the planned graph -> bytes, largest first; a
+    recomputed copy under the value it recomputes), when the search knows them: what a lower
+    floor would have to remove."""
 
-    def __init__(self, message: str, lowest_peak_bytes: int, peak_node: str | None):
+    def __init__(self, message: str, lowest_peak_bytes: int, peak_node: str | None,
+                 held: dict[str, int] | None = None):
         super().__init__(message)
         self.lowest_peak_bytes = lowest_peak_bytes
         self.peak_node = peak_node
+        self.held = dict(held or {})
 
 
 class InputError(ChunkcError):

@@ -246,3 +246,36 @@ def test_feasible_budgets_are_everything_above_the_floor(name):
     with pytest.raises(chunkc.InfeasibleBudgetError) as info:
         chunkc.autochunk(g, floor // 2, sizes=sizes, progress=False)
     assert floor // 2 < info.value.lowest_peak_bytes
+
+
+def test_an_infeasible_budget_names_the_values_held_whole_at_the_floor():
+    """Attention chunked by query rows reads its keys and values whole: at the floor they are
+    held in full, and the error names them, with their sizes, as what a lower floor must remove."""
+    g, L, D = attention_block(), 256, 64
+    with pytest.raises(chunkc.InfeasibleBudgetError) as info:
+        chunkc.autochunk(g, 1, sizes={"L": L}, progress=False)
+    exc = info.value
+    q, k, v, _ = [n.output.name for n in g.nodes if n.op.name == "linear"]  # the graph's projections, in order
+    assert exc.held[k] == exc.held[v] == L * D * 4
+    assert sum(exc.held.values()) <= exc.lowest_peak_bytes
+    assert list(exc.held.values()) == sorted(exc.held.values(), reverse=True)
+    assert f"Held in full there: %{next(iter(exc.held))} 64.00 KiB, node " in str(exc)
+    assert f"%{k} 64.00 KiB, node {k} (linear)" in str(exc) and f"%{v} 64.00 KiB" in str(exc)
+    # the same values the estimator finds held in full at the peak of the plan at the floor
+    plan = chunkc.autochunk(g, exc.lowest_peak_bytes, sizes={"L": L}, progress=False)
+    report = chunkc.estimate_memory(plan.graph, plan=plan, sizes={"L": L})
+    assert report.whole_at_peak == exc.held
+
+
+def test_the_values_held_whole_at_the_peak_leave_out_slices_and_workspace():
+    g, sizes = mlp(), {"B": 2, "L": 128}
+    unchunked = chunkc.estimate_memory(g, sizes=sizes)
+    assert unchunked.whole_at_peak == {k: b for k, b in unchunked.live_at_peak.items()
+                                       if not k.startswith("workspace of ")}
+    plan = chunkc.autochunk(g, 0.3, sizes=sizes, progress=False)
+    report = chunkc.estimate_memory(plan.graph, plan=plan, sizes=sizes)
+    sliced = {k.removesuffix(" [chunk]") for k in report.live_at_peak if k.endswith(" [chunk]")}
+    assert sliced and not sliced & set(report.whole_at_peak)
+    whole = {k.removesuffix(" [buffer]"): b for k, b in report.live_at_peak.items()
+             if not k.endswith(" [chunk]") and not k.startswith("workspace of ")}
+    assert report.whole_at_peak == whole

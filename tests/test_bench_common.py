@@ -125,6 +125,10 @@ def test_plan_error_names_the_floor_for_an_infeasible_budget():
     exc = InfeasibleBudgetError("no plan", lowest_peak_bytes=3 * 2**20, peak_node="softmax_1")
     assert C.plan_error(exc, 12 * 2**20) == ("infeasible: lowest reachable ≈ 3.0 MiB = 25% of the unchunked "
                                              "peak, at `softmax_1`")
+    held = {"k": 4 * 2**20, "v": 2**20, "x": 2**19, "mask": 2**10}
+    exc = InfeasibleBudgetError("no plan", lowest_peak_bytes=6 * 2**20, peak_node="sdpa", held=held)
+    assert C.plan_error(exc, 12 * 2**20) == ("infeasible: lowest reachable ≈ 6.0 MiB = 50% of the unchunked "
+                                             "peak, at `sdpa`; held in full: `k` 4.0 MiB, `v` 1.0 MiB, `x` 0.5 MiB")
     assert C.plan_error(RuntimeError("bad | thing\nmore")) == "RuntimeError: bad / thing"
 
 

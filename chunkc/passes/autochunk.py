@@ -32,7 +32,7 @@ from ..ir.graph import Graph
 from ..ir.source import describe
 from .budget_text import parse_budget
 from .cost import Kernels, TimeModel
-from .memory import MemoryReport, estimate_memory
+from .memory import MemoryReport, estimate_memory, format_bytes
 from .options import SearchKnobs
 from .plan import Plan
 from .remat import RematOptions, rematerialize
@@ -75,6 +75,11 @@ class _Floor:
     peak_bytes: int
     node: str
     description: str
+    held: dict[str, int]  # values held in full there (a recomputed copy under its original), largest first
+    held_text: str  # the largest of them, with the node that makes each
+
+
+HELD_SHOWN = 4  # whole values an InfeasibleBudgetError's message names (all are in its ``held``)
 
 
 class _Planner:
@@ -147,7 +152,8 @@ class _Planner:
         floor_plan, report = self._build(floor_state)
         node = floor_plan.graph.node(report.peak_node)
         where = describe(node) + (" (recomputed at its reader)" if node.name in self.copies else "")
-        self.floor = _Floor(report.peak_bytes, self.copies.get(node.name, node.name), where)
+        self.floor = _Floor(report.peak_bytes, self.copies.get(node.name, node.name), where,
+                            *self._held(floor_plan.graph, report))
         if report.peak_bytes > self.budget_bytes:
             return None, floor_state
         relaxed = self.space.relaxed(floor_state, self.budget_bytes)
@@ -155,6 +161,22 @@ class _Planner:
         if report_relaxed.peak_bytes <= self.budget_bytes:
             return self._finish(plan, relaxed, self.budget_bytes), relaxed
         return self._finish(floor_plan, floor_state, self.budget_bytes), floor_state
+
+    def _held(self, graph: Graph, report: MemoryReport) -> tuple[dict[str, int], str]:
+        """The values held in full at the report's peak (a recomputed copy under the value it
+        recomputes), and a line naming the largest with the node (and model code) that makes each."""
+        held: dict[str, int] = {}
+        for name, nbytes in report.whole_at_peak.items():
+            user = self.copies.get(name, name)
+            held[user] = held.get(user, 0) + nbytes
+        parts = []
+        for name, nbytes in list(report.whole_at_peak.items())[:HELD_SHOWN]:
+            producer = graph.value(name).producer
+            made = f", {describe(producer, code=False)}" if producer is not None else " (a graph input)"
+            parts.append(f"%{name} {format_bytes(nbytes)}{made}")
+        more = len(report.whole_at_peak) - HELD_SHOWN
+        return dict(sorted(held.items(), key=lambda kv: -kv[1])), "; ".join(parts) + (
+            f"; and {more} more" if more > 0 else "")
 
     def _verified(self, selector: Selector) -> Plan | None:
         """The selector's plan, re-checked with the full estimator; when the fast model was
@@ -339,5 +361,10 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
         f"the lowest peak the search reaches is {floor.peak_bytes} B "
         f"({floor.peak_bytes / max(unchunked.peak_bytes, 1):.1%}), held at {floor.description} "
         f"(searched {len(best.space.regions_seen)} legal regions, beam widths {widths}, and the floor). "
-        "Raise the budget, or make that node chunkable (its dimension record carries no axis that the "
-        "surrounding ops share).", lowest_peak_bytes=floor.peak_bytes, peak_node=floor.node)
+        + (f"Held in full there: {floor.held_text}. Raise the budget, or make those values chunkable: a loop "
+           "holds a value whole when it is the loop's input or output, or when a node in the loop reads it "
+           "whole (its dimension record carries no axis the loop slices, as attention's keys and values "
+           "along the query rows)." if floor.held_text else
+           "Raise the budget, or make that node chunkable (its dimension record carries no axis that the "
+           "surrounding ops share)."),
+        lowest_peak_bytes=floor.peak_bytes, peak_node=floor.node, held=floor.held)
