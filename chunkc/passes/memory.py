@@ -75,6 +75,8 @@ class MemoryReport:
     live_at_peak: dict[str, int]  # storages live during the peak step (by the value that allocated them), largest first
     sizes: dict[str, int]
     regions: tuple[tuple[int, int], ...] = ()  # schedule span [start, end] of each plan region
+    # values held whole during the peak step (neither a loop's chunk nor a workspace), largest first
+    held_whole: dict[str, int] = field(default_factory=dict)
 
     def format(self, top: int = 8) -> str:
         """A short human-readable summary (peak, where, what is live)."""
@@ -644,15 +646,20 @@ class MemoryModel:
                     for p, n in enumerate(self.nodes)]
         i = int(np.argmax(during))
         live: dict[str, int] = {}
+        held: dict[str, int] = {}
         for k in range(len(iv.nbytes)):
             if iv.alloc[k] <= i <= iv.free[k] and iv.nbytes[k]:
-                name = self.values[iv.owner[k]].name + (f" [{iv.kind[k]}]" if iv.kind[k] else "")
+                value = self.values[iv.owner[k]].name
+                name = value + (f" [{iv.kind[k]}]" if iv.kind[k] else "")
                 live[name] = live.get(name, 0) + iv.nbytes[k]
+                if iv.kind[k] != "chunk":
+                    held[value] = held.get(value, 0) + iv.nbytes[k]
         if ws[i]:
             live[f"workspace of {self.nodes[i].name}"] = ws[i]
         live = dict(sorted(live.items(), key=lambda kv: -kv[1]))
         return MemoryReport(int(during[i]), self.nodes[i].name, i, timeline, live, dict(self.sizes),
-                            tuple((reg.start, reg.end) for reg in regions))
+                            tuple((reg.start, reg.end) for reg in regions),
+                            dict(sorted(held.items(), key=lambda kv: -kv[1])))
 
 
 def _normalize_sizes(graph: Graph, sizes: Mapping | None) -> dict[str, int]:
