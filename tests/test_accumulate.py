@@ -244,3 +244,19 @@ def test_group_norm_split_lowers_the_floor_of_a_resnet_block():
     x = torch.from_numpy(np.random.default_rng(6).standard_normal((1, 16, 32, 32)).astype(np.float32))
     got = chunkc.compile(g, plan, backend="torch")(x).numpy()
     np.testing.assert_allclose(got, chunkc.interpret(g, x.numpy())[0], rtol=1e-4, atol=1e-4)
+
+
+def test_a_split_whose_apply_output_a_region_slices_is_not_fused_back():
+    """The apply pass runs before the loop, which reads its output as slices: fusing the split
+    back would rename the value the region names."""
+    from chunkc.passes.split_statistics import fuse_unused_splits
+    split, splits = split_statistics(_resnet_block())
+    silu = next(n for n in split.nodes if n.op.name == "silu")
+    apply_out = silu.inputs[0]
+    region = ChunkRegion(nodes=(silu.name,), chunked=(ChunkedValue(apply_out.name, 2), ChunkedValue(silu.outputs[0].name, 2)),
+                         outputs=(silu.outputs[0].name,), extent=12, chunk_size=5)
+    plan = Plan(graph=split, regions=(region,))
+    kept = fuse_unused_splits(plan, splits, lambda g, p: chunkc.estimate_memory(g, p).peak_bytes)
+    assert kept is plan  # nothing fused: the region slices the apply's output
+    x = np.random.default_rng(7).standard_normal((2, 8, 12, 12)).astype(np.float32)
+    np.testing.assert_allclose(interpret_plan(kept, x)[0], chunkc.interpret(_resnet_block(), x)[0], rtol=1e-5, atol=1e-5)

@@ -423,9 +423,7 @@ class Generator:
             self._node_statement(node, [self.inner.get(o, self.names[o]) for o in node.outputs])
             for o in node.outputs:
                 if o in view.accumulators:
-                    for line in merge_lines(self.dialect.array_module, self.names[o], self.inner[o],
-                                            view.accumulators[o], f"({STOP} - {START}) / {EXTENT}", f"{START} == 0"):
-                        self.emit(line)
+                    self.emit_merge(view, o)
                 elif o in out_set and o not in view.reuse:
                     self.emit(f"{_slice(self.names[o], chunk[o])} = {self.inner[o]}")
             if k == len(nodes) - 1:  # in place: after every read of this iteration's input rows
@@ -435,6 +433,12 @@ class Generator:
             if dead:
                 self.emit(f"del {', '.join(dead)}")
         self.close_region(view)
+
+    def emit_merge(self, view: RegionView, o: Value) -> None:
+        """Merge this iteration's partial of accumulator ``o`` into it (chunkc.passes.accumulate)."""
+        for line in merge_lines(self.dialect.array_module, self.names[o], self.inner[o],
+                                view.accumulators[o], f"({STOP} - {START}) / {EXTENT}", f"{START} == 0"):
+            self.emit(line)
 
     def bind_loop_values(self, view: RegionView, slice_of: Callable[[Value], str]) -> None:
         """The names inside a region's loop: a view ``slice_of(v)`` of each sliced region input,

@@ -11,7 +11,9 @@ A region in which a window op (convolution, pooling) reads overlapping rows
   rows it needs, padded with the op's padding value at the image border, and a
   window op runs with zero padding along the chunk axis (its loop attributes,
   chunkc.passes.plan_index.loop_attrs);
-* an output buffer is written in its core rows only.
+* an output buffer is written in its core rows only, and an accumulator merges the
+  core rows of its sliced inputs (``RegionView.reads_core``): their halo rows belong
+  to the neighbouring chunks.
 """
 
 from __future__ import annotations
@@ -78,6 +80,12 @@ def emit_halo_region(gen: Generator, view: RegionView) -> None:
         out = node.outputs[0] if node.outputs else None
         crop = None
         for i, v in enumerate(node.inputs):
+            if view.reads_core(node, i):
+                c = chunk[v]
+                core = f"({_scaled(c.unit, START)}, {_scaled(c.unit, STOP)})"
+                gen.arg_exprs[(node, i)] = gen.dialect.take_rows(
+                    f"{gen.expr_of(v)}, {c.axis}, {rows(v)}, {core}, {size(v)}")
+                continue
             source = view.row_source(node, i)
             if source is None or out not in chunk:
                 continue
@@ -104,7 +112,9 @@ def emit_halo_region(gen: Generator, view: RegionView) -> None:
             t = targets[0]
             gen.emit(f"{t} = {gen.dialect.take_rows(f'{t}, {chunk[out].axis}, {crop[0]}, {crop[1]}, {size(out)}')}")
         for o in node.outputs:
-            if o in out_set and o not in view.reuse:
+            if o in view.accumulators:
+                gen.emit_merge(view, o)
+            elif o in out_set and o not in view.reuse:
                 _write_core(gen, view, o, bounds)
         if k == len(nodes) - 1:
             for o in view.reuse:

@@ -35,7 +35,7 @@ from .cost import Kernels, TimeModel
 from .memory import MemoryReport, estimate_memory, format_bytes
 from .options import SearchKnobs
 from .plan import Plan
-from .remat import RematOptions, rematerialize
+from .remat import RematOptions, recompute_chain, rematerialize
 from .reorder import apply_regions
 from .fold_split import fold_splits
 from .split_statistics import StatisticsSplit, fuse_unused_splits, split_statistics
@@ -77,6 +77,7 @@ class _Floor:
     description: str
     held: dict[str, int]  # values held in full there (a recomputed copy under its original), largest first
     held_text: str  # the largest of them, with the node that makes each
+    held_here: Mapping[str, int]  # the same by their names in the planned graph (what recompute_chain takes)
 
 
 HELD_SHOWN = 4  # whole values an InfeasibleBudgetError's message names (all are in its ``held``)
@@ -153,7 +154,7 @@ class _Planner:
         node = floor_plan.graph.node(report.peak_node)
         where = describe(node) + (" (recomputed at its reader)" if node.name in self.copies else "")
         self.floor = _Floor(report.peak_bytes, self.copies.get(node.name, node.name), where,
-                            *self._held(floor_plan.graph, report))
+                            *self._held(floor_plan.graph, report), report.whole_at_peak)
         if report.peak_bytes > self.budget_bytes:
             return None, floor_state
         relaxed = self.space.relaxed(floor_state, self.budget_bytes)
@@ -301,6 +302,40 @@ def _variants(graph: Graph, sizes: dict[str, int], opts: AutochunkOptions, peak_
     return variants, splits
 
 
+def _recompute_held(planner: _Planner, rounds: int, tries: int = 3) -> tuple[Plan | None, _Planner]:
+    """When no plan meets the budget: recompute the value the lowest plan holds whole at its
+    peak (the largest of the first ``tries`` that has a chain, chunkc.passes.remat.recompute_chain)
+    at each of its readers, where the search can pull each copy into its reader's loop (a
+    convolution's row loop that accumulates statistics, for one), and plan that graph; repeated
+    while the floor falls, at most ``rounds`` times.  (A plan that meets the budget, or None; the
+    planner with the lowest floor.)"""
+    for _ in range(rounds):
+        floor = planner.floor
+        if floor is None:
+            break
+        for name in list(floor.held_here)[:tries]:
+            chain = recompute_chain(planner.graph, planner.sizes, name)
+            if chain:
+                break
+        else:
+            break
+        remat = rematerialize(planner.graph, planner.sizes, floor.peak_bytes, members=chain)
+        if not remat.copies:
+            break
+        copies = {**planner.copies, **{c: planner.copies.get(o, o) for c, o in remat.copies.items()}}
+        notes = planner.notes + [f"recomputed %{name} ({len(chain)} node(s)) at each of its readers: the lowest "
+                                 f"plan held it whole ({floor.held_here[name]} B)"]
+        deeper = _Planner(remat.graph, planner.sizes, planner.opts, planner.budget_bytes, planner.unchunked, notes,
+                          planner.started, copies, reference_seconds=planner.reference_seconds)
+        plan = deeper.plan()
+        if plan is not None:
+            return plan, deeper
+        if deeper.floor is None or deeper.floor.peak_bytes >= floor.peak_bytes:
+            break
+        planner = deeper
+    return None, planner
+
+
 def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
               options: AutochunkOptions | None = None, **knobs) -> Plan:
     """A plan whose estimated peak activation memory is at most ``budget``.
@@ -353,6 +388,10 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
         return fuse_unused_splits(best, splits, lambda g, p: estimate_memory(
             g, plan=p, sizes=sizes, backend=opts.backend).peak_bytes)
     best = min((p for p in planners if p.floor is not None), key=lambda p: p.floor.peak_bytes)
+    plan, best = _recompute_held(best, opts.recompute_rounds)
+    if plan is not None:
+        return fuse_unused_splits(plan, splits, lambda g, p: estimate_memory(
+            g, plan=p, sizes=sizes, backend=opts.backend).peak_bytes)
     floor = best.floor
     widths = " and ".join(str(w) for w in best.widths if w)
     raise InfeasibleBudgetError(

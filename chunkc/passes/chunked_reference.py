@@ -99,10 +99,13 @@ def _owns(array) -> bool:
 def _run_halo_region(view: RegionView, env: dict, bindings, chunk: int, xp) -> None:
     """A region whose values hold rows beyond their chunk (chunkc.passes.halo): each value
     holds its rows, each node gets the rows of each input its output rows need (padded at
-    the border for a window), and outputs are written in their core rows."""
+    the border for a window), and outputs are written in their core rows; an accumulator
+    merges the core rows of its sliced inputs (RegionView.reads_core)."""
     extent = evaluate(view.region.extent, bindings)
     size = {v: int(v.type.concrete_shape(bindings)[c.axis]) for v, c in view.chunk.items()}
-    buffers = {v: xp.empty(v.type.concrete_shape(bindings), dtype=v.dtype.numpy) for v in view.outputs}
+    buffers = {v: xp.empty(v.type.concrete_shape(bindings), dtype=v.dtype.numpy) for v in view.outputs
+               if v not in view.accumulators}
+    merged: dict[Value, Any] = {v: None for v in view.accumulators}
     for start in range(0, extent, max(chunk, 1)):
         stop = min(start + chunk, extent)
         held = {v: rows(start, stop, c.unit, c.halo_lo, c.halo_hi, size[v]) for v, c in view.chunk.items()}
@@ -118,6 +121,9 @@ def _run_halo_region(view: RegionView, env: dict, bindings, chunk: int, xp) -> N
                     continue
                 source = view.row_source(node, i)
                 arg = local[v]
+                if view.reads_core(node, i):
+                    c = view.chunk[v]
+                    arg = take_rows(xp, arg, c.axis, held[v], (start * c.unit, stop * c.unit), size[v])
                 if source is not None and out in held:
                     need = needed_rows(source, held[out])
                     if need != held[v]:
@@ -130,8 +136,12 @@ def _run_halo_region(view: RegionView, env: dict, bindings, chunk: int, xp) -> N
                 local[o] = r
             if out in held and computed != held[out]:  # computed more rows than it holds (a ratio 1/n)
                 local[out] = take_rows(xp, local[out], view.chunk[out].axis, computed, held[out], size[out])
-        for v in view.outputs:  # core rows only
+            if out in merged:
+                merged[out] = merge_partial(xp, merged[out], local.pop(out), view.accumulators[out],
+                                            (stop - start) / extent)
+        for v in buffers:  # core rows only
             c = view.chunk[v]
             core = (start * c.unit, stop * c.unit)
             _take(buffers[v], c.axis, *core)[...] = take_rows(xp, local[v], c.axis, held[v], core, size[v])
     env.update(buffers)
+    env.update(merged)

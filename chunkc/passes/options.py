@@ -19,6 +19,9 @@ class SearchKnobs:
     max_stages: int = 512
     widen: int = 4  # when the beam finds nothing: search again this many times wider (1: never)
     remat: bool = True  # recompute cheap, large values at their readers
+    # when no plan meets the budget: recompute, at each reader, the value the lowest plan holds
+    # whole, and plan again, at most this many times (0: never; chunkc.passes.remat.recompute_chain)
+    recompute_rounds: int = 8
     rewrite: bool = True  # fold splits of fused projections, schedule wholly-read work first
     backend: str = DEFAULT_BACKEND  # whose kernels the plan's memory is estimated for
     device: str = "cpu"  # where it runs: whose allocator and kernel workspace count, which kernel costs

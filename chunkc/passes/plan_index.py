@@ -88,6 +88,14 @@ class RegionView:
         """Some value of the loop has rows beyond its chunk (chunkc.passes.halo)."""
         return any(c.halo_lo or c.halo_hi for c in self.chunk.values())
 
+    def reads_core(self, node: Node, position: int) -> bool:
+        """Whether accumulator node ``node`` reads its input ``position`` in its core rows only: a
+        sliced input holding halo rows (for a window op of the loop) whose extra rows belong to
+        the neighbouring chunks, so merging them would count them twice (chunkc.passes.accumulate)."""
+        if not node.outputs or node.outputs[0] not in self.accumulators or not self.reads_slice(node, position):
+            return False
+        return self.chunk[node.inputs[position]].halo != (0, 0)
+
     def row_source(self, node: Node, position: int) -> AxisSource | None:
         """How ``node``'s output rows map to rows of its sliced input ``position`` (the
         record's source on the chunk axis), or None when that input is not read as a slice."""
@@ -246,9 +254,6 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
         if v not in outputs:
             raise ChunkcError(f"{where}: accumulator %{v.name} must also be listed among the region's outputs")
     view = RegionView(k, r, pos[0], pos[-1], nodes, chunk, list(inputs), outputs, whole, reuse, accumulators)
-    if accumulators and view.has_halo:
-        raise ChunkcError(f"{where}: a region with halo rows cannot accumulate (%"
-                          f"{next(iter(accumulators)).name}); end the region before the accumulating node")
     if view.has_halo or any(n.dims()[0][chunk[n.outputs[0]].axis].kind == "window" for n in nodes
                             if n.outputs and n.outputs[0] in chunk):
         _check_halos(view, where)
@@ -272,9 +277,6 @@ def _accumulators(where: str, r: ChunkRegion, values: Mapping[str, Value], node_
         if x not in chunk or (node.name, 0) in whole:
             raise ChunkcError(f"{where}: accumulator %{name}: node {node.name} ({node.op.name}) must read its "
                               "input 0 as a slice of the chunk axis")
-        if chunk[x].halo_lo or chunk[x].halo_hi:
-            raise ChunkcError(f"{where}: accumulator %{name}: its input %{x.name} holds halo rows, which node "
-                              f"{node.name} would merge twice; give %{x.name} no halo or end the region before it")
         how = accumulating_end(node, chunk[x].axis)
         if how is None:
             raise ChunkcError(f"{where}: accumulator %{name}: op {node.op.name} (node {node.name}) does not "
@@ -282,11 +284,10 @@ def _accumulators(where: str, r: ChunkRegion, values: Mapping[str, Value], node_
                               "accumulates says so); compute it after the loop")
         for pos, axis in how.partners:  # a contraction's other operand: sliced chunk for chunk
             p = node.inputs[pos]
-            if p not in chunk or (node.name, pos) in whole or (chunk[p].axis, chunk[p].unit) != (axis, chunk[x].unit) \
-                    or chunk[p].halo != (0, 0):
+            if p not in chunk or (node.name, pos) in whole or (chunk[p].axis, chunk[p].unit) != (axis, chunk[x].unit):
                 raise ChunkcError(f"{where}: accumulator %{name}: node {node.name} ({node.op.name}) contracts %{x.name} "
                                   f"axis {chunk[x].axis} with %{p.name} axis {axis}, so the plan must slice %{p.name} "
-                                  f"along axis {axis} in units of {chunk[x].unit} (no halo) and read it as a slice")
+                                  f"along axis {axis} in units of {chunk[x].unit} and read it as a slice")
         reader = next((u for u in v.users if u in node_set), None)
         if reader is not None:
             raise ChunkcError(f"{where}: accumulator %{name} is read inside the loop (by node {reader.name}), "

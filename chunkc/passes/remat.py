@@ -78,10 +78,39 @@ def rematerializable(graph: Graph, sizes: Mapping[str, int], peak_bytes: int,
     return out
 
 
+def recompute_chain(graph: Graph, sizes: Mapping[str, int], value: str, max_nodes: int = 12) -> set[Node] | None:
+    """The nodes to recompute, at each reader of ``value``, so that it is not held whole: its
+    producer and, backwards, the producer of every input that is neither small beside it (at
+    most half its bytes: holding that input longer is the price) nor held anyway until its last
+    reader; None when that chain passes a node whose record forbids recomputation or that has
+    several outputs, or holds more than ``max_nodes`` nodes.  Any cost: for a value a plan's
+    floor holds whole (chunkc.passes.autochunk), not for every value as :func:`rematerializable`."""
+    v = next((o for n in graph.nodes for o in n.outputs if o.name == value), None)
+    if v is None or v in graph.outputs:
+        return None
+    last = last_use(graph)
+    limit = v.type.nbytes(sizes) // 2
+    chain: set[Node] = set()
+    stack = [v.producer]
+    while stack:
+        node = stack.pop()
+        if node in chain:
+            continue
+        if not node.op.recompute or len(node.outputs) != 1 or len(chain) >= max_nodes:
+            return None
+        chain.add(node)
+        for u in node.inputs:
+            if u.producer is not None and u.type.nbytes(sizes) > limit and last[u] < last[v]:
+                stack.append(u.producer)
+    return chain
+
+
 def rematerialize(graph: Graph, sizes: Mapping[str, int], peak_bytes: int,
-                  options: RematOptions = RematOptions()) -> RematResult:
-    """A copy of ``graph`` where each rematerializable value is recomputed before each reader."""
-    members = rematerializable(graph, sizes, peak_bytes, options)
+                  options: RematOptions = RematOptions(), members: set[Node] | None = None) -> RematResult:
+    """A copy of ``graph`` where each rematerializable value (or each value of ``members``,
+    when given: e.g. a :func:`recompute_chain`) is recomputed before each reader."""
+    if members is None:
+        members = rematerializable(graph, sizes, peak_bytes, options)
     if not members:
         return RematResult(graph)
     position = {n: i for i, n in enumerate(graph.nodes)}
@@ -157,4 +186,4 @@ def _moves(nodes: list[Node], position: Mapping[Node, int], members: set[Node],
     return any(n not in members for n in between)
 
 
-__all__ = ["RematOptions", "RematResult", "rematerializable", "rematerialize"]
+__all__ = ["RematOptions", "RematResult", "recompute_chain", "rematerializable", "rematerialize"]

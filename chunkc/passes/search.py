@@ -25,7 +25,9 @@ output is then whole, merged across iterations (an *accumulator*, final only
 after the loop, so no loop node may read it; it is a region output).  A region
 may also *end* at such a node (``walk_regions(..., accumulate=True)``: ``axis``
 is then the axis of its input 0 that the loop slices); see
-chunkc.passes.accumulate.
+chunkc.passes.accumulate.  An accumulator asks no halo of its inputs: in a loop
+whose values hold halo rows (a convolution reads them) it merges only the core
+rows of its sliced inputs, so that no row is merged twice.
 """
 
 from __future__ import annotations
@@ -259,8 +261,6 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
                         if not isinstance(req[1], int):
                             scale = math.lcm(scale, req[1].denominator)
                 accumulators.append(node.outputs[0])
-                if halos:
-                    return  # (a loop does not both accumulate and compute halo rows: see below)
                 if node.outputs[0] is not end_out:
                     outputs.append(node.outputs[0])
                 loop.append(i)
@@ -308,8 +308,6 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
             loop.append(i)
         except _Conflict:
             return
-        if accumulators and halos:
-            return  # halo loops do not accumulate yet (an accumulator must merge its own rows only)
         yield candidate(i)
 
 

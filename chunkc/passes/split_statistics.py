@@ -49,12 +49,17 @@ def split_statistics(graph: Graph) -> tuple[Graph, tuple[StatisticsSplit, ...]]:
 
 
 def fuse_unused_splits(plan: Plan, splits: tuple[StatisticsSplit, ...], estimate) -> Plan:
-    """``plan`` with each split that no region runs fused back into its op, when the
-    estimated peak (``estimate(graph, plan) -> bytes``) stays within the plan's budget."""
+    """``plan`` with each split that no region runs, and whose values no region names (a
+    region may slice the apply pass's output, computed before its loop), fused back into its
+    op, when the estimated peak (``estimate(graph, plan) -> bytes``) stays within the plan's budget."""
     in_region = {name for r in plan.regions for name in r.nodes}
-    names = {n.name for n in plan.graph.nodes}
-    unused = [s for s in splits if s.statistics in names and s.apply in names
-              and s.statistics not in in_region and s.apply not in in_region]
+    named = {c.value for r in plan.regions for c in r.chunked}
+    nodes = {n.name: n for n in plan.graph.nodes}
+
+    def unused_node(name: str) -> bool:
+        return name in nodes and name not in in_region and not any(o.name in named for o in nodes[name].outputs)
+
+    unused = [s for s in splits if unused_node(s.statistics) and unused_node(s.apply)]
     if not unused:
         return plan
     g = plan.graph.copy()

@@ -1,0 +1,94 @@
+"""Recomputing what the lowest plan holds whole (chunkc.passes.remat.recompute_chain, autochunk's
+recompute rounds): a UNet up block whose concatenated input feeds a group norm's statistics, its
+apply pass and a 1x1 shortcut."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import chunkc
+from chunkc import ops as O
+from chunkc.passes.remat import recompute_chain
+from chunkc.passes.split_statistics import split_statistics
+
+PAD = ((1, 1), (1, 1))
+SIDE = 64  # (at 32 a convolution kernel's own workspace on a few rows is a large share of the floor)
+
+
+def _w(g, rng, *shape):
+    return g.add_constant("w", (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32))
+
+
+def _up_block(side=SIDE, seed=0):
+    """cat(conv3x3(upsample(low)), skip) -> group_norm -> SiLU -> conv3x3, plus a 1x1 shortcut of
+    the concat: the concat (24 channels) is read by the statistics, the apply pass and the shortcut."""
+    rng = np.random.default_rng(seed)
+    g = chunkc.Graph("up_block")
+    low = g.add_input("low", "f32", (1, 16, side // 2, side // 2))
+    skip = g.add_input("skip", "f32", (1, 8, side, side))
+    up = O.interpolate(low, size=(side, side), mode="nearest", align_corners=False)
+    c = O.concat(O.conv(up, _w(g, rng, 16, 16, 3, 3), padding=PAD), skip, axis=1, name="joined")
+    gamma = g.add_constant("gamma", rng.uniform(0.5, 1.5, 24).astype(np.float32))
+    beta = g.add_constant("beta", rng.standard_normal(24).astype(np.float32))
+    h = O.conv(O.silu(O.group_norm(c, gamma, beta, num_groups=4)), _w(g, rng, 8, 24, 3, 3), padding=PAD)
+    g.set_outputs(h + O.conv(c, _w(g, rng, 8, 24, 1, 1)))
+    return g
+
+
+def _inputs(side=SIDE, seed=1):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((1, 16, side // 2, side // 2)).astype(np.float32),
+            rng.standard_normal((1, 8, side, side)).astype(np.float32)]
+
+
+def _floor(graph, **options):
+    with pytest.raises(chunkc.InfeasibleBudgetError) as info:
+        chunkc.autochunk(graph, 1, **options)
+    return info.value.lowest_peak_bytes
+
+
+def test_the_chain_stops_at_small_inputs_and_at_values_held_anyway():
+    g, _ = split_statistics(_up_block())
+    chain = recompute_chain(g, {}, "joined")
+    # the concat, the conv and the upsampling; not the half-size input nor the skip (graph inputs)
+    assert sorted(n.op.name for n in chain) == ["concat", "conv", "interpolate"]
+    assert recompute_chain(g, {}, "joined", max_nodes=2) is None
+    assert recompute_chain(g, {}, g.outputs[0].name) is None  # a graph output is held anyway
+    assert recompute_chain(g, {}, "no_such_value") is None
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_recomputing_the_held_concat_lowers_the_floor_and_runs(backend):
+    g = _up_block()
+    held = _floor(g, backend=backend, recompute_rounds=0)
+    lower = _floor(g, backend=backend)
+    assert lower < 0.75 * held, (lower, held)
+    budget = int(lower * 1.02)
+    plan = chunkc.autochunk(g, budget, backend=backend)
+    assert any(note.startswith("recomputed %joined") for note in plan.notes), plan.notes
+    # the statistics accumulate in a row loop that recomputes the concat with its halo
+    assert any(r.accumulators and any(c.halo != (0, 0) for c in r.chunked) for r in plan.regions), str(plan)
+    inputs = _inputs()
+    expected = chunkc.interpret(g, *inputs)[0]
+    if backend == "numpy":
+        got = chunkc.compile(plan.graph, plan, backend="numpy")(*inputs)
+    else:
+        fn = chunkc.compile(plan.graph, plan, backend="torch")
+        args = [torch.from_numpy(a) for a in inputs]
+        got = fn(*args).numpy()
+        assert chunkc.measure_peak(fn, *args) <= 1.02 * budget
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_report_names_what_the_floor_holds_whole():
+    g = _up_block()
+    budget = int(_floor(g, backend="torch", recompute_rounds=0) * 1.02)
+    plan = chunkc.autochunk(g, budget, backend="torch", recompute_rounds=0)
+    rep = chunkc.estimate_memory(plan.graph, plan, backend="torch")
+    # the concat, written whole by its region, is the largest value held at the peak; the loop's
+    # chunks are live too, but not held whole
+    assert list(rep.whole_at_peak)[0] == "joined" and rep.whole_at_peak["joined"] == 24 * SIDE * SIDE * 4
+    chunks = {name.split(" ")[0] for name in rep.live_at_peak if name.endswith("[chunk]")}
+    assert chunks and not chunks & set(rep.whole_at_peak)
