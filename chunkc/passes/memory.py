@@ -146,7 +146,7 @@ def _is_contiguous(shape: Sequence[int], strides: Sequence[int]) -> bool:
     return all(s == 1 or a == b for s, a, b in zip(shape, strides, contiguous_strides(shape)))
 
 
-def _split_view_result(result, n_out: int) -> list[tuple[int, ...] | None]:
+def split_view_result(result, n_out: int) -> list[tuple[int, ...] | None]:
     """Per output, its strides when it aliases input 0.  ``view_strides`` returns one
     strides tuple (shared by every output: split keeps the input's strides), or,
     for a multi-output op, one entry per output (None for an output that copies)."""
@@ -272,7 +272,7 @@ class MemoryModel:
                 except Exception as exc:  # a record that cannot answer: say which
                     raise ChunkcError(f"estimate_memory: node {node.name} ({node.op.name}): its view_strides "
                                       f"failed on {', '.join(map(str, types))}: {exc}") from exc
-                for o, st in zip(outs, _split_view_result(res, len(outs))):
+                for o, st in zip(outs, split_view_result(res, len(outs))):
                     if st is not None:
                         self.parent[o] = ins[0]
                         self.strides[o] = st
@@ -363,7 +363,7 @@ class MemoryModel:
         types = [TensorType(self.values[u].dtype, s) for u, s in zip(ins, in_shapes)]
         attrs = self._chunk_attrs(p, reg)
         try:
-            res = _split_view_result(node.op.view_strides(types, attrs, par_strides), len(self.node_out[p]))
+            res = split_view_result(node.op.view_strides(types, attrs, par_strides), len(self.node_out[p]))
             st = res[self.node_out[p].index(v)]
         except Exception:
             if self.parent[v] < 0:
