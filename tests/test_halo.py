@@ -388,3 +388,49 @@ def test_halo_loop_estimate_models_inner_and_border_iterations(backend):
             assert plan.estimated_peak_bytes >= measured - allowance, (fraction, plan.estimated_peak_bytes, measured)
     finally:
         torch.set_num_threads(before)
+
+
+UP_DOWN = """graph @up_down(%x: f32[1, 3, 2*H, 8]) {
+    const %w: f32[8, 3, 3, 3]
+    const %w_2: f32[8, 8, 2, 2]
+    %conv: f32[1, 8, 2*H, 8] = conv(%x, %w) {stride = none, padding = ((1, 1), (1, 1)), dilation = none, groups = 1}
+    %max_pool: f32[1, 8, H, 4] = max_pool(%conv) {kernel = (2, 2), stride = none, padding = none, dilation = none, ceil_mode = false}
+    %silu: f32[1, 8, H, 4] = silu(%max_pool)
+    %conv_transpose: f32[1, 8, 2*H, 8] = conv_transpose(%silu, %w_2) {stride = (2, 2), padding = none, dilation = none, groups = 1, output_padding = none}
+    %add: f32[1, 8, 2*H, 8] = add(%conv, %conv_transpose)
+    return %add
+  }"""
+
+
+def test_border_iterations_of_a_loop_over_units_of_two_rows():
+    """Fuzz case 11000006 (a pool down, a transposed convolution up, in one halo loop over units
+    of two rows): the border iteration's model first gave the values without a halo a chunk of
+    its own units (one unit short of a ragged end), which the workspace read as zero units, and
+    planning crashed.  Every budget plans (or is refused), and every plan runs, with its
+    estimate within 2% of the allocator's measure."""
+    from chunkc.backends import compile as compile_graph
+    from chunkc.errors import InfeasibleBudgetError
+    from chunkc.ir.parser import parse_graph
+    from chunkc.measure import measure_peak
+    from chunkc.passes.memory import estimate_memory
+
+    rng = np.random.default_rng(0)
+    g = parse_graph(UP_DOWN, weights={"w": (rng.standard_normal((8, 3, 3, 3)) / 4).astype(np.float32),
+                                      "w_2": (rng.standard_normal((8, 8, 2, 2)) / 4).astype(np.float32)})
+    sizes = {"H": 128}
+    x = torch.from_numpy(rng.uniform(-1, 1, (1, 3, 256, 8)).astype(np.float32))
+    expected = interpret(g, x.numpy())[0]
+    unchunked = estimate_memory(g, sizes=sizes, backend="torch").peak_bytes
+    planned = 0
+    for fraction in (0.334, 0.5):
+        try:
+            plan = chunkc.autochunk(g, int(fraction * unchunked), sizes=dict(sizes), backend="torch", progress=False)
+        except InfeasibleBudgetError:
+            continue
+        planned += 1
+        fn = compile_graph(g, plan, backend="torch")
+        np.testing.assert_allclose(fn(x).numpy(), expected, rtol=1e-4, atol=1e-4)
+        measured = measure_peak(fn, x)
+        assert abs(plan.estimated_peak_bytes - measured) <= 0.02 * measured, (fraction, plan.estimated_peak_bytes,
+                                                                              measured)
+    assert planned

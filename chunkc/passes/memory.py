@@ -189,8 +189,8 @@ class _Region:
                 if first > start * unit - lo or last < stop * unit + hi:
                     clipped.add(v)
                 elems[v] = (axis, max(last - first, 1))
-            else:
-                elems[v] = (axis, max(min(n // max(self.units, 1) * (stop - start), full[v]), 1))
+            else:  # a full chunk, as an inner iteration's (the workspace reads units off it)
+                elems[v] = (axis, n)
         if not clipped:
             return None
         return dataclasses.replace(self, chunk_elems=elems, border=True, clipped=frozenset(clipped))
