@@ -85,6 +85,17 @@ def non_overlapping(shape: Sequence[int], strides: Sequence[int]) -> bool:
     return True
 
 
+def split_view_result(result, n_out: int) -> list[tuple[int, ...] | None]:
+    """Per output, its strides when it aliases input 0.  ``view_strides`` returns one
+    strides tuple (shared by every output: split keeps the input's strides), or,
+    for a multi-output op, one entry per output (None for an output that copies)."""
+    if result is None:
+        return [None] * n_out
+    if n_out == 1 or all(not isinstance(r, (tuple, list)) and r is not None for r in result):
+        return [tuple(int(s) for s in result)] * n_out
+    return [None if r is None else tuple(int(s) for s in r) for r in result]
+
+
 def torch_is_contiguous(shape: Sequence[int], strides: Sequence[int]) -> bool:
     """``Tensor.is_contiguous()``: C order, size-1 axes ignored."""
     return _torch_contiguous(shape, strides)
@@ -202,4 +213,4 @@ def empty_strided(xp, shape: Sequence[int], strides: Sequence[int], dtype):
 
 
 __all__ = ["LayoutRule", "contiguous_layout", "contiguous_strides", "empty_strided", "non_overlapping", "numpy_layout",
-           "tensoriterator_layout"]
+           "split_view_result", "tensoriterator_layout"]

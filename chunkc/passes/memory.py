@@ -42,7 +42,7 @@ from ..errors import ChunkcError
 from ..ir.dims import LOOP_START, LOOP_STOP
 from ..ir.graph import Graph, Node, Value
 from ..ir.kernel_workspace import workspace_with_strides
-from ..ir.layout import contiguous_strides
+from ..ir.layout import contiguous_strides, split_view_result
 from ..ir.registry import concrete_attrs, has_symbolic_attrs
 from ..ir.sizes import evaluate
 from ..ir.types import TensorType
@@ -145,17 +145,6 @@ def workspace_fn(op, backend: str):
 
 def _is_contiguous(shape: Sequence[int], strides: Sequence[int]) -> bool:
     return all(s == 1 or a == b for s, a, b in zip(shape, strides, contiguous_strides(shape)))
-
-
-def split_view_result(result, n_out: int) -> list[tuple[int, ...] | None]:
-    """Per output, its strides when it aliases input 0.  ``view_strides`` returns one
-    strides tuple (shared by every output: split keeps the input's strides), or,
-    for a multi-output op, one entry per output (None for an output that copies)."""
-    if result is None:
-        return [None] * n_out
-    if n_out == 1 or all(not isinstance(r, (tuple, list)) and r is not None for r in result):
-        return [tuple(int(s) for s in result)] * n_out
-    return [None if r is None else tuple(int(s) for s in r) for r in result]
 
 
 @dataclass

@@ -361,11 +361,10 @@ def overlapping_view(v: Value, sizes: Mapping[str, int]) -> str:
     element for several outputs (NumPy refuses a broadcast array; PyTorch refuses or
     overwrites rows a later iteration still reads).  The records' view strides are followed
     from the fresh storage down to ``v`` at ``sizes``."""
-    from ..ir.layout import contiguous_strides, non_overlapping
+    from ..ir.layout import contiguous_strides, non_overlapping, split_view_result
     from ..ir.registry import concrete_attrs, has_symbolic_attrs
     from ..ir.sizes import evaluate
     from ..ir.types import TensorType
-    from .memory import split_view_result
 
     chain = [v]
     while chain[-1].producer is not None and chain[-1].producer.op.may_alias and chain[-1].producer.inputs:
