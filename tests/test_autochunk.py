@@ -16,6 +16,7 @@ from chunkc.passes.chunked_reference import interpret_plan
 from chunkc.passes.report import plan_report
 
 from graphs import attention_block, inputs_for, mlp, transformer
+from backend_cases import run_on_all_backends
 
 MODELS = {
     "attention": (attention_block, {"L": 256}),
@@ -196,6 +197,44 @@ def test_a_reuse_of_storage_that_a_loop_node_reads_through_another_view_is_refus
     for cand in S.walk_regions(index, end, 0):
         assert all(r.name != "q" for _, r in reusable(facts, index, cand)), cand
 
+
+
+def test_a_reuse_of_a_broadcast_view_is_refused():
+    """Fuzz case 11000009 (causal attention by ``bmm``): the additive mask [L, L] expanded over
+    the batch to [2, 1, L, L] was taken as the storage of ``add(scores, mask)``: NumPy refused
+    to write into the broadcast view, PyTorch wrote one mask element for both batch items
+    (wrong values).  A view that holds one element at several indices is never written over,
+    by the planner (region_memory.reusable) nor in a plan (PlanIndex)."""
+    from chunkc.passes import search as S
+    from chunkc.passes.plan import ChunkedValue as CV, ChunkRegion
+    from chunkc.passes.region_memory import ValueFacts, reusable
+
+    g = chunkc.Graph("broadcast_mask")
+    s = g.add_input("s", "f32", (2, 1, "L", "L"))
+    m = g.add_input("m", "f32", ("L", "L"))
+    mask = O.expand(O.unsqueeze(O.tanh(m, name="t"), axis=0, name="u"), shape=(2, 1, chunkc.sym("L"), chunkc.sym("L")),
+                    name="mask")
+    g.set_outputs(O.exp(O.add(O.mul(s, 0.5, name="d"), mask, name="a"), name="e"))
+    region = ChunkRegion(nodes=("d", "a"), chunked=(CV("s", 2), CV("mask", 2), CV("d", 2), CV("a", 2)),
+                         outputs=("a",), extent=chunkc.sym("L"), chunk_size=4, reuse=(("a", "mask"),))
+    bad = Plan(g, (region,), sizes={"L": 10})
+    for run in (lambda: chunkc.estimate_memory(bad.graph, plan=bad), lambda: chunkc.compile(bad.graph, bad)):
+        with pytest.raises(chunkc.ChunkcError, match=r"output %a cannot take the storage of %mask: %mask is a view "
+                                                     r"that holds one element at several indices"):
+            run()
+    index = S.GraphIndex(g)
+    facts = ValueFacts(g, index, {"L": 10})
+    end = next(i for i, n in enumerate(g.nodes) if n.name == "a")
+    cands = list(S.walk_regions(index, end, 2))
+    assert any(cand.chunked for cand in cands)
+    for cand in cands:
+        assert all(r.name != "mask" for _, r in reusable(facts, index, cand)), cand
+    # planned and run: every backend agrees with the interpreter
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((2, 1, 24, 24)).astype(np.float32), rng.standard_normal((24, 24)).astype(np.float32)]
+    plan = chunkc.autochunk(g, 0.5, sizes={"L": 24}, progress=False)
+    assert plan.regions
+    run_on_all_backends(g, plan, inputs, chunkc.interpret(g, *inputs), rtol=1e-5, atol=1e-5)
 
 # -- selection strategies, the floor, monotonicity ---------------------------------------------------------
 

@@ -244,3 +244,59 @@ def test_softmax_of_a_permuted_input_counts_its_contiguous_copy():
             measured = measure_peak(fn, x)
             assert measured == estimate_memory(g, sizes={"L": 256}, backend="torch").peak_bytes, (op, permuted)
             assert measured == (2 if permuted else 1) * x.numel() * 4, (op, permuted, measured)
+
+
+# -- bilinear upsampling of three channels on one thread -------------------------------------------
+
+UPSAMPLE = """graph @upsample(%x: f32[2, C, H, 4]) {
+    %s: f32[2, C, H, 4] = silu(%x)
+    %up: f32[2, C, 2*H, 8] = interpolate(%s) {size = (size(2*H), 8), mode = "linear", align_corners = false}
+    return %up
+  }"""
+
+
+def test_bilinear_upsampling_of_three_channels_on_one_thread_counts_its_channels_last_copies():
+    """Fuzz case 23000000 (an image model whose up-sampling region is chunked by channels, three
+    at a time): measured 2.9% over its estimate and its budget.  ATen picks its vectorized
+    channels-last bilinear kernel (a channels-last copy of the input, a channels-last result
+    copied back) for a large output too when the input has three channels and PyTorch runs one
+    thread (its rule for RGB images), as the fuzzer runs it; the record said so only for a small
+    output.  Each thread count and channel count: the estimate equals the allocator's measure."""
+    g = parse_graph(UPSAMPLE)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for c in (2, 3, 4):
+                sizes = {"C": c, "H": 128}
+                x = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (2, c, 128, 4)).astype(np.float32))
+                fn = compile_graph(g, None, backend="torch")
+                fn(x)
+                est = estimate_memory(g, sizes=sizes, backend="torch").peak_bytes
+                assert measure_peak(fn, x) == est, (threads, c)
+    finally:
+        torch.set_num_threads(before)
+
+
+# -- transposed convolution of a chunk of rows ---------------------------------------------------
+
+CONV_T_ROWS = """graph @conv_t_rows(%x: f32[2, 8, 40, 20]) {
+    const %w: f32[8, 8, 2, 2]
+    %s: f32[2, 8, 40, 20] = silu(%x)
+    %r: f32[2, 8, 20, 20] = slice(%s) {axis = 2, start = 10, end = 30, step = 1}
+    %u: f32[2, 8, 40, 40] = conv_transpose(%r, %w) {stride = (2, 2), padding = none, dilation = none, groups = 1, output_padding = none}
+    return %u
+  }"""
+
+
+def test_transposed_convolution_of_rows_counts_its_dense_copy():
+    """Fuzz case 23000022 (an image model up-sampled by ``conv_transpose``, chunked by rows of a
+    batch of two): PyTorch measured 3.2% over its estimate.  ``_convolution`` makes a transposed
+    convolution's input dense first too (a chunk of rows of several images is neither contiguous
+    nor channels-last); the record declared it for ``conv`` only."""
+    w = (np.random.default_rng(0).standard_normal((8, 8, 2, 2)) / 4).astype(np.float32)
+    g = parse_graph(CONV_T_ROWS, weights={"w": w})
+    x = torch.randn(2, 8, 40, 20)
+    fn = compile_graph(g, None, backend="torch")
+    fn(x)
+    assert measure_peak(fn, x) == estimate_memory(g, backend="torch").peak_bytes

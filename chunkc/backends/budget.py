@@ -10,7 +10,8 @@
   sizes can fall to 1 and the budget cannot hold.  ``chunkc.compile`` gives the
   program a check that, at the first call of each distinct set of input shapes,
   binds the sizes and runs the estimator for the plan at those sizes (then keeps
-  the verdict), before anything is allocated: over the budget, it warns once (the
+  the verdict; the planning sizes' verdict is known when the check is made), before
+  anything is allocated: over the budget, it warns once (the
   sizes, the budget, the peak the call will reach), or with ``strict=True`` raises
   :class:`~chunkc.errors.BudgetExceededError` at every such call.  Later calls of
   the same shapes cost one dictionary lookup.
@@ -68,6 +69,14 @@ class BudgetCheck:
         self.backend = backend
         self.strict = strict
         self.verdicts: dict[tuple, BudgetExceededError | None] = {}  # input shapes -> verdict
+        # the planning sizes' shapes hold by construction: known now, so that the first call
+        # there binds no sizes (sympy's caches grew by some 15 KiB inside that call)
+        try:
+            planned = tuple(tuple(int(evaluate(s, plan.sizes)) for s in v.shape) for v in plan.graph.inputs)
+        except (KeyError, ValueError, TypeError):  # sizes the plan does not name: judged at the call
+            planned = None
+        if planned is not None:
+            self.verdicts[planned] = None
 
     def __call__(self, inputs: Sequence[Any]) -> None:
         key = tuple(x.shape for x in inputs)  # torch.Size and NumPy shapes are tuples

@@ -71,6 +71,31 @@ def _torch_dense(shape: Sequence[int], strides: Sequence[int]) -> bool:
     return True
 
 
+def non_overlapping(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    """Whether every index of an array of ``shape`` with ``strides`` (in elements) addresses its
+    own element: no broadcast (a stride 0 on an axis longer than 1), no axes that interleave.
+    Sufficient, as ``Tensor.is_non_overlapping_and_dense`` without the density: sorted by
+    stride, each axis must step past the whole span of the ones before it."""
+    order = sorted((d for d in range(len(shape)) if shape[d] > 1), key=lambda d: abs(strides[d]))
+    span = 1
+    for d in order:
+        if abs(strides[d]) < span:
+            return False
+        span += abs(strides[d]) * (shape[d] - 1)
+    return True
+
+
+def split_view_result(result, n_out: int) -> list[tuple[int, ...] | None]:
+    """Per output, its strides when it aliases input 0.  ``view_strides`` returns one
+    strides tuple (shared by every output: split keeps the input's strides), or,
+    for a multi-output op, one entry per output (None for an output that copies)."""
+    if result is None:
+        return [None] * n_out
+    if n_out == 1 or all(not isinstance(r, (tuple, list)) and r is not None for r in result):
+        return [tuple(int(s) for s in result)] * n_out
+    return [None if r is None else tuple(int(s) for s in r) for r in result]
+
+
 def torch_is_contiguous(shape: Sequence[int], strides: Sequence[int]) -> bool:
     """``Tensor.is_contiguous()``: C order, size-1 axes ignored."""
     return _torch_contiguous(shape, strides)
@@ -187,5 +212,5 @@ def empty_strided(xp, shape: Sequence[int], strides: Sequence[int], dtype):
     return base.transpose(inverse)
 
 
-__all__ = ["LayoutRule", "contiguous_layout", "contiguous_strides", "empty_strided", "numpy_layout",
-           "tensoriterator_layout"]
+__all__ = ["LayoutRule", "contiguous_layout", "contiguous_strides", "empty_strided", "non_overlapping", "numpy_layout",
+           "split_view_result", "tensoriterator_layout"]

@@ -31,6 +31,7 @@ uses), so that :meth:`MemoryModel.peak` can score thousands of candidate plans.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
@@ -41,7 +42,7 @@ from ..errors import ChunkcError
 from ..ir.dims import LOOP_START, LOOP_STOP
 from ..ir.graph import Graph, Node, Value
 from ..ir.kernel_workspace import workspace_with_strides
-from ..ir.layout import contiguous_strides
+from ..ir.layout import contiguous_strides, split_view_result
 from ..ir.registry import concrete_attrs, has_symbolic_attrs
 from ..ir.sizes import evaluate
 from ..ir.types import TensorType
@@ -152,17 +153,6 @@ def _is_contiguous(shape: Sequence[int], strides: Sequence[int]) -> bool:
     return all(s == 1 or a == b for s, a, b in zip(shape, strides, contiguous_strides(shape)))
 
 
-def _split_view_result(result, n_out: int) -> list[tuple[int, ...] | None]:
-    """Per output, its strides when it aliases input 0.  ``view_strides`` returns one
-    strides tuple (shared by every output: split keeps the input's strides), or,
-    for a multi-output op, one entry per output (None for an output that copies)."""
-    if result is None:
-        return [None] * n_out
-    if n_out == 1 or all(not isinstance(r, (tuple, list)) and r is not None for r in result):
-        return [tuple(int(s) for s in result)] * n_out
-    return [None if r is None else tuple(int(s) for s in r) for r in result]
-
-
 @dataclass
 class _Region:
     index: int
@@ -175,6 +165,30 @@ class _Region:
     # value id -> (unit, lo, hi) for values with rows beyond their chunk (chunkc.passes.halo)
     halo: dict[int, tuple[int, int, int]] = field(default_factory=dict)
     units: int = 0  # units per iteration (0: read them off chunk_elems)
+    # which iteration of a halo loop is modelled: an inner one (every halo row held, window
+    # inputs are views) or one at the image border (halo rows beyond the border not held, a
+    # window op reads its input rows padded: a copy, chunkc.passes.halo.take_rows)
+    border: bool = False
+    clipped: frozenset[int] = frozenset()  # at the border: the halo values short of rows there
+
+    def iteration(self, start: int, stop: int, full: Mapping[int, int]) -> "_Region | None":
+        """This region's iteration over units [start, stop) when it reaches the border (halo
+        rows of some value fall beyond it: those rows are not held, and a window op reading
+        such a value pads a copy of its rows), else None.  ``full``: each chunked value's size
+        on its axis."""
+        elems, clipped = {}, set()
+        for v, (axis, n) in self.chunk_elems.items():
+            if v in self.halo:
+                unit, lo, hi = self.halo[v]
+                first, last = max(0, start * unit - lo), min(full[v], stop * unit + hi)
+                if first > start * unit - lo or last < stop * unit + hi:
+                    clipped.add(v)
+                elems[v] = (axis, max(last - first, 1))
+            else:  # a full chunk, as an inner iteration's (the workspace reads units off it)
+                elems[v] = (axis, n)
+        if not clipped:
+            return None
+        return dataclasses.replace(self, chunk_elems=elems, border=True, clipped=frozenset(clipped))
 
 
 @dataclass
@@ -278,7 +292,7 @@ class MemoryModel:
                 except Exception as exc:  # a record that cannot answer: say which
                     raise ChunkcError(f"estimate_memory: node {node.name} ({node.op.name}): its view_strides "
                                       f"failed on {', '.join(map(str, types))}: {exc}") from exc
-                for o, st in zip(outs, _split_view_result(res, len(outs))):
+                for o, st in zip(outs, split_view_result(res, len(outs))):
                     if st is not None:
                         self.parent[o] = ins[0]
                         self.strides[o] = st
@@ -369,7 +383,7 @@ class MemoryModel:
         types = [TensorType(self.values[u].dtype, s) for u, s in zip(ins, in_shapes)]
         attrs = self._chunk_attrs(p, reg)
         try:
-            res = _split_view_result(node.op.view_strides(types, attrs, par_strides), len(self.node_out[p]))
+            res = split_view_result(node.op.view_strides(types, attrs, par_strides), len(self.node_out[p]))
             st = res[self.node_out[p].index(v)]
         except Exception:
             if self.parent[v] < 0:
@@ -416,12 +430,14 @@ class MemoryModel:
 
     def loop_workspace_bytes(self, p: int, types_for: Callable[[int], tuple[list[TensorType], list[TensorType]]],
                              chunk: ChunkedValue | None, chunk_units: int, extent: int,
-                             in_strides: Sequence[tuple[int, ...]] | None = None) -> int:
+                             in_strides: Sequence[tuple[int, ...]] | None = None, border: bool = True) -> int:
         """The most workspace node ``p`` takes in one iteration of a loop over ``extent`` units
         in chunks of ``chunk_units``; ``types_for(n)`` gives its (input, output) types in an
         iteration of ``n`` units.  A positional op's workspace can depend on where the chunk
         starts (causal attention's mask rows reach more keys further on), so the last full
-        iteration and the remainder are asked too (``in_strides``: see :meth:`workspace_bytes`)."""
+        iteration and the remainder are asked too (``in_strides``: see :meth:`workspace_bytes`).
+        ``border``: a window op's copy of its input rows padded at the image border counts
+        (an iteration at the border; inner ones read a view)."""
         iterations = [(chunk_units, chunk_units if 2 * chunk_units <= extent else 0)]
         if chunk is not None and self.record(p)[0][chunk.axis].positional and chunk_units < extent:
             iterations.append((chunk_units, (extent // chunk_units - 1) * chunk_units))
@@ -430,16 +446,16 @@ class MemoryModel:
         best = 0
         for n, start in iterations:
             ins, outs = types_for(n)
-            border = self.border_copy_bytes(p, chunk, ins)
+            copy = self.border_copy_bytes(p, chunk, ins) if border else 0
             strides = in_strides
-            if border:  # the rows are a dense copy at the border, a view elsewhere: a kernel that
+            if copy:  # the rows are a dense copy at the border, a view elsewhere: a kernel that
                 # copies a view that is not dense copies no more than the border copy holds
                 k = self._window_input(p, chunk)
                 if strides is None:
                     strides = [self.strides[u] for u in self.node_in[p]]
                 strides = [contiguous_strides(ins[k].shape) if j == k else st for j, st in enumerate(strides)]
             best = max(best, self.workspace_bytes(p, ins, self.loop_attrs(p, chunk, n, extent, start), outs,
-                                                  strides) + border)
+                                                  strides) + copy)
         return best
 
     def _window_input(self, p: int, chunk: ChunkedValue | None) -> int | None:
@@ -478,7 +494,7 @@ class MemoryModel:
         shapes = tuple(self.shape[u] if k in whole else self._chunk_shape(u, reg) for k, u in enumerate(ins)) + \
             tuple(self._chunk_shape(u, reg) for u in outs)
         strides = tuple(self.strides[u] if k in whole else cstrides.get(u, self.strides[u]) for k, u in enumerate(ins))
-        key = ("workspace", p, shapes, strides)
+        key = ("workspace", p, shapes, strides, self._pads_border(p, reg))
         if key not in self._chunk_answers:
             types = [TensorType(self.values[u].dtype, s) for u, s in zip(ins + outs, shapes)]
             o = outs[0]
@@ -518,7 +534,20 @@ class MemoryModel:
                 out.append(TensorType(self.values[u].dtype, tuple(shape)))
             return out[:len(ins)], out[len(ins):]
 
-        return self.loop_workspace_bytes(p, types_for, chunk, units, extent, in_strides)
+        return self.loop_workspace_bytes(p, types_for, chunk, units, extent, in_strides,
+                                         border=self._pads_border(p, reg))
+
+    def _pads_border(self, p: int, reg: _Region) -> bool:
+        """Whether node ``p``'s window input is read padded (a copy) in ``reg``'s iteration: in
+        one at the border whose rows of that input are short (an inner iteration of a halo loop
+        reads a view); always outside halo loops (the copy there is 0)."""
+        if not reg.halo:
+            return True
+        if not reg.border:
+            return False
+        c = reg.region.axis_of(self.values[self.node_out[p][0]].name)
+        k = self._window_input(p, c)
+        return k is not None and self.node_in[p][k] in reg.clipped
 
     def _intervals(self, regions: list[_Region]) -> tuple[_Intervals, list[int]]:
         """Every storage of the plan as an interval, and the workspace bytes per step."""
@@ -629,22 +658,53 @@ class MemoryModel:
         """The estimated peak bytes and the schedule position of the node where it occurs
         (in ``plan.graph``'s schedule)."""
         model = self._model_for(plan)
-        iv, ws = model._base if not (plan and plan.regions) else model._intervals(model._regions(plan))
         if not model.nodes:
             return 0, -1
-        during = model._curves(iv, ws)[0]
+        variants = [model._base] if not (plan and plan.regions) else model._variants(model._regions(plan))
+        during = np.max([model._curves(iv, ws)[0] for iv, ws in variants], axis=0)
         i = int(np.argmax(during))
         return int(during[i]), i
+
+    def _variants(self, regions: list[_Region]) -> list[tuple[_Intervals, list[int]]]:
+        """The plan's storages and workspace with every halo loop at an inner iteration, then
+        at each of its iterations that reach the border (fewer halo rows held, the window
+        inputs' padded copies made): each step's peak is the largest of these."""
+        out = [self._intervals(regions)]
+        borders = [self._border_iterations(reg) if reg.halo else [] for reg in regions]
+        for j in range(max(map(len, borders), default=0)):
+            out.append(self._intervals([b[j] if j < len(b) else reg for reg, b in zip(regions, borders)]))
+        return out
+
+    def _border_iterations(self, reg: _Region) -> list[_Region]:
+        """The iterations of a halo loop that reach the border: the first ones and the last
+        ones (the last may be ragged, the one before it still short of rows at the end)."""
+        extent = evaluate(reg.region.extent, self.sizes)
+        chunk = max(reg.units, 1)
+        starts = list(range(0, extent, chunk))
+        full = {v: self.shape[v][axis] for v, (axis, _) in reg.chunk_elems.items()}
+        reach = max(max(lo, hi) for _, lo, hi in reg.halo.values())
+        near = [k for k in starts if k * min(u for u, _, _ in reg.halo.values()) < reach] + \
+            [k for k in starts if extent - min(k + chunk, extent) <= reach]
+        out = []
+        for k in dict.fromkeys(near):
+            it = reg.iteration(k, min(k + chunk, extent), full)
+            if it is not None:
+                out.append(it)
+        return out
 
     def report(self, plan: Plan | None = None) -> MemoryReport:
         model = self._model_for(plan)
         if model is not self:
             return model.report(plan)
         regions = self._regions(plan)
-        iv, ws = self._intervals(regions) if regions else self._base
         if not self.nodes:
             return MemoryReport(0, "", -1, [], {}, dict(self.sizes))
-        during, after = self._curves(iv, ws)
+        variants = self._variants(regions) if regions else [self._base]
+        curves = [self._curves(iv, ws) for iv, ws in variants]
+        during = np.max([c[0] for c in curves], axis=0)
+        after = np.max([c[1] for c in curves], axis=0)
+        # what is live at the peak: in the variant (inner or border iteration) that makes it
+        iv, ws = variants[int(np.argmax([c[0].max() for c in curves]))]
         region_at = {p: reg.index for reg in regions for p in range(reg.start, reg.end + 1)}
         timeline = [TimelineEntry(n.name, n.op.name, int(after[p]), int(during[p]), region_at.get(p))
                     for p, n in enumerate(self.nodes)]

@@ -138,6 +138,9 @@ def loop_attrs(node: Node, chunk: ChunkedValue | None, record: tuple | None = No
     return attrs
 
 
+PROBE_SIZE = 8  # a size symbol's value where a plan names no sizes (views are followed at it)
+
+
 @dataclass
 class PlanIndex:
     """``plan`` over ``graph`` (normally ``plan.graph``): regions as loops, steps, deaths."""
@@ -154,8 +157,10 @@ class PlanIndex:
             return index
         position = {n.name: i for i, n in enumerate(graph.nodes)}
         values = {v.name: v for v in graph.values()}
+        # sizes at which layouts are followed (overlapping_view): the plan's, else a probe
+        sizes = {**{s: PROBE_SIZE for s in graph.symbols()}, **plan.sizes} if any(r.reuse for r in plan.regions) else {}
         for k, r in enumerate(plan.regions):
-            index.regions.append(_view(graph, k, r, position, values, index.region_of))
+            index.regions.append(_view(graph, k, r, position, values, index.region_of, sizes))
         _check_outputs(graph, index.regions)
         return index
 
@@ -179,7 +184,7 @@ class PlanIndex:
 
 
 def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], values: Mapping[str, Value],
-          region_of: dict[Node, int]) -> RegionView:
+          region_of: dict[Node, int], sizes: Mapping[str, int]) -> RegionView:
     where = f"plan region {k} ({r.describe() if r.nodes else 'empty'})"
     if not r.nodes:
         raise ChunkcError(f"{where}: a region needs at least one node")
@@ -244,7 +249,7 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
         o, v = values.get(out_name), values.get(in_name)
         if o not in outputs:
             raise ChunkcError(f"{where}: reuse names %{out_name}, which is not an output of the region")
-        problem = _reuse_problem(graph, o, v, chunk, inputs, node_set, whole)
+        problem = _reuse_problem(graph, o, v, chunk, inputs, node_set, whole, sizes)
         if problem:
             raise ChunkcError(f"{where}: output %{out_name} cannot take the storage of %{in_name}: {problem}")
         if v in reuse.values():
@@ -350,6 +355,40 @@ def overwritable_after(graph: Graph, v: Value, position: Mapping[Node, int], end
     return ""
 
 
+def overlapping_view(v: Value, sizes: Mapping[str, int]) -> str:
+    """Why the elements of ``v`` may not be written one at a time ('' when they may): a view
+    in its storage chain holds one element at several indices (an ``expand`` broadcasting a
+    mask over the batch), so an output written in place into it would write one storage
+    element for several outputs (NumPy refuses a broadcast array; PyTorch refuses or
+    overwrites rows a later iteration still reads).  The records' view strides are followed
+    from the fresh storage down to ``v`` at ``sizes``."""
+    from ..ir.layout import contiguous_strides, non_overlapping, split_view_result
+    from ..ir.registry import concrete_attrs, has_symbolic_attrs
+    from ..ir.sizes import evaluate
+    from ..ir.types import TensorType
+
+    chain = [v]
+    while chain[-1].producer is not None and chain[-1].producer.op.may_alias and chain[-1].producer.inputs:
+        chain.append(chain[-1].producer.inputs[0])
+    try:
+        def shape(a: Value) -> tuple[int, ...]:
+            return tuple(int(evaluate(s, sizes)) for s in a.shape)
+        strides = contiguous_strides(shape(chain[-1]))
+        for a in reversed(chain[:-1]):
+            node = a.producer
+            attrs = concrete_attrs(node.attrs, sizes) if has_symbolic_attrs(node.attrs) else node.attrs
+            types = [TensorType(x.dtype, shape(x)) for x in node.inputs]
+            res = node.op.view_strides(types, attrs, strides)
+            got = split_view_result(res, len(node.outputs))[node.outputs.index(a)]
+            strides = got if got is not None else contiguous_strides(shape(a))
+        if not non_overlapping(shape(v), strides):
+            return (f"%{v.name} is a view that holds one element at several indices (strides {strides} for "
+                    f"shape {shape(v)})")
+    except Exception as exc:  # a layout that cannot be followed at these sizes is not written over
+        return f"the layout of %{v.name} cannot be followed at sizes {dict(sizes)} ({exc})"
+    return ""
+
+
 def shared_read_in(v: Value, nodes) -> str:
     """Why ``v``'s storage may not be overwritten by a loop of ``nodes`` ('' when it may): a
     loop node reads another value that shares it (a key read whole while the queries, a view
@@ -364,12 +403,14 @@ def shared_read_in(v: Value, nodes) -> str:
     return ""
 
 
-def _reuse_problem(graph: Graph, o: Value, v: Value | None, chunk, inputs, node_set, whole) -> str:
+def _reuse_problem(graph: Graph, o: Value, v: Value | None, chunk, inputs, node_set, whole,
+                   sizes: Mapping[str, int]) -> str:
     """Why output ``o`` may not be written in place into region input ``v`` ('' when it may)."""
     if v is None or v not in inputs:
         return "it is not an input of the region"
     position = {n: i for i, n in enumerate(graph.nodes)}
-    problem = overwritable_after(graph, v, position, max(position[n] for n in node_set)) or shared_read_in(v, node_set)
+    problem = overwritable_after(graph, v, position, max(position[n] for n in node_set)) or shared_read_in(v, node_set) \
+        or overlapping_view(v, sizes)
     if problem:
         return problem
     if v.type != o.type:
@@ -409,4 +450,4 @@ def check_same_signature(graph: Graph, planned: Graph) -> None:
                           f"not graph {graph.name} with inputs {a} and {len(graph.outputs)} outputs")
 
 
-__all__ = ["PlanIndex", "RegionView", "check_same_signature", "loop_attrs", "overwritable_after", "shared_read_in", "storage_group"]
+__all__ = ["PlanIndex", "RegionView", "check_same_signature", "loop_attrs", "overlapping_view", "overwritable_after", "shared_read_in", "storage_group"]

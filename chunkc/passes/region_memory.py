@@ -199,14 +199,15 @@ class RegionMemory:
 def reusable(facts: ValueFacts, index: GraphIndex, cand: Candidate) -> tuple[tuple[Value, Value], ...]:
     """(output, region input) pairs where the output's buffer can be the input's storage.
 
-    The input must be fresh storage of its own (no view shares it), made before the loop,
+    The input must be fresh storage of its own (no view shares it; no broadcast view of a
+    smaller one, see plan_index.overlapping_view), made before the loop,
     read by nothing after the loop (nodes before it, hoisted ones included, are done with
     it), by the loop only as slices along the output's chunk axis and unit, and of the
     output's type: then iteration k, which reads rows k of the input and
     writes rows k of the output (at the end of the iteration), never reads a row it or an
     earlier iteration wrote — a residual stream updated in place.
     """
-    from .plan_index import overwritable_after, shared_read_in
+    from .plan_index import overlapping_view, overwritable_after, shared_read_in
 
     chunked = {v: (axis, unit) for v, axis, unit in cand.chunked}
     loop_set = set(cand.loop)
@@ -219,7 +220,7 @@ def reusable(facts: ValueFacts, index: GraphIndex, cand: Candidate) -> tuple[tup
             if r in taken or r in whole or spec != chunked.get(o) or r.type != o.type or cand.halo(r) != (0, 0) \
                     or index.producer_index(r) in loop_set or facts.owner[r] in taken \
                     or overwritable_after(facts.graph, r, index.position, cand.end) \
-                    or shared_read_in(r, loop_nodes):
+                    or shared_read_in(r, loop_nodes) or overlapping_view(r, facts.sizes):
                 continue
             pairs.append((o, r))
             taken.update((r, facts.owner[r]))

@@ -286,9 +286,14 @@ def _conv_input_copy(ins, attrs, outs, strides) -> Size:
     rank 3, so only contiguous) -- a sequence model's ``[B, L, D] -> [B, D, L]`` permute, or a
     chunk of channels.  An input the lowering pads or casts is a fresh, contiguous one."""
     win, _ = _conv_parts(ins, attrs)
+    return 0 if not win.symmetric else _dense_input_copy(ins, outs, strides)
+
+
+def _dense_input_copy(ins, outs, strides) -> Size:
+    """The bytes of input 0 when ``_convolution`` copies it (neither contiguous nor
+    channels-last); none when the lowering casts it (a fresh, contiguous input)."""
     x = ins[0]
-    if not win.symmetric or x.dtype != outs[0].dtype or not strides or not strides[0] \
-            or not _concrete_ints(*x.shape):
+    if x.dtype != outs[0].dtype or not strides or not strides[0] or not _concrete_ints(*x.shape):
         return 0
     shape, st = tuple(x.shape), tuple(strides[0])
     if torch_is_contiguous(shape, st) or torch_is_channels_last(shape, st):
@@ -448,7 +453,10 @@ def _conv_t_torch(ctx: LoweringContext) -> str:
 register(OpDef(
     name="conv_transpose", infer=_conv_t_infer, dims=_conv_t_dims, reference=_conv_t_ref, num_inputs=(2, 3),
     attrs={**_WIN_ATTRS, "output_padding": None}, workspace=_conv_t_workspace, torch=_conv_t_torch,
-    torch_workspace=TorchWorkspace(lowering=_conv_t_lowering_bytes, cpu=_conv_t_cpu_workspace),
+    # _convolution makes the input dense first, as for conv (rt.conv_transpose crops the output
+    # of an asymmetric padding: its input is passed as it is)
+    torch_workspace=TorchWorkspace(lowering=_conv_t_lowering_bytes, cpu=_conv_t_cpu_workspace,
+                                   aten_layout=lambda ins, attrs, outs, strides: _dense_input_copy(ins, outs, strides)),
     flops=lambda ins, a, outs: 2 * ins[0].numel() * product(ins[1].shape[1:]),
     doc="conv_transpose(x[N, C, *S], w[C, O/groups, *K], b[O]?, stride, padding, output_padding, dilation, "
         "groups=1): the adjoint of conv; output size (S-1)*stride - pad_begin - pad_end + dilation*(K-1) "

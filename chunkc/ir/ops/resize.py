@@ -24,7 +24,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..dims import AxisSource, DimRecord, MIX
-from ..kernel_workspace import TorchWorkspace
+from ..kernel_workspace import TorchWorkspace, cpu_threads
 from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, register
 from ..sizes import Size, normalize, product, ratio
@@ -185,15 +185,18 @@ def _interp_workspace(ins, attrs, outs) -> Size:
 
 
 def _interp_cpu_workspace(ins, attrs, outs) -> Size:
-    """ATen's CPU upsampling: in 2-d, for a small output (``H + W <= 128``), the vectorized
-    channels-last kernel, which copies an input of several channels to channels last and
-    computes into a channels-last buffer copied back; otherwise the generic kernel's index
-    and weight tables (per output position: an int64 index and a weight per tap)."""
+    """ATen's CPU upsampling: in 2-d, for a small output (``H + W <= 128``), and for bilinear
+    on three channels when PyTorch runs one thread (ATen's benchmark-chosen rule for RGB
+    images), the vectorized channels-last kernel, which copies an input of several channels
+    to channels last and computes into a channels-last buffer copied back; otherwise the
+    generic kernel's index and weight tables (per output position: an int64 index and a
+    weight per tap)."""
     x, size, mode = ins[0], tuple(attrs["size"]), attrs["mode"]
     nsp = len(size)
     lead = x.rank - nsp
     channels = x.shape[1] if lead == 2 else 1  # rt.interpolate folds other leading axes into [N, 1]
-    channels_last = nsp == 2 and _int(channels) > 1 and 0 < _int(sum(size)) <= 128
+    rgb = mode == "linear" and _int(channels) == 3 and cpu_threads() == 1
+    channels_last = nsp == 2 and _int(channels) > 1 and (0 < _int(sum(size)) <= 128 or rgb)
     if channels_last:
         return normalize(x.numel() * x.dtype.itemsize + outs[0].numel() * outs[0].dtype.itemsize)
     taps = 2 if mode == "linear" else 1
