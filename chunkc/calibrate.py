@@ -25,7 +25,7 @@ the samples; see :func:`_seconds`):
 * ``gemm``: ``torch.mm(A, B, out=C)`` with A of m x k and B of k x 256, FLOPs per
   second over a grid of shape classes: the outer dimension m from 1 to 1024 and the inner
   dimension k from 4 to 1024 (a cost model prices a product by its K and min(M, N)),
-  the calls rotating over copies of the operands that together fill 16 MiB (operands
+  the calls rotating over copies of the operands that together fill 8 MiB (operands
   that other code touched last, as in a program).
 
 Each curve is then made monotone (:func:`monotone`): per byte, costs grow with size;

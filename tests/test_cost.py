@@ -15,7 +15,7 @@ from chunkc.calibrate import main as calibrate_main, measure_table, monotone  # 
 from chunkc.errors import ChunkcError  # noqa: E402
 from chunkc.passes.cost import (CONTRACTION, POINTWISE, KernelTable, Machine, TimeModel, Work,  # noqa: E402
                                 default_kernels, find_table, predict_seconds, table_path,
-                                ALLOCATOR_ENV, allocator_tag, table_key)
+                                ALLOCATOR_ENV, TABLE_FORMAT, allocator_tag, table_key)
 from graphs import attention_block, transformer  # noqa: E402
 
 
@@ -195,3 +195,26 @@ def test_chunk_options_are_whole_numbers_of_units():
     cand = next(iter(walk_regions(index, end, 1)))
     options = model.chunk_options(cand, 4096)
     assert len(options) > 1 and all(type(c) is int for c, _ in options), options
+
+
+def test_a_table_of_the_earlier_format_is_not_used_but_measured_anew(tmp_path, monkeypatch):
+    """Format 1 priced products by rows only: its file, under its own key, is left alone and
+    this process finds no table (``ensure_table`` then measures one)."""
+    monkeypatch.setenv("CHUNKC_CACHE_DIR", str(tmp_path))
+    threads = torch.get_num_threads()
+    old_key = table_key(threads).replace(f"-v{TABLE_FORMAT}-", "-")
+    data = json.loads(synthetic_table(key=old_key).to_json())
+    data.update(format=1, gemm=[[1.0, 1e9], [64.0, 64e9]])
+    (tmp_path / f"kernels-{old_key}.json").write_text(json.dumps(data))
+    assert find_table(threads) is None
+    assert TABLE_FORMAT > 1 and table_path(threads).name == f"kernels-{table_key(threads)}.json"
+
+
+def test_a_gemm_grid_that_does_not_match_its_axes_names_the_fix(tmp_path):
+    data = json.loads(synthetic_table().to_json())
+    data["gemm"] = [[1e9, 1e9]]  # one row for two outer sizes
+    bad = tmp_path / "kernels.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ChunkcError, match=r"kernels\.json: not a chunkc kernel table \(gemm is not a grid .*"
+                                          r"python -m chunkc.calibrate"):
+        KernelTable.load(bad)
