@@ -111,7 +111,7 @@ class Machine:
     flops_per_s: float = 50e9
     bytes_per_s: float = 10e9
     op_overhead_s: float = 6e-6
-    min_efficient_dim: int = 64  # a product with K or min(M, N) below this runs proportionally slower
+    min_efficient_dim: int = 64  # K or min(M, N) below this slows a product in proportion
     # bandwidth speedup for memory-bound work on tensors up to each size (cache, heap reuse)
     cache_tiers: tuple[tuple[int, float], ...] = ((4 << 20, 3.0), (32 << 20, 1.25))
     slice_s: float = 0.0
@@ -130,10 +130,10 @@ class Machine:
 
     def seconds(self, work: Work) -> float:
         rate = self.flops_per_s
-        if work.kind == CONTRACTION:
-            narrow = min(work.inner or math.inf, work.outer or math.inf)
-            if narrow < self.min_efficient_dim:
-                rate *= max(narrow, 1.0) / self.min_efficient_dim
+        if work.kind == CONTRACTION:  # each narrow dimension slows the product
+            for dim in (work.inner, work.outer):
+                if dim is not None and dim < self.min_efficient_dim:
+                    rate *= max(dim, 1.0) / self.min_efficient_dim
         moved = 0.0 if work.kind == VIEW else work.moved
         return (self.op_overhead_s + work.flops / rate
                 + moved / (self.bytes_per_s * self.speedup(max(work.fresh, default=0.0))))
