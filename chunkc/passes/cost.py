@@ -410,6 +410,7 @@ class TimeModel:
         self.times = [self.machine.seconds(self._work(i)) for i in range(len(self.facts))]
         self.total = sum(self.times) or 1e-9
         self._rows_cache: dict[tuple[int, int], float | None] = {}
+        self._call_cache: dict[tuple, float] = {}  # see _call_seconds
 
     def _facts(self, node: Node, flops: int) -> _NodeFacts:
         ins = tuple(float(self.nbytes[v]) for v in node.inputs)
@@ -430,6 +431,18 @@ class TimeModel:
         outs = tuple(b * share for b in f.out_bytes)
         return Work(f.kind, f.flops * share, sum(ins) + sum(outs), max(ins + list(outs), default=0.0),
                     () if f.kind == VIEW else outs, rows)
+
+    def _call_seconds(self, i: int, sliced_inputs: tuple[bool, ...], share: float, rows: float | None) -> float:
+        """Seconds of node ``i``'s call on ``share`` of its outputs and of the inputs flagged in
+        ``sliced_inputs`` (the machine's price of :meth:`_work`), remembered: the selection
+        prices many regions that run the same node on the same share."""
+        key = (i, sliced_inputs, share, rows)
+        t = self._call_cache.get(key)
+        if t is None:
+            node = self.graph.nodes[i]
+            chunked = {v: None for v, flag in zip(node.inputs, sliced_inputs) if flag}
+            t = self._call_cache[key] = self.machine.seconds(self._work(i, chunked, share, rows))
+        return t
 
     def _rows(self, i: int, chunked: Mapping[Value, tuple[int, int]]) -> float | None:
         """Rows of node ``i``'s matrix product when its output is whole, if chunking its output
@@ -478,9 +491,10 @@ class TimeModel:
         for i in loop:
             rows = self._rows(i, chunked)
             grow = _overlap(self.graph.nodes[i], chunked, halos, chunk)
+            sliced_inputs = tuple(v in chunked for v in self.graph.nodes[i].inputs)
             for count, share in parts:
                 share = min(1.0, share * grow)
-                total += count * m.seconds(self._work(i, chunked, share, None if rows is None else rows * share))
+                total += count * self._call_seconds(i, sliced_inputs, share, None if rows is None else rows * share)
         sliced = [v for v in chunked if v.producer not in loop_nodes]  # region inputs, viewed each iteration
         total += iterations * (m.iteration_s + len(sliced) * m.slice_s)
         for v in sliced:
