@@ -59,6 +59,7 @@ class ValueFacts:
         self._out_bytes = None
         self._ws_cache: dict = {}
         self._concrete_types: dict = {}  # value -> its type at these sizes (see concrete_type)
+        self._rows_types: dict = {}  # (value, axis, rows) -> chunk type (see rows_type)
         self._ws_fns: dict = {}  # (node, its slicing) -> _ChunkWorkspace (see _ChunkWorkspace.of)
 
     def sharers(self, owner: Value) -> list[Value]:
@@ -90,6 +91,19 @@ class ValueFacts:
             t = self._concrete_types[v] = TensorType(v.dtype, v.type.concrete_shape(self.sizes))
         return t
 
+    def rows_type(self, v: Value, axis: int, rows: int):
+        """``v``'s concrete type with at most ``rows`` along ``axis`` (a chunk's type), made once
+        per (value, axis, rows): the value's producer and readers ask for the same chunks."""
+        from ..ir.types import TensorType
+
+        key = (v, axis, rows)
+        t = self._rows_types.get(key)
+        if t is None:
+            shape = list(self.concrete_type(v).shape)
+            shape[axis] = min(rows, shape[axis])
+            t = self._rows_types[key] = TensorType(v.dtype, tuple(shape))
+        return t
+
     def chunk_workspace(self, i: int, axes: Mapping[Value, tuple[int, int]], extent: int, units: int = 1,
                         whole: frozenset[int] = frozenset(),
                         halos: Mapping[Value, tuple[int, int]] | None = None) -> int:
@@ -97,7 +111,6 @@ class ValueFacts:
         having ``axes`` (value -> (axis, elements per unit)) and the inputs at positions
         ``whole`` read whole (asked of the estimator's model, with the attributes the node has
         in its costliest iteration; ``halos``: rows beyond the chunk, chunkc.passes.halo)."""
-        from ..ir.types import TensorType
         from .plan import ChunkedValue
 
         node = self.graph.nodes[i]
@@ -108,11 +121,9 @@ class ValueFacts:
             def chunk_type(v, n: int, read_whole=False):
                 if v not in axes or read_whole:
                     return self.concrete_type(v)
-                shape = list(self.concrete_type(v).shape)
                 axis, unit = axes[v]
                 lo, hi = halos.get(v, (0, 0))
-                shape[axis] = min(unit * n + lo + hi, shape[axis])
-                return TensorType(v.dtype, tuple(shape))
+                return self.rows_type(v, axis, unit * n + lo + hi)
 
             def types_for(n: int):
                 return ([chunk_type(v, n, k in whole) for k, v in enumerate(node.inputs)],
