@@ -435,6 +435,7 @@ class TimeModel:
         self.out_bytes = [max(f.out_bytes, default=0) for f in self.facts]
         self.times = [self.machine.seconds(self._work(i)) for i in range(len(self.facts))]
         self.total = sum(self.times) or 1e-9
+        self._call_cache: dict[tuple, float] = {}  # see _call_seconds
 
     def _facts(self, node: Node, flops: int) -> _NodeFacts:
         ins = tuple(float(self.nbytes[v]) for v in node.inputs)
@@ -465,6 +466,18 @@ class TimeModel:
         return Work(f.kind, f.flops * share, sum(ins) + sum(outs), max(ins + list(outs), default=0.0),
                     () if f.kind == VIEW else outs, inner, outer)
 
+    def _call_seconds(self, i: int, sliced_inputs: tuple[bool, ...], share: float) -> float:
+        """Seconds of node ``i``'s call on ``share`` of its outputs and of the inputs flagged in
+        ``sliced_inputs`` (the machine's price of :meth:`_work`), remembered: the selection
+        prices many regions that run the same node on the same share."""
+        key = (i, sliced_inputs, share)
+        t = self._call_cache.get(key)
+        if t is None:
+            node = self.graph.nodes[i]
+            chunked = {v: None for v, flag in zip(node.inputs, sliced_inputs) if flag}
+            t = self._call_cache[key] = self.machine.seconds(self._work(i, chunked, share))
+        return t
+
     # -- chunk loops ---------------------------------------------------------------
 
     def loop_seconds(self, loop: Sequence[int], chunked: Mapping[Value, tuple[int, int]], outputs: Sequence[Value],
@@ -486,8 +499,9 @@ class TimeModel:
         total = 0.0
         for i in loop:
             grow = _overlap(self.graph.nodes[i], chunked, halos, chunk)
+            sliced_inputs = tuple(v in chunked for v in self.graph.nodes[i].inputs)
             for count, share in parts:
-                total += count * m.seconds(self._work(i, chunked, min(1.0, share * grow)))
+                total += count * self._call_seconds(i, sliced_inputs, min(1.0, share * grow))
         sliced = [v for v in chunked if v.producer not in loop_nodes]  # region inputs, viewed each iteration
         total += iterations * (m.iteration_s + len(sliced) * m.slice_s)
         for v in sliced:

@@ -58,6 +58,9 @@ class ValueFacts:
         self._sharers: dict[Value, list[Value]] | None = None
         self._out_bytes = None
         self._ws_cache: dict = {}
+        self._concrete_types: dict = {}  # value -> its type at these sizes (see concrete_type)
+        self._rows_types: dict = {}  # (value, axis, rows) -> chunk type (see rows_type)
+        self._ws_fns: dict = {}  # (node, its slicing) -> _ChunkWorkspace (see _ChunkWorkspace.of)
 
     def sharers(self, owner: Value) -> list[Value]:
         """The values whose storage is ``owner``'s (itself and its views)."""
@@ -79,6 +82,28 @@ class ValueFacts:
             self._out_bytes = [sum(self.nbytes[o] for o in n.outputs) for n in self.graph.nodes]
         return self._out_bytes[i]
 
+    def concrete_type(self, v: Value):
+        """``v``'s type at these sizes, made once (a loop node's workspace is asked at many chunks)."""
+        from ..ir.types import TensorType
+
+        t = self._concrete_types.get(v)
+        if t is None:
+            t = self._concrete_types[v] = TensorType(v.dtype, v.type.concrete_shape(self.sizes))
+        return t
+
+    def rows_type(self, v: Value, axis: int, rows: int):
+        """``v``'s concrete type with at most ``rows`` along ``axis`` (a chunk's type), made once
+        per (value, axis, rows): the value's producer and readers ask for the same chunks."""
+        from ..ir.types import TensorType
+
+        key = (v, axis, rows)
+        t = self._rows_types.get(key)
+        if t is None:
+            shape = list(self.concrete_type(v).shape)
+            shape[axis] = min(rows, shape[axis])
+            t = self._rows_types[key] = TensorType(v.dtype, tuple(shape))
+        return t
+
     def chunk_workspace(self, i: int, axes: Mapping[Value, tuple[int, int]], extent: int, units: int = 1,
                         whole: frozenset[int] = frozenset(),
                         halos: Mapping[Value, tuple[int, int]] | None = None) -> int:
@@ -86,7 +111,6 @@ class ValueFacts:
         having ``axes`` (value -> (axis, elements per unit)) and the inputs at positions
         ``whole`` read whole (asked of the estimator's model, with the attributes the node has
         in its costliest iteration; ``halos``: rows beyond the chunk, chunkc.passes.halo)."""
-        from ..ir.types import TensorType
         from .plan import ChunkedValue
 
         node = self.graph.nodes[i]
@@ -95,12 +119,11 @@ class ValueFacts:
         key = (i, tuple(axes.get(v) for v in values), units, whole, tuple(halos.get(v) for v in values))
         if key not in self._ws_cache:
             def chunk_type(v, n: int, read_whole=False):
-                shape = list(v.type.concrete_shape(self.sizes))
-                if v in axes and not read_whole:
-                    axis, unit = axes[v]
-                    lo, hi = halos.get(v, (0, 0))
-                    shape[axis] = min(unit * n + lo + hi, shape[axis])
-                return TensorType(v.dtype, tuple(shape))
+                if v not in axes or read_whole:
+                    return self.concrete_type(v)
+                axis, unit = axes[v]
+                lo, hi = halos.get(v, (0, 0))
+                return self.rows_type(v, axis, unit * n + lo + hi)
 
             def types_for(n: int):
                 return ([chunk_type(v, n, k in whole) for k, v in enumerate(node.inputs)],
@@ -139,11 +162,18 @@ class _ChunkWorkspace:
     def of(facts: "ValueFacts", i: int, axes: Mapping[Value, tuple[int, int]], extent: int,
            whole: frozenset[int], halos: Mapping[Value, tuple[int, int]]) -> "_ChunkWorkspace":
         """Node ``i``'s workspace in a region whose chunked values have ``axes`` (only the
-        node's own values are kept: the selection builds one for every candidate region)."""
+        node's own values are kept).  One object per distinct (node, its slicing): the many
+        candidate regions that run a node sliced alike share it, and with it the chunks
+        already asked (the selection probes each region at many chunks)."""
         node = facts.graph.nodes[i]
         values = (*node.inputs, *node.outputs)
-        return _ChunkWorkspace(facts, i, tuple([(v, axes[v]) for v in values if v in axes]), extent, whole,
-                               tuple([(v, halos[v]) for v in values if v in halos]) if halos else ())
+        own_axes = tuple([(v, axes[v]) for v in values if v in axes])
+        own_halos = tuple([(v, halos[v]) for v in values if v in halos]) if halos else ()
+        key = (i, own_axes, extent, whole, own_halos)
+        shared = facts._ws_fns.get(key)
+        if shared is None:
+            shared = facts._ws_fns[key] = _ChunkWorkspace(facts, i, own_axes, extent, whole, own_halos)
+        return shared
 
     def __call__(self, chunk: int) -> int:
         out = self._at.get(chunk)
@@ -162,6 +192,9 @@ class RegionMemory:
     extent: int
     reuse: tuple[tuple[Value, Value], ...] = ()  # (output, region input) storage pairs (see reusable)
     workspace: tuple[tuple[int, _ChunkWorkspace], ...] = ()  # (node index, its workspace at a chunk)
+    # answers already given: the selection asks the same region again in every state and stage
+    _peaks: dict = field(default_factory=dict, compare=False, repr=False)  # chunk -> peak
+    _largest: dict = field(default_factory=dict, compare=False, repr=False)  # budget -> largest chunk
 
     def step_bytes(self, chunk: int) -> dict[int, int]:
         c = min(max(chunk, 1), self.extent)
@@ -171,10 +204,18 @@ class RegionMemory:
         return out
 
     def peak(self, chunk: int) -> int:
-        return max([self.fixed_peak, *self.step_bytes(chunk).values()])
+        out = self._peaks.get(chunk)
+        if out is None:
+            out = self._peaks[chunk] = max([self.fixed_peak, *self.step_bytes(chunk).values()])
+        return out
 
     def largest_chunk(self, budget: int) -> int | None:
         """The largest chunk whose peak is within ``budget``, or None (the peak grows with the chunk)."""
+        if budget not in self._largest:
+            self._largest[budget] = self._solve_largest(budget)
+        return self._largest[budget]
+
+    def _solve_largest(self, budget: int) -> int | None:
         if self.fixed_peak > budget:
             return None
         best = self.extent
