@@ -193,3 +193,17 @@ CASES: dict[str, Callable[[], Case]] = {
     "attention": attention, "mlp": mlp, "shared_output": shared_output, "reshape_unit": reshape_unit,
     "tail_region": tail_region, "symbolic_chunk": symbolic_chunk, "two_regions": two_regions,
 }
+
+
+# an image model that halves its rows (pool) and doubles them again (strided transposed conv):
+# halo loops over units of two rows, ragged ends (tests/test_halo.py, tests/test_numpy_loop_memory.py)
+UP_DOWN = """graph @up_down(%x: f32[1, 3, 2*H, 8]) {
+    const %w: f32[8, 3, 3, 3]
+    const %w_2: f32[8, 8, 2, 2]
+    %conv: f32[1, 8, 2*H, 8] = conv(%x, %w) {stride = none, padding = ((1, 1), (1, 1)), dilation = none, groups = 1}
+    %max_pool: f32[1, 8, H, 4] = max_pool(%conv) {kernel = (2, 2), stride = none, padding = none, dilation = none, ceil_mode = false}
+    %silu: f32[1, 8, H, 4] = silu(%max_pool)
+    %conv_transpose: f32[1, 8, 2*H, 8] = conv_transpose(%silu, %w_2) {stride = (2, 2), padding = none, dilation = none, groups = 1, output_padding = none}
+    %add: f32[1, 8, 2*H, 8] = add(%conv, %conv_transpose)
+    return %add
+  }"""

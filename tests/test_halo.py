@@ -21,6 +21,8 @@ from chunkc.passes.plan import ChunkedValue, Plan
 from chunkc.passes.plan_file import load_plan, save_plan
 from chunkc.passes.search import GraphIndex, consistent_extent, walk_regions
 
+from backend_cases import UP_DOWN
+
 H = 13  # not a multiple of most chunk sizes below
 
 
@@ -389,17 +391,6 @@ def test_halo_loop_estimate_models_inner_and_border_iterations(backend):
     finally:
         torch.set_num_threads(before)
 
-
-UP_DOWN = """graph @up_down(%x: f32[1, 3, 2*H, 8]) {
-    const %w: f32[8, 3, 3, 3]
-    const %w_2: f32[8, 8, 2, 2]
-    %conv: f32[1, 8, 2*H, 8] = conv(%x, %w) {stride = none, padding = ((1, 1), (1, 1)), dilation = none, groups = 1}
-    %max_pool: f32[1, 8, H, 4] = max_pool(%conv) {kernel = (2, 2), stride = none, padding = none, dilation = none, ceil_mode = false}
-    %silu: f32[1, 8, H, 4] = silu(%max_pool)
-    %conv_transpose: f32[1, 8, 2*H, 8] = conv_transpose(%silu, %w_2) {stride = (2, 2), padding = none, dilation = none, groups = 1, output_padding = none}
-    %add: f32[1, 8, 2*H, 8] = add(%conv, %conv_transpose)
-    return %add
-  }"""
 
 
 def test_border_iterations_of_a_loop_over_units_of_two_rows():

@@ -21,6 +21,8 @@ from chunkc.ir.registry import lookup
 from chunkc.measure import measure_peak
 from chunkc.passes.memory import estimate_memory
 
+from backend_cases import UP_DOWN
+
 ATTENTION = """graph @heads(%q: f32[B, L, 16], %k: f32[B, L, 16], %v: f32[B, L, 16]) {
     const %scale: f32[] = 2.828427
     %q4: f32[B, L, 2, 8] = reshape(%q) {shape = (size(B), size(L), 2, 8)}
@@ -122,17 +124,6 @@ def test_rotary_heads_with_v_is_q_stay_within_the_estimate():
     assert abs(measured - plan.estimated_peak_bytes) <= 0.02 * measured + 4096, (measured, plan.estimated_peak_bytes)
     assert measured <= 1.02 * plan.budget_bytes + 4096, (measured, plan.budget_bytes)
 
-
-UP_DOWN = """graph @up_down(%x: f32[1, 3, 2*H, 8]) {
-    const %w: f32[8, 3, 3, 3]
-    const %w_2: f32[8, 8, 2, 2]
-    %conv: f32[1, 8, 2*H, 8] = conv(%x, %w) {stride = none, padding = ((1, 1), (1, 1)), dilation = none, groups = 1}
-    %max_pool: f32[1, 8, H, 4] = max_pool(%conv) {kernel = (2, 2), stride = none, padding = none, dilation = none, ceil_mode = false}
-    %silu: f32[1, 8, H, 4] = silu(%max_pool)
-    %conv_transpose: f32[1, 8, 2*H, 8] = conv_transpose(%silu, %w_2) {stride = (2, 2), padding = none, dilation = none, groups = 1, output_padding = none}
-    %add: f32[1, 8, 2*H, 8] = add(%conv, %conv_transpose)
-    return %add
-  }"""
 
 
 @pytest.mark.filterwarnings("ignore::chunkc.errors.BudgetWarning")  # at the larger size: expected
