@@ -300,3 +300,23 @@ def test_transposed_convolution_of_rows_counts_its_dense_copy():
     fn = compile_graph(g, None, backend="torch")
     fn(x)
     assert measure_peak(fn, x) == estimate_memory(g, backend="torch").peak_bytes
+
+
+# -- attention with a bool mask broadcast over the keys ----------------------------------------------
+
+def test_attention_with_a_bool_mask_broadcast_over_the_keys_makes_one_dense_float_mask():
+    """ViT with SDPA (transformers' all-true mask, expanded from one column over the keys): ATen
+    turns the bool mask into a dense float one, which the CPU flash kernel reads as it is; the
+    estimate counted a second, strided-mask copy (149 MiB against 85 MiB measured at side 1024)."""
+    g = parse_graph("""graph @g(%q: f32[1, 2, L, 16], %k: f32[1, 2, L, 16], %v: f32[1, 2, L, 16], %m: bool[1, 1, L, 1]) {
+        %mask: bool[1, 1, L, L] = expand(%m) {shape = (1, 1, size(L), size(L))}
+        %o: f32[1, 2, L, 16] = scaled_dot_product_attention(%q, %k, %v, %mask) {is_causal = false, scale = none, query_offset = 0, enable_gqa = false}
+        return %o
+      }""")
+    L = 512
+    args = [torch.randn(1, 2, L, 16) for _ in range(3)] + [torch.ones(1, 1, L, 1, dtype=torch.bool)]
+    fn = compile_graph(g, None, backend="torch")
+    fn(*args)
+    measured = measure_peak(fn, *args)
+    assert measured == estimate_memory(g, sizes={"L": L}, backend="torch").peak_bytes
+    assert L * L * 4 <= measured < 2 * L * L * 4  # one float mask, not two

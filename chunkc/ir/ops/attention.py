@@ -326,12 +326,15 @@ def _sdpa_cpu_workspace(ins, attrs, outs) -> Size:
 def _sdpa_cpu_mask_copy(ins, attrs, outs, strides) -> Size:
     """The CPU flash kernel copies a mask whose last axis is not dense (a bias permuted from
     [L, S, heads], as T5's relative-position bias is) into a contiguous one; the float mask
-    made of a bool one, or the lowering's cast, keeps the given layout."""
+    made of a bool one, or the lowering's cast, keeps the given layout (but is dense along an
+    axis the bool mask is broadcast on: ViT's all-true mask expanded over the keys)."""
     if len(ins) < 4 or not _flash_eligible(ins, attrs) or len(strides) < 4:
         return 0
     mask, mask_strides = ins[3], strides[3]
     if not mask_strides or is_one(mask.shape[-1]) or mask_strides[-1] == 1:
         return 0
+    if mask.dtype == DType.bool and mask_strides[-1] == 0:
+        return 0  # ATen's float mask of a bool one broadcast along its keys is made dense
     return normalize(mask.numel() * outs[0].dtype.itemsize)
 
 
