@@ -1,6 +1,6 @@
 """Measure this machine's kernel table for the cost model (PyTorch backend, CPU).
 
-    python -m chunkc.calibrate               # at torch's thread count; about ten seconds
+    python -m chunkc.calibrate               # at torch's thread count; about half a minute
     python -m chunkc.calibrate --threads 1   # the benchmarks time with one thread
     python -m chunkc.calibrate --show        # print the cached table, measure nothing
 
@@ -22,14 +22,11 @@ the samples; see :func:`_seconds`):
   once blocks are served by ``mmap`` (from 32 MiB on glibc);
 * ``pointwise_flops_per_s``: ``torch.exp`` in cache, at 4 FLOPs an element (the
   FLOPs its op record counts);
-* ``gemm``: ``torch.mm(A, B, out=C)`` with A of m x k and B of k x 256, FLOPs per
-  second over a grid of shape classes: the outer dimension m from 1 to 1024 and the inner
-  dimension k from 4 to 1024 (a cost model prices a product by its K and min(M, N)),
-  the calls rotating over copies of the operands that together fill 8 MiB (operands
-  that other code touched last, as in a program).
+* ``gemm``: ``torch.mm(A, B, out=C)`` with A of r x 256 rows and B 256 x 256, FLOPs
+  per second for r from 1 to 4096.
 
 Each curve is then made monotone (:func:`monotone`): per byte, costs grow with size;
-per FLOP, a product with more rows or a deeper inner dimension is never slower.
+per FLOP, a product with more rows is never slower.
 
 Measure on a quiet machine: the table is only as good as its timings.
 """
@@ -51,12 +48,9 @@ from .passes.cost import KernelTable, find_table, machine_name, table_key, table
 # where fresh outputs turn from reused heap into page faults
 STREAM_BYTES = tuple(sorted({4096 << k for k in range(17)} | {24 << 20, 31 << 20}))
 QUICK_STREAM_BYTES = tuple(4096 << k for k in (0, 4, 8, 12, 14))  # 4 KiB .. 64 MiB: cache and mmap steps
-# the shape classes of matrix products: A is outer x inner, B inner x GEMM_COLUMNS
-GEMM_OUTER = (1, 4, 16, 64, 256, 1024)
-GEMM_INNER = (4, 16, 64, 256, 1024)
-QUICK_GEMM_OUTER, QUICK_GEMM_INNER = (1, 64), (16, 256)
-GEMM_COLUMNS = 256
-GEMM_WORKING_SET = 8 << 20  # bytes of operands a product's calls rotate over: beyond a core's own caches
+GEMM_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+QUICK_GEMM_ROWS = (1, 16, 256)
+GEMM_INNER = 256  # A is rows x 256, B 256 x 256
 
 
 def _seconds(runs: Sequence[Callable[[], None]], calls: int, samples: int) -> list[float]:
@@ -153,16 +147,21 @@ def measure_table(threads: int | None = None, quick: bool = False, samples: int 
         pointwise = 4 * n / max(t_exp - call_s, 1e-9)
         say(f"pointwise (exp) {pointwise / 1e9:.2f} GFLOP/s")
 
-        outers, inners = (QUICK_GEMM_OUTER, QUICK_GEMM_INNER) if quick else (GEMM_OUTER, GEMM_INNER)
-        gemm = [[_gemm_rate(m, k, into_s, samples) for k in inners] for m in outers]
-        for m, row in zip(outers, gemm):
-            say(f"gemm {m} x k by k x {GEMM_COLUMNS}, GFLOP/s for k in {inners}: "
-                + ", ".join(f"{r / 1e9:.1f}" for r in row))
+        gemm = []
+        w = torch.rand(GEMM_INNER, GEMM_INNER)
+        for rows in (QUICK_GEMM_ROWS if quick else GEMM_ROWS):
+            a, out = torch.rand(rows, GEMM_INNER), torch.empty(rows, GEMM_INNER)
+            flops = 2.0 * rows * GEMM_INNER * GEMM_INNER
+
+            def mm():
+                torch.mm(a, w, out=out)
+            t = _seconds_per_call(mm, _calls_for(flops / 20e9), samples)
+            gemm.append((float(rows), flops / max(t - call_s, 1e-3 * t)))
+            say(f"gemm {rows} rows: {gemm[-1][1] / 1e9:.1f} GFLOP/s")
 
     return KernelTable(
         key=table_key(threads), call_s=call_s, view_s=view_s, iteration_s=iteration_s,
-        stream=monotone(stream), alloc=monotone(alloc), pointwise_flops_per_s=pointwise,
-        gemm_outer=tuple(map(float, outers)), gemm_inner=tuple(map(float, inners)), gemm=monotone_grid(gemm),
+        stream=monotone(stream), alloc=monotone(alloc), pointwise_flops_per_s=pointwise, gemm=monotone(gemm),
         created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         notes=f"{machine_name()}; torch {torch.__version__}, {threads} thread(s)" + ("; quick" if quick else ""))
 
@@ -181,35 +180,6 @@ def monotone(curve: list[tuple[float, float]]) -> tuple[tuple[float, float], ...
             blocks[-1][1] += count
     values = [b[0] / b[1] for b in blocks for _ in range(int(b[1]))]
     return tuple((x, y) for (x, _), y in zip(curve, values))
-
-
-def monotone_grid(grid: list[list[float]]) -> tuple[tuple[float, ...], ...]:
-    """A grid of rates made non-decreasing along each row, then along each column
-    (:func:`monotone`; pooling the columns keeps the rows non-decreasing)."""
-    rows = [[v for _, v in monotone(list(enumerate(row)))] for row in grid]
-    columns = [[v for _, v in monotone(list(enumerate(column)))] for column in zip(*rows)]
-    return tuple(tuple(row) for row in zip(*columns))
-
-
-def _gemm_rate(outer: int, inner: int, call_s: float, samples: int) -> float:
-    """FLOPs per second of ``torch.mm`` of (outer x inner) by (inner x GEMM_COLUMNS), the fixed
-    cost ``call_s`` of an ``out=`` call taken off (at most half the time: on the smallest
-    products the difference of two timings is noise).  The calls rotate over copies of the
-    operands that together exceed the caches near the core (``GEMM_WORKING_SET``): in a
-    program a product reads what other statements wrote, not what it read a moment ago,
-    and a product timed on the same operands over and over runs up to twice as fast."""
-    import torch
-    per_call = 4 * (outer * inner + inner * GEMM_COLUMNS)
-    copies = max(1, min(4096, GEMM_WORKING_SET // per_call))
-    operands = [(torch.rand(outer, inner), torch.rand(inner, GEMM_COLUMNS)) for _ in range(copies)]
-    out = torch.empty(outer, GEMM_COLUMNS)
-    flops = 2.0 * outer * inner * GEMM_COLUMNS
-
-    def mm():
-        for a, b in operands:
-            torch.mm(a, b, out=out)
-    t = _seconds_per_call(mm, max(1, _calls_for((flops / 20e9 + call_s) * copies)), samples) / copies
-    return flops / max(t - call_s, 0.5 * t)
 
 
 def _iteration_seconds(samples: int) -> float:
@@ -242,9 +212,7 @@ def describe(table: KernelTable) -> list[str]:
              f"pointwise {table.pointwise_flops_per_s / 1e9:.2f} GFLOP/s"]
     lines.append("stream GB/s by size: " + ", ".join(f"{_size(s)} {1 / b / 1e9:.1f}" for s, b in table.stream))
     lines.append("fresh output us by size: " + ", ".join(f"{_size(s)} {a * 1e6:.0f}" for s, a in table.alloc))
-    lines.append("gemm GFLOP/s by outer dimension (rows) and inner (columns " + ", ".join(
-        f"{int(k)}" for k in table.gemm_inner) + "): " + "; ".join(
-        f"{int(m)}: " + " ".join(f"{r / 1e9:.1f}" for r in row) for m, row in zip(table.gemm_outer, table.gemm)))
+    lines.append("gemm GFLOP/s by rows: " + ", ".join(f"{int(r)} {f / 1e9:.1f}" for r, f in table.gemm))
     return lines
 
 

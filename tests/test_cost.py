@@ -15,19 +15,17 @@ from chunkc.calibrate import main as calibrate_main, measure_table, monotone  # 
 from chunkc.errors import ChunkcError  # noqa: E402
 from chunkc.passes.cost import (CONTRACTION, POINTWISE, KernelTable, Machine, TimeModel, Work,  # noqa: E402
                                 default_kernels, find_table, predict_seconds, table_path,
-                                ALLOCATOR_ENV, TABLE_FORMAT, allocator_tag, table_key)
+                                ALLOCATOR_ENV, allocator_tag, table_key)
 from graphs import attention_block, transformer  # noqa: E402
 
 
 def synthetic_table(**changes) -> KernelTable:
     """A table with round numbers: 1 us a call, 10 GB/s in cache (up to 1 MiB), 1 GB/s beyond,
-    fresh outputs free up to 32 MiB; matrix products at 1 GFLOP/s with one row or an inner
-    dimension of 1, 64 from 64 rows and an inner dimension of 64, 8 with 64 rows and K = 1."""
+    fresh outputs free up to 32 MiB; matrix products at 1 GFLOP/s on one row, 64 from 64 rows."""
     table = KernelTable(key="test", call_s=1e-6, view_s=0.5e-6, iteration_s=0.2e-6,
                         stream=((4096.0, 1e-10), (float(1 << 20), 1e-10), (float(4 << 20), 1e-9)),
                         alloc=((4096.0, 0.0), (float(32 << 20), 0.0), (float(64 << 20), 1e-3)),
-                        pointwise_flops_per_s=4e9, gemm_outer=(1.0, 64.0), gemm_inner=(1.0, 64.0),
-                        gemm=((1e9, 1e9), (8e9, 64e9)))
+                        pointwise_flops_per_s=4e9, gemm=((1.0, 1e9), (64.0, 64e9)))
     return dataclasses.replace(table, **changes)
 
 
@@ -42,11 +40,9 @@ def test_quick_measured_table_is_monotone_and_round_trips(tmp_path):
     torch.set_num_threads(1)
     table = measure_table(threads=1, quick=True)
     assert table.key.endswith("-t1") and table.call_s > 0 and table.pointwise_flops_per_s > 0
-    for curve in (table.stream, table.alloc):
+    for curve in (table.stream, table.alloc, table.gemm):
         values = [v for _, v in curve]
         assert values == sorted(values)
-    for line in table.gemm + tuple(zip(*table.gemm)):  # rates grow with the outer and the inner dimension
-        assert list(line) == sorted(line)
     path = table.save(tmp_path / "t.json")
     assert KernelTable.load(path) == table
 
@@ -100,15 +96,11 @@ def test_table_interpolates_between_sizes_and_holds_flat_beyond():
     assert t.size_classes() == (1 << 20,)  # where the cost per byte jumps
 
 
-def test_a_contraction_is_priced_at_the_rate_of_its_shape_class():
+def test_contraction_on_few_rows_is_priced_at_the_small_product_rate():
     t = synthetic_table()
     many = t.seconds(Work(CONTRACTION, 1e9, 0.0, 0.0))
-    one_row = t.seconds(Work(CONTRACTION, 1e9, 0.0, 0.0, inner=64.0, outer=1.0))
+    one_row = t.seconds(Work(CONTRACTION, 1e9, 0.0, 0.0, rows=1.0))
     assert one_row - t.call_s == pytest.approx(64 * (many - t.call_s))
-    shallow = t.seconds(Work(CONTRACTION, 1e9, 0.0, 0.0, inner=1.0, outer=64.0))  # K = 1: the (64, 1) entry
-    assert shallow - t.call_s == pytest.approx(8 * (many - t.call_s))
-    halfway = t.gemm_rate(8.0, 64.0)  # halfway from 1 to 64 rows on a log scale, K = 64
-    assert halfway == pytest.approx(32.5e9)
     # memory-bound work: the larger of moving the bytes and doing the arithmetic
     assert t.seconds(Work(POINTWISE, 4e3, 1e6, 1e6)) == pytest.approx(1e-6 + 1e-4)
 
@@ -123,42 +115,20 @@ def test_contractions_are_told_from_reductions_by_flops_per_byte_moved():
     assert kinds["mean"] == kinds["softmax"] == kinds["gelu"] == POINTWISE
 
 
-def test_a_contractions_shape_class_comes_from_its_flops_and_tensor_sizes():
-    """q @ k^T on heads of 64: K = 64, and the narrower outer dimension is the L = 256 queries
-    (or keys).  Chunking the query rows to 2 makes a product of 2 rows (the keys, read whole,
-    still have 256 columns); chunking the heads, an axis every operand shares, keeps the class."""
-    g = attention_block(L="L", D=256, H=4)
+def test_chunking_matmul_rows_costs_more_than_chunking_a_shared_batch_axis():
+    """Rows of a matrix product (queries) come from one operand: chunking them to a few rows
+    makes small products.  Heads are an axis that every operand shares: each chunk is still a
+    full product."""
+    g = attention_block(L="L", D=256, H=4)  # head width 64: q @ k^T is a contraction
     model = TimeModel(g, {"L": 256}, synthetic_table())
     matmul = next(i for i, n in enumerate(g.nodes) if n.op.name == "matmul")
-    node = g.nodes[matmul]
-    (q, k), out = node.inputs, node.outputs[0]  # [H, L, 64] @ [H, 64, L] -> [H, L, L] scores
+    out = g.nodes[matmul].outputs[0]  # [H, L, L] scores
     assert model.facts[matmul].kind == CONTRACTION
-    whole = model._work(matmul)
-    assert (whole.inner, whole.outer) == (64, 256)
-    rows = model._work(matmul, {q: (1, 1), out: (1, 1)}, share=2 / 256)
-    assert (rows.inner, rows.outer) == pytest.approx((64, 2))
-    heads = model._work(matmul, {q: (0, 1), k: (0, 1), out: (0, 1)}, share=1 / 4)
-    assert (heads.inner, heads.outer) == pytest.approx((64, 256))
-    cand_rows = model.loop_seconds([matmul], {q: (1, 1), out: (1, 1)}, [out], extent=256, chunk=2)
-    cand_heads = model.loop_seconds([matmul], {q: (0, 1), k: (0, 1), out: (0, 1)}, [out], extent=4, chunk=1)
+    assert model._rows(matmul, {out: (1, 1)}) == 256  # the query rows (the key columns come from k)
+    assert model._rows(matmul, {out: (0, 1)}) is None
+    cand_rows = model.loop_seconds([matmul], {out: (1, 1)}, [out], extent=256, chunk=2)
+    cand_heads = model.loop_seconds([matmul], {out: (0, 1)}, [out], extent=4, chunk=1)
     assert cand_rows > 2 * cand_heads
-
-
-def test_narrow_heads_make_a_product_slower_per_flop():
-    """The same attention with heads of 8 instead of 64 does an eighth of the FLOPs of q @ k^T,
-    at the rate of a product with K = 8: the measured table's drop, not the rows, prices it
-    (memory at a terabyte per second: the products are bound by their arithmetic)."""
-    table = synthetic_table(stream=((4096.0, 1e-12),))
-    times = {}
-    for heads in (4, 32):  # D = 256: heads of 64, then of 8
-        g = attention_block(L="L", D=256, H=heads)
-        model = TimeModel(g, {"L": 256}, table)
-        matmul = next(i for i, n in enumerate(g.nodes) if n.op.name == "matmul")
-        work = model._work(matmul)
-        assert work.inner == 256 // heads
-        times[heads] = (model.times[matmul] - table.call_s) / work.flops
-    assert times[32] / times[4] == pytest.approx(table.gemm_rate(256, 64) / table.gemm_rate(256, 8))
-    assert times[32] > 1.5 * times[4]
 
 
 def test_prediction_of_a_plan_matches_the_selections_estimate():
@@ -217,26 +187,3 @@ def test_gpu_chunks_are_rounded_up_to_the_kernel_models_multiple_where_the_budge
             assert not isinstance(r.chunk_size, int)  # an expression of L
             extent, chunk = evaluate(r.extent, sizes), evaluate(r.chunk_size, sizes)
             assert chunk % GPU.chunk_multiple == 0 or chunk == extent, (budget, chunk)
-
-
-def test_a_table_of_the_earlier_format_is_not_used_but_measured_anew(tmp_path, monkeypatch):
-    """Format 1 priced products by rows only: its file, under its own key, is left alone and
-    this process finds no table (``ensure_table`` then measures one)."""
-    monkeypatch.setenv("CHUNKC_CACHE_DIR", str(tmp_path))
-    threads = torch.get_num_threads()
-    old_key = table_key(threads).replace(f"-v{TABLE_FORMAT}-", "-")
-    data = json.loads(synthetic_table(key=old_key).to_json())
-    data.update(format=1, gemm=[[1.0, 1e9], [64.0, 64e9]])
-    (tmp_path / f"kernels-{old_key}.json").write_text(json.dumps(data))
-    assert find_table(threads) is None
-    assert TABLE_FORMAT > 1 and table_path(threads).name == f"kernels-{table_key(threads)}.json"
-
-
-def test_a_gemm_grid_that_does_not_match_its_axes_names_the_fix(tmp_path):
-    data = json.loads(synthetic_table().to_json())
-    data["gemm"] = [[1e9, 1e9]]  # one row for two outer sizes
-    bad = tmp_path / "kernels.json"
-    bad.write_text(json.dumps(data))
-    with pytest.raises(ChunkcError, match=r"kernels\.json: not a chunkc kernel table \(gemm is not a grid .*"
-                                          r"python -m chunkc.calibrate"):
-        KernelTable.load(bad)

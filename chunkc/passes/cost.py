@@ -13,14 +13,10 @@ is a view) and the bytes of its values, by a *kernel model*:
 * a *contraction* (more FLOPs per byte it reads and writes than
   ``CONTRACTION_FLOPS_PER_BYTE``: a matrix product, a convolution, an
   attention; a reduction or an elementwise op does a few FLOPs per element) is
-  priced at the rate of a matrix product of its *shape class*: its inner
-  dimension K (FLOPs per output element / 2) and its narrower outer dimension
-  (FLOPs per element of an operand / 2: the rows M of one operand, the columns N
-  of the other).  Both come from the FLOPs and the tensors' sizes, so a chunk
-  that shrinks the rows (the queries of an attention, the rows of a linear)
-  makes a narrower product while a chunked batch axis that every operand shares
-  leaves the class alone; attention heads of 8 or 64 make a narrow K, which the
-  hardware uses badly;
+  priced at a matrix product's rate; one whose chunk shrinks its rows — the chunk axis
+  comes from one operand only, as the rows of a matmul or the queries of an
+  attention, not a batch axis that every operand shares — runs at the rate of
+  a matrix product with that many rows (small matrices use the hardware badly);
 * a chunk loop adds, per iteration, its bookkeeping, a view of every sliced
   input and the copy of each output chunk into its buffer; a region input
   sliced along an axis that is not the outermost is a strided view that
@@ -30,8 +26,8 @@ Two kernel models come with chunkc:
 
 * :class:`KernelTable` — measured on this machine, for the PyTorch backend:
   ``python -m chunkc.calibrate`` times the fixed per-call costs, a streaming
-  kernel, fresh outputs, a pointwise kernel and matrix products over a grid
-  of shape classes (about ten seconds) and caches the table as JSON in the user's
+  kernel, fresh outputs, a pointwise kernel and matrix products over a ladder
+  of sizes (about half a minute) and caches the table as JSON in the user's
   cache directory, keyed by machine, torch version, torch threads and the
   allocator's settings in the environment (:func:`table_path`).  Times between measured sizes are interpolated.
 * :class:`Machine` — hand-set constants that rank candidates but do not
@@ -77,9 +73,7 @@ class Work:
     moved: float  # bytes read and written
     footprint: float  # bytes of the largest tensor it touches (whether it stays in cache)
     fresh: tuple[float, ...] = ()  # bytes of each output the call allocates
-    # a contraction's shape class (None: large): its inner dimension K and its narrower outer one, min(M, N)
-    inner: float | None = None
-    outer: float | None = None
+    rows: float | None = None  # a contraction whose chunk shrinks its rows: rows per call (None: many)
 
 
 class Kernels(Protocol):
@@ -112,7 +106,7 @@ class Machine:
     flops_per_s: float = 50e9
     bytes_per_s: float = 10e9
     op_overhead_s: float = 6e-6
-    min_efficient_dim: int = 64  # K or min(M, N) below this slows a product in proportion
+    min_efficient_rows: int = 64
     # bandwidth speedup for memory-bound work on tensors up to each size (cache, heap reuse)
     cache_tiers: tuple[tuple[int, float], ...] = ((4 << 20, 3.0), (32 << 20, 1.25))
     slice_s: float = 0.0
@@ -133,10 +127,8 @@ class Machine:
 
     def seconds(self, work: Work) -> float:
         rate = self.flops_per_s
-        if work.kind == CONTRACTION:  # each narrow dimension slows the product
-            for dim in (work.inner, work.outer):
-                if dim is not None and dim < self.min_efficient_dim:
-                    rate *= max(dim, 1.0) / self.min_efficient_dim
+        if work.kind == CONTRACTION and work.rows is not None and work.rows < self.min_efficient_rows:
+            rate *= max(work.rows, 1.0) / self.min_efficient_rows
         moved = 0.0 if work.kind == VIEW else work.moved
         return (self.op_overhead_s + work.flops / rate
                 + moved / (self.bytes_per_s * self.speedup(max(work.fresh, default=0.0))))
@@ -151,7 +143,7 @@ class Machine:
         return tuple(limit for limit, _ in self.cache_tiers)
 
 
-GPU = Machine(flops_per_s=40e12, bytes_per_s=3e12, op_overhead_s=8e-6, min_efficient_dim=128, cache_tiers=(),
+GPU = Machine(flops_per_s=40e12, bytes_per_s=3e12, op_overhead_s=8e-6, min_efficient_rows=1024, cache_tiers=(),
               slice_s=4e-6, iteration_s=4e-6, chunk_multiple=128, label="built-in constants of a GPU")
 """Constants of a data-centre GPU run from eager PyTorch or CuPy: every kernel launch costs
 the host some microseconds, whatever the work, and the device streams terabytes per second,
@@ -171,7 +163,7 @@ def aligned_chunk(chunk: int, largest: int, multiple: int) -> int:
 
 # --------------------------------------------------------------------------- the measured table
 
-TABLE_FORMAT = 2  # part of a table's key: a table of another format is measured anew
+TABLE_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -189,10 +181,7 @@ class KernelTable:
     stream: tuple[tuple[float, float], ...]  # (largest tensor bytes, seconds per byte moved)
     alloc: tuple[tuple[float, float], ...]  # (output bytes, seconds a fresh output costs over a reused one)
     pointwise_flops_per_s: float  # an elementwise kernel's arithmetic (exp), in cache
-    # matrix products, FLOPs per second: gemm[i][j] for outer dimension gemm_outer[i], inner gemm_inner[j]
-    gemm_outer: tuple[float, ...]
-    gemm_inner: tuple[float, ...]
-    gemm: tuple[tuple[float, ...], ...]
+    gemm: tuple[tuple[float, float], ...]  # (rows of a matrix product, FLOPs per second)
     created: str = ""
     notes: str = ""
 
@@ -219,18 +208,14 @@ class KernelTable:
             return max(0.0, seconds) * nbytes / largest
         return max(0.0, _interpolate(self.alloc, nbytes))
 
-    def gemm_rate(self, outer: float | None, inner: float | None) -> float:
-        """FLOPs per second of a matrix product of this shape class (None: large), interpolated
-        on the measured grid (log sizes), flat beyond it."""
-        x = math.inf if outer is None else max(outer, 1.0)
-        row = [_interpolate(tuple(zip(self.gemm_outer, column)), x) for column in zip(*self.gemm)]
-        return _interpolate(tuple(zip(self.gemm_inner, row)), math.inf if inner is None else max(inner, 1.0))
+    def gemm_rate(self, rows: float | None) -> float:
+        return _interpolate(self.gemm, math.inf if rows is None else max(rows, 1.0))
 
     def seconds(self, work: Work) -> float:
         if work.kind == VIEW:
             return self.view_s
         memory = work.moved * self.per_byte(work.footprint)
-        rate = self.gemm_rate(work.outer, work.inner) if work.kind == CONTRACTION else self.pointwise_flops_per_s
+        rate = self.gemm_rate(work.rows) if work.kind == CONTRACTION else self.pointwise_flops_per_s
         return self.call_s + max(memory, work.flops / rate) + sum(self.alloc_seconds(b) for b in work.fresh)
 
     def write_seconds(self, nbytes: float) -> float:
@@ -259,18 +244,10 @@ class KernelTable:
             data = json.loads(text)
             if data.pop("format", None) != TABLE_FORMAT:
                 raise ValueError(f"format is not {TABLE_FORMAT}")
-            for curve in ("stream", "alloc"):
+            for curve in ("stream", "alloc", "gemm"):
                 data[curve] = tuple((float(a), float(b)) for a, b in data[curve])
                 if not data[curve] or any(a <= 0 for a, _ in data[curve]):
                     raise ValueError(f"curve {curve} is empty or has a size <= 0")
-            for axis in ("gemm_outer", "gemm_inner"):
-                data[axis] = tuple(float(a) for a in data[axis])
-                if not data[axis] or any(a <= 0 for a in data[axis]):
-                    raise ValueError(f"{axis} is empty or has a size <= 0")
-            data["gemm"] = tuple(tuple(float(r) for r in row) for row in data["gemm"])
-            if len(data["gemm"]) != len(data["gemm_outer"]) or any(
-                    len(row) != len(data["gemm_inner"]) or min(row) <= 0 for row in data["gemm"]):
-                raise ValueError("gemm is not a grid of positive rates over gemm_outer x gemm_inner")
             table = KernelTable(**data)
         except (ValueError, TypeError, KeyError) as exc:
             raise ChunkcError(f"{where}: not a chunkc kernel table ({exc}); rebuild it with "
@@ -350,11 +327,10 @@ def allocator_tag(environ: Mapping[str, str] | None = None) -> str:
 
 def table_key(threads: int, machine: str | None = None, torch: str | None = None,
               allocator: str | None = None) -> str:
-    """``<hash of the machine>-torch<version><allocator tag>-v<table format>-t<threads>`` (see
-    :func:`allocator_tag`)."""
+    """``<hash of the machine>-torch<version><allocator tag>-t<threads>`` (see :func:`allocator_tag`)."""
     digest = hashlib.sha1((machine or machine_name()).encode()).hexdigest()[:10]
     tag = allocator_tag() if allocator is None else allocator
-    return f"{digest}-torch{torch or torch_version()}{tag}-v{TABLE_FORMAT}-t{threads}"
+    return f"{digest}-torch{torch or torch_version()}{tag}-t{threads}"
 
 
 def table_path(threads: int, directory: Path | None = None) -> Path:
@@ -407,8 +383,6 @@ class _NodeFacts:
     flops: float
     in_bytes: tuple[float, ...]
     out_bytes: tuple[float, ...]
-    in_items: tuple[float, ...]  # elements of each input (a contraction's shape class)
-    out_items: float  # elements of its largest output
 
 
 @dataclass
@@ -435,6 +409,7 @@ class TimeModel:
         self.out_bytes = [max(f.out_bytes, default=0) for f in self.facts]
         self.times = [self.machine.seconds(self._work(i)) for i in range(len(self.facts))]
         self.total = sum(self.times) or 1e-9
+        self._rows_cache: dict[tuple[int, int], float | None] = {}
         self._call_cache: dict[tuple, float] = {}  # see _call_seconds
 
     def _facts(self, node: Node, flops: int) -> _NodeFacts:
@@ -446,37 +421,53 @@ class TimeModel:
             kind = CONTRACTION
         else:
             kind = POINTWISE
-        items = [float(self.nbytes[v] / max(v.dtype.itemsize, 1)) for v in node.inputs]
-        out_items = max((float(self.nbytes[o] / max(o.dtype.itemsize, 1)) for o in node.outputs), default=0.0)
-        return _NodeFacts(kind, float(flops), ins, outs, tuple(items), out_items)
+        return _NodeFacts(kind, float(flops), ins, outs)
 
-    def _work(self, i: int, chunked: Mapping[Value, object] = {}, share: float = 1.0) -> Work:
+    def _work(self, i: int, chunked: Mapping[Value, object] = {}, share: float = 1.0,
+              rows: float | None = None) -> Work:
         """Node ``i``'s call when its outputs and the ``chunked`` inputs are ``share`` of their size."""
         f, node = self.facts[i], self.graph.nodes[i]
-        scale = [share if v in chunked else 1.0 for v in node.inputs]
-        ins = [b * s for b, s in zip(f.in_bytes, scale)]
+        ins = [b * share if v in chunked else b for v, b in zip(node.inputs, f.in_bytes)]
         outs = tuple(b * share for b in f.out_bytes)
-        inner = outer = None
-        if f.kind == CONTRACTION:
-            # a product of b (M x K) by (K x N) does 2bMKN FLOPs: per output element 2K, per element
-            # of an operand 2N or 2M (a bias or a scalar gives more: the smallest is an operand's)
-            flops = f.flops * share
-            inner = flops / (2 * max(f.out_items * share, 1.0))
-            outer = min((flops / (2 * n * s) for n, s in zip(f.in_items, scale) if n), default=None)
         return Work(f.kind, f.flops * share, sum(ins) + sum(outs), max(ins + list(outs), default=0.0),
-                    () if f.kind == VIEW else outs, inner, outer)
+                    () if f.kind == VIEW else outs, rows)
 
-    def _call_seconds(self, i: int, sliced_inputs: tuple[bool, ...], share: float) -> float:
+    def _call_seconds(self, i: int, sliced_inputs: tuple[bool, ...], share: float, rows: float | None) -> float:
         """Seconds of node ``i``'s call on ``share`` of its outputs and of the inputs flagged in
         ``sliced_inputs`` (the machine's price of :meth:`_work`), remembered: the selection
         prices many regions that run the same node on the same share."""
-        key = (i, sliced_inputs, share)
+        key = (i, sliced_inputs, share, rows)
         t = self._call_cache.get(key)
         if t is None:
             node = self.graph.nodes[i]
             chunked = {v: None for v, flag in zip(node.inputs, sliced_inputs) if flag}
-            t = self._call_cache[key] = self.machine.seconds(self._work(i, chunked, share))
+            t = self._call_cache[key] = self.machine.seconds(self._work(i, chunked, share, rows))
         return t
+
+    def _rows(self, i: int, chunked: Mapping[Value, tuple[int, int]]) -> float | None:
+        """Rows of node ``i``'s matrix product when its output is whole, if chunking its output
+        shrinks them: the chunk axis comes from one operand (rank >= 2) only, and the rows are
+        that axis times the later output axes the same operand gives (or that the op mixes, as
+        a convolution's spatial axes).  None: a batch axis that every operand shares."""
+        node = self.graph.nodes[i]
+        out = node.outputs[0] if node.outputs else None
+        if self.facts[i].kind != CONTRACTION or out not in chunked:
+            return None
+        axis = chunked[out][0]
+        key = (i, axis)
+        if key not in self._rows_cache:
+            record = node.dims()[0]
+            operands = {s.input for s in record[axis].sources if node.inputs[s.input].rank >= 2}
+            rows = None
+            if len(operands) == 1:
+                (src,) = operands
+                rows = float(evaluate(out.shape[axis], self.sizes))
+                for a in range(axis + 1, out.rank):
+                    flow = record[a]
+                    if flow.kind == "mix" or any(s.input == src for s in flow.sources):
+                        rows *= evaluate(out.shape[a], self.sizes)
+            self._rows_cache[key] = rows
+        return self._rows_cache[key]
 
     # -- chunk loops ---------------------------------------------------------------
 
@@ -498,10 +489,12 @@ class TimeModel:
         loop_nodes = {self.graph.nodes[i] for i in loop}
         total = 0.0
         for i in loop:
+            rows = self._rows(i, chunked)
             grow = _overlap(self.graph.nodes[i], chunked, halos, chunk)
             sliced_inputs = tuple(v in chunked for v in self.graph.nodes[i].inputs)
             for count, share in parts:
-                total += count * self._call_seconds(i, sliced_inputs, min(1.0, share * grow))
+                share = min(1.0, share * grow)
+                total += count * self._call_seconds(i, sliced_inputs, share, None if rows is None else rows * share)
         sliced = [v for v in chunked if v.producer not in loop_nodes]  # region inputs, viewed each iteration
         total += iterations * (m.iteration_s + len(sliced) * m.slice_s)
         for v in sliced:
