@@ -97,7 +97,7 @@ class BudgetCheck:
         sizes = plan.graph.bind_sizes(inputs)
         if sizes == plan.sizes:
             return None  # planned here
-        peak = estimate_memory(plan.graph, plan, sizes=sizes, backend=self.backend, device=plan.device).peak_bytes
+        peak = estimate_memory(plan.graph, plan, sizes=sizes, backend=self.backend).peak_bytes  # on the plan's device
         if peak <= plan.budget_bytes:
             return None
         at = ", ".join(f"{k}={v}" for k, v in sorted(sizes.items()))

@@ -85,8 +85,11 @@ def recompute_chain(graph: Graph, sizes: Mapping[str, int], value: str, max_node
     reader; None when that chain passes a node whose record forbids recomputation or that has
     several outputs, or holds more than ``max_nodes`` nodes.  Any cost: for a value a plan's
     floor holds whole (chunkc.passes.autochunk), not for every value as :func:`rematerializable`."""
-    v = next((o for n in graph.nodes for o in n.outputs if o.name == value), None)
-    if v is None or v in graph.outputs:
+    try:
+        v = graph.value(value)
+    except KeyError:
+        return None
+    if v.producer is None or v in graph.outputs:
         return None
     last = last_use(graph)
     limit = v.type.nbytes(sizes) // 2

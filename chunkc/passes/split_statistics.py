@@ -13,7 +13,7 @@ faster one); it is also the pass ``split-statistics``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 from ..ir.graph import Graph
@@ -70,9 +70,7 @@ def fuse_unused_splits(plan: Plan, splits: tuple[StatisticsSplit, ...], estimate
         g.replace_all_uses(apply.outputs[0], fused.outputs[0])
         g.erase(apply)
         g.erase(g.node(s.statistics))
-    trial = Plan(graph=g, regions=plan.regions, sizes=plan.sizes, budget_bytes=plan.budget_bytes,
-                 unchunked_peak_bytes=plan.unchunked_peak_bytes, estimated_slowdown=plan.estimated_slowdown,
-                 notes=list(plan.notes), stats=plan.stats, backend=plan.backend, device=plan.device)
+    trial = replace(plan, graph=g, estimated_peak_bytes=None, notes=list(plan.notes))
     peak = estimate(g, trial)
     if plan.budget_bytes is not None and peak > plan.budget_bytes:
         return plan
