@@ -4,7 +4,9 @@ this machine has measured (tests that need a table make their own), and PyTorch'
 restored after every test (the CPU flash-attention kernel's buffers are per thread, so the
 estimates of attention graphs depend on it: one test that sets it must not move another's floor)."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -12,6 +14,8 @@ import pytest
 import strategies  # noqa: F401  (registers and loads the "chunkc" hypothesis profile)
 
 os.environ["CHUNKC_CACHE_DIR"] = tempfile.mkdtemp(prefix="chunkc-test-cache-")
+# Every pytest process (each xdist worker too) makes its own; none may outlive its run.
+atexit.register(shutil.rmtree, os.environ["CHUNKC_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
