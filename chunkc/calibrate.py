@@ -23,7 +23,14 @@ the samples; see :func:`_seconds`):
 * ``pointwise_flops_per_s``: ``torch.exp`` in cache, at 4 FLOPs an element (the
   FLOPs its op record counts);
 * ``gemm``: ``torch.mm(A, B, out=C)`` with A of r x 256 rows and B 256 x 256, FLOPs
-  per second for r from 1 to 4096.
+  per second for r from 1 to 4096;
+* ``product_out``: ``torch.mm(A, B, out=C)`` with an inner dimension of 8 (A r x 8, B 8 x 1024)
+  and outputs from 64 KiB to 64 MiB: seconds per output byte beyond the call and the arithmetic
+  at the ``gemm`` rate.  A product writes its output tile by tile; with few FLOPs per element
+  (attention scores over heads of 8 to 64) the stores cost more than the arithmetic, and several
+  times a streaming kernel's per byte once the output leaves the caches;
+  ``product_out_unaligned``: the same with B 8 x 1025, rows that are not whole cache lines (an
+  attention over 2305 tokens), whose stores cost about twice as much again out of cache.
 
 Each curve is then made monotone (:func:`monotone`): per byte, costs grow with size;
 per FLOP, a product with more rows is never slower.
@@ -51,11 +58,23 @@ QUICK_STREAM_BYTES = tuple(4096 << k for k in (0, 4, 8, 12, 14))  # 4 KiB .. 64 
 GEMM_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 QUICK_GEMM_ROWS = (1, 16, 256)
 GEMM_INNER = 256  # A is rows x 256, B 256 x 256
+PRODUCT_OUT_INNER = 8  # the product_out curves: A rows x 8, B 8 x columns
+PRODUCT_OUT_COLUMNS, PRODUCT_OUT_UNALIGNED_COLUMNS = 1024, 1025  # rows of 4096 bytes, of 4100
+PRODUCT_OUT_ROWS = tuple(16 << k for k in range(11))  # outputs of 64 KiB .. 64 MiB
+QUICK_PRODUCT_OUT_ROWS = (16, 256, 8192)  # 64 KiB, 1 MiB, 32 MiB
+
+
+# This thread's CPU time (user and system, page faults included): on a machine shared with other
+# work, wall time adds whatever time the scheduler gives the core to others, and a call of
+# milliseconds is nearly always interrupted, so the large sizes' costs came out inflated by the
+# load (2-4x on two busy cores) while the small ones' did not.
+CLOCK = time.thread_time
 
 
 def _seconds(runs: Sequence[Callable[[], None]], calls: int, samples: int) -> list[float]:
-    """Seconds per call of each of ``runs``: ``samples`` samples of ``calls`` calls each, the
-    runs interleaved sample by sample after one untimed round, the garbage collector paused.
+    """Seconds per call of each of ``runs`` (CPU time, see :data:`CLOCK`): ``samples`` samples of
+    ``calls`` calls each, the runs interleaved sample by sample after one untimed round, the
+    garbage collector paused.
     Each is the lower quartile of its samples: a loaded machine only adds time, and the first
     calls of a size (before the allocator has settled) are slower than the rest."""
     enabled = gc.isenabled()
@@ -64,11 +83,11 @@ def _seconds(runs: Sequence[Callable[[], None]], calls: int, samples: int) -> li
         times: list[list[float]] = [[] for _ in runs]
         for k in range(samples + 1):
             for run, found in zip(runs, times):
-                t0 = time.perf_counter()
+                t0 = CLOCK()
                 for _ in range(calls):
                     run()
                 if k:
-                    found.append((time.perf_counter() - t0) / calls)
+                    found.append((CLOCK() - t0) / calls)
         return [statistics.quantiles(found, n=4)[0] if len(found) > 1 else found[0] for found in times]
     finally:
         if enabled:
@@ -158,12 +177,43 @@ def measure_table(threads: int | None = None, quick: bool = False, samples: int 
             t = _seconds_per_call(mm, _calls_for(flops / 20e9), samples)
             gemm.append((float(rows), flops / max(t - call_s, 1e-3 * t)))
             say(f"gemm {rows} rows: {gemm[-1][1] / 1e9:.1f} GFLOP/s")
+        gemm = monotone(gemm)
+        ladder = QUICK_PRODUCT_OUT_ROWS if quick else PRODUCT_OUT_ROWS
+        product_out = _product_out(gemm, call_s, PRODUCT_OUT_COLUMNS, ladder, samples, say)
+        product_out_unaligned = _product_out(gemm, call_s, PRODUCT_OUT_UNALIGNED_COLUMNS, ladder, samples, say)
 
     return KernelTable(
         key=table_key(threads), call_s=call_s, view_s=view_s, iteration_s=iteration_s,
-        stream=monotone(stream), alloc=monotone(alloc), pointwise_flops_per_s=pointwise, gemm=monotone(gemm),
+        stream=monotone(stream), alloc=monotone(alloc), pointwise_flops_per_s=pointwise, gemm=gemm,
+        product_out=monotone(product_out), product_out_unaligned=monotone(product_out_unaligned),
         created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         notes=f"{machine_name()}; torch {torch.__version__}, {threads} thread(s)" + ("; quick" if quick else ""))
+
+
+def _product_out(gemm: Sequence[tuple[float, float]], call_s: float, columns: int, ladder: Sequence[int],
+                 samples: int, say: Callable[[str], None]) -> list[tuple[float, float]]:
+    """(output bytes, seconds per output byte) of matrix products with a narrow inner dimension
+    and ``columns`` output columns, beyond the call and the arithmetic at the measured ``gemm``
+    rate for their rows (see the module's docstring)."""
+    import torch
+
+    from .passes.cost import _interpolate
+    curve = []
+    w = torch.rand(PRODUCT_OUT_INNER, columns)
+    for rows in ladder:
+        a, out = torch.rand(rows, PRODUCT_OUT_INNER), torch.empty(rows, columns)
+        flops = 2.0 * rows * PRODUCT_OUT_INNER * columns
+        nbytes = out.numel() * out.element_size()
+
+        def mm():
+            torch.mm(a, w, out=out)
+        t = _seconds_per_call(mm, _calls_for(nbytes * 1e-10), samples if nbytes < (16 << 20) else max(3, samples // 2))
+        stores = t - call_s - flops / _interpolate(gemm, float(rows))
+        curve.append((float(nbytes), max(stores, 0.0) / nbytes))
+        say(f"product output {nbytes >> 10} KiB, rows of {columns} columns: {curve[-1][1] * 1e12:.0f} ps per byte "
+            "beyond the arithmetic")
+        del a, out
+    return curve
 
 
 def monotone(curve: list[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
@@ -213,6 +263,9 @@ def describe(table: KernelTable) -> list[str]:
     lines.append("stream GB/s by size: " + ", ".join(f"{_size(s)} {1 / b / 1e9:.1f}" for s, b in table.stream))
     lines.append("fresh output us by size: " + ", ".join(f"{_size(s)} {a * 1e6:.0f}" for s, a in table.alloc))
     lines.append("gemm GFLOP/s by rows: " + ", ".join(f"{int(r)} {f / 1e9:.1f}" for r, f in table.gemm))
+    for name, curve in (("", table.product_out), (", rows not whole cache lines", table.product_out_unaligned)):
+        lines.append(f"product output ps per byte by size{name}: "
+                     + ", ".join(f"{_size(s)} {c * 1e12:.0f}" for s, c in curve))
     return lines
 
 

@@ -62,6 +62,10 @@ VIEW, POINTWISE, CONTRACTION = "view", "pointwise", "contraction"
 # more FLOPs per byte moved than this: a contraction.  Elementwise ops and reductions do at most a few
 # FLOPs per 4-byte element (softmax 5 per 8 bytes moved); q @ k^T with heads of 16 does 32 per output element
 CONTRACTION_FLOPS_PER_BYTE = 2
+# A matrix product stores its output row by row; rows whose bytes are not a multiple of a cache line
+# (2305 tokens of 4 bytes) start mid-line, and once the output is too large for the caches such
+# stores cost twice as much per byte (measured: chunkc.calibrate's two product_out curves)
+CACHE_LINE = 64
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ class Work:
     footprint: float  # bytes of the largest tensor it touches (whether it stays in cache)
     fresh: tuple[float, ...] = ()  # bytes of each output the call allocates
     rows: float | None = None  # a contraction whose chunk shrinks its rows: rows per call (None: many)
+    written: float = 0.0  # bytes of its outputs (a contraction's stores, see KernelTable.product_out)
+    aligned: bool = True  # its output's rows are whole cache lines (see CACHE_LINE)
 
 
 class Kernels(Protocol):
@@ -163,7 +169,7 @@ def aligned_chunk(chunk: int, largest: int, multiple: int) -> int:
 
 # --------------------------------------------------------------------------- the measured table
 
-TABLE_FORMAT = 1
+TABLE_FORMAT = 3  # part of a table's key: a table of another format is measured anew (2 was never released)
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,10 @@ class KernelTable:
     alloc: tuple[tuple[float, float], ...]  # (output bytes, seconds a fresh output costs over a reused one)
     pointwise_flops_per_s: float  # an elementwise kernel's arithmetic (exp), in cache
     gemm: tuple[tuple[float, float], ...]  # (rows of a matrix product, FLOPs per second)
+    # (output bytes of a matrix product, seconds per output byte beyond its arithmetic): its stores,
+    # with rows of whole cache lines and with rows that are not
+    product_out: tuple[tuple[float, float], ...]
+    product_out_unaligned: tuple[tuple[float, float], ...]
     created: str = ""
     notes: str = ""
 
@@ -211,12 +221,22 @@ class KernelTable:
     def gemm_rate(self, rows: float | None) -> float:
         return _interpolate(self.gemm, math.inf if rows is None else max(rows, 1.0))
 
+    def product_out_seconds(self, nbytes: float, aligned: bool = True) -> float:
+        """What a matrix product's ``nbytes`` of output cost beyond its arithmetic: per element a
+        tile's stores, whatever the inner dimension; slow once the output leaves the caches, slower
+        still when its rows are not whole cache lines (``aligned`` False)."""
+        curve = self.product_out if aligned else self.product_out_unaligned
+        return nbytes * _interpolate(curve, nbytes) if nbytes > 0 else 0.0
+
     def seconds(self, work: Work) -> float:
         if work.kind == VIEW:
             return self.view_s
         memory = work.moved * self.per_byte(work.footprint)
-        rate = self.gemm_rate(work.rows) if work.kind == CONTRACTION else self.pointwise_flops_per_s
-        return self.call_s + max(memory, work.flops / rate) + sum(self.alloc_seconds(b) for b in work.fresh)
+        if work.kind == CONTRACTION:
+            compute = work.flops / self.gemm_rate(work.rows) + self.product_out_seconds(work.written, work.aligned)
+        else:
+            compute = work.flops / self.pointwise_flops_per_s
+        return self.call_s + max(memory, compute) + sum(self.alloc_seconds(b) for b in work.fresh)
 
     def write_seconds(self, nbytes: float) -> float:
         return self.call_s + 2 * nbytes * self.per_byte(nbytes)
@@ -244,7 +264,7 @@ class KernelTable:
             data = json.loads(text)
             if data.pop("format", None) != TABLE_FORMAT:
                 raise ValueError(f"format is not {TABLE_FORMAT}")
-            for curve in ("stream", "alloc", "gemm"):
+            for curve in ("stream", "alloc", "gemm", "product_out", "product_out_unaligned"):
                 data[curve] = tuple((float(a), float(b)) for a, b in data[curve])
                 if not data[curve] or any(a <= 0 for a, _ in data[curve]):
                     raise ValueError(f"curve {curve} is empty or has a size <= 0")
@@ -327,10 +347,11 @@ def allocator_tag(environ: Mapping[str, str] | None = None) -> str:
 
 def table_key(threads: int, machine: str | None = None, torch: str | None = None,
               allocator: str | None = None) -> str:
-    """``<hash of the machine>-torch<version><allocator tag>-t<threads>`` (see :func:`allocator_tag`)."""
+    """``<hash of the machine>-torch<version><allocator tag>-v<table format>-t<threads>`` (see
+    :func:`allocator_tag`)."""
     digest = hashlib.sha1((machine or machine_name()).encode()).hexdigest()[:10]
     tag = allocator_tag() if allocator is None else allocator
-    return f"{digest}-torch{torch or torch_version()}{tag}-t{threads}"
+    return f"{digest}-torch{torch or torch_version()}{tag}-v{TABLE_FORMAT}-t{threads}"
 
 
 def table_path(threads: int, directory: Path | None = None) -> Path:
@@ -383,6 +404,7 @@ class _NodeFacts:
     flops: float
     in_bytes: tuple[float, ...]
     out_bytes: tuple[float, ...]
+    row_bytes: float  # bytes of one row (the last axis) of its first output, 0 without one
 
 
 @dataclass
@@ -421,27 +443,32 @@ class TimeModel:
             kind = CONTRACTION
         else:
             kind = POINTWISE
-        return _NodeFacts(kind, float(flops), ins, outs)
+        first = node.outputs[0] if node.outputs else None
+        row = float(evaluate(first.shape[-1], self.sizes) * first.dtype.itemsize) if first is not None and first.rank else 0.0
+        return _NodeFacts(kind, float(flops), ins, outs, row)
 
     def _work(self, i: int, chunked: Mapping[Value, object] = {}, share: float = 1.0,
-              rows: float | None = None) -> Work:
-        """Node ``i``'s call when its outputs and the ``chunked`` inputs are ``share`` of their size."""
+              rows: float | None = None, last_axis: bool = False) -> Work:
+        """Node ``i``'s call when its outputs and the ``chunked`` inputs are ``share`` of their size
+        (``last_axis``: its output is chunked along its last axis, so its rows shrink too)."""
         f, node = self.facts[i], self.graph.nodes[i]
         ins = [b * share if v in chunked else b for v, b in zip(node.inputs, f.in_bytes)]
         outs = tuple(b * share for b in f.out_bytes)
+        row = round(f.row_bytes * share) if last_axis else f.row_bytes
         return Work(f.kind, f.flops * share, sum(ins) + sum(outs), max(ins + list(outs), default=0.0),
-                    () if f.kind == VIEW else outs, rows)
+                    () if f.kind == VIEW else outs, rows, sum(outs), row % CACHE_LINE == 0)
 
-    def _call_seconds(self, i: int, sliced_inputs: tuple[bool, ...], share: float, rows: float | None) -> float:
+    def _call_seconds(self, i: int, sliced_inputs: tuple[bool, ...], share: float, rows: float | None,
+                      last_axis: bool = False) -> float:
         """Seconds of node ``i``'s call on ``share`` of its outputs and of the inputs flagged in
         ``sliced_inputs`` (the machine's price of :meth:`_work`), remembered: the selection
         prices many regions that run the same node on the same share."""
-        key = (i, sliced_inputs, share, rows)
+        key = (i, sliced_inputs, share, rows, last_axis)
         t = self._call_cache.get(key)
         if t is None:
             node = self.graph.nodes[i]
             chunked = {v: None for v, flag in zip(node.inputs, sliced_inputs) if flag}
-            t = self._call_cache[key] = self.machine.seconds(self._work(i, chunked, share, rows))
+            t = self._call_cache[key] = self.machine.seconds(self._work(i, chunked, share, rows, last_axis))
         return t
 
     def _rows(self, i: int, chunked: Mapping[Value, tuple[int, int]]) -> float | None:
@@ -489,12 +516,16 @@ class TimeModel:
         loop_nodes = {self.graph.nodes[i] for i in loop}
         total = 0.0
         for i in loop:
+            node = self.graph.nodes[i]
             rows = self._rows(i, chunked)
-            grow = _overlap(self.graph.nodes[i], chunked, halos, chunk)
-            sliced_inputs = tuple(v in chunked for v in self.graph.nodes[i].inputs)
+            grow = _overlap(node, chunked, halos, chunk)
+            sliced_inputs = tuple(v in chunked for v in node.inputs)
+            out = node.outputs[0] if node.outputs else None
+            last_axis = out in chunked and chunked[out][0] == out.rank - 1
             for count, share in parts:
                 share = min(1.0, share * grow)
-                total += count * self._call_seconds(i, sliced_inputs, share, None if rows is None else rows * share)
+                total += count * self._call_seconds(i, sliced_inputs, share, None if rows is None else rows * share,
+                                                    last_axis)
         sliced = [v for v in chunked if v.producer not in loop_nodes]  # region inputs, viewed each iteration
         total += iterations * (m.iteration_s + len(sliced) * m.slice_s)
         for v in sliced:
