@@ -1,6 +1,6 @@
 """Measure this machine's kernel table for the cost model (PyTorch backend, CPU).
 
-    python -m chunkc.calibrate               # at torch's thread count; about half a minute
+    python -m chunkc.calibrate               # at torch's thread count; about a quarter of a minute
     python -m chunkc.calibrate --threads 1   # the benchmarks time with one thread
     python -m chunkc.calibrate --show        # print the cached table, measure nothing
 

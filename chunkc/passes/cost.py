@@ -17,6 +17,9 @@ is a view) and the bytes of its values, by a *kernel model*:
   comes from one operand only, as the rows of a matmul or the queries of an
   attention, not a batch axis that every operand shares — runs at the rate of
   a matrix product with that many rows (small matrices use the hardware badly);
+  its stores come on top, per output byte by the output's size and whether its
+  rows are whole cache lines (attention scores over heads of 8-64 do few FLOPs
+  per element, and out of cache their stores cost more than the arithmetic);
 * a chunk loop adds, per iteration, its bookkeeping, a view of every sliced
   input and the copy of each output chunk into its buffer; a region input
   sliced along an axis that is not the outermost is a strided view that
@@ -26,10 +29,11 @@ Two kernel models come with chunkc:
 
 * :class:`KernelTable` — measured on this machine, for the PyTorch backend:
   ``python -m chunkc.calibrate`` times the fixed per-call costs, a streaming
-  kernel, fresh outputs, a pointwise kernel and matrix products over a ladder
-  of sizes (about half a minute) and caches the table as JSON in the user's
-  cache directory, keyed by machine, torch version, torch threads and the
-  allocator's settings in the environment (:func:`table_path`).  Times between measured sizes are interpolated.
+  kernel, fresh outputs, a pointwise kernel, matrix products and their stores
+  over ladders of sizes (about a quarter of a minute) and caches the table as
+  JSON in the user's cache directory, keyed by machine, torch version, torch
+  threads, the table's format and the allocator's settings in the environment
+  (:func:`table_path`).  Times between measured sizes are interpolated.
 * :class:`Machine` — hand-set constants that rank candidates but do not
   predict seconds: the fallback when no table exists (and for the other
   backends).
