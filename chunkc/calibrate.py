@@ -207,7 +207,8 @@ def _product_out(gemm: Sequence[tuple[float, float]], call_s: float, columns: in
 
         def mm():
             torch.mm(a, w, out=out)
-        t = _seconds_per_call(mm, _calls_for(nbytes * 1e-10), samples if nbytes < (16 << 20) else max(3, samples // 2))
+        reps = samples if nbytes < (16 << 20) else max(3, samples // 2)
+        t = _seconds_per_call(mm, _calls_for(nbytes * 1e-10), reps)
         stores = t - call_s - flops / _interpolate(gemm, float(rows))
         curve.append((float(nbytes), max(stores, 0.0) / nbytes))
         say(f"product output {nbytes >> 10} KiB, rows of {columns} columns: {curve[-1][1] * 1e12:.0f} ps per byte "

@@ -448,7 +448,9 @@ class TimeModel:
         else:
             kind = POINTWISE
         first = node.outputs[0] if node.outputs else None
-        row = float(evaluate(first.shape[-1], self.sizes) * first.dtype.itemsize) if first is not None and first.rank else 0.0
+        row = 0.0
+        if first is not None and first.rank:
+            row = float(evaluate(first.shape[-1], self.sizes) * first.dtype.itemsize)
         return _NodeFacts(kind, float(flops), ins, outs, row)
 
     def _work(self, i: int, chunked: Mapping[Value, object] = {}, share: float = 1.0,
