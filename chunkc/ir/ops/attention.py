@@ -446,12 +446,18 @@ def _sdpa_torch(ctx: LoweringContext) -> str:
     return f"F.scaled_dot_product_attention({q}, {k}, {v}{extra}{scale})"
 
 
+def _split_over_keys(graph, node):
+    from .attention_keys import split_attention
+    return split_attention(graph, node)
+
+
 register(OpDef(
     name="scaled_dot_product_attention", infer=_sdpa_infer, dims=_sdpa_dims, reference=_sdpa_ref,
     num_inputs=(3, 4), attrs={"is_causal": False, "scale": None, "query_offset": 0, "enable_gqa": False},
     size_attrs=("query_offset",), canonicalize=_sdpa_canonicalize,
     workspace=_sdpa_workspace, torch_workspace=_SDPA_WORKSPACE, flops=_sdpa_flops, slice_attrs=_sdpa_slice,
     torch=_sdpa_torch, saves=("inputs", "outputs"),
+    split_accumulating=lambda graph, node: _split_over_keys(graph, node),
     doc="scaled_dot_product_attention(q[..., L, E], k[..., S, E], v[..., S, Ev], mask?, is_causal=False, "
         "scale=None, query_offset=0, enable_gqa=False) -> [..., L, Ev]; scale None is 1/sqrt(E); a bool mask "
         "marks the keys to attend, a float mask is added; with is_causal, query i attends keys j <= i + "
