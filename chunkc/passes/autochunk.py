@@ -299,6 +299,14 @@ def _variants(graph: Graph, sizes: dict[str, int], opts: AutochunkOptions, peak_
         variants.append(_Variant(finish(folded), [], {}))
     if all(v.graph is not graph for v in variants):
         variants.append(_Variant(graph, [], {}))
+    if opts.rewrite:  # splits that cost time (attention's scores twice): only where the budget needs them
+        base = variants[0]
+        costly, more = split_statistics(base.graph, "split_accumulating")
+        if more:
+            variants.append(_Variant(finish(costly), base.notes + [
+                f"split {len(more)} op(s) over an axis they mix into two passes that accumulate over it (the "
+                f"budget needs loops over it): {', '.join(s.name for s in more)}"], base.copies, fallback=True))
+            splits = splits + more
     return variants, splits
 
 

@@ -32,7 +32,7 @@ from ..kernel_workspace import TorchWorkspace
 from ..lowering import LoweringContext
 from ..registry import OpDef, register
 from ..layout import contiguous_strides
-from ..sizes import Size, normalize, product, size_max
+from ..sizes import Size, ceildiv, normalize, product, size_max
 from ..types import TensorType
 from ._contraction_copies import matmul_layout_copies
 from ._common import fail, is_one
@@ -172,14 +172,16 @@ def _apply_ref(xp, k, v, q, lse, mask=None, is_causal=False, scale=None, query_o
     return xp.matmul(scores, v)
 
 
-def _score_parts(op: str, ins, attrs) -> tuple[Size, Size, Size]:
-    """(elements of the scores, of the keys repeated for grouped queries, of the query rows)."""
+def _score_parts(op: str, ins, attrs) -> tuple[Size, Size, Size, Size]:
+    """Elements of the scores, of the keys and of the values repeated for grouped queries (0
+    without), and of the query rows."""
     sdpa, sdpa_attrs, batch = _check(op, ins, attrs)
-    q, k = sdpa[0], sdpa[1]
+    q, k, v = sdpa[:3]
     groups = _groups(sdpa) if attrs["enable_gqa"] else 1
     rows = normalize(product(batch) * q.shape[-2])
-    repeated = normalize(groups * k.numel()) if groups > 1 else 0
-    return normalize(rows * k.shape[-2]), repeated, rows
+    keys = normalize(groups * k.numel()) if groups > 1 else 0
+    values = normalize(groups * v.numel()) if groups > 1 and op == APPLY else 0
+    return normalize(rows * k.shape[-2]), keys, values, rows
 
 
 def _mask_bools(op: str, ins, attrs) -> Size:
@@ -194,11 +196,12 @@ def _mask_bools(op: str, ins, attrs) -> Size:
 
 def _numpy_workspace(op: str):
     def workspace(ins, attrs, outs) -> Size:
-        scores, repeated, rows = _score_parts(op, ins, attrs)
+        # the scores with the repeated keys and the mask's bools, before the output exists;
+        # then the scores beside the output, with the repeated values or a few rows
+        scores, keys, values, rows = _score_parts(op, ins, attrs)
         item = outs[0].dtype.itemsize
-        if op == APPLY and attrs["enable_gqa"]:
-            repeated = normalize(repeated + repeated * ins[1].numel() / ins[0].numel())
-        return normalize(scores + repeated + 2 * rows + _mask_bools(op, ins, attrs) / item)
+        masking = normalize(scores + keys + ceildiv(_mask_bools(op, ins, attrs), item) - outs[0].numel())
+        return size_max(masking, normalize(scores + values + 2 * rows))
     return workspace
 
 
@@ -230,15 +233,18 @@ def _q_copy(op: str, ins, attrs, strides) -> Size:
 
 def _torch_lowering(op: str):
     def lowering(ins, attrs, outs) -> Size:
-        scores, repeated, rows = _score_parts(op, ins, attrs)
+        # the scores with the repeated keys and the mask's bools, before the output exists; then
+        # the scores with the row maxima (logsumexp), or with the lse copied and tested, then the
+        # repeated values, beside the output (apply)
+        scores, keys, values, rows = _score_parts(op, ins, attrs)
         item = outs[0].dtype.itemsize
-        at_scores = (scores + repeated) * item + _mask_bools(op, ins, attrs)
-        if op == LSE:  # the row maxima and their -inf test
-            after = rows * (item + 1)
-        else:  # the lse copied with its test, then the values repeated for grouped queries
-            v_repeated = normalize(repeated * ins[1].numel() / ins[0].numel()) if repeated else 0
-            after = size_max(ins[3].numel() * (item + 1), v_repeated * item)
-        return normalize(size_max(at_scores, scores * item + after))
+        out = outs[0].numel() * item
+        masking = (scores + keys) * item + _mask_bools(op, ins, attrs) - out
+        if op == LSE:
+            after = rows * item
+        else:
+            after = size_max(values * item, ins[3].numel() * (item + 1) - out)
+        return normalize(size_max(masking, scores * item + after))
     return lowering
 
 
@@ -266,7 +272,7 @@ def _lowering(op: str):
 
 def _flops(op: str):
     def flops(ins, attrs, outs) -> Size:
-        scores, _, _ = _score_parts(op, ins, attrs)
+        scores = _score_parts(op, ins, attrs)[0]
         sdpa = _as_sdpa(op, ins)
         extra = 2 * scores * sdpa[2].shape[-1] if op == APPLY else 0
         return normalize(2 * scores * sdpa[0].shape[-1] + extra + 4 * scores)
