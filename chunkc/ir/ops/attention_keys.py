@@ -123,7 +123,8 @@ def _accumulates(op: str, combine: str):
         mask = _SDPA_POSITIONS[op][3]
         if len(ins) > mask and ins[mask].rank >= 1 and not is_one(ins[mask].shape[-1]):
             partners.append((mask, ins[mask].rank - 1))
-        return Accumulation(combine, partners=tuple(partners), offset_attr="key_offset")
+        # causal keys are placed: a loop moves key_offset to its slice's first key
+        return Accumulation(combine, partners=tuple(partners), offset_attr="key_offset" if attrs["is_causal"] else None)
     return accumulates
 
 
