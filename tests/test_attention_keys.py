@@ -108,6 +108,20 @@ def test_key_loops_match_unchunked(kind, gqa, fused_kv):
     run_on_all_backends(plan.graph, plan, inputs, expected, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["causal", "bool_mask"])
+def test_query_loop_runs_the_split_ops_on_query_rows(kind):
+    """The split ops carry the query axis as SDPA does (causal queries placed by query_offset)."""
+    g = _attention(kind)
+    inputs = _inputs(g)
+    split, _ = split_statistics(g, "split_accumulating")
+    cand = list(walk_regions(GraphIndex(split), len(split.nodes) - 1, 1))[-1]
+    graph, regions = apply_regions(split, [(cand, 5)])
+    ops = {graph.node(n).op.name for n in regions[0].nodes}
+    assert {"attention_logsumexp", "attention_apply"} <= ops and not regions[0].accumulators
+    plan = Plan(graph=graph, regions=tuple(regions))
+    run_on_all_backends(graph, plan, inputs, chunkc.interpret(g, *inputs), atol=1e-5, rtol=1e-4)
+
+
 def test_causal_key_chunk_moves_the_key_offset():
     """A causal key chunk past every query attends nothing: its partial is -inf (logsumexp)
     and 0 (apply), and the merge leaves the result alone; the generated code passes the

@@ -30,9 +30,9 @@ from ..dims import Accumulation, AxisFlow, AxisSource, DimRecord
 from ..dtypes import DType
 from ..kernel_workspace import TorchWorkspace
 from ..lowering import LoweringContext
-from ..registry import OpDef, register
 from ..layout import contiguous_strides
-from ..sizes import Size, ceildiv, normalize, product, size_max
+from ..registry import OpDef, register
+from ..sizes import Size, ceildiv, normalize, product, size_max, sizes_equal
 from ..types import TensorType
 from ._contraction_copies import matmul_layout_copies
 from ._common import fail, is_one
@@ -62,8 +62,7 @@ def _check(op: str, ins, attrs):
     if len(dtypes) != 1:
         raise fail(op, f"q, k, v and a float mask must share one dtype, got {', '.join(str(t) for t in sdpa)}")
     sdpa_attrs = {k: v for k, v in attrs.items() if k != "key_offset"}
-    batches, mask, batch = _parts(sdpa, sdpa_attrs)
-    return sdpa, sdpa_attrs, batch
+    return sdpa, sdpa_attrs, _parts(sdpa, sdpa_attrs)[2]
 
 
 def _lse_infer(ins, attrs):
@@ -76,7 +75,7 @@ def _apply_infer(ins, attrs):
     q, lse = sdpa[0], ins[3]
     want = batch + (q.shape[-2], 1)
     if lse.dtype != q.dtype or lse.rank > len(want) or not all(
-            is_one(a) or a == b for a, b in zip(lse.shape[::-1], want[::-1])) or not is_one(lse.shape[-1]):
+            is_one(a) or sizes_equal(a, b) for a, b in zip(lse.shape[::-1], want[::-1])) or not is_one(lse.shape[-1]):
         raise fail(APPLY, f"lse (input 3) {lse} must be attention_logsumexp's result [..., L, 1] in {q.dtype}")
     return (TensorType(q.dtype, batch + (q.shape[-2], sdpa[2].shape[-1])),)
 
@@ -102,14 +101,12 @@ def _dims(op: str):
         flows = [_remap(f, pos, op == APPLY) for f in _sdpa_dims(sdpa, sdpa_attrs, (sdpa_out,))[0]]
         if op == LSE:
             flows[-1] = AxisFlow("new")
-        else:  # the log-sum-exp carries the batch axes it is not broadcast along, and the queries
+        else:  # the log-sum-exp (one row per query head) carries the axes it is not broadcast along
             lse, rank = ins[3], outs[0].rank
             for k in range(rank - 1):
                 j = lse.rank - rank + k
                 if j >= 0 and not (is_one(lse.shape[j]) and not is_one(outs[0].shape[k])) and flows[k].kind == "carry":
-                    flows[k] = AxisFlow("carry", flows[k].sources + (AxisSource(3, j, flows[k].sources[0].ratio
-                                                                                  if k < rank - 2 else 1),),
-                                        flows[k].positional)
+                    flows[k] = AxisFlow("carry", flows[k].sources + (AxisSource(3, j),), flows[k].positional)
         return (tuple(flows),)
     return dims
 
