@@ -154,8 +154,9 @@ def _lse_ref(xp, k, q, mask=None, is_causal=False, scale=None, query_offset=0, k
     xp.exp(scores, out=scores)
     total = xp.sum(scores, axis=-1, keepdims=True)
     del scores
-    out = xp.full_like(total, -xp.inf)
-    xp.log(total, out=out, where=total > 0)
+    empty = total == 0  # no key attended: -inf (log of 1 there, then replaced: no warning)
+    out = xp.log(xp.where(empty, 1, total).astype(total.dtype))
+    out[empty] = -xp.inf
     out += m
     return out
 
