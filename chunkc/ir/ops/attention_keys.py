@@ -299,20 +299,3 @@ for _op, _combine, _infer, _ref, _n in ((LSE, "logaddexp", _lse_infer, _lse_ref,
         workspace=_numpy_workspace(_op), flops=_flops(_op), slice_attrs=_sdpa_slice, torch=_lowering(_op),
         torch_workspace=TorchWorkspace(lowering=_torch_lowering(_op), aten_layout=_torch_layout(_op)),
         saves=("inputs", "outputs"), doc=_doc(_op)))
-
-
-def split_attention(graph, node):
-    """``node`` (scaled_dot_product_attention) as attention_logsumexp + attention_apply, both
-    accumulating over the keys; None where the split does not apply (mixed dtypes)."""
-    q, k, v = node.inputs[:3]
-    mask = list(node.inputs[3:])
-    if len({q.dtype, k.dtype, v.dtype} | {m.dtype for m in mask if m.dtype != DType.bool}) != 1:
-        return None
-    attrs = {**node.attrs, "key_offset": 0}
-    lse = graph.add_node(LSE, [k, q] + mask, attrs, name=f"{node.name}_lse", before=node, source=node.source)
-    apply = graph.add_node(APPLY, [k, v, q, lse.outputs[0]] + mask, attrs, name=f"{node.name}_apply", before=node,
-                           source=node.source)
-    return lse, apply, (2, 0, 1) + ((4,) if mask else ())
-
-
-__all__ = ["split_attention"]
