@@ -78,13 +78,17 @@ def test_a_plan_over_budget_on_another_backend_is_planned_again():
     np.testing.assert_allclose(fn(x), chunkc.interpret(g, x)[0], rtol=1e-4, atol=1e-4)
 
 
+# each attention op's keys: SDPA's input 1, input 0 of its split over the keys
+_KEYS_AT = {"scaled_dot_product_attention": 1, "attention_logsumexp": 0, "attention_apply": 0}
+
+
 def _square_scores_workspace(op):
-    """A backend whose attention kernel holds the whole key-by-key square of scores per head,
-    however few queries it gets: no chunking lowers that."""
+    """A backend whose attention kernels hold the whole square of scores per head (the keys'
+    full length squared), however few queries or keys they get: no chunking lowers that."""
     def square(ins, attrs, outs):
-        k = ins[1]
-        return k.shape[-3] * k.shape[-2] * k.shape[-2] if k.rank >= 3 else 0
-    return square if op.name == "scaled_dot_product_attention" else reference_workspace(op)
+        k = ins[_KEYS_AT[op.name]]
+        return k.shape[-3] * SIZES["L"] * SIZES["L"] if k.rank >= 3 else 0
+    return square if op.name in _KEYS_AT else reference_workspace(op)
 
 
 def test_a_budget_no_plan_reaches_on_another_backend_is_refused():

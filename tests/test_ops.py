@@ -189,7 +189,10 @@ def test_accumulates_by_execution(name):
                 sliced = list(sample.inputs)
                 for pos, ax in sliced_axes(axis, how).items():
                     sliced[pos] = _slice_axis(sliced[pos], ax, a, b)
-                part = np.asarray(run(name, sliced, sample.attrs)[0])
+                attrs = dict(sample.attrs)
+                if how.offset_attr is not None:  # the slice is placed at element a of the axis
+                    attrs[how.offset_attr] = attrs.get(how.offset_attr, 0) + a
+                part = np.asarray(run(name, sliced, attrs)[0])
                 if how.share:
                     part = (part * ((b - a) / n)).astype(part.dtype)
                 merged = part if merged is None else getattr(np, how.combine)(merged, part)

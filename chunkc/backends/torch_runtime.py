@@ -267,3 +267,42 @@ def group_norm_apply(x: torch.Tensor, moments: torch.Tensor, weight, bias, group
         dtype = torch.promote_types(dtype, t.dtype) if t is not None else dtype
     shape = x.shape[:2] + (1,) * (x.dim() - 2)
     return torch.addcmul(shift.to(dtype).view(shape), x, scale.to(dtype).view(shape))
+
+
+def _attention_scores(q: torch.Tensor, k: torch.Tensor, mask, causal: bool, scale: float, query_offset: int,
+                      key_offset: int, groups: int) -> torch.Tensor:
+    """The scaled scores q @ k^T, masked positions -inf (ops attention_logsumexp/attention_apply)."""
+    if groups > 1:
+        k = k.repeat_interleave(groups, dim=-3)
+    scores = torch.matmul(q, k.transpose(-2, -1))
+    scores.mul_(scale)
+    if causal:  # key j (at row j + key_offset) is past query i (at row i + query_offset)
+        past = torch.ones(scores.shape[-2], scores.shape[-1], dtype=torch.bool, device=scores.device)
+        scores.masked_fill_(past.triu_(query_offset - key_offset + 1), float("-inf"))
+    elif mask is not None and mask.dtype == torch.bool:
+        scores.masked_fill_(mask.logical_not(), float("-inf"))
+    elif mask is not None:
+        scores.add_(mask)
+    return scores
+
+
+def attention_logsumexp(k: torch.Tensor, q: torch.Tensor, mask, causal: bool, scale: float, query_offset: int,
+                        key_offset: int, groups: int) -> torch.Tensor:
+    """log sum_j exp(score_ij) over the keys (-inf for a query with none), in place on the scores."""
+    scores = _attention_scores(q, k, mask, causal, scale, query_offset, key_offset, groups)
+    top = scores.amax(-1, keepdim=True)
+    top.masked_fill_(top.isneginf(), 0.0)
+    return scores.sub_(top).exp_().sum(-1, keepdim=True).log_().add_(top)
+
+
+def attention_apply(k: torch.Tensor, v: torch.Tensor, q: torch.Tensor, lse: torch.Tensor, mask, causal: bool,
+                    scale: float, query_offset: int, key_offset: int, groups: int) -> torch.Tensor:
+    """sum_j exp(score_ij - lse_i) v_j over the keys (0 where lse is -inf)."""
+    scores = _attention_scores(q, k, mask, causal, scale, query_offset, key_offset, groups)
+    scores.sub_(lse.masked_fill(lse.isneginf(), 0.0)).exp_()
+    if groups > 1:
+        v = v.repeat_interleave(groups, dim=-3)
+    return torch.matmul(scores, v)
+
+
+__all__ += ["attention_logsumexp", "attention_apply"]

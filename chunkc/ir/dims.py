@@ -146,11 +146,16 @@ class Accumulation:
     together with the accumulated axis, chunk for chunk (a contraction's other operand:
     ``A[:, c] @ B[c, :]``); every input neither accumulated nor a partner is read whole.
     A partner axis has the accumulated axis's size.
+
+    ``offset_attr`` names the attribute that places a slice along the axis, when the op's
+    result depends on where its elements sit (causal attention over a slice of its keys:
+    ``key_offset``): a loop adds the slice's first element to it.
     """
 
     combine: Combine
     share: bool = False
     partners: tuple[tuple[int, int], ...] = ()
+    offset_attr: str | None = None
 
 
 SUM = Accumulation("add")

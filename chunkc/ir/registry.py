@@ -133,6 +133,11 @@ class OpDef:
     # along them that applies the statistics; ``positions`` are the apply node's inputs that
     # were ``node``'s (chunkc.passes.split_statistics).  None: the op is not split.
     split_statistics: Callable[..., Any] | None = None
+    # ``split_accumulating(graph, node) -> (statistics node, apply node, positions) | None``:
+    # the same for an op whose split costs time (attention over its keys computes the scores
+    # twice): autochunk plans the split graph only when no other meets the budget; None
+    # from the function: this node is not split.
+    split_accumulating: Callable[..., Any] | None = None
     doc: str = ""
 
     def __post_init__(self) -> None:

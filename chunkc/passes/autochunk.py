@@ -299,6 +299,14 @@ def _variants(graph: Graph, sizes: dict[str, int], opts: AutochunkOptions, peak_
         variants.append(_Variant(finish(folded), [], {}))
     if all(v.graph is not graph for v in variants):
         variants.append(_Variant(graph, [], {}))
+    if opts.rewrite:  # splits that cost time (attention's scores twice): only where the budget needs them
+        base = variants[0]
+        costly, more = split_statistics(base.graph, "split_accumulating")
+        if more:
+            variants.append(_Variant(finish(costly), base.notes + [
+                f"split {len(more)} op(s) over an axis they mix into two passes that accumulate over it (the "
+                f"budget needs loops over it): {', '.join(s.name for s in more)}"], base.copies, fallback=True))
+            splits = splits + more
     return variants, splits
 
 
@@ -387,11 +395,16 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
         best = min(plans, key=lambda p: p.estimated_slowdown)
         return fuse_unused_splits(best, splits, lambda g, p: estimate_memory(
             g, plan=p, sizes=sizes, backend=opts.backend).peak_bytes)
-    best = min((p for p in planners if p.floor is not None), key=lambda p: p.floor.peak_bytes)
-    plan, best = _recompute_held(best, opts.recompute_rounds)
-    if plan is not None:
-        return fuse_unused_splits(plan, splits, lambda g, p: estimate_memory(
-            g, plan=p, sizes=sizes, backend=opts.backend).peak_bytes)
+    # recompute what the lowest floors hold, lowest first (another variant's floor may fall
+    # further once its held values are recomputed: attention split over its keys)
+    best = None
+    for start in sorted((p for p in planners if p.floor is not None), key=lambda p: p.floor.peak_bytes):
+        plan, deeper = _recompute_held(start, opts.recompute_rounds)
+        if plan is not None:
+            return fuse_unused_splits(plan, splits, lambda g, p: estimate_memory(
+                g, plan=p, sizes=sizes, backend=opts.backend).peak_bytes)
+        if best is None or deeper.floor.peak_bytes < best.floor.peak_bytes:
+            best = deeper
     floor = best.floor
     widths = " and ".join(str(w) for w in best.widths if w)
     raise InfeasibleBudgetError(

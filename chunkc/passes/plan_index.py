@@ -24,7 +24,7 @@ from ..errors import ChunkcError
 from ..ir.dims import LOOP_START, LOOP_STOP, Accumulation, AxisSource
 from ..ir.graph import Graph, Node, Value
 from ..ir.liveness import deaths
-from ..ir.sizes import format_size, sizes_equal
+from ..ir.sizes import format_size, normalize, sizes_equal
 from .accumulate import accumulating_end
 from .halo import computed_length
 from .plan import ChunkedValue, ChunkRegion, Plan
@@ -80,8 +80,15 @@ class RegionView:
         return frozenset(self.nodes)
 
     def loop_attrs(self, node: Node) -> dict:
-        """The attributes ``node`` runs with inside this loop (see :func:`loop_attrs`)."""
-        return loop_attrs(node, self.chunk.get(node.outputs[0]) if node.outputs else None)
+        """The attributes ``node`` runs with inside this loop (see :func:`loop_attrs`); an
+        accumulator whose record places its slice (``Accumulation.offset_attr``) gets the
+        slice's first element added there."""
+        attrs = loop_attrs(node, self.chunk.get(node.outputs[0]) if node.outputs else None)
+        how = self.accumulators.get(node.outputs[0]) if node.outputs else None
+        if how is not None and how.offset_attr is not None:
+            unit = self.chunk[node.inputs[0]].unit
+            attrs[how.offset_attr] = normalize(attrs[how.offset_attr] + unit * LOOP_START)
+        return attrs
 
     @cached_property
     def has_halo(self) -> bool:

@@ -33,19 +33,23 @@ class StatisticsSplit:
     inputs: tuple[int, ...]  # the apply node's input positions that were the fused node's inputs
 
 
-def split_statistics(graph: Graph) -> tuple[Graph, tuple[StatisticsSplit, ...]]:
-    """A copy of ``graph`` with every splittable op split (``graph`` itself if none is)."""
-    if not any(n.op.split_statistics is not None for n in graph.nodes):
+def split_statistics(graph: Graph, record: str = "split_statistics") -> tuple[Graph, tuple[StatisticsSplit, ...]]:
+    """A copy of ``graph`` with every op split whose record has ``record`` (``split_statistics``,
+    or ``split_accumulating``: the splits that cost time), ``graph`` itself if none is."""
+    if not any(getattr(n.op, record) is not None for n in graph.nodes):
         return graph, ()
     g = graph.copy()
     splits = []
-    for node in [n for n in g.nodes if n.op.split_statistics is not None]:
-        stats, apply, positions = node.op.split_statistics(g, node)
+    for node in [n for n in g.nodes if getattr(n.op, record) is not None]:
+        made = getattr(node.op, record)(g, node)
+        if made is None:
+            continue
+        stats, apply, positions = made
         splits.append(StatisticsSplit(node.op.name, tuple(node.attrs.items()), node.name, stats.name, apply.name,
                                       positions))
         g.replace_all_uses(node.outputs[0], apply.outputs[0])
         g.erase(node)
-    return g, tuple(splits)
+    return (g, tuple(splits)) if splits else (graph, ())
 
 
 def fuse_unused_splits(plan: Plan, splits: tuple[StatisticsSplit, ...], estimate) -> Plan:

@@ -9,7 +9,7 @@ import importlib
 import pkgutil
 
 from . import (  # noqa: F401
-    attention, concat, conv, creation, elementwise, index, linalg, misc, norm, opaque, pool, reduce, resize, shape,
+    attention, attention_keys, concat, conv, creation, elementwise, index, linalg, misc, norm, opaque, pool, reduce, resize, shape,
 )
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):

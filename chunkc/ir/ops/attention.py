@@ -446,12 +446,28 @@ def _sdpa_torch(ctx: LoweringContext) -> str:
     return f"F.scaled_dot_product_attention({q}, {k}, {v}{extra}{scale})"
 
 
+def _split_over_keys(graph, node):
+    """SDPA as attention_logsumexp + attention_apply, both accumulating over the keys
+    (chunkc/ir/ops/attention_keys.py); None where the split does not apply (mixed dtypes)."""
+    q, k, v = node.inputs[:3]
+    mask = list(node.inputs[3:])
+    if len({q.dtype, k.dtype, v.dtype} | {m.dtype for m in mask if m.dtype != DType.bool}) != 1:
+        return None
+    attrs = {**node.attrs, "key_offset": 0}
+    lse = graph.add_node("attention_logsumexp", [k, q] + mask, attrs, name=f"{node.name}_lse", before=node,
+                         source=node.source)
+    apply = graph.add_node("attention_apply", [k, v, q, lse.outputs[0]] + mask, attrs, name=f"{node.name}_apply",
+                           before=node, source=node.source)
+    return lse, apply, (2, 0, 1) + ((4,) if mask else ())
+
+
 register(OpDef(
     name="scaled_dot_product_attention", infer=_sdpa_infer, dims=_sdpa_dims, reference=_sdpa_ref,
     num_inputs=(3, 4), attrs={"is_causal": False, "scale": None, "query_offset": 0, "enable_gqa": False},
     size_attrs=("query_offset",), canonicalize=_sdpa_canonicalize,
     workspace=_sdpa_workspace, torch_workspace=_SDPA_WORKSPACE, flops=_sdpa_flops, slice_attrs=_sdpa_slice,
     torch=_sdpa_torch, saves=("inputs", "outputs"),
+    split_accumulating=lambda graph, node: _split_over_keys(graph, node),
     doc="scaled_dot_product_attention(q[..., L, E], k[..., S, E], v[..., S, Ev], mask?, is_causal=False, "
         "scale=None, query_offset=0, enable_gqa=False) -> [..., L, Ev]; scale None is 1/sqrt(E); a bool mask "
         "marks the keys to attend, a float mask is added; with is_causal, query i attends keys j <= i + "
