@@ -25,6 +25,7 @@ from ..elements import exact
 from ..kernel_workspace import TorchWorkspace, promoted_operands
 from ..lowering import LoweringContext, torch_dtype, tuple_literal
 from ..registry import _REGISTRY, OpDef, REQUIRED, register
+from ..sizes import ceildiv
 from ..types import TensorType
 from ._common import broadcast_dims, broadcast_shapes, fail, host_array, norm_axis, open_grid, result_dtype, require_same
 from .elementwise import promoted_call
@@ -222,6 +223,14 @@ def _scatter_elements_workspace(ins, attrs, outs):
     return max(wrapping - outs[0].numel() * outs[0].dtype.itemsize, kept)
 
 
+def _scatter_elements_numpy_workspace(ins, attrs, outs):
+    """The NumPy reference wraps negative indices with ``where``: the mask, the index plus
+    the axis size and the wrapped index (in the index's own dtype) live at once; the fancy
+    assignment that follows takes nothing more."""
+    n = ins[1].numel()
+    return ceildiv(n * (1 + 2 * ins[1].dtype.itemsize), outs[0].dtype.itemsize)
+
+
 def _scatter_nd_workspace(ins, attrs, outs):
     # the output (a copy of the data) first; then the wrapping, and the linear position of each
     # update (its running value and two temporaries per step)
@@ -290,6 +299,7 @@ def _scatter_dims(ins, attrs, outs) -> DimRecord:
 
 _register(OpDef(name="scatter_elements", infer=_scatter_elements_infer, dims=_scatter_dims,
                 reference=_scatter_elements_ref, num_inputs=(3, 3), attrs={"axis": 0, "reduction": "none"},
+                workspace=_scatter_elements_numpy_workspace,
                 torch="rt.scatter_elements({args}, {axis}, {reduction})",
                 torch_workspace=TorchWorkspace(lowering=_scatter_elements_workspace),
                 doc="scatter_elements(data, indices, updates, axis=0, reduction='none'): ONNX ScatterElements. Carries: no axis."))
