@@ -224,9 +224,9 @@ def _scatter_elements_workspace(ins, attrs, outs):
 
 
 def _scatter_elements_numpy_workspace(ins, attrs, outs):
-    """The NumPy reference wraps negative indices with ``where``: the mask, the index plus
-    the axis size and the wrapped index (in the index's own dtype) live at once; the fancy
-    assignment that follows takes nothing more."""
+    """The NumPy reference wraps negative indices in a copy of the index: the copy, the
+    index plus the axis size and the mask of negative entries (in the index's own dtype) live
+    at once; the fancy assignment that follows takes nothing more."""
     n = ins[1].numel()
     return ceildiv(n * (1 + 2 * ins[1].dtype.itemsize), outs[0].dtype.itemsize)
 
@@ -286,7 +286,11 @@ def _apply_reduction(xp, out, index, upd, reduction):
 def _scatter_elements_ref(xp, data, indices, updates, axis, reduction):
     out = data.copy()
     axis = norm_axis("scatter_elements", axis, data.ndim)
-    idx = xp.where(indices < 0, indices + data.shape[axis], indices)
+    # negative indices wrapped in a fresh C-ordered copy (xp.where buffers 8192 entries of an
+    # index that is a broadcast view, an expand)
+    idx = xp.empty(indices.shape, dtype=indices.dtype)
+    xp.copyto(idx, indices)
+    xp.copyto(idx, idx + data.shape[axis], where=idx < 0)
     grid = open_grid(xp, indices.shape)
     grid[axis] = idx
     _apply_reduction(xp, out, tuple(grid), updates, reduction)
