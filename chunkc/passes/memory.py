@@ -459,8 +459,9 @@ class MemoryModel:
         return best
 
     def _window_input(self, p: int, chunk: ChunkedValue | None) -> int | None:
-        """The input position a window op in a halo loop reads padded rows of, else None."""
-        if chunk is None or not self.ws_fn[p]:
+        """The input position a window op in a halo loop reads padded rows of, else None
+        (whether or not the op's kernel takes workspace of its own)."""
+        if chunk is None:
             return None
         flow = self.record(p)[0][chunk.axis]
         if flow.kind != "window":
@@ -644,7 +645,7 @@ class MemoryModel:
                 root[v] = INTERNAL
         for reg in regions:
             for p in range(reg.start, reg.end + 1):
-                if self.ws_fn[p] is not None:
+                if self.ws_fn[p] is not None or reg.halo:  # in a halo loop, a window op's padded copy
                     ws[p] = self._chunk_workspace(p, reg, region_strides[reg.index])
         return iv, ws
 
