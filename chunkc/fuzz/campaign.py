@@ -148,7 +148,8 @@ def _time_limit(seconds: float | None):
 
     def _raise(signum, frame):
         raise CaseTimeout()
-    timers = ((signal.SIGPROF, signal.ITIMER_PROF, seconds), (signal.SIGALRM, signal.ITIMER_REAL, seconds * WALL_FACTOR))
+    timers = ((signal.SIGPROF, signal.ITIMER_PROF, seconds),
+              (signal.SIGALRM, signal.ITIMER_REAL, seconds * WALL_FACTOR))
     old = [signal.signal(sig, _raise) for sig, _, _ in timers]
     for _, timer, limit in timers:
         signal.setitimer(timer, limit)

@@ -362,7 +362,8 @@ def _run_program(case: FuzzCase, backend: str, plan, expected, measure: bool, ru
             runs.measured = measured
         problem = _compare(_as_list(got), outputs)
         if problem:
-            runs.findings.append(Finding("wrong", stage, backend, None, f"at sizes {sizes}, against {against}: {problem}"))
+            runs.findings.append(Finding("wrong", stage, backend, None,
+                                         f"at sizes {sizes}, against {against}: {problem}"))
     return runs
 
 
@@ -436,4 +437,5 @@ def _crash(stage: str, backend: str | None, budget: Budget | None, exc: BaseExce
     return Finding("crash", stage, backend, budget, f"{exc}{where}{origin}", error=type(exc).__name__)
 
 
-__all__ = ["KINDS", "BACKENDS", "STEP_SHARE", "Finding", "PlanOutcome", "CaseReport", "check_case", "discontinuous_nodes"]
+__all__ = ["KINDS", "BACKENDS", "STEP_SHARE", "Finding", "PlanOutcome", "CaseReport", "check_case",
+           "discontinuous_nodes"]
