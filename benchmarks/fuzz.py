@@ -54,7 +54,7 @@ def render(summary, cases: int) -> str:
     lines += ["", *C.table(["finding", "count", "cases"],
                            [[k.replace("_", " "), summary.findings[k], summary.failing_cases[k]] for k in KINDS])]
     if summary.timeouts:
-        lines += ["", f"Cases abandoned after 120 s: {', '.join(map(str, summary.timeouts))}."]
+        lines += ["", f"Cases abandoned after 120 s of CPU time: {', '.join(map(str, summary.timeouts))}."]
     lines += ["", "What each row means (docs/fuzzing.md): *crash*, any exception but a clear `InfeasibleBudgetError`; "
               "*wrong*, an output off the interpreter's beyond float32 tolerance; *over budget*, an estimate above "
               "the budget or a measured peak above 1.02x it; *estimate*, an estimate more than 2% off the "

@@ -109,6 +109,72 @@ def test_a_wrong_kernel_is_a_wrong_result(monkeypatch):
     assert {(f.kind, f.stage) for f in report.findings} >= {("wrong", "run"), ("wrong", "rerun")}
 
 
+def _stepping_case() -> FuzzCase:
+    """A graph with a discontinuous op (floor), as seed 11's case 11000131 had (a cast to
+    integers): its output steps where a float input sits on a boundary."""
+    g = chunkc.Graph("stepping")
+    x = g.add_input("x", "f32", ("L", 256))
+    w = g.add_constant("w", np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32) / 16)
+    h = O.tanh(O.matmul(x, w))
+    g.set_outputs(O.add(h, O.floor(O.mul(h, 4.0))))
+    return FuzzCase(0, g, {"L": 1024}, ({"L": 333},), (Budget(0.7), Budget(0.6, in_bytes=True)))
+
+
+def _interpreter_a_step_off(monkeypatch):
+    """The interpreter's first output one step (1.0) off at one entry: what a backend whose
+    kernels round an input of floor one ulp apart from the interpreter's sees there."""
+    import chunkc.fuzz.oracle as oracle
+    real = oracle.interpret
+
+    def stepped(graph, *inputs):
+        out = list(real(graph, *inputs))
+        out[0] = np.array(out[0], copy=True)
+        out[0].flat[7] += 1.0
+        return out
+    monkeypatch.setattr(oracle, "interpret", stepped)
+
+
+def test_records_say_which_ops_step():
+    f32, i32 = chunkc.TensorType(chunkc.DType.float32, (4,)), chunkc.TensorType(chunkc.DType.int32, (4,))
+    assert lookup("floor").is_discontinuous([f32], {})
+    assert lookup("cast").is_discontinuous([f32], {"dtype": "i32"})
+    assert not lookup("cast").is_discontinuous([f32], {"dtype": "f16"})
+    assert lookup("gt").is_discontinuous([f32, f32], {}) and not lookup("gt").is_discontinuous([i32, i32], {})
+    assert not lookup("tanh").is_discontinuous([f32], {})
+
+
+def test_a_step_at_a_boundary_is_not_a_wrong_result_where_ops_step(monkeypatch):
+    """In a graph with a discontinuous op, the chunked programs are held to their backend's
+    unchunked program, and that one to the interpreter with STEP_SHARE of its entries a step
+    off: a step at one entry is no finding."""
+    from chunkc.fuzz.oracle import discontinuous_nodes
+    case = _stepping_case()
+    assert discontinuous_nodes(case.graph) == [n.name for n in case.graph.nodes if n.op.name == "floor"]
+    _interpreter_a_step_off(monkeypatch)
+    report = check_case(case, measure=False)
+    assert report.ok, [str(f) for f in report.findings]
+    assert {o.status for o in report.outcomes} == {"planned"}
+
+
+def test_a_step_is_a_wrong_result_where_no_op_steps(monkeypatch):
+    """The same step in a graph without discontinuous ops is found, at every stage."""
+    _interpreter_a_step_off(monkeypatch)
+    report = check_case(_tiny_case(), backends=("numpy",), measure=False)
+    assert {(f.kind, f.stage) for f in report.findings} >= {("wrong", "unchunked"), ("wrong", "run")}
+
+
+def test_a_wrong_kernel_is_found_where_ops_step(monkeypatch):
+    """A kernel off everywhere is beyond the step share: the unchunked program is wrong, and
+    the chunked ones are held to the interpreter again."""
+    import chunkc.backends.runtime as runtime
+    tanh = lookup("tanh").reference
+    monkeypatch.setattr(runtime.references, "tanh", lambda xp, x: tanh(xp, x) + 1e-2, raising=False)
+    report = check_case(_stepping_case(), backends=("numpy",), measure=False)
+    found = {(f.kind, f.stage) for f in report.findings}
+    assert found >= {("wrong", "unchunked"), ("wrong", "run"), ("wrong", "rerun")}
+    assert all("against the interpreter" in f.message for f in report.findings if f.stage in ("run", "rerun"))
+
+
 def test_a_program_run_once_serves_every_budget_that_plans_it(monkeypatch):
     """Two budgets that plan one program (same regions, same chunk sizes at every size the
     case runs) run it once; the findings of that run are reported for both budgets."""
@@ -146,21 +212,39 @@ def test_the_measured_call_is_the_checked_one(monkeypatch):
 def test_a_case_past_its_time_limit_is_a_timeout_not_a_crash(monkeypatch):
     """The time limit's signal arrives inside a stage the oracle guards with ``except
     Exception``: it must end the case, not be reported as a crash of that stage (after which
-    the case ran on without a limit)."""
+    the case ran on without a limit).  The limit counts the CPU time the case spends."""
     import time
 
     import chunkc.passes.autochunk as autochunk_module
     from chunkc.fuzz.campaign import CaseTimeout, _time_limit
 
     def slow(*args, **kwargs):
-        time.sleep(2)
+        t = time.process_time()
+        while time.process_time() - t < 5:
+            pass
         raise KeyError("planned too slowly")
     monkeypatch.setattr(autochunk_module, "autochunk", slow)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with pytest.raises(CaseTimeout):
         with _time_limit(0.5):
             check_case(_tiny_case(), backends=("numpy",), execute=False)
-    assert time.perf_counter() - t0 < 2
+    assert time.process_time() - t0 < 2
+
+
+def test_the_time_limit_counts_cpu_time_and_the_wall_clock_backs_it_up():
+    """Waiting (here: sleeping, on a busy machine: for a core) is not the case's time; a case
+    that waits on nothing is still ended by the wall clock, at WALL_FACTOR x the limit."""
+    import time
+
+    from chunkc.fuzz.campaign import WALL_FACTOR, CaseTimeout, _time_limit
+
+    with _time_limit(0.2):
+        time.sleep(0.3)  # past the limit by the wall clock, not by CPU time
+    t0 = time.perf_counter()
+    with pytest.raises(CaseTimeout):
+        with _time_limit(0.2):
+            time.sleep(0.2 * WALL_FACTOR + 5)
+    assert time.perf_counter() - t0 < 0.2 * WALL_FACTOR + 2
 
 
 def test_a_low_estimate_is_found(monkeypatch):

@@ -14,7 +14,7 @@ import json
 import sys
 
 from ..ir.printer import print_graph
-from .campaign import Profile, run_campaign
+from .campaign import WALL_FACTOR, Profile, run_campaign
 from .graphs import random_case
 from .oracle import BACKENDS, check_case
 from .shrink import shrink
@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", action="append", choices=BACKENDS, help="backends (default: all)")
     parser.add_argument("--shrink", action="store_true", help="shrink one case of every failure class")
     parser.add_argument("--no-measure", action="store_true", help="skip the memory measurements")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per case before it is abandoned")
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help=f"seconds of CPU time per case before it is abandoned (the wall clock ends it at "
+                             f"{WALL_FACTOR:g} times that)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--log", default=None, help="append one JSON line per case to this file")
     args = parser.parse_args(argv)

@@ -138,6 +138,11 @@ class OpDef:
     # twice): autochunk plans the split graph only when no other meets the budget; None
     # from the function: this node is not split.
     split_accumulating: Callable[..., Any] | None = None
+    # Whether the output jumps by a whole step where a floating-point input moves by one ulp
+    # (floor, round, a float cast to integers, a comparison of floats): two correct programs
+    # that round an input differently (another backend's kernel, another summation order) may
+    # differ there by the step.  A bool, or ``fn(in_types, attrs) -> bool``.
+    discontinuous: bool | Callable[..., bool] = False
     doc: str = ""
 
     def __post_init__(self) -> None:
@@ -151,6 +156,12 @@ class OpDef:
     @property
     def may_alias(self) -> bool:
         return self.view_strides is not None
+
+    def is_discontinuous(self, in_types: Sequence[Any], attrs: Mapping[str, Any]) -> bool:
+        """The ``discontinuous`` record for a node with these input types and attributes."""
+        if callable(self.discontinuous):
+            return bool(self.discontinuous(in_types, attrs))
+        return bool(self.discontinuous)
 
     def bind_attrs(self, given: Mapping[str, Any], node_name: str = "") -> dict[str, Any]:
         """Fill defaults and refuse unknown or missing attributes."""

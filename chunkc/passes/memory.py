@@ -446,7 +446,7 @@ class MemoryModel:
         best = 0
         for n, start in iterations:
             ins, outs = types_for(n)
-            copy = self.border_copy_bytes(p, chunk, ins) if border else 0
+            copy = self.border_copy_bytes(p, chunk, ins, outs) if border else 0
             strides = in_strides
             if copy:  # the rows are a dense copy at the border, a view elsewhere: a kernel that
                 # copies a view that is not dense copies no more than the border copy holds
@@ -459,8 +459,9 @@ class MemoryModel:
         return best
 
     def _window_input(self, p: int, chunk: ChunkedValue | None) -> int | None:
-        """The input position a window op in a halo loop reads padded rows of, else None."""
-        if chunk is None or not self.ws_fn[p]:
+        """The input position a window op in a halo loop reads padded rows of, else None
+        (whether or not the op's kernel takes workspace of its own)."""
+        if chunk is None:
             return None
         flow = self.record(p)[0][chunk.axis]
         if flow.kind != "window":
@@ -468,13 +469,23 @@ class MemoryModel:
         w, k = flow.sources[0].window, flow.sources[0].input
         return k if (w.pad_lo or w.pad_hi) else None
 
-    def border_copy_bytes(self, p: int, chunk: ChunkedValue | None, in_types: list[TensorType]) -> int:
+    def border_copy_bytes(self, p: int, chunk: ChunkedValue | None, in_types: list[TensorType],
+                          out_types: list[TensorType]) -> int:
         """A window op in a halo loop reads its input rows padded at the image border: a copy
-        of its input chunk (chunkc.passes.halo.take_rows), live while it runs."""
+        (chunkc.passes.halo.take_rows) of the rows its output rows read, padding rows
+        included, live while it runs."""
         k = self._window_input(p, chunk)
         if k is None:
             return 0
-        return self.block(int(evaluate(in_types[k].nbytes(self.sizes), self.sizes)))
+        x = in_types[k]
+        have = int(evaluate(x.shape[self.record(p)[0][chunk.axis].sources[0].axis], self.sizes))
+        rows = self._rows_read(p, chunk, out_types[0])
+        return self.block(int(evaluate(x.nbytes(self.sizes), self.sizes)) // max(have, 1) * rows)
+
+    def _rows_read(self, p: int, chunk: ChunkedValue, out: TensorType) -> int:
+        """Rows of its window input a window op reads for the rows of ``out`` it computes."""
+        window = self.record(p)[0][chunk.axis].sources[0].window
+        return window.stride * (int(evaluate(out.shape[chunk.axis], self.sizes)) - 1) + window.extent
 
     def _chunk_attrs(self, p: int, reg: _Region) -> dict:
         o = self.node_out[p][0]
@@ -526,12 +537,19 @@ class MemoryModel:
                 shape = list(self.shape[u] if k in whole else self._chunk_shape(u, reg))  # whole: read whole
                 if u in reg.chunk_elems and k not in whole:
                     axis, elems = reg.chunk_elems[u]
-                    if u in reg.halo:
+                    if u in reg.halo and reg.border:  # this iteration's rows, short at the border
+                        shape[axis] = elems
+                    elif u in reg.halo:
                         unit, lo, hi = reg.halo[u]
                         shape[axis] = min(unit * n + lo + hi, self.shape[u][axis])
                     else:
                         shape[axis] = elems // units * n
                 out.append(TensorType(self.values[u].dtype, tuple(shape)))
+            k = self._window_input(p, chunk) if reg.border else None
+            if k is not None:  # the kernel reads the rows padded at the border (take_rows): as many as its rows need
+                x = out[k]
+                axis = self.record(p)[0][chunk.axis].sources[0].axis
+                out[k] = x.with_shape(x.shape[:axis] + (self._rows_read(p, chunk, out[len(ins)]),) + x.shape[axis + 1:])
             return out[:len(ins)], out[len(ins):]
 
         return self.loop_workspace_bytes(p, types_for, chunk, units, extent, in_strides,
@@ -563,7 +581,9 @@ class MemoryModel:
         ws = list(self.ws)
         root = [EXTERNAL] * len(self.values)
         croot: dict[int, int] = {}  # chunk world: value -> storage (EXTERNAL for inputs and weights)
-        cstrides: dict[int, tuple[int, ...]] = {}
+        # the chunks' strides, per region: a value made in one region's loop is a whole buffer
+        # (its full strides) when a later region reads it
+        region_strides: dict[int, dict[int, tuple[int, ...]]] = {reg.index: {} for reg in regions}
         prod, parent, last, is_out, nbytes = self.prod, self.parent, self.last, self.is_out, self.nbytes
         for v in range(len(self.values)):
             p = prod[v]
@@ -584,6 +604,7 @@ class MemoryModel:
                     root[v] = iv.add(self.block(nbytes[v]), p, lastpos, v)
                 continue
             reg = by_index[r]
+            cstrides = region_strides[r]
             if (lastpos > reg.end or is_out[v]) and v not in reg.outputs:
                 self._leak(reg, v)
             # inside the loop: a chunk of v, a view or a fresh chunk storage
@@ -624,8 +645,8 @@ class MemoryModel:
                 root[v] = INTERNAL
         for reg in regions:
             for p in range(reg.start, reg.end + 1):
-                if self.ws_fn[p] is not None:
-                    ws[p] = self._chunk_workspace(p, reg, cstrides)
+                if self.ws_fn[p] is not None or reg.halo:  # in a halo loop, a window op's padded copy
+                    ws[p] = self._chunk_workspace(p, reg, region_strides[reg.index])
         return iv, ws
 
     def _last_before(self, v: int, end: int) -> int:

@@ -13,7 +13,7 @@ Outside the span the timeline is unchanged.  The full estimator
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 from ..ir.graph import Graph, Value
 from ..ir.sizes import evaluate
@@ -61,6 +61,21 @@ class ValueFacts:
         self._concrete_types: dict = {}  # value -> its type at these sizes (see concrete_type)
         self._rows_types: dict = {}  # (value, axis, rows) -> chunk type (see rows_type)
         self._ws_fns: dict = {}  # (node, its slicing) -> _ChunkWorkspace (see _ChunkWorkspace.of)
+        self._remembered: dict = {}  # see remember
+
+    def remember(self, key: tuple, answer: Callable[[], Any]) -> Any:
+        """``answer()``, computed once per ``key`` (a fact of this graph that no candidate
+        changes)."""
+        if key not in self._remembered:
+            self._remembered[key] = answer()
+        return self._remembered[key]
+
+    def same_layout(self, a: Value, b: Value) -> bool:
+        """Whether the estimator's model lays ``a`` and ``b`` (one shape) out alike (size-1
+        axes aside)."""
+        m = self.model
+        i, j = m.vid[a], m.vid[b]
+        return all(n == 1 or x == y for n, x, y in zip(m.shape[i], m.strides[i], m.strides[j]))
 
     def sharers(self, owner: Value) -> list[Value]:
         """The values whose storage is ``owner``'s (itself and its views)."""
@@ -241,7 +256,9 @@ def reusable(facts: ValueFacts, index: GraphIndex, cand: Candidate) -> tuple[tup
     """(output, region input) pairs where the output's buffer can be the input's storage.
 
     The input must be fresh storage of its own (no view shares it; no broadcast view of a
-    smaller one, see plan_index.overlapping_view), made before the loop,
+    smaller one, see plan_index.overlapping_view; laid out as the estimator lays out the
+    output, or the readers after the loop would see other strides: a reshape that copies),
+    made before the loop,
     read by nothing after the loop (nodes before it, hoisted ones included, are done with
     it), by the loop only as slices along the output's chunk axis and unit, and of the
     output's type: then iteration k, which reads rows k of the input and
@@ -258,10 +275,13 @@ def reusable(facts: ValueFacts, index: GraphIndex, cand: Candidate) -> tuple[tup
     pairs = []
     for o in cand.outputs:
         for r, spec in chunked.items():
-            if r in taken or r in whole or spec != chunked.get(o) or r.type != o.type or cand.halo(r) != (0, 0) \
-                    or index.producer_index(r) in loop_set or facts.owner[r] in taken \
-                    or overwritable_after(facts.graph, r, index.position, cand.end) \
-                    or shared_read_in(r, loop_nodes) or overlapping_view(r, facts.sizes):
+            if r in taken or r in whole or spec != chunked.get(o) or cand.halo(r) != (0, 0) \
+                    or index.producer_index(r) in loop_set or facts.owner[r] in taken or r.type != o.type \
+                    or not facts.same_layout(r, o) \
+                    or facts.remember(("overlapping", r), lambda: overlapping_view(r, facts.sizes)) \
+                    or facts.remember(("overwritable", r, cand.end),
+                                      lambda: overwritable_after(facts.graph, r, index.position, cand.end)) \
+                    or shared_read_in(r, loop_nodes):
                 continue
             pairs.append((o, r))
             taken.update((r, facts.owner[r]))

@@ -35,8 +35,8 @@ from ..lowering import LoweringContext, operands, torch_dtype
 from ..registry import OpDef, register
 from ..sizes import Size, format_size, normalize, product, size_max, sizes_equal
 from ..types import TensorType
-from ._common import (array_result_dtype, broadcast_dims, broadcast_shapes, carry_from, fail, is_one, optional_float,
-                      require_float, result_dtype)
+from ._common import (array_result_dtype, broadcast_dims, broadcast_shape, broadcast_shapes, carry_from, fail, is_one,
+                      optional_float, require_float, result_dtype)
 
 _NAMES = ("q", "k", "v", "mask")
 
@@ -194,7 +194,9 @@ def _sdpa_ref(xp, q, k, v, mask=None, is_causal=False, scale=None, query_offset=
 def _apply_mask(xp, scores, mask):
     if mask.ndim < 2:
         mask = mask.reshape((1,) * (2 - mask.ndim) + mask.shape)
-    if np.broadcast_shapes(scores.shape, mask.shape) != scores.shape:
+    # broadcast_shape, not np.broadcast_shapes: its few KiB were most of what a chunk of a few
+    # query rows allocates besides its scores
+    if broadcast_shape(scores.shape, mask.shape) != scores.shape:
         raise ValueError(f"mask {mask.shape} broadcasts beyond the scores {scores.shape}")
     if mask.dtype != bool:
         scores += mask

@@ -39,13 +39,19 @@ def _unary_infer(name, float_only=False, out_dtype=None):
     return infer
 
 
+def reads_floats(ins, attrs) -> bool:
+    """A ``discontinuous`` record: the op steps where a floating-point input crosses a
+    boundary (integer inputs are exact: every program computes them alike)."""
+    return any(t.dtype.is_floating for t in ins)
+
+
 def _bcast_dims(ins, attrs, outs) -> DimRecord:
     return (broadcast_dims(ins, outs[0]),)
 
 
 def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, doc: str = "",
           out_dtype: DType | None = None, check=None, workspace=None, torch: TorchLowering | None = None,
-          elements=None, torch_workspace=None, saves: tuple = ("inputs",)) -> OpDef:
+          elements=None, torch_workspace=None, saves: tuple = ("inputs",), discontinuous=False) -> OpDef:
     infer = _unary_infer(name, float_only, out_dtype)
     if check is not None:
         base = infer
@@ -55,7 +61,7 @@ def unary(name: str, fn, flops: int = 1, float_only: bool = True, attrs=None, do
             return base(ins, attrs)
     return register(OpDef(
         name=name, infer=infer, dims=_bcast_dims, reference=fn, attrs=attrs or {}, workspace=workspace, torch=torch,
-        keeps_layout=True, torch_workspace=torch_workspace,
+        keeps_layout=True, torch_workspace=torch_workspace, discontinuous=discontinuous,
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(x).") + CARRIES, elements=elements,
         saves=saves,
     ))
@@ -231,11 +237,12 @@ unary("softplus", _softplus, flops=6, attrs={"beta": 1.0, "threshold": 20.0}, ch
 unary("hardsigmoid", _hardsigmoid, flops=3, doc="hardsigmoid(x) = clip(x + 3, 0, 6)/6.", torch="F.hardsigmoid({0})")
 unary("hardswish", _hardswish, flops=4, doc="hardswish(x) = x*clip(x + 3, 0, 6)/6.", torch="F.hardswish({0})")
 unary("mish", _mish, flops=10, doc="mish(x) = x*tanh(log(1 + exp(x))).", torch="F.mish({0})")
-unary("floor", lambda xp, x: xp.floor(x), torch="torch.floor({0})")
-unary("ceil", lambda xp, x: xp.ceil(x), torch="torch.ceil({0})")
-unary("round", lambda xp, x: xp.rint(x), doc="round(x): to the nearest integer, halves to even (as PyTorch).",
+unary("floor", lambda xp, x: xp.floor(x), torch="torch.floor({0})", discontinuous=True)
+unary("ceil", lambda xp, x: xp.ceil(x), torch="torch.ceil({0})", discontinuous=True)
+unary("round", lambda xp, x: xp.rint(x), discontinuous=True,
+      doc="round(x): to the nearest integer, halves to even (as PyTorch).",
       torch="torch.round({0})")
-unary("sign", lambda xp, x: xp.sign(x), float_only=False, torch="torch.sign({0})")
+unary("sign", lambda xp, x: xp.sign(x), float_only=False, torch="torch.sign({0})", discontinuous=reads_floats)
 unary("isnan", lambda xp, x: xp.isnan(x), float_only=False, out_dtype=DType.bool, doc="isnan(x) -> bool.",
       torch="torch.isnan({0})")
 unary("isinf", lambda xp, x: xp.isinf(x), float_only=False, out_dtype=DType.bool, doc="isinf(x) -> bool.",
@@ -287,14 +294,14 @@ def _div(xp, a, b):
 
 def binary(name: str, fn, bool_out: bool = False, flops: int = 1, doc: str = "", float_only: bool = False,
            torch: TorchLowering | None = None, elements=None, lowering_converts: bool = True,
-           saves: tuple = ("inputs",), canonicalize=None) -> OpDef:
+           saves: tuple = ("inputs",), canonicalize=None, discontinuous=False) -> OpDef:
     """``lowering_converts``: the PyTorch lowering converts the operands to the result's dtype
     (:func:`operands`); else it passes them as they are (comparisons, logical ops)."""
     return register(OpDef(
         name=name, infer=_binary_infer(name, bool_out, float_only), dims=_bcast_dims, reference=fn, num_inputs=(2, 2),
         keeps_layout=True,
         flops=lambda ins, a, outs: flops * outs[0].numel(), doc=(doc or f"{name}(a, b).") + CARRIES, torch=torch,
-        elements=elements, saves=saves, canonicalize=canonicalize,
+        elements=elements, saves=saves, canonicalize=canonicalize, discontinuous=discontinuous,
         torch_workspace=promoted_operands((0, 1), casts_in_lowering=lowering_converts),
     ))
 
@@ -383,11 +390,13 @@ binary("maximum", _arith("maximum"), doc="maximum(a, b): elementwise, NaN propag
        torch=promoted_call("torch.maximum"))
 binary("minimum", _arith("minimum"), doc="minimum(a, b): elementwise, NaN propagates.",
        torch=promoted_call("torch.minimum"))
-binary("fmod", _arith("fmod"), doc="fmod(a, b): remainder with the sign of a (C fmod, torch.fmod).",
+binary("fmod", _arith("fmod"), discontinuous=reads_floats,
+       doc="fmod(a, b): remainder with the sign of a (C fmod, torch.fmod).",
        torch=promoted_call("torch.fmod"))
-binary("remainder", _arith("remainder"), doc="remainder(a, b): remainder with the sign of b (Python %).",
+binary("remainder", _arith("remainder"), discontinuous=reads_floats,
+       doc="remainder(a, b): remainder with the sign of b (Python %).",
        torch=promoted_call("torch.remainder"))
-binary("floor_divide", _arith("floor_divide"), doc="floor_divide(a, b) = floor(a / b).",
+binary("floor_divide", _arith("floor_divide"), discontinuous=reads_floats, doc="floor_divide(a, b) = floor(a / b).",
        torch=promoted_call("torch.floor_divide"))
 binary("atan2", _arith("arctan2"), flops=4, float_only=True, torch=promoted_call("torch.atan2"),
        doc="atan2(a, b): the angle of the point (b, a), in [-pi, pi]; inputs promote to a floating type.")
@@ -395,7 +404,7 @@ for _name, _ufunc, _symbol, _rel in (("eq", "equal", "==", sympy.Eq), ("ne", "no
                                      ("lt", "less", "<", sympy.Lt), ("le", "less_equal", "<=", sympy.Le),
                                      ("gt", "greater", ">", sympy.Gt), ("ge", "greater_equal", ">=", sympy.Ge)):
     binary(_name, _cmp(_ufunc), bool_out=True, doc=f"{_name}(a, b) -> bool.", torch=_compare(_symbol),
-           elements=comparison(_rel), lowering_converts=False)
+           elements=comparison(_rel), lowering_converts=False, discontinuous=reads_floats)
 binary("logical_and", _cmp("logical_and"), bool_out=True,
        doc="logical_and(a, b) -> bool; canonicalizes to one operand when the other is proven true and it is bool "
            "of the output's shape.",
@@ -520,8 +529,14 @@ def _cast_elements(fs, attrs, ins, outs):
     return as_int(fs[0], ins[0]) if exact(outs[0]) and exact(ins[0]) else None
 
 
+def _cast_truncates(ins, attrs) -> bool:
+    """A float cast to integers or bool steps (truncation, nonzero)."""
+    return ins[0].dtype.is_floating and not to_dtype(attrs["dtype"]).is_floating
+
+
 register(OpDef(name="cast", infer=_cast_infer, dims=_bcast_dims, reference=_cast_ref, attrs={"dtype": REQUIRED},
-               saves=(), torch=_cast_torch, flops=lambda *a: 0, elements=_cast_elements, keeps_layout=True,
+               saves=(), torch=_cast_torch, discontinuous=_cast_truncates, flops=lambda *a: 0, elements=_cast_elements,
+               keeps_layout=True,
                doc="cast(x, dtype=f16): convert the element type (a fresh array)." + CARRIES))
 
 

@@ -25,6 +25,7 @@ from ..elements import exact
 from ..kernel_workspace import TorchWorkspace, promoted_operands
 from ..lowering import LoweringContext, torch_dtype, tuple_literal
 from ..registry import _REGISTRY, OpDef, REQUIRED, register
+from ..sizes import ceildiv
 from ..types import TensorType
 from ._common import broadcast_dims, broadcast_shapes, fail, host_array, norm_axis, open_grid, result_dtype, require_same
 from .elementwise import promoted_call
@@ -222,6 +223,14 @@ def _scatter_elements_workspace(ins, attrs, outs):
     return max(wrapping - outs[0].numel() * outs[0].dtype.itemsize, kept)
 
 
+def _scatter_elements_numpy_workspace(ins, attrs, outs):
+    """The NumPy reference wraps negative indices in a copy of the index: the copy, the
+    index plus the axis size and the mask of negative entries (in the index's own dtype) live
+    at once; the fancy assignment that follows takes nothing more."""
+    n = ins[1].numel()
+    return ceildiv(n * (1 + 2 * ins[1].dtype.itemsize), outs[0].dtype.itemsize)
+
+
 def _scatter_nd_workspace(ins, attrs, outs):
     # the output (a copy of the data) first; then the wrapping, and the linear position of each
     # update (its running value and two temporaries per step)
@@ -277,7 +286,11 @@ def _apply_reduction(xp, out, index, upd, reduction):
 def _scatter_elements_ref(xp, data, indices, updates, axis, reduction):
     out = data.copy()
     axis = norm_axis("scatter_elements", axis, data.ndim)
-    idx = xp.where(indices < 0, indices + data.shape[axis], indices)
+    # negative indices wrapped in a fresh C-ordered copy (xp.where buffers 8192 entries of an
+    # index that is a broadcast view, an expand)
+    idx = xp.empty(indices.shape, dtype=indices.dtype)
+    xp.copyto(idx, indices)
+    xp.copyto(idx, idx + data.shape[axis], where=idx < 0)
     grid = open_grid(xp, indices.shape)
     grid[axis] = idx
     _apply_reduction(xp, out, tuple(grid), updates, reduction)
@@ -290,6 +303,7 @@ def _scatter_dims(ins, attrs, outs) -> DimRecord:
 
 _register(OpDef(name="scatter_elements", infer=_scatter_elements_infer, dims=_scatter_dims,
                 reference=_scatter_elements_ref, num_inputs=(3, 3), attrs={"axis": 0, "reduction": "none"},
+                workspace=_scatter_elements_numpy_workspace,
                 torch="rt.scatter_elements({args}, {axis}, {reduction})",
                 torch_workspace=TorchWorkspace(lowering=_scatter_elements_workspace),
                 doc="scatter_elements(data, indices, updates, axis=0, reduction='none'): ONNX ScatterElements. Carries: no axis."))
