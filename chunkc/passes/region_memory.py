@@ -61,6 +61,8 @@ class ValueFacts:
         self._concrete_types: dict = {}  # value -> its type at these sizes (see concrete_type)
         self._rows_types: dict = {}  # (value, axis, rows) -> chunk type (see rows_type)
         self._ws_fns: dict = {}  # (node, its slicing) -> _ChunkWorkspace (see _ChunkWorkspace.of)
+        self._overlapping: dict[Value, str] = {}  # see overlapping_view
+        self._groups: dict[Value, tuple] = {}  # see storage_group
 
     def sharers(self, owner: Value) -> list[Value]:
         """The values whose storage is ``owner``'s (itself and its views)."""
@@ -81,6 +83,24 @@ class ValueFacts:
         if self._out_bytes is None:
             self._out_bytes = [sum(self.nbytes[o] for o in n.outputs) for n in self.graph.nodes]
         return self._out_bytes[i]
+
+    def storage_group(self, v: Value) -> tuple[Value, set[Value]]:
+        """:func:`chunkc.passes.plan_index.storage_group` of ``v``, found once (the graph does
+        not change while the search runs)."""
+        group = self._groups.get(v)
+        if group is None:
+            from .plan_index import storage_group
+            group = self._groups[v] = storage_group(v)
+        return group
+
+    def overlapping_view(self, v: Value) -> str:
+        """:func:`chunkc.passes.plan_index.overlapping_view` at these sizes, followed once per value
+        (every region that could write an output over ``v`` asks)."""
+        why = self._overlapping.get(v)
+        if why is None:
+            from .plan_index import overlapping_view
+            why = self._overlapping[v] = overlapping_view(v, self.sizes)
+        return why
 
     def concrete_type(self, v: Value):
         """``v``'s type at these sizes, made once (a loop node's workspace is asked at many chunks)."""
@@ -248,20 +268,28 @@ def reusable(facts: ValueFacts, index: GraphIndex, cand: Candidate) -> tuple[tup
     writes rows k of the output (at the end of the iteration), never reads a row it or an
     earlier iteration wrote — a residual stream updated in place.
     """
-    from .plan_index import overlapping_view, overwritable_after, shared_read_in
+    from .plan_index import overwritable_after, shared_read_in
 
     chunked = {v: (axis, unit) for v, axis, unit in cand.chunked}
     loop_set = set(cand.loop)
-    loop_nodes = {facts.graph.nodes[i] for i in cand.loop}
+    loop_nodes = None  # made when a pair passes the cheap tests
     whole = {v for _, _, v in cand._whole}
     taken: set[Value] = set()
     pairs = []
     for o in cand.outputs:
+        spec_o = chunked.get(o)
+        if spec_o is None:
+            continue  # an accumulator: no input is sliced as it is
         for r, spec in chunked.items():
-            if r in taken or r in whole or spec != chunked.get(o) or r.type != o.type or cand.halo(r) != (0, 0) \
-                    or index.producer_index(r) in loop_set or facts.owner[r] in taken \
-                    or overwritable_after(facts.graph, r, index.position, cand.end) \
-                    or shared_read_in(r, loop_nodes) or overlapping_view(r, facts.sizes):
+            # the cheap tests first; the storage tests (graph walks) last, remembered per value
+            if r in taken or r in whole or spec != spec_o or r.type != o.type or cand.halo(r) != (0, 0) \
+                    or index.producer_index(r) in loop_set or facts.owner[r] in taken:
+                continue
+            if loop_nodes is None:
+                loop_nodes = {facts.graph.nodes[i] for i in cand.loop}
+            group = facts.storage_group(r)
+            if overwritable_after(facts.graph, r, index.position, cand.end, group) \
+                    or shared_read_in(r, loop_nodes, group) or facts.overlapping_view(r):
                 continue
             pairs.append((o, r))
             taken.update((r, facts.owner[r]))
