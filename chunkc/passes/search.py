@@ -112,6 +112,11 @@ class GraphIndex:
         self.last_use = {v: (len(graph.nodes) if v in outputs else max((i for i, _ in u), default=-1))
                          for v, u in self.uses.items()}
         self._dims: dict[int, tuple] = {}
+        # the first node that makes or reads each value: below it, no node of a walk has
+        # anything to do with the value (see walk_regions)
+        self.first_touch = {v: (self.position[v.producer] if v.producer is not None else
+                                min((i for i, _ in u), default=len(graph.nodes)))
+                            for v, u in self.uses.items()}
 
     def dims(self, i: int):
         rec = self._dims.get(i)
@@ -232,6 +237,11 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
     scale = 1  # lcm of the units' denominators
     lowest = max(min_start, 0 if max_nodes is None else end - max_nodes + 1)
     position = index.position
+    first_touch = index.first_touch
+    # the first node that makes or reads a value the loop slices: a node before it neither
+    # makes a slice the loop needs nor accumulates over one; it and all before it would be
+    # hoisted, which yields no new span, so the walk stops there
+    touched = first_touch[extent_of]
 
     def candidate(i: int) -> Candidate:
         return Candidate(
@@ -244,7 +254,14 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
         )
 
     for i in range(end, lowest - 1, -1):
+        if touched > i:
+            return
         node = graph.nodes[i]
+        if not (node.inputs and node.inputs[0] in chunk_req) and not any(o in chunk_req for o in node.outputs):
+            # nothing it makes is sliced and it accumulates over nothing: hoisted (as below, quicker)
+            whole_hoisted.update(node.inputs)
+            hoisted.append(i)
+            continue
         try:
             reqs = {k: chunk_req[o] for k, o in enumerate(node.outputs) if o in chunk_req}
             merged = None if reqs else accumulates_in_loop(node, chunk_req, (whole_loop, whole_hoisted))
@@ -258,6 +275,7 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
                     if v not in chunk_req:
                         chunk_req[v] = req
                         sliced.append(v)
+                        touched = min(touched, first_touch[v])
                         if not isinstance(req[1], int):
                             scale = math.lcm(scale, req[1].denominator)
                 accumulators.append(node.outputs[0])
@@ -286,6 +304,7 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
                 if o not in chunk_req:
                     chunk_req[o] = req
                     sliced.append(o)
+                    touched = min(touched, first_touch[o])
                 if index.last_use[o] > end and o is not end_out:
                     outputs.append(o)
             for pos, req in in_reqs.items():
@@ -300,6 +319,7 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
                 else:
                     chunk_req[v] = req
                     sliced.append(v)
+                    touched = min(touched, first_touch[v])
                     if not isinstance(req[1], int):
                         scale = math.lcm(scale, req[1].denominator)
             for pos, h in in_halos.items():
