@@ -367,27 +367,37 @@ def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before:
         lo, hi = halos[v]
         rows = v.type.concrete_shape(facts.sizes)[axes[v][0]]
         return facts.nbytes[v] // max(rows, 1) * (lo + hi)
+    whole_at: dict[int, set[int]] = {}  # loop node -> input positions it reads whole
+    for j, pos, _ in cand._whole:
+        whole_at.setdefault(j, set()).add(pos)
+    owner, nbytes = facts.owner, facts.nbytes
     for i in cand.loop:
         node = graph.nodes[i]
+        outputs = node.outputs
         out = facts.out_bytes(i)
         # an accumulator's partial is whole whatever the chunk (chunkc.passes.accumulate)
-        partial = sum(facts.nbytes[o] for o in node.outputs if o in accumulators)
-        out_halo = sum(halo_bytes(o) for o in node.outputs if facts.owner[o] is o)
+        partial = sum(nbytes[o] for o in outputs if o in accumulators) if accumulators else 0
+        out_halo = sum(halo_bytes(o) for o in outputs if owner[o] is o) if halos else 0
         steps.append((i, running + halo_live + out_halo + partial, chunk_live + out - partial))
         if facts.has_workspace[i]:
-            whole = frozenset(pos for j, pos, _ in cand._whole if j == i)
+            whole = frozenset(whole_at.get(i, ()))
             workspace.append((i, _ChunkWorkspace.of(facts, i, axes, extent, whole, halos)))
         chunk_live += out - partial
         halo_live += out_halo
-        for o in node.outputs:
-            if facts.owner[o] is o and o not in last_in_loop and o not in accumulators:
-                chunk_live -= facts.nbytes[o]  # unused in the loop: written to its buffer, freed
-                halo_live -= halo_bytes(o)
-        for v in set(node.inputs) | (reused if i == cand.loop[-1] else set()):
-            owner = facts.owner[v]
-            if last_in_loop.get(owner) == i and index.producer_index(owner) in loop_set:
-                chunk_live -= facts.nbytes[owner]
-                halo_live -= halo_bytes(owner)
+        for o in outputs:
+            if owner[o] is o and o not in last_in_loop and o not in accumulators:
+                chunk_live -= nbytes[o]  # unused in the loop: written to its buffer, freed
+                if halos:
+                    halo_live -= halo_bytes(o)
+        read = set(node.inputs)
+        if i == cand.loop[-1]:
+            read |= reused
+        for v in read:
+            o = owner[v]
+            if last_in_loop.get(o) == i and index.producer_index(o) in loop_set:
+                chunk_live -= nbytes[o]
+                if halos:
+                    halo_live -= halo_bytes(o)
     return RegionMemory(fixed_peak=fixed_peak, steps=tuple(steps), extent=max(extent, 1), reuse=reuse,
                         workspace=tuple(workspace))
 
