@@ -490,10 +490,11 @@ class TimeModel:
         iterations = full + (1 if rest else 0)
         loop_nodes = {self.graph.nodes[i] for i in loop}
         total = 0.0
+        nodes = self.graph.nodes
         for i in loop:
             rows = self._rows(i, chunked)
-            grow = _overlap(self.graph.nodes[i], chunked, halos, chunk)
-            sliced_inputs = tuple(v in chunked for v in self.graph.nodes[i].inputs)
+            grow = _overlap(nodes[i], chunked, halos, chunk) if halos else 1.0
+            sliced_inputs = tuple([v in chunked for v in nodes[i].inputs])
             for count, share in parts:
                 share = min(1.0, share * grow)
                 total += count * self._call_seconds(i, sliced_inputs, share, None if rows is None else rows * share)

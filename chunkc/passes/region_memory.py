@@ -226,7 +226,12 @@ class RegionMemory:
     def peak(self, chunk: int) -> int:
         out = self._peaks.get(chunk)
         if out is None:
-            out = self._peaks[chunk] = max([self.fixed_peak, *self.step_bytes(chunk).values()])
+            if self.workspace:
+                out = max([self.fixed_peak, *self.step_bytes(chunk).values()])
+            else:  # the affine steps alone (step_bytes without its dictionary)
+                c, extent = min(max(chunk, 1), self.extent), self.extent
+                out = max([self.fixed_peak, *[a + b * c // extent for _, a, b in self.steps]])
+            self._peaks[chunk] = out
         return out
 
     def largest_chunk(self, budget: int) -> int | None:
