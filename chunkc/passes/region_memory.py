@@ -281,13 +281,16 @@ def reusable(facts: ValueFacts, index: GraphIndex, cand: Candidate) -> tuple[tup
     whole = {v for _, _, v in cand._whole}
     taken: set[Value] = set()
     pairs = []
+    by_spec: dict[tuple[int, int], list[Value]] = {}  # sliced values by (axis, unit), in order
+    for r, spec in chunked.items():
+        by_spec.setdefault(spec, []).append(r)
     for o in cand.outputs:
         spec_o = chunked.get(o)
         if spec_o is None:
             continue  # an accumulator: no input is sliced as it is
-        for r, spec in chunked.items():
+        for r in by_spec[spec_o]:
             # the cheap tests first; the storage tests (graph walks) last, remembered per value
-            if r in taken or r in whole or spec != spec_o or r.type != o.type or cand.halo(r) != (0, 0) \
+            if r in taken or r in whole or r.type != o.type or cand.halo(r) != (0, 0) \
                     or index.producer_index(r) in loop_set or facts.owner[r] in taken:
                 continue
             if loop_nodes is None:
