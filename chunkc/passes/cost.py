@@ -538,7 +538,7 @@ class TimeModel:
         """Extra seconds a region (a search Candidate) costs over running its nodes
         unchunked; negative when chunking makes it faster."""
         extent = evaluate(cand.extent, self.sizes)
-        chunked = {v: (axis, unit) for v, axis, unit in cand.chunked}
+        chunked = cand.axes
         looped = self.loop_seconds(cand.loop, chunked, cand.outputs, extent, chunk,
                                    accumulators=getattr(cand, "accumulators", ()), halos=getattr(cand, "halos", None))
         return looped - sum(self.times[i] for i in cand.loop)

@@ -275,7 +275,7 @@ def reusable(facts: ValueFacts, index: GraphIndex, cand: Candidate) -> tuple[tup
     """
     from .plan_index import overwritable_after, shared_read_in
 
-    chunked = {v: (axis, unit) for v, axis, unit in cand.chunked}
+    chunked = cand.axes
     loop_set = set(cand.loop)
     loop_nodes = None  # made when a pair passes the cheap tests
     whole = {v for _, _, v in cand._whole}
@@ -365,7 +365,7 @@ def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before:
     workspace = []
     chunk_live = 0
     halo_live = 0  # bytes of the halo rows of the live loop values (they do not scale with the chunk)
-    axes = {v: (axis, unit) for v, axis, unit in cand.chunked}
+    axes = cand.axes
     accumulators = set(getattr(cand, "accumulators", ()))
     halos = getattr(cand, "halos", None) or {}
 

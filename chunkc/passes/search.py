@@ -49,7 +49,7 @@ class Candidate:
     """A legal region before a chunk size is chosen (indices into the schedule)."""
 
     __slots__ = ("start", "end", "loop", "hoisted", "outputs", "extent", "_sliced", "_req", "_scale", "_chunked",
-                 "_whole", "accumulators", "halos")
+                 "_axes", "_whole", "accumulators", "halos")
 
     def __init__(self, start: int, end: int, loop: tuple[int, ...], hoisted: tuple[int, ...],
                  outputs: tuple[Value, ...], extent: Size, sliced: tuple[Value, ...],
@@ -64,6 +64,7 @@ class Candidate:
         self._sliced, self._req, self._scale = sliced, requirements, scale
         self._whole = whole_reads  # (node index, input position, value) read whole by a loop node
         self._chunked = None
+        self._axes = None
         self.accumulators = accumulators  # outputs kept whole and merged across iterations
         self.halos = halos or {}  # value -> (lo, hi) rows beyond its chunk (chunkc.passes.halo); absent: none
 
@@ -81,6 +82,13 @@ class Candidate:
         if self._chunked is None:
             self._chunked = tuple((v, self._req[v][0], int(self._req[v][1] * self._scale)) for v in self._sliced)
         return self._chunked
+
+    @property
+    def axes(self) -> dict[Value, tuple[int, int]]:
+        """{value: (axis, unit)} for every sliced value, made once (read it, do not change it)."""
+        if self._axes is None:
+            self._axes = {v: (axis, unit) for v, axis, unit in self.chunked}
+        return self._axes
 
     def to_region(self, graph: Graph, chunk_size: Size, reuse: tuple[tuple[Value, Value], ...] = ()) -> ChunkRegion:
         return ChunkRegion(
@@ -257,7 +265,9 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
         if touched > i:
             return
         node = graph.nodes[i]
-        if not (node.inputs and node.inputs[0] in chunk_req) and not any(o in chunk_req for o in node.outputs):
+        outs = node.outputs
+        if not (node.inputs and node.inputs[0] in chunk_req) and not (
+                outs[0] in chunk_req if len(outs) == 1 else any(o in chunk_req for o in outs)):
             # nothing it makes is sliced and it accumulates over nothing: hoisted (as below, quicker)
             whole_hoisted.update(node.inputs)
             hoisted.append(i)
