@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import types
 
+import numpy as np
+
 import chunkc
 from chunkc import ops as O
 from chunkc.ir.dtypes import DType
@@ -68,7 +70,7 @@ def test_first_touch_is_the_producer_or_the_first_reader():
 def test_no_region_model_is_built_when_the_bytes_before_its_span_exceed_the_target():
     g = chunkc.Graph("mlp")
     x = g.add_input("x", "f32", ("L", 64))
-    w = g.add_constant("w", __import__("numpy").ones((64, 256), dtype="float32"))
+    w = g.add_constant("w", np.ones((64, 256), dtype=np.float32))
     h = O.relu(O.matmul(x, w, name="up"), name="act")
     g.set_outputs(O.exp(h, name="out"))
     space = SearchSpace(g, {"L": 512})
