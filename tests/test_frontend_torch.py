@@ -653,3 +653,25 @@ def test_a_converter_that_gives_up_leaves_the_graph_as_it_was(monkeypatch):
     x = torch.randn(3, 4)
     out = chunkc.compile(g, backend="torch")(x)
     torch.testing.assert_close(out, m(x).detach())
+
+
+def test_weights_are_read_only_views_of_the_modules_storage():
+    """The import does not copy the weights (a copy of every weight cost more than the rest of
+    the import): each constant is a read-only view of the module's tensor; the compiled PyTorch
+    module makes its own copies and computes what the module computes."""
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 4)).eval()
+    x = torch.randn(3, 8)
+    g = from_torch(module, (x,))
+    weight = module[0].weight.detach().numpy()
+    views = [c.data for c in g.constants if np.shares_memory(c.data, weight)]
+    assert len(views) == 1 and not views[0].flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        views[0][0, 0] = 1.0
+    compiled = chunkc.compile(g)
+    with torch.no_grad():
+        np.testing.assert_allclose(compiled(x).numpy(), module(x).numpy(), rtol=1e-5, atol=1e-6)
+        for p in compiled.parameters():
+            assert not np.shares_memory(p.detach().numpy(), weight)
+        for b in compiled.buffers():
+            assert not np.shares_memory(b.detach().numpy(), weight)

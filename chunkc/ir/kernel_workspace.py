@@ -65,6 +65,18 @@ class TorchWorkspace:
     cuda: BytesFn | None = None
     cpu_layout: LayoutBytesFn | None = None  # CPU copies that depend on the inputs' strides
     aten_layout: LayoutBytesFn | None = None  # copies of ATen's composite code that depend on them (every device)
+    # declared when every part is a dtype conversion of the inputs at ``cast_inputs`` (None: all
+    # of them): then there is none when those inputs have output 0's dtype (see none_for)
+    casts_only: bool = False
+    cast_inputs: tuple[int, ...] | None = None
+
+    def none_for(self, in_dtypes: Sequence[DType], out_dtype: DType) -> bool:
+        """Whether the declaration proves that no call with these dtypes takes any workspace,
+        at any shape (an estimator then need not ask at every chunk size)."""
+        if not self.casts_only:
+            return False
+        positions = range(len(in_dtypes)) if self.cast_inputs is None else self.cast_inputs
+        return all(in_dtypes[i] == out_dtype for i in positions if i < len(in_dtypes))
 
     def nbytes(self, ins, attrs, outs, device: str = "cpu",
                strides: Sequence[tuple[int, ...]] | None = None) -> Size:
@@ -93,6 +105,16 @@ class TorchWorkspace:
 
     def __call__(self, ins, attrs, outs, strides: Sequence[tuple[int, ...]] | None = None) -> Size:
         return as_elements(self.nbytes(ins, attrs, outs, "cpu", strides), outs)
+
+
+def needed_workspace(fn, in_dtypes: Sequence[DType], out_dtypes: Sequence[DType]):
+    """A node's workspace function ``fn``, or None when it declares that a node of these
+    dtypes takes none (:meth:`TorchWorkspace.none_for`) or the node has no output."""
+    if fn is None or not out_dtypes:
+        return None
+    if isinstance(fn, TorchWorkspace) and fn.none_for(in_dtypes, out_dtypes[0]):
+        return None
+    return fn
 
 
 def workspace_with_strides(fn, ins, attrs, outs, strides: Sequence[tuple[int, ...]]) -> Size:
@@ -184,6 +206,10 @@ def strict_casts(ins: Sequence[TensorType], attrs, outs: Sequence[TensorType]) -
     return cast_copies(ins, outs[0].dtype)
 
 
+# the workspace of an op whose PyTorch code takes no temporaries but those conversions
+STRICT_CASTS = TorchWorkspace(lowering=strict_casts, casts_only=True)
+
+
 def promoted_operands(indices: Sequence[int] | None = (0, 1), strict: bool = False, casts_in_lowering: bool = True,
                       cpu_copies_in_own_dtype: bool = False, aten_casts: bool = False) -> TorchWorkspace:
     """The workspace of a promoting op on inputs ``indices``: the copies the lowering's
@@ -218,9 +244,12 @@ def promoted_operands(indices: Sequence[int] | None = (0, 1), strict: bool = Fal
             return normalize(sum((nbytes(t) for t in types if t.dtype != common and t.rank > 0), 0))
         return cast_copies(types, common)
 
+    # both parts vanish when the inputs at ``indices`` have output 0's dtype: none converted,
+    # none of another dtype than the others
+    cast_inputs = None if indices is None else tuple(indices)
     if aten_casts:
-        return TorchWorkspace(lowering=lowering, aten=copies)
-    return TorchWorkspace(lowering=lowering, cpu=copies)
+        return TorchWorkspace(lowering=lowering, aten=copies, casts_only=True, cast_inputs=cast_inputs)
+    return TorchWorkspace(lowering=lowering, cpu=copies, casts_only=True, cast_inputs=cast_inputs)
 
 
-__all__ = ["TorchWorkspace", "workspace_with_strides", "acc_dtype", "mkldnn_takes", "onednn_channel_block", "promoted_operands", "strict_casts", "torch_workspace_on", "as_elements", "nbytes", "cpu_threads", "cast_copies", "DEVICES"]
+__all__ = ["TorchWorkspace", "STRICT_CASTS", "needed_workspace", "workspace_with_strides", "acc_dtype", "mkldnn_takes", "onednn_channel_block", "promoted_operands", "strict_casts", "torch_workspace_on", "as_elements", "nbytes", "cpu_threads", "cast_copies", "DEVICES"]

@@ -437,6 +437,8 @@ class TimeModel:
         self.total = sum(self.times) or 1e-9
         self._rows_cache: dict[tuple[int, int], float | None] = {}
         self._call_cache: dict[tuple, float] = {}  # see _call_seconds
+        self._priced_cache: dict[tuple, float] = {}  # see _priced
+        self.size_classes = tuple(self.machine.size_classes())  # asked once: chunk_options needs them per region
 
     def _facts(self, node: Node, flops: int) -> _NodeFacts:
         ins = tuple(float(self.nbytes[v]) for v in node.inputs)
@@ -521,11 +523,12 @@ class TimeModel:
         iterations = full + (1 if rest else 0)
         loop_nodes = {self.graph.nodes[i] for i in loop}
         total = 0.0
+        nodes = self.graph.nodes
         for i in loop:
-            node = self.graph.nodes[i]
+            node = nodes[i]
             rows = self._rows(i, chunked)
-            grow = _overlap(node, chunked, halos, chunk)
-            sliced_inputs = tuple(v in chunked for v in node.inputs)
+            grow = _overlap(node, chunked, halos, chunk) if halos else 1.0
+            sliced_inputs = tuple([v in chunked for v in node.inputs])
             out = node.outputs[0] if node.outputs else None
             last_axis = out in chunked and chunked[out][0] == out.rank - 1
             for count, share in parts:
@@ -537,24 +540,42 @@ class TimeModel:
         for v in sliced:
             axis = chunked[v][0]
             if any(not (isinstance(s, int) and s == 1) for s in v.shape[:axis]):
-                total += m.copy_seconds(self.nbytes[v])  # a strided slice is often copied
+                total += self._priced("copy", v, self.nbytes[v])  # a strided slice is often copied
         for v in outputs:
             if v in accumulators:  # a pointwise merge in place: reads two, writes one
-                nbytes = float(self.nbytes[v])
-                total += (iterations - 1) * m.seconds(Work(POINTWISE, nbytes / max(v.dtype.itemsize, 1),
-                                                           3 * nbytes, nbytes, ()))
+                total += (iterations - 1) * self._priced("merge", v, self.nbytes[v])
                 continue
             if v not in reused:  # the buffer
-                total += m.seconds(Work(POINTWISE, 0.0, 0.0, 0.0, (float(self.nbytes[v]),)))
+                total += self._priced("buffer", v, self.nbytes[v])
             for count, share in parts:
-                total += count * m.write_seconds(self.nbytes[v] * share)
+                total += count * self._priced("write", v, self.nbytes[v] * share)
         return total
+
+    def _priced(self, what: str, v: Value, nbytes: float) -> float:
+        """The machine's seconds for ``what`` a loop does with ``nbytes`` of ``v`` (a strided
+        slice's ``copy``, an accumulator's ``merge``, an output's ``buffer`` or a chunk's
+        ``write`` into it), remembered: the selection prices many loops writing the same values."""
+        key = (what, v, nbytes)
+        t = self._priced_cache.get(key)
+        if t is None:
+            m = self.machine
+            if what == "copy":
+                t = m.copy_seconds(nbytes)
+            elif what == "merge":
+                t = m.seconds(Work(POINTWISE, float(nbytes) / max(v.dtype.itemsize, 1), 3 * float(nbytes),
+                                   float(nbytes), ()))
+            elif what == "buffer":
+                t = m.seconds(Work(POINTWISE, 0.0, 0.0, 0.0, (float(nbytes),)))
+            else:
+                t = m.write_seconds(nbytes)
+            self._priced_cache[key] = t
+        return t
 
     def region_overhead(self, cand, chunk: int) -> float:
         """Extra seconds a region (a search Candidate) costs over running its nodes
         unchunked; negative when chunking makes it faster."""
         extent = evaluate(cand.extent, self.sizes)
-        chunked = {v: (axis, unit) for v, axis, unit in cand.chunked}
+        chunked = cand.axes
         looped = self.loop_seconds(cand.loop, chunked, cand.outputs, extent, chunk,
                                    accumulators=getattr(cand, "accumulators", ()), halos=getattr(cand, "halos", None))
         return looped - sum(self.times[i] for i in cand.loop)
@@ -566,7 +587,7 @@ class TimeModel:
         extent = evaluate(cand.extent, self.sizes)
         biggest = max((self.out_bytes[i] for i in cand.loop), default=0)
         options = [(largest, None)]
-        for limit in self.machine.size_classes():
+        for limit in self.size_classes:
             if biggest:
                 c = int(limit * extent // biggest)  # a chunk is a whole number of units
                 if 1 <= c < largest:

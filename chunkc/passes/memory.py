@@ -41,7 +41,7 @@ from ..backends.registry import get_backend
 from ..errors import ChunkcError
 from ..ir.dims import LOOP_START, LOOP_STOP
 from ..ir.graph import Graph, Node, Value
-from ..ir.kernel_workspace import workspace_with_strides
+from ..ir.kernel_workspace import needed_workspace, workspace_with_strides
 from ..ir.layout import contiguous_strides, split_view_result
 from ..ir.registry import concrete_attrs, has_symbolic_attrs
 from ..ir.sizes import evaluate
@@ -268,7 +268,10 @@ class MemoryModel:
         self.node_in: list[list[int]] = []
         self.node_out: list[list[int]] = []
         self.ws = [0] * len(self.nodes)
-        self.ws_fn = [self.device.workspace(n.op, self.backend) for n in self.nodes]
+        # None where the record proves a node takes none (a conversion of inputs already in the
+        # output's dtype): neither this estimate nor the search's asks it at every chunk size
+        self.ws_fn = [needed_workspace(self.device.workspace(n.op, self.backend), [v.dtype for v in n.inputs],
+                                       [o.dtype for o in n.outputs]) for n in self.nodes]
         for p, node in enumerate(self.nodes):
             ins = [self.vid[v] for v in node.inputs]
             outs = [self.vid[v] for v in node.outputs]

@@ -346,10 +346,12 @@ def storage_group(v: Value) -> tuple[Value, set[Value]]:
     return root, group
 
 
-def overwritable_after(graph: Graph, v: Value, position: Mapping[Node, int], end: int) -> str:
+def overwritable_after(graph: Graph, v: Value, position: Mapping[Node, int], end: int,
+                       group: tuple[Value, set[Value]] | None = None) -> str:
     """Why the storage of ``v`` may not be overwritten once the schedule is past ``end``
-    ('' when it may): it must be a node's fresh storage that nothing reads after ``end``."""
-    root, group = storage_group(v)
+    ('' when it may): it must be a node's fresh storage that nothing reads after ``end``.
+    ``group``: ``storage_group(v)`` when the caller has it."""
+    root, group = group or storage_group(v)
     if root.producer is None:
         return "graph inputs and weights are never overwritten"
     outputs = set(graph.outputs)
@@ -396,11 +398,12 @@ def overlapping_view(v: Value, sizes: Mapping[str, int]) -> str:
     return ""
 
 
-def shared_read_in(v: Value, nodes) -> str:
+def shared_read_in(v: Value, nodes, group: tuple[Value, set[Value]] | None = None) -> str:
     """Why ``v``'s storage may not be overwritten by a loop of ``nodes`` ('' when it may): a
     loop node reads another value that shares it (a key read whole while the queries, a view
-    of the same fused projection, are overwritten a chunk at a time)."""
-    _, group = storage_group(v)
+    of the same fused projection, are overwritten a chunk at a time).  ``group``:
+    ``storage_group(v)`` when the caller has it."""
+    _, group = group or storage_group(v)
     for a in group:
         if a is v:
             continue

@@ -13,7 +13,7 @@ Outside the span the timeline is unchanged.  The full estimator
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Mapping
 
 from ..ir.graph import Graph, Value
 from ..ir.sizes import evaluate
@@ -61,14 +61,8 @@ class ValueFacts:
         self._concrete_types: dict = {}  # value -> its type at these sizes (see concrete_type)
         self._rows_types: dict = {}  # (value, axis, rows) -> chunk type (see rows_type)
         self._ws_fns: dict = {}  # (node, its slicing) -> _ChunkWorkspace (see _ChunkWorkspace.of)
-        self._remembered: dict = {}  # see remember
-
-    def remember(self, key: tuple, answer: Callable[[], Any]) -> Any:
-        """``answer()``, computed once per ``key`` (a fact of this graph that no candidate
-        changes)."""
-        if key not in self._remembered:
-            self._remembered[key] = answer()
-        return self._remembered[key]
+        self._overlapping: dict[Value, str] = {}  # see overlapping_view
+        self._groups: dict[Value, tuple] = {}  # see storage_group
 
     def same_layout(self, a: Value, b: Value) -> bool:
         """Whether the estimator's model lays ``a`` and ``b`` (one shape) out alike (size-1
@@ -96,6 +90,24 @@ class ValueFacts:
         if self._out_bytes is None:
             self._out_bytes = [sum(self.nbytes[o] for o in n.outputs) for n in self.graph.nodes]
         return self._out_bytes[i]
+
+    def storage_group(self, v: Value) -> tuple[Value, set[Value]]:
+        """:func:`chunkc.passes.plan_index.storage_group` of ``v``, found once (the graph does
+        not change while the search runs)."""
+        group = self._groups.get(v)
+        if group is None:
+            from .plan_index import storage_group
+            group = self._groups[v] = storage_group(v)
+        return group
+
+    def overlapping_view(self, v: Value) -> str:
+        """:func:`chunkc.passes.plan_index.overlapping_view` at these sizes, followed once per value
+        (every region that could write an output over ``v`` asks)."""
+        why = self._overlapping.get(v)
+        if why is None:
+            from .plan_index import overlapping_view
+            why = self._overlapping[v] = overlapping_view(v, self.sizes)
+        return why
 
     def concrete_type(self, v: Value):
         """``v``'s type at these sizes, made once (a loop node's workspace is asked at many chunks)."""
@@ -221,7 +233,12 @@ class RegionMemory:
     def peak(self, chunk: int) -> int:
         out = self._peaks.get(chunk)
         if out is None:
-            out = self._peaks[chunk] = max([self.fixed_peak, *self.step_bytes(chunk).values()])
+            if self.workspace:
+                out = max([self.fixed_peak, *self.step_bytes(chunk).values()])
+            else:  # the affine steps alone (step_bytes without its dictionary)
+                c, extent = min(max(chunk, 1), self.extent), self.extent
+                out = max([self.fixed_peak, *[a + b * c // extent for _, a, b in self.steps]])
+            self._peaks[chunk] = out
         return out
 
     def largest_chunk(self, budget: int) -> int | None:
@@ -265,23 +282,32 @@ def reusable(facts: ValueFacts, index: GraphIndex, cand: Candidate) -> tuple[tup
     writes rows k of the output (at the end of the iteration), never reads a row it or an
     earlier iteration wrote — a residual stream updated in place.
     """
-    from .plan_index import overlapping_view, overwritable_after, shared_read_in
+    from .plan_index import overwritable_after, shared_read_in
 
-    chunked = {v: (axis, unit) for v, axis, unit in cand.chunked}
+    chunked = cand.axes
     loop_set = set(cand.loop)
-    loop_nodes = {facts.graph.nodes[i] for i in cand.loop}
+    loop_nodes = None  # made when a pair passes the cheap tests
     whole = {v for _, _, v in cand._whole}
     taken: set[Value] = set()
     pairs = []
+    by_spec: dict[tuple[int, int], list[Value]] = {}  # sliced values by (axis, unit), in order
+    for r, spec in chunked.items():
+        by_spec.setdefault(spec, []).append(r)
     for o in cand.outputs:
-        for r, spec in chunked.items():
-            if r in taken or r in whole or spec != chunked.get(o) or cand.halo(r) != (0, 0) \
-                    or index.producer_index(r) in loop_set or facts.owner[r] in taken or r.type != o.type \
-                    or not facts.same_layout(r, o) \
-                    or facts.remember(("overlapping", r), lambda: overlapping_view(r, facts.sizes)) \
-                    or facts.remember(("overwritable", r, cand.end),
-                                      lambda: overwritable_after(facts.graph, r, index.position, cand.end)) \
-                    or shared_read_in(r, loop_nodes):
+        spec_o = chunked.get(o)
+        if spec_o is None:
+            continue  # an accumulator: no input is sliced as it is
+        for r in by_spec[spec_o]:
+            # the cheap tests first; the storage tests (graph walks) last, remembered per value
+            if r in taken or r in whole or r.type != o.type or cand.halo(r) != (0, 0) \
+                    or index.producer_index(r) in loop_set or facts.owner[r] in taken \
+                    or not facts.same_layout(r, o):
+                continue
+            if loop_nodes is None:
+                loop_nodes = {facts.graph.nodes[i] for i in cand.loop}
+            group = facts.storage_group(r)
+            if overwritable_after(facts.graph, r, index.position, cand.end, group) \
+                    or shared_read_in(r, loop_nodes, group) or facts.overlapping_view(r):
                 continue
             pairs.append((o, r))
             taken.update((r, facts.owner[r]))
@@ -349,7 +375,7 @@ def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before:
     workspace = []
     chunk_live = 0
     halo_live = 0  # bytes of the halo rows of the live loop values (they do not scale with the chunk)
-    axes = {v: (axis, unit) for v, axis, unit in cand.chunked}
+    axes = cand.axes
     accumulators = set(getattr(cand, "accumulators", ()))
     halos = getattr(cand, "halos", None) or {}
 
@@ -359,27 +385,37 @@ def region_memory(facts: ValueFacts, index: GraphIndex, cand: Candidate, before:
         lo, hi = halos[v]
         rows = v.type.concrete_shape(facts.sizes)[axes[v][0]]
         return facts.nbytes[v] // max(rows, 1) * (lo + hi)
+    whole_at: dict[int, set[int]] = {}  # loop node -> input positions it reads whole
+    for j, pos, _ in cand._whole:
+        whole_at.setdefault(j, set()).add(pos)
+    owner, nbytes = facts.owner, facts.nbytes
     for i in cand.loop:
         node = graph.nodes[i]
+        outputs = node.outputs
         out = facts.out_bytes(i)
         # an accumulator's partial is whole whatever the chunk (chunkc.passes.accumulate)
-        partial = sum(facts.nbytes[o] for o in node.outputs if o in accumulators)
-        out_halo = sum(halo_bytes(o) for o in node.outputs if facts.owner[o] is o)
+        partial = sum(nbytes[o] for o in outputs if o in accumulators) if accumulators else 0
+        out_halo = sum(halo_bytes(o) for o in outputs if owner[o] is o) if halos else 0
         steps.append((i, running + halo_live + out_halo + partial, chunk_live + out - partial))
         if facts.has_workspace[i]:
-            whole = frozenset(pos for j, pos, _ in cand._whole if j == i)
+            whole = frozenset(whole_at.get(i, ()))
             workspace.append((i, _ChunkWorkspace.of(facts, i, axes, extent, whole, halos)))
         chunk_live += out - partial
         halo_live += out_halo
-        for o in node.outputs:
-            if facts.owner[o] is o and o not in last_in_loop and o not in accumulators:
-                chunk_live -= facts.nbytes[o]  # unused in the loop: written to its buffer, freed
-                halo_live -= halo_bytes(o)
-        for v in set(node.inputs) | (reused if i == cand.loop[-1] else set()):
-            owner = facts.owner[v]
-            if last_in_loop.get(owner) == i and index.producer_index(owner) in loop_set:
-                chunk_live -= facts.nbytes[owner]
-                halo_live -= halo_bytes(owner)
+        for o in outputs:
+            if owner[o] is o and o not in last_in_loop and o not in accumulators:
+                chunk_live -= nbytes[o]  # unused in the loop: written to its buffer, freed
+                if halos:
+                    halo_live -= halo_bytes(o)
+        read = set(node.inputs)
+        if i == cand.loop[-1]:
+            read |= reused
+        for v in read:
+            o = owner[v]
+            if last_in_loop.get(o) == i and index.producer_index(o) in loop_set:
+                chunk_live -= nbytes[o]
+                if halos:
+                    halo_live -= halo_bytes(o)
     return RegionMemory(fixed_peak=fixed_peak, steps=tuple(steps), extent=max(extent, 1), reuse=reuse,
                         workspace=tuple(workspace))
 

@@ -49,7 +49,7 @@ class Candidate:
     """A legal region before a chunk size is chosen (indices into the schedule)."""
 
     __slots__ = ("start", "end", "loop", "hoisted", "outputs", "extent", "_sliced", "_req", "_scale", "_chunked",
-                 "_whole", "accumulators", "halos")
+                 "_axes", "_whole", "accumulators", "halos")
 
     def __init__(self, start: int, end: int, loop: tuple[int, ...], hoisted: tuple[int, ...],
                  outputs: tuple[Value, ...], extent: Size, sliced: tuple[Value, ...],
@@ -64,6 +64,7 @@ class Candidate:
         self._sliced, self._req, self._scale = sliced, requirements, scale
         self._whole = whole_reads  # (node index, input position, value) read whole by a loop node
         self._chunked = None
+        self._axes = None
         self.accumulators = accumulators  # outputs kept whole and merged across iterations
         self.halos = halos or {}  # value -> (lo, hi) rows beyond its chunk (chunkc.passes.halo); absent: none
 
@@ -81,6 +82,13 @@ class Candidate:
         if self._chunked is None:
             self._chunked = tuple((v, self._req[v][0], int(self._req[v][1] * self._scale)) for v in self._sliced)
         return self._chunked
+
+    @property
+    def axes(self) -> dict[Value, tuple[int, int]]:
+        """{value: (axis, unit)} for every sliced value, made once (read it, do not change it)."""
+        if self._axes is None:
+            self._axes = {v: (axis, unit) for v, axis, unit in self.chunked}
+        return self._axes
 
     def to_region(self, graph: Graph, chunk_size: Size, reuse: tuple[tuple[Value, Value], ...] = ()) -> ChunkRegion:
         return ChunkRegion(
@@ -112,6 +120,11 @@ class GraphIndex:
         self.last_use = {v: (len(graph.nodes) if v in outputs else max((i for i, _ in u), default=-1))
                          for v, u in self.uses.items()}
         self._dims: dict[int, tuple] = {}
+        # the first node that makes or reads each value: below it, no node of a walk has
+        # anything to do with the value (see walk_regions)
+        self.first_touch = {v: (self.position[v.producer] if v.producer is not None else
+                                min((i for i, _ in u), default=len(graph.nodes)))
+                            for v, u in self.uses.items()}
 
     def dims(self, i: int):
         rec = self._dims.get(i)
@@ -232,6 +245,11 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
     scale = 1  # lcm of the units' denominators
     lowest = max(min_start, 0 if max_nodes is None else end - max_nodes + 1)
     position = index.position
+    first_touch = index.first_touch
+    # the first node that makes or reads a value the loop slices: a node before it neither
+    # makes a slice the loop needs nor accumulates over one; it and all before it would be
+    # hoisted, which yields no new span, so the walk stops there
+    touched = first_touch[extent_of]
 
     def candidate(i: int) -> Candidate:
         return Candidate(
@@ -244,7 +262,16 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
         )
 
     for i in range(end, lowest - 1, -1):
+        if touched > i:
+            return
         node = graph.nodes[i]
+        outs = node.outputs
+        if not (node.inputs and node.inputs[0] in chunk_req) and not (
+                outs[0] in chunk_req if len(outs) == 1 else any(o in chunk_req for o in outs)):
+            # nothing it makes is sliced and it accumulates over nothing: hoisted (as below, quicker)
+            whole_hoisted.update(node.inputs)
+            hoisted.append(i)
+            continue
         try:
             reqs = {k: chunk_req[o] for k, o in enumerate(node.outputs) if o in chunk_req}
             merged = None if reqs else accumulates_in_loop(node, chunk_req, (whole_loop, whole_hoisted))
@@ -258,6 +285,7 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
                     if v not in chunk_req:
                         chunk_req[v] = req
                         sliced.append(v)
+                        touched = min(touched, first_touch[v])
                         if not isinstance(req[1], int):
                             scale = math.lcm(scale, req[1].denominator)
                 accumulators.append(node.outputs[0])
@@ -286,6 +314,7 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
                 if o not in chunk_req:
                     chunk_req[o] = req
                     sliced.append(o)
+                    touched = min(touched, first_touch[o])
                 if index.last_use[o] > end and o is not end_out:
                     outputs.append(o)
             for pos, req in in_reqs.items():
@@ -300,6 +329,7 @@ def walk_regions(index: GraphIndex, end: int, axis: int, min_start: int = 0,
                 else:
                     chunk_req[v] = req
                     sliced.append(v)
+                    touched = min(touched, first_touch[v])
                     if not isinstance(req[1], int):
                         scale = math.lcm(scale, req[1].denominator)
             for pos, h in in_halos.items():

@@ -137,6 +137,14 @@ class SearchSpace:
             rm = self._memory_cache[id(cand)] = region_memory(self.facts, self.index, cand, self.before)
         return rm
 
+    def largest_chunk(self, cand: Candidate, target: int) -> int | None:
+        """The largest chunk of ``cand`` whose span stays within ``target`` (RegionMemory.largest_chunk),
+        or None; without building the region's model when the bytes live before its span
+        already exceed ``target`` (its hoisted phase starts from them: no chunk fits)."""
+        if self.before[cand.start] > target:
+            return None
+        return self.memory(cand).largest_chunk(target)
+
     def best_chunk(self, cand: Candidate, largest: int) -> tuple[int, float]:
         """The cheapest chunk no larger than ``largest`` (balanced: equal iterations), and its cost."""
         extent = evaluate(cand.extent, self.sizes)
@@ -178,7 +186,7 @@ class SearchSpace:
         out = self.initial()
         cost = 0.0
         for cand, chunk in sorted(state.chosen, key=lambda c: c[0].start):
-            largest = self.memory(cand).largest_chunk(target)
+            largest = self.largest_chunk(cand, target)
             if largest is not None and largest > chunk:
                 chunk, extra = self.best_chunk(cand, largest)
             else:
@@ -249,7 +257,7 @@ class BeamSelector:
         """The cheapest children of ``state``: one more region, over its peak step, within ``target``."""
         scored = []
         for cand in space.candidates(state.peak_index, state.spans):
-            largest = space.memory(cand).largest_chunk(target)
+            largest = space.largest_chunk(cand, target)
             if largest is None:
                 continue
             chunk, cost = space.best_chunk(cand, largest)

@@ -328,7 +328,11 @@ class _Importer:
             raise NotConvertible(f"weight {lazy.name!r} is bfloat16, which NumPy cannot hold; "
                                  "import the float32 model and cast the graph")
         to_chunkc(t.dtype, f"weight {lazy.name}")
-        return self.graph.add_constant(sanitize_name(lazy.name), t.contiguous().numpy().copy())
+        # the module's own storage, read-only (as torch.export's state_dict holds it): a copy of
+        # every weight cost more than the rest of the import; the backends copy what they keep
+        data = t.contiguous().numpy()
+        data.flags.writeable = False
+        return self.graph.add_constant(sanitize_name(lazy.name), data)
 
     def _parameter(self, target: str, tensor: torch.Tensor) -> Value:
         """A trainable parameter: a graph input (train=True)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from ..dims import Accumulation, AxisFlow, AxisSource, DimRecord, NEW
-from ..kernel_workspace import TorchWorkspace, strict_casts
+from ..kernel_workspace import STRICT_CASTS, TorchWorkspace, strict_casts
 from ..layout import contiguous_strides
 from ..lowering import LoweringContext, LoweringFn, all_operands, keywords
 from ..registry import OpDef, REQUIRED, register
@@ -109,7 +109,7 @@ def _bmm_infer(ins, attrs):
 register(OpDef(name="bmm", infer=_bmm_infer, dims=_matmul_dims, flops=_matmul_flops,
                reference=lambda xp, a, b: xp.matmul(a, b), num_inputs=(2, 2), torch=contraction("torch.bmm"), saves=("cross",),
                accumulates=_matmul_accumulates,
-               torch_workspace=TorchWorkspace(lowering=strict_casts),
+               torch_workspace=STRICT_CASTS,
                doc="bmm(a[B,M,K], b[B,K,N]) -> [B,M,N]. Carries: B from a and b, M from a, N from b."))
 
 
@@ -148,7 +148,7 @@ def _linear_ref(xp, x, w, b=None):
 
 register(OpDef(name="linear", infer=_linear_infer, dims=_linear_dims, reference=_linear_ref, num_inputs=(2, 3),
                accumulates=_linear_accumulates,
-               torch=contraction("F.linear"), saves=("cross",), torch_workspace=TorchWorkspace(lowering=strict_casts),
+               torch=contraction("F.linear"), saves=("cross",), torch_workspace=STRICT_CASTS,
                flops=lambda ins, a, outs: 2 * outs[0].numel() * ins[0].shape[-1],
                doc="linear(x[..., K], w[N, K], b[N]?) -> x @ w.T + b (PyTorch's layout). "
                    "Carries: the leading axes of x; N from w (and b)."))
@@ -196,7 +196,7 @@ def _addmm_torch(ctx: LoweringContext) -> str:
 
 register(OpDef(name="addmm", infer=_addmm_infer, dims=_addmm_dims, reference=_addmm_ref, num_inputs=(3, 3),
                attrs={"beta": 1.0, "alpha": 1.0}, workspace=_addmm_workspace, torch=_addmm_torch, saves=(1, 2),
-               torch_workspace=TorchWorkspace(lowering=strict_casts),
+               torch_workspace=STRICT_CASTS,
                flops=lambda ins, a, outs: 2 * outs[0].numel() * ins[1].shape[1],
                doc="addmm(bias, a[M,K], b[K,N]) -> beta*bias + alpha*(a @ b). "
                    "Carries: M from a, N from b (and bias where it is not broadcast)."))
