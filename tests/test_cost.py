@@ -295,7 +295,7 @@ def test_a_measured_table_predicts_how_much_a_large_product_output_costs_over_th
 
 
 def test_with_the_stores_priced_the_selection_chunks_an_attention_by_query_rows_not_heads():
-    """The same attention (heads of 32, 1025 tokens) under 30% of its peak: without a price for
+    """The same attention (heads of 32, 1025 tokens) under 40% of its peak: without a price for
     the stores the selection keeps each head's 4 MiB of scores whole (one head per iteration);
     with it, it chunks the queries instead."""
     from chunkc.ir.sizes import evaluate
@@ -303,7 +303,7 @@ def test_with_the_stores_priced_the_selection_chunks_an_attention_by_query_rows_
     flat = synthetic_table(stream=((4096.0, 1e-10),))
     extents = {}
     for name, table in (("free", flat), ("priced", stored_outputs(flat))):
-        plan = chunkc.autochunk(g, 0.3, sizes={"L": 1025}, machine=table, progress=False)
+        plan = chunkc.autochunk(g, 0.4, sizes={"L": 1025}, machine=table, progress=False)
         assert plan.estimated_peak_bytes <= plan.budget_bytes
         extents[name] = [evaluate(r.extent, plan.sizes) for r in plan.regions]
     assert extents == {"free": [4], "priced": [1025]}  # 4 heads; 1025 query rows
