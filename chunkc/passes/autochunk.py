@@ -302,38 +302,53 @@ def _variants(graph: Graph, sizes: dict[str, int], opts: AutochunkOptions, peak_
     return variants, splits
 
 
-def _recompute_held(planner: _Planner, rounds: int, tries: int = 3) -> tuple[Plan | None, _Planner]:
-    """When no plan meets the budget: recompute the value the lowest plan holds whole at its
-    peak (the largest of the first ``tries`` that has a chain, chunkc.passes.remat.recompute_chain)
-    at each of its readers, where the search can pull each copy into its reader's loop (a
-    convolution's row loop that accumulates statistics, for one), and plan that graph; repeated
-    while the floor falls, at most ``rounds`` times.  (A plan that meets the budget, or None; the
-    planner with the lowest floor.)"""
+def _recompute_held(planner: _Planner, rounds: int, max_nodes: int, tries: int = 3) -> tuple[Plan | None, _Planner]:
+    """When no plan meets the budget: recompute a value the lowest plan holds whole at its peak
+    (chunkc.passes.remat.recompute_chain, at most ``max_nodes`` nodes) at each of its readers,
+    where the search can pull each copy into its reader's loop (a convolution's row loop that
+    accumulates statistics, for one), and plan that graph.  Of the first ``tries`` values held
+    there, largest first, the first whose round makes progress is kept (a lower floor, or a level
+    one that holds other values: the next of a stack of alike blocks, whose twin the round just
+    took out of the floor); repeated at most ``rounds`` times.  (A plan that meets the budget, or
+    None; the planner with the lowest floor.)"""
     for _ in range(rounds):
         floor = planner.floor
         if floor is None:
             break
         for name in list(floor.held_here)[:tries]:
-            chain = recompute_chain(planner.graph, planner.sizes, name)
-            if chain:
+            plan, deeper = _recompute_one(planner, name, max_nodes)
+            if plan is not None:
+                return plan, deeper
+            if deeper is not None and deeper.floor is not None and _lower(deeper.floor, floor):
+                planner = deeper
                 break
         else:
             break
-        remat = rematerialize(planner.graph, planner.sizes, floor.peak_bytes, members=chain)
-        if not remat.copies:
-            break
-        copies = {**planner.copies, **{c: planner.copies.get(o, o) for c, o in remat.copies.items()}}
-        notes = planner.notes + [f"recomputed %{name} ({len(chain)} node(s)) at each of its readers: the lowest "
-                                 f"plan held it whole ({floor.held_here[name]} B)"]
-        deeper = _Planner(remat.graph, planner.sizes, planner.opts, planner.budget_bytes, planner.unchunked, notes,
-                          planner.started, copies, reference_seconds=planner.reference_seconds)
-        plan = deeper.plan()
-        if plan is not None:
-            return plan, deeper
-        if deeper.floor is None or deeper.floor.peak_bytes >= floor.peak_bytes:
-            break
-        planner = deeper
     return None, planner
+
+
+def _recompute_one(planner: _Planner, name: str, max_nodes: int) -> tuple[Plan | None, _Planner | None]:
+    """Plan the graph where %name (held whole at the planner's floor) is recomputed at each reader:
+    (a plan that meets the budget or None, the planner; None when it has no chain to recompute)."""
+    chain = recompute_chain(planner.graph, planner.sizes, name, max_nodes)
+    if not chain:
+        return None, None
+    remat = rematerialize(planner.graph, planner.sizes, planner.floor.peak_bytes, members=chain)
+    if not remat.copies:
+        return None, None
+    copies = {**planner.copies, **{c: planner.copies.get(o, o) for c, o in remat.copies.items()}}
+    notes = planner.notes + [f"recomputed %{name} ({len(chain)} node(s)) at each of its readers: the lowest "
+                             f"plan held it whole ({planner.floor.held_here[name]} B)"]
+    deeper = _Planner(remat.graph, planner.sizes, planner.opts, planner.budget_bytes, planner.unchunked, notes,
+                      planner.started, copies, reference_seconds=planner.reference_seconds)
+    return deeper.plan(), deeper
+
+
+def _lower(new: _Floor, old: _Floor) -> bool:
+    """Whether a recompute round made progress: a lower floor, or a level one that holds other
+    values whole there (``recompute_rounds`` bounds the rounds that stay level)."""
+    return new.peak_bytes < old.peak_bytes or (new.peak_bytes == old.peak_bytes and
+                                               new.held_here.keys() != old.held_here.keys())
 
 
 def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
@@ -388,7 +403,7 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
         return fuse_unused_splits(best, splits, lambda g, p: estimate_memory(
             g, plan=p, sizes=sizes, backend=opts.backend).peak_bytes)
     best = min((p for p in planners if p.floor is not None), key=lambda p: p.floor.peak_bytes)
-    plan, best = _recompute_held(best, opts.recompute_rounds)
+    plan, best = _recompute_held(best, opts.recompute_rounds, opts.recompute_nodes)
     if plan is not None:
         return fuse_unused_splits(plan, splits, lambda g, p: estimate_memory(
             g, plan=p, sizes=sizes, backend=opts.backend).peak_bytes)
