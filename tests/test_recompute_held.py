@@ -92,3 +92,62 @@ def test_the_report_names_what_the_floor_holds_whole():
     assert list(rep.whole_at_peak)[0] == "joined" and rep.whole_at_peak["joined"] == 24 * SIDE * SIDE * 4
     chunks = {name.split(" ")[0] for name in rep.live_at_peak if name.endswith("[chunk]")}
     assert chunks and not chunks & set(rep.whole_at_peak)
+
+
+DEEP = 13  # 1x1 convolutions before each norm: one more than the chain a round once recomputed at most
+CH = 8
+
+
+def _deep_chains(side=32, stages=2, seed=0):
+    """Twice: DEEP 1x1 convolutions (not cheap enough to rematerialize up front) -> group_norm ->
+    SiLU -> conv3x3.  Each norm's input is made by a chain longer than 12 nodes, read by the
+    statistics and by the apply pass: held whole unless the whole chain is recomputed for each."""
+    rng = np.random.default_rng(seed)
+    g = chunkc.Graph("deep_chains")
+    x = g.add_input("image", "f32", (1, CH, side, side))
+    for _ in range(stages):
+        for _ in range(DEEP):
+            x = O.conv(x, _w(g, rng, CH, CH, 1, 1))
+        gamma = g.add_constant("gamma", rng.uniform(0.5, 1.5, CH).astype(np.float32))
+        beta = g.add_constant("beta", rng.standard_normal(CH).astype(np.float32))
+        x = O.conv(O.silu(O.group_norm(x, gamma, beta, num_groups=4)), _w(g, rng, CH, CH, 3, 3), padding=PAD)
+    g.set_outputs(x)
+    return g
+
+
+def _held_at_floor(graph, **options):
+    with pytest.raises(chunkc.InfeasibleBudgetError) as info:
+        chunkc.autochunk(graph, 1, backend="torch", progress=False, **options)
+    return info.value.lowest_peak_bytes, info.value.held
+
+
+def test_long_chains_are_recomputed_round_after_round():
+    g = _deep_chains()
+    image_bytes = CH * 32 * 32 * 4
+    short_floor, short_held = _held_at_floor(g, recompute_nodes=12)
+    floor, held = _held_at_floor(g)
+    # with chains of 12 nodes at most, a norm's input (or what it makes) stays whole at the floor
+    assert max(v for k, v in short_held.items() if k != g.outputs[0].name) == image_bytes, short_held
+    # recomputing the whole chain for each pass, one stage after the other, leaves only the output whole
+    assert floor < short_floor
+    assert [k for k, v in held.items() if v >= image_bytes] == [g.outputs[0].name], held
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_plan_that_recomputes_long_chains_runs_within_its_estimate(backend):
+    from chunkc.passes.chunked_reference import interpret_plan
+
+    g = _deep_chains()
+    with pytest.raises(chunkc.InfeasibleBudgetError) as info:
+        chunkc.autochunk(g, 1, backend=backend, progress=False)
+    plan = chunkc.autochunk(g, int(info.value.lowest_peak_bytes * 1.02), backend=backend, progress=False)
+    assert sum(note.startswith("recomputed %") for note in plan.notes) >= 2, plan.notes
+    x = np.random.default_rng(3).standard_normal((1, CH, 32, 32)).astype(np.float32)
+    expected = chunkc.interpret(g, x)[0]
+    np.testing.assert_allclose(interpret_plan(plan, x)[0], expected, rtol=1e-4, atol=1e-4)
+    fn = chunkc.compile(plan.graph, plan, backend=backend, strict=True)
+    if backend == "numpy":
+        np.testing.assert_allclose(fn(x), expected, rtol=1e-4, atol=1e-4)
+    else:
+        np.testing.assert_allclose(fn(torch.from_numpy(x)).numpy(), expected, rtol=1e-4, atol=1e-4)
+        assert chunkc.measure_peak(fn, torch.from_numpy(x)) == plan.estimated_peak_bytes

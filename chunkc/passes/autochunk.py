@@ -310,38 +310,56 @@ def _variants(graph: Graph, sizes: dict[str, int], opts: AutochunkOptions, peak_
     return variants, splits
 
 
-def _recompute_held(planner: _Planner, rounds: int, tries: int = 3) -> tuple[Plan | None, _Planner]:
-    """When no plan meets the budget: recompute the value the lowest plan holds whole at its
-    peak (the largest of the first ``tries`` that has a chain, chunkc.passes.remat.recompute_chain)
-    at each of its readers, where the search can pull each copy into its reader's loop (a
-    convolution's row loop that accumulates statistics, for one), and plan that graph; repeated
-    while the floor falls, at most ``rounds`` times.  (A plan that meets the budget, or None; the
-    planner with the lowest floor.)"""
-    for _ in range(rounds):
+def _recompute_held(planner: _Planner, rounds: int, max_nodes: int,
+                    tries: int = 3) -> tuple[Plan | None, _Planner, int]:
+    """When no plan meets the budget: recompute a value the lowest plan holds whole at its peak
+    (chunkc.passes.remat.recompute_chain, at most ``max_nodes`` nodes) at each of its readers,
+    where the search can pull each copy into its reader's loop (a convolution's row loop that
+    accumulates statistics, for one), and plan that graph.  Of the first ``tries`` values held
+    there, largest first, the first whose round makes progress is kept (a lower floor, or a level
+    one that holds other values: the next of a stack of alike blocks, whose twin the round just
+    took out of the floor); repeated at most ``rounds`` times.  (A plan that meets the budget, or
+    None; the planner with the lowest floor; the rounds tried.)"""
+    used = 0
+    while used < rounds:
         floor = planner.floor
         if floor is None:
             break
+        used += 1
         for name in list(floor.held_here)[:tries]:
-            chain = recompute_chain(planner.graph, planner.sizes, name)
-            if chain:
+            plan, deeper = _recompute_one(planner, name, max_nodes)
+            if plan is not None:
+                return plan, deeper, used
+            if deeper is not None and deeper.floor is not None and _lower(deeper.floor, floor):
+                planner = deeper
                 break
         else:
             break
-        remat = rematerialize(planner.graph, planner.sizes, floor.peak_bytes, members=chain)
-        if not remat.copies:
-            break
-        copies = {**planner.copies, **{c: planner.copies.get(o, o) for c, o in remat.copies.items()}}
-        notes = planner.notes + [f"recomputed %{name} ({len(chain)} node(s)) at each of its readers: the lowest "
-                                 f"plan held it whole ({floor.held_here[name]} B)"]
-        deeper = _Planner(remat.graph, planner.sizes, planner.opts, planner.budget_bytes, planner.unchunked, notes,
-                          planner.started, copies, reference_seconds=planner.reference_seconds)
-        plan = deeper.plan()
-        if plan is not None:
-            return plan, deeper
-        if deeper.floor is None or deeper.floor.peak_bytes >= floor.peak_bytes:
-            break
-        planner = deeper
-    return None, planner
+    return None, planner, used
+
+
+def _recompute_one(planner: _Planner, name: str, max_nodes: int) -> tuple[Plan | None, _Planner | None]:
+    """Plan the graph where %name (held whole at the planner's floor) is recomputed at each reader:
+    (a plan that meets the budget or None, the planner; None when it has no chain to recompute)."""
+    chain = recompute_chain(planner.graph, planner.sizes, name, max_nodes)
+    if not chain:
+        return None, None
+    remat = rematerialize(planner.graph, planner.sizes, planner.floor.peak_bytes, members=chain)
+    if not remat.copies:
+        return None, None
+    copies = {**planner.copies, **{c: planner.copies.get(o, o) for c, o in remat.copies.items()}}
+    notes = planner.notes + [f"recomputed %{name} ({len(chain)} node(s)) at each of its readers: the lowest "
+                             f"plan held it whole ({planner.floor.held_here[name]} B)"]
+    deeper = _Planner(remat.graph, planner.sizes, planner.opts, planner.budget_bytes, planner.unchunked, notes,
+                      planner.started, copies, reference_seconds=planner.reference_seconds)
+    return deeper.plan(), deeper
+
+
+def _lower(new: _Floor, old: _Floor) -> bool:
+    """Whether a recompute round made progress: a lower floor, or a level one that holds other
+    values whole there (``recompute_rounds`` bounds the rounds that stay level)."""
+    return new.peak_bytes < old.peak_bytes or (new.peak_bytes == old.peak_bytes and
+                                               new.held_here.keys() != old.held_here.keys())
 
 
 def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
@@ -395,15 +413,20 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
         best = min(plans, key=lambda p: p.estimated_slowdown)
         return fuse_unused_splits(best, splits, lambda g, p: estimate_memory(
             g, plan=p, sizes=sizes, backend=opts.backend).peak_bytes)
-    # recompute what the lowest floors hold, lowest first (another variant's floor may fall
-    # further once its held values are recomputed: attention split over its keys)
-    best = None
-    for start in sorted((p for p in planners if p.floor is not None), key=lambda p: p.floor.peak_bytes):
-        plan, deeper = _recompute_held(start, opts.recompute_rounds)
+    # recompute what the floors hold, lowest floor first (another variant's floor may fall
+    # further once its held values are recomputed: attention split over its keys);
+    # recompute_rounds bounds the rounds of all variants together
+    floors = sorted((p for p in planners if p.floor is not None), key=lambda p: p.floor.peak_bytes)
+    best, rounds = floors[0], opts.recompute_rounds
+    for start in floors:
+        if rounds <= 0:
+            break
+        plan, deeper, used = _recompute_held(start, rounds, opts.recompute_nodes)
         if plan is not None:
             return fuse_unused_splits(plan, splits, lambda g, p: estimate_memory(
                 g, plan=p, sizes=sizes, backend=opts.backend).peak_bytes)
-        if best is None or deeper.floor.peak_bytes < best.floor.peak_bytes:
+        rounds -= used
+        if deeper.floor.peak_bytes < best.floor.peak_bytes:
             best = deeper
     floor = best.floor
     widths = " and ".join(str(w) for w in best.widths if w)

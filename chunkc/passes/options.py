@@ -21,7 +21,8 @@ class SearchKnobs:
     remat: bool = True  # recompute cheap, large values at their readers
     # when no plan meets the budget: recompute, at each reader, the value the lowest plan holds
     # whole, and plan again, at most this many times (0: never; chunkc.passes.remat.recompute_chain)
-    recompute_rounds: int = 8
+    recompute_rounds: int = 16
+    recompute_nodes: int = 128  # the longest producer chain one such round recomputes at each reader
     rewrite: bool = True  # fold splits of fused projections, schedule wholly-read work first
     backend: str = DEFAULT_BACKEND  # whose kernels the plan's memory is estimated for
     device: str = "cpu"  # where it runs: whose allocator and kernel workspace count, which kernel costs
