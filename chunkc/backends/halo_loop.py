@@ -4,8 +4,8 @@ A region in which a window op (convolution, pooling) reads overlapping rows
 (chunkc.passes.halo) is emitted like any other loop, plus:
 
 * at the top of each iteration, for each value with a halo, the rows it holds:
-  ``h_rows = max(0, start - 1), min(64, stop + 1)``; region inputs are sliced on
-  those rows (views);
+  ``h_rows = max(0, start - 1), min(64, stop + 1)``, one tuple for all the values
+  that hold the same rows; region inputs are sliced on those rows (views);
 * a node whose output rows need other rows of an input than the input holds
   reads ``rt.take_rows(x_chunk, axis, have, need, size, fill)``: a view of the
   rows it needs, padded with the op's padding value at the image border, and a
@@ -57,18 +57,24 @@ def emit_halo_region(gen: Generator, view: RegionView) -> None:
         return gen.names.get(v) or gen.constants[v]
 
     bounds: dict[Value, tuple[str, str]] = {}  # value -> (first row, stop row) it holds, as source text
-    claimed: list[str] = []
+    # values holding the same rows share one (first, stop) tuple: a tuple per value would be
+    # Python objects per iteration (and ints past the small-int cache) that tracemalloc counts
+    held: dict[str, list[Value]] = {}  # the rows' source text -> the values that hold them
     for v, c in chunk.items():
         lo, hi = _scaled(c.unit, START), _scaled(c.unit, STOP)
         if c.halo_lo or c.halo_hi:
-            name = gen.namer.claim(f"{base_name(v)}_rows")
-            claimed.append(name)
-            gen.emit(f"{name} = max(0, {_affine(1, lo, -c.halo_lo)}), min({size(v)}, {_affine(1, hi, c.halo_hi)})"
-                     f"  # rows of %{v.name} held in this iteration")
-            gen.held_rows[v] = name
-            bounds[v] = (f"{name}[0]", f"{name}[1]")
+            held.setdefault(f"max(0, {_affine(1, lo, -c.halo_lo)}), min({size(v)}, {_affine(1, hi, c.halo_hi)})",
+                            []).append(v)
         else:
             bounds[v] = (lo, hi)
+    claimed: list[str] = []
+    for text, values in held.items():
+        name = gen.namer.claim(f"{base_name(values[0])}_rows")
+        claimed.append(name)
+        gen.emit(f"{name} = {text}  # rows of {', '.join(f'%{v.name}' for v in values)} held in this iteration")
+        for v in values:
+            gen.held_rows[v] = name
+            bounds[v] = (f"{name}[0]", f"{name}[1]")
 
     def rows(v: Value) -> str:
         return gen.held_rows.get(v) or f"({bounds[v][0]}, {bounds[v][1]})"
