@@ -82,6 +82,34 @@ def computed_rows(source: AxisSource, in_rows: tuple[int, int], out_rows: tuple[
     return int(in_rows[0] / r), int(in_rows[1] / r)
 
 
+def widening(flow: AxisFlow) -> int:
+    """``q`` when the node reads its input along this axis through a ratio ``1/q`` (a nearest
+    upsampling): it computes its output rows in whole groups of ``q``, one per input row, so
+    a halo row of the output costs up to ``q`` rows (1: no widening)."""
+    return max((Fraction(s.ratio).denominator for s in flow.sources if s.window is None), default=1)
+
+
+def held_length(start: int, stop: int, unit: int, lo: int, hi: int, size: int, q: int = 1) -> int:
+    """How many rows a value with this unit and halo holds in the iteration over units
+    ``[start, stop)`` (:func:`rows`), widened to whole groups of ``q`` rows when its node
+    computes it through a ratio ``1/q`` (:func:`widening`; the integer form of
+    :func:`computed_length`)."""
+    first, last = rows(start, stop, unit, lo, hi, size)
+    if q == 1 or (not lo and not hi):
+        return last - first
+    return q * (-(-last // q) - first // q)
+
+
+def inner_held_length(units: int, unit: int, lo: int, hi: int, q: int = 1) -> int:
+    """The most rows a halo value holds in an iteration of ``units`` units away from the
+    border (no row clipped): ``units*unit + lo + hi``, or with a widening ``q`` the most
+    over the alignments of the iteration's start (:func:`held_length`)."""
+    if q == 1 or (not lo and not hi):
+        return units * unit + lo + hi
+    big = 1 << 62  # no clipping at the far border
+    return max(held_length(j * units, (j + 1) * units, unit, lo, hi, big, q) for j in range(lo + 1, lo + 1 + q))
+
+
 # LOOP_START by name, but allowed to be 0 (the first iteration), so that max(0, start - lo)
 # is not simplified away
 _FIRST_START = sympy.Symbol(LOOP_START.name, integer=True, nonnegative=True)
@@ -98,7 +126,7 @@ def computed_length(flow: AxisFlow, chunk, size):
     if not lo and not hi:
         return unit * (LOOP_STOP - LOOP_START)
     first, stop = sympy.Max(0, unit * _FIRST_START - lo), sympy.Min(size, unit * LOOP_STOP + hi)
-    q = max((Fraction(s.ratio).denominator for s in flow.sources if s.window is None), default=1)
+    q = widening(flow)
     if q == 1:
         return stop - first
     return q * (sympy.ceiling(stop / q) - sympy.floor(first / q))

@@ -47,6 +47,7 @@ from ..ir.registry import concrete_attrs, has_symbolic_attrs
 from ..ir.sizes import evaluate
 from ..ir.types import TensorType
 from .device_memory import get_device
+from .halo import held_length, inner_held_length, rows, widening
 from .plan import DEFAULT_BACKEND, ChunkedValue, ChunkRegion, Plan
 from .plan_index import PlanIndex, loop_attrs
 
@@ -164,6 +165,9 @@ class _Region:
     reuse: dict[int, int]  # output id -> id of the region input whose storage it takes
     # value id -> (unit, lo, hi) for values with rows beyond their chunk (chunkc.passes.halo)
     halo: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    # value id -> q for halo values the loop computes through a ratio 1/q (a nearest
+    # upsampling): their rows come in whole groups of q (chunkc.passes.halo.widening)
+    widen: dict[int, int] = field(default_factory=dict)
     units: int = 0  # units per iteration (0: read them off chunk_elems)
     # which iteration of a halo loop is modelled: an inner one (every halo row held, window
     # inputs are views) or one at the image border (halo rows beyond the border not held, a
@@ -180,10 +184,11 @@ class _Region:
         for v, (axis, n) in self.chunk_elems.items():
             if v in self.halo:
                 unit, lo, hi = self.halo[v]
-                first, last = max(0, start * unit - lo), min(full[v], stop * unit + hi)
+                first, last = rows(start, stop, unit, lo, hi, full[v])
                 if first > start * unit - lo or last < stop * unit + hi:
                     clipped.add(v)
-                elems[v] = (axis, max(last - first, 1))
+                held = held_length(start, stop, unit, lo, hi, full[v], self.widen.get(v, 1))
+                elems[v] = (axis, max(held, 1))
             else:  # a full chunk, as an inner iteration's (the workspace reads units off it)
                 elems[v] = (axis, n)
         if not clipped:
@@ -327,17 +332,28 @@ class MemoryModel:
                 chunk = evaluate(r.chunk_size, self.sizes)
             except (KeyError, ValueError) as exc:
                 raise ChunkcError(f"plan region {view.index} ({r.describe()}): chunk size: {exc}") from None
+            halo = {self.vid[v]: (c.unit, *c.halo) for v, c in view.chunk.items() if c.halo_lo or c.halo_hi}
+            widen = {u: q for u in halo if (q := self._widening(u, view.start, view.end, view.chunk)) > 1}
             elems: dict[int, tuple[int, int]] = {}
             for v, c in view.chunk.items():
                 u = self.vid[v]
                 # a halo's rows count in full: the interior iterations hold them all (chunkc.passes.halo)
-                elems[u] = (c.axis, min(max(chunk, 1) * c.unit + c.halo_lo + c.halo_hi, self.shape[u][c.axis]))
+                rows_held = inner_held_length(max(chunk, 1), c.unit, c.halo_lo, c.halo_hi, widen.get(u, 1))
+                elems[u] = (c.axis, min(rows_held, self.shape[u][c.axis]))
             outs = frozenset(self.vid[o] for o in view.outputs)
             reuse = {self.vid[o]: self.vid[v] for o, v in view.reuse.items()}
-            halo = {self.vid[v]: (c.unit, *c.halo) for v, c in view.chunk.items() if c.halo_lo or c.halo_hi}
             units = min(max(chunk, 1), evaluate(r.extent, self.sizes)) if halo else 0
-            out.append(_Region(view.index, view.start, view.end, r, elems, outs, reuse, halo, units))
+            out.append(_Region(view.index, view.start, view.end, r, elems, outs, reuse, halo, widen, units))
         return out
+
+    def _widening(self, u: int, start: int, end: int, chunk: Mapping[Value, ChunkedValue]) -> int:
+        """q when value ``u`` is computed inside the loop over schedule steps [start, end] by a
+        node reading its input through a ratio 1/q on the chunk axis (else 1)."""
+        p = self.prod[u]
+        if not start <= p <= end:
+            return 1
+        axis = chunk[self.values[u]].axis
+        return widening(self.record(p)[self.node_out[p].index(u)][axis])
 
     def _chunk_bytes(self, v: int, reg: _Region) -> int:
         if v not in reg.chunk_elems:
@@ -472,6 +488,13 @@ class MemoryModel:
         w, k = flow.sources[0].window, flow.sources[0].input
         return k if (w.pad_lo or w.pad_hi) else None
 
+    def _window_source(self, p: int, chunk: ChunkedValue | None) -> int | None:
+        """The input position a window op reads its rows of along the chunk axis, else None."""
+        if chunk is None:
+            return None
+        flow = self.record(p)[0][chunk.axis]
+        return flow.sources[0].input if flow.kind == "window" else None
+
     def border_copy_bytes(self, p: int, chunk: ChunkedValue | None, in_types: list[TensorType],
                           out_types: list[TensorType]) -> int:
         """A window op in a halo loop reads its input rows padded at the image border: a copy
@@ -544,15 +567,20 @@ class MemoryModel:
                         shape[axis] = elems
                     elif u in reg.halo:
                         unit, lo, hi = reg.halo[u]
-                        shape[axis] = min(unit * n + lo + hi, self.shape[u][axis])
+                        shape[axis] = min(inner_held_length(n, unit, lo, hi, reg.widen.get(u, 1)), self.shape[u][axis])
                     else:
                         shape[axis] = elems // units * n
                 out.append(TensorType(self.values[u].dtype, tuple(shape)))
-            k = self._window_input(p, chunk) if reg.border else None
-            if k is not None:  # the kernel reads the rows padded at the border (take_rows): as many as its rows need
+            # the kernel reads as many rows as its output rows need: padded at the border (take_rows),
+            # elsewhere a view of the rows held, not dense when they are more (a widened or wider halo)
+            k = self._window_input(p, chunk) if reg.border else self._window_source(p, chunk)
+            if k is not None:
                 x = out[k]
                 axis = self.record(p)[0][chunk.axis].sources[0].axis
-                out[k] = x.with_shape(x.shape[:axis] + (self._rows_read(p, chunk, out[len(ins)]),) + x.shape[axis + 1:])
+                read = self._rows_read(p, chunk, out[len(ins)])
+                if not reg.border:
+                    read = min(read, x.shape[axis])
+                out[k] = x.with_shape(x.shape[:axis] + (read,) + x.shape[axis + 1:])
             return out[:len(ins)], out[len(ins):]
 
         return self.loop_workspace_bytes(p, types_for, chunk, units, extent, in_strides,
