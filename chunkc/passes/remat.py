@@ -28,6 +28,7 @@ from typing import Mapping
 from ..ir.graph import Graph, Node, Value
 from ..ir.liveness import last_use
 from ..ir.sizes import evaluate
+from .options import SearchKnobs
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ def rematerializable(graph: Graph, sizes: Mapping[str, int], peak_bytes: int,
     return out
 
 
-def recompute_chain(graph: Graph, sizes: Mapping[str, int], value: str, max_nodes: int = 12) -> set[Node] | None:
+def recompute_chain(graph: Graph, sizes: Mapping[str, int], value: str,
+                    max_nodes: int = SearchKnobs.recompute_nodes) -> set[Node] | None:
     """The nodes to recompute, at each reader of ``value``, so that it is not held whole: its
     producer and, backwards, the producer of every input that is neither small beside it (at
     most half its bytes: holding that input longer is the price) nor held anyway until its last

@@ -469,7 +469,7 @@ register(OpDef(
     size_attrs=("query_offset",), canonicalize=_sdpa_canonicalize,
     workspace=_sdpa_workspace, torch_workspace=_SDPA_WORKSPACE, flops=_sdpa_flops, slice_attrs=_sdpa_slice,
     torch=_sdpa_torch, saves=("inputs", "outputs"),
-    split_accumulating=lambda graph, node: _split_over_keys(graph, node),
+    split_accumulating=_split_over_keys,
     doc="scaled_dot_product_attention(q[..., L, E], k[..., S, E], v[..., S, Ev], mask?, is_causal=False, "
         "scale=None, query_offset=0, enable_gqa=False) -> [..., L, Ev]; scale None is 1/sqrt(E); a bool mask "
         "marks the keys to attend, a float mask is added; with is_causal, query i attends keys j <= i + "
