@@ -56,6 +56,14 @@ class DType(enum.Enum):
         return self.value[2]
 
     @property
+    def mantissa_bits(self) -> int | None:
+        """Explicit mantissa bits of a floating-point type (f32: 23, bf16: 7); None for integers."""
+        if not self.is_floating:
+            return None
+        import ml_dtypes  # its finfo covers NumPy's floats and its own
+        return int(ml_dtypes.finfo(self.numpy).nmant)
+
+    @property
     def is_unsigned(self) -> bool:
         return self.name.startswith("uint")
 

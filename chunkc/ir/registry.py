@@ -139,7 +139,7 @@ class OpDef:
     # from the function: this node is not split.
     split_accumulating: Callable[..., Any] | None = None
     # Whether the output jumps by a whole step where a floating-point input moves by one ulp
-    # (floor, round, a float cast to integers, a comparison of floats): two correct programs
+    # (floor, round, a float cast to integers or to a narrower float, a comparison of floats): two correct programs
     # that round an input differently (another backend's kernel, another summation order) may
     # differ there by the step.  A bool, or ``fn(in_types, attrs) -> bool``.
     discontinuous: bool | Callable[..., bool] = False

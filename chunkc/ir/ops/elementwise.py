@@ -529,13 +529,19 @@ def _cast_elements(fs, attrs, ins, outs):
     return as_int(fs[0], ins[0]) if exact(outs[0]) and exact(ins[0]) else None
 
 
-def _cast_truncates(ins, attrs) -> bool:
-    """A float cast to integers or bool steps (truncation, nonzero)."""
-    return ins[0].dtype.is_floating and not to_dtype(attrs["dtype"]).is_floating
+def _cast_steps(ins, attrs) -> bool:
+    """A float cast to integers or bool steps (truncation, nonzero); so does one to a float with
+    fewer mantissa bits: where its input moves by one ulp of its own type, the output may jump by
+    a whole ulp of the narrower type, which a later subtraction can leave far above float32's
+    tolerance (fuzz case 8000051: f32 -> f16 -> f32, then a sum that cancels)."""
+    src, dst = ins[0].dtype, to_dtype(attrs["dtype"])
+    if not src.is_floating:
+        return False
+    return not dst.is_floating or dst.mantissa_bits < src.mantissa_bits
 
 
 register(OpDef(name="cast", infer=_cast_infer, dims=_bcast_dims, reference=_cast_ref, attrs={"dtype": REQUIRED},
-               saves=(), torch=_cast_torch, discontinuous=_cast_truncates, flops=lambda *a: 0, elements=_cast_elements,
+               saves=(), torch=_cast_torch, discontinuous=_cast_steps, flops=lambda *a: 0, elements=_cast_elements,
                keeps_layout=True,
                doc="cast(x, dtype=f16): convert the element type (a fresh array)." + CARRIES))
 
