@@ -18,30 +18,17 @@ lets the inner loop stop at the outer chunk's last row (``ChunkRegion.stop_at``)
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from ..errors import ChunkcError
 from ..ir.dims import LOOP_STOP
 from ..ir.graph import Graph, Node, Value
-from ..ir.sizes import Size, sizes_equal
+from ..ir.sizes import Size, evaluate, sizes_equal
 from .accumulate import accumulating_end, sliced_axes
 from .plan import ChunkRegion, Plan
-from .search import GraphIndex, walk_regions
+from .search import GraphIndex, candidate_axes, walk_regions
 
 MAX_CHAIN = 16  # nodes of one recomputed chain, at most
-
-
-def accumulating_reads(node: Node, chunk: dict[Value, tuple[int, int]]) -> tuple[int, object] | None:
-    """(axis, accumulation) when ``node`` reads its input 0 whole in a loop slicing ``chunk``
-    (value -> (axis, unit)) and its record accumulates over an axis of that input, else None."""
-    if not node.inputs or node.inputs[0] in chunk or not node.outputs or node.outputs[0] not in chunk:
-        return None
-    x = node.inputs[0]
-    for axis in range(x.rank):
-        how = accumulating_end(node, axis)
-        if how is not None:
-            return axis, how
-    return None
 
 
 def _chain(graph: Graph, roots: Sequence[Value], held_after: int) -> list[Node] | None:
@@ -87,72 +74,202 @@ def _copy_chain(graph: Graph, chain: list[Node], reader: Node, positions: Sequen
     return names
 
 
-def nest_loops(graph: Graph, end: str, axis: int, chunk: Size, inner_chunk: Size) -> Plan:
-    """A plan of one region ending at node ``end`` that slices axis ``axis`` of its output
-    (the longest such region), with an inner loop at each node that reads its input 0 whole
-    and accumulates over an axis of it (see the module docstring).  ``chunk``: the outer
-    loop's units per iteration; ``inner_chunk``: each inner loop's."""
-    g = graph.copy()
-    idx = GraphIndex(g)
-    cands = list(walk_regions(idx, g.position(g.node(end)), axis))
-    if not cands:
-        raise ChunkcError(f"nest_loops: no chunk loop ends at node {end} slicing axis {axis} of its output")
-    outer = cands[-1]
-    chunked = outer.axes
-    loop_nodes = [g.nodes[i] for i in outer.loop]
-    ends = [(n, *a) for n in loop_nodes if (a := accumulating_reads(n, chunked)) is not None]
-    if not ends:
-        raise ChunkcError(f"nest_loops: the loop ending at node {end} reads no value whole that a node of it "
-                          "accumulates over; nothing to nest")
-    last_end = max(g.position(n) for n, _, _ in ends)
-    names: list[str] = []
-    made: dict[str, list[str]] = {}  # accumulating node -> its chain's copies
-    for j, (node, key_axis, how) in enumerate(ends):
-        positions = list(sliced_axes(key_axis, how))
-        chain = _chain(g, [node.inputs[p] for p in positions], last_end + 1)
-        if chain is None:
-            raise ChunkcError(f"nest_loops: the inputs of node {node.name} ({node.op.name}) cannot be recomputed "
-                              f"in an inner loop (a node that must not be recomputed, or more than {MAX_CHAIN})")
-        made[node.name] = _copy_chain(g, chain, node, positions, f"inner{j}")
-        names.append(node.name)
+def row_reading(node: Node) -> tuple[int, object] | None:
+    """(axis, accumulation) when ``node``'s record accumulates over an axis of its input 0 and
+    carries an output axis from another input that it does not slice with input 0 (the
+    queries of attention split over its keys): a loop over that axis reads input 0 whole."""
+    if not node.inputs or len(node.outputs) != 1:
+        return None
+    for axis in range(node.inputs[0].rank):
+        how = accumulating_end(node, axis)
+        if how is None:
+            continue
+        sliced = set(sliced_axes(axis, how))
+        for flow in node.dims()[0]:
+            if flow.kind == "carry" and any(s.input not in sliced for s in flow.sources) and \
+                    all(s.input != 0 for s in flow.sources):
+                return axis, how
+    return None
+
+
+def _copy_chains(g: Graph, max_nodes: int = MAX_CHAIN) -> list[tuple[list[str], dict[str, list[str]], set[Value]]]:
+    """Copy, for every node that :func:`row_reading` finds, the producer chain of the values it
+    accumulates over, right before it (see the module docstring); dead originals are dropped.
+    Returns one group per accumulated value (attention's keys, read by both halves), in
+    schedule order: (its readers, each reader's copies, the values the copies read that were
+    made before them, held anyway)."""
+    readers: dict[Value, list[Node]] = {}
+    for n in g.nodes:
+        if row_reading(n) is not None:
+            readers.setdefault(n.inputs[0], []).append(n)
+    groups = []
+    for j, (_, nodes) in enumerate(readers.items()):
+        last = g.position(nodes[-1])
+        made: dict[str, list[str]] = {}
+        for k, node in enumerate(nodes):
+            axis, how = row_reading(node)
+            positions = list(sliced_axes(axis, how))
+            chain = _chain(g, [node.inputs[p] for p in positions], last + 1)
+            if chain is None or len(chain) > max_nodes:
+                raise ChunkcError(f"nest_loops: the inputs of node {node.name} ({node.op.name}) cannot be "
+                                  f"recomputed in an inner loop (a node that must not be recomputed, or more than "
+                                  f"{max_nodes} nodes)")
+            made[node.name] = _copy_chain(g, chain, node, positions, f"inner{j}_{k}")
+        groups.append(([n.name for n in nodes], made))
     g.dce()
-    # the outer loop on the rewritten graph: the copies are read whole, so the walk moves them
-    # before the loop; they go back in, right before their readers, as the inner loops' nodes
+    out = []
+    for names, made in groups:
+        copies = {c for cs in made.values() for c in cs if g.has_name(c)}
+        held = {v for c in copies for v in g.node(c).inputs if v.producer is not None and v.producer.name not in copies}
+        out.append((names, {k: [c for c in v if g.has_name(c)] for k, v in made.items()}, held))
+    return out
+
+
+def _nest_group(g: Graph, end: str, names: list[str], made: dict[str, list[str]], held: set[Value],
+                chunk: Size, inner_chunk: Size) -> tuple[Graph, ChunkRegion] | None:
+    """The region ending at node ``end`` over rows of its output that runs the readers
+    ``names`` with their copies ``made`` as inner loops (the longest such region whose loop
+    makes none of the ``held`` values the copies read), and the graph reordered for it; None
+    when there is none."""
     idx = GraphIndex(g)
-    cands = [c for c in walk_regions(idx, g.position(g.node(end)), axis)
-             if all(g.position(g.node(n)) in c.loop for n in names)]
-    if not cands:
-        raise ChunkcError(f"nest_loops: no loop ending at node {end} runs {', '.join(names)}")
-    outer = cands[-1]
-    copies = {g.node(c) for name in names for c in made[name] if g.has_name(c)}
-    loop = [g.nodes[i] for i in outer.loop]
+    end_pos = g.position(g.node(end))
+    need = {g.position(g.node(n)) for n in names}
+    held_at = {g.position(v.producer) for v in held}
+    copies = {g.node(c) for cs in made.values() for c in cs}
+    outer = None
+    for axis in candidate_axes(g.node(end)):
+        for cand in walk_regions(idx, end_pos, axis):
+            if need <= set(cand.loop) and not held_at & set(cand.loop) and cand.start > max(held_at, default=-1) \
+                    and not cand.halos:
+                outer = cand
+        if outer is not None:
+            break
+    if outer is None:
+        return None
     order: list[Node] = []
-    inner_spans: list[list[Node]] = []
-    for n in loop:
-        if n.name in names:
-            span = [g.node(c) for c in made[n.name] if g.has_name(c)]
-            inner_spans.append(span + [n])
+    spans: list[list[Node]] = []
+    for i in outer.loop:
+        n = g.nodes[i]
+        if n in copies:
+            continue
+        if n.name in made:
+            span = [g.node(c) for c in made[n.name]]
+            spans.append(span + [n])
             order.extend(span)
         order.append(n)
     hoisted = [g.nodes[i] for i in outer.hoisted if g.nodes[i] not in copies]
     before = [n for n in g.nodes[:outer.start] if n not in copies]
-    after = list(g.nodes[outer.end + 1:])
+    after = [n for n in g.nodes[outer.end + 1:] if n not in copies]
     g2 = g.reordered([n.name for n in before + hoisted + order + after])
     region = outer.to_region(g, chunk)
-    inner = []
-    whole = set(region.whole_reads)
-    for span in inner_spans:
+    inner, whole = [], set(region.whole_reads)
+    for span in spans:
         r = _inner_region(g2, [n.name for n in span], inner_chunk, region)
         inner.append(r)
         for name in r.nodes:  # a value both loops slice along one axis: the inner loop slices all of it
-            node = g2.node(name)
-            for p, v in enumerate(node.inputs):
+            for p, v in enumerate(g2.node(name).inputs):
                 a, b = region.axis_of(v.name), r.axis_of(v.name)
                 if a is not None and b is not None and a.axis == b.axis:
                     whole.add((name, p))
-    nodes = tuple(n.name for n in order)
-    region = replace(region, nodes=nodes, whole_reads=tuple(sorted(whole)), inner=tuple(inner))
-    return Plan(graph=g2, regions=(region,))
+    region = replace(region, nodes=tuple(n.name for n in order), whole_reads=tuple(sorted(whole)), inner=tuple(inner))
+    return g2, region
+
+
+def nest_loops(graph: Graph, end: str, axis: int, chunk: Size, inner_chunk: Size) -> Plan:
+    """A plan of one region ending at node ``end`` (its output sliced along ``axis``) with an
+    inner loop at each node of it that reads its input 0 whole and accumulates over it (see
+    the module docstring).  ``chunk``: the outer loop's units per iteration; ``inner_chunk``:
+    each inner loop's."""
+    g = graph.copy()
+    groups = _copy_chains(g)
+    for names, made, held in groups:
+        built = _nest_group(g, end, names, made, held, chunk, inner_chunk)
+        if built is not None and built[1].axis_of(g.node(end).outputs[0].name).axis == axis:
+            return Plan(graph=built[0], regions=(built[1],))
+    raise ChunkcError(f"nest_loops: no chunk loop ending at node {end} along axis {axis} runs a node that reads "
+                      "a value whole that it accumulates over; nothing to nest")
+
+
+def nested_plan(graph: Graph, sizes: Mapping[str, int], budget_bytes: int, backend: str,
+                max_nodes: int = MAX_CHAIN) -> tuple[Plan, int] | None:
+    """A plan of the whole graph with nested loops at every value read whole by nodes that
+    accumulate over it (see the module docstring), and flat loops over what they leave,
+    all chunked alike: the largest chunk whose estimated peak meets ``budget_bytes``.
+    Returns (the plan, or the lowest one when none meets it; its estimated peak), or None
+    when the graph has nothing to nest."""
+    from .memory import estimate_memory
+    g = graph.copy()
+    try:
+        groups = _copy_chains(g, max_nodes)
+    except ChunkcError:
+        return None
+    if not groups:
+        return None
+    regions: list[ChunkRegion] = []
+    for k, (names, made, held) in enumerate(groups):
+        if k + 1 < len(groups):  # up to the value the next group's chains read, made last
+            nxt = groups[k + 1][2]
+            ends = sorted((v.producer for v in nxt), key=g.position)
+            end = ends[-1].name if ends else g.nodes[g.position(g.node(groups[k + 1][0][0])) - 1].name
+        else:
+            end = g.nodes[-1].name
+        built = _nest_group(g, end, names, made, held, 1, 1)
+        if built is None:
+            return None
+        g, region = built
+        regions.append(region)
+    regions = _fill(g, regions)
+    extent = max((evaluate(r.extent, sizes) for r in regions), default=1)
+    plan = Plan(graph=g, regions=tuple(regions), sizes=dict(sizes), budget_bytes=budget_bytes, backend=backend)
+
+    def at(c: int) -> tuple[Plan, int]:
+        trial = replace(plan, regions=tuple(_with_chunk(r, c) for r in regions))
+        return trial, estimate_memory(g, plan=trial, sizes=sizes, backend=backend).peak_bytes
+
+    lo, hi = 1, extent
+    best = at(lo)
+    if best[1] > budget_bytes:
+        return best
+    while lo < hi:  # the largest chunk that meets the budget
+        mid = (lo + hi + 1) // 2
+        trial = at(mid)
+        if trial[1] <= budget_bytes:
+            lo, best = mid, trial
+        else:
+            hi = mid - 1
+    return best
+
+
+def _with_chunk(r: ChunkRegion, chunk: int) -> ChunkRegion:
+    return replace(r, chunk_size=chunk, inner=tuple(replace(q, chunk_size=chunk) for q in r.inner))
+
+
+def _fill(g: Graph, regions: list[ChunkRegion]) -> list[ChunkRegion]:
+    """``regions`` and, over each span of the schedule they leave, the longest flat loop ending at
+    the span's last node that stays in the span (whose nodes are in schedule order already)."""
+    taken = {n for r in regions for n in r.nodes}
+    idx = GraphIndex(g)
+    spans, start = [], None
+    for i, n in enumerate(g.nodes):
+        if n.name not in taken and start is None:
+            start = i
+        elif n.name in taken and start is not None:
+            spans.append((start, i - 1))
+            start = None
+    if start is not None:
+        spans.append((start, len(g.nodes) - 1))
+    out = list(regions)
+    for lo, hi in spans:
+        best = None
+        for axis in candidate_axes(g.nodes[hi]):
+            for cand in walk_regions(idx, hi, axis, min_start=lo):
+                if not cand.hoisted and not cand.halos and list(cand.loop) == list(range(cand.start, hi + 1)) and \
+                        (best is None or len(cand.loop) > len(best.loop)):
+                    best = cand
+        if best is not None:
+            out.append(best.to_region(g, 1))
+    position = {n.name: i for i, n in enumerate(g.nodes)}
+    return sorted(out, key=lambda r: position[r.nodes[0]])
 
 
 def _inner_region(g: Graph, names: list[str], chunk: Size, outer: ChunkRegion) -> ChunkRegion:
@@ -185,4 +302,4 @@ def _rows_match(node: Node, key_axis: int, inner: ChunkRegion, outer: ChunkRegio
         sizes_equal(inner.extent, outer.extent)
 
 
-__all__ = ["nest_loops", "accumulating_reads"]
+__all__ = ["nest_loops", "nested_plan", "row_reading"]

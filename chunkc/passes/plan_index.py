@@ -237,6 +237,8 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
              f"inner loop {k} of plan region {parent.index} ({r.describe() if r.nodes else 'empty'})")
     if not r.nodes:
         raise ChunkcError(f"{where}: a region needs at least one node")
+    if parent is None and any(q.inner for q in r.inner):
+        raise ChunkcError(f"{where}: loops nest one level deep; an inner loop has inner loops")
     for name in r.nodes:
         if name not in position:
             raise ChunkcError(f"{where}: node {name} is not in graph {graph.name}")
@@ -285,15 +287,6 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
             raise ChunkcError(f"{where}: node {name} reads %{n.inputs[i].name} whole, but it is computed a slice at "
                               "a time in the loop; compute it before the loop")
     accumulators = _accumulators(where, r, values, node_set, chunk, whole)
-    graph_outputs = set(graph.outputs)
-    in_inner = {name for q in r.inner for name in q.nodes}
-    for n in nodes:
-        if n.name in in_inner:  # checked by its inner loop's view
-            continue
-        for o in n.outputs:
-            if o not in chunk and o not in accumulators and (o.users or o in graph_outputs):
-                raise ChunkcError(f"{where}: node {n.name} ({n.op.name}) output %{o.name} is not chunked; "
-                                  "work that does not depend on the chunk must be moved before the loop")
     outputs = []
     for name in r.outputs:
         v = values.get(name)
@@ -318,6 +311,15 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
                       parent=parent)
     for j, q in enumerate(r.inner):
         view.inner.append(_view(graph, j, q, position, values, region_of, sizes, view))
+    graph_outputs = set(graph.outputs)
+    in_inner = {name for q in r.inner for name in q.nodes}
+    for n in nodes:
+        if n.name in in_inner:  # checked by its inner loop's view
+            continue
+        for o in n.outputs:
+            if o not in chunk and o not in accumulators and (o.users or o in graph_outputs):
+                raise ChunkcError(f"{where}: node {n.name} ({n.op.name}) output %{o.name} is not chunked; "
+                                  "work that does not depend on the chunk must be moved before the loop")
     if parent is None and r.inner and view.has_halo:
         raise ChunkcError(f"{where}: a loop with inner loops cannot have halo rows")
     if view.has_halo or any(n.dims()[0][chunk[n.outputs[0]].axis].kind == "window" for n in nodes
