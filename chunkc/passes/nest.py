@@ -92,7 +92,7 @@ def row_reading(node: Node) -> tuple[int, object] | None:
     return None
 
 
-def _copy_chains(g: Graph, max_nodes: int = MAX_CHAIN) -> list[tuple[list[str], dict[str, list[str]], set[Value]]]:
+def _copy_chains(g: Graph, max_nodes: int = MAX_CHAIN) -> list[tuple[list[str], dict[str, list[str]], set[str]]]:
     """Copy, for every node that :func:`row_reading` finds, the producer chain of the values it
     accumulates over, right before it (see the module docstring); dead originals are dropped.
     Returns one group per accumulated value (attention's keys, read by both halves), in
@@ -120,12 +120,13 @@ def _copy_chains(g: Graph, max_nodes: int = MAX_CHAIN) -> list[tuple[list[str], 
     out = []
     for names, made in groups:
         copies = {c for cs in made.values() for c in cs if g.has_name(c)}
-        held = {v for c in copies for v in g.node(c).inputs if v.producer is not None and v.producer.name not in copies}
+        held = {v.name for c in copies for v in g.node(c).inputs
+                if v.producer is not None and v.producer.name not in copies}
         out.append((names, {k: [c for c in v if g.has_name(c)] for k, v in made.items()}, held))
     return out
 
 
-def _nest_group(g: Graph, end: str, names: list[str], made: dict[str, list[str]], held: set[Value],
+def _nest_group(g: Graph, end: str, names: list[str], made: dict[str, list[str]], held: set[str],
                 chunk: Size, inner_chunk: Size) -> tuple[Graph, ChunkRegion] | None:
     """The region ending at node ``end`` over rows of its output that runs the readers
     ``names`` with their copies ``made`` as inner loops (the longest such region whose loop
@@ -134,7 +135,7 @@ def _nest_group(g: Graph, end: str, names: list[str], made: dict[str, list[str]]
     idx = GraphIndex(g)
     end_pos = g.position(g.node(end))
     need = {g.position(g.node(n)) for n in names}
-    held_at = {g.position(v.producer) for v in held}
+    held_at = {g.position(g.value(v).producer) for v in held}
     copies = {g.node(c) for cs in made.values() for c in cs}
     outer = None
     for axis in candidate_axes(g.node(end)):
@@ -209,7 +210,7 @@ def nested_plan(graph: Graph, sizes: Mapping[str, int], budget_bytes: int, backe
     for k, (names, made, held) in enumerate(groups):
         if k + 1 < len(groups):  # up to the value the next group's chains read, made last
             nxt = groups[k + 1][2]
-            ends = sorted((v.producer for v in nxt), key=g.position)
+            ends = sorted((g.value(v).producer for v in nxt), key=g.position)
             end = ends[-1].name if ends else g.nodes[g.position(g.node(groups[k + 1][0][0])) - 1].name
         else:
             end = g.nodes[-1].name
