@@ -319,7 +319,10 @@ def _nested(variants: list[_Variant], sizes: dict[str, int], opts: AutochunkOpti
     variant = next((v for v in variants if any(row_reading(n) for n in v.graph.nodes)), None)
     if variant is None:
         return None
-    made = nested_plan(variant.graph, sizes, budget_bytes, opts.backend)
+    try:
+        made = nested_plan(variant.graph, sizes, budget_bytes, opts.backend)
+    except ChunkcError:  # a loop the estimator or the plan analysis refuses: no nested plan here
+        return None
     if made is None:
         return None
     plan, peak = made

@@ -6,9 +6,10 @@ inside each outer iteration an *inner* loop (ChunkRegion.inner) can run over key
 recomputing each key chunk from the layer input, and merge the partial results into the
 outer chunk's queries.  No L x hidden tensor of keys or values exists at any time.
 
-:func:`nest_loops` builds such a region from the records alone: in a loop that reads the
-input 0 of a node *whole* where that node's record accumulates over an axis of it, the
-node becomes the end of an inner loop; the values it (and its record's partners) reads are
+:func:`nested_plan` (the whole graph; autochunk's last fallback) and :func:`nest_loops` (one
+region) build such regions from the records alone: in a loop that reads the input 0 of a
+node *whole* where that node's record accumulates over an axis of it (:func:`row_reading`),
+the node becomes the end of an inner loop; the values it (and its record's partners) reads are
 recomputed in that inner loop from the values held anyway (graph inputs, weights, values
 read after the loop), by a copy of their producer chain placed right before the node, so
 that each inner loop has chains of its own.  A causal record (``Accumulation.offset_attr``)
@@ -31,10 +32,10 @@ from .search import GraphIndex, candidate_axes, walk_regions
 MAX_CHAIN = 16  # nodes of one recomputed chain, at most
 
 
-def _chain(graph: Graph, roots: Sequence[Value], held_after: int) -> list[Node] | None:
+def _chain(graph: Graph, roots: Sequence[Value], held_after: int, max_nodes: int = MAX_CHAIN) -> list[Node] | None:
     """The producers of ``roots`` back to values held anyway (graph inputs, weights, values read
     at or after schedule position ``held_after``), in schedule order; None when a node of it
-    must not be recomputed or it is longer than MAX_CHAIN."""
+    must not be recomputed or it is longer than ``max_nodes``."""
     position = {n: i for i, n in enumerate(graph.nodes)}
     last = {}
     for n in graph.nodes:
@@ -47,7 +48,7 @@ def _chain(graph: Graph, roots: Sequence[Value], held_after: int) -> list[Node] 
         node = stack.pop()
         if node in chain:
             continue
-        if not node.op.recompute or len(chain) >= MAX_CHAIN:
+        if not node.op.recompute or len(chain) >= max_nodes:
             return None
         chain.add(node)
         for u in node.inputs:
@@ -109,8 +110,8 @@ def _copy_chains(g: Graph, max_nodes: int = MAX_CHAIN) -> list[tuple[list[str], 
         for k, node in enumerate(nodes):
             axis, how = row_reading(node)
             positions = list(sliced_axes(axis, how))
-            chain = _chain(g, [node.inputs[p] for p in positions], last + 1)
-            if chain is None or len(chain) > max_nodes:
+            chain = _chain(g, [node.inputs[p] for p in positions], last + 1, max_nodes)
+            if chain is None:
                 raise ChunkcError(f"nest_loops: the inputs of node {node.name} ({node.op.name}) cannot be "
                                   f"recomputed in an inner loop (a node that must not be recomputed, or more than "
                                   f"{max_nodes} nodes)")
