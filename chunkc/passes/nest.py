@@ -195,8 +195,9 @@ def nest_loops(graph: Graph, end: str, axis: int, chunk: Size, inner_chunk: Size
 def nested_plan(graph: Graph, sizes: Mapping[str, int], budget_bytes: int, backend: str,
                 max_nodes: int = MAX_CHAIN) -> tuple[Plan, int] | None:
     """A plan of the whole graph with nested loops at every value read whole by nodes that
-    accumulate over it (see the module docstring), and flat loops over what they leave,
-    all chunked alike: the largest chunk whose estimated peak meets ``budget_bytes``.
+    accumulate over it (see the module docstring), and flat loops over what they leave: the
+    largest chunk, the same for every loop, whose estimated peak meets ``budget_bytes``, then
+    the largest for the inner loops at that chunk.
     Returns (the plan, or the lowest one when none meets it; its estimated peak), or None
     when the graph has nothing to nest."""
     from .memory import estimate_memory
@@ -224,26 +225,30 @@ def nested_plan(graph: Graph, sizes: Mapping[str, int], budget_bytes: int, backe
     extent = max((evaluate(r.extent, sizes) for r in regions), default=1)
     plan = Plan(graph=g, regions=tuple(regions), sizes=dict(sizes), budget_bytes=budget_bytes, backend=backend)
 
-    def at(c: int) -> tuple[Plan, int]:
-        trial = replace(plan, regions=tuple(_with_chunk(r, c) for r in regions))
+    def at(c: int, inner: int) -> tuple[Plan, int]:
+        trial = replace(plan, regions=tuple(_with_chunk(r, c, inner) for r in regions))
         return trial, estimate_memory(g, plan=trial, sizes=sizes, backend=backend).peak_bytes
 
-    lo, hi = 1, extent
-    best = at(lo)
+    best = at(1, 1)
     if best[1] > budget_bytes:
         return best
-    while lo < hi:  # the largest chunk that meets the budget
-        mid = (lo + hi + 1) // 2
-        trial = at(mid)
-        if trial[1] <= budget_bytes:
-            lo, best = mid, trial
-        else:
-            hi = mid - 1
-    return best
+
+    def largest(lo: int, fits) -> int:
+        hi = extent
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+        return lo
+
+    # the largest chunk for every loop, then the largest for the inner loops beside it (fewer,
+    # longer key chunks: each one recomputes its keys for a whole outer chunk of queries)
+    c = largest(1, lambda n: at(n, n)[1] <= budget_bytes)
+    inner = largest(c, lambda n: at(c, n)[1] <= budget_bytes)
+    return at(c, inner)
 
 
-def _with_chunk(r: ChunkRegion, chunk: int) -> ChunkRegion:
-    return replace(r, chunk_size=chunk, inner=tuple(replace(q, chunk_size=chunk) for q in r.inner))
+def _with_chunk(r: ChunkRegion, chunk: int, inner: int) -> ChunkRegion:
+    return replace(r, chunk_size=chunk, inner=tuple(replace(q, chunk_size=inner) for q in r.inner))
 
 
 def _fill(g: Graph, regions: list[ChunkRegion]) -> list[ChunkRegion]:
