@@ -67,10 +67,6 @@ class RegionView:
         """The inner loop whose first node is ``node``, if any."""
         return next((r for r in self.inner if r.nodes[0] is node), None)
 
-    def inner_of(self, node: Node) -> "RegionView | None":
-        """The inner loop that runs ``node``, if any."""
-        return next((r for r in self.inner if node in r.node_set), None)
-
     @cached_property
     def sliced(self) -> list[Value]:
         """Region inputs read as slices (views made at the top of each iteration)."""
