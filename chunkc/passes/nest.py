@@ -200,7 +200,7 @@ def nested_plan(graph: Graph, sizes: Mapping[str, int], budget_bytes: int, backe
     the largest for the inner loops at that chunk.
     Returns (the plan, or the lowest one when none meets it; its estimated peak), or None
     when the graph has nothing to nest."""
-    from .memory import estimate_memory
+    from .memory import MemoryModel
     g = graph.copy()
     try:
         groups = _copy_chains(g, max_nodes)
@@ -225,9 +225,11 @@ def nested_plan(graph: Graph, sizes: Mapping[str, int], budget_bytes: int, backe
     extent = max((evaluate(r.extent, sizes) for r in regions), default=1)
     plan = Plan(graph=g, regions=tuple(regions), sizes=dict(sizes), budget_bytes=budget_bytes, backend=backend)
 
+    model = MemoryModel(g, sizes, backend)  # one graph, many chunk sizes
+
     def at(c: int, inner: int) -> tuple[Plan, int]:
         trial = replace(plan, regions=tuple(_with_chunk(r, c, inner) for r in regions))
-        return trial, estimate_memory(g, plan=trial, sizes=sizes, backend=backend).peak_bytes
+        return trial, model.peak(trial)
 
     best = at(1, 1)
     if best[1] > budget_bytes:
