@@ -28,7 +28,7 @@ from typing import Callable, Mapping
 import sympy
 
 from ..errors import ChunkcError, UnsupportedOpError
-from ..ir.dims import LOOP_START, LOOP_STOP
+from ..ir.dims import INNER_START, INNER_STOP, LOOP_START, LOOP_STOP
 from ..ir.dtypes import DType
 from ..ir.graph import Graph, Node, Value
 from ..ir.lowering import LoweringFn
@@ -39,7 +39,7 @@ from ..passes.plan import ChunkedValue, ChunkRegion, Plan
 from ..passes.plan_index import PlanIndex, RegionView, check_same_signature
 from .bindings import size_bindings
 from .guards import InputSpec, Signature, guard_function
-from .loop_scope import CHUNK, EXTENT, START, STOP, RegionScope
+from .loop_scope import CHUNK, EXTENT, INNER_NAMES, START, STOP, RegionScope
 from .names import Namer, check_identifier
 from .pyexpr import SizeRenderer, literal, tuple_literal
 
@@ -152,9 +152,16 @@ class NodeContext:
         return self.gen.expr_of(self.node.inputs[i])
 
     def _reads_whole(self, i: int) -> bool:
-        """Input ``i`` is a region input that this loop node reads whole, though others slice it."""
-        scope = self.gen.scope
-        return scope is not None and self.node.inputs[i] in scope.chunk and not scope.view.reads_slice(self.node, i)
+        """Input ``i`` is a region input that this loop node reads whole, though others slice it
+        (decided by the innermost loop that makes or slices it)."""
+        scope, v = self.gen.scope, self.node.inputs[i]
+        while scope is not None:
+            if v.producer in scope.view.node_set:
+                return False
+            if v in scope.chunk:
+                return not scope.view.reads_slice(self.node, i)
+            scope = scope.parent
+        return False
 
     def num_inputs(self) -> int:
         return len(self.node.inputs)
@@ -213,11 +220,11 @@ class NodeContext:
 
     def chunk_range(self, value: Value) -> tuple[int, str, str] | None:
         """``(axis, start, stop)`` of ``value``'s chunk in the enclosing loop (None when not chunked)."""
-        scope = self.gen.scope
-        if scope is None or value not in scope.chunk:
+        found = self.gen.scope.chunk_of(value) if self.gen.scope is not None else None
+        if found is None:
             return None
-        c = scope.chunk[value]
-        return (c.axis, *_bounds(c))
+        scope, c = found
+        return (c.axis, *_bounds(c, scope))
 
     # -- module-level helpers --------------------------------------------------------
     def helper(self, hint: str, rhs: str) -> str:
@@ -251,14 +258,15 @@ class Generator:
         self.regions = [view.region for view in self.index.regions]
 
         self.needs_device = False
-        self.namer = Namer(set(dialect.reserved) | {EXTENT, CHUNK, START, STOP, DEVICE} | GUARD_NAMES)
+        self.namer = Namer(set(dialect.reserved) | {EXTENT, CHUNK, START, STOP, DEVICE} | set(INNER_NAMES) | GUARD_NAMES)
         self.attr_namer = Namer(dialect.reserved_attrs)
         self.symbols = self._name_symbols()
         self.bound_by: dict[Node, list[tuple[str, int, int]]] = {}  # node -> (symbol, output, axis) it binds
         for name, (value, axis) in self.graph.data_dependent_sizes().items():
             self.bound_by.setdefault(value.producer, []).append((name, value.index, axis))
         # inside a loop, attributes may name the chunk's bounds (see RegionView.loop_attrs)
-        self.sizes = SizeRenderer({**self.symbols, LOOP_START.name: START, LOOP_STOP.name: STOP})
+        self.sizes = SizeRenderer({**self.symbols, LOOP_START.name: START, LOOP_STOP.name: STOP,
+                                   INNER_START.name: INNER_NAMES[2], INNER_STOP.name: INNER_NAMES[3]})
         self.names: dict[Value, str] = {}  # value -> identifier of its full value
         self.constants: dict[Value, str] = {}  # constant -> attribute name
         self.used_constants: dict[Value, None] = {}
@@ -276,7 +284,9 @@ class Generator:
     def _name_symbols(self) -> dict[str, str]:
         names: set[str] = set(self.graph.symbols())
         for r in self.regions:
-            names |= free_symbols(r.extent) | free_symbols(r.chunk_size)
+            for q in (r,) + r.inner:
+                names |= free_symbols(q.extent) | free_symbols(q.chunk_size)
+        names -= {LOOP_START.name, LOOP_STOP.name}
         for n in self.graph.nodes:
             for key in n.op.size_attrs:
                 for s in _flatten(n.attrs.get(key)):
@@ -314,22 +324,23 @@ class Generator:
         if self.scope is not None and v in self.held_rows and not whole:
             rows = self.held_rows[v]
             out[self.scope.chunk[v].axis] = f"{rows}[1] - {rows}[0]"
-        elif self.scope is not None and v in self.scope.chunk and not whole:
-            c = self.scope.chunk[v]
-            length = f"{STOP} - {START}"
+        elif self.scope is not None and not whole and (found := self.scope.chunk_of(v)) is not None:
+            scope, c = found
+            length = f"{scope.stop} - {scope.start}"
             out[c.axis] = length if c.unit == 1 else f"{c.unit} * ({length})"
         return out
 
     def type_text(self, v: Value) -> str:
         dims = [format_size(s) for s in v.shape]
-        if self.scope is not None and v in self.scope.chunk:
-            c = self.scope.chunk[v]
-            dims[c.axis] = CHUNK if c.unit == 1 else f"{c.unit}*{CHUNK}"
+        found = self.scope.chunk_of(v) if self.scope is not None else None
+        if found is not None:
+            scope, c = found
+            dims[c.axis] = scope.names[1] if c.unit == 1 else f"{c.unit}*{scope.names[1]}"
             if c.halo_lo or c.halo_hi:
                 dims[c.axis] += f"+{c.halo_lo + c.halo_hi}"
         elif self.scope is not None and v in self.scope.view.accumulators:
             return f"partial {v.dtype.short}[{', '.join(dims)}]"  # this iteration's, merged below
-        elif self.scope is not None and v.producer in self.scope.view.nodes:
+        elif self.scope is not None and v.producer in self.scope.view.node_set:
             return "unused"  # an output nothing reads (half of a split): no chunk axis, its shape is the op's
         return f"{v.dtype.short}[{', '.join(dims)}]"
 
@@ -402,10 +413,15 @@ class Generator:
         region, nodes = view.region, view.nodes
         size = format_size(region.chunk_size)
         size = size if len(size) <= 32 else "a size computed from the input sizes"
-        self.emit(f"# chunk region {view.index}: {len(nodes)} nodes ({nodes[0].name} .. {nodes[-1].name}), "
+        extent, chunk = (EXTENT, CHUNK) if view.parent is None else INNER_NAMES[:2]
+        what = f"chunk region {view.index}" if view.parent is None else f"inner loop {view.index} of chunk region {view.parent.index}"
+        self.emit(f"# {what}: {len(nodes)} nodes ({nodes[0].name} .. {nodes[-1].name}), "
                   f"{format_size(region.extent)} units in chunks of {size}; {note}")
-        self.emit(f"{EXTENT} = {self.sizes.render(region.extent)}")
-        self.emit(f"{CHUNK} = {self._chunk_size_expr(region)}")
+        full = self.sizes.render(region.extent)
+        if region.stop_at is not None:  # the units past it change nothing in this outer chunk
+            full = f"min({full}, {self.sizes.render(region.stop_at)})"
+        self.emit(f"{extent} = {full}")
+        self.emit(f"{chunk} = {self._chunk_size_expr(region, extent)}")
 
     def _emit_region(self, view: RegionView) -> None:
         if view.has_halo:
@@ -416,19 +432,39 @@ class Generator:
 
         axes = ", ".join(f"%{v.name} axis {chunk[v].axis}" for v in sliced) or "no sliced input"
         self.open_region(view, f"sliced: {axes}")
-        self.bind_loop_values(view, lambda v: _slice(self.expr_of(v), chunk[v]))
+        scope = self.scope
+        # an inner loop slices values made before its region (read whole there)
+        def base(v: Value) -> str:
+            if view.parent is None or view.slices_outer_chunk(v):
+                return self.expr_of(v)
+            return self.whole_expr_of(v)
+        self.bind_loop_values(view, lambda v: _slice(base(v), chunk[v], scope))
         out_set = set(outputs)
         dying = view.inner_deaths()
+        skip: set[Node] = set()
         for k, node in enumerate(nodes):
+            if node in skip:
+                continue
+            inner = view.inner_at(node)
+            if inner is not None:  # the inner loop, then what dies in this iteration over its span
+                self._emit_region(inner)
+                skip.update(inner.nodes)
+                made = inner.node_set
+                span = range(k, k + len(inner.nodes))
+                dead = [self.inner.get(v, self.names.get(v)) for j in span for v in dying[j]
+                        if v.producer not in made or v in inner.accumulators]
+                if dead:
+                    self.emit(f"del {', '.join(dead)}")
+                continue
             self._node_statement(node, [self.inner.get(o, self.names[o]) for o in node.outputs])
             for o in node.outputs:
                 if o in view.accumulators:
                     self.emit_merge(view, o)
                 elif o in out_set and o not in view.reuse:
-                    self.emit(f"{_slice(self.names[o], chunk[o])} = {self.inner[o]}")
+                    self.emit(f"{_slice(self.names[o], chunk[o], scope)} = {self.inner[o]}")
             if k == len(nodes) - 1:  # in place: after every read of this iteration's input rows
                 for o in view.reuse:
-                    self.emit(f"{_slice(self.names[o], chunk[o])} = {self.inner[o]}")
+                    self.emit(f"{_slice(self.names[o], chunk[o], scope)} = {self.inner[o]}")
             dead = [self.inner.get(v, self.names.get(v)) for v in dying[k]]
             if dead:
                 self.emit(f"del {', '.join(dead)}")
@@ -436,8 +472,9 @@ class Generator:
 
     def emit_merge(self, view: RegionView, o: Value) -> None:
         """Merge this iteration's partial of accumulator ``o`` into it (chunkc.passes.accumulate)."""
+        extent, _, start, stop = self.scope.names if self.scope is not None else (EXTENT, CHUNK, START, STOP)
         for line in merge_lines(self.dialect.array_module, self.names[o], self.inner[o],
-                                view.accumulators[o], f"({STOP} - {START}) / {EXTENT}", f"{START} == 0"):
+                                view.accumulators[o], f"({stop} - {start}) / {extent}", f"{start} == 0"):
             self.emit(line)
 
     def bind_loop_values(self, view: RegionView, slice_of: Callable[[Value], str]) -> None:
@@ -460,7 +497,10 @@ class Generator:
         size at run time stays a plain loop, so that the size is visible after it."""
         self.emit_loop_header(view, header)
         runs_chunks = self.dialect.region_runner and not any(self.bound_by.get(n) for n in view.nodes)
-        body = self.namer.claim(f"chunk_region_{view.index}") if runs_chunks else None
+        if view.parent is not None:  # an inner loop runs as its outer one does
+            runs_chunks = self.scope.body is not None
+        label = f"{view.index}" if view.parent is None else f"{view.parent.index}_{view.index}"
+        body = self.namer.claim(f"chunk_region_{label}") if runs_chunks else None
         for v in view.outputs:
             if v in view.accumulators:
                 how = view.accumulators[v]
@@ -476,14 +516,16 @@ class Generator:
             shape = tuple_literal([self.sizes.render(s) for s in v.shape]) if v.rank else "()"
             self.emit(f"{self.names[v]} = {self.dialect.empty(shape, v.dtype)}  # output buffer {v.type}")
         self.needs_device = True
+        scope = RegionScope(view, body, self.scope if view.parent is not None else None, dict(self.inner))
+        extent, chunk, start, stop = scope.names
         if body is not None:
-            self.emit(f"def {body}({START}, {STOP}):  # one chunk; {self.dialect.region_runner} runs the loop")
+            self.emit(f"def {body}({start}, {stop}):  # one chunk; {self.dialect.region_runner} runs the loop")
         else:
-            self.emit(f"for {START} in range(0, {EXTENT}, {CHUNK}):")
+            self.emit(f"for {start} in range(0, {extent}, {chunk}):")
         self.depth += 1
-        self.scope = RegionScope(view, body)
+        self.scope = scope
         if body is None:
-            self.emit(f"{STOP} = min({START} + {CHUNK}, {EXTENT})")
+            self.emit(f"{stop} = min({start} + {chunk}, {extent})")
         elif view.accumulators:  # the chunk function rebinds them
             self.emit(f"nonlocal {', '.join(self.names[v] for v in view.accumulators)}")
 
@@ -491,22 +533,26 @@ class Generator:
         """The end of a region opened by :meth:`open_region`: the loop (or the runner's call
         of the chunk function) closes, and the names bound for it are free again."""
         self.depth -= 1
-        body = self.scope.body
+        scope = self.scope
+        body = scope.body
+        extent, chunk = scope.names[:2]
         if body is not None:
-            self.emit(f"{self.dialect.region_runner}({body}, {EXTENT}, {CHUNK})")
+            self.emit(f"{self.dialect.region_runner}({body}, {extent}, {chunk})")
             self.emit(f"del {body}")
             self.namer.release(body)
         for v in view.sliced + view.outputs:  # the loop's own names are free again for the next loop
             self.namer.release(self.inner.pop(v))
-        self.scope = None
+        if scope.parent is not None:  # back in the outer iteration: its names as they were
+            self.inner = scope.saved
+        self.scope = scope.parent
 
-    def _chunk_size_expr(self, region: ChunkRegion) -> str:
+    def _chunk_size_expr(self, region: ChunkRegion, extent_name: str = EXTENT) -> str:
         size, extent = region.chunk_size, region.extent
-        if isinstance(size, int) and isinstance(extent, int):
+        if isinstance(size, int) and isinstance(extent, int) and region.stop_at is None:
             return str(max(1, min(size, extent)))
         text = self.sizes.render(size)
-        if len(text) <= LONG_CHUNK_EXPR:
-            return f"max(1, min({text}, {EXTENT}))"
+        if len(text) <= LONG_CHUNK_EXPR or region not in self.regions:
+            return f"max(1, min({text}, {extent_name}))"
         return self._chunk_function(region)
 
     def _chunk_function(self, region: ChunkRegion) -> str:
@@ -554,13 +600,15 @@ def _balanced(size: Size):
     return None
 
 
-def _bounds(c: ChunkedValue) -> tuple[str, str]:
-    """This iteration's first and one-past-last index along ``c``'s axis."""
-    return (START, STOP) if c.unit == 1 else (f"{c.unit} * {START}", f"{c.unit} * {STOP}")
+def _bounds(c: ChunkedValue, scope: RegionScope | None = None) -> tuple[str, str]:
+    """This iteration's first and one-past-last index along ``c``'s axis (of ``scope``'s loop,
+    by default a region's)."""
+    start, stop = (scope.start, scope.stop) if scope is not None else (START, STOP)
+    return (start, stop) if c.unit == 1 else (f"{c.unit} * {start}", f"{c.unit} * {stop}")
 
 
-def _slice(base: str, c: ChunkedValue) -> str:
-    lo, hi = _bounds(c)
+def _slice(base: str, c: ChunkedValue, scope: RegionScope | None = None) -> str:
+    lo, hi = _bounds(c, scope)
     return f"{base}[{':, ' * c.axis}{lo}:{hi}]"
 
 

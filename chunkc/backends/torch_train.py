@@ -68,8 +68,9 @@ class TrainGenerator(Generator):
 
     def emit_region(self, view: RegionView) -> None:
         region, k, nodes, chunk = view.region, view.index, view.nodes, view.chunk
-        if view.accumulators:
-            raise ChunkcError(f"plan region {k} ({region.describe()}): accumulating regions have no backward yet; "
+        if view.accumulators or view.inner:
+            what = "accumulating regions" if view.accumulators else "regions with inner loops"
+            raise ChunkcError(f"plan region {k} ({region.describe()}): {what} have no backward yet; "
                               "plan the training step with autochunk(..., mode='train'), which does not make them")
         self.emit_loop_header(view, f"an autograd Function (region{k})")
         self.needs_device = True

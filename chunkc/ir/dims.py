@@ -124,6 +124,10 @@ def at_position(flow: AxisFlow) -> AxisFlow:
 # (Symbols as every size is, so that sizes.evaluate binds them by name.)
 LOOP_START = sympy.Symbol("chunk_start", integer=True, positive=True)
 LOOP_STOP = sympy.Symbol("chunk_stop", integer=True, positive=True)
+# The same for a loop nested in a region's loop (chunkc.passes.plan, ChunkRegion.inner): one pair
+# of symbols per nesting level, so that a node of the inner loop may name both loops' bounds.
+INNER_START = sympy.Symbol("inner_start", integer=True, positive=True)
+INNER_STOP = sympy.Symbol("inner_stop", integer=True, positive=True)
 
 
 # The elementwise binary functions that merge two partials: each has this name, and an

@@ -34,6 +34,7 @@ from .budget_text import parse_budget
 from .cost import Kernels, TimeModel
 from .memory import MemoryReport, estimate_memory, format_bytes
 from .options import SearchKnobs
+from .nest import nested_plan, row_reading
 from .plan import Plan
 from .remat import RematOptions, recompute_chain, rematerialize
 from .reorder import apply_regions
@@ -310,6 +311,39 @@ def _variants(graph: Graph, sizes: dict[str, int], opts: AutochunkOptions, peak_
     return variants, splits
 
 
+def _nested(variants: list[_Variant], sizes: dict[str, int], opts: AutochunkOptions, budget_bytes: int,
+            unchunked: MemoryReport, flat_floor: int, started: float) -> Plan | _Floor | None:
+    """When no flat plan meets the budget: nested loops (chunkc.passes.nest) on the first variant
+    with nodes that accumulate over a value a row loop reads whole (attention split over its keys).
+    The plan when it meets the budget; else its floor when lower than the flat one; else None."""
+    variant = next((v for v in variants if any(row_reading(n) for n in v.graph.nodes)), None)
+    if variant is None:
+        return None
+    try:
+        made = nested_plan(variant.graph, sizes, budget_bytes, opts.backend)
+    except ChunkcError:  # a loop the estimator or the plan analysis refuses: no nested plan here
+        return None
+    if made is None:
+        return None
+    plan, peak = made
+    if peak > budget_bytes:
+        if peak >= flat_floor:
+            return None
+        report = estimate_memory(plan.graph, plan=plan, sizes=sizes, backend=opts.backend)
+        node = plan.graph.node(report.peak_node)
+        held = dict(report.whole_at_peak)
+        text = "; ".join(f"%{k} {format_bytes(b)}" for k, b in list(held.items())[:HELD_SHOWN])
+        return _Floor(peak, variant.copies.get(node.name, node.name), describe(node) + " (in nested loops)", held,
+                      text, held)
+    plan.estimated_peak_bytes, plan.unchunked_peak_bytes, plan.device = peak, unchunked.peak_bytes, opts.device
+    plan.estimated_slowdown = None  # the cost model does not price inner loops yet
+    plan.notes = variant.notes + [
+        f"no flat plan meets the budget: {len(plan.regions)} region(s), "
+        f"{sum(len(r.inner) for r in plan.regions)} inner loop(s) over values read whole (recomputed a chunk at a "
+        f"time); estimated peak {peak} B <= budget {budget_bytes} B; search {time.perf_counter() - started:.2f} s"]
+    return plan
+
+
 def _recompute_held(planner: _Planner, rounds: int, max_nodes: int,
                     tries: int = 3) -> tuple[Plan | None, _Planner, int]:
     """When no plan meets the budget: recompute a value the lowest plan holds whole at its peak
@@ -429,6 +463,12 @@ def autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None = None,
         if deeper.floor.peak_bytes < best.floor.peak_bytes:
             best = deeper
     floor = best.floor
+    if opts.nested:
+        nested = _nested(variants, sizes, opts, budget_bytes, unchunked, floor.peak_bytes, started)
+        if isinstance(nested, Plan):
+            return nested
+        if nested is not None:
+            floor = nested
     widths = " and ".join(str(w) for w in best.widths if w)
     raise InfeasibleBudgetError(
         f"graph {graph.name}: no chunk plan reaches the budget of {budget_bytes} bytes "

@@ -5,7 +5,9 @@ for each region loops over chunks, slicing the region inputs the region lists
 as chunked, running the loop's nodes with their NumPy references, and writing
 the region outputs into buffers allocated in full before the loop; an
 accumulator merges each iteration's partial into one whole value instead
-(chunkc.passes.accumulate).
+(chunkc.passes.accumulate).  An inner loop (ChunkRegion.inner) runs, in each
+iteration of its region, where its first node is; its accumulators are values
+of that iteration.
 """
 
 from __future__ import annotations
@@ -54,41 +56,73 @@ def interpret_plan(plan: Plan, *inputs: Any, chunk_sizes: Sequence[int] | None =
 
 
 def loop_attrs(view: RegionView, node, bindings, start: int, stop: int) -> dict:
-    """The node's concrete attributes in the iteration over units [start, stop)."""
-    return concrete_attrs(view.loop_attrs(node), {**bindings, LOOP_START.name: start, LOOP_STOP.name: stop})
+    """The node's concrete attributes in the iteration over units [start, stop) (``bindings``
+    holds the enclosing loop's bounds, for a node of an inner loop)."""
+    first, last = view.bounds
+    return concrete_attrs(view.loop_attrs(node), {**bindings, first.name: start, last.name: stop})
 
 
-def _run_region(view: RegionView, env: dict, bindings, chunk: int, xp) -> None:
+def _run_region(view: RegionView, env: dict, bindings, chunk: int, xp, frames: tuple = ()) -> dict:
+    """Run ``view``'s loop; ``frames``: (view, iteration values) of the loops it runs in.  Its
+    buffers and accumulators go into ``env`` (a region of the plan), or are returned (an inner
+    loop's accumulators, chunks of the outer iteration)."""
     if view.has_halo:
         return _run_halo_region(view, env, bindings, chunk, xp)
     extent = evaluate(view.region.extent, bindings)
+    if view.region.stop_at is not None:  # an inner loop that ends early (keys no query of the chunk attends)
+        extent = min(extent, evaluate(view.region.stop_at, bindings))
     # a reused input's array is written in place (when it owns its memory; the reference
     # interpreter's arrays may be views where the generated code's are not)
     buffers = {v: env[view.reuse[v]] if v in view.reuse and _owns(env[view.reuse[v]])
                else xp.empty(v.type.concrete_shape(bindings), dtype=v.dtype.numpy) for v in view.outputs
                if v not in view.accumulators}
     merged: dict[Value, Any] = {v: None for v in view.accumulators}
+    full = evaluate(view.region.extent, bindings)
+    first, last = view.bounds
     for start in range(0, extent, max(chunk, 1)):
         stop = min(start + chunk, extent)
         local: dict[Value, Any] = {}
         for v in view.sliced:
             c = view.chunk[v]
-            local[v] = _take(env[v], c.axis, start * c.unit, stop * c.unit)
+            base = frames[-1][1][v] if view.slices_outer_chunk(v) else env[v]
+            local[v] = _take(base, c.axis, start * c.unit, stop * c.unit)
+        here = {**bindings, first.name: start, last.name: stop}
+        inside = frames + ((view, local),)
+        skip: set = set()
         for node in view.nodes:
+            if node in skip:
+                continue
+            inner = view.inner_at(node)
+            if inner is not None:  # its loop, run here; its accumulators are chunks of this iteration
+                skip.update(inner.nodes)
+                local.update(_run_region(inner, env, here, evaluate(inner.region.chunk_size, here), xp, inside))
+                continue
             attrs = loop_attrs(view, node, bindings, start, stop)
-            args = [local[v] if view.reads_slice(node, i) or v.producer in view.nodes else env[v]
-                    for i, v in enumerate(node.inputs)]
+            args = [_fetch(inside, env, node, i) for i in range(len(node.inputs))]
             for o, r in zip(node.outputs, run_node(node, args, xp, bindings, attrs)):
                 local[o] = r
             for o in node.outputs:
                 if o in merged:
                     merged[o] = merge_partial(xp, merged[o], local.pop(o), view.accumulators[o],
-                                              (stop - start) / extent)
+                                              (stop - start) / full)
         for v in buffers:  # (after the whole iteration: in place ones must follow every read)
             c = view.chunk[v]
             _take(buffers[v], c.axis, start * c.unit, stop * c.unit)[...] = local[v]
+    if frames:
+        return merged
     env.update(buffers)
     env.update(merged)
+    return {}
+
+
+def _fetch(frames: tuple, env: dict, node, i: int):
+    """What ``node`` reads at input ``i`` in the innermost of ``frames``: a value of the loop
+    that makes or slices it there, else the whole value."""
+    v = node.inputs[i]
+    for view, local in reversed(frames):
+        if v.producer in view.node_set or view.reads_slice(node, i):
+            return local[v]
+    return env[v]
 
 
 def _owns(array) -> bool:

@@ -49,7 +49,7 @@ from ..ir.types import TensorType
 from .device_memory import get_device
 from .halo import held_length, inner_held_length, rows, widening
 from .plan import DEFAULT_BACKEND, ChunkedValue, ChunkRegion, Plan
-from .plan_index import PlanIndex, loop_attrs
+from .plan_index import PlanIndex, RegionView, loop_attrs
 
 EXTERNAL = -1  # alias root of graph inputs and constants: costs nothing
 INTERNAL = -2  # a region-internal value: it has no storage outside its loop
@@ -174,6 +174,12 @@ class _Region:
     # window op reads its input rows padded: a copy, chunkc.passes.halo.take_rows)
     border: bool = False
     clipped: frozenset[int] = frozenset()  # at the border: the halo values short of rows there
+    # loops nested in this one (ChunkRegion.inner): each a _Region over its span of steps,
+    # with this loop's chunks of the values it reads and its own of the values it slices
+    inner: tuple["_Region", ...] = ()
+    # an inner loop's: value id -> (axis, elements) of a second axis, for values both loops
+    # slice (the outer loop's rows, then the inner loop's columns of a mask)
+    also: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def iteration(self, start: int, stop: int, full: Mapping[int, int]) -> "_Region | None":
         """This region's iteration over units [start, stop) when it reaches the border (halo
@@ -343,8 +349,29 @@ class MemoryModel:
             outs = frozenset(self.vid[o] for o in view.outputs)
             reuse = {self.vid[o]: self.vid[v] for o, v in view.reuse.items()}
             units = min(max(chunk, 1), evaluate(r.extent, self.sizes)) if halo else 0
-            out.append(_Region(view.index, view.start, view.end, r, elems, outs, reuse, halo, widen, units))
+            inner = tuple(self._inner_region(view, q, elems) for q in view.inner)
+            out.append(_Region(view.index, view.start, view.end, r, elems, outs, reuse, halo, widen, units,
+                               inner=inner))
         return out
+
+    def _inner_region(self, outer: RegionView, view: RegionView, outer_elems: dict[int, tuple[int, int]]) -> _Region:
+        """An inner loop of ``outer`` as a _Region: the outer loop's chunks, and its own of the
+        values it slices (at its full chunk: one that stops early runs shorter ones)."""
+        r = view.region
+        try:
+            chunk = max(evaluate(r.chunk_size, self.sizes), 1)
+        except (KeyError, ValueError) as exc:
+            raise ChunkcError(f"plan region {outer.index}, inner loop {view.index}: chunk size: {exc}") from None
+        elems, also = dict(outer_elems), {}
+        for v, c in view.chunk.items():
+            u = self.vid[v]
+            rows = (c.axis, min(chunk * c.unit, self.shape[u][c.axis]))
+            if u in outer_elems and outer_elems[u][0] != c.axis:
+                also[u] = rows
+            else:
+                elems[u] = rows
+        outs = frozenset(self.vid[o] for o in view.outputs)
+        return _Region(outer.index, view.start, view.end, r, elems, outs, {}, also=also)
 
     def _widening(self, u: int, start: int, end: int, chunk: Mapping[Value, ChunkedValue]) -> int:
         """q when value ``u`` is computed inside the loop over schedule steps [start, end] by a
@@ -358,9 +385,10 @@ class MemoryModel:
     def _chunk_bytes(self, v: int, reg: _Region) -> int:
         if v not in reg.chunk_elems:
             return self.nbytes[v]
-        axis, elems = reg.chunk_elems[v]
-        size = self.shape[v][axis]
-        return self.nbytes[v] // size * elems if size else 0
+        n = self.values[v].dtype.itemsize
+        for s in self._chunk_shape(v, reg):
+            n *= s
+        return n
 
     def _chunk_shape(self, v: int, reg: _Region) -> tuple[int, ...]:
         if v not in reg.chunk_elems:
@@ -368,6 +396,9 @@ class MemoryModel:
         axis, elems = reg.chunk_elems[v]
         s = list(self.shape[v])
         s[axis] = elems
+        if v in reg.also:
+            axis, elems = reg.also[v]
+            s[axis] = elems
         return tuple(s)
 
     def _fresh_strides(self, p: int, shape: tuple[int, ...], in_shapes: list, in_strides: list) -> tuple[int, ...]:
@@ -604,10 +635,14 @@ class MemoryModel:
         iv = _Intervals()
         region_at = [-1] * N
         end_of = list(range(N))
+        inner_at: list[_Region | None] = [None] * N  # the inner loop running each step, if any
         for reg in regions:
             for p in range(reg.start, reg.end + 1):
                 region_at[p] = reg.index
                 end_of[p] = reg.end
+            for q in reg.inner:
+                for p in range(q.start, q.end + 1):
+                    inner_at[p] = q
         by_index = {reg.index: reg for reg in regions}
         ws = list(self.ws)
         root = [EXTERNAL] * len(self.values)
@@ -635,11 +670,13 @@ class MemoryModel:
                     root[v] = iv.add(self.block(nbytes[v]), p, lastpos, v)
                 continue
             reg = by_index[r]
+            q = inner_at[p]  # the inner loop making v, whose chunks it has
+            creg = q if q is not None else reg
             cstrides = region_strides[r]
             if (lastpos > reg.end or is_out[v]) and v not in reg.outputs:
                 self._leak(reg, v)
             # inside the loop: a chunk of v, a view or a fresh chunk storage
-            st = self._chunk_view(v, reg, cstrides)
+            st = self._chunk_view(v, creg, cstrides)
             if st is not None:
                 par = self.node_in[p][0]
                 cstrides[v] = st
@@ -650,13 +687,18 @@ class MemoryModel:
                     if crt == INTERNAL:
                         self._leak(by_index[region_at[prod[par]]], par)
             else:
-                crt = iv.add(self.block(self._chunk_bytes(v, reg)), p, p, v, "chunk")
+                crt = iv.add(self.block(self._chunk_bytes(v, creg)), p, p, v, "chunk")
                 ins = self.node_in[p]
-                cstrides[v] = self._fresh_strides(p, self._chunk_shape(v, reg), [self._chunk_shape(u, reg) for u in ins],
+                cstrides[v] = self._fresh_strides(p, self._chunk_shape(v, creg), [self._chunk_shape(u, creg) for u in ins],
                                                   [cstrides.get(u, self.strides[u]) for u in ins])
             croot[v] = crt
+            in_loop = last[v] if last[v] <= reg.end else self._last_before(v, reg.end)
+            if q is None and inner_at[in_loop] is not None:  # read by an inner loop: through all of it
+                in_loop = inner_at[in_loop].end
+            read_until = in_loop
             if crt >= 0:
-                in_loop = last[v] if last[v] <= reg.end else self._last_before(v, reg.end)
+                if q is not None and v in q.outputs:  # an inner accumulator's partial: merged, then gone
+                    in_loop = p
                 if v in reg.reuse:  # written in place at the end of the iteration
                     in_loop = reg.end
                 until = in_loop if iv.kind[crt] == "chunk" else reg.end  # a storage from before the loop lives through it
@@ -672,12 +714,16 @@ class MemoryModel:
                 iv.free[taken] = max(iv.free[taken], lastpos)
             elif v in reg.outputs:
                 root[v] = iv.add(self.block(nbytes[v]), reg.start, lastpos, v, "buffer")
+            elif q is not None and v in q.outputs:  # whole for the inner loop, a chunk of the outer one
+                until = read_until if inner_at[read_until] is None else inner_at[read_until].end
+                iv.add(self.block(self._chunk_bytes(v, reg)), q.start, max(until, q.end), v, "chunk")
+                root[v] = INTERNAL
             else:
                 root[v] = INTERNAL
         for reg in regions:
             for p in range(reg.start, reg.end + 1):
                 if self.ws_fn[p] is not None or reg.halo:  # in a halo loop, a window op's padded copy
-                    ws[p] = self._chunk_workspace(p, reg, region_strides[reg.index])
+                    ws[p] = self._chunk_workspace(p, inner_at[p] or reg, region_strides[reg.index])
         return iv, ws
 
     def _last_before(self, v: int, end: int) -> int:

@@ -23,6 +23,9 @@ class SearchKnobs:
     # whole, and plan again, at most this many times (0: never; chunkc.passes.remat.recompute_chain)
     recompute_rounds: int = 16
     recompute_nodes: int = 128  # the longest producer chain one such round recomputes at each reader
+    # when no flat plan meets the budget: loops over rows with inner loops over the keys that
+    # attention accumulates over, recomputing them from the layer input (chunkc.passes.nest)
+    nested: bool = True
     rewrite: bool = True  # fold splits of fused projections, schedule wholly-read work first
     backend: str = DEFAULT_BACKEND  # whose kernels the plan's memory is estimated for
     device: str = "cpu"  # where it runs: whose allocator and kernel workspace count, which kernel costs

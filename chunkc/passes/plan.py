@@ -13,6 +13,20 @@ loop or graph outputs) are all chunked: they are preallocated in full before
 the loop and written slice by slice, except *accumulators* (``accumulators``): outputs
 of nodes that reduce the chunk axis, kept whole and merged across iterations
 (chunkc.passes.accumulate), final after the loop.
+
+A region may hold *inner* regions (``ChunkRegion.inner``, one level deep): loops that run
+inside each iteration of the outer loop over a second axis, over a contiguous span of the
+outer region's nodes.  An inner region lists the values its own loop slices (values the
+outer loop slices too are not among them, except region inputs of the outer loop that the
+outer loop reads whole at the inner nodes, listed in the outer ``whole_reads``) and has
+accumulators only as outputs: whole for the inner loop, they are chunks of the outer one
+(listed in the outer ``chunked``).  Attention over query rows with its keys split
+(chunkc.ir.ops.attention_keys) is the case: the outer loop slices the queries, each inner
+loop recomputes a chunk of keys and values from the layer input and merges the online
+softmax into the outer chunk's queries.  An inner loop's bounds are the symbols
+``INNER_START``/``INNER_STOP`` (chunkc.ir.dims); ``stop_at``, an expression of the outer
+loop's ``LOOP_STOP``, ends it early (causal keys past the outer chunk's last query row
+are attended by none of its queries).
 """
 
 from __future__ import annotations
@@ -56,6 +70,10 @@ class ChunkRegion:
     # region outputs (also in ``outputs``) that are whole accumulators: their node reduces
     # the chunk axis of its sliced input 0, and each iteration merges its partial into them
     accumulators: tuple[str, ...] = ()
+    # loops nested in this one, over spans of its nodes (see the module docstring)
+    inner: tuple["ChunkRegion", ...] = ()
+    # an inner region: the units its loop runs, at most (an expression of the outer LOOP_STOP)
+    stop_at: Size | None = None
 
     def axis_of(self, value: str) -> ChunkedValue | None:
         for c in self.chunked:
@@ -92,8 +110,10 @@ class ChunkRegion:
         axes = ", ".join(f"%{c.value}@{c.axis}" + (f"x{c.unit}" if c.unit != 1 else "")
                          + (f"+halo({c.halo_lo},{c.halo_hi})" if c.halo_lo or c.halo_hi else "") for c in self.chunked)
         acc = f"; accumulates {', '.join('%' + v for v in self.accumulators)}" if self.accumulators else ""
+        stop = f", stops at {format_size(self.stop_at)}" if self.stop_at is not None else ""
+        nested = "".join(f"; inner loop [{r.describe()}]" for r in self.inner)
         return (f"nodes {self.nodes[0]}..{self.nodes[-1]} ({len(self.nodes)}), chunk {format_size(self.chunk_size)} "
-                f"of {format_size(self.extent)}; axes {axes}{acc}")
+                f"of {format_size(self.extent)}{stop}; axes {axes}{acc}{nested}")
 
 
 @dataclass(frozen=True)

@@ -53,20 +53,41 @@ def _parse(s, where: str):
     raise ChunkcError(f"{where}: expected a size (an int or an expression of the symbols), got {s!r}")
 
 
+def _region_to_dict(r: ChunkRegion) -> dict:
+    out = {
+        "nodes": list(r.nodes),
+        "chunked": [[c.value, c.axis, c.unit] + ([c.halo_lo, c.halo_hi] if c.halo_lo or c.halo_hi else [])
+                    for c in r.chunked],
+        "outputs": list(r.outputs),
+        "extent": _size(r.extent),
+        "chunk_size": _size(r.chunk_size),
+        "whole_reads": [[n, i] for n, i in r.whole_reads],
+        "reuse": [[o, i] for o, i in r.reuse],
+        "accumulators": list(r.accumulators),
+    }
+    if r.inner:
+        out["inner"] = [_region_to_dict(q) for q in r.inner]
+    if r.stop_at is not None:
+        out["stop_at"] = _size(r.stop_at)
+    return out
+
+
+def _region_from_dict(r: dict, where: str) -> ChunkRegion:
+    return ChunkRegion(
+        nodes=tuple(r["nodes"]), chunked=tuple(ChunkedValue(c[0], *(int(x) for x in c[1:])) for c in r["chunked"]),
+        outputs=tuple(r["outputs"]), extent=_parse(r["extent"], where + " extent"),
+        chunk_size=_parse(r["chunk_size"], where + " chunk_size"),
+        whole_reads=tuple((n, int(i)) for n, i in r.get("whole_reads", [])),
+        reuse=tuple((o, i) for o, i in r.get("reuse", [])),
+        accumulators=tuple(str(v) for v in r.get("accumulators", [])),
+        inner=tuple(_region_from_dict(q, f"{where}, inner loop {j}") for j, q in enumerate(r.get("inner", []))),
+        stop_at=_parse(r["stop_at"], where + " stop_at") if "stop_at" in r else None)
+
+
 def plan_to_dict(plan: Plan) -> dict:
     """The plan as JSON-ready data (its graph not included)."""
     return {
-        "regions": [{
-            "nodes": list(r.nodes),
-            "chunked": [[c.value, c.axis, c.unit] + ([c.halo_lo, c.halo_hi] if c.halo_lo or c.halo_hi else [])
-                        for c in r.chunked],
-            "outputs": list(r.outputs),
-            "extent": _size(r.extent),
-            "chunk_size": _size(r.chunk_size),
-            "whole_reads": [[n, i] for n, i in r.whole_reads],
-            "reuse": [[o, i] for o, i in r.reuse],
-            "accumulators": list(r.accumulators),
-        } for r in plan.regions],
+        "regions": [_region_to_dict(r) for r in plan.regions],
         "sizes": dict(plan.sizes),
         "budget_bytes": plan.budget_bytes,
         "estimated_peak_bytes": plan.estimated_peak_bytes,
@@ -142,13 +163,7 @@ def load_plan(path) -> Plan:
     regions = []
     for k, r in enumerate(data["regions"]):
         where = f"load_plan: {path}: region {k}"
-        regions.append(ChunkRegion(
-            nodes=tuple(r["nodes"]), chunked=tuple(ChunkedValue(c[0], *(int(x) for x in c[1:])) for c in r["chunked"]),
-            outputs=tuple(r["outputs"]), extent=_parse(r["extent"], where + " extent"),
-            chunk_size=_parse(r["chunk_size"], where + " chunk_size"),
-            whole_reads=tuple((n, int(i)) for n, i in r.get("whole_reads", [])),
-            reuse=tuple((o, i) for o, i in r.get("reuse", [])),
-            accumulators=tuple(str(v) for v in r.get("accumulators", []))))
+        regions.append(_region_from_dict(r, where))
         known = {n.name for n in graph.nodes}
         unknown = [n for n in regions[-1].nodes if n not in known]
         if unknown:

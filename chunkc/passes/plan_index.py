@@ -21,7 +21,7 @@ from typing import Mapping
 import sympy
 
 from ..errors import ChunkcError
-from ..ir.dims import LOOP_START, LOOP_STOP, Accumulation, AxisSource
+from ..ir.dims import INNER_START, INNER_STOP, LOOP_START, LOOP_STOP, Accumulation, AxisSource
 from ..ir.graph import Graph, Node, Value
 from ..ir.liveness import deaths
 from ..ir.sizes import format_size, normalize, sizes_equal
@@ -46,6 +46,26 @@ class RegionView:
     reuse: dict[Value, Value] = field(default_factory=dict)  # output -> region input whose storage it takes
     # whole outputs merged across iterations (chunkc.passes.accumulate) -> how they merge
     accumulators: dict[Value, Accumulation] = field(default_factory=dict)
+    # loops nested in this one (ChunkRegion.inner), in schedule order; ``parent``: the loop an
+    # inner region runs in (None for a region of the plan)
+    inner: list["RegionView"] = field(default_factory=list)
+    parent: "RegionView | None" = None
+
+    @property
+    def bounds(self) -> tuple[sympy.Symbol, sympy.Symbol]:
+        """The symbols of this loop's chunk start and stop (chunkc.ir.dims): LOOP_START and
+        LOOP_STOP for a region of the plan, INNER_START and INNER_STOP for an inner one."""
+        return (LOOP_START, LOOP_STOP) if self.parent is None else (INNER_START, INNER_STOP)
+
+    def slices_outer_chunk(self, v: Value) -> bool:
+        """Whether this inner loop slices ``v`` out of the outer iteration's slice of it (the
+        loops slice two axes of it: a mask's query rows and key columns), not out of all of it."""
+        return self.parent is not None and v in self.parent.chunk and \
+            any(self.parent.reads_slice(n, k) for n in self.nodes for k, u in enumerate(n.inputs) if u is v)
+
+    def inner_at(self, node: Node) -> "RegionView | None":
+        """The inner loop whose first node is ``node``, if any."""
+        return next((r for r in self.inner if r.nodes[0] is node), None)
 
     @cached_property
     def sliced(self) -> list[Value]:
@@ -66,7 +86,7 @@ class RegionView:
         for n in self.nodes:
             local.update(n.outputs)
         steps = [([v for k, v in enumerate(n.inputs) if v in local and (v.producer is not None and v.producer in
-                                                                         self._node_set or self.reads_slice(n, k))],
+                                                                         self.node_set or self.reads_slice(n, k))],
                   n.outputs) for n in self.nodes]
         steps[-1] = (list(steps[-1][0]) + list(self.reuse), steps[-1][1])
         out = deaths(steps, owned=lambda v: v in local)
@@ -76,18 +96,22 @@ class RegionView:
         return out
 
     @cached_property
-    def _node_set(self) -> frozenset[Node]:
+    def node_set(self) -> frozenset[Node]:
         return frozenset(self.nodes)
 
     def loop_attrs(self, node: Node) -> dict:
         """The attributes ``node`` runs with inside this loop (see :func:`loop_attrs`); an
         accumulator whose record places its slice (``Accumulation.offset_attr``) gets the
         slice's first element added there."""
-        attrs = loop_attrs(node, self.chunk.get(node.outputs[0]) if node.outputs else None)
-        how = self.accumulators.get(node.outputs[0]) if node.outputs else None
+        out = node.outputs[0] if node.outputs else None
+        if self.parent is not None and out not in self.chunk:  # a chunk of the outer loop (its accumulators)
+            attrs = self.parent.loop_attrs(node)
+        else:
+            attrs = rebased(loop_attrs(node, self.chunk.get(out)), self.bounds)
+        how = self.accumulators.get(out)
         if how is not None and how.offset_attr is not None:
             unit = self.chunk[node.inputs[0]].unit
-            attrs[how.offset_attr] = normalize(attrs[how.offset_attr] + unit * LOOP_START)
+            attrs[how.offset_attr] = normalize(attrs[how.offset_attr] + unit * self.bounds[0])
         return attrs
 
     @cached_property
@@ -110,6 +134,19 @@ class RegionView:
             return None
         flow = node.dims()[0][self.chunk[node.outputs[0]].axis]
         return next((s for s in flow.sources if s.input == position), None)
+
+
+def rebased(attrs: dict, bounds: tuple[sympy.Symbol, sympy.Symbol]) -> dict:
+    """``attrs`` with LOOP_START/LOOP_STOP replaced by ``bounds`` (an inner loop's symbols)."""
+    if bounds == (LOOP_START, LOOP_STOP):
+        return attrs
+    swap = {LOOP_START: bounds[0], LOOP_STOP: bounds[1]}
+
+    def sub(v):
+        if isinstance(v, tuple):
+            return tuple(sub(x) for x in v)
+        return v.xreplace(swap) if isinstance(v, sympy.Basic) else v
+    return {k: sub(v) for k, v in attrs.items()}
 
 
 def loop_attrs(node: Node, chunk: ChunkedValue | None, record: tuple | None = None) -> dict:
@@ -191,10 +228,13 @@ class PlanIndex:
 
 
 def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], values: Mapping[str, Value],
-          region_of: dict[Node, int], sizes: Mapping[str, int]) -> RegionView:
-    where = f"plan region {k} ({r.describe() if r.nodes else 'empty'})"
+          region_of: dict[Node, int], sizes: Mapping[str, int], parent: RegionView | None = None) -> RegionView:
+    where = (f"plan region {k} ({r.describe() if r.nodes else 'empty'})" if parent is None else
+             f"inner loop {k} of plan region {parent.index} ({r.describe() if r.nodes else 'empty'})")
     if not r.nodes:
         raise ChunkcError(f"{where}: a region needs at least one node")
+    if parent is None and any(q.inner for q in r.inner):
+        raise ChunkcError(f"{where}: loops nest one level deep; an inner loop has inner loops")
     for name in r.nodes:
         if name not in position:
             raise ChunkcError(f"{where}: node {name} is not in graph {graph.name}")
@@ -204,7 +244,11 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
         raise ChunkcError(f"{where}: its nodes are not contiguous in the schedule; node {gap} lies between them "
                           "(reorder the graph or split the region)")
     nodes = [graph.nodes[p] for p in pos]
+    if parent is not None:
+        _check_inner(where, r, nodes, parent)
     for n in nodes:
+        if parent is not None:
+            continue
         if n in region_of:
             raise ChunkcError(f"{where}: node {n.name} is also in region {region_of[n]}; regions must not overlap")
         region_of[n] = k
@@ -239,12 +283,6 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
             raise ChunkcError(f"{where}: node {name} reads %{n.inputs[i].name} whole, but it is computed a slice at "
                               "a time in the loop; compute it before the loop")
     accumulators = _accumulators(where, r, values, node_set, chunk, whole)
-    graph_outputs = set(graph.outputs)
-    for n in nodes:
-        for o in n.outputs:
-            if o not in chunk and o not in accumulators and (o.users or o in graph_outputs):
-                raise ChunkcError(f"{where}: node {n.name} ({n.op.name}) output %{o.name} is not chunked; "
-                                  "work that does not depend on the chunk must be moved before the loop")
     outputs = []
     for name in r.outputs:
         v = values.get(name)
@@ -265,11 +303,59 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
     for v in accumulators:
         if v not in outputs:
             raise ChunkcError(f"{where}: accumulator %{v.name} must also be listed among the region's outputs")
-    view = RegionView(k, r, pos[0], pos[-1], nodes, chunk, list(inputs), outputs, whole, reuse, accumulators)
+    view = RegionView(k, r, pos[0], pos[-1], nodes, chunk, list(inputs), outputs, whole, reuse, accumulators,
+                      parent=parent)
+    for j, q in enumerate(r.inner):
+        view.inner.append(_view(graph, j, q, position, values, region_of, sizes, view))
+    graph_outputs = set(graph.outputs)
+    in_inner = {name for q in r.inner for name in q.nodes}
+    for n in nodes:
+        if n.name in in_inner:  # checked by its inner loop's view
+            continue
+        for o in n.outputs:
+            if o not in chunk and o not in accumulators and (o.users or o in graph_outputs):
+                raise ChunkcError(f"{where}: node {n.name} ({n.op.name}) output %{o.name} is not chunked; "
+                                  "work that does not depend on the chunk must be moved before the loop")
+    if parent is None and r.inner and view.has_halo:
+        raise ChunkcError(f"{where}: a loop with inner loops cannot have halo rows")
     if view.has_halo or any(n.dims()[0][chunk[n.outputs[0]].axis].kind == "window" for n in nodes
                             if n.outputs and n.outputs[0] in chunk):
         _check_halos(view, where)
     return view
+
+
+def _check_inner(where: str, r: ChunkRegion, nodes: list[Node], parent: RegionView) -> None:
+    """An inner region runs a span of its parent's nodes, one level deep, and makes nothing but
+    accumulators (chunks of the parent's loop); the parent slices none of its sliced values,
+    except region inputs of the parent that the parent reads whole at the inner nodes."""
+    if parent.parent is not None or r.inner:
+        raise ChunkcError(f"{where}: loops nest one level deep")
+    outside = [n.name for n in nodes if n not in parent.node_set]
+    if outside:
+        raise ChunkcError(f"{where}: node {outside[0]} is not a node of the outer loop")
+    for q in parent.inner:
+        if set(q.region.nodes) & set(r.nodes):
+            raise ChunkcError(f"{where}: it shares nodes with inner loop {q.index}")
+    if set(r.outputs) != set(r.accumulators) or r.reuse:
+        raise ChunkcError(f"{where}: an inner loop's outputs must all be accumulators (chunks of the outer loop), "
+                          f"got outputs {list(r.outputs)} and accumulators {list(r.accumulators)}")
+    for c in r.chunked:
+        if c.halo_lo or c.halo_hi:
+            raise ChunkcError(f"{where}: %{c.value} has a halo; inner loops have none")
+    names = {n.name for n in nodes}
+    for v, c in parent.chunk.items():
+        mine = r.axis_of(v.name)
+        if mine is None:
+            continue
+        readers = [(u.name, k) for u in v.users if u.name in names for k, x in enumerate(u.inputs) if x is v]
+        whole = [p in parent.whole_reads for p in readers]
+        if v.producer in parent.node_set or not (all(whole) or (not any(whole) and mine.axis != c.axis)):
+            raise ChunkcError(f"{where}: %{v.name} is sliced by both loops; it must be made before the outer loop, "
+                              "and the outer loop must read it whole at the inner loop's nodes (list them in its "
+                              "whole_reads) or, where the loops slice two different axes of it, sliced")
+    for name in r.accumulators:
+        if parent.region.axis_of(name) is None:
+            raise ChunkcError(f"{where}: accumulator %{name} must be a chunk of the outer loop (in its chunked values)")
 
 
 def _accumulators(where: str, r: ChunkRegion, values: Mapping[str, Value], node_set, chunk,

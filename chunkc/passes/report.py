@@ -67,6 +67,13 @@ def plan_report(plan: Plan) -> str:
         if region.accumulators:
             lines.append(f"#   accumulated over the chunk axis (whole, merged each iteration): "
                          f"{', '.join('%' + o for o in region.accumulators)}")
+        for j, q in enumerate(region.inner):  # loops run inside each iteration (chunkc.passes.nest)
+            sliced = ", ".join(f"%{c.value}[{c.axis}]" for c in q.chunked[:SHOWN]) + \
+                (f", and {len(q.chunked) - SHOWN} more" if len(q.chunked) > SHOWN else "")
+            stop = f", stopping at {format_size(q.stop_at)}" if q.stop_at is not None else ""
+            lines.append(f"#   inner loop {j}: {len(q.nodes)} nodes {q.nodes[0]} .. {q.nodes[-1]}; "
+                         f"{_chunk_text(q, plan.sizes)}{stop}; slices {sliced}; accumulates "
+                         f"{', '.join('%' + o for o in q.accumulators)}")
     barriers = [f"{n.name} ({n.attrs.get('target', n.op.name)})" for n in plan.graph.nodes if n.op.dims is barrier_dims]
     if barriers:  # opaque nodes: regions never cross them
         more = f", and {len(barriers) - 8} more" if len(barriers) > 8 else ""
