@@ -84,7 +84,9 @@ def test_readable_source():
     assert "q_r = q.reshape((B, stop - start, 4, 8))  # reshape -> f32[B, chunk, 4, 8]" in src
     assert "probs = F.softmax(scaled, dim=-1)  # softmax -> f32[B, 4, chunk, L]" in src
     assert "out = torch.empty((B, L, 32), dtype=torch.float32, device=device)" in src
-    assert "del kT, v_p" in src  # K and V live through the loop, then are freed
+    assert "del k, v" in src  # K and V live through the loop, then are freed
+    body = src.split("def chunk_region_0")[1].split("rt.run_chunks(chunk_region_0")[0]
+    assert "kT = k_r.permute((0, 2, 3, 1))  # permute -> f32[B, 4, 8, L]" in body  # views only the loop reads: in it
     for line in src.splitlines():  # one statement per line: no ';'
         assert ";" not in line.split("#")[0]
 

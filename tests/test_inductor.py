@@ -102,6 +102,95 @@ def test_one_plan_compiled_twice_runs_under_torch_compile(programs):
     torch._dynamo.reset()
 
 
+def _heads_attention(L="L", D=64, H=4, seed=0) -> chunkc.Graph:
+    """Attention on ``x [1, L, D]`` written op by op with a batch and a heads axis, as models
+    write it (Inductor's attention patterns are four-dimensional)."""
+    import numpy as np
+    from chunkc import ops as O
+    rng = np.random.default_rng(seed)
+    g = chunkc.Graph("heads_attention")
+    x = g.add_input("x", "f32", (1, L, D))
+
+    def heads(t):
+        return O.permute(O.reshape(t, shape=(1, L, H, D // H)), dims=(0, 2, 1, 3))
+
+    def weight():
+        return g.add_constant("w", (rng.standard_normal((D, D)) / np.sqrt(D)).astype(np.float32))
+    q, k, v = (heads(O.linear(x, weight())) for _ in range(3))
+    p = O.softmax(O.matmul(q, O.transpose(k, -1, -2)) * (1.0 / np.sqrt(D // H)), axis=-1)
+    g.set_outputs(O.reshape(O.permute(O.matmul(p, v), dims=(0, 2, 1, 3)), shape=(1, L, D)))
+    return g
+
+
+def _views_moved(chunked) -> list[str]:
+    """The statements of the generated chunk function ``chunk_region_0`` that make views of
+    whole values computed before the loop."""
+    body = chunked.chunkc_source.split("def chunk_region_0")[1].split("rt.run_chunks(chunk_region_0")[0]
+    return [line.strip() for line in body.splitlines() if "# permute ->" in line or "# reshape ->" in line]
+
+
+def test_views_only_a_region_reads_are_made_in_its_chunk_function():
+    """The key's transpose and the key's and value's heads are views that only the region
+    reads: they are made inside the chunk function (so that a compiled chunk holds the whole
+    attention pattern), the projections they view stay alive through the loop and die after
+    it, and the program computes what the unchunked one does."""
+    g = _heads_attention()
+    sizes = {"L": 512}
+    plan = chunkc.autochunk(g, 0.3, sizes=sizes)
+    chunked = chunkc.compile(g, plan)
+    moved = _views_moved(chunked)
+    assert len(moved) == 5, moved  # k: reshape, permute, transpose; v: reshape, permute
+    transpose = next(line for line in moved if ".permute((0, 1, 3, 2))" in line)  # the key's, to [1, H, D, L]
+    top = chunked.chunkc_source.split("def chunk_region_0")[0]
+    assert transpose.split(" = ")[0] + " = " not in top  # not made before the loop as well
+    after = chunked.chunkc_source.split("rt.run_chunks(chunk_region_0")[1].split("\n")[2]
+    assert after.strip().startswith("del ") and "linear" in after  # the projections die after the loop
+    args = [torch.from_numpy(a) for a in inputs_for(g, sizes)]
+    torch.testing.assert_close(chunked(*args), chunkc.compile(g)(*args), rtol=1e-5, atol=1e-5)
+    assert chunkc.measure_peak(chunked, *args) <= 1.05 * plan.estimated_peak_bytes
+
+
+def test_inductor_fuses_the_attention_in_each_chunk_and_compiles_the_last_shorter_chunk_no_more():
+    """Compiled with Inductor, each chunk's attention (matmul, scale, softmax, matmul) becomes
+    Inductor's fused attention kernel, as it does in the compiled unchunked program: the
+    pattern needs the key's transpose in the chunk's graph.  The chunk function is compiled
+    for the first chunk and once more with symbolic bounds, which the last, shorter chunk
+    reuses: a second call compiles nothing."""
+    from torch._dynamo.utils import counters
+    from torch._inductor.compile_fx import compile_fx
+
+    from chunkc.ir.sizes import evaluate
+    g = _heads_attention()
+    sizes = {"L": 512}
+    plan = chunkc.autochunk(g, 0.3, sizes=sizes)
+    (region,) = plan.regions
+    chunk = evaluate(region.chunk_size, plan.sizes)
+    assert 512 % chunk, f"chunk {chunk}: the test needs a shorter last chunk"
+    args = [torch.from_numpy(a) for a in inputs_for(g, sizes)]
+    chunked = chunkc.compile(g, plan)
+    want = chunkc.compile(g)(*args)
+    graphs = []
+
+    def inductor(gm, example_inputs):
+        graphs.append(gm)
+        return compile_fx(gm, example_inputs)
+
+    torch._dynamo.reset()
+    counters.clear()
+    try:
+        with torch._inductor.config.patch(force_disable_caches=True):  # the pattern passes run, no cached graph
+            compiled = torch.compile(chunked, backend=inductor)
+            torch.testing.assert_close(compiled(*args), want, rtol=1e-5, atol=1e-5)
+        chunk_graphs = [gm for gm in graphs if any("softmax" in str(n.target) for n in gm.graph.nodes)]
+        assert 1 <= len(chunk_graphs) <= 2, f"{len(chunk_graphs)} compilations of the chunk function"
+        assert counters["inductor"]["fuse_attention"] == len(chunk_graphs), dict(counters["inductor"])
+        seen = len(graphs)
+        torch.testing.assert_close(compiled(*args), want, rtol=1e-5, atol=1e-5)
+        assert len(graphs) == seen  # every chunk, the last one included, ran compiled code
+    finally:
+        torch._dynamo.reset()
+
+
 def _unet_explicit_attention():
     from benchmarks.common import unet_explicit_attention  # the inductor benchmark's UNet
     return unet_explicit_attention(max_side=128)

@@ -41,6 +41,7 @@ from .bindings import size_bindings
 from .guards import InputSpec, Signature, guard_function
 from .loop_scope import CHUNK, EXTENT, INNER_NAMES, START, STOP, RegionScope
 from .names import Namer, check_identifier
+from .region_views import RegionViews
 from .pyexpr import SizeRenderer, literal, tuple_literal
 
 # A rule returns the expression computing a node: its value when the node has one
@@ -279,6 +280,7 @@ class Generator:
         self.inner: dict[Value, str] = {}  # overrides inside a region: slices and output chunks
         self.arg_exprs: dict[tuple[Node, int], str] = {}  # (node, input position) -> expression, in a halo loop
         self.held_rows: dict[Value, str] = {}  # value -> name of its (first, stop) rows, in a halo loop
+        self.region_views = RegionViews()  # views emitted in a region's chunk function (set by generate)
 
     # -- names -----------------------------------------------------------------------
     def _name_symbols(self) -> dict[str, str]:
@@ -351,11 +353,12 @@ class Generator:
     def generate(self) -> GeneratedFunction:
         self._bind_sizes()
         steps = self.index.steps
-        dying = self.index.top_level_deaths()
+        self.region_views = RegionViews.choose(self.index, self.moves_views_into, keep=self.graph.outputs)
+        dying = self.region_views.top_level_deaths(self.index, self.graph.outputs)
         for k, step in enumerate(steps):
             if isinstance(step, RegionView):
                 self.emit_region(step)
-            else:
+            elif step not in self.region_views.moved:  # a view emitted in its region's chunk body
                 self._emit_node(step)
             dead = [self.names[v] for v in dying[k]]
             if dead:
@@ -408,6 +411,16 @@ class Generator:
         autograd Function)."""
         self._emit_region(view)
 
+    def runs_chunks(self, view: RegionView) -> bool:
+        """Whether the region's loop is a chunk function that the dialect's runner calls (see
+        :meth:`open_region`), not a plain loop."""
+        return bool(self.dialect.region_runner) and not any(self.bound_by.get(n) for n in view.nodes)
+
+    def moves_views_into(self, view: RegionView) -> bool:
+        """Whether the views that only this region reads are emitted in its chunk function
+        (chunkc.backends.region_views: so that torch.compile sees them in the chunk's graph)."""
+        return self.runs_chunks(view) and not view.has_halo and not view.inner
+
     def emit_loop_header(self, view: RegionView, note: str) -> None:
         """A region's comment line (``note`` last), then its extent and chunk size."""
         region, nodes = view.region, view.nodes
@@ -439,6 +452,9 @@ class Generator:
                 return self.expr_of(v)
             return self.whole_expr_of(v)
         self.bind_loop_values(view, lambda v: _slice(base(v), chunk[v], scope))
+        if view.parent is None:
+            for node in self.region_views.into.get(index, ()):  # locals of the chunk function
+                self._emit_node(node)
         out_set = set(outputs)
         dying = view.inner_deaths()
         skip: set[Node] = set()
@@ -496,7 +512,7 @@ class Generator:
         docs/backends.md, Inductor on a generated module); a region in which a node binds a
         size at run time stays a plain loop, so that the size is visible after it."""
         self.emit_loop_header(view, header)
-        runs_chunks = self.dialect.region_runner and not any(self.bound_by.get(n) for n in view.nodes)
+        runs_chunks = self.runs_chunks(view)
         if view.parent is not None:  # an inner loop runs as its outer one does
             runs_chunks = self.scope.body is not None
         label = f"{view.index}" if view.parent is None else f"{view.parent.index}_{view.index}"

@@ -66,6 +66,9 @@ class TrainGenerator(Generator):
                         "result (its record says recompute=False), and a training region re-runs its chunks in the "
                         "backward; plan without it in a region")
 
+    def moves_views_into(self, view: RegionView) -> bool:
+        return False  # a chunk method takes its whole inputs as arguments (run_region)
+
     def emit_region(self, view: RegionView) -> None:
         region, k, nodes, chunk = view.region, view.index, view.nodes, view.chunk
         if view.accumulators or view.inner:

@@ -457,31 +457,54 @@ def overlapping_view(v: Value, sizes: Mapping[str, int]) -> str:
     element for several outputs (NumPy refuses a broadcast array; PyTorch refuses or
     overwrites rows a later iteration still reads).  The records' view strides are followed
     from the fresh storage down to ``v`` at ``sizes``."""
-    from ..ir.layout import contiguous_strides, non_overlapping, split_view_result
+    from ..ir.layout import non_overlapping
+    try:
+        shape, strides, _ = _layout_at(v, sizes)
+        if not non_overlapping(shape, strides):
+            return (f"%{v.name} is a view that holds one element at several indices (strides {strides} for "
+                    f"shape {shape})")
+    except Exception as exc:  # a layout that cannot be followed at these sizes is not written over
+        return f"the layout of %{v.name} cannot be followed at sizes {dict(sizes)} ({exc})"
+    return ""
+
+
+def makes_view(v: Value, sizes: Mapping[str, int]) -> bool:
+    """Whether ``v`` is a view of its producer's input 0 at ``sizes`` (the records' view
+    strides followed from the fresh storage down to ``v``): False for a fresh value, for an
+    op that may alias but copies here (a reshape of a non-contiguous input), and for a
+    layout that cannot be followed at these sizes."""
+    if v.producer is None or not v.producer.op.may_alias or not v.producer.inputs:
+        return False
+    try:
+        return _layout_at(v, sizes)[2]
+    except Exception:  # a layout that cannot be followed at these sizes: not known to be a view
+        return False
+
+
+def _layout_at(v: Value, sizes: Mapping[str, int]) -> tuple[tuple[int, ...], tuple[int, ...], bool]:
+    """``v``'s shape and strides at ``sizes``, following the records' view strides from the
+    fresh storage down to ``v``, and whether its own producer made it a view (not a copy)."""
+    from ..ir.layout import contiguous_strides, split_view_result
     from ..ir.registry import concrete_attrs, has_symbolic_attrs
     from ..ir.sizes import evaluate
     from ..ir.types import TensorType
 
+    def shape(a: Value) -> tuple[int, ...]:
+        return tuple(int(evaluate(s, sizes)) for s in a.shape)
+
     chain = [v]
     while chain[-1].producer is not None and chain[-1].producer.op.may_alias and chain[-1].producer.inputs:
         chain.append(chain[-1].producer.inputs[0])
-    try:
-        def shape(a: Value) -> tuple[int, ...]:
-            return tuple(int(evaluate(s, sizes)) for s in a.shape)
-        strides = contiguous_strides(shape(chain[-1]))
-        for a in reversed(chain[:-1]):
-            node = a.producer
-            attrs = concrete_attrs(node.attrs, sizes) if has_symbolic_attrs(node.attrs) else node.attrs
-            types = [TensorType(x.dtype, shape(x)) for x in node.inputs]
-            res = node.op.view_strides(types, attrs, strides)
-            got = split_view_result(res, len(node.outputs))[node.outputs.index(a)]
-            strides = got if got is not None else contiguous_strides(shape(a))
-        if not non_overlapping(shape(v), strides):
-            return (f"%{v.name} is a view that holds one element at several indices (strides {strides} for "
-                    f"shape {shape(v)})")
-    except Exception as exc:  # a layout that cannot be followed at these sizes is not written over
-        return f"the layout of %{v.name} cannot be followed at sizes {dict(sizes)} ({exc})"
-    return ""
+    strides, aliased = contiguous_strides(shape(chain[-1])), False
+    for a in reversed(chain[:-1]):
+        node = a.producer
+        attrs = concrete_attrs(node.attrs, sizes) if has_symbolic_attrs(node.attrs) else node.attrs
+        types = [TensorType(x.dtype, shape(x)) for x in node.inputs]
+        res = node.op.view_strides(types, attrs, strides)
+        got = split_view_result(res, len(node.outputs))[node.outputs.index(a)]
+        aliased = got is not None
+        strides = got if aliased else contiguous_strides(shape(a))
+    return shape(v), strides, aliased
 
 
 def shared_read_in(v: Value, nodes, group: tuple[Value, set[Value]] | None = None) -> str:
@@ -546,4 +569,4 @@ def check_same_signature(graph: Graph, planned: Graph) -> None:
                           f"not graph {graph.name} with inputs {a} and {len(graph.outputs)} outputs")
 
 
-__all__ = ["PlanIndex", "RegionView", "check_same_signature", "loop_attrs", "overlapping_view", "overwritable_after", "shared_read_in", "storage_group"]
+__all__ = ["PlanIndex", "RegionView", "check_same_signature", "loop_attrs", "makes_view", "overlapping_view", "overwritable_after", "shared_read_in", "storage_group"]
