@@ -9,9 +9,11 @@ and to the budget (at most 1.02x).
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 import chunkc
+from chunkc import ops as O
 from chunkc.backends import compile as compile_graph
 from chunkc.ir.parser import parse_graph
 from chunkc.measure import measure_peak
@@ -320,3 +322,36 @@ def test_attention_with_a_bool_mask_broadcast_over_the_keys_makes_one_dense_floa
     measured = measure_peak(fn, *args)
     assert measured == estimate_memory(g, sizes={"L": L}, backend="torch").peak_bytes
     assert L * L * 4 <= measured < 2 * L * L * 4  # one float mask, not two
+
+
+# -- ATen's slow convolution on a channels-last input ----------------------------------------------
+
+
+@pytest.mark.parametrize("channels,out,kernel,rows,sliced", [
+    (64, 64, 3, 1, False),   # slow path: the weight is copied into channels-last
+    (32, 64, 3, 2, True),    # a slice of rows of the permuted view still suggests channels-last
+    (64, 64, 1, 2, False),   # one tap per channel: the weight is channels-last already
+    (16, 8, 3, 1, False),
+])
+def test_slow_convolution_of_a_channels_last_input_counts_its_weight_copy(channels, out, kernel, rows, sliced):
+    """ATen's own CPU convolution (small calls on one thread, no oneDNN) runs in channels-last
+    when its input is a permuted ``[N, H, W, C]`` view (or a slice of its rows), copying the
+    weight first: 36-150 KB a call on a UNet's low-resolution chunks that the conv record did
+    not declare (its ``cpu_layout`` does now)."""
+    torch.set_num_threads(1)
+    total = rows + (2 if sliced else 0)
+    rng = np.random.default_rng(0)
+    g = chunkc.Graph("channels_last_conv")
+    x = g.add_input("x", "f32", (1, total, 64, channels))
+    nchw = O.permute(x, dims=(0, 3, 1, 2))
+    if sliced:
+        nchw = O.slice(nchw, axis=2, start=1, end=1 + rows, step=1)
+    w = g.add_constant("w", rng.standard_normal((out, channels, kernel, kernel)).astype(np.float32))
+    pad = kernel // 2
+    g.set_outputs(O.conv(nchw, w, padding=((pad, pad), (pad, pad))))
+    data = rng.standard_normal((1, total, 64, channels)).astype(np.float32)
+    fn = compile_graph(g, None, backend="torch")
+    np.testing.assert_allclose(fn(torch.from_numpy(data)).numpy(), compile_graph(g, None, backend="numpy")(data),
+                               rtol=1e-4, atol=1e-4)
+    measured = measure_peak(fn, torch.from_numpy(data))
+    assert measured == estimate_memory(g, sizes={}, backend="torch").peak_bytes

@@ -82,9 +82,11 @@ def emit_halo_region(gen: Generator, view: RegionView) -> None:
     gen.bind_loop_values(view, lambda v: f"{gen.expr_of(v)}[{':, ' * chunk[v].axis}{bounds[v][0]}:{bounds[v][1]}]")
     out_set = set(outputs)
     dying = view.inner_deaths()
+    in_loop = set(nodes)
     for k, node in enumerate(nodes):
         out = node.outputs[0] if node.outputs else None
         crop = None
+        padded: list[str] = []  # padded copies that replace a dying chunk, dropped after the node
         for i, v in enumerate(node.inputs):
             if view.reads_core(node, i):
                 c = chunk[v]
@@ -111,9 +113,25 @@ def emit_halo_region(gen: Generator, view: RegionView) -> None:
             if w is None and input_halo(source, *chunk[out].halo) == chunk[v].halo:
                 continue  # it holds exactly the rows the node needs
             args = f"{gen.expr_of(v)}, {chunk[v].axis}, {rows(v)}, ({need[0]}, {need[1]}), {size(v)}"
-            gen.arg_exprs[(node, i)] = gen.dialect.take_rows(args + (f", {_fill(w.fill)}" if w and w.fill else ""))
+            take = gen.dialect.take_rows(args + (f", {_fill(w.fill)}" if w and w.fill else ""))
+            if w is not None and v in dying[k] and v.producer in in_loop and v not in out_set \
+                    and node.inputs.count(v) == 1:
+                # the node is the chunk's last reader: at the border the padded copy replaces
+                # it, so it is dropped before the node runs (inner iterations read a view)
+                t = gen.namer.claim(f"{base_name(v)}_padded")
+                gen.emit(f"{t} = {take}")
+                gen.emit(f"del {gen.inner.get(v, gen.names.get(v))}")
+                dying[k] = [u for u in dying[k] if u is not v]
+                padded.append(t)
+                gen.arg_exprs[(node, i)] = t
+            else:
+                gen.arg_exprs[(node, i)] = take
         targets = [gen.inner.get(o, gen.names[o]) for o in node.outputs]
         gen._node_statement(node, targets)
+        if padded:
+            gen.emit(f"del {', '.join(padded)}")
+            for t in padded:
+                gen.namer.release(t)
         if crop is not None:  # it computed more rows than it holds (a ratio 1/n)
             t = targets[0]
             gen.emit(f"{t} = {gen.dialect.take_rows(f'{t}, {chunk[out].axis}, {crop[0]}, {crop[1]}, {size(out)}')}")

@@ -115,6 +115,24 @@ def torch_is_channels_last(shape: Sequence[int], strides: Sequence[int]) -> bool
     return True
 
 
+def torch_suggests_channels_last(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    """Whether ``Tensor.suggest_memory_format()`` is channels-last for a rank-4 tensor: its
+    strides *order* the axes as channels-last does (channels fastest, then width, height,
+    batch), dense or not (a slice of rows of a channels-last tensor too).  Ambiguous orders
+    (size-1 axes with equal strides) count as contiguous, as ATen's
+    ``is_channels_last_strides_2d`` does.  False at other ranks."""
+    if len(shape) != 4 or strides[1] == 0:
+        return False
+    bound = 0
+    for d in (1, 3, 2, 0):
+        if shape[d] == 0 or strides[d] < bound:
+            return False
+        if d == 0 and bound == strides[1]:
+            return False  # [N, 1, 1, 1] or a slice of [N, 1, 1, W]: contiguous by default
+        bound = strides[d] * (shape[d] if shape[d] > 1 else 1)
+    return True
+
+
 def tensoriterator_layout(shape: Sequence[int], operands: Sequence[Operand]) -> Strides:
     """PyTorch's rule (TensorIterator, for an output it allocates).
 

@@ -352,21 +352,28 @@ def _recompute_held(planner: _Planner, rounds: int, max_nodes: int,
     accumulates statistics, for one), and plan that graph.  Of the first ``tries`` values held
     there, largest first, the first whose round makes progress is kept (a lower floor, or a level
     one that holds other values: the next of a stack of alike blocks, whose twin the round just
-    took out of the floor); repeated at most ``rounds`` times.  (A plan that meets the budget, or
+    took out of the floor); repeated at most ``rounds`` times.  A value whose round raised the
+    floor (its copies, at every reader, hold more than it did) is not tried again in later rounds:
+    on a UNet such a round is the longest of all (a deep chain copied into every full-resolution
+    loop) and it raised the floor each time it was retried.  (A plan that meets the budget, or
     None; the planner with the lowest floor; the rounds tried.)"""
+    raised: set[str] = set()  # values whose round raised the floor
     used = 0
     while used < rounds:
         floor = planner.floor
         if floor is None:
             break
         used += 1
-        for name in list(floor.held_here)[:tries]:
+        for name in [n for n in floor.held_here if n not in raised][:tries]:
             plan, deeper = _recompute_one(planner, name, max_nodes)
             if plan is not None:
                 return plan, deeper, used
-            if deeper is not None and deeper.floor is not None and _lower(deeper.floor, floor):
-                planner = deeper
-                break
+            if deeper is not None and deeper.floor is not None:
+                if _lower(deeper.floor, floor):
+                    planner = deeper
+                    break
+                if deeper.floor.peak_bytes > floor.peak_bytes:
+                    raised.add(name)
         else:
             break
     return None, planner, used

@@ -480,20 +480,22 @@ class MemoryModel:
 
     def loop_workspace_bytes(self, p: int, types_for: Callable[[int], tuple[list[TensorType], list[TensorType]]],
                              chunk: ChunkedValue | None, chunk_units: int, extent: int,
-                             in_strides: Sequence[tuple[int, ...]] | None = None, border: bool = True) -> int:
+                             in_strides: Sequence[tuple[int, ...]] | None = None, border: bool = True,
+                             freed: int = 0) -> int:
         """The most workspace node ``p`` takes in one iteration of a loop over ``extent`` units
         in chunks of ``chunk_units``; ``types_for(n)`` gives its (input, output) types in an
         iteration of ``n`` units.  A positional op's workspace can depend on where the chunk
         starts (causal attention's mask rows reach more keys further on), so the last full
         iteration and the remainder are asked too (``in_strides``: see :meth:`workspace_bytes`).
         ``border``: a window op's copy of its input rows padded at the image border counts
-        (an iteration at the border; inner ones read a view)."""
+        (an iteration at the border; inner ones read a view); ``freed``: the bytes of the input
+        chunk that copy replaces, dropped before the op runs (:meth:`_freed_by_copy`)."""
         iterations = [(chunk_units, chunk_units if 2 * chunk_units <= extent else 0)]
         if chunk is not None and self.record(p)[0][chunk.axis].positional and chunk_units < extent:
             iterations.append((chunk_units, (extent // chunk_units - 1) * chunk_units))
             if extent % chunk_units:
                 iterations.append((extent % chunk_units, extent - extent % chunk_units))
-        best = 0
+        best = None
         for n, start in iterations:
             ins, outs = types_for(n)
             copy = self.border_copy_bytes(p, chunk, ins, outs) if border else 0
@@ -504,8 +506,9 @@ class MemoryModel:
                 if strides is None:
                     strides = [self.strides[u] for u in self.node_in[p]]
                 strides = [contiguous_strides(ins[k].shape) if j == k else st for j, st in enumerate(strides)]
-            best = max(best, self.workspace_bytes(p, ins, self.loop_attrs(p, chunk, n, extent, start), outs,
-                                                  strides) + copy)
+            here = self.workspace_bytes(p, ins, self.loop_attrs(p, chunk, n, extent, start), outs, strides) + copy
+            here -= freed if copy else 0
+            best = here if best is None else max(best, here)
         return best
 
     def _window_input(self, p: int, chunk: ChunkedValue | None) -> int | None:
@@ -553,7 +556,7 @@ class MemoryModel:
         units = reg.units or max(axis_elems[1] // c.unit, 1)
         return self.loop_attrs(p, c, units, evaluate(reg.region.extent, self.sizes))
 
-    def _chunk_workspace(self, p: int, reg: _Region, cstrides: Mapping[int, tuple[int, ...]]) -> int:
+    def _chunk_workspace(self, p: int, reg: _Region, cstrides: Mapping[int, tuple[int, ...]], freed: int = 0) -> int:
         """The node's workspace for the chunk shapes, the chunks' strides (``cstrides``: those
         of the values made in the loop; a value from before it keeps its full strides) and the
         loop's attributes (the record is asked again)."""
@@ -562,7 +565,7 @@ class MemoryModel:
         shapes = tuple(self.shape[u] if k in whole else self._chunk_shape(u, reg) for k, u in enumerate(ins)) + \
             tuple(self._chunk_shape(u, reg) for u in outs)
         strides = tuple(self.strides[u] if k in whole else cstrides.get(u, self.strides[u]) for k, u in enumerate(ins))
-        key = ("workspace", p, shapes, strides, self._pads_border(p, reg))
+        key = ("workspace", p, shapes, strides, self._pads_border(p, reg), freed)
         if key not in self._chunk_answers:
             types = [TensorType(self.values[u].dtype, s) for u, s in zip(ins + outs, shapes)]
             o = outs[0]
@@ -573,7 +576,7 @@ class MemoryModel:
                                           types[len(ins):], strides)
             else:
                 ws = self._iterations_workspace(p, reg, c, reg.units or max(axis_elems[1] // c.unit, 1),
-                                                evaluate(reg.region.extent, self.sizes), strides)
+                                                evaluate(reg.region.extent, self.sizes), strides, freed)
             self._chunk_answers[key] = ws
         return self._chunk_answers[key]
 
@@ -583,7 +586,7 @@ class MemoryModel:
         return frozenset(k for n, k in reg.region.whole_reads if n == name)
 
     def _iterations_workspace(self, p: int, reg: _Region, chunk: ChunkedValue, units: int, extent: int,
-                              in_strides: Sequence[tuple[int, ...]]) -> int:
+                              in_strides: Sequence[tuple[int, ...]], freed: int = 0) -> int:
         """The most workspace node ``p`` takes in one iteration of ``reg``'s loop."""
         ins, outs = self.node_in[p], self.node_out[p]
         whole = self._whole_positions(p, reg)
@@ -615,7 +618,7 @@ class MemoryModel:
             return out[:len(ins)], out[len(ins):]
 
         return self.loop_workspace_bytes(p, types_for, chunk, units, extent, in_strides,
-                                         border=self._pads_border(p, reg))
+                                         border=self._pads_border(p, reg), freed=freed)
 
     def _pads_border(self, p: int, reg: _Region) -> bool:
         """Whether node ``p``'s window input is read padded (a copy) in ``reg``'s iteration: in
@@ -723,8 +726,26 @@ class MemoryModel:
         for reg in regions:
             for p in range(reg.start, reg.end + 1):
                 if self.ws_fn[p] is not None or reg.halo:  # in a halo loop, a window op's padded copy
-                    ws[p] = self._chunk_workspace(p, inner_at[p] or reg, region_strides[reg.index])
+                    ws[p] = self._chunk_workspace(p, inner_at[p] or reg, region_strides[reg.index],
+                                                  self._freed_by_copy(p, reg, iv, croot))
         return iv, ws
+
+    def _freed_by_copy(self, p: int, reg: _Region, iv: _Intervals, croot: Mapping[int, int]) -> int:
+        """Bytes of the loop chunk whose padded copy a window op reads at the image border when
+        the op is its last reader in the loop: the generated code takes the padded rows, then
+        drops the chunk before the op runs (chunkc.backends.halo_loop), so the copy replaces it
+        (0 when the chunk is a view of another storage, an output, or read twice by the op)."""
+        if not reg.halo:
+            return 0
+        k = self._window_input(p, reg.region.axis_of(self.values[self.node_out[p][0]].name))
+        if k is None:
+            return 0
+        u = self.node_in[p][k]
+        s = croot.get(u, -1)
+        if s < 0 or iv.kind[s] != "chunk" or iv.owner[s] != u or iv.free[s] != p or u in reg.outputs \
+                or self.node_in[p].count(u) > 1:
+            return 0
+        return iv.nbytes[s]
 
     def _last_before(self, v: int, end: int) -> int:
         users = self.users[v]

@@ -18,7 +18,7 @@ import itertools
 from ..dims import AxisSource, DimRecord, MIX
 from ..dtypes import DType
 from ..kernel_workspace import TorchWorkspace, cast_copies, cpu_threads, mkldnn_takes, onednn_channel_block
-from ..layout import torch_is_channels_last, torch_is_contiguous
+from ..layout import torch_is_channels_last, torch_is_contiguous, torch_suggests_channels_last
 from ..lowering import LoweringContext, all_operands, fill_none
 from ..registry import OpDef, register
 from ..sizes import Size, format_size, normalize, product, sizes_equal
@@ -289,6 +289,29 @@ def _conv_input_copy(ins, attrs, outs, strides) -> Size:
     return 0 if not win.symmetric else _dense_input_copy(ins, outs, strides)
 
 
+def _conv_slow_channels_last_copy(ins, attrs, outs, strides) -> Size:
+    """ATen's own ("slow") 2-d CPU kernel runs in channels-last when its input's strides
+    suggest that layout (a permuted ``[N, H, W, C]`` view, or a slice of one): it then copies
+    the weight into channels-last first (a weight of one tap per channel is already both;
+    measured: the weight's bytes beyond the columns, tests/test_conv_layout.py).  oneDNN's
+    path (large or multi-threaded calls) takes the weight as it is."""
+    win, _ = _conv_parts(ins, attrs)
+    x, w = ins[0].with_dtype(outs[0].dtype), ins[1]
+    if win.rank != 2 or not strides or len(strides) < 2 or not strides[0] or not strides[1]:
+        return 0
+    if not _concrete_ints(*x.shape, *w.shape) or any(d != 1 for d in win.dilation):
+        return 0
+    if not win.symmetric:  # F.pad keeps the layout its input suggests
+        x = _padded(x, win)
+    if _uses_mkldnn(x.shape, w.shape, win, attrs["groups"], outs[0].dtype):
+        return 0
+    if not torch_suggests_channels_last(tuple(x.shape), tuple(strides[0])):
+        return 0
+    if torch_is_channels_last(tuple(w.shape), tuple(strides[1])):
+        return 0
+    return w.numel() * outs[0].dtype.itemsize
+
+
 def _dense_input_copy(ins, outs, strides) -> Size:
     """The bytes of input 0 when ``_convolution`` copies it (neither contiguous nor
     channels-last); none when the lowering casts it (a fresh, contiguous input)."""
@@ -322,7 +345,8 @@ register(OpDef(
     name="conv", infer=_conv_infer, dims=_conv_dims, reference=_conv_ref, num_inputs=(2, 3), attrs=_WIN_ATTRS,
     flops=_conv_flops, workspace=_conv_workspace, torch=_conv_torch,
     torch_workspace=TorchWorkspace(lowering=_conv_lowering_bytes, cpu=_conv_cpu_workspace,
-                                   cuda=_conv_cuda_workspace, aten_layout=_conv_input_copy),
+                                   cuda=_conv_cuda_workspace, aten_layout=_conv_input_copy,
+                                   cpu_layout=_conv_slow_channels_last_copy),
     doc="conv(x[N, C, *S], w[O, C/groups, *K], b[O]?, stride=None, padding=None, dilation=None, groups=1): "
         "cross-correlation with 1 to 3 spatial axes; stride/dilation are tuples per spatial axis (None: 1), "
         "padding a tuple of (begin, end) pairs (None: 0). Carries: N from x; O from w (and b) when groups == 1; "
