@@ -49,6 +49,7 @@ from ..ir.types import TensorType
 from .device_memory import get_device
 from .halo import held_length, inner_held_length, rows, widening
 from .plan import DEFAULT_BACKEND, ChunkedValue, ChunkRegion, Plan
+from .loop_buffers import LoopBuffer, loop_buffers
 from .plan_index import PlanIndex, loop_attrs
 
 EXTERNAL = -1  # alias root of graph inputs and constants: costs nothing
@@ -122,7 +123,8 @@ def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, 
     graph, sizes, backend = plan_defaults(graph, plan, sizes, backend)
     if device is None:
         device = plan.device if plan is not None else "cpu"
-    return MemoryModel(graph, sizes, backend=backend, device=device).report(plan)
+    buffers = loop_buffers(PlanIndex.build(graph, plan).regions) if plan is not None and plan.regions else ()
+    return MemoryModel(graph, sizes, backend=backend, device=device, buffers=buffers).report(plan)
 
 
 def plan_defaults(graph: Graph, plan: Plan | None, sizes: Mapping[str, int] | None,
@@ -224,8 +226,11 @@ class MemoryModel:
     """
 
     def __init__(self, graph: Graph, sizes: Mapping[str, int] | None = None, backend: str = DEFAULT_BACKEND,
-                 device: str | None = None):
+                 device: str | None = None, buffers: Sequence[LoopBuffer] = ()):
         self.graph = graph
+        # values a plan's loops write into buffers (chunkc.passes.loop_buffers): laid out as the
+        # buffer is, for whatever reads them after the loop
+        self.loop_buffers = {b.value: b for b in buffers}
         self.sizes = _normalize_sizes(graph, sizes)
         self.backend = backend or DEFAULT_BACKEND
         self.layout = get_backend(self.backend).layout  # an unknown name is refused here
@@ -233,7 +238,7 @@ class MemoryModel:
         self.block = self.device.block_bytes(self.backend)  # bytes the allocator hands out per request
         self.nodes: list[Node] = list(graph.nodes)
         self.order = tuple(n.name for n in self.nodes)
-        self._others: dict[tuple[str, ...], MemoryModel] = {}
+        self._others: dict[tuple, MemoryModel] = {}  # (schedule, loop buffers) -> its model
         self._chunk_answers: dict[tuple, object] = {}  # answers of op records for chunk shapes
         self._records: dict[int, tuple] = {}  # node position -> its dimension record (asked once)
         self._build()
@@ -252,6 +257,8 @@ class MemoryModel:
         self.shape: list[tuple[int, ...]] = []
         self.nbytes: list[int] = []
         self.strides: list[tuple[int, ...]] = [()] * V
+        # value id -> its strides as its node makes them, where its loop buffer is laid out otherwise
+        self._made: dict[int, tuple[int, ...]] = {}
         self.parent = [-1] * V  # the value whose storage this one views
         self.users: list[list[int]] = [[] for _ in range(V)]
         for i, v in enumerate(values):
@@ -290,6 +297,7 @@ class MemoryModel:
                                                       [self.strides[u] for u in ins])
             has_ws = self.ws_fn[p] is not None
             if node.op.view_strides is None and not has_ws:
+                self._lay_out_buffers(outs)
                 continue
             types = [TensorType(self.values[u].dtype, self.shape[u]) for u in ins]
             otypes = [TensorType(self.values[o].dtype, self.shape[o]) for o in outs]
@@ -306,21 +314,56 @@ class MemoryModel:
                         self.strides[o] = st
             if has_ws:
                 self.ws[p] = self.workspace_bytes(p, types, attrs, otypes)
+            self._lay_out_buffers(outs)
         self.last = [self.users[i][-1] if self.users[i] else self.prod[i] for i in range(V)]
         self.is_out = [False] * V
         for v in self.graph.outputs:
             self.is_out[self.vid[v]] = True
 
+    def _lay_out_buffers(self, outs: list[int]) -> None:
+        """Give the outputs that a loop writes into buffers their buffers' strides."""
+        for o in outs:
+            buffer = self.loop_buffers.get(self.values[o])
+            if buffer is None:
+                continue
+            st = buffer.strides(self.shape[o], lambda u: self.strides[self.vid[u]])
+            if st != self.strides[o]:
+                self._made[o] = self.strides[o]
+                self.strides[o] = st
+
     # -- plans -----------------------------------------------------------------------------
     def _model_for(self, plan: Plan | None) -> "MemoryModel":
-        if plan is None or plan.graph is self.graph:
+        """The model of ``plan``'s schedule whose loop outputs are laid out as their buffers."""
+        if plan is None or not plan.regions:
+            order = tuple(n.name for n in plan.graph.nodes) if plan is not None and plan.graph is not self.graph \
+                else self.order
+            buffers: tuple[LoopBuffer, ...] = ()
+        else:
+            order = tuple(n.name for n in plan.graph.nodes) if plan.graph is not self.graph else self.order
+            buffers = tuple(loop_buffers(PlanIndex.build(plan.graph, plan).regions))
+        if order == self.order and self._lays_out(buffers):
             return self
-        order = tuple(n.name for n in plan.graph.nodes)
-        if order == self.order:
-            return self
-        if order not in self._others:
-            self._others[order] = MemoryModel(plan.graph, self.sizes, self.backend, self.device.name)
-        return self._others[order]
+        key = (order, tuple((b.value.name, b.in_place_of and b.in_place_of.name) for b in buffers))
+        if key not in self._others:
+            graph = plan.graph if plan is not None else self.graph
+            self._others[key] = MemoryModel(graph, self.sizes, self.backend, self.device.name, buffers)
+        return self._others[key]
+
+    def _lays_out(self, buffers: Sequence[LoopBuffer]) -> bool:
+        """Whether this model's strides already are those ``buffers`` give their values (every
+        buffer laid out as its value's node lays it out, or this model built with them)."""
+        if len(buffers) == len(self.loop_buffers) and all(
+                (mine := self.loop_buffers.get(b.value)) is not None and mine.in_place_of is b.in_place_of
+                for b in buffers):
+            return True
+        for b in buffers:
+            o = self.vid.get(b.value)
+            if o is None:
+                return False
+            want = b.strides(self.shape[o], lambda u: self.strides[self.vid[u]])
+            if any(n != 1 and x != y for n, x, y in zip(self.shape[o], want, self.strides[o])):
+                return False
+        return True
 
     def _regions(self, plan: Plan | None) -> list[_Region]:
         if plan is None:
@@ -408,9 +451,10 @@ class MemoryModel:
             if self.parent[v] < 0:
                 st = None  # a copy at full size
             else:
-                full_contig = _is_contiguous(self.shape[v], self.strides[v])
+                made = self._made.get(v, self.strides[v])
+                full_contig = _is_contiguous(self.shape[v], made)
                 in_contig = _is_contiguous(in_shapes[0], par_strides)
-                st = contiguous_strides(self._chunk_shape(v, reg)) if (full_contig and in_contig) else self.strides[v]
+                st = contiguous_strides(self._chunk_shape(v, reg)) if (full_contig and in_contig) else made
         self._chunk_answers[key] = st
         return st
 
