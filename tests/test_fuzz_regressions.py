@@ -352,3 +352,22 @@ def test_a_loop_output_is_laid_out_as_its_buffer_after_the_loop(backend):
     measured = _measured(g, plan, backend, [rng.standard_normal((2, 1024, 24)).astype(np.float32)])
     _assert_estimate_holds(plan, measured, backend)
     assert "flat" not in report.live_at_peak  # a view of the buffer, no storage of its own
+
+
+def test_causal_attention_on_the_composite_path_reads_the_keys_up_to_its_last_row():
+    """Campaign seed 14, case 14000015 (PyTorch 2.4% under its estimate): causal SDPA over
+    heads without a batch axis (rank 3: ATen's composite path, not the flash kernel) in a loop
+    of 52 query rows out of 256.  The lowering passes the keys up to the chunk's last row, and
+    the estimate of the composite path's scores took them all, so every full iteration was
+    counted with the 256 keys only the ragged last one reads."""
+    from chunkc.passes.plan import ChunkedValue, ChunkRegion, Plan
+    rng = np.random.default_rng(0)
+    g = chunkc.Graph("fuzz14000015")
+    q, k, v = (g.add_input(n, "f32", (2, "L", 16)) for n in ("q", "k", "v"))
+    g.set_outputs(O.scaled_dot_product_attention(q, k, v, is_causal=True, name="a"))
+    region = ChunkRegion(nodes=("a",), chunked=(ChunkedValue("q", 1), ChunkedValue("a", 1)), outputs=("a",),
+                         extent=chunkc.sym("L"), chunk_size=52)
+    plan = Plan(g, (region,), sizes={"L": 256}, backend="torch", budget_bytes=10 ** 9)
+    plan = dataclasses.replace(plan, estimated_peak_bytes=estimate_memory(g, plan).peak_bytes)
+    inputs = [rng.standard_normal((2, 256, 16)).astype(np.float32) for _ in range(3)]
+    _assert_estimate_holds(plan, _measured(g, plan, "torch", inputs), "torch")
