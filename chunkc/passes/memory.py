@@ -123,8 +123,12 @@ def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, 
     graph, sizes, backend = plan_defaults(graph, plan, sizes, backend)
     if device is None:
         device = plan.device if plan is not None else "cpu"
-    buffers = loop_buffers(PlanIndex.build(graph, plan).regions) if plan is not None and plan.regions else ()
-    return MemoryModel(graph, sizes, backend=backend, device=device, buffers=buffers).report(plan)
+    if plan is None or not plan.regions:
+        return MemoryModel(graph, sizes, backend=backend, device=device).report(plan)
+    index = PlanIndex.build(graph, plan)
+    model = MemoryModel(graph, sizes, backend=backend, device=device, buffers=loop_buffers(index.regions))
+    model._last_index = (plan, plan.regions, index)
+    return model.report(plan)
 
 
 def plan_defaults(graph: Graph, plan: Plan | None, sizes: Mapping[str, int] | None,
@@ -238,7 +242,8 @@ class MemoryModel:
         self.block = self.device.block_bytes(self.backend)  # bytes the allocator hands out per request
         self.nodes: list[Node] = list(graph.nodes)
         self.order = tuple(n.name for n in self.nodes)
-        self._others: dict[tuple, MemoryModel] = {}  # (schedule, loop buffers) -> its model
+        self._others: dict[tuple, MemoryModel] = {}  # schedule, or (schedule, loop buffers) -> its model
+        self._last_index: tuple | None = None  # (plan, its regions, its PlanIndex): see _index
         self._chunk_answers: dict[tuple, object] = {}  # answers of op records for chunk shapes
         self._records: dict[int, tuple] = {}  # node position -> its dimension record (asked once)
         self._build()
@@ -334,20 +339,33 @@ class MemoryModel:
     # -- plans -----------------------------------------------------------------------------
     def _model_for(self, plan: Plan | None) -> "MemoryModel":
         """The model of ``plan``'s schedule whose loop outputs are laid out as their buffers."""
-        if plan is None or not plan.regions:
-            order = tuple(n.name for n in plan.graph.nodes) if plan is not None and plan.graph is not self.graph \
-                else self.order
-            buffers: tuple[LoopBuffer, ...] = ()
-        else:
-            order = tuple(n.name for n in plan.graph.nodes) if plan.graph is not self.graph else self.order
-            buffers = tuple(loop_buffers(PlanIndex.build(plan.graph, plan).regions))
-        if order == self.order and self._lays_out(buffers):
+        if plan is None:
             return self
-        key = (order, tuple((b.value.name, b.in_place_of and b.in_place_of.name) for b in buffers))
+        if plan.graph is not self.graph:
+            order = tuple(n.name for n in plan.graph.nodes)
+            if order != self.order:  # a reordered copy: its own model, asked the same
+                if order not in self._others:
+                    self._others[order] = MemoryModel(plan.graph, self.sizes, self.backend, self.device.name)
+                return self._others[order]._model_for(plan)
+        if not plan.regions:
+            return self
+        buffers = tuple(loop_buffers(self._index(plan).regions))
+        if self._lays_out(buffers):
+            return self
+        key = (self.order, tuple((b.value.name, b.in_place_of and b.in_place_of.name) for b in buffers))
         if key not in self._others:
-            graph = plan.graph if plan is not None else self.graph
-            self._others[key] = MemoryModel(graph, self.sizes, self.backend, self.device.name, buffers)
+            self._others[key] = MemoryModel(self.graph, self.sizes, self.backend, self.device.name, buffers)
         return self._others[key]
+
+    def _index(self, plan: Plan) -> PlanIndex:
+        """``plan``'s index over this model's graph, kept for the plan last asked about (its
+        model and its regions both read it)."""
+        hit = self._last_index
+        if hit is not None and hit[0] is plan and hit[1] is plan.regions:
+            return hit[2]
+        index = PlanIndex.build(self.graph, plan)
+        self._last_index = (plan, plan.regions, index)
+        return index
 
     def _lays_out(self, buffers: Sequence[LoopBuffer]) -> bool:
         """Whether this model's strides already are those ``buffers`` give their values (every
@@ -369,7 +387,7 @@ class MemoryModel:
         if plan is None:
             return []
         out = []
-        for view in PlanIndex.build(self.graph, plan).regions:
+        for view in self._index(plan).regions:
             r = view.region
             try:
                 chunk = evaluate(r.chunk_size, self.sizes)
