@@ -189,3 +189,14 @@ def test_group_norm_moments_makes_what_it_declares_at_any_layout(dtype, sliced):
     with small_ufunc_buffers(np):
         above = peak_above_outputs(lambda: op.reference(np, chunk, num_groups=8))
     assert abs(above - expected) <= SLACK, (above, expected)
+
+
+def test_embedding_of_a_slice_of_the_table_columns_makes_only_its_output():
+    """Campaign seed 15, case 15000033 (NumPy 1.66x its budget): a loop over the features
+    looked token and position ids up in slices of the tables' columns; ``np.take`` made each
+    slice contiguous first, every row of a 4096-row table per iteration."""
+    table = rand(4096, 64)
+    ids = RNG.integers(0, 4096, size=(1, 512))
+    g = one_node("embedding", (table[:, 11:22], ids))
+    above = peak_above_outputs(run(g, table[:, 11:22], ids))
+    assert above <= SLACK, above
