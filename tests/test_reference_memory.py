@@ -200,3 +200,20 @@ def test_embedding_of_a_slice_of_the_table_columns_makes_only_its_output():
     g = one_node("embedding", (table[:, 11:22], ids))
     above = peak_above_outputs(run(g, table[:, 11:22], ids))
     assert above <= SLACK, above
+
+
+@pytest.mark.parametrize("reduction", ["none", "add"])
+def test_scatter_elements_by_an_index_expanded_over_the_batch_makes_what_it_declares(reduction):
+    """Campaign seed 15, case 15000016 (NumPy 1.07x its budget): scatter_elements into
+    [B, L, 48] by an index expanded over batch and rows.  Indexing with one array per axis
+    made two more index-sized buffers than declared; the reference now scatters by each
+    update's flat position, built in place in one copy of the index."""
+    data = rand(2, 128, 48)
+    index = np.broadcast_to(RNG.integers(-48, 48, size=(1, 1, 24)), (2, 128, 24))
+    updates = rand(2, 128, 24)
+    op = chunkc.ir.registry.lookup("scatter_elements")
+    g, node = build("scatter_elements", (data, index, updates), {"axis": -1, "reduction": reduction})
+    declared = int(op.workspace([v.type for v in node.inputs], node.attrs, [v.type for v in node.outputs]))
+    with small_ufunc_buffers(np):
+        above = peak_above_outputs(lambda: op.reference(np, data, index, updates, axis=-1, reduction=reduction))
+    assert abs(above - declared * 4) <= SLACK, (above, declared * 4)
