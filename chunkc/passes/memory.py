@@ -48,8 +48,8 @@ from ..ir.sizes import evaluate
 from ..ir.types import TensorType
 from .device_memory import get_device
 from .halo import held_length, inner_held_length, rows, widening
-from .plan import DEFAULT_BACKEND, ChunkedValue, ChunkRegion, Plan
 from .loop_buffers import LoopBuffer, loop_buffers
+from .plan import DEFAULT_BACKEND, ChunkedValue, ChunkRegion, Plan
 from .plan_index import PlanIndex, loop_attrs
 
 EXTERNAL = -1  # alias root of graph inputs and constants: costs nothing
@@ -368,12 +368,15 @@ class MemoryModel:
         return index
 
     def _lays_out(self, buffers: Sequence[LoopBuffer]) -> bool:
-        """Whether this model's strides already are those ``buffers`` give their values (every
-        buffer laid out as its value's node lays it out, or this model built with them)."""
+        """Whether this model's strides already are those ``buffers`` give their values (this
+        model built with them, or a model without buffers where each is laid out as its
+        value's node lays it out)."""
         if len(buffers) == len(self.loop_buffers) and all(
                 (mine := self.loop_buffers.get(b.value)) is not None and mine.in_place_of is b.in_place_of
                 for b in buffers):
             return True
+        if self.loop_buffers:  # laid out for another plan's buffers
+            return False
         for b in buffers:
             o = self.vid.get(b.value)
             if o is None:
