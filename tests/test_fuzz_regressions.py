@@ -9,6 +9,8 @@ they fixed (tests/test_reference_memory.py, tests/test_memory.py, tests/test_mea
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -326,3 +328,46 @@ def test_a_halo_loop_holds_one_rows_tuple_for_the_values_that_hold_the_same_rows
     assert source.count("held in this iteration") == 1, source
     _assert_estimate_holds(plan, _measured(g, plan, "numpy", [rng.standard_normal((1024, 24)).astype(np.float32)]),
                            "numpy")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_loop_output_is_laid_out_as_its_buffer_after_the_loop(backend):
+    """Case 11000102 (PyTorch 12.3% above its estimate): a loop over rotated heads wrote its
+    output into a fresh C-order buffer, while the estimator laid the value out as its
+    elementwise op does over heads permuted from [B, L, H, D] (permuted too), and so counted
+    a copy for the reshape after the loop that merges batch and heads, a view of the buffer.
+    Both now follow one rule (chunkc.passes.loop_buffers)."""
+    from chunkc.passes.plan import ChunkedValue, ChunkRegion, Plan
+    rng = np.random.default_rng(0)
+    g = chunkc.Graph("fuzz11000102_buffer")
+    x = g.add_input("x", "f32", (2, "L", 24))
+    heads = O.permute(O.reshape(x, shape=(2, "L", 4, 6)), dims=(0, 2, 1, 3), name="heads")
+    flat = O.reshape(O.exp(heads, name="rotated"), shape=(8, "L", 6), name="flat")
+    g.set_outputs(O.mul(flat, g.add_constant("half", np.float32(0.5))))
+    region = ChunkRegion(nodes=("rotated",), chunked=(ChunkedValue("heads", 2), ChunkedValue("rotated", 2)),
+                         outputs=("rotated",), extent=chunkc.sym("L"), chunk_size=64)
+    plan = Plan(g, (region,), sizes={"L": 1024}, backend=backend, budget_bytes=10 ** 9)
+    report = estimate_memory(g, plan)
+    plan = dataclasses.replace(plan, estimated_peak_bytes=report.peak_bytes)
+    measured = _measured(g, plan, backend, [rng.standard_normal((2, 1024, 24)).astype(np.float32)])
+    _assert_estimate_holds(plan, measured, backend)
+    assert "flat" not in report.live_at_peak  # a view of the buffer, no storage of its own
+
+
+def test_causal_attention_on_the_composite_path_reads_the_keys_up_to_its_last_row():
+    """Campaign seed 14, case 14000015 (PyTorch 2.4% under its estimate): causal SDPA over
+    heads without a batch axis (rank 3: ATen's composite path, not the flash kernel) in a loop
+    of 52 query rows out of 256.  The lowering passes the keys up to the chunk's last row, and
+    the estimate of the composite path's scores took them all, so every full iteration was
+    counted with the 256 keys only the ragged last one reads."""
+    from chunkc.passes.plan import ChunkedValue, ChunkRegion, Plan
+    rng = np.random.default_rng(0)
+    g = chunkc.Graph("fuzz14000015")
+    q, k, v = (g.add_input(n, "f32", (2, "L", 16)) for n in ("q", "k", "v"))
+    g.set_outputs(O.scaled_dot_product_attention(q, k, v, is_causal=True, name="a"))
+    region = ChunkRegion(nodes=("a",), chunked=(ChunkedValue("q", 1), ChunkedValue("a", 1)), outputs=("a",),
+                         extent=chunkc.sym("L"), chunk_size=52)
+    plan = Plan(g, (region,), sizes={"L": 256}, backend="torch", budget_bytes=10 ** 9)
+    plan = dataclasses.replace(plan, estimated_peak_bytes=estimate_memory(g, plan).peak_bytes)
+    inputs = [rng.standard_normal((2, 256, 16)).astype(np.float32) for _ in range(3)]
+    _assert_estimate_holds(plan, _measured(g, plan, "torch", inputs), "torch")

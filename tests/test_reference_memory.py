@@ -171,3 +171,49 @@ def test_gathers_keep_index_buffers_small(op, attrs):
         np.testing.assert_array_equal(got[0], np.flip(np.sort(x, axis=1), axis=1))
     else:
         np.testing.assert_array_equal(got[0], np.flip(np.sort(x, axis=-1), axis=-1)[..., :4])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("sliced", [False, True])
+def test_group_norm_moments_makes_what_it_declares_at_any_layout(dtype, sliced):
+    """Campaign seed 13, case 13000021 (NumPy 14% under its estimate): the moments of a
+    convolution's chunk of rows, which is contiguous, were declared with a reshaped copy of
+    the chunk that only a slice needs.  The reference now splits the channel axis (a view at
+    any strides) and makes one temporary, the centered values in the accumulation dtype."""
+    x = rand(1, 16, 64, 64, dtype=dtype)
+    chunk = x[:, :, 16:48] if sliced else np.ascontiguousarray(x[:, :, 16:48])
+    op = chunkc.ir.registry.lookup("group_norm_moments")
+    g, node = build("group_norm_moments", (chunk,), {"num_groups": 8})
+    declared = op.workspace([v.type for v in node.inputs], node.attrs, [v.type for v in node.outputs])
+    expected = int(declared) * node.outputs[0].dtype.itemsize
+    with small_ufunc_buffers(np):
+        above = peak_above_outputs(lambda: op.reference(np, chunk, num_groups=8))
+    assert abs(above - expected) <= SLACK, (above, expected)
+
+
+def test_embedding_of_a_slice_of_the_table_columns_makes_only_its_output():
+    """Campaign seed 15, case 15000033 (NumPy 1.66x its budget): a loop over the features
+    looked token and position ids up in slices of the tables' columns; ``np.take`` made each
+    slice contiguous first, every row of a 4096-row table per iteration."""
+    table = rand(4096, 64)
+    ids = RNG.integers(0, 4096, size=(1, 512))
+    g = one_node("embedding", (table[:, 11:22], ids))
+    above = peak_above_outputs(run(g, table[:, 11:22], ids))
+    assert above <= SLACK, above
+
+
+@pytest.mark.parametrize("reduction", ["none", "add"])
+def test_scatter_elements_by_an_index_expanded_over_the_batch_makes_what_it_declares(reduction):
+    """Campaign seed 15, case 15000016 (NumPy 1.07x its budget): scatter_elements into
+    [B, L, 48] by an index expanded over batch and rows.  Indexing with one array per axis
+    made two more index-sized buffers than declared; the reference now scatters by each
+    update's flat position, built in place in one copy of the index."""
+    data = rand(2, 128, 48)
+    index = np.broadcast_to(RNG.integers(-48, 48, size=(1, 1, 24)), (2, 128, 24))
+    updates = rand(2, 128, 24)
+    op = chunkc.ir.registry.lookup("scatter_elements")
+    g, node = build("scatter_elements", (data, index, updates), {"axis": -1, "reduction": reduction})
+    declared = int(op.workspace([v.type for v in node.inputs], node.attrs, [v.type for v in node.outputs]))
+    with small_ufunc_buffers(np):
+        above = peak_above_outputs(lambda: op.reference(np, data, index, updates, axis=-1, reduction=reduction))
+    assert abs(above - declared * 4) <= SLACK, (above, declared * 4)

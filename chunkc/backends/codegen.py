@@ -35,6 +35,7 @@ from ..ir.lowering import LoweringFn
 from ..ir.registry import OpDef
 from ..ir.sizes import Size, format_size, free_symbols
 from ..passes.accumulate import merge_lines
+from ..passes.loop_buffers import loop_buffer
 from ..passes.plan import ChunkedValue, ChunkRegion, Plan
 from ..passes.plan_index import PlanIndex, RegionView, check_same_signature
 from .bindings import size_bindings
@@ -78,7 +79,8 @@ class Dialect(abc.ABC):
 
     @abc.abstractmethod
     def empty(self, shape: str, dt: DType) -> str:
-        """An uninitialized buffer of ``shape`` (source text of a tuple)."""
+        """An uninitialized buffer of ``shape`` (source text of a tuple), in C order (the
+        estimator lays a loop's output buffer out so: chunkc.passes.loop_buffers)."""
 
     def dtype_literal(self, dt: DType) -> str:
         """A dtype given as an attribute value (``cast(x, dtype=f16)``)."""
@@ -518,17 +520,19 @@ class Generator:
         label = f"{view.index}" if view.parent is None else f"{view.parent.index}_{view.index}"
         body = self.namer.claim(f"chunk_region_{label}") if runs_chunks else None
         for v in view.outputs:
-            if v in view.accumulators:
+            buffer = loop_buffer(view, v)  # the rule the estimator lays the value out by
+            if buffer is None:
                 how = view.accumulators[v]
                 self.emit(f"# {self.names[v]}: accumulator {v.type}, each chunk's partial merged by "
                           f"{how.combine}" + (" (weighted by the chunk's share of the axis)" if how.share else ""))
                 if body is not None:  # the chunk function sets it (nonlocal): bound here first
                     self.emit(f"{self.names[v]} = None")
                 continue
-            if v in view.reuse:  # written in place, a chunk at a time, over an input that dies with the loop
-                self.emit(f"{self.names[v]} = {self.whole_expr_of(view.reuse[v])}  # output buffer {v.type}, "
-                          f"in place of %{view.reuse[v].name}")
+            if buffer.in_place_of is not None:  # written a chunk at a time over an input that dies with the loop
+                self.emit(f"{self.names[v]} = {self.whole_expr_of(buffer.in_place_of)}  # output buffer {v.type}, "
+                          f"in place of %{buffer.in_place_of.name}")
                 continue
+            # a fresh buffer in C order (the dialect's empty), whatever layout v's op would give it
             shape = tuple_literal([self.sizes.render(s) for s in v.shape]) if v.rank else "()"
             self.emit(f"{self.names[v]} = {self.dialect.empty(shape, v.dtype)}  # output buffer {v.type}")
         self.needs_device = True

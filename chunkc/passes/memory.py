@@ -48,6 +48,7 @@ from ..ir.sizes import evaluate
 from ..ir.types import TensorType
 from .device_memory import get_device
 from .halo import held_length, inner_held_length, rows, widening
+from .loop_buffers import LoopBuffer, loop_buffers
 from .plan import DEFAULT_BACKEND, ChunkedValue, ChunkRegion, Plan
 from .plan_index import PlanIndex, RegionView, loop_attrs
 
@@ -122,7 +123,12 @@ def estimate_memory(graph: Graph, plan: Plan | None = None, sizes: Mapping[str, 
     graph, sizes, backend = plan_defaults(graph, plan, sizes, backend)
     if device is None:
         device = plan.device if plan is not None else "cpu"
-    return MemoryModel(graph, sizes, backend=backend, device=device).report(plan)
+    if plan is None or not plan.regions:
+        return MemoryModel(graph, sizes, backend=backend, device=device).report(plan)
+    index = PlanIndex.build(graph, plan)
+    model = MemoryModel(graph, sizes, backend=backend, device=device, buffers=loop_buffers(index.regions))
+    model._last_index = (plan, plan.regions, index)
+    return model.report(plan)
 
 
 def plan_defaults(graph: Graph, plan: Plan | None, sizes: Mapping[str, int] | None,
@@ -230,8 +236,11 @@ class MemoryModel:
     """
 
     def __init__(self, graph: Graph, sizes: Mapping[str, int] | None = None, backend: str = DEFAULT_BACKEND,
-                 device: str | None = None):
+                 device: str | None = None, buffers: Sequence[LoopBuffer] = ()):
         self.graph = graph
+        # values a plan's loops write into buffers (chunkc.passes.loop_buffers): laid out as the
+        # buffer is, for whatever reads them after the loop
+        self.loop_buffers = {b.value: b for b in buffers}
         self.sizes = _normalize_sizes(graph, sizes)
         self.backend = backend or DEFAULT_BACKEND
         self.layout = get_backend(self.backend).layout  # an unknown name is refused here
@@ -239,7 +248,8 @@ class MemoryModel:
         self.block = self.device.block_bytes(self.backend)  # bytes the allocator hands out per request
         self.nodes: list[Node] = list(graph.nodes)
         self.order = tuple(n.name for n in self.nodes)
-        self._others: dict[tuple[str, ...], MemoryModel] = {}
+        self._others: dict[tuple, MemoryModel] = {}  # schedule, or (schedule, loop buffers) -> its model
+        self._last_index: tuple | None = None  # (plan, its regions, its PlanIndex): see _index
         self._chunk_answers: dict[tuple, object] = {}  # answers of op records for chunk shapes
         self._records: dict[int, tuple] = {}  # node position -> its dimension record (asked once)
         self._build()
@@ -258,6 +268,8 @@ class MemoryModel:
         self.shape: list[tuple[int, ...]] = []
         self.nbytes: list[int] = []
         self.strides: list[tuple[int, ...]] = [()] * V
+        # value id -> its strides as its node makes them, where its loop buffer is laid out otherwise
+        self._made: dict[int, tuple[int, ...]] = {}
         self.parent = [-1] * V  # the value whose storage this one views
         self.users: list[list[int]] = [[] for _ in range(V)]
         for i, v in enumerate(values):
@@ -296,6 +308,7 @@ class MemoryModel:
                                                       [self.strides[u] for u in ins])
             has_ws = self.ws_fn[p] is not None
             if node.op.view_strides is None and not has_ws:
+                self._lay_out_buffers(outs)
                 continue
             types = [TensorType(self.values[u].dtype, self.shape[u]) for u in ins]
             otypes = [TensorType(self.values[o].dtype, self.shape[o]) for o in outs]
@@ -312,27 +325,78 @@ class MemoryModel:
                         self.strides[o] = st
             if has_ws:
                 self.ws[p] = self.workspace_bytes(p, types, attrs, otypes)
+            self._lay_out_buffers(outs)
         self.last = [self.users[i][-1] if self.users[i] else self.prod[i] for i in range(V)]
         self.is_out = [False] * V
         for v in self.graph.outputs:
             self.is_out[self.vid[v]] = True
 
+    def _lay_out_buffers(self, outs: list[int]) -> None:
+        """Give the outputs that a loop writes into buffers their buffers' strides."""
+        for o in outs:
+            buffer = self.loop_buffers.get(self.values[o])
+            if buffer is None:
+                continue
+            st = buffer.strides(self.shape[o], lambda u: self.strides[self.vid[u]])
+            if st != self.strides[o]:
+                self._made[o] = self.strides[o]
+                self.strides[o] = st
+
     # -- plans -----------------------------------------------------------------------------
     def _model_for(self, plan: Plan | None) -> "MemoryModel":
-        if plan is None or plan.graph is self.graph:
+        """The model of ``plan``'s schedule whose loop outputs are laid out as their buffers."""
+        if plan is None:
             return self
-        order = tuple(n.name for n in plan.graph.nodes)
-        if order == self.order:
+        if plan.graph is not self.graph:
+            order = tuple(n.name for n in plan.graph.nodes)
+            if order != self.order:  # a reordered copy: its own model, asked the same
+                if order not in self._others:
+                    self._others[order] = MemoryModel(plan.graph, self.sizes, self.backend, self.device.name)
+                return self._others[order]._model_for(plan)
+        if not plan.regions:
             return self
-        if order not in self._others:
-            self._others[order] = MemoryModel(plan.graph, self.sizes, self.backend, self.device.name)
-        return self._others[order]
+        buffers = tuple(loop_buffers(self._index(plan).regions))
+        if self._lays_out(buffers):
+            return self
+        key = (self.order, tuple((b.value.name, b.in_place_of and b.in_place_of.name) for b in buffers))
+        if key not in self._others:
+            self._others[key] = MemoryModel(self.graph, self.sizes, self.backend, self.device.name, buffers)
+        return self._others[key]
+
+    def _index(self, plan: Plan) -> PlanIndex:
+        """``plan``'s index over this model's graph, kept for the plan last asked about (its
+        model and its regions both read it)."""
+        hit = self._last_index
+        if hit is not None and hit[0] is plan and hit[1] is plan.regions:
+            return hit[2]
+        index = PlanIndex.build(self.graph, plan)
+        self._last_index = (plan, plan.regions, index)
+        return index
+
+    def _lays_out(self, buffers: Sequence[LoopBuffer]) -> bool:
+        """Whether this model's strides already are those ``buffers`` give their values (this
+        model built with them, or a model without buffers where each is laid out as its
+        value's node lays it out)."""
+        if len(buffers) == len(self.loop_buffers) and all(
+                (mine := self.loop_buffers.get(b.value)) is not None and mine.in_place_of is b.in_place_of
+                for b in buffers):
+            return True
+        if self.loop_buffers:  # laid out for another plan's buffers
+            return False
+        for b in buffers:
+            o = self.vid.get(b.value)
+            if o is None:
+                return False
+            want = b.strides(self.shape[o], lambda u: self.strides[self.vid[u]])
+            if any(n != 1 and x != y for n, x, y in zip(self.shape[o], want, self.strides[o])):
+                return False
+        return True
 
     def _regions(self, plan: Plan | None) -> list[_Region]:
         if plan is None:
             return []
         out = []
-        for view in PlanIndex.build(self.graph, plan).regions:
+        for view in self._index(plan).regions:
             r = view.region
             try:
                 chunk = evaluate(r.chunk_size, self.sizes)
@@ -439,9 +503,10 @@ class MemoryModel:
             if self.parent[v] < 0:
                 st = None  # a copy at full size
             else:
-                full_contig = _is_contiguous(self.shape[v], self.strides[v])
+                made = self._made.get(v, self.strides[v])
+                full_contig = _is_contiguous(self.shape[v], made)
                 in_contig = _is_contiguous(in_shapes[0], par_strides)
-                st = contiguous_strides(self._chunk_shape(v, reg)) if (full_contig and in_contig) else self.strides[v]
+                st = contiguous_strides(self._chunk_shape(v, reg)) if (full_contig and in_contig) else made
         self._chunk_answers[key] = st
         return st
 

@@ -185,7 +185,9 @@ def open_grid(xp, shape: Sequence[int]) -> list:
     """One index array per axis of ``shape``, each shaped to broadcast against the others
     (``numpy.indices(shape, sparse=True)``, which CuPy lacks)."""
     rank = len(shape)
-    return [xp.arange(n).reshape(tuple(n if k == axis else 1 for k in range(rank))) for axis, n in enumerate(shape)]
+    # shapes as tuples of lists: a tuple of a generator is built long and shrunk, and the shrunk
+    # block stays in CPython's free list (tracemalloc counts it, once per chunk-loop iteration)
+    return [xp.arange(n).reshape(tuple([n if k == axis else 1 for k in range(rank)])) for axis, n in enumerate(shape)]
 
 
 def array_result_dtype(*arrays):

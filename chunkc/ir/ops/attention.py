@@ -306,7 +306,8 @@ def _math_path(ins, attrs, outs, upcast: bool) -> Size:
     k_batch = k.shape[:-3] + (q.shape[-3],) if attrs.get("enable_gqa") else k.shape[:-2]  # the heads repeated
     batch = product(broadcast_shapes("scaled_dot_product_attention",
                                      [TensorType(q.dtype, q.shape[:-2]), TensorType(k.dtype, k_batch)]))
-    rows, keys = q.shape[-2], k.shape[-2]
+    # causal queries below the first row: the lowering passes the keys up to their last one
+    rows, keys = q.shape[-2], _causal_keys(ins, attrs) if _causal_rows(attrs) else k.shape[-2]
     scores = batch * rows * keys
     causal = rows * keys * acc.itemsize if attrs["is_causal"] and not _causal_rows(attrs) else 0
     base = up + q.numel() * acc.itemsize + causal

@@ -224,11 +224,10 @@ def _scatter_elements_workspace(ins, attrs, outs):
 
 
 def _scatter_elements_numpy_workspace(ins, attrs, outs):
-    """The NumPy reference wraps negative indices in a copy of the index: the copy, the
-    index plus the axis size and the mask of negative entries (in the index's own dtype) live
-    at once; the fancy assignment that follows takes nothing more."""
+    """The NumPy reference builds each update's flat position in one copy of the index (8-byte
+    ints) beside the mask of negative entries; the assignment that follows takes nothing more."""
     n = ins[1].numel()
-    return ceildiv(n * (1 + 2 * ins[1].dtype.itemsize), outs[0].dtype.itemsize)
+    return ceildiv(n * (1 + 8), outs[0].dtype.itemsize)
 
 
 def _scatter_nd_workspace(ins, attrs, outs):
@@ -284,16 +283,21 @@ def _apply_reduction(xp, out, index, upd, reduction):
 
 
 def _scatter_elements_ref(xp, data, indices, updates, axis, reduction):
-    out = data.copy()
+    out = data.copy()  # C order
     axis = norm_axis("scatter_elements", axis, data.ndim)
-    # negative indices wrapped in a fresh C-ordered copy (xp.where buffers 8192 entries of an
-    # index that is a broadcast view, an expand)
-    idx = xp.empty(indices.shape, dtype=indices.dtype)
-    xp.copyto(idx, indices)
-    xp.copyto(idx, idx + data.shape[axis], where=idx < 0)
-    grid = open_grid(xp, indices.shape)
-    grid[axis] = idx
-    _apply_reduction(xp, out, tuple(grid), updates, reduction)
+    # each update's flat position in out, built in place in one fresh copy of the index (a fancy
+    # index of one array per axis makes two index-sized buffers more; xp.where buffers 8192
+    # entries of an index that is a broadcast view, an expand): negatives wrapped, the axis
+    # scaled by its stride, the other axes' positions added
+    flat = xp.empty(indices.shape, dtype=xp.intp)
+    xp.copyto(flat, indices)
+    xp.add(flat, data.shape[axis], out=flat, where=flat < 0)
+    strides = [s // out.itemsize for s in out.strides]
+    flat *= strides[axis]
+    for k, g in enumerate(open_grid(xp, indices.shape)):
+        if k != axis:
+            flat += g * strides[k]
+    _apply_reduction(xp, out.reshape(-1), (flat,), updates, reduction)
     return out
 
 

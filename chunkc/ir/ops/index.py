@@ -137,8 +137,16 @@ def _embedding_dims(ins, attrs, outs) -> DimRecord:
     return (tuple(carry_from(AxisSource(1, k)) for k in range(ids.rank)) + (carry_from(AxisSource(0, 1)),),)
 
 
+def _embedding_ref(xp, weight, ids):
+    if weight.flags.c_contiguous:
+        return xp.take(weight, ids, axis=0)
+    # a slice of the table's columns (a chunk loop over D): take would copy the whole slice
+    # first (every row, not only those looked up); fancy indexing reads it in place
+    return weight[ids]
+
+
 register(OpDef(name="embedding", saves=(1,), infer=_embedding_infer, dims=_embedding_dims, num_inputs=(2, 2),
                torch="F.embedding({1}, {0})",
-               reference=lambda xp, weight, ids: xp.take(weight, ids, axis=0), flops=lambda *a: 0,
+               reference=_embedding_ref, flops=lambda *a: 0,
                doc="embedding(weight[V, D], ids) -> [*ids.shape, D] (= take(weight, ids, axis=0)). "
                    "Carries: the id axes from ids, D from weight."))

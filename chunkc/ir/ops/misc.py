@@ -35,10 +35,17 @@ def _flip_infer(ins, attrs):
     return (ins[0],)
 
 
+def _flip_ref(xp, x, axes):
+    # basic slicing, not xp.flip: that left a block in CPython's tuple free list per call,
+    # one per iteration of a chunk loop, which tracemalloc counts (as unsqueeze's did)
+    flipped = {a % x.ndim for a in ((axes,) if isinstance(axes, int) else axes)}
+    return x[tuple([slice(None, None, -1) if a in flipped else slice(None) for a in range(x.ndim)])].copy()
+
+
 register(OpDef(
     name="flip", infer=_flip_infer,
     dims=lambda ins, a, outs: (_carry_except(ins[0].rank, _flip_axes(ins[0], a["axes"])),),
-    reference=lambda xp, x, axes: xp.flip(x, axis=axes).copy(), attrs={"axes": REQUIRED}, flops=lambda *a: 0,
+    reference=_flip_ref, attrs={"axes": REQUIRED}, flops=lambda *a: 0,
     torch=lambda ctx: f"torch.flip({ctx.arg(0)}, {ctx.lit(_flip_axes(ctx.in_type(0), ctx.attrs['axes']))})",
     doc="flip(x, axes): reverse the order along `axes` (a copy, as in PyTorch). Carries: every other axis."))
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..dims import MEAN, Accumulation, AxisSource, DimRecord, MIX, NEW
 from ..dtypes import DType
-from ..kernel_workspace import TorchWorkspace, acc_dtype, strict_casts
+from ..kernel_workspace import TorchWorkspace, acc_dtype, as_elements, strict_casts
 from ..layout import torch_is_contiguous
 from ..lowering import LoweringContext, all_operands, fill_none, tuple_literal
 from ..registry import OpDef, REQUIRED, register
@@ -357,14 +357,18 @@ def _moments_accumulate(ins, attrs, input: int, axis: int) -> Accumulation | Non
 
 
 def _moments_ref(xp, x, num_groups=1):
-    groups = x.reshape(x.shape[0], num_groups, -1)  # a copy when x is a slice
+    n, c = x.shape[:2]
+    # splitting the channel axis is a view at any strides (a reshape to [N, G, -1] copies a slice)
+    groups = x.reshape((n, num_groups, c // num_groups) + tuple(x.shape[2:]))
+    axes = tuple(range(2, groups.ndim))
     acc = _acc(xp, x.dtype)
-    mean = xp.mean(groups, axis=-1, keepdims=True, dtype=acc)
-    centered = xp.subtract(groups, mean, dtype=acc)
-    var = xp.einsum("ngi,ngi->ng", centered, centered) / max(groups.shape[-1], 1)
+    mean = xp.mean(groups, axis=axes, keepdims=True, dtype=acc)
+    centered = xp.subtract(groups, mean, dtype=acc)  # the one temporary: x's elements in acc
+    xp.multiply(centered, centered, out=centered)
+    var = xp.sum(centered, axis=axes, dtype=acc) / max(centered.size // max(n * num_groups, 1), 1)
     del centered
-    out = xp.empty(mean.shape[:2] + (2,), dtype="float64")
-    out[..., 0] = mean[..., 0]
+    out = xp.empty((n, num_groups, 2), dtype="float64")
+    out[..., 0] = mean.reshape(n, num_groups)
     out[..., 1] = var
     out[..., 1] += out[..., 0] ** 2
     return out
@@ -377,8 +381,8 @@ def _moments_torch(ctx: LoweringContext) -> str:
 register(OpDef(
     name="group_norm_moments", infer=_moments_infer, dims=_moments_dims, reference=_moments_ref,
     attrs={"num_groups": REQUIRED}, torch=_moments_torch, accumulates=_moments_accumulate,
-    # the reference's reshaped copy and centered copy of x (in float64 elements)
-    workspace=lambda ins, a, outs: ins[0].numel() * max(1, ins[0].dtype.itemsize // 4),
+    # the reference's centered copy of x in its accumulation dtype, whatever x's layout
+    workspace=lambda ins, a, outs: as_elements(ins[0].numel() * acc_dtype(ins[0].dtype).itemsize, outs),
     # var_mean's per-group results and the float64 conversions (small)
     torch_workspace=TorchWorkspace(lowering=lambda ins, a, outs: 3 * outs[0].numel()),
     flops=lambda ins, a, outs: 3 * ins[0].numel(), saves=(),

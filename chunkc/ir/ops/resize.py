@@ -19,6 +19,7 @@ op with ``size`` stating the rows it computes (``size`` is the record's
 from __future__ import annotations
 
 import itertools
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -115,6 +116,18 @@ def take_into(xp, a, index, out):
         xp.take(a, index, axis=-1, out=out)
 
 
+def _cells(shape: tuple[int, ...]):
+    """Every index of ``shape`` in C order, as tuples (what ``itertools.product`` of ranges
+    yields, without the product object's pools, a block per call that tracemalloc counts)."""
+    for k in range(math.prod(shape)):
+        cell = []
+        for s in reversed(shape):
+            k, r = divmod(k, s)
+            cell.append(r)
+        cell.reverse()
+        yield tuple(cell)
+
+
 def _interp_ref(xp, x, size, mode="nearest", align_corners=False):
     nsp = len(size)
     lead = x.ndim - nsp
@@ -127,7 +140,7 @@ def _interp_ref(xp, x, size, mode="nearest", align_corners=False):
         return xp.take(x, last, axis=-1)
     # one output row at a time, gathered straight into the (C-contiguous) output
     out = xp.empty(x.shape[:lead] + size, dtype=x.dtype)
-    for cell in itertools.product(*[range(s) for s in size[:-1]]):
+    for cell in _cells(size[:-1]):
         row = x[(Ellipsis,) + tuple([int(index[a][o]) for a, o in enumerate(cell)]) + (slice(None),)]
         take_into(xp, row, last, out[(Ellipsis,) + cell + (slice(None),)])
     return out
@@ -155,8 +168,8 @@ def _linear(xp, x, size, align_corners):
     i0w, i1w, lw = (xp.asarray(v) for v in w[-1])
     one_minus_lw = (1 - lw).astype(x.dtype)
     lw = lw.astype(x.dtype)
-    for cell in itertools.product(*[range(s) for s in size[:-1]]):
-        for n, corner in enumerate(itertools.product((0, 1), repeat=nsp - 1)):
+    for cell in _cells(size[:-1]):
+        for n, corner in enumerate(_cells((2,) * (nsp - 1))):
             weight, index = 1.0, []
             for a, (o, c) in enumerate(zip(cell, corner)):
                 i0, i1, lam = w[a]
