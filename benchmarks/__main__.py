@@ -5,6 +5,7 @@
     python -m benchmarks --quick                 # small sizes, two rounds: a smoke run
     python -m benchmarks --list
     python -m benchmarks fuzz --cases 10000      # the long fuzzing campaign (--seed, --jobs)
+    python -m benchmarks max-length --models gpt2,gpt2_sdpa  # some models; the other rows are kept
 
 Sections (in the doc's order): memory-speed, cost-model, regret, inductor, library-defaults, max-length,
 expert-chunking, fused-attention, compile-speed, eager-parity, training (this suite's), backend-speed and
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=None, help="fuzz: cases to run (default 200; quick 20)")
     parser.add_argument("--seed", type=int, default=0, help="fuzz: campaign seed (default 0)")
     parser.add_argument("--jobs", type=int, default=1, help="fuzz: worker processes (default 1)")
+    parser.add_argument("--models", default="", help="max-length: rerun only these models (comma-separated keys); "
+                        "the other rows are kept from the section's last run, with its date")
     parser.add_argument("--list", action="store_true", help="list the sections and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -111,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [n for n in names if n in args.sections] if args.sections else names
     settings = C.Settings(threads=args.threads, rounds=args.rounds or (2 if args.quick else 7),
                           quick=args.quick, command=_command(argv), doc=args.doc.resolve(),
-                          img=args.doc.resolve().parent / "img", cases=args.cases, seed=args.seed, jobs=args.jobs)
+                          img=args.doc.resolve().parent / "img", cases=args.cases, seed=args.seed, jobs=args.jobs,
+                          models=tuple(m for m in args.models.split(",") if m))
     C.set_threads(settings.threads)
     failures: list[str] = []
     t0 = time.perf_counter()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import gc
 import os
+import re
 import platform
 import statistics
 import sys
@@ -51,6 +52,7 @@ class Settings:
     cases: int | None = None  # fuzz: cases to run (None: the section's default)
     seed: int = 0  # fuzz: the campaign seed
     jobs: int = 1  # fuzz: worker processes
+    models: tuple[str, ...] = ()  # max-length: rerun only these models, keep the other rows
 
 
 def machine_line(threads: int | None = None) -> str:
@@ -256,6 +258,21 @@ def log(message: str) -> None:
 
 def markers(name: str) -> tuple[str, str]:
     return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def current_section(doc: Path, name: str) -> str:
+    """Section ``name`` of ``doc`` as last written, markers excluded ('' when absent)."""
+    text = doc.read_text() if doc.exists() else ""
+    start, end = markers(name)
+    if start not in text or end not in text:
+        return ""
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
+def stamped_at(section: str) -> str | None:
+    """The UTC time in a section's stamp line (see :func:`stamp`)."""
+    found = re.search(r"\*Produced by `[^`]*` on ([0-9-]+ [0-9:]+ UTC)", section)
+    return found.group(1) if found else None
 
 
 def stamp(command: str, threads: int | None, seconds: float | None = None) -> str:

@@ -10,10 +10,15 @@ under the budget).  The proposal is then compiled, run and measured with
 on measurements until one fits.
 
     python -m benchmarks max-length
+    python -m benchmarks max-length --models gpt2,gpt2_sdpa   # rerun two models, keep the other rows
+
+A run of some models keeps the others' rows from the section as last written, each marked with
+the time of the run that measured it.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -182,17 +187,48 @@ def measure_model(model: C.BenchModel, base: int, cap: int) -> Result:
     return res
 
 
-def _plot(results: list[Result], settings: C.Settings) -> str | None:
-    done = [r for r in results if r.ratio()]
+@dataclass
+class KeptRow:
+    """A model's row kept from the section's last run (``--models`` reran others)."""
+
+    model: C.BenchModel
+    line: str  # the markdown row, as written then
+    ratio: float | None  # chunkc / unchunked, read back from the row for the figure
+
+
+def _kept_rows(settings: C.Settings, rerun: list[str]) -> dict[str, KeptRow]:
+    """The rows of the models not in ``rerun``, from the section as last written, each marked
+    with the time of the run that measured it."""
+    old = C.current_section(settings.doc, NAME)
+    when = C.stamped_at(old) or "an earlier run"
+    kept = {}
+    for key, model in models().items():
+        if key in rerun:
+            continue
+        line = next((ln for ln in old.splitlines() if ln.startswith(f"| {model.label} |")), None)
+        if line is None:
+            continue
+        if "row measured on" not in line:
+            line = line.rstrip().rstrip("|").rstrip() + f"; row measured on {when} |"
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        found = re.search(r"\*\*(?:≥ )?([0-9.]+)×\*\*", cells[6]) if len(cells) > 6 else None
+        kept[key] = KeptRow(model, line, float(found.group(1)) if found else None)
+    return kept
+
+
+def _plot(results: list[Result], kept: dict[str, KeptRow], settings: C.Settings) -> str | None:
+    ratio_of = {r.model.key: (r.model, r.ratio()) for r in results}
+    ratio_of.update({k: (row.model, row.ratio) for k, row in kept.items()})
+    done = [ratio_of[k] for k in models() if k in ratio_of and ratio_of[k][1]]
     if not done:
         return None
     fig, ax = C.new_figure(7.5, 3.8)
-    names = [f"{r.model.label.replace(' (', chr(10) + '(')}\n[{r.model.size_name}]" for r in done]
+    names = [f"{m.label.replace(' (', chr(10) + '(')}\n[{m.size_name}]" for m, _ in done]
     xs = range(len(done))
     ax.bar([x - 0.2 for x in xs], [1.0] * len(done), width=0.4, label="unchunked", color="tab:grey")
-    ax.bar([x + 0.2 for x in xs], [r.ratio() for r in done], width=0.4, label="chunkc", color="tab:blue")
-    for x, r in zip(xs, done):
-        ax.text(x + 0.2, r.ratio(), f"{r.ratio():.1f}×", ha="center", va="bottom", fontsize=8)
+    ax.bar([x + 0.2 for x in xs], [r for _, r in done], width=0.4, label="chunkc", color="tab:blue")
+    for x, (_, r) in zip(xs, done):
+        ax.text(x + 0.2, r, f"{r:.1f}×", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(list(xs))
     ax.set_xticklabels(names, fontsize=7)
     ax.set_ylabel("longest size under the budget,\nrelative to unchunked")
@@ -201,7 +237,8 @@ def _plot(results: list[Result], settings: C.Settings) -> str | None:
     return C.save_figure(fig, "max_length", settings)
 
 
-def render(results: list[Result], settings: C.Settings, plot: str | None) -> str:
+def render(results: list[Result], settings: C.Settings, plot: str | None,
+           kept: dict[str, KeptRow] | None = None) -> str:
     lines = ["## Breaking the memory wall", "",
              "The longest input that fits a fixed activation budget.  Budget: the measured peak of the "
              "unchunked generated program at the base size.  Search: doubling from the base, then "
@@ -216,9 +253,12 @@ def render(results: list[Result], settings: C.Settings, plot: str | None) -> str
              "base size (the unchunked peak grows faster than chunkc's floor); the pre-LN transformer "
              "row is a 1-D model with no L × L mask, beside GPT-2, whose causal mask is built once as an "
              "L × L float tensor shared by every layer (rematerialized per query chunk).  With exact "
-             "attention a chunked layer still holds its input and the keys and values whole (three "
-             "L × hidden tensors): that floor, not the L × L scores, bounds GPT-2 against its L = 1024 "
-             "peak, eager and SDPA alike; with SDPA the unchunked peak has no L × L term to give back.", ""]
+             "attention a layer chunked over its queries still holds its input and the keys and values "
+             "whole (three L × hidden tensors); where that floor is over the budget, nested loops (a loop "
+             "over keys inside each query loop, recomputing keys and values from the held input; written-out "
+             "attention is rewritten to SDPA for them) leave two: the input and the output.  That floor, "
+             "not the L × L scores, bounds GPT-2 against its L = 1024 peak; with SDPA the unchunked peak "
+             "has no L × L term to give back.", ""]
     if plot:
         lines += [f"![longest input]({plot})", ""]
     rows = []
@@ -235,12 +275,25 @@ def render(results: list[Result], settings: C.Settings, plot: str | None) -> str
                      f"×{c.slowdown:.2f}" if c.slowdown else "–",
                      f"proposed {u.proposed} / {c.proposed}; {u.probes} + {c.probes} probes, "
                      f"{u.measurements} + {c.measurements} runs"])
-    lines += C.table(["model", "config", "base", "budget MiB", "unchunked longest (measured peak)",
-                      "chunkc longest (measured peak; plan)", "chunkc / unchunked", "estimated time", "search"], rows)
+    table = C.table(["model", "config", "base", "budget MiB", "unchunked longest (measured peak)",
+                     "chunkc longest (measured peak; plan)", "chunkc / unchunked", "estimated time", "search"], rows)
+    # rows kept from the last run go back in the models' order
+    measured = iter(table[2:])
+    by_key = {r.model.key: next(measured) for r in results}
+    by_key.update({k: row.line for k, row in (kept or {}).items()})
+    lines += table[:2] + [by_key[k] for k in models() if k in by_key]
+    if kept:
+        lines += ["", f"This run measured {', '.join(r.model.label for r in results)} "
+                      f"(`--models`); the other rows are kept from the run named in each row."]
     return "\n".join(lines + [""])
 
 
 def run(settings: C.Settings, only: list[str] | None = None) -> C.SectionResult:
+    only = list(only or settings.models) or None
+    unknown = sorted(set(only or ()) - set(models()))
+    if unknown:
+        raise ValueError(f"{NAME}: unknown model(s) {', '.join(unknown)}; choose from {', '.join(models())}")
+    kept = _kept_rows(settings, only) if only else {}
     results, failures = [], []
     for key, model in models().items():
         if only and key not in only:
@@ -262,4 +315,4 @@ def run(settings: C.Settings, only: list[str] | None = None) -> C.SectionResult:
         for side in (res.unchunked, res.chunked):
             if side.measured is not None and side.measured > res.budget:
                 failures.append(f"{NAME} {key}: measured {side.measured} B over the budget {res.budget} B")
-    return C.SectionResult(render(results, settings, _plot(results, settings)), failures)
+    return C.SectionResult(render(results, settings, _plot(results, kept, settings), kept), failures)

@@ -162,3 +162,27 @@ def test_eager_parity_lowering_choices_time_both_sides():
     torch.set_num_threads(1)
     rows = P.lowering_choices(C.Settings(rounds=1, quick=True))
     assert [r.size for r in rows] == [256, 256] and all(r.ratio.median > 0 for r in rows)
+
+
+def test_max_length_rerun_of_some_models_keeps_the_other_rows_with_their_date(tmp_path):
+    """``--models`` reruns the named models; every other row comes back from the section as
+    last written, marked with that run's time once, and the figure reads its ratio back."""
+    from benchmarks import max_length as M
+    rows = {k: f"| {m.label} | cfg | base | 1.0 | 1 | 2 | **{i + 2}.50×** | ×1.00 | probes |"
+            for i, (k, m) in enumerate(M.models().items())}
+    section = "\n".join(["## Breaking the memory wall", "", "| h |", "|---|", *rows.values(), "",
+                         "*Produced by `python -m benchmarks max-length` on 2026-11-28 15:46 UTC; machine: x.*"])
+    doc = tmp_path / "b.md"
+    doc.write_text(C.replace_section("# Benchmarks\n", M.NAME, section))
+    settings = C.Settings(doc=doc, img=tmp_path / "img", models=("gpt2",))
+    kept = M._kept_rows(settings, ["gpt2"])
+    assert set(kept) == set(rows) - {"gpt2"}
+    line = kept["vit"].line
+    assert line.startswith(rows["vit"][:-1].rstrip()) and line.endswith("; row measured on 2026-11-28 15:46 UTC |")
+    assert kept["vit"].ratio == 2 + list(rows).index("vit") + 0.5
+    # kept again by a later partial run: the row keeps the time of the run that measured it
+    doc.write_text(C.replace_section("# Benchmarks\n", M.NAME, section.replace(rows["vit"], line)
+                                     .replace("on 2026-11-28 15:46 UTC; machine", "on 2026-11-29 02:00 UTC; machine")))
+    assert M._kept_rows(settings, ["gpt2"])["vit"].line == line
+    with pytest.raises(ValueError, match="unknown model"):
+        M.run(C.Settings(doc=doc, models=("gpt3",)))
