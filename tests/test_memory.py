@@ -501,18 +501,19 @@ def test_estimating_gpt2_sized_graph_is_fast():
     g = gpt_graph(n_layer)
     assert len(g.nodes) > 1400
     sizes = {"L": 1024}
-    t0 = time.perf_counter()
+    # CPU time of this thread: what the estimate costs, not how loaded the machine is
+    t0 = time.thread_time()
     rep = estimate_memory(g, sizes=sizes)
-    first = time.perf_counter() - t0
+    first = time.thread_time() - t0
     assert first < 1.0, f"estimate_memory took {first:.2f} s on {len(g.nodes)} nodes"
     scores = 12 * 1024 * 1024 * 4
     assert rep.peak_bytes > 2 * scores and rep.peak_node.startswith(("p", "m", "sc"))
 
     model = MemoryModel(g, sizes)
     plans = [gpt_attention_plan(g, n_layer, sizes, chunk) for chunk in (64, 128, 256, 512)]
-    t0 = time.perf_counter()
+    t0 = time.thread_time()
     peaks = [model.peak(p) for p in plans for _ in range(5)]
-    per_plan = (time.perf_counter() - t0) / len(peaks)
+    per_plan = (time.thread_time() - t0) / len(peaks)
     assert per_plan < 0.05, f"MemoryModel.peak took {per_plan * 1e3:.1f} ms per plan"
     assert peaks[0] < peaks[-1] < rep.peak_bytes  # smaller chunks, smaller peaks
 
