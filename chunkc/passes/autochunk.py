@@ -114,7 +114,8 @@ class _Planner:
         chosen = sorted(floor_state.chosen, key=lambda c: c[0].start)
         if not any(cand.hoisted for cand, _ in chosen):
             return None  # reordering would change nothing
-        graph, regions = apply_regions(self.graph, chosen, reuse=lambda cand: self.space.memory(cand).reuse)
+        graph, regions = apply_regions(self.graph, chosen, reuse=lambda cand: self.space.memory(cand).reuse,
+                                       sizes=self.sizes)
         deeper = _Planner(graph, self.sizes, self.opts, self.budget_bytes, self.unchunked, self.notes, self.started,
                           self.copies, start_regions=regions, rounds=self.rounds - 1,
                           reference_seconds=self.reference_seconds)
@@ -202,7 +203,8 @@ class _Planner:
 
     def _build(self, state: State) -> tuple[Plan, MemoryReport]:
         chosen = sorted(state.chosen, key=lambda c: c[0].start)
-        new_graph, regions = apply_regions(self.graph, chosen, reuse=lambda cand: self.space.memory(cand).reuse)
+        new_graph, regions = apply_regions(self.graph, chosen, reuse=lambda cand: self.space.memory(cand).reuse,
+                                       sizes=self.sizes)
         plan = Plan(graph=new_graph, regions=regions, sizes=self.sizes, budget_bytes=self.budget_bytes,
                     unchunked_peak_bytes=self.unchunked.peak_bytes, stats=self.space.stats(chosen),
                     backend=self.opts.backend, device=self.opts.device, notes=list(self.notes))
