@@ -41,6 +41,17 @@ def run_on_all_backends(graph: chunkc.Graph, plan: Plan, inputs, expected, atol:
             np.testing.assert_allclose(o, e, atol=atol, rtol=rtol, err_msg=name)
 
 
+def estimate_and_measure(plan: Plan, inputs, backend: str) -> tuple[int, int]:
+    """(measured, estimated) peak bytes of ``plan`` compiled for ``backend`` and run on ``inputs``."""
+    import torch
+
+    plan.backend = backend
+    fn = chunkc.compile(plan.graph, plan, backend=backend)
+    args = [torch.from_numpy(a) for a in inputs] if backend == "torch" else inputs
+    measured = chunkc.measure_peak(fn, *args)
+    return measured, chunkc.estimate_memory(plan.graph, plan, backend=backend).peak_bytes
+
+
 def longest_accumulating_plan(graph: chunkc.Graph, axis: int, chunk: int) -> tuple[chunkc.Graph, Plan]:
     """The longest region that ends at the graph's last node, accumulating over ``axis`` of its
     input 0, chunked by ``chunk``: (the reordered graph, its plan)."""

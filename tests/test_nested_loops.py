@@ -18,7 +18,7 @@ from chunkc.passes.nest import nest_loops
 from chunkc.passes.plan import Plan
 from chunkc.passes.plan_file import load_plan, save_plan
 from chunkc.passes.split_statistics import split_statistics
-from backend_cases import run_on_all_backends
+from backend_cases import estimate_and_measure, run_on_all_backends
 from test_attention_keys import KINDS, _attention, _inputs
 
 
@@ -72,12 +72,7 @@ def test_nested_estimate_matches_measure(kind, backend, chunks):
     torch.set_num_threads(1)
     g = _attention(kind, L=1024, d=64, heads=4, gqa=kind == "plain")
     plan = _nested(g, *chunks)
-    plan.backend = backend
-    inputs = _inputs(g)
-    fn = chunkc.compile(plan.graph, plan, backend=backend)
-    args = [torch.from_numpy(a) for a in inputs] if backend == "torch" else inputs
-    measured = chunkc.measure_peak(fn, *args)
-    estimated = chunkc.estimate_memory(plan.graph, plan, backend=backend).peak_bytes
+    measured, estimated = estimate_and_measure(plan, _inputs(g), backend)
     tolerance = 0.001 if backend == "torch" else 0.02
     assert abs(measured - estimated) <= tolerance * measured, (measured, estimated)
 
