@@ -264,3 +264,17 @@ def test_numpy_measure_does_not_count_free_list_refills():
         return np.zeros(16, np.float32)
     churn()
     assert measure_peak(churn, device="numpy") < 2048
+
+
+def test_numpy_call_that_imports_a_module_is_measured_again(tmp_path, monkeypatch):
+    """A first call that imports a module (a kernel's first use of scipy.special) traces the
+    module's objects: a figure no later call reproduces.  Such a call is measured once more."""
+    (tmp_path / "chunkc_test_heavy_module.py").write_text("TABLE = [str(i) * 8 for i in range(200_000)]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, "chunkc_test_heavy_module", raising=False)
+
+    def first_use():
+        import chunkc_test_heavy_module  # noqa: F401  (tens of MiB of strings, on the first call only)
+        return np.zeros(MiB, np.uint8)
+
+    assert _near(measure_peak(first_use, device="numpy"), MiB)
