@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Collection, Mapping
 
+from ..errors import ChunkcError
 from ..ir.graph import Node, Value
 from ..ir.liveness import deaths
 from ..passes.plan_index import PROBE_SIZE, PlanIndex, RegionView
@@ -50,7 +51,10 @@ class RegionViews:
             return out
         graph = index.graph
         at = sizes if sizes is not None else {**{s: PROBE_SIZE for s in graph.symbols()}, **plan.sizes}
-        model = MemoryModel(graph, at, backend=backend, device=plan.device)
+        try:
+            model = MemoryModel(graph, at, backend=backend, device=plan.device)
+        except ChunkcError:  # no layouts to follow at these sizes: every view stays before its loop
+            return out
         keep = set(keep)
         for view in index.regions:
             if not accepts(view):
