@@ -371,3 +371,50 @@ def test_causal_attention_on_the_composite_path_reads_the_keys_up_to_its_last_ro
     plan = dataclasses.replace(plan, estimated_peak_bytes=estimate_memory(g, plan).peak_bytes)
     inputs = [rng.standard_normal((2, 256, 16)).astype(np.float32) for _ in range(3)]
     _assert_estimate_holds(plan, _measured(g, plan, "torch", inputs), "torch")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_reshape_that_copies_stays_before_the_loop_that_reads_it(backend):
+    """Case 11000098 (PyTorch 7.3% above its estimate, 1.063x its budget): keys scaled over
+    heads permuted from [B, L, H, D] (the product is laid out permuted, as its input is),
+    merged to [B*H, L, D] and transposed for the scores of a loop over query rows.  The code
+    generator moved the reshape and the transpose into the loop's chunk function as views
+    only the loop reads, by a layout rule of its own that took every fresh result as C-order;
+    the reshape copies there, so each chunk copied all the keys while the product stayed
+    alive, a copy the estimator (which knows the product's layout) never counted.  The
+    generator now asks the estimator's layouts (MemoryModel.makes_view): the copy stays
+    before the loop and the transpose of it moves in."""
+    from chunkc.passes.plan import ChunkedValue, ChunkRegion, Plan
+    rng = np.random.default_rng(0)
+    B, L = chunkc.sym("B"), chunkc.sym("L")
+    g = chunkc.Graph("fuzz11000098")
+    scale = g.add_input("scale", "f32", ("L", 16))
+    keys = g.add_input("keys", "f32", ("B", "L", 4, 16))
+    queries = g.add_input("queries", "f32", ("4*B", "L", 16))
+    values = g.add_input("values", "f32", ("4*B", "L", 16))
+    scaled = O.mul(O.permute(keys, dims=(0, 2, 1, 3)), scale, name="scaled")
+    merged = O.reshape(scaled, shape=(4 * B, L, 16), name="merged")
+    scores = O.bmm(queries, O.permute(merged, dims=(0, 2, 1), name="keys_t"), name="scores")
+    split = O.reshape(scores, shape=(B, 4, L, L), name="split")
+    flat = O.reshape(split, shape=(4 * B, L, L), name="flat")
+    g.set_outputs(O.bmm(flat, values, name="out"))
+    region = ChunkRegion(nodes=("scores", "split", "flat", "out"),
+                         chunked=(ChunkedValue("queries", 1), ChunkedValue("scores", 1), ChunkedValue("split", 2),
+                                  ChunkedValue("flat", 1), ChunkedValue("out", 1)),
+                         outputs=("out",), extent=L, chunk_size=14)
+    sizes = {"B": 2, "L": 256}
+    plan = Plan(g, (region,), sizes=sizes, backend=backend, budget_bytes=10 ** 9)
+    plan = dataclasses.replace(plan, estimated_peak_bytes=estimate_memory(g, plan).peak_bytes)
+    inputs = [rng.standard_normal(v.type.concrete_shape(sizes)).astype(np.float32) for v in g.inputs]
+    _assert_estimate_holds(plan, _measured(g, plan, backend, inputs), backend)
+    want = chunkc.compile(g, backend="numpy")(*inputs)
+    program = chunkc.compile(g, plan, backend=backend)
+    if backend == "torch":
+        import torch
+        got = program(*[torch.from_numpy(a) for a in inputs]).numpy()
+        before, body = program.chunkc_source.split("def chunk_region_0")
+        assert "merged = " in before and "merged = " not in body  # the copy is made once, before the loop
+        assert "keys_t = " in body  # a view of the copy: made in the chunk function
+    else:
+        got = program(*inputs)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

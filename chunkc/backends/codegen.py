@@ -355,7 +355,8 @@ class Generator:
     def generate(self) -> GeneratedFunction:
         self._bind_sizes()
         steps = self.index.steps
-        self.region_views = RegionViews.choose(self.index, self.moves_views_into, keep=self.graph.outputs)
+        self.region_views = RegionViews.choose(self.index, self.moves_views_into, self.dialect.name,
+                                               keep=self.graph.outputs)
         dying = self.region_views.top_level_deaths(self.index, self.graph.outputs)
         for k, step in enumerate(steps):
             if isinstance(step, RegionView):

@@ -12,6 +12,10 @@ Emitted inside the body instead, the views are part of each chunk's captured gra
 A view costs no memory and (nearly) no time, and its base stays alive through the
 loop either way (the view shares its storage), so the estimator's peak is unchanged;
 only the top-level ``del`` of the base moves to after the loop, where the view's was.
+Whether a node's output is a view is the estimator's answer
+(:meth:`chunkc.passes.memory.MemoryModel.makes_view`, on the backend's layouts): a
+``reshape`` of an elementwise result over permuted heads copies, and moved into the loop
+it would copy its whole input at every chunk while that input stays alive.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Collection, Mapping
 
+from ..errors import ChunkcError
 from ..ir.graph import Node, Value
 from ..ir.liveness import deaths
-from ..passes.plan_index import PROBE_SIZE, PlanIndex, RegionView, makes_view
+from ..passes.plan_index import PROBE_SIZE, PlanIndex, RegionView
 
 
 @dataclass
@@ -32,17 +37,24 @@ class RegionViews:
     moved: set[Node] = field(default_factory=set)
 
     @classmethod
-    def choose(cls, index: PlanIndex, accepts: Callable[[RegionView], bool],
+    def choose(cls, index: PlanIndex, accepts: Callable[[RegionView], bool], backend: str,
                keep: Collection[Value] = (), sizes: Mapping[str, int] | None = None) -> "RegionViews":
         """For each region that ``accepts``, the views (nodes whose output is a view of their
-        input 0 at ``sizes``, the plan's by default) whose every reader is a node of the region
-        or another such view, that the region reads whole (never sliced) and that are not in
-        ``keep`` (graph outputs)."""
+        input 0 on ``backend``'s layouts at ``sizes``, the plan's by default) whose every reader
+        is a node of the region or another such view, that the region reads whole (never
+        sliced) and that are not in ``keep`` (graph outputs)."""
+        from ..passes.memory import MemoryModel  # the estimator's layouts (it imports the backends)
+
         out = cls()
-        if index.plan is None:
+        plan = index.plan
+        if plan is None or not any(accepts(view) for view in index.regions):
             return out
         graph = index.graph
-        at = sizes if sizes is not None else {**{s: PROBE_SIZE for s in graph.symbols()}, **index.plan.sizes}
+        at = sizes if sizes is not None else {**{s: PROBE_SIZE for s in graph.symbols()}, **plan.sizes}
+        try:
+            model = MemoryModel(graph, at, backend=backend, device=plan.device)
+        except ChunkcError:  # no layouts to follow at these sizes: every view stays before its loop
+            return out
         keep = set(keep)
         for view in index.regions:
             if not accepts(view):
@@ -53,7 +65,7 @@ class RegionViews:
                 if n in index.region_of or n in out.moved or len(n.outputs) != 1:
                     continue
                 o = n.outputs[0]
-                if (o in keep or o in view.chunk or not o.users or not makes_view(o, at)
+                if (o in keep or o in view.chunk or not o.users or not model.makes_view(o, plan)
                         or any(v in view.chunk for v in n.inputs)
                         or not all(u in inside or u in taken for u in o.users)):
                     continue

@@ -363,6 +363,18 @@ class MemoryModel:
             self._others[key] = MemoryModel(self.graph, self.sizes, self.backend, self.device.name, buffers)
         return self._others[key]
 
+    def makes_view(self, v: Value, plan: Plan | None = None) -> bool:
+        """Whether ``v`` shares the storage of its producer's input 0 in ``plan``'s program at
+        this model's sizes, as this estimate lays values out: fresh results by the backend's
+        layout rule (an elementwise op over a permuted input is laid out permuted), a loop's
+        outputs as their buffers are (chunkc.passes.loop_buffers), then the records' view
+        strides (a reshape of a value that is not contiguous copies).  The code generator asks
+        it before it moves a view into a chunk function (chunkc.backends.region_views), so
+        that no copy it does not count runs there."""
+        model = self._model_for(plan)
+        i = model.vid.get(v)
+        return i is not None and model.parent[i] >= 0
+
     def _index(self, plan: Plan) -> PlanIndex:
         """``plan``'s index over this model's graph, kept for the plan last asked about (its
         model and its regions both read it)."""

@@ -468,19 +468,6 @@ def overlapping_view(v: Value, sizes: Mapping[str, int]) -> str:
     return ""
 
 
-def makes_view(v: Value, sizes: Mapping[str, int]) -> bool:
-    """Whether ``v`` is a view of its producer's input 0 at ``sizes`` (the records' view
-    strides followed from the fresh storage down to ``v``): False for a fresh value, for an
-    op that may alias but copies here (a reshape of a non-contiguous input), and for a
-    layout that cannot be followed at these sizes."""
-    if v.producer is None or not v.producer.op.may_alias or not v.producer.inputs:
-        return False
-    try:
-        return _layout_at(v, sizes)[2]
-    except Exception:  # a layout that cannot be followed at these sizes: not known to be a view
-        return False
-
-
 def _layout_at(v: Value, sizes: Mapping[str, int]) -> tuple[tuple[int, ...], tuple[int, ...], bool]:
     """``v``'s shape and strides at ``sizes``, following the records' view strides from the
     fresh storage down to ``v``, and whether its own producer made it a view (not a copy)."""
@@ -569,4 +556,4 @@ def check_same_signature(graph: Graph, planned: Graph) -> None:
                           f"not graph {graph.name} with inputs {a} and {len(graph.outputs)} outputs")
 
 
-__all__ = ["PlanIndex", "RegionView", "check_same_signature", "loop_attrs", "makes_view", "overlapping_view", "overwritable_after", "shared_read_in", "storage_group"]
+__all__ = ["PlanIndex", "RegionView", "check_same_signature", "loop_attrs", "overlapping_view", "overwritable_after", "shared_read_in", "storage_group"]
