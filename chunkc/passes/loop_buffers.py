@@ -29,6 +29,12 @@ new buffer and ``x``'s bytes become ``y``'s) when
   inner loop over key rows, reads rows other iterations own);
 * ``x`` and ``y`` have one type (shape and dtype).
 
+One exception to the whole reads: a region that runs its chunks last first
+(``ChunkRegion.last_first``) may write over an input that inner loops read whole, when each such
+inner loop reads only the rows up to the outer chunk's stop (:func:`reads_rows_behind`: causal
+keys, ``stop_at`` the outer ``LOOP_STOP``, ``x`` sliced along the outer chunk axis and unit):
+every chunk run later stops at or before this chunk's start.
+
 Each iteration reads its rows of ``x`` and writes ``y``'s rows at its end
 (``Generator._emit_region``), so no iteration reads a row that it or an earlier one wrote.  A
 plan names its pairs (``ChunkRegion.reuse``); ``PlanIndex`` checks them by this rule
@@ -83,17 +89,39 @@ def loop_buffers(views: Iterable[RegionView]) -> list[LoopBuffer]:
     return [b for view in views for v in view.outputs if (b := loop_buffer(view, v)) is not None]
 
 
+def reads_rows_behind(region: "ChunkRegion", host: str, readers: Iterable[str]) -> bool:
+    """Whether every node of ``readers`` (loop nodes that read ``host`` whole) is in an inner
+    loop of ``region`` that stops at the outer chunk's stop and slices ``host`` along the outer
+    chunk axis and unit, over the same extent: it reads no row past the outer chunk."""
+    from ..ir.dims import LOOP_STOP
+    from ..ir.sizes import sizes_equal
+
+    outer = region.axis_of(host)
+    if outer is None:
+        return False
+    for name in readers:
+        q = next((q for q in region.inner if name in q.nodes), None)
+        c = q.axis_of(host) if q is not None else None
+        if c is None or q.stop_at is None or not sizes_equal(q.stop_at, LOOP_STOP) or \
+                (c.axis, c.unit) != (outer.axis, outer.unit) or not sizes_equal(q.extent, region.extent):
+            return False
+    return True
+
+
 def host_problem(graph: Graph, output: Value, host: Value, *, output_slice: "ChunkedValue | None",
                  host_slice: "ChunkedValue | None", read_whole: bool, loop_nodes: Collection[Node],
                  position: Mapping[Node, int], end: int, overlapping: Callable[[Value], str],
-                 group: tuple[Value, set[Value]] | None = None) -> str:
+                 group: tuple[Value, set[Value]] | None = None, rows_behind: bool = False,
+                 last_first: bool = False) -> str:
     """Why region output ``output`` may not be written over region input ``host`` ('' when it
     may): the rule of the module docstring.  ``output_slice``/``host_slice``: how the loop
     slices each (None: not sliced); ``read_whole``: a loop node reads ``host`` whole;
     ``loop_nodes``: every node the loop runs (inner loops' included); ``end``: the schedule
     position of the loop's last node; ``overlapping(v)``: why ``v``'s elements may not be
     written one at a time (plan_index.overlapping_view at the sizes in use); ``group``:
-    ``storage_group(host)`` when the caller has it.  The cheap tests come first."""
+    ``storage_group(host)`` when the caller has it; ``rows_behind``: the whole reads are all
+    :func:`reads_rows_behind`; ``last_first``: the region runs its chunks last first.  The
+    cheap tests come first."""
     from .plan_index import overwritable_after, shared_read_in, storage_group
 
     if host.type != output.type:
@@ -104,8 +132,10 @@ def host_problem(graph: Graph, output: Value, host: Value, *, output_slice: "Chu
     if host_slice.halo_lo or host_slice.halo_hi:
         return (f"the loop reads it at rows beyond the chunk (halo {host_slice.halo_lo}, {host_slice.halo_hi}), "
                 "which the previous or next iteration owns")
-    if read_whole:
-        return "a node of the loop reads it whole"
+    if read_whole and not (rows_behind and last_first):
+        return "a node of the loop reads it whole" + (
+            " (only its rows up to the chunk's stop: running the chunks last first would allow it)"
+            if rows_behind else "")
     group = group or storage_group(host)
     return overwritable_after(graph, host, position, end, group) or shared_read_in(host, loop_nodes, group) \
         or overlapping(host)
@@ -114,8 +144,9 @@ def host_problem(graph: Graph, output: Value, host: Value, *, output_slice: "Chu
 def choose_hosts(graph: Graph, region: "ChunkRegion", sizes: Mapping[str, int]) -> "ChunkRegion":
     """``region`` with a host picked for each output that may have one (:func:`host_problem`;
     the first legal region input in schedule order; none twice; accumulators never): for
-    regions built whole rather than by the selection (chunkc.passes.nest).  ``sizes``: where
-    views are followed."""
+    regions built whole rather than by the selection (chunkc.passes.nest).  A host that causal
+    inner loops read (:func:`reads_rows_behind`) is taken with the chunks run last first, in a
+    region that merges nothing across its chunks.  ``sizes``: where views are followed."""
     from .plan import Plan
     from .plan_index import PlanIndex, overlapping_view
 
@@ -123,8 +154,15 @@ def choose_hosts(graph: Graph, region: "ChunkRegion", sizes: Mapping[str, int]) 
     view = PlanIndex.build(graph, Plan(graph, (plain,), sizes=dict(sizes))).regions[0]
     position = {n: i for i, n in enumerate(graph.nodes)}
     end = position[view.nodes[-1]]
-    whole = {n.inputs[k] for n in view.nodes for k in range(len(n.inputs)) if (n.name, k) in view.whole_reads}
+    readers: dict[Value, list[str]] = {}  # values read whole by loop nodes -> those nodes
+    for n in view.nodes:
+        for k, v in enumerate(n.inputs):
+            if (n.name, k) in view.whole_reads:
+                readers.setdefault(v, []).append(n.name)
+    # running the chunks last first is legal for a loop that merges nothing across its chunks
+    may_reverse = not view.accumulators and not view.has_halo
     pairs: list[tuple[str, str]] = []
+    last_first = region.last_first
     taken: set[Value] = set()
     for o in view.outputs:
         if o in view.accumulators:
@@ -132,13 +170,16 @@ def choose_hosts(graph: Graph, region: "ChunkRegion", sizes: Mapping[str, int]) 
         for x in view.inputs:
             if x in taken:
                 continue
+            behind = x in readers and reads_rows_behind(region, x.name, readers[x])
             if not host_problem(graph, o, x, output_slice=view.chunk.get(o), host_slice=view.chunk.get(x),
-                                read_whole=x in whole, loop_nodes=view.node_set, position=position, end=end,
-                                overlapping=lambda v: overlapping_view(v, sizes)):
+                                read_whole=x in readers, loop_nodes=view.node_set, position=position, end=end,
+                                overlapping=lambda v: overlapping_view(v, sizes), rows_behind=behind,
+                                last_first=last_first or (behind and may_reverse)):
                 pairs.append((o.name, x.name))
                 taken.add(x)
+                last_first = last_first or x in readers
                 break
-    return replace(region, reuse=tuple(pairs))
+    return replace(region, reuse=tuple(pairs), last_first=last_first)
 
 
-__all__ = ["LoopBuffer", "choose_hosts", "host_problem", "loop_buffer", "loop_buffers"]
+__all__ = ["LoopBuffer", "choose_hosts", "host_problem", "loop_buffer", "loop_buffers", "reads_rows_behind"]
