@@ -542,7 +542,9 @@ class Generator:
         if body is not None:
             self.emit(f"def {body}({start}, {stop}):  # one chunk; {self.dialect.region_runner} runs the loop")
         else:
-            self.emit(f"for {start} in range(0, {extent}, {chunk}):")
+            starts = f"range(0, {extent}, {chunk})"
+            self.emit(f"for {start} in {f'reversed({starts})' if view.region.last_first else starts}:"
+                      + ("  # the last chunk first" if view.region.last_first else ""))
         self.depth += 1
         self.scope = scope
         if body is None:
@@ -558,7 +560,8 @@ class Generator:
         body = scope.body
         extent, chunk = scope.names[:2]
         if body is not None:
-            self.emit(f"{self.dialect.region_runner}({body}, {extent}, {chunk})")
+            order = ", True" if view.region.last_first else ""  # the last chunk first
+            self.emit(f"{self.dialect.region_runner}({body}, {extent}, {chunk}{order})")
             self.emit(f"del {body}")
             self.namer.release(body)
         for v in view.sliced + view.outputs:  # the loop's own names are free again for the next loop

@@ -37,8 +37,9 @@ def torch_op(target: str):
         raise ChunkcError(f"opaque target {target!r}: torch has no such operator ({exc})") from None
 
 
-def _run_chunks(body, extent: int, chunk: int) -> None:
-    """Run a chunk region: ``body(start, stop)`` for each chunk of ``extent`` units.
+def _run_chunks(body, extent: int, chunk: int, last_first: bool = False) -> None:
+    """Run a chunk region: ``body(start, stop)`` for each chunk of ``extent`` units (from the
+    last chunk to the first when ``last_first``: ChunkRegion.last_first).
 
     torch.compile does not trace this loop (``recursive=False``: the frame only), so it
     neither unrolls it into one graph nor breaks the whole forward: the code before and after
@@ -46,7 +47,8 @@ def _run_chunks(body, extent: int, chunk: int) -> None:
     itself, once for the first chunk and once with symbolic bounds for the others.  Unrolled
     into one graph, Inductor planned the buffers of all the chunks together and the compiled
     program's peak rose above the chunked program's (docs/backends.md)."""
-    for start in range(0, extent, chunk):
+    starts = range(0, extent, chunk)
+    for start in (reversed(starts) if last_first else starts):
         body(start, min(start + chunk, extent))
 
 

@@ -310,7 +310,7 @@ def _program_key(plan, run_sizes: list[dict[str, int]]) -> str | None:
         chunks = [[evaluate(r.chunk_size, sizes) for r in plan.regions] for sizes in run_sizes]
     except Exception:
         return None
-    regions = [(r.nodes, r.chunked, r.outputs, r.whole_reads, r.reuse) for r in plan.regions]
+    regions = [(r.nodes, r.chunked, r.outputs, r.whole_reads, r.reuse, r.inner, r.last_first) for r in plan.regions]
     return f"{print_graph(plan.graph)}\n{regions!r}\n{chunks!r}"
 
 

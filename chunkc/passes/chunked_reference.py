@@ -79,7 +79,8 @@ def _run_region(view: RegionView, env: dict, bindings, chunk: int, xp, frames: t
     merged: dict[Value, Any] = {v: None for v in view.accumulators}
     full = evaluate(view.region.extent, bindings)
     first, last = view.bounds
-    for start in range(0, extent, max(chunk, 1)):
+    starts = range(0, extent, max(chunk, 1))
+    for start in (reversed(starts) if view.region.last_first else starts):
         stop = min(start + chunk, extent)
         local: dict[Value, Any] = {}
         for v in view.sliced:

@@ -15,17 +15,49 @@ round for a permute back).  The estimator lays the value out as its buffer is
 (:class:`chunkc.passes.memory.MemoryModel`, ``loop_buffers``), so that whatever reads it
 after the loop is judged on the strides the program has.
 
+**The in-place rule** (:func:`host_problem`, the one statement of it): region input ``x`` may
+host region output ``y`` (``y``'s chunks are written into ``x``'s storage, so the loop makes no
+new buffer and ``x``'s bytes become ``y``'s) when
+
+* ``x`` is fresh storage a node made: not a graph input or weight (a user's array is never
+  overwritten), not a view whose storage is shared with a value the loop reads otherwise
+  (``shared_read_in``), not a view holding one element at several indices (an ``expand``);
+* ``x`` dies with the loop: nothing after it reads ``x`` or a view of it, and it is no graph
+  output;
+* the loop reads ``x`` only as the current chunk's slice, along ``y``'s chunk axis and unit
+  (no halo rows, no whole read: a key projection of the layer input inside the loop, or an
+  inner loop over key rows, reads rows other iterations own);
+* ``x`` and ``y`` have one type (shape and dtype).
+
+One exception to the whole reads: a region that runs its chunks last first
+(``ChunkRegion.last_first``) may write over an input that inner loops read whole, when each such
+inner loop reads only the rows up to the outer chunk's stop (:func:`reads_rows_behind`: causal
+keys, ``stop_at`` the outer ``LOOP_STOP``, ``x`` sliced along the outer chunk axis and unit):
+every chunk run later stops at or before this chunk's start.
+
+Each iteration reads its rows of ``x`` and writes ``y``'s rows at its end
+(``Generator._emit_region``), so no iteration reads a row that it or an earlier one wrote.  A
+plan names its pairs (``ChunkRegion.reuse``); ``PlanIndex`` checks them by this rule
+(``RegionView.reuse``), and the estimator, the code generators and the chunked reference
+interpreter read them there.  The planner picks them by the same rule: per candidate region
+(``region_memory.reusable``, which also asks that the estimator lay ``x`` out as ``y``), and
+for a region built whole (:func:`choose_hosts`: nested plans and their flat fill loops).  At
+most one output per host.
+
 Imports nothing from the backends, so that both sides can import it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Callable, Collection, Iterable, Mapping, Sequence
 
-from ..ir.graph import Value
+from ..ir.graph import Graph, Node, Value
 from ..ir.layout import Strides, contiguous_strides
-from .plan_index import RegionView
+
+if TYPE_CHECKING:
+    from .plan import ChunkedValue, ChunkRegion
+    from .plan_index import RegionView
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,4 +89,97 @@ def loop_buffers(views: Iterable[RegionView]) -> list[LoopBuffer]:
     return [b for view in views for v in view.outputs if (b := loop_buffer(view, v)) is not None]
 
 
-__all__ = ["LoopBuffer", "loop_buffer", "loop_buffers"]
+def reads_rows_behind(region: "ChunkRegion", host: str, readers: Iterable[str]) -> bool:
+    """Whether every node of ``readers`` (loop nodes that read ``host`` whole) is in an inner
+    loop of ``region`` that stops at the outer chunk's stop and slices ``host`` along the outer
+    chunk axis and unit, over the same extent: it reads no row past the outer chunk."""
+    from ..ir.dims import LOOP_STOP
+    from ..ir.sizes import sizes_equal
+
+    outer = region.axis_of(host)
+    if outer is None:
+        return False
+    for name in readers:
+        q = next((q for q in region.inner if name in q.nodes), None)
+        c = q.axis_of(host) if q is not None else None
+        if c is None or q.stop_at is None or not sizes_equal(q.stop_at, LOOP_STOP) or \
+                (c.axis, c.unit) != (outer.axis, outer.unit) or not sizes_equal(q.extent, region.extent):
+            return False
+    return True
+
+
+def host_problem(graph: Graph, output: Value, host: Value, *, output_slice: "ChunkedValue | None",
+                 host_slice: "ChunkedValue | None", read_whole: bool, loop_nodes: Collection[Node],
+                 position: Mapping[Node, int], end: int, overlapping: Callable[[Value], str],
+                 group: tuple[Value, set[Value]] | None = None, rows_behind: bool = False,
+                 last_first: bool = False) -> str:
+    """Why region output ``output`` may not be written over region input ``host`` ('' when it
+    may): the rule of the module docstring.  ``output_slice``/``host_slice``: how the loop
+    slices each (None: not sliced); ``read_whole``: a loop node reads ``host`` whole;
+    ``loop_nodes``: every node the loop runs (inner loops' included); ``end``: the schedule
+    position of the loop's last node; ``overlapping(v)``: why ``v``'s elements may not be
+    written one at a time (plan_index.overlapping_view at the sizes in use); ``group``:
+    ``storage_group(host)`` when the caller has it; ``rows_behind``: the whole reads are all
+    :func:`reads_rows_behind`; ``last_first``: the region runs its chunks last first.  The
+    cheap tests come first."""
+    from .plan_index import overwritable_after, shared_read_in, storage_group
+
+    if host.type != output.type:
+        return f"their types differ ({host.type} and {output.type})"
+    if host_slice is None or output_slice is None or (host_slice.axis, host_slice.unit) != \
+            (output_slice.axis, output_slice.unit):
+        return "it is not sliced along the output's chunk axis and unit"
+    if host_slice.halo_lo or host_slice.halo_hi:
+        return (f"the loop reads it at rows beyond the chunk (halo {host_slice.halo_lo}, {host_slice.halo_hi}), "
+                "which the previous or next iteration owns")
+    if read_whole and not (rows_behind and last_first):
+        return "a node of the loop reads it whole" + (
+            " (only its rows up to the chunk's stop: running the chunks last first would allow it)"
+            if rows_behind else "")
+    group = group or storage_group(host)
+    return overwritable_after(graph, host, position, end, group) or shared_read_in(host, loop_nodes, group) \
+        or overlapping(host)
+
+
+def choose_hosts(graph: Graph, region: "ChunkRegion", sizes: Mapping[str, int]) -> "ChunkRegion":
+    """``region`` with a host picked for each output that may have one (:func:`host_problem`;
+    the first legal region input in schedule order; none twice; accumulators never): for
+    regions built whole rather than by the selection (chunkc.passes.nest).  A host that causal
+    inner loops read (:func:`reads_rows_behind`) is taken with the chunks run last first, in a
+    region that merges nothing across its chunks.  ``sizes``: where views are followed."""
+    from .plan import Plan
+    from .plan_index import PlanIndex, overlapping_view
+
+    plain = replace(region, reuse=())
+    view = PlanIndex.build(graph, Plan(graph, (plain,), sizes=dict(sizes))).regions[0]
+    position = {n: i for i, n in enumerate(graph.nodes)}
+    end = position[view.nodes[-1]]
+    readers: dict[Value, list[str]] = {}  # values read whole by loop nodes -> those nodes
+    for n in view.nodes:
+        for k, v in enumerate(n.inputs):
+            if (n.name, k) in view.whole_reads:
+                readers.setdefault(v, []).append(n.name)
+    # running the chunks last first is legal for a loop that merges nothing across its chunks
+    may_reverse = not view.accumulators and not view.has_halo
+    pairs: list[tuple[str, str]] = []
+    last_first = region.last_first
+    taken: set[Value] = set()
+    for o in view.outputs:
+        if o in view.accumulators:
+            continue
+        for x in view.inputs:
+            if x in taken:
+                continue
+            behind = x in readers and reads_rows_behind(region, x.name, readers[x])
+            if not host_problem(graph, o, x, output_slice=view.chunk.get(o), host_slice=view.chunk.get(x),
+                                read_whole=x in readers, loop_nodes=view.node_set, position=position, end=end,
+                                overlapping=lambda v: overlapping_view(v, sizes), rows_behind=behind,
+                                last_first=last_first or (behind and may_reverse)):
+                pairs.append((o.name, x.name))
+                taken.add(x)
+                last_first = last_first or x in readers
+                break
+    return replace(region, reuse=tuple(pairs), last_first=last_first)
+
+
+__all__ = ["LoopBuffer", "choose_hosts", "host_problem", "loop_buffer", "loop_buffers", "reads_rows_behind"]

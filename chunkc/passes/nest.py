@@ -26,6 +26,7 @@ from ..ir.dims import LOOP_STOP
 from ..ir.graph import Graph, Node, Value
 from ..ir.sizes import Size, evaluate, sizes_equal
 from .accumulate import accumulating_end, sliced_axes
+from .loop_buffers import choose_hosts
 from .plan import ChunkRegion, Plan
 from .search import GraphIndex, candidate_axes, walk_regions
 
@@ -221,7 +222,7 @@ def nested_plan(graph: Graph, sizes: Mapping[str, int], budget_bytes: int, backe
             return None
         g, region = built
         regions.append(region)
-    regions = _fill(g, regions)
+    regions = [choose_hosts(g, r, sizes) for r in _fill(g, regions)]  # outputs written over dying inputs
     extent = max((evaluate(r.extent, sizes) for r in regions), default=1)
     plan = Plan(graph=g, regions=tuple(regions), sizes=dict(sizes), budget_bytes=budget_bytes, backend=backend)
 

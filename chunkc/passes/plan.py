@@ -26,7 +26,9 @@ loop recomputes a chunk of keys and values from the layer input and merges the o
 softmax into the outer chunk's queries.  An inner loop's bounds are the symbols
 ``INNER_START``/``INNER_STOP`` (chunkc.ir.dims); ``stop_at``, an expression of the outer
 loop's ``LOOP_STOP``, ends it early (causal keys past the outer chunk's last query row
-are attended by none of its queries).
+are attended by none of its queries).  ``last_first`` runs a region's chunks from the last
+to the first (values unchanged): with causal inner loops, the layer input they read can then
+host the region's output (chunkc.passes.loop_buffers).
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ class ChunkRegion:
     inner: tuple["ChunkRegion", ...] = ()
     # an inner region: the units its loop runs, at most (an expression of the outer LOOP_STOP)
     stop_at: Size | None = None
+    # a region of the plan whose chunks run from the last to the first (see the module docstring)
+    last_first: bool = False
 
     def axis_of(self, value: str) -> ChunkedValue | None:
         for c in self.chunked:
@@ -112,8 +116,9 @@ class ChunkRegion:
         acc = f"; accumulates {', '.join('%' + v for v in self.accumulators)}" if self.accumulators else ""
         stop = f", stops at {format_size(self.stop_at)}" if self.stop_at is not None else ""
         nested = "".join(f"; inner loop [{r.describe()}]" for r in self.inner)
+        order = ", last chunk first" if self.last_first else ""
         return (f"nodes {self.nodes[0]}..{self.nodes[-1]} ({len(self.nodes)}), chunk {format_size(self.chunk_size)} "
-                f"of {format_size(self.extent)}{stop}; axes {axes}{acc}{nested}")
+                f"of {format_size(self.extent)}{stop}{order}; axes {axes}{acc}{nested}")
 
 
 @dataclass(frozen=True)

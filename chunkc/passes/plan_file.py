@@ -69,6 +69,8 @@ def _region_to_dict(r: ChunkRegion) -> dict:
         out["inner"] = [_region_to_dict(q) for q in r.inner]
     if r.stop_at is not None:
         out["stop_at"] = _size(r.stop_at)
+    if r.last_first:
+        out["last_first"] = True
     return out
 
 
@@ -81,7 +83,8 @@ def _region_from_dict(r: dict, where: str) -> ChunkRegion:
         reuse=tuple((o, i) for o, i in r.get("reuse", [])),
         accumulators=tuple(str(v) for v in r.get("accumulators", [])),
         inner=tuple(_region_from_dict(q, f"{where}, inner loop {j}") for j, q in enumerate(r.get("inner", []))),
-        stop_at=_parse(r["stop_at"], where + " stop_at") if "stop_at" in r else None)
+        stop_at=_parse(r["stop_at"], where + " stop_at") if "stop_at" in r else None,
+        last_first=bool(r.get("last_first", False)))
 
 
 def plan_to_dict(plan: Plan) -> dict:

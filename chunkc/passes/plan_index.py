@@ -238,6 +238,9 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
     for name in r.nodes:
         if name not in position:
             raise ChunkcError(f"{where}: node {name} is not in graph {graph.name}")
+    twice = next((name for j, name in enumerate(r.nodes) if name in r.nodes[:j]), None)
+    if twice is not None:
+        raise ChunkcError(f"{where}: node {twice} is listed twice; list each node of the loop once")
     pos = sorted(position[name] for name in r.nodes)
     if pos != list(range(pos[0], pos[0] + len(pos))):
         gap = next(graph.nodes[p].name for p in range(pos[0], pos[-1] + 1) if p not in set(pos))
@@ -294,7 +297,7 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
         o, v = values.get(out_name), values.get(in_name)
         if o not in outputs:
             raise ChunkcError(f"{where}: reuse names %{out_name}, which is not an output of the region")
-        problem = _reuse_problem(graph, o, v, chunk, inputs, node_set, whole, sizes)
+        problem = _reuse_problem(graph, r, o, v, chunk, inputs, node_set, whole, sizes)
         if problem:
             raise ChunkcError(f"{where}: output %{out_name} cannot take the storage of %{in_name}: {problem}")
         if v in reuse.values():
@@ -303,6 +306,9 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
     for v in accumulators:
         if v not in outputs:
             raise ChunkcError(f"{where}: accumulator %{v.name} must also be listed among the region's outputs")
+    if r.last_first and (parent is not None or accumulators or any(c.halo_lo or c.halo_hi for c in r.chunked)):
+        raise ChunkcError(f"{where}: only a region of the plan that merges nothing across its chunks and reads no "
+                          "halo rows may run its chunks last first")
     view = RegionView(k, r, pos[0], pos[-1], nodes, chunk, list(inputs), outputs, whole, reuse, accumulators,
                       parent=parent)
     for j, q in enumerate(r.inner):
@@ -509,23 +515,21 @@ def shared_read_in(v: Value, nodes, group: tuple[Value, set[Value]] | None = Non
     return ""
 
 
-def _reuse_problem(graph: Graph, o: Value, v: Value | None, chunk, inputs, node_set, whole,
+def _reuse_problem(graph: Graph, region: ChunkRegion, o: Value, v: Value | None, chunk, inputs, node_set, whole,
                    sizes: Mapping[str, int]) -> str:
-    """Why output ``o`` may not be written in place into region input ``v`` ('' when it may)."""
+    """Why output ``o`` may not be written in place into region input ``v`` ('' when it may):
+    the rule is chunkc.passes.loop_buffers.host_problem."""
+    from .loop_buffers import host_problem, reads_rows_behind
+
     if v is None or v not in inputs:
         return "it is not an input of the region"
     position = {n: i for i, n in enumerate(graph.nodes)}
-    problem = overwritable_after(graph, v, position, max(position[n] for n in node_set)) or shared_read_in(v, node_set) \
-        or overlapping_view(v, sizes)
-    if problem:
-        return problem
-    if v.type != o.type:
-        return f"their types differ ({v.type} and {o.type})"
-    if v not in chunk or chunk[v] != ChunkedValue(v.name, chunk[o].axis, chunk[o].unit):
-        return "it is not sliced along the output's chunk axis and unit"
-    if any(v is n.inputs[k] for n in node_set for k in range(len(n.inputs)) if (n.name, k) in whole):
-        return "a node of the loop reads it whole"
-    return ""
+    readers = [n.name for n in node_set for k in range(len(n.inputs)) if (n.name, k) in whole and v is n.inputs[k]]
+    return host_problem(graph, o, v, output_slice=chunk.get(o), host_slice=chunk.get(v), read_whole=bool(readers),
+                        loop_nodes=node_set, position=position, end=max(position[n] for n in node_set),
+                        overlapping=lambda x: overlapping_view(x, sizes),
+                        rows_behind=bool(readers) and reads_rows_behind(region, v.name, readers),
+                        last_first=region.last_first)
 
 
 def _check_outputs(graph: Graph, regions: list[RegionView]) -> None:

@@ -270,19 +270,15 @@ class RegionMemory:
 
 
 def reusable(facts: ValueFacts, index: GraphIndex, cand: Candidate) -> tuple[tuple[Value, Value], ...]:
-    """(output, region input) pairs where the output's buffer can be the input's storage.
-
-    The input must be fresh storage of its own (no view shares it; no broadcast view of a
-    smaller one, see plan_index.overlapping_view; laid out as the estimator lays out the
-    output, or the readers after the loop would see other strides: a reshape that copies),
-    made before the loop,
-    read by nothing after the loop (nodes before it, hoisted ones included, are done with
-    it), by the loop only as slices along the output's chunk axis and unit, and of the
-    output's type: then iteration k, which reads rows k of the input and
-    writes rows k of the output (at the end of the iteration), never reads a row it or an
-    earlier iteration wrote — a residual stream updated in place.
+    """(output, region input) pairs where the output's buffer can be the input's storage: the
+    rule is chunkc.passes.loop_buffers.host_problem (a residual stream updated in place).  The
+    planner asks two things more: the input is made before the loop (not by a hoisted node of
+    the candidate, which runs in the same span), and the estimator lays it out as it lays out
+    the output (else the readers after the loop would see other strides: a reshape that
+    copies).  Cheap tests first; the storage tests (graph walks) last, remembered per value.
     """
-    from .plan_index import overwritable_after, shared_read_in
+    from .loop_buffers import host_problem
+    from .plan import ChunkedValue
 
     chunked = cand.axes
     loop_set = set(cand.loop)
@@ -298,16 +294,16 @@ def reusable(facts: ValueFacts, index: GraphIndex, cand: Candidate) -> tuple[tup
         if spec_o is None:
             continue  # an accumulator: no input is sliced as it is
         for r in by_spec[spec_o]:
-            # the cheap tests first; the storage tests (graph walks) last, remembered per value
             if r in taken or r in whole or r.type != o.type or cand.halo(r) != (0, 0) \
                     or index.producer_index(r) in loop_set or facts.owner[r] in taken \
                     or not facts.same_layout(r, o):
                 continue
             if loop_nodes is None:
                 loop_nodes = {facts.graph.nodes[i] for i in cand.loop}
-            group = facts.storage_group(r)
-            if overwritable_after(facts.graph, r, index.position, cand.end, group) \
-                    or shared_read_in(r, loop_nodes, group) or facts.overlapping_view(r):
+            if host_problem(facts.graph, o, r, output_slice=ChunkedValue(o.name, *spec_o),
+                            host_slice=ChunkedValue(r.name, *chunked[r], *cand.halo(r)), read_whole=False,
+                            loop_nodes=loop_nodes, position=index.position, end=cand.end,
+                            overlapping=facts.overlapping_view, group=facts.storage_group(r)):
                 continue
             pairs.append((o, r))
             taken.update((r, facts.owner[r]))
