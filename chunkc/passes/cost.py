@@ -20,17 +20,28 @@ is a view) and the bytes of its values, by a *kernel model*:
   its stores come on top, per output byte by the output's size and whether its
   rows are whole cache lines (attention scores over heads of 8-64 do few FLOPs
   per element, and out of cache their stores cost more than the arithmetic);
+  and its operands, which it repacks at every call: nearly free in cache, but on
+  a chunk of few rows a fifth of the arithmetic or more when they come from memory
+  — as they do in a loop whose iteration touches more than the caches hold
+  (:meth:`TimeModel.iteration_bytes`: an attention's scores evict the weights and
+  keys the next iteration reads again), and between two whole calls;
+* an elementwise kernel or a reduction: its FLOPs at the rate measured on its own
+  op record's kernel when the table has one (exponentials, tanh, softmax: one
+  exponential's rate does not fit them all), else at an exponential's;
 * a chunk loop adds, per iteration, its bookkeeping, a view of every sliced
   input and the copy of each output chunk into its buffer; a region input
   sliced along an axis that is not the outermost is a strided view that
-  kernels often copy first (the paper's "micro" cost).
+  kernels often copy first (the paper's "micro" cost); and when an iteration's
+  fresh outputs are more than twice the largest block the allocator keeps on its
+  heap, the pages glibc gives back between iterations are touched anew.
 
 Two kernel models come with chunkc:
 
 * :class:`KernelTable` — measured on this machine, for the PyTorch backend:
   ``python -m chunkc.calibrate`` times the fixed per-call costs, a streaming
   kernel, fresh outputs, a pointwise kernel, matrix products and their stores
-  over ladders of sizes (about a quarter of a minute) and caches the table as
+  over ladders of sizes, products on cold operands, and the elementwise kernels of the heavier op
+  records (about 10 s of CPU time) and caches the table as
   JSON in the user's cache directory, keyed by machine, torch version, torch
   threads, the table's format and the allocator's settings in the environment
   (:func:`table_path`).  Times between measured sizes are interpolated.
@@ -84,6 +95,9 @@ class Work:
     rows: float | None = None  # a contraction whose chunk shrinks its rows: rows per call (None: many)
     written: float = 0.0  # bytes of its outputs (a contraction's stores, see KernelTable.product_out)
     aligned: bool = True  # its output's rows are whole cache lines (see CACHE_LINE)
+    operands: float = 0.0  # bytes of a contraction's operands, which it repacks at every call (KernelTable.operand_s)
+    cold: bool = True  # those operands come from memory, not the caches (evicted since they were last touched)
+    op: str = ""  # the op record's name: the key of a measured per-record rate (KernelTable.pointwise_rates)
 
 
 class Kernels(Protocol):
@@ -93,6 +107,7 @@ class Kernels(Protocol):
     slice_s: float  # a view of a sliced input, per iteration
     iteration_s: float  # a loop iteration's own statements
     chunk_multiple: int  # chunks are rounded up to a multiple of this many units where the budget allows
+    cache_bytes: float  # a loop iteration touching more than this evicts its operands (Work.cold)
 
     def seconds(self, work: Work) -> float:
         """Seconds of one call."""
@@ -106,6 +121,11 @@ class Kernels(Protocol):
     def size_classes(self) -> tuple[int, ...]:
         """Tensor sizes (bytes) at which the cost per byte changes: chunks that keep every loop
         tensor within one are worth pricing."""
+
+    def heap_returned_seconds(self, fresh: float, largest: float) -> float:
+        """What a loop iteration that allocates ``fresh`` bytes of outputs, the largest of
+        ``largest`` bytes, pays because the allocator returns memory to the system between
+        iterations (see :meth:`KernelTable.heap_returned_seconds`)."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +142,7 @@ class Machine:
     slice_s: float = 0.0
     iteration_s: float = 0.0
     chunk_multiple: int = 1
+    cache_bytes: float = math.inf  # the constants do not price cold operands
     label: str = "built-in constants (no measured kernel table; run python -m chunkc.calibrate)"
 
     @property
@@ -152,6 +173,9 @@ class Machine:
     def size_classes(self) -> tuple[int, ...]:
         return tuple(limit for limit, _ in self.cache_tiers)
 
+    def heap_returned_seconds(self, fresh: float, largest: float) -> float:
+        return 0.0
+
 
 GPU = Machine(flops_per_s=40e12, bytes_per_s=3e12, op_overhead_s=8e-6, min_efficient_rows=1024, cache_tiers=(),
               slice_s=4e-6, iteration_s=4e-6, chunk_multiple=128, label="built-in constants of a GPU")
@@ -173,7 +197,7 @@ def aligned_chunk(chunk: int, largest: int, multiple: int) -> int:
 
 # --------------------------------------------------------------------------- the measured table
 
-TABLE_FORMAT = 3  # part of a table's key: a table of another format is measured anew (2 was never released)
+TABLE_FORMAT = 4  # part of a table's key: a table of another format is measured anew (2 was never released)
 
 
 @dataclass(frozen=True)
@@ -196,6 +220,15 @@ class KernelTable:
     # with rows of whole cache lines and with rows that are not
     product_out: tuple[tuple[float, float], ...]
     product_out_unaligned: tuple[tuple[float, float], ...]
+    # seconds per byte of a matrix product's operands beyond the gemm curve (measured on a small
+    # operand in cache, 256 x 256) and the stores: a product repacks its operands at every call, from
+    # the caches when the program has not touched much since (warm), else from memory (cold)
+    operand_warm_s: float = 0.0
+    operand_cold_s: float = 0.0
+    cache_bytes: float = math.inf  # bytes a loop iteration may touch and find its operands still cached
+    # (op record, FLOPs per second) measured on the record's own kernel in cache (the FLOPs its record
+    # counts); records not in it run at pointwise_flops_per_s
+    pointwise_rates: tuple[tuple[str, float], ...] = ()
     created: str = ""
     notes: str = ""
 
@@ -222,8 +255,34 @@ class KernelTable:
             return max(0.0, seconds) * nbytes / largest
         return max(0.0, _interpolate(self.alloc, nbytes))
 
+    def heap_bytes(self) -> float:
+        """The largest measured fresh output the allocator serves from its heap (reused, costing
+        next to nothing): those beyond cost their pages' first touch, a tenth of that or more."""
+        fault = self.alloc[-1][1] / self.alloc[-1][0]
+        heap = [s for s, a in self.alloc if a < 0.1 * fault * s]
+        return heap[-1] if heap else 0.0
+
+    def heap_returned_seconds(self, fresh: float, largest: float) -> float:
+        """glibc gives back the free top of its heap once it exceeds twice its (dynamic) mmap
+        threshold, which grows to the largest block it serves from the heap: a loop iteration
+        whose fresh outputs exceed that finds part of its heap returned at the next iteration and
+        touches those pages anew — about its largest output's worth per iteration (measured on
+        GPT-2's chunk loops: 30 MB chunks of attention scores), at the rate of an mmap-served output."""
+        heap = self.heap_bytes()
+        if not heap or fresh <= 2 * heap:
+            return 0.0
+        largest_size, seconds = self.alloc[-1]
+        return max(0.0, seconds) * largest / largest_size
+
     def gemm_rate(self, rows: float | None) -> float:
         return _interpolate(self.gemm, math.inf if rows is None else max(rows, 1.0))
+
+    def pointwise_rate(self, op: str) -> float:
+        """FLOPs per second of an elementwise or reduction kernel of ``op`` (a record's name)."""
+        for name, rate in self.pointwise_rates:
+            if name == op:
+                return rate
+        return self.pointwise_flops_per_s
 
     def product_out_seconds(self, nbytes: float, aligned: bool = True) -> float:
         """What a matrix product's ``nbytes`` of output cost beyond its arithmetic: per element a
@@ -237,9 +296,10 @@ class KernelTable:
             return self.view_s
         memory = work.moved * self.per_byte(work.footprint)
         if work.kind == CONTRACTION:
-            compute = work.flops / self.gemm_rate(work.rows) + self.product_out_seconds(work.written, work.aligned)
+            compute = (work.flops / self.gemm_rate(work.rows) + self.product_out_seconds(work.written, work.aligned)
+                       + work.operands * (self.operand_cold_s if work.cold else self.operand_warm_s))
         else:
-            compute = work.flops / self.pointwise_flops_per_s
+            compute = work.flops / self.pointwise_rate(work.op)
         return self.call_s + max(memory, compute) + sum(self.alloc_seconds(b) for b in work.fresh)
 
     def write_seconds(self, nbytes: float) -> float:
@@ -272,6 +332,7 @@ class KernelTable:
                 data[curve] = tuple((float(a), float(b)) for a, b in data[curve])
                 if not data[curve] or any(a <= 0 for a, _ in data[curve]):
                     raise ValueError(f"curve {curve} is empty or has a size <= 0")
+            data["pointwise_rates"] = tuple((str(k), float(v)) for k, v in data["pointwise_rates"])
             table = KernelTable(**data)
         except (ValueError, TypeError, KeyError) as exc:
             raise ChunkcError(f"{where}: not a chunkc kernel table ({exc}); rebuild it with "
@@ -438,6 +499,7 @@ class TimeModel:
         self._rows_cache: dict[tuple[int, int], float | None] = {}
         self._call_cache: dict[tuple, float] = {}  # see _call_seconds
         self._priced_cache: dict[tuple, float] = {}  # see _priced
+        self._iteration_cache: dict[tuple, tuple[float, float]] = {}  # see iteration_bytes
         self.size_classes = tuple(self.machine.size_classes())  # asked once: chunk_options needs them per region
 
     def _facts(self, node: Node, flops: int) -> _NodeFacts:
@@ -456,28 +518,49 @@ class TimeModel:
         return _NodeFacts(kind, float(flops), ins, outs, row)
 
     def _work(self, i: int, chunked: Mapping[Value, object] = {}, share: float = 1.0,
-              rows: float | None = None, last_axis: bool = False) -> Work:
+              rows: float | None = None, last_axis: bool = False, cold: bool = True) -> Work:
         """Node ``i``'s call when its outputs and the ``chunked`` inputs are ``share`` of their size
-        (``last_axis``: its output is chunked along its last axis, so its rows shrink too)."""
+        (``last_axis``: its output is chunked along its last axis, so its rows shrink too; ``cold``:
+        what ran since its operands were last touched evicted them from the caches, as between two
+        whole calls of a program of large tensors)."""
         f, node = self.facts[i], self.graph.nodes[i]
         ins = [b * share if v in chunked else b for v, b in zip(node.inputs, f.in_bytes)]
         outs = tuple(b * share for b in f.out_bytes)
         row = round(f.row_bytes * share) if last_axis else f.row_bytes
         return Work(f.kind, f.flops * share, sum(ins) + sum(outs), max(ins + list(outs), default=0.0),
-                    () if f.kind == VIEW else outs, rows, sum(outs), row % CACHE_LINE == 0)
+                    () if f.kind == VIEW else outs, rows, sum(outs), row % CACHE_LINE == 0,
+                    sum(ins) if f.kind == CONTRACTION else 0.0, cold, node.op.name)
 
     def _call_seconds(self, i: int, sliced_inputs: tuple[bool, ...], share: float, rows: float | None,
-                      last_axis: bool = False) -> float:
+                      last_axis: bool = False, cold: bool = True) -> float:
         """Seconds of node ``i``'s call on ``share`` of its outputs and of the inputs flagged in
         ``sliced_inputs`` (the machine's price of :meth:`_work`), remembered: the selection
         prices many regions that run the same node on the same share."""
-        key = (i, sliced_inputs, share, rows, last_axis)
+        key = (i, sliced_inputs, share, rows, last_axis, cold)
         t = self._call_cache.get(key)
         if t is None:
             node = self.graph.nodes[i]
             chunked = {v: None for v, flag in zip(node.inputs, sliced_inputs) if flag}
-            t = self._call_cache[key] = self.machine.seconds(self._work(i, chunked, share, rows, last_axis))
+            t = self._call_cache[key] = self.machine.seconds(self._work(i, chunked, share, rows, last_axis, cold))
         return t
+
+    def iteration_bytes(self, loop: Sequence[int], chunked: Mapping[Value, tuple[int, int]], share: float) -> float:
+        """Bytes one iteration of a chunk loop touches: its nodes' outputs (views excepted) and the
+        region inputs it reads, the sliced ones at ``share`` of their size.  More than the
+        machine's ``cache_bytes``, and an operand read in one iteration is gone from the caches by
+        the next (a loop invariant such as a weight or an attention's keys) or by the node that
+        reads it (a large chunk made early in the body)."""
+        key = tuple(loop)
+        parts = self._iteration_cache.get(key)
+        if parts is None:
+            nodes = self.graph.nodes
+            inside = {nodes[i] for i in loop}
+            made = sum(sum(self.facts[i].out_bytes) for i in loop if self.facts[i].kind != VIEW)
+            read = {v for i in loop for v in nodes[i].inputs if v.producer not in inside}
+            sliced = sum(self.nbytes[v] for v in read if v in chunked)
+            whole = sum(self.nbytes[v] for v in read if v not in chunked)
+            parts = self._iteration_cache[key] = (made + sliced, whole)
+        return share * parts[0] + parts[1]
 
     def _rows(self, i: int, chunked: Mapping[Value, tuple[int, int]]) -> float | None:
         """Rows of node ``i``'s matrix product when its output is whole, if chunking its output
@@ -524,6 +607,10 @@ class TimeModel:
         loop_nodes = {self.graph.nodes[i] for i in loop}
         total = 0.0
         nodes = self.graph.nodes
+        cold = [self.iteration_bytes(loop, chunked, share) > m.cache_bytes for _, share in parts]
+        made = [self.out_bytes[i] for i in loop if self.facts[i].kind != VIEW]
+        if made:
+            total += sum(count * m.heap_returned_seconds(share * sum(made), share * max(made)) for count, share in parts)
         for i in loop:
             node = nodes[i]
             rows = self._rows(i, chunked)
@@ -531,10 +618,10 @@ class TimeModel:
             sliced_inputs = tuple([v in chunked for v in node.inputs])
             out = node.outputs[0] if node.outputs else None
             last_axis = out in chunked and chunked[out][0] == out.rank - 1
-            for count, share in parts:
+            for (count, share), evicted in zip(parts, cold):
                 share = min(1.0, share * grow)
                 total += count * self._call_seconds(i, sliced_inputs, share, None if rows is None else rows * share,
-                                                    last_axis)
+                                                    last_axis, evicted)
         sliced = [v for v in chunked if v.producer not in loop_nodes]  # region inputs, viewed each iteration
         total += iterations * (m.iteration_s + len(sliced) * m.slice_s)
         for v in sliced:
