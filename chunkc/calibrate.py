@@ -38,8 +38,9 @@ the samples; see :func:`_seconds`):
   :data:`EVICT_BYTES` (cold), seconds per operand byte beyond the ``gemm`` and ``product_out``
   curves (the median of the three);
 * ``cache_bytes``: what a loop iteration may touch and still find its operands cached: the three
-  tensors of the ``stream`` kernel at the last size before its cost per byte jumps by half
-  (:func:`cache_bytes`; no measurement of its own);
+  tensors of the ``stream`` kernel at the size where its cost per byte is half-way (on a log
+  scale) from cache to memory (:func:`cache_bytes`; the stream is measured every quarter octave
+  from 1 to 64 MiB for it);
 * ``pointwise_rates``: one exponential's rate does not fit every elementwise kernel (softmax
   vectorizes its exponentials and runs 1.6 times as many of the FLOPs its record counts per
   second; tanh a third as many): every op record counting at least
@@ -57,6 +58,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import math
 import statistics
 import sys
 import time
@@ -66,8 +68,10 @@ from typing import Callable, Sequence
 from .passes.cost import KernelTable, find_table, machine_name, table_key, table_path
 
 # 4 KiB .. 256 MiB of output, with points just below glibc's largest mmap threshold (32 MiB),
-# where fresh outputs turn from reused heap into page faults
-STREAM_BYTES = tuple(sorted({4096 << k for k in range(17)} | {24 << 20, 31 << 20}))
+# where fresh outputs turn from reused heap into page faults, and every quarter octave from 1 to
+# 64 MiB, where the last cache level ends (cache_bytes)
+STREAM_BYTES = tuple(sorted({4096 << k for k in range(17)} | {24 << 20, 31 << 20}
+                            | {int(round((1 << 20) * 2 ** (q / 4) / 4096)) * 4096 for q in range(1, 24)}))
 QUICK_STREAM_BYTES = tuple(4096 << k for k in (0, 4, 8, 12, 14))  # 4 KiB .. 64 MiB: cache and mmap steps
 GEMM_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 QUICK_GEMM_ROWS = (1, 16, 256)
@@ -290,11 +294,16 @@ def _operand_seconds(gemm: Sequence[tuple[float, float]], product_out: Sequence[
 
 def cache_bytes(stream: Sequence[tuple[float, float]]) -> float:
     """Bytes a chunk loop's iteration may touch and still find its operands in cache: the three
-    tensors of the streaming kernel at the last size before its cost per byte jumps by half or more
-    (the last cache level's edge), or the largest measured if it never does."""
-    for (size, cost), (_, after) in zip(stream, stream[1:]):
-        if after >= 1.5 * cost:
-            return 3 * size
+    tensors of the streaming kernel (a + b into c) at the size where its cost per byte (a monotone
+    curve) crosses the geometric mean of its cost in cache (the smallest size) and from memory (the
+    largest), interpolated on a log scale of the size: the last cache level's edge as a stream
+    sees it (18-21 MiB on the benchmark machine's 32 MiB L3, shared by two cores)."""
+    low, high = stream[0][1], stream[-1][1]
+    edge = math.sqrt(low * high)
+    for (s0, c0), (s1, c1) in zip(stream, stream[1:]):
+        if c1 >= edge > c0:
+            t = (math.log(edge) - math.log(c0)) / (math.log(c1) - math.log(c0))
+            return 3 * math.exp(math.log(s0) + t * (math.log(s1) - math.log(s0)))
     return 3 * stream[-1][0]
 
 

@@ -438,3 +438,33 @@ def test_a_measured_table_prices_softmax_and_exp_by_their_own_kernels():
     predicted = (table.seconds(Work(POINTWISE, 5.0 * n, 8.0 * n, 4.0 * n, (4.0 * n,), op="softmax"))
                  / table.seconds(Work(POINTWISE, 4.0 * n, 8.0 * n, 4.0 * n, (4.0 * n,), op="exp")))
     assert predicted == pytest.approx(measured, rel=0.2), (predicted, measured)
+
+
+def test_iteration_bytes_hold_the_most_the_bodys_values_hold_at_once_not_their_sum():
+    """A chain of three exponentials: each value dies when the next is made, so an iteration holds
+    two of them at most (the allocator hands the freed block to the next), plus its input chunk."""
+    from chunkc import ops as O
+    g = chunkc.Graph("chain")
+    x = g.add_input("x", "f32", ("L", 1024))
+    y = O.exp(x)
+    z = O.exp(y)
+    w = O.exp(z)
+    g.set_outputs(w)
+    sizes = {"L": 256}
+    model = TimeModel(g, sizes, synthetic_table())
+    loop = [model.position[v.producer] for v in (y, z, w)]
+    one = x.type.nbytes(sizes)
+    chunked = {v: (0, 1) for v in (x, y, z, w)}
+    assert model.iteration_bytes(loop, chunked, 0.5) == pytest.approx(0.5 * (2 * one + one))
+
+
+def test_the_cache_edge_is_where_the_streams_cost_is_half_way_from_cache_to_memory():
+    from chunkc.calibrate import cache_bytes
+    MiB = float(1 << 20)
+    # 1 ps a byte in cache, 16 from memory: half-way (log scale) is 4 ps, reached at 4 MiB a tensor
+    stream = ((4096.0, 1e-12), (1 * MiB, 2e-12), (4 * MiB, 4e-12), (16 * MiB, 16e-12))
+    assert cache_bytes(stream) == pytest.approx(12 * MiB)
+    # crossed between two points: interpolated on a log scale of the size (2 MiB, between 1 and 4)
+    stream = ((4096.0, 1e-12), (1 * MiB, 2e-12), (4 * MiB, 8e-12), (16 * MiB, 16e-12))
+    assert cache_bytes(stream) == pytest.approx(3 * 2 * MiB)
+    assert cache_bytes(((4096.0, 1e-12), (MiB, 1e-12))) == pytest.approx(3 * MiB)  # no edge: the largest

@@ -545,21 +545,35 @@ class TimeModel:
         return t
 
     def iteration_bytes(self, loop: Sequence[int], chunked: Mapping[Value, tuple[int, int]], share: float) -> float:
-        """Bytes one iteration of a chunk loop touches: its nodes' outputs (views excepted) and the
-        region inputs it reads, the sliced ones at ``share`` of their size.  More than the
-        machine's ``cache_bytes``, and an operand read in one iteration is gone from the caches by
-        the next (a loop invariant such as a weight or an attention's keys) or by the node that
-        reads it (a large chunk made early in the body)."""
+        """Distinct bytes one iteration of a chunk loop touches: the region inputs it reads (the
+        sliced ones at ``share`` of their size) and the most its own values (views excepted) hold at
+        once — the allocator hands a freed chunk's block to the next value of its size, so the
+        outputs of a long body do not all add up.  More than the machine's ``cache_bytes``, and an
+        operand read in one iteration is gone from the caches by the next (a loop invariant such
+        as a weight or an attention's keys)."""
         key = tuple(loop)
         parts = self._iteration_cache.get(key)
         if parts is None:
             nodes = self.graph.nodes
             inside = {nodes[i] for i in loop}
-            made = sum(sum(self.facts[i].out_bytes) for i in loop if self.facts[i].kind != VIEW)
             read = {v for i in loop for v in nodes[i].inputs if v.producer not in inside}
             sliced = sum(self.nbytes[v] for v in read if v in chunked)
             whole = sum(self.nbytes[v] for v in read if v not in chunked)
-            parts = self._iteration_cache[key] = (made + sliced, whole)
+            last = {}  # loop value -> its last reader in the loop (its producer when none)
+            for k, i in enumerate(loop):
+                for v in nodes[i].inputs:
+                    if v.producer in inside:
+                        last[v] = k
+            live = peak = 0.0
+            for k, i in enumerate(loop):
+                if self.facts[i].kind != VIEW:
+                    live += sum(self.facts[i].out_bytes)
+                peak = max(peak, live)
+                for v in nodes[i].inputs:
+                    if last.get(v) == k and self.facts[self.position[v.producer]].kind != VIEW:
+                        live -= self.nbytes[v]
+                        last.pop(v)
+            parts = self._iteration_cache[key] = (peak + sliced, whole)
         return share * parts[0] + parts[1]
 
     def _rows(self, i: int, chunked: Mapping[Value, tuple[int, int]]) -> float | None:
