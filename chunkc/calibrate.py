@@ -37,10 +37,10 @@ the samples; see :func:`_seconds`):
   :data:`OPERAND_PRODUCTS`), called again at once (warm) and after writing
   :data:`EVICT_BYTES` (cold), seconds per operand byte beyond the ``gemm`` and ``product_out``
   curves (the median of the three);
-* ``cache_bytes``: what a loop iteration may touch and still find its operands cached: the three
-  tensors of the ``stream`` kernel at the size where its cost per byte is half-way (on a log
-  scale) from cache to memory (:func:`cache_bytes`; the stream is measured every quarter octave
-  from 1 to 64 MiB for it);
+* ``edge``: the ``stream`` kernel again, every quarter octave from 1 to 64 MiB
+  (:data:`EDGE_BYTES`), where the last cache level ends: how far its cost per byte has moved from
+  its in-cache end to its in-memory end (on a log scale) at a third of a loop iteration's bytes is
+  the share of the iteration's product operands priced cold (``KernelTable.cold_share``);
 * ``pointwise_rates``: one exponential's rate does not fit every elementwise kernel (softmax
   vectorizes its exponentials and runs 1.6 times as many of the FLOPs its record counts per
   second; tanh a third as many): every op record counting at least
@@ -58,7 +58,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
-import math
 import statistics
 import sys
 import time
@@ -68,10 +67,12 @@ from typing import Callable, Sequence
 from .passes.cost import KernelTable, find_table, machine_name, table_key, table_path
 
 # 4 KiB .. 256 MiB of output, with points just below glibc's largest mmap threshold (32 MiB),
-# where fresh outputs turn from reused heap into page faults, and every quarter octave from 1 to
-# 64 MiB, where the last cache level ends (cache_bytes)
-STREAM_BYTES = tuple(sorted({4096 << k for k in range(17)} | {24 << 20, 31 << 20}
-                            | {int(round((1 << 20) * 2 ** (q / 4) / 4096)) * 4096 for q in range(1, 24)}))
+# where fresh outputs turn from reused heap into page faults
+STREAM_BYTES = tuple(sorted({4096 << k for k in range(17)} | {24 << 20, 31 << 20}))
+# every quarter octave from 1 to 64 MiB: where the last cache level ends (KernelTable.edge); kept apart
+# from the stream curve, whose octave steps give the selection its size classes
+EDGE_BYTES = tuple(int(round((1 << 20) * 2 ** (q / 4) / 4096)) * 4096 for q in range(25))
+QUICK_EDGE_BYTES = EDGE_BYTES[::4]
 QUICK_STREAM_BYTES = tuple(4096 << k for k in (0, 4, 8, 12, 14))  # 4 KiB .. 64 MiB: cache and mmap steps
 GEMM_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 QUICK_GEMM_ROWS = (1, 16, 256)
@@ -213,7 +214,8 @@ def measure_table(threads: int | None = None, quick: bool = False, samples: int 
         key=table_key(threads), call_s=call_s, view_s=view_s, iteration_s=iteration_s,
         stream=stream, alloc=monotone(alloc), pointwise_flops_per_s=pointwise, gemm=gemm,
         product_out=monotone(product_out), product_out_unaligned=monotone(product_out_unaligned),
-        operand_warm_s=operand_warm, operand_cold_s=operand_cold, cache_bytes=cache_bytes(stream), pointwise_rates=rates,
+        operand_warm_s=operand_warm, operand_cold_s=operand_cold, pointwise_rates=rates,
+        edge=_edge_stream(QUICK_EDGE_BYTES if quick else EDGE_BYTES, into_s, samples, say),
         created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         notes=f"{machine_name()}; torch {torch.__version__}, {threads} thread(s)" + ("; quick" if quick else ""))
 
@@ -292,19 +294,25 @@ def _operand_seconds(gemm: Sequence[tuple[float, float]], product_out: Sequence[
     return statistics.median(warm_found), statistics.median(found)
 
 
-def cache_bytes(stream: Sequence[tuple[float, float]]) -> float:
-    """Bytes a chunk loop's iteration may touch and still find its operands in cache: the three
-    tensors of the streaming kernel (a + b into c) at the size where its cost per byte (a monotone
-    curve) crosses the geometric mean of its cost in cache (the smallest size) and from memory (the
-    largest), interpolated on a log scale of the size: the last cache level's edge as a stream
-    sees it (18-21 MiB on the benchmark machine's 32 MiB L3, shared by two cores)."""
-    low, high = stream[0][1], stream[-1][1]
-    edge = math.sqrt(low * high)
-    for (s0, c0), (s1, c1) in zip(stream, stream[1:]):
-        if c1 >= edge > c0:
-            t = (math.log(edge) - math.log(c0)) / (math.log(c1) - math.log(c0))
-            return 3 * math.exp(math.log(s0) + t * (math.log(s1) - math.log(s0)))
-    return 3 * stream[-1][0]
+def _edge_stream(ladder: Sequence[int], into_s: float, samples: int,
+                 say: Callable[[str], None]) -> tuple[tuple[float, float], ...]:
+    """(bytes a tensor, seconds per byte moved) of ``torch.add(a, b, out=c)`` on the ``ladder``
+    of sizes, made monotone: the stream curve, finer, where the last cache level ends."""
+    import torch
+
+    curve = []
+    for nbytes in ladder:
+        n = nbytes // 4
+        a, b, c = torch.rand(n), torch.rand(n), torch.empty(n)
+
+        def into():
+            torch.add(a, b, out=c)
+        t = _seconds_per_call(into, _calls_for(12 * nbytes / 4e9), max(3, samples // 2))
+        curve.append((float(nbytes), max(t - into_s, 1e-3 * t) / (3 * nbytes)))
+        del a, b, c
+    curve = monotone(curve)
+    say("stream GB/s at the cache's edge: " + ", ".join(f"{s / 2**20:.2f}M {1 / c / 1e9:.1f}" for s, c in curve))
+    return curve
 
 
 def _pointwise_rates(call_s: float, samples: int,
@@ -409,8 +417,9 @@ def describe(table: KernelTable) -> list[str]:
         lines.append(f"product output ps per byte by size{name}: "
                      + ", ".join(f"{_size(s)} {c * 1e12:.0f}" for s, c in curve))
     lines.append(f"product operands ps per byte: {table.operand_warm_s * 1e12:.0f} in cache, "
-                 f"{table.operand_cold_s * 1e12:.0f} from memory; a loop iteration touching over "
-                 f"{_size(table.cache_bytes)} finds them gone; heap blocks up to {_size(table.heap_bytes())}")
+                 f"{table.operand_cold_s * 1e12:.0f} from memory; heap blocks up to {_size(table.heap_bytes())}")
+    lines.append("share of product operands cold by loop iteration bytes: "
+                 + ", ".join(f"{_size(3 * s)} {table.cold_share(3 * s):.2f}" for s, _ in table.edge[::4]))
     if table.pointwise_rates:
         lines.append("pointwise GFLOP/s by op record: "
                      + ", ".join(f"{name} {rate / 1e9:.1f}" for name, rate in table.pointwise_rates))

@@ -53,7 +53,7 @@ def test_quick_measured_table_is_monotone_and_round_trips(tmp_path):
     for curve in (table.stream, table.alloc, table.gemm, table.product_out, table.product_out_unaligned):
         values = [v for _, v in curve]
         assert values == sorted(values)
-    assert table.operand_cold_s > 0 and table.operand_warm_s >= 0 and table.cache_bytes > 0
+    assert table.operand_cold_s > 0 and table.operand_warm_s >= 0 and table.edge
     assert dict(table.pointwise_rates)["softmax"] > 0 and dict(table.pointwise_rates)["tanh"] > 0
     path = table.save(tmp_path / "t.json")
     assert KernelTable.load(path) == table
@@ -334,15 +334,17 @@ def test_a_product_on_few_rows_pays_for_operands_that_come_from_memory():
     """Deterministic: a contraction's operand bytes at the table's warm or cold price per byte."""
     t = synthetic_table(operand_warm_s=1e-12, operand_cold_s=1e-10)
     base = t.seconds(Work(CONTRACTION, 64e6, 0.0, 0.0, rows=64.0))
-    assert t.seconds(Work(CONTRACTION, 64e6, 0.0, 0.0, rows=64.0, operands=1e6, cold=True)) == pytest.approx(base + 1e-4)
-    assert t.seconds(Work(CONTRACTION, 64e6, 0.0, 0.0, rows=64.0, operands=1e6, cold=False)) == pytest.approx(base + 1e-6)
+    assert t.seconds(Work(CONTRACTION, 64e6, 0.0, 0.0, rows=64.0, operands=1e6, cold=1.0)) == pytest.approx(base + 1e-4)
+    assert t.seconds(Work(CONTRACTION, 64e6, 0.0, 0.0, rows=64.0, operands=1e6, cold=0.0)) == pytest.approx(base + 1e-6)
+    half = t.seconds(Work(CONTRACTION, 64e6, 0.0, 0.0, rows=64.0, operands=1e6, cold=0.5))
+    assert half == pytest.approx(base + 1e-6 + 0.5 * (1e-4 - 1e-6))
     # an elementwise kernel's operands are priced by the stream, not by this term
     assert t.seconds(Work(POINTWISE, 4e3, 1e6, 1e6, operands=1e6)) == pytest.approx(1e-6 + 1e-4)
 
 
 def test_a_loop_iteration_that_outgrows_the_cache_reads_its_products_operands_from_memory():
     """q @ k^T chunked by query rows: the keys are read whole at every iteration.  Below the
-    table's ``cache_bytes`` per iteration they stay cached (warm), beyond they come from memory;
+    table's cache edge per iteration they stay cached (warm), beyond they come from memory;
     the loop's price differs by exactly the operand bytes read over all iterations times the
     difference of the two prices."""
     g = attention_block(L="L", D=256, H=4)
@@ -352,8 +354,9 @@ def test_a_loop_iteration_that_outgrows_the_cache_reads_its_products_operands_fr
     q = node.inputs[0]
     sizes = {"L": 1024}
     prices = {}
-    for name, cache in (("warm", float("inf")), ("cold", 0.0)):
-        table = synthetic_table(operand_warm_s=1e-12, operand_cold_s=1e-10, cache_bytes=cache)
+    MiB = float(1 << 20)
+    for name, edge in (("warm", ((1e3 * MiB, 1e-12), (2e3 * MiB, 1e-11))), ("cold", ((1.0, 1e-12), (2.0, 1e-11)))):
+        table = synthetic_table(operand_warm_s=1e-12, operand_cold_s=1e-10, edge=edge)
         model = TimeModel(g, sizes, table)
         chunked = {out: (1, 1), q: (1, 1)}
         assert model.iteration_bytes([matmul], chunked, 1 / 16) > 0
@@ -458,13 +461,15 @@ def test_iteration_bytes_hold_the_most_the_bodys_values_hold_at_once_not_their_s
     assert model.iteration_bytes(loop, chunked, 0.5) == pytest.approx(0.5 * (2 * one + one))
 
 
-def test_the_cache_edge_is_where_the_streams_cost_is_half_way_from_cache_to_memory():
-    from chunkc.calibrate import cache_bytes
+def test_the_share_of_operands_read_cold_follows_the_streams_slowdown_at_the_cache_edge():
+    """A stream at 1 ps a byte up to 4 MiB a tensor and 16 ps from 16 MiB: an iteration of three
+    such tensors or fewer finds its operands in cache, of three 16 MiB ones or more in memory, and
+    half-way in cost (log scale: 4 ps, at 8 MiB a tensor) half of them cold."""
     MiB = float(1 << 20)
-    # 1 ps a byte in cache, 16 from memory: half-way (log scale) is 4 ps, reached at 4 MiB a tensor
-    stream = ((4096.0, 1e-12), (1 * MiB, 2e-12), (4 * MiB, 4e-12), (16 * MiB, 16e-12))
-    assert cache_bytes(stream) == pytest.approx(12 * MiB)
-    # crossed between two points: interpolated on a log scale of the size (2 MiB, between 1 and 4)
-    stream = ((4096.0, 1e-12), (1 * MiB, 2e-12), (4 * MiB, 8e-12), (16 * MiB, 16e-12))
-    assert cache_bytes(stream) == pytest.approx(3 * 2 * MiB)
-    assert cache_bytes(((4096.0, 1e-12), (MiB, 1e-12))) == pytest.approx(3 * MiB)  # no edge: the largest
+    t = synthetic_table(edge=((4 * MiB, 1e-12), (8 * MiB, 4e-12), (16 * MiB, 16e-12)))
+    assert t.cold_share(3 * 2 * MiB) == 0.0
+    assert t.cold_share(3 * 4 * MiB) == 0.0
+    assert t.cold_share(3 * 8 * MiB) == pytest.approx(0.5)
+    assert t.cold_share(3 * 64 * MiB) == 1.0
+    assert synthetic_table(edge=((MiB, 1e-12), (2 * MiB, 1e-12))).cold_share(1e12) == 0.0  # no edge measured
+    assert Machine().cold_share(1e12) == 0.0

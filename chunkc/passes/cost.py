@@ -59,6 +59,7 @@ the prediction beside the measurement).
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import json
 import math
@@ -96,7 +97,7 @@ class Work:
     written: float = 0.0  # bytes of its outputs (a contraction's stores, see KernelTable.product_out)
     aligned: bool = True  # its output's rows are whole cache lines (see CACHE_LINE)
     operands: float = 0.0  # bytes of a contraction's operands, which it repacks at every call (KernelTable.operand_s)
-    cold: bool = True  # those operands come from memory, not the caches (evicted since they were last touched)
+    cold: float = 1.0  # the share of those operands that comes from memory, not the caches (evicted since last touched)
     op: str = ""  # the op record's name: the key of a measured per-record rate (KernelTable.pointwise_rates)
 
 
@@ -107,7 +108,10 @@ class Kernels(Protocol):
     slice_s: float  # a view of a sliced input, per iteration
     iteration_s: float  # a loop iteration's own statements
     chunk_multiple: int  # chunks are rounded up to a multiple of this many units where the budget allows
-    cache_bytes: float  # a loop iteration touching more than this evicts its operands (Work.cold)
+
+    def cold_share(self, iteration_bytes: float) -> float:
+        """The share (0 to 1) of a matrix product's operands that a loop iteration touching
+        ``iteration_bytes`` has evicted from the caches by the time they are read again (Work.cold)."""
 
     def seconds(self, work: Work) -> float:
         """Seconds of one call."""
@@ -142,7 +146,6 @@ class Machine:
     slice_s: float = 0.0
     iteration_s: float = 0.0
     chunk_multiple: int = 1
-    cache_bytes: float = math.inf  # the constants do not price cold operands
     label: str = "built-in constants (no measured kernel table; run python -m chunkc.calibrate)"
 
     @property
@@ -175,6 +178,9 @@ class Machine:
 
     def heap_returned_seconds(self, fresh: float, largest: float) -> float:
         return 0.0
+
+    def cold_share(self, iteration_bytes: float) -> float:
+        return 0.0  # the constants do not price operands
 
 
 GPU = Machine(flops_per_s=40e12, bytes_per_s=3e12, op_overhead_s=8e-6, min_efficient_rows=1024, cache_tiers=(),
@@ -225,7 +231,9 @@ class KernelTable:
     # the caches when the program has not touched much since (warm), else from memory (cold)
     operand_warm_s: float = 0.0
     operand_cold_s: float = 0.0
-    cache_bytes: float = math.inf  # bytes a loop iteration may touch and find its operands still cached
+    # (bytes a tensor, seconds per byte moved) of the stream kernel every quarter octave where the last
+    # cache level ends: how much of a loop iteration's data the caches still hold (cold_share)
+    edge: tuple[tuple[float, float], ...] = ()
     # (op record, FLOPs per second) measured on the record's own kernel in cache (the FLOPs its record
     # counts); records not in it run at pointwise_flops_per_s
     pointwise_rates: tuple[tuple[str, float], ...] = ()
@@ -255,6 +263,18 @@ class KernelTable:
             return max(0.0, seconds) * nbytes / largest
         return max(0.0, _interpolate(self.alloc, nbytes))
 
+    def cold_share(self, iteration_bytes: float) -> float:
+        """How far a stream over three tensors of a third of ``iteration_bytes`` each has slowed from
+        its rate in cache to its rate from memory, on a log scale of the cost per byte (0: all in
+        cache, 1: all from memory; ``edge``): the share of an iteration's operands read cold."""
+        if not self.edge:
+            return 1.0
+        low, high = self.edge[0][1], self.edge[-1][1]
+        if high <= low:
+            return 0.0
+        cost = _interpolate(self.edge, iteration_bytes / 3)
+        return min(1.0, max(0.0, math.log(cost / low) / math.log(high / low)))
+
     def heap_bytes(self) -> float:
         """The largest measured fresh output the allocator serves from its heap (reused, costing
         next to nothing): those beyond cost their pages' first touch, a tenth of that or more."""
@@ -277,12 +297,13 @@ class KernelTable:
     def gemm_rate(self, rows: float | None) -> float:
         return _interpolate(self.gemm, math.inf if rows is None else max(rows, 1.0))
 
+    @functools.cached_property
+    def _rates(self) -> dict[str, float]:
+        return dict(self.pointwise_rates)
+
     def pointwise_rate(self, op: str) -> float:
         """FLOPs per second of an elementwise or reduction kernel of ``op`` (a record's name)."""
-        for name, rate in self.pointwise_rates:
-            if name == op:
-                return rate
-        return self.pointwise_flops_per_s
+        return self._rates.get(op, self.pointwise_flops_per_s)
 
     def product_out_seconds(self, nbytes: float, aligned: bool = True) -> float:
         """What a matrix product's ``nbytes`` of output cost beyond its arithmetic: per element a
@@ -297,7 +318,7 @@ class KernelTable:
         memory = work.moved * self.per_byte(work.footprint)
         if work.kind == CONTRACTION:
             compute = (work.flops / self.gemm_rate(work.rows) + self.product_out_seconds(work.written, work.aligned)
-                       + work.operands * (self.operand_cold_s if work.cold else self.operand_warm_s))
+                       + work.operands * (self.operand_warm_s + work.cold * (self.operand_cold_s - self.operand_warm_s)))
         else:
             compute = work.flops / self.pointwise_rate(work.op)
         return self.call_s + max(memory, compute) + sum(self.alloc_seconds(b) for b in work.fresh)
@@ -328,9 +349,9 @@ class KernelTable:
             data = json.loads(text)
             if data.pop("format", None) != TABLE_FORMAT:
                 raise ValueError(f"format is not {TABLE_FORMAT}")
-            for curve in ("stream", "alloc", "gemm", "product_out", "product_out_unaligned"):
+            for curve in ("stream", "alloc", "gemm", "product_out", "product_out_unaligned", "edge"):
                 data[curve] = tuple((float(a), float(b)) for a, b in data[curve])
-                if not data[curve] or any(a <= 0 for a, _ in data[curve]):
+                if (not data[curve] and curve != "edge") or any(a <= 0 for a, _ in data[curve]):
                     raise ValueError(f"curve {curve} is empty or has a size <= 0")
             data["pointwise_rates"] = tuple((str(k), float(v)) for k, v in data["pointwise_rates"])
             table = KernelTable(**data)
@@ -499,7 +520,7 @@ class TimeModel:
         self._rows_cache: dict[tuple[int, int], float | None] = {}
         self._call_cache: dict[tuple, float] = {}  # see _call_seconds
         self._priced_cache: dict[tuple, float] = {}  # see _priced
-        self._iteration_cache: dict[tuple, tuple[float, float]] = {}  # see iteration_bytes
+        self._iteration_cache: dict[tuple, tuple] = {}  # see _iteration
         self.size_classes = tuple(self.machine.size_classes())  # asked once: chunk_options needs them per region
 
     def _facts(self, node: Node, flops: int) -> _NodeFacts:
@@ -518,11 +539,11 @@ class TimeModel:
         return _NodeFacts(kind, float(flops), ins, outs, row)
 
     def _work(self, i: int, chunked: Mapping[Value, object] = {}, share: float = 1.0,
-              rows: float | None = None, last_axis: bool = False, cold: bool = True) -> Work:
+              rows: float | None = None, last_axis: bool = False, cold: float = 1.0) -> Work:
         """Node ``i``'s call when its outputs and the ``chunked`` inputs are ``share`` of their size
         (``last_axis``: its output is chunked along its last axis, so its rows shrink too; ``cold``:
-        what ran since its operands were last touched evicted them from the caches, as between two
-        whole calls of a program of large tensors)."""
+        the share of its operands that what ran since they were last touched has evicted from the
+        caches, all of them between two whole calls of a program of large tensors)."""
         f, node = self.facts[i], self.graph.nodes[i]
         ins = [b * share if v in chunked else b for v, b in zip(node.inputs, f.in_bytes)]
         outs = tuple(b * share for b in f.out_bytes)
@@ -532,7 +553,7 @@ class TimeModel:
                     sum(ins) if f.kind == CONTRACTION else 0.0, cold, node.op.name)
 
     def _call_seconds(self, i: int, sliced_inputs: tuple[bool, ...], share: float, rows: float | None,
-                      last_axis: bool = False, cold: bool = True) -> float:
+                      last_axis: bool = False, cold: float = 1.0) -> float:
         """Seconds of node ``i``'s call on ``share`` of its outputs and of the inputs flagged in
         ``sliced_inputs`` (the machine's price of :meth:`_work`), remembered: the selection
         prices many regions that run the same node on the same share."""
@@ -548,17 +569,22 @@ class TimeModel:
         """Distinct bytes one iteration of a chunk loop touches: the region inputs it reads (the
         sliced ones at ``share`` of their size) and the most its own values (views excepted) hold at
         once — the allocator hands a freed chunk's block to the next value of its size, so the
-        outputs of a long body do not all add up.  More than the machine's ``cache_bytes``, and an
-        operand read in one iteration is gone from the caches by the next (a loop invariant such
-        as a weight or an attention's keys)."""
+        outputs of a long body do not all add up.  The more it is, the more of an operand read in
+        one iteration is gone from the caches by the next (a loop invariant such as a weight or an
+        attention's keys): the machine's ``cold_share``."""
+        scaled, fixed, _, _ = self._iteration(loop, chunked)
+        return share * scaled + fixed
+
+    def _iteration(self, loop: Sequence[int], chunked: Mapping[Value, tuple[int, int]]) -> tuple[float, ...]:
+        """(bytes of :meth:`iteration_bytes` that scale with the chunk, those that do not, bytes of
+        the fresh outputs of the whole loop's nodes, the largest of them); what depends on the loop
+        alone is remembered."""
         key = tuple(loop)
         parts = self._iteration_cache.get(key)
         if parts is None:
             nodes = self.graph.nodes
             inside = {nodes[i] for i in loop}
-            read = {v for i in loop for v in nodes[i].inputs if v.producer not in inside}
-            sliced = sum(self.nbytes[v] for v in read if v in chunked)
-            whole = sum(self.nbytes[v] for v in read if v not in chunked)
+            read = tuple({v: None for i in loop for v in nodes[i].inputs if v.producer not in inside})
             last = {}  # loop value -> its last reader in the loop (its producer when none)
             for k, i in enumerate(loop):
                 for v in nodes[i].inputs:
@@ -573,8 +599,12 @@ class TimeModel:
                     if last.get(v) == k and self.facts[self.position[v.producer]].kind != VIEW:
                         live -= self.nbytes[v]
                         last.pop(v)
-            parts = self._iteration_cache[key] = (peak + sliced, whole)
-        return share * parts[0] + parts[1]
+            made = [self.out_bytes[i] for i in loop if self.facts[i].kind != VIEW]
+            parts = self._iteration_cache[key] = (peak, read, sum(made), max(made, default=0.0))
+        peak, read, fresh, largest = parts
+        sliced = sum(self.nbytes[v] for v in read if v in chunked)
+        whole = sum(self.nbytes[v] for v in read if v not in chunked)
+        return peak + sliced, whole, fresh, largest
 
     def _rows(self, i: int, chunked: Mapping[Value, tuple[int, int]]) -> float | None:
         """Rows of node ``i``'s matrix product when its output is whole, if chunking its output
@@ -621,10 +651,10 @@ class TimeModel:
         loop_nodes = {self.graph.nodes[i] for i in loop}
         total = 0.0
         nodes = self.graph.nodes
-        cold = [self.iteration_bytes(loop, chunked, share) > m.cache_bytes for _, share in parts]
-        made = [self.out_bytes[i] for i in loop if self.facts[i].kind != VIEW]
-        if made:
-            total += sum(count * m.heap_returned_seconds(share * sum(made), share * max(made)) for count, share in parts)
+        scaled, fixed, fresh, largest = self._iteration(loop, chunked)
+        cold = [round(m.cold_share(share * scaled + fixed), 2) for _, share in parts]
+        if fresh:
+            total += sum(count * m.heap_returned_seconds(share * fresh, share * largest) for count, share in parts)
         for i in loop:
             node = nodes[i]
             rows = self._rows(i, chunked)
