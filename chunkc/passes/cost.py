@@ -22,9 +22,10 @@ is a view) and the bytes of its values, by a *kernel model*:
   per element, and out of cache their stores cost more than the arithmetic);
   and its operands, which it repacks at every call: nearly free in cache, but on
   a chunk of few rows a fifth of the arithmetic or more when they come from memory
-  — as they do in a loop whose iteration touches more than the caches hold
-  (:meth:`TimeModel.iteration_bytes`: an attention's scores evict the weights and
-  keys the next iteration reads again), and between two whole calls;
+  — as more of them do the more a loop's iteration touches
+  (:meth:`TimeModel.iteration_bytes` against the stream's slowdown at the cache
+  edge, :meth:`KernelTable.cold_share`: an attention's scores evict the weights and
+  keys the next iteration reads again), and all of them between two whole calls;
 * an elementwise kernel or a reduction: its FLOPs at the rate measured on its own
   op record's kernel when the table has one (exponentials, tanh, softmax: one
   exponential's rate does not fit them all), else at an exponential's;
@@ -275,12 +276,16 @@ class KernelTable:
         cost = _interpolate(self.edge, iteration_bytes / 3)
         return min(1.0, max(0.0, math.log(cost / low) / math.log(high / low)))
 
-    def heap_bytes(self) -> float:
-        """The largest measured fresh output the allocator serves from its heap (reused, costing
-        next to nothing): those beyond cost their pages' first touch, a tenth of that or more."""
+    @functools.cached_property
+    def _heap_bytes(self) -> float:
         fault = self.alloc[-1][1] / self.alloc[-1][0]
         heap = [s for s, a in self.alloc if a < 0.1 * fault * s]
         return heap[-1] if heap else 0.0
+
+    def heap_bytes(self) -> float:
+        """The largest measured fresh output the allocator serves from its heap (reused, costing
+        next to nothing): those beyond cost their pages' first touch, a tenth of that or more."""
+        return self._heap_bytes
 
     def heap_returned_seconds(self, fresh: float, largest: float) -> float:
         """glibc gives back the free top of its heap once it exceeds twice its (dynamic) mmap
@@ -372,9 +377,20 @@ class KernelTable:
         return KernelTable.from_json(Path(path).read_text(), str(path))
 
 
+_SIZES: dict[int, tuple[Sequence[tuple[float, float]], list[float]]] = {}  # id(curve) -> (curve, its sizes)
+
+
+def _sizes(curve: Sequence[tuple[float, float]]) -> list[float]:
+    """The sizes of ``curve``, remembered: the selection interpolates the same curves many times."""
+    found = _SIZES.get(id(curve))
+    if found is None or found[0] is not curve:
+        found = _SIZES[id(curve)] = (curve, [s for s, _ in curve])
+    return found[1]
+
+
 def _interpolate(curve: Sequence[tuple[float, float]], x: float) -> float:
     """The curve's value at ``x``: linear in log(size) between points, flat beyond the ends."""
-    sizes = [s for s, _ in curve]
+    sizes = _sizes(curve)
     k = bisect.bisect_left(sizes, x)
     if k == 0:
         return curve[0][1]
