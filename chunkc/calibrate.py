@@ -1,6 +1,6 @@
 """Measure this machine's kernel table for the cost model (PyTorch backend, CPU).
 
-    python -m chunkc.calibrate               # at torch's thread count; about 10 s of CPU time
+    python -m chunkc.calibrate               # at torch's thread count; about 7 s of CPU time
     python -m chunkc.calibrate --threads 1   # the benchmarks time with one thread
     python -m chunkc.calibrate --show        # print the cached table, measure nothing
 
@@ -39,8 +39,8 @@ the samples; see :func:`_seconds`):
   curves (the median of the three);
 * ``edge``: the ``stream`` kernel again, every quarter octave from 1 to 64 MiB
   (:data:`EDGE_BYTES`), where the last cache level ends: how far its cost per byte has moved from
-  its in-cache end to its in-memory end (on a log scale) at a third of a loop iteration's bytes is
-  the share of the iteration's product operands priced cold (``KernelTable.cold_share``);
+  its in-cache end to its in-memory end (on a log scale) at a loop iteration's bytes is the share
+  of the iteration's product operands priced cold (``KernelTable.cold_share``);
 * ``pointwise_rates``: one exponential's rate does not fit every elementwise kernel (softmax
   vectorizes its exponentials and runs 1.6 times as many of the FLOPs its record counts per
   second; tanh a third as many): every op record counting at least
@@ -419,7 +419,7 @@ def describe(table: KernelTable) -> list[str]:
     lines.append(f"product operands ps per byte: {table.operand_warm_s * 1e12:.0f} in cache, "
                  f"{table.operand_cold_s * 1e12:.0f} from memory; heap blocks up to {_size(table.heap_bytes())}")
     lines.append("share of product operands cold by loop iteration bytes: "
-                 + ", ".join(f"{_size(3 * s)} {table.cold_share(3 * s):.2f}" for s, _ in table.edge[::4]))
+                 + ", ".join(f"{_size(s)} {table.cold_share(s):.2f}" for s, _ in table.edge[::4]))
     if table.pointwise_rates:
         lines.append("pointwise GFLOP/s by op record: "
                      + ", ".join(f"{name} {rate / 1e9:.1f}" for name, rate in table.pointwise_rates))

@@ -462,14 +462,14 @@ def test_iteration_bytes_hold_the_most_the_bodys_values_hold_at_once_not_their_s
 
 
 def test_the_share_of_operands_read_cold_follows_the_streams_slowdown_at_the_cache_edge():
-    """A stream at 1 ps a byte up to 4 MiB a tensor and 16 ps from 16 MiB: an iteration of three
-    such tensors or fewer finds its operands in cache, of three 16 MiB ones or more in memory, and
-    half-way in cost (log scale: 4 ps, at 8 MiB a tensor) half of them cold."""
+    """A stream at 1 ps a byte up to 4 MiB and 16 ps from 16 MiB: an iteration touching 4 MiB or
+    less finds its operands in cache, 16 MiB or more in memory, and half-way in cost (log scale:
+    4 ps, at 8 MiB) half of them cold."""
     MiB = float(1 << 20)
     t = synthetic_table(edge=((4 * MiB, 1e-12), (8 * MiB, 4e-12), (16 * MiB, 16e-12)))
-    assert t.cold_share(3 * 2 * MiB) == 0.0
-    assert t.cold_share(3 * 4 * MiB) == 0.0
-    assert t.cold_share(3 * 8 * MiB) == pytest.approx(0.5)
-    assert t.cold_share(3 * 64 * MiB) == 1.0
+    assert t.cold_share(2 * MiB) == 0.0
+    assert t.cold_share(4 * MiB) == 0.0
+    assert t.cold_share(8 * MiB) == pytest.approx(0.5)
+    assert t.cold_share(64 * MiB) == 1.0
     assert synthetic_table(edge=((MiB, 1e-12), (2 * MiB, 1e-12))).cold_share(1e12) == 0.0  # no edge measured
     assert Machine().cold_share(1e12) == 0.0

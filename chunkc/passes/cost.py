@@ -42,7 +42,7 @@ Two kernel models come with chunkc:
   ``python -m chunkc.calibrate`` times the fixed per-call costs, a streaming
   kernel, fresh outputs, a pointwise kernel, matrix products and their stores
   over ladders of sizes, products on cold operands, and the elementwise kernels of the heavier op
-  records (about 10 s of CPU time) and caches the table as
+  records (about 7 s of CPU time) and caches the table as
   JSON in the user's cache directory, keyed by machine, torch version, torch
   threads, the table's format and the allocator's settings in the environment
   (:func:`table_path`).  Times between measured sizes are interpolated.
@@ -265,15 +265,16 @@ class KernelTable:
         return max(0.0, _interpolate(self.alloc, nbytes))
 
     def cold_share(self, iteration_bytes: float) -> float:
-        """How far a stream over three tensors of a third of ``iteration_bytes`` each has slowed from
-        its rate in cache to its rate from memory, on a log scale of the cost per byte (0: all in
-        cache, 1: all from memory; ``edge``): the share of an iteration's operands read cold."""
+        """How far the stream kernel has slowed from its rate in cache to its rate from memory at a
+        footprint of ``iteration_bytes`` (the footprint that indexes every stream price here), on a
+        log scale of the cost per byte (0: all in cache, 1: all from memory; ``edge``): the share of
+        an iteration's product operands read cold."""
         if not self.edge:
             return 1.0
         low, high = self.edge[0][1], self.edge[-1][1]
         if high <= low:
             return 0.0
-        cost = _interpolate(self.edge, iteration_bytes / 3)
+        cost = _interpolate(self.edge, iteration_bytes)
         return min(1.0, max(0.0, math.log(cost / low) / math.log(high / low)))
 
     @functools.cached_property
