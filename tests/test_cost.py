@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 import chunkc  # noqa: E402
 from chunkc.calibrate import main as calibrate_main, measure_table, monotone  # noqa: E402
 from chunkc.errors import ChunkcError  # noqa: E402
+from chunkc import ops as O  # noqa: E402
 from chunkc.passes.cost import (CONTRACTION, POINTWISE, KernelTable, Machine, TimeModel, Work,  # noqa: E402
                                 default_kernels, find_table, predict_seconds, table_path,
                                 ALLOCATOR_ENV, allocator_tag, table_key)
@@ -378,15 +379,34 @@ def test_iteration_bytes_count_the_loops_outputs_and_its_inputs_sliced_or_whole(
         0.25 * (nb[out] + nb[q]) + nb[k])
 
 
-def test_a_loop_whose_fresh_outputs_outgrow_the_heap_pays_page_faults_each_iteration():
-    """The synthetic table keeps blocks up to 32 MiB on the heap and touches fresh pages at
-    1 ms per 64 MiB beyond: an iteration allocating more than twice that pays its largest
-    output's pages once."""
+def test_a_loop_prices_its_views_once_per_iteration_and_its_kernels_on_each_chunk():
+    """exp -> reshape -> add chunked by 8 of 10 rows (one chunk of 8, one of 2) on the synthetic
+    table, all in cache: every node's call priced by hand (1 us a call, exp at 4 GFLOP/s, the
+    add's 3 bytes moved per element at 10 GB/s, a view 0.5 us), then the loop's own statements,
+    the sliced input's view and the output's buffer and chunk writes; priced again (from the
+    model's caches) and by a second model, the same."""
+    g = chunkc.Graph("views")
+    x = g.add_input("x", "f32", (10, 64))
+    e = O.exp(x, name="e")
+    r = O.reshape(e, shape=(10, 8, 8), name="r")
+    y = O.add(r, r, name="y")
+    g.set_outputs(y)
+    chunked = {x: (0, 1), e: (0, 1), r: (0, 1), y: (0, 1)}
+    loop = [g.nodes.index(n) for n in (e.producer, r.producer, y.producer)]
     t = synthetic_table()
-    assert t.heap_bytes() == float(32 << 20)
-    assert t.heap_returned_seconds(float(60 << 20), float(30 << 20)) == 0.0
-    assert t.heap_returned_seconds(float(80 << 20), float(30 << 20)) == pytest.approx(1e-3 * 30 / 64)
-    assert Machine().heap_returned_seconds(1e12, 1e12) == 0.0
+    model = TimeModel(g, {}, t)
+    per_row = 64 * 4.0
+    flops_e = model.flops[loop[0]] / 10
+    flops_y = model.flops[loop[2]] / 10
+    def calls(rows):
+        exp = 1e-6 + max(2 * rows * per_row * 1e-10, rows * flops_e / 4e9)
+        add = 1e-6 + max(3 * rows * per_row * 1e-10, rows * flops_y / 4e9)
+        return exp + 0.5e-6 + add
+    writes = sum(1e-6 + 2 * rows * per_row * 1e-10 for rows in (8, 2))
+    expected = calls(8) + calls(2) + 2 * (0.2e-6 + 0.5e-6) + 1e-6 + writes
+    assert model.loop_seconds(loop, chunked, [y], extent=10, chunk=8) == pytest.approx(expected)
+    assert model.loop_seconds(loop, chunked, [y], extent=10, chunk=8) == pytest.approx(expected)
+    assert TimeModel(g, {}, t).loop_seconds(loop, dict(chunked), [y], extent=10, chunk=8) == pytest.approx(expected)
 
 
 def test_elementwise_records_run_at_their_own_measured_rate():

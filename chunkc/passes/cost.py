@@ -32,9 +32,7 @@ is a view) and the bytes of its values, by a *kernel model*:
 * a chunk loop adds, per iteration, its bookkeeping, a view of every sliced
   input and the copy of each output chunk into its buffer; a region input
   sliced along an axis that is not the outermost is a strided view that
-  kernels often copy first (the paper's "micro" cost); and when an iteration's
-  fresh outputs are more than twice the largest block the allocator keeps on its
-  heap, the pages glibc gives back between iterations are touched anew.
+  kernels often copy first (the paper's "micro" cost).
 
 Two kernel models come with chunkc:
 
@@ -127,11 +125,6 @@ class Kernels(Protocol):
         """Tensor sizes (bytes) at which the cost per byte changes: chunks that keep every loop
         tensor within one are worth pricing."""
 
-    def heap_returned_seconds(self, fresh: float, largest: float) -> float:
-        """What a loop iteration that allocates ``fresh`` bytes of outputs, the largest of
-        ``largest`` bytes, pays because the allocator returns memory to the system between
-        iterations (see :meth:`KernelTable.heap_returned_seconds`)."""
-
 
 @dataclass(frozen=True)
 class Machine:
@@ -176,9 +169,6 @@ class Machine:
 
     def size_classes(self) -> tuple[int, ...]:
         return tuple(limit for limit, _ in self.cache_tiers)
-
-    def heap_returned_seconds(self, fresh: float, largest: float) -> float:
-        return 0.0
 
     def cold_share(self, iteration_bytes: float) -> float:
         return 0.0  # the constants do not price operands
@@ -276,29 +266,6 @@ class KernelTable:
             return 0.0
         cost = _interpolate(self.edge, iteration_bytes)
         return min(1.0, max(0.0, math.log(cost / low) / math.log(high / low)))
-
-    @functools.cached_property
-    def _heap_bytes(self) -> float:
-        fault = self.alloc[-1][1] / self.alloc[-1][0]
-        heap = [s for s, a in self.alloc if a < 0.1 * fault * s]
-        return heap[-1] if heap else 0.0
-
-    def heap_bytes(self) -> float:
-        """The largest measured fresh output the allocator serves from its heap (reused, costing
-        next to nothing): those beyond cost their pages' first touch, a tenth of that or more."""
-        return self._heap_bytes
-
-    def heap_returned_seconds(self, fresh: float, largest: float) -> float:
-        """glibc gives back the free top of its heap once it exceeds twice its (dynamic) mmap
-        threshold, which grows to the largest block it serves from the heap: a loop iteration
-        whose fresh outputs exceed that finds part of its heap returned at the next iteration and
-        touches those pages anew — about its largest output's worth per iteration (measured on
-        GPT-2's chunk loops: 30 MB chunks of attention scores), at the rate of an mmap-served output."""
-        heap = self.heap_bytes()
-        if not heap or fresh <= 2 * heap:
-            return 0.0
-        largest_size, seconds = self.alloc[-1]
-        return max(0.0, seconds) * largest / largest_size
 
     def gemm_rate(self, rows: float | None) -> float:
         return _interpolate(self.gemm, math.inf if rows is None else max(rows, 1.0))
@@ -537,7 +504,9 @@ class TimeModel:
         self._rows_cache: dict[tuple[int, int], float | None] = {}
         self._call_cache: dict[tuple, float] = {}  # see _call_seconds
         self._priced_cache: dict[tuple, float] = {}  # see _priced
-        self._iteration_cache: dict[tuple, tuple] = {}  # see _iteration
+        self._body_cache: dict[tuple, tuple] = {}  # see _body
+        self._peak_cache: dict[tuple, float] = {}  # see _loop_peak
+        self._cold_cache: dict[float, float] = {}  # see _cold_share
         self.size_classes = tuple(self.machine.size_classes())  # asked once: chunk_options needs them per region
 
     def _facts(self, node: Node, flops: int) -> _NodeFacts:
@@ -589,20 +558,51 @@ class TimeModel:
         outputs of a long body do not all add up.  The more it is, the more of an operand read in
         one iteration is gone from the caches by the next (a loop invariant such as a weight or an
         attention's keys): the machine's ``cold_share``."""
-        scaled, fixed, _, _ = self._iteration(loop, chunked)
+        *_, scaled, fixed = self._body(loop, chunked)
         return share * scaled + fixed
 
-    def _iteration(self, loop: Sequence[int], chunked: Mapping[Value, tuple[int, int]]) -> tuple[float, ...]:
-        """(bytes of :meth:`iteration_bytes` that scale with the chunk, those that do not, bytes of
-        the fresh outputs of the whole loop's nodes, the largest of them); what depends on the loop
-        alone is remembered."""
-        key = tuple(loop)
-        parts = self._iteration_cache.get(key)
-        if parts is None:
+    def _body(self, loop: Sequence[int], chunked: Mapping[Value, tuple[int, int]]) -> tuple:
+        """What pricing a loop at any chunk needs of its nodes and ``chunked``, found once per loop
+        and chunking (the selection prices each candidate at several chunks, and its loop's nodes
+        again in other candidates): per node (schedule index, which inputs are sliced, its
+        product's rows when whole (:meth:`_rows`), whether its output is chunked along its last
+        axis, whether it is a contraction), views apart (the seconds of one call of them all, the
+        same on any chunk); how many region inputs are sliced (viewed each
+        iteration) and those of them that are strided; and :meth:`iteration_bytes` as the bytes
+        that scale with the chunk and those that do not."""
+        key = (id(chunked), tuple(loop))
+        found = self._body_cache.get(key)
+        if found is not None and found[0] is chunked:
+            return found[1]
+        nodes = self.graph.nodes
+        inside = {nodes[i] for i in loop}
+        peak = self._loop_peak(tuple(loop), inside)
+        read = {v: None for i in loop for v in nodes[i].inputs if v.producer not in inside}
+        scaled = peak + sum(self.nbytes[v] for v in read if v in chunked)
+        fixed = float(sum(self.nbytes[v] for v in read if v not in chunked))
+        body, views = [], 0.0
+        for i in loop:
+            node = nodes[i]
+            if self.facts[i].kind == VIEW and not self.facts[i].flops:
+                views += self.times[i]  # a view costs the same on any chunk: summed once
+                continue
+            out = node.outputs[0] if node.outputs else None
+            body.append((i, tuple([v in chunked for v in node.inputs]), self._rows(i, chunked),
+                         out in chunked and chunked[out][0] == out.rank - 1, self.facts[i].kind == CONTRACTION))
+        sliced = tuple(v for v in chunked if v.producer not in inside)
+        # sliced along an axis that is not the outermost: a strided view, often copied
+        strided = tuple(v for v in sliced if any(not (isinstance(s, int) and s == 1) for s in v.shape[:chunked[v][0]]))
+        parts = (tuple(body), views, len(sliced), strided, scaled, fixed)
+        self._body_cache[key] = (chunked, parts)  # keeps ``chunked`` alive: its id is not reused
+        return parts
+
+    def _loop_peak(self, loop: tuple[int, ...], inside: set[Node]) -> float:
+        """The most a loop's own values (views excepted) hold at once, whole (see
+        :meth:`iteration_bytes`), remembered per loop."""
+        peak = self._peak_cache.get(loop)
+        if peak is None:
             nodes = self.graph.nodes
-            inside = {nodes[i] for i in loop}
-            read = tuple({v: None for i in loop for v in nodes[i].inputs if v.producer not in inside})
-            last = {}  # loop value -> its last reader in the loop (its producer when none)
+            last = {}  # loop value -> its last reader in the loop
             for k, i in enumerate(loop):
                 for v in nodes[i].inputs:
                     if v.producer in inside:
@@ -616,12 +616,15 @@ class TimeModel:
                     if last.get(v) == k and self.facts[self.position[v.producer]].kind != VIEW:
                         live -= self.nbytes[v]
                         last.pop(v)
-            made = [self.out_bytes[i] for i in loop if self.facts[i].kind != VIEW]
-            parts = self._iteration_cache[key] = (peak, read, sum(made), max(made, default=0.0))
-        peak, read, fresh, largest = parts
-        sliced = sum(self.nbytes[v] for v in read if v in chunked)
-        whole = sum(self.nbytes[v] for v in read if v not in chunked)
-        return peak + sliced, whole, fresh, largest
+            self._peak_cache[loop] = peak
+        return peak
+
+    def _cold_share(self, iteration_bytes: float) -> float:
+        """The machine's cold share at ``iteration_bytes``, to two places (a key of the call cache)."""
+        share = self._cold_cache.get(iteration_bytes)
+        if share is None:
+            share = self._cold_cache[iteration_bytes] = round(self.machine.cold_share(iteration_bytes), 2)
+        return share
 
     def _rows(self, i: int, chunked: Mapping[Value, tuple[int, int]]) -> float | None:
         """Rows of node ``i``'s matrix product when its output is whole, if chunking its output
@@ -665,30 +668,21 @@ class TimeModel:
         full, rest = divmod(extent, chunk)
         parts = [(full, chunk / extent)] + ([(1, rest / extent)] if rest else [])
         iterations = full + (1 if rest else 0)
-        loop_nodes = {self.graph.nodes[i] for i in loop}
-        total = 0.0
-        nodes = self.graph.nodes
-        scaled, fixed, fresh, largest = self._iteration(loop, chunked)
-        cold = [round(m.cold_share(share * scaled + fixed), 2) for _, share in parts]
-        if fresh:
-            total += sum(count * m.heap_returned_seconds(share * fresh, share * largest) for count, share in parts)
-        for i in loop:
-            node = nodes[i]
-            rows = self._rows(i, chunked)
-            grow = _overlap(node, chunked, halos, chunk) if halos else 1.0
-            sliced_inputs = tuple([v in chunked for v in node.inputs])
-            out = node.outputs[0] if node.outputs else None
-            last_axis = out in chunked and chunked[out][0] == out.rank - 1
+        body, views, sliced, strided, scaled, fixed = self._body(loop, chunked)
+        cold = [self._cold_share(share * scaled + fixed) for _, share in parts]
+        total = iterations * views
+        cache, call = self._call_cache, self._call_seconds
+        for i, sliced_inputs, rows, last_axis, contraction in body:
+            grow = _overlap(self.graph.nodes[i], chunked, halos, chunk) if halos else 1.0
             for (count, share), evicted in zip(parts, cold):
                 share = min(1.0, share * grow)
-                total += count * self._call_seconds(i, sliced_inputs, share, None if rows is None else rows * share,
-                                                    last_axis, evicted)
-        sliced = [v for v in chunked if v.producer not in loop_nodes]  # region inputs, viewed each iteration
-        total += iterations * (m.iteration_s + len(sliced) * m.slice_s)
-        for v in sliced:
-            axis = chunked[v][0]
-            if any(not (isinstance(s, int) and s == 1) for s in v.shape[:axis]):
-                total += self._priced("copy", v, self.nbytes[v])  # a strided slice is often copied
+                args = (i, sliced_inputs, share, None if rows is None else rows * share, last_axis,
+                        evicted if contraction else 1.0)
+                t = cache.get(args)  # _call_seconds's own cache, asked here first: the selection's inner loop
+                total += count * (call(*args) if t is None else t)
+        total += iterations * (m.iteration_s + sliced * m.slice_s)
+        for v in strided:
+            total += self._priced("copy", v, self.nbytes[v])
         for v in outputs:
             if v in accumulators:  # a pointwise merge in place: reads two, writes one
                 total += (iterations - 1) * self._priced("merge", v, self.nbytes[v])

@@ -79,6 +79,7 @@ class SearchSpace:
         self.times = TimeModel(graph, sizes, options.machine, options.backend, options.device)
         self._walk_cache: dict[tuple[int, int, bool], list[Candidate]] = {}
         self._time_cache: dict[tuple[int, int], float] = {}
+        self._best_cache: dict[tuple[int, int], tuple[int, float]] = {}  # (id(cand), largest) -> best_chunk
         self._tier: dict[tuple[int, int], int | None] = {}  # (candidate, chunk) -> cache tier it fits
         self._memory_cache: dict[int, RegionMemory] = {}
         self.regions_seen: set[int] = set()  # candidates priced (to say how wide a search was)
@@ -147,6 +148,9 @@ class SearchSpace:
 
     def best_chunk(self, cand: Candidate, largest: int) -> tuple[int, float]:
         """The cheapest chunk no larger than ``largest`` (balanced: equal iterations), and its cost."""
+        known = self._best_cache.get((id(cand), largest))  # asked again in every stage that reaches cand
+        if known is not None:
+            return known
         extent = evaluate(cand.extent, self.sizes)
         best = None
         for cap, tier in self.times.chunk_options(cand, largest):
@@ -155,7 +159,8 @@ class SearchSpace:
             if best is None or cost < best[1]:
                 best = (chunk, cost, tier)
         self._tier[(id(cand), best[0])] = best[2]
-        return best[0], best[1]
+        self._best_cache[(id(cand), largest)] = best[:2]
+        return best[:2]
 
     def overhead(self, cand: Candidate, chunk: int) -> float:
         key = (id(cand), chunk)
