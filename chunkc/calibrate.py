@@ -417,7 +417,7 @@ def describe(table: KernelTable) -> list[str]:
         lines.append(f"product output ps per byte by size{name}: "
                      + ", ".join(f"{_size(s)} {c * 1e12:.0f}" for s, c in curve))
     lines.append(f"product operands ps per byte: {table.operand_warm_s * 1e12:.0f} in cache, "
-                 f"{table.operand_cold_s * 1e12:.0f} from memory")
+                 f"{table.operand_cold_s * 1e12:.0f} from memory; heap blocks up to {_size(table.heap_bytes())}")
     lines.append("share of product operands cold by loop iteration bytes: "
                  + ", ".join(f"{_size(s)} {table.cold_share(s):.2f}" for s, _ in table.edge[::4]))
     if table.pointwise_rates:

@@ -409,6 +409,17 @@ def test_a_loop_prices_its_views_once_per_iteration_and_its_kernels_on_each_chun
     assert TimeModel(g, {}, t).loop_seconds(loop, dict(chunked), [y], extent=10, chunk=8) == pytest.approx(expected)
 
 
+def test_a_loop_whose_fresh_outputs_outgrow_the_heap_pays_page_faults_each_iteration():
+    """The synthetic table keeps blocks up to 32 MiB on the heap and touches fresh pages at
+    1 ms per 64 MiB beyond: an iteration allocating more than twice that pays its largest
+    output's pages once."""
+    t = synthetic_table()
+    assert t.heap_bytes() == float(32 << 20)
+    assert t.heap_returned_seconds(float(60 << 20), float(30 << 20)) == 0.0
+    assert t.heap_returned_seconds(float(80 << 20), float(30 << 20)) == pytest.approx(1e-3 * 30 / 64)
+    assert Machine().heap_returned_seconds(1e12, 1e12) == 0.0
+
+
 def test_elementwise_records_run_at_their_own_measured_rate():
     t = synthetic_table(pointwise_rates=(("softmax", 8e9),))
     assert t.seconds(Work(POINTWISE, 8e3, 0.0, 0.0, op="softmax")) == pytest.approx(1e-6 + 1e-6)

@@ -32,7 +32,9 @@ is a view) and the bytes of its values, by a *kernel model*:
 * a chunk loop adds, per iteration, its bookkeeping, a view of every sliced
   input and the copy of each output chunk into its buffer; a region input
   sliced along an axis that is not the outermost is a strided view that
-  kernels often copy first (the paper's "micro" cost).
+  kernels often copy first (the paper's "micro" cost); and when an iteration's
+  fresh outputs exceed twice the largest block the allocator keeps on its
+  heap, the pages glibc gives back between iterations are touched anew.
 
 Two kernel models come with chunkc:
 
@@ -126,6 +128,12 @@ class Kernels(Protocol):
         tensor within one are worth pricing."""
 
 
+    def heap_returned_seconds(self, fresh: float, largest: float) -> float:
+        """What a loop iteration that allocates ``fresh`` bytes of outputs, the largest of
+        ``largest`` bytes, pays because the allocator returns memory to the system between
+        iterations (see :meth:`KernelTable.heap_returned_seconds`)."""
+
+
 @dataclass(frozen=True)
 class Machine:
     """Hand-set constants of a CPU running PyTorch eagerly: they rank candidates, they do
@@ -169,6 +177,9 @@ class Machine:
 
     def size_classes(self) -> tuple[int, ...]:
         return tuple(limit for limit, _ in self.cache_tiers)
+
+    def heap_returned_seconds(self, fresh: float, largest: float) -> float:
+        return 0.0
 
     def cold_share(self, iteration_bytes: float) -> float:
         return 0.0  # the constants do not price operands
@@ -266,6 +277,29 @@ class KernelTable:
             return 0.0
         cost = _interpolate(self.edge, iteration_bytes)
         return min(1.0, max(0.0, math.log(cost / low) / math.log(high / low)))
+
+    @functools.cached_property
+    def _heap_bytes(self) -> float:
+        fault = self.alloc[-1][1] / self.alloc[-1][0]
+        heap = [s for s, a in self.alloc if a < 0.1 * fault * s]
+        return heap[-1] if heap else 0.0
+
+    def heap_bytes(self) -> float:
+        """The largest measured fresh output the allocator serves from its heap (reused, costing
+        next to nothing): those beyond cost their pages' first touch, a tenth of that or more."""
+        return self._heap_bytes
+
+    def heap_returned_seconds(self, fresh: float, largest: float) -> float:
+        """glibc gives back the free top of its heap once it exceeds twice its (dynamic) mmap
+        threshold, which grows to the largest block it serves from the heap: a loop iteration
+        whose fresh outputs exceed that finds part of its heap returned at the next iteration and
+        touches those pages anew — about its largest output's worth per iteration (measured on
+        GPT-2's chunk loops: 30 MB chunks of attention scores), at the rate of an mmap-served output."""
+        heap = self.heap_bytes()
+        if not heap or fresh <= 2 * heap:
+            return 0.0
+        largest_size, seconds = self.alloc[-1]
+        return max(0.0, seconds) * largest / largest_size
 
     def gemm_rate(self, rows: float | None) -> float:
         return _interpolate(self.gemm, math.inf if rows is None else max(rows, 1.0))
@@ -558,7 +592,7 @@ class TimeModel:
         outputs of a long body do not all add up.  The more it is, the more of an operand read in
         one iteration is gone from the caches by the next (a loop invariant such as a weight or an
         attention's keys): the machine's ``cold_share``."""
-        *_, scaled, fixed = self._body(loop, chunked)
+        _, _, _, _, scaled, fixed, _, _ = self._body(loop, chunked)
         return share * scaled + fixed
 
     def _body(self, loop: Sequence[int], chunked: Mapping[Value, tuple[int, int]]) -> tuple:
@@ -568,8 +602,9 @@ class TimeModel:
         product's rows when whole (:meth:`_rows`), whether its output is chunked along its last
         axis, whether it is a contraction), views apart (the seconds of one call of them all, the
         same on any chunk); how many region inputs are sliced (viewed each
-        iteration) and those of them that are strided; and :meth:`iteration_bytes` as the bytes
-        that scale with the chunk and those that do not."""
+        iteration) and those of them that are strided; :meth:`iteration_bytes` as the bytes
+        that scale with the chunk and those that do not; and the bytes of the fresh outputs of
+        the whole loop's nodes and the largest of them (``heap_returned_seconds``)."""
         key = (id(chunked), tuple(loop))
         found = self._body_cache.get(key)
         if found is not None and found[0] is chunked:
@@ -580,6 +615,7 @@ class TimeModel:
         read = {v: None for i in loop for v in nodes[i].inputs if v.producer not in inside}
         scaled = peak + sum(self.nbytes[v] for v in read if v in chunked)
         fixed = float(sum(self.nbytes[v] for v in read if v not in chunked))
+        made = [self.out_bytes[i] for i in loop if self.facts[i].kind != VIEW]
         body, views = [], 0.0
         for i in loop:
             node = nodes[i]
@@ -592,7 +628,7 @@ class TimeModel:
         sliced = tuple(v for v in chunked if v.producer not in inside)
         # sliced along an axis that is not the outermost: a strided view, often copied
         strided = tuple(v for v in sliced if any(not (isinstance(s, int) and s == 1) for s in v.shape[:chunked[v][0]]))
-        parts = (tuple(body), views, len(sliced), strided, scaled, fixed)
+        parts = (tuple(body), views, len(sliced), strided, scaled, fixed, sum(made), max(made, default=0.0))
         self._body_cache[key] = (chunked, parts)  # keeps ``chunked`` alive: its id is not reused
         return parts
 
@@ -668,9 +704,11 @@ class TimeModel:
         full, rest = divmod(extent, chunk)
         parts = [(full, chunk / extent)] + ([(1, rest / extent)] if rest else [])
         iterations = full + (1 if rest else 0)
-        body, views, sliced, strided, scaled, fixed = self._body(loop, chunked)
+        body, views, sliced, strided, scaled, fixed, fresh, largest = self._body(loop, chunked)
         cold = [self._cold_share(share * scaled + fixed) for _, share in parts]
         total = iterations * views
+        if fresh:
+            total += sum(count * m.heap_returned_seconds(share * fresh, share * largest) for count, share in parts)
         cache, call = self._call_cache, self._call_seconds
         for i, sliced_inputs, rows, last_axis, contraction in body:
             grow = _overlap(self.graph.nodes[i], chunked, halos, chunk) if halos else 1.0
