@@ -64,6 +64,16 @@ class State:
     def __post_init__(self):
         self.peak_index = int(np.argmax(self.during)) if len(self.during) else 0
         self.peak_bytes = int(self.during[self.peak_index]) if len(self.during) else 0
+        self._outside = None
+
+    def outside(self, start: int, end: int) -> int:
+        """The highest step before ``start`` or after ``end`` (0 where there is none), from the
+        running maxima made once per state: the selection asks it of every candidate."""
+        if self._outside is None:
+            self._outside = (np.maximum.accumulate(self.during).tolist(),
+                             np.maximum.accumulate(self.during[::-1])[::-1].tolist())
+        left, right = self._outside
+        return max(left[start - 1] if start > 0 else 0, right[end + 1] if end + 1 < len(right) else 0)
 
 
 class SearchSpace:
@@ -171,10 +181,7 @@ class SearchSpace:
 
     def outside_peak(self, state: State, cand: Candidate) -> int:
         """The highest step of ``state`` outside ``cand``'s span."""
-        during = state.during
-        left = int(during[: cand.start].max()) if cand.start > 0 else 0
-        right = int(during[cand.end + 1:].max()) if cand.end + 1 < len(during) else 0
-        return max(left, right)
+        return state.outside(cand.start, cand.end)
 
     def child(self, state: State, cand: Candidate, chunk: int, cost: float) -> State:
         """``state`` with ``cand`` chunked by ``chunk`` (its total extra seconds ``cost``)."""
