@@ -710,14 +710,16 @@ class TimeModel:
         if fresh:
             total += sum(count * m.heap_returned_seconds(share * fresh, share * largest) for count, share in parts)
         cache, call = self._call_cache, self._call_seconds
-        for i, sliced_inputs, rows, last_axis, contraction in body:
-            grow = _overlap(self.graph.nodes[i], chunked, halos, chunk) if halos else 1.0
-            for (count, share), evicted in zip(parts, cold):
-                share = min(1.0, share * grow)
-                args = (i, sliced_inputs, share, None if rows is None else rows * share, last_axis,
+        nodes = self.graph.nodes
+        for (count, share), evicted in zip(parts, cold):
+            calls = 0.0  # one iteration's calls (the selection's inner loop: _call_seconds's cache asked here first)
+            for i, sliced_inputs, rows, last_axis, contraction in body:
+                grown = min(1.0, share * _overlap(nodes[i], chunked, halos, chunk)) if halos else share
+                args = (i, sliced_inputs, grown, None if rows is None else rows * grown, last_axis,
                         evicted if contraction else 1.0)
-                t = cache.get(args)  # _call_seconds's own cache, asked here first: the selection's inner loop
-                total += count * (call(*args) if t is None else t)
+                t = cache.get(args)
+                calls += call(*args) if t is None else t
+            total += count * calls
         total += iterations * (m.iteration_s + sliced * m.slice_s)
         for v in strided:
             total += self._priced("copy", v, self.nbytes[v])
