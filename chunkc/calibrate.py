@@ -1,6 +1,6 @@
 """Measure this machine's kernel table for the cost model (PyTorch backend, CPU).
 
-    python -m chunkc.calibrate               # at torch's thread count; about a quarter of a minute
+    python -m chunkc.calibrate               # at torch's thread count; about 7 s of CPU time
     python -m chunkc.calibrate --threads 1   # the benchmarks time with one thread
     python -m chunkc.calibrate --show        # print the cached table, measure nothing
 
@@ -30,7 +30,22 @@ the samples; see :func:`_seconds`):
   (attention scores over heads of 8 to 64) the stores cost more than the arithmetic, and several
   times a streaming kernel's per byte once the output leaves the caches;
   ``product_out_unaligned``: the same with B 8 x 1025, rows that are not whole cache lines (an
-  attention over 2305 tokens), whose stores cost about twice as much again out of cache.
+  attention over 2305 tokens), whose stores cost about twice as much again out of cache;
+* ``operand_warm_s``, ``operand_cold_s``: a product repacks its operands at every call, and on
+  few rows (a chunk) that costs as much as a fifth of its arithmetic when the operands come from
+  memory: three products on 64 rows (a linear layer's, an attention's scores and its weighted sum,
+  :data:`OPERAND_PRODUCTS`), called again at once (warm) and after writing
+  :data:`EVICT_BYTES` (cold), seconds per operand byte beyond the ``gemm`` and ``product_out``
+  curves (the median of the three);
+* ``edge``: the ``stream`` kernel again, every quarter octave from 1 to 64 MiB
+  (:data:`EDGE_BYTES`), where the last cache level ends: how far its cost per byte has moved from
+  its in-cache end to its in-memory end (on a log scale) at a loop iteration's bytes is the share
+  of the iteration's product operands priced cold (``KernelTable.cold_share``);
+* ``pointwise_rates``: one exponential's rate does not fit every elementwise kernel (softmax
+  vectorizes its exponentials and runs 1.6 times as many of the FLOPs its record counts per
+  second; tanh a third as many): every op record counting at least
+  :data:`HEAVY_FLOPS_PER_ELEMENT` FLOPs an element that runs on one float32 vector is timed
+  through its own generated PyTorch code on :data:`POINTWISE_ELEMENTS` elements in cache.
 
 Each curve is then made monotone (:func:`monotone`): per byte, costs grow with size;
 per FLOP, a product with more rows is never slower.
@@ -54,6 +69,10 @@ from .passes.cost import KernelTable, find_table, machine_name, table_key, table
 # 4 KiB .. 256 MiB of output, with points just below glibc's largest mmap threshold (32 MiB),
 # where fresh outputs turn from reused heap into page faults
 STREAM_BYTES = tuple(sorted({4096 << k for k in range(17)} | {24 << 20, 31 << 20}))
+# every quarter octave from 1 to 64 MiB: where the last cache level ends (KernelTable.edge); kept apart
+# from the stream curve, whose octave steps give the selection its size classes
+EDGE_BYTES = tuple(int(round((1 << 20) * 2 ** (q / 4) / 4096)) * 4096 for q in range(25))
+QUICK_EDGE_BYTES = EDGE_BYTES[::4]
 QUICK_STREAM_BYTES = tuple(4096 << k for k in (0, 4, 8, 12, 14))  # 4 KiB .. 64 MiB: cache and mmap steps
 GEMM_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 QUICK_GEMM_ROWS = (1, 16, 256)
@@ -62,6 +81,12 @@ PRODUCT_OUT_INNER = 8  # the product_out curves: A rows x 8, B 8 x columns
 PRODUCT_OUT_COLUMNS, PRODUCT_OUT_UNALIGNED_COLUMNS = 1024, 1025  # rows of 4096 bytes, of 4100
 PRODUCT_OUT_ROWS = tuple(16 << k for k in range(11))  # outputs of 64 KiB .. 64 MiB
 QUICK_PRODUCT_OUT_ROWS = (16, 256, 8192)  # 64 KiB, 1 MiB, 32 MiB
+# products timed for the price of their operands (operand_warm_s, operand_cold_s): a linear layer on
+# 64 rows, an attention's scores (an inner dimension of 64) and its weighted sum (64 output columns)
+OPERAND_PRODUCTS = (((64, 256), (256, 1024)), ((4, 64, 64), (4, 64, 2048)), ((4, 64, 2048), (4, 2048, 64)))
+EVICT_BYTES = 256 << 20  # written between the timed calls: larger than the last cache level of a server CPU
+POINTWISE_ELEMENTS = 64 * 1024  # 256 KiB of float32: in cache
+HEAVY_FLOPS_PER_ELEMENT = 4  # records counting this many FLOPs an element or more get a rate of their own
 
 
 # This thread's CPU time (user and system, page faults included): on a machine shared with other
@@ -181,11 +206,16 @@ def measure_table(threads: int | None = None, quick: bool = False, samples: int 
         ladder = QUICK_PRODUCT_OUT_ROWS if quick else PRODUCT_OUT_ROWS
         product_out = _product_out(gemm, call_s, PRODUCT_OUT_COLUMNS, ladder, samples, say)
         product_out_unaligned = _product_out(gemm, call_s, PRODUCT_OUT_UNALIGNED_COLUMNS, ladder, samples, say)
+        stream = monotone(stream)
+        operand_warm, operand_cold = _operand_seconds(gemm, monotone(product_out), call_s, samples, quick, say)
+        rates = _pointwise_rates(call_s, samples, say)
 
     return KernelTable(
         key=table_key(threads), call_s=call_s, view_s=view_s, iteration_s=iteration_s,
-        stream=monotone(stream), alloc=monotone(alloc), pointwise_flops_per_s=pointwise, gemm=gemm,
+        stream=stream, alloc=monotone(alloc), pointwise_flops_per_s=pointwise, gemm=gemm,
         product_out=monotone(product_out), product_out_unaligned=monotone(product_out_unaligned),
+        operand_warm_s=operand_warm, operand_cold_s=operand_cold, pointwise_rates=rates,
+        edge=_edge_stream(QUICK_EDGE_BYTES if quick else EDGE_BYTES, into_s, samples, say),
         created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         notes=f"{machine_name()}; torch {torch.__version__}, {threads} thread(s)" + ("; quick" if quick else ""))
 
@@ -215,6 +245,125 @@ def _product_out(gemm: Sequence[tuple[float, float]], call_s: float, columns: in
             "beyond the arithmetic")
         del a, out
     return curve
+
+
+def _cold_seconds(run: Callable[[], None], evict: Callable[[], None], samples: int) -> float:
+    """Seconds of one call of ``run`` right after ``evict`` (untimed) has pushed its operands out
+    of the caches: the lower quartile of ``samples`` calls (CPU time, see :data:`CLOCK`)."""
+    found = []
+    for k in range(samples + 1):
+        evict()
+        t0 = CLOCK()
+        run()
+        if k:
+            found.append(CLOCK() - t0)
+    return statistics.quantiles(found, n=4)[0] if len(found) > 1 else found[0]
+
+
+def _operand_seconds(gemm: Sequence[tuple[float, float]], product_out: Sequence[tuple[float, float]],
+                     call_s: float, samples: int, quick: bool, say: Callable[[str], None]) -> tuple[float, float]:
+    """Seconds per operand byte that a matrix product spends beyond the ``gemm`` curve (a small
+    operand in cache) and its stores (``product_out``), (called again at once: warm, after an
+    eviction: cold): the medians over :data:`OPERAND_PRODUCTS` (a linear layer's, an attention's two
+    products, on 64 rows) of (time - the curves' time) / operand bytes."""
+    import torch
+
+    from .passes.cost import _interpolate
+    evict_buffer = torch.empty(EVICT_BYTES // 4)
+
+    def evict():
+        evict_buffer.add_(1.0)
+    warm_found, found = [], []
+    for a_shape, b_shape in (OPERAND_PRODUCTS[:1] if quick else OPERAND_PRODUCTS):
+        a, b = torch.rand(*a_shape), torch.rand(*b_shape)
+        out = torch.matmul(a, b)
+        flops = 2.0 * a.numel() * b_shape[-1]
+        written = float(out.numel() * out.element_size())
+        warm = call_s + flops / _interpolate(gemm, float(a_shape[-2])) + written * _interpolate(product_out, written)
+        def product():
+            torch.matmul(a, b, out=out)
+        t_warm = _seconds_per_call(product, _calls_for(warm), samples)
+        t = _cold_seconds(product, evict, samples)
+        operands = float((a.numel() + b.numel()) * a.element_size())
+        warm_found.append(max(0.0, t_warm - warm) / operands)
+        found.append(max(0.0, t - warm) / operands)
+        say(f"product {tuple(a_shape)} @ {tuple(b_shape)}: {warm * 1e3:.3f} ms by the curves, {t_warm * 1e3:.3f} ms "
+            f"again at once, {t * 1e3:.3f} ms from memory: {warm_found[-1] * 1e12:.0f} and {found[-1] * 1e12:.0f} "
+            "ps per operand byte")
+    del evict_buffer
+    return statistics.median(warm_found), statistics.median(found)
+
+
+def _edge_stream(ladder: Sequence[int], into_s: float, samples: int,
+                 say: Callable[[str], None]) -> tuple[tuple[float, float], ...]:
+    """(bytes a tensor, seconds per byte moved) of ``torch.add(a, b, out=c)`` on the ``ladder``
+    of sizes, made monotone: the stream curve, finer, where the last cache level ends."""
+    import torch
+
+    curve = []
+    for nbytes in ladder:
+        n = nbytes // 4
+        a, b, c = torch.rand(n), torch.rand(n), torch.empty(n)
+
+        def into():
+            torch.add(a, b, out=c)
+        t = _seconds_per_call(into, _calls_for(12 * nbytes / 4e9), max(3, samples // 2))
+        curve.append((float(nbytes), max(t - into_s, 1e-3 * t) / (3 * nbytes)))
+        del a, b, c
+    curve = monotone(curve)
+    say("stream GB/s at the cache's edge: " + ", ".join(f"{s / 2**20:.2f}M {1 / c / 1e9:.1f}" for s, c in curve))
+    return curve
+
+
+def _pointwise_rates(call_s: float, samples: int,
+                     say: Callable[[str], None]) -> tuple[tuple[str, float], ...]:
+    """(op record, FLOPs per second) of every record whose kernel does at least
+    :data:`HEAVY_FLOPS_PER_ELEMENT` FLOPs an element by its record's count (exponentials, tanh,
+    softmax...) and runs on one float32 vector with default attributes: each timed in cache on
+    :data:`POINTWISE_ELEMENTS` elements through the generated PyTorch code.  One exponential's rate
+    does not fit them all: a softmax kernel vectorizes its exponentials, a tanh costs three of them."""
+    import torch  # noqa: F401
+
+    found = []
+    for name, program in _heavy_programs():
+        x = 0.5 + 0.4 * torch.rand(POINTWISE_ELEMENTS)  # in every record's domain but acosh's
+        try:
+            program(x)
+        except Exception:  # a record that needs more than one float vector: it keeps the generic rate
+            continue
+        t = _seconds_per_call(lambda: program(x), _calls_for(POINTWISE_ELEMENTS * 2e-9), samples)
+        flops = program.flops
+        found.append((name, flops / max(t - call_s, 1e-3 * t)))
+    say("pointwise GFLOP/s by record: " + ", ".join(f"{n} {r / 1e9:.1f}" for n, r in found))
+    return tuple(found)
+
+
+def _heavy_programs():
+    """(record name, compiled one-node program with its ``flops``) for :func:`_pointwise_rates`."""
+    import chunkc
+    from .ir.registry import all_ops
+    from .ir.sizes import evaluate
+    from .ops import apply
+
+    for name, op in sorted(all_ops().items()):
+        if op.may_alias or op.torch is None:
+            continue
+        graph = chunkc.Graph(f"rate_{name}")
+        try:
+            x = graph.add_input("x", "f32", (POINTWISE_ELEMENTS,))
+            y = apply(name, x, graph=graph)
+            node = y.producer if not isinstance(y, (tuple, list)) else y[0].producer
+            if len(node.inputs) != 1 or len(node.outputs) != 1:
+                continue
+            flops = evaluate(node.flops(), {})
+            if flops < HEAVY_FLOPS_PER_ELEMENT * POINTWISE_ELEMENTS:
+                continue
+            graph.set_outputs(y)
+            program = chunkc.compile(graph, backend="torch")
+        except Exception:  # required attributes, another dtype, a second input: not measured
+            continue
+        program.flops = float(flops)
+        yield name, program
 
 
 def monotone(curve: list[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
@@ -267,6 +416,13 @@ def describe(table: KernelTable) -> list[str]:
     for name, curve in (("", table.product_out), (", rows not whole cache lines", table.product_out_unaligned)):
         lines.append(f"product output ps per byte by size{name}: "
                      + ", ".join(f"{_size(s)} {c * 1e12:.0f}" for s, c in curve))
+    lines.append(f"product operands ps per byte: {table.operand_warm_s * 1e12:.0f} in cache, "
+                 f"{table.operand_cold_s * 1e12:.0f} from memory; heap blocks up to {_size(table.heap_bytes())}")
+    lines.append("share of product operands cold by loop iteration bytes: "
+                 + ", ".join(f"{_size(s)} {table.cold_share(s):.2f}" for s, _ in table.edge[::4]))
+    if table.pointwise_rates:
+        lines.append("pointwise GFLOP/s by op record: "
+                     + ", ".join(f"{name} {rate / 1e9:.1f}" for name, rate in table.pointwise_rates))
     return lines
 
 

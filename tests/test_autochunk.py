@@ -318,3 +318,38 @@ def test_the_values_held_whole_at_the_peak_leave_out_slices_and_workspace():
     whole = {k.removesuffix(" [buffer]"): b for k, b in report.live_at_peak.items()
              if not k.endswith(" [chunk]") and not k.startswith("workspace of ")}
     assert report.whole_at_peak == whole
+
+
+class _RecordsCollector:
+    """The default beam selection, noting whether the cyclic garbage collector runs while it searches."""
+
+    def __init__(self, fail: bool = False):
+        self.seen: list[bool] = []
+        self.fail = fail
+
+    def select(self, space, target, progress=None, start=None):
+        import gc
+        self.seen.append(gc.isenabled())
+        if self.fail:
+            raise RuntimeError("selector failed")
+        from chunkc.passes.selection import BeamSelector
+        return BeamSelector().select(space, target, progress, start)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_collector_is_paused_during_the_search_and_restored(enabled):
+    import gc
+    g = transformer(layers=2)
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        selector = _RecordsCollector()
+        plan = chunkc.autochunk(g, 0.3, sizes={"L": 192}, selector=selector, progress=False)
+        assert plan.regions and selector.seen and not any(selector.seen)
+        assert gc.isenabled() == enabled
+        failing = _RecordsCollector(fail=True)
+        with pytest.raises(RuntimeError, match="selector failed"):
+            chunkc.autochunk(g, 0.3, sizes={"L": 192}, selector=failing, progress=False)
+        assert gc.isenabled() == enabled
+    finally:
+        (gc.enable if was else gc.disable)()

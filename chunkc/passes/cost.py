@@ -20,17 +20,29 @@ is a view) and the bytes of its values, by a *kernel model*:
   its stores come on top, per output byte by the output's size and whether its
   rows are whole cache lines (attention scores over heads of 8-64 do few FLOPs
   per element, and out of cache their stores cost more than the arithmetic);
+  and its operands, which it repacks at every call: nearly free in cache, but on
+  a chunk of few rows a fifth of the arithmetic or more when they come from memory
+  — as more of them do the more a loop's iteration touches
+  (:meth:`TimeModel.iteration_bytes` against the stream's slowdown at the cache
+  edge, :meth:`KernelTable.cold_share`: an attention's scores evict the weights and
+  keys the next iteration reads again), and all of them between two whole calls;
+* an elementwise kernel or a reduction: its FLOPs at the rate measured on its own
+  op record's kernel when the table has one (exponentials, tanh, softmax: one
+  exponential's rate does not fit them all), else at an exponential's;
 * a chunk loop adds, per iteration, its bookkeeping, a view of every sliced
   input and the copy of each output chunk into its buffer; a region input
   sliced along an axis that is not the outermost is a strided view that
-  kernels often copy first (the paper's "micro" cost).
+  kernels often copy first (the paper's "micro" cost); and when an iteration's
+  fresh outputs exceed twice the largest block the allocator keeps on its
+  heap, the pages glibc gives back between iterations are touched anew.
 
 Two kernel models come with chunkc:
 
 * :class:`KernelTable` — measured on this machine, for the PyTorch backend:
   ``python -m chunkc.calibrate`` times the fixed per-call costs, a streaming
   kernel, fresh outputs, a pointwise kernel, matrix products and their stores
-  over ladders of sizes (about a quarter of a minute) and caches the table as
+  over ladders of sizes, products on cold operands, and the elementwise kernels of the heavier op
+  records (about 7 s of CPU time) and caches the table as
   JSON in the user's cache directory, keyed by machine, torch version, torch
   threads, the table's format and the allocator's settings in the environment
   (:func:`table_path`).  Times between measured sizes are interpolated.
@@ -48,6 +60,7 @@ the prediction beside the measurement).
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import json
 import math
@@ -84,6 +97,9 @@ class Work:
     rows: float | None = None  # a contraction whose chunk shrinks its rows: rows per call (None: many)
     written: float = 0.0  # bytes of its outputs (a contraction's stores, see KernelTable.product_out)
     aligned: bool = True  # its output's rows are whole cache lines (see CACHE_LINE)
+    operands: float = 0.0  # bytes of a contraction's operands, which it repacks at every call (KernelTable.operand_s)
+    cold: float = 1.0  # the share of those operands that comes from memory, not the caches (evicted since last touched)
+    op: str = ""  # the op record's name: the key of a measured per-record rate (KernelTable.pointwise_rates)
 
 
 class Kernels(Protocol):
@@ -93,6 +109,10 @@ class Kernels(Protocol):
     slice_s: float  # a view of a sliced input, per iteration
     iteration_s: float  # a loop iteration's own statements
     chunk_multiple: int  # chunks are rounded up to a multiple of this many units where the budget allows
+
+    def cold_share(self, iteration_bytes: float) -> float:
+        """The share (0 to 1) of a matrix product's operands that a loop iteration touching
+        ``iteration_bytes`` has evicted from the caches by the time they are read again (Work.cold)."""
 
     def seconds(self, work: Work) -> float:
         """Seconds of one call."""
@@ -106,6 +126,12 @@ class Kernels(Protocol):
     def size_classes(self) -> tuple[int, ...]:
         """Tensor sizes (bytes) at which the cost per byte changes: chunks that keep every loop
         tensor within one are worth pricing."""
+
+
+    def heap_returned_seconds(self, fresh: float, largest: float) -> float:
+        """What a loop iteration that allocates ``fresh`` bytes of outputs, the largest of
+        ``largest`` bytes, pays because the allocator returns memory to the system between
+        iterations (see :meth:`KernelTable.heap_returned_seconds`)."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +178,12 @@ class Machine:
     def size_classes(self) -> tuple[int, ...]:
         return tuple(limit for limit, _ in self.cache_tiers)
 
+    def heap_returned_seconds(self, fresh: float, largest: float) -> float:
+        return 0.0
+
+    def cold_share(self, iteration_bytes: float) -> float:
+        return 0.0  # the constants do not price operands
+
 
 GPU = Machine(flops_per_s=40e12, bytes_per_s=3e12, op_overhead_s=8e-6, min_efficient_rows=1024, cache_tiers=(),
               slice_s=4e-6, iteration_s=4e-6, chunk_multiple=128, label="built-in constants of a GPU")
@@ -173,7 +205,7 @@ def aligned_chunk(chunk: int, largest: int, multiple: int) -> int:
 
 # --------------------------------------------------------------------------- the measured table
 
-TABLE_FORMAT = 3  # part of a table's key: a table of another format is measured anew (2 was never released)
+TABLE_FORMAT = 4  # part of a table's key: a table of another format is measured anew (2 was never released)
 
 
 @dataclass(frozen=True)
@@ -196,6 +228,17 @@ class KernelTable:
     # with rows of whole cache lines and with rows that are not
     product_out: tuple[tuple[float, float], ...]
     product_out_unaligned: tuple[tuple[float, float], ...]
+    # seconds per byte of a matrix product's operands beyond the gemm curve (measured on a small
+    # operand in cache, 256 x 256) and the stores: a product repacks its operands at every call, from
+    # the caches when the program has not touched much since (warm), else from memory (cold)
+    operand_warm_s: float = 0.0
+    operand_cold_s: float = 0.0
+    # (bytes a tensor, seconds per byte moved) of the stream kernel every quarter octave where the last
+    # cache level ends: how much of a loop iteration's data the caches still hold (cold_share)
+    edge: tuple[tuple[float, float], ...] = ()
+    # (op record, FLOPs per second) measured on the record's own kernel in cache (the FLOPs its record
+    # counts); records not in it run at pointwise_flops_per_s
+    pointwise_rates: tuple[tuple[str, float], ...] = ()
     created: str = ""
     notes: str = ""
 
@@ -222,8 +265,52 @@ class KernelTable:
             return max(0.0, seconds) * nbytes / largest
         return max(0.0, _interpolate(self.alloc, nbytes))
 
+    def cold_share(self, iteration_bytes: float) -> float:
+        """How far the stream kernel has slowed from its rate in cache to its rate from memory at a
+        footprint of ``iteration_bytes`` (the footprint that indexes every stream price here), on a
+        log scale of the cost per byte (0: all in cache, 1: all from memory; ``edge``): the share of
+        an iteration's product operands read cold."""
+        if not self.edge:
+            return 1.0
+        low, high = self.edge[0][1], self.edge[-1][1]
+        if high <= low:
+            return 0.0
+        cost = _interpolate(self.edge, iteration_bytes)
+        return min(1.0, max(0.0, math.log(cost / low) / math.log(high / low)))
+
+    @functools.cached_property
+    def _heap_bytes(self) -> float:
+        fault = self.alloc[-1][1] / self.alloc[-1][0]
+        heap = [s for s, a in self.alloc if a < 0.1 * fault * s]
+        return heap[-1] if heap else 0.0
+
+    def heap_bytes(self) -> float:
+        """The largest measured fresh output the allocator serves from its heap (reused, costing
+        next to nothing): those beyond cost their pages' first touch, a tenth of that or more."""
+        return self._heap_bytes
+
+    def heap_returned_seconds(self, fresh: float, largest: float) -> float:
+        """glibc gives back the free top of its heap once it exceeds twice its (dynamic) mmap
+        threshold, which grows to the largest block it serves from the heap: a loop iteration
+        whose fresh outputs exceed that finds part of its heap returned at the next iteration and
+        touches those pages anew — about its largest output's worth per iteration (measured on
+        GPT-2's chunk loops: 30 MB chunks of attention scores), at the rate of an mmap-served output."""
+        heap = self.heap_bytes()
+        if not heap or fresh <= 2 * heap:
+            return 0.0
+        largest_size, seconds = self.alloc[-1]
+        return max(0.0, seconds) * largest / largest_size
+
     def gemm_rate(self, rows: float | None) -> float:
         return _interpolate(self.gemm, math.inf if rows is None else max(rows, 1.0))
+
+    @functools.cached_property
+    def _rates(self) -> dict[str, float]:
+        return dict(self.pointwise_rates)
+
+    def pointwise_rate(self, op: str) -> float:
+        """FLOPs per second of an elementwise or reduction kernel of ``op`` (a record's name)."""
+        return self._rates.get(op, self.pointwise_flops_per_s)
 
     def product_out_seconds(self, nbytes: float, aligned: bool = True) -> float:
         """What a matrix product's ``nbytes`` of output cost beyond its arithmetic: per element a
@@ -237,9 +324,10 @@ class KernelTable:
             return self.view_s
         memory = work.moved * self.per_byte(work.footprint)
         if work.kind == CONTRACTION:
-            compute = work.flops / self.gemm_rate(work.rows) + self.product_out_seconds(work.written, work.aligned)
+            compute = (work.flops / self.gemm_rate(work.rows) + self.product_out_seconds(work.written, work.aligned)
+                       + work.operands * (self.operand_warm_s + work.cold * (self.operand_cold_s - self.operand_warm_s)))
         else:
-            compute = work.flops / self.pointwise_flops_per_s
+            compute = work.flops / self.pointwise_rate(work.op)
         return self.call_s + max(memory, compute) + sum(self.alloc_seconds(b) for b in work.fresh)
 
     def write_seconds(self, nbytes: float) -> float:
@@ -268,10 +356,11 @@ class KernelTable:
             data = json.loads(text)
             if data.pop("format", None) != TABLE_FORMAT:
                 raise ValueError(f"format is not {TABLE_FORMAT}")
-            for curve in ("stream", "alloc", "gemm", "product_out", "product_out_unaligned"):
+            for curve in ("stream", "alloc", "gemm", "product_out", "product_out_unaligned", "edge"):
                 data[curve] = tuple((float(a), float(b)) for a, b in data[curve])
-                if not data[curve] or any(a <= 0 for a, _ in data[curve]):
+                if (not data[curve] and curve != "edge") or any(a <= 0 for a, _ in data[curve]):
                     raise ValueError(f"curve {curve} is empty or has a size <= 0")
+            data["pointwise_rates"] = tuple((str(k), float(v)) for k, v in data["pointwise_rates"])
             table = KernelTable(**data)
         except (ValueError, TypeError, KeyError) as exc:
             raise ChunkcError(f"{where}: not a chunkc kernel table ({exc}); rebuild it with "
@@ -290,9 +379,20 @@ class KernelTable:
         return KernelTable.from_json(Path(path).read_text(), str(path))
 
 
+_SIZES: dict[int, tuple[Sequence[tuple[float, float]], list[float]]] = {}  # id(curve) -> (curve, its sizes)
+
+
+def _sizes(curve: Sequence[tuple[float, float]]) -> list[float]:
+    """The sizes of ``curve``, remembered: the selection interpolates the same curves many times."""
+    found = _SIZES.get(id(curve))
+    if found is None or found[0] is not curve:
+        found = _SIZES[id(curve)] = (curve, [s for s, _ in curve])
+    return found[1]
+
+
 def _interpolate(curve: Sequence[tuple[float, float]], x: float) -> float:
     """The curve's value at ``x``: linear in log(size) between points, flat beyond the ends."""
-    sizes = [s for s, _ in curve]
+    sizes = _sizes(curve)
     k = bisect.bisect_left(sizes, x)
     if k == 0:
         return curve[0][1]
@@ -438,6 +538,9 @@ class TimeModel:
         self._rows_cache: dict[tuple[int, int], float | None] = {}
         self._call_cache: dict[tuple, float] = {}  # see _call_seconds
         self._priced_cache: dict[tuple, float] = {}  # see _priced
+        self._body_cache: dict[tuple, tuple] = {}  # see _body
+        self._peak_cache: dict[tuple, float] = {}  # see _loop_peak
+        self._cold_cache: dict[float, float] = {}  # see _cold_share
         self.size_classes = tuple(self.machine.size_classes())  # asked once: chunk_options needs them per region
 
     def _facts(self, node: Node, flops: int) -> _NodeFacts:
@@ -456,28 +559,108 @@ class TimeModel:
         return _NodeFacts(kind, float(flops), ins, outs, row)
 
     def _work(self, i: int, chunked: Mapping[Value, object] = {}, share: float = 1.0,
-              rows: float | None = None, last_axis: bool = False) -> Work:
+              rows: float | None = None, last_axis: bool = False, cold: float = 1.0) -> Work:
         """Node ``i``'s call when its outputs and the ``chunked`` inputs are ``share`` of their size
-        (``last_axis``: its output is chunked along its last axis, so its rows shrink too)."""
+        (``last_axis``: its output is chunked along its last axis, so its rows shrink too; ``cold``:
+        the share of its operands that what ran since they were last touched has evicted from the
+        caches, all of them between two whole calls of a program of large tensors)."""
         f, node = self.facts[i], self.graph.nodes[i]
         ins = [b * share if v in chunked else b for v, b in zip(node.inputs, f.in_bytes)]
         outs = tuple(b * share for b in f.out_bytes)
         row = round(f.row_bytes * share) if last_axis else f.row_bytes
         return Work(f.kind, f.flops * share, sum(ins) + sum(outs), max(ins + list(outs), default=0.0),
-                    () if f.kind == VIEW else outs, rows, sum(outs), row % CACHE_LINE == 0)
+                    () if f.kind == VIEW else outs, rows, sum(outs), row % CACHE_LINE == 0,
+                    sum(ins) if f.kind == CONTRACTION else 0.0, cold, node.op.name)
 
     def _call_seconds(self, i: int, sliced_inputs: tuple[bool, ...], share: float, rows: float | None,
-                      last_axis: bool = False) -> float:
+                      last_axis: bool = False, cold: float = 1.0) -> float:
         """Seconds of node ``i``'s call on ``share`` of its outputs and of the inputs flagged in
         ``sliced_inputs`` (the machine's price of :meth:`_work`), remembered: the selection
         prices many regions that run the same node on the same share."""
-        key = (i, sliced_inputs, share, rows, last_axis)
+        key = (i, sliced_inputs, share, rows, last_axis, cold)
         t = self._call_cache.get(key)
         if t is None:
             node = self.graph.nodes[i]
             chunked = {v: None for v, flag in zip(node.inputs, sliced_inputs) if flag}
-            t = self._call_cache[key] = self.machine.seconds(self._work(i, chunked, share, rows, last_axis))
+            t = self._call_cache[key] = self.machine.seconds(self._work(i, chunked, share, rows, last_axis, cold))
         return t
+
+    def iteration_bytes(self, loop: Sequence[int], chunked: Mapping[Value, tuple[int, int]], share: float) -> float:
+        """Distinct bytes one iteration of a chunk loop touches: the region inputs it reads (the
+        sliced ones at ``share`` of their size) and the most its own values (views excepted) hold at
+        once — the allocator hands a freed chunk's block to the next value of its size, so the
+        outputs of a long body do not all add up.  The more it is, the more of an operand read in
+        one iteration is gone from the caches by the next (a loop invariant such as a weight or an
+        attention's keys): the machine's ``cold_share``."""
+        _, _, _, _, scaled, fixed, _, _ = self._body(loop, chunked)
+        return share * scaled + fixed
+
+    def _body(self, loop: Sequence[int], chunked: Mapping[Value, tuple[int, int]]) -> tuple:
+        """What pricing a loop at any chunk needs of its nodes and ``chunked``, found once per loop
+        and chunking (the selection prices each candidate at several chunks, and its loop's nodes
+        again in other candidates): per node (schedule index, which inputs are sliced, its
+        product's rows when whole (:meth:`_rows`), whether its output is chunked along its last
+        axis, whether it is a contraction), views apart (the seconds of one call of them all, the
+        same on any chunk); how many region inputs are sliced (viewed each
+        iteration) and those of them that are strided; :meth:`iteration_bytes` as the bytes
+        that scale with the chunk and those that do not; and the bytes of the fresh outputs of
+        the whole loop's nodes and the largest of them (``heap_returned_seconds``)."""
+        key = (id(chunked), tuple(loop))
+        found = self._body_cache.get(key)
+        if found is not None and found[0] is chunked:
+            return found[1]
+        nodes = self.graph.nodes
+        inside = {nodes[i] for i in loop}
+        peak = self._loop_peak(tuple(loop), inside)
+        read = {v: None for i in loop for v in nodes[i].inputs if v.producer not in inside}
+        scaled = peak + sum(self.nbytes[v] for v in read if v in chunked)
+        fixed = float(sum(self.nbytes[v] for v in read if v not in chunked))
+        made = [self.out_bytes[i] for i in loop if self.facts[i].kind != VIEW]
+        body, views = [], 0.0
+        for i in loop:
+            node = nodes[i]
+            if self.facts[i].kind == VIEW and not self.facts[i].flops:
+                views += self.times[i]  # a view costs the same on any chunk: summed once
+                continue
+            out = node.outputs[0] if node.outputs else None
+            body.append((i, tuple([v in chunked for v in node.inputs]), self._rows(i, chunked),
+                         out in chunked and chunked[out][0] == out.rank - 1, self.facts[i].kind == CONTRACTION))
+        sliced = tuple(v for v in chunked if v.producer not in inside)
+        # sliced along an axis that is not the outermost: a strided view, often copied
+        strided = tuple(v for v in sliced if any(not (isinstance(s, int) and s == 1) for s in v.shape[:chunked[v][0]]))
+        parts = (tuple(body), views, len(sliced), strided, scaled, fixed, sum(made), max(made, default=0.0))
+        self._body_cache[key] = (chunked, parts)  # keeps ``chunked`` alive: its id is not reused
+        return parts
+
+    def _loop_peak(self, loop: tuple[int, ...], inside: set[Node]) -> float:
+        """The most a loop's own values (views excepted) hold at once, whole (see
+        :meth:`iteration_bytes`), remembered per loop."""
+        peak = self._peak_cache.get(loop)
+        if peak is None:
+            nodes = self.graph.nodes
+            last = {}  # loop value -> its last reader in the loop
+            for k, i in enumerate(loop):
+                for v in nodes[i].inputs:
+                    if v.producer in inside:
+                        last[v] = k
+            live = peak = 0.0
+            for k, i in enumerate(loop):
+                if self.facts[i].kind != VIEW:
+                    live += sum(self.facts[i].out_bytes)
+                peak = max(peak, live)
+                for v in nodes[i].inputs:
+                    if last.get(v) == k and self.facts[self.position[v.producer]].kind != VIEW:
+                        live -= self.nbytes[v]
+                        last.pop(v)
+            self._peak_cache[loop] = peak
+        return peak
+
+    def _cold_share(self, iteration_bytes: float) -> float:
+        """The machine's cold share at ``iteration_bytes``, to two places (a key of the call cache)."""
+        share = self._cold_cache.get(iteration_bytes)
+        if share is None:
+            share = self._cold_cache[iteration_bytes] = round(self.machine.cold_share(iteration_bytes), 2)
+        return share
 
     def _rows(self, i: int, chunked: Mapping[Value, tuple[int, int]]) -> float | None:
         """Rows of node ``i``'s matrix product when its output is whole, if chunking its output
@@ -521,26 +704,25 @@ class TimeModel:
         full, rest = divmod(extent, chunk)
         parts = [(full, chunk / extent)] + ([(1, rest / extent)] if rest else [])
         iterations = full + (1 if rest else 0)
-        loop_nodes = {self.graph.nodes[i] for i in loop}
-        total = 0.0
+        body, views, sliced, strided, scaled, fixed, fresh, largest = self._body(loop, chunked)
+        cold = [self._cold_share(share * scaled + fixed) for _, share in parts]
+        total = iterations * views
+        if fresh:
+            total += sum(count * m.heap_returned_seconds(share * fresh, share * largest) for count, share in parts)
+        cache, call = self._call_cache, self._call_seconds
         nodes = self.graph.nodes
-        for i in loop:
-            node = nodes[i]
-            rows = self._rows(i, chunked)
-            grow = _overlap(node, chunked, halos, chunk) if halos else 1.0
-            sliced_inputs = tuple([v in chunked for v in node.inputs])
-            out = node.outputs[0] if node.outputs else None
-            last_axis = out in chunked and chunked[out][0] == out.rank - 1
-            for count, share in parts:
-                share = min(1.0, share * grow)
-                total += count * self._call_seconds(i, sliced_inputs, share, None if rows is None else rows * share,
-                                                    last_axis)
-        sliced = [v for v in chunked if v.producer not in loop_nodes]  # region inputs, viewed each iteration
-        total += iterations * (m.iteration_s + len(sliced) * m.slice_s)
-        for v in sliced:
-            axis = chunked[v][0]
-            if any(not (isinstance(s, int) and s == 1) for s in v.shape[:axis]):
-                total += self._priced("copy", v, self.nbytes[v])  # a strided slice is often copied
+        for (count, share), evicted in zip(parts, cold):
+            calls = 0.0  # one iteration's calls (the selection's inner loop: _call_seconds's cache asked here first)
+            for i, sliced_inputs, rows, last_axis, contraction in body:
+                grown = min(1.0, share * _overlap(nodes[i], chunked, halos, chunk)) if halos else share
+                args = (i, sliced_inputs, grown, None if rows is None else rows * grown, last_axis,
+                        evicted if contraction else 1.0)
+                t = cache.get(args)
+                calls += call(*args) if t is None else t
+            total += count * calls
+        total += iterations * (m.iteration_s + sliced * m.slice_s)
+        for v in strided:
+            total += self._priced("copy", v, self.nbytes[v])
         for v in outputs:
             if v in accumulators:  # a pointwise merge in place: reads two, writes one
                 total += (iterations - 1) * self._priced("merge", v, self.nbytes[v])

@@ -63,13 +63,19 @@ class ValueFacts:
         self._ws_fns: dict = {}  # (node, its slicing) -> _ChunkWorkspace (see _ChunkWorkspace.of)
         self._overlapping: dict[Value, str] = {}  # see overlapping_view
         self._groups: dict[Value, tuple] = {}  # see storage_group
+        self._same_layout: dict[tuple[Value, Value], bool] = {}  # see same_layout
 
     def same_layout(self, a: Value, b: Value) -> bool:
         """Whether the estimator's model lays ``a`` and ``b`` (one shape) out alike (size-1
         axes aside)."""
-        m = self.model
-        i, j = m.vid[a], m.vid[b]
-        return all(n == 1 or x == y for n, x, y in zip(m.shape[i], m.strides[i], m.strides[j]))
+        key = (a, b)
+        same = self._same_layout.get(key)
+        if same is None:
+            m = self.model
+            i, j = m.vid[a], m.vid[b]
+            same = self._same_layout[key] = all(n == 1 or x == y for n, x, y in
+                                                zip(m.shape[i], m.strides[i], m.strides[j]))
+        return same
 
     def sharers(self, owner: Value) -> list[Value]:
         """The values whose storage is ``owner``'s (itself and its views)."""

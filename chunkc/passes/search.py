@@ -80,7 +80,11 @@ class Candidate:
     def chunked(self) -> tuple[tuple[Value, int, int], ...]:
         """(value, axis, unit) for every sliced value."""
         if self._chunked is None:
-            self._chunked = tuple((v, self._req[v][0], int(self._req[v][1] * self._scale)) for v in self._sliced)
+            req, scale = self._req, self._scale
+            if scale == 1:  # most walks never rescale their units: no Fraction arithmetic per value
+                self._chunked = tuple((v, req[v][0], int(req[v][1])) for v in self._sliced)
+            else:
+                self._chunked = tuple((v, req[v][0], int(req[v][1] * scale)) for v in self._sliced)
         return self._chunked
 
     @property

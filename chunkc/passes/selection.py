@@ -64,6 +64,16 @@ class State:
     def __post_init__(self):
         self.peak_index = int(np.argmax(self.during)) if len(self.during) else 0
         self.peak_bytes = int(self.during[self.peak_index]) if len(self.during) else 0
+        self._outside = None
+
+    def outside(self, start: int, end: int) -> int:
+        """The highest step before ``start`` or after ``end`` (0 where there is none), from the
+        running maxima made once per state: the selection asks it of every candidate."""
+        if self._outside is None:
+            self._outside = (np.maximum.accumulate(self.during).tolist(),
+                             np.maximum.accumulate(self.during[::-1])[::-1].tolist())
+        left, right = self._outside
+        return max(left[start - 1] if start > 0 else 0, right[end + 1] if end + 1 < len(right) else 0)
 
 
 class SearchSpace:
@@ -79,6 +89,7 @@ class SearchSpace:
         self.times = TimeModel(graph, sizes, options.machine, options.backend, options.device)
         self._walk_cache: dict[tuple[int, int, bool], list[Candidate]] = {}
         self._time_cache: dict[tuple[int, int], float] = {}
+        self._best_cache: dict[tuple[int, int], tuple[int, float]] = {}  # (id(cand), largest) -> best_chunk
         self._tier: dict[tuple[int, int], int | None] = {}  # (candidate, chunk) -> cache tier it fits
         self._memory_cache: dict[int, RegionMemory] = {}
         self.regions_seen: set[int] = set()  # candidates priced (to say how wide a search was)
@@ -147,6 +158,9 @@ class SearchSpace:
 
     def best_chunk(self, cand: Candidate, largest: int) -> tuple[int, float]:
         """The cheapest chunk no larger than ``largest`` (balanced: equal iterations), and its cost."""
+        known = self._best_cache.get((id(cand), largest))  # asked again in every stage that reaches cand
+        if known is not None:
+            return known
         extent = evaluate(cand.extent, self.sizes)
         best = None
         for cap, tier in self.times.chunk_options(cand, largest):
@@ -155,7 +169,8 @@ class SearchSpace:
             if best is None or cost < best[1]:
                 best = (chunk, cost, tier)
         self._tier[(id(cand), best[0])] = best[2]
-        return best[0], best[1]
+        self._best_cache[(id(cand), largest)] = best[:2]
+        return best[:2]
 
     def overhead(self, cand: Candidate, chunk: int) -> float:
         key = (id(cand), chunk)
@@ -166,10 +181,7 @@ class SearchSpace:
 
     def outside_peak(self, state: State, cand: Candidate) -> int:
         """The highest step of ``state`` outside ``cand``'s span."""
-        during = state.during
-        left = int(during[: cand.start].max()) if cand.start > 0 else 0
-        right = int(during[cand.end + 1:].max()) if cand.end + 1 < len(during) else 0
-        return max(left, right)
+        return state.outside(cand.start, cand.end)
 
     def child(self, state: State, cand: Candidate, chunk: int, cost: float) -> State:
         """``state`` with ``cand`` chunked by ``chunk`` (its total extra seconds ``cost``)."""
