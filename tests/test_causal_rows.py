@@ -48,6 +48,21 @@ def test_causal_rows_match_masked_attention(dtype, rows, keys, offset):
     assert (got.double() - _reference(q, k, v, offset, 0.3)).abs().max().item() < TOLERANCE[dtype]
 
 
+def test_causal_rows_differentiate_as_masked_attention():
+    """With autograd recording (a training step's region re-run) the rows take the masked call:
+    the flash kernel's backward drops the log-sum-exp's gradient, which the split's merge needs
+    (q's and k's gradients were off by 0.1-0.3 here)."""
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(1, 2, n, 8, generator=gen, dtype=torch.float64, requires_grad=True) for n in (24, 90, 90))
+    causal_attention(q, k, v, 50, scale=0.4).square().sum().backward()
+    got = [t.grad.clone() for t in (q, k, v)]
+    for t in (q, k, v):
+        t.grad = None
+    _reference(q, k, v, 50, 0.4).square().sum().backward()
+    for g, t in zip(got, (q, k, v)):
+        assert (g - t.grad).abs().max().item() < 1e-10
+
+
 def test_shared_heads_keep_the_masked_call():
     """Under enable_gqa the flash kernel that returns the log-sum-exp does not apply: the rows
     take the masked call, with the same values."""

@@ -256,12 +256,15 @@ _FLASH_CPU_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16
 
 def _split_causal_eligible(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, enable_gqa: bool) -> bool:
     """Whether ATen's CPU flash kernel (which returns the log-sum-exp) takes these operands:
-    four axes, one batch, the same heads and head size, one float dtype, no gradient.  The memory
-    record (``_split_causal_rows`` in chunkc/ir/ops/attention.py) states the same rule."""
+    four axes, one batch, the same heads and head size, one float dtype; autograd not recording
+    (the kernel's backward drops the log-sum-exp's gradient, which the merge needs).  The
+    memory record (``_split_causal_rows`` in chunkc/ir/ops/attention.py) states the rule for
+    inference."""
     return (not enable_gqa and q.device.type == "cpu" and q.dim() == k.dim() == v.dim() == 4
             and q.dtype == k.dtype == v.dtype and q.dtype in _FLASH_CPU_DTYPES
             and q.shape[0] == k.shape[0] == v.shape[0] and q.shape[1] == k.shape[1] == v.shape[1]
-            and q.shape[3] == k.shape[3] == v.shape[3] and not (q.requires_grad or k.requires_grad or v.requires_grad))
+            and q.shape[3] == k.shape[3] == v.shape[3]
+            and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)))
 
 
 def _split_causal(q, k, v, offset: int, stop: int, scale: float | None) -> torch.Tensor:
@@ -271,11 +274,9 @@ def _split_causal(q, k, v, offset: int, stop: int, scale: float | None) -> torch
     if stop <= offset:
         return out
     square, lse_square = flash(q, k[..., offset:stop, :], v[..., offset:stop, :], 0.0, True, scale=scale)[:2]
-    top = torch.maximum(lse, lse_square)
-    w, w_square = lse.sub_(top).exp_(), lse_square.sub_(top).exp_()
-    total = (w + w_square).unsqueeze(-1)
-    out.mul_(w.unsqueeze(-1).to(out.dtype)).add_(square.mul_(w_square.unsqueeze(-1).to(out.dtype)))
-    return out.div_(total.to(out.dtype))
+    # the first call's share of each row's softmax: e^lse / (e^lse + e^lse_square)
+    share = torch.sigmoid(lse - lse_square).unsqueeze(-1).to(out.dtype)
+    return out.sub_(square).mul_(share).add_(square)
 
 
 def group_norm_moments(x: torch.Tensor, groups: int) -> torch.Tensor:

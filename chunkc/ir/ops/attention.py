@@ -279,8 +279,8 @@ def _split_causal_rows(ins, attrs, outs) -> bool:
 def _split_causal_workspace(ins, attrs, outs) -> Size:
     """Beside the output (the call over the keys before the rows): the larger of that call's
     buffers and, during the call over the causal square, the first call's log-sum-exp beside the
-    square's output and its own buffers (the merge then adds two vectors of rows, in place of
-    the kernel's tiles)."""
+    square's output and its own buffers (the merge then adds the first call's share of each
+    row, in place of the kernel's tiles)."""
     q, out = ins[0], outs[0]
     offset, keys = attrs["query_offset"], _causal_keys(ins, attrs)
     if not (isinstance(offset, int) and isinstance(keys, int)):
@@ -291,7 +291,7 @@ def _split_causal_workspace(ins, attrs, outs) -> Size:
     if keys <= offset:
         return first
     square = lse + out.numel() * out.dtype.itemsize
-    return normalize(size_max(first, square + _flash_cpu_call(q, keys - offset, out), square + 3 * lse))
+    return normalize(size_max(first, square + _flash_cpu_call(q, keys - offset, out), square + 2 * lse))
 
 
 def _flash_eligible(ins, attrs, value_head_may_differ: bool = False) -> bool:
