@@ -249,13 +249,49 @@ def _sdpa_lowering_workspace(ins, attrs, outs) -> Size:
     total = cast_copies(ins[:3], out)
     if len(ins) == 4 and ins[3].dtype != DType.bool and ins[3].dtype != out:
         total = total + nbytes(ins[3], out)
-    if _causal_rows(attrs):
-        total = total + ins[0].shape[-2] * _causal_keys(ins, attrs)  # the bool rows
     return normalize(total)
 
 
 def _sdpa_float_mask(ins, attrs, outs) -> Size:
-    return normalize(_mask_numel(ins, attrs) * outs[0].dtype.itemsize)
+    """ATen's float copy of a given bool mask (the causal rows' mask: see _causal_rows_mask)."""
+    return normalize(ins[3].numel() * outs[0].dtype.itemsize) if len(ins) == 4 and ins[3].dtype == DType.bool else 0
+
+
+def _causal_rows_mask(ins, attrs, outs) -> Size:
+    """The mask of causal rows the runtime builds where it does not split them
+    (rt.causal_attention): bools of the queries' rows, and ATen's float copy of them."""
+    if not _causal_rows(attrs):
+        return 0
+    return normalize(ins[0].shape[-2] * _causal_keys(ins, attrs) * (1 + outs[0].dtype.itemsize))
+
+
+_SPLIT_CAUSAL_DTYPES = (DType.float16, DType.bfloat16, DType.float32, DType.float64)
+
+
+def _split_causal_rows(ins, attrs, outs) -> bool:
+    """Causal rows run on the CPU as two flash calls merged by their log-sum-exp, no mask (the
+    rule of rt.causal_attention's ``_split_causal_eligible``: the lowering casts q, k, v to the
+    output's dtype)."""
+    return (_causal_rows(attrs) and not attrs.get("enable_gqa") and outs[0].dtype in _SPLIT_CAUSAL_DTYPES
+            and _flash_eligible(ins, attrs))
+
+
+def _split_causal_workspace(ins, attrs, outs) -> Size:
+    """Beside the output (the call over the keys before the rows): the larger of that call's
+    buffers and, during the call over the causal square, the first call's log-sum-exp beside the
+    square's output and its own buffers (the merge then adds the first call's share of each
+    row, in place of the kernel's tiles)."""
+    q, out = ins[0], outs[0]
+    offset, keys = attrs["query_offset"], _causal_keys(ins, attrs)
+    if not (isinstance(offset, int) and isinstance(keys, int)):
+        return 0
+    lse = product(q.shape[:-1]) * acc_dtype(out.dtype).itemsize
+    seen = min(offset, keys)
+    first = _flash_cpu_call(q, seen, out)
+    if keys <= offset:
+        return first
+    square = lse + out.numel() * out.dtype.itemsize
+    return normalize(size_max(first, square + _flash_cpu_call(q, keys - offset, out), square + 2 * lse))
 
 
 def _flash_eligible(ins, attrs, value_head_may_differ: bool = False) -> bool:
@@ -280,16 +316,20 @@ def _flash_cpu_buffers(ins, attrs, outs) -> Size:
     """The CPU flash kernel: per thread a [q block, kv block] score tile with row maxima, sums and
     an output tile (in the accumulation dtype, plus a tile in the input's for half floats),
     and the log-sum-exp of every query row."""
-    q = ins[0]
-    rows, keys, head = q.shape[-2], _causal_keys(ins, attrs), q.shape[-1]
+    return _flash_cpu_call(ins[0], _causal_keys(ins, attrs), outs[0])
+
+
+def _flash_cpu_call(q: TensorType, keys: Size, out: TensorType) -> Size:
+    """:func:`_flash_cpu_buffers` of one call of the kernel over ``keys`` keys."""
+    rows, head = q.shape[-2], q.shape[-1]
     if not all(isinstance(x, int) for x in (rows, keys, head)):
         return 0
     q_block = 256 if rows >= 768 else 64 if rows >= 192 else 32
     q_block, kv_block = min(q_block, rows), min(512, keys)
-    acc = acc_dtype(outs[0].dtype)
+    acc = acc_dtype(out.dtype)
     per_thread = (q_block * kv_block + 2 * q_block + q_block * head) * acc.itemsize
-    if acc != outs[0].dtype:
-        per_thread += q_block * kv_block * outs[0].dtype.itemsize
+    if acc != out.dtype:
+        per_thread += q_block * kv_block * out.dtype.itemsize
     return normalize(cpu_threads() * per_thread + product(q.shape[:-2]) * rows * acc.itemsize)
 
 
@@ -321,9 +361,11 @@ def _math_path(ins, attrs, outs, upcast: bool) -> Size:
 
 
 def _sdpa_cpu_workspace(ins, attrs, outs) -> Size:
-    if _flash_eligible(ins, attrs):
-        return _flash_cpu_buffers(ins, attrs, outs)
-    return _math_path(ins, attrs, outs, upcast=True)
+    if _split_causal_rows(ins, attrs, outs):
+        return _split_causal_workspace(ins, attrs, outs)
+    kernel = _flash_cpu_buffers(ins, attrs, outs) if _flash_eligible(ins, attrs) else _math_path(
+        ins, attrs, outs, upcast=True)
+    return normalize(kernel + _causal_rows_mask(ins, attrs, outs))
 
 
 def _sdpa_cpu_mask_copy(ins, attrs, outs, strides) -> Size:
@@ -346,8 +388,12 @@ def _sdpa_cuda_workspace(ins, attrs, outs) -> Size:
     mask) keeps the float log-sum-exp per row; the memory-efficient one pads a mask whose last
     axis is not a multiple of 16 and takes values of another head size; without either, the
     math path, which computes half floats in float as on the CPU."""
-    if not _flash_eligible(ins, attrs, value_head_may_differ=True):
-        return _math_path(ins, attrs, outs, upcast=True)
+    kernel = _sdpa_cuda_kernel(ins, attrs, outs) if _flash_eligible(ins, attrs, value_head_may_differ=True) else \
+        _math_path(ins, attrs, outs, upcast=True)
+    return normalize(kernel + _causal_rows_mask(ins, attrs, outs))
+
+
+def _sdpa_cuda_kernel(ins, attrs, outs) -> Size:
     q = ins[0]
     has_mask = len(ins) == 4 or _causal_rows(attrs)
     if outs[0].dtype in (DType.float16, DType.bfloat16) and not has_mask and _flash_eligible(ins, attrs):
