@@ -288,11 +288,11 @@ def test_feasible_budgets_are_everything_above_the_floor(name):
 
 
 def test_an_infeasible_budget_names_the_values_held_whole_at_the_floor():
-    """Attention chunked by query rows reads its keys and values whole: at the floor they are
+    """Attention chunked by query rows reads its keys and values whole: at the flat floor they are
     held in full, and the error names them, with their sizes, as what a lower floor must remove."""
     g, L, D = attention_block(), 256, 64
     with pytest.raises(chunkc.InfeasibleBudgetError) as info:
-        chunkc.autochunk(g, 1, sizes={"L": L}, progress=False)
+        chunkc.autochunk(g, 1, sizes={"L": L}, progress=False, nested=False)
     exc = info.value
     q, k, v, _ = [n.output.name for n in g.nodes if n.op.name == "linear"]  # the graph's projections, in order
     assert exc.held[k] == exc.held[v] == L * D * 4
@@ -301,9 +301,34 @@ def test_an_infeasible_budget_names_the_values_held_whole_at_the_floor():
     assert f"Held in full there: %{next(iter(exc.held))} 64.00 KiB, node " in str(exc)
     assert f"%{k} 64.00 KiB, node {k} (linear)" in str(exc) and f"%{v} 64.00 KiB" in str(exc)
     # the same values the estimator finds held in full at the peak of the plan at the floor
-    plan = chunkc.autochunk(g, exc.lowest_peak_bytes, sizes={"L": L}, progress=False)
+    plan = chunkc.autochunk(g, exc.lowest_peak_bytes, sizes={"L": L}, progress=False, nested=False)
     report = chunkc.estimate_memory(plan.graph, plan=plan, sizes={"L": L})
     assert report.whole_at_peak == exc.held
+
+
+def test_the_nested_floor_names_the_output_held_whole_once_keys_and_values_are_recomputed():
+    """With nested loops (the written-out attention rewritten into SDPA split over its keys) the
+    keys and values are recomputed a key chunk at a time: the floor is lower than the flat one,
+    and the only value held whole there is the block's output, which the error names."""
+    g, L, D = attention_block(), 256, 64
+    flat = floor_of(g, L, nested=False)
+    with pytest.raises(chunkc.InfeasibleBudgetError) as info:
+        chunkc.autochunk(g, 1, sizes={"L": L}, progress=False)
+    exc = info.value
+    out = g.outputs[0].name
+    assert exc.lowest_peak_bytes < flat.lowest_peak_bytes
+    assert exc.held == {out: L * D * 4}
+    assert "(in nested loops)" in str(exc) and f"Held in full there: %{out} 64.00 KiB" in str(exc)
+    plan = chunkc.autochunk(g, exc.lowest_peak_bytes, sizes={"L": L}, progress=False)
+    assert any(r.inner for r in plan.regions)
+    report = chunkc.estimate_memory(plan.graph, plan=plan, sizes={"L": L})
+    assert report.peak_bytes <= exc.lowest_peak_bytes and report.whole_at_peak == exc.held
+
+
+def floor_of(g: chunkc.Graph, L: int, **options) -> chunkc.InfeasibleBudgetError:
+    with pytest.raises(chunkc.InfeasibleBudgetError) as info:
+        chunkc.autochunk(g, 1, sizes={"L": L}, progress=False, **options)
+    return info.value
 
 
 def test_the_values_held_whole_at_the_peak_leave_out_slices_and_workspace():

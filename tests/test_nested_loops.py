@@ -14,6 +14,7 @@ import chunkc
 from chunkc.backends import emit_source
 from chunkc.errors import ChunkcError
 from chunkc.ir.dims import LOOP_STOP
+from chunkc.ir.sizes import evaluate
 from chunkc.passes.nest import nest_loops
 from chunkc.passes.plan import Plan
 from chunkc.passes.plan_file import load_plan, save_plan
@@ -115,6 +116,33 @@ def test_autochunk_nests_loops_where_no_flat_plan_meets_the_budget():
     np.testing.assert_allclose(fn(*args).numpy(), chunkc.interpret(g, *inputs)[0], atol=1e-4, rtol=1e-4)
     flat = chunkc.autochunk(g, budget=int(floor * 1.5), backend="torch")
     assert not any(r.inner for r in flat.regions)
+
+
+def test_nested_plans_run_no_more_chunk_bodies_than_the_extent():
+    """At the nested floor and just above it, each inner loop runs at most ``extent`` chunk bodies
+    over all the outer iterations (inner chunk >= extent / chunk), as a flat loop of one-row
+    chunks: a budget just above the output once gave 1-row outer and 2-row inner chunks, a
+    quadratic count of bodies (minutes of run time, gigabytes of profiler events).  Below the
+    floor the budget is refused, and the plan at it matches the interpreter."""
+    g, L = _attention("causal", L=96, d=16, heads=2), 96
+    with pytest.raises(chunkc.InfeasibleBudgetError) as err:
+        chunkc.autochunk(g, budget=1, backend="torch")
+    floor = err.value.lowest_peak_bytes
+    with pytest.raises(chunkc.InfeasibleBudgetError):
+        chunkc.autochunk(g, budget=floor - 1, backend="torch")
+    for budget in (floor, floor + 512):
+        plan = chunkc.autochunk(g, budget=budget, backend="torch")
+        nested = [r for r in plan.regions if r.inner]
+        assert nested and plan.estimated_peak_bytes <= budget
+        for r in nested:
+            chunk = evaluate(r.chunk_size, {})
+            for q in r.inner:
+                inner = evaluate(q.chunk_size, {})
+                assert -(-L // chunk) * -(-L // inner) <= L, (chunk, inner)
+    inputs = _inputs(g)
+    fn = chunkc.compile(plan.graph, plan, backend="torch")
+    np.testing.assert_allclose(fn(*[torch.from_numpy(a) for a in inputs]).numpy(),
+                               chunkc.interpret(g, *inputs)[0], atol=1e-4, rtol=1e-4)
 
 
 def test_nested_plan_file_round_trip(tmp_path):

@@ -37,6 +37,7 @@ from .cost import Kernels, TimeModel
 from .memory import MemoryReport, estimate_memory, format_bytes
 from .options import SearchKnobs
 from .nest import nested_plan, row_reading
+from .written_attention import rewrite_written_attention
 from .plan import Plan
 from .remat import RematOptions, recompute_chain, rematerialize
 from .reorder import apply_regions
@@ -320,7 +321,9 @@ def _nested(variants: list[_Variant], sizes: dict[str, int], opts: AutochunkOpti
     """When no flat plan meets the budget: nested loops (chunkc.passes.nest) on the first variant
     with nodes that accumulate over a value a row loop reads whole (attention split over its keys).
     The plan when it meets the budget; else its floor when lower than the flat one; else None."""
-    variant = next((v for v in variants if any(row_reading(n) for n in v.graph.nodes)), None)
+    variant = _written_attention_variant(variants[0], opts)
+    if variant is None:
+        variant = next((v for v in variants if any(row_reading(n) for n in v.graph.nodes)), None)
     if variant is None:
         return None
     try:
@@ -346,6 +349,21 @@ def _nested(variants: list[_Variant], sizes: dict[str, int], opts: AutochunkOpti
         f"{sum(len(r.inner) for r in plan.regions)} inner loop(s) over values read whole (recomputed a chunk at a "
         f"time); estimated peak {peak} B <= budget {budget_bytes} B; search {time.perf_counter() - started:.2f} s"]
     return plan
+
+
+def _written_attention_variant(base: _Variant, opts: AutochunkOptions) -> _Variant | None:
+    """``base`` with its written-out attention as SDPA (chunkc.passes.written_attention), split
+    over its keys; None when it has none.  Only for nested loops: flat plans gain nothing."""
+    rewritten, names = rewrite_written_attention(base.graph)
+    if not names:
+        return None
+    split, more = split_statistics(rewritten, "split_accumulating")
+    if not more:
+        return None
+    finish = whole_inputs_first if opts.rewrite else (lambda g: g)
+    return _Variant(finish(split), base.notes + [
+        f"written-out attention as scaled_dot_product_attention, split over its keys: {', '.join(names)}"],
+        base.copies, fallback=True)
 
 
 def _recompute_held(planner: _Planner, rounds: int, max_nodes: int,

@@ -198,7 +198,8 @@ def nested_plan(graph: Graph, sizes: Mapping[str, int], budget_bytes: int, backe
     """A plan of the whole graph with nested loops at every value read whole by nodes that
     accumulate over it (see the module docstring), and flat loops over what they leave: the
     largest chunk, the same for every loop, whose estimated peak meets ``budget_bytes``, then
-    the largest for the inner loops at that chunk.
+    the largest for the inner loops at that chunk; the inner chunk is at least ``extent / chunk``
+    (:func:`least_inner`), so that no loop runs more chunk bodies than the extent.
     Returns (the plan, or the lowest one when none meets it; its estimated peak), or None
     when the graph has nothing to nest."""
     from .memory import MemoryModel
@@ -232,9 +233,8 @@ def nested_plan(graph: Graph, sizes: Mapping[str, int], budget_bytes: int, backe
         trial = replace(plan, regions=tuple(_with_chunk(r, c, inner) for r in regions))
         return trial, model.peak(trial)
 
-    best = at(1, 1)
-    if best[1] > budget_bytes:
-        return best
+    def fits(c: int, inner: int) -> bool:
+        return at(c, inner)[1] <= budget_bytes
 
     def largest(lo: int, fits) -> int:
         hi = extent
@@ -243,11 +243,29 @@ def nested_plan(graph: Graph, sizes: Mapping[str, int], budget_bytes: int, backe
             lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
         return lo
 
+    # The loops run (extent / chunk) x (extent / inner) chunk bodies; an inner chunk of at least
+    # extent / chunk keeps that at most the extent, as a flat loop of one-row chunks (without the
+    # bound: quadratic, e.g. a fuzzed 384-row attention at a budget just above its output took
+    # 1-row outer and 2-row inner chunks, 147,456 bodies, minutes of run time and gigabytes of
+    # allocator events when measured).
+    outers = sorted({min(1 << k, extent) for k in range(extent.bit_length() + 1)})
+    lowest = min((at(c, least_inner(c, extent)) for c in outers), key=lambda made: made[1])
+    if lowest[1] > budget_bytes:
+        return lowest
     # the largest chunk for every loop, then the largest for the inner loops beside it (fewer,
-    # longer key chunks: each one recomputes its keys for a whole outer chunk of queries)
-    c = largest(1, lambda n: at(n, n)[1] <= budget_bytes)
-    inner = largest(c, lambda n: at(c, n)[1] <= budget_bytes)
-    return at(c, inner)
+    # longer key chunks: each one recomputes its keys for a whole outer chunk of queries);
+    # where that pair breaks the bound, the largest outer chunk (a power of two) that keeps it
+    c = largest(1, lambda n: fits(n, n)) if fits(1, 1) else 0
+    if not c or c * largest(c, lambda n: fits(c, n)) < extent:
+        c = max(o for o in outers if fits(o, least_inner(o, extent)))
+    return at(c, largest(least_inner(c, extent), lambda n: fits(c, n)))
+
+
+def least_inner(chunk: int, extent: int) -> int:
+    """The smallest inner chunk nested loops take beside an outer ``chunk``: the outer chunk, and
+    at least ``extent / chunk`` so that an inner loop runs at most ``extent`` chunk bodies over
+    all the outer iterations."""
+    return min(extent, max(chunk, -(-extent // chunk)))
 
 
 def _with_chunk(r: ChunkRegion, chunk: int, inner: int) -> ChunkRegion:

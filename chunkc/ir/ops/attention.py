@@ -416,11 +416,18 @@ _SDPA_WORKSPACE = TorchWorkspace(lowering=_sdpa_lowering_workspace, aten=_sdpa_f
 
 def _causal_mask(node, analysis) -> bool:
     """The bool mask (input 3) is ``key <= query`` at every position (PyTorch's is_causal)."""
-    q, k, mask = node.inputs[0], node.inputs[1], node.inputs[3]
+    q, k = node.inputs[0], node.inputs[1]
+    return not node.attrs["is_causal"] and proves_causal(node.inputs[3], q.shape[-2], k.shape[-2], analysis)
+
+
+def proves_causal(mask, queries: Size, keys: Size, analysis) -> bool:
+    """Whether the bool value ``mask``, of ``queries`` x ``keys`` scores in its last two axes, is
+    ``key <= query`` at every position, proven from its element formula (``analysis``, an
+    :class:`~chunkc.ir.elements.ElementAnalysis`): what ``is_causal=True`` attends."""
     t = mask.type
-    if t.dtype != DType.bool or t.rank < 2 or node.attrs["is_causal"]:
+    if t.dtype != DType.bool or t.rank < 2:
         return False
-    if not (sizes_equal(t.shape[-2], q.shape[-2]) and sizes_equal(t.shape[-1], k.shape[-2])):
+    if not (sizes_equal(t.shape[-2], queries) and sizes_equal(t.shape[-1], keys)):
         return False
     f = analysis.of(mask)
     f = elements.at(f, [sympy.Integer(0) if is_one(s) else elements.index(a) for a, s in enumerate(t.shape)])
