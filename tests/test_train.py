@@ -184,8 +184,8 @@ def test_a_step_over_causal_attention_rows_counts_the_masked_call_its_backward_r
     """A region over causal SDPA's query rows runs its forward as two flash calls (no mask) but
     re-runs each chunk under autograd in its backward, where the rows take the masked call: the
     bool mask and ATen's float copy of it, which autograd keeps until the chunk's backward.  The
-    step's estimate counts them (it was 18% below the measured step here: 16.6 MB against
-    20.2 MB at chunks of 578 rows)."""
+    step's estimate counts them (it was 19% below the measured step here: 16.6 MB against
+    20.4 MB)."""
     module = CausalHead()
     inputs = (torch.randn(1, 2048, 16, generator=torch.Generator().manual_seed(1)),)
     graph = chunkc.from_torch(module, inputs, train=True)
