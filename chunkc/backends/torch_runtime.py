@@ -260,8 +260,8 @@ def _split_causal_eligible(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, en
     """Whether ATen's CPU flash kernel (which returns the log-sum-exp) takes these operands:
     four axes, one batch, the same heads and head size, one float dtype; autograd not recording
     (the kernel's backward drops the log-sum-exp's gradient, which the merge needs).  The
-    memory record (``_split_causal_rows`` in chunkc/ir/ops/attention.py) states the rule for
-    inference."""
+    memory record (``_split_causal_rows`` in chunkc/ir/ops/attention.py) states the same rule,
+    autograd included: estimators say whether they ask for a recorded call)."""
     return (not enable_gqa and q.device.type == "cpu" and q.dim() == k.dim() == v.dim() == 4
             and q.dtype == k.dtype == v.dtype and q.dtype in _FLASH_CPU_DTYPES
             and q.shape[0] == k.shape[0] == v.shape[0] and q.shape[1] == k.shape[1] == v.shape[1]

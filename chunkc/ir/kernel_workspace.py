@@ -63,6 +63,11 @@ class TorchWorkspace:
     aten: BytesFn | None = None
     cpu: BytesFn | None = None
     cuda: BytesFn | None = None
+    # the part of a recorded call's workspace (counted in the parts above) that autograd keeps
+    # after the call, to its backward, beyond the op's saved values (chunkc.ir.grad): the CPU
+    # kernels', ATen's float copy of a bool mask that the flash kernel's backward reads; only
+    # the training step's estimate counts it
+    kept: BytesFn | None = None
     cpu_layout: LayoutBytesFn | None = None  # CPU copies that depend on the inputs' strides
     aten_layout: LayoutBytesFn | None = None  # copies of ATen's composite code that depend on them (every device)
     # declared when every part is a dtype conversion of the inputs at ``cast_inputs`` (None: all
@@ -123,6 +128,30 @@ def workspace_with_strides(fn, ins, attrs, outs, strides: Sequence[tuple[int, ..
     if isinstance(fn, TorchWorkspace):
         return fn(ins, attrs, outs, strides)
     return fn(ins, attrs, outs)
+
+
+# The attribute an estimator adds to a node's attributes when it asks for the workspace of a call
+# that autograd records (a training step: nodes outside regions, and a region's chunks re-run in
+# its backward).  A record whose kernels differ with autograd reads it with autograd_records.
+AUTOGRAD_ATTR = "autograd_records"
+
+
+def autograd_records(attrs: Mapping) -> bool:
+    """Whether the workspace asked for is of a call autograd records (see AUTOGRAD_ATTR)."""
+    return bool(attrs.get(AUTOGRAD_ATTR, False))
+
+
+def with_autograd(attrs: Mapping, records: bool) -> Mapping:
+    """``attrs`` as a workspace function gets them for a call autograd records or not."""
+    return {**attrs, AUTOGRAD_ATTR: True} if records else attrs
+
+
+def autograd_kept(fn, ins, attrs, outs) -> Size:
+    """Bytes of a recorded call's workspace that autograd keeps after it, to its backward,
+    beyond the saved values (:attr:`TorchWorkspace.kept`; none for other workspace functions)."""
+    if isinstance(fn, TorchWorkspace) and fn.kept is not None:
+        return normalize(fn.kept(ins, with_autograd(attrs, True), outs))
+    return 0
 
 
 def torch_workspace_on(fn, device: str):

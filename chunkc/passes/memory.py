@@ -41,7 +41,7 @@ from ..backends.registry import get_backend
 from ..errors import ChunkcError
 from ..ir.dims import LOOP_START, LOOP_STOP
 from ..ir.graph import Graph, Node, Value
-from ..ir.kernel_workspace import needed_workspace, workspace_with_strides
+from ..ir.kernel_workspace import autograd_kept, needed_workspace, with_autograd, workspace_with_strides
 from ..ir.layout import contiguous_strides, split_view_result
 from ..ir.registry import concrete_attrs, has_symbolic_attrs
 from ..ir.sizes import evaluate
@@ -236,8 +236,11 @@ class MemoryModel:
     """
 
     def __init__(self, graph: Graph, sizes: Mapping[str, int] | None = None, backend: str = DEFAULT_BACKEND,
-                 device: str | None = None, buffers: Sequence[LoopBuffer] = ()):
+                 device: str | None = None, buffers: Sequence[LoopBuffer] = (), autograd: bool = False):
         self.graph = graph
+        # whether the kernels run with autograd recording (a training step's nodes): records
+        # whose kernels differ then are told so (chunkc.ir.kernel_workspace.AUTOGRAD_ATTR)
+        self.autograd = autograd
         # values a plan's loops write into buffers (chunkc.passes.loop_buffers): laid out as the
         # buffer is, for whatever reads them after the loop
         self.loop_buffers = {b.value: b for b in buffers}
@@ -523,20 +526,30 @@ class MemoryModel:
         return st
 
     def workspace_bytes(self, p: int, in_types: list[TensorType], attrs: Mapping, out_types: list[TensorType],
-                        in_strides: Sequence[tuple[int, ...]] | None = None) -> int:
+                        in_strides: Sequence[tuple[int, ...]] | None = None, autograd: bool | None = None) -> int:
         """Bytes node ``p``'s kernel on this model's backend allocates beyond its outputs,
         for these (concrete) input and output types and attributes.  ``in_strides``: the
         inputs' strides as the kernel sees them (in a loop: a slice of a value from before
         the loop keeps its full strides, a chunk made in the loop is dense in its own shape);
-        by default the full-size values' strides (a chunk slice keeps which axes are dense)."""
+        by default the full-size values' strides (a chunk slice keeps which axes are dense).
+        ``autograd``: whether autograd records the call (default: the model's)."""
         fn = self.ws_fn[p]
         if fn is None or not out_types:
             return 0
+        attrs = with_autograd(attrs, self.autograd if autograd is None else autograd)
         strides = in_strides
         if strides is None:
             strides = [self.strides[u] for u in self.node_in[p]] if p < len(self.node_in) else None
         n = workspace_with_strides(fn, in_types, attrs, out_types, strides) if strides else fn(in_types, attrs, out_types)
         return self.block(int(evaluate(n, self.sizes)) * out_types[0].dtype.itemsize)
+
+    def kept_bytes(self, p: int, in_types: list[TensorType], attrs: Mapping, out_types: list[TensorType]) -> int:
+        """Bytes of node ``p``'s workspace that autograd keeps after a recorded call, to its
+        backward, beyond the values it saves (its record's ``TorchWorkspace.kept``)."""
+        fn = self.ws_fn[p]
+        if fn is None or not out_types:
+            return 0
+        return self.block(int(evaluate(autograd_kept(fn, in_types, attrs, out_types), self.sizes)))
 
     def record(self, p: int) -> tuple:
         """Node ``p``'s dimension record (``node.dims()``), asked of its op once."""
@@ -555,25 +568,32 @@ class MemoryModel:
         bindings = {**self.sizes, LOOP_START.name: start, LOOP_STOP.name: start + chunk_units}
         return concrete_attrs(loop_attrs(self.nodes[p], chunk, self.record(p)), bindings)
 
-    def loop_workspace_bytes(self, p: int, types_for: Callable[[int], tuple[list[TensorType], list[TensorType]]],
-                             chunk: ChunkedValue | None, chunk_units: int, extent: int,
-                             in_strides: Sequence[tuple[int, ...]] | None = None, border: bool = True,
-                             freed: int = 0) -> int:
-        """The most workspace node ``p`` takes in one iteration of a loop over ``extent`` units
-        in chunks of ``chunk_units``; ``types_for(n)`` gives its (input, output) types in an
-        iteration of ``n`` units.  A positional op's workspace can depend on where the chunk
-        starts (causal attention's mask rows reach more keys further on), so the last full
-        iteration and the remainder are asked too (``in_strides``: see :meth:`workspace_bytes`).
-        ``border``: a window op's copy of its input rows padded at the image border counts
-        (an iteration at the border; inner ones read a view); ``freed``: the bytes of the input
-        chunk that copy replaces, dropped before the op runs (:meth:`_freed_by_copy`)."""
+    def loop_iterations(self, p: int, chunk: ChunkedValue | None, chunk_units: int,
+                        extent: int) -> list[tuple[int, int]]:
+        """(units, start) of the iterations of a loop whose workspace node ``p``'s record is
+        asked at: one past the first; for a positional op (causal attention's mask rows reach
+        more keys further on) the last full one and the remainder too."""
         iterations = [(chunk_units, chunk_units if 2 * chunk_units <= extent else 0)]
         if chunk is not None and self.record(p)[0][chunk.axis].positional and chunk_units < extent:
             iterations.append((chunk_units, (extent // chunk_units - 1) * chunk_units))
             if extent % chunk_units:
                 iterations.append((extent % chunk_units, extent - extent % chunk_units))
+        return iterations
+
+    def loop_workspace_bytes(self, p: int, types_for: Callable[[int], tuple[list[TensorType], list[TensorType]]],
+                             chunk: ChunkedValue | None, chunk_units: int, extent: int,
+                             in_strides: Sequence[tuple[int, ...]] | None = None, border: bool = True,
+                             freed: int = 0, autograd: bool | None = None) -> int:
+        """The most workspace node ``p`` takes in one iteration of a loop over ``extent`` units
+        in chunks of ``chunk_units``; ``types_for(n)`` gives its (input, output) types in an
+        iteration of ``n`` units, at :meth:`loop_iterations` (``in_strides``: see
+        :meth:`workspace_bytes`).
+        ``border``: a window op's copy of its input rows padded at the image border counts
+        (an iteration at the border; inner ones read a view); ``freed``: the bytes of the input
+        chunk that copy replaces, dropped before the op runs (:meth:`_freed_by_copy`);
+        ``autograd``: see :meth:`workspace_bytes`."""
         best = None
-        for n, start in iterations:
+        for n, start in self.loop_iterations(p, chunk, chunk_units, extent):
             ins, outs = types_for(n)
             copy = self.border_copy_bytes(p, chunk, ins, outs) if border else 0
             strides = in_strides
@@ -583,7 +603,8 @@ class MemoryModel:
                 if strides is None:
                     strides = [self.strides[u] for u in self.node_in[p]]
                 strides = [contiguous_strides(ins[k].shape) if j == k else st for j, st in enumerate(strides)]
-            here = self.workspace_bytes(p, ins, self.loop_attrs(p, chunk, n, extent, start), outs, strides) + copy
+            here = self.workspace_bytes(p, ins, self.loop_attrs(p, chunk, n, extent, start), outs, strides,
+                                       autograd) + copy
             here -= freed if copy else 0
             best = here if best is None else max(best, here)
         return best

@@ -21,7 +21,12 @@ regions folded into one step each): slot ``k`` is step ``k``'s forward, slot
   chunk's live values to the slot, and its backward one chunk's recomputation: that
   chunk's forward with autograd on and its backward, modelled by the same rules on
   the region's nodes with chunk-sized values (:func:`region_local`), plus the full-size
-  gradient buffers of its inputs.
+  gradient buffers of its inputs;
+* kernels' workspace is asked of the op records as :mod:`chunkc.passes.memory` asks it,
+  with autograd recording (a node outside regions, a region's backward recomputation) or
+  not (a region's forward): in a region at the chunk's shapes and loop attributes
+  (:meth:`GraphFacts.chunk_workspace`); the part of it autograd keeps to the node's backward
+  (``TorchWorkspace.kept``) is held until then.
 
 Graph inputs and weights cost nothing, as in the inference estimator; so do their
 gradient buffers, which exist before the step (``chunkc.measure_step`` measures the
@@ -31,6 +36,7 @@ search the same numbers for a candidate region as changes to a base timeline.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -39,9 +45,11 @@ import numpy as np
 from ..errors import ChunkcError
 from ..ir.grad import gradient_inputs, is_recorded, requires_grad, saved_values
 from ..ir.graph import Graph, Node, Value
+from ..ir.registry import concrete_attrs
 from ..ir.sizes import evaluate
+from ..ir.types import TensorType
 from .memory import MemoryModel, MemoryReport, TimelineEntry, plan_defaults
-from .plan import DEFAULT_BACKEND, Plan
+from .plan import DEFAULT_BACKEND, ChunkedValue, Plan
 from .plan_index import PlanIndex, RegionView
 
 Pair = tuple[int, int]  # bytes (a, b): a + b * chunk / extent
@@ -60,6 +68,9 @@ class Step:
     alias_grads: bool = False  # those gradients are views of the incoming one (view ops)
     fwd: Pair = (0, 0)  # transient bytes while its forward runs
     bwd: Pair = (0, 0)  # transient bytes while its backward runs
+    # bytes of its forward's workspace autograd keeps after it, to its backward, beyond the values
+    # it saves (a kernel's own: ATen's float copy of a bool mask for the flash kernel's backward)
+    kept: Pair = (0, 0)
     region: int | None = None
 
 
@@ -194,6 +205,10 @@ def liveness(steps: list[Step], root: Mapping[Value, Value], size: Callable[[Val
         if backward:
             out.transient[2 * S - 1 - k][0] += st.bwd[0]
             out.transient[2 * S - 1 - k][1] += st.bwd[1]
+            if st.kept != (0, 0):
+                for slot in range(k + 1, 2 * S - k):  # (during its forward: part of its workspace)
+                    out.transient[slot][0] += st.kept[0]
+                    out.transient[slot][1] += st.kept[1]
     extra: list[tuple[int, Pair]] = []
     for r, members in groups(step_events(steps), root).items():
         group_storages(r, members, S, rules, out.storages, extra)
@@ -216,19 +231,95 @@ class GraphFacts:
 
     def __init__(self, graph: Graph, sizes: Mapping[str, int] | None, backend: str = DEFAULT_BACKEND):
         self.graph = graph
-        self.model = MemoryModel(graph, sizes, backend=backend)
+        # every kernel of a training step outside a region's forward runs with autograd recording
+        self.model = MemoryModel(graph, sizes, backend=backend, autograd=True)
         m = self.model
+        self.position = {n: p for p, n in enumerate(m.nodes)}
+        self._chunk_answers: dict[tuple, Pair] = {}
         self.sizes = m.sizes
         self.nbytes = {v: m.nbytes[i] for i, v in enumerate(m.values)}
         self.parent = {v: m.values[m.parent[i]] for i, v in enumerate(m.values) if m.parent[i] >= 0}
         self.requires = requires_grad(graph)
         self.workspace = {n: m.ws[p] for p, n in enumerate(m.nodes)}
+        self.kept = {n: self._kept(p, n) for p, n in enumerate(m.nodes) if m.ws_fn[p] is not None}
+
+    def _kept(self, p: int, node: Node) -> int:
+        """What autograd keeps of the node's recorded call, at full size, beyond its saved values."""
+        m = self.model
+        if not is_recorded(node, self.requires):
+            return 0
+        types = [TensorType(m.values[u].dtype, m.shape[u]) for u in m.node_in[p] + m.node_out[p]]
+        n = len(node.inputs)
+        return m.kept_bytes(p, types[:n], concrete_attrs(node.attrs, self.sizes), types[n:])
 
     def node_step(self, node: Node) -> Step:
         grads = tuple(node.inputs[i] for i in dict.fromkeys(gradient_inputs(node, self.requires)))
         return Step(node.name, node.op.name, tuple(node.inputs), tuple(node.outputs),
                     tuple(saved_values(node, self.requires)), tuple(dict.fromkeys(grads)),
-                    alias_grads=node.op.may_alias, fwd=(self.workspace.get(node, 0), 0))
+                    alias_grads=node.op.may_alias, fwd=(self.workspace.get(node, 0), 0),
+                    kept=(self.kept.get(node, 0), 0))
+
+    def chunk_workspace(self, node: Node, axes: Mapping[Value, tuple[int, int]], whole: set[Value], extent: int,
+                        autograd: bool) -> Pair:
+        """``node``'s workspace in one chunk of a loop over ``extent`` units, as bytes ``(a, b)``
+        (``a + b * chunk / extent``), asked of its record at the chunk's shapes and attributes
+        (a positional op's, such as causal attention's query rows, at every iteration the
+        inference estimator asks) with autograd recording or not.  ``axes``: (axis, unit) of
+        every value the loop slices; ``whole``: region inputs read whole."""
+        m = self.model
+        return self._chunk_pair(node, axes, whole, extent, ("workspace", autograd), self.workspace.get(node, 0),
+                                lambda p, types_for, chunk, c: m.loop_workspace_bytes(p, types_for, chunk, c, extent,
+                                                                                      autograd=autograd))
+
+    def chunk_kept(self, node: Node, axes: Mapping[Value, tuple[int, int]], whole: set[Value], extent: int) -> Pair:
+        """What autograd keeps of ``node``'s recorded call in one chunk beyond its saved values
+        (:meth:`MemoryModel.kept_bytes`), as :meth:`chunk_workspace` gives its workspace."""
+        m = self.model
+
+        def ask(p, types_for, chunk, c):
+            return max(m.kept_bytes(p, types_for(n)[0], m.loop_attrs(p, chunk, n, extent, start), types_for(n)[1])
+                       for n, start in m.loop_iterations(p, chunk, c, extent))
+        return self._chunk_pair(node, axes, whole, extent, ("kept",), self.kept.get(node, 0), ask)
+
+    def _chunk_pair(self, node: Node, axes: Mapping[Value, tuple[int, int]], whole: set[Value], extent: int,
+                    what: tuple, full: int, ask: Callable) -> Pair:
+        """Bytes ``ask(p, types_for, chunk, units)`` gives for the node in a chunk of ``units``
+        as ``(a, b)``: the line through chunks of an eighth and a half of the extent (the
+        full-size answer ``full`` scaled, for a node the loop does not slice)."""
+        p = self.position[node]
+        m = self.model
+        out = node.outputs[0] if node.outputs else None
+        if m.ws_fn[p] is None or out not in axes:
+            return (0, full)
+        operands = list(node.inputs) + list(node.outputs)
+        sliced = tuple(axes.get(v) if v not in whole else None for v in operands)
+        key = (node, sliced, extent, what)
+        if key in self._chunk_answers:
+            return self._chunk_answers[key]
+        values = [m.vid[v] for v in operands]
+        n_in = len(node.inputs)
+
+        def types_for(n: int) -> tuple[list[TensorType], list[TensorType]]:
+            types = []
+            for u, ax in zip(values, sliced):
+                shape = list(m.shape[u])
+                if ax is not None:
+                    shape[ax[0]] = min(n * ax[1], shape[ax[0]])
+                types.append(TensorType(m.values[u].dtype, tuple(shape)))
+            return types[:n_in], types[n_in:]
+
+        chunk = ChunkedValue(out.name, *axes[out])
+        points = sorted({max(extent // 8, 1), max(extent // 2, 1)})
+        got = [ask(p, types_for, chunk, c) for c in points]
+        if len(points) == 1:
+            pair = (0, got[0] * extent // points[0])
+        else:
+            (c1, c2), (w1, w2) = points, got
+            b = (w2 - w1) * extent // (c2 - c1)
+            a = w1 - b * c1 // extent
+            pair = (max(w1, w2), 0) if b < 0 else (0, w2 * extent // c2) if a < 0 else (a, b)
+        self._chunk_answers[key] = pair
+        return pair
 
     def root(self, v: Value, stop: Callable[[Value], bool] = lambda v: False) -> Value:
         """The value whose storage ``v`` uses (following views up, stopping at ``stop``)."""
@@ -284,15 +375,21 @@ class RegionLocal:
         return best if best >= 1 else None
 
 
-def region_local(facts: GraphFacts, nodes: Sequence[Node], whole: set[Value], extent: int) -> RegionLocal:
+def region_local(facts: GraphFacts, nodes: Sequence[Node], whole: set[Value], extent: int,
+                 axes: Mapping[Value, tuple[int, int]]) -> RegionLocal:
     """The chunk model of a region running ``nodes``: every value they make is chunked;
     region inputs in ``whole`` are read whole (their gradients are full size), the others
-    are sliced."""
+    are sliced; ``axes``: (axis, unit) of each sliced value.  The forward's kernels run
+    without autograd, the backward's recomputation with it: each node's workspace is asked
+    for both (:meth:`GraphFacts.chunk_workspace`)."""
     inside = set(nodes)
     made = {o for n in nodes for o in n.outputs}
     steps = [facts.node_step(n) for n in nodes]
-    for st in steps:
-        st.fwd = (0, st.fwd[0])  # a workspace scales with the chunk
+    recorded = [dataclasses.replace(st) for st in steps]
+    for n, st, again in zip(nodes, steps, recorded):
+        st.fwd = facts.chunk_workspace(n, axes, whole, extent, autograd=False)
+        again.fwd = facts.chunk_workspace(n, axes, whole, extent, autograd=True)
+        again.kept = facts.chunk_kept(n, axes, whole, extent) if is_recorded(n, facts.requires) else (0, 0)
     root = {o: facts.root(o, stop=lambda v: v not in made or v.producer not in inside) for o in made}
     outputs = {o for o in made if any(u not in inside for u in o.users) or o in set(facts.graph.outputs)}
 
@@ -316,7 +413,7 @@ def region_local(facts: GraphFacts, nodes: Sequence[Node], whole: set[Value], ex
     # input's (one chunk of it) is held until the chunk's backward ends.  The buffers themselves
     # are the region step's gradients (train_region_gradients), counted on the step's timeline.
     inputs = {v for n in nodes for v in n.inputs if v.producer not in inside}
-    bwd = liveness(steps, root, size, grad_size, outputs, held_leaves=inputs - whole)
+    bwd = liveness(recorded, root, size, grad_size, outputs, held_leaves=inputs - whole)
     ba, bb = bwd.curves()
     return RegionLocal(max(extent, 1), fa[:len(nodes)], fb[:len(nodes)], ba, bb)
 
@@ -324,7 +421,8 @@ def region_local(facts: GraphFacts, nodes: Sequence[Node], whole: set[Value], ex
 def view_local(facts: GraphFacts, view: RegionView) -> RegionLocal:
     whole = {v for v in view.inputs if v not in view.chunk or
              any(u is v and not view.reads_slice(n, i) for n in view.nodes for i, u in enumerate(n.inputs))}
-    return region_local(facts, view.nodes, whole, evaluate(view.region.extent, facts.sizes))
+    return region_local(facts, view.nodes, whole, evaluate(view.region.extent, facts.sizes),
+                        {v: (c.axis, c.unit) for v, c in view.chunk.items()})
 
 
 class TrainMemoryModel:

@@ -103,6 +103,8 @@ class TrainSearchModel:
         self.rules = Rules(lambda v: (facts.nbytes[v], 0), lambda v: (facts.nbytes[v], 0),
                            frozenset(graph.outputs))
         self.ws = np.array([facts.workspace.get(n, 0) for n in graph.nodes] + [0] * N, dtype=np.int64)
+        # what autograd keeps of a node's workspace beyond its saved values: after its forward, to its backward
+        self.kept = {k: st.kept[0] for k, st in enumerate(self.steps) if st.kept[0]}
         self._locals: dict[int, RegionLocal] = {}
         self.reset()
 
@@ -117,6 +119,8 @@ class TrainSearchModel:
         self.groups = groups(self.events, root)
         self.group_of = {v: g for g, members in self.groups.items() for v, _ in members}
         self.live = self.ws.copy()
+        for k, kept in self.kept.items():
+            self.live[k + 1:2 * self.N - k] += kept
         for r, members in self.groups.items():
             self.live += self._curve(r, members)
 
@@ -142,7 +146,8 @@ class TrainSearchModel:
             sliced = {v for v, _, _ in cand.chunked}
             inputs = {v for n in nodes for v in n.inputs if v not in made}
             whole = {v for v in inputs if v not in sliced} | {v for _, _, v in cand._whole if v in sliced}
-            self._locals[key] = region_local(facts, nodes, whole, evaluate(cand.extent, facts.sizes))
+            self._locals[key] = region_local(facts, nodes, whole, evaluate(cand.extent, facts.sizes),
+                                             {v: (axis, unit) for v, axis, unit in cand.chunked})
         return self._locals[key]
 
     def effect(self, cand: Candidate) -> Effect:
@@ -208,6 +213,9 @@ class TrainSearchModel:
         for r, members in new_groups.items():
             delta += self._curve(r, members)
         delta[loop] -= self.ws[loop]
+        for k in loop:
+            if k in self.kept:
+                delta[k + 1:2 * N - k] -= self.kept[k]
         applied = Applied(first, tuple(cand.outputs), tuple(inputs), targets)
         return Effect(cand, delta, np.array(loop), 2 * N - 1 - np.array(loop), self.local(cand), saved_removed,
                       touched, new_groups, applied, retargeted, absorbed)

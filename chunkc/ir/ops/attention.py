@@ -30,7 +30,7 @@ import sympy
 from .. import elements
 from ..dims import AxisFlow, AxisSource, DimRecord, at_position
 from ..dtypes import DType
-from ..kernel_workspace import TorchWorkspace, acc_dtype, cast_copies, cpu_threads, nbytes
+from ..kernel_workspace import TorchWorkspace, acc_dtype, autograd_records, cast_copies, cpu_threads, nbytes
 from ..lowering import LoweringContext, operands, torch_dtype
 from ..registry import OpDef, register
 from ..sizes import Size, format_size, normalize, product, size_max, sizes_equal
@@ -271,9 +271,10 @@ _SPLIT_CAUSAL_DTYPES = (DType.float16, DType.bfloat16, DType.float32, DType.floa
 def _split_causal_rows(ins, attrs, outs) -> bool:
     """Causal rows run on the CPU as two flash calls merged by their log-sum-exp, no mask (the
     rule of rt.causal_attention's ``_split_causal_eligible``: the lowering casts q, k, v to the
-    output's dtype)."""
+    output's dtype), unless autograd records the call (a training step's chunk re-run in its
+    region's backward): then the masked call (see _causal_rows_mask)."""
     return (_causal_rows(attrs) and not attrs.get("enable_gqa") and outs[0].dtype in _SPLIT_CAUSAL_DTYPES
-            and _flash_eligible(ins, attrs))
+            and _flash_eligible(ins, attrs) and not autograd_records(attrs))
 
 
 def _split_causal_workspace(ins, attrs, outs) -> Size:
@@ -407,8 +408,17 @@ def _sdpa_cuda_kernel(ins, attrs, outs) -> Size:
     return 0
 
 
+def _sdpa_cpu_kept(ins, attrs, outs) -> Size:
+    """What autograd keeps of a recorded call for the CPU flash kernel's backward beyond q, k,
+    v and the output: ATen's float copy of the bool mask (a given one, or the causal rows',
+    which under autograd are not split: see _split_causal_rows)."""
+    if not _flash_eligible(ins, attrs) or _split_causal_rows(ins, attrs, outs):
+        return 0
+    return normalize(_mask_numel(ins, attrs) * outs[0].dtype.itemsize)
+
+
 _SDPA_WORKSPACE = TorchWorkspace(lowering=_sdpa_lowering_workspace, aten=_sdpa_float_mask, cpu=_sdpa_cpu_workspace,
-                                 cuda=_sdpa_cuda_workspace, cpu_layout=_sdpa_cpu_mask_copy)
+                                 cuda=_sdpa_cuda_workspace, cpu_layout=_sdpa_cpu_mask_copy, kept=_sdpa_cpu_kept)
 
 
 # -- canonicalization: what eager PyTorch runs (is_causal, enable_gqa) ------------------------
