@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import sys
 from typing import Any, Iterable
 
+from ..collector import collector_paused
 
-@contextlib.contextmanager
-def quiet_gc():
-    """Keep the cyclic garbage collector out of the call, so that garbage from before it is
-    not freed mid-call and mistaken for the call's own frees.  (Collecting first is not
-    needed for that, and takes a quarter of a second in a process holding torch and sympy.)"""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+
+# no collection inside a measured call: garbage from before it would be freed mid-call and
+# counted as the call's own frees
+quiet_gc = collector_paused
 
 
 def leaves(obj) -> Iterable[Any]:
