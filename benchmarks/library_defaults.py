@@ -169,9 +169,10 @@ OUTPUT_NOTE = (
     "its end.  A layer of exact attention over the whole sequence also holds its input whole while its "
     "output fills, since every query chunk reads keys and values made from all of the input (causal: from "
     "all rows before it), unless they are recomputed from an earlier value that is held instead.  So a "
-    "transformer whose last layer is attention cannot go below about twice its output with any plan that "
-    "does not write that output over its input: where twice the output passes 10%, that, not the search, "
-    "bounds the lowest peak.")
+    "transformer whose last layer is attention over every key cannot go below about twice its output: "
+    "where that passes 10%, it, not the search, bounds the lowest peak.  With causal attention the output "
+    "can be written over the input (query chunks run last first, each writing rows that no later chunk "
+    "reads), and the bound is the output alone.")
 
 
 def _summary(results: list[Result]) -> list[str]:

@@ -255,10 +255,11 @@ def render(results: list[Result], settings: C.Settings, plot: str | None,
              "L × L float tensor shared by every layer (rematerialized per query chunk).  With exact "
              "attention a layer chunked over its queries still holds its input and the keys and values "
              "whole (three L × hidden tensors); where that floor is over the budget, nested loops (a loop "
-             "over keys inside each query loop, recomputing keys and values from the held input; SDPA only, "
-             "so far) leave two: the input and the output.  That floor, "
-             "not the L × L scores, bounds GPT-2 against its L = 1024 peak; with SDPA the unchunked peak "
-             "has no L × L term to give back.", ""]
+             "over keys inside each query loop, recomputing keys and values from the held input; written-out "
+             "attention is rewritten into SDPA for them) leave two: the input and the output.  With causal "
+             "attention the query chunks run last first, each writing its output rows over input rows that no "
+             "later chunk reads, which leaves one.  That floor, not the L × L scores, bounds GPT-2 against "
+             "its L = 1024 peak; with SDPA the unchunked peak has no L × L term to give back.", ""]
     if plot:
         lines += [f"![longest input]({plot})", ""]
     rows = []

@@ -15,7 +15,7 @@ import pytest
 import chunkc
 from chunkc import ops as O
 from chunkc.errors import ChunkcError
-from chunkc.passes.loop_buffers import choose_hosts
+from chunkc.passes.nest import choose_hosts
 from chunkc.passes.plan import ChunkedValue as CV, ChunkRegion, Plan
 from chunkc.passes.search import GraphIndex, consistent_extent, walk_regions
 from backend_cases import estimate_and_measure, run_on_all_backends

@@ -18,6 +18,7 @@ from ..errors import ChunkcError
 from ..ir.graph import Graph
 from ..passes.plan import DEFAULT_BACKEND, Plan
 from .budget import install_budget_check, plan_for_backend
+from . import builtin  # noqa: F401  (registers the torch, numpy and cupy backends)
 from .registry import Backend, backend_names, get_backend, register_backend, unregister_backend
 
 

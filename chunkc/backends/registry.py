@@ -10,8 +10,11 @@ lay out a fresh result, :mod:`chunkc.ir.layout`), both for the memory estimator.
 :func:`chunkc.estimate_memory` all look backends up here; nothing else names
 one.  docs/tutorial_backend.md adds a backend.
 
-The built-in records (torch, numpy, cupy) import their implementation when
-first used, so that importing chunkc never imports torch.
+The built-in records (torch, numpy, cupy) are registered by :mod:`.builtin`, which the
+package imports; they import their implementation when first used, so that importing
+chunkc never imports torch.  This module imports no implementation, so that the
+estimator can ask a backend's workspace policy and layout rule without importing code
+generators that ask the estimator.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from ..errors import ChunkcError
-from ..ir.layout import LayoutRule, contiguous_layout, numpy_layout, tensoriterator_layout
+from ..ir.layout import LayoutRule, contiguous_layout
 from ..ir.registry import OpDef
 
 
@@ -93,73 +96,6 @@ def get_backend(name: str) -> Backend:
 def backend_names() -> tuple[str, ...]:
     """The registered backends, in registration order."""
     return tuple(_BACKENDS)
-
-
-# -- the built-in backends ---------------------------------------------------------------
-
-
-def _trains(graph, grad_mode: str | None) -> bool:
-    """Whether the torch backend compiles a training step (chunkc.backends.torch_train)."""
-    from .torch_backend import TRAIN, resolve_grad_mode
-    return resolve_grad_mode(graph, grad_mode) == TRAIN
-
-
-def _torch_emit(graph, plan, grad_mode: str | None = None, device: Any = None) -> str:
-    if _trains(graph, grad_mode):
-        from .torch_train import emit_train_source
-        return emit_train_source(graph, plan)
-    from .torch_backend import emit_torch_source
-    return emit_torch_source(graph, plan, grad_mode=grad_mode)  # the device does not change the source
-
-
-def _torch_compile(graph, plan, grad_mode: str | None = None, device: Any = None):
-    if _trains(graph, grad_mode):
-        from .torch_train import compile_train
-        return compile_train(graph, plan, device=device)
-    from .torch_backend import compile_torch
-    return compile_torch(graph, plan, grad_mode=grad_mode, device=device)
-
-
-def _torch_memory_device(options: Mapping[str, Any]) -> str:
-    """A torch program's memory is the ``device`` option's kind (a string or a torch.device)."""
-    device = options.get("device")
-    kind = getattr(device, "type", None) or str(device or "cpu").split(":")[0]
-    return "cuda" if kind == "cuda" else "cpu"
-
-
-def _torch_write(graph, plan, path, **options) -> list[str]:
-    from .torch_backend import save_module
-    return save_module(_torch_compile(graph, plan, **options), path)
-
-
-def _array_emit(graph, plan) -> str:
-    from .array_backend import emit_array_source
-    return emit_array_source(graph, plan)
-
-
-def _array_compile(xp_name: str) -> Callable[..., Any]:
-    def compile_on(graph, plan):
-        from .array_backend import compile_array
-        return compile_array(graph, plan, xp_name)
-    return compile_on
-
-
-def _array_write(graph, plan, path) -> list[str]:
-    from .array_backend import write_array_program
-    return write_array_program(graph, plan, path)
-
-
-register_backend(Backend(
-    "torch", _torch_emit, _torch_compile, torch_lowering_workspace, options=("grad_mode", "device"), write_program=_torch_write,
-    layout=tensoriterator_layout, memory_device=_torch_memory_device,
-    description="an nn.Module holding the weights as buffers; runs on any torch device; "
-    "grad_mode='train' (a graph with parameters): one whose parameters train"))
-register_backend(Backend(
-    "numpy", _array_emit, _array_compile("numpy"), reference_workspace, write_program=_array_write, layout=numpy_layout,
-    description="a program class over NumPy that calls each op's reference"))
-register_backend(Backend(
-    "cupy", _array_emit, _array_compile("cupy"), reference_workspace, write_program=_array_write, layout=numpy_layout,
-    memory_device=lambda options: "cuda", description="the NumPy program run with xp = cupy on an NVIDIA GPU"))
 
 
 __all__ = ["Backend", "register_backend", "unregister_backend", "get_backend", "backend_names",

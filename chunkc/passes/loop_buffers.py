@@ -41,7 +41,7 @@ plan names its pairs (``ChunkRegion.reuse``); ``PlanIndex`` checks them by this 
 (``RegionView.reuse``), and the estimator, the code generators and the chunked reference
 interpreter read them there.  The planner picks them by the same rule: per candidate region
 (``region_memory.reusable``, which also asks that the estimator lay ``x`` out as ``y``), and
-for a region built whole (:func:`choose_hosts`: nested plans and their flat fill loops).  At
+for a region built whole (:func:`chunkc.passes.nest.choose_hosts`: nested plans and their flat fill loops).  At
 most one output per host.
 
 Imports nothing from the backends, so that both sides can import it.
@@ -49,7 +49,7 @@ Imports nothing from the backends, so that both sides can import it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Collection, Iterable, Mapping, Sequence
 
 from ..ir.graph import Graph, Node, Value
@@ -108,6 +108,57 @@ def reads_rows_behind(region: "ChunkRegion", host: str, readers: Iterable[str]) 
     return True
 
 
+def storage_group(v: Value) -> tuple[Value, set[Value]]:
+    """The value whose storage ``v`` may share (following ops that may return a view of
+    their input 0, up), and every value that may share it (the same, down): conservative,
+    whether or not a view is made at run time."""
+    root = v
+    while root.producer is not None and root.producer.op.may_alias and root.producer.inputs:
+        root = root.producer.inputs[0]
+    group, stack = {root}, [root]
+    while stack:
+        for n in stack.pop().users:
+            if n.op.may_alias and n.inputs and n.inputs[0] in group:
+                for o in n.outputs:
+                    if o not in group:
+                        group.add(o)
+                        stack.append(o)
+    return root, group
+
+
+def overwritable_after(graph: Graph, v: Value, position: Mapping[Node, int], end: int,
+                       group: tuple[Value, set[Value]] | None = None) -> str:
+    """Why the storage of ``v`` may not be overwritten once the schedule is past ``end``
+    ('' when it may): it must be a node's fresh storage that nothing reads after ``end``.
+    ``group``: ``storage_group(v)`` when the caller has it."""
+    root, group = group or storage_group(v)
+    if root.producer is None:
+        return "graph inputs and weights are never overwritten"
+    outputs = set(graph.outputs)
+    for a in group:
+        if a in outputs:
+            return f"%{a.name}, which shares its storage, is a graph output"
+        late = [u for u in a.users if position[u] > end]
+        if late:
+            return f"%{a.name}, which shares its storage, is read after the loop (by node {late[0].name})"
+    return ""
+
+
+def shared_read_in(v: Value, nodes, group: tuple[Value, set[Value]] | None = None) -> str:
+    """Why ``v``'s storage may not be overwritten by a loop of ``nodes`` ('' when it may): a
+    loop node reads another value that shares it (a key read whole while the queries, a view
+    of the same fused projection, are overwritten a chunk at a time).  ``group``:
+    ``storage_group(v)`` when the caller has it."""
+    _, group = group or storage_group(v)
+    for a in group:
+        if a is v:
+            continue
+        reader = next((u for u in a.users if u in nodes), None)
+        if reader is not None:
+            return f"%{a.name}, which shares its storage, is read in the loop (by node {reader.name})"
+    return ""
+
+
 def host_problem(graph: Graph, output: Value, host: Value, *, output_slice: "ChunkedValue | None",
                  host_slice: "ChunkedValue | None", read_whole: bool, loop_nodes: Collection[Node],
                  position: Mapping[Node, int], end: int, overlapping: Callable[[Value], str],
@@ -122,8 +173,6 @@ def host_problem(graph: Graph, output: Value, host: Value, *, output_slice: "Chu
     ``storage_group(host)`` when the caller has it; ``rows_behind``: the whole reads are all
     :func:`reads_rows_behind`; ``last_first``: the region runs its chunks last first.  The
     cheap tests come first."""
-    from .plan_index import overwritable_after, shared_read_in, storage_group
-
     if host.type != output.type:
         return f"their types differ ({host.type} and {output.type})"
     if host_slice is None or output_slice is None or (host_slice.axis, host_slice.unit) != \
@@ -141,45 +190,5 @@ def host_problem(graph: Graph, output: Value, host: Value, *, output_slice: "Chu
         or overlapping(host)
 
 
-def choose_hosts(graph: Graph, region: "ChunkRegion", sizes: Mapping[str, int]) -> "ChunkRegion":
-    """``region`` with a host picked for each output that may have one (:func:`host_problem`;
-    the first legal region input in schedule order; none twice; accumulators never): for
-    regions built whole rather than by the selection (chunkc.passes.nest).  A host that causal
-    inner loops read (:func:`reads_rows_behind`) is taken with the chunks run last first, in a
-    region that merges nothing across its chunks.  ``sizes``: where views are followed."""
-    from .plan import Plan
-    from .plan_index import PlanIndex, overlapping_view
-
-    plain = replace(region, reuse=())
-    view = PlanIndex.build(graph, Plan(graph, (plain,), sizes=dict(sizes))).regions[0]
-    position = {n: i for i, n in enumerate(graph.nodes)}
-    end = position[view.nodes[-1]]
-    readers: dict[Value, list[str]] = {}  # values read whole by loop nodes -> those nodes
-    for n in view.nodes:
-        for k, v in enumerate(n.inputs):
-            if (n.name, k) in view.whole_reads:
-                readers.setdefault(v, []).append(n.name)
-    # running the chunks last first is legal for a loop that merges nothing across its chunks
-    may_reverse = not view.accumulators and not view.has_halo
-    pairs: list[tuple[str, str]] = []
-    last_first = region.last_first
-    taken: set[Value] = set()
-    for o in view.outputs:
-        if o in view.accumulators:
-            continue
-        for x in view.inputs:
-            if x in taken:
-                continue
-            behind = x in readers and reads_rows_behind(region, x.name, readers[x])
-            if not host_problem(graph, o, x, output_slice=view.chunk.get(o), host_slice=view.chunk.get(x),
-                                read_whole=x in readers, loop_nodes=view.node_set, position=position, end=end,
-                                overlapping=lambda v: overlapping_view(v, sizes), rows_behind=behind,
-                                last_first=last_first or (behind and may_reverse)):
-                pairs.append((o.name, x.name))
-                taken.add(x)
-                last_first = last_first or x in readers
-                break
-    return replace(region, reuse=tuple(pairs), last_first=last_first)
-
-
-__all__ = ["LoopBuffer", "choose_hosts", "host_problem", "loop_buffer", "loop_buffers", "reads_rows_behind"]
+__all__ = ["LoopBuffer", "host_problem", "loop_buffer", "loop_buffers", "overwritable_after", "reads_rows_behind",
+           "shared_read_in", "storage_group"]

@@ -420,42 +420,6 @@ def _check_halos(view: RegionView, where: str) -> None:
                                   f"chunk, but the plan gives it halo {have}; widen the halo in the plan")
 
 
-def storage_group(v: Value) -> tuple[Value, set[Value]]:
-    """The value whose storage ``v`` may share (following ops that may return a view of
-    their input 0, up), and every value that may share it (the same, down): conservative,
-    whether or not a view is made at run time."""
-    root = v
-    while root.producer is not None and root.producer.op.may_alias and root.producer.inputs:
-        root = root.producer.inputs[0]
-    group, stack = {root}, [root]
-    while stack:
-        for n in stack.pop().users:
-            if n.op.may_alias and n.inputs and n.inputs[0] in group:
-                for o in n.outputs:
-                    if o not in group:
-                        group.add(o)
-                        stack.append(o)
-    return root, group
-
-
-def overwritable_after(graph: Graph, v: Value, position: Mapping[Node, int], end: int,
-                       group: tuple[Value, set[Value]] | None = None) -> str:
-    """Why the storage of ``v`` may not be overwritten once the schedule is past ``end``
-    ('' when it may): it must be a node's fresh storage that nothing reads after ``end``.
-    ``group``: ``storage_group(v)`` when the caller has it."""
-    root, group = group or storage_group(v)
-    if root.producer is None:
-        return "graph inputs and weights are never overwritten"
-    outputs = set(graph.outputs)
-    for a in group:
-        if a in outputs:
-            return f"%{a.name}, which shares its storage, is a graph output"
-        late = [u for u in a.users if position[u] > end]
-        if late:
-            return f"%{a.name}, which shares its storage, is read after the loop (by node {late[0].name})"
-    return ""
-
-
 def overlapping_view(v: Value, sizes: Mapping[str, int]) -> str:
     """Why the elements of ``v`` may not be written one at a time ('' when they may): a view
     in its storage chain holds one element at several indices (an ``expand`` broadcasting a
@@ -498,21 +462,6 @@ def _layout_at(v: Value, sizes: Mapping[str, int]) -> tuple[tuple[int, ...], tup
         aliased = got is not None
         strides = got if aliased else contiguous_strides(shape(a))
     return shape(v), strides, aliased
-
-
-def shared_read_in(v: Value, nodes, group: tuple[Value, set[Value]] | None = None) -> str:
-    """Why ``v``'s storage may not be overwritten by a loop of ``nodes`` ('' when it may): a
-    loop node reads another value that shares it (a key read whole while the queries, a view
-    of the same fused projection, are overwritten a chunk at a time).  ``group``:
-    ``storage_group(v)`` when the caller has it."""
-    _, group = group or storage_group(v)
-    for a in group:
-        if a is v:
-            continue
-        reader = next((u for u in a.users if u in nodes), None)
-        if reader is not None:
-            return f"%{a.name}, which shares its storage, is read in the loop (by node {reader.name})"
-    return ""
 
 
 def _reuse_problem(graph: Graph, region: ChunkRegion, o: Value, v: Value | None, chunk, inputs, node_set, whole,
@@ -560,4 +509,4 @@ def check_same_signature(graph: Graph, planned: Graph) -> None:
                           f"not graph {graph.name} with inputs {a} and {len(graph.outputs)} outputs")
 
 
-__all__ = ["PlanIndex", "RegionView", "check_same_signature", "loop_attrs", "overlapping_view", "overwritable_after", "shared_read_in", "storage_group"]
+__all__ = ["PlanIndex", "RegionView", "check_same_signature", "loop_attrs", "overlapping_view"]

@@ -98,11 +98,11 @@ class ValueFacts:
         return self._out_bytes[i]
 
     def storage_group(self, v: Value) -> tuple[Value, set[Value]]:
-        """:func:`chunkc.passes.plan_index.storage_group` of ``v``, found once (the graph does
+        """:func:`chunkc.passes.loop_buffers.storage_group` of ``v``, found once (the graph does
         not change while the search runs)."""
         group = self._groups.get(v)
         if group is None:
-            from .plan_index import storage_group
+            from .loop_buffers import storage_group
             group = self._groups[v] = storage_group(v)
         return group
 
