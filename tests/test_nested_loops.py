@@ -236,3 +236,92 @@ def test_nested_plan_of_stacked_blocks_estimate_matches_measure(backend):
     # buffer's doing (an open gap of the NumPy estimate, left for its own fix)
     low = 0.002 if backend == "torch" else 0.004
     assert -low * measured <= peak - measured <= tolerance * measured, (measured, peak)
+
+
+def _rotary_blocks(L: int = 20, d: int = 16, heads: int = 4, kv_heads: int = 2, layers: int = 2,
+                   seed: int = 0) -> chunkc.Graph:
+    """Pre-norm blocks as Llama writes them: RMS norm, rotary position embeddings (cos/sin tables
+    built once from the positions and shared by every layer, rotate_half's slices and concat),
+    grouped-query causal attention, a SwiGLU MLP.  A key chain is longer than GPT-2's (the
+    second layer's reaches back to the positions)."""
+    from chunkc import ops as O
+    rng = np.random.default_rng(seed)
+    g = chunkc.Graph("rotary_blocks")
+    x = g.add_input("x", "f32", (1, L, d))
+    dh = d // heads
+
+    def w(name, *shape):
+        return g.add_constant(name, (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32))
+
+    def rms(t, name):
+        scale = O.rsqrt(O.add(O.mean(O.mul(t, t), axes=(2,), keepdim=True), g.add_constant(f"eps_{name}", np.float32(1e-6))))
+        return O.mul(w(name, d), O.mul(t, scale))
+
+    def heads_of(t, n):
+        return O.permute(O.reshape(t, shape=(1, L, n, dh)), dims=(0, 2, 1, 3))
+
+    def rotate(t, cos, sin):
+        half = O.concat(O.neg(O.slice(t, axis=3, start=dh // 2, end=None, step=1)),
+                        O.slice(t, axis=3, start=None, end=dh // 2, step=1), axis=3)
+        return O.add(O.mul(t, cos), O.mul(half, sin))
+
+    positions = O.cast(O.unsqueeze(O.unsqueeze(O.arange(graph=g, start=0, end=L, step=1, dtype="i64"), axis=0),
+                                   axis=2), dtype="f32")
+    angles = O.mul(positions, g.add_constant("inv_freq", (1.0 / 100.0 ** (np.arange(dh // 2) / (dh // 2)))
+                                            .astype(np.float32)))
+    both = O.concat(angles, angles, axis=2)
+    cos, sin = O.cos(both), O.sin(both)
+    for i in range(layers):
+        h = rms(x, f"norm{i}")
+        q = heads_of(O.linear(h, w(f"wq{i}", d, d)), heads)
+        k = heads_of(O.linear(h, w(f"wk{i}", kv_heads * dh, d)), kv_heads)
+        v = heads_of(O.linear(h, w(f"wv{i}", kv_heads * dh, d)), kv_heads)
+        c, s = O.unsqueeze(cos, axis=1), O.unsqueeze(sin, axis=1)
+        o = O.scaled_dot_product_attention(rotate(q, c, s), rotate(k, c, s), v, is_causal=True, enable_gqa=True)
+        x = O.add(x, O.linear(O.reshape(O.permute(o, dims=(0, 2, 1, 3)), shape=(1, L, d)), w(f"wo{i}", d, d)))
+        h = rms(x, f"post{i}")
+        x = O.add(x, O.linear(O.mul(O.silu(O.linear(h, w(f"gate{i}", 2 * d, d))), O.linear(h, w(f"up{i}", 2 * d, d))),
+                              w(f"down{i}", d, 2 * d)))
+    g.set_outputs(rms(x, "final"))
+    return g
+
+
+def test_nested_plan_of_rotary_gqa_blocks_matches_unchunked():
+    """Rotary GQA blocks get a query loop per layer with key loops inside it that recompute the
+    norm, the projections and the rotary tables from the positions (a chain of 30-odd nodes);
+    the position tables the first layer's key chains read are made before its query loop starts,
+    so that loop also runs the layer's norm statistics."""
+    from chunkc.passes.nest import nested_plan
+    g = _rotary_blocks()
+    split, _ = split_statistics(g, "split_accumulating")
+    unchunked = chunkc.estimate_memory(split, sizes={}).peak_bytes
+    plan, peak = nested_plan(split, {}, unchunked // 2, "torch")
+    assert peak <= unchunked // 2
+    nested = [r for r in plan.regions if r.inner]
+    assert [len(r.inner) for r in nested] == [2, 2]
+    assert all(plan.graph.node(r.nodes[0]).op.name == "mul" for r in nested)  # the norm's square, not later
+    plan = replace(plan, budget_bytes=None)
+    inputs = _inputs(g)
+    run_on_all_backends(plan.graph, plan, inputs, chunkc.interpret(g, *inputs), atol=1e-5, rtol=1e-4)
+
+
+def test_autochunk_floor_of_rotary_gqa_blocks_holds_one_hidden_state():
+    """autochunk's floor on rotary GQA blocks (rotary tables rematerialized, then nested loops)
+    holds one L x hidden value (the layer output being written; flat loops hold three), and a
+    plan just above it meets its budget, estimated and measured, with the unchunked values."""
+    torch.set_num_threads(1)
+    L, d = 1024, 64
+    g = _rotary_blocks(L=L, d=d, heads=4, kv_heads=2)
+    with pytest.raises(chunkc.InfeasibleBudgetError) as err:
+        chunkc.autochunk(g, budget=1, backend="torch")
+    floor = err.value.lowest_peak_bytes
+    assert floor <= 1.3 * L * d * 4, floor
+    budget = int(floor * 1.05)
+    plan = chunkc.autochunk(g, budget=budget, backend="torch")
+    assert any(r.inner for r in plan.regions) and plan.estimated_peak_bytes <= budget
+    inputs = _inputs(g)
+    args = [torch.from_numpy(a) for a in inputs]
+    fn = chunkc.compile(plan.graph, plan, backend="torch")
+    measured = chunkc.measure_peak(fn, *args)
+    assert abs(measured - plan.estimated_peak_bytes) <= 0.01 * measured, (measured, plan.estimated_peak_bytes)
+    np.testing.assert_allclose(fn(*args).numpy(), chunkc.interpret(g, *inputs)[0], atol=1e-4, rtol=1e-4)

@@ -30,7 +30,10 @@ from .loop_buffers import host_problem, reads_rows_behind
 from .plan import ChunkRegion, Plan
 from .search import GraphIndex, candidate_axes, walk_regions
 
-MAX_CHAIN = 16  # nodes of one recomputed chain, at most
+# Nodes of one recomputed chain, at most.  A pre-norm rotary layer's keys and values need 35
+# after rematerialization: RMS norm (pow, mean, add, rsqrt, two muls), the projections with
+# their views, rotate_half (two slices, neg, concat) and its cos/sin tables from the positions.
+MAX_CHAIN = 48
 
 
 def _chain(graph: Graph, roots: Sequence[Value], held_after: int, max_nodes: int = MAX_CHAIN) -> list[Node] | None:
@@ -218,6 +221,8 @@ def nested_plan(graph: Graph, sizes: Mapping[str, int], budget_bytes: int, backe
             end = ends[-1].name if ends else g.nodes[g.position(g.node(groups[k + 1][0][0])) - 1].name
         else:
             end = g.nodes[-1].name
+        after = g.position(g.node(regions[-1].nodes[-1])) + 1 if regions else 0
+        g = _held_first(g, held, after)
         built = _nest_group(g, end, names, made, held, 1, 1)
         if built is None:
             return None
@@ -259,6 +264,27 @@ def nested_plan(graph: Graph, sizes: Mapping[str, int], budget_bytes: int, backe
     if not c or c * largest(c, lambda n: fits(c, n)) < extent:
         c = max(o for o in outers if fits(o, least_inner(o, extent)))
     return at(c, largest(least_inner(c, extent), lambda n: fits(c, n)))
+
+
+def _held_first(g: Graph, held: set[str], after: int) -> Graph:
+    """``g`` with the producers of the ``held`` values, and theirs, scheduled before the other
+    nodes from schedule position ``after`` on (the ones before it keep their places): the
+    group's outer loop starts after the last of them, so nodes scheduled between them (a layer
+    norm's statistics before the position tables its key chains read) would run unchunked."""
+    tail = g.nodes[after:]
+    inside = set(tail)
+    needed: set[Node] = set()
+    stack = [g.value(v).producer for v in held]
+    while stack:
+        n = stack.pop()
+        if n is None or n in needed or n not in inside:
+            continue
+        needed.add(n)
+        stack.extend(u.producer for u in n.inputs)
+    if not needed:
+        return g
+    order = g.nodes[:after] + [n for n in tail if n in needed] + [n for n in tail if n not in needed]
+    return g.reordered([n.name for n in order])
 
 
 def least_inner(chunk: int, extent: int) -> int:
