@@ -26,7 +26,6 @@ from ..ir.dims import LOOP_STOP
 from ..ir.graph import Graph, Node, Value
 from ..ir.sizes import Size, evaluate, sizes_equal
 from .accumulate import accumulating_end, sliced_axes
-from .loop_buffers import host_problem, reads_rows_behind
 from .plan import ChunkRegion, Plan
 from .search import GraphIndex, candidate_axes, walk_regions
 
@@ -357,22 +356,18 @@ def _rows_match(node: Node, key_axis: int, inner: ChunkRegion, outer: ChunkRegio
 
 
 def choose_hosts(graph: Graph, region: "ChunkRegion", sizes: Mapping[str, int]) -> "ChunkRegion":
-    """``region`` with a host picked for each output that may have one (:func:`host_problem`;
-    the first legal region input in schedule order; none twice; accumulators never): for
-    regions built whole rather than by the selection (chunkc.passes.nest).  A host that causal
-    inner loops read (:func:`reads_rows_behind`) is taken with the chunks run last first, in a
-    region that merges nothing across its chunks.  ``sizes``: where views are followed."""
-    from .plan_index import PlanIndex, overlapping_view
+    """``region`` with a host picked for each output that may have one (the rule
+    chunkc.passes.loop_buffers.host_problem, asked as the plan checker asks it:
+    :func:`chunkc.passes.plan_index.reuse_problem`; the first legal region input in schedule
+    order; none twice; accumulators never): for regions built whole rather than by the
+    selection.  A host that causal inner loops read (``loop_buffers.reads_rows_behind``) is
+    taken with the chunks run last first, in a region that merges nothing across its chunks.
+    ``sizes``: where views are followed."""
+    from .plan_index import PlanIndex, reuse_problem
 
     plain = replace(region, reuse=())
     view = PlanIndex.build(graph, Plan(graph, (plain,), sizes=dict(sizes))).regions[0]
-    position = {n: i for i, n in enumerate(graph.nodes)}
-    end = position[view.nodes[-1]]
-    readers: dict[Value, list[str]] = {}  # values read whole by loop nodes -> those nodes
-    for n in view.nodes:
-        for k, v in enumerate(n.inputs):
-            if (n.name, k) in view.whole_reads:
-                readers.setdefault(v, []).append(n.name)
+    read_whole = {n.inputs[k] for n in view.nodes for k in range(len(n.inputs)) if (n.name, k) in view.whole_reads}
     # running the chunks last first is legal for a loop that merges nothing across its chunks
     may_reverse = not view.accumulators and not view.has_halo
     pairs: list[tuple[str, str]] = []
@@ -384,14 +379,11 @@ def choose_hosts(graph: Graph, region: "ChunkRegion", sizes: Mapping[str, int]) 
         for x in view.inputs:
             if x in taken:
                 continue
-            behind = x in readers and reads_rows_behind(region, x.name, readers[x])
-            if not host_problem(graph, o, x, output_slice=view.chunk.get(o), host_slice=view.chunk.get(x),
-                                read_whole=x in readers, loop_nodes=view.node_set, position=position, end=end,
-                                overlapping=lambda v: overlapping_view(v, sizes), rows_behind=behind,
-                                last_first=last_first or (behind and may_reverse)):
+            asked = replace(region, last_first=last_first or may_reverse)
+            if not reuse_problem(graph, asked, o, x, view.chunk, view.inputs, view.node_set, view.whole_reads, sizes):
                 pairs.append((o.name, x.name))
                 taken.add(x)
-                last_first = last_first or x in readers
+                last_first = last_first or x in read_whole
                 break
     return replace(region, reuse=tuple(pairs), last_first=last_first)
 

@@ -297,7 +297,7 @@ def _view(graph: Graph, k: int, r: ChunkRegion, position: Mapping[str, int], val
         o, v = values.get(out_name), values.get(in_name)
         if o not in outputs:
             raise ChunkcError(f"{where}: reuse names %{out_name}, which is not an output of the region")
-        problem = _reuse_problem(graph, r, o, v, chunk, inputs, node_set, whole, sizes)
+        problem = reuse_problem(graph, r, o, v, chunk, inputs, node_set, whole, sizes)
         if problem:
             raise ChunkcError(f"{where}: output %{out_name} cannot take the storage of %{in_name}: {problem}")
         if v in reuse.values():
@@ -464,7 +464,7 @@ def _layout_at(v: Value, sizes: Mapping[str, int]) -> tuple[tuple[int, ...], tup
     return shape(v), strides, aliased
 
 
-def _reuse_problem(graph: Graph, region: ChunkRegion, o: Value, v: Value | None, chunk, inputs, node_set, whole,
+def reuse_problem(graph: Graph, region: ChunkRegion, o: Value, v: Value | None, chunk, inputs, node_set, whole,
                    sizes: Mapping[str, int]) -> str:
     """Why output ``o`` may not be written in place into region input ``v`` ('' when it may):
     the rule is chunkc.passes.loop_buffers.host_problem."""
@@ -509,4 +509,4 @@ def check_same_signature(graph: Graph, planned: Graph) -> None:
                           f"not graph {graph.name} with inputs {a} and {len(graph.outputs)} outputs")
 
 
-__all__ = ["PlanIndex", "RegionView", "check_same_signature", "loop_attrs", "overlapping_view"]
+__all__ = ["PlanIndex", "RegionView", "check_same_signature", "loop_attrs", "overlapping_view", "reuse_problem"]
