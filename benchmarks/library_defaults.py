@@ -52,7 +52,8 @@ def models() -> dict[str, Model]:
                                                             n_positions=16384),
               4096, 1024, "the same with attn_implementation='eager'"),
         Model("llama", "causal LM, rotary + GQA", lambda: zoo.llama(), 4096, 1024,
-              "transformers LlamaModel (chunkc.zoo.llama): rotary embeddings, grouped-query attention, SDPA"),
+              "transformers LlamaModel (chunkc.zoo.llama): rotary embeddings, grouped-query attention, SDPA, "
+              "hidden 128, MLP 448 (Llama 3's ratio)"),
         Model("bert", "encoder, padding mask", lambda: zoo.bert(), 4096, 1024,
               "transformers BertModel (chunkc.zoo.bert) with an attention_mask input, SDPA"),
         Model("t5", "encoder, relative position bias", lambda: zoo.t5_encoder(), 2048, 512,

@@ -58,7 +58,7 @@ def llama(
     hidden: int = 128,
     heads: int = 4,
     kv_heads: int = 2,
-    intermediate: int = 256,
+    intermediate: int = 448,
     attn: str = "sdpa",
     vocab_size: int = 1000,
     max_positions: int = 8192,
@@ -66,7 +66,9 @@ def llama(
 ) -> ModelCase:
     """transformers LlamaModel (prefill, no KV cache): rotary position embeddings, grouped-query
     attention (`kv_heads` < `heads`), RMSNorm, SwiGLU MLP, causal mask built by transformers.
-    input_ids [1, L] -> last_hidden_state [1, L, hidden]."""
+    input_ids [1, L] -> last_hidden_state [1, L, hidden].  The MLP is 3.5x the hidden size, the
+    ratio of Llama 3 8B and Mistral 7B (14336 / 4096); transformers' LlamaConfig default is
+    11008 / 4096 = 2.69x."""
     from transformers import LlamaConfig, LlamaModel
 
     if heads % kv_heads:
