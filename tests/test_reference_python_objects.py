@@ -31,10 +31,6 @@ INFOS = all_infos()
 # ``tile``'s index shapes) or ours: open, each a strict expected failure until fixed
 STILL_LEAVE = {
     "decode_image": "the BGR sample leaves about 8 B per call",
-    "group_norm_apply": "out[n, c] += shift[n, c] leaves 56 B per call",
-    "sort": "the descending sample leaves about 128 B per call",
-    "tile": "xp.tile's reshape leaves 56 B per call",
-    "topk": "take_along_axis's index grid leaves 48 B per call",
 }
 NAMES = [pytest.param(n, marks=pytest.mark.xfail(reason=STILL_LEAVE[n], strict=True)) if n in STILL_LEAVE else n
          for n in sorted(n for n, info in INFOS.items() if info.raises is None and lookup(n).reference is not None)]
