@@ -61,8 +61,8 @@ class CseResult:
             notes.append(f"merged {len(self.merged)} duplicate node(s) (common subexpressions): "
                          f"{', '.join(str(m) for m in self.merged[:6])}{' ...' if len(self.merged) > 6 else ''}")
         if self.left:
-            notes.append(f"left {len(self.left)} duplicate node(s) recomputed after their first copy died "
-                         f"(merging would hold it longer): {', '.join(str(m) for m in self.left[:6])}"
+            notes.append(f"left {len(self.left)} duplicate node(s) as written (they recompute what died before "
+                         f"them; merging would hold it longer): {', '.join(str(m) for m in self.left[:6])}"
                          f"{' ...' if len(self.left) > 6 else ''}")
         return notes
 
