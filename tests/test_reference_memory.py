@@ -190,6 +190,16 @@ def test_group_norm_moments_makes_what_it_declares_at_any_layout(dtype, sliced):
         above = peak_above_outputs(lambda: op.reference(np, chunk, num_groups=8))
     assert abs(above - expected) <= SLACK, (above, expected)
 
+@pytest.mark.parametrize("repeats", [(3, 2, 2), (2, 1), (1, 1, 1)])
+def test_tile_of_a_strided_input_makes_only_its_output(repeats):
+    """``xp.tile`` repeated one axis at a time through intermediates (72 KiB here, no workspace
+    declared); the reference writes the input broadcast into its output's blocks."""
+    x = rand(96, 64)[:, ::2]  # [96, 32], strided
+    g = one_node("tile", [x], repeats=repeats)
+    assert peak_above_outputs(run(g, x)) <= SLACK
+    np.testing.assert_array_equal(run(g, x)()[0], np.tile(x, repeats))
+
+
 
 def test_embedding_of_a_slice_of_the_table_columns_makes_only_its_output():
     """Campaign seed 15, case 15000033 (NumPy 1.66x its budget): a loop over the features

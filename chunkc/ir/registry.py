@@ -143,6 +143,11 @@ class OpDef:
     # that round an input differently (another backend's kernel, another summation order) may
     # differ there by the step.  A bool, or ``fn(in_types, attrs) -> bool``.
     discontinuous: bool | Callable[..., bool] = False
+    # Whether the outputs are a function of the inputs and attributes alone and the call does
+    # nothing else (no random numbers, no effects): two nodes of the op on the same inputs with
+    # the same attributes compute the same values, so common-subexpression elimination may
+    # keep one (chunkc.passes.cse).  False for ops chunkc does not model (opaque).
+    pure: bool = True
     doc: str = ""
 
     def __post_init__(self) -> None:

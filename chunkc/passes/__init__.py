@@ -3,4 +3,4 @@
 Importing this package registers the built-in passes (``builtin``) by name.
 """
 
-from . import builtin, canonicalize, fold_split, written_attention  # noqa: F401  (register their passes with the manager)
+from . import builtin, canonicalize, cse, fold_split, written_attention  # noqa: F401  (register their passes with the manager)

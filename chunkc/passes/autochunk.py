@@ -40,6 +40,7 @@ from .written_attention import rewrite_written_attention
 from .plan import Plan
 from .remat import RematOptions, recompute_chain, rematerialize
 from .reorder import apply_regions
+from .cse import eliminate_common_subexpressions
 from .fold_split import fold_splits
 from .split_statistics import StatisticsSplit, fuse_unused_splits, split_statistics
 from .schedule import whole_inputs_first
@@ -282,9 +283,12 @@ def _variants(graph: Graph, sizes: dict[str, int], opts: AutochunkOptions, peak_
     scheduled first; and the user's graph as it is.  Each is planned; the fastest plan (or the
     lowest floor) wins.  Also the statistics splits made (chunkc.passes.split_statistics), to
     fuse back those no region runs."""
-    folded, splits = graph, ()
-    if opts.rewrite:  # splits first: a folded projection's parts are readers of their own
-        folded, splits = split_statistics(fold_splits(graph))
+    folded, splits, merged = graph, (), []
+    if opts.rewrite:  # duplicates merged first (one value, not two, for the search); then splits:
+        # a folded projection's parts are readers of their own
+        common = eliminate_common_subexpressions(graph, sizes, opts.backend, opts.device)
+        folded, splits = split_statistics(fold_splits(common.graph))
+        merged = common.describe()
     finish = whole_inputs_first if opts.rewrite else (lambda g: g)
     variants: list[_Variant] = []
     if opts.remat:
@@ -298,10 +302,10 @@ def _variants(graph: Graph, sizes: dict[str, int], opts: AutochunkOptions, peak_
                 seen.add(key)
                 # copies judged against a lower reference lower the floor, at the price of more
                 # recomputation: worth planning only when the budget is below what the others reach
-                variants.append(_Variant(finish(remat.graph), remat.describe(), remat.copies,
+                variants.append(_Variant(finish(remat.graph), merged + remat.describe(), remat.copies,
                                          fallback=reference < peak_bytes))
     else:
-        variants.append(_Variant(finish(folded), [], {}))
+        variants.append(_Variant(finish(folded), list(merged), {}))
     if all(v.graph is not graph for v in variants):
         variants.append(_Variant(graph, [], {}))
     if opts.rewrite:  # splits that cost time (attention's scores twice): only where the budget needs them

@@ -163,9 +163,20 @@ def _tile_dims(ins, attrs, outs) -> DimRecord:
 
 
 def _tile_ref(xp, x, repeats):
-    if all(r == 1 for r in repeats):
-        return xp.array(x, copy=True, order="C", ndmin=max(len(repeats), x.ndim))
-    return xp.tile(x, repeats)
+    # the output, viewed as [r0, s0, r1, s1, ...], receives x broadcast over the repeats: one
+    # allocation, the output (xp.tile copies through intermediates, and builds its output
+    # shape as a tuple of a generator, which left a block in CPython's tuple free list per
+    # call, once per iteration of a chunk loop, which tracemalloc counts)
+    lead = max(0, len(repeats) - x.ndim)
+    shape = (1,) * lead + x.shape
+    reps = (1,) * (len(shape) - len(repeats)) + tuple(repeats)
+    blocked, source = [], []
+    for s, r in zip(shape, reps):
+        blocked += [r, s]
+        source += [1, s]
+    out = xp.empty(tuple([s * r for s, r in zip(shape, reps)]), dtype=x.dtype)
+    out.reshape(tuple(blocked))[...] = x.reshape(tuple(source))
+    return out
 
 
 register(OpDef(
@@ -222,8 +233,8 @@ def _topk_ref(xp, x, k, axis=-1, largest=True, sorted=True):
     if not sorted:
         return values, xp.ascontiguousarray(idx)
     order = xp.argsort(values, axis=axis, kind="stable")
-    if largest:
-        order = xp.flip(order, axis=axis)
+    if largest:  # reversed by basic slicing: xp.flip leaves a block in CPython's tuple free list per call
+        order = order[tuple([slice(None, None, -1) if a == axis else slice(None) for a in range(x.ndim)])]
     return take_along(xp, values, order, axis), take_along(xp, idx, order, axis)
 
 
@@ -256,7 +267,9 @@ def _sort_infer(ins, attrs):
 def _reverse_inplace(xp, a, axis):
     """Reverse ``a`` along ``axis`` in place, swapping blocks through a temporary of at most
     ``SWAP_BYTES``."""
-    v = xp.moveaxis(a, axis, -1)
+    # swapaxes, not xp.moveaxis: that normalizes its axes into tuples of generators, each of
+    # which left a block in CPython's tuple free list per call (the other axes' order is moot)
+    v = a.swapaxes(axis, -1)
     n = v.shape[-1]
     half = n // 2
     if half == 0:

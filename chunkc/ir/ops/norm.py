@@ -426,9 +426,13 @@ def _apply_ref(xp, x, moments, weight=None, bias=None, num_groups=1, eps=1e-5):
         # buffers, by heuristics no estimate can follow); plane by plane, with scalars, a
         # chunk allocates its output and nothing else
         out = np.empty_like(x, dtype=dt)  # (in x's layout, as the ufunc would)
-        for n, c in np.ndindex(*x.shape[:2]):
-            np.multiply(x[n, c], scale[n, c], out=out[n, c])
-            out[n, c] += shift[n, c]
+        # (nested ranges, not np.ndindex: its iterator left a block in CPython's tuple free
+        # list per call, once per iteration of a chunk loop, which tracemalloc counts)
+        for n in range(x.shape[0]):
+            for c in range(x.shape[1]):
+                plane = out[n, c]
+                np.multiply(x[n, c], scale[n, c], out=plane)
+                plane += shift[n, c]
         return out
     per_channel = (slice(None), slice(None)) + (None,) * (x.ndim - 2)
     out = xp.multiply(x, scale[per_channel], dtype=dt)

@@ -110,6 +110,7 @@ register(OpDef(
     torch=_opaque_torch,
     num_inputs=(0, None), num_outputs=None, attrs={"target": REQUIRED, "result_types": REQUIRED, "definition": None},
     flops=lambda *a: 0, exact_dtypes=True, recompute=False,
+    pure=False,  # the wrapped op may draw random numbers or have effects (aten::rand, ONNX RandomNormal)
     doc="opaque(*xs, target='aten::foo.default', result_types=('f32[B, L, 768]',), definition=None): an op chunkc "
         "does not model. With a definition (a one-node ONNX model, base64), every backend runs it through "
         "onnxruntime; without, the torch backend calls the ATen target and NumPy cannot run it. "
