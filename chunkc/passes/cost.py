@@ -3,7 +3,8 @@
 The selection ranks regions by the seconds chunking adds (or saves); the plan
 report and ``plan.estimated_slowdown`` give the time ratio chunked / unchunked.
 Every node's call is priced from what its op record knows (FLOPs, whether it
-is a view) and the bytes of its values, by a *kernel model*:
+is a view: one that copies here, by the memory estimate's layout rule, is priced
+as a copy) and the bytes of its values, by a *kernel model*:
 
 * one call costs a fixed time (the generated statement, Python and the
   dispatcher), plus its work: bytes moved at a bandwidth that depends on the
