@@ -504,3 +504,32 @@ def test_the_share_of_operands_read_cold_follows_the_streams_slowdown_at_the_cac
     assert t.cold_share(64 * MiB) == 1.0
     assert synthetic_table(edge=((MiB, 1e-12), (2 * MiB, 1e-12))).cold_share(1e12) == 0.0  # no edge measured
     assert Machine().cold_share(1e12) == 0.0
+
+
+def test_a_view_op_that_copies_here_is_priced_as_a_copy_of_its_bytes():
+    """``contiguous`` of a transposed value and a ``reshape`` that strides cannot express copy
+    (the memory estimate's layout rule, MemoryModel.makes_view): each is priced as a pointwise
+    kernel that reads the value's bytes and writes as many (1 us a call + 2 x 32 KiB at 10 GB/s
+    on the synthetic table), not as a view; ``contiguous`` of a contiguous value stays a view."""
+    g = chunkc.Graph("copies")
+    x = g.add_input("x", "f32", (64, 128))
+    t = O.transpose(x, 0, 1, name="t")
+    c = O.contiguous(t, name="c")
+    r = O.reshape(t, shape=(8192,), name="r")
+    same = O.contiguous(x, name="same")
+    g.set_outputs(O.exp(c), O.exp(r), O.exp(same))
+    table = synthetic_table()
+    model = TimeModel(g, {}, table)
+    at = {n.name: i for i, n in enumerate(g.nodes)}
+    nbytes = 64 * 128 * 4
+    for name in ("c", "r"):
+        assert model.facts[at[name]].kind == POINTWISE
+        assert model.times[at[name]] == pytest.approx(1e-6 + 2 * nbytes * 1e-10)
+    assert model.facts[at["same"]].kind == model.facts[at["t"]].kind == "view"
+    assert model.times[at["same"]] == model.times[at["t"]] == pytest.approx(0.5e-6)
+    # in a loop over the rows of c, a chunk of 16 rows copies 16 rows
+    loop = [at["c"]]
+    looped = model.loop_seconds(loop, {c: (0, 1), t: (0, 1)}, [c], extent=128, chunk=16)
+    per_chunk = 1e-6 + 2 * (nbytes / 8) * 1e-10
+    writes = 1e-6 + 8 * (1e-6 + 2 * (nbytes / 8) * 1e-10)  # the buffer, then each chunk written into it
+    assert looped == pytest.approx(8 * per_chunk + 8 * (0.2e-6 + 0.5e-6) + writes)

@@ -3,7 +3,8 @@
 The selection ranks regions by the seconds chunking adds (or saves); the plan
 report and ``plan.estimated_slowdown`` give the time ratio chunked / unchunked.
 Every node's call is priced from what its op record knows (FLOPs, whether it
-is a view) and the bytes of its values, by a *kernel model*:
+is a view: one that copies here, by the memory estimate's layout rule, is priced
+as a copy) and the bytes of its values, by a *kernel model*:
 
 * one call costs a fixed time (the generated statement, Python and the
   dispatcher), plus its work: bytes moved at a bandwidth that depends on the
@@ -531,7 +532,8 @@ class TimeModel:
         self.nbytes = {v: v.type.nbytes(self.sizes) for v in self.graph.values()}
         self.position = {n: i for i, n in enumerate(self.graph.nodes)}
         self.flops = [evaluate(n.flops(), self.sizes) for n in self.graph.nodes]
-        self.facts = [self._facts(n, f) for n, f in zip(self.graph.nodes, self.flops)]
+        copying = self._copying_views()
+        self.facts = [self._facts(n, f, n in copying) for n, f in zip(self.graph.nodes, self.flops)]
         self.out_bytes = [max(f.out_bytes, default=0) for f in self.facts]
         self.times = [self.machine.seconds(self._work(i)) for i in range(len(self.facts))]
         self.total = sum(self.times) or 1e-9
@@ -543,10 +545,24 @@ class TimeModel:
         self._cold_cache: dict[float, float] = {}  # see _cold_share
         self.size_classes = tuple(self.machine.size_classes())  # asked once: chunk_options needs them per region
 
-    def _facts(self, node: Node, flops: int) -> _NodeFacts:
+    def _copying_views(self) -> set[Node]:
+        """Nodes whose op may return a view but copies here: a ``contiguous`` of a permuted
+        value, a ``reshape`` that strides cannot express (the memory estimate's layout rule,
+        ``MemoryModel.makes_view``).  A copy of a [4, L, L] attention bias moves its 64 MiB
+        at every call, not the microsecond of a view."""
+        from .memory import MemoryModel  # the layout rule lives with the memory estimate
+        if not any(n.op.may_alias for n in self.graph.nodes):
+            return set()
+        layout = MemoryModel(self.graph, self.sizes, backend=self.backend, device=self.device)
+        return {n for n in self.graph.nodes
+                if n.op.may_alias and len(n.outputs) == 1 and n.inputs and not layout.makes_view(n.outputs[0])}
+
+    def _facts(self, node: Node, flops: int, copies: bool = False) -> _NodeFacts:
+        """``copies``: the node's op may alias its input, but here it copies it (a pointwise
+        kernel that reads the input's bytes and writes as many, see :meth:`_copying_views`)."""
         ins = tuple(float(self.nbytes[v]) for v in node.inputs)
         outs = tuple(float(self.nbytes[o]) for o in node.outputs)
-        if node.op.may_alias:
+        if node.op.may_alias and not copies:
             kind = VIEW
         elif flops > CONTRACTION_FLOPS_PER_BYTE * max(sum(ins) + sum(outs), 1):
             kind = CONTRACTION
