@@ -63,14 +63,14 @@ def test_written_attention_is_planned_as_the_fused_attention_inductor_runs():
 
 
 def test_a_compiled_plans_chunk_is_the_largest_its_budget_allows_and_its_last_chunk_compiles_nothing():
-    """An MLP whose hidden activation needs chunking: the eager cost model may pick a chunk that
-    keeps the loop's tensors in cache, the Inductor one takes the fewest iterations the budget
+    """An MLP whose hidden activation needs chunking: the eager cost model picks a chunk that
+    keeps the loop's tensors in a cache tier, the Inductor one takes the fewest iterations the budget
     allows (one iteration fewer breaks it).  The last chunk is shorter; the compiled program
     compiles the chunk function for the first chunk and once with symbolic bounds, and a
     second call compiles nothing."""
-    g = mlp(L="L", D=64, F=1024)
-    sizes = {"B": 1, "L": 997}
-    budget = int(0.25 * chunkc.estimate_memory(g, sizes=sizes).peak_bytes)
+    g = mlp(L="L", D=128, F=2048)
+    sizes = {"B": 1, "L": 3001}
+    budget = int(0.5 * chunkc.estimate_memory(g, sizes=sizes).peak_bytes)
     plan = chunkc.autochunk(g, budget, sizes=sizes, compiled="inductor")
     (region,) = plan.regions
     extent, chunk = evaluate(region.extent, plan.sizes), evaluate(region.chunk_size, plan.sizes)
@@ -80,7 +80,7 @@ def test_a_compiled_plans_chunk_is_the_largest_its_budget_allows_and_its_last_ch
     wider = chunkc.Plan(**{**plan.__dict__, "regions": (region.with_chunk_size(fewer),)})
     assert chunkc.estimate_memory(plan.graph, plan=wider, sizes=sizes).peak_bytes > budget
     eager_plan = chunkc.autochunk(g, budget, sizes=sizes)
-    assert all(evaluate(r.chunk_size, sizes) <= chunk for r in eager_plan.regions)
+    assert all(evaluate(r.chunk_size, sizes) < chunk for r in eager_plan.regions)  # a cache tier's chunk
     args = [torch.from_numpy(a) for a in inputs_for(g, sizes)]
     want = chunkc.compile(g)(*args)
     first, second, graphs, more, peak = _compiled_run(g, plan, args)
