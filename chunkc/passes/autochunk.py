@@ -56,18 +56,18 @@ class AutochunkOptions(SearchKnobs):
 
 
 def _as_compiled(graph: Graph, opts: AutochunkOptions) -> tuple[Graph, list[str]]:
-    """The program the compiler in ``opts.compiled`` runs, and notes saying what changed: under
-    Inductor, written-out attention as ``scaled_dot_product_attention`` (Inductor's attention
-    fusion matches the same pattern and calls the fused kernel, which holds no score matrix;
-    chunkc.passes.written_attention), so that the plan's memory and time are those of the
-    compiled program."""
+    """The graph to plan for the compiler in ``opts.compiled``, and notes saying what changed:
+    under Inductor, written-out attention as ``scaled_dot_product_attention``
+    (chunkc.passes.written_attention), the fused kernel Inductor's attention fusion calls where
+    its patterns match, which holds no score matrix.  The generated program then calls SDPA
+    itself, so the compiled program runs it wherever Inductor's patterns would not have matched."""
     if opts.compiled != "inductor":
         return graph, []
     rewritten, names = rewrite_written_attention(graph)
     if not names:
         return graph, []
     return rewritten, [f"compiled for Inductor: written-out attention at {', '.join(names)} planned as "
-                       "scaled_dot_product_attention, as Inductor fuses it"]
+                       "scaled_dot_product_attention, the fused kernel Inductor's attention fusion calls"]
 
 
 def resolve_sizes(graph: Graph, sizes: Mapping[str, int] | None) -> dict[str, int]:
