@@ -32,7 +32,7 @@ from ..errors import ChunkcError, InfeasibleBudgetError
 from ..ir.graph import Graph
 from ..ir.source import describe
 from .budget_text import parse_budget
-from .cost import Kernels, TimeModel
+from .cost import Kernels, TimeModel, check_compiler
 from .memory import MemoryReport, estimate_memory, format_bytes
 from .options import SearchKnobs
 from .nest import nested_plan, row_reading
@@ -54,6 +54,21 @@ class AutochunkOptions(SearchKnobs):
     machine: Kernels | None = None  # the cost model's kernels; None: the measured table, else constants
     remat_options: RematOptions = RematOptions()
     selector: Selector | None = None  # the selection strategy; None: BeamSelector(beam, per_state, max_stages)
+
+
+def _as_compiled(graph: Graph, opts: AutochunkOptions) -> tuple[Graph, list[str]]:
+    """The graph to plan for the compiler in ``opts.compiled``, and notes saying what changed:
+    under Inductor, written-out attention as ``scaled_dot_product_attention``
+    (chunkc.passes.written_attention), the fused kernel Inductor's attention fusion calls where
+    its patterns match, which holds no score matrix.  The generated program then calls SDPA
+    itself, so the compiled program runs it wherever Inductor's patterns would not have matched."""
+    if opts.compiled != "inductor":
+        return graph, []
+    rewritten, names = rewrite_written_attention(graph)
+    if not names:
+        return graph, []
+    return rewritten, [f"compiled for Inductor: written-out attention at {', '.join(names)} planned as "
+                       "scaled_dot_product_attention, the fused kernel Inductor's attention fusion calls"]
 
 
 def resolve_sizes(graph: Graph, sizes: Mapping[str, int] | None) -> dict[str, int]:
@@ -97,7 +112,7 @@ class _Planner:
         self.reference_seconds = reference_seconds  # the user's graph's estimated time (slowdowns are against it)
         self.budget_bytes, self.unchunked, self.notes, self.started = budget_bytes, unchunked, notes, started
         self.space = SearchSpace(graph, sizes, SpaceOptions(opts.ends_window, opts.max_region_nodes, opts.machine,
-                                                             opts.backend, opts.device))
+                                                             opts.backend, opts.device, opts.compiled))
         self.start = self.space.state_of(start_regions) if start_regions else None
         self.rounds = rounds
         self.widths: list[int] = []
@@ -450,6 +465,10 @@ def _autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None,
     except TypeError as exc:
         known = ", ".join(f.name for f in dataclasses.fields(AutochunkOptions))
         raise ChunkcError(f"autochunk: {exc}; its options are {known}") from None
+    check_compiler(opts.compiled)
+    if opts.compiled and opts.mode == "train":
+        raise ChunkcError(f"autochunk: compiled={opts.compiled!r} prices an inference program; a training "
+                          "step's cost model is eager PyTorch's (leave compiled=None with mode='train')")
     if opts.mode == "train":  # a training step's memory: chunkc.passes.train_select
         from .train_select import autochunk_train
         return autochunk_train(graph, lambda peak: resolve_budget(budget, peak), resolve_sizes(graph, sizes), opts)
@@ -457,17 +476,20 @@ def _autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None,
         raise ChunkcError(f"autochunk: mode must be 'inference' or 'train', got {opts.mode!r}")
     sizes = resolve_sizes(graph, sizes)
     started = time.perf_counter()
+    graph, fused_attention = _as_compiled(graph, opts)
     unchunked = estimate_memory(graph, sizes=sizes, backend=opts.backend, device=opts.device)
     budget_bytes = resolve_budget(budget, unchunked.peak_bytes)
     if unchunked.peak_bytes <= budget_bytes:
         plan = Plan(graph=graph, sizes=sizes, budget_bytes=budget_bytes, backend=opts.backend, device=opts.device,
                     estimated_peak_bytes=unchunked.peak_bytes, unchunked_peak_bytes=unchunked.peak_bytes)
         plan.notes.append("the unchunked graph already meets the budget")
+        plan.notes += fused_attention
         return plan
     variants, splits = _variants(graph, sizes, opts, unchunked.peak_bytes, budget_bytes)
+    variants = [dataclasses.replace(v, notes=fused_attention + v.notes) for v in variants]
     # every variant is planned (the fallbacks only when no other meets the budget); the plan
     # predicted fastest is kept (rematerialized copies cost time: the user's graph may win)
-    reference = TimeModel(graph, sizes, opts.machine, opts.backend, opts.device).total
+    reference = TimeModel(graph, sizes, opts.machine, opts.backend, opts.device, opts.compiled).total
     planners, plans = [], []
     for fallback in (False, True):
         if plans:

@@ -68,7 +68,7 @@ import math
 import os
 import platform
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
@@ -84,6 +84,14 @@ CONTRACTION_FLOPS_PER_BYTE = 2
 # (2305 tokens of 4 bytes) start mid-line, and once the output is too large for the caches such
 # stores cost twice as much per byte (measured: chunkc.calibrate's two product_out curves)
 CACHE_LINE = 64
+# What the cost model prices when the generated program runs under torch.compile (``compiled=``):
+# None, eager PyTorch; "inductor", Inductor (see TimeModel and docs/passes.md)
+COMPILERS = (None, "inductor")
+# One call of an Inductor-compiled chunk function beyond its kernels: dynamo's guards on its
+# arguments and the compiled wrapper (measured whole, kernel included: a chunk function of three
+# elementwise ops on 16 rows, 27 us a call compiled against 28 us eager, 1 thread; small beside
+# the kernels, so a constant, not a kernel-table entry)
+COMPILED_BODY_S = 25e-6
 
 
 @dataclass(frozen=True)
@@ -517,16 +525,23 @@ class TimeModel:
     """Per-node times of one graph at given sizes, and what chunk loops cost, computed once.
 
     ``machine``: the kernel model (a :class:`Machine` or a :class:`KernelTable`); None: the
-    default for ``backend`` (:func:`default_kernels`)."""
+    default for ``backend`` (:func:`default_kernels`).  ``compiled``: the compiler the program
+    runs under (one of :data:`COMPILERS`).  Under ``"inductor"``, an elementwise node whose
+    results only elementwise nodes and views read is fused into its reader's kernel: its
+    arithmetic is priced, not its call, its stores or its reader's loads (:meth:`fused_seconds`);
+    a chunk loop's iteration costs one compiled call more (:data:`COMPILED_BODY_S`); and a
+    region's chunk is the largest its budget allows (:meth:`chunk_options`)."""
 
     graph: Graph
     sizes: Mapping[str, int]
     machine: Kernels | None = None
     backend: str = "torch"
     device: str = "cpu"
+    compiled: str | None = None
     facts: list[_NodeFacts] = field(init=False, repr=False)
 
     def __post_init__(self):
+        check_compiler(self.compiled)
         if self.machine is None:
             self.machine = default_kernels(self.backend, self.device)
         self.nbytes = {v: v.type.nbytes(self.sizes) for v in self.graph.values()}
@@ -535,7 +550,8 @@ class TimeModel:
         copying = self._copying_views()
         self.facts = [self._facts(n, f, n in copying) for n, f in zip(self.graph.nodes, self.flops)]
         self.out_bytes = [max(f.out_bytes, default=0) for f in self.facts]
-        self.times = [self.machine.seconds(self._work(i)) for i in range(len(self.facts))]
+        self.fused = self._fused() if self.compiled == "inductor" else frozenset()
+        self.times = [self._seconds(i, self._work(i)) for i in range(len(self.facts))]
         self.total = sum(self.times) or 1e-9
         self._rows_cache: dict[tuple[int, int], float | None] = {}
         self._call_cache: dict[tuple, float] = {}  # see _call_seconds
@@ -574,6 +590,37 @@ class TimeModel:
             row = float(evaluate(first.shape[-1], self.sizes) * first.dtype.itemsize)
         return _NodeFacts(kind, float(flops), ins, outs, row)
 
+    def _fused(self) -> frozenset[int]:
+        """Schedule indices of the elementwise nodes Inductor fuses into their readers: every
+        reader of every result an elementwise node or a view (whose own readers fuse in turn,
+        Inductor inlining views), no result a graph output."""
+        outputs = set(self.graph.outputs)
+        fused = set()
+        for i in reversed(range(len(self.facts))):  # readers first: a view's readers decide it
+            node = self.graph.nodes[i]
+            if self.facts[i].kind == CONTRACTION or not node.outputs or any(o in outputs for o in node.outputs):
+                continue
+            readers = [self.position[u] for o in node.outputs for u in o.users]
+            if readers and all(self.facts[r].kind == POINTWISE or (self.facts[r].kind == VIEW and r in fused)
+                               for r in readers):
+                fused.add(i)
+        return frozenset(fused)
+
+    def _seconds(self, i: int, work: Work) -> float:
+        """The machine's seconds for node ``i``'s call ``work``; a fused node's (:meth:`_fused`)
+        arithmetic alone."""
+        if i not in self.fused:
+            return self.machine.seconds(work)
+        if work.kind == VIEW:
+            return 0.0
+        return self.fused_seconds(work)
+
+    def fused_seconds(self, work: Work) -> float:
+        """An elementwise call fused into another kernel: its arithmetic at the machine's rate for
+        its op, without the call, the bytes it moves or a fresh output."""
+        bare = Work(POINTWISE, 0.0, 0.0, 0.0, (), op=work.op)
+        return max(0.0, self.machine.seconds(replace(bare, flops=work.flops)) - self.machine.seconds(bare))
+
     def _work(self, i: int, chunked: Mapping[Value, object] = {}, share: float = 1.0,
               rows: float | None = None, last_axis: bool = False, cold: float = 1.0) -> Work:
         """Node ``i``'s call when its outputs and the ``chunked`` inputs are ``share`` of their size
@@ -598,7 +645,7 @@ class TimeModel:
         if t is None:
             node = self.graph.nodes[i]
             chunked = {v: None for v, flag in zip(node.inputs, sliced_inputs) if flag}
-            t = self._call_cache[key] = self.machine.seconds(self._work(i, chunked, share, rows, last_axis, cold))
+            t = self._call_cache[key] = self._seconds(i, self._work(i, chunked, share, rows, last_axis, cold))
         return t
 
     def iteration_bytes(self, loop: Sequence[int], chunked: Mapping[Value, tuple[int, int]], share: float) -> float:
@@ -736,7 +783,7 @@ class TimeModel:
                 t = cache.get(args)
                 calls += call(*args) if t is None else t
             total += count * calls
-        total += iterations * (m.iteration_s + sliced * m.slice_s)
+        total += iterations * (m.iteration_s + sliced * m.slice_s + (COMPILED_BODY_S if self.compiled else 0.0))
         for v in strided:
             total += self._priced("copy", v, self.nbytes[v])
         for v in outputs:
@@ -781,10 +828,17 @@ class TimeModel:
     def chunk_options(self, cand, largest: int) -> list[tuple[int, int | None]]:
         """Chunks worth pricing: the largest the budget allows, and the largest that
         keeps every loop tensor within each of the kernel model's size classes.
-        (chunk, size class bytes or None)."""
+        (chunk, size class bytes or None).  Compiled (``compiled``): the largest only.  Inductor
+        fuses the elementwise chains and the written-out attention whose intermediates a smaller
+        chunk keeps in cache, and its fused kernels block for the caches themselves, while each
+        chunk runs them on fewer rows and reads the loop's invariant operands again (the ViT of
+        the inductor benchmark, side 768, at 20%: chunks of 55, 128, 256 and 2305 rows ran 1.40,
+        1.20, 1.11 and 1.04x the compiled unchunked program; docs/passes.md)."""
         extent = evaluate(cand.extent, self.sizes)
         biggest = max((self.out_bytes[i] for i in cand.loop), default=0)
         options = [(largest, None)]
+        if self.compiled:
+            return options
         for limit in self.size_classes:
             if biggest:
                 c = int(limit * extent // biggest)  # a chunk is a whole number of units
@@ -807,18 +861,27 @@ def _overlap(node, chunked: Mapping[Value, tuple[int, int]], halos, chunk: int) 
     return (rows + lo + hi) / rows
 
 
+def check_compiler(compiled: str | None) -> None:
+    """A clear error for a ``compiled=`` option the cost model does not know."""
+    if compiled not in COMPILERS:
+        known = ", ".join(repr(c) for c in COMPILERS)
+        raise ChunkcError(f"autochunk: compiled={compiled!r} is not a compiler the cost model prices; "
+                          f"use one of {known} (None: eager PyTorch, 'inductor': torch.compile's default)")
+
+
 def predict_seconds(graph: Graph, plan=None, sizes: Mapping[str, int] | None = None,
-                    machine: Kernels | None = None, backend: str = "torch") -> float:
+                    machine: Kernels | None = None, backend: str = "torch", compiled: str | None = None) -> float:
     """Predicted seconds of one call of ``graph`` (``plan.graph`` when a plan is given),
     chunked by ``plan``, at ``sizes`` (default: the plan's): the per-node costs of the
     model the selection uses, the plan's loops priced by :meth:`TimeModel.loop_seconds`.
     The ratio of a plan's prediction to the unchunked graph's is its predicted slowdown,
-    the rewrites before the search (rematerialized values) included."""
+    the rewrites before the search (rematerialized values) included.  ``compiled``: the
+    compiler the program runs under (:class:`TimeModel`)."""
     from .plan_index import PlanIndex, RegionView
 
     if plan is not None:
         graph, sizes = plan.graph, dict(plan.sizes if sizes is None else sizes)
-    model = TimeModel(graph, dict(sizes or {}), machine, backend)
+    model = TimeModel(graph, dict(sizes or {}), machine, backend, compiled=compiled)
     total = 0.0
     for step in PlanIndex.build(graph, plan).steps:
         if not isinstance(step, RegionView):
@@ -834,6 +897,6 @@ def predict_seconds(graph: Graph, plan=None, sizes: Mapping[str, int] | None = N
     return total
 
 
-__all__ = ["Machine", "KernelTable", "Kernels", "Work", "TimeModel", "predict_seconds", "default_kernels",
+__all__ = ["COMPILERS", "COMPILED_BODY_S", "check_compiler", "Machine", "KernelTable", "Kernels", "Work", "TimeModel", "predict_seconds", "default_kernels",
            "find_table", "table_path", "table_key", "allocator_tag", "ALLOCATOR_ENV", "cache_dir", "machine_name",
            "VIEW", "POINTWISE", "CONTRACTION"]

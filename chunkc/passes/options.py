@@ -31,6 +31,9 @@ class SearchKnobs:
     device: str = "cpu"  # where it runs: whose allocator and kernel workspace count, which kernel costs
     progress: bool = True  # a progress bar for searches over a second (interactive terminals only)
     mode: str = "inference"  # "train": the budget holds a training step, forward and backward
+    # the compiler the generated program runs under: None (eager) or "inductor" (torch.compile);
+    # the cost model prices its fused kernels and chooses chunks for them (chunkc.passes.cost.TimeModel)
+    compiled: str | None = None
 
 
 __all__ = ["SearchKnobs"]

@@ -48,6 +48,7 @@ class SpaceOptions:
     machine: Kernels | None = None  # the cost model's kernels; None: the measured table, else constants
     backend: str = DEFAULT_BACKEND  # whose kernels the memory is estimated for
     device: str = "cpu"  # where they run (allocator, kernel workspace, kernel costs)
+    compiled: str | None = None  # the compiler the program runs under (cost.TimeModel)
 
 
 @dataclass
@@ -86,7 +87,7 @@ class SearchSpace:
         self.index = GraphIndex(graph)
         self.facts = ValueFacts(graph, self.index, sizes, options.backend, options.device)
         self.before, self.during = baseline_timeline(self.facts)
-        self.times = TimeModel(graph, sizes, options.machine, options.backend, options.device)
+        self.times = TimeModel(graph, sizes, options.machine, options.backend, options.device, options.compiled)
         self._walk_cache: dict[tuple[int, int, bool], list[Candidate]] = {}
         self._time_cache: dict[tuple[int, int], float] = {}
         self._best_cache: dict[tuple[int, int], tuple[int, float]] = {}  # (id(cand), largest) -> best_chunk
