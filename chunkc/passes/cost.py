@@ -16,7 +16,10 @@ is a view) and the bytes of its values, by a *kernel model*:
   priced at a matrix product's rate; one whose chunk shrinks its rows — the chunk axis
   comes from one operand only, as the rows of a matmul or the queries of an
   attention, not a batch axis that every operand shares — runs at the rate of
-  a matrix product with that many rows (small matrices use the hardware badly);
+  a matrix product with that many rows (small matrices use the hardware badly),
+  and one whose output's last axis comes from one operand (a matmul's right
+  operand, an attention's values) at the rate of a product with that many
+  columns: below 16 a narrow kernel, slow enough to hide its operand reads;
   its stores come on top, per output byte by the output's size and whether its
   rows are whole cache lines (attention scores over heads of 8-64 do few FLOPs
   per element, and out of cache their stores cost more than the arithmetic);
@@ -25,7 +28,8 @@ is a view) and the bytes of its values, by a *kernel model*:
   — as more of them do the more a loop's iteration touches
   (:meth:`TimeModel.iteration_bytes` against the stream's slowdown at the cache
   edge, :meth:`KernelTable.cold_share`: an attention's scores evict the weights and
-  keys the next iteration reads again), and all of them between two whole calls;
+  keys the next iteration reads again; what the iteration itself just wrote stays
+  warm), and all of them between two whole calls;
 * an elementwise kernel or a reduction: its FLOPs at the rate measured on its own
   op record's kernel when the table has one (exponentials, tanh, softmax: one
   exponential's rate does not fit them all), else at an exponential's;
@@ -33,15 +37,15 @@ is a view) and the bytes of its values, by a *kernel model*:
   input and the copy of each output chunk into its buffer; a region input
   sliced along an axis that is not the outermost is a strided view that
   kernels often copy first (the paper's "micro" cost); and when an iteration's
-  fresh outputs exceed twice the largest block the allocator keeps on its
-  heap, the pages glibc gives back between iterations are touched anew.
+  outputs hold twice the allocator's (dynamic) mmap threshold at once, the pages
+  glibc gives back between iterations are touched anew.
 
 Two kernel models come with chunkc:
 
 * :class:`KernelTable` — measured on this machine, for the PyTorch backend:
   ``python -m chunkc.calibrate`` times the fixed per-call costs, a streaming
-  kernel, fresh outputs, a pointwise kernel, matrix products and their stores
-  over ladders of sizes, products on cold operands, and the elementwise kernels of the heavier op
+  kernel, fresh outputs, a pointwise kernel, matrix products (by rows and by
+  output columns) and their stores over ladders of sizes, products on cold operands, and the elementwise kernels of the heavier op
   records (about 7 s of CPU time) and caches the table as
   JSON in the user's cache directory, keyed by machine, torch version, torch
   threads, the table's format and the allocator's settings in the environment
