@@ -45,7 +45,8 @@ Two kernel models come with chunkc:
 * :class:`KernelTable` — measured on this machine, for the PyTorch backend:
   ``python -m chunkc.calibrate`` times the fixed per-call costs, a streaming
   kernel, fresh outputs, a pointwise kernel, matrix products (by rows and by
-  output columns) and their stores over ladders of sizes, products on cold operands, and the elementwise kernels of the heavier op
+  output columns) and their stores over ladders of sizes, products on cold operands, and the
+  elementwise kernels of the heavier op
   records (about 7 s of CPU time) and caches the table as
   JSON in the user's cache directory, keyed by machine, torch version, torch
   threads, the table's format and the allocator's settings in the environment
@@ -311,7 +312,8 @@ class KernelTable:
         threshold, which grows to the largest block up to :meth:`heap_bytes` that the process has
         freed: the program's largest such block (``blocks``, ascending) or the iteration's own
         ``largest``.  An iteration whose outputs hold twice that at once (with the top's pad,
-        :data:`TOP_PAD`) leaves that much free at the top when they die, finds it returned at the next iteration and touches those
+        :data:`TOP_PAD`) leaves that much free at the top when they die, finds it returned at the next
+        iteration and touches those
         pages anew — about its largest output's worth per iteration (measured on GPT-2's chunk
         loops, 30 MB chunks of attention scores, and on a UNet's, 4 MB chunks where the program's
         largest other block is 3.4 MB), at the rate of an mmap-served output."""
