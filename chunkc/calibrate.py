@@ -24,6 +24,9 @@ the samples; see :func:`_seconds`):
   FLOPs its op record counts);
 * ``gemm``: ``torch.mm(A, B, out=C)`` with A of r x 256 rows and B 256 x 256, FLOPs
   per second for r from 1 to 4096;
+* ``gemm_columns``: ``torch.mm(A, B, out=C)`` with A 256 x 256 and B 256 x c, FLOPs per second
+  for c from 1 to 256 output columns (:data:`GEMM_COLUMNS`): below 16 columns a product runs a
+  narrow kernel, 7 to 25 times slower per FLOP (an attention's weighted sum over heads of 8);
 * ``product_out``: ``torch.mm(A, B, out=C)`` with an inner dimension of 8 (A r x 8, B 8 x 1024)
   and outputs from 64 KiB to 64 MiB: seconds per output byte beyond the call and the arithmetic
   at the ``gemm`` rate.  A product writes its output tile by tile; with few FLOPs per element
@@ -77,6 +80,10 @@ QUICK_STREAM_BYTES = tuple(4096 << k for k in (0, 4, 8, 12, 14))  # 4 KiB .. 64 
 GEMM_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 QUICK_GEMM_ROWS = (1, 16, 256)
 GEMM_INNER = 256  # A is rows x 256, B 256 x 256
+# output columns of the gemm_columns curve (A 256 x 256, B 256 x columns): below 16 columns the products
+# run a narrow kernel (a tenth of the wide rate at 2 to 8 columns), one column a matrix-vector product
+GEMM_COLUMNS = (1, 2, 4, 8, 12, 16, 24, 32, 64, 256)
+QUICK_GEMM_COLUMNS = (8, 256)
 PRODUCT_OUT_INNER = 8  # the product_out curves: A rows x 8, B 8 x columns
 PRODUCT_OUT_COLUMNS, PRODUCT_OUT_UNALIGNED_COLUMNS = 1024, 1025  # rows of 4096 bytes, of 4100
 PRODUCT_OUT_ROWS = tuple(16 << k for k in range(11))  # outputs of 64 KiB .. 64 MiB
@@ -203,6 +210,7 @@ def measure_table(threads: int | None = None, quick: bool = False, samples: int 
             gemm.append((float(rows), flops / max(t - call_s, 1e-3 * t)))
             say(f"gemm {rows} rows: {gemm[-1][1] / 1e9:.1f} GFLOP/s")
         gemm = monotone(gemm)
+        gemm_columns = _gemm_columns(QUICK_GEMM_COLUMNS if quick else GEMM_COLUMNS, call_s, samples, say)
         ladder = QUICK_PRODUCT_OUT_ROWS if quick else PRODUCT_OUT_ROWS
         product_out = _product_out(gemm, call_s, PRODUCT_OUT_COLUMNS, ladder, samples, say)
         product_out_unaligned = _product_out(gemm, call_s, PRODUCT_OUT_UNALIGNED_COLUMNS, ladder, samples, say)
@@ -212,12 +220,33 @@ def measure_table(threads: int | None = None, quick: bool = False, samples: int 
 
     return KernelTable(
         key=table_key(threads), call_s=call_s, view_s=view_s, iteration_s=iteration_s,
-        stream=stream, alloc=monotone(alloc), pointwise_flops_per_s=pointwise, gemm=gemm,
+        stream=stream, alloc=monotone(alloc), pointwise_flops_per_s=pointwise, gemm=gemm, gemm_columns=gemm_columns,
         product_out=monotone(product_out), product_out_unaligned=monotone(product_out_unaligned),
         operand_warm_s=operand_warm, operand_cold_s=operand_cold, pointwise_rates=rates,
         edge=_edge_stream(QUICK_EDGE_BYTES if quick else EDGE_BYTES, into_s, samples, say),
         created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         notes=f"{machine_name()}; torch {torch.__version__}, {threads} thread(s)" + ("; quick" if quick else ""))
+
+
+def _gemm_columns(ladder: Sequence[int], call_s: float, samples: int,
+                  say: Callable[[str], None]) -> tuple[tuple[float, float], ...]:
+    """(output columns, FLOPs per second) of ``torch.mm(A, B, out=C)``, A 256 x 256 and B 256 x
+    columns, for each of ``ladder``: as measured, not made monotone (one column is a matrix-vector
+    product, faster than two)."""
+    import torch
+
+    curve = []
+    a = torch.rand(GEMM_INNER, GEMM_INNER)
+    for columns in ladder:
+        b, out = torch.rand(GEMM_INNER, columns), torch.empty(GEMM_INNER, columns)
+        flops = 2.0 * GEMM_INNER * GEMM_INNER * columns
+
+        def mm():
+            torch.mm(a, b, out=out)
+        t = _seconds_per_call(mm, _calls_for(flops / 10e9), samples)
+        curve.append((float(columns), flops / max(t - call_s, 1e-3 * t)))
+    say("gemm GFLOP/s by output columns: " + ", ".join(f"{int(c)} {r / 1e9:.1f}" for c, r in curve))
+    return tuple(curve)
 
 
 def _product_out(gemm: Sequence[tuple[float, float]], call_s: float, columns: int, ladder: Sequence[int],
@@ -413,6 +442,8 @@ def describe(table: KernelTable) -> list[str]:
     lines.append("stream GB/s by size: " + ", ".join(f"{_size(s)} {1 / b / 1e9:.1f}" for s, b in table.stream))
     lines.append("fresh output us by size: " + ", ".join(f"{_size(s)} {a * 1e6:.0f}" for s, a in table.alloc))
     lines.append("gemm GFLOP/s by rows: " + ", ".join(f"{int(r)} {f / 1e9:.1f}" for r, f in table.gemm))
+    lines.append("gemm GFLOP/s by output columns: "
+                 + ", ".join(f"{int(c)} {f / 1e9:.1f}" for c, f in table.gemm_columns))
     for name, curve in (("", table.product_out), (", rows not whole cache lines", table.product_out_unaligned)):
         lines.append(f"product output ps per byte by size{name}: "
                      + ", ".join(f"{_size(s)} {c * 1e12:.0f}" for s, c in curve))

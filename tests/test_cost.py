@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -55,6 +56,7 @@ def test_quick_measured_table_is_monotone_and_round_trips(tmp_path):
         values = [v for _, v in curve]
         assert values == sorted(values)
     assert table.operand_cold_s > 0 and table.operand_warm_s >= 0 and table.edge
+    assert [c for c, _ in table.gemm_columns] == [8.0, 256.0] and all(r > 0 for _, r in table.gemm_columns)
     assert dict(table.pointwise_rates)["softmax"] > 0 and dict(table.pointwise_rates)["tanh"] > 0
     path = table.save(tmp_path / "t.json")
     assert KernelTable.load(path) == table
@@ -409,15 +411,53 @@ def test_a_loop_prices_its_views_once_per_iteration_and_its_kernels_on_each_chun
     assert TimeModel(g, {}, t).loop_seconds(loop, dict(chunked), [y], extent=10, chunk=8) == pytest.approx(expected)
 
 
-def test_a_loop_whose_fresh_outputs_outgrow_the_heap_pays_page_faults_each_iteration():
+def test_a_loop_whose_outputs_outgrow_twice_the_mmap_threshold_pays_page_faults_each_iteration():
     """The synthetic table keeps blocks up to 32 MiB on the heap and touches fresh pages at
-    1 ms per 64 MiB beyond: an iteration allocating more than twice that pays its largest
-    output's pages once."""
+    1 ms per 64 MiB beyond.  glibc's threshold is the largest heap-sized block the process frees
+    (the iteration's own largest or the program's, at least 128 KiB); an iteration whose outputs
+    hold twice that at once (with the top's 128 KiB pad) finds the top returned and pays its
+    largest output's pages once."""
+    MiB = float(1 << 20)
     t = synthetic_table()
-    assert t.heap_bytes() == float(32 << 20)
-    assert t.heap_returned_seconds(float(60 << 20), float(30 << 20)) == 0.0
-    assert t.heap_returned_seconds(float(80 << 20), float(30 << 20)) == pytest.approx(1e-3 * 30 / 64)
+    assert t.heap_bytes() == 32 * MiB
+    page = 1e-3 / (64 * MiB)
+    # two 30 MiB attention-score chunks alive at once (GPT-2's 456-row chunks)
+    assert t.heap_returned_seconds(60 * MiB, 30 * MiB) == pytest.approx(page * 30 * MiB)
+    assert t.heap_returned_seconds(50 * MiB, 30 * MiB) == 0.0
+    # a larger heap block elsewhere in the program raises the threshold; one beyond the heap does not
+    assert t.heap_returned_seconds(60 * MiB, 30 * MiB, (1 * MiB, 31 * MiB)) == 0.0
+    assert t.heap_returned_seconds(60 * MiB, 30 * MiB, (1 * MiB, 64 * MiB)) == pytest.approx(page * 30 * MiB)
+    # a UNet's 4 MiB score chunks, two alive, where its largest other block is 3.4 MiB: returned; 2 MiB: not
+    assert t.heap_returned_seconds(8 * MiB, 4 * MiB, (3.4 * MiB,)) == pytest.approx(page * 4 * MiB)
+    assert t.heap_returned_seconds(4 * MiB, 2 * MiB, (3.4 * MiB,)) == 0.0
+    # blocks beyond the heap are mmap-served (priced as fresh outputs); tiny ones stay under 128 KiB
+    assert t.heap_returned_seconds(200 * MiB, 100 * MiB) == 0.0
+    assert t.heap_returned_seconds(100e3, 50e3) == 0.0
     assert Machine().heap_returned_seconds(1e12, 1e12) == 0.0
+
+
+def test_a_loop_pays_the_heap_return_only_when_its_live_outputs_reach_twice_the_threshold():
+    """Scores chunks of an attention (matmul -> softmax: two alive at once) in a program whose
+    largest other heap block is its 4 MiB input: chunks of 2 MiB keep 4 MiB alive (no return),
+    chunks of 4 MiB keep 8 MiB alive and pay a 4 MiB output's pages at every iteration."""
+    g = chunkc.Graph("scores")
+    q = g.add_input("q", "f32", (1024, 1024))  # 4 MiB
+    k = g.add_input("k", "f32", (1024, 1024))
+    s = O.matmul(q, O.transpose(k, 0, 1), name="s")
+    p = O.softmax(s, axis=1, name="p")
+    g.set_outputs(p)
+    model = TimeModel(g, {}, synthetic_table())
+    loop = [g.nodes.index(s.producer), g.nodes.index(p.producer)]
+    chunked = {q: (0, 1), s: (0, 1), p: (0, 1)}
+    MiB = float(1 << 20)
+    page = 1e-3 / (64 * MiB)
+    no_return = TimeModel(g, {}, dataclasses.replace(synthetic_table(), alloc=((4096.0, 0.0), (64 * MiB, 0.0))))
+    for chunk, pays in ((512, 0.0), (1024, page * 4 * MiB)):
+        iterations = 1024 // chunk
+        extra = (model.loop_seconds(loop, chunked, [p], extent=1024, chunk=chunk)
+                 - no_return.loop_seconds(loop, chunked, [p], extent=1024, chunk=chunk))
+        # the buffer of the 4 MiB output is on the heap in both tables: only the returned pages differ
+        assert extra == pytest.approx(iterations * pays)
 
 
 def test_elementwise_records_run_at_their_own_measured_rate():
@@ -493,14 +533,16 @@ def test_iteration_bytes_hold_the_most_the_bodys_values_hold_at_once_not_their_s
 
 
 def test_the_share_of_operands_read_cold_follows_the_streams_slowdown_at_the_cache_edge():
-    """A stream at 1 ps a byte up to 4 MiB and 16 ps from 16 MiB: an iteration touching 4 MiB or
-    less finds its operands in cache, 16 MiB or more in memory, and half-way in cost (log scale:
-    4 ps, at 8 MiB) half of them cold."""
+    """A stream at 1 ps a byte up to 4 MiB tensors and 16 ps from 16 MiB: it touches three
+    tensors, so an iteration touching 12 MiB or less finds its operands in cache, 48 MiB or more
+    in memory, and half-way in cost (log scale: 4 ps, at 8 MiB tensors, 24 MiB in all) half of
+    them cold."""
     MiB = float(1 << 20)
     t = synthetic_table(edge=((4 * MiB, 1e-12), (8 * MiB, 4e-12), (16 * MiB, 16e-12)))
-    assert t.cold_share(2 * MiB) == 0.0
-    assert t.cold_share(4 * MiB) == 0.0
-    assert t.cold_share(8 * MiB) == pytest.approx(0.5)
+    assert t.cold_share(6 * MiB) == 0.0
+    assert t.cold_share(12 * MiB) == 0.0
+    assert t.cold_share(24 * MiB) == pytest.approx(0.5)
+    assert t.cold_share(48 * MiB) == 1.0
     assert t.cold_share(64 * MiB) == 1.0
     assert synthetic_table(edge=((MiB, 1e-12), (2 * MiB, 1e-12))).cold_share(1e12) == 0.0  # no edge measured
     assert Machine().cold_share(1e12) == 0.0
@@ -533,3 +575,62 @@ def test_a_view_op_that_copies_here_is_priced_as_a_copy_of_its_bytes():
     per_chunk = 1e-6 + 2 * (nbytes / 8) * 1e-10
     writes = 1e-6 + 8 * (1e-6 + 2 * (nbytes / 8) * 1e-10)  # the buffer, then each chunk written into it
     assert looped == pytest.approx(8 * per_chunk + 8 * (0.2e-6 + 0.5e-6) + writes)
+
+
+def test_a_product_with_few_output_columns_runs_at_the_narrow_rate_and_hides_its_operand_reads():
+    """gemm_columns: 8 columns reach a tenth of a wide product's rate.  A narrow product costs
+    its FLOPs at that rate when that is longer than the wide rate plus its operands' reads; a
+    wide one (or one whose columns no operand gives) pays the rows' rate plus the operands."""
+    t = synthetic_table(gemm_columns=((8.0, 6.4e9), (256.0, 64e9)), operand_warm_s=1e-12, operand_cold_s=1e-10)
+    assert t.gemm_rate(64.0, 8.0) == pytest.approx(6.4e9)
+    assert t.gemm_rate(64.0, 512.0) == pytest.approx(64e9)  # at most the wide rate
+    assert t.gemm_rate(1.0, 8.0) == pytest.approx(1e8)  # few rows and few columns: both shares
+    flops = 64e6
+    narrow = t.seconds(Work(CONTRACTION, flops, 0.0, 0.0, rows=64.0, operands=1e6, cold=1.0, columns=8.0))
+    assert narrow == pytest.approx(1e-6 + flops / 6.4e9)
+    wide = t.seconds(Work(CONTRACTION, flops, 0.0, 0.0, rows=64.0, operands=1e6, cold=1.0, columns=256.0))
+    assert wide == pytest.approx(1e-6 + flops / 64e9 + 1e6 * 1e-10)
+    many = t.seconds(Work(CONTRACTION, flops, 0.0, 0.0, rows=64.0, operands=1e6, cold=1.0, columns=None))
+    assert many == pytest.approx(wide)
+    # an operand read that takes longer than the narrow kernel's arithmetic is paid
+    slow = t.seconds(Work(CONTRACTION, flops, 0.0, 0.0, rows=64.0, operands=1e8, cold=1.0, columns=8.0))
+    assert slow == pytest.approx(1e-6 + flops / 64e9 + 1e8 * 1e-10)
+
+
+def test_a_contractions_columns_are_its_outputs_last_axis_when_one_operand_gives_it():
+    g = chunkc.Graph("columns")
+    a = g.add_input("a", "f32", (4, 64, 32))
+    b = g.add_input("b", "f32", (4, 32, 8))
+    x = g.add_input("x", "f32", (1, 3, 16, 16))
+    w = g.add_constant("w", np.ones((6, 3, 3, 3), np.float32))
+    lw = g.add_constant("lw", np.ones((24, 32), np.float32))
+    p = O.matmul(a, b, name="p")
+    lin = O.linear(a, lw, name="lin")
+    c = O.conv(x, w, name="c")
+    g.set_outputs(p, lin, c)
+    model = TimeModel(g, {}, synthetic_table())
+    facts = {n.outputs[0].name: model.facts[i] for i, n in enumerate(g.nodes)}
+    assert facts["p"].columns == 8.0  # the right operand's last axis
+    assert facts["lin"].columns == 24.0  # the weight's output features
+    assert facts["c"].columns is None  # a convolution's last axis mixes its input: no narrow kernel
+
+
+def test_only_a_loop_products_operands_from_outside_the_iteration_are_read_cold():
+    """y = matmul(exp(x), w) chunked by rows of x: the exponential's output was written by the
+    previous node (warm whatever the iteration's bytes); only w, a region input, is read cold.
+    A cold table and a warm one differ by w's bytes per iteration times the price difference."""
+    g = chunkc.Graph("operands")
+    x = g.add_input("x", "f32", (1024, 256))
+    w = g.add_input("w", "f32", (256, 256))
+    e = O.exp(x, name="e")
+    y = O.matmul(e, w, name="y")
+    g.set_outputs(y)
+    loop = [g.nodes.index(e.producer), g.nodes.index(y.producer)]
+    chunked = {x: (0, 1), e: (0, 1), y: (0, 1)}
+    MiB = float(1 << 20)
+    prices = {}
+    for name, edge in (("warm", ((1e3 * MiB, 1e-12), (2e3 * MiB, 1e-11))), ("cold", ((1.0, 1e-12), (2.0, 1e-11)))):
+        model = TimeModel(g, {}, synthetic_table(operand_warm_s=1e-12, operand_cold_s=1e-10, edge=edge))
+        prices[name] = model.loop_seconds(loop, chunked, [y], extent=1024, chunk=64)
+    w_bytes = 256 * 256 * 4
+    assert prices["cold"] - prices["warm"] == pytest.approx(16 * w_bytes * (1e-10 - 1e-12), rel=1e-6)

@@ -159,7 +159,7 @@ class _Planner:
         wide = max(opts.widen, 1)
         floor_state = FloorSelector(opts.beam * wide, opts.per_state * wide, opts.max_stages).floor(
             self.space, start=self.start)
-        beam = BeamSelector(opts.beam * wide, opts.per_state * wide, opts.max_stages)
+        beam = BeamSelector(opts.beam * wide, opts.per_state * wide, opts.max_stages, gain=None)
         low = 0
         for _ in range(10):  # bisection: the beam at a target between what failed and the floor
             target = (low + floor_state.peak_bytes) // 2

@@ -17,7 +17,10 @@ as a copy) and the bytes of its values, by a *kernel model*:
   priced at a matrix product's rate; one whose chunk shrinks its rows — the chunk axis
   comes from one operand only, as the rows of a matmul or the queries of an
   attention, not a batch axis that every operand shares — runs at the rate of
-  a matrix product with that many rows (small matrices use the hardware badly);
+  a matrix product with that many rows (small matrices use the hardware badly),
+  and one whose output's last axis comes from one operand (a matmul's right
+  operand, an attention's values) at the rate of a product with that many
+  columns: below 16 a narrow kernel, slow enough to hide its operand reads;
   its stores come on top, per output byte by the output's size and whether its
   rows are whole cache lines (attention scores over heads of 8-64 do few FLOPs
   per element, and out of cache their stores cost more than the arithmetic);
@@ -26,7 +29,8 @@ as a copy) and the bytes of its values, by a *kernel model*:
   — as more of them do the more a loop's iteration touches
   (:meth:`TimeModel.iteration_bytes` against the stream's slowdown at the cache
   edge, :meth:`KernelTable.cold_share`: an attention's scores evict the weights and
-  keys the next iteration reads again), and all of them between two whole calls;
+  keys the next iteration reads again; what the iteration itself just wrote stays
+  warm), and all of them between two whole calls;
 * an elementwise kernel or a reduction: its FLOPs at the rate measured on its own
   op record's kernel when the table has one (exponentials, tanh, softmax: one
   exponential's rate does not fit them all), else at an exponential's;
@@ -34,15 +38,16 @@ as a copy) and the bytes of its values, by a *kernel model*:
   input and the copy of each output chunk into its buffer; a region input
   sliced along an axis that is not the outermost is a strided view that
   kernels often copy first (the paper's "micro" cost); and when an iteration's
-  fresh outputs exceed twice the largest block the allocator keeps on its
-  heap, the pages glibc gives back between iterations are touched anew.
+  outputs hold twice the allocator's (dynamic) mmap threshold at once, the pages
+  glibc gives back between iterations are touched anew.
 
 Two kernel models come with chunkc:
 
 * :class:`KernelTable` — measured on this machine, for the PyTorch backend:
   ``python -m chunkc.calibrate`` times the fixed per-call costs, a streaming
-  kernel, fresh outputs, a pointwise kernel, matrix products and their stores
-  over ladders of sizes, products on cold operands, and the elementwise kernels of the heavier op
+  kernel, fresh outputs, a pointwise kernel, matrix products (by rows and by
+  output columns) and their stores over ladders of sizes, products on cold operands, and the
+  elementwise kernels of the heavier op
   records (about 7 s of CPU time) and caches the table as
   JSON in the user's cache directory, keyed by machine, torch version, torch
   threads, the table's format and the allocator's settings in the environment
@@ -92,6 +97,11 @@ COMPILERS = (None, "inductor")
 # elementwise ops on 16 rows, 27 us a call compiled against 28 us eager, 1 thread; small beside
 # the kernels, so a constant, not a kernel-table entry)
 COMPILED_BODY_S = 25e-6
+# glibc keeps this much free at the top of its heap beyond what a block needed (M_TOP_PAD's default),
+# and its mmap threshold starts at (and grows from) the same 128 KiB
+TOP_PAD = MMAP_THRESHOLD_START = 128 << 10
+# the stream kernel (chunkc.calibrate: c = a + b) touches three tensors of the size that indexes its curves
+STREAM_TENSORS = 3
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,7 @@ class Work:
     operands: float = 0.0  # bytes of a contraction's operands, which it repacks at every call (KernelTable.operand_s)
     cold: float = 1.0  # the share of those operands that comes from memory, not the caches (evicted since last touched)
     op: str = ""  # the op record's name: the key of a measured per-record rate (KernelTable.pointwise_rates)
+    columns: float | None = None  # a contraction's output columns, when one operand alone gives them (None: many)
 
 
 class Kernels(Protocol):
@@ -137,10 +148,11 @@ class Kernels(Protocol):
         tensor within one are worth pricing."""
 
 
-    def heap_returned_seconds(self, fresh: float, largest: float) -> float:
-        """What a loop iteration that allocates ``fresh`` bytes of outputs, the largest of
-        ``largest`` bytes, pays because the allocator returns memory to the system between
-        iterations (see :meth:`KernelTable.heap_returned_seconds`)."""
+    def heap_returned_seconds(self, live: float, largest: float, blocks: Sequence[float] = ()) -> float:
+        """What a loop iteration whose fresh outputs hold at most ``live`` bytes at once, the largest
+        of ``largest`` bytes, pays because the allocator returns memory to the system between
+        iterations, in a program that also allocates blocks of the sizes ``blocks`` (ascending;
+        see :meth:`KernelTable.heap_returned_seconds`)."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +199,7 @@ class Machine:
     def size_classes(self) -> tuple[int, ...]:
         return tuple(limit for limit, _ in self.cache_tiers)
 
-    def heap_returned_seconds(self, fresh: float, largest: float) -> float:
+    def heap_returned_seconds(self, live: float, largest: float, blocks: Sequence[float] = ()) -> float:
         return 0.0
 
     def cold_share(self, iteration_bytes: float) -> float:
@@ -214,7 +226,7 @@ def aligned_chunk(chunk: int, largest: int, multiple: int) -> int:
 
 # --------------------------------------------------------------------------- the measured table
 
-TABLE_FORMAT = 4  # part of a table's key: a table of another format is measured anew (2 was never released)
+TABLE_FORMAT = 5  # part of a table's key: a table of another format is measured anew (2 was never released)
 
 
 @dataclass(frozen=True)
@@ -245,6 +257,9 @@ class KernelTable:
     # (bytes a tensor, seconds per byte moved) of the stream kernel every quarter octave where the last
     # cache level ends: how much of a loop iteration's data the caches still hold (cold_share)
     edge: tuple[tuple[float, float], ...] = ()
+    # (output columns of a matrix product, FLOPs per second) with 256 rows and an inner dimension of 256:
+    # products with fewer than 16 columns run a narrow kernel several times slower per FLOP (gemm_rate)
+    gemm_columns: tuple[tuple[float, float], ...] = ()
     # (op record, FLOPs per second) measured on the record's own kernel in cache (the FLOPs its record
     # counts); records not in it run at pointwise_flops_per_s
     pointwise_rates: tuple[tuple[str, float], ...] = ()
@@ -275,16 +290,19 @@ class KernelTable:
         return max(0.0, _interpolate(self.alloc, nbytes))
 
     def cold_share(self, iteration_bytes: float) -> float:
-        """How far the stream kernel has slowed from its rate in cache to its rate from memory at a
-        footprint of ``iteration_bytes`` (the footprint that indexes every stream price here), on a
-        log scale of the cost per byte (0: all in cache, 1: all from memory; ``edge``): the share of
-        an iteration's product operands read cold."""
+        """How far the stream kernel has slowed from its rate in cache to its rate from memory when
+        it touches ``iteration_bytes`` in all, on a log scale of the cost per byte (0: all in cache,
+        1: all from memory; ``edge``): the share of an iteration's product operands read cold.  The
+        edge is indexed by one of the stream's tensors, and it touches :data:`STREAM_TENSORS` of
+        them: its whole working set is read off at a third of the iteration's bytes (indexed by
+        the iteration's bytes, a ViT loop of 13 MB, well inside a 32 MB cache, was priced 94% cold
+        and its plans predicted 1.25 times their measured time)."""
         if not self.edge:
             return 1.0
         low, high = self.edge[0][1], self.edge[-1][1]
         if high <= low:
             return 0.0
-        cost = _interpolate(self.edge, iteration_bytes)
+        cost = _interpolate(self.edge, iteration_bytes / STREAM_TENSORS)
         return min(1.0, max(0.0, math.log(cost / low) / math.log(high / low)))
 
     @functools.cached_property
@@ -298,20 +316,35 @@ class KernelTable:
         next to nothing): those beyond cost their pages' first touch, a tenth of that or more."""
         return self._heap_bytes
 
-    def heap_returned_seconds(self, fresh: float, largest: float) -> float:
+    def heap_returned_seconds(self, live: float, largest: float, blocks: Sequence[float] = ()) -> float:
         """glibc gives back the free top of its heap once it exceeds twice its (dynamic) mmap
-        threshold, which grows to the largest block it serves from the heap: a loop iteration
-        whose fresh outputs exceed that finds part of its heap returned at the next iteration and
-        touches those pages anew — about its largest output's worth per iteration (measured on
-        GPT-2's chunk loops: 30 MB chunks of attention scores), at the rate of an mmap-served output."""
+        threshold, which grows to the largest block up to :meth:`heap_bytes` that the process has
+        freed: the program's largest such block (``blocks``, ascending) or the iteration's own
+        ``largest``.  An iteration whose outputs hold twice that at once (with the top's pad,
+        :data:`TOP_PAD`) leaves that much free at the top when they die, finds it returned at the next
+        iteration and touches those
+        pages anew — about its largest output's worth per iteration (measured on GPT-2's chunk
+        loops, 30 MB chunks of attention scores, and on a UNet's, 4 MB chunks where the program's
+        largest other block is 3.4 MB), at the rate of an mmap-served output."""
         heap = self.heap_bytes()
-        if not heap or fresh <= 2 * heap:
+        if not heap or largest > heap:  # its blocks are mmap-served: priced as fresh outputs
+            return 0.0
+        k = bisect.bisect_right(blocks, heap)
+        threshold = max(largest, blocks[k - 1] if k else 0.0, MMAP_THRESHOLD_START)
+        if live + TOP_PAD < 2 * threshold:
             return 0.0
         largest_size, seconds = self.alloc[-1]
         return max(0.0, seconds) * largest / largest_size
 
-    def gemm_rate(self, rows: float | None) -> float:
-        return _interpolate(self.gemm, math.inf if rows is None else max(rows, 1.0))
+    def gemm_rate(self, rows: float | None, columns: float | None = None) -> float:
+        """FLOPs per second of a matrix product with ``rows`` rows and ``columns`` output columns
+        (None: many): the rows' rate (``gemm``), times the share of a wide product's rate that one of
+        ``columns`` reaches (``gemm_columns``; at most 1)."""
+        rate = _interpolate(self.gemm, math.inf if rows is None else max(rows, 1.0))
+        if columns is None or not self.gemm_columns:
+            return rate
+        wide = self.gemm_columns[-1][1]
+        return rate * min(1.0, _interpolate(self.gemm_columns, max(columns, 1.0)) / wide)
 
     @functools.cached_property
     def _rates(self) -> dict[str, float]:
@@ -333,8 +366,12 @@ class KernelTable:
             return self.view_s
         memory = work.moved * self.per_byte(work.footprint)
         if work.kind == CONTRACTION:
-            compute = (work.flops / self.gemm_rate(work.rows) + self.product_out_seconds(work.written, work.aligned)
-                       + work.operands * (self.operand_warm_s + work.cold * (self.operand_cold_s - self.operand_warm_s)))
+            # a wide product's arithmetic, then its operands repacked; a narrow one (few columns) runs a
+            # kernel slow enough to read its operands while it computes: whichever takes longer
+            operands = work.operands * (self.operand_warm_s + work.cold * (self.operand_cold_s - self.operand_warm_s))
+            arithmetic = max(work.flops / self.gemm_rate(work.rows) + operands,
+                             work.flops / self.gemm_rate(work.rows, work.columns))
+            compute = arithmetic + self.product_out_seconds(work.written, work.aligned)
         else:
             compute = work.flops / self.pointwise_rate(work.op)
         return self.call_s + max(memory, compute) + sum(self.alloc_seconds(b) for b in work.fresh)
@@ -365,9 +402,9 @@ class KernelTable:
             data = json.loads(text)
             if data.pop("format", None) != TABLE_FORMAT:
                 raise ValueError(f"format is not {TABLE_FORMAT}")
-            for curve in ("stream", "alloc", "gemm", "product_out", "product_out_unaligned", "edge"):
+            for curve in ("stream", "alloc", "gemm", "product_out", "product_out_unaligned", "edge", "gemm_columns"):
                 data[curve] = tuple((float(a), float(b)) for a, b in data[curve])
-                if (not data[curve] and curve != "edge") or any(a <= 0 for a, _ in data[curve]):
+                if (not data[curve] and curve not in ("edge", "gemm_columns")) or any(a <= 0 for a, _ in data[curve]):
                     raise ValueError(f"curve {curve} is empty or has a size <= 0")
             data["pointwise_rates"] = tuple((str(k), float(v)) for k, v in data["pointwise_rates"])
             table = KernelTable(**data)
@@ -518,6 +555,7 @@ class _NodeFacts:
     in_bytes: tuple[float, ...]
     out_bytes: tuple[float, ...]
     row_bytes: float  # bytes of one row (the last axis) of its first output, 0 without one
+    columns: float | None = None  # a contraction's output columns (see TimeModel._columns)
 
 
 @dataclass
@@ -550,6 +588,8 @@ class TimeModel:
         copying = self._copying_views()
         self.facts = [self._facts(n, f, n in copying) for n, f in zip(self.graph.nodes, self.flops)]
         self.out_bytes = [max(f.out_bytes, default=0) for f in self.facts]
+        # the sizes of the blocks the program allocates, ascending (heap_returned_seconds)
+        self.blocks = tuple(sorted({b for f in self.facts if f.kind != VIEW for b in f.out_bytes}))
         self.fused = self._fused() if self.compiled == "inductor" else frozenset()
         self.times = [self._seconds(i, self._work(i)) for i in range(len(self.facts))]
         self.total = sum(self.times) or 1e-9
@@ -588,7 +628,20 @@ class TimeModel:
         row = 0.0
         if first is not None and first.rank:
             row = float(evaluate(first.shape[-1], self.sizes) * first.dtype.itemsize)
-        return _NodeFacts(kind, float(flops), ins, outs, row)
+        return _NodeFacts(kind, float(flops), ins, outs, row, self._columns(node) if kind == CONTRACTION else None)
+
+    def _columns(self, node: Node) -> float | None:
+        """The columns of a contraction's output: its last axis, when one operand (rank >= 2) alone
+        gives it — a matmul's right operand, a linear layer's weight, an attention's values (its
+        head size).  None where no operand does (a convolution's spatial axis mixes its input)."""
+        out = node.outputs[0] if node.outputs else None
+        if out is None or not out.rank:
+            return None
+        flow = node.dims()[0][out.rank - 1]
+        operands = {s.input for s in flow.sources}
+        if flow.kind != "carry" or len(operands) != 1 or node.inputs[next(iter(operands))].rank < 2:
+            return None
+        return float(evaluate(out.shape[-1], self.sizes))
 
     def _fused(self) -> frozenset[int]:
         """Schedule indices of the elementwise nodes Inductor fuses into their readers: every
@@ -631,9 +684,10 @@ class TimeModel:
         ins = [b * share if v in chunked else b for v, b in zip(node.inputs, f.in_bytes)]
         outs = tuple(b * share for b in f.out_bytes)
         row = round(f.row_bytes * share) if last_axis else f.row_bytes
+        columns = f.columns * share if last_axis and f.columns is not None else f.columns
         return Work(f.kind, f.flops * share, sum(ins) + sum(outs), max(ins + list(outs), default=0.0),
                     () if f.kind == VIEW else outs, rows, sum(outs), row % CACHE_LINE == 0,
-                    sum(ins) if f.kind == CONTRACTION else 0.0, cold, node.op.name)
+                    sum(ins) if f.kind == CONTRACTION else 0.0, cold, node.op.name, columns)
 
     def _call_seconds(self, i: int, sliced_inputs: tuple[bool, ...], share: float, rows: float | None,
                       last_axis: bool = False, cold: float = 1.0) -> float:
@@ -666,8 +720,8 @@ class TimeModel:
         axis, whether it is a contraction), views apart (the seconds of one call of them all, the
         same on any chunk); how many region inputs are sliced (viewed each
         iteration) and those of them that are strided; :meth:`iteration_bytes` as the bytes
-        that scale with the chunk and those that do not; and the bytes of the fresh outputs of
-        the whole loop's nodes and the largest of them (``heap_returned_seconds``)."""
+        that scale with the chunk and those that do not; and the most the loop's fresh outputs
+        hold at once and the largest of them (``heap_returned_seconds``)."""
         key = (id(chunked), tuple(loop))
         found = self._body_cache.get(key)
         if found is not None and found[0] is chunked:
@@ -687,13 +741,37 @@ class TimeModel:
                 continue
             out = node.outputs[0] if node.outputs else None
             body.append((i, tuple([v in chunked for v in node.inputs]), self._rows(i, chunked),
-                         out in chunked and chunked[out][0] == out.rank - 1, self.facts[i].kind == CONTRACTION))
+                         out in chunked and chunked[out][0] == out.rank - 1,
+                         self._operands_from_outside(i, chunked, inside) if self.facts[i].kind == CONTRACTION
+                         else None))
         sliced = tuple(v for v in chunked if v.producer not in inside)
         # sliced along an axis that is not the outermost: a strided view, often copied
         strided = tuple(v for v in sliced if any(not (isinstance(s, int) and s == 1) for s in v.shape[:chunked[v][0]]))
-        parts = (tuple(body), views, len(sliced), strided, scaled, fixed, sum(made), max(made, default=0.0))
+        parts = (tuple(body), views, len(sliced), strided, scaled, fixed, peak, max(made, default=0.0))
         self._body_cache[key] = (chunked, parts)  # keeps ``chunked`` alive: its id is not reused
         return parts
+
+    def _operands_from_outside(self, i: int, chunked: Mapping[Value, tuple[int, int]],
+                               inside: set[Node]) -> tuple[float, float, float, float]:
+        """A loop contraction's operand bytes that the iteration did not make — region inputs
+        (a weight, an attention's keys) and views of them, which it last touched an iteration or
+        more ago — against all its operand bytes, each split into sliced bytes (scaled by the
+        chunk's share) and whole ones: (outside sliced, outside whole, all sliced, all whole).
+        Only these are read cold; an operand the previous node just wrote is as warm as the
+        caches keep anything (:meth:`loop_seconds`)."""
+        node, views = self.graph.nodes[i], {}
+        found = [0.0, 0.0, 0.0, 0.0]
+        for v, nbytes in zip(node.inputs, self.facts[i].in_bytes):
+            root = v
+            while root.producer in inside and self.facts[self.position[root.producer]].kind == VIEW \
+                    and root.producer.inputs:
+                root = root.producer.inputs[0]  # a view made in the loop: whose storage it shows
+            outside = root.producer not in inside
+            part = 0 if v in chunked else 1
+            found[2 + part] += nbytes
+            if outside:
+                found[part] += nbytes
+        return tuple(found)
 
     def _loop_peak(self, loop: tuple[int, ...], inside: set[Node]) -> float:
         """The most a loop's own values (views excepted) hold at once, whole (see
@@ -767,19 +845,23 @@ class TimeModel:
         full, rest = divmod(extent, chunk)
         parts = [(full, chunk / extent)] + ([(1, rest / extent)] if rest else [])
         iterations = full + (1 if rest else 0)
-        body, views, sliced, strided, scaled, fixed, fresh, largest = self._body(loop, chunked)
+        body, views, sliced, strided, scaled, fixed, live, largest = self._body(loop, chunked)
         cold = [self._cold_share(share * scaled + fixed) for _, share in parts]
         total = iterations * views
-        if fresh:
-            total += sum(count * m.heap_returned_seconds(share * fresh, share * largest) for count, share in parts)
+        if live:
+            total += sum(count * m.heap_returned_seconds(share * live, share * largest, self.blocks)
+                         for count, share in parts)
         cache, call = self._call_cache, self._call_seconds
         nodes = self.graph.nodes
         for (count, share), evicted in zip(parts, cold):
             calls = 0.0  # one iteration's calls (the selection's inner loop: _call_seconds's cache asked here first)
-            for i, sliced_inputs, rows, last_axis, contraction in body:
+            for i, sliced_inputs, rows, last_axis, outside in body:
                 grown = min(1.0, share * _overlap(nodes[i], chunked, halos, chunk)) if halos else share
-                args = (i, sliced_inputs, grown, None if rows is None else rows * grown, last_axis,
-                        evicted if contraction else 1.0)
+                cold = 1.0
+                if outside is not None:  # a contraction: its operands from outside the iteration read cold
+                    total_bytes = outside[2] * grown + outside[3]
+                    cold = round(evicted * (outside[0] * grown + outside[1]) / total_bytes, 2) if total_bytes else 0.0
+                args = (i, sliced_inputs, grown, None if rows is None else rows * grown, last_axis, cold)
                 t = cache.get(args)
                 calls += call(*args) if t is None else t
             total += count * calls
