@@ -37,9 +37,8 @@ def test_nested_loops_match_unchunked(kind, gqa, fused_kv):
     expected = chunkc.interpret(g, *inputs)
     plan = _nested(g, 5, 4)  # 24 rows: ragged last chunks in both loops
     (region,) = plan.regions
-    assert [q.accumulators for q in region.inner] == [("scaled_dot_product_attention_lse",),
-                                                      ("scaled_dot_product_attention_apply",)]
-    # every inner loop recomputes its keys (and values) from the layer input, a key chunk at a time
+    assert [q.accumulators for q in region.inner] == [("scaled_dot_product_attention_partial",)]
+    # the inner loop recomputes its keys and values from the layer input, a key chunk at a time
     for q in region.inner:
         ops = {plan.graph.node(n).op.name for n in q.nodes}
         assert "layer_norm" in ops and "linear" in ops
@@ -56,11 +55,11 @@ def test_causal_inner_loops_stop_at_the_outer_chunk():
     runs every key."""
     g = _attention("causal", L=12)
     plan = _nested(g, 4, 4)
-    assert [q.stop_at for q in plan.regions[0].inner] == [LOOP_STOP, LOOP_STOP]
+    assert [q.stop_at for q in plan.regions[0].inner] == [LOOP_STOP]
     source = emit_source(plan.graph, plan, "torch")
-    assert source.count("extent_1 = min(12, stop)") == 2
+    assert source.count("extent_1 = min(12, stop)") == 1
     plain = _nested(_attention("plain", L=12), 4, 4)
-    assert [q.stop_at for q in plain.regions[0].inner] == [None, None]
+    assert [q.stop_at for q in plain.regions[0].inner] == [None]
     assert "extent_1 = 12" in emit_source(plain.graph, plain, "numpy")
     inputs = _inputs(g)
     run_on_all_backends(plan.graph, plan, inputs, chunkc.interpret(g, *inputs), atol=1e-5, rtol=1e-4)
@@ -159,19 +158,19 @@ def test_bad_nested_plans_are_refused_with_the_region_named():
     g = _attention("causal", L=12)
     plan = _nested(g, 4, 3)
     (region,) = plan.regions
-    lse_loop, apply_loop = region.inner
+    (keys,) = region.inner
 
     def refused(bad_region, match):
         with pytest.raises(ChunkcError, match=match):
             chunkc.estimate_memory(plan.graph, replace(plan, regions=(bad_region,)))
 
-    refused(replace(region, inner=(replace(lse_loop, accumulators=()), apply_loop)),
+    refused(replace(region, inner=(replace(keys, accumulators=()),)),
             "inner loop 0 of plan region 0 .*outputs must all be accumulators")
-    refused(replace(region, inner=(replace(lse_loop, inner=(apply_loop,)),)), "loops nest one level deep")
+    refused(replace(region, inner=(replace(keys, inner=(keys,)),)), "loops nest one level deep")
     refused(replace(region, whole_reads=tuple(w for w in region.whole_reads if not w[0].endswith("inner0_0"))),
             "%x is sliced by both loops")
-    refused(replace(region, inner=(lse_loop, lse_loop)), "shares nodes with inner loop 0")
-    outside = replace(lse_loop, nodes=(plan.graph.nodes[-1].name,) + lse_loop.nodes)
+    refused(replace(region, inner=(keys, keys)), "shares nodes with inner loop 0")
+    outside = replace(keys, nodes=(plan.graph.nodes[-1].name,) + keys.nodes)
     refused(replace(region, inner=(outside,)), "not contiguous|not a node of the outer loop")
 
 
@@ -208,7 +207,7 @@ def test_nested_plan_of_stacked_blocks_matches_unchunked():
     sizes = {}
     unchunked = chunkc.estimate_memory(split, sizes=sizes).peak_bytes
     plan, peak = nested_plan(split, sizes, unchunked // 2, "torch")
-    assert peak <= unchunked // 2 and [len(r.inner) for r in plan.regions if r.inner] == [2, 2]
+    assert peak <= unchunked // 2 and [len(r.inner) for r in plan.regions if r.inner] == [1, 1]
     plan = replace(plan, budget_bytes=None)  # this plan on every backend (no planning again for NumPy's budget)
     inputs = _inputs(g)
     run_on_all_backends(plan.graph, plan, inputs, chunkc.interpret(g, *inputs), atol=1e-5, rtol=1e-4)
@@ -298,7 +297,7 @@ def test_nested_plan_of_rotary_gqa_blocks_matches_unchunked():
     plan, peak = nested_plan(split, {}, unchunked // 2, "torch")
     assert peak <= unchunked // 2
     nested = [r for r in plan.regions if r.inner]
-    assert [len(r.inner) for r in nested] == [2, 2]
+    assert [len(r.inner) for r in nested] == [1, 1]
     assert all(plan.graph.node(r.nodes[0]).op.name == "mul" for r in nested)  # the norm's square, not later
     plan = replace(plan, budget_bytes=None)
     inputs = _inputs(g)

@@ -260,7 +260,7 @@ def nested_plan(graph: Graph, sizes: Mapping[str, int], budget_bytes: int, backe
     # longer key chunks: each one recomputes its keys for a whole outer chunk of queries);
     # where that pair breaks the bound, the largest outer chunk (a power of two) that keeps it
     c = largest(1, lambda n: fits(n, n)) if fits(1, 1) else 0
-    if not c or c * largest(c, lambda n: fits(c, n)) < extent:
+    if not c or c * largest(c, lambda n: fits(c, n)) < extent or not fits(c, least_inner(c, extent)):
         c = max(o for o in outers if fits(o, least_inner(o, extent)))
     return at(c, largest(least_inner(c, extent), lambda n: fits(c, n)))
 
@@ -288,9 +288,10 @@ def _held_first(g: Graph, held: set[str], after: int) -> Graph:
 
 def least_inner(chunk: int, extent: int) -> int:
     """The smallest inner chunk nested loops take beside an outer ``chunk``: the outer chunk, and
-    at least ``extent / chunk`` so that an inner loop runs at most ``extent`` chunk bodies over
-    all the outer iterations."""
-    return min(extent, max(chunk, -(-extent // chunk)))
+    at least one that makes an inner loop run at most ``extent`` chunk bodies over all the outer
+    iterations (ceil(extent / chunk) outer ones, each of at most extent // that many)."""
+    outer = -(-extent // max(chunk, 1))
+    return min(extent, max(chunk, -(-extent // max(extent // outer, 1))))
 
 
 def _with_chunk(r: ChunkRegion, chunk: int, inner: int) -> ChunkRegion:
