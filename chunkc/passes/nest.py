@@ -19,7 +19,7 @@ lets the inner loop stop at the outer chunk's last row (``ChunkRegion.stop_at``)
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import ChunkcError
 from ..ir.dims import LOOP_STOP
@@ -196,12 +196,16 @@ def nest_loops(graph: Graph, end: str, axis: int, chunk: Size, inner_chunk: Size
 
 
 def nested_plan(graph: Graph, sizes: Mapping[str, int], budget_bytes: int, backend: str,
-                max_nodes: int = MAX_CHAIN) -> tuple[Plan, int] | None:
+                max_nodes: int = MAX_CHAIN, time_model: Callable[[Graph], Any] | None = None) -> tuple[Plan, int] | None:
     """A plan of the whole graph with nested loops at every value read whole by nodes that
     accumulate over it (see the module docstring), and flat loops over what they leave: the
     largest chunk, the same for every loop, whose estimated peak meets ``budget_bytes``, then
     the largest for the inner loops at that chunk; the inner chunk is at least ``extent / chunk``
-    (:func:`least_inner`), so that no loop runs more chunk bodies than the extent.
+    (:func:`least_inner`), so that no loop runs more chunk bodies than the extent.  With
+    ``time_model`` (graph -> chunkc.passes.cost.TimeModel), the pair predicted fastest among
+    that one and smaller outer chunks (powers of two, each with its largest inner chunk): each
+    outer iteration recomputes the keys, so fewer, longer ones cost less, unless the inner
+    chunk left beside them is so short that its bodies' overhead outweighs that.
     Returns (the plan, or the lowest one when none meets it; its estimated peak), or None
     when the graph has nothing to nest."""
     from .memory import MemoryModel
@@ -262,7 +266,20 @@ def nested_plan(graph: Graph, sizes: Mapping[str, int], budget_bytes: int, backe
     c = largest(1, lambda n: fits(n, n)) if fits(1, 1) else 0
     if not c or c * largest(c, lambda n: fits(c, n)) < extent or not fits(c, least_inner(c, extent)):
         c = max(o for o in outers if fits(o, least_inner(o, extent)))
-    return at(c, largest(least_inner(c, extent), lambda n: fits(c, n)))
+    chosen = at(c, largest(least_inner(c, extent), lambda n: fits(c, n)))
+    if time_model is None:
+        return chosen
+    from .cost import plan_seconds
+    priced = time_model(g)
+    best, best_s = chosen, plan_seconds(priced, chosen[0])
+    for o in sorted((o for o in outers if max(1, c // 16) <= o < c), reverse=True):
+        if not fits(o, least_inner(o, extent)):
+            continue
+        trial = at(o, largest(least_inner(o, extent), lambda n: fits(o, n)))
+        t = plan_seconds(priced, trial[0])
+        if t < best_s:
+            best, best_s = trial, t
+    return best
 
 
 def _held_first(g: Graph, held: set[str], after: int) -> Graph:
