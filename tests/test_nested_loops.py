@@ -324,3 +324,52 @@ def test_autochunk_floor_of_rotary_gqa_blocks_holds_one_hidden_state():
     measured = chunkc.measure_peak(fn, *args)
     assert abs(measured - plan.estimated_peak_bytes) <= 0.01 * measured, (measured, plan.estimated_peak_bytes)
     np.testing.assert_allclose(fn(*args).numpy(), chunkc.interpret(g, *inputs)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_softmax_merge_of_key_halves_is_attention_over_all_keys():
+    """softmax_merge (chunkc.passes.accumulate) of the partials of two key halves is the partial of
+    all the keys, rows that one half leaves unattended (0, -inf) included, on NumPy and torch."""
+    from chunkc.ir.registry import lookup
+    from chunkc.passes.accumulate import softmax_merge
+    rng = np.random.default_rng(4)
+    q, k, v = (rng.standard_normal((1, 2, 6, 4)).astype(np.float32) for _ in range(3))
+    ref = lookup("attention_partial").reference
+    whole = ref(np, k, v, q, is_causal=True, query_offset=0)
+    for xp, wrap in ((np, np.array), (torch, torch.from_numpy)):
+        acc = wrap(ref(np, k[..., :3, :], v[..., :3, :], q, is_causal=True))
+        part = wrap(ref(np, k[..., 3:, :], v[..., 3:, :], q, is_causal=True, key_offset=3))
+        assert np.isneginf(np.asarray(part)[..., :3, -1]).all()  # rows 0-2 attend none of keys 3-5
+        softmax_merge(xp, acc, part)
+        np.testing.assert_allclose(np.asarray(acc), whole, atol=1e-6, rtol=1e-5)
+
+
+def test_nested_code_merges_one_pass_per_key_chunk():
+    """Each inner iteration runs attention_partial once (keys and values made once, the scores
+    once) and merges it with softmax_merge: through rt on torch, ref on NumPy."""
+    g = _attention("causal", L=12)
+    plan = _nested(g, 4, 4)
+    torch_src = emit_source(plan.graph, plan, "torch")
+    assert torch_src.count("rt.attention_partial(") == 1 and "rt.softmax_merge(torch, " in torch_src
+    assert "ref.softmax_merge(xp, " in emit_source(plan.graph, plan, "numpy")
+
+
+def test_nested_plans_are_priced_and_fewer_outer_chunks_cost_less():
+    """autochunk gives a nested plan its predicted slowdown (chunkc.passes.cost.nested_seconds);
+    each outer iteration recomputes the keys, so the same plan with a quarter of the outer
+    chunk is priced higher."""
+    from chunkc.passes.cost import TimeModel, plan_seconds
+    from chunkc.passes.nest import _with_chunk
+    torch.set_num_threads(1)
+    g, L = _attention("plain", L=1024, d=64, heads=4), 1024
+    with pytest.raises(chunkc.InfeasibleBudgetError) as err:
+        chunkc.autochunk(g, budget=1, backend="torch")
+    plan = chunkc.autochunk(g, budget=int(err.value.lowest_peak_bytes * 1.5), backend="torch")
+    (region,) = [r for r in plan.regions if r.inner]
+    assert plan.estimated_slowdown is not None and plan.estimated_slowdown > 1
+    model = TimeModel(plan.graph, {})
+    chunk, inner = evaluate(region.chunk_size, {}), evaluate(region.inner[0].chunk_size, {})
+    assert chunk >= 8
+
+    def at(c):
+        return replace(plan, regions=tuple(_with_chunk(r, c, inner) if r.inner else r for r in plan.regions))
+    assert plan_seconds(model, at(chunk // 4)) > plan_seconds(model, at(chunk))
