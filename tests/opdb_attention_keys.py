@@ -1,5 +1,5 @@
 """Op infos of attention split over its keys (chunkc/ir/ops/attention_keys.py):
-attention_logsumexp and attention_apply, against torch's scores."""
+attention_logsumexp, attention_apply and attention_partial, against torch's scores."""
 
 from __future__ import annotations
 
@@ -72,11 +72,41 @@ def _apply_samples(rng):
             S(kg, vg, qg, _lse_of(kg, qg, enable_gqa=True), enable_gqa=True, desc="grouped queries")]
 
 
+def _partial_ref(k, v, q, mask=None, **attrs):
+    """SDPA over these keys (torch's scores in float64) with the log-sum-exp as a last column."""
+    s = _scores(k, q, mask, attrs.get("is_causal", False), attrs.get("scale"), attrs.get("query_offset", 0),
+                attrs.get("key_offset", 0), attrs.get("enable_gqa", False))
+    lse = torch.logsumexp(s, -1, keepdim=True)
+    p = torch.exp(s - torch.where(lse.isneginf(), 0.0, lse))
+    vv = T(v).double()
+    if attrs.get("enable_gqa"):
+        vv = vv.repeat_interleave(T(q).shape[-3] // vv.shape[-3], dim=-3)
+    return to_numpy(torch.cat([p @ vv, lse], -1).to(T(q).dtype))
+
+
+def _partial_samples(rng):
+    q, k, v = _qkv(rng)
+    qg, kg, vg = _qkv(rng, H=4, Hk=2)
+    mask = bools(rng, (2, 1, 5, 6)) | np.eye(5, 6, dtype=bool)
+    empty = mask.copy()
+    empty[..., 1, :] = False
+    return [S(k, v, q), S(k, v, q, mask, desc="bool mask"), S(k, v, q, empty, desc="a row attends no key: 0, -inf"),
+            S(k, v, q, rnd(rng, (5, 6)), scale=0.3, desc="float mask"),
+            S(k, v, q, is_causal=True, desc="causal"),
+            S(k, v, q, is_causal=True, query_offset=3, key_offset=1, desc="causal, the first keys seen by every row"),
+            S(k, v, q, is_causal=True, query_offset=1, key_offset=3, desc="causal, the first rows attend none"),
+            S(k, v, q, is_causal=True, key_offset=9, desc="every key past every query: 0, -inf"),
+            S(kg, vg, qg, enable_gqa=True, desc="grouped queries"),
+            S(kg, vg, qg, is_causal=True, query_offset=4, key_offset=2, enable_gqa=True, desc="grouped, causal")]
+
+
 def _big(op):
     def big(rng):
         q, k, v = _qkv(rng, B=1, H=4, Lq=256, Sk=256, E=32, Ev=32)
         if op == "lse":
             return [S(k, q), S(k, q, is_causal=True)]
+        if op == "partial":
+            return [S(k, v, q), S(k, v, q, is_causal=True), S(k, v, q, is_causal=True, query_offset=64)]
         return [S(k, v, q, _lse_of(k, q)), S(k, v, q, _lse_of(k, q, is_causal=True), is_causal=True)]
     return big
 
@@ -88,8 +118,9 @@ def _split_graph(s):
     v = s.inp("f32", (2, 3, L, 5), name="v")
     causal = O.attention_apply(k, v, q, O.attention_logsumexp(k, q, is_causal=True), is_causal=True)
     plain = O.attention_apply(k, v, q, O.attention_logsumexp(k, q))
-    return causal, plain
+    return causal, plain, O.attention_partial(k, v, q, is_causal=True), O.attention_partial(k, v, q)
 
 
 OPINFOS = [OpInfo("attention_logsumexp", _lse_samples, _lse_ref, big=_big("lse"), graphs=[_split_graph]),
-           OpInfo("attention_apply", _apply_samples, _apply_ref, big=_big("apply"), graphs=[_split_graph])]
+           OpInfo("attention_apply", _apply_samples, _apply_ref, big=_big("apply"), graphs=[_split_graph]),
+           OpInfo("attention_partial", _partial_samples, _partial_ref, big=_big("partial"), graphs=[_split_graph])]

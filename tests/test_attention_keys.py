@@ -1,6 +1,6 @@
-"""Attention split over its keys (chunkc/ir/ops/attention_keys.py): attention_logsumexp and
-attention_apply accumulate over the key axis, so chunk loops slice K and V (and the
-projections that make them) by keys; causal keys are placed by ``key_offset``."""
+"""Attention split over its keys (chunkc/ir/ops/attention_keys.py): attention_partial
+accumulates over the key axis in one pass (softmax_merge), so a chunk loop slices K and V
+(and the projections that make them) by keys; causal keys are placed by ``key_offset``."""
 
 from __future__ import annotations
 
@@ -65,12 +65,12 @@ def _inputs(g: chunkc.Graph, seed: int = 1) -> list[np.ndarray]:
 
 
 def _key_plan(g: chunkc.Graph, chunk: int) -> Plan:
-    """The split graph with two key loops: the longest region ending at attention_logsumexp,
-    then the longest ending at attention_apply, each accumulating over the keys."""
+    """The split graph with one key loop: the longest region ending at attention_partial,
+    accumulating over the keys."""
     split, splits = split_statistics(g, "split_accumulating")
     assert [s.op for s in splits] == ["scaled_dot_product_attention"]
     regions, graph = [], split
-    for op in ("attention_logsumexp", "attention_apply"):
+    for op in ("attention_partial",):
         end = next(i for i, n in enumerate(graph.nodes) if n.op.name == op)
         key_axis = graph.nodes[end].inputs[0].rank - 2
         cand = list(walk_regions(GraphIndex(graph), end, key_axis, accumulate=True))[-1]
@@ -99,12 +99,11 @@ def test_key_loops_match_unchunked(kind, gqa, fused_kv):
     inputs = _inputs(g)
     expected = chunkc.interpret(g, *inputs)
     plan = _key_plan(g, 5)  # 24 keys in chunks of 5: a shorter last chunk
-    if not fused_kv:  # the first loop computes the K projection a key chunk at a time
-        assert "linear" in {plan.graph.node(n).op.name for n in plan.regions[0].nodes}
-    assert [r.accumulators for r in plan.regions] == [("scaled_dot_product_attention_lse",),
-                                                      ("scaled_dot_product_attention_apply",)]
+    if not fused_kv:  # the loop computes the K and V projections a key chunk at a time
+        assert [plan.graph.node(n).op.name for n in plan.regions[0].nodes].count("linear") == 2
+    assert [r.accumulators for r in plan.regions] == [("scaled_dot_product_attention_partial",)]
     text = str(plan)
-    assert "accumulated over the chunk axis (whole, merged each iteration): %scaled_dot_product_attention_lse" in text
+    assert "accumulated over the chunk axis (whole, merged each iteration): %scaled_dot_product_attention_partial" in text
     run_on_all_backends(plan.graph, plan, inputs, expected, atol=1e-5, rtol=1e-4)
 
 
@@ -117,20 +116,20 @@ def test_query_loop_runs_the_split_ops_on_query_rows(kind):
     cand = list(walk_regions(GraphIndex(split), len(split.nodes) - 1, 1))[-1]
     graph, regions = apply_regions(split, [(cand, 5)])
     ops = {graph.node(n).op.name for n in regions[0].nodes}
-    assert {"attention_logsumexp", "attention_apply"} <= ops and not regions[0].accumulators
+    assert {"attention_partial", "slice"} <= ops and not regions[0].accumulators
     plan = Plan(graph=graph, regions=tuple(regions))
     run_on_all_backends(graph, plan, inputs, chunkc.interpret(g, *inputs), atol=1e-5, rtol=1e-4)
 
 
 def test_causal_key_chunk_moves_the_key_offset():
-    """A causal key chunk past every query attends nothing: its partial is -inf (logsumexp)
-    and 0 (apply), and the merge leaves the result alone; the generated code passes the
-    chunk's start as key_offset."""
+    """A causal key chunk past every query attends nothing: its partial is 0 with an lse of
+    -inf, and the merge leaves the result alone; the generated code passes the chunk's start
+    as key_offset."""
     g = _attention("causal", L=12)
     plan = _key_plan(g, 4)
     source = emit_source(plan.graph, plan, "torch")
     calls = [line for line in source.splitlines() if "rt.attention_" in line]
-    assert len(calls) == 2 and all(", start, " in line for line in calls)  # key_offset: the key chunk's start
+    assert len(calls) == 1 and all(", start, " in line for line in calls)  # key_offset: the key chunk's start
     inputs = _inputs(g)
     run_on_all_backends(plan.graph, plan, inputs, chunkc.interpret(g, *inputs), atol=1e-5, rtol=1e-4)
 
@@ -175,7 +174,7 @@ def test_autochunk_slices_keys_where_the_budget_needs_it():
     budget = int(0.9 * kv_bytes)
     plan = chunkc.autochunk(g, budget=budget, backend="torch")
     accumulated = {plan.graph.value(v).producer.op.name for r in plan.regions for v in r.accumulators}
-    assert "attention_apply" in accumulated
+    assert "attention_partial" in accumulated
     assert any("split 1 op(s) over an axis they mix" in n for n in plan.notes)
     inputs = _inputs(g)
     fn = chunkc.compile(plan.graph, plan, backend="torch")
@@ -211,11 +210,11 @@ def test_split_ops_check_their_inputs():
 def test_a_plan_slicing_the_keys_without_the_values_is_refused():
     g = _attention("plain")
     plan = _key_plan(g, 5)
-    region = plan.regions[1]
+    region = plan.regions[0]
     value_chunk = next(c for c in region.chunked if plan.graph.value(c.value).users
-                       and plan.graph.value(c.value).users[0].op.name == "attention_apply"
+                       and plan.graph.value(c.value).users[0].op.name == "attention_partial"
                        and plan.graph.value(c.value).users[0].inputs[1].name == c.value)
     from dataclasses import replace
     broken = replace(region, chunked=tuple(c for c in region.chunked if c != value_chunk))
     with pytest.raises(ChunkcError, match="contracts"):
-        chunkc.estimate_memory(plan.graph, Plan(graph=plan.graph, regions=(plan.regions[0], broken)))
+        chunkc.estimate_memory(plan.graph, Plan(graph=plan.graph, regions=(broken,)))

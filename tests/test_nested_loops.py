@@ -37,9 +37,8 @@ def test_nested_loops_match_unchunked(kind, gqa, fused_kv):
     expected = chunkc.interpret(g, *inputs)
     plan = _nested(g, 5, 4)  # 24 rows: ragged last chunks in both loops
     (region,) = plan.regions
-    assert [q.accumulators for q in region.inner] == [("scaled_dot_product_attention_lse",),
-                                                      ("scaled_dot_product_attention_apply",)]
-    # every inner loop recomputes its keys (and values) from the layer input, a key chunk at a time
+    assert [q.accumulators for q in region.inner] == [("scaled_dot_product_attention_partial",)]
+    # the inner loop recomputes its keys and values from the layer input, a key chunk at a time
     for q in region.inner:
         ops = {plan.graph.node(n).op.name for n in q.nodes}
         assert "layer_norm" in ops and "linear" in ops
@@ -56,11 +55,11 @@ def test_causal_inner_loops_stop_at_the_outer_chunk():
     runs every key."""
     g = _attention("causal", L=12)
     plan = _nested(g, 4, 4)
-    assert [q.stop_at for q in plan.regions[0].inner] == [LOOP_STOP, LOOP_STOP]
+    assert [q.stop_at for q in plan.regions[0].inner] == [LOOP_STOP]
     source = emit_source(plan.graph, plan, "torch")
-    assert source.count("extent_1 = min(12, stop)") == 2
+    assert source.count("extent_1 = min(12, stop)") == 1
     plain = _nested(_attention("plain", L=12), 4, 4)
-    assert [q.stop_at for q in plain.regions[0].inner] == [None, None]
+    assert [q.stop_at for q in plain.regions[0].inner] == [None]
     assert "extent_1 = 12" in emit_source(plain.graph, plain, "numpy")
     inputs = _inputs(g)
     run_on_all_backends(plan.graph, plan, inputs, chunkc.interpret(g, *inputs), atol=1e-5, rtol=1e-4)
@@ -159,19 +158,19 @@ def test_bad_nested_plans_are_refused_with_the_region_named():
     g = _attention("causal", L=12)
     plan = _nested(g, 4, 3)
     (region,) = plan.regions
-    lse_loop, apply_loop = region.inner
+    (keys,) = region.inner
 
     def refused(bad_region, match):
         with pytest.raises(ChunkcError, match=match):
             chunkc.estimate_memory(plan.graph, replace(plan, regions=(bad_region,)))
 
-    refused(replace(region, inner=(replace(lse_loop, accumulators=()), apply_loop)),
+    refused(replace(region, inner=(replace(keys, accumulators=()),)),
             "inner loop 0 of plan region 0 .*outputs must all be accumulators")
-    refused(replace(region, inner=(replace(lse_loop, inner=(apply_loop,)),)), "loops nest one level deep")
+    refused(replace(region, inner=(replace(keys, inner=(keys,)),)), "loops nest one level deep")
     refused(replace(region, whole_reads=tuple(w for w in region.whole_reads if not w[0].endswith("inner0_0"))),
             "%x is sliced by both loops")
-    refused(replace(region, inner=(lse_loop, lse_loop)), "shares nodes with inner loop 0")
-    outside = replace(lse_loop, nodes=(plan.graph.nodes[-1].name,) + lse_loop.nodes)
+    refused(replace(region, inner=(keys, keys)), "shares nodes with inner loop 0")
+    outside = replace(keys, nodes=(plan.graph.nodes[-1].name,) + keys.nodes)
     refused(replace(region, inner=(outside,)), "not contiguous|not a node of the outer loop")
 
 
@@ -208,7 +207,7 @@ def test_nested_plan_of_stacked_blocks_matches_unchunked():
     sizes = {}
     unchunked = chunkc.estimate_memory(split, sizes=sizes).peak_bytes
     plan, peak = nested_plan(split, sizes, unchunked // 2, "torch")
-    assert peak <= unchunked // 2 and [len(r.inner) for r in plan.regions if r.inner] == [2, 2]
+    assert peak <= unchunked // 2 and [len(r.inner) for r in plan.regions if r.inner] == [1, 1]
     plan = replace(plan, budget_bytes=None)  # this plan on every backend (no planning again for NumPy's budget)
     inputs = _inputs(g)
     run_on_all_backends(plan.graph, plan, inputs, chunkc.interpret(g, *inputs), atol=1e-5, rtol=1e-4)
@@ -298,7 +297,7 @@ def test_nested_plan_of_rotary_gqa_blocks_matches_unchunked():
     plan, peak = nested_plan(split, {}, unchunked // 2, "torch")
     assert peak <= unchunked // 2
     nested = [r for r in plan.regions if r.inner]
-    assert [len(r.inner) for r in nested] == [2, 2]
+    assert [len(r.inner) for r in nested] == [1, 1]
     assert all(plan.graph.node(r.nodes[0]).op.name == "mul" for r in nested)  # the norm's square, not later
     plan = replace(plan, budget_bytes=None)
     inputs = _inputs(g)
@@ -325,3 +324,52 @@ def test_autochunk_floor_of_rotary_gqa_blocks_holds_one_hidden_state():
     measured = chunkc.measure_peak(fn, *args)
     assert abs(measured - plan.estimated_peak_bytes) <= 0.01 * measured, (measured, plan.estimated_peak_bytes)
     np.testing.assert_allclose(fn(*args).numpy(), chunkc.interpret(g, *inputs)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_softmax_merge_of_key_halves_is_attention_over_all_keys():
+    """softmax_merge (chunkc.passes.accumulate) of the partials of two key halves is the partial of
+    all the keys, rows that one half leaves unattended (0, -inf) included, on NumPy and torch."""
+    from chunkc.ir.registry import lookup
+    from chunkc.passes.accumulate import softmax_merge
+    rng = np.random.default_rng(4)
+    q, k, v = (rng.standard_normal((1, 2, 6, 4)).astype(np.float32) for _ in range(3))
+    ref = lookup("attention_partial").reference
+    whole = ref(np, k, v, q, is_causal=True, query_offset=0)
+    for xp, wrap in ((np, np.array), (torch, torch.from_numpy)):
+        acc = wrap(ref(np, k[..., :3, :], v[..., :3, :], q, is_causal=True))
+        part = wrap(ref(np, k[..., 3:, :], v[..., 3:, :], q, is_causal=True, key_offset=3))
+        assert np.isneginf(np.asarray(part)[..., :3, -1]).all()  # rows 0-2 attend none of keys 3-5
+        softmax_merge(xp, acc, part)
+        np.testing.assert_allclose(np.asarray(acc), whole, atol=1e-6, rtol=1e-5)
+
+
+def test_nested_code_merges_one_pass_per_key_chunk():
+    """Each inner iteration runs attention_partial once (keys and values made once, the scores
+    once) and merges it with softmax_merge: through rt on torch, ref on NumPy."""
+    g = _attention("causal", L=12)
+    plan = _nested(g, 4, 4)
+    torch_src = emit_source(plan.graph, plan, "torch")
+    assert torch_src.count("rt.attention_partial(") == 1 and "rt.softmax_merge(torch, " in torch_src
+    assert "ref.softmax_merge(xp, " in emit_source(plan.graph, plan, "numpy")
+
+
+def test_nested_plans_are_priced_and_fewer_outer_chunks_cost_less():
+    """autochunk gives a nested plan its predicted slowdown (chunkc.passes.cost.nested_seconds);
+    each outer iteration recomputes the keys, so the same plan with a quarter of the outer
+    chunk is priced higher."""
+    from chunkc.passes.cost import TimeModel, plan_seconds
+    from chunkc.passes.nest import _with_chunk
+    torch.set_num_threads(1)
+    g, L = _attention("plain", L=1024, d=64, heads=4), 1024
+    with pytest.raises(chunkc.InfeasibleBudgetError) as err:
+        chunkc.autochunk(g, budget=1, backend="torch")
+    plan = chunkc.autochunk(g, budget=int(err.value.lowest_peak_bytes * 1.5), backend="torch")
+    (region,) = [r for r in plan.regions if r.inner]
+    assert plan.estimated_slowdown is not None and plan.estimated_slowdown > 1
+    model = TimeModel(plan.graph, {})
+    chunk, inner = evaluate(region.chunk_size, {}), evaluate(region.inner[0].chunk_size, {})
+    assert chunk >= 8
+
+    def at(c):
+        return replace(plan, regions=tuple(_with_chunk(r, c, inner) if r.inner else r for r in plan.regions))
+    assert plan_seconds(model, at(chunk // 4)) > plan_seconds(model, at(chunk))

@@ -172,7 +172,7 @@ ACCUMULATING = sorted(name for name in COVERED if OPS[name].accumulates is not N
 
 @pytest.mark.parametrize("name", ACCUMULATING)
 def test_accumulates_by_execution(name):
-    from chunkc.passes.accumulate import accumulating_end, sliced_axes
+    from chunkc.passes.accumulate import accumulating_end, merge_partial, sliced_axes
     checked = 0
     for sample in samples_of(name):
         g, node = build(name, sample.inputs, sample.attrs)
@@ -193,9 +193,7 @@ def test_accumulates_by_execution(name):
                 if how.offset_attr is not None:  # the slice is placed at element a of the axis
                     attrs[how.offset_attr] = attrs.get(how.offset_attr, 0) + a
                 part = np.asarray(run(name, sliced, attrs)[0])
-                if how.share:
-                    part = (part * ((b - a) / n)).astype(part.dtype)
-                merged = part if merged is None else getattr(np, how.combine)(merged, part)
+                merged = merge_partial(np, merged, part, how, (b - a) / n)
             assert_close(merged, full, INFOS[name], f"{name} {sample}: accumulates over axis {axis} of input 0 "
                                                     f"({how}); the merged halves differ: ")
             checked += 1

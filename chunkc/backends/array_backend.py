@@ -39,6 +39,7 @@ class ArrayDialect(Dialect):
 
     name = "numpy/cupy"
     reserved = frozenset({"xp", "ref", "self", "DType", "array_module", "load_weights", "load"})
+    merge_helpers = "ref"
     reserved_attrs = frozenset({"xp", "chunkc_source", BUDGET_ATTR})
     guard_param = "xp"
     missing_lowering = "its record has no NumPy reference"

@@ -65,6 +65,7 @@ class Dialect(abc.ABC):
     reserved_attrs: frozenset[str] = frozenset()  # attribute names of its program object
     missing_lowering: str = ""  # what would give an op a lowering here (for the error)
     array_module: str = "xp"  # the name its code calls add, maximum, ... of (an accumulator's merge)
+    merge_helpers: str = "rt"  # the module its code calls merges that are not one function of (accumulate.COMBINERS)
     # A run-time function ``runner(body, extent, chunk)`` that calls a region's one-chunk
     # function ``body(start, stop)`` for every chunk; None: the region is a plain for loop.
     region_runner: str | None = None
@@ -493,7 +494,8 @@ class Generator:
         """Merge this iteration's partial of accumulator ``o`` into it (chunkc.passes.accumulate)."""
         extent, _, start, stop = self.scope.names if self.scope is not None else (EXTENT, CHUNK, START, STOP)
         for line in merge_lines(self.dialect.array_module, self.names[o], self.inner[o],
-                                view.accumulators[o], f"({stop} - {start}) / {extent}", f"{start} == 0"):
+                                view.accumulators[o], f"({stop} - {start}) / {extent}", f"{start} == 0",
+                                self.dialect.merge_helpers):
             self.emit(line)
 
     def bind_loop_values(self, view: RegionView, slice_of: Callable[[Value], str]) -> None:

@@ -32,6 +32,12 @@ class References:
         from ..passes.halo import take_rows
         return take_rows(xp, x, axis, have, need, size, fill)
 
+    @staticmethod
+    def softmax_merge(xp, acc, part):
+        """An accumulator's merge (chunkc.passes.accumulate.COMBINERS)."""
+        from ..passes.accumulate import softmax_merge
+        softmax_merge(xp, acc, part)
+
     def widened(self, name: str, out_dtypes: tuple[str, ...]):
         """Op ``name``'s reference run widened, its outputs rounded to ``out_dtypes`` (bf16, f8...)."""
         from ..ir.reference import widened

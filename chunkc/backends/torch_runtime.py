@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ..errors import ChunkcError
 from .host_call import host_empty, host_reference, is_host_array, run_onnx  # noqa: F401  (nodes run on the host)
 from ..ir.onnx_node import onnx_node  # noqa: F401  (opaque ONNX nodes)
+from ..passes.accumulate import softmax_merge  # noqa: F401  (an accumulator's merge, accumulate.COMBINERS)
 
 # ``namespace::name`` or ``namespace::name.overload``; nothing else reaches torch.ops.
 _TARGET = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)::([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?$")
@@ -346,3 +347,66 @@ def attention_apply(k: torch.Tensor, v: torch.Tensor, q: torch.Tensor, lse: torc
 
 
 __all__ += ["attention_logsumexp", "attention_apply"]
+
+
+def attention_partial(k: torch.Tensor, v: torch.Tensor, q: torch.Tensor, mask, causal: bool, scale: float,
+                      query_offset: int, key_offset: int, groups: int) -> torch.Tensor:
+    """Attention of ``q`` over these keys, normalized over them, with the log-sum-exp of its
+    scores in one more last column (op attention_partial; rows that attend no key: zeros and
+    -inf).  The scores are made once: by ATen's CPU flash kernel, which returns the log-sum-exp,
+    where it takes the operands (see :func:`_partial_flash_eligible`; causal keys placed by
+    the offsets as one or two calls), else by the reference formula on a score tile."""
+    if groups > 1:  # the flash kernel and matmul read each query head's own key head
+        k, v = k.repeat_interleave(groups, dim=-3), v.repeat_interleave(groups, dim=-3)
+    ev = v.shape[-1]
+    if mask is None and _partial_flash_eligible(q, k, v):
+        out, lse = _partial_flash(q, k, v, causal, scale, query_offset - key_offset)
+    else:
+        scores = _attention_scores(q, k, mask, causal, scale, query_offset, key_offset, 1)
+        top = scores.amax(-1, keepdim=True)
+        top.masked_fill_(top.isneginf(), 0.0)
+        total = scores.sub_(top).exp_().sum(-1, keepdim=True)
+        out = torch.matmul(scores, v)
+        del scores
+        out.div_(total.clamp_min(torch.finfo(total.dtype).tiny))  # rows of no key: 0 / tiny
+        lse = total.log_().add_(top).squeeze(-1)
+    result = torch.empty(out.shape[:-1] + (ev + 1,), dtype=out.dtype, device=out.device)
+    result[..., :ev] = out
+    result[..., ev] = lse
+    return result
+
+
+def _partial_flash_eligible(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """Operands the CPU flash kernel takes and that the log-sum-exp merge may use (the rule of
+    :func:`_split_causal_eligible`, the heads already repeated)."""
+    return _split_causal_eligible(q, k, v, False)
+
+
+def _partial_flash(q, k, v, causal: bool, scale: float, shift: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out, lse) of the flash kernel where query i attends key j when j <= i + ``shift``
+    (``causal``), else every key: one call when the keys are all seen or the diagonal is the
+    kernel's own (``shift`` 0), two merged when the first ``shift`` keys are seen by every row,
+    the rows before ``-shift`` attending none."""
+    flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    rows, keys = q.shape[-2], k.shape[-2]
+    if not causal or shift >= keys - 1:
+        return flash(q, k, v, 0.0, False, scale=scale)[:2]
+    if shift == 0:
+        return flash(q, k, v, 0.0, True, scale=scale)[:2]
+    if shift > 0:
+        out, lse = flash(q, k[..., :shift, :], v[..., :shift, :], 0.0, False, scale=scale)[:2]
+        square, lse_square = flash(q, k[..., shift:, :], v[..., shift:, :], 0.0, True, scale=scale)[:2]
+        merged = torch.logaddexp(lse, lse_square)
+        out.mul_(torch.exp(lse - merged).unsqueeze(-1).to(out.dtype))
+        out.add_(square.mul_(torch.exp(lse_square - merged).unsqueeze(-1).to(out.dtype)))
+        return out, merged
+    out = torch.zeros(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype, device=q.device)
+    lse = torch.full(q.shape[:-1], float("-inf"), dtype=torch.float32, device=q.device)
+    if -shift < rows:  # rows -shift.. see the keys from the first on, causally
+        o, l = flash(q[..., -shift:, :], k, v, 0.0, True, scale=scale)[:2]
+        out[..., -shift:, :] = o
+        lse[..., -shift:] = l
+    return out, lse
+
+
+__all__ += ["attention_partial", "softmax_merge"]

@@ -130,9 +130,13 @@ INNER_START = sympy.Symbol("inner_start", integer=True, positive=True)
 INNER_STOP = sympy.Symbol("inner_stop", integer=True, positive=True)
 
 
-# The elementwise binary functions that merge two partials: each has this name, and an
-# ``out=`` argument, in NumPy, CuPy and PyTorch.
-Combine = Literal["add", "multiply", "maximum", "minimum", "logical_or", "logical_and", "logaddexp"]
+# How two partials merge.  The elementwise binary functions have this name, and an ``out=``
+# argument, in NumPy, CuPy and PyTorch.  ``softmax_merge`` merges partial softmax-weighted sums
+# packed as ``[..., n + 1]``: ``[..., :n]`` the sum normalized over the slice, ``[..., n]`` the
+# log-sum-exp of the slice's weights (-inf, with zeros before it, where the slice weighs
+# nothing); the merged lse is their logaddexp and each sum is weighted by exp(its lse - the
+# merged one) (chunkc.passes.accumulate.softmax_merge, attention over key chunks).
+Combine = Literal["add", "multiply", "maximum", "minimum", "logical_or", "logical_and", "logaddexp", "softmax_merge"]
 
 
 @dataclass(frozen=True)

@@ -133,10 +133,12 @@ class OpDef:
     # along them that applies the statistics; ``positions`` are the apply node's inputs that
     # were ``node``'s (chunkc.passes.split_statistics).  None: the op is not split.
     split_statistics: Callable[..., Any] | None = None
-    # ``split_accumulating(graph, node) -> (statistics node, apply node, positions) | None``:
-    # the same for an op whose split costs time (attention over its keys computes the scores
-    # twice): autochunk plans the split graph only when no other meets the budget; None
-    # from the function: this node is not split.
+    # ``split_accumulating(graph, node) -> (statistics node, apply node, positions[, "statistics"]) | None``:
+    # the same for an op whose split costs time (attention over its keys: an op accumulating
+    # in one pass, then a slice of its result): autochunk plans the split graph only when no
+    # other meets the budget; a fourth element "statistics" says ``positions`` index the
+    # statistics node's inputs (the apply node reads only its result); None from the
+    # function: this node is not split.
     split_accumulating: Callable[..., Any] | None = None
     # Whether the output jumps by a whole step where a floating-point input moves by one ulp
     # (floor, round, a float cast to integers or to a narrower float, a comparison of floats): two correct programs

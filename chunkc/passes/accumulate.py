@@ -91,6 +91,25 @@ def accumulates_in_loop(node: Node, chunk_req: Mapping[Value, tuple],
     return tuple(p for p in range(1, len(node.inputs)) if p not in partners), partners
 
 
+def softmax_merge(xp, acc: Any, part: Any) -> None:
+    """Merge ``part`` into ``acc`` in place, both ``[..., n + 1]`` partial softmax-weighted sums
+    with their log-sum-exp in the last column (the combine ``softmax_merge``, see
+    chunkc.ir.dims.Combine); ``xp`` is NumPy, CuPy or torch.  ``part`` is overwritten.  The
+    temporaries are a few ``[..., 1]`` columns (the lse's), far below the partial's own kernel."""
+    a, b = acc[..., -1:], part[..., -1:]
+    merged = xp.logaddexp(a, b)
+    base = xp.where(xp.isneginf(merged), xp.zeros_like(merged), merged)  # no key yet: weights exp(-inf) = 0
+    acc[..., :-1] *= xp.exp(a - base)
+    part[..., :-1] *= xp.exp(b - base)
+    acc[..., :-1] += part[..., :-1]
+    acc[..., -1:] = merged
+
+
+# Merges that are not one elementwise function: generated code calls them as
+# ``<helpers>.<combine>(<array module>, acc, part)`` (chunkc.backends.codegen.Dialect.merge_helpers).
+COMBINERS = {"softmax_merge": softmax_merge}
+
+
 def merge_partial(xp, acc: Any, part: Any, how: Accumulation, share: float) -> Any:
     """The reference merge step: ``part`` (this iteration's partial, owned by the loop)
     scaled by ``share`` when ``how.share``, merged into ``acc`` (None before the first)."""
@@ -99,19 +118,26 @@ def merge_partial(xp, acc: Any, part: Any, how: Accumulation, share: float) -> A
         part = xp.asarray(part * share, dtype=part.dtype)
     if acc is None:
         return part
-    getattr(xp, how.combine)(acc, part, out=acc)
+    if how.combine in COMBINERS:
+        COMBINERS[how.combine](xp, acc, part)
+    else:
+        getattr(xp, how.combine)(acc, part, out=acc)
     return acc
 
 
-def merge_lines(xp: str, acc: str, part: str, how: Accumulation, share: str, first: str) -> list[str]:
+def merge_lines(xp: str, acc: str, part: str, how: Accumulation, share: str, first: str,
+                helpers: str = "rt") -> list[str]:
     """Generated code (NumPy, CuPy or PyTorch: ``xp`` names the module) that merges the
-    partial ``part`` into ``acc``; ``first`` is the condition of the first iteration."""
+    partial ``part`` into ``acc``; ``first`` is the condition of the first iteration;
+    ``helpers`` names the module that holds :data:`COMBINERS` in the generated code."""
     lines = [f"{part} *= {share}  # its share of the axis"] if how.share else []
+    merge = f"{helpers}.{how.combine}({xp}, {acc}, {part})" if how.combine in COMBINERS else \
+        f"{xp}.{how.combine}({acc}, {part}, out={acc})"
     return lines + [f"if {first}:",
                     f"    {acc} = {part}",
                     "else:",
-                    f"    {xp}.{how.combine}({acc}, {part}, out={acc})"]
+                    f"    {merge}"]
 
 
 __all__ = ["accumulation", "sliced_axes", "accumulating_end", "accumulating_axes", "accumulates_in_loop", "merge_partial",
-           "merge_lines"]
+           "merge_lines", "softmax_merge", "COMBINERS"]

@@ -32,7 +32,7 @@ from ..errors import ChunkcError, InfeasibleBudgetError
 from ..ir.graph import Graph
 from ..ir.source import describe
 from .budget_text import parse_budget
-from .cost import Kernels, TimeModel, check_compiler
+from .cost import Kernels, TimeModel, check_compiler, plan_seconds
 from .memory import MemoryReport, estimate_memory, format_bytes
 from .options import SearchKnobs
 from .nest import nested_plan, row_reading
@@ -335,7 +335,7 @@ def _variants(graph: Graph, sizes: dict[str, int], opts: AutochunkOptions, peak_
 
 
 def _nested(variants: list[_Variant], sizes: dict[str, int], opts: AutochunkOptions, budget_bytes: int,
-            unchunked: MemoryReport, flat_floor: int, started: float) -> Plan | _Floor | None:
+            unchunked: MemoryReport, flat_floor: int, started: float, reference_seconds: float) -> Plan | _Floor | None:
     """When no flat plan meets the budget: nested loops (chunkc.passes.nest) on the first variant
     with nodes that accumulate over a value a row loop reads whole (attention split over its keys).
     The plan when it meets the budget; else its floor when lower than the flat one; else None."""
@@ -345,7 +345,9 @@ def _nested(variants: list[_Variant], sizes: dict[str, int], opts: AutochunkOpti
     if variant is None:
         return None
     try:
-        made = nested_plan(variant.graph, sizes, budget_bytes, opts.backend)
+        made = nested_plan(variant.graph, sizes, budget_bytes, opts.backend,
+                           time_model=lambda g: TimeModel(g, sizes, opts.machine, opts.backend, opts.device,
+                                                          opts.compiled))
     except ChunkcError:  # a loop the estimator or the plan analysis refuses: no nested plan here
         return None
     if made is None:
@@ -361,11 +363,13 @@ def _nested(variants: list[_Variant], sizes: dict[str, int], opts: AutochunkOpti
         return _Floor(peak, variant.copies.get(node.name, node.name), describe(node) + " (in nested loops)", held,
                       text, held)
     plan.estimated_peak_bytes, plan.unchunked_peak_bytes, plan.device = peak, unchunked.peak_bytes, opts.device
-    plan.estimated_slowdown = None  # the cost model does not price inner loops yet
+    model = TimeModel(plan.graph, sizes, opts.machine, opts.backend, opts.device, opts.compiled)
+    plan.estimated_slowdown = plan_seconds(model, plan) / reference_seconds
     plan.notes = variant.notes + [
         f"no flat plan meets the budget: {len(plan.regions)} region(s), "
         f"{sum(len(r.inner) for r in plan.regions)} inner loop(s) over values read whole (recomputed a chunk at a "
-        f"time); estimated peak {peak} B <= budget {budget_bytes} B; search {time.perf_counter() - started:.2f} s"]
+        f"time); estimated peak {peak} B <= budget {budget_bytes} B; estimated time x{plan.estimated_slowdown:.3f}; "
+        f"search {time.perf_counter() - started:.2f} s"]
     return plan
 
 
@@ -524,7 +528,7 @@ def _autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None,
             best = deeper
     floor = best.floor
     if opts.nested:
-        nested = _nested(variants, sizes, opts, budget_bytes, unchunked, floor.peak_bytes, started)
+        nested = _nested(variants, sizes, opts, budget_bytes, unchunked, floor.peak_bytes, started, reference)
         if isinstance(nested, Plan):
             return nested
         if nested is not None:

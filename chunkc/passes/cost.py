@@ -955,30 +955,76 @@ def predict_seconds(graph: Graph, plan=None, sizes: Mapping[str, int] | None = N
                     machine: Kernels | None = None, backend: str = "torch", compiled: str | None = None) -> float:
     """Predicted seconds of one call of ``graph`` (``plan.graph`` when a plan is given),
     chunked by ``plan``, at ``sizes`` (default: the plan's): the per-node costs of the
-    model the selection uses, the plan's loops priced by :meth:`TimeModel.loop_seconds`.
-    The ratio of a plan's prediction to the unchunked graph's is its predicted slowdown,
-    the rewrites before the search (rematerialized values) included.  ``compiled``: the
-    compiler the program runs under (:class:`TimeModel`)."""
-    from .plan_index import PlanIndex, RegionView
-
+    model the selection uses, the plan's loops priced by :meth:`TimeModel.loop_seconds`
+    (nested loops by :func:`nested_seconds`).  The ratio of a plan's prediction to the
+    unchunked graph's is its predicted slowdown, the rewrites before the search
+    (rematerialized values) included.  ``compiled``: the compiler the program runs under
+    (:class:`TimeModel`)."""
     if plan is not None:
         graph, sizes = plan.graph, dict(plan.sizes if sizes is None else sizes)
-    model = TimeModel(graph, dict(sizes or {}), machine, backend, compiled=compiled)
+    return plan_seconds(TimeModel(graph, dict(sizes or {}), machine, backend, compiled=compiled), plan)
+
+
+def plan_seconds(model: TimeModel, plan=None) -> float:
+    """:func:`predict_seconds` with a time model of the plan's graph built already (pricing
+    several chunkings of one graph)."""
+    from .plan_index import PlanIndex, RegionView
+
     total = 0.0
-    for step in PlanIndex.build(graph, plan).steps:
+    for step in PlanIndex.build(model.graph, plan).steps:
         if not isinstance(step, RegionView):
             total += model.times[model.position[step]]
-            continue
-        chunked = {v: (c.axis, c.unit) for v, c in step.chunk.items()}
-        loop = [model.position[n] for n in step.nodes]
-        extent = evaluate(step.region.extent, model.sizes)
-        chunk = evaluate(step.region.chunk_size, model.sizes)
-        total += model.loop_seconds(loop, chunked, step.outputs, extent, chunk, reused=tuple(step.reuse),
-                                    accumulators=tuple(step.accumulators),
-                                    halos={v: c.halo for v, c in step.chunk.items()})
+        elif step.inner:
+            total += nested_seconds(model, step)
+        else:
+            total += _flat_seconds(model, step, step.nodes)
     return total
 
 
-__all__ = ["COMPILERS", "COMPILED_BODY_S", "check_compiler", "Machine", "KernelTable", "Kernels", "Work", "TimeModel", "predict_seconds", "default_kernels",
+def _flat_seconds(model: TimeModel, step, nodes) -> float:
+    chunked = {v: (c.axis, c.unit) for v, c in step.chunk.items()}
+    extent = evaluate(step.region.extent, model.sizes)
+    chunk = evaluate(step.region.chunk_size, model.sizes)
+    return model.loop_seconds([model.position[n] for n in nodes], chunked, step.outputs, extent, chunk,
+                              reused=tuple(step.reuse), accumulators=tuple(step.accumulators),
+                              halos={v: c.halo for v, c in step.chunk.items()})
+
+
+def nested_seconds(model: TimeModel, step) -> float:
+    """Seconds of a region with inner loops (ChunkRegion.inner, chunkc.passes.nest): its own
+    nodes as a flat loop; each inner loop once per outer iteration, over the units up to the
+    outer chunk's stop where it stops there (``stop_at``).  An inner iteration runs its chain
+    (keys and values recomputed from held values: the same work whatever the outer chunk) at
+    the inner chunk's share, and its accumulating node on the outer chunk's rows of its output
+    only (its share: inner share x outer share, the scores of a query chunk against a key
+    chunk), merged into the outer chunk's accumulator after the first."""
+    inner_nodes = {n for q in step.inner for n in q.nodes}
+    total = _flat_seconds(model, step, [n for n in step.nodes if n not in inner_nodes])
+    extent = evaluate(step.region.extent, model.sizes)
+    chunk = max(1, min(evaluate(step.region.chunk_size, model.sizes), extent))
+    outer = [(s, min(chunk, extent - s)) for s in range(0, extent, chunk)]
+    for q in step.inner:
+        keys = evaluate(q.region.extent, model.sizes)
+        size = max(1, min(evaluate(q.region.chunk_size, model.sizes), keys))
+        chunked = {v: (c.axis, c.unit) for v, c in q.chunk.items()}
+        loop = [model.position[n] for n in q.nodes]
+        ends = [model.position[v.producer] for v in q.accumulators]
+        iterations = -(-keys // size)
+        per_chain = model.loop_seconds([i for i in loop if i not in ends], chunked, (), keys, size)
+        for start, rows in outer:
+            stop = min(keys, start + rows) if q.region.stop_at is not None else keys
+            runs = -(-stop // size)
+            t = per_chain * runs / iterations
+            for i, v in zip(ends, q.accumulators):
+                node = model.graph.nodes[i]
+                share = rows / extent * size / keys
+                t += runs * model._call_seconds(i, tuple(True for _ in node.inputs), share, None)
+                t += (runs - 1) * model._priced("merge", v, model.nbytes[v] * rows / extent)
+            total += t
+    return total
+
+
+__all__ = ["COMPILERS", "COMPILED_BODY_S", "check_compiler", "Machine", "KernelTable", "Kernels", "Work", "TimeModel", "predict_seconds", "plan_seconds", "nested_seconds",
+           "default_kernels",
            "find_table", "table_path", "table_key", "allocator_tag", "ALLOCATOR_ENV", "cache_dir", "machine_name",
            "VIEW", "POINTWISE", "CONTRACTION"]

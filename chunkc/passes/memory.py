@@ -50,10 +50,13 @@ from .device_memory import get_device
 from .halo import held_length, inner_held_length, rows, widening
 from .loop_buffers import LoopBuffer, loop_buffers
 from .plan import DEFAULT_BACKEND, ChunkedValue, ChunkRegion, Plan
+from .accumulate import accumulating_end
 from .plan_index import PlanIndex, RegionView, loop_attrs
 
 EXTERNAL = -1  # alias root of graph inputs and constants: costs nothing
 INTERNAL = -2  # a region-internal value: it has no storage outside its loop
+# iterations at which a placed accumulator's workspace is asked, at most (MemoryModel._accumulator_attrs)
+MAX_PLACED_ITERATIONS = 256
 
 
 @dataclass(frozen=True)
@@ -654,7 +657,44 @@ class MemoryModel:
         units = reg.units or max(axis_elems[1] // c.unit, 1)
         return self.loop_attrs(p, c, units, evaluate(reg.region.extent, self.sizes))
 
-    def _chunk_workspace(self, p: int, reg: _Region, cstrides: Mapping[int, tuple[int, ...]], freed: int = 0) -> int:
+    def _accumulator_attrs(self, p: int, reg: _Region, outer: _Region | None) -> list[dict]:
+        """Node ``p``'s concrete attributes where its output is not chunked.  An accumulator whose
+        record places its slice (``Accumulation.offset_attr``: causal keys) runs with the slice's
+        start there, and in an inner loop with the outer chunk's position attributes too (its
+        queries' rows), and its kernel's temporaries may depend on both (how many of its keys
+        its queries see): the attributes of every (outer, inner) iteration, or of an even sample
+        of the outer ones (at most MAX_PLACED_ITERATIONS in all)."""
+        base = concrete_attrs(self.nodes[p].attrs, self.sizes)
+        x = self.node_in[p][0] if self.node_in[p] else None
+        c = reg.region.axis_of(self.values[x].name) if x is not None else None
+        elems = reg.chunk_elems.get(x) if x is not None else None
+        how = accumulating_end(self.nodes[p], c.axis) if c is not None and elems is not None else None
+        if how is None or how.offset_attr is None:
+            return [base]
+        units = reg.units or max(elems[1] // c.unit, 1)
+        extent = evaluate(reg.region.extent, self.sizes)
+        placements: list[tuple[dict, int]] = [(base, extent)]  # (attributes, where the keys stop)
+        out = self.node_out[p][0]
+        oc = outer.region.axis_of(self.values[out].name) if outer is not None else None
+        if oc is not None and outer.chunk_elems.get(out) is not None:
+            o_units = outer.units or max(outer.chunk_elems[out][1] // oc.unit, 1)
+            o_extent = evaluate(outer.region.extent, self.sizes)
+            starts = list(range(0, o_extent, o_units))
+            keys_per = max(1, -(-extent // units))
+            step = max(1, len(starts) * keys_per // MAX_PLACED_ITERATIONS)
+            placements = [(self.loop_attrs(p, oc, o_units, o_extent, s),
+                           min(extent, s + o_units) if reg.region.stop_at is not None else extent)
+                          for s in starts[::step]]
+        out_attrs = []
+        for attrs, stop in placements:
+            for k in range(0, stop, units):
+                placed = dict(attrs)
+                placed[how.offset_attr] = placed[how.offset_attr] + c.unit * k
+                out_attrs.append(placed)
+        return out_attrs
+
+    def _chunk_workspace(self, p: int, reg: _Region, cstrides: Mapping[int, tuple[int, ...]], freed: int = 0,
+                         outer: _Region | None = None) -> int:
         """The node's workspace for the chunk shapes, the chunks' strides (``cstrides``: those
         of the values made in the loop; a value from before it keeps its full strides) and the
         loop's attributes (the record is asked again)."""
@@ -663,15 +703,15 @@ class MemoryModel:
         shapes = tuple(self.shape[u] if k in whole else self._chunk_shape(u, reg) for k, u in enumerate(ins)) + \
             tuple(self._chunk_shape(u, reg) for u in outs)
         strides = tuple(self.strides[u] if k in whole else cstrides.get(u, self.strides[u]) for k, u in enumerate(ins))
-        key = ("workspace", p, shapes, strides, self._pads_border(p, reg), freed)
+        key = ("workspace", p, shapes, strides, self._pads_border(p, reg), freed, None if outer is None else outer.index)
         if key not in self._chunk_answers:
             types = [TensorType(self.values[u].dtype, s) for u, s in zip(ins + outs, shapes)]
             o = outs[0]
             axis_elems = reg.chunk_elems.get(o)
             c = reg.region.axis_of(self.values[o].name)
             if axis_elems is None or c is None:
-                ws = self.workspace_bytes(p, types[:len(ins)], concrete_attrs(self.nodes[p].attrs, self.sizes),
-                                          types[len(ins):], strides)
+                ws = max(self.workspace_bytes(p, types[:len(ins)], attrs, types[len(ins):], strides)
+                         for attrs in self._accumulator_attrs(p, reg, outer))
             else:
                 ws = self._iterations_workspace(p, reg, c, reg.units or max(axis_elems[1] // c.unit, 1),
                                                 evaluate(reg.region.extent, self.sizes), strides, freed)
@@ -825,7 +865,8 @@ class MemoryModel:
             for p in range(reg.start, reg.end + 1):
                 if self.ws_fn[p] is not None or reg.halo:  # in a halo loop, a window op's padded copy
                     ws[p] = self._chunk_workspace(p, inner_at[p] or reg, region_strides[reg.index],
-                                                  self._freed_by_copy(p, reg, iv, croot))
+                                                  self._freed_by_copy(p, reg, iv, croot),
+                                                  outer=reg if inner_at[p] is not None else None)
         return iv, ws
 
     def _freed_by_copy(self, p: int, reg: _Region, iv: _Intervals, croot: Mapping[int, int]) -> int:

@@ -19,7 +19,7 @@ lets the inner loop stop at the outer chunk's last row (``ChunkRegion.stop_at``)
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import ChunkcError
 from ..ir.dims import LOOP_STOP
@@ -196,12 +196,16 @@ def nest_loops(graph: Graph, end: str, axis: int, chunk: Size, inner_chunk: Size
 
 
 def nested_plan(graph: Graph, sizes: Mapping[str, int], budget_bytes: int, backend: str,
-                max_nodes: int = MAX_CHAIN) -> tuple[Plan, int] | None:
+                max_nodes: int = MAX_CHAIN, time_model: Callable[[Graph], Any] | None = None) -> tuple[Plan, int] | None:
     """A plan of the whole graph with nested loops at every value read whole by nodes that
     accumulate over it (see the module docstring), and flat loops over what they leave: the
     largest chunk, the same for every loop, whose estimated peak meets ``budget_bytes``, then
     the largest for the inner loops at that chunk; the inner chunk is at least ``extent / chunk``
-    (:func:`least_inner`), so that no loop runs more chunk bodies than the extent.
+    (:func:`least_inner`), so that no loop runs more chunk bodies than the extent.  With
+    ``time_model`` (graph -> chunkc.passes.cost.TimeModel), the pair predicted fastest among
+    that one and smaller outer chunks (powers of two, each with its largest inner chunk): each
+    outer iteration recomputes the keys, so fewer, longer ones cost less, unless the inner
+    chunk left beside them is so short that its bodies' overhead outweighs that.
     Returns (the plan, or the lowest one when none meets it; its estimated peak), or None
     when the graph has nothing to nest."""
     from .memory import MemoryModel
@@ -260,9 +264,22 @@ def nested_plan(graph: Graph, sizes: Mapping[str, int], budget_bytes: int, backe
     # longer key chunks: each one recomputes its keys for a whole outer chunk of queries);
     # where that pair breaks the bound, the largest outer chunk (a power of two) that keeps it
     c = largest(1, lambda n: fits(n, n)) if fits(1, 1) else 0
-    if not c or c * largest(c, lambda n: fits(c, n)) < extent:
+    if not c or c * largest(c, lambda n: fits(c, n)) < extent or not fits(c, least_inner(c, extent)):
         c = max(o for o in outers if fits(o, least_inner(o, extent)))
-    return at(c, largest(least_inner(c, extent), lambda n: fits(c, n)))
+    chosen = at(c, largest(least_inner(c, extent), lambda n: fits(c, n)))
+    if time_model is None:
+        return chosen
+    from .cost import plan_seconds
+    priced = time_model(g)
+    best, best_s = chosen, plan_seconds(priced, chosen[0])
+    for o in sorted((o for o in outers if max(1, c // 16) <= o < c), reverse=True):
+        if not fits(o, least_inner(o, extent)):
+            continue
+        trial = at(o, largest(least_inner(o, extent), lambda n: fits(o, n)))
+        t = plan_seconds(priced, trial[0])
+        if t < best_s:
+            best, best_s = trial, t
+    return best
 
 
 def _held_first(g: Graph, held: set[str], after: int) -> Graph:
@@ -288,9 +305,10 @@ def _held_first(g: Graph, held: set[str], after: int) -> Graph:
 
 def least_inner(chunk: int, extent: int) -> int:
     """The smallest inner chunk nested loops take beside an outer ``chunk``: the outer chunk, and
-    at least ``extent / chunk`` so that an inner loop runs at most ``extent`` chunk bodies over
-    all the outer iterations."""
-    return min(extent, max(chunk, -(-extent // chunk)))
+    at least one that makes an inner loop run at most ``extent`` chunk bodies over all the outer
+    iterations (ceil(extent / chunk) outer ones, each of at most extent // that many)."""
+    outer = -(-extent // max(chunk, 1))
+    return min(extent, max(chunk, -(-extent // max(extent // outer, 1))))
 
 
 def _with_chunk(r: ChunkRegion, chunk: int, inner: int) -> ChunkRegion:

@@ -29,8 +29,9 @@ class StatisticsSplit:
     attrs: tuple[tuple[str, object], ...]
     name: str
     statistics: str  # node computing the statistics
-    apply: str  # node applying them; reads the fused node's inputs after its input 1
-    inputs: tuple[int, ...]  # the apply node's input positions that were the fused node's inputs
+    apply: str  # node applying them (or finishing the statistics node's result)
+    inputs: tuple[int, ...]  # the input positions of node ``inputs_from`` that were the fused node's inputs
+    inputs_from: str = "apply"  # "apply" or "statistics": which node ``inputs`` index
 
 
 def split_statistics(graph: Graph, record: str = "split_statistics") -> tuple[Graph, tuple[StatisticsSplit, ...]]:
@@ -44,9 +45,10 @@ def split_statistics(graph: Graph, record: str = "split_statistics") -> tuple[Gr
         made = getattr(node.op, record)(g, node)
         if made is None:
             continue
-        stats, apply, positions = made
+        stats, apply, positions = made[:3]
+        inputs_from = made[3] if len(made) > 3 else "apply"
         splits.append(StatisticsSplit(node.op.name, tuple(node.attrs.items()), node.name, stats.name, apply.name,
-                                      positions))
+                                      positions, inputs_from))
         g.replace_all_uses(node.outputs[0], apply.outputs[0])
         g.erase(node)
     return (g, tuple(splits)) if splits else (graph, ())
@@ -69,7 +71,8 @@ def fuse_unused_splits(plan: Plan, splits: tuple[StatisticsSplit, ...], estimate
     g = plan.graph.copy()
     for s in unused:
         apply = g.node(s.apply)
-        fused = g.add_node(s.op, [apply.inputs[k] for k in s.inputs], dict(s.attrs), name=s.name, before=apply,
+        reads = g.node(s.statistics if s.inputs_from == "statistics" else s.apply)
+        fused = g.add_node(s.op, [reads.inputs[k] for k in s.inputs], dict(s.attrs), name=s.name, before=apply,
                            source=apply.source)
         g.replace_all_uses(apply.outputs[0], fused.outputs[0])
         g.erase(apply)

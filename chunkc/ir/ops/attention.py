@@ -513,18 +513,18 @@ def _sdpa_torch(ctx: LoweringContext) -> str:
 
 
 def _split_over_keys(graph, node):
-    """SDPA as attention_logsumexp + attention_apply, both accumulating over the keys
-    (chunkc/ir/ops/attention_keys.py); None where the split does not apply (mixed dtypes)."""
+    """SDPA as attention_partial, which accumulates over the keys in one pass, and the slice of
+    its values (chunkc/ir/ops/attention_keys.py); None where the split does not apply (mixed dtypes)."""
     q, k, v = node.inputs[:3]
     mask = list(node.inputs[3:])
     if len({q.dtype, k.dtype, v.dtype} | {m.dtype for m in mask if m.dtype != DType.bool}) != 1:
         return None
     attrs = {**node.attrs, "key_offset": 0}
-    lse = graph.add_node("attention_logsumexp", [k, q] + mask, attrs, name=f"{node.name}_lse", before=node,
-                         source=node.source)
-    apply = graph.add_node("attention_apply", [k, v, q, lse.outputs[0]] + mask, attrs, name=f"{node.name}_apply",
-                           before=node, source=node.source)
-    return lse, apply, (2, 0, 1) + ((4,) if mask else ())
+    partial = graph.add_node("attention_partial", [k, v, q] + mask, attrs, name=f"{node.name}_partial", before=node,
+                             source=node.source)
+    values = graph.add_node("slice", [partial.outputs[0]], {"axis": -1, "start": 0, "end": v.shape[-1], "step": 1},
+                            name=f"{node.name}_values", before=node, source=node.source)
+    return partial, values, (2, 0, 1) + ((3,) if mask else ()), "statistics"
 
 
 register(OpDef(

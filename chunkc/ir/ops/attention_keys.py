@@ -14,7 +14,16 @@ values and a mask's key axis are sliced chunk for chunk with them):
 
 ``attention_apply(k, v, q, attention_logsumexp(k, q, mask), mask)`` equals
 ``scaled_dot_product_attention(q, k, v, mask)``.  The scores are computed twice (once in
-each part), so the split is planned only where the budget needs it
+each part), so a loop over the keys would run twice: SDPA splits instead into one op that
+accumulates in one pass,
+
+* ``attention_partial(k, v, q, mask?)`` -> ``[..., L, Ev + 1]``: the attention over the given
+  keys normalized over them, with its log-sum-exp as one more last column (zeros and -inf
+  where a query attends no key); slices merge with ``softmax_merge`` (chunkc.ir.dims.Combine:
+  the online softmax of flash attention),
+
+and ``slice(.., -1, 0, Ev)`` of it (the keys' loop ends at the partial, an outer loop over
+queries runs the slice).  The split is planned only where the budget needs it
 (chunkc.passes.autochunk: a fallback variant, chunkc.passes.split_statistics fuses back
 splits no region runs).  With ``is_causal``, query i (at row i + ``query_offset``)
 attends key j (at row j + ``key_offset``) when j + key_offset <= i + query_offset; a
@@ -28,7 +37,7 @@ import math
 
 from ..dims import Accumulation, AxisFlow, AxisSource, DimRecord
 from ..dtypes import DType
-from ..kernel_workspace import TorchWorkspace
+from ..kernel_workspace import TorchWorkspace, acc_dtype, autograd_records
 from ..lowering import LoweringContext
 from ..layout import contiguous_strides
 from ..registry import OpDef, register
@@ -36,12 +45,12 @@ from ..sizes import Size, ceildiv, normalize, product, size_max, sizes_equal
 from ..types import TensorType
 from ._contraction_copies import matmul_layout_copies
 from ._common import fail, is_one
-from .attention import _apply_mask, _groups, _parts, _sdpa_dims, _sdpa_slice
+from .attention import _apply_mask, _flash_cpu_call, _groups, _parts, _sdpa_dims, _sdpa_slice
 
 _ATTRS = {"is_causal": False, "scale": None, "query_offset": 0, "key_offset": 0, "enable_gqa": False}
-LSE, APPLY = "attention_logsumexp", "attention_apply"
+LSE, APPLY, PARTIAL = "attention_logsumexp", "attention_apply", "attention_partial"
 # input positions of (q, k, v, mask) in each op (the logsumexp reads no values: k stands in for them)
-_SDPA_POSITIONS = {LSE: (1, 0, 0, 2), APPLY: (2, 0, 1, 4)}
+_SDPA_POSITIONS = {LSE: (1, 0, 0, 2), APPLY: (2, 0, 1, 4), PARTIAL: (2, 0, 1, 3)}
 
 
 def _as_sdpa(op: str, ins) -> list:
@@ -98,8 +107,8 @@ def _dims(op: str):
         pos = _SDPA_POSITIONS[op]
         v = sdpa[2]
         sdpa_out = TensorType(outs[0].dtype, outs[0].shape[:-1] + (v.shape[-1],))
-        flows = [_remap(f, pos, op == APPLY) for f in _sdpa_dims(sdpa, sdpa_attrs, (sdpa_out,))[0]]
-        if op == LSE:
+        flows = [_remap(f, pos, op != LSE) for f in _sdpa_dims(sdpa, sdpa_attrs, (sdpa_out,))[0]]
+        if op != APPLY:  # the log-sum-exp column (and the partial's values beside it)
             flows[-1] = AxisFlow("new")
         else:  # the log-sum-exp (one row per query head) carries the axes it is not broadcast along
             lse, rank = ins[3], outs[0].rank
@@ -116,7 +125,7 @@ def _accumulates(op: str, combine: str):
         k = ins[0]
         if input != 0 or axis != k.rank - 2:
             return None
-        partners = [(1, ins[1].rank - 2)] if op == APPLY else []
+        partners = [(1, ins[1].rank - 2)] if op != LSE else []
         mask = _SDPA_POSITIONS[op][3]
         if len(ins) > mask and ins[mask].rank >= 1 and not is_one(ins[mask].shape[-1]):
             partners.append((mask, ins[mask].rank - 1))
@@ -299,3 +308,136 @@ for _op, _combine, _infer, _ref, _n in ((LSE, "logaddexp", _lse_infer, _lse_ref,
         workspace=_numpy_workspace(_op), flops=_flops(_op), slice_attrs=_sdpa_slice, torch=_lowering(_op),
         torch_workspace=TorchWorkspace(lowering=_torch_lowering(_op), aten_layout=_torch_layout(_op)),
         saves=("inputs", "outputs"), doc=_doc(_op)))
+
+
+# -- attention_partial: one pass over the keys ----------------------------------------------------
+
+
+def _partial_infer(ins, attrs):
+    sdpa, _, batch = _check(PARTIAL, ins, attrs)
+    q, v = sdpa[0], sdpa[2]
+    return (TensorType(q.dtype, batch + (q.shape[-2], normalize(v.shape[-1] + 1))),)
+
+
+def _partial_ref(xp, k, v, q, mask=None, is_causal=False, scale=None, query_offset=0, key_offset=0, enable_gqa=False):
+    attrs = dict(is_causal=is_causal, scale=scale, query_offset=query_offset, key_offset=key_offset,
+                 enable_gqa=enable_gqa)
+    lse = _lse_ref(xp, k, q, mask, **attrs)
+    out = _apply_ref(xp, k, v, q, lse, mask, **attrs)
+    return xp.concatenate([out, xp.broadcast_to(lse, out.shape[:-1] + (1,)).astype(out.dtype)], axis=-1)
+
+
+def _partial_halves(ins, attrs, outs) -> tuple[list, TensorType, list, TensorType]:
+    """The inputs and output types of the log-sum-exp and apply passes the reference runs."""
+    k, v, q = ins[:3]
+    mask = list(ins[3:])
+    out = outs[0]
+    lse = TensorType(out.dtype, out.shape[:-1] + (1,))
+    apply = TensorType(out.dtype, out.shape[:-1] + (v.shape[-1],))
+    return [k, q] + mask, lse, [k, v, q, lse] + mask, apply
+
+
+def _partial_numpy_workspace(ins, attrs, outs) -> Size:
+    # the log-sum-exp pass; the apply pass beside its lse; both beside the output (the concat)
+    lse_ins, lse, apply_ins, apply = _partial_halves(ins, attrs, outs)
+    first = _numpy_workspace(LSE)(lse_ins, attrs, (lse,)) + lse.numel()
+    second = lse.numel() + _numpy_workspace(APPLY)(apply_ins, attrs, (apply,)) + apply.numel()
+    return normalize(size_max(first, second, lse.numel() + apply.numel() + outs[0].numel()) - outs[0].numel())
+
+
+def _partial_rows(ins, attrs, outs) -> tuple[Size, Size, Size, Size]:
+    """Bytes of (the keys and values repeated for grouped queries, the normalized values [.., L, Ev],
+    one float log-sum-exp per row, the [.., L, S] score tile)."""
+    sdpa, _, batch = _check(PARTIAL, ins, attrs)
+    q, k, v = sdpa[:3]
+    item = outs[0].dtype.itemsize
+    groups = _groups(sdpa) if attrs["enable_gqa"] else 1
+    repeated = normalize(groups * (k.numel() + v.numel()) * item) if groups > 1 else 0
+    rows = normalize(product(batch) * q.shape[-2])
+    values = normalize(rows * v.shape[-1] * item)
+    return repeated, values, normalize(rows * acc_dtype(outs[0].dtype).itemsize), normalize(rows * k.shape[-2] * item)
+
+
+def _partial_flash(ins, attrs, outs) -> bool:
+    """Whether rt.attention_partial runs the CPU flash kernel (its ``_partial_flash_eligible``):
+    no mask, four axes, one batch and head size, heads equal once repeated, not recorded."""
+    sdpa = _as_sdpa(PARTIAL, ins)
+    q, k, v = sdpa[:3]
+    if len(sdpa) == 4 or not (q.rank == k.rank == v.rank == 4) or autograd_records(attrs):
+        return False
+    return outs[0].dtype in _FLASH_DTYPES and all(sizes_equal(q.shape[0], t.shape[0]) for t in (k, v)) and \
+        sizes_equal(q.shape[-1], k.shape[-1]) and sizes_equal(q.shape[-1], v.shape[-1])
+
+
+def _partial_scores_workspace(ins, attrs, outs) -> Size:
+    """The reference formula, before the output exists: the score tile with the mask's bools,
+    then with the row maxima and sums and the normalized values beside it; then the values and
+    the two row columns beside the output."""
+    repeated, values, lse, scores = _partial_rows(ins, attrs, outs)
+    rows = 2 * ceildiv(lse, acc_dtype(outs[0].dtype).itemsize) * outs[0].dtype.itemsize
+    tile = repeated + scores + size_max(_mask_bools(PARTIAL, ins, attrs), rows + values)
+    return normalize(size_max(tile - outs[0].numel() * outs[0].dtype.itemsize, repeated + values + rows))
+
+
+def _partial_cpu_workspace(ins, attrs, outs) -> Size:
+    """The CPU flash kernel, before the output exists: one call; or, causal keys placed past the
+    rows' first, two merged, the first call's values and lse beside the second's and its
+    buffers, then the row merge's few [.., L] columns; or, keys placed past the first rows,
+    zeros and -inf for those rows beside a call on the others; then the values and lse beside
+    the output."""
+    if not _partial_flash(ins, attrs, outs):
+        return _partial_scores_workspace(ins, attrs, outs)
+    repeated, values, lse, _ = _partial_rows(ins, attrs, outs)
+    q, k, v = _as_sdpa(PARTIAL, ins)[:3]
+    values_type = TensorType(outs[0].dtype, outs[0].shape[:-1] + (v.shape[-1],))
+    shift, keys = attrs["query_offset"] - attrs["key_offset"], k.shape[-2]
+    known = isinstance(shift, int) and isinstance(keys, int)
+    if not attrs["is_causal"] or (known and (shift == 0 or shift >= keys - 1)):
+        calls = values + _flash_cpu_call(q, keys, values_type)  # (a call's buffers hold its lse)
+    elif known and shift < 0:  # the rows before -shift attend none: zeros and -inf, one call on the others
+        rows = q.shape[-2]
+        seen = max(rows + shift, 0) if isinstance(rows, int) else rows
+        seen_q = TensorType(q.dtype, q.shape[:-2] + (seen, q.shape[-1]))
+        calls = values + lse + (normalize(values // rows * seen) + _flash_cpu_call(seen_q, keys, values_type)
+                                if seen else 0)
+    else:  # the keys every row sees, then the causal square beside the first call's results
+        first, square = (shift, keys - shift) if known and shift > 0 else (keys, keys)
+        calls = size_max(values + _flash_cpu_call(q, first, values_type),
+                         2 * values + size_max(lse + _flash_cpu_call(q, square, values_type), 5 * lse))
+    calls = repeated + calls
+    return normalize(size_max(calls - outs[0].numel() * outs[0].dtype.itemsize, repeated + values + lse))
+
+
+_FLASH_DTYPES = (DType.float16, DType.bfloat16, DType.float32, DType.float64)
+
+
+def _partial_lowering(ctx: LoweringContext) -> str:
+    n = ctx.num_inputs()
+    args = [ctx.arg(i) for i in range(3)]
+    mask = ctx.arg(3) if n > 3 else "None"
+    q, k = ctx.in_type(2), ctx.in_type(0)
+    groups = q.shape[-3] // k.shape[-3] if ctx.attrs["enable_gqa"] else 1
+    scale = _scale(q, ctx.attrs["scale"])
+    return (f"rt.attention_partial({', '.join(args)}, {mask}, {ctx.attr('is_causal')}, {scale!r}, "
+            f"{ctx.attr('query_offset')}, {ctx.attr('key_offset')}, {groups})")
+
+
+def _partial_flops(ins, attrs, outs) -> Size:
+    scores = _score_parts(PARTIAL, ins, attrs)[0]
+    sdpa = _as_sdpa(PARTIAL, ins)
+    return normalize(2 * scores * (sdpa[0].shape[-1] + sdpa[2].shape[-1]) + 4 * scores)
+
+
+register(OpDef(
+    name=PARTIAL, infer=_partial_infer, dims=_dims(PARTIAL), reference=_partial_ref, num_inputs=(3, 4),
+    attrs=dict(_ATTRS), size_attrs=("query_offset", "key_offset"), accumulates=_accumulates(PARTIAL, "softmax_merge"),
+    workspace=_partial_numpy_workspace, flops=_partial_flops, slice_attrs=_sdpa_slice, torch=_partial_lowering,
+    torch_workspace=TorchWorkspace(cpu=_partial_cpu_workspace, cuda=_partial_scores_workspace),
+    saves=("inputs", "outputs"),
+    doc="attention_partial(k[..., S, E], v[..., S, Ev], q[..., L, E], mask?, is_causal=False, scale=None, "
+        "query_offset=0, key_offset=0, enable_gqa=False) -> [..., L, Ev + 1]: SDPA over these keys ([..., :Ev]) "
+        "with the log-sum-exp of each query's scores ([..., Ev]; zeros and -inf where a query attends no key); "
+        "with is_causal, query i attends key j when j + key_offset <= i + query_offset. Carries: SDPA's batch "
+        "and query axes. Accumulates over the keys (axis -2 of k and v, the mask's last axis alike; key_offset "
+        "moved by the slice) with softmax_merge: slices of the keys merge into the attention over all of them "
+        "in one pass (the online softmax)."))
