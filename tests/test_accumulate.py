@@ -190,6 +190,32 @@ def test_accumulating_region_memory_matches_the_torch_measure():
     assert abs(measured - estimated) <= 0.02 * measured, (measured, estimated)
 
 
+@pytest.mark.parametrize("chunk", [7, 48])
+def test_statistics_of_sliced_rows_match_and_their_copies_are_estimated(chunk):
+    """group_norm_moments straight on a region input: each chunk is a slice of rows, whose
+    (sample, group) blocks are not dense; the PyTorch lowering copies one block at a time
+    before ATen's group-norm kernel, and the estimate counts that copy (a whole-axis chunk
+    is dense: no copy)."""
+    g = chunkc.Graph("sliced_moments")
+    x = g.add_input("x", "f32", (2, 32, 48, 48))
+    g.set_outputs(O.group_norm_moments(x, num_groups=8))
+    cand = list(walk_regions(GraphIndex(g), 0, 2, accumulate=True))[-1]
+    new_graph, regions = apply_regions(g, [(cand, chunk)])
+    plan = Plan(graph=new_graph, regions=regions, backend="torch")
+    data = np.random.default_rng(6).standard_normal((2, 32, 48, 48)).astype(np.float32) * 3.0 + 1.0
+    grouped = data.astype(np.float64).reshape(2, 8, -1)
+    want = np.stack((grouped.mean(-1), (grouped * grouped).mean(-1)), axis=-1)
+    module = chunkc.compile(new_graph, plan, backend="torch")
+    got = module(torch.from_numpy(data))
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+    measured = chunkc.measure_peak(module, torch.from_numpy(data))
+    estimated = chunkc.estimate_memory(new_graph, plan, backend="torch").peak_bytes
+    block = 4 * 48 * 48 * 4  # one group's channels of every row, float32
+    copied = chunk < 48
+    assert measured >= (2 if copied else 1) * (block * chunk // 48), measured  # the kernel's block (and the copy)
+    assert abs(measured - estimated) <= 512, (measured, estimated)
+
+
 @settings(max_examples=40, deadline=None)
 @given(random_graphs(max_nodes=10))
 def test_random_graphs_accumulating_regions_match(case):

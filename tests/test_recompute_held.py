@@ -151,3 +151,30 @@ def test_a_plan_that_recomputes_long_chains_runs_within_its_estimate(backend):
     else:
         np.testing.assert_allclose(fn(torch.from_numpy(x)).numpy(), expected, rtol=1e-4, atol=1e-4)
         assert chunkc.measure_peak(fn, torch.from_numpy(x)) == plan.estimated_peak_bytes
+
+
+def test_alike_held_values_are_tried_cheapest_first_and_much_smaller_ones_last():
+    from chunkc.passes.autochunk import _cheapest_first
+
+    held = {"deep": 8 << 20, "input_conv": 8 << 20, "half": 5 << 20, "small": 2 << 20}
+    price = {"deep": 3.0, "input_conv": 0.1, "half": 0.05, "small": 0.0}.__getitem__
+    # at least half the largest: by price; the smaller value keeps its place after them
+    assert _cheapest_first(list(held), held, price) == ["half", "input_conv", "deep", "small"]
+    assert _cheapest_first([], held, price) == []
+
+
+def test_the_price_of_a_round_is_the_chain_at_each_reader_per_byte_held():
+    from chunkc.passes.autochunk import AutochunkOptions, _Planner, _recompute_price
+    from chunkc.passes.memory import estimate_memory
+
+    g, _ = split_statistics(_up_block())
+    unchunked = estimate_memory(g, backend="torch")
+    planner = _Planner(g, {}, AutochunkOptions(progress=False), 1, unchunked, [], 0.0, {})
+    chain = recompute_chain(g, {}, "joined")
+    times = planner.space.times
+    joined = g.value("joined")
+    readers = [n for n in g.nodes if joined in n.inputs]
+    assert len(readers) == 3  # the statistics, the apply pass and the shortcut
+    want = sum(times.times[times.position[n]] for n in chain) * 3 / joined.type.nbytes({})
+    assert _recompute_price(planner, "joined", 128) == pytest.approx(want)
+    assert _recompute_price(planner, "joined", 2) == float("inf")  # no chain that short

@@ -101,6 +101,8 @@ WORKSPACE_SAMPLES = {
                ((F32, (8, 256, 64)), (F32, (8, 64, 128)), (F32, (8, 128, 32)), {"equation": "bij,bjk,bkl->bil"}),
                ((F32, (1, 64, 32, 8)), (F32, (1, 64, 32, 8)), {"equation": "bikc,bjkc->bijc"})],
     "layer_norm": [((F16, (16, 512, 128)),)],
+    # one (sample, group) block normalized by ATen's kernel at a time (chunkc.backends.torch_runtime)
+    "group_norm_moments": [((F32, (2, 32, 64, 64)), {"num_groups": 8}), (("float64", (1, 8, 32, 32)), {"num_groups": 2})],
     "rms_norm": [((F32, (16, 512, 128)), (F32, (128,))), ((F16, (16, 512, 128)),)],
     "interpolate": [((F32, (4, 16, 64, 32)), {"size": (32, 16)}), ((F32, (16, 64, 500)), {"size": (1000,), "mode": "linear"})],
     "max_pool": [((F32, (4, 32, 64, 64)), {"kernel": (3, 3), "stride": (2, 2), "padding": ((1, 0), (0, 1))})],

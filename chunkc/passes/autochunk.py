@@ -388,8 +388,8 @@ def _written_attention_variant(base: _Variant, opts: AutochunkOptions) -> _Varia
         base.copies, fallback=True)
 
 
-def _recompute_held(planner: _Planner, rounds: int, max_nodes: int,
-                    tries: int = 3) -> tuple[Plan | None, _Planner, int]:
+def _recompute_held(planner: _Planner, rounds: int, max_nodes: int, tries: int = 3,
+                    cheapest: bool = False) -> tuple[Plan | None, _Planner, int]:
     """When no plan meets the budget: recompute a value the lowest plan holds whole at its peak
     (chunkc.passes.remat.recompute_chain, at most ``max_nodes`` nodes) at each of its readers,
     where the search can pull each copy into its reader's loop (a convolution's row loop that
@@ -399,8 +399,9 @@ def _recompute_held(planner: _Planner, rounds: int, max_nodes: int,
     took out of the floor); repeated at most ``rounds`` times.  A value whose round raised the
     floor (its copies, at every reader, hold more than it did) is not tried again in later rounds:
     on a UNet such a round is the longest of all (a deep chain copied into every full-resolution
-    loop) and it raised the floor each time it was retried.  (A plan that meets the budget, or
-    None; the planner with the lowest floor; the rounds tried.)"""
+    loop) and it raised the floor each time it was retried.  ``cheapest``: of the values tried,
+    those alike in size cheapest first (:func:`_cheapest_first`).  (A plan that meets the budget,
+    or None; the planner with the lowest floor; the rounds tried.)"""
     raised: set[str] = set()  # values whose round raised the floor
     used = 0
     while used < rounds:
@@ -408,7 +409,10 @@ def _recompute_held(planner: _Planner, rounds: int, max_nodes: int,
         if floor is None:
             break
         used += 1
-        for name in [n for n in floor.held_here if n not in raised][:tries]:
+        names = [n for n in floor.held_here if n not in raised][:tries]
+        if cheapest:
+            names = _cheapest_first(names, floor.held_here, lambda n: _recompute_price(planner, n, max_nodes))
+        for name in names:
             plan, deeper = _recompute_one(planner, name, max_nodes)
             if plan is not None:
                 return plan, deeper, used
@@ -421,6 +425,34 @@ def _recompute_held(planner: _Planner, rounds: int, max_nodes: int,
         else:
             break
     return None, planner, used
+
+
+def _cheapest_first(names: list[str], held: Mapping[str, int], price) -> list[str]:
+    """``names`` (largest held first) with those holding at least half as much as the largest
+    ordered by ``price``, cheapest first; the smaller ones after them, as they were.  A round
+    frees what its value held: much smaller values lower the floor less, and the rounds are
+    bounded (recompute_rounds)."""
+    if not names:
+        return names
+    large = [n for n in names if 2 * held[n] >= held[names[0]]]
+    return sorted(large, key=price) + [n for n in names if n not in large]
+
+
+def _recompute_price(planner: _Planner, name: str, max_nodes: int) -> float:
+    """Seconds the cost model gives recomputing %name at each of its readers, per byte it held
+    (infinite without a chain).  When the rounds reach the budget, autochunk runs them again
+    with the largest held values tried cheapest first: on a UNet the largest are alike in bytes
+    (8 MiB feature maps), and largest first tried the deepest of them (a chain of 38 nodes,
+    20 GFLOP a copy, copied at each of 3 readers) before a single convolution of the input that
+    freed as much."""
+    chain = recompute_chain(planner.graph, planner.sizes, name, max_nodes)
+    if not chain:
+        return float("inf")
+    times = planner.space.times
+    value = planner.graph.value(name)
+    readers = sum(1 for n in planner.graph.nodes if n not in chain and value in n.inputs)
+    seconds = sum(times.times[times.position[n]] for n in chain) * max(readers, 1)
+    return seconds / max(value.type.nbytes(planner.sizes), 1)
 
 
 def _recompute_one(planner: _Planner, name: str, max_nodes: int) -> tuple[Plan | None, _Planner | None]:
@@ -521,6 +553,11 @@ def _autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None,
             break
         plan, deeper, used = _recompute_held(start, rounds, opts.recompute_nodes)
         if plan is not None:
+            # the rounds again, alike values cheapest first: largest first reaches the lowest floors
+            # in the fewest rounds, but where both reach the budget the cheaper copies may win
+            cheap = _recompute_held(start, rounds, opts.recompute_nodes, cheapest=True)[0]
+            if cheap is not None and cheap.estimated_slowdown < plan.estimated_slowdown:
+                plan = cheap
             return fuse_unused_splits(plan, splits, lambda g, p: estimate_memory(
                 g, plan=p, sizes=sizes, backend=opts.backend).peak_bytes)
         rounds -= used

@@ -374,6 +374,36 @@ def _moments_ref(xp, x, num_groups=1):
     return out
 
 
+def _moments_block(x: TensorType, groups: int) -> Size:
+    """Elements of one (sample, group) block of ``x``: what the lowering hands ATen's kernel at once."""
+    return product(x.shape[2:]) * (x.shape[1] // groups)
+
+
+def _moments_float_kernel(x: TensorType) -> bool:
+    return x.dtype in (DType.float32, DType.float64) and x.rank >= 2
+
+
+def _moments_torch_workspace(ins, attrs, outs) -> Size:
+    """rt.group_norm_moments: the normalized block ATen's group-norm kernel writes (dropped);
+    other dtypes: var_mean's per-group results and their float64 conversions (small)."""
+    x = ins[0]
+    if not _moments_float_kernel(x):
+        return 3 * outs[0].numel()
+    return _moments_block(x, attrs["num_groups"]) * x.dtype.itemsize
+
+
+def _moments_block_copy(ins, attrs, outs, strides) -> Size:
+    """A block that is not dense (a slice of rows of a region input) is copied before the kernel."""
+    x = ins[0]
+    if not _moments_float_kernel(x) or not strides or not strides[0] or not all(isinstance(d, int) for d in x.shape):
+        return 0
+    groups = attrs["num_groups"]
+    shape = (x.shape[1] // groups,) + tuple(x.shape[2:])
+    if torch_is_contiguous(shape, tuple(strides[0][1:])):
+        return 0
+    return _moments_block(x, groups) * x.dtype.itemsize
+
+
 def _moments_torch(ctx: LoweringContext) -> str:
     return f"rt.group_norm_moments({ctx.arg(0)}, {ctx.attr('num_groups')})"
 
@@ -383,8 +413,7 @@ register(OpDef(
     attrs={"num_groups": REQUIRED}, torch=_moments_torch, accumulates=_moments_accumulate,
     # the reference's centered copy of x in its accumulation dtype, whatever x's layout
     workspace=lambda ins, a, outs: as_elements(ins[0].numel() * acc_dtype(ins[0].dtype).itemsize, outs),
-    # var_mean's per-group results and the float64 conversions (small)
-    torch_workspace=TorchWorkspace(lowering=lambda ins, a, outs: 3 * outs[0].numel()),
+    torch_workspace=TorchWorkspace(lowering=_moments_torch_workspace, aten_layout=_moments_block_copy),
     flops=lambda ins, a, outs: 3 * ins[0].numel(), saves=(),
     doc="group_norm_moments(x[N, C, ...], num_groups) -> f64[N, num_groups, 2]: E[x] and E[x^2] of each "
         "group (its channels and every spatial axis). Carries: N. Accumulates over the spatial axes "
