@@ -219,11 +219,14 @@ def test_causal_nested_loop_writes_over_the_layer_input_last_chunk_first():
     inputs = [np.random.default_rng(1).standard_normal((1, L, D)).astype(np.float32)]
     expected = chunkc.interpret(g, *inputs)
     run_on_all_backends(plan.graph, in_place, inputs, expected, atol=1e-5, rtol=1e-4)
+    # measured at 1024 rows: at 256 the few KiB that NumPy's Python-level reductions leave in
+    # CPython's free lists (how many depends on what ran before in the process) are 5% of the peak
+    L = 1024
+    inputs = [np.random.default_rng(1).standard_normal((1, L, D)).astype(np.float32)]
     for backend in ("torch", "numpy"):
         in_place.sizes, fresh.sizes = {"L": L}, {"L": L}
         m_in, e_in = estimate_and_measure(in_place, inputs, backend)
         m_fresh, e_fresh = estimate_and_measure(fresh, inputs, backend)
-        # NumPy: the estimate of this small nested layer is 3.5% low with a fresh buffer too
         tolerance = 0.001 if backend == "torch" else 0.05
         assert abs(e_in - m_in) <= tolerance * m_in and abs(e_fresh - m_fresh) <= tolerance * m_fresh, \
             (backend, m_in, e_in, m_fresh, e_fresh)
