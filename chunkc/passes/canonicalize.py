@@ -13,8 +13,9 @@ computes, then drops what no longer reaches an output.  Today:
   for grouped-query attention), read those values with ``enable_gqa=True``: no copy of the
   repeated heads;
 * a value computed elementwise from a position difference ``j - i`` (relative position
-  biases), and a table lookup by it, computed once per difference and gathered
-  (:mod:`chunkc.passes.difference_tables`): O(L) work instead of a chain of L x L ops.
+  biases), and a table lookup by it, computed once per difference and spread over
+  ``[L, L]`` by one Toeplitz copy (:mod:`chunkc.passes.difference_tables`): O(L) work
+  instead of a chain of L x L ops.  It runs after the records' rules, on their result.
 
     g = chunkc.passes.canonicalize.canonicalize(g)      # or the pipeline "canonicalize"
 """

@@ -15,25 +15,27 @@ dimension records, not their names: one output of ``D``'s shape whose every axis
 carries axis ``k`` of each region input (ratio 1, not positional), every other input of
 size 1 on every axis and not computed from ``D``.  The region is run once on the 1-D
 ``t = arange(c - (L_b - 1), c + L_a)`` (every value ``D`` takes, in order), giving tables,
-and each value the region hands outside is read back from its table at
-``idx = j + (L_b - 1 - i)`` (``t[idx] = D``), an ``[L_b, L_a]`` integer sum of two aranges.
+and each value the region hands outside is read back as the Toeplitz matrix of its table:
+``toeplitz(table)[i, j] = table[j - i + L_b - 1]`` (``chunkc.ir.ops.index``: the table's
+sliding windows, last first, copied once — no index tensor, no gather).  Its row axis is
+positional (a slice of rows moves its ``base``), so rematerialization makes each chunk's
+rows from the whole O(L) table: one copy of ``[chunk, L_a]`` elements per chunk instead of
+the chain.
 
 A reader outside the region that *gathers* by a region value — its record carries the
 value's axes ``0..r-1`` to its first ``r`` output axes and nothing else to them, its other
 inputs not computed from ``D`` (an embedding from a small table) — is run on the table
-too, so its output is one gather from an ``[L_a + L_b - 1, ...]`` table; other readers get
-the region value gathered from its 1-D table.  The gathered value's element formula
-(through ``take``) is exact but carries a branch for negative indices that
-:func:`~chunkc.ir.elements.prove_equal` cannot rule out (index symbols have no upper
-bound), so rewrites that recognise masks by their formulas must run first: canonicalize
-runs its records' rules before this pass.  Rematerialization then recomputes, per
-chunk, two arange slices, one add and one gather instead of the chain.
+too, so its output is the Toeplitz matrix of an ``[L_a + L_b - 1, ...]`` table (the further
+axes moved first, the table made contiguous: T5's ``permute`` of the lookup to
+``[heads, L, L]`` then finds the matrix in its layout and its ``contiguous`` copies nothing).
+The matrix's element formula is the table's at ``j - i + c``, so an exact chain (a mask)
+is still recognised by rewrites that read formulas.
 
 Limits: the region grows only through nodes with an input in it, so a ``full`` of ``D``'s
 shape made from attributes alone (not ``full_like``) ends it (cloning it onto the 1-D table
-would need its shape attribute rewritten); a region of fewer than
-:data:`MIN_TABULATED` nodes (gather readers counted) is left alone, as the index and the
-gather cost about what they replace.
+would need its shape attribute rewritten); ``D`` must have exactly two axes of size other
+than 1; a region of fewer than :data:`MIN_TABULATED` nodes (gather readers counted) is
+left alone (a single op is about as cheap as the copy that would replace it).
 
     g, names = chunkc.passes.difference_tables.tabulate_differences(g)   # canonicalize runs it
 """
@@ -41,6 +43,7 @@ gather cost about what they replace.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import sympy
 
 from ..ir.dtypes import DType
@@ -49,7 +52,7 @@ from ..ir.graph import Graph, Node, Value
 from ..ir.sizes import normalize
 from ..ir.types import TensorType
 
-MIN_TABULATED = 2  # nodes a table must take off the L x L work to be worth its gather
+MIN_TABULATED = 2  # nodes a table must take off the L x L work to be worth its copy
 
 
 @dataclass
@@ -205,8 +208,8 @@ def _gathers(node: Node, inside: set[Value], reach: set[Value]) -> bool:
 
 
 def _rewrite(g: Graph, found: DifferenceRegion) -> None:
-    """Build the tables and the index in ``g`` (a copy of the graph ``found`` was made on)
-    and point every reader outside the region at gathers from them."""
+    """Build the tables in ``g`` (a copy of the graph ``found`` was made on) and point every
+    reader outside the region at Toeplitz matrices of them."""
     root = g.value(found.root.name)
     nodes = [g.node(n.name) for n in found.nodes]
     gathers = [g.node(n.name) for n in found.gathers]
@@ -217,40 +220,50 @@ def _rewrite(g: Graph, found: DifferenceRegion) -> None:
     table_input = g.add_node("arange", [], {"start": normalize(c - (size_b - 1)), "end": normalize(c + size_a),
                                             "step": 1, "dtype": root.dtype},
                              name=f"{root.name}_values", before=first, source=source).outputs[0]
-    position = _index(g, root, found.a, found.b, first, source)
     tables: dict[Value, Value] = {root: table_input}
     for node in nodes:  # the region once, on the 1-D table
         ins = [tables[v] if v in tables else _scalar(g, v, node) for v in node.inputs]
         copy = g.add_node(node.op, ins, node.attrs, name=f"{node.name}_table", before=node, source=node.source)
         tables[node.outputs[0]] = copy.outputs[0]
     inside = set(tables)
-    for node in gathers:  # a lookup by a region value: one gather from the looked-up table
+    for node in gathers:  # a lookup by a region value: the looked-up table, spread over (i, j)
         ins = [tables[v] if v in inside else v for v in node.inputs]
         table = g.add_node(node.op, ins, node.attrs, name=f"{node.name}_table", before=node,
                            source=node.source).outputs[0]
-        g.replace_all_uses(node.outputs[0], _gather(g, table, position, node, node.source))
+        g.replace_all_uses(node.outputs[0], _spread(g, table, found, root, node, node.source))
     skip = set(nodes) | set(gathers)
     for v in [root] + [n.outputs[0] for n in nodes]:  # other readers: the value from its table
         readers = [n for n in g.users().get(v, []) if n not in skip]
         if not readers and v not in g.outputs:
             continue
         at = min(readers, key=g.position) if readers else None
-        looked_up = _gather(g, tables[v], position, at, v.producer.source if v.producer else source)
-        g.replace_all_uses(v, looked_up, skip=skip)
+        spread = _spread(g, tables[v], found, root, at, v.producer.source if v.producer else source)
+        g.replace_all_uses(v, spread, skip=skip)
 
 
-def _index(g: Graph, root: Value, a: int, b: int, before: Node, source) -> Value:
-    """``idx = j + (L_b - 1 - i)`` of the root's shape (int64): where ``t`` holds the root's element."""
-    size_a, size_b = root.shape[a], root.shape[b]
-    up = g.add_node("arange", [], {"start": 0, "end": size_a, "step": 1, "dtype": DType.int64},
-                    name=f"{root.name}_columns", before=before, source=source).outputs[0]
-    down = g.add_node("arange", [], {"start": normalize(size_b - 1), "end": -1, "step": -1, "dtype": DType.int64},
-                      name=f"{root.name}_rows", before=before, source=source).outputs[0]
-    up = g.add_node("reshape", [up], {"shape": tuple(size_a if k == a else 1 for k in range(root.rank))},
-                    name=f"{root.name}_columns", before=before, source=source).outputs[0]
-    down = g.add_node("reshape", [down], {"shape": tuple(size_b if k == b else 1 for k in range(root.rank))},
-                      name=f"{root.name}_rows", before=before, source=source).outputs[0]
-    return g.add_node("add", [up, down], name=f"{root.name}_index", before=before, source=source).outputs[0]
+def _spread(g: Graph, table: Value, found: DifferenceRegion, root: Value, before: Node | None, source) -> Value:
+    """``table`` (axis 0: the root's values in order, then any further axes) read at every
+    position of the root: a ``toeplitz`` matrix ``out[i, j] = table[j - i + L_b - 1]`` (the
+    table's sliding windows, last first: one copy, no index tensor), its axes put where the
+    root's and the further axes' are."""
+    where = {"before": before} if before is not None else {}
+    rest = table.rank - 1
+    if rest:  # the further axes first, the differences last: toeplitz reads the last axis
+        table = g.add_node("permute", [table], {"dims": tuple(range(1, rest + 1)) + (0,)}, source=source,
+                           **where).outputs[0]
+        # a contiguous table (O(L)) makes a contiguous matrix: the readers' permute back is free
+        table = g.add_node("contiguous", [table], source=source, **where).outputs[0]
+    size_a, size_b = root.shape[found.a], root.shape[found.b]
+    out = g.add_node("toeplitz", [table], {"rows": size_b, "cols": size_a, "base": normalize(size_b - 1)},
+                     name=f"{root.name}_toeplitz", source=source, **where).outputs[0]
+    order = (rest, rest + 1) if found.b < found.a else (rest + 1, rest)  # rows are i (axis b), columns j (axis a)
+    dims = order + tuple(range(rest))
+    if dims != tuple(range(rest + 2)):
+        out = g.add_node("permute", [out], {"dims": dims}, source=source, **where).outputs[0]
+    for k in range(root.rank):  # the root's axes of size 1
+        if k not in (found.a, found.b):
+            out = g.add_node("unsqueeze", [out], {"axis": k}, source=source, **where).outputs[0]
+    return out
 
 
 def _scalar(g: Graph, v: Value, reader: Node) -> Value:
@@ -259,17 +272,6 @@ def _scalar(g: Graph, v: Value, reader: Node) -> Value:
         return v
     return g.add_node("reshape", [v], {"shape": ()}, name=f"{v.name}_scalar", before=reader,
                       source=reader.source).outputs[0]
-
-
-def _gather(g: Graph, table: Value, position: Value, before: Node | None, source) -> Value:
-    """``table[position]`` along axis 0, of shape ``position.shape + table.shape[1:]``: a row
-    lookup (``embedding``, faster on the CPU than advanced indexing) from a 2-D table, ``take``
-    from any other."""
-    where = {"before": before} if before is not None else {}
-    name = f"{table.name}_gathered"
-    if table.rank == 2:
-        return g.add_node("embedding", [table, position], name=name, source=source, **where).outputs[0]
-    return g.add_node("take", [table, position], {"axis": 0}, name=name, source=source, **where).outputs[0]
 
 
 __all__ = ["DifferenceRegion", "MIN_TABULATED", "difference_axes", "find_regions", "tabulate_differences"]
