@@ -31,8 +31,9 @@ def normalize_end(cols, start):
     return cols if start == 0 else f"{cols} + {start}"
 
 
-def t5_bias_graph() -> Graph:
-    """T5's bidirectional relative position bias [1, H, L, L] added to scores [1, H, L, L]."""
+def t5_bias_graph(row_sums: bool = False) -> Graph:
+    """T5's bidirectional relative position bias [1, H, L, L] added to scores [1, H, L, L]
+    (``row_sums``: and summed over the keys, so the output is small beside the bias)."""
     g = Graph("t5_bias")
     scores = g.add_input("scores", "f32", (1, HEADS, "L", "L"))
     d = difference(g)
@@ -48,7 +49,8 @@ def t5_bias_graph() -> Graph:
     buckets = g.op("add", buckets, g.op("where", small, n, large))
     table = g.add_constant("relative_attention_bias", TABLE)
     bias = g.op("unsqueeze", g.op("permute", g.op("embedding", table, buckets), dims=(2, 0, 1)), axis=0)
-    g.set_outputs(g.op("add", scores, g.op("contiguous", bias)))
+    out = g.op("add", scores, g.op("contiguous", bias))
+    g.set_outputs(g.op("sum", out, axes=(3,), keepdim=True) if row_sums else out)
     chunkc.verify(g)
     return g
 
@@ -220,3 +222,21 @@ def test_t5_zoo_model_plans_at_a_fifth_and_matches_eager() -> None:
     got = chunkc.compile(g, plan, backend="torch")(*args)
     got = got[0] if isinstance(got, (tuple, list)) else got
     torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+
+
+def test_bias_rows_made_per_chunk_on_every_backend() -> None:
+    """Chunked along the rows, each chunk's rows of the Toeplitz matrix come from the whole table
+    (a positional slice): the reference interpreter of plans, NumPy and PyTorch agree with the
+    unchunked values."""
+    from backend_cases import run_on_all_backends
+
+    g = canonicalize(t5_bias_graph(row_sums=True))
+    length = 96
+    scores = RNG.standard_normal((1, HEADS, length, length)).astype(np.float32)
+    sizes = {"L": length}
+    peak = chunkc.estimate_memory(g, sizes=sizes, backend="numpy").peak_bytes
+    plan = chunkc.autochunk(g, budget=peak // 3, sizes=sizes, backend="numpy", progress=False)
+    in_loops = {name for r in plan.regions for name in r.nodes}
+    assert any(n.op.name == "toeplitz" and n.name in in_loops for n in plan.graph.nodes)
+    want = t5_bias_numpy(scores).sum(axis=3, keepdims=True, dtype=np.float32)
+    run_on_all_backends(plan.graph, plan, [scores], [want], atol=1e-4, rtol=1e-5)
