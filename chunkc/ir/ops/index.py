@@ -194,9 +194,24 @@ def _toeplitz_ref(xp, table, rows, cols, base):
 
 
 def _toeplitz_torch(ctx: LoweringContext) -> str:
+    # torch.flip lays its result out in its input's stride order; the windows' rows and columns
+    # both have stride 1, and TensorIterator puts the smaller of two such axes innermost: with
+    # fewer rows than columns (a chunk of rows) the flip would write a column-major matrix, and
+    # the transposing copy a reader makes of it costs five times a copy of the windows in rows
+    # order first (then the flip writes rows order).  Decided at run time on the sizes.
     lo, hi = _toeplitz_window(ctx.attrs)
-    # flip keeps its input's layout: a C-contiguous table (small) gives a C-contiguous matrix
-    return f"{ctx.arg(0)}.contiguous().unfold(-1, {ctx.attr('cols')}, 1)[..., {ctx.lit(lo)}:{ctx.lit(hi)}, :].flip(-2)"
+    windows = f"{ctx.arg(0)}.contiguous().unfold(-1, {ctx.attr('cols')}, 1)[..., {ctx.lit(lo)}:{ctx.lit(hi)}, :]"
+    rows, cols = ctx.attr("rows"), ctx.attr("cols")
+    return f"({windows} if ({rows}) >= ({cols}) else {windows}.contiguous()).flip(-2)"
+
+
+def _toeplitz_copy(ins, attrs, outs) -> Size:
+    """Bytes of the rows-order copy of the windows the lowering makes first when rows < columns
+    (counted whenever the sizes are not known apart: the most it can be)."""
+    rows, cols = attrs["rows"], attrs["cols"]
+    if sizes_equal(rows, cols) or (isinstance(rows, int) and isinstance(cols, int) and rows >= cols):
+        return 0
+    return outs[0].numel() * outs[0].dtype.itemsize
 
 
 def _toeplitz_elements(fs, attrs, ins, outs):
@@ -207,6 +222,7 @@ def _toeplitz_elements(fs, attrs, ins, outs):
 register(OpDef(name="toeplitz", saves=(), infer=_toeplitz_infer, dims=_toeplitz_dims, num_inputs=(1, 1),
                attrs={"rows": REQUIRED, "cols": REQUIRED, "base": REQUIRED}, size_attrs=("rows", "cols", "base"),
                slice_attrs=_toeplitz_slice, torch=_toeplitz_torch, reference=_toeplitz_ref,
+               torch_workspace=TorchWorkspace(lowering=_toeplitz_copy),
                elements=_toeplitz_elements, flops=lambda *a: 0,
                doc="toeplitz(table[..., M], rows, cols, base) -> [..., rows, cols] with out[..., r, c] = "
                    "table[..., base - r + c] (a Toeplitz matrix: constant along diagonals; the table's sliding "
