@@ -753,6 +753,17 @@ add(OpInfo("embedding", lambda rng: [S(rnd(rng, (10, 4)), ints(rng, (2, 3), 0, 1
            big=lambda rng: [S(rnd(rng, (1000, 256)), ints(rng, (8, 128), 0, 1000))]))
 
 
+
+def _toeplitz_ref(table, rows, cols, base):
+    positions = base - np.arange(rows)[:, None] + np.arange(cols)[None, :]
+    return to_numpy(T(table)[..., torch.from_numpy(positions)])
+
+
+add(OpInfo("toeplitz", lambda rng: [S(rnd(rng, (9,)), rows=5, cols=5, base=4), S(rnd(rng, (2, 3, 12)), rows=4, cols=7, base=5),
+                                    S(ints(rng, (10,), -5, 5), rows=2, cols=3, base=7, desc="integers, a corner of the table"),
+                                    S(rnd(rng, (4, 9), "float16"), rows=1, cols=9, base=0, desc="one row")],
+           _toeplitz_ref, big=lambda rng: [S(rnd(rng, (4, 1023)), rows=512, cols=512, base=511)]))
+
 # -- convolution ---------------------------------------------------------------------------------------------------
 
 
@@ -1272,6 +1283,13 @@ def graph_samples(name: str, info: OpInfo | None = None) -> list:
 def _(s):
     x = s.inp("f32", (L, 3), -4, 4)
     return O.cast(x, dtype="f16"), O.cast(x, dtype="i32"), O.cast(x, dtype="f32")
+
+
+@graph_sample("toeplitz")
+def _(s):
+    table = s.inp("f32", (2, L), name="table")
+    k = s.const(np.arange(-4, 5, dtype=np.int64), "k")
+    return (s.graph.op("toeplitz", table, rows=L, cols=1, base=L - 1), s.graph.op("toeplitz", k, rows=5, cols=5, base=4))
 
 
 @graph_sample("clamp")

@@ -28,7 +28,10 @@ NOT_KERNELS = {"aten::as_strided", "aten::view", "aten::reshape", "aten::permute
                "aten::scaled_dot_product_attention", "aten::softmax", "aten::empty", "aten::empty_like",
                "aten::empty_strided", "aten::expand_as", "aten::view_as", "aten::type_as", "aten::as_strided_"}
 # The same kernel under another name (eager's T5 layer norm squares with pow, torch.export with mul).
-SAME_KERNEL = {"aten::add_": "aten::add", "aten::min": "aten::minimum", "aten::pow": "aten::mul"}
+# A flip is a copy with one axis reversed: the one copy that spreads a relative position table over
+# [.., L, L] (chunkc.passes.difference_tables), where eager computes the bias with a dozen kernels.
+SAME_KERNEL = {"aten::add_": "aten::add", "aten::min": "aten::minimum", "aten::pow": "aten::mul",
+               "aten::flip": "aten::copy_"}
 
 # (zoo model, the size given to make_inputs, the sequence length L it makes)
 MODELS = {

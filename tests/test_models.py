@@ -449,8 +449,12 @@ def test_t5_bias_is_an_embedding_of_bucket_indices() -> None:
     case, g = _imported("t5_encoder")
     L = sym(case.dynamic_name)
     heads = case.module.model.config.num_heads
-    lookups = [n for n in g.nodes if n.op.name == "embedding" and n.inputs[1].shape == (L, L)]
-    assert len(lookups) == 1 and lookups[0].output.shape == (L, L, heads)  # computed once, shared
+    # the buckets and their lookup run once on the 2L - 1 position differences
+    # (chunkc.passes.difference_tables), spread over [heads, L, L] by one Toeplitz copy shared by every layer
+    lookups = [n for n in g.nodes if n.op.name == "embedding" and n.inputs[1].shape == (2 * L - 1,)]
+    assert len(lookups) == 1 and lookups[0].output.shape == (2 * L - 1, heads)
+    spreads = [n for n in g.nodes if n.op.name == "toeplitz"]
+    assert len(spreads) == 1 and spreads[0].output.shape == (heads, L, L)
 
 
 @slow

@@ -11,7 +11,11 @@ computes, then drops what no longer reaches an output.  Today:
   instead: no L x L mask is built, and the kernel skips the masked half;
 * its k and v, when proven to repeat the heads of earlier values (transformers' ``repeat_kv``
   for grouped-query attention), read those values with ``enable_gqa=True``: no copy of the
-  repeated heads.
+  repeated heads;
+* a value computed elementwise from a position difference ``j - i`` (relative position
+  biases), and a table lookup by it, computed once per difference and spread over
+  ``[L, L]`` by one Toeplitz copy (:mod:`chunkc.passes.difference_tables`): O(L) work
+  instead of a chain of L x L ops.  It runs after the records' rules, on their result.
 
     g = chunkc.passes.canonicalize.canonicalize(g)      # or the pipeline "canonicalize"
 """
@@ -23,12 +27,18 @@ from dataclasses import dataclass
 from ..ir.elements import ElementAnalysis
 from ..ir.graph import Graph, Value
 from ..ir.registry import Forward
+from .difference_tables import tabulate_differences
 from .manager import Pass, PassContext, register_pass
 
 
 def canonicalize(graph: Graph) -> Graph:
-    """A copy of ``graph`` with every node its record's rule rewrites rewritten (dead nodes
-    dropped); ``graph`` itself when no rule applies."""
+    """A copy of ``graph`` with every node its record's rule rewrites rewritten and every value
+    of a position difference computed from a table (dead nodes dropped); ``graph`` itself when
+    nothing applies."""
+    return tabulate_differences(_record_rules(graph))[0]
+
+
+def _record_rules(graph: Graph) -> Graph:
     analysis = ElementAnalysis(graph)
     rewrites = {}
     for node in graph.nodes:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import sympy
 
-from ..dims import AxisSource, DimRecord, MIX
+from ..dims import POSITION, AxisSource, DimRecord, MIX, NEW
 from ..dtypes import DType
 from ..elements import at, index
 from ..kernel_workspace import TorchWorkspace
 from ..lowering import LoweringContext
 from ..registry import OpDef, REQUIRED, register
-from ..sizes import Size, format_size, sizes_equal
+from ..sizes import Size, format_size, normalize, sizes_equal
 from ..types import TensorType
 from ._common import carry_from, fail, norm_axis, require_int_dtype, require_rank, take_along
 
@@ -150,3 +150,81 @@ register(OpDef(name="embedding", saves=(1,), infer=_embedding_infer, dims=_embed
                reference=_embedding_ref, flops=lambda *a: 0,
                doc="embedding(weight[V, D], ids) -> [*ids.shape, D] (= take(weight, ids, axis=0)). "
                    "Carries: the id axes from ids, D from weight."))
+
+
+# -- toeplitz -------------------------------------------------------------------------------
+
+
+def _toeplitz_infer(ins, attrs):
+    (table,) = ins
+    if table.rank == 0:
+        raise fail("toeplitz", f"needs a table with at least one axis, got {table}")
+    rows, cols, base = attrs["rows"], attrs["cols"], attrs["base"]
+    if all(isinstance(v, int) for v in (rows, cols, base, table.shape[-1])) and \
+            not (rows >= 1 and cols >= 1 and base - rows + 1 >= 0 and base + cols <= table.shape[-1]):
+        raise fail("toeplitz", f"reads the table's last axis at base - row + column, from {base - rows + 1} to "
+                               f"{base + cols - 1}, outside [0, {table.shape[-1]}) (rows={rows}, cols={cols}, "
+                               f"base={base}, table {table})")
+    return (table.with_shape(table.shape[:-1] + (rows, cols)),)
+
+
+def _toeplitz_dims(ins, attrs, outs) -> DimRecord:
+    lead = ins[0].rank - 1
+    # a slice of rows reads the whole (small) table, from the slice's start: positional
+    return (tuple(carry_from(AxisSource(0, k)) for k in range(lead)) + (POSITION, NEW),)
+
+
+def _toeplitz_slice(attrs, ins, axis, start, length):
+    return {**attrs, "rows": length, "base": normalize(attrs["base"] - start)}
+
+
+def _toeplitz_window(attrs) -> tuple[Size, Size]:
+    """The rows of the table's sliding windows a node reads, [lo, hi), last row first."""
+    return normalize(attrs["base"] - attrs["rows"] + 1), normalize(attrs["base"] + 1)
+
+
+def _toeplitz_ref(xp, table, rows, cols, base):
+    lo, hi = base - rows + 1, base + 1
+    step = table.strides[-1]
+    windows = xp.lib.stride_tricks.as_strided(table, table.shape[:-1] + (table.shape[-1] - cols + 1, cols),
+                                              table.strides + (step,), writeable=False)
+    out = xp.empty(table.shape[:-1] + (rows, cols), dtype=table.dtype)
+    out[...] = windows[..., lo:hi, :][..., ::-1, :]  # always a fresh copy (as torch's flip)
+    return out
+
+
+def _toeplitz_torch(ctx: LoweringContext) -> str:
+    # torch.flip lays its result out in its input's stride order; the windows' rows and columns
+    # both have stride 1, and TensorIterator puts the smaller of two such axes innermost: with
+    # fewer rows than columns (a chunk of rows) the flip would write a column-major matrix, and
+    # the transposing copy a reader makes of it costs five times a copy of the windows in rows
+    # order first (then the flip writes rows order).  Decided at run time on the sizes.
+    lo, hi = _toeplitz_window(ctx.attrs)
+    windows = f"{ctx.arg(0)}.contiguous().unfold(-1, {ctx.attr('cols')}, 1)[..., {ctx.lit(lo)}:{ctx.lit(hi)}, :]"
+    rows, cols = ctx.attr("rows"), ctx.attr("cols")
+    return f"({windows} if ({rows}) >= ({cols}) else {windows}.contiguous()).flip(-2)"
+
+
+def _toeplitz_copy(ins, attrs, outs) -> Size:
+    """Bytes of the rows-order copy of the windows the lowering makes first when rows < columns
+    (counted whenever the sizes are not known apart: the most it can be)."""
+    rows, cols = attrs["rows"], attrs["cols"]
+    if sizes_equal(rows, cols) or (isinstance(rows, int) and isinstance(cols, int) and rows >= cols):
+        return 0
+    return outs[0].numel() * outs[0].dtype.itemsize
+
+
+def _toeplitz_elements(fs, attrs, ins, outs):
+    lead = ins[0].rank - 1
+    return at(fs[0], [index(k) for k in range(lead)] + [attrs["base"] - index(lead) + index(lead + 1)])
+
+
+register(OpDef(name="toeplitz", saves=(), infer=_toeplitz_infer, dims=_toeplitz_dims, num_inputs=(1, 1),
+               attrs={"rows": REQUIRED, "cols": REQUIRED, "base": REQUIRED}, size_attrs=("rows", "cols", "base"),
+               slice_attrs=_toeplitz_slice, torch=_toeplitz_torch, reference=_toeplitz_ref,
+               torch_workspace=TorchWorkspace(lowering=_toeplitz_copy),
+               elements=_toeplitz_elements, flops=lambda *a: 0,
+               doc="toeplitz(table[..., M], rows, cols, base) -> [..., rows, cols] with out[..., r, c] = "
+                   "table[..., base - r + c] (a Toeplitz matrix: constant along diagonals; the table's sliding "
+                   "windows, last row first, copied once). Carries: the leading axes from the table; rows "
+                   "positionally (a slice of rows moves base), from the whole table."))
