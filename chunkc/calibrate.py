@@ -136,6 +136,20 @@ def _calls_for(seconds_per_call: float, target: float = 2e-3) -> int:
     return max(1, min(2000, int(target / max(seconds_per_call, 1e-7))))
 
 
+def _product_rate(a, b, guess: float, call_s: float, samples: int) -> float:
+    """FLOPs per second of ``torch.mm(a, b, out=...)`` beyond a call's cost (``guess``: a rate to
+    size the samples by)."""
+    import torch
+
+    out = torch.empty(a.shape[0], b.shape[1])
+    flops = 2.0 * a.shape[0] * a.shape[1] * b.shape[1]
+
+    def mm():
+        torch.mm(a, b, out=out)
+    t = _seconds_per_call(mm, _calls_for(flops / guess), samples)
+    return flops / max(t - call_s, 1e-3 * t)
+
+
 def measure_table(threads: int | None = None, quick: bool = False, samples: int = 7,
                   progress: Callable[[str], None] | None = None) -> KernelTable:
     """Measure a kernel table in this process (``quick``: a few small sizes, for tests)."""
@@ -201,13 +215,7 @@ def measure_table(threads: int | None = None, quick: bool = False, samples: int 
         gemm = []
         w = torch.rand(GEMM_INNER, GEMM_INNER)
         for rows in (QUICK_GEMM_ROWS if quick else GEMM_ROWS):
-            a, out = torch.rand(rows, GEMM_INNER), torch.empty(rows, GEMM_INNER)
-            flops = 2.0 * rows * GEMM_INNER * GEMM_INNER
-
-            def mm():
-                torch.mm(a, w, out=out)
-            t = _seconds_per_call(mm, _calls_for(flops / 20e9), samples)
-            gemm.append((float(rows), flops / max(t - call_s, 1e-3 * t)))
+            gemm.append((float(rows), _product_rate(torch.rand(rows, GEMM_INNER), w, 20e9, call_s, samples)))
             say(f"gemm {rows} rows: {gemm[-1][1] / 1e9:.1f} GFLOP/s")
         gemm = monotone(gemm)
         gemm_columns = _gemm_columns(QUICK_GEMM_COLUMNS if quick else GEMM_COLUMNS, call_s, samples, say)
@@ -235,16 +243,9 @@ def _gemm_columns(ladder: Sequence[int], call_s: float, samples: int,
     product, faster than two)."""
     import torch
 
-    curve = []
     a = torch.rand(GEMM_INNER, GEMM_INNER)
-    for columns in ladder:
-        b, out = torch.rand(GEMM_INNER, columns), torch.empty(GEMM_INNER, columns)
-        flops = 2.0 * GEMM_INNER * GEMM_INNER * columns
-
-        def mm():
-            torch.mm(a, b, out=out)
-        t = _seconds_per_call(mm, _calls_for(flops / 10e9), samples)
-        curve.append((float(columns), flops / max(t - call_s, 1e-3 * t)))
+    curve = [(float(columns), _product_rate(a, torch.rand(GEMM_INNER, columns), 10e9, call_s, samples))
+             for columns in ladder]
     say("gemm GFLOP/s by output columns: " + ", ".join(f"{int(c)} {r / 1e9:.1f}" for c, r in curve))
     return tuple(curve)
 
