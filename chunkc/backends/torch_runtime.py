@@ -377,12 +377,12 @@ def attention_partial(k: torch.Tensor, v: torch.Tensor, q: torch.Tensor, mask, c
     """Attention of ``q`` over these keys, normalized over them, with the log-sum-exp of its
     scores in one more last column (op attention_partial; rows that attend no key: zeros and
     -inf).  The scores are made once: by ATen's CPU flash kernel, which returns the log-sum-exp,
-    where it takes the operands (see :func:`_partial_flash_eligible`; causal keys placed by
+    where it takes the operands (see :func:`_split_causal_eligible`; causal keys placed by
     the offsets as one or two calls), else by the reference formula on a score tile."""
     if groups > 1:  # the flash kernel and matmul read each query head's own key head
         k, v = k.repeat_interleave(groups, dim=-3), v.repeat_interleave(groups, dim=-3)
     ev = v.shape[-1]
-    if mask is None and _partial_flash_eligible(q, k, v):
+    if mask is None and _split_causal_eligible(q, k, v, False):  # the heads already repeated
         out, lse = _partial_flash(q, k, v, causal, scale, query_offset - key_offset)
     else:
         scores = _attention_scores(q, k, mask, causal, scale, query_offset, key_offset, 1)
@@ -397,12 +397,6 @@ def attention_partial(k: torch.Tensor, v: torch.Tensor, q: torch.Tensor, mask, c
     result[..., :ev] = out
     result[..., ev] = lse
     return result
-
-
-def _partial_flash_eligible(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
-    """Operands the CPU flash kernel takes and that the log-sum-exp merge may use (the rule of
-    :func:`_split_causal_eligible`, the heads already repeated)."""
-    return _split_causal_eligible(q, k, v, False)
 
 
 def _partial_flash(q, k, v, causal: bool, scale: float, shift: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -450,7 +450,7 @@ def _recompute_price(planner: _Planner, name: str, max_nodes: int) -> float:
         return float("inf")
     times = planner.space.times
     value = planner.graph.value(name)
-    readers = sum(1 for n in planner.graph.nodes if n not in chain and value in n.inputs)
+    readers = sum(1 for n in value.users if n not in chain)
     seconds = sum(times.times[times.position[n]] for n in chain) * max(readers, 1)
     return seconds / max(value.type.nbytes(planner.sizes), 1)
 

@@ -359,8 +359,9 @@ def _partial_rows(ins, attrs, outs) -> tuple[Size, Size, Size, Size]:
 
 
 def _partial_flash(ins, attrs, outs) -> bool:
-    """Whether rt.attention_partial runs the CPU flash kernel (its ``_partial_flash_eligible``):
-    no mask, four axes, one batch and head size, heads equal once repeated, not recorded."""
+    """Whether rt.attention_partial runs the CPU flash kernel (its ``_split_causal_eligible``, the
+    heads repeated): no mask, four axes, one batch and head size, heads equal once repeated, not
+    recorded."""
     sdpa = _as_sdpa(PARTIAL, ins)
     q, k, v = sdpa[:3]
     if len(sdpa) == 4 or not (q.rank == k.rank == v.rank == 4) or autograd_records(attrs):
