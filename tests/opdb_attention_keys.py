@@ -1,5 +1,5 @@
-"""Op infos of attention split over its keys (chunkc/ir/ops/attention_keys.py):
-attention_logsumexp, attention_apply and attention_partial, against torch's scores."""
+"""Op info of attention split over its keys (chunkc/ir/ops/attention_keys.py):
+attention_partial, against torch's scores."""
 
 from __future__ import annotations
 
@@ -27,49 +27,9 @@ def _scores(k, q, mask, is_causal, scale, query_offset, key_offset, enable_gqa):
     return s
 
 
-def _lse_ref(k, q, mask=None, is_causal=False, scale=None, query_offset=0, key_offset=0, enable_gqa=False):
-    s = _scores(k, q, mask, is_causal, scale, query_offset, key_offset, enable_gqa)
-    return to_numpy(torch.logsumexp(s, -1, keepdim=True).to(T(q).dtype))
-
-
-def _apply_ref(k, v, q, lse, mask=None, is_causal=False, scale=None, query_offset=0, key_offset=0, enable_gqa=False):
-    s = _scores(k, q, mask, is_causal, scale, query_offset, key_offset, enable_gqa)
-    lse_t = T(lse).double()
-    p = torch.exp(s - torch.where(lse_t.isneginf(), 0.0, lse_t))
-    vv = T(v).double()
-    if enable_gqa:
-        vv = vv.repeat_interleave(T(q).shape[-3] // vv.shape[-3], dim=-3)
-    return to_numpy((p @ vv).to(T(q).dtype))
-
-
-def _lse_of(k, q, **attrs):
-    return _lse_ref(k, q, **attrs)
-
-
 def _qkv(rng, B=2, H=3, Lq=5, Sk=6, E=4, Ev=3, Hk=None):
     Hk = Hk or H
     return rnd(rng, (B, H, Lq, E)), rnd(rng, (B, Hk, Sk, E)), rnd(rng, (B, Hk, Sk, Ev))
-
-
-def _lse_samples(rng):
-    q, k, _ = _qkv(rng)
-    qg, kg, _ = _qkv(rng, H=4, Hk=2)
-    return [S(k, q), S(k, q, bools(rng, (2, 1, 5, 6)) | np.eye(5, 6, dtype=bool), desc="bool mask"),
-            S(k, q, rnd(rng, (5, 6)), scale=0.3, desc="float mask"),
-            S(k, q, is_causal=True, query_offset=2, key_offset=3, desc="causal, placed"),
-            S(k, q, is_causal=True, key_offset=9, desc="every key past every query: -inf"),
-            S(kg, qg, enable_gqa=True, desc="grouped queries")]
-
-
-def _apply_samples(rng):
-    q, k, v = _qkv(rng)
-    qg, kg, vg = _qkv(rng, H=4, Hk=2)
-    mask = bools(rng, (2, 1, 5, 6)) | np.eye(5, 6, dtype=bool)
-    return [S(k, v, q, _lse_of(k, q)), S(k, v, q, _lse_of(k, q, mask=mask), mask, desc="bool mask"),
-            S(k, v, q, _lse_of(k, q, is_causal=True, query_offset=2), is_causal=True, query_offset=2, key_offset=1,
-              desc="causal, placed (the lse of more keys)"),
-            S(k, v, q, np.full((2, 3, 5, 1), -np.inf, np.float32), desc="no key attended: zeros"),
-            S(kg, vg, qg, _lse_of(kg, qg, enable_gqa=True), enable_gqa=True, desc="grouped queries")]
 
 
 def _partial_ref(k, v, q, mask=None, **attrs):
@@ -100,27 +60,17 @@ def _partial_samples(rng):
             S(kg, vg, qg, is_causal=True, query_offset=4, key_offset=2, enable_gqa=True, desc="grouped, causal")]
 
 
-def _big(op):
-    def big(rng):
-        q, k, v = _qkv(rng, B=1, H=4, Lq=256, Sk=256, E=32, Ev=32)
-        if op == "lse":
-            return [S(k, q), S(k, q, is_causal=True)]
-        if op == "partial":
-            return [S(k, v, q), S(k, v, q, is_causal=True), S(k, v, q, is_causal=True, query_offset=64)]
-        return [S(k, v, q, _lse_of(k, q)), S(k, v, q, _lse_of(k, q, is_causal=True), is_causal=True)]
-    return big
+def _big(rng):
+    q, k, v = _qkv(rng, B=1, H=4, Lq=256, Sk=256, E=32, Ev=32)
+    return [S(k, v, q), S(k, v, q, is_causal=True), S(k, v, q, is_causal=True, query_offset=64)]
 
 
 def _split_graph(s):
-    """SDPA split over its keys, causal and with a bool mask."""
+    """SDPA split over its keys, causal and not."""
     q = s.inp("f32", (2, 3, L, 8), name="q")
     k = s.inp("f32", (2, 3, L, 8), name="k")
     v = s.inp("f32", (2, 3, L, 5), name="v")
-    causal = O.attention_apply(k, v, q, O.attention_logsumexp(k, q, is_causal=True), is_causal=True)
-    plain = O.attention_apply(k, v, q, O.attention_logsumexp(k, q))
-    return causal, plain, O.attention_partial(k, v, q, is_causal=True), O.attention_partial(k, v, q)
+    return O.attention_partial(k, v, q, is_causal=True), O.attention_partial(k, v, q)
 
 
-OPINFOS = [OpInfo("attention_logsumexp", _lse_samples, _lse_ref, big=_big("lse"), graphs=[_split_graph]),
-           OpInfo("attention_apply", _apply_samples, _apply_ref, big=_big("apply"), graphs=[_split_graph]),
-           OpInfo("attention_partial", _partial_samples, _partial_ref, big=_big("partial"), graphs=[_split_graph])]
+OPINFOS = [OpInfo("attention_partial", _partial_samples, _partial_ref, big=_big, graphs=[_split_graph])]

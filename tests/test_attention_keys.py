@@ -191,20 +191,33 @@ def test_autochunk_keeps_sdpa_whole_where_query_loops_meet_the_budget():
     assert "scaled_dot_product_attention" in {n.op.name for n in plan.graph.nodes}
 
 
-def test_split_ops_check_their_inputs():
+def test_the_partial_checks_its_inputs():
     g = chunkc.Graph("bad")
     k = g.add_input("k", "f32", (2, 8, 4))
     q = g.add_input("q", "f32", (2, 3, 4))
-    with pytest.raises(IRError, match="key_offset places causal keys; it needs is_causal=True"):
-        O.attention_logsumexp(k, q, key_offset=2)
-    lse = O.attention_logsumexp(k, q)
-    v = g.add_input("v", "f64", (2, 8, 4))
-    with pytest.raises(IRError, match="must share one dtype"):
-        O.attention_apply(k, v, q, lse)
     v32 = g.add_input("v32", "f32", (2, 8, 5))
-    wrong = g.add_input("wrong", "f32", (2, 3, 2))
-    with pytest.raises(IRError, match=r"lse \(input 3\)"):
-        O.attention_apply(k, v32, q, wrong)
+    with pytest.raises(IRError, match="attention_partial: key_offset places causal keys; it needs is_causal=True"):
+        O.attention_partial(k, v32, q, key_offset=2)
+    v = g.add_input("v", "f64", (2, 8, 4))
+    with pytest.raises(IRError, match="attention_partial: q, k, v and a float mask must share one dtype"):
+        O.attention_partial(k, v, q)
+
+
+def test_heads_broadcast_without_grouping_take_the_score_tile_and_the_record_says_so():
+    """One key/value head broadcast over the query heads without enable_gqa: the CPU flash
+    kernel does not take them (chunkc.ir.ops.attention.cpu_flash_takes), so
+    rt.attention_partial computes a score tile, and the record counts that tile."""
+    g = chunkc.Graph("broadcast_heads")
+    q = g.add_input("q", "f32", (1, 8, 256, 32))
+    k = g.add_input("k", "f32", (1, 1, 512, 32))
+    v = g.add_input("v", "f32", (1, 1, 512, 32))
+    g.set_outputs(O.attention_partial(k, v, q, is_causal=True, query_offset=300))
+    fn = chunkc.compile(g, backend="torch")
+    rng = np.random.default_rng(0)
+    args = [torch.from_numpy(rng.standard_normal(x.type.concrete_shape({})).astype(np.float32)) for x in g.inputs]
+    np.testing.assert_allclose(fn(*args).numpy(), chunkc.interpret(g, *(a.numpy() for a in args))[0],
+                               atol=1e-5, rtol=1e-4)
+    assert chunkc.estimate_memory(g, backend="torch").peak_bytes == chunkc.measure_peak(fn, *args)
 
 
 def test_a_plan_slicing_the_keys_without_the_values_is_refused():

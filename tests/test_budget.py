@@ -79,7 +79,7 @@ def test_a_plan_over_budget_on_another_backend_is_planned_again():
 
 
 # each attention op's keys: SDPA's input 1, input 0 of its split over the keys
-_KEYS_AT = {"scaled_dot_product_attention": 1, "attention_logsumexp": 0, "attention_apply": 0, "attention_partial": 0}
+_KEYS_AT = {"scaled_dot_product_attention": 1, "attention_partial": 0}
 
 
 def _square_scores_workspace(op):

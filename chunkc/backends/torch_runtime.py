@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ..errors import ChunkcError
 from .host_call import host_empty, host_reference, is_host_array, run_onnx  # noqa: F401  (nodes run on the host)
 from ..ir.onnx_node import onnx_node  # noqa: F401  (opaque ONNX nodes)
+from ..ir.ops.attention import cpu_flash_takes
 from ..passes.accumulate import softmax_merge  # noqa: F401  (an accumulator's merge, accumulate.COMBINERS)
 
 # ``namespace::name`` or ``namespace::name.overload``; nothing else reaches torch.ops.
@@ -254,20 +255,13 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: 
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=enable_gqa)
 
 
-_FLASH_CPU_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
-
-
 def _split_causal_eligible(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, enable_gqa: bool) -> bool:
-    """Whether ATen's CPU flash kernel (which returns the log-sum-exp) takes these operands:
-    four axes, one batch, the same heads and head size, one float dtype; autograd not recording
-    (the kernel's backward drops the log-sum-exp's gradient, which the merge needs).  The
-    memory record (``_split_causal_rows`` in chunkc/ir/ops/attention.py) states the same rule,
-    autograd included: estimators say whether they ask for a recorded call)."""
-    return (not enable_gqa and q.device.type == "cpu" and q.dim() == k.dim() == v.dim() == 4
-            and q.dtype == k.dtype == v.dtype and q.dtype in _FLASH_CPU_DTYPES
-            and q.shape[0] == k.shape[0] == v.shape[0] and q.shape[1] == k.shape[1] == v.shape[1]
-            and q.shape[3] == k.shape[3] == v.shape[3]
-            and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)))
+    """Whether ATen's CPU flash kernel (which returns the log-sum-exp) takes these operands: on
+    the CPU, in one dtype, no grouped heads, and the rule the memory records state too
+    (chunkc.ir.ops.attention.cpu_flash_takes: shapes, dtype, autograd not recording)."""
+    return (not enable_gqa and q.device.type == "cpu" and q.dtype == k.dtype == v.dtype
+            and cpu_flash_takes(q.shape, k.shape, v.shape, str(q.dtype).removeprefix("torch."),
+                                torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)))
 
 
 def _split_causal(q, k, v, offset: int, stop: int, scale: float | None) -> torch.Tensor:
@@ -334,10 +328,8 @@ def group_norm_apply(x: torch.Tensor, moments: torch.Tensor, weight, bias, group
 
 
 def _attention_scores(q: torch.Tensor, k: torch.Tensor, mask, causal: bool, scale: float, query_offset: int,
-                      key_offset: int, groups: int) -> torch.Tensor:
-    """The scaled scores q @ k^T, masked positions -inf (ops attention_logsumexp/attention_apply)."""
-    if groups > 1:
-        k = k.repeat_interleave(groups, dim=-3)
+                      key_offset: int) -> torch.Tensor:
+    """The scaled scores q @ k^T (the heads already repeated), masked positions -inf."""
     scores = torch.matmul(q, k.transpose(-2, -1))
     scores.mul_(scale)
     if causal:  # key j (at row j + key_offset) is past query i (at row i + query_offset)
@@ -348,28 +340,6 @@ def _attention_scores(q: torch.Tensor, k: torch.Tensor, mask, causal: bool, scal
     elif mask is not None:
         scores.add_(mask)
     return scores
-
-
-def attention_logsumexp(k: torch.Tensor, q: torch.Tensor, mask, causal: bool, scale: float, query_offset: int,
-                        key_offset: int, groups: int) -> torch.Tensor:
-    """log sum_j exp(score_ij) over the keys (-inf for a query with none), in place on the scores."""
-    scores = _attention_scores(q, k, mask, causal, scale, query_offset, key_offset, groups)
-    top = scores.amax(-1, keepdim=True)
-    top.masked_fill_(top.isneginf(), 0.0)
-    return scores.sub_(top).exp_().sum(-1, keepdim=True).log_().add_(top)
-
-
-def attention_apply(k: torch.Tensor, v: torch.Tensor, q: torch.Tensor, lse: torch.Tensor, mask, causal: bool,
-                    scale: float, query_offset: int, key_offset: int, groups: int) -> torch.Tensor:
-    """sum_j exp(score_ij - lse_i) v_j over the keys (0 where lse is -inf)."""
-    scores = _attention_scores(q, k, mask, causal, scale, query_offset, key_offset, groups)
-    scores.sub_(lse.masked_fill(lse.isneginf(), 0.0)).exp_()
-    if groups > 1:
-        v = v.repeat_interleave(groups, dim=-3)
-    return torch.matmul(scores, v)
-
-
-__all__ += ["attention_logsumexp", "attention_apply"]
 
 
 def attention_partial(k: torch.Tensor, v: torch.Tensor, q: torch.Tensor, mask, causal: bool, scale: float,
@@ -385,7 +355,7 @@ def attention_partial(k: torch.Tensor, v: torch.Tensor, q: torch.Tensor, mask, c
     if mask is None and _split_causal_eligible(q, k, v, False):  # the heads already repeated
         out, lse = _partial_flash(q, k, v, causal, scale, query_offset - key_offset)
     else:
-        scores = _attention_scores(q, k, mask, causal, scale, query_offset, key_offset, 1)
+        scores = _attention_scores(q, k, mask, causal, scale, query_offset, key_offset)
         top = scores.amax(-1, keepdim=True)
         top.masked_fill_(top.isneginf(), 0.0)
         total = scores.sub_(top).exp_().sum(-1, keepdim=True)

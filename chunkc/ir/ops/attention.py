@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from typing import Sequence
 
 import numpy as np
 import sympy
@@ -265,16 +266,31 @@ def _causal_rows_mask(ins, attrs, outs) -> Size:
     return normalize(ins[0].shape[-2] * _causal_keys(ins, attrs) * (1 + outs[0].dtype.itemsize))
 
 
-_SPLIT_CAUSAL_DTYPES = (DType.float16, DType.bfloat16, DType.float32, DType.float64)
+# the dtypes of ATen's CPU flash kernel (its long names: DType.name, torch's without "torch.")
+_FLASH_CPU_DTYPES = frozenset(d.name for d in (DType.float16, DType.bfloat16, DType.float32, DType.float64))
+
+
+def cpu_flash_takes(q: Sequence[Size], k: Sequence[Size], v: Sequence[Size], dtype: str, recorded: bool) -> bool:
+    """Whether ATen's CPU flash kernel, which returns the log-sum-exp, takes q, k and v of
+    these shapes in dtype ``dtype`` (its long name: ``float32``) for calls merged by their
+    log-sum-exp: four axes, one batch, the same heads and head size, a float dtype; autograd
+    not recording the call (``recorded``: the kernel's backward drops the log-sum-exp's
+    gradient, which the merge needs).  The one statement of the rule: the runtime
+    (rt.causal_attention, rt.attention_partial) runs the kernel where it holds, and the
+    records' CPU workspaces (_split_causal_rows here, attention_keys._partial_runs_flash) count
+    its buffers there."""
+    return (len(q) == len(k) == len(v) == 4 and dtype in _FLASH_CPU_DTYPES and not recorded
+            and all(sizes_equal(q[a], t[a]) for t in (k, v) for a in (0, 1, 3)))
 
 
 def _split_causal_rows(ins, attrs, outs) -> bool:
-    """Causal rows run on the CPU as two flash calls merged by their log-sum-exp, no mask (the
-    rule of rt.causal_attention's ``_split_causal_eligible``: the lowering casts q, k, v to the
-    output's dtype), unless autograd records the call (a training step's chunk re-run in its
-    region's backward): then the masked call (see _causal_rows_mask)."""
-    return (_causal_rows(attrs) and not attrs.get("enable_gqa") and outs[0].dtype in _SPLIT_CAUSAL_DTYPES
-            and _flash_eligible(ins, attrs) and not autograd_records(attrs))
+    """Causal rows run on the CPU as two flash calls merged by their log-sum-exp, no mask
+    (rt.causal_attention, where :func:`cpu_flash_takes` holds; the lowering casts q, k, v to
+    the output's dtype), unless autograd records the call (a training step's chunk re-run in
+    its region's backward): then the masked call (see _causal_rows_mask)."""
+    q, k, v = ins[:3]
+    return (_causal_rows(attrs) and not attrs.get("enable_gqa")
+            and cpu_flash_takes(q.shape, k.shape, v.shape, outs[0].dtype.name, autograd_records(attrs)))
 
 
 def _split_causal_workspace(ins, attrs, outs) -> Size:

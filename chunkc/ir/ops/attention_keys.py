@@ -1,21 +1,10 @@
 """Attention split over its key axis, so that a chunk loop can slice the keys.
 
 ``scaled_dot_product_attention`` mixes its key axis (a softmax over it), so no loop
-slices K and V: a loop over query rows reads them whole.  Split in two, each part
-*accumulates* over the keys (chunkc.ir.dims.Accumulation; keys are input 0, the
-values and a mask's key axis are sliced chunk for chunk with them):
-
-* ``attention_logsumexp(k, q, mask?)`` -> ``[..., L, 1]``: log of the sum over the keys
-  of exp(score) for each query (-inf where a query attends no key); slices merge
-  with ``logaddexp``;
-* ``attention_apply(k, v, q, lse, mask?)`` -> ``[..., L, Ev]``: the sum over the keys of
-  exp(score - lse) * v (zeros where lse is -inf, as PyTorch's safe softmax); slices
-  merge by addition.
-
-``attention_apply(k, v, q, attention_logsumexp(k, q, mask), mask)`` equals
-``scaled_dot_product_attention(q, k, v, mask)``.  The scores are computed twice (once in
-each part), so a loop over the keys would run twice: SDPA splits instead into one op that
-accumulates in one pass,
+slices K and V: a loop over query rows reads them whole.  Its record's
+``split_accumulating`` rewrites it into one op that *accumulates* over the keys in one
+pass (chunkc.ir.dims.Accumulation; keys are input 0, the values and a mask's key axis
+are sliced chunk for chunk with them),
 
 * ``attention_partial(k, v, q, mask?)`` -> ``[..., L, Ev + 1]``: the attention over the given
   keys normalized over them, with its log-sum-exp as one more last column (zeros and -inf
@@ -27,8 +16,12 @@ queries runs the slice).  The split is planned only where the budget needs it
 (chunkc.passes.autochunk: a fallback variant, chunkc.passes.split_statistics fuses back
 splits no region runs).  With ``is_causal``, query i (at row i + ``query_offset``)
 attends key j (at row j + ``key_offset``) when j + key_offset <= i + query_offset; a
-loop over keys moves ``key_offset`` (the records' ``offset_attr``), one over queries
+loop over keys moves ``key_offset`` (the record's ``offset_attr``), one over queries
 ``query_offset`` (``slice_attrs``).  Attributes and other rules are SDPA's.
+
+The NumPy reference runs two passes over the scores: their log-sum-exp over the keys, then
+the sum over the keys of exp(score - lse) * v (zeros where lse is -inf, as PyTorch's safe
+softmax); its workspace counts both.
 """
 
 from __future__ import annotations
@@ -39,106 +32,83 @@ from ..dims import Accumulation, AxisFlow, AxisSource, DimRecord
 from ..dtypes import DType
 from ..kernel_workspace import TorchWorkspace, acc_dtype, autograd_records
 from ..lowering import LoweringContext
-from ..layout import contiguous_strides
 from ..registry import OpDef, register
-from ..sizes import Size, ceildiv, normalize, product, size_max, sizes_equal
+from ..sizes import Size, ceildiv, normalize, product, size_max
 from ..types import TensorType
-from ._contraction_copies import matmul_layout_copies
 from ._common import fail, is_one
-from .attention import _apply_mask, _flash_cpu_call, _groups, _parts, _sdpa_dims, _sdpa_slice
+from .attention import _apply_mask, _flash_cpu_call, _groups, _parts, _sdpa_dims, _sdpa_slice, cpu_flash_takes
 
 _ATTRS = {"is_causal": False, "scale": None, "query_offset": 0, "key_offset": 0, "enable_gqa": False}
-LSE, APPLY, PARTIAL = "attention_logsumexp", "attention_apply", "attention_partial"
-# input positions of (q, k, v, mask) in each op (the logsumexp reads no values: k stands in for them)
-_SDPA_POSITIONS = {LSE: (1, 0, 0, 2), APPLY: (2, 0, 1, 4), PARTIAL: (2, 0, 1, 3)}
+PARTIAL = "attention_partial"
+_SDPA_POSITIONS = (2, 0, 1, 3)  # the input positions of SDPA's (q, k, v, mask)
 
 
-def _as_sdpa(op: str, ins) -> list:
+def _as_sdpa(ins) -> list:
     """The op's inputs in SDPA's order (q, k, v[, mask])."""
-    pos = _SDPA_POSITIONS[op]
-    mask = pos[3] if len(ins) > pos[3] else None
-    return [ins[p] for p in pos[:3]] + ([ins[mask]] if mask is not None else [])
+    return [ins[p] for p in _SDPA_POSITIONS[:len(ins)]]
 
 
-def _check(op: str, ins, attrs):
-    sdpa = _as_sdpa(op, ins)
+def _sdpa_attrs(attrs) -> dict:
+    return {k: v for k, v in attrs.items() if k != "key_offset"}
+
+
+def _check(ins, attrs):
+    sdpa = _as_sdpa(ins)
     offset = attrs["key_offset"]
     if not (isinstance(offset, int) and offset == 0) and not attrs["is_causal"]:
-        raise fail(op, "key_offset places causal keys; it needs is_causal=True")
+        raise fail(PARTIAL, "key_offset places causal keys; it needs is_causal=True")
     if isinstance(offset, bool) or (isinstance(offset, int) and offset < 0):
-        raise fail(op, f"key_offset must be a size >= 0, got {offset!r}")
+        raise fail(PARTIAL, f"key_offset must be a size >= 0, got {offset!r}")
     dtypes = {t.dtype for t in sdpa[:3]} | ({sdpa[3].dtype} if len(sdpa) == 4 and sdpa[3].dtype != DType.bool else set())
     if len(dtypes) != 1:
-        raise fail(op, f"q, k, v and a float mask must share one dtype, got {', '.join(str(t) for t in sdpa)}")
-    sdpa_attrs = {k: v for k, v in attrs.items() if k != "key_offset"}
+        raise fail(PARTIAL, f"q, k, v and a float mask must share one dtype, got {', '.join(str(t) for t in sdpa)}")
+    sdpa_attrs = _sdpa_attrs(attrs)
     return sdpa, sdpa_attrs, _parts(sdpa, sdpa_attrs)[2]
 
 
-def _lse_infer(ins, attrs):
-    sdpa, _, batch = _check(LSE, ins, attrs)
-    return (TensorType(sdpa[0].dtype, batch + (sdpa[0].shape[-2], 1)),)
+def _partial_infer(ins, attrs):
+    sdpa, _, batch = _check(ins, attrs)
+    q, v = sdpa[0], sdpa[2]
+    return (TensorType(q.dtype, batch + (q.shape[-2], normalize(v.shape[-1] + 1))),)
 
 
-def _apply_infer(ins, attrs):
-    sdpa, _, batch = _check(APPLY, ins, attrs)
-    q, lse = sdpa[0], ins[3]
-    want = batch + (q.shape[-2], 1)
-    if lse.dtype != q.dtype or lse.rank > len(want) or not all(
-            is_one(a) or sizes_equal(a, b) for a, b in zip(lse.shape[::-1], want[::-1])) or not is_one(lse.shape[-1]):
-        raise fail(APPLY, f"lse (input 3) {lse} must be attention_logsumexp's result [..., L, 1] in {q.dtype}")
-    return (TensorType(q.dtype, batch + (q.shape[-2], sdpa[2].shape[-1])),)
-
-
-def _remap(flow: AxisFlow, pos: tuple[int, ...], keep_values: bool) -> AxisFlow:
+def _remap(flow: AxisFlow) -> AxisFlow:
     """An SDPA axis flow with its inputs renumbered to the op's (each source once)."""
     sources: list[AxisSource] = []
     for s in flow.sources:
-        if s.input == 2 and not keep_values:
-            continue
-        moved = AxisSource(pos[s.input], s.axis, s.ratio, s.window)
+        moved = AxisSource(_SDPA_POSITIONS[s.input], s.axis, s.ratio, s.window)
         if moved not in sources:
             sources.append(moved)
     return AxisFlow(flow.kind, tuple(sources), flow.positional) if sources else AxisFlow("new")
 
 
-def _dims(op: str):
-    def dims(ins, attrs, outs) -> DimRecord:
-        sdpa, sdpa_attrs, _ = _check(op, ins, attrs)
-        pos = _SDPA_POSITIONS[op]
-        v = sdpa[2]
-        sdpa_out = TensorType(outs[0].dtype, outs[0].shape[:-1] + (v.shape[-1],))
-        flows = [_remap(f, pos, op != LSE) for f in _sdpa_dims(sdpa, sdpa_attrs, (sdpa_out,))[0]]
-        if op != APPLY:  # the log-sum-exp column (and the partial's values beside it)
-            flows[-1] = AxisFlow("new")
-        else:  # the log-sum-exp (one row per query head) carries the axes it is not broadcast along
-            lse, rank = ins[3], outs[0].rank
-            for k in range(rank - 1):
-                j = lse.rank - rank + k
-                if j >= 0 and not (is_one(lse.shape[j]) and not is_one(outs[0].shape[k])) and flows[k].kind == "carry":
-                    flows[k] = AxisFlow("carry", flows[k].sources + (AxisSource(3, j),), flows[k].positional)
-        return (tuple(flows),)
-    return dims
+def _dims(ins, attrs, outs) -> DimRecord:
+    sdpa, sdpa_attrs, _ = _check(ins, attrs)
+    v = sdpa[2]
+    sdpa_out = TensorType(outs[0].dtype, outs[0].shape[:-1] + (v.shape[-1],))
+    flows = [_remap(f) for f in _sdpa_dims(sdpa, sdpa_attrs, (sdpa_out,))[0]]
+    flows[-1] = AxisFlow("new")  # the values with the log-sum-exp column beside them
+    return (tuple(flows),)
 
 
-def _accumulates(op: str, combine: str):
-    def accumulates(ins, attrs, input: int, axis: int) -> Accumulation | None:
-        k = ins[0]
-        if input != 0 or axis != k.rank - 2:
-            return None
-        partners = [(1, ins[1].rank - 2)] if op != LSE else []
-        mask = _SDPA_POSITIONS[op][3]
-        if len(ins) > mask and ins[mask].rank >= 1 and not is_one(ins[mask].shape[-1]):
-            partners.append((mask, ins[mask].rank - 1))
-        # causal keys are placed: a loop moves key_offset to its slice's first key
-        return Accumulation(combine, partners=tuple(partners), offset_attr="key_offset" if attrs["is_causal"] else None)
-    return accumulates
+def _accumulates(ins, attrs, input: int, axis: int) -> Accumulation | None:
+    k = ins[0]
+    if input != 0 or axis != k.rank - 2:
+        return None
+    partners = [(1, ins[1].rank - 2)]
+    mask = _SDPA_POSITIONS[3]
+    if len(ins) > mask and ins[mask].rank >= 1 and not is_one(ins[mask].shape[-1]):
+        partners.append((mask, ins[mask].rank - 1))
+    # causal keys are placed: a loop moves key_offset to its slice's first key
+    return Accumulation("softmax_merge", partners=tuple(partners),
+                        offset_attr="key_offset" if attrs["is_causal"] else None)
 
 
 def _scale(q, scale) -> float:
     return 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
 
 
-# -- the NumPy reference: the scores [..., L, S] once, worked on in place ----------------------
+# -- the NumPy reference: the scores [..., L, S] once per pass, worked on in place ---------------
 
 
 def _ref_scores(xp, q, k, mask, is_causal, scale, query_offset, key_offset, enable_gqa):
@@ -156,6 +126,8 @@ def _ref_scores(xp, q, k, mask, is_causal, scale, query_offset, key_offset, enab
 
 
 def _lse_ref(xp, k, q, mask=None, is_causal=False, scale=None, query_offset=0, key_offset=0, enable_gqa=False):
+    """The first pass: log of the sum over the keys of exp(score), [..., L, 1] (-inf where a
+    query attends no key)."""
     scores = _ref_scores(xp, q, k, mask, is_causal, scale, query_offset, key_offset, enable_gqa)
     m = xp.max(scores, axis=-1, keepdims=True)
     m[xp.isneginf(m)] = 0
@@ -172,151 +144,14 @@ def _lse_ref(xp, k, q, mask=None, is_causal=False, scale=None, query_offset=0, k
 
 def _apply_ref(xp, k, v, q, lse, mask=None, is_causal=False, scale=None, query_offset=0, key_offset=0,
                enable_gqa=False):
+    """The second pass: the sum over the keys of exp(score - lse) * v, [..., L, Ev] (zeros
+    where lse is -inf)."""
     scores = _ref_scores(xp, q, k, mask, is_causal, scale, query_offset, key_offset, enable_gqa)
     scores -= xp.where(xp.isneginf(lse), 0, lse).astype(scores.dtype)
     xp.exp(scores, out=scores)
     if enable_gqa:
         v = xp.repeat(v, q.shape[-3] // v.shape[-3], axis=-3)
     return xp.matmul(scores, v)
-
-
-def _score_parts(op: str, ins, attrs) -> tuple[Size, Size, Size, Size]:
-    """Elements of the scores, of the keys and of the values repeated for grouped queries (0
-    without), and of the query rows."""
-    sdpa, sdpa_attrs, batch = _check(op, ins, attrs)
-    q, k, v = sdpa[:3]
-    groups = _groups(sdpa) if attrs["enable_gqa"] else 1
-    rows = normalize(product(batch) * q.shape[-2])
-    keys = normalize(groups * k.numel()) if groups > 1 else 0
-    values = normalize(groups * v.numel()) if groups > 1 and op == APPLY else 0
-    return normalize(rows * k.shape[-2]), keys, values, rows
-
-
-def _mask_bools(op: str, ins, attrs) -> Size:
-    """Bytes of the bool mask the scores are filled through: the causal rows, or a bool mask negated."""
-    sdpa = _as_sdpa(op, ins)
-    if attrs["is_causal"]:
-        return normalize(sdpa[0].shape[-2] * sdpa[1].shape[-2])
-    if len(sdpa) == 4 and sdpa[3].dtype == DType.bool:
-        return sdpa[3].numel()
-    return 0
-
-
-def _numpy_workspace(op: str):
-    def workspace(ins, attrs, outs) -> Size:
-        # the scores with the repeated keys and the mask's bools, before the output exists;
-        # then the scores beside the output, with the repeated values or a few rows
-        scores, keys, values, rows = _score_parts(op, ins, attrs)
-        item = outs[0].dtype.itemsize
-        masking = normalize(scores + keys + ceildiv(_mask_bools(op, ins, attrs), item) - outs[0].numel())
-        return size_max(masking, normalize(scores + values + 2 * rows))
-    return workspace
-
-
-# -- PyTorch: chunkc.backends.torch_runtime.attention_logsumexp / attention_apply ---------------
-#
-# Both make the scores with torch.matmul (q copied where its batch axes do not flatten, the keys
-# repeated for grouped queries), scale them in place and fill masked ones through a bool mask
-# ([L, S] causal rows, or a bool mask negated); the log-sum-exp then holds the row maxima and
-# their -inf test beside the scores, the apply pass a copy of the lse and its test, then the
-# values repeated for grouped queries and matmul's copy of them.
-
-
-def _q_copy(op: str, ins, attrs, strides) -> Size:
-    """What matmul copies of q and k^T (scores = q @ k^T) in the layouts it is given (the keys
-    repeated for grouped queries are a fresh, dense tensor)."""
-    pos = _SDPA_POSITIONS[op]
-    q, k = _as_sdpa(op, ins)[:2]
-    if not strides[pos[0]] or not strides[pos[1]]:
-        return 0
-    if attrs["enable_gqa"]:
-        k = TensorType(k.dtype, k.shape[:-3] + (q.shape[-3],) + k.shape[-2:])
-        k_strides = contiguous_strides(k.shape)
-    else:
-        k_strides = tuple(strides[pos[1]])
-    kt = TensorType(k.dtype, k.shape[:-2] + (k.shape[-1], k.shape[-2]))
-    kt_strides = tuple(k_strides[:-2]) + (k_strides[-1], k_strides[-2])
-    return matmul_layout_copies(q, kt, tuple(strides[pos[0]]), kt_strides, q.dtype.itemsize)
-
-
-def _torch_lowering(op: str):
-    def lowering(ins, attrs, outs) -> Size:
-        # the scores with the repeated keys and the mask's bools, before the output exists; then
-        # the scores with the row maxima (logsumexp), or with the lse copied and tested, then the
-        # repeated values, beside the output (apply)
-        scores, keys, values, rows = _score_parts(op, ins, attrs)
-        item = outs[0].dtype.itemsize
-        out = outs[0].numel() * item
-        masking = (scores + keys) * item + _mask_bools(op, ins, attrs) - out
-        if op == LSE:
-            after = rows * item
-        else:
-            after = size_max(values * item, ins[3].numel() * (item + 1) - out)
-        return normalize(size_max(masking, scores * item + after))
-    return lowering
-
-
-def _torch_layout(op: str):
-    def layout(ins, attrs, outs, strides) -> Size:
-        return _q_copy(op, ins, attrs, strides)  # beside the scores matmul writes
-    return layout
-
-
-def _lowering(op: str):
-    def torch(ctx: LoweringContext) -> str:
-        n = ctx.num_inputs()
-        args = [ctx.arg(i) for i in range(n)]
-        mask_at = _SDPA_POSITIONS[op][3]
-        mask = args[mask_at] if n > mask_at else "None"
-        head = args[:mask_at]
-        q = ctx.in_type(_SDPA_POSITIONS[op][0])
-        k = ctx.in_type(0)
-        groups = q.shape[-3] // k.shape[-3] if ctx.attrs["enable_gqa"] else 1
-        scale = _scale(q, ctx.attrs["scale"])
-        return (f"rt.{op}({', '.join(head)}, {mask}, {ctx.attr('is_causal')}, {scale!r}, "
-                f"{ctx.attr('query_offset')}, {ctx.attr('key_offset')}, {groups})")
-    return torch
-
-
-def _flops(op: str):
-    def flops(ins, attrs, outs) -> Size:
-        scores = _score_parts(op, ins, attrs)[0]
-        sdpa = _as_sdpa(op, ins)
-        extra = 2 * scores * sdpa[2].shape[-1] if op == APPLY else 0
-        return normalize(2 * scores * sdpa[0].shape[-1] + extra + 4 * scores)
-    return flops
-
-
-def _doc(op: str) -> str:
-    apply = op == APPLY
-    return (f"{op}(k[..., S, E], " + ("v[..., S, Ev], q[..., L, E], lse[..., L, 1], mask?" if apply else "q[..., L, E], mask?")
-            + ", is_causal=False, scale=None, query_offset=0, key_offset=0, enable_gqa=False) -> "
-            + ("[..., L, Ev]: sum over keys of exp(score - lse) v (0 where lse is -inf)" if apply else
-               "[..., L, 1]: log sum over keys of exp(score) (-inf where no key is attended)")
-            + "; scaled_dot_product_attention split over its keys (attention_apply(k, v, q, attention_logsumexp(k, "
-              "q, mask), mask) is SDPA); with is_causal, query i attends key j when j + key_offset <= i + "
-              "query_offset. Carries: SDPA's batch and query axes" + (" (and the lse's), Ev from v" if apply else "")
-            + ". Accumulates over the keys (axis -2 of k" + (" and v" if apply else "")
-            + ", the mask's last axis alike; key_offset moved by the slice) with " + ("add." if apply else "logaddexp."))
-
-
-for _op, _combine, _infer, _ref, _n in ((LSE, "logaddexp", _lse_infer, _lse_ref, (2, 3)),
-                                        (APPLY, "add", _apply_infer, _apply_ref, (4, 5))):
-    register(OpDef(
-        name=_op, infer=_infer, dims=_dims(_op), reference=_ref, num_inputs=_n, attrs=dict(_ATTRS),
-        size_attrs=("query_offset", "key_offset"), accumulates=_accumulates(_op, _combine),
-        workspace=_numpy_workspace(_op), flops=_flops(_op), slice_attrs=_sdpa_slice, torch=_lowering(_op),
-        torch_workspace=TorchWorkspace(lowering=_torch_lowering(_op), aten_layout=_torch_layout(_op)),
-        saves=("inputs", "outputs"), doc=_doc(_op)))
-
-
-# -- attention_partial: one pass over the keys ----------------------------------------------------
-
-
-def _partial_infer(ins, attrs):
-    sdpa, _, batch = _check(PARTIAL, ins, attrs)
-    q, v = sdpa[0], sdpa[2]
-    return (TensorType(q.dtype, batch + (q.shape[-2], normalize(v.shape[-1] + 1))),)
 
 
 def _partial_ref(xp, k, v, q, mask=None, is_causal=False, scale=None, query_offset=0, key_offset=0, enable_gqa=False):
@@ -327,28 +162,54 @@ def _partial_ref(xp, k, v, q, mask=None, is_causal=False, scale=None, query_offs
     return xp.concatenate([out, xp.broadcast_to(lse, out.shape[:-1] + (1,)).astype(out.dtype)], axis=-1)
 
 
-def _partial_halves(ins, attrs, outs) -> tuple[list, TensorType, list, TensorType]:
-    """The inputs and output types of the log-sum-exp and apply passes the reference runs."""
-    k, v, q = ins[:3]
-    mask = list(ins[3:])
-    out = outs[0]
-    lse = TensorType(out.dtype, out.shape[:-1] + (1,))
-    apply = TensorType(out.dtype, out.shape[:-1] + (v.shape[-1],))
-    return [k, q] + mask, lse, [k, v, q, lse] + mask, apply
+def _rows_scores(sdpa: list, attrs) -> tuple[Size, Size]:
+    """Elements of the query rows (every batch axis) and of the scores [..., L, S] of SDPA's
+    inputs ``sdpa`` (q, k, v[, mask])."""
+    batch = _parts(sdpa, _sdpa_attrs(attrs))[2]
+    rows = normalize(product(batch) * sdpa[0].shape[-2])
+    return rows, normalize(rows * sdpa[1].shape[-2])
+
+
+def _mask_bools(sdpa: list, attrs) -> Size:
+    """Bytes of the bool mask the scores are filled through: the causal rows, or a bool mask negated."""
+    if attrs["is_causal"]:
+        return normalize(sdpa[0].shape[-2] * sdpa[1].shape[-2])
+    if len(sdpa) == 4 and sdpa[3].dtype == DType.bool:
+        return sdpa[3].numel()
+    return 0
+
+
+def _pass_workspace(sdpa: list, attrs, out: TensorType, values_read: bool) -> Size:
+    """Elements a pass of the reference over SDPA's inputs ``sdpa`` (q, k, v[, mask]) takes
+    beside its result ``out``: the scores with the repeated keys and the mask's bools, before
+    the result exists; then the scores beside it, with the values repeated for grouped queries
+    (``values_read``: the second pass) or a few rows."""
+    rows, scores = _rows_scores(sdpa, attrs)
+    k, v = sdpa[1], sdpa[2]
+    groups = _groups(sdpa) if attrs["enable_gqa"] else 1
+    keys = normalize(groups * k.numel()) if groups > 1 else 0
+    values = normalize(groups * v.numel()) if groups > 1 and values_read else 0
+    masking = normalize(scores + keys + ceildiv(_mask_bools(sdpa, attrs), out.dtype.itemsize) - out.numel())
+    return size_max(masking, normalize(scores + values + 2 * rows))
 
 
 def _partial_numpy_workspace(ins, attrs, outs) -> Size:
-    # the log-sum-exp pass; the apply pass beside its lse; both beside the output (the concat)
-    lse_ins, lse, apply_ins, apply = _partial_halves(ins, attrs, outs)
-    first = _numpy_workspace(LSE)(lse_ins, attrs, (lse,)) + lse.numel()
-    second = lse.numel() + _numpy_workspace(APPLY)(apply_ins, attrs, (apply,)) + apply.numel()
-    return normalize(size_max(first, second, lse.numel() + apply.numel() + outs[0].numel()) - outs[0].numel())
+    # the log-sum-exp pass (which reads no values: k stands in for them); the second pass
+    # beside its lse; both beside the output (the concat)
+    sdpa = _as_sdpa(ins)
+    q, k, v, mask = sdpa[0], sdpa[1], sdpa[2], sdpa[3:]
+    out = outs[0]
+    lse = TensorType(out.dtype, out.shape[:-1] + (1,))
+    values = TensorType(out.dtype, out.shape[:-1] + (v.shape[-1],))
+    first = _pass_workspace([q, k, k] + mask, attrs, lse, values_read=False) + lse.numel()
+    second = lse.numel() + _pass_workspace([q, k, v] + mask, attrs, values, values_read=True) + values.numel()
+    return normalize(size_max(first, second, lse.numel() + values.numel() + out.numel()) - out.numel())
 
 
 def _partial_rows(ins, attrs, outs) -> tuple[Size, Size, Size, Size]:
     """Bytes of (the keys and values repeated for grouped queries, the normalized values [.., L, Ev],
     one float log-sum-exp per row, the [.., L, S] score tile)."""
-    sdpa, _, batch = _check(PARTIAL, ins, attrs)
+    sdpa, _, batch = _check(ins, attrs)
     q, k, v = sdpa[:3]
     item = outs[0].dtype.itemsize
     groups = _groups(sdpa) if attrs["enable_gqa"] else 1
@@ -358,16 +219,17 @@ def _partial_rows(ins, attrs, outs) -> tuple[Size, Size, Size, Size]:
     return repeated, values, normalize(rows * acc_dtype(outs[0].dtype).itemsize), normalize(rows * k.shape[-2] * item)
 
 
-def _partial_flash(ins, attrs, outs) -> bool:
-    """Whether rt.attention_partial runs the CPU flash kernel (its ``_split_causal_eligible``, the
-    heads repeated): no mask, four axes, one batch and head size, heads equal once repeated, not
-    recorded."""
-    sdpa = _as_sdpa(PARTIAL, ins)
-    q, k, v = sdpa[:3]
-    if len(sdpa) == 4 or not (q.rank == k.rank == v.rank == 4) or autograd_records(attrs):
+def _partial_runs_flash(ins, attrs, outs) -> bool:
+    """Whether rt.attention_partial runs the CPU flash kernel: no mask, and the kernel takes the
+    operands (:func:`cpu_flash_takes`) with grouped key and value heads repeated, as the runtime
+    repeats them."""
+    sdpa = _as_sdpa(ins)
+    if len(sdpa) == 4:
         return False
-    return outs[0].dtype in _FLASH_DTYPES and all(sizes_equal(q.shape[0], t.shape[0]) for t in (k, v)) and \
-        sizes_equal(q.shape[-1], k.shape[-1]) and sizes_equal(q.shape[-1], v.shape[-1])
+    q, k, v = sdpa
+    if attrs["enable_gqa"]:
+        k, v = (TensorType(t.dtype, t.shape[:-3] + (q.shape[-3],) + t.shape[-2:]) for t in (k, v))
+    return cpu_flash_takes(q.shape, k.shape, v.shape, outs[0].dtype.name, autograd_records(attrs))
 
 
 def _partial_scores_workspace(ins, attrs, outs) -> Size:
@@ -376,7 +238,7 @@ def _partial_scores_workspace(ins, attrs, outs) -> Size:
     the two row columns beside the output."""
     repeated, values, lse, scores = _partial_rows(ins, attrs, outs)
     rows = 2 * ceildiv(lse, acc_dtype(outs[0].dtype).itemsize) * outs[0].dtype.itemsize
-    tile = repeated + scores + size_max(_mask_bools(PARTIAL, ins, attrs), rows + values)
+    tile = repeated + scores + size_max(_mask_bools(_as_sdpa(ins), attrs), rows + values)
     return normalize(size_max(tile - outs[0].numel() * outs[0].dtype.itemsize, repeated + values + rows))
 
 
@@ -386,10 +248,10 @@ def _partial_cpu_workspace(ins, attrs, outs) -> Size:
     buffers, then the row merge's few [.., L] columns; or, keys placed past the first rows,
     zeros and -inf for those rows beside a call on the others; then the values and lse beside
     the output."""
-    if not _partial_flash(ins, attrs, outs):
+    if not _partial_runs_flash(ins, attrs, outs):
         return _partial_scores_workspace(ins, attrs, outs)
     repeated, values, lse, _ = _partial_rows(ins, attrs, outs)
-    q, k, v = _as_sdpa(PARTIAL, ins)[:3]
+    q, k, v = _as_sdpa(ins)[:3]
     values_type = TensorType(outs[0].dtype, outs[0].shape[:-1] + (v.shape[-1],))
     shift, keys = attrs["query_offset"] - attrs["key_offset"], k.shape[-2]
     known = isinstance(shift, int) and isinstance(keys, int)
@@ -409,9 +271,6 @@ def _partial_cpu_workspace(ins, attrs, outs) -> Size:
     return normalize(size_max(calls - outs[0].numel() * outs[0].dtype.itemsize, repeated + values + lse))
 
 
-_FLASH_DTYPES = (DType.float16, DType.bfloat16, DType.float32, DType.float64)
-
-
 def _partial_lowering(ctx: LoweringContext) -> str:
     n = ctx.num_inputs()
     args = [ctx.arg(i) for i in range(3)]
@@ -424,14 +283,14 @@ def _partial_lowering(ctx: LoweringContext) -> str:
 
 
 def _partial_flops(ins, attrs, outs) -> Size:
-    scores = _score_parts(PARTIAL, ins, attrs)[0]
-    sdpa = _as_sdpa(PARTIAL, ins)
+    sdpa = _as_sdpa(ins)
+    scores = _rows_scores(sdpa, attrs)[1]
     return normalize(2 * scores * (sdpa[0].shape[-1] + sdpa[2].shape[-1]) + 4 * scores)
 
 
 register(OpDef(
-    name=PARTIAL, infer=_partial_infer, dims=_dims(PARTIAL), reference=_partial_ref, num_inputs=(3, 4),
-    attrs=dict(_ATTRS), size_attrs=("query_offset", "key_offset"), accumulates=_accumulates(PARTIAL, "softmax_merge"),
+    name=PARTIAL, infer=_partial_infer, dims=_dims, reference=_partial_ref, num_inputs=(3, 4),
+    attrs=dict(_ATTRS), size_attrs=("query_offset", "key_offset"), accumulates=_accumulates,
     workspace=_partial_numpy_workspace, flops=_partial_flops, slice_attrs=_sdpa_slice, torch=_partial_lowering,
     torch_workspace=TorchWorkspace(cpu=_partial_cpu_workspace, cuda=_partial_scores_workspace),
     saves=("inputs", "outputs"),
