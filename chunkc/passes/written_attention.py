@@ -36,6 +36,17 @@ Masks, and what a row that attends no key gives (eager's result is kept in every
 
     g, names = rewrite_written_attention(g)     # (g itself, []) when nothing matches
                                                 # or the pipeline pass "written_attention"
+
+Why the steps are matched by op name, not by the ops' records: what makes the subgraph
+attention is what its float ops compute, and no record states that.  Element formulas
+(chunkc.ir.elements) are exact only for integers and bools (float arithmetic rounds), so
+``mul``, ``div``, ``add``, ``softmax`` and ``matmul`` of floats have none; a dims record says
+how axes flow, not what is computed along them (``softmax``'s is ``log_softmax``'s and any
+normalization's along the axis, ``matmul``'s a contraction's of any kind).  A rule keyed on
+records alone would match subgraphs that are not attention, so the op names are the
+statement of meaning here.  What records do state is used: the causal mask is proven from
+its element formula (``proves_causal``, integers and bools), and every shape question goes
+through the values' types.
 """
 
 from __future__ import annotations
