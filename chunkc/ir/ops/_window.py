@@ -122,18 +122,9 @@ def gather_ranges(in_sizes: Sequence[int], out_sizes: Sequence[int], offset: Seq
 
 def scatter_ranges(in_sizes: Sequence[int], out_sizes: Sequence[int], offset: Sequence[int], win: Window):
     """Transposed: per axis (input slice, output slice) for the input positions ``i`` whose output
-    position ``i*stride + offset*dilation - pad_begin`` lies inside the output; None if empty."""
-    ins, outs = [], []
-    for a, (n_in, n_out) in enumerate(zip(in_sizes, out_sizes)):
-        s = win.stride[a]
-        shift = offset[a] * win.dilation[a] - int(win.padding[a][0])
-        lo = max(0, _ceil_div(-shift, s))
-        hi = min(n_in, (n_out - 1 - shift) // s + 1)
-        if hi <= lo:
-            return None
-        ins.append(slice(lo, hi))
-        outs.append(slice(lo * s + shift, (hi - 1) * s + shift + 1, s))
-    return tuple(ins), tuple(outs)
+    position ``i*stride + offset*dilation - pad_begin`` lies inside the output; None if empty
+    (:func:`gather_ranges` with the two sides swapped)."""
+    return gather_ranges(out_sizes, in_sizes, offset, win)
 
 
 def _ceil_div(a: int, b: int) -> int:
