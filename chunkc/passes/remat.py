@@ -29,6 +29,7 @@ from ..ir.graph import Graph, Node, Value
 from ..ir.liveness import last_use
 from ..ir.sizes import evaluate
 from .options import SearchKnobs
+from .rewrite import copy_leaves
 
 
 @dataclass(frozen=True)
@@ -137,12 +138,7 @@ def rematerialize(graph: Graph, sizes: Mapping[str, int], peak_bytes: int,
     if not wanted:
         return RematResult(graph)
 
-    g = Graph(graph.name)
-    vmap: dict[Value, Value] = {}
-    for v in graph.inputs:
-        vmap[v] = g.add_input(v.name, v.dtype, v.shape)
-    for v in graph.constants:
-        vmap[v] = g.add_constant(v.name, v.data, type=v.type) if v.data is None else g.add_constant(v.name, v.data)
+    g, vmap = copy_leaves(graph)
     result = RematResult(g)
     remat_values: dict[str, None] = {}
     for node in graph.nodes:

@@ -22,14 +22,21 @@ from ..ir.graph import Graph, Node, Value
 Rule = Callable[[Node, Sequence[Value], Graph], Sequence[Value] | None]
 
 
-def rebuild(graph: Graph, rule: Rule) -> Graph:
-    """Copy ``graph``; ``rule`` may return replacement outputs for a node."""
+def copy_leaves(graph: Graph) -> tuple[Graph, dict[Value, Value]]:
+    """A new graph of ``graph``'s name holding its inputs and constants (a constant without
+    data keeps its type), and the map from ``graph``'s to them: where a rebuild starts."""
     g = Graph(graph.name)
     vmap: dict[Value, Value] = {}
     for v in graph.inputs:
         vmap[v] = g.add_input(v.name, v.dtype, v.shape)
     for v in graph.constants:
         vmap[v] = g.add_constant(v.name, v.data, type=v.type) if v.data is None else g.add_constant(v.name, v.data)
+    return g, vmap
+
+
+def rebuild(graph: Graph, rule: Rule) -> Graph:
+    """Copy ``graph``; ``rule`` may return replacement outputs for a node."""
+    g, vmap = copy_leaves(graph)
     for node in graph.nodes:
         inputs = [vmap[v] for v in node.inputs]
         first_new = len(g.nodes)
