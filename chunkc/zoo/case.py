@@ -75,3 +75,37 @@ class ModelCase:
         if not self.min_size <= size <= self.max_size:
             raise ValueError(f"{self.name}: size {size} outside [{self.min_size}, {self.max_size}]")
         self.symbol_value(size)
+
+
+# Sequence models: tests at two small lengths.
+TEST_LENGTHS = (16, 24)
+
+
+def sequence_case(name: str, module: torch.nn.Module, make_inputs: Callable[[int], tuple], n_inputs: int,
+                  max_len: int, bench_sizes: tuple[int, ...], description: str, config: dict[str, Any]) -> ModelCase:
+    """A ModelCase whose `n_inputs` positional args all have the length L on axis 1."""
+
+    def dynamic_shapes() -> tuple[dict[int, Any], ...]:
+        length = make_dim("L", 2, max_len)
+        return tuple({1: length} for _ in range(n_inputs))
+
+    return ModelCase(
+        name=name,
+        module=module,
+        make_inputs=make_inputs,
+        dynamic_shapes=dynamic_shapes,
+        dynamic_name="L",
+        test_sizes=TEST_LENGTHS,
+        bench_sizes=bench_sizes,
+        max_size=max_len,
+        description=description,
+        config=config,
+    )
+
+
+def token_ids(vocab_size: int, seed: int) -> Callable[[int], tuple[torch.Tensor]]:
+    """make_inputs of a language model: random token ids [1, L], seeded by `seed` + L."""
+    def make_inputs(size: int) -> tuple[torch.Tensor]:
+        return (torch.randint(0, vocab_size, (1, size), generator=seeded_generator(seed + size)),)
+
+    return make_inputs

@@ -16,41 +16,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .case import ModelCase, inference_module, make_dim, seeded_generator
+from .case import ModelCase, inference_module, sequence_case, token_ids
 from .zoo import LastHiddenState
 
-# Sequence models: tests at two small lengths, benchmarks where activations dominate.
-TEST_LENGTHS = (16, 24)
+# Sequence models: benchmarks where activations dominate.
 BENCH_LENGTHS = (2048, 4096)
 
 
 def _sequence_case(name: str, module: nn.Module, make_inputs, n_inputs: int, max_len: int,
                    description: str, config: dict[str, Any]) -> ModelCase:
-    """A ModelCase whose `n_inputs` positional args all have the length L on axis 1."""
-
-    def dynamic_shapes() -> tuple[dict[int, Any], ...]:
-        length = make_dim("L", 2, max_len)
-        return tuple({1: length} for _ in range(n_inputs))
-
-    return ModelCase(
-        name=name,
-        module=module,
-        make_inputs=make_inputs,
-        dynamic_shapes=dynamic_shapes,
-        dynamic_name="L",
-        test_sizes=TEST_LENGTHS,
-        bench_sizes=tuple(s for s in BENCH_LENGTHS if s <= max_len),
-        max_size=max_len,
-        description=description,
-        config=config,
-    )
-
-
-def _token_ids(vocab_size: int, seed: int):
-    def make_inputs(size: int) -> tuple[Tensor]:
-        return (torch.randint(0, vocab_size, (1, size), generator=seeded_generator(seed + size)),)
-
-    return make_inputs
+    """sequence_case at the lengths of BENCH_LENGTHS the model takes."""
+    return sequence_case(name, module, make_inputs, n_inputs, max_len,
+                         tuple(s for s in BENCH_LENGTHS if s <= max_len), description, config)
 
 
 def llama(
@@ -90,7 +67,7 @@ def llama(
     torch.manual_seed(seed)
     module = inference_module(LastHiddenState(LlamaModel(config), use_cache=False))
     return _sequence_case(
-        f"llama_{n_layer}l_{attn}", module, _token_ids(vocab_size, seed), 1, max_positions,
+        f"llama_{n_layer}l_{attn}", module, token_ids(vocab_size, seed), 1, max_positions,
         f"LlamaModel {n_layer} layers, hidden={hidden}, {heads} heads / {kv_heads} kv heads, {attn} attention",
         dict(n_layer=n_layer, hidden=hidden, heads=heads, kv_heads=kv_heads, intermediate=intermediate,
              attn=attn, vocab_size=vocab_size, max_positions=max_positions),
@@ -142,7 +119,7 @@ def bert(
     )
     torch.manual_seed(seed)
     module = inference_module(MaskedEncoder(BertModel(config, add_pooling_layer=False)))
-    ids = _token_ids(vocab_size, seed)
+    ids = token_ids(vocab_size, seed)
 
     def make_inputs(size: int) -> tuple[Tensor, Tensor]:
         mask = torch.ones(1, size, dtype=torch.int64)
@@ -195,7 +172,7 @@ def t5_encoder(
     torch.manual_seed(seed)
     module = inference_module(LastHiddenState(T5EncoderModel(config)))
     return _sequence_case(
-        f"t5_encoder_{n_layer}l_{attn}", module, _token_ids(vocab_size, seed), 1, max_len,
+        f"t5_encoder_{n_layer}l_{attn}", module, token_ids(vocab_size, seed), 1, max_len,
         f"T5EncoderModel {n_layer} layers, d_model={d_model}, {heads} heads, {num_buckets} buckets, {attn} attention",
         dict(n_layer=n_layer, d_model=d_model, heads=heads, d_kv=d_kv, d_ff=d_ff, num_buckets=num_buckets,
              max_distance=max_distance, attn=attn, vocab_size=vocab_size, max_len=max_len),

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .case import ModelCase, inference_module, make_dim, seeded_generator
+from .case import ModelCase, inference_module, make_dim, seeded_generator, sequence_case, token_ids
 from .evoformer import Evoformer, EvoformerConfig
 from .transformer import PreLNTransformer
 
@@ -35,18 +35,10 @@ def transformer(
     def make_inputs(size: int) -> tuple[Tensor]:
         return (torch.randn(1, size, d, generator=seeded_generator(seed + size)),)
 
-    return ModelCase(
-        name=f"transformer_{n_layer}l_{attn}",
-        module=module,
-        make_inputs=make_inputs,
-        dynamic_shapes=lambda: ({1: make_dim("L", 2, max_len)},),
-        dynamic_name="L",
-        test_sizes=(16, 24),
-        bench_sizes=(1024, 2048, 4096),
-        max_size=max_len,
-        description=f"pre-LN transformer, d={d}, {heads} heads, {n_layer} layers, {attn} attention",
-        config=dict(n_layer=n_layer, d=d, heads=heads, attn=attn, causal=causal, max_len=max_len),
-    )
+    return sequence_case(
+        f"transformer_{n_layer}l_{attn}", module, make_inputs, 1, max_len, (1024, 2048, 4096),
+        f"pre-LN transformer, d={d}, {heads} heads, {n_layer} layers, {attn} attention",
+        dict(n_layer=n_layer, d=d, heads=heads, attn=attn, causal=causal, max_len=max_len))
 
 
 def evoformer(
@@ -143,23 +135,10 @@ def gpt2(
     )
     torch.manual_seed(seed)
     module = inference_module(LastHiddenState(GPT2Model(config), use_cache=False))
-
-    def make_inputs(size: int) -> tuple[Tensor]:
-        return (torch.randint(0, vocab_size, (1, size), generator=seeded_generator(seed + size)),)
-
-    return ModelCase(
-        name=f"gpt2_{n_layer}l_{attn}",
-        module=module,
-        make_inputs=make_inputs,
-        dynamic_shapes=lambda: ({1: make_dim("L", 2, n_positions)},),
-        dynamic_name="L",
-        test_sizes=(16, 24),
-        bench_sizes=(1024, 2048, 4096),
-        max_size=n_positions,
-        description=f"GPT-2 {n_layer} layers, n_embd={n_embd}, {n_head} heads, {attn} attention",
-        config=dict(n_layer=n_layer, n_embd=n_embd, n_head=n_head, attn=attn, vocab_size=vocab_size,
-                    n_positions=n_positions),
-    )
+    return sequence_case(
+        f"gpt2_{n_layer}l_{attn}", module, token_ids(vocab_size, seed), 1, n_positions, (1024, 2048, 4096),
+        f"GPT-2 {n_layer} layers, n_embd={n_embd}, {n_head} heads, {attn} attention",
+        dict(n_layer=n_layer, n_embd=n_embd, n_head=n_head, attn=attn, vocab_size=vocab_size, n_positions=n_positions))
 
 
 def _cropped_vit_embeddings_class() -> type:
