@@ -45,7 +45,7 @@ from ..sizes import Size, ceildiv, normalize, product, size_max, sizes_equal
 from ..types import TensorType
 from ._contraction_copies import matmul_layout_copies
 from ._common import fail, is_one
-from .attention import _apply_mask, _flash_cpu_call, _groups, _parts, _sdpa_dims, _sdpa_slice
+from .attention import _apply_mask, _flash_cpu_call, _flash_eligible, _groups, _parts, _sdpa_dims, _sdpa_slice
 
 _ATTRS = {"is_causal": False, "scale": None, "query_offset": 0, "key_offset": 0, "enable_gqa": False}
 LSE, APPLY, PARTIAL = "attention_logsumexp", "attention_apply", "attention_partial"
@@ -429,12 +429,21 @@ def _partial_flops(ins, attrs, outs) -> Size:
     return normalize(2 * scores * (sdpa[0].shape[-1] + sdpa[2].shape[-1]) + 4 * scores)
 
 
+def _partial_rows_kernel(ins, attrs) -> str | None:
+    """The flash kernel's per-row curve (OpDef.rows_kernel) where rt.attention_partial calls it (no
+    mask, no grouped heads); with a mask the scores are written out, products priced by their rows."""
+    sdpa = _as_sdpa(PARTIAL, ins)
+    if len(sdpa) > 3 or attrs["enable_gqa"] or not _flash_eligible(sdpa, attrs):
+        return None
+    return "none"
+
+
 register(OpDef(
     name=PARTIAL, infer=_partial_infer, dims=_dims(PARTIAL), reference=_partial_ref, num_inputs=(3, 4),
     attrs=dict(_ATTRS), size_attrs=("query_offset", "key_offset"), accumulates=_accumulates(PARTIAL, "softmax_merge"),
     workspace=_partial_numpy_workspace, flops=_partial_flops, slice_attrs=_sdpa_slice, torch=_partial_lowering,
     torch_workspace=TorchWorkspace(cpu=_partial_cpu_workspace, cuda=_partial_scores_workspace),
-    saves=("inputs", "outputs"),
+    saves=("inputs", "outputs"), rows_kernel=_partial_rows_kernel,
     doc="attention_partial(k[..., S, E], v[..., S, Ev], q[..., L, E], mask?, is_causal=False, scale=None, "
         "query_offset=0, key_offset=0, enable_gqa=False) -> [..., L, Ev + 1]: SDPA over these keys ([..., :Ev]) "
         "with the log-sum-exp of each query's scores ([..., Ev]; zeros and -inf where a query attends no key); "
