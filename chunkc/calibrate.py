@@ -107,7 +107,7 @@ ATTENTION_ROWS = (32, 64, 128, 192, 256, 384, 512, 768, 1024, 2048)
 QUICK_ATTENTION_ROWS = (32, 256, 1024)
 ATTENTION_KEYS, ATTENTION_HEAD, ATTENTION_HEADS = 4096, 64, 4
 QUICK_ATTENTION_KEYS = 1024
-ATTENTION_KERNELS = ("none", "bool", "float")  # OpDef.rows_kernel's names: by the mask the kernel gets
+ATTENTION_KERNELS = ("none", "bool", "float", "causal")  # OpDef.rows_kernel's names: by the mask the kernel gets
 
 
 # This thread's CPU time (user and system, page faults included): on a machine shared with other
@@ -388,7 +388,11 @@ def measure_attention(quick: bool = False, samples: int = 7, say: Callable[[str]
     """(kernel, ((query rows, seconds per query row and key of one head), ...)) of
     ``F.scaled_dot_product_attention`` for each of :data:`ATTENTION_KERNELS` (no mask, a bool mask
     with a tenth of the keys masked, a float mask; see the module's docstring), made monotone: per
-    row, a call of more rows is never slower."""
+    row, a call of more rows is never slower.  ``causal``: the causal square of as many queries as
+    keys, in chunks of the rows as the generated code runs them (``rt.causal_attention``: an unmasked
+    call over the keys every row sees and the causal square after them), per query row and key
+    attended, with the whole square in one causal call at its last point (rows = keys): not made
+    monotone, a whole causal call computes the key blocks across the diagonal that chunks skip."""
     import torch
     import torch.nn.functional as F
 
@@ -398,6 +402,11 @@ def measure_attention(quick: bool = False, samples: int = 7, say: Callable[[str]
     found = []
     with torch.inference_mode():
         for kernel in ATTENTION_KERNELS:
+            if kernel == "causal":
+                found.append((kernel, _causal_curve(k, v, quick, samples)))
+                say("attention (causal) ns per query row and key attended by rows: "
+                    + ", ".join(f"{int(r)} {c * 1e9:.2f}" for r, c in found[-1][1]))
+                continue
             curve = []
             for rows in (QUICK_ATTENTION_ROWS if quick else ATTENTION_ROWS):
                 q = torch.rand(*shape, rows, ATTENTION_HEAD)
@@ -414,6 +423,30 @@ def measure_attention(quick: bool = False, samples: int = 7, say: Callable[[str]
             say(f"attention ({kernel} mask) ns per query row and key by rows: "
                 + ", ".join(f"{int(r)} {c * 1e9:.2f}" for r, c in curve))
     return tuple(found)
+
+
+def _causal_curve(k, v, quick: bool, samples: int) -> tuple[tuple[float, float], ...]:
+    """See :func:`measure_attention`: the causal square over ``k``'s keys in chunks of each rows."""
+    import torch
+    import torch.nn.functional as F
+
+    from .backends.torch_runtime import causal_attention
+
+    heads, keys, head = k.shape[1], k.shape[2], k.shape[3]
+    q = torch.rand(1, heads, keys, head)
+    pairs = keys * (keys + 1) / 2 * heads
+    curve = []
+    for rows in [r for r in (QUICK_ATTENTION_ROWS if quick else ATTENTION_ROWS) if r < keys] + [keys]:
+        if rows == keys:
+            def call():
+                F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            def call():
+                for start in range(0, keys, rows):
+                    causal_attention(q[..., start:start + rows, :], k, v, start)
+        t = _seconds_per_call(call, 1, max(3, samples // 2))
+        curve.append((float(rows), t / pairs))
+    return tuple(curve)
 
 
 def _heavy_programs():

@@ -27,13 +27,14 @@ def curved(table: KernelTable, kernel: str = "float") -> KernelTable:
 
 
 def sdpa_graph(heads: int = 1, mask: str | None = "float") -> chunkc.Graph:
-    """exp(SDPA(q, k, v, mask)) over L tokens, heads of 64."""
+    """exp(SDPA(q, k, v, mask)) over L tokens, heads of 64 (``mask``: "float", "bool", "causal"
+    (is_causal) or None)."""
     g = chunkc.Graph("sdpa")
     q, k, v = (g.add_input(n, "f32", (1, heads, "L", 64)) for n in "qkv")
     ins = [q, k, v]
-    if mask is not None:
+    if mask in ("float", "bool"):
         ins.append(g.add_input("m", "f32" if mask == "float" else "bool", ("L", "L")))
-    g.set_outputs(O.exp(O.scaled_dot_product_attention(*ins)))
+    g.set_outputs(O.exp(O.scaled_dot_product_attention(*ins, is_causal=mask == "causal")))
     return g
 
 
@@ -81,11 +82,13 @@ def test_a_table_of_format_5_is_still_read_and_prices_attention_as_before(tmp_pa
 def test_a_quick_measured_attention_curve_per_mask_is_non_increasing_per_row():
     torch.set_num_threads(1)
     found = dict(measure_attention(quick=True, samples=3))
-    assert set(found) == {"none", "bool", "float"}
-    for curve in found.values():
-        assert [r for r, _ in curve] == [32.0, 256.0, 1024.0]
+    assert set(found) == {"none", "bool", "float", "causal"}
+    for kernel, curve in found.items():
+        assert [r for r, _ in curve] == [32.0, 256.0, 1024.0]  # causal: its last point is the whole square
         values = [c for _, c in curve]
-        assert values == sorted(values, reverse=True) and values[-1] > 0
+        assert all(c > 0 for c in values)
+        if kernel != "causal":  # the whole causal call computes blocks across the diagonal that chunks skip
+            assert values == sorted(values, reverse=True)
 
 
 def _chunked_seconds(model: TimeModel, chunk: int, extent: int = 2048) -> float:
@@ -119,10 +122,10 @@ def test_a_chunk_of_128_query_rows_costs_more_per_row_than_one_of_1024_by_the_cu
 
 def test_the_op_records_name_the_curve_by_the_mask_the_kernel_gets():
     kinds = {}
-    for mask in (None, "bool", "float"):
+    for mask in (None, "bool", "float", "causal"):
         g = sdpa_graph(heads=4, mask=mask)
         kinds[mask] = TimeModel(g, {"L": 256}, synthetic_table()).facts[0].rows_kernel
-    assert kinds == {None: "none", "bool": "bool", "float": "float"}
+    assert kinds == {None: "none", "bool": "bool", "float": "float", "causal": "causal"}
     g = chunkc.Graph("three_axes")  # the math path: not the flash kernel's curve
     q, k, v = (g.add_input(n, "f32", (4, "L", 64)) for n in "qkv")
     g.set_outputs(O.scaled_dot_product_attention(q, k, v))

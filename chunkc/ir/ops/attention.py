@@ -529,12 +529,13 @@ def _split_over_keys(graph, node):
 
 def _rows_kernel(ins, attrs) -> str | None:
     """The per-row curve ATen's CPU flash kernel follows (OpDef.rows_kernel): by its mask, none
-    for the math path (operands the fused kernels do not take).  Causal queries run the unmasked
-    kernel (whole, it skips the blocks above the diagonal; a chunk below the first row runs an
-    unmasked call over the keys every row sees beside the diagonal block), and its blocks of
-    queries are the same."""
+    for the math path (operands the fused kernels do not take).  Causal queries have their own
+    ("causal": a chunk below the first row runs an unmasked call over the keys every row sees and
+    the causal square after them, rt.causal_attention; whole, one causal call)."""
     if not _flash_eligible(ins, attrs):
         return None
+    if attrs["is_causal"]:
+        return "causal"
     if len(ins) < 4 or ins[3] is None:
         return "none"
     return "bool" if ins[3].dtype == DType.bool else "float"

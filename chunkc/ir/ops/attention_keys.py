@@ -435,7 +435,7 @@ def _partial_rows_kernel(ins, attrs) -> str | None:
     sdpa = _as_sdpa(PARTIAL, ins)
     if len(sdpa) > 3 or attrs["enable_gqa"] or not _flash_eligible(sdpa, attrs):
         return None
-    return "none"
+    return "causal" if attrs["is_causal"] else "none"
 
 
 register(OpDef(
