@@ -1,6 +1,7 @@
 """Measure this machine's kernel table for the cost model (PyTorch backend, CPU).
 
-    python -m chunkc.calibrate               # at torch's thread count; about 7 s of CPU time
+    python -m chunkc.calibrate               # at torch's thread count; about 17 s of CPU time
+    python -m chunkc.calibrate --upgrade     # add what a table of an older format lacks (the attention curves)
     python -m chunkc.calibrate --threads 1   # the benchmarks time with one thread
     python -m chunkc.calibrate --show        # print the cached table, measure nothing
 
@@ -51,7 +52,8 @@ the samples; see :func:`_seconds`):
   through its own generated PyTorch code on :data:`POINTWISE_ELEMENTS` elements in cache;
 * ``attention``: ``F.scaled_dot_product_attention`` over :data:`ATTENTION_KEYS` keys, heads of
   :data:`ATTENTION_HEAD`, with no mask, a bool mask and a float mask (``OpDef.rows_kernel``), seconds
-  per query row and key of one head for query rows from 32 to 2048 (:data:`ATTENTION_ROWS`): ATen's
+  per query row and key of one head for query rows from 32 to 2048 (:data:`ATTENTION_ROWS`), and the
+  causal square in chunks of those rows against one causal call (per key attended): ATen's
   CPU flash kernel blocks its queries by how many a call has, and a chunk of 128 rows costs a fifth
   more per row than a call of 1024 (the cost model prices a chunk of a fused attention's queries by
   the curve's ratio at its rows to the whole op's rows).  ``--upgrade`` adds it to a table of format 5.

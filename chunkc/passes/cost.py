@@ -31,6 +31,10 @@ as a copy) and the bytes of its values, by a *kernel model*:
   edge, :meth:`KernelTable.cold_share`: an attention's scores evict the weights and
   keys the next iteration reads again; what the iteration itself just wrote stays
   warm), and all of them between two whole calls;
+* a fused attention (an op record with ``rows_kernel``) on a chunk of its queries: its
+  arithmetic at a wide product's rate, times how much more its kernel costs per query row
+  on that many rows than on all of them (``KernelTable.attention``, measured per mask kind
+  and for causal queries: the CPU flash kernel blocks its queries by how many a call has);
 * an elementwise kernel or a reduction: its FLOPs at the rate measured on its own
   op record's kernel when the table has one (exponentials, tanh, softmax: one
   exponential's rate does not fit them all), else at an exponential's;
@@ -48,7 +52,7 @@ Two kernel models come with chunkc:
   kernel, fresh outputs, a pointwise kernel, matrix products (by rows and by
   output columns) and their stores over ladders of sizes, products on cold operands, and the
   elementwise kernels of the heavier op
-  records (about 7 s of CPU time) and caches the table as
+  records and fused attention by query rows (about 17 s of CPU time) and caches the table as
   JSON in the user's cache directory, keyed by machine, torch version, torch
   threads, the table's format and the allocator's settings in the environment
   (:func:`table_path`).  Times between measured sizes are interpolated.
