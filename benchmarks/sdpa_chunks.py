@@ -41,7 +41,7 @@ def regions(plan, sizes) -> str:
     nodes = {n.name: n for n in plan.graph.nodes}
     found = []
     for r in plan.regions:
-        kinds = sorted({n.op.name for n in (nodes[name] for name in r.nodes) if n.op.rows_kernel is not None})
+        kinds = sorted({n.op.name for n in (nodes[name] for name in r.nodes) if getattr(n.op, "rows_kernel", None) is not None or "attention" in n.op.name})
         found.append(f"{evaluate(r.chunk_size, sizes)}/{evaluate(r.extent, sizes)}"
                      + (f" [{', '.join(kinds)}]" if kinds else ""))
     return "; ".join(found) or "no regions"
@@ -103,8 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     keys = [k for k in cases() if not args.only or k in args.only.split(",")]
     if args.heap:
-        cmd = [sys.executable, "-m", "benchmarks.sdpa_chunks", "--rounds", str(args.rounds), "--only", ",".join(keys)]
-        cmd += ["--plan-only"] if args.plan_only else []
+        cmd = [sys.executable, "-m", "benchmarks.sdpa_chunks"] + [a for a in sys.argv[1:] if a != "--heap"]
         sys.exit(subprocess.run(cmd, env={**os.environ, **BIG_BLOCKS_ON_HEAP}).returncode)
     C.set_threads(1)
     for key in keys:
