@@ -276,9 +276,11 @@ class KernelTable:
     # counts); records not in it run at pointwise_flops_per_s
     pointwise_rates: tuple[tuple[str, float], ...] = ()
     # (kernel, ((query rows, seconds per query row and key of one batch-head), ...)) of fused attention
-    # (OpDef.rows_kernel: "none", "bool", "float" mask) over ATTENTION_KEYS keys with heads of
-    # ATTENTION_HEAD: ATen's CPU flash kernel blocks its queries by how many a call has (256 from 768
-    # rows on, 64 from 192, else 32), and on a chunk of few rows runs more, smaller products per key block
+    # (OpDef.rows_kernel: "none", "bool", "float" mask; "causal" per key attended, the causal square in
+    # chunks of the rows, its last point the whole square in one call) over chunkc.calibrate's
+    # ATTENTION_KEYS keys, heads of ATTENTION_HEAD: ATen's CPU flash kernel blocks its queries by how
+    # many a call has (256 from 768 rows on, 64 from 192, else 32), and on a chunk of few rows runs more,
+    # smaller products per key block.  Only ratios of a curve's points are used (rows_factor)
     attention: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
     format: int = TABLE_FORMAT  # the format it was read in (an older one lacks curves: READ_FORMATS)
     created: str = ""
