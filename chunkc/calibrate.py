@@ -1,6 +1,7 @@
 """Measure this machine's kernel table for the cost model (PyTorch backend, CPU).
 
-    python -m chunkc.calibrate               # at torch's thread count; about 7 s of CPU time
+    python -m chunkc.calibrate               # at torch's thread count; about 17 s of CPU time
+    python -m chunkc.calibrate --upgrade     # add what a table of an older format lacks (the attention curves)
     python -m chunkc.calibrate --threads 1   # the benchmarks time with one thread
     python -m chunkc.calibrate --show        # print the cached table, measure nothing
 
@@ -48,7 +49,14 @@ the samples; see :func:`_seconds`):
   vectorizes its exponentials and runs 1.6 times as many of the FLOPs its record counts per
   second; tanh a third as many): every op record counting at least
   :data:`HEAVY_FLOPS_PER_ELEMENT` FLOPs an element that runs on one float32 vector is timed
-  through its own generated PyTorch code on :data:`POINTWISE_ELEMENTS` elements in cache.
+  through its own generated PyTorch code on :data:`POINTWISE_ELEMENTS` elements in cache;
+* ``attention``: ``F.scaled_dot_product_attention`` over :data:`ATTENTION_KEYS` keys, heads of
+  :data:`ATTENTION_HEAD`, with no mask, a bool mask and a float mask (``OpDef.rows_kernel``), seconds
+  per query row and key of one head for query rows from 32 to 2048 (:data:`ATTENTION_ROWS`), and the
+  causal square in chunks of those rows against one causal call (per key attended): ATen's
+  CPU flash kernel blocks its queries by how many a call has, and a chunk of 128 rows costs a fifth
+  more per row than a call of 1024 (the cost model prices a chunk of a fused attention's queries by
+  the curve's ratio at its rows to the whole op's rows).  ``--upgrade`` adds it to a table of format 5.
 
 Each curve is then made monotone (:func:`monotone`): per byte, costs grow with size;
 per FLOP, a product with more rows is never slower.
@@ -64,10 +72,11 @@ import gc
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .passes.cost import KernelTable, find_table, machine_name, table_key, table_path
+from .passes.cost import TABLE_FORMAT, KernelTable, find_table, machine_name, table_key, table_path
 
 # 4 KiB .. 256 MiB of output, with points just below glibc's largest mmap threshold (32 MiB),
 # where fresh outputs turn from reused heap into page faults
@@ -94,6 +103,13 @@ OPERAND_PRODUCTS = (((64, 256), (256, 1024)), ((4, 64, 64), (4, 64, 2048)), ((4,
 EVICT_BYTES = 256 << 20  # written between the timed calls: larger than the last cache level of a server CPU
 POINTWISE_ELEMENTS = 64 * 1024  # 256 KiB of float32: in cache
 HEAVY_FLOPS_PER_ELEMENT = 4  # records counting this many FLOPs an element or more get a rate of their own
+# the attention curves (KernelTable.attention): queries from 32 rows (the flash kernel's smallest block) up,
+# over 4096 keys in heads of 64 (GPT-2's), 4 heads; its blocks change size at 192 and 768 rows
+ATTENTION_ROWS = (32, 64, 128, 192, 256, 384, 512, 768, 1024, 2048)
+QUICK_ATTENTION_ROWS = (32, 256, 1024)
+ATTENTION_KEYS, ATTENTION_HEAD, ATTENTION_HEADS = 4096, 64, 4
+QUICK_ATTENTION_KEYS = 1024
+ATTENTION_KERNELS = ("none", "bool", "float", "causal")  # OpDef.rows_kernel's names: by the mask the kernel gets
 
 
 # This thread's CPU time (user and system, page faults included): on a machine shared with other
@@ -225,12 +241,13 @@ def measure_table(threads: int | None = None, quick: bool = False, samples: int 
         stream = monotone(stream)
         operand_warm, operand_cold = _operand_seconds(gemm, monotone(product_out), call_s, samples, quick, say)
         rates = _pointwise_rates(call_s, samples, say)
+        attention = measure_attention(quick, samples, say)
 
     return KernelTable(
         key=table_key(threads), call_s=call_s, view_s=view_s, iteration_s=iteration_s,
         stream=stream, alloc=monotone(alloc), pointwise_flops_per_s=pointwise, gemm=gemm, gemm_columns=gemm_columns,
         product_out=monotone(product_out), product_out_unaligned=monotone(product_out_unaligned),
-        operand_warm_s=operand_warm, operand_cold_s=operand_cold, pointwise_rates=rates,
+        operand_warm_s=operand_warm, operand_cold_s=operand_cold, pointwise_rates=rates, attention=attention,
         edge=_edge_stream(QUICK_EDGE_BYTES if quick else EDGE_BYTES, into_s, samples, say),
         created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         notes=f"{machine_name()}; torch {torch.__version__}, {threads} thread(s)" + ("; quick" if quick else ""))
@@ -368,6 +385,72 @@ def _pointwise_rates(call_s: float, samples: int,
     return tuple(found)
 
 
+def measure_attention(quick: bool = False, samples: int = 7, say: Callable[[str], None] = lambda _: None
+                      ) -> tuple[tuple[str, tuple[tuple[float, float], ...]], ...]:
+    """(kernel, ((query rows, seconds per query row and key of one head), ...)) of
+    ``F.scaled_dot_product_attention`` for each of :data:`ATTENTION_KERNELS` (no mask, a bool mask
+    with a tenth of the keys masked, a float mask; see the module's docstring), made monotone: per
+    row, a call of more rows is never slower.  ``causal``: the causal square of as many queries as
+    keys, in chunks of the rows as the generated code runs them (``rt.causal_attention``: an unmasked
+    call over the keys every row sees and the causal square after them), per query row and key
+    attended, with the whole square in one causal call at its last point (rows = keys): not made
+    monotone, a whole causal call computes the key blocks across the diagonal that chunks skip."""
+    import torch
+    import torch.nn.functional as F
+
+    keys = QUICK_ATTENTION_KEYS if quick else ATTENTION_KEYS
+    shape = (1, ATTENTION_HEADS)
+    k, v = torch.rand(*shape, keys, ATTENTION_HEAD), torch.rand(*shape, keys, ATTENTION_HEAD)
+    found = []
+    with torch.inference_mode():
+        for kernel in ATTENTION_KERNELS:
+            if kernel == "causal":
+                found.append((kernel, _causal_curve(k, v, quick, samples)))
+                say("attention (causal) ns per query row and key attended by rows: "
+                    + ", ".join(f"{int(r)} {c * 1e9:.2f}" for r, c in found[-1][1]))
+                continue
+            curve = []
+            for rows in (QUICK_ATTENTION_ROWS if quick else ATTENTION_ROWS):
+                q = torch.rand(*shape, rows, ATTENTION_HEAD)
+                mask = {"none": None, "bool": torch.rand(rows, keys) > 0.1, "float": torch.rand(rows, keys)}[kernel]
+
+                def call():
+                    F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+                guess = 4e-9 * rows * keys * ATTENTION_HEADS
+                t = _seconds_per_call(call, _calls_for(guess, 4e-3), samples if guess < 0.02 else max(3, samples // 2))
+                curve.append((float(rows), t / (rows * keys * ATTENTION_HEADS)))
+            # per row non-increasing in the rows: pool the violators of the reversed curve
+            curve = tuple(reversed(monotone(list(reversed(curve)))))
+            found.append((kernel, curve))
+            say(f"attention ({kernel} mask) ns per query row and key by rows: "
+                + ", ".join(f"{int(r)} {c * 1e9:.2f}" for r, c in curve))
+    return tuple(found)
+
+
+def _causal_curve(k, v, quick: bool, samples: int) -> tuple[tuple[float, float], ...]:
+    """See :func:`measure_attention`: the causal square over ``k``'s keys in chunks of each rows."""
+    import torch
+    import torch.nn.functional as F
+
+    from .backends.torch_runtime import causal_attention
+
+    heads, keys, head = k.shape[1], k.shape[2], k.shape[3]
+    q = torch.rand(1, heads, keys, head)
+    pairs = keys * (keys + 1) / 2 * heads
+    curve = []
+    for rows in [r for r in (QUICK_ATTENTION_ROWS if quick else ATTENTION_ROWS) if r < keys] + [keys]:
+        if rows == keys:
+            def call():
+                F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            def call():
+                for start in range(0, keys, rows):
+                    causal_attention(q[..., start:start + rows, :], k, v, start)
+        t = _seconds_per_call(call, 1, max(3, samples // 2))
+        curve.append((float(rows), t / pairs))
+    return tuple(curve)
+
+
 def _heavy_programs():
     """(record name, compiled one-node program with its ``flops``) for :func:`_pointwise_rates`."""
     import chunkc
@@ -452,6 +535,11 @@ def describe(table: KernelTable) -> list[str]:
                  f"{table.operand_cold_s * 1e12:.0f} from memory; heap blocks up to {_size(table.heap_bytes())}")
     lines.append("share of product operands cold by loop iteration bytes: "
                  + ", ".join(f"{_size(s)} {table.cold_share(s):.2f}" for s, _ in table.edge[::4]))
+    for kernel, curve in table.attention:
+        lines.append(f"attention ({kernel} mask) ns per query row and key by rows: "
+                     + ", ".join(f"{int(r)} {c * 1e9:.2f}" for r, c in curve))
+    if not table.attention:
+        lines.append(f"no attention curves (a table of format {table.format}: python -m chunkc.calibrate --upgrade)")
     if table.pointwise_rates:
         lines.append("pointwise GFLOP/s by op record: "
                      + ", ".join(f"{name} {rate / 1e9:.1f}" for name, rate in table.pointwise_rates))
@@ -467,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads to measure with (default: torch's)")
     parser.add_argument("--out", type=Path, default=None, help="write the table here instead of the cache")
     parser.add_argument("--show", action="store_true", help="print the cached table and exit")
+    parser.add_argument("--upgrade", action="store_true",
+                        help="add the curves an older table lacks (the attention curves), keep the rest")
     args = parser.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be a positive integer, got {args.threads}")
@@ -480,12 +570,46 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print("\n".join(describe(table)))
         return 0
+    if args.upgrade:
+        return _upgrade(args.threads, args.out)
     table = measure_table(args.threads, progress=lambda line: print(line, file=sys.stderr, flush=True))
     threads = int(table.key.rsplit("-t", 1)[1])
     path = table.save(args.out or table_path(threads))
     print("\n".join(describe(table)))
     print(f"written to {path}")
     return 0
+
+
+def upgrade_table(table: KernelTable, threads: int, progress: Callable[[str], None] | None = None) -> KernelTable:
+    """``table`` (of an older format) with what the current format adds measured now, at ``threads``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    attention = table.attention or measure_attention(say=progress or (lambda _: None))
+    key = table_key(threads)
+    return replace(table, key=key, attention=attention, format=TABLE_FORMAT,
+                   notes=table.notes + f"; attention curves added {_now()}")
+
+
+def _upgrade(threads: int | None, out: Path | None) -> int:
+    import torch
+    threads = threads or torch.get_num_threads()
+    table = find_table(threads)
+    if table is None:
+        print(f"no kernel table to upgrade at {threads} thread(s); run python -m chunkc.calibrate", file=sys.stderr)
+        return 1
+    if table.format == TABLE_FORMAT and table.attention:
+        print(f"the table is of format {TABLE_FORMAT} already: {table_path(threads)}")
+        return 0
+    table = upgrade_table(table, threads, lambda line: print(line, file=sys.stderr, flush=True))
+    path = table.save(out or table_path(threads))
+    print("\n".join(describe(table)))
+    print(f"written to {path}")
+    return 0
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 if __name__ == "__main__":

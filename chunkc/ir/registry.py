@@ -150,6 +150,12 @@ class OpDef:
     # the same attributes compute the same values, so common-subexpression elimination may
     # keep one (chunkc.passes.cse).  False for ops chunkc does not model (opaque).
     pure: bool = True
+    # ``rows_kernel(in_types, attrs) -> str | None``: the measured curve of seconds per query row
+    # that the op's PyTorch kernel follows (chunkc.passes.cost.KernelTable.attention: "none",
+    # "bool", "float"), output 0's axis -2 being its query rows: a fused attention kernel blocks
+    # its queries, and on a chunk of few rows it runs smaller blocks, slower per row.  None: the
+    # op's time per row does not depend on how many rows a call computes beyond its FLOPs' rate.
+    rows_kernel: Callable[..., str | None] | None = None
     doc: str = ""
 
     def __post_init__(self) -> None:

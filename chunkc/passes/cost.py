@@ -31,6 +31,10 @@ as a copy) and the bytes of its values, by a *kernel model*:
   edge, :meth:`KernelTable.cold_share`: an attention's scores evict the weights and
   keys the next iteration reads again; what the iteration itself just wrote stays
   warm), and all of them between two whole calls;
+* a fused attention (an op record with ``rows_kernel``) on a chunk of its queries: its
+  arithmetic at a wide product's rate, times how much more its kernel costs per query row
+  on that many rows than on all of them (``KernelTable.attention``, measured per mask kind
+  and for causal queries: the CPU flash kernel blocks its queries by how many a call has);
 * an elementwise kernel or a reduction: its FLOPs at the rate measured on its own
   op record's kernel when the table has one (exponentials, tanh, softmax: one
   exponential's rate does not fit them all), else at an exponential's;
@@ -48,7 +52,7 @@ Two kernel models come with chunkc:
   kernel, fresh outputs, a pointwise kernel, matrix products (by rows and by
   output columns) and their stores over ladders of sizes, products on cold operands, and the
   elementwise kernels of the heavier op
-  records (about 7 s of CPU time) and caches the table as
+  records and fused attention by query rows (about 17 s of CPU time) and caches the table as
   JSON in the user's cache directory, keyed by machine, torch version, torch
   threads, the table's format and the allocator's settings in the environment
   (:func:`table_path`).  Times between measured sizes are interpolated.
@@ -120,6 +124,11 @@ class Work:
     cold: float = 1.0  # the share of those operands that comes from memory, not the caches (evicted since last touched)
     op: str = ""  # the op record's name: the key of a measured per-record rate (KernelTable.pointwise_rates)
     columns: float | None = None  # a contraction's output columns, when one operand alone gives them (None: many)
+    # an op whose kernel follows a measured per-query-row curve (OpDef.rows_kernel, KernelTable.attention):
+    # the curve's name, the query rows of this call and of the whole op's call
+    rows_kernel: str = ""
+    query_rows: float | None = None
+    whole_rows: float | None = None
 
 
 class Kernels(Protocol):
@@ -226,7 +235,10 @@ def aligned_chunk(chunk: int, largest: int, multiple: int) -> int:
 
 # --------------------------------------------------------------------------- the measured table
 
-TABLE_FORMAT = 5  # part of a table's key: a table of another format is measured anew (2 was never released)
+TABLE_FORMAT = 6  # part of a table's key (2 was never released)
+# older formats still read (find_table falls back to them): what they lack keeps its default, priced as
+# before it was measured (5: no attention curve); ``python -m chunkc.calibrate --upgrade`` adds it
+READ_FORMATS = (5, 6)
 
 
 @dataclass(frozen=True)
@@ -263,6 +275,14 @@ class KernelTable:
     # (op record, FLOPs per second) measured on the record's own kernel in cache (the FLOPs its record
     # counts); records not in it run at pointwise_flops_per_s
     pointwise_rates: tuple[tuple[str, float], ...] = ()
+    # (kernel, ((query rows, seconds per query row and key of one batch-head), ...)) of fused attention
+    # (OpDef.rows_kernel: "none", "bool", "float" mask; "causal" per key attended, the causal square in
+    # chunks of the rows, its last point the whole square in one call) over chunkc.calibrate's
+    # ATTENTION_KEYS keys, heads of ATTENTION_HEAD: ATen's CPU flash kernel blocks its queries by how
+    # many a call has (256 from 768 rows on, 64 from 192, else 32), and on a chunk of few rows runs more,
+    # smaller products per key block.  Only ratios of a curve's points are used (rows_factor)
+    attention: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
+    format: int = TABLE_FORMAT  # the format it was read in (an older one lacks curves: READ_FORMATS)
     created: str = ""
     notes: str = ""
 
@@ -354,6 +374,24 @@ class KernelTable:
         """FLOPs per second of an elementwise or reduction kernel of ``op`` (a record's name)."""
         return self._rates.get(op, self.pointwise_flops_per_s)
 
+    @functools.cached_property
+    def _attention(self) -> dict[str, tuple[tuple[float, float], ...]]:
+        return dict(self.attention)
+
+    def attention_curve(self, kernel: str) -> tuple[tuple[float, float], ...]:
+        """The measured (query rows, seconds per query row and key) of fused attention ``kernel``
+        (OpDef.rows_kernel); () when the table has none (a table of format 5)."""
+        return self._attention.get(kernel, ())
+
+    def rows_factor(self, kernel: str, rows: float | None, whole: float | None) -> float:
+        """How much more a fused attention costs per query row on a call of ``rows`` query rows
+        than on one of ``whole`` (the op unchunked): the ratio of the curve at the two (at least 1;
+        1 without a curve or with either unknown)."""
+        curve = self.attention_curve(kernel)
+        if not curve or rows is None or whole is None or rows >= whole:
+            return 1.0
+        return max(1.0, _interpolate(curve, max(rows, 1.0)) / _interpolate(curve, whole))
+
     def product_out_seconds(self, nbytes: float, aligned: bool = True) -> float:
         """What a matrix product's ``nbytes`` of output cost beyond its arithmetic: per element a
         tile's stores, whatever the inner dimension; slow once the output leaves the caches, slower
@@ -369,8 +407,12 @@ class KernelTable:
             # a wide product's arithmetic, then its operands repacked; a narrow one (few columns) runs a
             # kernel slow enough to read its operands while it computes: whichever takes longer
             operands = work.operands * (self.operand_warm_s + work.cold * (self.operand_cold_s - self.operand_warm_s))
-            arithmetic = max(work.flops / self.gemm_rate(work.rows) + operands,
-                             work.flops / self.gemm_rate(work.rows, work.columns))
+            rows, factor = work.rows, 1.0
+            if work.rows_kernel and self.attention_curve(work.rows_kernel):
+                # a fused attention on a chunk of its queries: the measured curve prices the rows, not the gemm's
+                rows, factor = None, self.rows_factor(work.rows_kernel, work.query_rows, work.whole_rows)
+            arithmetic = factor * max(work.flops / self.gemm_rate(rows) + operands,
+                                      work.flops / self.gemm_rate(rows, work.columns))
             compute = arithmetic + self.product_out_seconds(work.written, work.aligned)
         else:
             compute = work.flops / self.pointwise_rate(work.op)
@@ -392,21 +434,23 @@ class KernelTable:
     # -- the file ------------------------------------------------------------------
 
     def to_json(self) -> str:
-        data = asdict(self)
-        data["format"] = TABLE_FORMAT
-        return json.dumps(data, indent=1)
+        return json.dumps(asdict(self), indent=1)
 
     @staticmethod
     def from_json(text: str, where: str = "kernel table") -> "KernelTable":
         try:
             data = json.loads(text)
-            if data.pop("format", None) != TABLE_FORMAT:
-                raise ValueError(f"format is not {TABLE_FORMAT}")
+            if data.get("format") not in READ_FORMATS:
+                raise ValueError(f"format is not one of {', '.join(map(str, READ_FORMATS))}")
             for curve in ("stream", "alloc", "gemm", "product_out", "product_out_unaligned", "edge", "gemm_columns"):
                 data[curve] = tuple((float(a), float(b)) for a, b in data[curve])
                 if (not data[curve] and curve not in ("edge", "gemm_columns")) or any(a <= 0 for a, _ in data[curve]):
                     raise ValueError(f"curve {curve} is empty or has a size <= 0")
             data["pointwise_rates"] = tuple((str(k), float(v)) for k, v in data["pointwise_rates"])
+            data["attention"] = tuple((str(k), tuple((float(a), float(b)) for a, b in curve))
+                                      for k, curve in data.get("attention", ()))
+            if any(not curve or any(a <= 0 or b <= 0 for a, b in curve) for _, curve in data["attention"]):
+                raise ValueError("an attention curve is empty or has a value <= 0")
             table = KernelTable(**data)
         except (ValueError, TypeError, KeyError) as exc:
             raise ChunkcError(f"{where}: not a chunkc kernel table ({exc}); rebuild it with "
@@ -496,16 +540,16 @@ def allocator_tag(environ: Mapping[str, str] | None = None) -> str:
 
 
 def table_key(threads: int, machine: str | None = None, torch: str | None = None,
-              allocator: str | None = None) -> str:
+              allocator: str | None = None, table_format: int = TABLE_FORMAT) -> str:
     """``<hash of the machine>-torch<version><allocator tag>-v<table format>-t<threads>`` (see
     :func:`allocator_tag`)."""
     digest = hashlib.sha1((machine or machine_name()).encode()).hexdigest()[:10]
     tag = allocator_tag() if allocator is None else allocator
-    return f"{digest}-torch{torch or torch_version()}{tag}-v{TABLE_FORMAT}-t{threads}"
+    return f"{digest}-torch{torch or torch_version()}{tag}-v{table_format}-t{threads}"
 
 
-def table_path(threads: int, directory: Path | None = None) -> Path:
-    return (directory or cache_dir()) / f"kernels-{table_key(threads)}.json"
+def table_path(threads: int, directory: Path | None = None, table_format: int = TABLE_FORMAT) -> Path:
+    return (directory or cache_dir()) / f"kernels-{table_key(threads, table_format=table_format)}.json"
 
 
 def _torch_threads() -> int | None:
@@ -521,15 +565,20 @@ def find_table(threads: int | None = None, directory: Path | None = None) -> Ker
     directory = directory or cache_dir()
     if not directory.is_dir():
         return None
-    if not any(directory.glob(f"kernels-{table_key(0).rsplit('-t', 1)[0]}-t*.json")):
+    formats = [f for f in reversed(READ_FORMATS)
+               if any(directory.glob(f"kernels-{table_key(0, table_format=f).rsplit('-t', 1)[0]}-t*.json"))]
+    if not formats:
         return None  # none for this machine and torch version (decided without importing torch)
     if threads is None:
         threads = _torch_threads()
         if threads is None:
             import torch  # a table exists for this machine: which thread count applies is torch's
             threads = torch.get_num_threads()
-    path = table_path(threads, directory)
-    return KernelTable.load(path) if path.exists() else None
+    for table_format in formats:  # the newest first; an older one prices what it lacks as before
+        path = table_path(threads, directory, table_format)
+        if path.exists():
+            return KernelTable.load(path)
+    return None
 
 
 def default_kernels(backend: str = "torch", device: str = "cpu") -> Kernels:
@@ -556,6 +605,8 @@ class _NodeFacts:
     out_bytes: tuple[float, ...]
     row_bytes: float  # bytes of one row (the last axis) of its first output, 0 without one
     columns: float | None = None  # a contraction's output columns (see TimeModel._columns)
+    rows_kernel: str = ""  # the measured per-query-row curve its kernel follows (OpDef.rows_kernel)
+    whole_rows: float | None = None  # then: its query rows (output 0's axis -2), unchunked
 
 
 @dataclass
@@ -628,7 +679,12 @@ class TimeModel:
         row = 0.0
         if first is not None and first.rank:
             row = float(evaluate(first.shape[-1], self.sizes) * first.dtype.itemsize)
-        return _NodeFacts(kind, float(flops), ins, outs, row, self._columns(node) if kind == CONTRACTION else None)
+        facts = _NodeFacts(kind, float(flops), ins, outs, row, self._columns(node) if kind == CONTRACTION else None)
+        if kind == CONTRACTION and node.op.rows_kernel is not None and first is not None and first.rank >= 2:
+            kernel = node.op.rows_kernel([v.type for v in node.inputs], node.attrs)
+            if kernel:
+                facts.rows_kernel, facts.whole_rows = kernel, float(evaluate(first.shape[-2], self.sizes))
+        return facts
 
     def _columns(self, node: Node) -> float | None:
         """The columns of a contraction's output: its last axis, when one operand (rank >= 2) alone
@@ -675,11 +731,13 @@ class TimeModel:
         return max(0.0, self.machine.seconds(replace(bare, flops=work.flops)) - self.machine.seconds(bare))
 
     def _work(self, i: int, chunked: Mapping[Value, object] = {}, share: float = 1.0,
-              rows: float | None = None, last_axis: bool = False, cold: float = 1.0) -> Work:
+              rows: float | None = None, last_axis: bool = False, cold: float = 1.0,
+              query_rows: float | None = None) -> Work:
         """Node ``i``'s call when its outputs and the ``chunked`` inputs are ``share`` of their size
         (``last_axis``: its output is chunked along its last axis, so its rows shrink too; ``cold``:
         the share of its operands that what ran since they were last touched has evicted from the
-        caches, all of them between two whole calls of a program of large tensors)."""
+        caches, all of them between two whole calls of a program of large tensors; ``query_rows``:
+        a fused attention's query rows in this call, when a chunk of them (default: all)."""
         f, node = self.facts[i], self.graph.nodes[i]
         ins = [b * share if v in chunked else b for v, b in zip(node.inputs, f.in_bytes)]
         outs = tuple(b * share for b in f.out_bytes)
@@ -687,19 +745,21 @@ class TimeModel:
         columns = f.columns * share if last_axis and f.columns is not None else f.columns
         return Work(f.kind, f.flops * share, sum(ins) + sum(outs), max(ins + list(outs), default=0.0),
                     () if f.kind == VIEW else outs, rows, sum(outs), row % CACHE_LINE == 0,
-                    sum(ins) if f.kind == CONTRACTION else 0.0, cold, node.op.name, columns)
+                    sum(ins) if f.kind == CONTRACTION else 0.0, cold, node.op.name, columns,
+                    f.rows_kernel, f.whole_rows if query_rows is None else query_rows, f.whole_rows)
 
     def _call_seconds(self, i: int, sliced_inputs: tuple[bool, ...], share: float, rows: float | None,
-                      last_axis: bool = False, cold: float = 1.0) -> float:
+                      last_axis: bool = False, cold: float = 1.0, query_rows: float | None = None) -> float:
         """Seconds of node ``i``'s call on ``share`` of its outputs and of the inputs flagged in
         ``sliced_inputs`` (the machine's price of :meth:`_work`), remembered: the selection
         prices many regions that run the same node on the same share."""
-        key = (i, sliced_inputs, share, rows, last_axis, cold)
+        key = (i, sliced_inputs, share, rows, last_axis, cold, query_rows)
         t = self._call_cache.get(key)
         if t is None:
             node = self.graph.nodes[i]
             chunked = {v: None for v, flag in zip(node.inputs, sliced_inputs) if flag}
-            t = self._call_cache[key] = self._seconds(i, self._work(i, chunked, share, rows, last_axis, cold))
+            t = self._call_cache[key] = self._seconds(i, self._work(i, chunked, share, rows, last_axis, cold,
+                                                                    query_rows))
         return t
 
     def iteration_bytes(self, loop: Sequence[int], chunked: Mapping[Value, tuple[int, int]], share: float) -> float:
@@ -743,7 +803,10 @@ class TimeModel:
             body.append((i, tuple([v in chunked for v in node.inputs]), self._rows(i, chunked),
                          out in chunked and chunked[out][0] == out.rank - 1,
                          self._operands_from_outside(i, chunked, inside) if self.facts[i].kind == CONTRACTION
-                         else None))
+                         else None,
+                         # a fused attention chunked along its queries: its whole query rows (OpDef.rows_kernel)
+                         self.facts[i].whole_rows if self.facts[i].rows_kernel and out in chunked
+                         and chunked[out][0] == out.rank - 2 else None))
         sliced = tuple(v for v in chunked if v.producer not in inside)
         # sliced along an axis that is not the outermost: a strided view, often copied
         strided = tuple(v for v in sliced if any(not (isinstance(s, int) and s == 1) for s in v.shape[:chunked[v][0]]))
@@ -855,13 +918,14 @@ class TimeModel:
         nodes = self.graph.nodes
         for (count, share), evicted in zip(parts, cold):
             calls = 0.0  # one iteration's calls (the selection's inner loop: _call_seconds's cache asked here first)
-            for i, sliced_inputs, rows, last_axis, outside in body:
+            for i, sliced_inputs, rows, last_axis, outside, queries in body:
                 grown = min(1.0, share * _overlap(nodes[i], chunked, halos, chunk)) if halos else share
                 cold = 1.0
                 if outside is not None:  # a contraction: its operands from outside the iteration read cold
                     total_bytes = outside[2] * grown + outside[3]
                     cold = round(evicted * (outside[0] * grown + outside[1]) / total_bytes, 2) if total_bytes else 0.0
-                args = (i, sliced_inputs, grown, None if rows is None else rows * grown, last_axis, cold)
+                args = (i, sliced_inputs, grown, None if rows is None else rows * grown, last_axis, cold,
+                        None if queries is None else queries * grown)
                 t = cache.get(args)
                 calls += call(*args) if t is None else t
             total += count * calls

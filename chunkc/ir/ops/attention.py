@@ -543,13 +543,27 @@ def _split_over_keys(graph, node):
     return partial, values, (2, 0, 1) + ((3,) if mask else ()), "statistics"
 
 
+def _rows_kernel(ins, attrs) -> str | None:
+    """The per-row curve ATen's CPU flash kernel follows (OpDef.rows_kernel): by its mask, none
+    for the math path (operands the fused kernels do not take).  Causal queries have their own
+    ("causal": a chunk below the first row runs an unmasked call over the keys every row sees and
+    the causal square after them, rt.causal_attention; whole, one causal call)."""
+    if not _flash_eligible(ins, attrs):
+        return None
+    if attrs["is_causal"]:
+        return "causal"
+    if len(ins) < 4 or ins[3] is None:
+        return "none"
+    return "bool" if ins[3].dtype == DType.bool else "float"
+
+
 register(OpDef(
     name="scaled_dot_product_attention", infer=_sdpa_infer, dims=_sdpa_dims, reference=_sdpa_ref,
     num_inputs=(3, 4), attrs={"is_causal": False, "scale": None, "query_offset": 0, "enable_gqa": False},
     size_attrs=("query_offset",), canonicalize=_sdpa_canonicalize,
     workspace=_sdpa_workspace, torch_workspace=_SDPA_WORKSPACE, flops=_sdpa_flops, slice_attrs=_sdpa_slice,
     torch=_sdpa_torch, saves=("inputs", "outputs"),
-    split_accumulating=_split_over_keys,
+    split_accumulating=_split_over_keys, rows_kernel=_rows_kernel,
     doc="scaled_dot_product_attention(q[..., L, E], k[..., S, E], v[..., S, Ev], mask?, is_causal=False, "
         "scale=None, query_offset=0, enable_gqa=False) -> [..., L, Ev]; scale None is 1/sqrt(E); a bool mask "
         "marks the keys to attend, a float mask is added; with is_causal, query i attends keys j <= i + "

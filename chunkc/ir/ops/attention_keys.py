@@ -288,12 +288,20 @@ def _partial_flops(ins, attrs, outs) -> Size:
     return normalize(2 * scores * (sdpa[0].shape[-1] + sdpa[2].shape[-1]) + 4 * scores)
 
 
+def _partial_rows_kernel(ins, attrs) -> str | None:
+    """The flash kernel's per-row curve (OpDef.rows_kernel) where rt.attention_partial calls it
+    (:func:`_partial_runs_flash`); otherwise the scores are written out, products priced by their rows."""
+    if not _partial_runs_flash(ins, attrs, (_as_sdpa(ins)[0],)):  # the output has q's dtype
+        return None
+    return "causal" if attrs["is_causal"] else "none"
+
+
 register(OpDef(
     name=PARTIAL, infer=_partial_infer, dims=_dims, reference=_partial_ref, num_inputs=(3, 4),
     attrs=dict(_ATTRS), size_attrs=("query_offset", "key_offset"), accumulates=_accumulates,
     workspace=_partial_numpy_workspace, flops=_partial_flops, slice_attrs=_sdpa_slice, torch=_partial_lowering,
     torch_workspace=TorchWorkspace(cpu=_partial_cpu_workspace, cuda=_partial_scores_workspace),
-    saves=("inputs", "outputs"),
+    saves=("inputs", "outputs"), rows_kernel=_partial_rows_kernel,
     doc="attention_partial(k[..., S, E], v[..., S, Ev], q[..., L, E], mask?, is_causal=False, scale=None, "
         "query_offset=0, key_offset=0, enable_gqa=False) -> [..., L, Ev + 1]: SDPA over these keys ([..., :Ev]) "
         "with the log-sum-exp of each query's scores ([..., Ev]; zeros and -inf where a query attends no key); "
