@@ -259,13 +259,17 @@ _FLASH_CPU_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16
 
 def _split_causal_eligible(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, enable_gqa: bool) -> bool:
     """Whether ATen's CPU flash kernel (which returns the log-sum-exp) takes these operands:
-    four axes, one batch, the same heads and head size, one float dtype; autograd not recording
-    (the kernel's backward drops the log-sum-exp's gradient, which the merge needs).  The
-    memory record (``_split_causal_rows`` in chunkc/ir/ops/attention.py) states the same rule,
-    autograd included: estimators say whether they ask for a recorded call)."""
-    return (not enable_gqa and q.device.type == "cpu" and q.dim() == k.dim() == v.dim() == 4
+    four axes, one batch, the same heads (``enable_gqa``: q's heads a multiple of k's and v's,
+    which the kernel reads in place, each serving its group of query heads) and head size, one
+    float dtype; autograd not recording (the kernel's backward drops the log-sum-exp's gradient,
+    which the merge needs).  The memory record (``_split_causal_rows`` in
+    chunkc/ir/ops/attention.py) states the same rule, autograd included: estimators say whether
+    they ask for a recorded call)."""
+    heads = (q.shape[1] == k.shape[1] or (enable_gqa and k.shape[1] and q.shape[1] % k.shape[1] == 0)) \
+        if q.dim() == 4 else False
+    return (q.device.type == "cpu" and q.dim() == k.dim() == v.dim() == 4
             and q.dtype == k.dtype == v.dtype and q.dtype in _FLASH_CPU_DTYPES
-            and q.shape[0] == k.shape[0] == v.shape[0] and q.shape[1] == k.shape[1] == v.shape[1]
+            and q.shape[0] == k.shape[0] == v.shape[0] and heads and k.shape[1] == v.shape[1]
             and q.shape[3] == k.shape[3] == v.shape[3]
             and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)))
 
@@ -379,12 +383,12 @@ def attention_partial(k: torch.Tensor, v: torch.Tensor, q: torch.Tensor, mask, c
     -inf).  The scores are made once: by ATen's CPU flash kernel, which returns the log-sum-exp,
     where it takes the operands (see :func:`_split_causal_eligible`; causal keys placed by
     the offsets as one or two calls), else by the reference formula on a score tile."""
-    if groups > 1:  # the flash kernel and matmul read each query head's own key head
-        k, v = k.repeat_interleave(groups, dim=-3), v.repeat_interleave(groups, dim=-3)
     ev = v.shape[-1]
-    if mask is None and _split_causal_eligible(q, k, v, False):  # the heads already repeated
+    if mask is None and _split_causal_eligible(q, k, v, groups > 1):  # (grouped heads read in place)
         out, lse = _partial_flash(q, k, v, causal, scale, query_offset - key_offset)
     else:
+        if groups > 1:  # matmul reads each query head's own key head
+            k, v = k.repeat_interleave(groups, dim=-3), v.repeat_interleave(groups, dim=-3)
         scores = _attention_scores(q, k, mask, causal, scale, query_offset, key_offset, 1)
         top = scores.amax(-1, keepdim=True)
         top.masked_fill_(top.isneginf(), 0.0)

@@ -154,8 +154,38 @@ def _sdpa_workspace(ins, attrs, outs) -> Size:
     return normalize(_scores_numel(ins, attrs) + 2 * _rows(ins, attrs) + repeated)
 
 
+def causal_pairs(rows: Size, keys: Size, shift: Size) -> Size:
+    """The (query, key) pairs a causal call works, per head: query i attends key j when
+    j <= i + ``shift`` (shift = query_offset - key_offset), so row i works min(i + shift + 1,
+    keys) keys, none below 0.  The kernels do no more (the lowerings skip the keys past a
+    query chunk's last row: rt.causal_attention, rt.attention_partial), so this, not rows x
+    keys, is a causal call's work: a chunk of rows [s, s + n) of the square works n * s + n (n +
+    1) / 2 pairs, and the chunks of any loop sum to the whole square's L (L + 1) / 2.  Exact
+    for static sizes and for shift 0 (the whole square, or rows against their own keys);
+    rows x keys, an upper bound, otherwise."""
+    if all(isinstance(x, int) for x in (rows, keys, shift)):
+        lo, hi = max(shift + 1, 1), min(shift + rows, keys)  # rows attending 1 .. keys - 1 keys
+        partial = (hi * (hi + 1) - (lo - 1) * lo) // 2 if lo <= hi else 0
+        full = max(0, shift + rows - max(shift, keys)) * keys  # rows past the last key: all of them
+        return partial + full
+    if isinstance(shift, int) and shift == 0:
+        seen = rows if sizes_equal(rows, keys) else sympy.Min(rows, keys)
+        return normalize(seen * (seen + 1) / 2 + (rows - seen) * keys)
+    return normalize(rows * keys)
+
+
+def attended_numel(q: TensorType, k: TensorType, batch: Size, attrs, key_offset: Size = 0) -> Size:
+    """The scores a call works (:func:`causal_pairs` under ``is_causal``), over ``batch``
+    heads: what its FLOPs count."""
+    if not attrs["is_causal"]:
+        return normalize(batch * q.shape[-2] * k.shape[-2])
+    shift = normalize(attrs["query_offset"] - key_offset)
+    return normalize(batch * causal_pairs(q.shape[-2], k.shape[-2], shift))
+
+
 def _sdpa_flops(ins, attrs, outs) -> Size:
-    n = _scores_numel(ins, attrs)
+    batches, _, _ = _parts(ins, attrs)
+    n = attended_numel(ins[0], ins[1], product(broadcast_shapes("scaled_dot_product_attention", batches[:2])), attrs)
     return normalize(2 * n * ins[0].shape[-1] + 2 * n * ins[2].shape[-1] + 5 * n)
 
 
@@ -271,9 +301,9 @@ _SPLIT_CAUSAL_DTYPES = (DType.float16, DType.bfloat16, DType.float32, DType.floa
 def _split_causal_rows(ins, attrs, outs) -> bool:
     """Causal rows run on the CPU as two flash calls merged by their log-sum-exp, no mask (the
     rule of rt.causal_attention's ``_split_causal_eligible``: the lowering casts q, k, v to the
-    output's dtype), unless autograd records the call (a training step's chunk re-run in its
+    output's dtype; grouped heads are read in place), unless autograd records the call (a training step's chunk re-run in its
     region's backward): then the masked call (see _causal_rows_mask)."""
-    return (_causal_rows(attrs) and not attrs.get("enable_gqa") and outs[0].dtype in _SPLIT_CAUSAL_DTYPES
+    return (_causal_rows(attrs) and outs[0].dtype in _SPLIT_CAUSAL_DTYPES
             and _flash_eligible(ins, attrs) and not autograd_records(attrs))
 
 

@@ -44,8 +44,8 @@ from ..registry import OpDef, register
 from ..sizes import Size, ceildiv, normalize, product, size_max, sizes_equal
 from ..types import TensorType
 from ._contraction_copies import matmul_layout_copies
-from ._common import fail, is_one
-from .attention import _apply_mask, _flash_cpu_call, _groups, _parts, _sdpa_dims, _sdpa_slice
+from ._common import broadcast_shapes, fail, is_one
+from .attention import _apply_mask, _flash_cpu_call, _groups, _parts, _sdpa_dims, _sdpa_slice, attended_numel
 
 _ATTRS = {"is_causal": False, "scale": None, "query_offset": 0, "key_offset": 0, "enable_gqa": False}
 LSE, APPLY, PARTIAL = "attention_logsumexp", "attention_apply", "attention_partial"
@@ -278,9 +278,16 @@ def _lowering(op: str):
     return torch
 
 
+def _attended(op: str, ins, attrs) -> Size:
+    """The scores a call works: the pairs its causal rule leaves (attention.attended_numel)."""
+    sdpa, sdpa_attrs, _ = _check(op, ins, attrs)
+    batch = product(broadcast_shapes(op, _parts(sdpa, sdpa_attrs)[0][:2]))
+    return attended_numel(sdpa[0], sdpa[1], batch, sdpa_attrs, attrs["key_offset"])
+
+
 def _flops(op: str):
     def flops(ins, attrs, outs) -> Size:
-        scores = _score_parts(op, ins, attrs)[0]
+        scores = _attended(op, ins, attrs)
         sdpa = _as_sdpa(op, ins)
         extra = 2 * scores * sdpa[2].shape[-1] if op == APPLY else 0
         return normalize(2 * scores * sdpa[0].shape[-1] + extra + 4 * scores)
@@ -359,14 +366,15 @@ def _partial_rows(ins, attrs, outs) -> tuple[Size, Size, Size, Size]:
 
 
 def _partial_flash(ins, attrs, outs) -> bool:
-    """Whether rt.attention_partial runs the CPU flash kernel (its ``_split_causal_eligible``, the
-    heads repeated): no mask, four axes, one batch and head size, heads equal once repeated, not
-    recorded."""
+    """Whether rt.attention_partial runs the CPU flash kernel (its ``_split_causal_eligible``):
+    no mask, four axes, one batch and head size, heads equal (or grouped: the kernel reads each
+    key head in place for its query heads, _parts checked them), not recorded."""
     sdpa = _as_sdpa(PARTIAL, ins)
     q, k, v = sdpa[:3]
     if len(sdpa) == 4 or not (q.rank == k.rank == v.rank == 4) or autograd_records(attrs):
         return False
-    return outs[0].dtype in _FLASH_DTYPES and all(sizes_equal(q.shape[0], t.shape[0]) for t in (k, v)) and \
+    heads = attrs["enable_gqa"] or all(sizes_equal(q.shape[1], t.shape[1]) for t in (k, v))
+    return outs[0].dtype in _FLASH_DTYPES and heads and all(sizes_equal(q.shape[0], t.shape[0]) for t in (k, v)) and \
         sizes_equal(q.shape[-1], k.shape[-1]) and sizes_equal(q.shape[-1], v.shape[-1])
 
 
@@ -388,7 +396,7 @@ def _partial_cpu_workspace(ins, attrs, outs) -> Size:
     the output."""
     if not _partial_flash(ins, attrs, outs):
         return _partial_scores_workspace(ins, attrs, outs)
-    repeated, values, lse, _ = _partial_rows(ins, attrs, outs)
+    _, values, lse, _ = _partial_rows(ins, attrs, outs)  # (grouped key heads read in place)
     q, k, v = _as_sdpa(PARTIAL, ins)[:3]
     values_type = TensorType(outs[0].dtype, outs[0].shape[:-1] + (v.shape[-1],))
     shift, keys = attrs["query_offset"] - attrs["key_offset"], k.shape[-2]
@@ -405,8 +413,7 @@ def _partial_cpu_workspace(ins, attrs, outs) -> Size:
         first, square = (shift, keys - shift) if known and shift > 0 else (keys, keys)
         calls = size_max(values + _flash_cpu_call(q, first, values_type),
                          2 * values + size_max(lse + _flash_cpu_call(q, square, values_type), 5 * lse))
-    calls = repeated + calls
-    return normalize(size_max(calls - outs[0].numel() * outs[0].dtype.itemsize, repeated + values + lse))
+    return normalize(size_max(calls - outs[0].numel() * outs[0].dtype.itemsize, values + lse))
 
 
 _FLASH_DTYPES = (DType.float16, DType.bfloat16, DType.float32, DType.float64)
@@ -424,7 +431,7 @@ def _partial_lowering(ctx: LoweringContext) -> str:
 
 
 def _partial_flops(ins, attrs, outs) -> Size:
-    scores = _score_parts(PARTIAL, ins, attrs)[0]
+    scores = _attended(PARTIAL, ins, attrs)
     sdpa = _as_sdpa(PARTIAL, ins)
     return normalize(2 * scores * (sdpa[0].shape[-1] + sdpa[2].shape[-1]) + 4 * scores)
 
