@@ -7,7 +7,9 @@
 ``query_offset ..`` of the causal square: query i attends keys j <= i +
 query_offset (0: PyTorch's top-left alignment; S - L: the bottom-right
 alignment of a prefill with a cache).  Keys past the last query's position are
-never read.
+never read, by the reference or the lowerings: a causal call's FLOPs count the
+(query, key) pairs it attends (:func:`causal_pairs`), the one statement of what a
+chunk of causal rows costs.
 
 Dims: batch axes carry from each of q, k, v and the mask that is not broadcast
 along them; the query axis carries from q (and the mask's query axis) — with
