@@ -369,6 +369,9 @@ def _nested(variants: list[_Variant], sizes: dict[str, int], opts: AutochunkOpti
     return plan
 
 
+NESTED_RECOMPUTE_ROUNDS = 4
+
+
 def _nested_once(graph: Graph, sizes: dict[str, int], opts: AutochunkOptions,
                  budget_bytes: int) -> tuple[Plan, int] | None:
     """chunkc.passes.nest.nested_plan of ``graph``; None where it has nothing to nest or a loop
@@ -388,8 +391,10 @@ def _nested_recomputed(variant: _Variant, made: tuple[Plan, int], sizes: dict[st
     into their chains: a rotary LM's positions times frequencies [L, head/2], made once and read
     by every layer's queries and keys) and nest again, as :func:`_recompute_held` does for flat
     plans; each of the largest ``tries`` held values in turn, kept when the floor falls, for at
-    most ``recompute_rounds`` rounds.  (The variant planned, its nested plan and peak.)"""
-    tries, rounds = 3, opts.recompute_rounds
+    most ``NESTED_RECOMPUTE_ROUNDS`` rounds (each try plans the nested loops anew, tens of seconds
+    on a 2-layer model; the flat rounds' ``recompute_rounds`` would allow 16).  (The variant
+    planned, its nested plan and peak.)"""
+    tries, rounds = 3, min(opts.recompute_rounds, NESTED_RECOMPUTE_ROUNDS)
     while made[1] > budget_bytes and rounds > 0:
         rounds -= 1
         plan, peak = made
