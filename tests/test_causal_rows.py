@@ -63,14 +63,18 @@ def test_causal_rows_differentiate_as_masked_attention():
         assert (g - t.grad).abs().max().item() < 1e-10
 
 
-def test_shared_heads_keep_the_masked_call():
-    """Under enable_gqa the flash kernel that returns the log-sum-exp does not apply: the rows
-    take the masked call, with the same values."""
+def test_shared_heads_take_the_split_call():
+    """Under enable_gqa the flash kernel reads each key head in place for its group of query
+    heads: the rows are split as without groups (no mask), with the reference's values."""
     gen = torch.Generator().manual_seed(0)
-    q = torch.randn(1, 4, 40, 16, generator=gen)
-    k, v = (torch.randn(1, 2, 200, 16, generator=gen) for _ in range(2))
-    got = causal_attention(q, k, v, 120, scale=0.25, enable_gqa=True)
-    assert (got.double() - _reference(q, k, v, 120, 0.25)).abs().max().item() < 1e-5
+    q = torch.randn(1, 4, 256, 16, generator=gen)
+    k, v = (torch.randn(1, 2, 4096, 16, generator=gen) for _ in range(2))
+    got = causal_attention(q, k, v, 3000, scale=0.25, enable_gqa=True)
+    assert (got.double() - _reference(q, k, v, 3000, 0.25)).abs().max().item() < 1e-5
+    with torch.inference_mode():
+        peak = chunkc.measure_peak(causal_attention, q, k, v, 3000, 0.25, True)
+    mask = 256 * 3256 * 5  # the rows' bools and ATen's float copy, were the masked call made
+    assert peak < mask // 8, f"peak {peak} B: the rows' mask ({mask} B) is still made"
 
 
 def test_causal_rows_hold_no_mask():
@@ -87,22 +91,23 @@ def test_causal_rows_hold_no_mask():
     assert peak <= 4 * output, f"peak {peak} B against an output of {output} B"
 
 
-CAUSAL = """graph @causal_rows(%q: f32[1, 4, 2048, 64], %k: f32[1, 4, 2048, 64], %v: f32[1, 4, 2048, 64]) {
-    %o: f32[1, 4, 2048, 64] = scaled_dot_product_attention(%q, %k, %v) {is_causal = true, scale = none, query_offset = 0, enable_gqa = false}
+CAUSAL = """graph @causal_rows(%q: f32[1, 4, 2048, 64], %k: f32[1, KV, 2048, 64], %v: f32[1, KV, 2048, 64]) {
+    %o: f32[1, 4, 2048, 64] = scaled_dot_product_attention(%q, %k, %v) {is_causal = true, scale = none, query_offset = 0, enable_gqa = GQA}
     return %o
 }"""
 
 
-@pytest.mark.parametrize("chunk", [96, 512])
-def test_chunked_causal_plan_estimate_and_values(chunk):
-    """A causal SDPA looped over its query rows: the chunked program equals the unchunked one,
-    and its measured peak is the estimate's (the rows' workspace as the record states it)."""
-    graph = parse_graph(CAUSAL)
+@pytest.mark.parametrize("chunk,kv", [(96, 4), (512, 4), (96, 2)])
+def test_chunked_causal_plan_estimate_and_values(chunk, kv):
+    """A causal SDPA looped over its query rows (with grouped key heads, kv < 4): the chunked
+    program equals the unchunked one, and its measured peak is the estimate's (the rows'
+    workspace as the record states it)."""
+    graph = parse_graph(CAUSAL.replace("KV", str(kv)).replace("GQA", "true" if kv < 4 else "false"))
     region = ChunkRegion(nodes=("o",), chunked=(ChunkedValue("q", 2), ChunkedValue("o", 2)), outputs=("o",),
                          extent=2048, chunk_size=chunk)
     plan = Plan(graph=graph, regions=(region,), backend="torch")
     gen = torch.Generator().manual_seed(2)
-    args = [torch.randn(1, 4, 2048, 64, generator=gen) for _ in range(3)]
+    args = [torch.randn(1, n, 2048, 64, generator=gen) for n in (4, kv, kv)]
     fn, plain = chunkc.compile(graph, plan, backend="torch"), chunkc.compile(graph, backend="torch")
     assert (fn(*args) - plain(*args)).abs().max().item() < 1e-5
     measured = chunkc.measure_peak(fn, *args)

@@ -634,3 +634,63 @@ def test_only_a_loop_products_operands_from_outside_the_iteration_are_read_cold(
         prices[name] = model.loop_seconds(loop, chunked, [y], extent=1024, chunk=64)
     w_bytes = 256 * 256 * 4
     assert prices["cold"] - prices["warm"] == pytest.approx(16 * w_bytes * (1e-10 - 1e-12), rel=1e-6)
+
+
+# -- causal attention: the work is the attended pairs (attention.causal_pairs) ----------------
+
+CAUSAL_PARTIAL = """graph @causal_partial(%k: f32[1, 2, L, 16], %v: f32[1, 2, L, 16], %q: f32[1, 4, L, 16]) {
+    %o: f32[1, 4, L, 17] = attention_partial(%k, %v, %q) {is_causal = true, scale = none, query_offset = 0, key_offset = 0, enable_gqa = true}
+    return %o
+}"""
+
+
+def test_causal_pairs_count_each_rows_attended_keys():
+    """Row i works min(i + shift + 1, keys) keys, none below 0: static sizes exactly, the
+    symbolic square as L (L + 1) / 2."""
+    from chunkc.ir.ops.attention import causal_pairs
+    from chunkc.ir.sizes import evaluate, sym
+    for rows in range(0, 7):
+        for keys in range(0, 7):
+            for shift in range(-8, 9):
+                want = sum(min(max(i + shift + 1, 0), keys) for i in range(rows))
+                assert causal_pairs(rows, keys, shift) == want, (rows, keys, shift)
+    L = sym("L")
+    assert evaluate(causal_pairs(L, L, 0), {"L": 100}) == 5050
+    assert evaluate(causal_pairs(L, 2 * L, 0), {"L": 10}) == 55  # rows before the last keys
+
+
+def test_causal_attention_flops_count_the_triangle_not_the_square():
+    """A causal SDPA (and its split over keys) does about half the FLOPs of the same call
+    without the causal rule: the kernels skip the keys past each query's row."""
+    g = chunkc.parse_graph(CAUSAL_PARTIAL)
+    node = g.nodes[0]
+    causal = evaluate_flops(node, {"L": 512})
+    plain = node.op.flops([v.type for v in node.inputs], {**node.attrs, "is_causal": False},
+                          [v.type for v in node.outputs])
+    plain = chunkc.ir.sizes.evaluate(plain, {"L": 512})
+    assert causal * 512 == pytest.approx(plain * 513 / 2)
+
+
+def evaluate_flops(node, sizes):
+    from chunkc.ir.sizes import evaluate
+    return evaluate(node.flops(), sizes)
+
+
+@pytest.mark.parametrize("chunk", [64, 100, 512])
+def test_causal_blocks_of_nested_loops_sum_to_the_triangle_and_grow_with_their_rows(chunk):
+    """cost.block_flops: an outer chunk of query rows against the keys before its stop works
+    the chunk's causal pairs, more the later the chunk starts; the chunks sum to the whole call."""
+    from chunkc.passes.cost import block_flops
+    from chunkc.passes.plan import ChunkedValue
+    L = 1024
+    g = chunkc.parse_graph(CAUSAL_PARTIAL)
+    node = g.nodes[0]
+    k, v, q = node.inputs
+    model = TimeModel(g, {"L": L}, Machine())
+    outer = {q: ChunkedValue("q", 2), node.outputs[0]: ChunkedValue("o", 2)}
+    inner = {k: ChunkedValue("k", 2), v: ChunkedValue("v", 2)}
+    blocks = [block_flops(model, node, outer, inner, s, min(chunk, L - s), min(L, s + chunk))
+              for s in range(0, L, chunk)]
+    assert sum(blocks) == pytest.approx(model.flops[0])
+    full = [b for s, b in zip(range(0, L, chunk), blocks) if s + chunk <= L]
+    assert all(a < b for a, b in zip(full, full[1:])), full

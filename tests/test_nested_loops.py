@@ -326,6 +326,36 @@ def test_autochunk_floor_of_rotary_gqa_blocks_holds_one_hidden_state():
     np.testing.assert_allclose(fn(*args).numpy(), chunkc.interpret(g, *inputs)[0], atol=1e-4, rtol=1e-4)
 
 
+def test_nested_floor_recomputes_the_tables_it_holds(monkeypatch):
+    """The nested plan's floor held the positions cast to floats ([1, L, 1], read by every
+    layer's rotary tables) whole; recomputed at each reader (autochunk._nested_recomputed) the
+    floor holds the hidden state alone, lower, and a plan between the two floors meets its
+    budget, estimated and measured, with the unchunked values on NumPy and torch."""
+    import chunkc.passes.autochunk as autochunk_pass
+    torch.set_num_threads(1)
+    L, d = 1024, 64
+    g = _rotary_blocks(L=L, d=d, heads=4, kv_heads=2)
+    with pytest.raises(chunkc.InfeasibleBudgetError) as err:
+        chunkc.autochunk(g, budget=1, backend="torch")
+    floor, held = err.value.lowest_peak_bytes, err.value.held
+    assert list(held.values()) == [L * d * 4], held
+    with monkeypatch.context() as m:
+        m.setattr(autochunk_pass, "_nested_recomputed", lambda variant, made, *rest: (variant, made))
+        with pytest.raises(chunkc.InfeasibleBudgetError) as before:
+            chunkc.autochunk(g, budget=1, backend="torch")
+    assert floor < before.value.lowest_peak_bytes and len(before.value.held) > 1, before.value.held
+    budget = (floor + before.value.lowest_peak_bytes) // 2
+    plan = chunkc.autochunk(g, budget=budget, backend="torch")
+    assert plan.estimated_peak_bytes <= budget and any("recomputed %" in n for n in plan.notes), plan.notes
+    inputs = _inputs(g)
+    args = [torch.from_numpy(a) for a in inputs]
+    fn = chunkc.compile(plan.graph, plan, backend="torch")
+    measured = chunkc.measure_peak(fn, *args)
+    assert abs(measured - plan.estimated_peak_bytes) <= 0.01 * measured, (measured, plan.estimated_peak_bytes)
+    run_on_all_backends(plan.graph, replace(plan, budget_bytes=None), inputs, chunkc.interpret(g, *inputs),
+                        atol=1e-4, rtol=1e-4)
+
+
 def test_softmax_merge_of_key_halves_is_attention_over_all_keys():
     """softmax_merge (chunkc.passes.accumulate) of the partials of two key halves is the partial of
     all the keys, rows that one half leaves unattended (0, -inf) included, on NumPy and torch."""

@@ -257,11 +257,13 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: 
 
 def _split_causal_eligible(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, enable_gqa: bool) -> bool:
     """Whether ATen's CPU flash kernel (which returns the log-sum-exp) takes these operands: on
-    the CPU, in one dtype, no grouped heads, and the rule the memory records state too
-    (chunkc.ir.ops.attention.cpu_flash_takes: shapes, dtype, autograd not recording)."""
-    return (not enable_gqa and q.device.type == "cpu" and q.dtype == k.dtype == v.dtype
+    the CPU, in one dtype, and the rule the memory records state too
+    (chunkc.ir.ops.attention.cpu_flash_takes: shapes, grouped heads read in place, dtype,
+    autograd not recording)."""
+    return (q.device.type == "cpu" and q.dtype == k.dtype == v.dtype
             and cpu_flash_takes(q.shape, k.shape, v.shape, str(q.dtype).removeprefix("torch."),
-                                torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)))
+                                torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad),
+                                grouped=enable_gqa))
 
 
 def _split_causal(q, k, v, offset: int, stop: int, scale: float | None) -> torch.Tensor:
@@ -349,12 +351,12 @@ def attention_partial(k: torch.Tensor, v: torch.Tensor, q: torch.Tensor, mask, c
     -inf).  The scores are made once: by ATen's CPU flash kernel, which returns the log-sum-exp,
     where it takes the operands (see :func:`_split_causal_eligible`; causal keys placed by
     the offsets as one or two calls), else by the reference formula on a score tile."""
-    if groups > 1:  # the flash kernel and matmul read each query head's own key head
-        k, v = k.repeat_interleave(groups, dim=-3), v.repeat_interleave(groups, dim=-3)
     ev = v.shape[-1]
-    if mask is None and _split_causal_eligible(q, k, v, False):  # the heads already repeated
+    if mask is None and _split_causal_eligible(q, k, v, groups > 1):  # (grouped heads read in place)
         out, lse = _partial_flash(q, k, v, causal, scale, query_offset - key_offset)
     else:
+        if groups > 1:  # matmul reads each query head's own key head
+            k, v = k.repeat_interleave(groups, dim=-3), v.repeat_interleave(groups, dim=-3)
         scores = _attention_scores(q, k, mask, causal, scale, query_offset, key_offset)
         top = scores.amax(-1, keepdim=True)
         top.masked_fill_(top.isneginf(), 0.0)

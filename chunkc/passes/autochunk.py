@@ -344,14 +344,10 @@ def _nested(variants: list[_Variant], sizes: dict[str, int], opts: AutochunkOpti
         variant = next((v for v in variants if any(row_reading(n) for n in v.graph.nodes)), None)
     if variant is None:
         return None
-    try:
-        made = nested_plan(variant.graph, sizes, budget_bytes, opts.backend,
-                           time_model=lambda g: TimeModel(g, sizes, opts.machine, opts.backend, opts.device,
-                                                          opts.compiled))
-    except ChunkcError:  # a loop the estimator or the plan analysis refuses: no nested plan here
-        return None
+    made = _nested_once(variant.graph, sizes, opts, budget_bytes)
     if made is None:
         return None
+    variant, made = _nested_recomputed(variant, made, sizes, opts, budget_bytes)
     plan, peak = made
     if peak > budget_bytes:
         if peak >= flat_floor:
@@ -371,6 +367,55 @@ def _nested(variants: list[_Variant], sizes: dict[str, int], opts: AutochunkOpti
         f"time); estimated peak {peak} B <= budget {budget_bytes} B; estimated time x{plan.estimated_slowdown:.3f}; "
         f"search {time.perf_counter() - started:.2f} s"]
     return plan
+
+
+NESTED_RECOMPUTE_ROUNDS = 4
+
+
+def _nested_once(graph: Graph, sizes: dict[str, int], opts: AutochunkOptions,
+                 budget_bytes: int) -> tuple[Plan, int] | None:
+    """chunkc.passes.nest.nested_plan of ``graph``; None where it has nothing to nest or a loop
+    the estimator or the plan analysis refuses."""
+    try:
+        return nested_plan(graph, sizes, budget_bytes, opts.backend,
+                           time_model=lambda g: TimeModel(g, sizes, opts.machine, opts.backend, opts.device,
+                                                          opts.compiled))
+    except ChunkcError:
+        return None
+
+
+def _nested_recomputed(variant: _Variant, made: tuple[Plan, int], sizes: dict[str, int], opts: AutochunkOptions,
+                       budget_bytes: int) -> tuple[_Variant, tuple[Plan, int]]:
+    """Where the nested plan misses the budget: recompute a value it holds whole at its peak
+    (chunkc.passes.remat.recompute_chain, at each reader, where the nested loops pull each copy
+    into their chains: a rotary LM's positions times frequencies [L, head/2], made once and read
+    by every layer's queries and keys) and nest again, as :func:`_recompute_held` does for flat
+    plans; each of the largest ``tries`` held values in turn, kept when the floor falls, for at
+    most ``NESTED_RECOMPUTE_ROUNDS`` rounds (each try plans the nested loops anew, tens of seconds
+    on a 2-layer model; the flat rounds' ``recompute_rounds`` would allow 16).  (The variant
+    planned, its nested plan and peak.)"""
+    tries, rounds = 3, min(opts.recompute_rounds, NESTED_RECOMPUTE_ROUNDS)
+    while made[1] > budget_bytes and rounds > 0:
+        rounds -= 1
+        plan, peak = made
+        report = estimate_memory(plan.graph, plan=plan, sizes=sizes, backend=opts.backend)
+        held = list(report.whole_at_peak)[:tries]
+        for name in held:
+            chain = recompute_chain(variant.graph, sizes, name, opts.recompute_nodes)
+            if not chain:
+                continue
+            remat = rematerialize(variant.graph, sizes, peak, members=chain)
+            again = _nested_once(remat.graph, sizes, opts, budget_bytes) if remat.copies else None
+            if again is not None and again[1] < peak:
+                copies = {**variant.copies, **{c: variant.copies.get(o, o) for c, o in remat.copies.items()}}
+                variant = dataclasses.replace(variant, graph=remat.graph, copies=copies, notes=variant.notes + [
+                    f"recomputed %{name} ({len(chain)} node(s)) at each of its readers: the lowest nested plan held "
+                    f"it whole ({report.whole_at_peak[name]} B)"])
+                made = again
+                break
+        else:
+            break
+    return variant, made
 
 
 def _written_attention_variant(base: _Variant, opts: AutochunkOptions) -> _Variant | None:

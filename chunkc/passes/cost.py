@@ -84,6 +84,7 @@ from typing import Mapping, Protocol, Sequence
 from ..errors import ChunkcError
 from ..ir.graph import Graph, Node, Value
 from ..ir.sizes import evaluate
+from ..ir.types import TensorType
 
 VIEW, POINTWISE, CONTRACTION = "view", "pointwise", "contraction"
 # more FLOPs per byte moved than this: a contraction.  Elementwise ops and reductions do at most a few
@@ -732,34 +733,38 @@ class TimeModel:
 
     def _work(self, i: int, chunked: Mapping[Value, object] = {}, share: float = 1.0,
               rows: float | None = None, last_axis: bool = False, cold: float = 1.0,
-              query_rows: float | None = None) -> Work:
+              query_rows: float | None = None, flops_share: float | None = None) -> Work:
         """Node ``i``'s call when its outputs and the ``chunked`` inputs are ``share`` of their size
         (``last_axis``: its output is chunked along its last axis, so its rows shrink too; ``cold``:
         the share of its operands that what ran since they were last touched has evicted from the
         caches, all of them between two whole calls of a program of large tensors; ``query_rows``:
-        a fused attention's query rows in this call, when a chunk of them (default: all)."""
+        a fused attention's query rows in this call, when a chunk of them (default: all);
+        ``flops_share``: the share of its FLOPs the call does where it is not ``share``, as
+        the op record counts them on the call's slices (:func:`block_flops`))."""
         f, node = self.facts[i], self.graph.nodes[i]
         ins = [b * share if v in chunked else b for v, b in zip(node.inputs, f.in_bytes)]
         outs = tuple(b * share for b in f.out_bytes)
         row = round(f.row_bytes * share) if last_axis else f.row_bytes
         columns = f.columns * share if last_axis and f.columns is not None else f.columns
-        return Work(f.kind, f.flops * share, sum(ins) + sum(outs), max(ins + list(outs), default=0.0),
+        flops = f.flops * (share if flops_share is None else flops_share)
+        return Work(f.kind, flops, sum(ins) + sum(outs), max(ins + list(outs), default=0.0),
                     () if f.kind == VIEW else outs, rows, sum(outs), row % CACHE_LINE == 0,
                     sum(ins) if f.kind == CONTRACTION else 0.0, cold, node.op.name, columns,
                     f.rows_kernel, f.whole_rows if query_rows is None else query_rows, f.whole_rows)
 
     def _call_seconds(self, i: int, sliced_inputs: tuple[bool, ...], share: float, rows: float | None,
-                      last_axis: bool = False, cold: float = 1.0, query_rows: float | None = None) -> float:
+                      last_axis: bool = False, cold: float = 1.0, query_rows: float | None = None,
+                      flops_share: float | None = None) -> float:
         """Seconds of node ``i``'s call on ``share`` of its outputs and of the inputs flagged in
         ``sliced_inputs`` (the machine's price of :meth:`_work`), remembered: the selection
         prices many regions that run the same node on the same share."""
-        key = (i, sliced_inputs, share, rows, last_axis, cold, query_rows)
+        key = (i, sliced_inputs, share, rows, last_axis, cold, query_rows, flops_share)
         t = self._call_cache.get(key)
         if t is None:
             node = self.graph.nodes[i]
             chunked = {v: None for v, flag in zip(node.inputs, sliced_inputs) if flag}
-            t = self._call_cache[key] = self._seconds(i, self._work(i, chunked, share, rows, last_axis, cold,
-                                                                    query_rows))
+            t = self._call_cache[key] = self._seconds(
+                i, self._work(i, chunked, share, rows, last_axis, cold, query_rows, flops_share))
         return t
 
     def iteration_bytes(self, loop: Sequence[int], chunked: Mapping[Value, tuple[int, int]], share: float) -> float:
@@ -925,7 +930,7 @@ class TimeModel:
                     total_bytes = outside[2] * grown + outside[3]
                     cold = round(evicted * (outside[0] * grown + outside[1]) / total_bytes, 2) if total_bytes else 0.0
                 args = (i, sliced_inputs, grown, None if rows is None else rows * grown, last_axis, cold,
-                        None if queries is None else queries * grown)
+                        None if queries is None else queries * grown, None)  # _call_seconds's key
                 t = cache.get(args)
                 calls += call(*args) if t is None else t
             total += count * calls
@@ -1054,6 +1059,31 @@ def _flat_seconds(model: TimeModel, step, nodes) -> float:
                               halos={v: c.halo for v, c in step.chunk.items()})
 
 
+def block_flops(model: TimeModel, node: Node, outer: Mapping[Value, object], inner: Mapping[Value, object],
+                start: int, rows: int, stop: int) -> float:
+    """FLOPs of ``node`` on the outer chunk's units [start, start + rows) of the values ``outer``
+    slices and the units [0, stop) of those ``inner`` slices ({value: ChunkedValue}), as its op
+    record counts them on those slices, a positional output axis moving its attributes
+    (``slice_attrs``): the record says what the call works (a causal attention: the keys up to
+    the chunk's last query row, attention.causal_pairs), not the whole call's share."""
+    def sliced(v: Value, ranges) -> TensorType:
+        shape = list(v.type.shape)
+        for chunks, units in ranges:
+            c = chunks.get(v)
+            if c is not None:
+                shape[c.axis] = units * c.unit
+        return TensorType(v.type.dtype, tuple(shape))
+
+    ranges = ((outer, rows), (inner, stop))
+    ins = [sliced(v, ranges) for v in node.inputs]
+    outs = [sliced(v, ranges[:1]) for v in node.outputs]
+    attrs = dict(node.attrs)
+    c = outer.get(node.outputs[0]) if node.outputs else None
+    if c is not None and node.dims()[0][c.axis].positional and node.op.slice_attrs is not None:
+        attrs = node.op.slice_attrs(attrs, [v.type for v in node.inputs], c.axis, start * c.unit, rows * c.unit)
+    return float(evaluate(node.op.flops(ins, attrs, outs), model.sizes))
+
+
 def nested_seconds(model: TimeModel, step) -> float:
     """Seconds of a region with inner loops (ChunkRegion.inner, chunkc.passes.nest): its own
     nodes as a flat loop; each inner loop once per outer iteration, over the units up to the
@@ -1061,7 +1091,9 @@ def nested_seconds(model: TimeModel, step) -> float:
     (keys and values recomputed from held values: the same work whatever the outer chunk) at
     the inner chunk's share, and its accumulating node on the outer chunk's rows of its output
     only (its share: inner share x outer share, the scores of a query chunk against a key
-    chunk), merged into the outer chunk's accumulator after the first."""
+    chunk), merged into the outer chunk's accumulator after the first; its FLOPs over an outer
+    chunk's runs are what its record counts on those slices (:func:`block_flops`: the causal
+    pairs of the chunk's rows against the keys before its stop, fewer than the rectangle)."""
     inner_nodes = {n for q in step.inner for n in q.nodes}
     total = _flat_seconds(model, step, [n for n in step.nodes if n not in inner_nodes])
     extent = evaluate(step.region.extent, model.sizes)
@@ -1082,7 +1114,13 @@ def nested_seconds(model: TimeModel, step) -> float:
             for i, v in zip(ends, q.accumulators):
                 node = model.graph.nodes[i]
                 share = rows / extent * size / keys
-                t += runs * model._call_seconds(i, tuple(True for _ in node.inputs), share, None)
+                whole = model.flops[i]
+                flops_share = None
+                if whole:
+                    flops_share = round(block_flops(model, node, step.chunk, q.chunk, start, rows, stop)
+                                        / (runs * whole), 6)
+                t += runs * model._call_seconds(i, tuple(True for _ in node.inputs), share, None,
+                                                flops_share=flops_share)
                 t += (runs - 1) * model._priced("merge", v, model.nbytes[v] * rows / extent)
             total += t
     return total

@@ -7,7 +7,9 @@
 ``query_offset ..`` of the causal square: query i attends keys j <= i +
 query_offset (0: PyTorch's top-left alignment; S - L: the bottom-right
 alignment of a prefill with a cache).  Keys past the last query's position are
-never read.
+never read, by the reference or the lowerings: a causal call's FLOPs count the
+(query, key) pairs it attends (:func:`causal_pairs`), the one statement of what a
+chunk of causal rows costs.
 
 Dims: batch axes carry from each of q, k, v and the mask that is not broadcast
 along them; the query axis carries from q (and the mask's query axis) — with
@@ -155,8 +157,38 @@ def _sdpa_workspace(ins, attrs, outs) -> Size:
     return normalize(_scores_numel(ins, attrs) + 2 * _rows(ins, attrs) + repeated)
 
 
+def causal_pairs(rows: Size, keys: Size, shift: Size) -> Size:
+    """The (query, key) pairs a causal call works, per head: query i attends key j when
+    j <= i + ``shift`` (shift = query_offset - key_offset), so row i works min(i + shift + 1,
+    keys) keys, none below 0.  The kernels do no more (the lowerings skip the keys past a
+    query chunk's last row: rt.causal_attention, rt.attention_partial), so this, not rows x
+    keys, is a causal call's work: a chunk of rows [s, s + n) of the square works n * s + n (n +
+    1) / 2 pairs, and the chunks of any loop sum to the whole square's L (L + 1) / 2.  Exact
+    for static sizes and for shift 0 (the whole square, or rows against their own keys);
+    rows x keys, an upper bound, otherwise."""
+    if all(isinstance(x, int) for x in (rows, keys, shift)):
+        lo, hi = max(shift + 1, 1), min(shift + rows, keys)  # rows attending 1 .. keys - 1 keys
+        partial = (hi * (hi + 1) - (lo - 1) * lo) // 2 if lo <= hi else 0
+        full = max(0, shift + rows - max(shift, keys)) * keys  # rows past the last key: all of them
+        return partial + full
+    if isinstance(shift, int) and shift == 0:
+        seen = rows if sizes_equal(rows, keys) else sympy.Min(rows, keys)
+        return normalize(seen * (seen + 1) / 2 + (rows - seen) * keys)
+    return normalize(rows * keys)
+
+
+def attended_numel(q: TensorType, k: TensorType, batch: Size, attrs, key_offset: Size = 0) -> Size:
+    """The scores a call works (:func:`causal_pairs` under ``is_causal``), over ``batch``
+    heads: what its FLOPs count."""
+    if not attrs["is_causal"]:
+        return normalize(batch * q.shape[-2] * k.shape[-2])
+    shift = normalize(attrs["query_offset"] - key_offset)
+    return normalize(batch * causal_pairs(q.shape[-2], k.shape[-2], shift))
+
+
 def _sdpa_flops(ins, attrs, outs) -> Size:
-    n = _scores_numel(ins, attrs)
+    batches, _, _ = _parts(ins, attrs)
+    n = attended_numel(ins[0], ins[1], product(broadcast_shapes("scaled_dot_product_attention", batches[:2])), attrs)
     return normalize(2 * n * ins[0].shape[-1] + 2 * n * ins[2].shape[-1] + 5 * n)
 
 
@@ -270,27 +302,35 @@ def _causal_rows_mask(ins, attrs, outs) -> Size:
 _FLASH_CPU_DTYPES = frozenset(d.name for d in (DType.float16, DType.bfloat16, DType.float32, DType.float64))
 
 
-def cpu_flash_takes(q: Sequence[Size], k: Sequence[Size], v: Sequence[Size], dtype: str, recorded: bool) -> bool:
+def cpu_flash_takes(q: Sequence[Size], k: Sequence[Size], v: Sequence[Size], dtype: str, recorded: bool,
+                    grouped: bool = False) -> bool:
     """Whether ATen's CPU flash kernel, which returns the log-sum-exp, takes q, k and v of
     these shapes in dtype ``dtype`` (its long name: ``float32``) for calls merged by their
-    log-sum-exp: four axes, one batch, the same heads and head size, a float dtype; autograd
-    not recording the call (``recorded``: the kernel's backward drops the log-sum-exp's
-    gradient, which the merge needs).  The one statement of the rule: the runtime
-    (rt.causal_attention, rt.attention_partial) runs the kernel where it holds, and the
-    records' CPU workspaces (_split_causal_rows here, attention_keys._partial_runs_flash) count
-    its buffers there."""
-    return (len(q) == len(k) == len(v) == 4 and dtype in _FLASH_CPU_DTYPES and not recorded
-            and all(sizes_equal(q[a], t[a]) for t in (k, v) for a in (0, 1, 3)))
+    log-sum-exp: four axes, one batch, the same heads (``grouped``: q's heads a multiple of
+    k's and v's, which the kernel reads in place, each serving its group of query heads) and
+    head size, a float dtype; autograd not recording the call (``recorded``: the kernel's
+    backward drops the log-sum-exp's gradient, which the merge needs).  The one statement of
+    the rule: the runtime (rt.causal_attention, rt.attention_partial) runs the kernel where it
+    holds, and the records' CPU workspaces (_split_causal_rows here,
+    attention_keys._partial_runs_flash) count its buffers there."""
+    if not (len(q) == len(k) == len(v) == 4 and dtype in _FLASH_CPU_DTYPES and not recorded):
+        return False
+    if not (sizes_equal(k[1], v[1]) and all(sizes_equal(q[a], t[a]) for t in (k, v) for a in (0, 3))):
+        return False
+    if sizes_equal(q[1], k[1]):
+        return True
+    # grouped heads: a multiple (symbolic head counts were checked by the op's _parts)
+    return grouped and (not (isinstance(q[1], int) and isinstance(k[1], int)) or (k[1] > 0 and q[1] % k[1] == 0))
 
 
 def _split_causal_rows(ins, attrs, outs) -> bool:
     """Causal rows run on the CPU as two flash calls merged by their log-sum-exp, no mask
-    (rt.causal_attention, where :func:`cpu_flash_takes` holds; the lowering casts q, k, v to
-    the output's dtype), unless autograd records the call (a training step's chunk re-run in
-    its region's backward): then the masked call (see _causal_rows_mask)."""
+    (rt.causal_attention, where :func:`cpu_flash_takes` holds; grouped heads read in place; the
+    lowering casts q, k, v to the output's dtype), unless autograd records the call (a training
+    step's chunk re-run in its region's backward): then the masked call (see _causal_rows_mask)."""
     q, k, v = ins[:3]
-    return (_causal_rows(attrs) and not attrs.get("enable_gqa")
-            and cpu_flash_takes(q.shape, k.shape, v.shape, outs[0].dtype.name, autograd_records(attrs)))
+    return (_causal_rows(attrs) and cpu_flash_takes(q.shape, k.shape, v.shape, outs[0].dtype.name,
+                                                    autograd_records(attrs), grouped=attrs.get("enable_gqa", False)))
 
 
 def _split_causal_workspace(ins, attrs, outs) -> Size:

@@ -36,7 +36,8 @@ from ..registry import OpDef, register
 from ..sizes import Size, ceildiv, normalize, product, size_max
 from ..types import TensorType
 from ._common import fail, is_one
-from .attention import _apply_mask, _flash_cpu_call, _groups, _parts, _sdpa_dims, _sdpa_slice, cpu_flash_takes
+from .attention import (_apply_mask, _flash_cpu_call, _groups, _parts, _sdpa_dims, _sdpa_slice, attended_numel,
+                        cpu_flash_takes)
 
 _ATTRS = {"is_causal": False, "scale": None, "query_offset": 0, "key_offset": 0, "enable_gqa": False}
 PARTIAL = "attention_partial"
@@ -221,15 +222,13 @@ def _partial_rows(ins, attrs, outs) -> tuple[Size, Size, Size, Size]:
 
 def _partial_runs_flash(ins, attrs, outs) -> bool:
     """Whether rt.attention_partial runs the CPU flash kernel: no mask, and the kernel takes the
-    operands (:func:`cpu_flash_takes`) with grouped key and value heads repeated, as the runtime
-    repeats them."""
+    operands (:func:`cpu_flash_takes`; grouped key and value heads read in place)."""
     sdpa = _as_sdpa(ins)
     if len(sdpa) == 4:
         return False
     q, k, v = sdpa
-    if attrs["enable_gqa"]:
-        k, v = (TensorType(t.dtype, t.shape[:-3] + (q.shape[-3],) + t.shape[-2:]) for t in (k, v))
-    return cpu_flash_takes(q.shape, k.shape, v.shape, outs[0].dtype.name, autograd_records(attrs))
+    return cpu_flash_takes(q.shape, k.shape, v.shape, outs[0].dtype.name, autograd_records(attrs),
+                           grouped=attrs["enable_gqa"])
 
 
 def _partial_scores_workspace(ins, attrs, outs) -> Size:
@@ -250,7 +249,7 @@ def _partial_cpu_workspace(ins, attrs, outs) -> Size:
     the output."""
     if not _partial_runs_flash(ins, attrs, outs):
         return _partial_scores_workspace(ins, attrs, outs)
-    repeated, values, lse, _ = _partial_rows(ins, attrs, outs)
+    _, values, lse, _ = _partial_rows(ins, attrs, outs)  # (grouped key heads read in place)
     q, k, v = _as_sdpa(ins)[:3]
     values_type = TensorType(outs[0].dtype, outs[0].shape[:-1] + (v.shape[-1],))
     shift, keys = attrs["query_offset"] - attrs["key_offset"], k.shape[-2]
@@ -267,8 +266,7 @@ def _partial_cpu_workspace(ins, attrs, outs) -> Size:
         first, square = (shift, keys - shift) if known and shift > 0 else (keys, keys)
         calls = size_max(values + _flash_cpu_call(q, first, values_type),
                          2 * values + size_max(lse + _flash_cpu_call(q, square, values_type), 5 * lse))
-    calls = repeated + calls
-    return normalize(size_max(calls - outs[0].numel() * outs[0].dtype.itemsize, repeated + values + lse))
+    return normalize(size_max(calls - outs[0].numel() * outs[0].dtype.itemsize, values + lse))
 
 
 def _partial_lowering(ctx: LoweringContext) -> str:
@@ -284,7 +282,8 @@ def _partial_lowering(ctx: LoweringContext) -> str:
 
 def _partial_flops(ins, attrs, outs) -> Size:
     sdpa = _as_sdpa(ins)
-    scores = _rows_scores(sdpa, attrs)[1]
+    batch = product(_parts(sdpa, _sdpa_attrs(attrs))[2])
+    scores = attended_numel(sdpa[0], sdpa[1], batch, attrs, attrs["key_offset"])  # the causal rule's pairs
     return normalize(2 * scores * (sdpa[0].shape[-1] + sdpa[2].shape[-1]) + 4 * scores)
 
 
