@@ -48,7 +48,11 @@ the samples; see :func:`_seconds`):
   vectorizes its exponentials and runs 1.6 times as many of the FLOPs its record counts per
   second; tanh a third as many): every op record counting at least
   :data:`HEAVY_FLOPS_PER_ELEMENT` FLOPs an element that runs on one float32 vector is timed
-  through its own generated PyTorch code on :data:`POINTWISE_ELEMENTS` elements in cache.
+  through its own generated PyTorch code on :data:`POINTWISE_ELEMENTS` elements in cache;
+* ``row_costs``: a row-wise kernel (softmax, log_softmax, layer_norm, rms_norm) pays per row as well
+  as per element: each on :data:`ROW_ELEMENTS` elements in rows of each of :data:`ROW_WIDTHS`,
+  seconds per element by row width (a layer norm over 16 channels: five times as long per element
+  as over 1024); row-wise nodes of these records are priced by it instead of their record's rate.
 
 Each curve is then made monotone (:func:`monotone`): per byte, costs grow with size;
 per FLOP, a product with more rows is never slower.
@@ -64,6 +68,7 @@ import gc
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -94,6 +99,11 @@ OPERAND_PRODUCTS = (((64, 256), (256, 1024)), ((4, 64, 64), (4, 64, 2048)), ((4,
 EVICT_BYTES = 256 << 20  # written between the timed calls: larger than the last cache level of a server CPU
 POINTWISE_ELEMENTS = 64 * 1024  # 256 KiB of float32: in cache
 HEAVY_FLOPS_PER_ELEMENT = 4  # records counting this many FLOPs an element or more get a rate of their own
+# row-wise kernels timed by the width of their rows (KernelTable.row_costs): ROW_ELEMENTS float32 elements (in
+# cache) in rows of each of these many elements
+ROW_WIDTHS = (8, 16, 32, 64, 128, 256, 1024, 4096)
+QUICK_ROW_WIDTHS = (16, 1024)
+ROW_ELEMENTS = 1 << 18
 
 
 # This thread's CPU time (user and system, page faults included): on a machine shared with other
@@ -225,12 +235,13 @@ def measure_table(threads: int | None = None, quick: bool = False, samples: int 
         stream = monotone(stream)
         operand_warm, operand_cold = _operand_seconds(gemm, monotone(product_out), call_s, samples, quick, say)
         rates = _pointwise_rates(call_s, samples, say)
+        row_costs = _row_costs(QUICK_ROW_WIDTHS if quick else ROW_WIDTHS, samples, say)
 
     return KernelTable(
         key=table_key(threads), call_s=call_s, view_s=view_s, iteration_s=iteration_s,
         stream=stream, alloc=monotone(alloc), pointwise_flops_per_s=pointwise, gemm=gemm, gemm_columns=gemm_columns,
         product_out=monotone(product_out), product_out_unaligned=monotone(product_out_unaligned),
-        operand_warm_s=operand_warm, operand_cold_s=operand_cold, pointwise_rates=rates,
+        operand_warm_s=operand_warm, operand_cold_s=operand_cold, pointwise_rates=rates, row_costs=row_costs,
         edge=_edge_stream(QUICK_EDGE_BYTES if quick else EDGE_BYTES, into_s, samples, say),
         created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         notes=f"{machine_name()}; torch {torch.__version__}, {threads} thread(s)" + ("; quick" if quick else ""))
@@ -368,6 +379,46 @@ def _pointwise_rates(call_s: float, samples: int,
     return tuple(found)
 
 
+def _row_kernels() -> dict[str, Callable]:
+    """The row-wise kernels whose cost per row is measured: op record name -> f(x) on a 2-D
+    float32 tensor, computing across its last axis as the generated code calls them."""
+    import torch
+    import torch.nn.functional as F
+
+    def layer_norm(x):
+        w = x.shape[-1]
+        return F.layer_norm(x, (w,), torch.ones(w), torch.zeros(w), eps=1e-5)
+
+    def rms_norm(x):
+        return F.rms_norm(x, (x.shape[-1],), torch.ones(x.shape[-1]), eps=1e-6)
+    return {"softmax": lambda x: F.softmax(x, dim=-1), "log_softmax": lambda x: F.log_softmax(x, dim=-1),
+            "layer_norm": layer_norm, "rms_norm": rms_norm}
+
+
+def _row_costs(widths: Sequence[int], samples: int,
+               say: Callable[[str], None]) -> tuple[tuple[str, tuple[tuple[float, float], ...]], ...]:
+    """(op record, ((row width, seconds per element), ...)) of each of :func:`_row_kernels`: the kernel
+    on :data:`ROW_ELEMENTS` elements in rows of each width.  A row's reduction, its vector tail and
+    its loop cost as much on 16 elements as on 1024: a layer norm over an Evoformer's 16 pair
+    channels takes five times as long per element as over 1024, a softmax over rows of 8 falls
+    back to scalar code (twenty times).  A record's rate (``pointwise_rates``) is measured on one
+    long row, which the normalizations run slower per element than rows of a few hundred."""
+    import torch
+
+    found = []
+    for name, kernel in _row_kernels().items():
+        inputs = [torch.rand(ROW_ELEMENTS // w, w) for w in widths]
+        try:
+            kernel(inputs[0])
+        except Exception:  # a torch without this kernel: the record keeps its rate
+            continue
+        times = _seconds([lambda x=x: kernel(x) for x in inputs], _calls_for(ROW_ELEMENTS * 1e-9), samples)
+        found.append((name, tuple((float(w), t / ROW_ELEMENTS) for w, t in zip(widths, times))))
+    say("row-wise kernels, ps per element by row width: " + "; ".join(
+        f"{n} " + ", ".join(f"{int(w)} {c * 1e12:.0f}" for w, c in curve) for n, curve in found))
+    return tuple(found)
+
+
 def _heavy_programs():
     """(record name, compiled one-node program with its ``flops``) for :func:`_pointwise_rates`."""
     import chunkc
@@ -428,6 +479,12 @@ def ensure_table(threads: int, progress: Callable[[str], None] | None = None) ->
     (table, whether it was measured now)."""
     table = find_table(threads)
     if table is not None:
+        if not table.row_costs:  # cached before row costs were measured: those alone, now
+            import torch
+            torch.set_num_threads(threads)
+            with torch.inference_mode():
+                table = replace(table, row_costs=_row_costs(ROW_WIDTHS, 7, progress or (lambda _: None)))
+            table.save(table_path(threads))
         return table, False
     table = measure_table(threads, progress=progress)
     table.save(table_path(threads))
@@ -455,6 +512,9 @@ def describe(table: KernelTable) -> list[str]:
     if table.pointwise_rates:
         lines.append("pointwise GFLOP/s by op record: "
                      + ", ".join(f"{name} {rate / 1e9:.1f}" for name, rate in table.pointwise_rates))
+    if table.row_costs:
+        lines.append("row-wise kernels, ps per element by row width: " + "; ".join(
+            f"{name} " + ", ".join(f"{int(w)} {c * 1e12:.0f}" for w, c in curve) for name, curve in table.row_costs))
     return lines
 
 

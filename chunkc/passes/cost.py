@@ -120,6 +120,10 @@ class Work:
     cold: float = 1.0  # the share of those operands that comes from memory, not the caches (evicted since last touched)
     op: str = ""  # the op record's name: the key of a measured per-record rate (KernelTable.pointwise_rates)
     columns: float | None = None  # a contraction's output columns, when one operand alone gives them (None: many)
+    # a row-wise kernel (softmax, a normalization: its output's "mix" axes): elements per row and rows per call,
+    # its time per element set by the rows' width (KernelTable.row_costs); 0: not row-wise
+    row_width: float = 0.0
+    row_count: float = 0.0
 
 
 class Kernels(Protocol):
@@ -263,6 +267,12 @@ class KernelTable:
     # (op record, FLOPs per second) measured on the record's own kernel in cache (the FLOPs its record
     # counts); records not in it run at pointwise_flops_per_s
     pointwise_rates: tuple[tuple[str, float], ...] = ()
+    # (op record, ((elements a row, seconds per element), ...)): a row-wise kernel (softmax, layer_norm) pays
+    # per row as well as per element, so its time per element depends on its rows' width: a layer norm over
+    # 16 channels takes five times as long per element as over 1024.  Measured on rows of 8 to 4096 elements
+    # in cache (chunkc.calibrate._row_costs); it replaces the record's rate (pointwise_rates, measured on one
+    # long row) for row-wise nodes; records not in it keep that rate
+    row_costs: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
     created: str = ""
     notes: str = ""
 
@@ -354,6 +364,18 @@ class KernelTable:
         """FLOPs per second of an elementwise or reduction kernel of ``op`` (a record's name)."""
         return self._rates.get(op, self.pointwise_flops_per_s)
 
+    @functools.cached_property
+    def _row_curves(self) -> dict[str, tuple[tuple[float, float], ...]]:
+        return dict(self.row_costs)
+
+    def row_seconds(self, op: str, width: float, rows: float) -> float | None:
+        """Seconds of a row-wise kernel of ``op`` on ``rows`` rows of ``width`` elements in cache
+        (``row_costs``, held flat beyond its widths); None for a record not measured."""
+        curve = self._row_curves.get(op)
+        if not curve or rows <= 0 or width <= 0:
+            return None
+        return rows * width * _interpolate(curve, width)
+
     def product_out_seconds(self, nbytes: float, aligned: bool = True) -> float:
         """What a matrix product's ``nbytes`` of output cost beyond its arithmetic: per element a
         tile's stores, whatever the inner dimension; slow once the output leaves the caches, slower
@@ -373,7 +395,8 @@ class KernelTable:
                              work.flops / self.gemm_rate(work.rows, work.columns))
             compute = arithmetic + self.product_out_seconds(work.written, work.aligned)
         else:
-            compute = work.flops / self.pointwise_rate(work.op)
+            rows = self.row_seconds(work.op, work.row_width, work.row_count) if work.row_count else None
+            compute = work.flops / self.pointwise_rate(work.op) if rows is None else rows
         return self.call_s + max(memory, compute) + sum(self.alloc_seconds(b) for b in work.fresh)
 
     def write_seconds(self, nbytes: float) -> float:
@@ -407,6 +430,10 @@ class KernelTable:
                 if (not data[curve] and curve not in ("edge", "gemm_columns")) or any(a <= 0 for a, _ in data[curve]):
                     raise ValueError(f"curve {curve} is empty or has a size <= 0")
             data["pointwise_rates"] = tuple((str(k), float(v)) for k, v in data["pointwise_rates"])
+            data["row_costs"] = tuple((str(op), tuple((float(w), float(t)) for w, t in curve))
+                                      for op, curve in data.get("row_costs", ()))
+            if any(not curve or any(w <= 0 for w, _ in curve) for _, curve in data["row_costs"]):
+                raise ValueError("a row_costs curve is empty or has a width <= 0")
             table = KernelTable(**data)
         except (ValueError, TypeError, KeyError) as exc:
             raise ChunkcError(f"{where}: not a chunkc kernel table ({exc}); rebuild it with "
@@ -556,6 +583,8 @@ class _NodeFacts:
     out_bytes: tuple[float, ...]
     row_bytes: float  # bytes of one row (the last axis) of its first output, 0 without one
     columns: float | None = None  # a contraction's output columns (see TimeModel._columns)
+    row_width: float = 0.0  # a row-wise kernel's elements a row and rows, whole (see TimeModel._row_shape)
+    row_count: float = 0.0
 
 
 @dataclass
@@ -628,7 +657,23 @@ class TimeModel:
         row = 0.0
         if first is not None and first.rank:
             row = float(evaluate(first.shape[-1], self.sizes) * first.dtype.itemsize)
-        return _NodeFacts(kind, float(flops), ins, outs, row, self._columns(node) if kind == CONTRACTION else None)
+        width, count = self._row_shape(node) if kind == POINTWISE else (0.0, 0.0)
+        return _NodeFacts(kind, float(flops), ins, outs, row, self._columns(node) if kind == CONTRACTION else None,
+                          width, count)
+
+    def _row_shape(self, node: Node) -> tuple[float, float]:
+        """(elements a row, rows) of a row-wise kernel: its first output's axes that the op computes
+        across (``mix`` in its dims record: softmax's axis, a layer norm's normalized axes) make a
+        row, the others count rows.  (0, 0) for an op without such axes (elementwise)."""
+        out = node.outputs[0] if node.outputs else None
+        if out is None or not out.rank:
+            return 0.0, 0.0
+        extents = [float(evaluate(d, self.sizes)) for d in out.shape]
+        mixed = [a for a, flow in enumerate(node.dims()[0]) if flow.kind == "mix"]
+        if not mixed:
+            return 0.0, 0.0
+        width = math.prod(extents[a] for a in mixed)
+        return width, math.prod(extents) / width if width else 0.0
 
     def _columns(self, node: Node) -> float | None:
         """The columns of a contraction's output: its last axis, when one operand (rank >= 2) alone
@@ -687,7 +732,8 @@ class TimeModel:
         columns = f.columns * share if last_axis and f.columns is not None else f.columns
         return Work(f.kind, f.flops * share, sum(ins) + sum(outs), max(ins + list(outs), default=0.0),
                     () if f.kind == VIEW else outs, rows, sum(outs), row % CACHE_LINE == 0,
-                    sum(ins) if f.kind == CONTRACTION else 0.0, cold, node.op.name, columns)
+                    sum(ins) if f.kind == CONTRACTION else 0.0, cold, node.op.name, columns,
+                    f.row_width, f.row_count * share)  # a chunk never splits a row (mix axes are not chunked)
 
     def _call_seconds(self, i: int, sliced_inputs: tuple[bool, ...], share: float, rows: float | None,
                       last_axis: bool = False, cold: float = 1.0) -> float:
