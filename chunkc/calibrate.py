@@ -49,6 +49,9 @@ the samples; see :func:`_seconds`):
   second; tanh a third as many): every op record counting at least
   :data:`HEAVY_FLOPS_PER_ELEMENT` FLOPs an element that runs on one float32 vector is timed
   through its own generated PyTorch code on :data:`POINTWISE_ELEMENTS` elements in cache;
+* ``elementwise_rates``: the same for the light elementwise records (under
+  :data:`HEAVY_FLOPS_PER_ELEMENT` FLOPs an element, one to three float32 or bool vectors): a
+  comparison or a ``where`` takes two and a half to three times an addition's time an element;
 * ``row_costs``: a row-wise kernel (softmax, log_softmax, layer_norm, rms_norm) pays per row as well
   as per element: each on :data:`ROW_ELEMENTS` elements in rows of each of :data:`ROW_WIDTHS`,
   seconds per element by row width (a layer norm over 16 channels: five times as long per element
@@ -236,12 +239,14 @@ def measure_table(threads: int | None = None, quick: bool = False, samples: int 
         operand_warm, operand_cold = _operand_seconds(gemm, monotone(product_out), call_s, samples, quick, say)
         rates = _pointwise_rates(call_s, samples, say)
         row_costs = _row_costs(QUICK_ROW_WIDTHS if quick else ROW_WIDTHS, samples, say)
+        light = _elementwise_rates(call_s, samples, say)
 
     return KernelTable(
         key=table_key(threads), call_s=call_s, view_s=view_s, iteration_s=iteration_s,
         stream=stream, alloc=monotone(alloc), pointwise_flops_per_s=pointwise, gemm=gemm, gemm_columns=gemm_columns,
         product_out=monotone(product_out), product_out_unaligned=monotone(product_out_unaligned),
         operand_warm_s=operand_warm, operand_cold_s=operand_cold, pointwise_rates=rates, row_costs=row_costs,
+        elementwise_rates=light,
         edge=_edge_stream(QUICK_EDGE_BYTES if quick else EDGE_BYTES, into_s, samples, say),
         created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         notes=f"{machine_name()}; torch {torch.__version__}, {threads} thread(s)" + ("; quick" if quick else ""))
@@ -379,6 +384,66 @@ def _pointwise_rates(call_s: float, samples: int,
     return tuple(found)
 
 
+def _elementwise_rates(call_s: float, samples: int,
+                       say: Callable[[str], None]) -> tuple[tuple[str, float], ...]:
+    """(op record, FLOPs per second) of the light elementwise records (fewer than
+    :data:`HEAVY_FLOPS_PER_ELEMENT` FLOPs an element, one to three inputs: float32 vectors, a
+    condition as a bool vector) that run with default attributes, each timed in cache on
+    :data:`POINTWISE_ELEMENTS` elements through the generated PyTorch code.  An addition streams at
+    its bytes' rate, but a comparison (a bool output) takes two and a half times as long an element,
+    and a ``where`` three (a causal mask's ``le`` and ``where``: the generic exponential's rate
+    priced them at 0.2 ns an element, they take 0.5-0.6).  The condition's first half is true, the
+    rest false, as a mask's rows are (a random one would time branch mispredictions)."""
+    import torch
+
+    found = []
+    n = POINTWISE_ELEMENTS
+    floats = [0.5 + 0.4 * torch.rand(n) for _ in range(3)]
+    mask = torch.arange(n) < n // 2
+    for name, program, kinds in _light_programs():
+        args = [mask if k == "bool" else floats[i] for i, k in enumerate(kinds)]
+        try:
+            program(*args)
+        except Exception:
+            continue
+        t = _seconds_per_call(lambda: program(*args), _calls_for(n * 1e-9), samples)
+        found.append((name, program.flops / max(t - call_s, 1e-3 * t)))
+    say("light elementwise GFLOP/s by record: " + ", ".join(f"{n} {r / 1e9:.1f}" for n, r in found))
+    return tuple(found)
+
+
+def _light_programs():
+    """(record name, compiled one-node program with its ``flops``, input kinds) for
+    :func:`_elementwise_rates`: the first arity of float32 vectors (or a bool condition and two
+    float32 vectors) each record accepts, when it returns one vector of the same length."""
+    import chunkc
+    from .ir.registry import all_ops
+    from .ir.sizes import evaluate
+    from .ops import apply
+
+    n = POINTWISE_ELEMENTS
+    for name, op in sorted(all_ops().items()):
+        if op.may_alias or op.torch is None:
+            continue
+        for kinds in (("f32",), ("f32", "f32"), ("bool", "f32", "f32")):
+            graph = chunkc.Graph(f"rate_{name}")
+            try:
+                ins = [graph.add_input(f"x{i}", k, (n,)) for i, k in enumerate(kinds)]
+                y = apply(name, *ins, graph=graph)
+                if isinstance(y, (tuple, list)) or tuple(y.shape) != (n,):
+                    break
+                flops = evaluate(y.producer.flops(), {})
+                if not n <= flops < HEAVY_FLOPS_PER_ELEMENT * n:
+                    break
+                graph.set_outputs(y)
+                program = chunkc.compile(graph, backend="torch")
+            except Exception:  # another arity, required attributes, another dtype
+                continue
+            program.flops = float(flops)
+            yield name, program, kinds
+            break
+
+
 def _row_kernels() -> dict[str, Callable]:
     """The row-wise kernels whose cost per row is measured: op record name -> f(x) on a 2-D
     float32 tensor, computing across its last axis as the generated code calls them."""
@@ -479,11 +544,13 @@ def ensure_table(threads: int, progress: Callable[[str], None] | None = None) ->
     (table, whether it was measured now)."""
     table = find_table(threads)
     if table is not None:
-        if not table.row_costs:  # cached before row costs were measured: those alone, now
+        if not table.row_costs or not table.elementwise_rates:  # cached before these were measured: them alone
             import torch
             torch.set_num_threads(threads)
+            say = progress or (lambda _: None)
             with torch.inference_mode():
-                table = replace(table, row_costs=_row_costs(ROW_WIDTHS, 7, progress or (lambda _: None)))
+                table = replace(table, row_costs=table.row_costs or _row_costs(ROW_WIDTHS, 7, say),
+                                elementwise_rates=table.elementwise_rates or _elementwise_rates(table.call_s, 7, say))
             table.save(table_path(threads))
         return table, False
     table = measure_table(threads, progress=progress)
@@ -512,6 +579,9 @@ def describe(table: KernelTable) -> list[str]:
     if table.pointwise_rates:
         lines.append("pointwise GFLOP/s by op record: "
                      + ", ".join(f"{name} {rate / 1e9:.1f}" for name, rate in table.pointwise_rates))
+    if table.elementwise_rates:
+        lines.append("light elementwise GFLOP/s by op record: "
+                     + ", ".join(f"{name} {rate / 1e9:.1f}" for name, rate in table.elementwise_rates))
     if table.row_costs:
         lines.append("row-wise kernels, ps per element by row width: " + "; ".join(
             f"{name} " + ", ".join(f"{int(w)} {c * 1e12:.0f}" for w, c in curve) for name, curve in table.row_costs))

@@ -273,6 +273,9 @@ class KernelTable:
     # in cache (chunkc.calibrate._row_costs); it replaces the record's rate (pointwise_rates, measured on one
     # long row) for row-wise nodes; records not in it keep that rate
     row_costs: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
+    # (op record, FLOPs per second) of the light elementwise records (comparisons, where, add...) measured the
+    # same way as pointwise_rates (chunkc.calibrate._elementwise_rates); records in neither: the generic rate
+    elementwise_rates: tuple[tuple[str, float], ...] = ()
     created: str = ""
     notes: str = ""
 
@@ -358,7 +361,7 @@ class KernelTable:
 
     @functools.cached_property
     def _rates(self) -> dict[str, float]:
-        return dict(self.pointwise_rates)
+        return {**dict(self.elementwise_rates), **dict(self.pointwise_rates)}
 
     def pointwise_rate(self, op: str) -> float:
         """FLOPs per second of an elementwise or reduction kernel of ``op`` (a record's name)."""
@@ -430,6 +433,7 @@ class KernelTable:
                 if (not data[curve] and curve not in ("edge", "gemm_columns")) or any(a <= 0 for a, _ in data[curve]):
                     raise ValueError(f"curve {curve} is empty or has a size <= 0")
             data["pointwise_rates"] = tuple((str(k), float(v)) for k, v in data["pointwise_rates"])
+            data["elementwise_rates"] = tuple((str(k), float(v)) for k, v in data.get("elementwise_rates", ()))
             data["row_costs"] = tuple((str(op), tuple((float(w), float(t)) for w, t in curve))
                                       for op, curve in data.get("row_costs", ()))
             if any(not curve or any(w <= 0 for w, _ in curve) for _, curve in data["row_costs"]):
