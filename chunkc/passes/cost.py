@@ -33,7 +33,11 @@ as a copy) and the bytes of its values, by a *kernel model*:
   warm), and all of them between two whole calls;
 * an elementwise kernel or a reduction: its FLOPs at the rate measured on its own
   op record's kernel when the table has one (exponentials, tanh, softmax: one
-  exponential's rate does not fit them all), else at an exponential's;
+  exponential's rate does not fit them all; comparisons and ``where``, light as
+  they are, take 2.5-3 times an addition's time), else at an exponential's; a
+  row-wise kernel (softmax, a normalization: the output's ``mix`` axes make its
+  rows) at its measured time per element for its rows' width (a layer norm over
+  16 channels: five times as long an element as over 1024);
 * a chunk loop adds, per iteration, its bookkeeping, a view of every sliced
   input and the copy of each output chunk into its buffer; a region input
   sliced along an axis that is not the outermost is a strided view that
@@ -46,9 +50,9 @@ Two kernel models come with chunkc:
 * :class:`KernelTable` — measured on this machine, for the PyTorch backend:
   ``python -m chunkc.calibrate`` times the fixed per-call costs, a streaming
   kernel, fresh outputs, a pointwise kernel, matrix products (by rows and by
-  output columns) and their stores over ladders of sizes, products on cold operands, and the
-  elementwise kernels of the heavier op
-  records (about 7 s of CPU time) and caches the table as
+  output columns) and their stores over ladders of sizes, products on cold operands, the
+  elementwise kernels of the op records and four row-wise kernels by row width (about 8 s of
+  CPU time) and caches the table as
   JSON in the user's cache directory, keyed by machine, torch version, torch
   threads, the table's format and the allocator's settings in the environment
   (:func:`table_path`).  Times between measured sizes are interpolated.
