@@ -57,6 +57,13 @@ the samples; see :func:`_seconds`):
   CPU flash kernel blocks its queries by how many a call has, and a chunk of 128 rows costs a fifth
   more per row than a call of 1024 (the cost model prices a chunk of a fused attention's queries by
   the curve's ratio at its rows to the whole op's rows).  ``--upgrade`` adds it to a table of format 5.
+* ``elementwise_rates``: the same for the light elementwise records (under
+  :data:`HEAVY_FLOPS_PER_ELEMENT` FLOPs an element, one to three float32 or bool vectors): a
+  comparison or a ``where`` takes two and a half to three times an addition's time an element;
+* ``row_costs``: a row-wise kernel (softmax, log_softmax, layer_norm, rms_norm) pays per row as well
+  as per element: each on :data:`ROW_ELEMENTS` elements in rows of each of :data:`ROW_WIDTHS`,
+  seconds per element by row width (a layer norm over 16 channels: five times as long per element
+  as over 1024); row-wise nodes of these records are priced by it instead of their record's rate.
 
 Each curve is then made monotone (:func:`monotone`): per byte, costs grow with size;
 per FLOP, a product with more rows is never slower.
@@ -110,6 +117,11 @@ QUICK_ATTENTION_ROWS = (32, 256, 1024)
 ATTENTION_KEYS, ATTENTION_HEAD, ATTENTION_HEADS = 4096, 64, 4
 QUICK_ATTENTION_KEYS = 1024
 ATTENTION_KERNELS = ("none", "bool", "float", "causal")  # OpDef.rows_kernel's names: by the mask the kernel gets
+# row-wise kernels timed by the width of their rows (KernelTable.row_costs): ROW_ELEMENTS float32 elements (in
+# cache) in rows of each of these many elements
+ROW_WIDTHS = (8, 16, 32, 64, 128, 256, 1024, 4096)
+QUICK_ROW_WIDTHS = (16, 1024)
+ROW_ELEMENTS = 1 << 18
 
 
 # This thread's CPU time (user and system, page faults included): on a machine shared with other
@@ -242,12 +254,15 @@ def measure_table(threads: int | None = None, quick: bool = False, samples: int 
         operand_warm, operand_cold = _operand_seconds(gemm, monotone(product_out), call_s, samples, quick, say)
         rates = _pointwise_rates(call_s, samples, say)
         attention = measure_attention(quick, samples, say)
+        row_costs = _row_costs(QUICK_ROW_WIDTHS if quick else ROW_WIDTHS, samples, say)
+        light = _elementwise_rates(call_s, samples, say)
 
     return KernelTable(
         key=table_key(threads), call_s=call_s, view_s=view_s, iteration_s=iteration_s,
         stream=stream, alloc=monotone(alloc), pointwise_flops_per_s=pointwise, gemm=gemm, gemm_columns=gemm_columns,
         product_out=monotone(product_out), product_out_unaligned=monotone(product_out_unaligned),
         operand_warm_s=operand_warm, operand_cold_s=operand_cold, pointwise_rates=rates, attention=attention,
+        row_costs=row_costs, elementwise_rates=light,
         edge=_edge_stream(QUICK_EDGE_BYTES if quick else EDGE_BYTES, into_s, samples, say),
         created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         notes=f"{machine_name()}; torch {torch.__version__}, {threads} thread(s)" + ("; quick" if quick else ""))
@@ -451,6 +466,106 @@ def _causal_curve(k, v, quick: bool, samples: int) -> tuple[tuple[float, float],
     return tuple(curve)
 
 
+def _elementwise_rates(call_s: float, samples: int,
+                       say: Callable[[str], None]) -> tuple[tuple[str, float], ...]:
+    """(op record, FLOPs per second) of the light elementwise records (fewer than
+    :data:`HEAVY_FLOPS_PER_ELEMENT` FLOPs an element, one to three inputs: float32 vectors, a
+    condition as a bool vector) that run with default attributes, each timed in cache on
+    :data:`POINTWISE_ELEMENTS` elements through the generated PyTorch code.  An addition streams at
+    its bytes' rate, but a comparison (a bool output) takes two and a half times as long an element,
+    and a ``where`` three (a causal mask's ``le`` and ``where``: the generic exponential's rate
+    priced them at 0.2 ns an element, they take 0.5-0.6).  The condition's first half is true, the
+    rest false, as a mask's rows are (a random one would time branch mispredictions)."""
+    import torch
+
+    found = []
+    n = POINTWISE_ELEMENTS
+    floats = [0.5 + 0.4 * torch.rand(n) for _ in range(3)]
+    mask = torch.arange(n) < n // 2
+    for name, program, kinds in _light_programs():
+        args = [mask if k == "bool" else floats[i] for i, k in enumerate(kinds)]
+        try:
+            program(*args)
+        except Exception:
+            continue
+        t = _seconds_per_call(lambda: program(*args), _calls_for(n * 1e-9), samples)
+        found.append((name, program.flops / max(t - call_s, 1e-3 * t)))
+    say("light elementwise GFLOP/s by record: " + ", ".join(f"{n} {r / 1e9:.1f}" for n, r in found))
+    return tuple(found)
+
+
+def _light_programs():
+    """(record name, compiled one-node program with its ``flops``, input kinds) for
+    :func:`_elementwise_rates`: the first arity of float32 vectors (or a bool condition and two
+    float32 vectors) each record accepts, when it returns one vector of the same length."""
+    import chunkc
+    from .ir.registry import all_ops
+    from .ir.sizes import evaluate
+    from .ops import apply
+
+    n = POINTWISE_ELEMENTS
+    for name, op in sorted(all_ops().items()):
+        if op.may_alias or op.torch is None:
+            continue
+        for kinds in (("f32",), ("f32", "f32"), ("bool", "f32", "f32")):
+            graph = chunkc.Graph(f"rate_{name}")
+            try:
+                ins = [graph.add_input(f"x{i}", k, (n,)) for i, k in enumerate(kinds)]
+                y = apply(name, *ins, graph=graph)
+                if isinstance(y, (tuple, list)) or tuple(y.shape) != (n,):
+                    break
+                flops = evaluate(y.producer.flops(), {})
+                if not n <= flops < HEAVY_FLOPS_PER_ELEMENT * n:
+                    break
+                graph.set_outputs(y)
+                program = chunkc.compile(graph, backend="torch")
+            except Exception:  # another arity, required attributes, another dtype
+                continue
+            program.flops = float(flops)
+            yield name, program, kinds
+            break
+
+
+def _row_kernels() -> dict[str, Callable]:
+    """The row-wise kernels whose cost per row is measured: op record name -> f(x) on a 2-D
+    float32 tensor, computing across its last axis as the generated code calls them."""
+    import torch
+    import torch.nn.functional as F
+
+    def layer_norm(x):
+        w = x.shape[-1]
+        return F.layer_norm(x, (w,), torch.ones(w), torch.zeros(w), eps=1e-5)
+
+    def rms_norm(x):
+        return F.rms_norm(x, (x.shape[-1],), torch.ones(x.shape[-1]), eps=1e-6)
+    return {"softmax": lambda x: F.softmax(x, dim=-1), "log_softmax": lambda x: F.log_softmax(x, dim=-1),
+            "layer_norm": layer_norm, "rms_norm": rms_norm}
+
+
+def _row_costs(widths: Sequence[int], samples: int,
+               say: Callable[[str], None]) -> tuple[tuple[str, tuple[tuple[float, float], ...]], ...]:
+    """(op record, ((row width, seconds per element), ...)) of each of :func:`_row_kernels`: the kernel
+    on :data:`ROW_ELEMENTS` elements in rows of each width.  A row's reduction, its vector tail and
+    its loop cost as much on 16 elements as on 1024: a layer norm over an Evoformer's 16 pair
+    channels takes five times as long per element as over 1024, a softmax over rows of 8 falls
+    back to scalar code (twenty times).  A record's rate (``pointwise_rates``) is measured on one
+    long row, which the normalizations run slower per element than rows of a few hundred."""
+    import torch
+
+    found = []
+    for name, kernel in _row_kernels().items():
+        inputs = [torch.rand(ROW_ELEMENTS // w, w) for w in widths]
+        try:
+            kernel(inputs[0])
+        except Exception:  # a torch without this kernel: the record keeps its rate
+            continue
+        times = _seconds([lambda x=x: kernel(x) for x in inputs], _calls_for(ROW_ELEMENTS * 1e-9), samples)
+        found.append((name, tuple((float(w), t / ROW_ELEMENTS) for w, t in zip(widths, times))))
+    say("row-wise kernels, ps per element by row width: " + "; ".join(
+        f"{n} " + ", ".join(f"{int(w)} {c * 1e12:.0f}" for w, c in curve) for n, curve in found))
+    return tuple(found)
+
+
 def _heavy_programs():
     """(record name, compiled one-node program with its ``flops``) for :func:`_pointwise_rates`."""
     import chunkc
@@ -507,14 +622,22 @@ def _iteration_seconds(samples: int) -> float:
 
 
 def ensure_table(threads: int, progress: Callable[[str], None] | None = None) -> tuple[KernelTable, bool]:
-    """This machine's table at ``threads``: the cached one, or measured now and cached.
-    (table, whether it was measured now)."""
+    """This machine's table at ``threads``: the cached one (what it lacks measured now: see
+    :func:`upgrade_table`), or measured now and cached.  (table, whether it was measured now)."""
     table = find_table(threads)
     if table is not None:
+        if _lacks(table):
+            table = upgrade_table(table, threads, progress)
+            table.save(table_path(threads))
         return table, False
     table = measure_table(threads, progress=progress)
     table.save(table_path(threads))
     return table, True
+
+
+def _lacks(table: KernelTable) -> bool:
+    """Whether ``table`` was measured before some of the current format's parts were."""
+    return table.format != TABLE_FORMAT or not (table.attention and table.row_costs and table.elementwise_rates)
 
 
 def describe(table: KernelTable) -> list[str]:
@@ -543,6 +666,12 @@ def describe(table: KernelTable) -> list[str]:
     if table.pointwise_rates:
         lines.append("pointwise GFLOP/s by op record: "
                      + ", ".join(f"{name} {rate / 1e9:.1f}" for name, rate in table.pointwise_rates))
+    if table.elementwise_rates:
+        lines.append("light elementwise GFLOP/s by op record: "
+                     + ", ".join(f"{name} {rate / 1e9:.1f}" for name, rate in table.elementwise_rates))
+    if table.row_costs:
+        lines.append("row-wise kernels, ps per element by row width: " + "; ".join(
+            f"{name} " + ", ".join(f"{int(w)} {c * 1e12:.0f}" for w, c in curve) for name, curve in table.row_costs))
     return lines
 
 
@@ -581,14 +710,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def upgrade_table(table: KernelTable, threads: int, progress: Callable[[str], None] | None = None) -> KernelTable:
-    """``table`` (of an older format) with what the current format adds measured now, at ``threads``."""
+    """``table`` (of an older format, or cached before some parts were measured) with what it
+    lacks measured now, at ``threads``: the attention curves, the row-wise kernels' costs and
+    the light elementwise rates."""
     import torch
 
     torch.set_num_threads(threads)
-    attention = table.attention or measure_attention(say=progress or (lambda _: None))
-    key = table_key(threads)
-    return replace(table, key=key, attention=attention, format=TABLE_FORMAT,
-                   notes=table.notes + f"; attention curves added {_now()}")
+    say = progress or (lambda _: None)
+    with torch.inference_mode():
+        attention = table.attention or measure_attention(say=say)
+        row_costs = table.row_costs or _row_costs(ROW_WIDTHS, 7, say)
+        light = table.elementwise_rates or _elementwise_rates(table.call_s, 7, say)
+    return replace(table, key=table_key(threads), attention=attention, row_costs=row_costs, elementwise_rates=light,
+                   format=TABLE_FORMAT, notes=table.notes + f"; completed {_now()}")
 
 
 def _upgrade(threads: int | None, out: Path | None) -> int:
@@ -598,8 +732,8 @@ def _upgrade(threads: int | None, out: Path | None) -> int:
     if table is None:
         print(f"no kernel table to upgrade at {threads} thread(s); run python -m chunkc.calibrate", file=sys.stderr)
         return 1
-    if table.format == TABLE_FORMAT and table.attention:
-        print(f"the table is of format {TABLE_FORMAT} already: {table_path(threads)}")
+    if not _lacks(table):
+        print(f"the table is complete (format {TABLE_FORMAT}) already: {table_path(threads)}")
         return 0
     table = upgrade_table(table, threads, lambda line: print(line, file=sys.stderr, flush=True))
     path = table.save(out or table_path(threads))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import chunkc  # noqa: E402
-from chunkc.calibrate import main as calibrate_main, measure_table, monotone  # noqa: E402
+from chunkc.calibrate import ATTENTION_KERNELS, main as calibrate_main, measure_table, monotone  # noqa: E402
 from chunkc.errors import ChunkcError  # noqa: E402
 from chunkc import ops as O  # noqa: E402
 from chunkc.passes.cost import (CONTRACTION, POINTWISE, KernelTable, Machine, TimeModel, Work,  # noqa: E402
@@ -58,6 +59,8 @@ def test_quick_measured_table_is_monotone_and_round_trips(tmp_path):
     assert table.operand_cold_s > 0 and table.operand_warm_s >= 0 and table.edge
     assert [c for c, _ in table.gemm_columns] == [8.0, 256.0] and all(r > 0 for _, r in table.gemm_columns)
     assert dict(table.pointwise_rates)["softmax"] > 0 and dict(table.pointwise_rates)["tanh"] > 0
+    assert [w for w, _ in dict(table.row_costs)["layer_norm"]] == [16.0, 1024.0]
+    assert dict(table.elementwise_rates)["le"] > 0 and dict(table.elementwise_rates)["where"] > 0
     path = table.save(tmp_path / "t.json")
     assert KernelTable.load(path) == table
 
@@ -694,3 +697,130 @@ def test_causal_blocks_of_nested_loops_sum_to_the_triangle_and_grow_with_their_r
     assert sum(blocks) == pytest.approx(model.flops[0])
     full = [b for s, b in zip(range(0, L, chunk), blocks) if s + chunk <= L]
     assert all(a < b for a, b in zip(full, full[1:])), full
+
+
+# --------------------------------------------------------------------------- row-wise kernels
+
+
+def test_a_row_wise_kernel_runs_at_its_measured_time_per_element_for_its_row_width():
+    """rows x width x the curve at the width (log-interpolated, flat beyond its ends) in place of the
+    record's rate; a record the table has no curve for, or a node without rows, keeps its rate."""
+    t = synthetic_table(row_costs=(("layer_norm", ((16.0, 2e-9), (64.0, 1e-9), (1024.0, 0.5e-9))),))
+    base = Work(POINTWISE, 4e3, 0.0, 0.0, op="layer_norm")
+    assert t.seconds(base) == pytest.approx(1e-6 + 1e-6)  # 4e3 FLOPs at the generic 4e9
+    for width, per_element in ((16.0, 2e-9), (32.0, 1.5e-9), (4096.0, 0.5e-9), (8.0, 2e-9)):
+        work = dataclasses.replace(base, row_width=width, row_count=1000.0)
+        assert t.seconds(work) == pytest.approx(1e-6 + 1000 * width * per_element)
+    other = dataclasses.replace(base, op="softmax", row_width=16.0, row_count=1000.0)
+    assert t.seconds(other) == pytest.approx(t.seconds(dataclasses.replace(base, op="softmax")))
+
+
+def test_the_time_model_finds_rows_from_the_mix_axes_and_a_chunk_keeps_its_share_of_them():
+    g = chunkc.Graph("norms")
+    x = g.add_input("x", "f32", ("N", 64, 16))
+    n = O.layer_norm(x, name="n")  # across the last axis: rows of 16
+    p = O.softmax(n, axis=1, name="p")  # across axis 1: rows of 64
+    y = O.add(p, p, name="y")  # elementwise: no rows
+    g.set_outputs(y)
+    t = synthetic_table(row_costs=(("layer_norm", ((16.0, 3e-9), (1024.0, 1e-9))),
+                                   ("softmax", ((64.0, 2e-9), (1024.0, 1e-9)))))
+    model = TimeModel(g, {"N": 32}, t)
+    at = {v: g.nodes.index(v.producer) for v in (n, p, y)}
+    assert (model._work(at[n]).row_width, model._work(at[n]).row_count) == (16.0, 32.0 * 64)
+    assert (model._work(at[p]).row_width, model._work(at[p]).row_count) == (64.0, 32.0 * 16)
+    assert model._work(at[y]).row_count == 0.0
+    half = model._work(at[n], {x: None}, share=0.5)
+    assert half.row_count == 32.0 * 64 / 2
+    elements = 32 * 64 * 16
+    memory = t.per_byte(4.0 * elements) * 8.0 * elements  # reads and writes 128 KiB: below the arithmetic
+    assert model.times[at[n]] == pytest.approx(1e-6 + max(memory, elements * 3e-9))
+    assert model.times[at[p]] == pytest.approx(1e-6 + max(memory, elements * 2e-9))
+    assert model.times[at[y]] == pytest.approx(TimeModel(g, {"N": 32}, synthetic_table()).times[at[y]])
+
+
+def test_a_measured_table_predicts_a_layer_norm_on_short_rows_against_long_rows():
+    """F.layer_norm over the same 256K elements in rows of 16 (an Evoformer's pair channels) and in
+    rows of 1024, timed in turn: the quick table's predicted ratio is nearer the measured one (about
+    3-6x here, by the machine's load) than 1, a table without row costs' prediction, and within 60%."""
+    import torch.nn.functional as F
+    from chunkc.calibrate import _seconds
+    torch.set_num_threads(1)
+    table = measure_table(threads=1, quick=True)
+    n = 1 << 18
+    short, long = torch.rand(n // 16, 16), torch.rand(n // 1024, 1024)
+    ones = {w: (torch.ones(w), torch.zeros(w)) for w in (16, 1024)}
+    t_short, t_long = _seconds([lambda: F.layer_norm(short, (16,), *ones[16]),
+                                lambda: F.layer_norm(long, (1024,), *ones[1024])], 3, 9)
+
+    def predicted(width):  # the one node of a graph computing F.layer_norm's work, as TimeModel prices it
+        g = chunkc.Graph("norm")
+        x = g.add_input("x", "f32", (n // width, width))
+        g.set_outputs(O.layer_norm(x, g.add_constant("w", np.ones(width, np.float32)),
+                                   g.add_constant("b", np.zeros(width, np.float32))))
+        return TimeModel(g, {}, table).total
+    ratio, measured = predicted(16) / predicted(1024), t_short / t_long
+    assert measured > 1.5  # what the term is for: without it the prediction would be 1
+    assert abs(math.log(ratio / measured)) < abs(math.log(measured)), (ratio, measured)  # nearer than 1
+    assert ratio == pytest.approx(measured, rel=0.6), (ratio, measured)
+
+
+def test_a_table_cached_without_row_costs_loads_and_is_topped_up(tmp_path, monkeypatch):
+    """Row costs and light elementwise rates came after format 5: a cached table without them is
+    still that format's table (no re-measurement of the rest), and ensure_table measures them alone
+    into it."""
+    from chunkc.calibrate import ensure_table
+    monkeypatch.setenv("CHUNKC_CACHE_DIR", str(tmp_path))
+    torch.set_num_threads(1)
+    curve = ((32.0, 2e-9), (1024.0, 1e-9))  # (the attention curves present: measured only what lacks)
+    data = json.loads(synthetic_table(key=table_key(1), attention=tuple((k, curve) for k in ATTENTION_KERNELS)).to_json())
+    del data["row_costs"], data["elementwise_rates"]
+    path = table_path(1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    assert find_table(1).row_costs == ()
+    table, measured = ensure_table(1)
+    assert not measured and table.call_s == 1e-6  # the rest is the cached table's
+    curves = dict(table.row_costs)
+    assert {"softmax", "layer_norm"} <= set(curves)
+    assert [w for w, _ in curves["layer_norm"]] == [8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 4096.0]
+    assert dict(curves["layer_norm"])[16.0] > 1.5 * dict(curves["layer_norm"])[1024.0]  # short rows cost more
+    assert {"le", "where", "add"} <= set(dict(table.elementwise_rates))
+    assert find_table(1) == table  # saved
+
+
+def test_a_damaged_row_cost_curve_names_the_fix(tmp_path):
+    bad = tmp_path / "kernels.json"
+    data = json.loads(synthetic_table(row_costs=(("softmax", ((16.0, 1e-9),)),)).to_json())
+    data["row_costs"] = [["softmax", []]]
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ChunkcError, match="row_costs curve is empty.*python -m chunkc.calibrate"):
+        KernelTable.load(bad)
+
+
+def test_light_elementwise_records_run_at_their_measured_rate_and_heavy_ones_keep_theirs():
+    t = synthetic_table(elementwise_rates=(("le", 2e9), ("softmax", 1e9)), pointwise_rates=(("softmax", 8e9),))
+    assert t.seconds(Work(POINTWISE, 4e3, 0.0, 0.0, op="le")) == pytest.approx(1e-6 + 2e-6)
+    assert t.seconds(Work(POINTWISE, 8e3, 0.0, 0.0, op="softmax")) == pytest.approx(1e-6 + 1e-6)
+    assert t.seconds(Work(POINTWISE, 4e3, 0.0, 0.0, op="add")) == pytest.approx(1e-6 + 1e-6)  # the generic 4e9
+
+
+def test_a_measured_table_predicts_a_comparison_against_an_addition():
+    """``a <= b`` (a bool output) and ``a + b`` on the same 64K float32 elements in cache, timed in turn:
+    the quick table's predicted ratio is nearer the measured one (about 2.5x here) than 1, the generic
+    rate's prediction for both, and within 60%."""
+    from chunkc.calibrate import _seconds
+    torch.set_num_threads(1)
+    table = measure_table(threads=1, quick=True)
+    n = 1 << 16
+    a, b = torch.rand(n), torch.rand(n)
+    t_le, t_add = _seconds([lambda: a <= b, lambda: a + b], 20, 9)
+
+    def predicted(op):
+        g = chunkc.Graph(op)
+        x, y = g.add_input("x", "f32", (n,)), g.add_input("y", "f32", (n,))
+        g.set_outputs(getattr(O, op)(x, y))
+        return TimeModel(g, {}, table).total
+    ratio, measured = predicted("le") / predicted("add"), t_le / t_add
+    assert measured > 1.5
+    assert abs(math.log(ratio / measured)) < abs(math.log(measured)), (ratio, measured)  # nearer than 1
+    assert ratio == pytest.approx(measured, rel=0.6), (ratio, measured)

@@ -37,7 +37,11 @@ as a copy) and the bytes of its values, by a *kernel model*:
   and for causal queries: the CPU flash kernel blocks its queries by how many a call has);
 * an elementwise kernel or a reduction: its FLOPs at the rate measured on its own
   op record's kernel when the table has one (exponentials, tanh, softmax: one
-  exponential's rate does not fit them all), else at an exponential's;
+  exponential's rate does not fit them all; comparisons and ``where``, light as
+  they are, take 2.5-3 times an addition's time), else at an exponential's; a
+  row-wise kernel (softmax, a normalization: the output's ``mix`` axes make its
+  rows) at its measured time per element for its rows' width (a layer norm over
+  16 channels: five times as long an element as over 1024);
 * a chunk loop adds, per iteration, its bookkeeping, a view of every sliced
   input and the copy of each output chunk into its buffer; a region input
   sliced along an axis that is not the outermost is a strided view that
@@ -50,9 +54,9 @@ Two kernel models come with chunkc:
 * :class:`KernelTable` — measured on this machine, for the PyTorch backend:
   ``python -m chunkc.calibrate`` times the fixed per-call costs, a streaming
   kernel, fresh outputs, a pointwise kernel, matrix products (by rows and by
-  output columns) and their stores over ladders of sizes, products on cold operands, and the
-  elementwise kernels of the heavier op
-  records and fused attention by query rows (about 17 s of CPU time) and caches the table as
+  output columns) and their stores over ladders of sizes, products on cold operands, the
+  elementwise kernels of the op records, four row-wise kernels by row width and fused
+  attention by query rows (about 25 s of CPU time) and caches the table as
   JSON in the user's cache directory, keyed by machine, torch version, torch
   threads, the table's format and the allocator's settings in the environment
   (:func:`table_path`).  Times between measured sizes are interpolated.
@@ -130,6 +134,10 @@ class Work:
     rows_kernel: str = ""
     query_rows: float | None = None
     whole_rows: float | None = None
+    # a row-wise kernel (softmax, a normalization: its output's "mix" axes): elements per row and rows per call,
+    # its time per element set by the rows' width (KernelTable.row_costs); 0: not row-wise
+    row_width: float = 0.0
+    row_count: float = 0.0
 
 
 class Kernels(Protocol):
@@ -284,6 +292,15 @@ class KernelTable:
     # smaller products per key block.  Only ratios of a curve's points are used (rows_factor)
     attention: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
     format: int = TABLE_FORMAT  # the format it was read in (an older one lacks curves: READ_FORMATS)
+    # (op record, ((elements a row, seconds per element), ...)): a row-wise kernel (softmax, layer_norm) pays
+    # per row as well as per element, so its time per element depends on its rows' width: a layer norm over
+    # 16 channels takes five times as long per element as over 1024.  Measured on rows of 8 to 4096 elements
+    # in cache (chunkc.calibrate._row_costs); it replaces the record's rate (pointwise_rates, measured on one
+    # long row) for row-wise nodes; records not in it keep that rate
+    row_costs: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
+    # (op record, FLOPs per second) of the light elementwise records (comparisons, where, add...) measured the
+    # same way as pointwise_rates (chunkc.calibrate._elementwise_rates); records in neither: the generic rate
+    elementwise_rates: tuple[tuple[str, float], ...] = ()
     created: str = ""
     notes: str = ""
 
@@ -369,7 +386,7 @@ class KernelTable:
 
     @functools.cached_property
     def _rates(self) -> dict[str, float]:
-        return dict(self.pointwise_rates)
+        return {**dict(self.elementwise_rates), **dict(self.pointwise_rates)}
 
     def pointwise_rate(self, op: str) -> float:
         """FLOPs per second of an elementwise or reduction kernel of ``op`` (a record's name)."""
@@ -392,6 +409,18 @@ class KernelTable:
         if not curve or rows is None or whole is None or rows >= whole:
             return 1.0
         return max(1.0, _interpolate(curve, max(rows, 1.0)) / _interpolate(curve, whole))
+
+    @functools.cached_property
+    def _row_curves(self) -> dict[str, tuple[tuple[float, float], ...]]:
+        return dict(self.row_costs)
+
+    def row_seconds(self, op: str, width: float, rows: float) -> float | None:
+        """Seconds of a row-wise kernel of ``op`` on ``rows`` rows of ``width`` elements in cache
+        (``row_costs``, held flat beyond its widths); None for a record not measured."""
+        curve = self._row_curves.get(op)
+        if not curve or rows <= 0 or width <= 0:
+            return None
+        return rows * width * _interpolate(curve, width)
 
     def product_out_seconds(self, nbytes: float, aligned: bool = True) -> float:
         """What a matrix product's ``nbytes`` of output cost beyond its arithmetic: per element a
@@ -416,7 +445,8 @@ class KernelTable:
                                       work.flops / self.gemm_rate(rows, work.columns))
             compute = arithmetic + self.product_out_seconds(work.written, work.aligned)
         else:
-            compute = work.flops / self.pointwise_rate(work.op)
+            rows = self.row_seconds(work.op, work.row_width, work.row_count) if work.row_count else None
+            compute = work.flops / self.pointwise_rate(work.op) if rows is None else rows
         return self.call_s + max(memory, compute) + sum(self.alloc_seconds(b) for b in work.fresh)
 
     def write_seconds(self, nbytes: float) -> float:
@@ -452,6 +482,11 @@ class KernelTable:
                                       for k, curve in data.get("attention", ()))
             if any(not curve or any(a <= 0 or b <= 0 for a, b in curve) for _, curve in data["attention"]):
                 raise ValueError("an attention curve is empty or has a value <= 0")
+            data["elementwise_rates"] = tuple((str(k), float(v)) for k, v in data.get("elementwise_rates", ()))
+            data["row_costs"] = tuple((str(op), tuple((float(w), float(t)) for w, t in curve))
+                                      for op, curve in data.get("row_costs", ()))
+            if any(not curve or any(w <= 0 for w, _ in curve) for _, curve in data["row_costs"]):
+                raise ValueError("a row_costs curve is empty or has a width <= 0")
             table = KernelTable(**data)
         except (ValueError, TypeError, KeyError) as exc:
             raise ChunkcError(f"{where}: not a chunkc kernel table ({exc}); rebuild it with "
@@ -606,6 +641,8 @@ class _NodeFacts:
     out_bytes: tuple[float, ...]
     row_bytes: float  # bytes of one row (the last axis) of its first output, 0 without one
     columns: float | None = None  # a contraction's output columns (see TimeModel._columns)
+    row_width: float = 0.0  # a row-wise kernel's elements a row and rows, whole (see TimeModel._row_shape)
+    row_count: float = 0.0
     rows_kernel: str = ""  # the measured per-query-row curve its kernel follows (OpDef.rows_kernel)
     whole_rows: float | None = None  # then: its query rows (output 0's axis -2), unchunked
 
@@ -680,12 +717,28 @@ class TimeModel:
         row = 0.0
         if first is not None and first.rank:
             row = float(evaluate(first.shape[-1], self.sizes) * first.dtype.itemsize)
-        facts = _NodeFacts(kind, float(flops), ins, outs, row, self._columns(node) if kind == CONTRACTION else None)
+        width, count = self._row_shape(node) if kind == POINTWISE else (0.0, 0.0)
+        facts = _NodeFacts(kind, float(flops), ins, outs, row, self._columns(node) if kind == CONTRACTION else None,
+                           width, count)
         if kind == CONTRACTION and node.op.rows_kernel is not None and first is not None and first.rank >= 2:
             kernel = node.op.rows_kernel([v.type for v in node.inputs], node.attrs)
             if kernel:
                 facts.rows_kernel, facts.whole_rows = kernel, float(evaluate(first.shape[-2], self.sizes))
         return facts
+
+    def _row_shape(self, node: Node) -> tuple[float, float]:
+        """(elements a row, rows) of a row-wise kernel: its first output's axes that the op computes
+        across (``mix`` in its dims record: softmax's axis, a layer norm's normalized axes) make a
+        row, the others count rows.  (0, 0) for an op without such axes (elementwise)."""
+        out = node.outputs[0] if node.outputs else None
+        if out is None or not out.rank:
+            return 0.0, 0.0
+        extents = [float(evaluate(d, self.sizes)) for d in out.shape]
+        mixed = [a for a, flow in enumerate(node.dims()[0]) if flow.kind == "mix"]
+        if not mixed:
+            return 0.0, 0.0
+        width = math.prod(extents[a] for a in mixed)
+        return width, math.prod(extents) / width if width else 0.0
 
     def _columns(self, node: Node) -> float | None:
         """The columns of a contraction's output: its last axis, when one operand (rank >= 2) alone
@@ -750,7 +803,8 @@ class TimeModel:
         return Work(f.kind, flops, sum(ins) + sum(outs), max(ins + list(outs), default=0.0),
                     () if f.kind == VIEW else outs, rows, sum(outs), row % CACHE_LINE == 0,
                     sum(ins) if f.kind == CONTRACTION else 0.0, cold, node.op.name, columns,
-                    f.rows_kernel, f.whole_rows if query_rows is None else query_rows, f.whole_rows)
+                    f.rows_kernel, f.whole_rows if query_rows is None else query_rows, f.whole_rows,
+                    f.row_width, f.row_count * share)  # a chunk never splits a row (mix axes are not chunked)
 
     def _call_seconds(self, i: int, sliced_inputs: tuple[bool, ...], share: float, rows: float | None,
                       last_axis: bool = False, cold: float = 1.0, query_rows: float | None = None,
