@@ -72,10 +72,15 @@ def test_a_table_of_format_5_is_still_read_and_prices_attention_as_before(tmp_pa
     plain = TimeModel(g, {"L": 2048}, synthetic_table())
     assert TimeModel(g, {"L": 2048}, found).times == plain.times
     monkeypatch.setattr("chunkc.calibrate.measure_attention", lambda say=None: (("float", CURVE),))
+    rows, light = (("softmax", ((16.0, 2e-9), (1024.0, 1e-9))),), (("le", 1e9),)
+    monkeypatch.setattr("chunkc.calibrate._row_costs", lambda widths, samples, say: rows)
+    monkeypatch.setattr("chunkc.calibrate._elementwise_rates", lambda call_s, samples, say: light)
     assert calibrate_main(["--threads", "1", "--upgrade"]) == 0
     new = find_table(1)
     assert new.format == TABLE_FORMAT and new.attention == (("float", CURVE),) and new.key == table_key(1)
-    assert dataclasses.replace(new, key=old.key, format=5, attention=(), notes=old.notes) == old
+    assert (new.row_costs, new.elementwise_rates) == (rows, light)  # what it lacked, measured alike
+    assert dataclasses.replace(new, key=old.key, format=5, attention=(), row_costs=(), elementwise_rates=(),
+                               notes=old.notes) == old
     assert table_path(1).exists() and path.exists()  # the old file is left for older versions
 
 
