@@ -209,3 +209,39 @@ def test_an_optimistic_relaxation_is_aimed_lower_not_dropped_for_the_floors_chun
     args = [torch.from_numpy(a) for a in inputs]
     np.testing.assert_allclose(fn(*args).numpy(), chunkc.interpret(g, *inputs)[0], rtol=1e-4, atol=1e-4)
     assert chunkc.measure_peak(fn, *args) <= 1.02 * budget
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_round_the_budget_does_not_need_is_left_out(backend):
+    """Above the floor without recomputation, a plan that recomputes the concat at each reader
+    (as a round would) gives way to the plan that holds it: predicted faster, within the budget."""
+    from chunkc.passes.autochunk import AutochunkOptions, _fewer_copies, _Planner, _replayed
+    from chunkc.passes.chunked_reference import interpret_plan
+    from chunkc.passes.cost import TimeModel
+    from chunkc.passes.memory import estimate_memory
+
+    g, _ = split_statistics(_up_block())
+    budget = int(_floor(g, backend=backend, recompute_rounds=0) * 1.3)
+    # slowdowns against the user's graph, as autochunk gives them: copies count
+    start = _Planner(g, {}, AutochunkOptions(progress=False, backend=backend), budget,
+                     estimate_memory(g, backend=backend), [], 0.0, {},
+                     reference_seconds=TimeModel(g, {}, backend=backend).total)
+    kept = _replayed(start, ["joined"], 128)
+    assert kept.recomputed == ("joined",) and len(kept.graph.nodes) > len(g.nodes)
+    copied = kept.plan()
+    assert copied is not None
+    plan = _fewer_copies(start, kept, copied, 128, tries=4)
+    assert plan is not copied and plan.estimated_slowdown < copied.estimated_slowdown
+    assert any(n.startswith("kept %joined whole") for n in plan.notes), plan.notes
+    assert len(plan.graph.nodes) < len(kept.graph.nodes) and plan.estimated_peak_bytes <= budget
+    assert _fewer_copies(start, kept, copied, 128, tries=0) is copied
+    inputs = _inputs()
+    expected = chunkc.interpret(g, *inputs)[0]
+    np.testing.assert_allclose(interpret_plan(plan, *inputs)[0], expected, rtol=1e-4, atol=1e-4)
+    fn = chunkc.compile(plan.graph, plan, backend=backend)
+    if backend == "numpy":
+        np.testing.assert_allclose(fn(*inputs), expected, rtol=1e-4, atol=1e-4)
+    else:
+        args = [torch.from_numpy(a) for a in inputs]
+        np.testing.assert_allclose(fn(*args).numpy(), expected, rtol=1e-4, atol=1e-4)
+        assert chunkc.measure_peak(fn, *args) <= 1.02 * budget
