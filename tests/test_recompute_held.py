@@ -178,3 +178,70 @@ def test_the_price_of_a_round_is_the_chain_at_each_reader_per_byte_held():
     want = sum(times.times[times.position[n]] for n in chain) * 3 / joined.type.nbytes({})
     assert _recompute_price(planner, "joined", 128) == pytest.approx(want)
     assert _recompute_price(planner, "joined", 2) == float("inf")  # no chain that short
+
+
+def test_an_optimistic_relaxation_is_aimed_lower_not_dropped_for_the_floors_chunks(monkeypatch):
+    """When the floor's regions relaxed to the budget are over it by the full estimator (the fast
+    region model was optimistic), the relaxation is aimed lower again: the plan keeps chunks
+    larger than the floor's one row, within the budget, and its values are the unchunked ones."""
+    from chunkc.ir.sizes import evaluate
+    from chunkc.passes import autochunk as A
+    from chunkc.passes.selection import SearchSpace
+
+    g = _up_block()
+    budget = int(_floor(g, backend="torch") * 1.6)
+    real = SearchSpace.largest_chunk
+    # a fast model that allows half as much again as fits: every relaxation at the budget is over it
+    monkeypatch.setattr(SearchSpace, "largest_chunk",
+                        lambda self, cand, target: None if (c := real(self, cand, target)) is None else int(1.5 * c))
+
+    def largest_chunk(tries):
+        monkeypatch.setattr(A._Planner._relaxed, "__defaults__", (tries,))
+        plan = chunkc.autochunk(g, budget, backend="torch", progress=False)
+        assert plan.estimated_peak_bytes <= budget
+        return plan, max(evaluate(r.chunk_size, plan.sizes) for r in plan.regions)
+
+    assert largest_chunk(1)[1] == 1  # one relaxation only: the floor's plan, a row at a time
+    plan, chunk = largest_chunk(A.RELAX_TRIES)
+    assert chunk > 1, str(plan)
+    inputs = _inputs()
+    fn = chunkc.compile(plan.graph, plan, backend="torch")
+    args = [torch.from_numpy(a) for a in inputs]
+    np.testing.assert_allclose(fn(*args).numpy(), chunkc.interpret(g, *inputs)[0], rtol=1e-4, atol=1e-4)
+    assert chunkc.measure_peak(fn, *args) <= 1.02 * budget
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_round_the_budget_does_not_need_is_left_out(backend):
+    """Above the floor without recomputation, a plan that recomputes the concat at each reader
+    (as a round would) gives way to the plan that holds it: predicted faster, within the budget."""
+    from chunkc.passes.autochunk import AutochunkOptions, _fewer_copies, _Planner, _replayed
+    from chunkc.passes.chunked_reference import interpret_plan
+    from chunkc.passes.cost import TimeModel
+    from chunkc.passes.memory import estimate_memory
+
+    g, _ = split_statistics(_up_block())
+    budget = int(_floor(g, backend=backend, recompute_rounds=0) * 1.3)
+    # slowdowns against the user's graph, as autochunk gives them: copies count
+    start = _Planner(g, {}, AutochunkOptions(progress=False, backend=backend), budget,
+                     estimate_memory(g, backend=backend), [], 0.0, {},
+                     reference_seconds=TimeModel(g, {}, backend=backend).total)
+    kept = _replayed(start, ["joined"], 128)
+    assert kept.recomputed == ("joined",) and len(kept.graph.nodes) > len(g.nodes)
+    copied = kept.plan()
+    assert copied is not None
+    plan = _fewer_copies(start, kept, copied, 128, tries=4)
+    assert plan is not copied and plan.estimated_slowdown < copied.estimated_slowdown
+    assert any(n.startswith("kept %joined whole") for n in plan.notes), plan.notes
+    assert len(plan.graph.nodes) < len(kept.graph.nodes) and plan.estimated_peak_bytes <= budget
+    assert _fewer_copies(start, kept, copied, 128, tries=0) is copied
+    inputs = _inputs()
+    expected = chunkc.interpret(g, *inputs)[0]
+    np.testing.assert_allclose(interpret_plan(plan, *inputs)[0], expected, rtol=1e-4, atol=1e-4)
+    fn = chunkc.compile(plan.graph, plan, backend=backend)
+    if backend == "numpy":
+        np.testing.assert_allclose(fn(*inputs), expected, rtol=1e-4, atol=1e-4)
+    else:
+        args = [torch.from_numpy(a) for a in inputs]
+        np.testing.assert_allclose(fn(*args).numpy(), expected, rtol=1e-4, atol=1e-4)
+        assert chunkc.measure_peak(fn, *args) <= 1.02 * budget

@@ -99,6 +99,7 @@ class _Floor:
     held_here: Mapping[str, int]  # the same by their names in the planned graph (what recompute_chain takes)
 
 
+RELAX_TRIES = 6  # relaxations of the floor plan aimed lower when the full estimator finds one over budget
 HELD_SHOWN = 4  # whole values an InfeasibleBudgetError's message names (all are in its ``held``)
 
 
@@ -117,6 +118,7 @@ class _Planner:
         self.rounds = rounds
         self.widths: list[int] = []
         self.floor: _Floor | None = None
+        self.recomputed: tuple[str, ...] = ()  # the values recompute rounds copied to their readers, in order
 
     def plan(self) -> Plan | None:
         """A plan within the budget, or None (``self.floor`` then says how low it got).
@@ -177,11 +179,27 @@ class _Planner:
                             *self._held(floor_plan.graph, report), report.whole_at_peak)
         if report.peak_bytes > self.budget_bytes:
             return None, floor_state
-        relaxed = self.space.relaxed(floor_state, self.budget_bytes)
-        plan, report_relaxed = self._build(relaxed)
-        if report_relaxed.peak_bytes <= self.budget_bytes:
-            return self._finish(plan, relaxed, self.budget_bytes), relaxed
+        relaxed = self._relaxed(floor_state)
+        if relaxed is not None:
+            return relaxed
         return self._finish(floor_plan, floor_state, self.budget_bytes), floor_state
+
+    def _relaxed(self, floor_state: State, tries: int = RELAX_TRIES) -> tuple[Plan, State] | None:
+        """The floor's regions with their chunks relaxed to the budget (SearchSpace.relaxed), re-checked
+        with the full estimator; when the fast model was optimistic, relaxed to a lower target, as
+        _verified aims lower.  The floor plan runs every region at its smallest chunk (one row of a
+        UNet's feature map), so a relaxation that misses the budget by a little must not fall back
+        to it: a UNet at 20% ran 3x its unchunked time on the floor's chunks."""
+        target = self.budget_bytes
+        for _ in range(tries):
+            relaxed = self.space.relaxed(floor_state, target)
+            plan, report = self._build(relaxed)
+            if report.peak_bytes <= self.budget_bytes:
+                return self._finish(plan, relaxed, target), relaxed
+            target = int(target * self.budget_bytes / report.peak_bytes * 0.98)
+            if target < floor_state.peak_bytes:
+                break
+        return None
 
     def _held(self, graph: Graph, report: MemoryReport) -> tuple[dict[str, int], str]:
         """The values held in full at the report's peak (a recomputed copy under the value it
@@ -514,7 +532,47 @@ def _recompute_one(planner: _Planner, name: str, max_nodes: int) -> tuple[Plan |
                              f"plan held it whole ({planner.floor.held_here[name]} B)"]
     deeper = _Planner(remat.graph, planner.sizes, planner.opts, planner.budget_bytes, planner.unchunked, notes,
                       planner.started, copies, reference_seconds=planner.reference_seconds)
+    deeper.recomputed = planner.recomputed + (name,)
     return deeper.plan(), deeper
+
+
+def _replayed(start: _Planner, names: list[str], max_nodes: int) -> _Planner:
+    """A planner of ``start``'s graph with %name recomputed at each of its readers for each of ``names``,
+    in order, as recompute rounds did (a value left without a chain stays held)."""
+    planner = start
+    for name in names:
+        chain = recompute_chain(planner.graph, planner.sizes, name, max_nodes)
+        remat = rematerialize(planner.graph, planner.sizes, 0, members=chain) if chain else None
+        if remat is None or not remat.copies:
+            continue
+        copies = {**planner.copies, **{c: planner.copies.get(o, o) for c, o in remat.copies.items()}}
+        deeper = _Planner(remat.graph, planner.sizes, planner.opts, planner.budget_bytes, planner.unchunked,
+                          planner.notes + [f"recomputed %{name} ({len(chain)} node(s)) at each of its readers"],
+                          planner.started, copies, reference_seconds=planner.reference_seconds)
+        deeper.recomputed = planner.recomputed + (name,)
+        planner = deeper
+    return planner
+
+
+def _fewer_copies(start: _Planner, kept: _Planner, plan: Plan, max_nodes: int, tries: int) -> Plan:
+    """``plan`` (made by ``kept``, after recompute rounds from ``start``) with rounds left out where
+    the budget is still met without them and the plan is predicted faster: a round recomputes what
+    the lowest plan of its graph held, but the budget may sit above that floor, where holding the
+    value costs less than copying its chain into every reader (a UNet's skip connection: a
+    resnet block at full resolution copied into each up-block loop).  The dearest copies (time
+    per byte held, _recompute_price) are tried first, at most ``tries`` of them."""
+    names = list(kept.recomputed)
+    if not names or tries <= 0:
+        return plan
+    known = {v.name for n in start.graph.nodes for v in n.outputs}
+    dearest = sorted(names, key=lambda n: -_recompute_price(start, n, max_nodes) if n in known else 0.0)
+    for name in dearest[:tries]:
+        trial = [n for n in names if n != name]
+        candidate = _replayed(start, trial, max_nodes).plan()
+        if candidate is not None and candidate.estimated_slowdown < plan.estimated_slowdown:
+            plan, names = candidate, trial
+            plan.notes.append(f"kept %{name} whole: the budget holds it, and recomputing it cost more")
+    return plan
 
 
 def _lower(new: _Floor, old: _Floor) -> bool:
@@ -600,9 +658,10 @@ def _autochunk(graph: Graph, budget, sizes: Mapping[str, int] | None,
         if plan is not None:
             # the rounds again, alike values cheapest first: largest first reaches the lowest floors
             # in the fewest rounds, but where both reach the budget the cheaper copies may win
-            cheap = _recompute_held(start, rounds, opts.recompute_nodes, cheapest=True)[0]
+            cheap, cheap_planner, _ = _recompute_held(start, rounds, opts.recompute_nodes, cheapest=True)
             if cheap is not None and cheap.estimated_slowdown < plan.estimated_slowdown:
-                plan = cheap
+                plan, deeper = cheap, cheap_planner
+            plan = _fewer_copies(start, deeper, plan, opts.recompute_nodes, opts.recompute_keep_tries)
             return fuse_unused_splits(plan, splits, lambda g, p: estimate_memory(
                 g, plan=p, sizes=sizes, backend=opts.backend).peak_bytes)
         rounds -= used

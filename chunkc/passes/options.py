@@ -23,6 +23,7 @@ class SearchKnobs:
     # whole, and plan again, at most this many times (0: never; chunkc.passes.remat.recompute_chain)
     recompute_rounds: int = 16
     recompute_nodes: int = 128  # the longest producer chain one such round recomputes at each reader
+    recompute_keep_tries: int = 4  # recompute rounds of a plan that met the budget tried left out, dearest first
     # when no flat plan meets the budget: loops over rows with inner loops over the keys that
     # attention accumulates over, recomputing them from the layer input (chunkc.passes.nest)
     nested: bool = True
