@@ -144,3 +144,39 @@ def test_evaluate_folds_unevaluated_constant_expressions():
                                                                       evaluate=False), evaluate=False),
                                            evaluate=False), evaluate=False)
     assert evaluate(expr, {"L": 16}) == 1
+
+
+def _unevaluated(expr):
+    """``expr`` rebuilt bottom-up with every floor, ceiling, Min and Max unevaluated (as
+    chunkc.passes.region_memory.chunk_expression builds run-time chunk sizes)."""
+    if not expr.args:
+        return expr
+    args = [_unevaluated(a) for a in expr.args]
+    if expr.func in (sympy.floor, sympy.ceiling, sympy.Min, sympy.Max):
+        return expr.func(*args, evaluate=False)
+    return expr.func(*args)
+
+
+@settings(max_examples=150)
+@given(_expressions(), st.integers(1, 40), st.integers(1, 40), st.integers(1, 40),
+       st.sampled_from([1, 2, 3, 7]))
+def test_evaluate_agrees_with_sympy_substitution(expr, b, l, h, q):
+    """evaluate's exact arithmetic over the tree gives sympy's own value (subs, then doit),
+    also on unevaluated formulas with rational coefficients and divisions by symbols."""
+    values = {"B": b, "L": l, "H": h}
+    for e in (expr, _unevaluated(sympy.ceiling(expr / q + L / (B + 1), evaluate=False)),
+              _unevaluated(sympy.Max(1, sympy.floor((expr - 3 * H) * L / (2 * B + H), evaluate=False)))):
+        e = sympy.sympify(e)
+        if e.is_Integer:
+            continue
+        want = e.subs({sym(k): v for k, v in values.items()}).doit()
+        if not want.is_Integer:
+            with pytest.raises(ValueError, match="not an integer"):
+                evaluate(e, values)
+            continue
+        assert evaluate(e, values) == int(want), e
+
+
+def test_evaluate_refuses_a_fraction():
+    with pytest.raises(ValueError, match="not an integer"):
+        evaluate(L / 2, {"L": 3})

@@ -35,6 +35,7 @@ import numpy as np
 
 from ..errors import InfeasibleBudgetError
 from ..ir.interpreter import interpret
+from ..passes.selection import space_cache
 from .graphs import Budget, FuzzCase, make_inputs
 
 KINDS = ("crash", "wrong", "over_budget", "estimate", "non_monotone", "self_contradicting")
@@ -131,9 +132,10 @@ def check_case(case: FuzzCase, backends: Sequence[str] = BACKENDS, measure: bool
         report.findings.append(_crash("interpret", None, None, exc))
         report.seconds = time.perf_counter() - t0
         return report
-    for backend in backends:
-        _check_backend(case, backend, list(case.budgets if budgets is None else budgets), refs, measure, rerun,
-                       report, execute)
+    with space_cache():  # one graph, many budgets: each search space is analysed once
+        for backend in backends:
+            _check_backend(case, backend, list(case.budgets if budgets is None else budgets), refs, measure, rerun,
+                           report, execute)
     report.seconds = time.perf_counter() - t0
     return report
 

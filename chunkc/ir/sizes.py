@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ast
 import functools
+import math
 import re
+from fractions import Fraction
 from typing import Mapping, Union
 
 import sympy
@@ -92,6 +94,14 @@ def _evaluate_cached(size: sympy.Expr, bindings: tuple) -> int:
     missing = [s.name for s in size.free_symbols if s.name not in values]
     if missing:
         raise KeyError(f"no value given for symbolic size(s) {', '.join(sorted(missing))} in {format_size(size)}")
+    try:  # exact rational arithmetic over the tree: sympy's value, without sympy's simplification
+        exact = _exact(size, values)
+    except (_Unknown, ZeroDivisionError):
+        exact = None
+    if exact is not None:
+        if isinstance(exact, Fraction) and exact.denominator != 1:
+            raise ValueError(f"size {format_size(size)} is not an integer for {values}")
+        return int(exact)
     # by name: a symbol may carry other assumptions than sym()'s (a loop start that may be 0)
     result = size.subs({s: values[s.name] for s in size.free_symbols})
     if not result.is_Integer:
@@ -100,6 +110,49 @@ def _evaluate_cached(size: sympy.Expr, bindings: tuple) -> int:
     if not result.is_Integer:
         raise ValueError(f"size {format_size(size)} is not an integer for {values}")
     return int(result)
+
+
+class _Unknown(Exception):
+    """A node :func:`_exact` does not evaluate (sympy's substitution does)."""
+
+
+def _exact(e: sympy.Basic, values: Mapping[str, int]) -> int | Fraction:
+    """``e``'s value with its symbols bound, in exact integers and fractions: what
+    ``e.subs(...).doit()`` gives, for the nodes chunk-size expressions are made of (sums,
+    products, integer powers, floor, ceiling, min, max, mod).  Substituting into a large
+    unevaluated expression (a region's chunk-size formula) makes sympy simplify it after every
+    replacement, which took seconds each."""
+    if e.is_Symbol:
+        return values[e.name]
+    if e.is_Integer:
+        return int(e)
+    if e.is_Rational:
+        return Fraction(int(e.p), int(e.q))
+    func = e.func
+    if func is sympy.Add:
+        return sum(_exact(a, values) for a in e.args)
+    if func is sympy.Mul:
+        out = 1
+        for a in e.args:
+            out *= _exact(a, values)
+        return out
+    if func is sympy.Pow:
+        power = e.args[1]
+        if not power.is_Integer:
+            raise _Unknown(e)
+        base, power = _exact(e.args[0], values), int(power)
+        return base ** power if power >= 0 else Fraction(1, base ** -power)
+    if func is sympy.floor:
+        return math.floor(_exact(e.args[0], values))
+    if func is sympy.ceiling:
+        return math.ceil(_exact(e.args[0], values))
+    if func is sympy.Max:
+        return max(_exact(a, values) for a in e.args)
+    if func is sympy.Min:
+        return min(_exact(a, values) for a in e.args)
+    if func is sympy.Mod:
+        return _exact(e.args[0], values) % _exact(e.args[1], values)
+    raise _Unknown(e)
 
 
 def product(sizes) -> Size:

@@ -44,7 +44,7 @@ from .cse import eliminate_common_subexpressions
 from .fold_split import fold_splits
 from .split_statistics import StatisticsSplit, fuse_unused_splits, split_statistics
 from .schedule import whole_inputs_first
-from .selection import BeamSelector, FloorSelector, SearchSpace, Selector, SpaceOptions, State
+from .selection import BeamSelector, FloorSelector, Selector, SpaceOptions, State, search_space
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,9 @@ class _Planner:
         self.graph, self.sizes, self.opts, self.copies = graph, sizes, opts, copies
         self.reference_seconds = reference_seconds  # the user's graph's estimated time (slowdowns are against it)
         self.budget_bytes, self.unchunked, self.notes, self.started = budget_bytes, unchunked, notes, started
-        self.space = SearchSpace(graph, sizes, SpaceOptions(opts.ends_window, opts.max_region_nodes, opts.machine,
+        self.space = search_space(graph, sizes, SpaceOptions(opts.ends_window, opts.max_region_nodes, opts.machine,
                                                              opts.backend, opts.device, opts.compiled))
+        self.graph = self.space.graph  # an equal graph planned before (space_cache): its candidates index it
         self.start = self.space.state_of(start_regions) if start_regions else None
         self.rounds = rounds
         self.widths: list[int] = []

@@ -25,6 +25,9 @@ A researcher swaps the strategy with ``autochunk(..., selector=MySelector())``
 from __future__ import annotations
 
 import bisect
+import contextlib
+import copy
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
 
@@ -94,6 +97,14 @@ class SearchSpace:
         self._tier: dict[tuple[int, int], int | None] = {}  # (candidate, chunk) -> cache tier it fits
         self._memory_cache: dict[int, RegionMemory] = {}
         self.regions_seen: set[int] = set()  # candidates priced (to say how wide a search was)
+        self._asked: set[tuple[int, int]] = set()  # best_chunk questions asked in this search (see fresh)
+
+    def fresh(self) -> "SearchSpace":
+        """This space for a new search: the analysis (walks, region memories, costs, best chunks)
+        shared, the search's own records (regions seen, cache tiers of the chunks chosen) empty."""
+        out = copy.copy(self)
+        out.regions_seen, out._tier, out._asked = set(), {}, set()
+        return out
 
     def initial(self) -> State:
         """No region chosen: the unchunked schedule."""
@@ -159,9 +170,14 @@ class SearchSpace:
 
     def best_chunk(self, cand: Candidate, largest: int) -> tuple[int, float]:
         """The cheapest chunk no larger than ``largest`` (balanced: equal iterations), and its cost."""
-        known = self._best_cache.get((id(cand), largest))  # asked again in every stage that reaches cand
+        key = (id(cand), largest)
+        known = self._best_cache.get(key)  # asked again in every stage that reaches cand
         if known is not None:
-            return known
+            if key not in self._asked:  # first asked in this search: its tier is recorded as when found
+                self._asked.add(key)
+                self._tier[(id(cand), known[0])] = known[2]
+            return known[:2]
+        self._asked.add(key)
         extent = evaluate(cand.extent, self.sizes)
         best = None
         for cap, tier in self.times.chunk_options(cand, largest):
@@ -170,7 +186,7 @@ class SearchSpace:
             if best is None or cost < best[1]:
                 best = (chunk, cost, tier)
         self._tier[(id(cand), best[0])] = best[2]
-        self._best_cache[(id(cand), largest)] = best[:2]
+        self._best_cache[key] = best
         return best[:2]
 
     def overhead(self, cand: Candidate, chunk: int) -> float:
@@ -228,6 +244,50 @@ class SearchSpace:
             ok = expr is not None and evaluate(expr, self.sizes) <= chunk
             out.append(region.with_chunk_size(expr) if ok else region)
         return tuple(out)
+
+
+SPACES_KEPT = 16  # search spaces a space_cache keeps (least recently used dropped first)
+_cache: "OrderedDict[tuple, SearchSpace] | None" = None  # set inside space_cache()
+
+
+@contextlib.contextmanager
+def space_cache():
+    """Inside, :func:`search_space` reuses the space of a graph already planned at the same sizes
+    and options: planning one graph at many budgets (the fuzzer's cases, a budget sweep) then
+    walks, prices and models each region once.  Nested uses share the outer cache."""
+    global _cache
+    if _cache is not None:
+        yield
+        return
+    _cache = OrderedDict()
+    try:
+        yield
+    finally:
+        _cache = None
+
+
+def search_space(graph: Graph, sizes: dict[str, int], options: SpaceOptions = SpaceOptions()) -> SearchSpace:
+    """A fresh :class:`SearchSpace` for ``graph`` at ``sizes``; inside :func:`space_cache`, the
+    analysis of an earlier graph with the same text (and constant arrays) is reused, and the
+    space's ``graph`` is that earlier graph, so the search must go on with ``space.graph``."""
+    if _cache is None:
+        return SearchSpace(graph, sizes, options)
+    from ..ir.printer import print_graph
+    try:
+        text = print_graph(graph)
+    except Exception:  # no text form (a node without outputs): not cached
+        return SearchSpace(graph, sizes, options)
+    # the text names every op, attribute, type and name; large constants print no data: their arrays count
+    key = (text, tuple(id(c.data) for c in graph.constants), tuple(sorted(sizes.items())), options.ends_window,
+           options.max_region_nodes, id(options.machine), options.backend, options.device, options.compiled)
+    space = _cache.get(key)
+    if space is None:
+        space = _cache[key] = SearchSpace(graph, sizes, options)  # it holds the graph: the ids stay valid
+        if len(_cache) > SPACES_KEPT:
+            _cache.popitem(last=False)
+    else:
+        _cache.move_to_end(key)
+    return space.fresh()
 
 
 Progress = Callable[[int], None]  # told the best peak so far, after each stage
@@ -450,4 +510,4 @@ def _contains(sorted_indices: tuple[int, ...], i: int) -> bool:
     return k < len(sorted_indices) and sorted_indices[k] == i
 
 
-__all__ = ["SearchSpace", "SpaceOptions", "State", "Selector", "BeamSelector", "FloorSelector", "Progress"]
+__all__ = ["SearchSpace", "SpaceOptions", "search_space", "space_cache", "State", "Selector", "BeamSelector", "FloorSelector", "Progress"]
