@@ -47,18 +47,24 @@ def regions(plan, sizes) -> str:
     return "; ".join(found) or "no regions"
 
 
-def compare(key: str, rounds: int, old_table: str) -> str:
-    """The plans under the kernel table at ``old_table`` (before) and this process's (after), timed
-    against the unchunked program and each other in the same rounds."""
-    import chunkc
-    from chunkc.passes.cost import KernelTable, default_kernels
+def _setup(key: str):
+    """Case ``key`` imported: (graph, inputs, sizes, unchunked program, its measured peak, budget fraction)."""
     factory, size, fraction = cases()[key]
     case = factory()
     graph = C.import_case(case)
     args = case.make_inputs(size)
     sizes = graph.bind_sizes(args)
     plain = C.compile_torch(graph)
-    budget = int(fraction * C.measure(plain, args))
+    return graph, args, sizes, plain, C.measure(plain, args), fraction
+
+
+def compare(key: str, rounds: int, old_table: str) -> str:
+    """The plans under the kernel table at ``old_table`` (before) and this process's (after), timed
+    against the unchunked program and each other in the same rounds."""
+    import chunkc
+    from chunkc.passes.cost import KernelTable, default_kernels
+    graph, args, sizes, plain, peak, fraction = _setup(key)
+    budget = int(fraction * peak)
     plans = {name: chunkc.autochunk(graph, budget, sizes=dict(sizes), backend="torch", progress=False, machine=table)
              for name, table in (("before", KernelTable.load(old_table)), ("after", default_kernels()))}
     line = "; ".join(f"{name} {regions(p, sizes)} predicted x{p.estimated_slowdown:.3f}" for name, p in plans.items())
@@ -72,13 +78,7 @@ def compare(key: str, rounds: int, old_table: str) -> str:
 
 
 def run_one(key: str, rounds: int, plan_only: bool = False) -> str:
-    factory, size, fraction = cases()[key]
-    case = factory()
-    graph = C.import_case(case)
-    args = case.make_inputs(size)
-    sizes = graph.bind_sizes(args)
-    plain = C.compile_torch(graph)
-    peak = C.measure(plain, args)
+    graph, args, sizes, plain, peak, fraction = _setup(key)
     t0 = time.perf_counter()
     plan = C.plan_under(graph, int(fraction * peak), sizes)
     planned = time.perf_counter() - t0

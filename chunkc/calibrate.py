@@ -1,7 +1,7 @@
 """Measure this machine's kernel table for the cost model (PyTorch backend, CPU).
 
-    python -m chunkc.calibrate               # at torch's thread count; about 17 s of CPU time
-    python -m chunkc.calibrate --upgrade     # add what a table of an older format lacks (the attention curves)
+    python -m chunkc.calibrate               # at torch's thread count; about 20 s
+    python -m chunkc.calibrate --upgrade     # measure only what a cached table lacks (an older format, or parts added since)
     python -m chunkc.calibrate --threads 1   # the benchmarks time with one thread
     python -m chunkc.calibrate --show        # print the cached table, measure nothing
 

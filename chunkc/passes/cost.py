@@ -56,7 +56,7 @@ Two kernel models come with chunkc:
   kernel, fresh outputs, a pointwise kernel, matrix products (by rows and by
   output columns) and their stores over ladders of sizes, products on cold operands, the
   elementwise kernels of the op records, four row-wise kernels by row width and fused
-  attention by query rows (about 25 s of CPU time) and caches the table as
+  attention by query rows (about 20 s on a quiet machine) and caches the table as
   JSON in the user's cache directory, keyed by machine, torch version, torch
   threads, the table's format and the allocator's settings in the environment
   (:func:`table_path`).  Times between measured sizes are interpolated.
