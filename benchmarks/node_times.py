@@ -112,23 +112,12 @@ def model_prices(model, plan) -> dict[str, float]:
         extent = evaluate(step.region.extent, model.sizes)
         chunk = max(1, min(evaluate(step.region.chunk_size, model.sizes), extent))
         loop = [model.position[n] for n in step.nodes]
-        full, rest = divmod(extent, chunk)
-        parts = [(full, chunk / extent)] + ([(1, rest / extent)] if rest else [])
-        body = model._body(loop, chunked)[0]
-        nodes_total = 0.0
-        for count, share in parts:
-            evicted = model._cold_share(model.iteration_bytes(loop, chunked, share))
-            for i, sliced_inputs, rows, last_axis, outside in body:
-                cold = 1.0
-                if outside is not None:
-                    tb = outside[2] * share + outside[3]
-                    cold = round(evicted * (outside[0] * share + outside[1]) / tb, 2) if tb else 0.0
-                t = count * model._call_seconds(i, sliced_inputs, share, None if rows is None else rows * share,
-                                                last_axis, cold)
-                prices[name(i)] += t
-                nodes_total += t
+        per_node: dict[int, float] = {}
         whole = model.loop_seconds(loop, chunked, step.outputs, extent, chunk, reused=tuple(step.reuse),
-                                   accumulators=tuple(step.accumulators))
+                                   accumulators=tuple(step.accumulators), per_node=per_node)
+        for i, t in per_node.items():
+            prices[name(i)] += t
+        nodes_total = sum(per_node.values())
         prices[f"loop overhead {k}"] += whole - nodes_total
     return prices
 

@@ -881,7 +881,7 @@ class TimeModel:
         chunk's share) and whole ones: (outside sliced, outside whole, all sliced, all whole).
         Only these are read cold; an operand the previous node just wrote is as warm as the
         caches keep anything (:meth:`loop_seconds`)."""
-        node, views = self.graph.nodes[i], {}
+        node = self.graph.nodes[i]
         found = [0.0, 0.0, 0.0, 0.0]
         for v, nbytes in zip(node.inputs, self.facts[i].in_bytes):
             root = v
@@ -955,13 +955,16 @@ class TimeModel:
     def loop_seconds(self, loop: Sequence[int], chunked: Mapping[Value, tuple[int, int]], outputs: Sequence[Value],
                      extent: int, chunk: int, reused: Sequence[Value] = (),
                      accumulators: Sequence[Value] = (),
-                     halos: Mapping[Value, tuple[int, int]] | None = None) -> float:
+                     halos: Mapping[Value, tuple[int, int]] | None = None,
+                     per_node: dict[int, float] | None = None) -> float:
         """Seconds of a chunk loop: its nodes (schedule indices) run on chunks of ``chunk`` of
         ``extent`` units, ``chunked`` the values sliced in it ({value: (axis, unit)}), ``outputs``
         written into full buffers (``reused``: those written over an input's storage;
         ``accumulators``: those merged whole, in place, once per iteration but the first);
         ``halos`` the rows beyond its chunk a loop value holds (chunkc.passes.halo): its node
-        computes them again in each iteration, the overlap's price."""
+        computes them again in each iteration, the overlap's price.  ``per_node``, when given,
+        gets each node's calls over all iterations added (the rest is the loop's own: a
+        diagnostic, benchmarks.node_times)."""
         m = self.machine
         chunk = max(1, min(chunk, extent))
         full, rest = divmod(extent, chunk)
@@ -986,7 +989,11 @@ class TimeModel:
                 args = (i, sliced_inputs, grown, None if rows is None else rows * grown, last_axis, cold,
                         None if queries is None else queries * grown, None)  # _call_seconds's key
                 t = cache.get(args)
-                calls += call(*args) if t is None else t
+                if t is None:
+                    t = call(*args)
+                calls += t
+                if per_node is not None:
+                    per_node[i] = per_node.get(i, 0.0) + count * t
             total += count * calls
         total += iterations * (m.iteration_s + sliced * m.slice_s + (COMPILED_BODY_S if self.compiled else 0.0))
         for v in strided:

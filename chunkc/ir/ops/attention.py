@@ -27,7 +27,6 @@ import math
 from fractions import Fraction
 from typing import Sequence
 
-import numpy as np
 import sympy
 
 from .. import elements
@@ -136,11 +135,15 @@ def _sdpa_slice(attrs, ins, axis, start, length):
     return {**attrs, "query_offset": normalize(attrs["query_offset"] + start)}
 
 
+def _qk_batch(ins, attrs) -> Size:
+    """Elements of the broadcast batch of q and k: the score tiles a call makes."""
+    batches, _, _ = _parts(ins, attrs)
+    return product(broadcast_shapes("scaled_dot_product_attention", batches[:2]))
+
+
 def _rows(ins, attrs) -> Size:
     """Query rows of the scores: the broadcast batch of q and k times L."""
-    batches, _, _ = _parts(ins, attrs)
-    qk = broadcast_shapes("scaled_dot_product_attention", batches[:2])
-    return normalize(product(qk) * ins[0].shape[-2])
+    return normalize(_qk_batch(ins, attrs) * ins[0].shape[-2])
 
 
 def _scores_numel(ins, attrs) -> Size:
@@ -187,8 +190,7 @@ def attended_numel(q: TensorType, k: TensorType, batch: Size, attrs, key_offset:
 
 
 def _sdpa_flops(ins, attrs, outs) -> Size:
-    batches, _, _ = _parts(ins, attrs)
-    n = attended_numel(ins[0], ins[1], product(broadcast_shapes("scaled_dot_product_attention", batches[:2])), attrs)
+    n = attended_numel(ins[0], ins[1], _qk_batch(ins, attrs), attrs)
     return normalize(2 * n * ins[0].shape[-1] + 2 * n * ins[2].shape[-1] + 5 * n)
 
 
