@@ -41,7 +41,7 @@ def regions(plan, sizes) -> str:
     nodes = {n.name: n for n in plan.graph.nodes}
     found = []
     for r in plan.regions:
-        kinds = sorted({n.op.name for n in (nodes[name] for name in r.nodes) if getattr(n.op, "rows_kernel", None) is not None or "attention" in n.op.name})
+        kinds = sorted({n.op.name for n in (nodes[name] for name in r.nodes) if n.op.rows_kernel is not None})
         found.append(f"{evaluate(r.chunk_size, sizes)}/{evaluate(r.extent, sizes)}"
                      + (f" [{', '.join(kinds)}]" if kinds else ""))
     return "; ".join(found) or "no regions"
